@@ -1,0 +1,47 @@
+#include "errors.h"
+
+#include <string.h>
+
+const char *ferry_strerror(int code)
+{
+    switch (code) {
+    case 0:
+        return "success";
+    case FERRY_EPARSE:
+        return "malformed input";
+    case FERRY_ETOOBIG:
+        return "input too large";
+    case FERRY_EDIGEST:
+        return "digest mismatch";
+    case FERRY_EHTTP:
+        return "unexpected HTTP status";
+    case FERRY_ENOTFOUND:
+        return "not found";
+    case FERRY_EAUTH:
+        return "authentication denied";
+    case FERRY_ECONNECT:
+        return "registry unreachable";
+    case FERRY_ETIMEOUT:
+        return "timed out";
+    case FERRY_EPROTO:
+        return "registry protocol error";
+    case FERRY_EUNSUPPORTED:
+        return "unsupported";
+    case FERRY_ECANCELED:
+        return "canceled";
+    case FERRY_EINVAL:
+        return "invalid argument";
+    case FERRY_ETLS:
+        return "TLS failure";
+    case FERRY_ESERVER:
+        return "registry server error";
+    case FERRY_ETOOMANY:
+        return "rate limited by registry";
+    default:
+        break;
+    }
+    /* libuv's codes on Unix are negated errno values. */
+    if (code < 0 && code > -4096)
+        return strerror(-code);
+    return "unknown error";
+}
