@@ -9,21 +9,21 @@
 #define FERRY_ERRBASE (-20000)
 
 enum ferry_error {
-    FERRY_EPARSE = FERRY_ERRBASE - 1,       /* malformed input */
-    FERRY_ETOOBIG = FERRY_ERRBASE - 2,      /* input over its cap */
-    FERRY_EDIGEST = FERRY_ERRBASE - 3,      /* content does not match its digest */
-    FERRY_EHTTP = FERRY_ERRBASE - 4,        /* unexpected HTTP status */
-    FERRY_ENOTFOUND = FERRY_ERRBASE - 5,    /* the registry does not have it */
-    FERRY_EAUTH = FERRY_ERRBASE - 6,        /* authentication or authorization denied */
-    FERRY_ECONNECT = FERRY_ERRBASE - 7,     /* registry unreachable, connection failed */
-    FERRY_ETIMEOUT = FERRY_ERRBASE - 8,     /* an operation took too long */
-    FERRY_EPROTO = FERRY_ERRBASE - 9,       /* the registry broke the protocol */
+    FERRY_EPARSE = FERRY_ERRBASE - 1,        /* malformed input */
+    FERRY_ETOOBIG = FERRY_ERRBASE - 2,       /* input over its cap */
+    FERRY_EDIGEST = FERRY_ERRBASE - 3,       /* content does not match its digest */
+    FERRY_EHTTP = FERRY_ERRBASE - 4,         /* unexpected HTTP status */
+    FERRY_ENOTFOUND = FERRY_ERRBASE - 5,     /* the registry does not have it */
+    FERRY_EAUTH = FERRY_ERRBASE - 6,         /* authentication or authorization denied */
+    FERRY_ECONNECT = FERRY_ERRBASE - 7,      /* registry unreachable, connection failed */
+    FERRY_ETIMEOUT = FERRY_ERRBASE - 8,      /* an operation took too long */
+    FERRY_EPROTO = FERRY_ERRBASE - 9,        /* the registry broke the protocol */
     FERRY_EUNSUPPORTED = FERRY_ERRBASE - 10, /* a media type or feature Ferry does not handle */
-    FERRY_ECANCELED = FERRY_ERRBASE - 11,   /* the operation was canceled */
-    FERRY_EINVAL = FERRY_ERRBASE - 12,      /* invalid argument or configuration */
-    FERRY_ETLS = FERRY_ERRBASE - 13,        /* TLS handshake or certificate failure */
-    FERRY_ESERVER = FERRY_ERRBASE - 14,     /* the registry answered 5xx */
-    FERRY_ETOOMANY = FERRY_ERRBASE - 15,    /* the registry answered 429 */
+    FERRY_ECANCELED = FERRY_ERRBASE - 11,    /* the operation was canceled */
+    FERRY_EINVAL = FERRY_ERRBASE - 12,       /* invalid argument or configuration */
+    FERRY_ETLS = FERRY_ERRBASE - 13,         /* TLS handshake or certificate failure */
+    FERRY_ESERVER = FERRY_ERRBASE - 14,      /* the registry answered 5xx */
+    FERRY_ETOOMANY = FERRY_ERRBASE - 15,     /* the registry answered 429 */
     FERRY_ERRLAST = FERRY_ERRBASE - 16,
 };
 

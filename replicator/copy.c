@@ -1,0 +1,1175 @@
+#include "copy.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "digest.h"
+#include "errors.h"
+#include "log.h"
+#include "manifest.h"
+#include "presence.h"
+#include "progress.h"
+#include "reference.h"
+#include "xalloc.h"
+
+struct copy;
+struct copy_node;
+
+enum blob_state {
+    BLOB_IDLE = 0,
+    BLOB_QUEUED,
+    BLOB_ACTIVE,
+    BLOB_DONE,
+};
+
+/* One blob the destination may need; shared by every manifest that lists it. */
+struct copy_blob {
+    struct copy *copy;
+    char *digest;
+    int64_t size;
+    enum blob_state state;
+    struct copy_node **users;
+    size_t n_users;
+    struct copy_blob *next_queued;
+    /* The spool file the download writes and the upload follows. */
+    int fd;
+    uint64_t written;
+    bool download_requested;
+    bool download_started;
+    bool download_active;
+    bool verified;
+    int download_rc;
+    char *download_error;
+    bool upload_active;
+    bool upload_waiting;
+    int upload_rc;
+    char *upload_error;
+    enum registry_upload_outcome outcome;
+    char *mount_from;
+    struct registry_upload *upload;
+    uint64_t sent; /* bytes the upload has read so far, for progress */
+    struct progress_item *bar;
+};
+
+/* One manifest of the image's closure. */
+struct copy_node {
+    struct copy *copy;
+    char *digest;
+    char *media_type;
+    char *bytes;
+    size_t len;
+    struct manifest m;
+    struct copy_node *parent;  /* the index listing this child */
+    struct copy_node *subject; /* for a referrer: the manifest it refers to */
+    cJSON *descriptor;         /* for a referrer: its descriptor in the source's list */
+    bool present;              /* already at the destination */
+    bool pushed;
+    int pending; /* blobs, children or gates still to come before the PUT */
+};
+
+enum copy_phase {
+    PHASE_PING = 0,
+    PHASE_RESOLVE,
+    PHASE_CHECK,
+    PHASE_TRANSFER,
+    PHASE_REFERRERS_INDEX,
+    PHASE_TAG,
+    PHASE_DONE,
+};
+
+struct copy {
+    uv_loop_t loop;
+    const struct copy_options *opts;
+    struct copy_summary *sum;
+    struct http_client *http;
+    struct registry *src;
+    struct registry *dst;
+    struct reference src_ref;
+    struct reference dst_ref;
+    char *dst_tag;
+    struct presence *presence;
+    struct progress *progress;
+    char *spool_dir;
+    enum copy_phase phase;
+    int outstanding; /* callbacks still to fire */
+    int rc;
+    char *error;
+    struct copy_node **nodes;
+    size_t n_nodes;
+    struct copy_blob **blobs;
+    size_t n_blobs;
+    struct copy_node *root;
+    bool root_by_tag;     /* the root's PUT named the tag too */
+    char *dst_tag_digest; /* what the destination tag names now */
+    int nodes_unpushed;   /* manifests still to PUT */
+    struct copy_blob *queue_head;
+    struct copy_blob *queue_tail;
+    int jobs_running;
+    int jobs;
+    uint64_t start_ms;
+    uv_timer_t kick; /* starts downloads outside libcurl's callbacks */
+};
+
+static void copy_advance(struct copy *c);
+
+/* ---- bookkeeping ---- */
+
+static void copy_fail(struct copy *c, int rc, const char *error)
+{
+    if (c->rc == 0) {
+        c->rc = rc < 0 ? rc : FERRY_EPROTO;
+        c->error = xstrdup(error != NULL ? error : ferry_strerror(rc));
+        log_debug("copy failing rc=%d error=\"%s\"", rc, c->error);
+    }
+}
+
+static void copy_op_started(struct copy *c)
+{
+    c->outstanding++;
+}
+
+static void copy_op_finished(struct copy *c)
+{
+    c->outstanding--;
+    copy_advance(c);
+}
+
+static struct copy_node *copy_find_node(struct copy *c, const char *digest)
+{
+    for (size_t i = 0; i < c->n_nodes; i++)
+        if (strcmp(c->nodes[i]->digest, digest) == 0)
+            return c->nodes[i];
+    return NULL;
+}
+
+static struct copy_node *copy_add_node(struct copy *c, const char *digest)
+{
+    struct copy_node *n = xcalloc(1, sizeof(*n));
+    n->copy = c;
+    n->digest = xstrdup(digest);
+    c->nodes = xrealloc(c->nodes, (c->n_nodes + 1) * sizeof(*c->nodes));
+    c->nodes[c->n_nodes++] = n;
+    return n;
+}
+
+static struct copy_blob *copy_find_blob(struct copy *c, const char *digest)
+{
+    for (size_t i = 0; i < c->n_blobs; i++)
+        if (strcmp(c->blobs[i]->digest, digest) == 0)
+            return c->blobs[i];
+    return NULL;
+}
+
+static struct copy_blob *copy_add_blob(struct copy *c, const char *digest, int64_t size)
+{
+    struct copy_blob *b = copy_find_blob(c, digest);
+    if (b != NULL)
+        return b;
+    b = xcalloc(1, sizeof(*b));
+    b->copy = c;
+    b->digest = xstrdup(digest);
+    b->size = size;
+    b->fd = -1;
+    c->blobs = xrealloc(c->blobs, (c->n_blobs + 1) * sizeof(*c->blobs));
+    c->blobs[c->n_blobs++] = b;
+    return b;
+}
+
+/* ---- phase 1: ping both registries (reachability and auth discovery) ---- */
+
+static void ping_done(int rc, const char *error, void *arg)
+{
+    struct copy *c = arg;
+    if (rc < 0)
+        copy_fail(c, rc, error);
+    copy_op_finished(c);
+}
+
+/* ---- phase 2: resolve the closure from the source ---- */
+
+static void resolve_node(struct copy *c, struct copy_node *n, const char *reference);
+
+static bool platform_matches(const struct descriptor *d, const char *platform)
+{
+    char want[128];
+    snprintf(want, sizeof(want), "%s", platform);
+    char *os = want;
+    char *arch = strchr(os, '/');
+    if (arch == NULL)
+        return false;
+    *arch++ = '\0';
+    char *variant = strchr(arch, '/');
+    if (variant != NULL)
+        *variant++ = '\0';
+    if (d->platform_os == NULL || d->platform_arch == NULL)
+        return false;
+    if (strcmp(d->platform_os, os) != 0 || strcmp(d->platform_arch, arch) != 0)
+        return false;
+    return variant == NULL ||
+           (d->platform_variant != NULL && strcmp(d->platform_variant, variant) == 0);
+}
+
+static void referrers_listed(int rc, const char *error, const char *bytes, size_t len,
+                             const char *media_type, const char *digest, void *arg);
+
+struct resolve_ctx {
+    struct copy *c;
+    struct copy_node *n;
+};
+
+static void resolve_referrers(struct copy *c, struct copy_node *subject)
+{
+    struct resolve_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    ctx->c = c;
+    ctx->n = subject;
+    copy_op_started(c);
+    if (registry_referrers(c->src, c->src_ref.repository, subject->digest, referrers_listed, ctx) <
+        0) {
+        free(ctx);
+        copy_fail(c, FERRY_EINVAL, "cannot list referrers");
+        copy_op_finished(c);
+    }
+}
+
+static void node_fetched(int rc, const char *error, const char *bytes, size_t len,
+                         const char *media_type, const char *digest, void *arg)
+{
+    struct resolve_ctx *ctx = arg;
+    struct copy *c = ctx->c;
+    struct copy_node *n = ctx->n;
+    char *perr = NULL;
+
+    free(ctx);
+    if (rc < 0) {
+        copy_fail(c, rc, error);
+        copy_op_finished(c);
+        return;
+    }
+    if (c->rc < 0) {
+        copy_op_finished(c);
+        return;
+    }
+    if (n->digest[0] == '\0') {
+        /* The root, asked for by tag: now its digest is known. */
+        free(n->digest);
+        n->digest = xstrdup(digest);
+    }
+    n->bytes = xmalloc(len + 1);
+    memcpy(n->bytes, bytes, len);
+    n->bytes[len] = '\0';
+    n->len = len;
+    rc = manifest_parse(&n->m, bytes, len, media_type, &perr);
+    if (rc < 0) {
+        char *msg = xasprintf("manifest %s: %s", n->digest, perr ? perr : ferry_strerror(rc));
+        copy_fail(c, rc, msg);
+        free(msg);
+        free(perr);
+        copy_op_finished(c);
+        return;
+    }
+    n->media_type = xstrdup(n->m.media_type);
+
+    if (n == c->root && n->m.kind == MANIFEST_INDEX && c->opts->platform != NULL) {
+        /* Pick one platform: its manifest becomes the root. */
+        const struct descriptor *pick = NULL;
+        for (size_t i = 0; i < n->m.n_manifests && pick == NULL; i++)
+            if (platform_matches(&n->m.manifests[i], c->opts->platform))
+                pick = &n->m.manifests[i];
+        if (pick == NULL) {
+            char *msg =
+                xasprintf("%s has no manifest for platform %s", c->opts->src, c->opts->platform);
+            copy_fail(c, FERRY_ENOTFOUND, msg);
+            free(msg);
+        } else {
+            struct copy_node *child = copy_add_node(c, pick->digest);
+            c->root = child;
+            /* The index itself is not copied. */
+            n->present = true;
+            n->pushed = true;
+            resolve_node(c, child, child->digest);
+        }
+        copy_op_finished(c);
+        return;
+    }
+    if (n->m.kind == MANIFEST_INDEX) {
+        for (size_t i = 0; i < n->m.n_manifests; i++) {
+            const struct descriptor *d = &n->m.manifests[i];
+            if (copy_find_node(c, d->digest) != NULL)
+                continue;
+            if (strcmp(d->digest, n->digest) == 0) {
+                copy_fail(c, FERRY_EPARSE, "an index lists itself");
+                break;
+            }
+            struct copy_node *child = copy_add_node(c, d->digest);
+            child->parent = n;
+            resolve_node(c, child, child->digest);
+        }
+    }
+    if (!c->opts->no_referrers && n->subject == NULL)
+        resolve_referrers(c, n);
+    copy_op_finished(c);
+}
+
+static void resolve_node(struct copy *c, struct copy_node *n, const char *reference)
+{
+    struct resolve_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    ctx->c = c;
+    ctx->n = n;
+    copy_op_started(c);
+    if (registry_manifest_get(c->src, c->src_ref.repository, reference, node_fetched, ctx) < 0) {
+        free(ctx);
+        copy_fail(c, FERRY_EINVAL, "cannot fetch manifest");
+        copy_op_finished(c);
+    }
+}
+
+static void referrers_listed(int rc, const char *error, const char *bytes, size_t len,
+                             const char *media_type, const char *digest, void *arg)
+{
+    struct resolve_ctx *ctx = arg;
+    struct copy *c = ctx->c;
+    struct copy_node *subject = ctx->n;
+    (void)media_type;
+    (void)digest;
+
+    free(ctx);
+    if (rc < 0) {
+        copy_fail(c, rc, error);
+        copy_op_finished(c);
+        return;
+    }
+    if (len == 0 || c->rc < 0) {
+        copy_op_finished(c);
+        return;
+    }
+    cJSON *index = cJSON_ParseWithLength(bytes, len);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(index, "manifests");
+    if (!cJSON_IsArray(list)) {
+        char *msg = xasprintf("referrers of %s: not an image index", subject->digest);
+        copy_fail(c, FERRY_EPARSE, msg);
+        free(msg);
+        cJSON_Delete(index);
+        copy_op_finished(c);
+        return;
+    }
+    const cJSON *d;
+    cJSON_ArrayForEach(d, list)
+    {
+        const cJSON *dg = cJSON_GetObjectItemCaseSensitive(d, "digest");
+        if (!cJSON_IsString(dg) || !digest_valid(dg->valuestring)) {
+            char *msg =
+                xasprintf("referrers of %s: a descriptor has no valid digest", subject->digest);
+            copy_fail(c, FERRY_EPARSE, msg);
+            free(msg);
+            break;
+        }
+        if (copy_find_node(c, dg->valuestring) != NULL)
+            continue;
+        struct copy_node *r = copy_add_node(c, dg->valuestring);
+        r->subject = subject;
+        r->descriptor = cJSON_Duplicate(d, 1);
+        c->sum->referrers++;
+        resolve_node(c, r, r->digest);
+    }
+    cJSON_Delete(index);
+    copy_op_finished(c);
+}
+
+/* ---- phase 3: what does the destination hold already? ---- */
+
+static void node_checked(int rc, const char *error, const char *bytes, size_t len,
+                         const char *media_type, const char *digest, void *arg)
+{
+    struct copy_node *n = arg;
+    struct copy *c = n->copy;
+    (void)bytes;
+    (void)len;
+    (void)media_type;
+    (void)digest;
+    if (rc == 0)
+        n->present = true;
+    else if (rc != FERRY_ENOTFOUND)
+        copy_fail(c, rc, error);
+    copy_op_finished(c);
+}
+
+static void tag_checked(int rc, const char *error, const char *bytes, size_t len,
+                        const char *media_type, const char *digest, void *arg)
+{
+    struct copy *c = arg;
+    (void)bytes;
+    (void)len;
+    (void)media_type;
+    if (rc == 0 && digest != NULL)
+        c->dst_tag_digest = xstrdup(digest);
+    else if (rc < 0 && rc != FERRY_ENOTFOUND)
+        copy_fail(c, rc, error);
+    copy_op_finished(c);
+}
+
+static void copy_check_destination(struct copy *c)
+{
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        struct copy_node *n = c->nodes[i];
+        if (n->present)
+            continue;
+        copy_op_started(c);
+        registry_manifest_head(c->dst, c->dst_ref.repository, n->digest, node_checked, n);
+    }
+    if (c->dst_tag != NULL) {
+        copy_op_started(c);
+        registry_manifest_head(c->dst, c->dst_ref.repository, c->dst_tag, tag_checked, c);
+    }
+}
+
+/* ---- phase 4: blobs, then manifests ---- */
+
+static void blob_start(struct copy_blob *b);
+static void node_push(struct copy_node *n);
+
+static void node_dependency_done(struct copy_node *n)
+{
+    if (--n->pending == 0 && !n->present && !n->pushed)
+        node_push(n);
+}
+
+static void node_now_present(struct copy *c, struct copy_node *n)
+{
+    c->nodes_unpushed--;
+    if (n->parent != NULL && !n->parent->present)
+        node_dependency_done(n->parent);
+    if (n == c->root) {
+        for (size_t i = 0; i < c->n_nodes; i++)
+            if (c->nodes[i]->subject != NULL && !c->nodes[i]->present)
+                node_dependency_done(c->nodes[i]);
+    }
+}
+
+static void node_pushed(int rc, const char *error, bool subject_processed, void *arg)
+{
+    struct copy_node *n = arg;
+    struct copy *c = n->copy;
+    (void)subject_processed;
+    log_debug("manifest pushed digest=%s rc=%d", n->digest, rc);
+    if (rc < 0) {
+        copy_fail(c, rc, error);
+    } else {
+        n->pushed = true;
+        c->sum->manifests_pushed++;
+        node_now_present(c, n);
+    }
+    copy_op_finished(c);
+}
+
+static bool copy_has_referrers(const struct copy *c)
+{
+    for (size_t i = 0; i < c->n_nodes; i++)
+        if (c->nodes[i]->subject != NULL)
+            return true;
+    return false;
+}
+
+static void node_push(struct copy_node *n)
+{
+    struct copy *c = n->copy;
+    const char *reference = n->digest;
+
+    if (c->rc < 0)
+        return;
+    /* With nothing to follow the root, its PUT can name the tag directly:
+     * one request instead of two, and the tag still moves last. */
+    if (n == c->root && c->dst_tag != NULL && !copy_has_referrers(c)) {
+        reference = c->dst_tag;
+        c->root_by_tag = true;
+    }
+    log_debug("manifest push digest=%s reference=%s", n->digest, reference);
+    copy_op_started(c);
+    int rc = registry_manifest_put(c->dst, c->dst_ref.repository, reference, n->bytes, n->len,
+                                   n->media_type, node_pushed, n);
+    if (rc < 0) {
+        copy_fail(c, rc, "manifest too large to push");
+        copy_op_finished(c);
+    }
+}
+
+static void blob_queue(struct copy *c, struct copy_blob *b)
+{
+    b->state = BLOB_QUEUED;
+    if (c->queue_tail != NULL)
+        c->queue_tail->next_queued = b;
+    else
+        c->queue_head = b;
+    c->queue_tail = b;
+}
+
+static void blob_pump(struct copy *c)
+{
+    while (c->rc == 0 && c->jobs_running < c->jobs && c->queue_head != NULL) {
+        struct copy_blob *b = c->queue_head;
+        c->queue_head = b->next_queued;
+        if (c->queue_head == NULL)
+            c->queue_tail = NULL;
+        b->next_queued = NULL;
+        c->jobs_running++;
+        blob_start(b);
+    }
+}
+
+static void blob_release_spool(struct copy_blob *b)
+{
+    if (b->fd >= 0)
+        close(b->fd);
+    b->fd = -1;
+}
+
+/* The blob is settled (or failed): free its slot and tell its manifests. */
+static void blob_finish(struct copy_blob *b, int rc, const char *error)
+{
+    struct copy *c = b->copy;
+
+    b->state = BLOB_DONE;
+    blob_release_spool(b);
+    c->jobs_running--;
+    if (b->bar != NULL) {
+        progress_item_done(c->progress, b->bar, rc == 0);
+        b->bar = NULL;
+    }
+    if (rc < 0) {
+        copy_fail(c, rc, error);
+    } else {
+        if (c->presence != NULL)
+            presence_add(c->presence, registry_host(c->dst), b->digest, c->dst_ref.repository);
+        for (size_t i = 0; i < b->n_users; i++)
+            node_dependency_done(b->users[i]);
+    }
+    blob_pump(c);
+}
+
+/* Both halves of a transfer are over: decide what the blob's outcome is. */
+static void blob_transfer_settle(struct copy_blob *b)
+{
+    struct copy *c = b->copy;
+    if (b->download_active || b->upload_active)
+        return;
+    /* A broken download explains a broken upload better than the upload's own error. */
+    if (b->download_started && b->download_rc < 0) {
+        blob_finish(b, b->download_rc, b->download_error);
+    } else if (b->upload_rc < 0) {
+        blob_finish(b, b->upload_rc, b->upload_error);
+    } else {
+        if (b->outcome == REGISTRY_MOUNTED) {
+            c->sum->blobs_mounted++;
+        } else {
+            c->sum->blobs_copied++;
+            c->sum->bytes_copied += (uint64_t)b->size;
+        }
+        blob_finish(b, 0, NULL);
+    }
+}
+
+static int blob_spool_sink(const char *data, size_t len, uint64_t offset, void *arg)
+{
+    struct copy_blob *b = arg;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(b->fd, data + done, len - done, (off_t)(offset + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        done += (size_t)n;
+    }
+    if (offset + len > b->written)
+        b->written = offset + len;
+    if (b->upload_waiting && b->upload != NULL) {
+        b->upload_waiting = false;
+        registry_upload_resume(b->upload);
+    }
+    return 0;
+}
+
+static void blob_download_done(int rc, const char *error, void *arg)
+{
+    struct copy_blob *b = arg;
+    log_debug("download done digest=%s rc=%d written=%llu", b->digest, rc,
+              (unsigned long long)b->written);
+    b->download_active = false;
+    b->download_rc = rc;
+    if (rc < 0)
+        b->download_error = xstrdup(error);
+    else
+        b->verified = true;
+    /* Wake the upload: it either sends the last byte now or learns of the failure. */
+    if (b->upload_active && b->upload_waiting && b->upload != NULL) {
+        b->upload_waiting = false;
+        registry_upload_resume(b->upload);
+    }
+    blob_transfer_settle(b);
+    copy_op_finished(b->copy);
+}
+
+static int blob_open_spool(struct copy_blob *b)
+{
+    struct copy *c = b->copy;
+    /* An unnamed file: the kernel frees it however Ferry ends. */
+    int fd = open(c->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        char *path = xasprintf("%s/ferry-spool-XXXXXX", c->spool_dir);
+        fd = mkstemp(path);
+        if (fd >= 0)
+            unlink(path);
+        free(path);
+    }
+    if (fd < 0)
+        return -errno;
+    b->fd = fd;
+    return 0;
+}
+
+static void blob_download_start(struct copy_blob *b)
+{
+    struct copy *c = b->copy;
+    log_debug("download start digest=%s size=%lld", b->digest, (long long)b->size);
+    b->download_started = true;
+    b->download_active = true;
+    copy_op_started(c);
+    int rc = registry_blob_get(c->src, c->src_ref.repository, b->digest, b->size, blob_spool_sink,
+                               b, blob_download_done, b);
+    if (rc < 0) {
+        b->download_active = false;
+        b->download_rc = rc;
+        b->download_error = xasprintf("cannot download %s", b->digest);
+        copy_op_finished(c);
+    }
+}
+
+static void copy_kick(uv_timer_t *timer)
+{
+    struct copy *c = timer->data;
+    for (size_t i = 0; i < c->n_blobs; i++) {
+        struct copy_blob *b = c->blobs[i];
+        if (b->download_requested && !b->download_started && b->upload_active)
+            blob_download_start(b);
+    }
+}
+
+/*
+ * The upload reads what the download has written so far. It never gets the
+ * blob's last byte before the download has verified the digest, so a blob
+ * that turns out corrupt is never completed at the destination.
+ */
+static ssize_t blob_spool_source(char *buf, size_t len, uint64_t offset, void *arg)
+{
+    struct copy_blob *b = arg;
+
+    if (!b->download_started) {
+        /* Inside libcurl's read callback no transfer may be added: the
+         * download starts from the loop, and this upload waits for it. */
+        if (!b->download_requested) {
+            b->download_requested = true;
+            uv_timer_start(&b->copy->kick, copy_kick, 0, 0);
+        }
+        b->upload_waiting = true;
+        return HTTP_SOURCE_WAIT;
+    }
+    if (b->download_started && !b->download_active && b->download_rc < 0)
+        return b->download_rc;
+    uint64_t avail = b->written;
+    if (!b->verified && b->size > 0 && avail >= (uint64_t)b->size)
+        avail = (uint64_t)b->size - 1;
+    if (offset >= avail) {
+        b->upload_waiting = true;
+        return HTTP_SOURCE_WAIT;
+    }
+    size_t n = len;
+    if (n > avail - offset)
+        n = (size_t)(avail - offset);
+    ssize_t got = pread(b->fd, buf, n, (off_t)offset);
+    if (got < 0)
+        return -errno;
+    if (got == 0)
+        return FERRY_EPROTO;
+    if (offset + (uint64_t)got > b->sent) {
+        b->sent = offset + (uint64_t)got;
+        if (b->bar != NULL)
+            progress_item_set(b->copy->progress, b->bar, b->sent);
+    }
+    return got;
+}
+
+static void blob_upload_done(int rc, const char *error, enum registry_upload_outcome how, void *arg)
+{
+    struct copy_blob *b = arg;
+    log_debug("upload done digest=%s rc=%d how=%d", b->digest, rc, (int)how);
+    b->upload_active = false;
+    b->upload = NULL;
+    b->upload_rc = rc;
+    b->outcome = how;
+    if (rc < 0)
+        b->upload_error = xstrdup(error);
+    if (rc < 0 && b->mount_from != NULL && b->copy->presence != NULL)
+        presence_forget(b->copy->presence, registry_host(b->copy->dst), b->digest, b->mount_from);
+    blob_transfer_settle(b);
+    copy_op_finished(b->copy);
+}
+
+static void blob_transfer(struct copy_blob *b)
+{
+    struct copy *c = b->copy;
+    struct registry_upload_options up = c->opts->upload;
+    int rc;
+
+    /* A mount source: the flag, the same repository host, or the presence cache. */
+    if (c->opts->mount_from != NULL)
+        b->mount_from = xstrdup(c->opts->mount_from);
+    else if (strcmp(registry_host(c->src), registry_host(c->dst)) == 0 &&
+             strcmp(c->src_ref.repository, c->dst_ref.repository) != 0)
+        b->mount_from = xstrdup(c->src_ref.repository);
+    else if (c->presence != NULL)
+        b->mount_from =
+            presence_find(c->presence, registry_host(c->dst), b->digest, c->dst_ref.repository);
+    up.mount_from = b->mount_from;
+
+    rc = blob_open_spool(b);
+    if (rc < 0) {
+        char *msg =
+            xasprintf("cannot create a spool file in %s: %s", c->spool_dir, ferry_strerror(rc));
+        blob_finish(b, rc, msg);
+        free(msg);
+        return;
+    }
+    if (c->progress != NULL)
+        b->bar = progress_item_add(c->progress, b->digest, (uint64_t)b->size);
+    b->upload_active = true;
+    copy_op_started(c);
+    rc = registry_blob_upload(c->dst, c->dst_ref.repository, b->digest, (uint64_t)b->size,
+                              blob_spool_source, b, &up, blob_upload_done, b, &b->upload);
+    if (rc < 0) {
+        b->upload_active = false;
+        b->upload_rc = rc;
+        b->upload_error = xasprintf("cannot upload %s", b->digest);
+        blob_transfer_settle(b);
+        copy_op_finished(c);
+    }
+}
+
+static void blob_checked(int rc, const char *error, bool exists, int64_t size, void *arg)
+{
+    struct copy_blob *b = arg;
+    struct copy *c = b->copy;
+    (void)size;
+    if (rc < 0) {
+        blob_finish(b, rc, error);
+    } else if (c->rc < 0) {
+        blob_finish(b, c->rc, NULL);
+    } else if (exists) {
+        c->sum->blobs_skipped++;
+        blob_finish(b, 0, NULL);
+    } else {
+        blob_transfer(b);
+    }
+    copy_op_finished(c);
+}
+
+static void blob_start(struct copy_blob *b)
+{
+    struct copy *c = b->copy;
+    b->state = BLOB_ACTIVE;
+    copy_op_started(c);
+    registry_blob_exists(c->dst, c->dst_ref.repository, b->digest, blob_checked, b);
+}
+
+static void blob_add_user(struct copy_blob *b, struct copy_node *n)
+{
+    b->users = xrealloc(b->users, (b->n_users + 1) * sizeof(*b->users));
+    b->users[b->n_users++] = n;
+    n->pending++;
+}
+
+static void copy_plan_transfer(struct copy *c)
+{
+    /* Work out what every manifest that is missing still waits for. */
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        struct copy_node *n = c->nodes[i];
+        if (n->present)
+            continue;
+        c->nodes_unpushed++;
+        if (n->m.kind == MANIFEST_IMAGE) {
+            blob_add_user(copy_add_blob(c, n->m.config.digest, n->m.config.size), n);
+            for (size_t j = 0; j < n->m.n_layers; j++)
+                blob_add_user(copy_add_blob(c, n->m.layers[j].digest, n->m.layers[j].size), n);
+        }
+        for (size_t j = 0; j < c->n_nodes; j++)
+            if (c->nodes[j]->parent == n && !c->nodes[j]->present)
+                n->pending++;
+        /* Referrers go up after their subject's tree is complete. */
+        if (n->subject != NULL && !c->root->present)
+            n->pending++;
+    }
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        struct copy_node *n = c->nodes[i];
+        if (n->present)
+            c->sum->manifests_skipped++;
+    }
+    /* Manifests with nothing to wait for go first, then the blobs. */
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        struct copy_node *n = c->nodes[i];
+        if (!n->present && n->pending == 0)
+            node_push(n);
+    }
+    for (size_t i = 0; i < c->n_blobs; i++)
+        blob_queue(c, c->blobs[i]);
+    blob_pump(c);
+}
+
+/* ---- phase 5: the referrers tag fallback at the destination ---- */
+
+struct fallback_ctx {
+    struct copy *c;
+    struct copy_node *subject;
+    char *tag;
+    char *bytes;
+};
+
+static void fallback_pushed(int rc, const char *error, bool subject_processed, void *arg)
+{
+    struct fallback_ctx *f = arg;
+    (void)subject_processed;
+    if (rc < 0)
+        copy_fail(f->c, rc, error);
+    else
+        f->c->sum->manifests_pushed++;
+    struct copy *c = f->c;
+    free(f->tag);
+    free(f->bytes);
+    free(f);
+    copy_op_finished(c);
+}
+
+static void fallback_current(int rc, const char *error, const char *bytes, size_t len,
+                             const char *media_type, const char *digest, void *arg)
+{
+    struct fallback_ctx *f = arg;
+    struct copy *c = f->c;
+    (void)media_type;
+    (void)digest;
+
+    if (rc < 0) {
+        copy_fail(c, rc, error);
+        goto out;
+    }
+    /* A registry with a referrers API keeps its own list. */
+    if (!registry_referrers_api_missing(c->dst))
+        goto out;
+    cJSON *index = len > 0 ? cJSON_ParseWithLength(bytes, len) : NULL;
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(index, "manifests");
+    if (index == NULL || !cJSON_IsArray(list)) {
+        cJSON_Delete(index);
+        index = cJSON_CreateObject();
+        cJSON_AddNumberToObject(index, "schemaVersion", 2);
+        cJSON_AddStringToObject(index, "mediaType", MEDIA_OCI_INDEX);
+        list = cJSON_AddArrayToObject(index, "manifests");
+    }
+    bool changed = false;
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        struct copy_node *r = c->nodes[i];
+        if (r->subject != f->subject)
+            continue;
+        bool listed = false;
+        const cJSON *d;
+        cJSON_ArrayForEach(d, list)
+        {
+            const cJSON *dg = cJSON_GetObjectItemCaseSensitive(d, "digest");
+            if (cJSON_IsString(dg) && strcmp(dg->valuestring, r->digest) == 0)
+                listed = true;
+        }
+        if (!listed) {
+            cJSON_AddItemToArray(list, cJSON_Duplicate(r->descriptor, 1));
+            changed = true;
+        }
+    }
+    if (changed) {
+        f->bytes = cJSON_PrintUnformatted(index);
+        copy_op_started(c);
+        registry_manifest_put(c->dst, c->dst_ref.repository, f->tag, f->bytes, strlen(f->bytes),
+                              MEDIA_OCI_INDEX, fallback_pushed, f);
+        cJSON_Delete(index);
+        copy_op_finished(c);
+        return;
+    }
+    cJSON_Delete(index);
+out:
+    free(f->tag);
+    free(f);
+    copy_op_finished(c);
+}
+
+static void copy_update_referrers_index(struct copy *c)
+{
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        struct copy_node *subject = c->nodes[i];
+        bool has = false;
+        for (size_t j = 0; j < c->n_nodes; j++)
+            if (c->nodes[j]->subject == subject)
+                has = true;
+        if (!has)
+            continue;
+        struct fallback_ctx *f = xcalloc(1, sizeof(*f));
+        f->c = c;
+        f->subject = subject;
+        f->tag = registry_referrers_tag(subject->digest);
+        copy_op_started(c);
+        registry_referrers(c->dst, c->dst_ref.repository, subject->digest, fallback_current, f);
+    }
+}
+
+/* ---- phase 6: the tag ---- */
+
+static void tag_pushed(int rc, const char *error, bool subject_processed, void *arg)
+{
+    struct copy *c = arg;
+    (void)subject_processed;
+    if (rc < 0)
+        copy_fail(c, rc, error);
+    else
+        c->sum->manifests_pushed++;
+    copy_op_finished(c);
+}
+
+static void copy_push_tag(struct copy *c)
+{
+    if (c->dst_tag == NULL || c->root_by_tag)
+        return;
+    if (c->dst_tag_digest != NULL && strcmp(c->dst_tag_digest, c->root->digest) == 0)
+        return;
+    copy_op_started(c);
+    registry_manifest_put(c->dst, c->dst_ref.repository, c->dst_tag, c->root->bytes, c->root->len,
+                          c->root->media_type, tag_pushed, c);
+}
+
+/* ---- the driver ---- */
+
+static void copy_stop(struct copy *c)
+{
+    c->phase = PHASE_DONE;
+    if (c->progress != NULL)
+        progress_finish(c->progress);
+}
+
+/*
+ * Called whenever a callback finished. Each phase starts the next only when
+ * nothing of its own is outstanding, so every step sees a settled picture.
+ */
+static void copy_advance(struct copy *c)
+{
+    if (c->outstanding > 0 || c->phase == PHASE_DONE)
+        return;
+    if (c->rc < 0) {
+        copy_stop(c);
+        return;
+    }
+    log_debug("copy phase done phase=%d nodes=%zu blobs=%zu", (int)c->phase, c->n_nodes,
+              c->n_blobs);
+    switch (c->phase) {
+    case PHASE_PING: {
+        c->phase = PHASE_RESOLVE;
+        bool by_digest = c->src_ref.digest != NULL;
+        c->root = copy_add_node(c, by_digest ? c->src_ref.digest : "");
+        resolve_node(c, c->root, by_digest ? c->src_ref.digest : c->src_ref.tag);
+        break;
+    }
+    case PHASE_RESOLVE:
+        c->phase = PHASE_CHECK;
+        if (c->dst_tag == NULL)
+            c->dst_tag = NULL;
+        snprintf(c->sum->digest, sizeof(c->sum->digest), "%s", c->root->digest);
+        copy_check_destination(c);
+        break;
+    case PHASE_CHECK:
+        c->phase = PHASE_TRANSFER;
+        copy_plan_transfer(c);
+        break;
+    case PHASE_TRANSFER:
+        if (c->nodes_unpushed > 0) {
+            copy_fail(c, FERRY_EPROTO, "internal error: manifests left unpushed");
+            copy_stop(c);
+            return;
+        }
+        c->phase = PHASE_REFERRERS_INDEX;
+        copy_update_referrers_index(c);
+        break;
+    case PHASE_REFERRERS_INDEX:
+        c->phase = PHASE_TAG;
+        copy_push_tag(c);
+        break;
+    case PHASE_TAG:
+        copy_stop(c);
+        return;
+    case PHASE_DONE:
+        return;
+    }
+    /* A phase that had nothing to do moves on at once. */
+    if (c->outstanding == 0)
+        copy_advance(c);
+}
+
+static void copy_free_nodes(struct copy *c)
+{
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        struct copy_node *n = c->nodes[i];
+        free(n->digest);
+        free(n->media_type);
+        free(n->bytes);
+        if (n->m.kind != 0)
+            manifest_release(&n->m);
+        cJSON_Delete(n->descriptor);
+        free(n);
+    }
+    free(c->nodes);
+    for (size_t i = 0; i < c->n_blobs; i++) {
+        struct copy_blob *b = c->blobs[i];
+        blob_release_spool(b);
+        free(b->digest);
+        free(b->users);
+        free(b->download_error);
+        free(b->upload_error);
+        free(b->mount_from);
+        free(b);
+    }
+    free(c->blobs);
+}
+
+static void copy_http_closed(void *arg)
+{
+    (void)arg;
+}
+
+static int copy_resolve_refs(struct copy *c, char **error)
+{
+    char *err = NULL;
+    int rc = reference_parse(&c->src_ref, c->opts->src, &err);
+    if (rc < 0) {
+        *error = xasprintf("source %s: %s", c->opts->src, err ? err : ferry_strerror(rc));
+        free(err);
+        return rc;
+    }
+    if (c->src_ref.tag == NULL && c->src_ref.digest == NULL)
+        c->src_ref.tag = xstrdup("latest");
+    rc = reference_parse(&c->dst_ref, c->opts->dst, &err);
+    if (rc < 0) {
+        *error = xasprintf("destination %s: %s", c->opts->dst, err ? err : ferry_strerror(rc));
+        free(err);
+        return rc;
+    }
+    if (c->dst_ref.digest != NULL) {
+        *error = xasprintf("destination %s: name a tag or nothing, not a digest", c->opts->dst);
+        return FERRY_EINVAL;
+    }
+    /* The destination tag defaults to the source's; a source by digest alone has none. */
+    c->dst_tag = xstrdup(c->dst_ref.tag != NULL ? c->dst_ref.tag : c->src_ref.tag);
+    return 0;
+}
+
+int copy_run(const struct copy_options *opts, struct copy_summary *summary, char **error)
+{
+    struct copy c;
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    memset(summary, 0, sizeof(*summary));
+    *error = NULL;
+    c.opts = opts;
+    c.sum = summary;
+    c.jobs = opts->jobs > 0 ? opts->jobs : 8;
+    rc = copy_resolve_refs(&c, error);
+    if (rc < 0)
+        goto out_refs;
+
+    const char *tmp = getenv("TMPDIR");
+    c.spool_dir = xstrdup(opts->spool_dir ? opts->spool_dir : (tmp && *tmp ? tmp : "/tmp"));
+    if (opts->cache_dir == NULL || opts->cache_dir[0] != '\0') {
+        char *dir = opts->cache_dir ? xstrdup(opts->cache_dir) : presence_default_dir();
+        char *perr = NULL;
+        if (dir != NULL && presence_open(dir, &c.presence, &perr) < 0) {
+            log_info("presence cache unavailable dir=%s error=\"%s\"", dir, perr ? perr : "");
+            c.presence = NULL;
+        }
+        free(perr);
+        free(dir);
+    }
+
+    uv_loop_init(&c.loop);
+    struct http_client_options hopts = opts->http;
+    if (hopts.max_host_connections <= 0)
+        hopts.max_host_connections = c.jobs + 4;
+    rc = http_client_new(&c.loop, &hopts, &c.http);
+    if (rc < 0) {
+        *error = xstrdup("cannot set up libcurl");
+        goto out_loop;
+    }
+    struct registry_options sopts = opts->src_registry;
+    struct registry_options dopts = opts->dst_registry;
+    dopts.push = true;
+    registry_new(&c.loop, c.http, c.src_ref.registry, &sopts, &c.src);
+    registry_new(&c.loop, c.http, c.dst_ref.registry, &dopts, &c.dst);
+    if (opts->progress)
+        c.progress = progress_new(&c.loop, stderr);
+
+    uv_timer_init(&c.loop, &c.kick);
+    c.kick.data = &c;
+    c.start_ms = uv_now(&c.loop);
+    c.phase = PHASE_PING;
+    copy_op_started(&c);
+    registry_ping(c.src, ping_done, &c);
+    copy_op_started(&c);
+    registry_ping(c.dst, ping_done, &c);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+
+    if (c.rc == 0 && c.phase != PHASE_DONE)
+        log_debug("copy stalled phase=%d outstanding=%d", (int)c.phase, c.outstanding);
+    if (c.rc == 0 && c.phase != PHASE_DONE)
+        copy_fail(&c, FERRY_EPROTO, "internal error: the copy stopped half way");
+    rc = c.rc;
+    if (rc < 0)
+        *error = xstrdup(c.error);
+
+    struct http_stats hs;
+    http_client_stats(c.http, &hs);
+    summary->requests = hs.requests;
+    memcpy(summary->requests_by_method, hs.requests_by_method, sizeof(summary->requests_by_method));
+    struct registry_stats rs;
+    registry_get_stats(c.src, &rs);
+    summary->retries = rs.retries;
+    registry_get_stats(c.dst, &rs);
+    summary->retries += rs.retries;
+    uv_update_time(&c.loop);
+    summary->seconds = (double)(uv_now(&c.loop) - c.start_ms) / 1000.0;
+
+    if (c.progress != NULL)
+        progress_free(c.progress);
+    uv_close((uv_handle_t *)&c.kick, NULL);
+    registry_close(c.src);
+    registry_close(c.dst);
+    http_client_close(c.http, copy_http_closed, NULL);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+out_loop:
+    if (uv_loop_close(&c.loop) != 0)
+        log_warn("copy loop closed with handles still open");
+    copy_free_nodes(&c);
+    presence_close(c.presence);
+    free(c.spool_dir);
+    free(c.error);
+    free(c.dst_tag_digest);
+out_refs:
+    free(c.dst_tag);
+    reference_release(&c.src_ref);
+    reference_release(&c.dst_ref);
+    return rc;
+}

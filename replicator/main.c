@@ -1,0 +1,461 @@
+/*
+ * ferry: the command line. Each subcommand parses its flags here and hands a
+ * plain options struct to the module that does the work.
+ */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "copy.h"
+#include "dockerconfig.h"
+#include "errors.h"
+#include "log.h"
+#include "reference.h"
+#include "xalloc.h"
+
+#define FERRY_VERSION "0.1.0"
+
+static void usage_main(FILE *out)
+{
+    fputs("usage: ferry [--version] [--help] COMMAND [ARGS]\n"
+          "\n"
+          "Ferry replicates OCI container images between registries, by digest.\n"
+          "\n"
+          "commands:\n"
+          "  copy SRC DST   copy one whole image (index, platforms, referrers) to DST\n"
+          "\n"
+          "Run 'ferry COMMAND --help' for a command's flags.\n",
+          out);
+}
+
+static void usage_copy(FILE *out)
+{
+    fputs(
+        "usage: ferry copy [flags] SRC DST\n"
+        "\n"
+        "  SRC  HOST[:PORT]/REPO(:TAG|@sha256:HEX)\n"
+        "  DST  HOST[:PORT]/REPO[:TAG]   (the tag defaults to SRC's)\n"
+        "\n"
+        "Copies the whole image: an index with every platform, each manifest's config\n"
+        "and layers, and every referrer (signatures, SBOMs), digests preserved byte for\n"
+        "byte. Blobs move in parallel; blobs already at DST are skipped, blobs held by\n"
+        "another repository of DST are mounted; the tag is pushed last, and never when\n"
+        "anything failed.\n"
+        "\n"
+        "flags:\n"
+        "  -j, --jobs N            blobs in flight at once (default 8)\n"
+        "      --platform OS/ARCH[/VARIANT]  copy only that platform's manifest\n"
+        "      --no-referrers      do not copy referrers\n"
+        "      --json              print a JSON summary on stdout\n"
+        "      --progress          draw progress bars (default: when stderr is a terminal)\n"
+        "      --no-progress       never draw progress bars\n"
+        "      --src-creds USER[:PASSWORD]   credentials for SRC\n"
+        "      --dest-creds USER[:PASSWORD]  credentials for DST\n"
+        "      --authfile PATH     Docker config.json to read credentials from\n"
+        "                          (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)\n"
+        "      --plain-http        use http:// for both registries\n"
+        "      --tls               use https:// even for loopback registries\n"
+        "      --insecure          do not verify TLS certificates\n"
+        "      --ca-file PATH      trust this CA bundle as well\n"
+        "      --cert PATH, --key PATH   TLS client certificate and key (PEM)\n"
+        "      --upload-mode MODE  auto, monolithic or chunked (default auto: monolithic)\n"
+        "      --chunk-size BYTES  smallest chunk of a chunked upload (implies chunked)\n"
+        "      --chunk-max BYTES   largest chunk of a chunked upload (default 64 MiB)\n"
+        "      --mount-from REPO   try mounting blobs from this repository of DST\n"
+        "      --retries N         attempts per request, the first included (default 6)\n"
+        "      --spool-dir DIR     where blobs stream through (default $TMPDIR or /tmp)\n"
+        "      --cache-dir DIR     presence cache (default ~/.cache/ferry/presence)\n"
+        "      --no-cache          do not remember where blobs are\n"
+        "  -v, --verbose           log more (twice: debug)\n"
+        "\n"
+        "Credentials, first found wins: the flags; FERRY_SRC_USERNAME/FERRY_SRC_PASSWORD\n"
+        "and FERRY_DEST_USERNAME/FERRY_DEST_PASSWORD; the Docker config's \"auths\".\n"
+        "\n"
+        "Exit status: 0 when DST holds the whole image, 1 when the copy failed,\n"
+        "2 on a usage error.\n",
+        out);
+}
+
+/* Split "user:password" in place; a missing password comes from nowhere else. */
+static int split_creds(const char *text, char **user, char **pass)
+{
+    const char *colon = strchr(text, ':');
+    if (colon == NULL || colon == text)
+        return FERRY_EINVAL;
+    *user = xstrndup(text, (size_t)(colon - text));
+    *pass = xstrdup(colon + 1);
+    return 0;
+}
+
+/* Credentials for `registry`: flag, then environment, then the Docker config. */
+static int resolve_creds(const char *flag, const char *env_prefix, const char *registry,
+                         const char *authfile, char **user, char **pass)
+{
+    *user = NULL;
+    *pass = NULL;
+    if (flag != NULL) {
+        if (split_creds(flag, user, pass) < 0) {
+            fprintf(stderr, "ferry: credentials must be USER:PASSWORD\n");
+            return FERRY_EINVAL;
+        }
+        return 0;
+    }
+    char name[64];
+    snprintf(name, sizeof(name), "%s_USERNAME", env_prefix);
+    const char *u = getenv(name);
+    snprintf(name, sizeof(name), "%s_PASSWORD", env_prefix);
+    const char *p = getenv(name);
+    if (u != NULL && p != NULL && *u != '\0') {
+        *user = xstrdup(u);
+        *pass = xstrdup(p);
+        return 0;
+    }
+    char *path = authfile != NULL ? xstrdup(authfile) : dockerconfig_default_path();
+    if (path == NULL)
+        return 0;
+    char *err = NULL;
+    int rc = dockerconfig_lookup(path, registry, user, pass, &err);
+    if (rc < 0 && rc != FERRY_ENOTFOUND) {
+        fprintf(stderr, "ferry: %s\n", err ? err : ferry_strerror(rc));
+        free(err);
+        free(path);
+        return rc;
+    }
+    free(err);
+    free(path);
+    return 0;
+}
+
+static int parse_size(const char *text, uint64_t *out)
+{
+    char *end = NULL;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (end == text)
+        return FERRY_EINVAL;
+    if (*end == 'k' || *end == 'K')
+        v *= 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        v *= 1024 * 1024, end++;
+    else if (*end == 'g' || *end == 'G')
+        v *= 1024ull * 1024 * 1024, end++;
+    if (*end == 'i' || *end == 'B')
+        end++;
+    if (*end == 'B')
+        end++;
+    if (*end != '\0')
+        return FERRY_EINVAL;
+    *out = v;
+    return 0;
+}
+
+static void human_bytes(char *out, size_t len, uint64_t bytes)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, len, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+}
+
+static void print_json(const struct copy_options *o, const struct copy_summary *s, int rc,
+                       const char *error)
+{
+    static const char *const methods[] = {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"};
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "ok", rc == 0);
+    if (rc < 0)
+        cJSON_AddStringToObject(j, "error", error);
+    cJSON_AddStringToObject(j, "source", o->src);
+    cJSON_AddStringToObject(j, "destination", o->dst);
+    cJSON_AddStringToObject(j, "digest", s->digest);
+    cJSON_AddNumberToObject(j, "blobs_copied", (double)s->blobs_copied);
+    cJSON_AddNumberToObject(j, "bytes_copied", (double)s->bytes_copied);
+    cJSON_AddNumberToObject(j, "blobs_mounted", (double)s->blobs_mounted);
+    cJSON_AddNumberToObject(j, "blobs_skipped", (double)s->blobs_skipped);
+    cJSON_AddNumberToObject(j, "manifests_pushed", (double)s->manifests_pushed);
+    cJSON_AddNumberToObject(j, "manifests_skipped", (double)s->manifests_skipped);
+    cJSON_AddNumberToObject(j, "referrers", (double)s->referrers);
+    cJSON *req = cJSON_AddObjectToObject(j, "requests");
+    cJSON_AddNumberToObject(req, "total", (double)s->requests);
+    for (int i = 0; i < 6; i++)
+        cJSON_AddNumberToObject(req, methods[i], (double)s->requests_by_method[i]);
+    cJSON_AddNumberToObject(j, "retries", (double)s->retries);
+    cJSON_AddNumberToObject(j, "seconds", s->seconds);
+    char *text = cJSON_PrintUnformatted(j);
+    printf("%s\n", text);
+    free(text);
+    cJSON_Delete(j);
+}
+
+enum copy_flag {
+    OPT_PLATFORM = 1000,
+    OPT_NO_REFERRERS,
+    OPT_JSON,
+    OPT_PROGRESS,
+    OPT_NO_PROGRESS,
+    OPT_SRC_CREDS,
+    OPT_DEST_CREDS,
+    OPT_AUTHFILE,
+    OPT_PLAIN_HTTP,
+    OPT_TLS,
+    OPT_INSECURE,
+    OPT_CA_FILE,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_UPLOAD_MODE,
+    OPT_CHUNK_SIZE,
+    OPT_CHUNK_MAX,
+    OPT_MOUNT_FROM,
+    OPT_RETRIES,
+    OPT_SPOOL_DIR,
+    OPT_CACHE_DIR,
+    OPT_NO_CACHE,
+    OPT_HELP,
+};
+
+static int cmd_copy(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"jobs", required_argument, NULL, 'j'},
+        {"platform", required_argument, NULL, OPT_PLATFORM},
+        {"no-referrers", no_argument, NULL, OPT_NO_REFERRERS},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"progress", no_argument, NULL, OPT_PROGRESS},
+        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+        {"src-creds", required_argument, NULL, OPT_SRC_CREDS},
+        {"dest-creds", required_argument, NULL, OPT_DEST_CREDS},
+        {"authfile", required_argument, NULL, OPT_AUTHFILE},
+        {"plain-http", no_argument, NULL, OPT_PLAIN_HTTP},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"ca-file", required_argument, NULL, OPT_CA_FILE},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"upload-mode", required_argument, NULL, OPT_UPLOAD_MODE},
+        {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
+        {"chunk-max", required_argument, NULL, OPT_CHUNK_MAX},
+        {"mount-from", required_argument, NULL, OPT_MOUNT_FROM},
+        {"retries", required_argument, NULL, OPT_RETRIES},
+        {"spool-dir", required_argument, NULL, OPT_SPOOL_DIR},
+        {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+        {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    struct copy_options o;
+    const char *src_creds = NULL;
+    const char *dest_creds = NULL;
+    const char *authfile = NULL;
+    bool json = false;
+    int progress = -1;
+    int verbose = 0;
+    int retries = 0;
+    int c;
+
+    memset(&o, 0, sizeof(o));
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "j:v", longopts, NULL)) != -1) {
+        uint64_t size = 0;
+        switch (c) {
+        case 'j':
+            o.jobs = atoi(optarg);
+            if (o.jobs < 1 || o.jobs > 256) {
+                fprintf(stderr, "ferry copy: --jobs must be 1..256\n");
+                return 2;
+            }
+            break;
+        case OPT_PLATFORM:
+            if (strchr(optarg, '/') == NULL || strlen(optarg) > 100) {
+                fprintf(stderr, "ferry copy: --platform must be OS/ARCH[/VARIANT]\n");
+                return 2;
+            }
+            o.platform = optarg;
+            break;
+        case OPT_NO_REFERRERS:
+            o.no_referrers = true;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case OPT_PROGRESS:
+            progress = 1;
+            break;
+        case OPT_NO_PROGRESS:
+            progress = 0;
+            break;
+        case OPT_SRC_CREDS:
+            src_creds = optarg;
+            break;
+        case OPT_DEST_CREDS:
+            dest_creds = optarg;
+            break;
+        case OPT_AUTHFILE:
+            authfile = optarg;
+            break;
+        case OPT_PLAIN_HTTP:
+            o.src_registry.plain_http = o.dst_registry.plain_http = true;
+            break;
+        case OPT_TLS:
+            o.src_registry.force_tls = o.dst_registry.force_tls = true;
+            break;
+        case OPT_INSECURE:
+            o.http.insecure = true;
+            break;
+        case OPT_CA_FILE:
+            o.http.ca_file = optarg;
+            break;
+        case OPT_CERT:
+            o.http.cert_file = optarg;
+            break;
+        case OPT_KEY:
+            o.http.key_file = optarg;
+            break;
+        case OPT_UPLOAD_MODE:
+            if (strcmp(optarg, "auto") == 0)
+                o.upload.mode = REGISTRY_UPLOAD_AUTO;
+            else if (strcmp(optarg, "monolithic") == 0)
+                o.upload.mode = REGISTRY_UPLOAD_MONOLITHIC;
+            else if (strcmp(optarg, "chunked") == 0)
+                o.upload.mode = REGISTRY_UPLOAD_CHUNKED;
+            else {
+                fprintf(stderr, "ferry copy: --upload-mode is auto, monolithic or chunked\n");
+                return 2;
+            }
+            break;
+        case OPT_CHUNK_SIZE:
+        case OPT_CHUNK_MAX:
+            if (parse_size(optarg, &size) < 0 || size == 0) {
+                fprintf(stderr, "ferry copy: %s wants a size in bytes (K, M, G allowed)\n",
+                        c == OPT_CHUNK_SIZE ? "--chunk-size" : "--chunk-max");
+                return 2;
+            }
+            if (c == OPT_CHUNK_SIZE) {
+                o.upload.chunk_min = size;
+                o.upload.mode = REGISTRY_UPLOAD_CHUNKED;
+            } else {
+                o.upload.chunk_max = size;
+            }
+            break;
+        case OPT_MOUNT_FROM:
+            if (!reference_repository_valid(optarg)) {
+                fprintf(stderr, "ferry copy: --mount-from is not a repository name\n");
+                return 2;
+            }
+            o.mount_from = optarg;
+            break;
+        case OPT_RETRIES:
+            retries = atoi(optarg);
+            if (retries < 1 || retries > 100) {
+                fprintf(stderr, "ferry copy: --retries must be 1..100\n");
+                return 2;
+            }
+            break;
+        case OPT_SPOOL_DIR:
+            o.spool_dir = optarg;
+            break;
+        case OPT_CACHE_DIR:
+            o.cache_dir = optarg;
+            break;
+        case OPT_NO_CACHE:
+            o.cache_dir = "";
+            break;
+        case 'v':
+            verbose++;
+            break;
+        case OPT_HELP:
+            usage_copy(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "ferry copy: see 'ferry copy --help'\n");
+            return 2;
+        }
+    }
+    if (argc - optind != 2) {
+        fprintf(stderr, "ferry copy: want SRC and DST (see 'ferry copy --help')\n");
+        return 2;
+    }
+    o.src = argv[optind];
+    o.dst = argv[optind + 1];
+    if (verbose > 0)
+        log_threshold = verbose > 1 ? FERRY_LOG_DEBUG : FERRY_LOG_INFO;
+    o.progress = progress < 0 ? isatty(STDERR_FILENO) && !json : progress == 1;
+    o.src_registry.max_attempts = o.dst_registry.max_attempts = retries;
+
+    /* Credentials are looked up per host; the parse errors show up in copy_run. */
+    struct reference sref;
+    struct reference dref;
+    char *su = NULL, *sp = NULL, *du = NULL, *dp = NULL;
+    int rc = 0;
+    memset(&sref, 0, sizeof(sref));
+    memset(&dref, 0, sizeof(dref));
+    if (reference_parse(&sref, o.src, NULL) == 0)
+        rc = resolve_creds(src_creds, "FERRY_SRC", sref.registry, authfile, &su, &sp);
+    if (rc == 0 && reference_parse(&dref, o.dst, NULL) == 0)
+        rc = resolve_creds(dest_creds, "FERRY_DEST", dref.registry, authfile, &du, &dp);
+    reference_release(&sref);
+    reference_release(&dref);
+    if (rc < 0)
+        return 2;
+    o.src_registry.username = su;
+    o.src_registry.password = sp;
+    o.dst_registry.username = du;
+    o.dst_registry.password = dp;
+
+    struct copy_summary s;
+    char *error = NULL;
+    rc = copy_run(&o, &s, &error);
+    if (json) {
+        print_json(&o, &s, rc, error);
+    } else if (rc == 0) {
+        char bytes[32];
+        human_bytes(bytes, sizeof(bytes), s.bytes_copied);
+        fprintf(stderr,
+                "copied %llu blobs (%s), mounted %llu, skipped %llu, %llu manifests in %.1f s\n",
+                (unsigned long long)s.blobs_copied, bytes, (unsigned long long)s.blobs_mounted,
+                (unsigned long long)s.blobs_skipped, (unsigned long long)s.manifests_pushed,
+                s.seconds);
+    }
+    if (rc < 0)
+        fprintf(stderr, "ferry copy: %s\n", error ? error : ferry_strerror(rc));
+    free(error);
+    free(su);
+    if (sp != NULL)
+        memset(sp, 0, strlen(sp));
+    free(sp);
+    free(du);
+    if (dp != NULL)
+        memset(dp, 0, strlen(dp));
+    free(dp);
+    return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *level = getenv("FERRY_LOG_LEVEL");
+    if (level != NULL && log_set_level_name(level) < 0)
+        fprintf(stderr, "ferry: FERRY_LOG_LEVEL must be error, warn, info or debug\n");
+    if (argc < 2) {
+        usage_main(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage_main(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("ferry %s\n", FERRY_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "copy") == 0)
+        return cmd_copy(argc - 1, argv + 1);
+    fprintf(stderr, "ferry: unknown command '%s' (see 'ferry --help')\n", cmd);
+    return 2;
+}
