@@ -16,10 +16,19 @@
 #include "presence.h"
 #include "progress.h"
 #include "reference.h"
+#include "ring.h"
 #include "xalloc.h"
 
 struct copy;
 struct copy_node;
+
+/*
+ * A blob flows from its download to its upload through a ring of this size:
+ * memory stays flat whatever the blob's size. A paused side is woken once a
+ * good piece can move, since every pause and resume costs libcurl a round.
+ */
+#define PIPE_BYTES      (1024 * 1024)
+#define PIPE_WAKE_BYTES (256 * 1024)
 
 enum blob_state {
     BLOB_IDLE = 0,
@@ -37,12 +46,18 @@ struct copy_blob {
     struct copy_node **users;
     size_t n_users;
     struct copy_blob *next_queued;
-    /* The spool file the download writes and the upload follows. */
-    int fd;
-    uint64_t written;
+    /* The window of the blob between the download and the upload. */
+    struct ring ring;
+    bool ring_ready;
     bool download_requested;
     bool download_started;
     bool download_active;
+    bool download_paused;
+    bool download_restart; /* the upload needs bytes the ring has dropped */
+    uint64_t restart_from; /* ... from this offset */
+    bool resume_download;  /* wake requests, carried out from the loop */
+    bool resume_upload;
+    struct registry_download *download;
     bool verified;
     int download_rc;
     char *download_error;
@@ -95,7 +110,6 @@ struct copy {
     char *dst_tag;
     struct presence *presence;
     struct progress *progress;
-    char *spool_dir;
     enum copy_phase phase;
     int outstanding; /* callbacks still to fire */
     int rc;
@@ -175,7 +189,6 @@ static struct copy_blob *copy_add_blob(struct copy *c, const char *digest, int64
     b->copy = c;
     b->digest = xstrdup(digest);
     b->size = size;
-    b->fd = -1;
     c->blobs = xrealloc(c->blobs, (c->n_blobs + 1) * sizeof(*c->blobs));
     c->blobs[c->n_blobs++] = b;
     return b;
@@ -432,6 +445,7 @@ static void copy_check_destination(struct copy *c)
 
 static void blob_start(struct copy_blob *b);
 static void node_push(struct copy_node *n);
+static void copy_kick(uv_timer_t *timer);
 
 static void node_dependency_done(struct copy_node *n)
 {
@@ -521,11 +535,11 @@ static void blob_pump(struct copy *c)
     }
 }
 
-static void blob_release_spool(struct copy_blob *b)
+static void blob_release_pipe(struct copy_blob *b)
 {
-    if (b->fd >= 0)
-        close(b->fd);
-    b->fd = -1;
+    if (b->ring_ready)
+        ring_release(&b->ring);
+    b->ring_ready = false;
 }
 
 /* The blob is settled (or failed): free its slot and tell its manifests. */
@@ -534,7 +548,7 @@ static void blob_finish(struct copy_blob *b, int rc, const char *error)
     struct copy *c = b->copy;
 
     b->state = BLOB_DONE;
-    blob_release_spool(b);
+    blob_release_pipe(b);
     c->jobs_running--;
     if (b->bar != NULL) {
         progress_item_done(c->progress, b->bar, rc == 0);
@@ -573,75 +587,82 @@ static void blob_transfer_settle(struct copy_blob *b)
     }
 }
 
-static int blob_spool_sink(const char *data, size_t len, uint64_t offset, void *arg)
+/* Ask the loop to run copy_kick(): nothing is resumed inside libcurl's callbacks. */
+static void copy_schedule_kick(struct copy *c)
+{
+    if (!uv_is_active((uv_handle_t *)&c->kick))
+        uv_timer_start(&c->kick, copy_kick, 0, 0);
+}
+
+static int blob_pipe_sink(const char *data, size_t len, uint64_t offset, void *arg)
 {
     struct copy_blob *b = arg;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pwrite(b->fd, data + done, len - done, (off_t)(offset + done));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        done += (size_t)n;
+
+    /* After a restart the upload needs nothing before restart_from. */
+    if (offset + len <= b->ring.start)
+        return 0;
+    if (offset < b->ring.start) {
+        size_t drop = (size_t)(b->ring.start - offset);
+        data += drop;
+        len -= drop;
     }
-    if (offset + len > b->written)
-        b->written = offset + len;
-    if (b->upload_waiting && b->upload != NULL) {
+    if (ring_space(&b->ring) < len) {
+        b->download_paused = true;
+        return HTTP_SINK_PAUSE;
+    }
+    ring_write(&b->ring, data, len);
+    if (b->upload_waiting && (ring_end(&b->ring) - b->sent >= PIPE_WAKE_BYTES ||
+                              ring_end(&b->ring) == (uint64_t)b->size)) {
         b->upload_waiting = false;
-        registry_upload_resume(b->upload);
+        b->resume_upload = true;
+        copy_schedule_kick(b->copy);
     }
     return 0;
 }
 
+static void blob_download_start(struct copy_blob *b);
+
 static void blob_download_done(int rc, const char *error, void *arg)
 {
     struct copy_blob *b = arg;
-    log_debug("download done digest=%s rc=%d written=%llu", b->digest, rc,
-              (unsigned long long)b->written);
+    log_debug("download done digest=%s rc=%d", b->digest, rc);
     b->download_active = false;
+    b->download = NULL;
+    b->download_paused = false;
+    if (rc == FERRY_ECANCELED && b->download_restart && b->upload_active) {
+        /* The upload went back past what the ring holds: fetch again. */
+        b->download_restart = false;
+        ring_reset(&b->ring, b->restart_from);
+        blob_download_start(b);
+        copy_op_finished(b->copy);
+        return;
+    }
     b->download_rc = rc;
     if (rc < 0)
         b->download_error = xstrdup(error);
     else
         b->verified = true;
     /* Wake the upload: it either sends the last byte now or learns of the failure. */
-    if (b->upload_active && b->upload_waiting && b->upload != NULL) {
+    if (b->upload_active && b->upload_waiting) {
         b->upload_waiting = false;
-        registry_upload_resume(b->upload);
+        b->resume_upload = true;
+        copy_schedule_kick(b->copy);
     }
     blob_transfer_settle(b);
     copy_op_finished(b->copy);
 }
 
-static int blob_open_spool(struct copy_blob *b)
-{
-    struct copy *c = b->copy;
-    /* An unnamed file: the kernel frees it however Ferry ends. */
-    int fd = open(c->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        char *path = xasprintf("%s/ferry-spool-XXXXXX", c->spool_dir);
-        fd = mkstemp(path);
-        if (fd >= 0)
-            unlink(path);
-        free(path);
-    }
-    if (fd < 0)
-        return -errno;
-    b->fd = fd;
-    return 0;
-}
-
 static void blob_download_start(struct copy_blob *b)
 {
     struct copy *c = b->copy;
-    log_debug("download start digest=%s size=%lld", b->digest, (long long)b->size);
+    log_debug("download start digest=%s size=%lld from=%llu", b->digest, (long long)b->size,
+              (unsigned long long)b->ring.start);
     b->download_started = true;
     b->download_active = true;
+    b->verified = false;
     copy_op_started(c);
-    int rc = registry_blob_get(c->src, c->src_ref.repository, b->digest, b->size, blob_spool_sink,
-                               b, blob_download_done, b);
+    int rc = registry_blob_get(c->src, c->src_ref.repository, b->digest, b->size, blob_pipe_sink, b,
+                               blob_download_done, b, &b->download);
     if (rc < 0) {
         b->download_active = false;
         b->download_rc = rc;
@@ -655,53 +676,87 @@ static void copy_kick(uv_timer_t *timer)
     struct copy *c = timer->data;
     for (size_t i = 0; i < c->n_blobs; i++) {
         struct copy_blob *b = c->blobs[i];
-        if (b->download_requested && !b->download_started && b->upload_active)
+        if (b->state != BLOB_ACTIVE)
+            continue;
+        if (b->download_requested && !b->download_started && b->upload_active) {
+            ring_reset(&b->ring, b->restart_from);
             blob_download_start(b);
+        }
+        if (b->download_restart && b->download_active) {
+            /* Its callback restarts it (see blob_download_done). */
+            registry_download_cancel(b->download);
+            continue;
+        }
+        if (b->download_restart && !b->download_active && b->upload_active) {
+            b->download_restart = false;
+            ring_reset(&b->ring, b->restart_from);
+            blob_download_start(b);
+        }
+        if (b->resume_download && b->download_active) {
+            b->resume_download = false;
+            b->download_paused = false;
+            registry_download_resume(b->download);
+        }
+        if (b->resume_upload && b->upload_active && b->upload != NULL) {
+            b->resume_upload = false;
+            registry_upload_resume(b->upload);
+        }
     }
 }
 
 /*
- * The upload reads what the download has written so far. It never gets the
+ * The upload reads what the download has put in the ring. It never gets the
  * blob's last byte before the download has verified the digest, so a blob
  * that turns out corrupt is never completed at the destination.
  */
-static ssize_t blob_spool_source(char *buf, size_t len, uint64_t offset, void *arg)
+static ssize_t blob_pipe_source(char *buf, size_t len, uint64_t offset, void *arg)
 {
     struct copy_blob *b = arg;
+    struct copy *c = b->copy;
 
-    if (!b->download_started) {
-        /* Inside libcurl's read callback no transfer may be added: the
-         * download starts from the loop, and this upload waits for it. */
-        if (!b->download_requested) {
+    if (!b->download_started || b->download_restart) {
+        if (!b->download_started && !b->download_requested) {
             b->download_requested = true;
-            uv_timer_start(&b->copy->kick, copy_kick, 0, 0);
+            b->restart_from = offset;
+            copy_schedule_kick(c);
         }
         b->upload_waiting = true;
         return HTTP_SOURCE_WAIT;
     }
-    if (b->download_started && !b->download_active && b->download_rc < 0)
+    if (!b->download_active && b->download_rc < 0)
         return b->download_rc;
-    uint64_t avail = b->written;
+    if (offset < b->ring.start) {
+        /* A retry went back to bytes the ring has let go: download again. */
+        b->download_restart = true;
+        b->restart_from = offset;
+        b->upload_waiting = true;
+        copy_schedule_kick(c);
+        return HTTP_SOURCE_WAIT;
+    }
+    uint64_t avail = ring_end(&b->ring);
     if (!b->verified && b->size > 0 && avail >= (uint64_t)b->size)
         avail = (uint64_t)b->size - 1;
     if (offset >= avail) {
         b->upload_waiting = true;
         return HTTP_SOURCE_WAIT;
     }
-    size_t n = len;
-    if (n > avail - offset)
-        n = (size_t)(avail - offset);
-    ssize_t got = pread(b->fd, buf, n, (off_t)offset);
-    if (got < 0)
-        return -errno;
-    if (got == 0)
-        return FERRY_EPROTO;
-    if (offset + (uint64_t)got > b->sent) {
-        b->sent = offset + (uint64_t)got;
+    size_t want = len;
+    if (want > avail - offset)
+        want = (size_t)(avail - offset);
+    size_t got = ring_read(&b->ring, buf, want, offset);
+    /* Sent bytes are dropped; a retry that wants them back downloads again. */
+    ring_consume(&b->ring, offset + got);
+    if (offset + got > b->sent) {
+        b->sent = offset + got;
         if (b->bar != NULL)
-            progress_item_set(b->copy->progress, b->bar, b->sent);
+            progress_item_set(c->progress, b->bar, b->sent);
     }
-    return got;
+    if (b->download_paused && ring_space(&b->ring) >= PIPE_WAKE_BYTES) {
+        b->download_paused = false;
+        b->resume_download = true;
+        copy_schedule_kick(c);
+    }
+    return (ssize_t)got;
 }
 
 static void blob_upload_done(int rc, const char *error, enum registry_upload_outcome how, void *arg)
@@ -737,20 +792,14 @@ static void blob_transfer(struct copy_blob *b)
             presence_find(c->presence, registry_host(c->dst), b->digest, c->dst_ref.repository);
     up.mount_from = b->mount_from;
 
-    rc = blob_open_spool(b);
-    if (rc < 0) {
-        char *msg =
-            xasprintf("cannot create a spool file in %s: %s", c->spool_dir, ferry_strerror(rc));
-        blob_finish(b, rc, msg);
-        free(msg);
-        return;
-    }
+    ring_init(&b->ring, PIPE_BYTES);
+    b->ring_ready = true;
     if (c->progress != NULL)
         b->bar = progress_item_add(c->progress, b->digest, (uint64_t)b->size);
     b->upload_active = true;
     copy_op_started(c);
     rc = registry_blob_upload(c->dst, c->dst_ref.repository, b->digest, (uint64_t)b->size,
-                              blob_spool_source, b, &up, blob_upload_done, b, &b->upload);
+                              blob_pipe_source, b, &up, blob_upload_done, b, &b->upload);
     if (rc < 0) {
         b->upload_active = false;
         b->upload_rc = rc;
@@ -1035,7 +1084,7 @@ static void copy_free_nodes(struct copy *c)
     free(c->nodes);
     for (size_t i = 0; i < c->n_blobs; i++) {
         struct copy_blob *b = c->blobs[i];
-        blob_release_spool(b);
+        blob_release_pipe(b);
         free(b->digest);
         free(b->users);
         free(b->download_error);
@@ -1092,8 +1141,6 @@ int copy_run(const struct copy_options *opts, struct copy_summary *summary, char
     if (rc < 0)
         goto out_refs;
 
-    const char *tmp = getenv("TMPDIR");
-    c.spool_dir = xstrdup(opts->spool_dir ? opts->spool_dir : (tmp && *tmp ? tmp : "/tmp"));
     if (opts->cache_dir == NULL || opts->cache_dir[0] != '\0') {
         char *dir = opts->cache_dir ? xstrdup(opts->cache_dir) : presence_default_dir();
         char *perr = NULL;
@@ -1164,7 +1211,6 @@ out_loop:
         log_warn("copy loop closed with handles still open");
     copy_free_nodes(&c);
     presence_close(c.presence);
-    free(c.spool_dir);
     free(c.error);
     free(c.dst_tag_digest);
 out_refs:

@@ -2,8 +2,8 @@
  * copy: one whole image from a source registry to a destination, as
  * `ferry copy` does it. The image's closure (an index, its children, their
  * configs and layers, and its referrers) is resolved by digest from the
- * source; blobs move in parallel, each streamed through a spool file so that
- * the upload follows the download and memory stays flat; manifests go up
+ * source; blobs move in parallel, each streamed from its download to its
+ * upload through a bounded ring, so memory stays flat whatever the size; manifests go up
  * after their blobs, children before their index, referrers after their
  * subject, and the tag last. Nothing already at the destination is sent again.
  */
@@ -27,7 +27,6 @@ struct copy_options {
     struct registry_options dst_registry;
     struct http_client_options http;
     struct registry_upload_options upload;
-    const char *spool_dir; /* where blobs stream through (NULL: $TMPDIR or /tmp) */
     const char *cache_dir; /* presence cache directory (NULL: default; "" disables) */
     bool progress;         /* draw progress bars on stderr */
 };

@@ -46,7 +46,8 @@ struct http_request {
     uint64_t source_len;
     uint64_t source_offset;
     bool has_body;
-    bool paused;
+    bool paused;      /* upload waits for its source */
+    bool paused_recv; /* download waits for its sink */
     bool follow;
     http_sink_cb sink;
     void *sink_arg;
@@ -305,6 +306,10 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
         return len;
     if (req->sink != NULL) {
         int rc = req->sink(req, data, len, req->sink_arg);
+        if (rc == HTTP_SINK_PAUSE) {
+            req->paused_recv = true;
+            return CURL_WRITEFUNC_PAUSE;
+        }
         if (rc < 0) {
             req->sink_rc = rc;
             return CURL_WRITEFUNC_ERROR;
@@ -393,6 +398,11 @@ static void http_request_configure(struct http_request *req)
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->opts.stall_timeout_s);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error_text);
+    /* Large buffers: a blob moves in far fewer callbacks and system calls. */
+    if (req->sink != NULL)
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024);
+    if (req->source != NULL)
+        curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/0.1");
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -469,8 +479,9 @@ int http_request_start(struct http_request *req, http_done_cb cb, void *arg)
 
 void http_request_resume(struct http_request *req)
 {
-    if (req->easy != NULL && req->paused && !req->finished) {
+    if (req->easy != NULL && (req->paused || req->paused_recv) && !req->finished) {
         req->paused = false;
+        req->paused_recv = false;
         curl_easy_pause(req->easy, CURLPAUSE_CONT);
     }
 }

@@ -51,9 +51,13 @@ struct http_stats {
  */
 typedef void (*http_done_cb)(struct http_request *req, int rc, void *arg);
 
+/* Returned by an http_sink_cb that cannot take the bytes yet; see http_request_resume(). */
+#define HTTP_SINK_PAUSE 1
+
 /**
  * Receives response body bytes (of the final response only). Returns 0 to go
- * on or a negative code to abort the transfer with that code.
+ * on, HTTP_SINK_PAUSE to pause the download (the same bytes come again after
+ * http_request_resume()), or a negative code to abort the transfer with it.
  */
 typedef int (*http_sink_cb)(struct http_request *req, const char *data, size_t len, void *arg);
 
@@ -119,7 +123,11 @@ void http_request_follow_redirects(struct http_request *req, bool follow);
  */
 int http_request_start(struct http_request *req, http_done_cb cb, void *arg);
 
-/** Wake a paused upload whose source returned HTTP_SOURCE_WAIT. */
+/**
+ * Wake a transfer whose source returned HTTP_SOURCE_WAIT or whose sink
+ * returned HTTP_SINK_PAUSE. Call it from the loop, not from inside another
+ * transfer's callback: libcurl may deliver the held bytes at once.
+ */
 void http_request_resume(struct http_request *req);
 
 /**

@@ -66,7 +66,6 @@ static void usage_copy(FILE *out)
         "      --chunk-max BYTES   largest chunk of a chunked upload (default 64 MiB)\n"
         "      --mount-from REPO   try mounting blobs from this repository of DST\n"
         "      --retries N         attempts per request, the first included (default 6)\n"
-        "      --spool-dir DIR     where blobs stream through (default $TMPDIR or /tmp)\n"
         "      --cache-dir DIR     presence cache (default ~/.cache/ferry/presence)\n"
         "      --no-cache          do not remember where blobs are\n"
         "  -v, --verbose           log more (twice: debug)\n"
@@ -213,7 +212,6 @@ enum copy_flag {
     OPT_CHUNK_MAX,
     OPT_MOUNT_FROM,
     OPT_RETRIES,
-    OPT_SPOOL_DIR,
     OPT_CACHE_DIR,
     OPT_NO_CACHE,
     OPT_HELP,
@@ -242,7 +240,6 @@ static int cmd_copy(int argc, char **argv)
         {"chunk-max", required_argument, NULL, OPT_CHUNK_MAX},
         {"mount-from", required_argument, NULL, OPT_MOUNT_FROM},
         {"retries", required_argument, NULL, OPT_RETRIES},
-        {"spool-dir", required_argument, NULL, OPT_SPOOL_DIR},
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"no-cache", no_argument, NULL, OPT_NO_CACHE},
         {"verbose", no_argument, NULL, 'v'},
@@ -356,9 +353,6 @@ static int cmd_copy(int argc, char **argv)
                 fprintf(stderr, "ferry copy: --retries must be 1..100\n");
                 return 2;
             }
-            break;
-        case OPT_SPOOL_DIR:
-            o.spool_dir = optarg;
             break;
         case OPT_CACHE_DIR:
             o.cache_dir = optarg;

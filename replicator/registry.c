@@ -86,6 +86,7 @@ struct regop {
     size_t body_limit;
     bool follow;
     bool no_retry; /* the caller retries at a higher level (uploads) */
+    bool canceled;
     regop_prepare_cb prepare;
     regop_done_cb done;
     void *arg;
@@ -510,6 +511,10 @@ static void regop_attempt(struct regop *op)
 
     op->sent_bearer = false;
     op->sent_basic = false;
+    if (op->canceled) {
+        regop_finish(op, NULL, FERRY_ECANCELED);
+        return;
+    }
     if (reg->auth == AUTH_BEARER && reg->realm != NULL) {
         struct token_entry *t = token_find(reg, op->scope);
         if (t->token == NULL || uv_now(reg->loop) >= t->expires_ms) {
@@ -731,8 +736,9 @@ int registry_blob_exists(struct registry *reg, const char *repo, const char *dig
 
 /* ---- blobs: GET, verified while it streams, resumed with Range ---- */
 
-struct blob_get {
+struct registry_download {
     struct registry *reg;
+    struct regop *op;
     char *digest;
     int64_t size;
     registry_sink_cb sink;
@@ -740,15 +746,16 @@ struct blob_get {
     registry_done_cb cb;
     void *arg;
     struct digest_ctx hash;
-    uint64_t received; /* verified bytes handed to the sink */
-    uint64_t skip;     /* bytes of a 200 response to drop after a resume */
-    long status;       /* status of the response being read */
+    uint64_t received;  /* verified bytes handed to the sink */
+    uint64_t skip;      /* bytes of a 200 response to drop after a resume */
+    size_t skip_replay; /* leading bytes of a replayed paused piece already dropped */
+    long status;        /* status of the response being read */
     struct buf error_body;
 };
 
 static int blob_get_sink(struct http_request *req, const char *data, size_t len, void *arg)
 {
-    struct blob_get *g = arg;
+    struct registry_download *g = arg;
     long status = http_request_status(req);
 
     if (status != 200 && status != 206) {
@@ -761,29 +768,56 @@ static int blob_get_sink(struct http_request *req, const char *data, size_t len,
         return 0;
     }
     if (status == 200 && g->skip > 0) {
+        /* Bytes we already have, resent by a registry that ignored Range. */
         size_t drop = len < g->skip ? len : (size_t)g->skip;
         g->skip -= drop;
         data += drop;
         len -= drop;
         if (len == 0)
             return 0;
+        if (g->skip == 0) {
+            /* The rest of this piece is new; hand it on in a piece of its own
+             * so that a pause cannot replay the dropped part. */
+            int rc = g->sink(data, len, g->received, g->sink_arg);
+            if (rc == HTTP_SINK_PAUSE) {
+                g->skip_replay = drop;
+                return rc;
+            }
+            if (rc < 0)
+                return rc;
+            digest_update(&g->hash, data, len);
+            g->received += len;
+            return 0;
+        }
+    }
+    if (g->skip_replay > 0) {
+        /* libcurl replays a paused piece whole, dropped part included. */
+        size_t drop = len < g->skip_replay ? len : g->skip_replay;
+        data += drop;
+        len -= drop;
+        g->skip_replay = 0;
+        if (len == 0)
+            return 0;
     }
     if (g->size >= 0 && g->received + len > (uint64_t)g->size)
         return FERRY_EDIGEST;
-    digest_update(&g->hash, data, len);
+    /* Hash only what the sink took: paused bytes come again. */
     int rc = g->sink(data, len, g->received, g->sink_arg);
-    if (rc < 0)
+    if (rc != 0)
         return rc;
+    digest_update(&g->hash, data, len);
     g->received += len;
     return 0;
 }
 
 static void blob_get_prepare(struct regop *op, struct http_request *req, void *arg)
 {
-    struct blob_get *g = arg;
+    struct registry_download *g = arg;
     (void)op;
     buf_reset(&g->error_body);
     g->skip = 0;
+    g->skip_replay = 0;
+    g->op = op;
     if (g->received > 0) {
         char line[64];
         snprintf(line, sizeof(line), "Range: bytes=%llu-", (unsigned long long)g->received);
@@ -795,7 +829,7 @@ static void blob_get_prepare(struct regop *op, struct http_request *req, void *a
 
 static void blob_get_done(struct regop *op, struct http_request *req, int rc, void *arg)
 {
-    struct blob_get *g = arg;
+    struct registry_download *g = arg;
     long status = req != NULL ? http_request_status(req) : 0;
     char *error = NULL;
 
@@ -838,7 +872,8 @@ static void blob_get_done(struct regop *op, struct http_request *req, int rc, vo
 }
 
 int registry_blob_get(struct registry *reg, const char *repo, const char *digest, int64_t size,
-                      registry_sink_cb sink, void *sink_arg, registry_done_cb cb, void *arg)
+                      registry_sink_cb sink, void *sink_arg, registry_done_cb cb, void *arg,
+                      struct registry_download **out)
 {
     if (!digest_valid(digest))
         return FERRY_EINVAL;
@@ -847,7 +882,7 @@ int registry_blob_get(struct registry *reg, const char *repo, const char *digest
     struct regop *op = regop_new(reg, "GET", url, scope);
     free(url);
     free(scope);
-    struct blob_get *g = xcalloc(1, sizeof(*g));
+    struct registry_download *g = xcalloc(1, sizeof(*g));
     g->reg = reg;
     g->digest = xstrdup(digest);
     g->size = size;
@@ -861,8 +896,25 @@ int registry_blob_get(struct registry *reg, const char *repo, const char *digest
     op->sink = blob_get_sink;
     op->sink_arg = g;
     op->prepare = blob_get_prepare;
+    g->op = op;
+    if (out != NULL)
+        *out = g;
     regop_run(op, blob_get_done, g);
     return 0;
+}
+
+void registry_download_resume(struct registry_download *d)
+{
+    if (d->op != NULL && d->op->req != NULL)
+        http_request_resume(d->op->req);
+}
+
+void registry_download_cancel(struct registry_download *d)
+{
+    struct regop *op = d->op;
+    op->canceled = true;
+    if (op->req != NULL)
+        http_request_cancel(op->req);
 }
 
 /* ---- blobs: mount and upload ---- */

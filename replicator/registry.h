@@ -24,6 +24,7 @@
 #include "http.h"
 
 struct registry;
+struct registry_download;
 struct registry_upload;
 
 struct registry_options {
@@ -74,7 +75,9 @@ int registry_blob_exists(struct registry *reg, const char *repo, const char *dig
 
 /**
  * Receives blob bytes in order; `offset` is where `data` starts in the blob.
- * Returns 0 or a negative code to abort the download with it.
+ * Returns 0, HTTP_SINK_PAUSE to hold the download until
+ * registry_download_resume() (the same bytes come again), or a negative code
+ * to abort the download with it.
  */
 typedef int (*registry_sink_cb)(const char *data, size_t len, uint64_t offset, void *arg);
 
@@ -85,7 +88,17 @@ typedef int (*registry_sink_cb)(const char *data, size_t len, uint64_t offset, v
  * the digest, so a corrupt blob never completes.
  */
 int registry_blob_get(struct registry *reg, const char *repo, const char *digest, int64_t size,
-                      registry_sink_cb sink, void *sink_arg, registry_done_cb cb, void *arg);
+                      registry_sink_cb sink, void *sink_arg, registry_done_cb cb, void *arg,
+                      struct registry_download **out);
+
+/** Wake a download whose sink paused it. *out of registry_blob_get() until its callback. */
+void registry_download_resume(struct registry_download *d);
+
+/**
+ * Stop a download: its callback fires with FERRY_ECANCELED, at once when a
+ * request is in flight, else when its pending retry or token wait ends.
+ */
+void registry_download_cancel(struct registry_download *d);
 
 enum registry_upload_mode {
     REGISTRY_UPLOAD_AUTO = 0, /* monolithic: POST then one PUT, the fewest requests */

@@ -1,0 +1,56 @@
+/*
+ * dockerconfig: registry credentials from a Docker config.json, the file
+ * `docker login` writes, so that Ferry can reuse a login made with docker,
+ * podman or skopeo. Only the "auths" section is read; credential stores and
+ * helpers ("credsStore", "credHelpers") are not consulted.
+ */
+#ifndef FERRY_DOCKERCONFIG_H
+#define FERRY_DOCKERCONFIG_H
+
+/* Largest config file dockerconfig_lookup() reads. */
+#define DOCKERCONFIG_MAX_BYTES (1024 * 1024)
+
+/* The username dockerconfig_lookup() reports with an identity token. */
+#define DOCKERCONFIG_TOKEN_USERNAME "<token>"
+
+/**
+ * The config file Docker itself would read: "$DOCKER_CONFIG/config.json" when
+ * DOCKER_CONFIG is set and non-empty, else "$HOME/.docker/config.json" when
+ * HOME is. Returns a fresh string the caller frees, or NULL when neither
+ * variable is set. The file need not exist.
+ */
+char *dockerconfig_default_path(void);
+
+/**
+ * Look up the credentials for `registry` ("host[:port]", as in struct
+ * reference) in the config file at `path`.
+ *
+ * A key of "auths" matches when it equals `registry`, or when it does after
+ * "http://" or "https://" and any path ("/v1/", "/v2/") are stripped from it,
+ * comparing host names case-insensitively. "docker.io", "index.docker.io" and
+ * "registry-1.docker.io" all name Docker Hub and match each other (so does
+ * the key "https://index.docker.io/v1/" that docker login writes). An exact
+ * key is tried before the others, which are tried in file order; an entry
+ * without credentials (as credential stores leave behind) is skipped.
+ *
+ * An entry's credentials come from "auth" (base64 of "user:password", split
+ * at the first colon), else from "username" and "password". When neither
+ * gives a non-empty password but "identitytoken" is set, the username is
+ * DOCKERCONFIG_TOKEN_USERNAME and the password is the token; without one the
+ * entry counts as holding no credentials.
+ *
+ * Returns 0 and sets *username and *password to fresh strings the caller
+ * frees (and should wipe). Otherwise both are set to NULL and, when `err` is
+ * not NULL, *err receives a one-line message naming the file and never a
+ * secret, which the caller frees:
+ *  - FERRY_ENOTFOUND when the file does not exist or has no usable entry;
+ *  - FERRY_EPARSE when it is not JSON, "auths" or a matching entry has the
+ *    wrong shape, or a matching "auth" is not base64 of "user:password";
+ *  - FERRY_ETOOBIG when it is over DOCKERCONFIG_MAX_BYTES;
+ *  - a negative errno when it cannot be read (-EACCES, -EISDIR);
+ *  - FERRY_EINVAL when an argument is NULL.
+ */
+int dockerconfig_lookup(const char *path, const char *registry, char **username, char **password,
+                        char **err);
+
+#endif
