@@ -57,12 +57,15 @@ static void usage_copy(FILE *out)
         "      --authfile PATH     Docker config.json to read credentials from\n"
         "                          (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)\n"
         "      --plain-http        use http:// for both registries\n"
+        "      --src-plain-http, --dest-plain-http   the same for one side\n"
         "      --tls               use https:// even for loopback registries\n"
+        "      --src-tls, --dest-tls   the same for one side\n"
         "      --insecure          do not verify TLS certificates\n"
         "      --ca-file PATH      trust this CA bundle as well\n"
         "      --cert PATH, --key PATH   TLS client certificate and key (PEM)\n"
         "      --upload-mode MODE  auto, monolithic or chunked (default auto: monolithic)\n"
-        "      --chunk-size BYTES  smallest chunk of a chunked upload (implies chunked)\n"
+        "      --chunk-size BYTES  chunked upload in chunks of this size (at least; the\n"
+        "                          registry's OCI-Chunk-Min-Length wins when larger)\n"
         "      --chunk-max BYTES   largest chunk of a chunked upload (default 64 MiB)\n"
         "      --mount-from REPO   try mounting blobs from this repository of DST\n"
         "      --retries N         attempts per request, the first included (default 6)\n"
@@ -203,6 +206,10 @@ enum copy_flag {
     OPT_AUTHFILE,
     OPT_PLAIN_HTTP,
     OPT_TLS,
+    OPT_SRC_TLS,
+    OPT_DEST_TLS,
+    OPT_SRC_PLAIN,
+    OPT_DEST_PLAIN,
     OPT_INSECURE,
     OPT_CA_FILE,
     OPT_CERT,
@@ -231,6 +238,10 @@ static int cmd_copy(int argc, char **argv)
         {"authfile", required_argument, NULL, OPT_AUTHFILE},
         {"plain-http", no_argument, NULL, OPT_PLAIN_HTTP},
         {"tls", no_argument, NULL, OPT_TLS},
+        {"src-tls", no_argument, NULL, OPT_SRC_TLS},
+        {"dest-tls", no_argument, NULL, OPT_DEST_TLS},
+        {"src-plain-http", no_argument, NULL, OPT_SRC_PLAIN},
+        {"dest-plain-http", no_argument, NULL, OPT_DEST_PLAIN},
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"ca-file", required_argument, NULL, OPT_CA_FILE},
         {"cert", required_argument, NULL, OPT_CERT},
@@ -301,6 +312,18 @@ static int cmd_copy(int argc, char **argv)
             break;
         case OPT_TLS:
             o.src_registry.force_tls = o.dst_registry.force_tls = true;
+            break;
+        case OPT_SRC_TLS:
+            o.src_registry.force_tls = true;
+            break;
+        case OPT_DEST_TLS:
+            o.dst_registry.force_tls = true;
+            break;
+        case OPT_SRC_PLAIN:
+            o.src_registry.plain_http = true;
+            break;
+        case OPT_DEST_PLAIN:
+            o.dst_registry.plain_http = true;
             break;
         case OPT_INSECURE:
             o.http.insecure = true;

@@ -1244,8 +1244,9 @@ int registry_blob_upload(struct registry *reg, const char *repo, const char *dig
         up->chunk_max = opts->chunk_max;
         up->mount_from = xstrdup(opts->mount_from);
     }
+    /* A chunk size alone means chunks of that size. */
     if (up->chunk_max == 0)
-        up->chunk_max = 64ull * 1024 * 1024;
+        up->chunk_max = up->chunk_min ? up->chunk_min : 64ull * 1024 * 1024;
     if (up->chunk_max < up->chunk_min)
         up->chunk_max = up->chunk_min;
     up->state = UPLOAD_START;

@@ -47,6 +47,7 @@ if setpriv --pdeathsig KILL -- true 2>/dev/null; then
 fi
 _ITEST_PROBE_UA=ferry-itest-probe  # readiness probes; not counted as requests
 declare -A _REG_PORT=() _REG_ADDR=() _REG_CONFIG=() _REG_LOG=()
+declare -A _REG_SCHEME=() _REG_PROBE=() # https registries, and curl options to probe them
 _ITEST_TOKEN_STARTED=0
 
 # ---------------------------------------------------------------- messages
@@ -336,8 +337,10 @@ token_request_count() {
 _reg_ready() { # NAME PID
   local code
   _itest_alive "$2" || return 0
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -A "$_ITEST_PROBE_UA" \
-    "http://${_REG_ADDR[$1]}/v2/" || true)
+  local probe=()
+  [[ -n "${_REG_PROBE[$1]:-}" ]] && read -r -a probe <<<"${_REG_PROBE[$1]}"
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -A "$_ITEST_PROBE_UA" "${probe[@]}" \
+    "${_REG_SCHEME[$1]:-http}://${_REG_ADDR[$1]}/v2/" || true)
   [[ "$code" == 200 || "$code" == 401 ]]
 }
 
@@ -362,8 +365,8 @@ _reg_launch() { # NAME : start from the written config, wait until /v2/ answers
   return 0
 }
 
-_reg_write_config() { # NAME PORT HOST DELETE READONLY AUTH_YAML NOTIFY_URL
-  local name=$1 port=$2 host=$3 delete=$4 ro=$5 auth=$6 notify=$7
+_reg_write_config() { # NAME PORT HOST DELETE READONLY AUTH_YAML NOTIFY_URL [TLS_YAML]
+  local name=$1 port=$2 host=$3 delete=$4 ro=$5 auth=$6 notify=$7 tls=${8:-}
   local addr="$host:$port"
   [[ "$host" == *:* ]] && addr="[$host]:$port"
   {
@@ -387,6 +390,7 @@ storage:
 http:
   addr: "$addr"
   secret: ferry-itest-secret-$name
+$tls
 health:
   storagedriver:
     enabled: false
@@ -413,6 +417,10 @@ EOF
 
 # registry_start NAME [--htpasswd USER:PASS]... [--token] [--notify URL]
 #                [--delete] [--readonly] [--ipv6] [--port PORT]
+#                [--tls CERT KEY [--client-ca CA CLIENT_CERT CLIENT_KEY]]
+# --tls serves HTTPS with that certificate (NAME_URL is then https://...);
+# --client-ca also requires client certificates signed by CA (the readiness
+# probe presents CLIENT_CERT/CLIENT_KEY).
 # Starts a Distribution registry with storage $TEST_TMP/NAME, config
 # $TEST_TMP/NAME.yml, log $TEST_TMP/NAME.log; waits until GET /v2/ answers
 # 200 or 401. Sets NAME_PORT NAME_ADDR (127.0.0.1:PORT or [::1]:PORT)
@@ -426,6 +434,7 @@ registry_start() {
     fail "registry_start: '$name' is already running"
   fi
   local users=() token=0 notify="" delete=false ro=false host=127.0.0.1 port=""
+  local tls_cert="" tls_key="" client_ca="" probe_cert="" probe_key="" tls=""
   while (($#)); do
     case $1 in
       --htpasswd) users+=("$2"); shift 2 ;;
@@ -435,6 +444,8 @@ registry_start() {
       --readonly) ro=true; shift ;;
       --ipv6) host=::1; shift ;;
       --port) port=$2; shift 2 ;;
+      --tls) tls_cert=$2; tls_key=$3; shift 3 ;;
+      --client-ca) client_ca=$2; probe_cert=$3; probe_key=$4; shift 4 ;;
       *) fail "registry_start: unknown option $1" ;;
     esac
   done
@@ -469,6 +480,19 @@ registry_start() {
     rootcertbundle: \"$TOKEN_CERT\""
     declare -g "${name}_SERVICE=$service"
   fi
+  if [[ -n "$tls_cert" ]]; then
+    tls="  tls:
+    certificate: \"$tls_cert\"
+    key: \"$tls_key\""
+    _REG_SCHEME[$name]=https
+    _REG_PROBE[$name]="-k"
+    if [[ -n "$client_ca" ]]; then
+      tls="$tls
+    clientcas:
+      - \"$client_ca\""
+      _REG_PROBE[$name]="-k --cert $probe_cert --key $probe_key"
+    fi
+  fi
   mkdir -p "$TEST_TMP/$name"
   _REG_CONFIG[$name]="$TEST_TMP/$name.yml"
   _REG_LOG[$name]="$TEST_TMP/$name.log"
@@ -479,7 +503,7 @@ registry_start() {
     if ((!fixed)); then
       if [[ "$host" == ::1 ]]; then port=$(free_port --ipv6); else port=$(free_port); fi
     fi
-    _reg_write_config "$name" "$port" "$host" "$delete" "$ro" "$auth" "$notify"
+    _reg_write_config "$name" "$port" "$host" "$delete" "$ro" "$auth" "$notify" "$tls"
     rc=0
     _reg_launch "$name" || rc=$?
     if ((rc == 0)); then
@@ -498,7 +522,7 @@ registry_start() {
   _REG_PORT[$name]=$port
   declare -g "${name}_PORT=$port"
   declare -g "${name}_ADDR=${_REG_ADDR[$name]}"
-  declare -g "${name}_URL=http://${_REG_ADDR[$name]}"
+  declare -g "${name}_URL=${_REG_SCHEME[$name]:-http}://${_REG_ADDR[$name]}"
   declare -g "${name}_STORAGE=$TEST_TMP/$name"
   declare -g "${name}_LOG=${_REG_LOG[$name]}"
   declare -g "${name}_CONFIG=${_REG_CONFIG[$name]}"
