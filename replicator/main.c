@@ -12,6 +12,7 @@
 #include "copy.h"
 #include "dockerconfig.h"
 #include "errors.h"
+#include "listing.h"
 #include "log.h"
 #include "reference.h"
 #include "xalloc.h"
@@ -26,6 +27,8 @@ static void usage_main(FILE *out)
           "\n"
           "commands:\n"
           "  copy SRC DST   copy one whole image (index, platforms, referrers) to DST\n"
+          "  ls REPO        list the tags of HOST[:PORT]/REPO\n"
+          "  catalog HOST   list the repositories of a registry\n"
           "\n"
           "Run 'ferry COMMAND --help' for a command's flags.\n",
           out);
@@ -195,7 +198,7 @@ static void print_json(const struct copy_options *o, const struct copy_summary *
     cJSON_Delete(j);
 }
 
-enum copy_flag {
+enum cli_flag {
     OPT_PLATFORM = 1000,
     OPT_NO_REFERRERS,
     OPT_JSON,
@@ -222,7 +225,65 @@ enum copy_flag {
     OPT_CACHE_DIR,
     OPT_NO_CACHE,
     OPT_HELP,
+    OPT_CREDS,
+    OPT_PAGE_SIZE,
 };
+
+/* Flags every command that talks to registries takes. */
+#define COMMON_LONGOPTS                                                                            \
+    {"insecure", no_argument, NULL, OPT_INSECURE},                                                 \
+        {"ca-file", required_argument, NULL, OPT_CA_FILE},                                         \
+        {"cert", required_argument, NULL, OPT_CERT}, {"key", required_argument, NULL, OPT_KEY},    \
+        {"verbose", no_argument, NULL, 'v'},                                                       \
+    {                                                                                              \
+        "help", no_argument, NULL, OPT_HELP                                                        \
+    }
+
+struct common_flags {
+    struct http_client_options http;
+    int retries;
+    int verbose;
+};
+
+/*
+ * Take one of the COMMON_LONGOPTS. Returns 1 when it was one, 0 when it was
+ * not, or -1 after printing why its value is wrong.
+ */
+static int common_flag(const char *cmd, int c, const char *arg, struct common_flags *f)
+{
+    switch (c) {
+    case OPT_INSECURE:
+        f->http.insecure = true;
+        return 1;
+    case OPT_CA_FILE:
+        f->http.ca_file = arg;
+        return 1;
+    case OPT_CERT:
+        f->http.cert_file = arg;
+        return 1;
+    case OPT_KEY:
+        f->http.key_file = arg;
+        return 1;
+    case OPT_RETRIES:
+        f->retries = atoi(arg);
+        if (f->retries < 1 || f->retries > 100) {
+            fprintf(stderr, "ferry %s: --retries must be 1..100\n", cmd);
+            return -1;
+        }
+        return 1;
+    case 'v':
+        f->verbose++;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void common_apply(const struct common_flags *f)
+{
+    if (f->verbose > 0)
+        log_threshold = f->verbose > 1 ? FERRY_LOG_DEBUG : FERRY_LOG_INFO;
+}
 
 static int cmd_copy(int argc, char **argv)
 {
@@ -242,32 +303,28 @@ static int cmd_copy(int argc, char **argv)
         {"dest-tls", no_argument, NULL, OPT_DEST_TLS},
         {"src-plain-http", no_argument, NULL, OPT_SRC_PLAIN},
         {"dest-plain-http", no_argument, NULL, OPT_DEST_PLAIN},
-        {"insecure", no_argument, NULL, OPT_INSECURE},
-        {"ca-file", required_argument, NULL, OPT_CA_FILE},
-        {"cert", required_argument, NULL, OPT_CERT},
-        {"key", required_argument, NULL, OPT_KEY},
+
         {"upload-mode", required_argument, NULL, OPT_UPLOAD_MODE},
         {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
         {"chunk-max", required_argument, NULL, OPT_CHUNK_MAX},
         {"mount-from", required_argument, NULL, OPT_MOUNT_FROM},
-        {"retries", required_argument, NULL, OPT_RETRIES},
+
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"no-cache", no_argument, NULL, OPT_NO_CACHE},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, OPT_HELP},
+        COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     struct copy_options o;
     const char *src_creds = NULL;
     const char *dest_creds = NULL;
     const char *authfile = NULL;
+    struct common_flags common;
     bool json = false;
     int progress = -1;
-    int verbose = 0;
-    int retries = 0;
     int c;
 
     memset(&o, 0, sizeof(o));
+    memset(&common, 0, sizeof(common));
     optind = 1;
     while ((c = getopt_long(argc, argv, "j:v", longopts, NULL)) != -1) {
         uint64_t size = 0;
@@ -325,18 +382,6 @@ static int cmd_copy(int argc, char **argv)
         case OPT_DEST_PLAIN:
             o.dst_registry.plain_http = true;
             break;
-        case OPT_INSECURE:
-            o.http.insecure = true;
-            break;
-        case OPT_CA_FILE:
-            o.http.ca_file = optarg;
-            break;
-        case OPT_CERT:
-            o.http.cert_file = optarg;
-            break;
-        case OPT_KEY:
-            o.http.key_file = optarg;
-            break;
         case OPT_UPLOAD_MODE:
             if (strcmp(optarg, "auto") == 0)
                 o.upload.mode = REGISTRY_UPLOAD_AUTO;
@@ -370,28 +415,25 @@ static int cmd_copy(int argc, char **argv)
             }
             o.mount_from = optarg;
             break;
-        case OPT_RETRIES:
-            retries = atoi(optarg);
-            if (retries < 1 || retries > 100) {
-                fprintf(stderr, "ferry copy: --retries must be 1..100\n");
-                return 2;
-            }
-            break;
         case OPT_CACHE_DIR:
             o.cache_dir = optarg;
             break;
         case OPT_NO_CACHE:
             o.cache_dir = "";
             break;
-        case 'v':
-            verbose++;
-            break;
         case OPT_HELP:
             usage_copy(stdout);
             return 0;
-        default:
-            fprintf(stderr, "ferry copy: see 'ferry copy --help'\n");
-            return 2;
+        default: {
+            int taken = common_flag("copy", c, optarg, &common);
+            if (taken < 0)
+                return 2;
+            if (taken == 0) {
+                fprintf(stderr, "ferry copy: see 'ferry copy --help'\n");
+                return 2;
+            }
+            break;
+        }
         }
     }
     if (argc - optind != 2) {
@@ -400,10 +442,10 @@ static int cmd_copy(int argc, char **argv)
     }
     o.src = argv[optind];
     o.dst = argv[optind + 1];
-    if (verbose > 0)
-        log_threshold = verbose > 1 ? FERRY_LOG_DEBUG : FERRY_LOG_INFO;
+    common_apply(&common);
+    o.http = common.http;
     o.progress = progress < 0 ? isatty(STDERR_FILENO) && !json : progress == 1;
-    o.src_registry.max_attempts = o.dst_registry.max_attempts = retries;
+    o.src_registry.max_attempts = o.dst_registry.max_attempts = common.retries;
 
     /* Credentials are looked up per host; the parse errors show up in copy_run. */
     struct reference sref;
@@ -453,6 +495,158 @@ static int cmd_copy(int argc, char **argv)
     return rc < 0 ? 1 : 0;
 }
 
+static void usage_list(FILE *out, const char *cmd)
+{
+    bool tags = strcmp(cmd, "ls") == 0;
+    fprintf(out,
+            "usage: ferry %s [flags] %s\n"
+            "\n"
+            "%s, following every page of the listing.\n"
+            "\n"
+            "flags:\n"
+            "      --json              print a JSON array instead of one name per line\n"
+            "      --creds USER[:PASSWORD]  credentials (else FERRY_USERNAME/FERRY_PASSWORD,\n"
+            "                          else the Docker config's \"auths\")\n"
+            "      --authfile PATH     Docker config.json to read credentials from\n"
+            "      --plain-http        use http://\n"
+            "      --tls               use https:// even for a loopback registry\n"
+            "      --page-size N       names asked per page (default 1000)\n"
+            "      --insecure, --ca-file PATH, --cert PATH, --key PATH, --retries N, -v\n"
+            "                          as for 'ferry copy'\n"
+            "\n"
+            "Exit status: 0 when listed, 1 when the registry could not be listed, 2 on a\n"
+            "usage error.\n",
+            cmd, tags ? "HOST[:PORT]/REPO" : "HOST[:PORT]",
+            tags ? "Prints the tags of a repository" : "Prints the repositories of a registry");
+}
+
+/* `ferry ls` (tags of a repository) and `ferry catalog` (repositories). */
+static int cmd_list(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"creds", required_argument, NULL, OPT_CREDS},
+        {"authfile", required_argument, NULL, OPT_AUTHFILE},
+        {"plain-http", no_argument, NULL, OPT_PLAIN_HTTP},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"page-size", required_argument, NULL, OPT_PAGE_SIZE},
+        COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd = argv[0];
+    bool tags = strcmp(cmd, "ls") == 0;
+    struct listing_options o;
+    struct common_flags common;
+    const char *creds = NULL;
+    const char *authfile = NULL;
+    bool json = false;
+    int c;
+
+    memset(&o, 0, sizeof(o));
+    memset(&common, 0, sizeof(common));
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_JSON:
+            json = true;
+            break;
+        case OPT_CREDS:
+            creds = optarg;
+            break;
+        case OPT_AUTHFILE:
+            authfile = optarg;
+            break;
+        case OPT_PLAIN_HTTP:
+            o.reg.plain_http = true;
+            break;
+        case OPT_TLS:
+            o.reg.force_tls = true;
+            break;
+        case OPT_PAGE_SIZE:
+            o.reg.list_page_size = atoi(optarg);
+            if (o.reg.list_page_size < 1 || o.reg.list_page_size > 10000) {
+                fprintf(stderr, "ferry %s: --page-size must be 1..10000\n", cmd);
+                return 2;
+            }
+            break;
+        case OPT_HELP:
+            usage_list(stdout, cmd);
+            return 0;
+        default: {
+            int taken = common_flag(cmd, c, optarg, &common);
+            if (taken < 0)
+                return 2;
+            if (taken == 0) {
+                fprintf(stderr, "ferry %s: see 'ferry %s --help'\n", cmd, cmd);
+                return 2;
+            }
+            break;
+        }
+        }
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, "ferry %s: want %s (see 'ferry %s --help')\n", cmd,
+                tags ? "HOST[:PORT]/REPO" : "HOST[:PORT]", cmd);
+        return 2;
+    }
+    common_apply(&common);
+    o.http = common.http;
+    o.reg.max_attempts = common.retries;
+
+    struct reference ref;
+    char *text = tags ? xstrdup(argv[optind]) : xasprintf("%s/x", argv[optind]);
+    char *err = NULL;
+    memset(&ref, 0, sizeof(ref));
+    int rc = reference_parse(&ref, text, &err);
+    free(text);
+    if (rc < 0 || ref.tag != NULL || ref.digest != NULL) {
+        fprintf(stderr, "ferry %s: %s: %s\n", cmd, argv[optind],
+                err ? err : "name a repository, without a tag or digest");
+        free(err);
+        reference_release(&ref);
+        return 2;
+    }
+    o.registry = ref.registry;
+    o.repository = tags ? ref.repository : NULL;
+    char *user = NULL;
+    char *pass = NULL;
+    if (resolve_creds(creds, "FERRY", ref.registry, authfile, &user, &pass) < 0) {
+        reference_release(&ref);
+        return 2;
+    }
+    o.reg.username = user;
+    o.reg.password = pass;
+
+    char **items = NULL;
+    size_t n = 0;
+    char *error = NULL;
+    rc = listing_run(&o, &items, &n, &error);
+    if (rc < 0) {
+        fprintf(stderr, "ferry %s: %s\n", cmd, error ? error : ferry_strerror(rc));
+    } else if (json) {
+        cJSON *arr = cJSON_CreateArray();
+        for (size_t i = 0; i < n; i++)
+            cJSON_AddItemToArray(arr, cJSON_CreateString(items[i]));
+        char *out = cJSON_PrintUnformatted(arr);
+        printf("%s\n", out);
+        free(out);
+        cJSON_Delete(arr);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            printf("%s\n", items[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(items[i]);
+    free(items);
+    free(error);
+    free(user);
+    if (pass != NULL)
+        memset(pass, 0, strlen(pass));
+    free(pass);
+    reference_release(&ref);
+    return rc < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *level = getenv("FERRY_LOG_LEVEL");
@@ -473,6 +667,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "copy") == 0)
         return cmd_copy(argc - 1, argv + 1);
+    if (strcmp(cmd, "ls") == 0 || strcmp(cmd, "catalog") == 0)
+        return cmd_list(argc - 1, argv + 1);
     fprintf(stderr, "ferry: unknown command '%s' (see 'ferry --help')\n", cmd);
     return 2;
 }

@@ -226,6 +226,8 @@ int registry_new(uv_loop_t *loop, struct http_client *http, const char *host,
         reg->opts.retry_max_ms = 8000;
     if (reg->opts.retry_after_max_ms == 0)
         reg->opts.retry_after_max_ms = 30000;
+    if (reg->opts.list_page_size <= 0 || reg->opts.list_page_size > 10000)
+        reg->opts.list_page_size = 1000;
     bool plain = reg->opts.plain_http || (host_is_loopback(host) && !reg->opts.force_tls);
     reg->base = xasprintf("%s://%s", plain ? "http" : "https", host);
     if (opts != NULL && opts->username != NULL && opts->password != NULL) {
@@ -1517,12 +1519,15 @@ static int list_start(struct registry *reg, const char *path, const char *key, c
 
 int registry_catalog(struct registry *reg, registry_list_cb cb, void *arg)
 {
-    return list_start(reg, "/v2/_catalog?n=1000", "repositories", "registry:catalog:*", cb, arg);
+    char *path = xasprintf("/v2/_catalog?n=%d", reg->opts.list_page_size);
+    int rc = list_start(reg, path, "repositories", "registry:catalog:*", cb, arg);
+    free(path);
+    return rc;
 }
 
 int registry_tags(struct registry *reg, const char *repo, registry_list_cb cb, void *arg)
 {
-    char *path = xasprintf("/v2/%s/tags/list?n=1000", repo);
+    char *path = xasprintf("/v2/%s/tags/list?n=%d", repo, reg->opts.list_page_size);
     char *scope = repo_scope(reg, repo);
     int rc = list_start(reg, path, "tags", scope, cb, arg);
     free(path);

@@ -37,6 +37,7 @@ struct registry_options {
     uint64_t retry_base_ms;      /* first backoff ceiling (0: 200) */
     uint64_t retry_max_ms;       /* backoff ceiling (0: 8000) */
     uint64_t retry_after_max_ms; /* cap on a registry's Retry-After (0: 30000) */
+    int list_page_size;          /* entries asked per listing page (0: 1000) */
 };
 
 /* Counters of one registry's operations, for summaries and tests. */
