@@ -5,6 +5,8 @@
 
 #include <cmocka.h>
 
+#include "../unit.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,15 +54,6 @@ static void write_config(const struct fixture *f, const char *contents, size_t l
     assert_non_null(file);
     assert_int_equal(fwrite(contents, 1, len, file), len);
     assert_int_equal(fclose(file), 0);
-}
-
-static void assert_message(const char *err)
-{
-    assert_non_null(err);
-    assert_true(err[0] != '\0');
-    assert_false(err[0] >= 'A' && err[0] <= 'Z');
-    for (const char *c = err; *c != '\0'; c++)
-        assert_true((unsigned char)*c >= 0x20 && *c != 0x7f);
 }
 
 /* Look `registry` up in `json`; on success compare with the wanted pair. */

@@ -5,6 +5,8 @@
 
 #include <cmocka.h>
 
+#include "../unit.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +29,6 @@ static const char oci_manifest[] =
     "{\"mediaType\":\"" LAYER_GZIP "\",\"digest\":\"" D3 "\",\"size\":0,"
     "\"annotations\":{\"a\":\"b\"},\"urls\":[\"https://x\"]}],"
     "\"annotations\":{\"com.example.key\":\"value\"}}";
-
-static void assert_message(const char *err)
-{
-    assert_non_null(err);
-    assert_true(err[0] != '\0');
-    assert_false(err[0] >= 'A' && err[0] <= 'Z');
-    for (const char *c = err; *c != '\0'; c++)
-        assert_true((unsigned char)*c >= 0x20 && *c != 0x7f);
-}
 
 static void assert_zeroed(const struct manifest *m)
 {

@@ -5,6 +5,8 @@
 
 #include <cmocka.h>
 
+#include "../unit.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,15 +17,6 @@
 #define DIGEST "sha256:" HEX64
 
 /* A one-line lowercase message, as every err of Ferry is. */
-static void assert_message(const char *err)
-{
-    assert_non_null(err);
-    assert_true(err[0] != '\0');
-    assert_false(err[0] >= 'A' && err[0] <= 'Z');
-    for (const char *c = err; *c != '\0'; c++)
-        assert_true((unsigned char)*c >= 0x20 && *c != 0x7f);
-}
-
 static void assert_zeroed(const struct reference *ref)
 {
     assert_null(ref->registry);
