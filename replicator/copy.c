@@ -1036,8 +1036,6 @@ static void copy_advance(struct copy *c)
     }
     case PHASE_RESOLVE:
         c->phase = PHASE_CHECK;
-        if (c->dst_tag == NULL)
-            c->dst_tag = NULL;
         snprintf(c->sum->digest, sizeof(c->sum->digest), "%s", c->root->digest);
         copy_check_destination(c);
         break;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154 # src_* and dst_* are set by lib.sh's registry_start
 # Benchmark: `ferry copy` against `skopeo copy`, registry to registry, on loopback.
 #
 #   ./build.sh bench                      (builds, then runs this)
@@ -43,7 +44,7 @@ bench_root="${FERRY_BUILD_DIR:-$top/build}/bench"
 mkdir -p "$bench_root"
 export FERRY_BUILD_DIR="$bench_root"
 export FERRY_SOURCE_DIR="$top"
-# shellcheck source=../integration/lib.sh
+# shellcheck source=SCRIPTDIR/../integration/lib.sh
 source "$top/tests/integration/lib.sh"
 
 RUNS=${BENCH_RUNS:-3}
@@ -55,7 +56,10 @@ TIMEOUT=${BENCH_TIMEOUT:-300}
 [[ "$TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_TIMEOUT must be a positive integer, got '$TIMEOUT'"
 
 require_ferry
-FERRY=$(ferry_bin)
+# A snapshot: a rebuild of build/ferry during the bench must not mix binaries.
+FERRY="$TEST_TMP/ferry"
+cp "$(ferry_bin)" "$FERRY"
+FERRY_SHA=$(sha256sum "$FERRY" | cut -c1-12)
 for tool in skopeo curl jq docker-registry timeout /usr/bin/time; do
   command -v "$tool" >/dev/null || fail "bench needs $tool"
 done
@@ -181,7 +185,7 @@ push() { # IMAGE FIXTUREGEN-ARGS...
   t0=$EPOCHREALTIME
   fixturegen push --registry "$src_ADDR" --repo "$image" --tag v1 --compact "$@" >"$TEST_TMP/$image.json" ||
     fail "fixturegen could not push $image"
-  say "pushed $image: $(jq -r '"\(.blobs | length) blobs, \(.bytes / 1048576 | . * 10 | round / 10) MiB, \(.media_type | sub(".*\\."; ""; "x"))"' "$TEST_TMP/$image.json") ($(calc "$EPOCHREALTIME - $t0" | xargs printf '%.1f') s)"
+  say "pushed $image: $(jq -r '"\(.blobs | length) blobs, \(.bytes / 1048576 | . * 10 | round / 10) MiB, \(.media_type | sub("^application/vnd\\.(oci\\.image|docker\\.distribution)\\."; ""))"' "$TEST_TMP/$image.json") ($(calc "$EPOCHREALTIME - $t0" | xargs printf '%.1f') s)"
 }
 for image in "${images[@]}"; do
   case $image in
@@ -274,7 +278,7 @@ for image in "${images[@]}"; do
     [[ $v == MISS ]] && misses=$((misses + 1))
   done
   table=$(
-    echo "### $image ($desc; median of $RUNS runs)"
+    echo "### $image ($desc; median of $RUNS run(s))"
     echo
     echo "| metric | ferry | skopeo | ferry/skopeo |"
     echo "| --- | ---: | ---: | ---: |"
@@ -297,7 +301,7 @@ skopeo_cmd="skopeo copy ${SKOPEO_FLAGS[*]} docker://SRC docker://DST"
 header=$(
   echo "## ferry copy vs skopeo copy"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ferry $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$top" diff --quiet HEAD 2>/dev/null || echo '+dirty'), $(skopeo --version), Distribution $(docker-registry --version 2>/dev/null | awk '{print $NF}'), BENCH_RUNS=$RUNS, bench took ${elapsed} s."
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ferry $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$top" diff --quiet HEAD 2>/dev/null || echo '+dirty') (binary sha256 $FERRY_SHA…), $(skopeo --version), Distribution $(docker-registry --version 2>/dev/null | awk '{print $NF}'), BENCH_RUNS=$RUNS, bench took ${elapsed} s."
   echo
   echo "- ferry: \`ferry copy --no-cache --no-progress SRC DST\`"
   echo "- skopeo: \`$skopeo_cmd\`"
