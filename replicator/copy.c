@@ -28,7 +28,7 @@ struct copy_node;
  * good piece can move, since every pause and resume costs libcurl a round.
  */
 #define PIPE_BYTES      (1024 * 1024)
-#define PIPE_WAKE_BYTES (256 * 1024)
+#define PIPE_WAKE_BYTES (128 * 1024)
 
 enum blob_state {
     BLOB_IDLE = 0,
@@ -83,6 +83,7 @@ struct copy_node {
     struct copy_node *parent;  /* the index listing this child */
     struct copy_node *subject; /* for a referrer: the manifest it refers to */
     cJSON *descriptor;         /* for a referrer: its descriptor in the source's list */
+    bool referrers_wanted;     /* its referrers are to be listed once the probe is back */
     bool present;              /* already at the destination */
     bool pushed;
     int pending; /* blobs, children or gates still to come before the PUT */
@@ -120,6 +121,7 @@ struct copy {
     size_t n_blobs;
     struct copy_node *root;
     bool root_by_tag;     /* the root's PUT named the tag too */
+    int referrers_probe;  /* 0: not asked yet, 1: the first listing is out, 2: back */
     char *dst_tag_digest; /* what the destination tag names now */
     int nodes_unpushed;   /* manifests still to PUT */
     struct copy_blob *queue_head;
@@ -234,13 +236,15 @@ static void referrers_listed(int rc, const char *error, const char *bytes, size_
 struct resolve_ctx {
     struct copy *c;
     struct copy_node *n;
+    bool probe;
 };
 
-static void resolve_referrers(struct copy *c, struct copy_node *subject)
+static void resolve_referrers(struct copy *c, struct copy_node *subject, bool probe)
 {
     struct resolve_ctx *ctx = xcalloc(1, sizeof(*ctx));
     ctx->c = c;
     ctx->n = subject;
+    ctx->probe = probe;
     copy_op_started(c);
     if (registry_referrers(c->src, c->src_ref.repository, subject->digest, referrers_listed, ctx) <
         0) {
@@ -324,8 +328,18 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
             resolve_node(c, child, child->digest);
         }
     }
-    if (!c->opts->no_referrers && n->subject == NULL)
-        resolve_referrers(c, n);
+    /* The first listing learns whether the source has a referrers API; the
+     * others wait for it rather than all asking an API that may not exist. */
+    if (!c->opts->no_referrers && n->subject == NULL) {
+        if (c->referrers_probe == 0) {
+            c->referrers_probe = 1;
+            resolve_referrers(c, n, true);
+        } else if (c->referrers_probe == 1) {
+            n->referrers_wanted = true;
+        } else {
+            resolve_referrers(c, n, false);
+        }
+    }
     copy_op_finished(c);
 }
 
@@ -351,6 +365,15 @@ static void referrers_listed(int rc, const char *error, const char *bytes, size_
     (void)media_type;
     (void)digest;
 
+    if (ctx->probe) {
+        c->referrers_probe = 2;
+        for (size_t i = 0; i < c->n_nodes; i++) {
+            if (c->nodes[i]->referrers_wanted) {
+                c->nodes[i]->referrers_wanted = false;
+                resolve_referrers(c, c->nodes[i], false);
+            }
+        }
+    }
     free(ctx);
     if (rc < 0) {
         copy_fail(c, rc, error);
