@@ -121,6 +121,7 @@ struct copy {
     size_t n_blobs;
     struct copy_node *root;
     bool root_by_tag;     /* the root's PUT named the tag too */
+    bool dst_repo_new;    /* the destination repository does not exist yet */
     int referrers_probe;  /* 0: not asked yet, 1: the first listing is out, 2: back */
     char *dst_tag_digest; /* what the destination tag names now */
     int nodes_unpushed;   /* manifests still to PUT */
@@ -435,6 +436,8 @@ static void node_checked(int rc, const char *error, const char *bytes, size_t le
     copy_op_finished(c);
 }
 
+static void copy_check_repository(struct copy *c);
+
 static void tag_checked(int rc, const char *error, const char *bytes, size_t len,
                         const char *media_type, const char *digest, void *arg)
 {
@@ -444,9 +447,33 @@ static void tag_checked(int rc, const char *error, const char *bytes, size_t len
     (void)media_type;
     if (rc == 0 && digest != NULL)
         c->dst_tag_digest = xstrdup(digest);
-    else if (rc < 0 && rc != FERRY_ENOTFOUND)
+    else if (rc == FERRY_ENOTFOUND)
+        copy_check_repository(c);
+    else if (rc < 0)
         copy_fail(c, rc, error);
     copy_op_finished(c);
+}
+
+static void repo_checked(int rc, const char *error, bool exists, int64_t size, void *arg)
+{
+    struct copy *c = arg;
+    (void)size;
+    if (rc < 0)
+        copy_fail(c, rc, error);
+    else
+        c->dst_repo_new = !exists;
+    copy_op_finished(c);
+}
+
+/*
+ * Into a repository that does not exist yet no blob needs a HEAD: one request
+ * spares one per blob. Asked only when the tag is not there (a tag proves the
+ * repository exists).
+ */
+static void copy_check_repository(struct copy *c)
+{
+    copy_op_started(c);
+    registry_repository_exists(c->dst, c->dst_ref.repository, repo_checked, c);
 }
 
 static void copy_check_destination(struct copy *c)
@@ -461,7 +488,8 @@ static void copy_check_destination(struct copy *c)
     if (c->dst_tag != NULL) {
         copy_op_started(c);
         registry_manifest_head(c->dst, c->dst_ref.repository, c->dst_tag, tag_checked, c);
-    }
+    } else
+        copy_check_repository(c);
 }
 
 /* ---- phase 4: blobs, then manifests ---- */
@@ -854,6 +882,10 @@ static void blob_start(struct copy_blob *b)
 {
     struct copy *c = b->copy;
     b->state = BLOB_ACTIVE;
+    if (c->dst_repo_new) {
+        blob_transfer(b);
+        return;
+    }
     copy_op_started(c);
     registry_blob_exists(c->dst, c->dst_ref.repository, b->digest, blob_checked, b);
 }

@@ -231,14 +231,16 @@ enum cli_flag {
 };
 
 /* Flags every command that talks to registries takes. */
-#define COMMON_LONGOPTS                                                                            \
-    {"insecure", no_argument, NULL, OPT_INSECURE},                                                 \
-        {"ca-file", required_argument, NULL, OPT_CA_FILE},                                         \
-        {"cert", required_argument, NULL, OPT_CERT}, {"key", required_argument, NULL, OPT_KEY},    \
-        {"verbose", no_argument, NULL, 'v'},                                                       \
-    {                                                                                              \
-        "help", no_argument, NULL, OPT_HELP                                                        \
-    }
+// clang-format off
+#define COMMON_LONGOPTS                                                 \
+    {"insecure", no_argument, NULL, OPT_INSECURE},                      \
+    {"ca-file", required_argument, NULL, OPT_CA_FILE},                  \
+    {"cert", required_argument, NULL, OPT_CERT},                        \
+    {"key", required_argument, NULL, OPT_KEY},                          \
+    {"retries", required_argument, NULL, OPT_RETRIES},                  \
+    {"verbose", no_argument, NULL, 'v'},                                \
+    {"help", no_argument, NULL, OPT_HELP}
+// clang-format on
 
 struct common_flags {
     struct http_client_options http;

@@ -1421,6 +1421,22 @@ int registry_manifest_put(struct registry *reg, const char *repo, const char *re
     return 0;
 }
 
+int registry_repository_exists(struct registry *reg, const char *repo, registry_exists_cb cb,
+                               void *arg)
+{
+    char *url = xasprintf("%s/v2/%s/tags/list?n=1", reg->base, repo);
+    char *scope = repo_scope(reg, repo);
+    struct regop *op = regop_new(reg, "GET", url, scope);
+    free(url);
+    free(scope);
+    op->body_limit = LIST_PAGE_MAX;
+    struct exists_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    ctx->cb = cb;
+    ctx->arg = arg;
+    regop_run(op, blob_exists_done, ctx);
+    return 0;
+}
+
 /* ---- listing with Link pagination ---- */
 
 struct list_ctx {

@@ -174,6 +174,13 @@ int registry_manifest_put(struct registry *reg, const char *repo, const char *re
 
 typedef void (*registry_list_cb)(int rc, const char *error, char **items, size_t n, void *arg);
 
+/**
+ * Does `repo` exist? GET /v2/<repo>/tags/list?n=1: `exists` is false on 404
+ * (NAME_UNKNOWN); other failures are errors. The size passed is -1.
+ */
+int registry_repository_exists(struct registry *reg, const char *repo, registry_exists_cb cb,
+                               void *arg);
+
 /** GET /v2/_catalog, every page (Link pagination). `items` are freed after the callback. */
 int registry_catalog(struct registry *reg, registry_list_cb cb, void *arg);
 
