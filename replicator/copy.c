@@ -27,8 +27,8 @@ struct copy_node;
  * memory stays flat whatever the blob's size. A paused side is woken once a
  * good piece can move, since every pause and resume costs libcurl a round.
  */
-#define PIPE_BYTES      (1024 * 1024)
-#define PIPE_WAKE_BYTES (128 * 1024)
+#define PIPE_BYTES      (256 * 1024)
+#define PIPE_WAKE_BYTES (64 * 1024)
 
 enum blob_state {
     BLOB_IDLE = 0,

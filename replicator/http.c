@@ -400,9 +400,9 @@ static void http_request_configure(struct http_request *req)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error_text);
     /* Large buffers: a blob moves in far fewer callbacks and system calls. */
     if (req->sink != NULL)
-        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 128L * 1024);
     if (req->source != NULL)
-        curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
+        curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 128L * 1024);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/0.1");
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");

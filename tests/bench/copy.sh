@@ -250,6 +250,33 @@ for image in "${images[@]}"; do
   done
 done
 
+# ------------------------------------------------------------- the floor
+# What the two registries allow at best for the 1 GiB layer: the layer alone,
+# streamed by curl from a GET straight into one monolithic PUT, with no client
+# logic at all. A copier cannot be much faster than this.
+declare -A FLOOR=()
+# shellcheck disable=SC2016 # expanded by the inner bash
+FLOOR_SCRIPT='set -euo pipefail
+loc=$(curl -s -D - -o /dev/null -X POST "http://$2/v2/floor/blobs/uploads/" |
+  tr -d "\r" | awk "tolower(\$1) == \"location:\" { print \$2 }")
+[[ "$loc" == http* ]] || loc="http://$2$loc"
+curl -sf "http://$1/v2/big/blobs/$3" |
+  curl -sf -o /dev/null -X PUT -H "Content-Type: application/octet-stream" -T - "$loc&digest=$3"'
+if [[ " ${images[*]} " == *" big "* ]]; then
+  layer=$(jq -r '[.blobs[] | select(.size > 1000000000)][0].digest' "$TEST_TMP/big.json")
+  samples=""
+  for ((run = 1; run <= RUNS; run++)); do
+    fresh_dst
+    measure "floor-$run" bash -c "$FLOOR_SCRIPT" _ "$src_ADDR" "$dst_ADDR" "$layer"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -I "http://$dst_ADDR/v2/floor/blobs/$layer")
+    [[ "$code" == 200 ]] || fail "the floor copy did not land (HEAD $code)"
+    samples+="$M_WALL "
+  done
+  # shellcheck disable=SC2086
+  FLOOR[big]=$(median $samples)
+  say "floor for big: ${FLOOR[big]} s (curl GET | curl PUT of the layer alone)"
+fi
+
 # ------------------------------------------------------------------ report
 
 misses=0
@@ -288,6 +315,10 @@ for image in "${images[@]}"; do
     row "requests" '%g' "${med[ferry,req]}" "${med[skopeo,req]}"
     row "no-op re-copy wall s" '%.2f' "${N[$image,ferry,wall]}" "${N[$image,skopeo,wall]}"
     row "no-op requests" '%g' "${N[$image,ferry,req]}" "${N[$image,skopeo,req]}"
+    if [[ -n "${FLOOR[$image]:-}" ]]; then
+      printf '| registry floor wall s (curl GET \\| curl PUT of the layer alone) | %.2f | | ferry %s of it |\n' \
+        "${FLOOR[$image]}" "$(ratio "${med[ferry,wall]}" "${FLOOR[$image]}")"
+    fi
     echo
     printf 'targets: wall ≤ %s× %s (%.2f×), CPU ≤ %s× %s (%.2f×), peak RSS ≤ %s MiB %s (%.1f MiB)\n' \
       "$T_WALL" "$v_wall" "$r_wall" "$T_CPU" "$v_cpu" "$r_cpu" "$T_RSS_MIB" "$v_rss" "${med[ferry,rss]}"
