@@ -3,6 +3,9 @@
  * plain options struct to the module that does the work.
  */
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <time.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -11,9 +14,13 @@
 #include <unistd.h>
 
 #include "copy.h"
+#include "digest.h"
 #include "dockerconfig.h"
 #include "errors.h"
+#include "journal.h"
 #include "listing.h"
+#include "config.h"
+#include "serve.h"
 #include "log.h"
 #include "reference.h"
 #include "xalloc.h"
@@ -28,6 +35,8 @@ static void usage_main(FILE *out)
           "\n"
           "commands:\n"
           "  copy SRC DST   copy one whole image (index, platforms, referrers) to DST\n"
+          "  serve -c FILE  the daemon: webhook ingest and the poller into the journal\n"
+          "  journal ...    read and append to the change journal (ls, show, append, stats)\n"
           "  ls REPO        list the tags of HOST[:PORT]/REPO\n"
           "  catalog HOST   list the repositories of a registry\n"
           "\n"
@@ -228,6 +237,7 @@ enum cli_flag {
     OPT_HELP,
     OPT_CREDS,
     OPT_PAGE_SIZE,
+    OPT_CHECK_CONFIG,
 };
 
 /* Flags every command that talks to registries takes. */
@@ -650,6 +660,381 @@ static int cmd_list(int argc, char **argv)
     return rc < 0 ? 1 : 0;
 }
 
+static void usage_serve(FILE *out)
+{
+    fputs("usage: ferry serve -c FILE [--check-config] [-v]\n"
+          "\n"
+          "Runs the daemon: the HTTP server (POST /v1/events/{source} for registry\n"
+          "webhooks, GET /healthz, GET /readyz) and the poller, both feeding the change\n"
+          "journal in the config's data_dir. SIGINT or SIGTERM drain and stop: every\n"
+          "event already accepted is written and answered first.\n"
+          "\n"
+          "  -c, --config FILE   the configuration (YAML; see README)\n"
+          "      --check-config  validate the configuration and the journal, then exit\n"
+          "  -v, --verbose       log more (twice: debug)\n",
+          out);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    bool check = false;
+    int verbose = 0;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:v", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case OPT_CHECK_CONFIG:
+            check = true;
+            break;
+        case 'v':
+            verbose++;
+            break;
+        case OPT_HELP:
+            usage_serve(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "ferry serve: see 'ferry serve --help'\n");
+            return 2;
+        }
+    }
+    if (config == NULL || optind != argc) {
+        fprintf(stderr, "ferry serve: want -c FILE (see 'ferry serve --help')\n");
+        return 2;
+    }
+    if (verbose > 0)
+        log_threshold = verbose > 1 ? FERRY_LOG_DEBUG : FERRY_LOG_INFO;
+    return serve_run(config, check) < 0 ? 1 : 0;
+}
+
+static void usage_journal(FILE *out)
+{
+    fputs("usage: ferry journal -c FILE COMMAND [ARGS]\n"
+          "\n"
+          "  ls [--after SEQ] [--limit N] [--json]   entries after SEQ (default: all)\n"
+          "  show SEQ                                one entry as JSON\n"
+          "  append --source S --repo R --digest D [--tag T] [--media-type M] [--delete]\n"
+          "                                          add an entry by hand (through the\n"
+          "                                          daemon when it holds the journal)\n"
+          "  stats                                   counts and seqs\n"
+          "\n"
+          "ls, show and stats work while 'ferry serve' runs (read-only access).\n"
+          "With --json, ls prints one object per line: seq, event_id, source, action,\n"
+          "repository, tag, digest, media_type, received_at.\n",
+          out);
+}
+
+static cJSON *journal_entry_json(const struct journal_entry *e)
+{
+    cJSON *j = cJSON_CreateObject();
+    char when[40];
+    time_t secs = (time_t)(e->received_unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    char stamp[48];
+    snprintf(stamp, sizeof(stamp), "%s.%03dZ", when, (int)(e->received_unix_ms % 1000));
+    cJSON_AddNumberToObject(j, "seq", (double)e->seq);
+    cJSON_AddStringToObject(j, "event_id", e->event_id);
+    cJSON_AddStringToObject(j, "source", e->source);
+    cJSON_AddStringToObject(j, "action", e->action == JOURNAL_DELETE ? "delete" : "push");
+    cJSON_AddStringToObject(j, "repository", e->repository);
+    if (e->tag != NULL)
+        cJSON_AddStringToObject(j, "tag", e->tag);
+    else
+        cJSON_AddNullToObject(j, "tag");
+    if (e->digest != NULL)
+        cJSON_AddStringToObject(j, "digest", e->digest);
+    else
+        cJSON_AddNullToObject(j, "digest");
+    if (e->media_type != NULL)
+        cJSON_AddStringToObject(j, "media_type", e->media_type);
+    else
+        cJSON_AddNullToObject(j, "media_type");
+    cJSON_AddStringToObject(j, "received_at", stamp);
+    return j;
+}
+
+struct journal_ls {
+    bool json;
+    size_t shown;
+};
+
+static int journal_ls_one(const struct journal_entry *e, void *arg)
+{
+    struct journal_ls *ls = arg;
+    if (ls->json) {
+        cJSON *j = journal_entry_json(e);
+        char *text = cJSON_PrintUnformatted(j);
+        printf("%s\n", text);
+        free(text);
+        cJSON_Delete(j);
+    } else {
+        if (ls->shown == 0)
+            printf("%-8s %-6s %-12s %-30s %-20s %s\n", "SEQ", "ACTION", "SOURCE", "REPOSITORY",
+                   "TAG", "DIGEST");
+        printf("%-8llu %-6s %-12s %-30s %-20s %s\n", (unsigned long long)e->seq,
+               e->action == JOURNAL_DELETE ? "delete" : "push", e->source, e->repository,
+               e->tag ? e->tag : "-", e->digest ? e->digest : "-");
+    }
+    ls->shown++;
+    return 0;
+}
+
+/* Hand an entry to the running daemon through its own webhook (generic form). */
+static int journal_append_via_daemon(const struct config *cfg, const struct journal_event *ev)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *events = cJSON_AddArrayToObject(doc, "events");
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "id", ev->event_id);
+    cJSON_AddStringToObject(e, "action", ev->action == JOURNAL_DELETE ? "delete" : "push");
+    cJSON_AddStringToObject(e, "repository", ev->repository);
+    if (ev->digest != NULL)
+        cJSON_AddStringToObject(e, "digest", ev->digest);
+    if (ev->tag != NULL)
+        cJSON_AddStringToObject(e, "tag", ev->tag);
+    if (ev->media_type != NULL)
+        cJSON_AddStringToObject(e, "mediaType", ev->media_type);
+    cJSON_AddItemToArray(events, e);
+    char *body = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+
+    char *url = xasprintf("http://%s/v1/events/%s", cfg->listen, ev->source);
+    CURL *curl = curl_easy_init();
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    char *auth = NULL;
+    if (cfg->webhook_token != NULL) {
+        auth = xasprintf("Authorization: Bearer %s", cfg->webhook_token);
+        headers = curl_slist_append(headers, auth);
+    }
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    CURLcode cc = curl_easy_perform(curl);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    int rc = 0;
+    if (cc != CURLE_OK) {
+        fprintf(stderr,
+                "ferry journal append: the journal is in use and the daemon at %s did not "
+                "answer (%s)\n",
+                cfg->listen, curl_easy_strerror(cc));
+        rc = FERRY_ECONNECT;
+    } else if (status != 200) {
+        fprintf(stderr, "ferry journal append: the daemon answered HTTP %ld\n", status);
+        rc = FERRY_EHTTP;
+    }
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    if (auth != NULL)
+        memset(auth, 0, strlen(auth));
+    free(auth);
+    free(url);
+    free(body);
+    return rc;
+}
+
+static int journal_do_append(const struct config *cfg, const char *dir, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"source", required_argument, NULL, 's'},
+        {"repo", required_argument, NULL, 'r'},
+        {"digest", required_argument, NULL, 'd'},
+        {"tag", required_argument, NULL, 't'},
+        {"media-type", required_argument, NULL, 'm'},
+        {"delete", no_argument, NULL, 'D'},
+        {NULL, 0, NULL, 0},
+    };
+    struct journal_event ev;
+    int c;
+    memset(&ev, 0, sizeof(ev));
+    ev.action = JOURNAL_PUSH;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            ev.source = optarg;
+            break;
+        case 'r':
+            ev.repository = optarg;
+            break;
+        case 'd':
+            ev.digest = optarg;
+            break;
+        case 't':
+            ev.tag = optarg;
+            break;
+        case 'm':
+            ev.media_type = optarg;
+            break;
+        case 'D':
+            ev.action = JOURNAL_DELETE;
+            break;
+        default:
+            return 2;
+        }
+    }
+    if (ev.source == NULL || ev.repository == NULL || (ev.digest == NULL && ev.tag == NULL) ||
+        (ev.action == JOURNAL_PUSH && ev.digest == NULL)) {
+        fprintf(stderr, "ferry journal append: want --source, --repo and --digest (or --delete "
+                        "with --tag)\n");
+        return 2;
+    }
+    if (config_registry_find(cfg, ev.source) == NULL) {
+        fprintf(stderr, "ferry journal append: unknown source '%s'\n", ev.source);
+        return 2;
+    }
+    if (!reference_repository_valid(ev.repository) || (ev.digest && !digest_valid(ev.digest)) ||
+        (ev.tag && !reference_tag_valid(ev.tag))) {
+        fprintf(stderr, "ferry journal append: invalid repository, digest or tag\n");
+        return 2;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char *id = xasprintf("manual:%lld.%09ld:%d", (long long)now.tv_sec, now.tv_nsec, (int)getpid());
+    ev.event_id = id;
+
+    struct journal *j = NULL;
+    char *err = NULL;
+    struct journal_options jopts = {0};
+    int rc = journal_open(dir, &jopts, &j, &err);
+    if (rc == -EBUSY) {
+        rc = journal_append_via_daemon(cfg, &ev);
+        if (rc == 0)
+            printf("appended through the daemon\n");
+    } else if (rc < 0) {
+        fprintf(stderr, "ferry journal append: %s\n", err ? err : ferry_strerror(rc));
+    } else {
+        uint64_t seq = 0;
+        free(err);
+        err = NULL;
+        rc = journal_append(j, &ev, 1, &seq, &err);
+        if (rc < 0)
+            fprintf(stderr, "ferry journal append: %s\n", err ? err : ferry_strerror(rc));
+        else
+            printf("appended seq %llu\n", (unsigned long long)seq);
+        journal_close(j);
+    }
+    free(err);
+    free(id);
+    return rc < 0 ? 1 : 0;
+}
+
+static int cmd_journal(int argc, char **argv)
+{
+    const char *config = NULL;
+    int i = 1;
+    for (; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            config = argv[++i];
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage_journal(stdout);
+            return 0;
+        } else
+            break;
+    }
+    if (config == NULL || i >= argc) {
+        fprintf(stderr, "ferry journal: want -c FILE and a command (see 'ferry journal --help')\n");
+        return 2;
+    }
+    const char *sub = argv[i];
+    struct config *cfg = NULL;
+    char *err = NULL;
+    if (config_load(config, &cfg, &err) < 0) {
+        fprintf(stderr, "ferry journal: %s\n", err);
+        free(err);
+        return 2;
+    }
+    char *dir = xasprintf("%s/journal", cfg->data_dir);
+    int rc = 0;
+    if (strcmp(sub, "append") == 0) {
+        rc = journal_do_append(cfg, dir, argc - i, argv + i);
+        goto out;
+    }
+    if (strcmp(sub, "ls") != 0 && strcmp(sub, "show") != 0 && strcmp(sub, "stats") != 0) {
+        fprintf(stderr, "ferry journal: unknown command '%s'\n", sub);
+        rc = 2;
+        goto out;
+    }
+    struct journal *j = NULL;
+    struct journal_options jopts = {.read_only = true};
+    if (journal_open(dir, &jopts, &j, &err) < 0) {
+        fprintf(stderr, "ferry journal: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    if (strcmp(sub, "ls") == 0) {
+        static const struct option longopts[] = {
+            {"after", required_argument, NULL, 'a'},
+            {"limit", required_argument, NULL, 'l'},
+            {"json", no_argument, NULL, 'j'},
+            {NULL, 0, NULL, 0},
+        };
+        struct journal_ls ls = {0};
+        uint64_t after = 0;
+        size_t limit = 0;
+        int c;
+        optind = 1;
+        while ((c = getopt_long(argc - i, argv + i, "", longopts, NULL)) != -1) {
+            if (c == 'a')
+                after = strtoull(optarg, NULL, 10);
+            else if (c == 'l')
+                limit = strtoull(optarg, NULL, 10);
+            else if (c == 'j')
+                ls.json = true;
+            else
+                rc = 2;
+        }
+        if (rc == 0 && journal_scan(j, after, limit, journal_ls_one, &ls) < 0)
+            rc = 1;
+    } else if (strcmp(sub, "show") == 0) {
+        struct journal_entry e;
+        if (i + 1 >= argc) {
+            fprintf(stderr, "ferry journal show: want SEQ\n");
+            rc = 2;
+        } else if (journal_get(j, strtoull(argv[i + 1], NULL, 10), &e) < 0) {
+            fprintf(stderr, "ferry journal show: no entry %s\n", argv[i + 1]);
+            rc = 1;
+        } else {
+            cJSON *json = journal_entry_json(&e);
+            char *text = cJSON_Print(json);
+            printf("%s\n", text);
+            free(text);
+            cJSON_Delete(json);
+            journal_entry_release(&e);
+        }
+    } else {
+        struct journal_stats st;
+        if (journal_get_stats(j, &st) < 0) {
+            rc = 1;
+        } else {
+            printf("entries %llu\nfirst_seq %llu\nlast_seq %llu\ndedup_keys %llu\n",
+                   (unsigned long long)st.entries, (unsigned long long)st.first_seq,
+                   (unsigned long long)st.last_seq, (unsigned long long)st.dedup_keys);
+        }
+    }
+    journal_close(j);
+out:
+    free(err);
+    free(dir);
+    config_free(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
 #ifdef M_MMAP_THRESHOLD
@@ -676,6 +1061,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "copy") == 0)
         return cmd_copy(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "journal") == 0)
+        return cmd_journal(argc - 1, argv + 1);
     if (strcmp(cmd, "ls") == 0 || strcmp(cmd, "catalog") == 0)
         return cmd_list(argc - 1, argv + 1);
     fprintf(stderr, "ferry: unknown command '%s' (see 'ferry --help')\n", cmd);

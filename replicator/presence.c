@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "errors.h"
+#include "fsutil.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -56,41 +57,6 @@ static bool presence_name_valid(const char *name)
 }
 
 /*
- * Create `dir` and its missing parents, each with mode 0700. A component that
- * already exists as a directory is fine whatever mkdir() says about it, since
- * mkdir() may report EACCES rather than EEXIST for a directory we cannot write.
- */
-static int presence_mkdir_p(const char *dir)
-{
-    char *path = xstrdup(dir);
-    size_t len = strlen(path);
-    struct stat st;
-    int rc = 0;
-
-    for (size_t i = 1; i <= len; i++) {
-        if ((path[i] != '/' && path[i] != '\0') || path[i - 1] == '/')
-            continue;
-        char saved = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0700) < 0) {
-            int saved_errno = errno;
-            if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
-                rc = saved_errno == EEXIST ? -ENOTDIR : -saved_errno;
-                goto out;
-            }
-        }
-        path[i] = saved;
-    }
-    if (stat(dir, &st) < 0)
-        rc = -errno;
-    else if (!S_ISDIR(st.st_mode))
-        rc = -ENOTDIR;
-out:
-    free(path);
-    return rc;
-}
-
-/*
  * RocksDB reports a held lock as an IO error; tell it apart by its text so
  * that callers can say "another ferry is using the cache" rather than "I/O".
  */
@@ -128,7 +94,7 @@ int presence_open(const char *dir, struct presence **out, char **err)
         goto out;
     }
 
-    rc = presence_mkdir_p(dir);
+    rc = fs_mkdir_p(dir, 0700);
     if (rc < 0) {
         message =
             xasprintf("cannot create presence cache directory %s: %s", dir, ferry_strerror(rc));

@@ -48,6 +48,7 @@ fi
 _ITEST_PROBE_UA=ferry-itest-probe  # readiness probes; not counted as requests
 declare -A _REG_PORT=() _REG_ADDR=() _REG_CONFIG=() _REG_LOG=()
 declare -A _REG_SCHEME=() _REG_PROBE=() # https registries, and curl options to probe them
+declare -A _REG_NOTIFY_TOKEN=()           # bearer token a registry's notifications carry
 _ITEST_TOKEN_STARTED=0
 
 # ---------------------------------------------------------------- messages
@@ -410,6 +411,12 @@ notifications:
       threshold: 5
       backoff: 1s
 EOF
+      if [[ -n "${_REG_NOTIFY_TOKEN[$name]:-}" ]]; then
+        cat <<EOF
+      headers:
+        Authorization: ["Bearer ${_REG_NOTIFY_TOKEN[$name]}"]
+EOF
+      fi
     fi
   } >"${_REG_CONFIG[$name]}"
   _REG_ADDR[$name]=$addr
@@ -418,6 +425,7 @@ EOF
 # registry_start NAME [--htpasswd USER:PASS]... [--token] [--notify URL]
 #                [--delete] [--readonly] [--ipv6] [--port PORT]
 #                [--tls CERT KEY [--client-ca CA CLIENT_CERT CLIENT_KEY]]
+#                [--notify-token TOKEN]   (notifications carry "Authorization: Bearer TOKEN")
 # --tls serves HTTPS with that certificate (NAME_URL is then https://...);
 # --client-ca also requires client certificates signed by CA (the readiness
 # probe presents CLIENT_CERT/CLIENT_KEY).
@@ -440,6 +448,7 @@ registry_start() {
       --htpasswd) users+=("$2"); shift 2 ;;
       --token) token=1; shift ;;
       --notify) notify=$2; shift 2 ;;
+      --notify-token) _REG_NOTIFY_TOKEN[$name]=$2; shift 2 ;;
       --delete) delete=true; shift ;;
       --readonly) ro=true; shift ;;
       --ipv6) host=::1; shift ;;
@@ -593,4 +602,22 @@ registry_wait_requests() {
     (($(registry_count_requests "$name" "$method" "$path" "$status" "$agent") >= min))
   }
   wait_until "$timeout" _reg_count_ge
+}
+
+# ------------------------------------------------------------- ferry serve
+
+# ferry_serve_start NAME CONFIG PORT : start `ferry serve -c CONFIG` (listening
+# on 127.0.0.1:PORT as the config says) as background process NAME, and wait
+# (bounded) until GET /healthz answers. Restarting the same NAME is allowed.
+ferry_serve_start() {
+  local name=$1 config=$2 port=$3
+  if [[ -n "${_ITEST_PIDS[bg:$name]:-}" ]]; then
+    unset "_ITEST_PIDS[bg:$name]"
+  fi
+  "${_ITEST_SPAWN[@]}" "$(ferry_bin)" serve -c "$config" >>"$TEST_TMP/$name.log" 2>&1 &
+  local pid=$!
+  _itest_track "bg:$name" "$pid" "$TEST_TMP/$name.log"
+  declare -g "${name}_PID=$pid"
+  wait_until 15 curl -sf -o /dev/null -A "$_ITEST_PROBE_UA" "http://127.0.0.1:$port/healthz" ||
+    fail "ferry serve ($name) did not answer on port $port; log: $(tail -n 5 "$TEST_TMP/$name.log")"
 }

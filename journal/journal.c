@@ -1,0 +1,1108 @@
+#include "journal.h"
+#include "errors.h"
+#include "log.h"
+#include "xalloc.h"
+
+#include "ferry.pb-c.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define JOURNAL_EVENT_ID_MAX 512
+#define JOURNAL_STRING_MAX   4096
+#define JOURNAL_WRITE_BUFFER (4u << 20)
+#define JOURNAL_LOG_FILES    2
+#define JOURNAL_LOG_SIZE     (1u << 20)
+/* Retention deletes in batches of this many entries, so memory stays bounded. */
+#define JOURNAL_RETAIN_CHUNK 1024
+#define JOURNAL_KEY_LEN      8
+
+enum journal_cf {
+    JOURNAL_CF_DEFAULT,
+    JOURNAL_CF_ENTRIES,
+    JOURNAL_CF_DEDUP,
+    JOURNAL_CF_POLLSTATE,
+    JOURNAL_CF_CURSORS,
+    JOURNAL_CF_COUNT,
+};
+
+static const char *const journal_cf_names[JOURNAL_CF_COUNT] = {
+    "default", "entries", "dedup", "pollstate", "cursors",
+};
+
+/*
+ * The newest seq ever assigned, kept in the default column family and written
+ * in every append batch: once retention has deleted every entry, the entries
+ * alone could no longer tell where numbering stopped, and a reused seq would
+ * break every consumer's cursor.
+ */
+static const char journal_last_seq_key[] = "last_seq";
+
+struct journal {
+    rocksdb_t *db;
+    rocksdb_options_t *options;
+    rocksdb_writeoptions_t *write_synced;
+    rocksdb_writeoptions_t *write_unsynced;
+    rocksdb_readoptions_t *read;
+    /* NULL only in a read-only journal whose database lacks that family. */
+    rocksdb_column_family_handle_t *cf[JOURNAL_CF_COUNT];
+    /* Families someone else added; opened because RocksDB insists, never used. */
+    rocksdb_column_family_handle_t **other_cf;
+    size_t n_other_cf;
+    char *dir;
+    bool read_only;
+    /*
+     * Serialises appends, so that two threads can never hand out one seq
+     * twice. Everything else only reads RocksDB, which is thread-safe, and
+     * last_seq, which is atomic.
+     */
+    pthread_mutex_t append_lock;
+    _Atomic uint64_t last_seq;
+};
+
+/* protobuf-c allocates through Ferry's family, so NULL from unpack means malformed. */
+static void *journal_pb_alloc(void *data, size_t size)
+{
+    (void)data;
+    return xmalloc(size);
+}
+
+static void journal_pb_free(void *data, void *ptr)
+{
+    (void)data;
+    free(ptr);
+}
+
+static ProtobufCAllocator journal_pb_allocator = {journal_pb_alloc, journal_pb_free, NULL};
+
+static void journal_key_encode(uint64_t seq, char key[JOURNAL_KEY_LEN])
+{
+    for (int i = JOURNAL_KEY_LEN - 1; i >= 0; i--) {
+        key[i] = (char)(seq & 0xff);
+        seq >>= 8;
+    }
+}
+
+static uint64_t journal_key_decode(const char *key)
+{
+    uint64_t seq = 0;
+    for (int i = 0; i < JOURNAL_KEY_LEN; i++)
+        seq = (seq << 8) | (unsigned char)key[i];
+    return seq;
+}
+
+static int64_t journal_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/*
+ * Translate a RocksDB error string at the module edge: the text is logged,
+ * the caller gets a code. Takes ownership of `errptr`.
+ */
+static int journal_rocksdb_error(const struct journal *j, const char *op, char *errptr)
+{
+    int rc = -EIO;
+    /* RocksDB names its lock file in both the other-process and same-process messages. */
+    if (strstr(errptr, "/LOCK") != NULL || strstr(errptr, "lock file") != NULL ||
+        strstr(errptr, "lock hold") != NULL)
+        rc = -EBUSY;
+    else if (strstr(errptr, "No such file or directory") != NULL)
+        rc = -ENOENT;
+    else if (strstr(errptr, "No space left") != NULL)
+        rc = -ENOSPC;
+    else if (strstr(errptr, "Permission denied") != NULL)
+        rc = -EACCES;
+    else if (strstr(errptr, "not a directory") != NULL || strstr(errptr, "Not a directory") != NULL)
+        rc = -ENOTDIR;
+    log_debug("journal rocksdb error op=%s dir=%s rc=%d: %s", op, j->dir, rc, errptr);
+    rocksdb_free(errptr);
+    return rc;
+}
+
+static void journal_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void journal_set_err(char **err, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL)
+        return;
+    free(*err);
+    va_start(ap, fmt);
+    *err = xvasprintf(fmt, ap);
+    va_end(ap);
+}
+
+/* A string field: `required` ones must be non-empty; every one is capped. */
+static int journal_check_string(const char *s, const char *name, bool required, size_t max,
+                                char **err)
+{
+    if (s == NULL || s[0] == '\0') {
+        if (!required)
+            return 0;
+        journal_set_err(err, "%s is missing", name);
+        return FERRY_EINVAL;
+    }
+    if (strnlen(s, max + 1) > max) {
+        journal_set_err(err, "%s is longer than %zu bytes", name, max);
+        return FERRY_EINVAL;
+    }
+    return 0;
+}
+
+static bool journal_present(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+int journal_event_validate(const struct journal_event *e, char **err)
+{
+    int rc;
+    if (err != NULL)
+        *err = NULL;
+    if (e == NULL) {
+        journal_set_err(err, "event is missing");
+        return FERRY_EINVAL;
+    }
+    if (e->action != JOURNAL_PUSH && e->action != JOURNAL_DELETE) {
+        journal_set_err(err, "action %d is neither push nor delete", (int)e->action);
+        return FERRY_EINVAL;
+    }
+    if ((rc = journal_check_string(e->source, "source", true, JOURNAL_STRING_MAX, err)) < 0 ||
+        (rc = journal_check_string(e->repository, "repository", true, JOURNAL_STRING_MAX, err)) <
+            0 ||
+        (rc = journal_check_string(e->event_id, "event_id", true, JOURNAL_EVENT_ID_MAX, err)) < 0 ||
+        (rc = journal_check_string(e->digest, "digest", false, JOURNAL_STRING_MAX, err)) < 0 ||
+        (rc = journal_check_string(e->tag, "tag", false, JOURNAL_STRING_MAX, err)) < 0 ||
+        (rc = journal_check_string(e->media_type, "media_type", false, JOURNAL_STRING_MAX, err)) <
+            0)
+        return rc;
+    if (e->action == JOURNAL_PUSH && !journal_present(e->digest)) {
+        journal_set_err(err, "digest is missing for a push");
+        return FERRY_EINVAL;
+    }
+    if (e->action == JOURNAL_DELETE && !journal_present(e->digest) && !journal_present(e->tag)) {
+        journal_set_err(err, "a delete names neither a digest nor a tag");
+        return FERRY_EINVAL;
+    }
+    return 0;
+}
+
+/* A decoded optional string: absent (empty) becomes NULL. */
+static char *journal_optional(const char *s)
+{
+    return journal_present(s) ? xstrdup(s) : NULL;
+}
+
+/*
+ * Decode one stored entry and check it as strictly as an appended event, so
+ * that nothing downstream ever sees a record append would have refused. On
+ * failure *why names the problem and `out` is untouched.
+ */
+static int journal_decode(const char *key, size_t key_len, const char *value, size_t value_len,
+                          struct journal_entry *out, const char **why)
+{
+    Ferry__JournalEntry *rec = NULL;
+    struct journal_event check;
+    int rc = FERRY_EPARSE;
+
+    if (key_len != JOURNAL_KEY_LEN) {
+        *why = "key is not an 8-byte seq";
+        goto out;
+    }
+    rec = ferry__journal_entry__unpack(&journal_pb_allocator, value_len, (const uint8_t *)value);
+    if (rec == NULL) {
+        *why = "value does not decode";
+        goto out;
+    }
+    if (rec->seq != journal_key_decode(key)) {
+        *why = "seq does not match its key";
+        goto out;
+    }
+    check = (struct journal_event){
+        .action = (enum journal_action)rec->action,
+        .source = rec->source,
+        .repository = rec->repository,
+        .digest = rec->digest,
+        .tag = rec->tag,
+        .media_type = rec->media_type,
+        .event_id = rec->event_id,
+    };
+    if (journal_event_validate(&check, NULL) < 0) {
+        *why = "a required field is missing or too long";
+        goto out;
+    }
+    *out = (struct journal_entry){
+        .seq = rec->seq,
+        .action = (enum journal_action)rec->action,
+        .source = xstrdup(rec->source),
+        .repository = xstrdup(rec->repository),
+        .digest = journal_optional(rec->digest),
+        .tag = journal_optional(rec->tag),
+        .media_type = journal_optional(rec->media_type),
+        .event_id = xstrdup(rec->event_id),
+        .received_unix_ms = rec->received_unix_ms,
+        .event_unix_ms = rec->event_unix_ms,
+    };
+    rc = 0;
+out:
+    if (rec != NULL)
+        ferry__journal_entry__free_unpacked(rec, &journal_pb_allocator);
+    return rc;
+}
+
+void journal_entry_release(struct journal_entry *e)
+{
+    if (e == NULL)
+        return;
+    free(e->source);
+    free(e->repository);
+    free(e->digest);
+    free(e->tag);
+    free(e->media_type);
+    free(e->event_id);
+    memset(e, 0, sizeof(*e));
+}
+
+/* The last key and value of the entries family, checked: the seq numbering resumes there. */
+static int journal_recover_last_seq(struct journal *j, char **err)
+{
+    rocksdb_iterator_t *it = NULL;
+    char *rerr = NULL;
+    uint64_t last = 0;
+    int rc = 0;
+
+    if (j->cf[JOURNAL_CF_ENTRIES] != NULL) {
+        it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_ENTRIES]);
+        rocksdb_iter_seek_to_last(it);
+        if (rocksdb_iter_valid(it)) {
+            size_t key_len, value_len;
+            const char *key = rocksdb_iter_key(it, &key_len);
+            const char *value = rocksdb_iter_value(it, &value_len);
+            struct journal_entry e;
+            const char *why = NULL;
+            rc = journal_decode(key, key_len, value, value_len, &e, &why);
+            if (rc < 0) {
+                journal_set_err(err, "cannot open journal %s: the last entry is corrupt (%s)",
+                                j->dir, why);
+                goto out;
+            }
+            last = e.seq;
+            journal_entry_release(&e);
+        }
+        rocksdb_iter_get_error(it, &rerr);
+        if (rerr != NULL) {
+            rc = journal_rocksdb_error(j, "recover", rerr);
+            journal_set_err(err, "cannot open journal %s: %s", j->dir, ferry_strerror(rc));
+            goto out;
+        }
+    }
+
+    size_t len = 0;
+    char *value = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_DEFAULT], journal_last_seq_key,
+                                 sizeof(journal_last_seq_key) - 1, &len, &rerr);
+    if (rerr != NULL) {
+        rc = journal_rocksdb_error(j, "recover", rerr);
+        journal_set_err(err, "cannot open journal %s: %s", j->dir, ferry_strerror(rc));
+        goto out;
+    }
+    if (value != NULL) {
+        if (len != JOURNAL_KEY_LEN) {
+            rocksdb_free(value);
+            rc = FERRY_EPARSE;
+            journal_set_err(err, "cannot open journal %s: its last_seq record is corrupt", j->dir);
+            goto out;
+        }
+        uint64_t stored = journal_key_decode(value);
+        rocksdb_free(value);
+        if (stored > last)
+            last = stored;
+    }
+    atomic_store(&j->last_seq, last);
+out:
+    if (it != NULL)
+        rocksdb_iter_destroy(it);
+    return rc;
+}
+
+/*
+ * Open every family the database has (RocksDB refuses a read-write open that
+ * leaves one out) plus, read-write, ours that are missing; read-only, ours
+ * that exist.
+ */
+static int journal_open_db(struct journal *j, char **err)
+{
+    char *rerr = NULL;
+    size_t n_existing = 0;
+    char **existing = rocksdb_list_column_families(j->options, j->dir, &n_existing, &rerr);
+    const char **names = NULL;
+    rocksdb_column_family_handle_t **handles = NULL;
+    const rocksdb_options_t **cf_options = NULL;
+    int *slot = NULL;
+    size_t n = 0;
+    int rc = 0;
+
+    if (rerr != NULL) {
+        if (j->read_only) {
+            rc = journal_rocksdb_error(j, "list", rerr);
+            journal_set_err(err, "cannot open journal %s: %s", j->dir, ferry_strerror(rc));
+            goto out;
+        }
+        /* A database that does not exist yet has no families to list. */
+        log_debug("journal new database dir=%s: %s", j->dir, rerr);
+        rocksdb_free(rerr);
+        rerr = NULL;
+        /* Even a failed listing returns an (empty) array to free. */
+        if (existing != NULL)
+            rocksdb_list_column_families_destroy(existing, n_existing);
+        existing = NULL;
+        n_existing = 0;
+    }
+
+    size_t cap = JOURNAL_CF_COUNT + n_existing;
+    names = xcalloc(cap, sizeof(*names));
+    handles = xcalloc(cap, sizeof(*handles));
+    cf_options = xcalloc(cap, sizeof(*cf_options));
+    slot = xcalloc(cap, sizeof(*slot));
+    for (int c = 0; c < JOURNAL_CF_COUNT; c++) {
+        bool found = false;
+        for (size_t i = 0; i < n_existing; i++)
+            found = found || strcmp(existing[i], journal_cf_names[c]) == 0;
+        if (!found && j->read_only)
+            continue;
+        slot[n] = c;
+        names[n++] = journal_cf_names[c];
+    }
+    if (!j->read_only) {
+        for (size_t i = 0; i < n_existing; i++) {
+            bool ours = false;
+            for (int c = 0; c < JOURNAL_CF_COUNT; c++)
+                ours = ours || strcmp(existing[i], journal_cf_names[c]) == 0;
+            if (ours)
+                continue;
+            slot[n] = -1;
+            names[n++] = existing[i];
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        cf_options[i] = j->options;
+
+    if (j->read_only)
+        j->db = rocksdb_open_for_read_only_column_families(j->options, j->dir, (int)n, names,
+                                                           cf_options, handles, 0, &rerr);
+    else
+        j->db = rocksdb_open_column_families(j->options, j->dir, (int)n, names, cf_options, handles,
+                                             &rerr);
+    if (rerr != NULL) {
+        j->db = NULL;
+        rc = journal_rocksdb_error(j, "open", rerr);
+        if (rc == -EBUSY)
+            journal_set_err(
+                err, "cannot open journal %s: it is locked by another process or handle", j->dir);
+        else
+            journal_set_err(err, "cannot open journal %s: %s", j->dir, ferry_strerror(rc));
+        goto out;
+    }
+    j->other_cf = xcalloc(n, sizeof(*j->other_cf));
+    for (size_t i = 0; i < n; i++) {
+        if (slot[i] >= 0)
+            j->cf[slot[i]] = handles[i];
+        else
+            j->other_cf[j->n_other_cf++] = handles[i];
+    }
+out:
+    if (existing != NULL)
+        rocksdb_list_column_families_destroy(existing, n_existing);
+    free(names);
+    free(handles);
+    free(cf_options);
+    free(slot);
+    return rc;
+}
+
+int journal_open(const char *dir, const struct journal_options *opts, struct journal **out,
+                 char **err)
+{
+    struct journal *j = NULL;
+    int rc;
+
+    *out = NULL;
+    if (err != NULL)
+        *err = NULL;
+    if (dir == NULL || dir[0] == '\0') {
+        journal_set_err(err, "cannot open journal: no directory given");
+        return FERRY_EINVAL;
+    }
+    j = xcalloc(1, sizeof(*j));
+    j->dir = xstrdup(dir);
+    j->read_only = opts != NULL && opts->read_only;
+    pthread_mutex_init(&j->append_lock, NULL);
+    atomic_init(&j->last_seq, 0);
+
+    j->options = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(j->options, !j->read_only);
+    rocksdb_options_set_create_missing_column_families(j->options, !j->read_only);
+    rocksdb_options_set_write_buffer_size(j->options, JOURNAL_WRITE_BUFFER);
+    rocksdb_options_set_keep_log_file_num(j->options, JOURNAL_LOG_FILES);
+    rocksdb_options_set_max_log_file_size(j->options, JOURNAL_LOG_SIZE);
+    rocksdb_options_set_info_log_level(j->options, 2 /* WARN_LEVEL */);
+    j->write_synced = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(j->write_synced, 1);
+    j->write_unsynced = rocksdb_writeoptions_create();
+    j->read = rocksdb_readoptions_create();
+
+    rc = journal_open_db(j, err);
+    if (rc < 0)
+        goto out;
+    rc = journal_recover_last_seq(j, err);
+    if (rc < 0)
+        goto out;
+    log_debug("journal open dir=%s read_only=%d last_seq=%llu", dir, (int)j->read_only,
+              (unsigned long long)atomic_load(&j->last_seq));
+out:
+    if (rc < 0) {
+        journal_close(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
+void journal_close(struct journal *j)
+{
+    if (j == NULL)
+        return;
+    for (int c = 0; c < JOURNAL_CF_COUNT; c++) {
+        if (j->cf[c] != NULL)
+            rocksdb_column_family_handle_destroy(j->cf[c]);
+    }
+    for (size_t i = 0; i < j->n_other_cf; i++)
+        rocksdb_column_family_handle_destroy(j->other_cf[i]);
+    free(j->other_cf);
+    if (j->db != NULL)
+        rocksdb_close(j->db);
+    rocksdb_readoptions_destroy(j->read);
+    rocksdb_writeoptions_destroy(j->write_synced);
+    rocksdb_writeoptions_destroy(j->write_unsynced);
+    rocksdb_options_destroy(j->options);
+    pthread_mutex_destroy(&j->append_lock);
+    free(j->dir);
+    free(j);
+}
+
+/*
+ * The event ids of one batch, to catch a repeat inside it before it reaches
+ * RocksDB (the batch is not visible to reads until written). Open addressing
+ * over borrowed strings.
+ */
+struct journal_id_set {
+    const char **slots;
+    size_t mask;
+};
+
+static void journal_id_set_init(struct journal_id_set *s, size_t n)
+{
+    size_t size = 8;
+    while (size < 2 * n)
+        size *= 2;
+    s->slots = xcalloc(size, sizeof(*s->slots));
+    s->mask = size - 1;
+}
+
+/* Adds `id`; false when it was already there. */
+static bool journal_id_set_add(struct journal_id_set *s, const char *id)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const char *c = id; *c != '\0'; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    for (size_t i = (size_t)h & s->mask;; i = (i + 1) & s->mask) {
+        if (s->slots[i] == NULL) {
+            s->slots[i] = id;
+            return true;
+        }
+        if (strcmp(s->slots[i], id) == 0)
+            return false;
+    }
+}
+
+static const char *journal_or_empty(const char *s)
+{
+    return s != NULL ? s : "";
+}
+
+int journal_append(struct journal *j, const struct journal_event *events, size_t n, uint64_t *seqs,
+                   char **err)
+{
+    struct journal_id_set seen = {NULL, 0};
+    rocksdb_writebatch_t *batch = NULL;
+    uint8_t *packed = NULL;
+    size_t packed_cap = 0;
+    char *rerr = NULL;
+    bool locked = false;
+    int rc = 0;
+
+    if (err != NULL)
+        *err = NULL;
+    if (n == 0)
+        return 0;
+    if (events == NULL || seqs == NULL) {
+        journal_set_err(err, "no events given");
+        return FERRY_EINVAL;
+    }
+    memset(seqs, 0, n * sizeof(*seqs));
+    if (j->read_only) {
+        journal_set_err(err, "journal %s is open read-only", j->dir);
+        return -EROFS;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *why = NULL;
+        rc = journal_event_validate(&events[i], &why);
+        if (rc < 0) {
+            journal_set_err(err, "event %zu: %s", i, why);
+            free(why);
+            return rc;
+        }
+    }
+
+    pthread_mutex_lock(&j->append_lock);
+    locked = true;
+    int64_t now = journal_now_ms();
+    uint64_t first = atomic_load(&j->last_seq) + 1;
+    uint64_t next = first;
+    journal_id_set_init(&seen, n);
+    batch = rocksdb_writebatch_create();
+    for (size_t i = 0; i < n; i++) {
+        const struct journal_event *e = &events[i];
+        size_t id_len = strlen(e->event_id);
+        if (!journal_id_set_add(&seen, e->event_id))
+            continue;
+        size_t found_len = 0;
+        char *found = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_DEDUP], e->event_id, id_len,
+                                     &found_len, &rerr);
+        if (rerr != NULL) {
+            rc = journal_rocksdb_error(j, "dedup", rerr);
+            journal_set_err(err, "cannot read the journal's dedup keys: %s", ferry_strerror(rc));
+            goto out;
+        }
+        if (found != NULL) {
+            rocksdb_free(found);
+            continue;
+        }
+
+        uint64_t seq = next++;
+        Ferry__JournalEntry rec = FERRY__JOURNAL_ENTRY__INIT;
+        rec.seq = seq;
+        rec.action = (Ferry__JournalEntry__Action)e->action;
+        rec.source = (char *)e->source;
+        rec.repository = (char *)e->repository;
+        rec.digest = (char *)journal_or_empty(e->digest);
+        rec.tag = (char *)journal_or_empty(e->tag);
+        rec.media_type = (char *)journal_or_empty(e->media_type);
+        rec.event_id = (char *)e->event_id;
+        rec.received_unix_ms = now;
+        rec.event_unix_ms = e->event_unix_ms;
+        size_t size = ferry__journal_entry__get_packed_size(&rec);
+        if (size > packed_cap) {
+            packed_cap = size;
+            packed = xrealloc(packed, packed_cap);
+        }
+        ferry__journal_entry__pack(&rec, packed);
+
+        char key[JOURNAL_KEY_LEN];
+        journal_key_encode(seq, key);
+        rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_ENTRIES], key, sizeof(key),
+                                  (const char *)packed, size);
+        rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_DEDUP], e->event_id, id_len, key,
+                                  sizeof(key));
+        seqs[i] = seq;
+    }
+    /* Only duplicates: they are on disk already, since every append is synced. */
+    if (next == first)
+        goto out;
+
+    char last_key[JOURNAL_KEY_LEN];
+    journal_key_encode(next - 1, last_key);
+    rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_DEFAULT], journal_last_seq_key,
+                              sizeof(journal_last_seq_key) - 1, last_key, sizeof(last_key));
+    rocksdb_write(j->db, j->write_synced, batch, &rerr);
+    if (rerr != NULL) {
+        rc = journal_rocksdb_error(j, "append", rerr);
+        journal_set_err(err, "cannot write to journal %s: %s", j->dir, ferry_strerror(rc));
+        goto out;
+    }
+    atomic_store(&j->last_seq, next - 1);
+    log_debug("journal append dir=%s events=%zu first_seq=%llu last_seq=%llu", j->dir, n,
+              (unsigned long long)first, (unsigned long long)(next - 1));
+out:
+    if (rc < 0)
+        memset(seqs, 0, n * sizeof(*seqs));
+    if (locked)
+        pthread_mutex_unlock(&j->append_lock);
+    if (batch != NULL)
+        rocksdb_writebatch_destroy(batch);
+    free(seen.slots);
+    free(packed);
+    return rc;
+}
+
+uint64_t journal_last_seq(struct journal *j)
+{
+    return atomic_load(&j->last_seq);
+}
+
+int journal_get(struct journal *j, uint64_t seq, struct journal_entry *out)
+{
+    char key[JOURNAL_KEY_LEN];
+    char *rerr = NULL;
+    size_t len = 0;
+    const char *why = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (j->cf[JOURNAL_CF_ENTRIES] == NULL)
+        return FERRY_ENOTFOUND;
+    journal_key_encode(seq, key);
+    char *value =
+        rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_ENTRIES], key, sizeof(key), &len, &rerr);
+    if (rerr != NULL)
+        return journal_rocksdb_error(j, "get", rerr);
+    if (value == NULL)
+        return FERRY_ENOTFOUND;
+    rc = journal_decode(key, sizeof(key), value, len, out, &why);
+    if (rc < 0)
+        log_warn("journal entry is corrupt dir=%s seq=%llu: %s", j->dir, (unsigned long long)seq,
+                 why);
+    rocksdb_free(value);
+    return rc;
+}
+
+int journal_scan(struct journal *j, uint64_t after, size_t limit,
+                 int (*cb)(const struct journal_entry *e, void *arg), void *arg)
+{
+    rocksdb_iterator_t *it;
+    char key[JOURNAL_KEY_LEN];
+    char *rerr = NULL;
+    size_t done = 0;
+    int rc = 0;
+
+    if (j->cf[JOURNAL_CF_ENTRIES] == NULL || after == UINT64_MAX)
+        return 0;
+    it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_ENTRIES]);
+    journal_key_encode(after + 1, key);
+    for (rocksdb_iter_seek(it, key, sizeof(key)); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t key_len, value_len;
+        const char *k = rocksdb_iter_key(it, &key_len);
+        const char *v = rocksdb_iter_value(it, &value_len);
+        struct journal_entry e;
+        const char *why = NULL;
+        if (limit != 0 && done == limit)
+            break;
+        rc = journal_decode(k, key_len, v, value_len, &e, &why);
+        if (rc < 0) {
+            log_warn("journal entry is corrupt dir=%s seq=%llu: %s", j->dir,
+                     key_len == JOURNAL_KEY_LEN ? (unsigned long long)journal_key_decode(k) : 0ull,
+                     why);
+            goto out;
+        }
+        done++;
+        int stop = cb(&e, arg);
+        journal_entry_release(&e);
+        if (stop)
+            goto out;
+    }
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr != NULL)
+        rc = journal_rocksdb_error(j, "scan", rerr);
+out:
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+static int journal_check_name(const char *s)
+{
+    return journal_check_string(s, "name", true, JOURNAL_STRING_MAX, NULL);
+}
+
+int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq)
+{
+    char *rerr = NULL;
+    size_t len = 0;
+    int rc = 0;
+
+    *seq = 0;
+    if (journal_check_name(name) < 0)
+        return FERRY_EINVAL;
+    if (j->cf[JOURNAL_CF_CURSORS] == NULL)
+        return 0;
+    char *value =
+        rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_CURSORS], name, strlen(name), &len, &rerr);
+    if (rerr != NULL)
+        return journal_rocksdb_error(j, "cursor_get", rerr);
+    if (value == NULL)
+        return 0;
+    if (len == JOURNAL_KEY_LEN) {
+        *seq = journal_key_decode(value);
+    } else {
+        log_warn("journal cursor is corrupt dir=%s cursor=%s len=%zu", j->dir, name, len);
+        rc = FERRY_EPARSE;
+    }
+    rocksdb_free(value);
+    return rc;
+}
+
+int journal_cursor_set(struct journal *j, const char *name, uint64_t seq)
+{
+    char value[JOURNAL_KEY_LEN];
+    char *rerr = NULL;
+
+    if (journal_check_name(name) < 0)
+        return FERRY_EINVAL;
+    if (j->read_only)
+        return -EROFS;
+    journal_key_encode(seq, value);
+    rocksdb_put_cf(j->db, j->write_synced, j->cf[JOURNAL_CF_CURSORS], name, strlen(name), value,
+                   sizeof(value), &rerr);
+    if (rerr != NULL)
+        return journal_rocksdb_error(j, "cursor_set", rerr);
+    return 0;
+}
+
+/*
+ * Poller state keys are "source\0repository\0tag": none of the three can hold
+ * a NUL, so the encoding is unambiguous and "source\0" prefixes exactly one
+ * source's records.
+ */
+static int journal_pollstate_key(const char *source, const char *repository, const char *tag,
+                                 char **key, size_t *key_len)
+{
+    if (journal_check_string(source, "source", true, JOURNAL_STRING_MAX, NULL) < 0 ||
+        journal_check_string(repository, "repository", true, JOURNAL_STRING_MAX, NULL) < 0 ||
+        journal_check_string(tag, "tag", true, JOURNAL_STRING_MAX, NULL) < 0)
+        return FERRY_EINVAL;
+    size_t s = strlen(source), r = strlen(repository), t = strlen(tag);
+    *key_len = s + 1 + r + 1 + t;
+    *key = xmalloc(*key_len);
+    memcpy(*key, source, s + 1);
+    memcpy(*key + s + 1, repository, r + 1);
+    memcpy(*key + s + 1 + r + 1, tag, t);
+    return 0;
+}
+
+/* A stored digest: non-empty, capped, no NUL. Returns a fresh string or NULL. */
+static char *journal_pollstate_digest(const char *value, size_t len)
+{
+    if (len == 0 || len > JOURNAL_STRING_MAX || memchr(value, '\0', len) != NULL)
+        return NULL;
+    return xstrndup(value, len);
+}
+
+int journal_pollstate_get(struct journal *j, const char *source, const char *repository,
+                          const char *tag, char **digest)
+{
+    char *key = NULL;
+    size_t key_len = 0, len = 0;
+    char *rerr = NULL;
+    char *value = NULL;
+    int rc;
+
+    *digest = NULL;
+    rc = journal_pollstate_key(source, repository, tag, &key, &key_len);
+    if (rc < 0)
+        goto out;
+    if (j->cf[JOURNAL_CF_POLLSTATE] == NULL) {
+        rc = FERRY_ENOTFOUND;
+        goto out;
+    }
+    value = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_POLLSTATE], key, key_len, &len, &rerr);
+    if (rerr != NULL) {
+        rc = journal_rocksdb_error(j, "pollstate_get", rerr);
+        goto out;
+    }
+    if (value == NULL) {
+        rc = FERRY_ENOTFOUND;
+        goto out;
+    }
+    *digest = journal_pollstate_digest(value, len);
+    if (*digest == NULL) {
+        log_warn("journal poller state is corrupt dir=%s source=%s repo=%s tag=%s", j->dir, source,
+                 repository, tag);
+        rc = FERRY_EPARSE;
+    }
+out:
+    if (value != NULL)
+        rocksdb_free(value);
+    free(key);
+    return rc;
+}
+
+int journal_pollstate_put(struct journal *j, const char *source, const char *repository,
+                          const char *tag, const char *digest)
+{
+    char *key = NULL;
+    size_t key_len = 0;
+    char *rerr = NULL;
+    int rc;
+
+    if (digest != NULL &&
+        journal_check_string(digest, "digest", true, JOURNAL_STRING_MAX, NULL) < 0)
+        return FERRY_EINVAL;
+    rc = journal_pollstate_key(source, repository, tag, &key, &key_len);
+    if (rc < 0)
+        goto out;
+    if (j->read_only) {
+        rc = -EROFS;
+        goto out;
+    }
+    /*
+     * Not synced: the poller calls this on the loop thread, and a record lost
+     * in a crash only makes the next poll emit the event again, which the
+     * journal then drops by its synthetic event id.
+     */
+    if (digest != NULL)
+        rocksdb_put_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_POLLSTATE], key, key_len, digest,
+                       strlen(digest), &rerr);
+    else
+        rocksdb_delete_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_POLLSTATE], key, key_len,
+                          &rerr);
+    if (rerr != NULL)
+        rc = journal_rocksdb_error(j, "pollstate_put", rerr);
+out:
+    free(key);
+    return rc;
+}
+
+int journal_pollstate_scan(struct journal *j, const char *source,
+                           int (*cb)(const char *repository, const char *tag, const char *digest,
+                                     void *arg),
+                           void *arg)
+{
+    rocksdb_iterator_t *it = NULL;
+    char *rerr = NULL;
+    int rc = 0;
+
+    if (journal_check_string(source, "source", true, JOURNAL_STRING_MAX, NULL) < 0)
+        return FERRY_EINVAL;
+    if (j->cf[JOURNAL_CF_POLLSTATE] == NULL)
+        return 0;
+    /* The prefix includes the source's terminating NUL. */
+    size_t prefix_len = strlen(source) + 1;
+    it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_POLLSTATE]);
+    for (rocksdb_iter_seek(it, source, prefix_len); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t key_len, value_len;
+        const char *key = rocksdb_iter_key(it, &key_len);
+        const char *value = rocksdb_iter_value(it, &value_len);
+        if (key_len < prefix_len || memcmp(key, source, prefix_len) != 0)
+            break;
+        const char *rest = key + prefix_len;
+        size_t rest_len = key_len - prefix_len;
+        const char *sep = memchr(rest, '\0', rest_len);
+        size_t repo_len = sep != NULL ? (size_t)(sep - rest) : 0;
+        size_t tag_len = sep != NULL ? rest_len - repo_len - 1 : 0;
+        char *digest = journal_pollstate_digest(value, value_len);
+        if (sep == NULL || repo_len == 0 || tag_len == 0 ||
+            memchr(sep + 1, '\0', tag_len) != NULL || digest == NULL) {
+            free(digest);
+            log_warn("journal poller state is corrupt dir=%s source=%s", j->dir, source);
+            rc = FERRY_EPARSE;
+            goto out;
+        }
+        char *repository = xstrndup(rest, repo_len);
+        char *tag = xstrndup(sep + 1, tag_len);
+        int stop = cb(repository, tag, digest, arg);
+        free(repository);
+        free(tag);
+        free(digest);
+        if (stop)
+            goto out;
+    }
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr != NULL)
+        rc = journal_rocksdb_error(j, "pollstate_scan", rerr);
+out:
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+/* The lowest cursor; *any false when there is none. */
+static int journal_min_cursor(struct journal *j, uint64_t *min, bool *any)
+{
+    rocksdb_iterator_t *it;
+    char *rerr = NULL;
+    int rc = 0;
+
+    *min = UINT64_MAX;
+    *any = false;
+    it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_CURSORS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t len;
+        const char *value = rocksdb_iter_value(it, &len);
+        if (len != JOURNAL_KEY_LEN) {
+            log_warn("journal cursor is corrupt dir=%s len=%zu", j->dir, len);
+            rc = FERRY_EPARSE;
+            goto out;
+        }
+        uint64_t seq = journal_key_decode(value);
+        if (seq < *min)
+            *min = seq;
+        *any = true;
+    }
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr != NULL)
+        rc = journal_rocksdb_error(j, "retain", rerr);
+out:
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+/* True when an entry received at `received` is more than `max_age_ms` older than `now`. */
+static bool journal_older_than(int64_t received, int64_t now, uint64_t max_age_ms)
+{
+    if (received >= now)
+        return false;
+    return (uint64_t)now - (uint64_t)received > max_age_ms;
+}
+
+/* Write the pending deletions of retention (not synced: lost ones are made again next time). */
+static int journal_retain_flush(struct journal *j, rocksdb_writebatch_t *batch, size_t *pending,
+                                uint64_t *written)
+{
+    char *rerr = NULL;
+    if (*pending == 0)
+        return 0;
+    rocksdb_write(j->db, j->write_unsynced, batch, &rerr);
+    if (rerr != NULL)
+        return journal_rocksdb_error(j, "retain", rerr);
+    rocksdb_writebatch_clear(batch);
+    *written += *pending;
+    *pending = 0;
+    return 0;
+}
+
+int journal_retain(struct journal *j, uint64_t max_age_ms, int64_t now_unix_ms, uint64_t *deleted)
+{
+    rocksdb_iterator_t *it = NULL;
+    rocksdb_writebatch_t *batch = NULL;
+    char first_key[JOURNAL_KEY_LEN], last_key[JOURNAL_KEY_LEN];
+    char *rerr = NULL;
+    uint64_t min_cursor, written = 0;
+    size_t pending = 0;
+    bool any;
+    int rc, flush_rc;
+
+    if (deleted != NULL)
+        *deleted = 0;
+    if (j->read_only)
+        return -EROFS;
+    rc = journal_min_cursor(j, &min_cursor, &any);
+    if (rc < 0 || !any)
+        return rc;
+
+    /*
+     * Retention removes a prefix of the journal and stops at the first entry
+     * it must keep, even if a later one is old enough (a clock that stepped
+     * back), so that the entries that remain stay consecutive. A corrupt
+     * entry stops it too: what came before still goes, and the error is
+     * returned.
+     */
+    batch = rocksdb_writebatch_create();
+    it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_ENTRIES]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t key_len, value_len;
+        const char *key = rocksdb_iter_key(it, &key_len);
+        const char *value = rocksdb_iter_value(it, &value_len);
+        struct journal_entry e;
+        const char *why = NULL;
+        rc = journal_decode(key, key_len, value, value_len, &e, &why);
+        if (rc < 0) {
+            log_warn("journal retention stopped at a corrupt entry dir=%s: %s", j->dir, why);
+            break;
+        }
+        bool expired =
+            e.seq <= min_cursor && journal_older_than(e.received_unix_ms, now_unix_ms, max_age_ms);
+        if (expired) {
+            rocksdb_writebatch_delete_cf(batch, j->cf[JOURNAL_CF_ENTRIES], key, key_len);
+            rocksdb_writebatch_delete_cf(batch, j->cf[JOURNAL_CF_DEDUP], e.event_id,
+                                         strlen(e.event_id));
+            if (written + pending == 0)
+                memcpy(first_key, key, JOURNAL_KEY_LEN);
+            memcpy(last_key, key, JOURNAL_KEY_LEN);
+            pending++;
+        }
+        journal_entry_release(&e);
+        if (!expired)
+            break;
+        if (pending == JOURNAL_RETAIN_CHUNK) {
+            rc = journal_retain_flush(j, batch, &pending, &written);
+            if (rc < 0)
+                goto out;
+        }
+    }
+    if (rc == 0) {
+        rocksdb_iter_get_error(it, &rerr);
+        if (rerr != NULL)
+            rc = journal_rocksdb_error(j, "retain", rerr);
+    }
+    flush_rc = journal_retain_flush(j, batch, &pending, &written);
+    if (rc == 0)
+        rc = flush_rc;
+    if (written > 0) {
+        rocksdb_compact_range_cf(j->db, j->cf[JOURNAL_CF_ENTRIES], first_key, sizeof(first_key),
+                                 last_key, sizeof(last_key));
+        log_info("journal retention dir=%s deleted=%llu first_seq=%llu last_seq=%llu", j->dir,
+                 (unsigned long long)written, (unsigned long long)journal_key_decode(first_key),
+                 (unsigned long long)journal_key_decode(last_key));
+    }
+out:
+    /* Deletions already written stay written: report them even on failure. */
+    if (deleted != NULL)
+        *deleted = written;
+    rocksdb_iter_destroy(it);
+    rocksdb_writebatch_destroy(batch);
+    return rc;
+}
+
+/* Count the keys of one family; *first and *last get the first and last key as seqs. */
+static int journal_count(struct journal *j, enum journal_cf cf, uint64_t *n, uint64_t *first,
+                         uint64_t *last)
+{
+    rocksdb_iterator_t *it;
+    char *rerr = NULL;
+
+    if (j->cf[cf] == NULL)
+        return 0;
+    it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[cf]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t len;
+        const char *key = rocksdb_iter_key(it, &len);
+        if (first != NULL && len == JOURNAL_KEY_LEN) {
+            if (*n == 0)
+                *first = journal_key_decode(key);
+            *last = journal_key_decode(key);
+        }
+        (*n)++;
+    }
+    rocksdb_iter_get_error(it, &rerr);
+    rocksdb_iter_destroy(it);
+    if (rerr != NULL)
+        return journal_rocksdb_error(j, "stats", rerr);
+    return 0;
+}
+
+int journal_get_stats(struct journal *j, struct journal_stats *out)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = journal_count(j, JOURNAL_CF_ENTRIES, &out->entries, &out->first_seq, &out->last_seq);
+    if (rc < 0)
+        return rc;
+    return journal_count(j, JOURNAL_CF_DEDUP, &out->dedup_keys, NULL, NULL);
+}

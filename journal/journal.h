@@ -1,0 +1,151 @@
+/*
+ * journal: Ferry's durable, deduplicated, seq-numbered record of every
+ * manifest-level change in the source registries (DESIGN.md §1).
+ *
+ * A RocksDB database under a directory, with column families for the entries
+ * (key: big-endian seq), the dedup keys (event id -> seq), the poller's state
+ * ((source, repo, tag) -> digest) and named cursors. Entries are protobuf-c
+ * Ferry__JournalEntry records (proto/ferry.proto).
+ *
+ * The journal knows nothing of registries, HTTP or the engine. Functions are
+ * synchronous and may run on a worker thread (the committer runs appends
+ * off the loop), but no two calls on one journal may run at the same time
+ * unless stated.
+ */
+#ifndef FERRY_JOURNAL_H
+#define FERRY_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum journal_action {
+    JOURNAL_PUSH = 1,
+    JOURNAL_DELETE = 2,
+};
+
+/* A change as ingest or the poller hands it over, before it has a seq. */
+struct journal_event {
+    enum journal_action action;
+    const char *source;     /* registry name from the config; required */
+    const char *repository; /* required */
+    const char *digest;     /* "sha256:<hex>"; NULL for a tag delete */
+    const char *tag;        /* NULL when pushed by digest */
+    const char *media_type; /* NULL when unknown */
+    const char *event_id;   /* the dedup key; required, at most 512 bytes */
+    int64_t event_unix_ms;  /* the registry's timestamp, 0 when unknown */
+};
+
+/* A stored entry; strings are owned by the entry (journal_entry_release). */
+struct journal_entry {
+    uint64_t seq;
+    enum journal_action action;
+    char *source;
+    char *repository;
+    char *digest;     /* NULL when absent */
+    char *tag;        /* NULL when absent */
+    char *media_type; /* NULL when absent */
+    char *event_id;
+    int64_t received_unix_ms;
+    int64_t event_unix_ms;
+};
+
+struct journal_options {
+    bool read_only; /* open while another process holds it (ferry journal ls) */
+};
+
+struct journal_stats {
+    uint64_t entries;   /* entries held */
+    uint64_t first_seq; /* 0 when empty */
+    uint64_t last_seq;  /* 0 when empty */
+    uint64_t dedup_keys;
+};
+
+struct journal;
+
+/**
+ * Open (creating unless read-only) the journal in `dir`. Returns 0 and sets
+ * *out, or a negative code with *err (one line, caller frees): -EBUSY when
+ * another process holds it read-write, FERRY_EPARSE when it holds records
+ * that do not decode, -EIO for other RocksDB failures.
+ */
+int journal_open(const char *dir, const struct journal_options *opts, struct journal **out,
+                 char **err);
+
+/** Close; NULL is ignored. */
+void journal_close(struct journal *j);
+
+/**
+ * Append `n` events in one WriteBatch written with a synced WAL: an event
+ * whose event_id the journal has seen (or that repeats an earlier one of
+ * this batch) is a duplicate and not appended. seqs[i] gets the seq assigned
+ * to events[i], or 0 for a duplicate. Seqs are consecutive from
+ * journal_last_seq() + 1 and survive restarts. Returns 0 once durable, or a
+ * negative code (nothing of the batch written): FERRY_EINVAL for an event
+ * missing a required field (with *err naming it), -EIO for RocksDB.
+ */
+int journal_append(struct journal *j, const struct journal_event *events, size_t n, uint64_t *seqs,
+                   char **err);
+
+/**
+ * Check one event as journal_append() checks each of its events: 0, or
+ * FERRY_EINVAL with *err (may be NULL; caller frees) naming the field. Needs
+ * no journal, so a caller can refuse a bad event before queueing it with
+ * others (the committer does).
+ */
+int journal_event_validate(const struct journal_event *e, char **err);
+
+/** The newest seq, 0 when empty. Safe to call concurrently with journal_append(). */
+uint64_t journal_last_seq(struct journal *j);
+
+/** Read one entry; FERRY_ENOTFOUND when absent. Release `out` with journal_entry_release(). */
+int journal_get(struct journal *j, uint64_t seq, struct journal_entry *out);
+
+/** Free an entry's strings. */
+void journal_entry_release(struct journal_entry *e);
+
+/**
+ * Call `cb` for each entry with seq > `after` in seq order, at most `limit`
+ * of them (0: all); `cb` returns nonzero to stop. Returns 0 or a negative code.
+ */
+int journal_scan(struct journal *j, uint64_t after, size_t limit,
+                 int (*cb)(const struct journal_entry *e, void *arg), void *arg);
+
+/** A named consumer's position; 0 when it has none. */
+int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq);
+
+/** Move a named cursor (synced). */
+int journal_cursor_set(struct journal *j, const char *name, uint64_t seq);
+
+/**
+ * The digest the poller last saw for (source, repository, tag): 0 and *digest
+ * (caller frees), or FERRY_ENOTFOUND.
+ */
+int journal_pollstate_get(struct journal *j, const char *source, const char *repository,
+                          const char *tag, char **digest);
+
+/** Record (digest non-NULL) or forget (digest NULL) what the poller saw. */
+int journal_pollstate_put(struct journal *j, const char *source, const char *repository,
+                          const char *tag, const char *digest);
+
+/**
+ * Call `cb(repository, tag, digest)` for every poller record of `source`
+ * (to find tags that disappeared). `cb` returns nonzero to stop.
+ */
+int journal_pollstate_scan(struct journal *j, const char *source,
+                           int (*cb)(const char *repository, const char *tag, const char *digest,
+                                     void *arg),
+                           void *arg);
+
+/**
+ * Retention: delete entries (and their dedup keys) whose seq is at or below
+ * every cursor and that were received more than `max_age_ms` before
+ * `now_unix_ms`, then compact that range away. With no cursor at all nothing
+ * is deleted. *deleted (may be NULL) gets the count.
+ */
+int journal_retain(struct journal *j, uint64_t max_age_ms, int64_t now_unix_ms, uint64_t *deleted);
+
+/** Counts for `ferry journal stats`. */
+int journal_get_stats(struct journal *j, struct journal_stats *out);
+
+#endif

@@ -1,0 +1,208 @@
+/*
+ * config: Ferry's configuration file (YAML, read with libyaml), loaded once
+ * into plain structs that the rest of the replicator reads but never
+ * changes. Secrets (registry passwords, the webhook token) are resolved at
+ * load time from the environment or from files, so that a loaded config is
+ * complete; they never appear in an error message or a log line.
+ *
+ * The file, with every key and its default:
+ *
+ *   data_dir: ./ferry-data          # relative to the config file's directory
+ *   listen: 127.0.0.1:8780          # host:port or [v6]:port, port 1..65535
+ *   webhook_token_env: NAME         # or webhook_token_file: PATH (first line,
+ *                                   # trimmed); neither: no token
+ *   webhook_max_body: 1MiB          # a size, 1 byte .. 64 MiB
+ *   poll_interval: 30s              # a duration; 0 polls only at start
+ *   poll_concurrency: 4             # 1..64
+ *   retention: 168h                 # a duration above 0
+ *   registries:                     # name -> registry
+ *     NAME:
+ *       url: https://host[:port]    # required; http:// means plain HTTP
+ *       username: USER              # with exactly one of password_env,
+ *       password_env: NAME          # password_file (first line, trimmed) or
+ *       password_file: PATH         # password (inline, warned about when the
+ *       password: SECRET            # file is readable by group or others)
+ *       insecure: false             # skip TLS certificate verification
+ *       ca_file: PATH               # extra CA certificates (PEM)
+ *       cert_file: PATH             # client certificate, with key_file
+ *       key_file: PATH
+ *       max_concurrency: 0          # concurrent requests; 0 = Ferry's default
+ *       poll: true                  # list it in the poller
+ *       repositories: [a/b]         # to poll when it has no _catalog
+ *   rules:
+ *     - name: NAME                  # required, unique
+ *       source: REGISTRY            # required, a name from registries
+ *       repositories: ["**"]        # globs (glob.h), "!" excludes
+ *       tags: ["*"]                 # globs, "!" excludes
+ *       deletes: false              # replicate deletions
+ *       referrers: true             # copy signatures, SBOMs, attestations
+ *       overwrite: true             # move tags that already exist
+ *       destinations:               # required, at least one
+ *         - registry: REGISTRY      # required, a name from registries
+ *           repository: "{repo}"    # template: {repo} full name, {name} its
+ *                                   # last path element
+ *
+ * Names of registries and rules are 1 to 64 of [A-Za-z0-9._-], starting with
+ * a letter or digit. Every relative path is taken relative to the config
+ * file's directory. Durations are a whole number followed by ms, s, m, h or
+ * d ("0" alone is allowed too); sizes are a whole number of bytes, optionally
+ * followed by B, K or KiB, M or MiB, G or GiB (all powers of 1024). Booleans
+ * are true or false, unquoted. Unknown keys, duplicate keys, aliases (*x) and
+ * more than one YAML document are errors.
+ */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Largest config file config_load() reads. */
+#define CONFIG_MAX_BYTES (1024 * 1024)
+/* Largest password or token file it reads the first line of. */
+#define CONFIG_MAX_SECRET_BYTES (64 * 1024)
+
+#define CONFIG_DEFAULT_DATA_DIR         "./ferry-data"
+#define CONFIG_DEFAULT_LISTEN           "127.0.0.1:8780"
+#define CONFIG_DEFAULT_WEBHOOK_MAX_BODY ((size_t)1024 * 1024)
+#define CONFIG_MAX_WEBHOOK_MAX_BODY     ((size_t)64 * 1024 * 1024)
+#define CONFIG_DEFAULT_POLL_INTERVAL_MS ((uint64_t)30 * 1000)
+#define CONFIG_DEFAULT_POLL_CONCURRENCY 4
+#define CONFIG_MAX_POLL_CONCURRENCY     64
+#define CONFIG_DEFAULT_RETENTION_MS     ((uint64_t)7 * 24 * 3600 * 1000)
+#define CONFIG_MAX_REGISTRY_CONCURRENCY 1024
+
+struct config_registry {
+    char *name;
+    char *url;           /* as written, without a trailing '/' */
+    char *host;          /* "host[:port]" or "[v6][:port]", taken from url */
+    bool plain_http;     /* url is http:// */
+    char *username;      /* NULL when the config names no credentials */
+    char *password;      /* resolved secret, or NULL exactly when username is */
+    bool insecure;       /* skip TLS verification */
+    char *ca_file;       /* NULL or a readable path */
+    char *cert_file;     /* NULL or a readable path; set exactly when key_file is */
+    char *key_file;      /* NULL or a readable path */
+    int max_concurrency; /* 0 = default */
+    bool poll;           /* default true */
+    char **repositories; /* for registries without _catalog; valid names */
+    size_t n_repositories;
+};
+
+struct config_destination {
+    char *registry;   /* a name from config.registries */
+    char *repository; /* template; default "{repo}" */
+};
+
+struct config_rule {
+    char *name;
+    char *source;        /* a name from config.registries */
+    char **repositories; /* globs, at least one without '!'; default {"**"} */
+    size_t n_repositories;
+    char **tags; /* globs, at least one without '!'; default {"*"} */
+    size_t n_tags;
+    bool deletes;                            /* default false */
+    bool referrers;                          /* default true */
+    bool overwrite;                          /* default true */
+    struct config_destination *destinations; /* at least one */
+    size_t n_destinations;
+};
+
+struct config {
+    char *path;          /* the file as given to config_load() */
+    char *dir;           /* its directory ("." for a bare file name) */
+    char *data_dir;      /* absolute, or relative to the working directory */
+    char *listen;        /* "host:port" or "[v6]:port"; see config_split_listen() */
+    char *webhook_token; /* resolved secret or NULL */
+    size_t webhook_max_body;
+    uint64_t poll_interval_ms; /* 0: poll only at start */
+    int poll_concurrency;
+    uint64_t retention_ms;
+    struct config_registry *registries;
+    size_t n_registries;
+    struct config_rule *rules; /* in file order */
+    size_t n_rules;
+};
+
+/**
+ * Read and check the config file at `path` (see the top of this header) and
+ * resolve its secrets: password_env and webhook_token_env from the
+ * environment, password_file and webhook_token_file by reading their first
+ * line. Logs a warning when the file holds an inline password and is
+ * readable by group or others.
+ *
+ * Returns 0 and sets *out to a config the caller frees with config_free().
+ * Otherwise *out is NULL and, when `err` is not NULL, *err receives one line
+ * the caller frees, "FILE:LINE: KEY: problem" for a problem inside the file
+ * (KEY is a path such as "registries.eu-west.url" or
+ * "rules[0].destinations[1].registry"; it is left out for YAML syntax
+ * errors), never holding a secret:
+ *  - FERRY_EPARSE for a YAML syntax error or invalid UTF-8;
+ *  - FERRY_EINVAL for anything else wrong inside the file: unknown or
+ *    duplicate keys, wrong types, bad values, unknown registries, duplicate
+ *    names, missing keys, an environment variable that is not set or empty,
+ *    a password, token or certificate file that cannot be read; also when
+ *    `path` or `out` is NULL;
+ *  - FERRY_ETOOBIG when the file is larger than CONFIG_MAX_BYTES;
+ *  - a negative errno when the file cannot be read ("FILE: problem").
+ */
+int config_load(const char *path, struct config **out, char **err);
+
+/** Free `c` and everything it holds, wiping the secrets first; NULL is fine. */
+void config_free(struct config *c);
+
+/** The registry named `name`, or NULL when there is none (or either is NULL). */
+const struct config_registry *config_registry_find(const struct config *c, const char *name);
+
+/**
+ * True when `rule` selects `repository` (glob_select() over its
+ * repositories) and, unless `tag` is NULL, `tag` (over its tags). The
+ * source registry is not looked at.
+ */
+bool config_rule_selects(const struct config_rule *rule, const char *repository, const char *tag);
+
+/** True when some rule whose source is `source` selects `repository`. */
+bool config_repository_selected(const struct config *c, const char *source, const char *repository);
+
+/** True when some rule whose source is `source` selects both `repository` and `tag`. */
+bool config_tag_selected(const struct config *c, const char *source, const char *repository,
+                         const char *tag);
+
+/**
+ * Parse a duration: a whole number followed by "ms", "s", "m", "h" or "d",
+ * or "0" alone ("500ms", "30s", "5m", "1h", "7d"). No sign, space, fraction
+ * or compound form ("1h30m"). Returns 0 and sets *ms; FERRY_EPARSE for
+ * anything else, FERRY_ETOOBIG when the result passes UINT64_MAX
+ * milliseconds, FERRY_EINVAL for a NULL argument. *ms is untouched on failure.
+ */
+int config_parse_duration(const char *text, uint64_t *ms);
+
+/**
+ * Parse a size: a whole number of bytes, optionally followed by "B", "K" or
+ * "KiB", "M" or "MiB", "G" or "GiB" (powers of 1024: "1M" is 1048576). No
+ * sign, space or fraction. Returns 0 and sets *bytes; FERRY_EPARSE for
+ * anything else, FERRY_ETOOBIG when the result passes SIZE_MAX,
+ * FERRY_EINVAL for a NULL argument. *bytes is untouched on failure.
+ */
+int config_parse_size(const char *text, size_t *bytes);
+
+/**
+ * Split a listen address, "host:port" or "[v6]:port", into a fresh *host
+ * without brackets (the caller frees it) and *port. The host is non-empty,
+ * of [A-Za-z0-9.-] or, in brackets, [0-9A-Fa-f:.]; the port is 1..65535.
+ * Returns 0, or FERRY_EPARSE (both outputs untouched); FERRY_EINVAL for a
+ * NULL `text`. `host` may be NULL when only checking.
+ */
+int config_split_listen(const char *text, char **host, int *port);
+
+/**
+ * The repository that destination `d` gives to source repository
+ * `repository`: its template with every "{repo}" replaced by `repository`
+ * and every "{name}" by its last path element ("mirror/{name}" makes
+ * "team/app" into "mirror/app"). Returns a fresh string the caller frees, or
+ * NULL when either argument is NULL, `repository` is not a valid repository
+ * name, or the result is not one (reference_repository_valid()).
+ */
+char *config_destination_repository(const struct config_destination *d, const char *repository);
+
+#endif

@@ -1,0 +1,137 @@
+#include "ingest.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "errors.h"
+#include "log.h"
+#include "webhook.h"
+#include "xalloc.h"
+
+#define EVENTS_PREFIX "/v1/events/"
+
+struct ingest_pending {
+    struct ingest *in;
+    struct server_request *req;
+    char *source;
+    size_t ignored;
+};
+
+/* Constant-time: the time taken does not depend on where the tokens differ. */
+static bool token_equal(const char *given, const char *want)
+{
+    size_t a = strlen(given);
+    size_t b = strlen(want);
+    /* Compare over the expected length always, so a short guess costs the same. */
+    char *padded = xcalloc(b + 1, 1);
+    memcpy(padded, given, a < b ? a : b);
+    bool same = CRYPTO_memcmp(padded, want, b) == 0 && a == b;
+    OPENSSL_cleanse(padded, b + 1);
+    free(padded);
+    return same;
+}
+
+static void ingest_committed(int rc, const char *error, const uint64_t *seqs, size_t n, void *arg)
+{
+    struct ingest_pending *p = arg;
+    struct ingest *in = p->in;
+
+    if (rc < 0) {
+        log_error("journal append failed source=%s error=\"%s\"", p->source, error);
+        in->rejected++;
+        server_respond_error(p->req, 503, "the journal could not write; retry");
+    } else {
+        size_t accepted = 0;
+        for (size_t i = 0; i < n; i++)
+            if (seqs[i] != 0)
+                accepted++;
+        in->events_accepted += accepted;
+        in->events_duplicate += n - accepted;
+        in->events_ignored += p->ignored;
+        char body[160];
+        int len = snprintf(
+            body, sizeof(body),
+            "{\"accepted\":%zu,\"duplicates\":%zu,\"ignored\":%zu,\"last_seq\":%llu}\n", accepted,
+            n - accepted, p->ignored, (unsigned long long)journal_last_seq(in->journal));
+        server_respond(p->req, 200, "application/json", body, (size_t)len);
+        log_debug("events journaled source=%s accepted=%zu duplicates=%zu ignored=%zu", p->source,
+                  accepted, n - accepted, p->ignored);
+    }
+    free(p->source);
+    free(p);
+}
+
+bool ingest_handle(struct ingest *in, struct server_request *req)
+{
+    const char *path = server_request_path(req);
+    if (strncmp(path, EVENTS_PREFIX, strlen(EVENTS_PREFIX)) != 0)
+        return false;
+    in->requests++;
+    const char *source = path + strlen(EVENTS_PREFIX);
+    if (strcmp(server_request_method(req), "POST") != 0) {
+        server_respond_error(req, 405, "use POST");
+        return true;
+    }
+    if (in->config->webhook_token != NULL) {
+        const char *auth = server_request_header(req, "Authorization");
+        if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 ||
+            !token_equal(auth + 7, in->config->webhook_token)) {
+            in->rejected++;
+            server_respond_error(req, 401, "missing or wrong bearer token");
+            return true;
+        }
+    }
+    if (config_registry_find(in->config, source) == NULL) {
+        in->rejected++;
+        char msg[160];
+        snprintf(msg, sizeof(msg), "unknown source '%.64s'", source);
+        server_respond_error(req, 404, msg);
+        return true;
+    }
+    if (server_request_body_too_big(req)) {
+        in->rejected++;
+        char msg[96];
+        snprintf(msg, sizeof(msg), "body over %zu bytes", in->config->webhook_max_body);
+        server_respond_error(req, 413, msg);
+        return true;
+    }
+
+    size_t len = 0;
+    const char *body = server_request_body(req, &len);
+    struct webhook_result result;
+    char *err = NULL;
+    int rc =
+        webhook_parse(source, server_request_header(req, "Content-Type"), body, len, &result, &err);
+    if (rc < 0) {
+        in->rejected++;
+        server_respond_error(req, rc == FERRY_ETOOBIG ? 413 : 400, err ? err : ferry_strerror(rc));
+        free(err);
+        return true;
+    }
+    if (result.n == 0) {
+        in->events_ignored += result.ignored;
+        char out[160];
+        int n = snprintf(out, sizeof(out),
+                         "{\"accepted\":0,\"duplicates\":0,\"ignored\":%zu,\"last_seq\":%llu}\n",
+                         result.ignored, (unsigned long long)journal_last_seq(in->journal));
+        server_respond(req, 200, "application/json", out, (size_t)n);
+        webhook_result_release(&result);
+        return true;
+    }
+    struct ingest_pending *p = xcalloc(1, sizeof(*p));
+    p->in = in;
+    p->req = req;
+    p->source = xstrdup(source);
+    p->ignored = result.ignored;
+    rc = journal_committer_submit(in->committer, result.events, result.n, ingest_committed, p);
+    webhook_result_release(&result);
+    if (rc < 0) {
+        free(p->source);
+        free(p);
+        server_respond_error(req, 503, "shutting down; retry");
+    }
+    return true;
+}

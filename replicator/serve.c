@@ -1,0 +1,195 @@
+#include "serve.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "committer.h"
+#include "config.h"
+#include "errors.h"
+#include "fsutil.h"
+#include "ingest.h"
+#include "journal.h"
+#include "log.h"
+#include "poller.h"
+#include "server.h"
+#include "xalloc.h"
+
+struct daemon {
+    uv_loop_t loop;
+    struct config *config;
+    struct journal *journal;
+    struct journal_committer *committer;
+    struct server *server;
+    struct poller *poller;
+    struct ingest ingest;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    uv_timer_t grace;
+    bool stopping;
+};
+
+static void daemon_route(struct server_request *req, void *arg)
+{
+    struct daemon *d = arg;
+    const char *path = server_request_path(req);
+    const char *method = server_request_method(req);
+
+    if (ingest_handle(&d->ingest, req))
+        return;
+    if (strcmp(path, "/healthz") == 0 && strcmp(method, "GET") == 0) {
+        server_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+        return;
+    }
+    if (strcmp(path, "/readyz") == 0 && strcmp(method, "GET") == 0) {
+        char body[128];
+        int n = snprintf(body, sizeof(body), "{\"status\":\"ready\",\"last_seq\":%llu}\n",
+                         (unsigned long long)journal_last_seq(d->journal));
+        server_respond(req, d->stopping ? 503 : 200, "application/json", body, (size_t)n);
+        return;
+    }
+    server_respond_error(req, 404, "no such endpoint");
+}
+
+static void daemon_closed_noop(uv_handle_t *handle)
+{
+    (void)handle;
+}
+
+static void daemon_server_closed(void *arg)
+{
+    struct daemon *d = arg;
+    d->server = NULL;
+    uv_close((uv_handle_t *)&d->sigint, daemon_closed_noop);
+    uv_close((uv_handle_t *)&d->sigterm, daemon_closed_noop);
+    uv_close((uv_handle_t *)&d->grace, daemon_closed_noop);
+}
+
+/* Answers resumed by the last commits need a moment on the loop to leave. */
+static void daemon_grace_over(uv_timer_t *timer)
+{
+    struct daemon *d = timer->data;
+    server_close(d->server, daemon_server_closed, d);
+}
+
+static void daemon_committer_closed(void *arg)
+{
+    struct daemon *d = arg;
+    d->committer = NULL;
+    uv_timer_start(&d->grace, daemon_grace_over, 200, 0);
+}
+
+static void daemon_poller_closed(void *arg)
+{
+    struct daemon *d = arg;
+    d->poller = NULL;
+    journal_committer_close(d->committer, daemon_committer_closed, d);
+}
+
+static void daemon_stop(struct daemon *d, const char *why)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    log_warn("stopping signal=%s: draining accepted events", why);
+    uv_signal_stop(&d->sigint);
+    uv_signal_stop(&d->sigterm);
+    poller_close(d->poller, daemon_poller_closed, d);
+}
+
+static void daemon_signal(uv_signal_t *sig, int signum)
+{
+    daemon_stop(sig->data, signum == SIGINT ? "INT" : "TERM");
+}
+
+static void daemon_round(struct poller *p, void *arg)
+{
+    struct daemon *d = arg;
+    struct poller_stats st;
+    (void)d;
+    poller_get_stats(p, &st);
+    log_info("poll round rounds=%llu appended=%llu", (unsigned long long)st.rounds,
+             (unsigned long long)st.appended);
+}
+
+static int daemon_open_journal(struct daemon *d)
+{
+    char *dir = xasprintf("%s/journal", d->config->data_dir);
+    char *err = NULL;
+    int made = fs_mkdir_p(d->config->data_dir, 0700);
+    if (made < 0) {
+        fprintf(stderr, "ferry serve: data_dir %s: %s\n", d->config->data_dir,
+                ferry_strerror(made));
+        free(dir);
+        return made;
+    }
+    struct journal_options jopts = {0};
+    int rc = journal_open(dir, &jopts, &d->journal, &err);
+    if (rc < 0)
+        fprintf(stderr, "ferry serve: journal %s: %s\n", dir, err ? err : ferry_strerror(rc));
+    free(err);
+    free(dir);
+    return rc;
+}
+
+int serve_run(const char *config_path, bool check_only)
+{
+    struct daemon d;
+    char *err = NULL;
+    int rc;
+
+    memset(&d, 0, sizeof(d));
+    rc = config_load(config_path, &d.config, &err);
+    if (rc < 0) {
+        fprintf(stderr, "ferry serve: %s\n", err ? err : ferry_strerror(rc));
+        free(err);
+        return rc;
+    }
+    rc = daemon_open_journal(&d);
+    if (rc < 0 || check_only) {
+        if (rc == 0)
+            fprintf(stderr, "ferry serve: %s is valid (%zu registries, %zu rules)\n", config_path,
+                    d.config->n_registries, d.config->n_rules);
+        journal_close(d.journal);
+        config_free(d.config);
+        return rc;
+    }
+
+    uv_loop_init(&d.loop);
+    journal_committer_new(&d.loop, d.journal, &d.committer);
+    d.ingest.config = d.config;
+    d.ingest.journal = d.journal;
+    d.ingest.committer = d.committer;
+    struct server_options sopts = {
+        .listen = d.config->listen,
+        .max_body = d.config->webhook_max_body,
+    };
+    rc = server_new(&d.loop, &sopts, daemon_route, &d, &d.server, &err);
+    if (rc < 0) {
+        fprintf(stderr, "ferry serve: %s\n", err ? err : ferry_strerror(rc));
+        free(err);
+        journal_committer_close(d.committer, NULL, NULL);
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    uv_signal_init(&d.loop, &d.sigint);
+    uv_signal_init(&d.loop, &d.sigterm);
+    d.sigint.data = d.sigterm.data = &d;
+    uv_signal_start(&d.sigint, daemon_signal, SIGINT);
+    uv_signal_start(&d.sigterm, daemon_signal, SIGTERM);
+    uv_timer_init(&d.loop, &d.grace);
+    d.grace.data = &d;
+    poller_new(&d.loop, d.config, d.journal, d.committer, &d.poller);
+    poller_start(d.poller, daemon_round, &d);
+
+    fprintf(stderr, "ferry: serving on %s port %d (journal last seq %llu)\n", d.config->listen,
+            server_port(d.server), (unsigned long long)journal_last_seq(d.journal));
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    rc = 0;
+out:
+    if (uv_loop_close(&d.loop) != 0)
+        log_warn("serve loop closed with handles still open");
+    journal_close(d.journal);
+    config_free(d.config);
+    return rc;
+}
