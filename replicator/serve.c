@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "committer.h"
 #include "config.h"
@@ -26,8 +27,46 @@ struct daemon {
     uv_signal_t sigint;
     uv_signal_t sigterm;
     uv_timer_t grace;
+    uv_timer_t retention;
+    uv_work_t retention_work;
+    bool retention_running;
+    uint64_t retention_deleted;
+    int retention_rc;
     bool stopping;
 };
+
+/* Retention runs off the loop: deleting and compacting may take a while. */
+static void daemon_retain_work(uv_work_t *work)
+{
+    struct daemon *d = work->data;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    d->retention_rc =
+        journal_retain(d->journal, d->config->retention_ms,
+                       (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, &d->retention_deleted);
+}
+
+static void daemon_retain_done(uv_work_t *work, int status)
+{
+    struct daemon *d = work->data;
+    (void)status;
+    d->retention_running = false;
+    if (d->retention_rc < 0)
+        log_warn("journal retention failed error=\"%s\"", ferry_strerror(d->retention_rc));
+    else if (d->retention_deleted > 0)
+        log_info("journal retention deleted=%llu", (unsigned long long)d->retention_deleted);
+}
+
+static void daemon_retain(uv_timer_t *timer)
+{
+    struct daemon *d = timer->data;
+    if (d->retention_running || d->stopping)
+        return;
+    d->retention_running = true;
+    d->retention_work.data = d;
+    if (uv_queue_work(&d->loop, &d->retention_work, daemon_retain_work, daemon_retain_done) < 0)
+        d->retention_running = false;
+}
 
 static void daemon_route(struct server_request *req, void *arg)
 {
@@ -63,6 +102,7 @@ static void daemon_server_closed(void *arg)
     uv_close((uv_handle_t *)&d->sigint, daemon_closed_noop);
     uv_close((uv_handle_t *)&d->sigterm, daemon_closed_noop);
     uv_close((uv_handle_t *)&d->grace, daemon_closed_noop);
+    uv_close((uv_handle_t *)&d->retention, daemon_closed_noop);
 }
 
 /* Answers resumed by the last commits need a moment on the loop to leave. */
@@ -94,6 +134,7 @@ static void daemon_stop(struct daemon *d, const char *why)
     log_warn("stopping signal=%s: draining accepted events", why);
     uv_signal_stop(&d->sigint);
     uv_signal_stop(&d->sigterm);
+    uv_timer_stop(&d->retention);
     poller_close(d->poller, daemon_poller_closed, d);
 }
 
@@ -179,6 +220,11 @@ int serve_run(const char *config_path, bool check_only)
     uv_signal_start(&d.sigterm, daemon_signal, SIGTERM);
     uv_timer_init(&d.loop, &d.grace);
     d.grace.data = &d;
+    uv_timer_init(&d.loop, &d.retention);
+    d.retention.data = &d;
+    /* A minute after start, then hourly: entries below every cursor and
+     * older than `retention` go. */
+    uv_timer_start(&d.retention, daemon_retain, 60 * 1000, 3600 * 1000);
     poller_new(&d.loop, d.config, d.journal, d.committer, &d.poller);
     poller_start(d.poller, daemon_round, &d);
 
