@@ -1,6 +1,9 @@
 #include "errors.h"
 
+#include <stdarg.h>
 #include <string.h>
+
+#include "xalloc.h"
 
 const char *ferry_strerror(int code)
 {
@@ -44,4 +47,30 @@ const char *ferry_strerror(int code)
     if (code < 0 && code > -4096)
         return strerror(-code);
     return "unknown error";
+}
+
+int ferry_error_set(char **err, int rc, const char *fmt, ...)
+{
+    if (err != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        *err = xvasprintf(fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+const char *ferry_printable(const char *s, char out[FERRY_PRINTABLE_MAX])
+{
+    size_t n = 0;
+    for (; s[n] != '\0' && n < 64; n++) {
+        unsigned char c = (unsigned char)s[n];
+        out[n] = (c >= 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
+    }
+    if (s[n] != '\0') {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
 }

@@ -33,4 +33,20 @@ enum ferry_error {
  */
 const char *ferry_strerror(int code);
 
+/**
+ * For parsers' error paths: when `err` is not NULL, set *err to the formatted
+ * one-line message (caller frees). Returns `rc`, so `return ferry_error_set(...)`.
+ */
+int ferry_error_set(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Room ferry_printable() needs: 64 bytes, "..." and the terminator. */
+#define FERRY_PRINTABLE_MAX 72
+
+/**
+ * A short rendering of untrusted text for an error message: at most 64 bytes
+ * of it, anything outside printable ASCII (and '"') shown as '?', "..." when
+ * cut. Writes into `out` and returns it.
+ */
+const char *ferry_printable(const char *s, char out[FERRY_PRINTABLE_MAX]);
+
 #endif

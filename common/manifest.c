@@ -53,39 +53,6 @@ static bool manifest_is_schema1(const char *media_type)
            strcasecmp(media_type, MANIFEST_SCHEMA1_SIGNED) == 0;
 }
 
-static int manifest_error(char **err, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int manifest_error(char **err, int rc, const char *fmt, ...)
-{
-    if (err != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        *err = xvasprintf(fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
-/*
- * A short printable rendering of untrusted text for an error message: at most
- * 64 bytes, anything outside printable ASCII shown as '?'.
- */
-static const char *manifest_printable(const char *s, char out[72])
-{
-    size_t n = 0;
-    for (; s[n] != '\0' && n < 64; n++) {
-        unsigned char c = (unsigned char)s[n];
-        out[n] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-    }
-    if (s[n] != '\0') {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
-}
-
 /* One half of a media type, per the OCI image-spec's descriptor schema. */
 static bool manifest_restricted_name(const char *s, size_t len)
 {
@@ -133,7 +100,7 @@ static int manifest_field(const cJSON *obj, const char *where, const char *name,
         if (*out != NULL) {
             char path[MANIFEST_PATH_MAX];
             manifest_path(path, where, name);
-            return manifest_error(err, FERRY_EPARSE, "%s appears more than once", path);
+            return ferry_error_set(err, FERRY_EPARSE, "%s appears more than once", path);
         }
         *out = child;
     }
@@ -162,17 +129,17 @@ static int manifest_string(const cJSON *obj, const char *where, const char *name
     manifest_path(path, where, name);
     if (item == NULL || (!required && cJSON_IsNull(item))) {
         if (required)
-            return manifest_error(err, FERRY_EPARSE, "%s is missing", path);
+            return ferry_error_set(err, FERRY_EPARSE, "%s is missing", path);
         return 0;
     }
     if (!cJSON_IsString(item))
-        return manifest_error(err, FERRY_EPARSE, "%s is not a string", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not a string", path);
     const char *s = item->valuestring;
     if (kind == MANIFEST_MEDIA_TYPE && !manifest_media_type_valid(s))
-        return manifest_error(err, FERRY_EPARSE, "%s is not a valid media type", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not a valid media type", path);
     for (const char *c = s; *c != '\0'; c++) {
         if ((unsigned char)*c < 0x20 || *c == 0x7f)
-            return manifest_error(err, FERRY_EPARSE, "%s has control characters", path);
+            return ferry_error_set(err, FERRY_EPARSE, "%s has control characters", path);
     }
     *value = xstrdup(s);
     return 0;
@@ -197,7 +164,7 @@ static int manifest_descriptor(const cJSON *obj, const char *where, struct descr
     int rc;
 
     if (!cJSON_IsObject(obj))
-        return manifest_error(err, FERRY_EPARSE, "%s is not an object", where);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not an object", where);
     rc = manifest_string(obj, where, "mediaType", true, MANIFEST_MEDIA_TYPE, &d->media_type, err);
     if (rc < 0)
         return rc;
@@ -205,13 +172,13 @@ static int manifest_descriptor(const cJSON *obj, const char *where, struct descr
     if (rc < 0)
         return rc;
     if (!digest_valid(d->digest))
-        return manifest_error(err, FERRY_EPARSE, "%s.digest is not a valid digest", where);
+        return ferry_error_set(err, FERRY_EPARSE, "%s.digest is not a valid digest", where);
 
     rc = manifest_field(obj, where, "size", &item, err);
     if (rc < 0)
         return rc;
     if (item == NULL)
-        return manifest_error(err, FERRY_EPARSE, "%s.size is missing", where);
+        return ferry_error_set(err, FERRY_EPARSE, "%s.size is missing", where);
     /*
      * The range check comes first so that the conversion below is defined;
      * the round trip then rejects fractions.
@@ -219,7 +186,7 @@ static int manifest_descriptor(const cJSON *obj, const char *where, struct descr
     if (!cJSON_IsNumber(item) || !(item->valuedouble >= 0.0) ||
         item->valuedouble > MANIFEST_MAX_SIZE ||
         (double)(int64_t)item->valuedouble != item->valuedouble)
-        return manifest_error(err, FERRY_EPARSE, "%s.size is not a valid size", where);
+        return ferry_error_set(err, FERRY_EPARSE, "%s.size is not a valid size", where);
     d->size = (int64_t)item->valuedouble;
 
     rc = manifest_string(obj, where, "artifactType", false, MANIFEST_MEDIA_TYPE, &d->artifact_type,
@@ -232,7 +199,7 @@ static int manifest_descriptor(const cJSON *obj, const char *where, struct descr
         return rc;
     manifest_path(path, where, "platform");
     if (!cJSON_IsObject(item))
-        return manifest_error(err, FERRY_EPARSE, "%s is not an object", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not an object", path);
     rc = manifest_string(item, path, "os", false, MANIFEST_TEXT, &d->platform_os, err);
     if (rc == 0)
         rc = manifest_string(item, path, "architecture", false, MANIFEST_TEXT, &d->platform_arch,
@@ -253,13 +220,13 @@ static int manifest_descriptors(const cJSON *root, const char *name, struct desc
     if (rc < 0)
         return rc;
     if (array == NULL)
-        return manifest_error(err, FERRY_EPARSE, "%s is missing", name);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is missing", name);
     if (!cJSON_IsArray(array))
-        return manifest_error(err, FERRY_EPARSE, "%s is not an array", name);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not an array", name);
     int n = cJSON_GetArraySize(array);
     if (n > MANIFEST_MAX_ENTRIES)
-        return manifest_error(err, FERRY_ETOOBIG, "%s has more than %d entries", name,
-                              MANIFEST_MAX_ENTRIES);
+        return ferry_error_set(err, FERRY_ETOOBIG, "%s has more than %d entries", name,
+                               MANIFEST_MAX_ENTRIES);
     if (n == 0)
         return 0;
     /* Count first so that manifest_release() frees a half-filled array. */
@@ -328,21 +295,21 @@ static int manifest_parse_json(struct manifest *m, const cJSON *root, const char
     const cJSON *item;
     char *field_type = NULL;
     char *header_type = NULL;
-    char shown[72], shown2[72];
+    char shown[FERRY_PRINTABLE_MAX], shown2[FERRY_PRINTABLE_MAX];
     const char *media_type = NULL;
     int rc;
 
     if (!cJSON_IsObject(root))
-        return manifest_error(err, FERRY_EPARSE, "manifest is not a json object");
+        return ferry_error_set(err, FERRY_EPARSE, "manifest is not a json object");
 
     rc = manifest_field(root, "", "schemaVersion", &item, err);
     if (rc < 0)
         return rc;
     if (item != NULL) {
         if (cJSON_IsNumber(item) && item->valuedouble == 1.0)
-            return manifest_error(err, FERRY_EUNSUPPORTED, MANIFEST_SCHEMA1_MESSAGE);
+            return ferry_error_set(err, FERRY_EUNSUPPORTED, MANIFEST_SCHEMA1_MESSAGE);
         if (!cJSON_IsNumber(item) || item->valuedouble != 2.0)
-            return manifest_error(err, FERRY_EPARSE, "schemaVersion is not 2");
+            return ferry_error_set(err, FERRY_EPARSE, "schemaVersion is not 2");
     }
 
     /* mediaType is read as plain text first so that schema1 gets its own message. */
@@ -352,13 +319,13 @@ static int manifest_parse_json(struct manifest *m, const cJSON *root, const char
     header_type = manifest_content_type(content_type);
     if ((field_type != NULL && manifest_is_schema1(field_type)) ||
         (header_type != NULL && manifest_is_schema1(header_type))) {
-        rc = manifest_error(err, FERRY_EUNSUPPORTED, MANIFEST_SCHEMA1_MESSAGE);
+        rc = ferry_error_set(err, FERRY_EUNSUPPORTED, MANIFEST_SCHEMA1_MESSAGE);
         goto out;
     }
     if (header_type != NULL && field_type != NULL && strcasecmp(header_type, field_type) != 0) {
-        rc = manifest_error(err, FERRY_EPARSE, "content type %s contradicts mediaType %s",
-                            manifest_printable(header_type, shown),
-                            manifest_printable(field_type, shown2));
+        rc = ferry_error_set(err, FERRY_EPARSE, "content type %s contradicts mediaType %s",
+                             ferry_printable(header_type, shown),
+                             ferry_printable(field_type, shown2));
         goto out;
     }
 
@@ -366,8 +333,8 @@ static int manifest_parse_json(struct manifest *m, const cJSON *root, const char
     if (declared != NULL) {
         media_type = manifest_canonical(declared);
         if (media_type == NULL) {
-            rc = manifest_error(err, FERRY_EUNSUPPORTED, "unsupported manifest media type %s",
-                                manifest_printable(declared, shown));
+            rc = ferry_error_set(err, FERRY_EUNSUPPORTED, "unsupported manifest media type %s",
+                                 ferry_printable(declared, shown));
             goto out;
         }
     } else {
@@ -381,8 +348,8 @@ static int manifest_parse_json(struct manifest *m, const cJSON *root, const char
         else if (config != NULL && layers != NULL)
             media_type = MEDIA_OCI_MANIFEST;
         else {
-            rc = manifest_error(err, FERRY_EPARSE,
-                                "manifest has no mediaType and is neither an index nor an image");
+            rc = ferry_error_set(err, FERRY_EPARSE,
+                                 "manifest has no mediaType and is neither an index nor an image");
             goto out;
         }
     }
@@ -397,7 +364,7 @@ static int manifest_parse_json(struct manifest *m, const cJSON *root, const char
             (rc = manifest_field(root, "", "layers", &layers, err)) < 0)
             goto out;
         if (config != NULL || layers != NULL) {
-            rc = manifest_error(err, FERRY_EPARSE, "an index must not have config or layers");
+            rc = ferry_error_set(err, FERRY_EPARSE, "an index must not have config or layers");
             goto out;
         }
         rc = manifest_descriptors(root, "manifests", &m->manifests, &m->n_manifests, err);
@@ -408,13 +375,13 @@ static int manifest_parse_json(struct manifest *m, const cJSON *root, const char
         if ((rc = manifest_field(root, "", "manifests", &manifests, err)) < 0)
             goto out;
         if (manifests != NULL) {
-            rc = manifest_error(err, FERRY_EPARSE, "an image manifest must not have manifests");
+            rc = ferry_error_set(err, FERRY_EPARSE, "an image manifest must not have manifests");
             goto out;
         }
         if ((rc = manifest_field(root, "", "config", &item, err)) < 0)
             goto out;
         if (item == NULL) {
-            rc = manifest_error(err, FERRY_EPARSE, "config is missing");
+            rc = ferry_error_set(err, FERRY_EPARSE, "config is missing");
             goto out;
         }
         rc = manifest_descriptor(item, "config", &m->config, err);
@@ -448,14 +415,14 @@ int manifest_parse(struct manifest *m, const char *bytes, size_t len, const char
     if (m == NULL || bytes == NULL) {
         if (m != NULL)
             memset(m, 0, sizeof(*m));
-        return manifest_error(err, FERRY_EINVAL, "no manifest to parse");
+        return ferry_error_set(err, FERRY_EINVAL, "no manifest to parse");
     }
     memset(m, 0, sizeof(*m));
     if (len > MANIFEST_MAX_BYTES)
-        return manifest_error(err, FERRY_ETOOBIG, "manifest is larger than %d bytes",
-                              MANIFEST_MAX_BYTES);
+        return ferry_error_set(err, FERRY_ETOOBIG, "manifest is larger than %d bytes",
+                               MANIFEST_MAX_BYTES);
     if (len == 0)
-        return manifest_error(err, FERRY_EPARSE, "manifest is empty");
+        return ferry_error_set(err, FERRY_EPARSE, "manifest is empty");
 
     cJSON *root = manifest_load(bytes, len);
     if (root == NULL) {
@@ -464,8 +431,8 @@ int manifest_parse(struct manifest *m, const char *bytes, size_t len, const char
         bool schema1 = header_type != NULL && manifest_is_schema1(header_type);
         free(header_type);
         if (schema1)
-            return manifest_error(err, FERRY_EUNSUPPORTED, MANIFEST_SCHEMA1_MESSAGE);
-        return manifest_error(err, FERRY_EPARSE, "manifest is not valid json");
+            return ferry_error_set(err, FERRY_EUNSUPPORTED, MANIFEST_SCHEMA1_MESSAGE);
+        return ferry_error_set(err, FERRY_EPARSE, "manifest is not valid json");
     }
     int rc = manifest_parse_json(m, root, content_type, err);
     cJSON_Delete(root);

@@ -47,39 +47,6 @@ struct webhook_builder {
     size_t ignored;
 };
 
-static int webhook_error(char **err, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int webhook_error(char **err, int rc, const char *fmt, ...)
-{
-    if (err != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        *err = xvasprintf(fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
-/*
- * A short printable rendering of untrusted text for an error message: at most
- * 64 bytes of it, anything outside printable ASCII shown as '?'.
- */
-static const char *webhook_printable(const char *s, char out[72])
-{
-    size_t n = 0;
-    for (; s[n] != '\0' && n < 64; n++) {
-        unsigned char c = (unsigned char)s[n];
-        out[n] = (c >= 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
-    }
-    if (s[n] != '\0') {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
-}
-
 /* "where.name", or "name" at the top level; cut short (still one line) if it would not fit. */
 static void webhook_path(char out[WEBHOOK_PATH_MAX], const char *where, const char *name)
 {
@@ -149,7 +116,7 @@ static int webhook_field(const cJSON *obj, const char *where, const char *name, 
         if (*out != NULL) {
             char path[WEBHOOK_PATH_MAX];
             webhook_path(path, where, name);
-            return webhook_error(err, FERRY_EPARSE, "%s appears more than once", path);
+            return ferry_error_set(err, FERRY_EPARSE, "%s appears more than once", path);
         }
         *out = child;
     }
@@ -180,21 +147,21 @@ static int webhook_string(const cJSON *obj, const char *where, const char *name,
     webhook_path(path, where, name);
     if (item == NULL || cJSON_IsNull(item)) {
         if (presence == WEBHOOK_REQUIRED)
-            return webhook_error(err, FERRY_EPARSE, "%s is missing", path);
+            return ferry_error_set(err, FERRY_EPARSE, "%s is missing", path);
         return 0;
     }
     if (!cJSON_IsString(item) || item->valuestring == NULL)
-        return webhook_error(err, FERRY_EPARSE, "%s is not a string", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not a string", path);
     const char *s = item->valuestring;
     size_t len = strlen(s);
     if (len > WEBHOOK_MAX_STRING)
-        return webhook_error(err, FERRY_EPARSE, "%s is too long", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is too long", path);
     for (const char *c = s; *c != '\0'; c++) {
         if ((unsigned char)*c < 0x20 || *c == 0x7f)
-            return webhook_error(err, FERRY_EPARSE, "%s has control characters", path);
+            return ferry_error_set(err, FERRY_EPARSE, "%s has control characters", path);
     }
     if (!webhook_utf8_valid(s))
-        return webhook_error(err, FERRY_EPARSE, "%s is not valid UTF-8", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not valid UTF-8", path);
     if (len == 0 && presence == WEBHOOK_OPTIONAL_EMPTY)
         return 0;
     *value = s;
@@ -211,11 +178,11 @@ static int webhook_child(const cJSON *obj, const char *where, const char *name, 
         return rc;
     webhook_path(path, where, name);
     if (*out == NULL || cJSON_IsNull(*out))
-        return webhook_error(err, FERRY_EPARSE, "%s is missing", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is missing", path);
     if (want_array && !cJSON_IsArray(*out))
-        return webhook_error(err, FERRY_EPARSE, "%s is not an array", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not an array", path);
     if (!want_array && !cJSON_IsObject(*out))
-        return webhook_error(err, FERRY_EPARSE, "%s is not an object", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not an object", path);
     return 0;
 }
 
@@ -324,7 +291,7 @@ static int webhook_timestamp(const cJSON *event, const char *where, int64_t *uni
     if (rc < 0 || text == NULL)
         return rc;
     if (!webhook_rfc3339(text, unix_ms))
-        return webhook_error(err, FERRY_EPARSE, "%s.timestamp is not an RFC 3339 time", where);
+        return ferry_error_set(err, FERRY_EPARSE, "%s.timestamp is not an RFC 3339 time", where);
     return 0;
 }
 
@@ -335,10 +302,10 @@ static int webhook_event_id(const cJSON *event, const char *where, const char **
     if (rc < 0)
         return rc;
     if ((*id)[0] == '\0')
-        return webhook_error(err, FERRY_EPARSE, "%s.id is empty", where);
+        return ferry_error_set(err, FERRY_EPARSE, "%s.id is empty", where);
     if (strlen(*id) > WEBHOOK_MAX_EVENT_ID)
-        return webhook_error(err, FERRY_EPARSE, "%s.id is longer than %d bytes", where,
-                             WEBHOOK_MAX_EVENT_ID);
+        return ferry_error_set(err, FERRY_EPARSE, "%s.id is longer than %d bytes", where,
+                               WEBHOOK_MAX_EVENT_ID);
     return 0;
 }
 
@@ -348,9 +315,9 @@ static int webhook_check_repository(const char *repository, const char *where, c
     char path[WEBHOOK_PATH_MAX];
     webhook_path(path, where, name);
     if (repository == NULL)
-        return webhook_error(err, FERRY_EPARSE, "%s is missing", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is missing", path);
     if (!reference_repository_valid(repository))
-        return webhook_error(err, FERRY_EPARSE, "%s is not a valid repository name", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not a valid repository name", path);
     return 0;
 }
 
@@ -359,9 +326,9 @@ static int webhook_check_digest(const char *digest, const char *where, const cha
     char path[WEBHOOK_PATH_MAX];
     webhook_path(path, where, name);
     if (digest == NULL)
-        return webhook_error(err, FERRY_EPARSE, "%s is missing", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is missing", path);
     if (!digest_valid(digest))
-        return webhook_error(err, FERRY_EPARSE, "%s is not a valid digest", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not a valid digest", path);
     return 0;
 }
 
@@ -371,7 +338,7 @@ static int webhook_check_tag(const char *tag, const char *where, const char *nam
     char path[WEBHOOK_PATH_MAX];
     webhook_path(path, where, name);
     if (tag != NULL && !reference_tag_valid(tag))
-        return webhook_error(err, FERRY_EPARSE, "%s is not a valid tag", path);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not a valid tag", path);
     return 0;
 }
 
@@ -431,8 +398,8 @@ static int webhook_events_array(const cJSON *root, const cJSON **events, char **
     if (rc < 0)
         return rc;
     if (cJSON_GetArraySize(*events) > WEBHOOK_MAX_EVENTS)
-        return webhook_error(err, FERRY_ETOOBIG, "payload has more than %d events",
-                             WEBHOOK_MAX_EVENTS);
+        return ferry_error_set(err, FERRY_ETOOBIG, "payload has more than %d events",
+                               WEBHOOK_MAX_EVENTS);
     return 0;
 }
 
@@ -456,7 +423,7 @@ static int webhook_distribution_event(const cJSON *event, size_t index, struct w
 
     snprintf(where, sizeof(where), "events[%zu]", index);
     if (!cJSON_IsObject(event))
-        return webhook_error(err, FERRY_EPARSE, "%s is not an object", where);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not an object", where);
     if ((rc = webhook_event_id(event, where, &id, err)) < 0 ||
         (rc = webhook_string(event, where, "action", WEBHOOK_REQUIRED, &action, err)) < 0 ||
         (rc = webhook_timestamp(event, where, &unix_ms, err)) < 0 ||
@@ -552,7 +519,7 @@ static int webhook_generic_event(const cJSON *event, size_t index, struct webhoo
 
     snprintf(where, sizeof(where), "events[%zu]", index);
     if (!cJSON_IsObject(event))
-        return webhook_error(err, FERRY_EPARSE, "%s is not an object", where);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not an object", where);
     if ((rc = webhook_event_id(event, where, &id, err)) < 0 ||
         (rc = webhook_string(event, where, "action", WEBHOOK_REQUIRED, &action, err)) < 0 ||
         (rc = webhook_string(event, where, "repository", WEBHOOK_REQUIRED, &repository, err)) < 0 ||
@@ -569,8 +536,8 @@ static int webhook_generic_event(const cJSON *event, size_t index, struct webhoo
     } else if (strcmp(action, "delete") == 0) {
         kind = JOURNAL_DELETE;
     } else {
-        return webhook_error(err, FERRY_EPARSE, "%s.action \"%s\" is not push or delete", where,
-                             webhook_printable(action, shown));
+        return ferry_error_set(err, FERRY_EPARSE, "%s.action \"%s\" is not push or delete", where,
+                               ferry_printable(action, shown));
     }
     if ((rc = webhook_check_repository(repository, where, "repository", err)) < 0)
         return rc;
@@ -581,11 +548,11 @@ static int webhook_generic_event(const cJSON *event, size_t index, struct webhoo
     if ((rc = webhook_check_tag(tag, where, "tag", err)) < 0)
         return rc;
     if (kind == JOURNAL_DELETE && digest == NULL && tag == NULL)
-        return webhook_error(err, FERRY_EPARSE, "%s is a delete with neither digest nor tag",
-                             where);
+        return ferry_error_set(err, FERRY_EPARSE, "%s is a delete with neither digest nor tag",
+                               where);
     if (kind == JOURNAL_DELETE && digest != NULL && tag != NULL)
-        return webhook_error(err, FERRY_EPARSE,
-                             "%s is a delete with both digest and tag (send one)", where);
+        return ferry_error_set(err, FERRY_EPARSE,
+                               "%s is a delete with both digest and tag (send one)", where);
     webhook_builder_add(b, kind, repository, digest, tag, media_type, xstrdup(id), unix_ms);
     return 0;
 }
@@ -669,14 +636,14 @@ static int webhook_parse_harbor(const cJSON *root, struct webhook_builder *b, ch
     if ((rc = webhook_field(root, "", "occur_at", &occur_at, err)) < 0)
         goto out;
     if (occur_at == NULL || cJSON_IsNull(occur_at)) {
-        rc = webhook_error(err, FERRY_EPARSE, "occur_at is missing");
+        rc = ferry_error_set(err, FERRY_EPARSE, "occur_at is missing");
         goto out;
     }
     /* The range check comes first so that the conversion below is defined. */
     if (!cJSON_IsNumber(occur_at) || !(occur_at->valuedouble >= 0.0) ||
         occur_at->valuedouble > WEBHOOK_MAX_UNIX_SECONDS ||
         (double)(int64_t)occur_at->valuedouble != occur_at->valuedouble) {
-        rc = webhook_error(err, FERRY_EPARSE, "occur_at is not a unix time in seconds");
+        rc = ferry_error_set(err, FERRY_EPARSE, "occur_at is not a unix time in seconds");
         goto out;
     }
     int64_t occur_seconds = (int64_t)occur_at->valuedouble;
@@ -685,8 +652,8 @@ static int webhook_parse_harbor(const cJSON *root, struct webhook_builder *b, ch
         (rc = webhook_child(event_data, "event_data", "resources", true, &resources, err)) < 0)
         goto out;
     if (cJSON_GetArraySize(resources) > WEBHOOK_MAX_EVENTS) {
-        rc = webhook_error(err, FERRY_ETOOBIG, "payload has more than %d resources",
-                           WEBHOOK_MAX_EVENTS);
+        rc = ferry_error_set(err, FERRY_ETOOBIG, "payload has more than %d resources",
+                             WEBHOOK_MAX_EVENTS);
         goto out;
     }
 
@@ -697,7 +664,7 @@ static int webhook_parse_harbor(const cJSON *root, struct webhook_builder *b, ch
 
         snprintf(where, sizeof(where), "event_data.resources[%zu]", index++);
         if (!cJSON_IsObject(resource)) {
-            rc = webhook_error(err, FERRY_EPARSE, "%s is not an object", where);
+            rc = ferry_error_set(err, FERRY_EPARSE, "%s is not an object", where);
             goto out;
         }
         if ((rc = webhook_string(resource, where, "digest", WEBHOOK_OPTIONAL_EMPTY, &digest, err)) <
@@ -712,7 +679,7 @@ static int webhook_parse_harbor(const cJSON *root, struct webhook_builder *b, ch
             if ((rc = webhook_check_digest(digest, where, "digest", err)) < 0)
                 goto out;
         } else if (tag == NULL) {
-            rc = webhook_error(err, FERRY_EPARSE, "%s has neither digest nor tag", where);
+            rc = ferry_error_set(err, FERRY_EPARSE, "%s has neither digest nor tag", where);
             goto out;
         }
 
@@ -760,12 +727,12 @@ static int webhook_detect(const cJSON *root, enum webhook_format *format, char *
 
     *format = WEBHOOK_UNKNOWN;
     if (!cJSON_IsObject(root))
-        return webhook_error(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
+        return ferry_error_set(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
     if ((rc = webhook_field(root, "", "events", &events, err)) < 0)
         return rc;
     if (events != NULL) {
         if (!cJSON_IsArray(events))
-            return webhook_error(err, FERRY_EPARSE, "events is not an array");
+            return ferry_error_set(err, FERRY_EPARSE, "events is not an array");
         if (events->child == NULL) {
             *format = WEBHOOK_DISTRIBUTION;
             return 0;
@@ -784,7 +751,7 @@ static int webhook_detect(const cJSON *root, enum webhook_format *format, char *
                 return 0;
             }
         }
-        return webhook_error(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
+        return ferry_error_set(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
     }
     if ((rc = webhook_field(root, "", "type", &type, err)) < 0 ||
         (rc = webhook_field(root, "", "event_data", &event_data, err)) < 0)
@@ -793,7 +760,7 @@ static int webhook_detect(const cJSON *root, enum webhook_format *format, char *
         *format = WEBHOOK_HARBOR;
         return 0;
     }
-    return webhook_error(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
+    return ferry_error_set(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
 }
 
 int webhook_parse(const char *source, const char *content_type, const char *body, size_t len,
@@ -811,9 +778,9 @@ int webhook_parse(const char *source, const char *content_type, const char *body
     if (out != NULL)
         memset(out, 0, sizeof(*out));
     if (out == NULL || source == NULL || (body == NULL && len > 0))
-        return webhook_error(err, FERRY_EINVAL, "invalid argument to webhook_parse");
+        return ferry_error_set(err, FERRY_EINVAL, "invalid argument to webhook_parse");
     if (len == 0) {
-        rc = webhook_error(err, FERRY_EPARSE, "payload is empty");
+        rc = ferry_error_set(err, FERRY_EPARSE, "payload is empty");
         goto out;
     }
     /*
@@ -822,7 +789,7 @@ int webhook_parse(const char *source, const char *content_type, const char *body
      */
     const char *nul = memchr(body, '\0', len);
     if (nul != NULL) {
-        rc = webhook_error(err, FERRY_EPARSE, "malformed JSON at byte %zu", (size_t)(nul - body));
+        rc = ferry_error_set(err, FERRY_EPARSE, "malformed JSON at byte %zu", (size_t)(nul - body));
         goto out;
     }
     /*
@@ -837,25 +804,26 @@ int webhook_parse(const char *source, const char *content_type, const char *body
     root = cJSON_ParseWithLengthOpts(copy, len, &end, false);
     if (root == NULL) {
         if (end != NULL && end >= copy && end <= copy + len)
-            rc = webhook_error(err, FERRY_EPARSE, "malformed JSON at byte %zu",
-                               (size_t)(end - copy));
+            rc = ferry_error_set(err, FERRY_EPARSE, "malformed JSON at byte %zu",
+                                 (size_t)(end - copy));
         else
-            rc = webhook_error(err, FERRY_EPARSE, "malformed JSON");
+            rc = ferry_error_set(err, FERRY_EPARSE, "malformed JSON");
         goto out;
     }
     while (end != NULL && end < copy + len &&
            (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
         end++;
     if (end != NULL && end < copy + len) {
-        rc = webhook_error(err, FERRY_EPARSE, "malformed JSON at byte %zu: data after the document",
-                           (size_t)(end - copy));
+        rc = ferry_error_set(err, FERRY_EPARSE,
+                             "malformed JSON at byte %zu: data after the document",
+                             (size_t)(end - copy));
         goto out;
     }
 
     if (webhook_content_type_distribution(content_type)) {
         format = WEBHOOK_DISTRIBUTION;
         if (!cJSON_IsObject(root)) {
-            rc = webhook_error(err, FERRY_EPARSE, "payload is not an object");
+            rc = ferry_error_set(err, FERRY_EPARSE, "payload is not an object");
             goto out;
         }
     } else if ((rc = webhook_detect(root, &format, err)) < 0) {
@@ -873,7 +841,7 @@ int webhook_parse(const char *source, const char *content_type, const char *body
         rc = webhook_parse_harbor(root, &b, err);
         break;
     default:
-        rc = webhook_error(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
+        rc = ferry_error_set(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
         break;
     }
     if (rc < 0)
