@@ -512,7 +512,7 @@ static int webhook_parse_distribution(const cJSON *root, struct webhook_builder 
 static int webhook_generic_event(const cJSON *event, size_t index, struct webhook_builder *b,
                                  char **err)
 {
-    char where[WEBHOOK_PATH_MAX], shown[72];
+    char where[WEBHOOK_PATH_MAX], shown[FERRY_PRINTABLE_MAX];
     const char *id, *action, *repository, *digest, *tag, *media_type;
     int64_t unix_ms;
     int rc;
