@@ -76,7 +76,9 @@ case "$cmd" in
   bench)
     install_deps
     build build
+    cmake --build build -j "$(nproc)" --target ingest_load >/dev/null
     bash "$top/tests/bench/copy.sh" "$@"
+    bash "$top/tests/bench/ingest.sh" "$@"
     ;;
   demo)
     echo "build.sh: the demo arrives with a later issue; for now see README.md (ferry copy)" >&2
