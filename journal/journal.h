@@ -148,4 +148,66 @@ int journal_retain(struct journal *j, uint64_t max_age_ms, int64_t now_unix_ms, 
 /** Counts for `ferry journal stats`. */
 int journal_get_stats(struct journal *j, struct journal_stats *out);
 
+/* ---- replication state (DESIGN.md §3, §5): fences and job status ---- */
+
+/**
+ * The fence of (destination, repository, tag): the seq of the newest entry
+ * that moved that tag there. *seq is 0 when there is none. Returns 0 or a
+ * negative code.
+ */
+int journal_fence_get(struct journal *j, const char *destination, const char *repository,
+                      const char *tag, uint64_t *seq);
+
+/**
+ * Raise the fence to `seq` when `seq` is higher than the fence, durably
+ * (synced) and atomically with respect to other raises of the same journal.
+ * Returns 1 when raised (the caller may move the tag), 0 when the fence is
+ * already at or above `seq` (the caller must not: a newer entry moved it),
+ * or a negative code. Thread-safe.
+ */
+int journal_fence_raise(struct journal *j, const char *destination, const char *repository,
+                        const char *tag, uint64_t seq);
+
+enum journal_job_state {
+    JOURNAL_JOB_PENDING = 1,
+    JOURNAL_JOB_IN_PROGRESS = 2,
+    JOURNAL_JOB_COMPLETE = 3,
+    JOURNAL_JOB_FAILED = 4,
+    JOURNAL_JOB_SUPERSEDED = 5,
+};
+
+/* Where one (destination, repository, digest) stands; a Ferry__JobStatus record. */
+struct journal_job {
+    char *destination;
+    char *repository; /* the destination repository */
+    char *digest;
+    enum journal_job_state state;
+    uint32_t attempts;
+    char *last_error; /* NULL when none */
+    uint64_t bytes;
+    uint64_t seq; /* newest journal entry this job serves */
+    int64_t created_unix_ms;
+    int64_t updated_unix_ms;
+    int64_t completed_unix_ms;
+    char **tags; /* tags the job moves once the manifest is in */
+    size_t n_tags;
+};
+
+/** Write (create or replace) a job's status; not synced (a lost update is redone). */
+int journal_job_put(struct journal *j, const struct journal_job *job);
+
+/** Read a job's status; FERRY_ENOTFOUND when there is none. Release with journal_job_release(). */
+int journal_job_get(struct journal *j, const char *destination, const char *repository,
+                    const char *digest, struct journal_job *out);
+
+/**
+ * Call `cb` for every job status (ordered by destination, repository,
+ * digest); `cb` returns nonzero to stop.
+ */
+int journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job, void *arg),
+                     void *arg);
+
+/** Free a job's strings. */
+void journal_job_release(struct journal_job *job);
+
 #endif
