@@ -100,15 +100,23 @@ enum copy_phase {
 };
 
 struct copy {
-    uv_loop_t loop;
-    const struct copy_options *opts;
+    uv_loop_t *loop;
     struct copy_summary *sum;
-    struct http_client *http;
     struct registry *src;
     struct registry *dst;
-    struct reference src_ref;
-    struct reference dst_ref;
-    char *dst_tag;
+    char *src_repo;
+    char *src_reference; /* tag or digest of the root at the source */
+    char *dst_repo;
+    char *dst_tag; /* NULL: no tag at the destination */
+    char *platform;
+    bool no_referrers;
+    char *mount_from;
+    struct registry_upload_options upload;
+    copy_tag_gate_cb tag_gate;
+    void *tag_gate_arg;
+    bool tag_superseded;
+    copy_done_cb done;
+    void *done_arg;
     struct presence *presence;
     struct progress *progress;
     enum copy_phase phase;
@@ -132,6 +140,8 @@ struct copy {
     uint64_t start_ms;
     uv_timer_t kick; /* starts downloads outside libcurl's callbacks */
 };
+
+static void copy_stop(struct copy *c);
 
 static void copy_advance(struct copy *c);
 
@@ -247,8 +257,7 @@ static void resolve_referrers(struct copy *c, struct copy_node *subject, bool pr
     ctx->n = subject;
     ctx->probe = probe;
     copy_op_started(c);
-    if (registry_referrers(c->src, c->src_ref.repository, subject->digest, referrers_listed, ctx) <
-        0) {
+    if (registry_referrers(c->src, c->src_repo, subject->digest, referrers_listed, ctx) < 0) {
         free(ctx);
         copy_fail(c, FERRY_EINVAL, "cannot list referrers");
         copy_op_finished(c);
@@ -293,15 +302,15 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
     }
     n->media_type = xstrdup(n->m.media_type);
 
-    if (n == c->root && n->m.kind == MANIFEST_INDEX && c->opts->platform != NULL) {
+    if (n == c->root && n->m.kind == MANIFEST_INDEX && c->platform != NULL) {
         /* Pick one platform: its manifest becomes the root. */
         const struct descriptor *pick = NULL;
         for (size_t i = 0; i < n->m.n_manifests && pick == NULL; i++)
-            if (platform_matches(&n->m.manifests[i], c->opts->platform))
+            if (platform_matches(&n->m.manifests[i], c->platform))
                 pick = &n->m.manifests[i];
         if (pick == NULL) {
-            char *msg =
-                xasprintf("%s has no manifest for platform %s", c->opts->src, c->opts->platform);
+            char *msg = xasprintf("%s/%s:%s has no manifest for platform %s", registry_host(c->src),
+                                  c->src_repo, c->src_reference, c->platform);
             copy_fail(c, FERRY_ENOTFOUND, msg);
             free(msg);
         } else {
@@ -331,7 +340,7 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
     }
     /* The first listing learns whether the source has a referrers API; the
      * others wait for it rather than all asking an API that may not exist. */
-    if (!c->opts->no_referrers && n->subject == NULL) {
+    if (!c->no_referrers && n->subject == NULL) {
         if (c->referrers_probe == 0) {
             c->referrers_probe = 1;
             resolve_referrers(c, n, true);
@@ -350,7 +359,7 @@ static void resolve_node(struct copy *c, struct copy_node *n, const char *refere
     ctx->c = c;
     ctx->n = n;
     copy_op_started(c);
-    if (registry_manifest_get(c->src, c->src_ref.repository, reference, node_fetched, ctx) < 0) {
+    if (registry_manifest_get(c->src, c->src_repo, reference, node_fetched, ctx) < 0) {
         free(ctx);
         copy_fail(c, FERRY_EINVAL, "cannot fetch manifest");
         copy_op_finished(c);
@@ -473,7 +482,7 @@ static void repo_checked(int rc, const char *error, bool exists, int64_t size, v
 static void copy_check_repository(struct copy *c)
 {
     copy_op_started(c);
-    registry_repository_exists(c->dst, c->dst_ref.repository, repo_checked, c);
+    registry_repository_exists(c->dst, c->dst_repo, repo_checked, c);
 }
 
 static void copy_check_destination(struct copy *c)
@@ -483,11 +492,11 @@ static void copy_check_destination(struct copy *c)
         if (n->present)
             continue;
         copy_op_started(c);
-        registry_manifest_head(c->dst, c->dst_ref.repository, n->digest, node_checked, n);
+        registry_manifest_head(c->dst, c->dst_repo, n->digest, node_checked, n);
     }
     if (c->dst_tag != NULL) {
         copy_op_started(c);
-        registry_manifest_head(c->dst, c->dst_ref.repository, c->dst_tag, tag_checked, c);
+        registry_manifest_head(c->dst, c->dst_repo, c->dst_tag, tag_checked, c);
     } else
         copy_check_repository(c);
 }
@@ -549,14 +558,14 @@ static void node_push(struct copy_node *n)
         return;
     /* With nothing to follow the root, its PUT can name the tag directly:
      * one request instead of two, and the tag still moves last. */
-    if (n == c->root && c->dst_tag != NULL && !copy_has_referrers(c)) {
+    if (n == c->root && c->dst_tag != NULL && c->tag_gate == NULL && !copy_has_referrers(c)) {
         reference = c->dst_tag;
         c->root_by_tag = true;
     }
     log_debug("manifest push digest=%s reference=%s", n->digest, reference);
     copy_op_started(c);
-    int rc = registry_manifest_put(c->dst, c->dst_ref.repository, reference, n->bytes, n->len,
-                                   n->media_type, node_pushed, n);
+    int rc = registry_manifest_put(c->dst, c->dst_repo, reference, n->bytes, n->len, n->media_type,
+                                   node_pushed, n);
     if (rc < 0) {
         copy_fail(c, rc, "manifest too large to push");
         copy_op_finished(c);
@@ -609,7 +618,7 @@ static void blob_finish(struct copy_blob *b, int rc, const char *error)
         copy_fail(c, rc, error);
     } else {
         if (c->presence != NULL)
-            presence_add(c->presence, registry_host(c->dst), b->digest, c->dst_ref.repository);
+            presence_add(c->presence, registry_host(c->dst), b->digest, c->dst_repo);
         for (size_t i = 0; i < b->n_users; i++)
             node_dependency_done(b->users[i]);
     }
@@ -712,7 +721,7 @@ static void blob_download_start(struct copy_blob *b)
     b->download_active = true;
     b->verified = false;
     copy_op_started(c);
-    int rc = registry_blob_get(c->src, c->src_ref.repository, b->digest, b->size, blob_pipe_sink, b,
+    int rc = registry_blob_get(c->src, c->src_repo, b->digest, b->size, blob_pipe_sink, b,
                                blob_download_done, b, &b->download);
     if (rc < 0) {
         b->download_active = false;
@@ -829,18 +838,17 @@ static void blob_upload_done(int rc, const char *error, enum registry_upload_out
 static void blob_transfer(struct copy_blob *b)
 {
     struct copy *c = b->copy;
-    struct registry_upload_options up = c->opts->upload;
+    struct registry_upload_options up = c->upload;
     int rc;
 
     /* A mount source: the flag, the same repository host, or the presence cache. */
-    if (c->opts->mount_from != NULL)
-        b->mount_from = xstrdup(c->opts->mount_from);
+    if (c->mount_from != NULL)
+        b->mount_from = xstrdup(c->mount_from);
     else if (strcmp(registry_host(c->src), registry_host(c->dst)) == 0 &&
-             strcmp(c->src_ref.repository, c->dst_ref.repository) != 0)
-        b->mount_from = xstrdup(c->src_ref.repository);
+             strcmp(c->src_repo, c->dst_repo) != 0)
+        b->mount_from = xstrdup(c->src_repo);
     else if (c->presence != NULL)
-        b->mount_from =
-            presence_find(c->presence, registry_host(c->dst), b->digest, c->dst_ref.repository);
+        b->mount_from = presence_find(c->presence, registry_host(c->dst), b->digest, c->dst_repo);
     up.mount_from = b->mount_from;
 
     ring_init(&b->ring, PIPE_BYTES);
@@ -849,8 +857,8 @@ static void blob_transfer(struct copy_blob *b)
         b->bar = progress_item_add(c->progress, b->digest, (uint64_t)b->size);
     b->upload_active = true;
     copy_op_started(c);
-    rc = registry_blob_upload(c->dst, c->dst_ref.repository, b->digest, (uint64_t)b->size,
-                              blob_pipe_source, b, &up, blob_upload_done, b, &b->upload);
+    rc = registry_blob_upload(c->dst, c->dst_repo, b->digest, (uint64_t)b->size, blob_pipe_source,
+                              b, &up, blob_upload_done, b, &b->upload);
     if (rc < 0) {
         b->upload_active = false;
         b->upload_rc = rc;
@@ -887,7 +895,7 @@ static void blob_start(struct copy_blob *b)
         return;
     }
     copy_op_started(c);
-    registry_blob_exists(c->dst, c->dst_ref.repository, b->digest, blob_checked, b);
+    registry_blob_exists(c->dst, c->dst_repo, b->digest, blob_checked, b);
 }
 
 static void blob_add_user(struct copy_blob *b, struct copy_node *n)
@@ -1002,7 +1010,7 @@ static void fallback_current(int rc, const char *error, const char *bytes, size_
     if (changed) {
         f->bytes = cJSON_PrintUnformatted(index);
         copy_op_started(c);
-        registry_manifest_put(c->dst, c->dst_ref.repository, f->tag, f->bytes, strlen(f->bytes),
+        registry_manifest_put(c->dst, c->dst_repo, f->tag, f->bytes, strlen(f->bytes),
                               MEDIA_OCI_INDEX, fallback_pushed, f);
         cJSON_Delete(index);
         copy_op_finished(c);
@@ -1030,7 +1038,7 @@ static void copy_update_referrers_index(struct copy *c)
         f->subject = subject;
         f->tag = registry_referrers_tag(subject->digest);
         copy_op_started(c);
-        registry_referrers(c->dst, c->dst_ref.repository, subject->digest, fallback_current, f);
+        registry_referrers(c->dst, c->dst_repo, subject->digest, fallback_current, f);
     }
 }
 
@@ -1047,15 +1055,42 @@ static void tag_pushed(int rc, const char *error, bool subject_processed, void *
     copy_op_finished(c);
 }
 
+static void copy_put_tag(struct copy *c)
+{
+    copy_op_started(c);
+    registry_manifest_put(c->dst, c->dst_repo, c->dst_tag, c->root->bytes, c->root->len,
+                          c->root->media_type, tag_pushed, c);
+}
+
 static void copy_push_tag(struct copy *c)
 {
     if (c->dst_tag == NULL || c->root_by_tag)
         return;
     if (c->dst_tag_digest != NULL && strcmp(c->dst_tag_digest, c->root->digest) == 0)
         return;
-    copy_op_started(c);
-    registry_manifest_put(c->dst, c->dst_ref.repository, c->dst_tag, c->root->bytes, c->root->len,
-                          c->root->media_type, tag_pushed, c);
+    if (c->tag_gate != NULL) {
+        /* The owner decides (its fence) and answers with copy_tag_decide(). */
+        copy_op_started(c);
+        c->tag_gate(c, c->root->digest, c->tag_gate_arg);
+        return;
+    }
+    copy_put_tag(c);
+}
+
+void copy_tag_decide(struct copy *c, int rc, bool allow)
+{
+    if (rc < 0)
+        copy_fail(c, rc, "cannot record the tag's fence");
+    else if (allow)
+        copy_put_tag(c);
+    else
+        c->tag_superseded = true;
+    copy_op_finished(c);
+}
+
+bool copy_tag_superseded(const struct copy *c)
+{
+    return c->tag_superseded;
 }
 
 /* ---- the driver ---- */
@@ -1065,6 +1100,9 @@ static void copy_stop(struct copy *c)
     c->phase = PHASE_DONE;
     if (c->progress != NULL)
         progress_finish(c->progress);
+    uv_update_time(c->loop);
+    c->sum->seconds = (double)(uv_now(c->loop) - c->start_ms) / 1000.0;
+    c->done(c, c->rc, c->error, c->done_arg);
 }
 
 /*
@@ -1084,9 +1122,9 @@ static void copy_advance(struct copy *c)
     switch (c->phase) {
     case PHASE_PING: {
         c->phase = PHASE_RESOLVE;
-        bool by_digest = c->src_ref.digest != NULL;
-        c->root = copy_add_node(c, by_digest ? c->src_ref.digest : "");
-        resolve_node(c, c->root, by_digest ? c->src_ref.digest : c->src_ref.tag);
+        bool by_digest = strchr(c->src_reference, ':') != NULL;
+        c->root = copy_add_node(c, by_digest ? c->src_reference : "");
+        resolve_node(c, c->root, c->src_reference);
         break;
     }
     case PHASE_RESOLVE:
@@ -1148,68 +1186,141 @@ static void copy_free_nodes(struct copy *c)
     free(c->blobs);
 }
 
+int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summary *summary,
+               copy_done_cb done, void *arg, struct copy **out)
+{
+    struct copy *c = xcalloc(1, sizeof(*c));
+    memset(summary, 0, sizeof(*summary));
+    c->loop = loop;
+    c->sum = summary;
+    c->src = spec->src;
+    c->dst = spec->dst;
+    c->src_repo = xstrdup(spec->src_repo);
+    c->src_reference = xstrdup(spec->src_reference);
+    c->dst_repo = xstrdup(spec->dst_repo);
+    c->dst_tag = xstrdup(spec->dst_tag);
+    c->platform = xstrdup(spec->platform);
+    c->no_referrers = spec->no_referrers;
+    c->mount_from = xstrdup(spec->mount_from);
+    c->upload = spec->upload;
+    c->upload.mount_from = NULL;
+    c->presence = spec->presence;
+    c->progress = spec->progress;
+    c->tag_gate = spec->tag_gate;
+    c->tag_gate_arg = spec->tag_gate_arg;
+    c->jobs = spec->jobs > 0 ? spec->jobs : 8;
+    c->done = done;
+    c->done_arg = arg;
+    uv_timer_init(loop, &c->kick);
+    c->kick.data = c;
+    c->start_ms = uv_now(loop);
+    c->phase = PHASE_PING;
+    if (out != NULL)
+        *out = c;
+    if (spec->skip_ping) {
+        /* The phase machine moves on from PING at once. */
+        copy_op_started(c);
+        copy_op_finished(c);
+        return 0;
+    }
+    copy_op_started(c);
+    registry_ping(c->src, ping_done, c);
+    copy_op_started(c);
+    registry_ping(c->dst, ping_done, c);
+    return 0;
+}
+
+static void copy_closed(uv_handle_t *handle)
+{
+    struct copy *c = handle->data;
+    copy_free_nodes(c);
+    free(c->src_repo);
+    free(c->src_reference);
+    free(c->dst_repo);
+    free(c->dst_tag);
+    free(c->platform);
+    free(c->mount_from);
+    free(c->error);
+    free(c->dst_tag_digest);
+    free(c);
+}
+
+void copy_free(struct copy *c)
+{
+    uv_close((uv_handle_t *)&c->kick, copy_closed);
+}
+
+/* ---- copy_run: one copy on a loop of its own, for `ferry copy` ---- */
+
+struct copy_run_state {
+    int rc;
+    char *error;
+    bool done;
+};
+
+static void copy_run_done(struct copy *c, int rc, const char *error, void *arg)
+{
+    struct copy_run_state *st = arg;
+    st->rc = rc;
+    st->error = rc < 0 ? xstrdup(error) : NULL;
+    st->done = true;
+    copy_free(c);
+}
+
 static void copy_http_closed(void *arg)
 {
     (void)arg;
 }
 
-static int copy_resolve_refs(struct copy *c, char **error)
-{
-    char *err = NULL;
-    int rc = reference_parse(&c->src_ref, c->opts->src, &err);
-    if (rc < 0) {
-        *error = xasprintf("source %s: %s", c->opts->src, err ? err : ferry_strerror(rc));
-        free(err);
-        return rc;
-    }
-    if (c->src_ref.tag == NULL && c->src_ref.digest == NULL)
-        c->src_ref.tag = xstrdup("latest");
-    rc = reference_parse(&c->dst_ref, c->opts->dst, &err);
-    if (rc < 0) {
-        *error = xasprintf("destination %s: %s", c->opts->dst, err ? err : ferry_strerror(rc));
-        free(err);
-        return rc;
-    }
-    if (c->dst_ref.digest != NULL) {
-        *error = xasprintf("destination %s: name a tag or nothing, not a digest", c->opts->dst);
-        return FERRY_EINVAL;
-    }
-    /* The destination tag defaults to the source's; a source by digest alone has none. */
-    c->dst_tag = xstrdup(c->dst_ref.tag != NULL ? c->dst_ref.tag : c->src_ref.tag);
-    return 0;
-}
-
 int copy_run(const struct copy_options *opts, struct copy_summary *summary, char **error)
 {
-    struct copy c;
+    struct reference src_ref;
+    struct reference dst_ref;
+    struct presence *presence = NULL;
+    char *err = NULL;
     int rc;
 
-    memset(&c, 0, sizeof(c));
+    memset(&src_ref, 0, sizeof(src_ref));
+    memset(&dst_ref, 0, sizeof(dst_ref));
     memset(summary, 0, sizeof(*summary));
     *error = NULL;
-    c.opts = opts;
-    c.sum = summary;
-    c.jobs = opts->jobs > 0 ? opts->jobs : 8;
-    rc = copy_resolve_refs(&c, error);
-    if (rc < 0)
+    rc = reference_parse(&src_ref, opts->src, &err);
+    if (rc < 0) {
+        *error = xasprintf("source %s: %s", opts->src, err ? err : ferry_strerror(rc));
         goto out_refs;
-
+    }
+    rc = reference_parse(&dst_ref, opts->dst, &err);
+    if (rc < 0) {
+        *error = xasprintf("destination %s: %s", opts->dst, err ? err : ferry_strerror(rc));
+        goto out_refs;
+    }
+    if (dst_ref.digest != NULL) {
+        *error = xasprintf("destination %s: name a tag or nothing, not a digest", opts->dst);
+        rc = FERRY_EINVAL;
+        goto out_refs;
+    }
     if (opts->cache_dir == NULL || opts->cache_dir[0] != '\0') {
         char *dir = opts->cache_dir ? xstrdup(opts->cache_dir) : presence_default_dir();
         char *perr = NULL;
-        if (dir != NULL && presence_open(dir, &c.presence, &perr) < 0) {
+        if (dir != NULL && presence_open(dir, &presence, &perr) < 0) {
             log_info("presence cache unavailable dir=%s error=\"%s\"", dir, perr ? perr : "");
-            c.presence = NULL;
+            presence = NULL;
         }
         free(perr);
         free(dir);
     }
 
-    uv_loop_init(&c.loop);
+    uv_loop_t loop;
+    struct http_client *http = NULL;
+    struct registry *src = NULL;
+    struct registry *dst = NULL;
+    struct progress *progress = NULL;
+    int jobs = opts->jobs > 0 ? opts->jobs : 8;
+    uv_loop_init(&loop);
     struct http_client_options hopts = opts->http;
     if (hopts.max_host_connections <= 0)
-        hopts.max_host_connections = c.jobs + 4;
-    rc = http_client_new(&c.loop, &hopts, &c.http);
+        hopts.max_host_connections = jobs + 4;
+    rc = http_client_new(&loop, &hopts, &http);
     if (rc < 0) {
         *error = xstrdup("cannot set up libcurl");
         goto out_loop;
@@ -1217,58 +1328,65 @@ int copy_run(const struct copy_options *opts, struct copy_summary *summary, char
     struct registry_options sopts = opts->src_registry;
     struct registry_options dopts = opts->dst_registry;
     dopts.push = true;
-    registry_new(&c.loop, c.http, c.src_ref.registry, &sopts, &c.src);
-    registry_new(&c.loop, c.http, c.dst_ref.registry, &dopts, &c.dst);
+    registry_new(&loop, http, src_ref.registry, &sopts, &src);
+    registry_new(&loop, http, dst_ref.registry, &dopts, &dst);
     if (opts->progress)
-        c.progress = progress_new(&c.loop, stderr);
+        progress = progress_new(&loop, stderr);
 
-    uv_timer_init(&c.loop, &c.kick);
-    c.kick.data = &c;
-    c.start_ms = uv_now(&c.loop);
-    c.phase = PHASE_PING;
-    copy_op_started(&c);
-    registry_ping(c.src, ping_done, &c);
-    copy_op_started(&c);
-    registry_ping(c.dst, ping_done, &c);
-    uv_run(&c.loop, UV_RUN_DEFAULT);
-
-    if (c.rc == 0 && c.phase != PHASE_DONE)
-        log_debug("copy stalled phase=%d outstanding=%d", (int)c.phase, c.outstanding);
-    if (c.rc == 0 && c.phase != PHASE_DONE)
-        copy_fail(&c, FERRY_EPROTO, "internal error: the copy stopped half way");
-    rc = c.rc;
-    if (rc < 0)
-        *error = xstrdup(c.error);
+    /* No tag or digest: latest. The destination tag defaults to the source's;
+     * a source by digest alone gives none. */
+    const char *src_reference =
+        src_ref.digest ? src_ref.digest : (src_ref.tag ? src_ref.tag : "latest");
+    const char *dst_tag = dst_ref.tag ? dst_ref.tag : (src_ref.digest ? NULL : src_reference);
+    struct copy_spec spec = {
+        .src = src,
+        .dst = dst,
+        .src_repo = src_ref.repository,
+        .src_reference = src_reference,
+        .dst_repo = dst_ref.repository,
+        .dst_tag = dst_tag,
+        .platform = opts->platform,
+        .no_referrers = opts->no_referrers,
+        .mount_from = opts->mount_from,
+        .jobs = jobs,
+        .upload = opts->upload,
+        .presence = presence,
+        .progress = progress,
+    };
+    struct copy_run_state st = {0};
+    copy_start(&loop, &spec, summary, copy_run_done, &st, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (!st.done) {
+        rc = FERRY_EPROTO;
+        *error = xstrdup("internal error: the copy stopped half way");
+    } else {
+        rc = st.rc;
+        *error = st.error;
+    }
 
     struct http_stats hs;
-    http_client_stats(c.http, &hs);
+    http_client_stats(http, &hs);
     summary->requests = hs.requests;
     memcpy(summary->requests_by_method, hs.requests_by_method, sizeof(summary->requests_by_method));
     struct registry_stats rs;
-    registry_get_stats(c.src, &rs);
+    registry_get_stats(src, &rs);
     summary->retries = rs.retries;
-    registry_get_stats(c.dst, &rs);
+    registry_get_stats(dst, &rs);
     summary->retries += rs.retries;
-    uv_update_time(&c.loop);
-    summary->seconds = (double)(uv_now(&c.loop) - c.start_ms) / 1000.0;
 
-    if (c.progress != NULL)
-        progress_free(c.progress);
-    uv_close((uv_handle_t *)&c.kick, NULL);
-    registry_close(c.src);
-    registry_close(c.dst);
-    http_client_close(c.http, copy_http_closed, NULL);
-    uv_run(&c.loop, UV_RUN_DEFAULT);
+    if (progress != NULL)
+        progress_free(progress);
+    registry_close(src);
+    registry_close(dst);
+    http_client_close(http, copy_http_closed, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
 out_loop:
-    if (uv_loop_close(&c.loop) != 0)
+    if (uv_loop_close(&loop) != 0)
         log_warn("copy loop closed with handles still open");
-    copy_free_nodes(&c);
-    presence_close(c.presence);
-    free(c.error);
-    free(c.dst_tag_digest);
+    presence_close(presence);
 out_refs:
-    free(c.dst_tag);
-    reference_release(&c.src_ref);
-    reference_release(&c.dst_ref);
+    free(err);
+    reference_release(&src_ref);
+    reference_release(&dst_ref);
     return rc;
 }

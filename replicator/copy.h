@@ -14,7 +14,11 @@
 #include <stdint.h>
 
 #include "http.h"
+#include "presence.h"
+#include "progress.h"
 #include "registry.h"
+
+struct copy;
 
 struct copy_options {
     const char *src;      /* HOST[:PORT]/REPO(:TAG|@DIGEST) */
@@ -45,6 +49,56 @@ struct copy_summary {
     uint64_t retries;
     double seconds;
 };
+
+/** Ends a copy started with copy_start(); free it with copy_free() (here or later). */
+typedef void (*copy_done_cb)(struct copy *c, int rc, const char *error, void *arg);
+
+/**
+ * Asked before the destination tag moves to `digest` (every manifest and
+ * referrer is in by then). The owner answers once with copy_tag_decide().
+ */
+typedef void (*copy_tag_gate_cb)(struct copy *c, const char *digest, void *arg);
+
+/* One copy on a caller's loop, with the caller's registry clients. */
+struct copy_spec {
+    struct registry *src;
+    struct registry *dst; /* created with registry_options.push */
+    const char *src_repo;
+    const char *src_reference; /* tag or digest */
+    const char *dst_repo;
+    const char *dst_tag; /* NULL: no tag at the destination */
+    const char *platform;
+    bool no_referrers;
+    const char *mount_from;
+    int jobs; /* blobs in flight (0: 8) */
+    struct registry_upload_options upload;
+    struct presence *presence; /* may be NULL */
+    struct progress *progress; /* may be NULL */
+    copy_tag_gate_cb tag_gate; /* NULL: the tag moves without asking */
+    void *tag_gate_arg;
+    bool skip_ping; /* the registries were pinged already */
+};
+
+/**
+ * Start copying on `loop`. Strings of `spec` are copied; the registries,
+ * presence cache and progress must outlive the copy. `done` fires exactly
+ * once (never from inside this call); *out (may be NULL) is the copy.
+ */
+int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summary *summary,
+               copy_done_cb done, void *arg, struct copy **out);
+
+/**
+ * Answer the tag gate: `rc` < 0 fails the copy; otherwise `allow` says
+ * whether the tag moves (false: a newer entry owns it; the copy succeeds with
+ * its manifests in and the tag left alone — see copy_tag_superseded()).
+ */
+void copy_tag_decide(struct copy *c, int rc, bool allow);
+
+/** True when the tag gate said no. */
+bool copy_tag_superseded(const struct copy *c);
+
+/** Free a finished copy (its timer closes through the loop). */
+void copy_free(struct copy *c);
 
 /**
  * Copy the image on a loop of its own and return when it is done: 0 when the
