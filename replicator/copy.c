@@ -1093,6 +1093,11 @@ bool copy_tag_superseded(const struct copy *c)
     return c->tag_superseded;
 }
 
+const char *copy_dst_tag_digest(const struct copy *c)
+{
+    return c->dst_tag_digest;
+}
+
 /* ---- the driver ---- */
 
 static void copy_stop(struct copy *c)

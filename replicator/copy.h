@@ -97,6 +97,9 @@ void copy_tag_decide(struct copy *c, int rc, bool allow);
 /** True when the tag gate said no. */
 bool copy_tag_superseded(const struct copy *c);
 
+/** What the destination tag named before this copy (NULL: it did not exist). */
+const char *copy_dst_tag_digest(const struct copy *c);
+
 /** Free a finished copy (its timer closes through the loop). */
 void copy_free(struct copy *c);
 

@@ -21,6 +21,7 @@
 #include "listing.h"
 #include "config.h"
 #include "serve.h"
+#include "sync.h"
 #include "log.h"
 #include "reference.h"
 #include "xalloc.h"
@@ -36,6 +37,7 @@ static void usage_main(FILE *out)
           "commands:\n"
           "  copy SRC DST   copy one whole image (index, platforms, referrers) to DST\n"
           "  serve -c FILE  the daemon: webhook ingest and the poller into the journal\n"
+          "  sync -c FILE   one reconcile: poll every source once, replicate, report\n"
           "  journal ...    read and append to the change journal (ls, show, append, stats)\n"
           "  ls REPO        list the tags of HOST[:PORT]/REPO\n"
           "  catalog HOST   list the repositories of a registry\n"
@@ -718,6 +720,62 @@ static int cmd_serve(int argc, char **argv)
     return serve_run(config, check) < 0 ? 1 : 0;
 }
 
+static void usage_sync(FILE *out)
+{
+    fputs("usage: ferry sync -c FILE [--json] [-v]\n"
+          "\n"
+          "One reconcile of every rule: polls every source once (backfill), replicates\n"
+          "every journal entry not done yet to every destination its rules name, and\n"
+          "prints one line per job (complete, superseded or FAILED with its reason).\n"
+          "Exit status: 0 when everything is complete, 1 when something FAILED, 2 on a\n"
+          "usage or configuration error.\n",
+          out);
+}
+
+static int cmd_sync(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    bool json = false;
+    int verbose = 0;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:v", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case 'v':
+            verbose++;
+            break;
+        case OPT_HELP:
+            usage_sync(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "ferry sync: see 'ferry sync --help'\n");
+            return 2;
+        }
+    }
+    if (config == NULL || optind != argc) {
+        fprintf(stderr, "ferry sync: want -c FILE (see 'ferry sync --help')\n");
+        return 2;
+    }
+    if (verbose > 0)
+        log_threshold = verbose > 1 ? FERRY_LOG_DEBUG : FERRY_LOG_INFO;
+    int rc = sync_run(config, json);
+    return rc < 0 ? 2 : rc;
+}
+
 static void usage_journal(FILE *out)
 {
     fputs("usage: ferry journal -c FILE COMMAND [ARGS]\n"
@@ -1063,6 +1121,8 @@ int main(int argc, char **argv)
         return cmd_copy(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "sync") == 0)
+        return cmd_sync(argc - 1, argv + 1);
     if (strcmp(cmd, "journal") == 0)
         return cmd_journal(argc - 1, argv + 1);
     if (strcmp(cmd, "ls") == 0 || strcmp(cmd, "catalog") == 0)

@@ -411,6 +411,13 @@ void poller_start(struct poller *p, poller_round_cb cb, void *arg)
                        p->config->poll_interval_ms);
 }
 
+void poller_start_once(struct poller *p, poller_round_cb cb, void *arg)
+{
+    p->round_cb = cb;
+    p->round_arg = arg;
+    poller_round(p);
+}
+
 static void poller_tick(uv_timer_t *timer)
 {
     poller_timer_cb(timer);

@@ -41,6 +41,9 @@ int poller_new(uv_loop_t *loop, const struct config *config, struct journal *jou
 /** Run a round now, then every poll_interval (0: only this one). */
 void poller_start(struct poller *p, poller_round_cb cb, void *arg);
 
+/** Run one round now and no more (`ferry sync`). */
+void poller_start_once(struct poller *p, poller_round_cb cb, void *arg);
+
 void poller_get_stats(const struct poller *p, struct poller_stats *out);
 
 /**

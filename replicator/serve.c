@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "committer.h"
+#include "engine.h"
 #include "config.h"
 #include "errors.h"
 #include "fsutil.h"
@@ -23,6 +24,7 @@ struct daemon {
     struct journal_committer *committer;
     struct server *server;
     struct poller *poller;
+    struct engine *engine;
     struct ingest ingest;
     uv_signal_t sigint;
     uv_signal_t sigterm;
@@ -119,11 +121,26 @@ static void daemon_committer_closed(void *arg)
     uv_timer_start(&d->grace, daemon_grace_over, 200, 0);
 }
 
+static void daemon_engine_closed(void *arg)
+{
+    struct daemon *d = arg;
+    d->engine = NULL;
+    journal_committer_close(d->committer, daemon_committer_closed, d);
+}
+
 static void daemon_poller_closed(void *arg)
 {
     struct daemon *d = arg;
     d->poller = NULL;
-    journal_committer_close(d->committer, daemon_committer_closed, d);
+    engine_close(d->engine, daemon_engine_closed, d);
+}
+
+/* Every entry the committer makes durable goes to the engine. */
+static void daemon_tail(const struct journal_entry *e, void *arg)
+{
+    struct daemon *d = arg;
+    if (d->engine != NULL)
+        engine_notify(d->engine, e->seq);
 }
 
 static void daemon_stop(struct daemon *d, const char *why)
@@ -225,6 +242,9 @@ int serve_run(const char *config_path, bool check_only)
     /* A minute after start, then hourly: entries below every cursor and
      * older than `retention` go. */
     uv_timer_start(&d.retention, daemon_retain, 60 * 1000, 3600 * 1000);
+    engine_new(&d.loop, d.config, d.journal, &d.engine);
+    journal_committer_set_tail(d.committer, daemon_tail, &d);
+    engine_start(d.engine);
     poller_new(&d.loop, d.config, d.journal, d.committer, &d.poller);
     poller_start(d.poller, daemon_round, &d);
 

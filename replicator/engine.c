@@ -1,0 +1,683 @@
+#include "engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "copy.h"
+#include "errors.h"
+#include "http.h"
+#include "log.h"
+#include "registry.h"
+#include "xalloc.h"
+
+#define ENGINE_CURSOR        "engine"
+#define ENGINE_ATTEMPTS      5
+#define ENGINE_RETRY_BASE_MS 1000
+#define ENGINE_RETRY_MAX_MS  30000
+#define ENGINE_DEFAULT_JOBS  4
+
+/* A registry of the config, with its clients. */
+struct eng_registry {
+    const struct config_registry *cfg;
+    struct http_client *http;
+    struct registry *pull;
+    struct registry *push;
+    int running;
+    int limit;
+};
+
+/* A dispatched journal entry that waits for its jobs. */
+struct eng_entry {
+    uint64_t seq;
+    int jobs_left;
+    struct eng_entry *next;
+};
+
+enum eng_job_state {
+    JOB_QUEUED = 0,
+    JOB_DELAYED,
+    JOB_RUNNING,
+};
+
+struct eng_job {
+    struct engine *engine;
+    struct eng_registry *src;
+    struct eng_registry *dst;
+    char *src_repo;
+    char *dst_repo;
+    char *digest;
+    char *tag; /* NULL: by digest only */
+    uint64_t seq;
+    bool referrers;
+    bool overwrite;
+    struct eng_entry **entries;
+    size_t n_entries;
+    enum eng_job_state state;
+    int attempts;
+    char *last_error;
+    int64_t created_unix_ms;
+    uint64_t due_ms;
+    bool holds_tag_lock;
+    struct copy *copy;
+    struct copy_summary summary;
+    struct eng_job *next; /* in the queue or the delayed list */
+};
+
+/* Moves of one (destination, repository, tag) go one at a time. */
+struct tag_lock {
+    char *key;
+    struct eng_job *holder;
+    struct eng_job **waiters;
+    size_t n_waiters;
+    struct tag_lock *next;
+};
+
+struct engine {
+    uv_loop_t *loop;
+    const struct config *config;
+    struct journal *journal;
+    struct eng_registry *registries;
+    size_t n_registries;
+    struct eng_entry *entries_head;
+    struct eng_entry *entries_tail;
+    struct eng_job *queue_head;
+    struct eng_job *queue_tail;
+    struct eng_job *delayed;
+    struct eng_job **all; /* every live job, for coalescing */
+    size_t n_all;
+    struct tag_lock *locks;
+    uv_timer_t timer;
+    uint64_t dispatched_seq;
+    uint64_t cursor;
+    int running;
+    bool started;
+    bool closing;
+    engine_idle_cb idle_cb;
+    engine_job_cb job_cb;
+    void *cb_arg;
+    void (*close_cb)(void *);
+    void *close_arg;
+    int closing_handles;
+    struct engine_stats stats;
+};
+
+static void engine_pump(struct engine *e);
+static void engine_maybe_idle(struct engine *e);
+
+static int64_t now_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct eng_registry *engine_registry(struct engine *e, const char *name)
+{
+    for (size_t i = 0; i < e->n_registries; i++)
+        if (strcmp(e->registries[i].cfg->name, name) == 0)
+            return &e->registries[i];
+    return NULL;
+}
+
+/* ---- status records ---- */
+
+static void job_record(struct eng_job *job, enum journal_job_state state)
+{
+    struct engine *e = job->engine;
+    struct journal_job rec;
+    char *tags[1];
+    memset(&rec, 0, sizeof(rec));
+    rec.destination = (char *)job->dst->cfg->name;
+    rec.repository = job->dst_repo;
+    rec.digest = job->digest;
+    rec.state = state;
+    rec.attempts = (uint32_t)job->attempts;
+    rec.last_error = job->last_error;
+    rec.bytes = job->summary.bytes_copied;
+    rec.seq = job->seq;
+    rec.created_unix_ms = job->created_unix_ms;
+    rec.updated_unix_ms = now_unix_ms();
+    if (state == JOURNAL_JOB_COMPLETE || state == JOURNAL_JOB_SUPERSEDED)
+        rec.completed_unix_ms = rec.updated_unix_ms;
+    if (job->tag != NULL) {
+        tags[0] = job->tag;
+        rec.tags = tags;
+        rec.n_tags = 1;
+    }
+    if (journal_job_put(e->journal, &rec) < 0)
+        log_warn("cannot record job status dest=%s repo=%s digest=%s", rec.destination,
+                 rec.repository, rec.digest);
+    if (e->job_cb != NULL && state != JOURNAL_JOB_PENDING && state != JOURNAL_JOB_IN_PROGRESS)
+        e->job_cb(e, &rec, e->cb_arg);
+}
+
+/* ---- the cursor ---- */
+
+static void engine_advance_cursor(struct engine *e)
+{
+    uint64_t cursor = e->cursor;
+    while (e->entries_head != NULL && e->entries_head->jobs_left == 0) {
+        struct eng_entry *done = e->entries_head;
+        cursor = done->seq;
+        e->entries_head = done->next;
+        if (e->entries_head == NULL)
+            e->entries_tail = NULL;
+        free(done);
+    }
+    if (cursor != e->cursor) {
+        e->cursor = cursor;
+        e->stats.cursor = cursor;
+        if (journal_cursor_set(e->journal, ENGINE_CURSOR, cursor) < 0)
+            log_warn("cannot store the engine cursor seq=%llu", (unsigned long long)cursor);
+    }
+}
+
+/* ---- jobs ---- */
+
+static void job_free(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    for (size_t i = 0; i < e->n_all; i++) {
+        if (e->all[i] == job) {
+            e->all[i] = e->all[--e->n_all];
+            break;
+        }
+    }
+    free(job->entries);
+    free(job->src_repo);
+    free(job->dst_repo);
+    free(job->digest);
+    free(job->tag);
+    free(job->last_error);
+    free(job);
+}
+
+static void job_enqueue(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    job->state = JOB_QUEUED;
+    job->next = NULL;
+    if (e->queue_tail != NULL)
+        e->queue_tail->next = job;
+    else
+        e->queue_head = job;
+    e->queue_tail = job;
+}
+
+static void engine_timer_cb(uv_timer_t *timer);
+
+static void engine_arm_timer(struct engine *e)
+{
+    if (e->delayed == NULL) {
+        uv_timer_stop(&e->timer);
+        return;
+    }
+    uint64_t now = uv_now(e->loop);
+    uint64_t due = e->delayed->due_ms;
+    uv_timer_start(&e->timer, engine_timer_cb, due > now ? due - now : 0, 0);
+}
+
+static void job_delay(struct eng_job *job, uint64_t delay_ms)
+{
+    struct engine *e = job->engine;
+    job->state = JOB_DELAYED;
+    job->due_ms = uv_now(e->loop) + delay_ms;
+    struct eng_job **pp = &e->delayed;
+    while (*pp != NULL && (*pp)->due_ms <= job->due_ms)
+        pp = &(*pp)->next;
+    job->next = *pp;
+    *pp = job;
+    engine_arm_timer(e);
+}
+
+static void engine_timer_cb(uv_timer_t *timer)
+{
+    struct engine *e = timer->data;
+    uint64_t now = uv_now(e->loop);
+    while (e->delayed != NULL && e->delayed->due_ms <= now) {
+        struct eng_job *job = e->delayed;
+        e->delayed = job->next;
+        job_enqueue(job);
+    }
+    engine_arm_timer(e);
+    engine_pump(e);
+}
+
+static char *tag_lock_key(const struct eng_job *job)
+{
+    return xasprintf("%s\n%s\n%s", job->dst->cfg->name, job->dst_repo, job->tag);
+}
+
+static struct tag_lock *tag_lock_find(struct engine *e, const char *key)
+{
+    for (struct tag_lock *l = e->locks; l != NULL; l = l->next)
+        if (strcmp(l->key, key) == 0)
+            return l;
+    return NULL;
+}
+
+/* The tag's turn: check and raise its fence, then let the copy move it or not. */
+static void job_gate_decide(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    const char *existing = copy_dst_tag_digest(job->copy);
+
+    if (!job->overwrite && existing != NULL) {
+        log_info("tag exists, overwrite off dest=%s repo=%s tag=%s", job->dst->cfg->name,
+                 job->dst_repo, job->tag);
+        copy_tag_decide(job->copy, 0, false);
+        return;
+    }
+    int rc =
+        journal_fence_raise(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, job->seq);
+    if (rc == 0)
+        log_info("tag superseded dest=%s repo=%s tag=%s seq=%llu", job->dst->cfg->name,
+                 job->dst_repo, job->tag, (unsigned long long)job->seq);
+    copy_tag_decide(job->copy, rc < 0 ? rc : 0, rc == 1);
+}
+
+static void job_tag_gate(struct copy *c, const char *digest, void *arg)
+{
+    struct eng_job *job = arg;
+    struct engine *e = job->engine;
+    (void)c;
+    (void)digest;
+    char *key = tag_lock_key(job);
+    struct tag_lock *l = tag_lock_find(e, key);
+    if (l == NULL) {
+        l = xcalloc(1, sizeof(*l));
+        l->key = key;
+        l->next = e->locks;
+        e->locks = l;
+    } else {
+        free(key);
+    }
+    if (l->holder != NULL) {
+        l->waiters = xrealloc(l->waiters, (l->n_waiters + 1) * sizeof(*l->waiters));
+        l->waiters[l->n_waiters++] = job;
+        return;
+    }
+    l->holder = job;
+    job->holds_tag_lock = true;
+    job_gate_decide(job);
+}
+
+static void job_release_tag_lock(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    if (!job->holds_tag_lock)
+        return;
+    job->holds_tag_lock = false;
+    char *key = tag_lock_key(job);
+    struct tag_lock **pp = &e->locks;
+    while (*pp != NULL && strcmp((*pp)->key, key) != 0)
+        pp = &(*pp)->next;
+    free(key);
+    struct tag_lock *l = *pp;
+    if (l == NULL)
+        return;
+    if (l->n_waiters == 0) {
+        *pp = l->next;
+        free(l->key);
+        free(l->waiters);
+        free(l);
+        return;
+    }
+    struct eng_job *next = l->waiters[0];
+    memmove(l->waiters, l->waiters + 1, (l->n_waiters - 1) * sizeof(*l->waiters));
+    l->n_waiters--;
+    l->holder = next;
+    next->holds_tag_lock = true;
+    job_gate_decide(next);
+}
+
+static void job_finish_entries(struct eng_job *job)
+{
+    for (size_t i = 0; i < job->n_entries; i++)
+        job->entries[i]->jobs_left--;
+    engine_advance_cursor(job->engine);
+}
+
+static void job_done(struct copy *c, int rc, const char *error, void *arg)
+{
+    struct eng_job *job = arg;
+    struct engine *e = job->engine;
+    bool superseded = rc == 0 && copy_tag_superseded(c);
+
+    job->copy = NULL;
+    job_release_tag_lock(job);
+    copy_free(c);
+    job->dst->running--;
+    e->running--;
+    e->stats.running--;
+    e->stats.bytes += job->summary.bytes_copied;
+    if (rc < 0) {
+        free(job->last_error);
+        job->last_error = xstrdup(error != NULL ? error : ferry_strerror(rc));
+        if (job->attempts < ENGINE_ATTEMPTS && !e->closing) {
+            uint64_t ceiling = ENGINE_RETRY_BASE_MS << (job->attempts - 1);
+            if (ceiling > ENGINE_RETRY_MAX_MS)
+                ceiling = ENGINE_RETRY_MAX_MS;
+            uint64_t delay = ceiling / 2 + (uint64_t)rand() % (ceiling / 2 + 1);
+            log_warn("job failed, retrying dest=%s repo=%s digest=%s attempt=%d delay_ms=%llu "
+                     "error=\"%s\"",
+                     job->dst->cfg->name, job->dst_repo, job->digest, job->attempts,
+                     (unsigned long long)delay, job->last_error);
+            e->stats.retries++;
+            e->stats.pending++;
+            job_record(job, JOURNAL_JOB_PENDING);
+            job_delay(job, delay);
+            engine_pump(e);
+            return;
+        }
+        log_error("job failed dest=%s repo=%s digest=%s attempts=%d error=\"%s\"",
+                  job->dst->cfg->name, job->dst_repo, job->digest, job->attempts, job->last_error);
+        e->stats.failed++;
+        job_record(job, JOURNAL_JOB_FAILED);
+    } else if (superseded) {
+        e->stats.superseded++;
+        job_record(job, JOURNAL_JOB_SUPERSEDED);
+    } else {
+        e->stats.complete++;
+        job_record(job, JOURNAL_JOB_COMPLETE);
+    }
+    job_finish_entries(job);
+    job_free(job);
+    engine_pump(e);
+}
+
+static void job_start(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    job->state = JOB_RUNNING;
+    job->attempts++;
+    job->dst->running++;
+    e->running++;
+    e->stats.running++;
+    e->stats.pending--;
+    job_record(job, JOURNAL_JOB_IN_PROGRESS);
+    struct copy_spec spec = {
+        .src = job->src->pull,
+        .dst = job->dst->push,
+        .src_repo = job->src_repo,
+        .src_reference = job->digest,
+        .dst_repo = job->dst_repo,
+        .dst_tag = job->tag,
+        .no_referrers = !job->referrers,
+        .jobs = 4,
+        .tag_gate = job->tag != NULL ? job_tag_gate : NULL,
+        .tag_gate_arg = job,
+        .skip_ping = true,
+    };
+    copy_start(e->loop, &spec, &job->summary, job_done, job, &job->copy);
+}
+
+static void engine_pump(struct engine *e)
+{
+    struct eng_job **pp = &e->queue_head;
+    struct eng_job *prev = NULL;
+    while (*pp != NULL && !e->closing) {
+        struct eng_job *job = *pp;
+        if (job->dst->running >= job->dst->limit) {
+            prev = job;
+            pp = &job->next;
+            continue;
+        }
+        *pp = job->next;
+        if (e->queue_tail == job)
+            e->queue_tail = prev;
+        job->next = NULL;
+        job_start(job);
+    }
+    engine_maybe_idle(e);
+}
+
+/* ---- dispatch ---- */
+
+static struct eng_job *engine_find_queued(struct engine *e, const char *dest, const char *repo,
+                                          const char *digest, const char *tag)
+{
+    for (size_t i = 0; i < e->n_all; i++) {
+        struct eng_job *j = e->all[i];
+        if (j->state == JOB_RUNNING)
+            continue;
+        if (strcmp(j->dst->cfg->name, dest) == 0 && strcmp(j->dst_repo, repo) == 0 &&
+            strcmp(j->digest, digest) == 0 &&
+            ((j->tag == NULL && tag == NULL) || (j->tag && tag && strcmp(j->tag, tag) == 0)))
+            return j;
+    }
+    return NULL;
+}
+
+static bool is_referrers_tag(const char *tag)
+{
+    if (tag == NULL || strncmp(tag, "sha256-", 7) != 0 || strlen(tag) != 71)
+        return false;
+    for (const char *p = tag + 7; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+static void engine_dispatch(struct engine *e, const struct journal_entry *en)
+{
+    struct eng_entry *entry = xcalloc(1, sizeof(*entry));
+    entry->seq = en->seq;
+    if (e->entries_tail != NULL)
+        e->entries_tail->next = entry;
+    else
+        e->entries_head = entry;
+    e->entries_tail = entry;
+    e->dispatched_seq = en->seq;
+    e->stats.dispatched++;
+
+    /* Deletes are not propagated yet; referrer fallback tags travel with
+     * their subject's copy. Both finish at once. */
+    if (en->action != JOURNAL_PUSH || en->digest == NULL || is_referrers_tag(en->tag))
+        return;
+    struct eng_registry *src = engine_registry(e, en->source);
+    if (src == NULL)
+        return;
+    for (size_t r = 0; r < e->config->n_rules; r++) {
+        const struct config_rule *rule = &e->config->rules[r];
+        if (strcmp(rule->source, en->source) != 0 ||
+            !config_rule_selects(rule, en->repository, en->tag))
+            continue;
+        for (size_t d = 0; d < rule->n_destinations; d++) {
+            const struct config_destination *dest = &rule->destinations[d];
+            struct eng_registry *dst = engine_registry(e, dest->registry);
+            char *dst_repo = config_destination_repository(dest, en->repository);
+            if (dst == NULL || dst_repo == NULL) {
+                free(dst_repo);
+                continue;
+            }
+            struct eng_job *job =
+                engine_find_queued(e, dest->registry, dst_repo, en->digest, en->tag);
+            if (job == NULL) {
+                job = xcalloc(1, sizeof(*job));
+                job->engine = e;
+                job->src = src;
+                job->dst = dst;
+                job->src_repo = xstrdup(en->repository);
+                job->dst_repo = dst_repo;
+                job->digest = xstrdup(en->digest);
+                job->tag = xstrdup(en->tag);
+                job->referrers = rule->referrers;
+                job->overwrite = rule->overwrite;
+                job->created_unix_ms = now_unix_ms();
+                e->all = xrealloc(e->all, (e->n_all + 1) * sizeof(*e->all));
+                e->all[e->n_all++] = job;
+                e->stats.jobs++;
+                e->stats.pending++;
+                job_enqueue(job);
+            } else {
+                free(dst_repo);
+            }
+            /* Coalesced: the job now serves the newest entry that named it. */
+            if (en->seq > job->seq)
+                job->seq = en->seq;
+            job->entries = xrealloc(job->entries, (job->n_entries + 1) * sizeof(*job->entries));
+            job->entries[job->n_entries++] = entry;
+            entry->jobs_left++;
+            job_record(job, JOURNAL_JOB_PENDING);
+        }
+    }
+}
+
+static int engine_take(const struct journal_entry *en, void *arg)
+{
+    engine_dispatch(arg, en);
+    return 0;
+}
+
+static void engine_read_journal(struct engine *e, uint64_t upto)
+{
+    if (e->closing || upto <= e->dispatched_seq)
+        return;
+    journal_scan(e->journal, e->dispatched_seq, 0, engine_take, e);
+    engine_advance_cursor(e);
+    engine_pump(e);
+}
+
+static void engine_maybe_idle(struct engine *e)
+{
+    if (e->idle_cb == NULL || !e->started || e->closing)
+        return;
+    if (e->queue_head != NULL || e->delayed != NULL || e->running > 0)
+        return;
+    if (e->dispatched_seq < journal_last_seq(e->journal))
+        return;
+    e->idle_cb(e, e->cb_arg);
+}
+
+/* ---- lifecycle ---- */
+
+int engine_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
+               struct engine **out)
+{
+    struct engine *e = xcalloc(1, sizeof(*e));
+    e->loop = loop;
+    e->config = config;
+    e->journal = journal;
+    uv_timer_init(loop, &e->timer);
+    e->timer.data = e;
+    e->registries =
+        xcalloc(config->n_registries ? config->n_registries : 1, sizeof(*e->registries));
+    for (size_t i = 0; i < config->n_registries; i++) {
+        const struct config_registry *cfg = &config->registries[i];
+        struct eng_registry *r = &e->registries[e->n_registries++];
+        r->cfg = cfg;
+        r->limit = cfg->max_concurrency > 0 ? cfg->max_concurrency : ENGINE_DEFAULT_JOBS;
+        struct http_client_options hopts = {
+            .insecure = cfg->insecure,
+            .ca_file = cfg->ca_file,
+            .cert_file = cfg->cert_file,
+            .key_file = cfg->key_file,
+            .max_host_connections = r->limit * 4 + 4,
+        };
+        http_client_new(loop, &hopts, &r->http);
+        struct registry_options ropts = {
+            .plain_http = cfg->plain_http,
+            .force_tls = !cfg->plain_http,
+            .username = cfg->username,
+            .password = cfg->password,
+        };
+        registry_new(loop, r->http, cfg->host, &ropts, &r->pull);
+        ropts.push = true;
+        registry_new(loop, r->http, cfg->host, &ropts, &r->push);
+    }
+    journal_cursor_get(journal, ENGINE_CURSOR, &e->cursor);
+    e->dispatched_seq = e->cursor;
+    e->stats.cursor = e->cursor;
+    *out = e;
+    return 0;
+}
+
+void engine_set_callbacks(struct engine *e, engine_idle_cb idle, engine_job_cb job, void *arg)
+{
+    e->idle_cb = idle;
+    e->job_cb = job;
+    e->cb_arg = arg;
+}
+
+void engine_start(struct engine *e)
+{
+    e->started = true;
+    engine_read_journal(e, journal_last_seq(e->journal));
+    engine_maybe_idle(e);
+}
+
+void engine_notify(struct engine *e, uint64_t seq)
+{
+    if (!e->started)
+        return;
+    engine_read_journal(e, seq);
+    engine_maybe_idle(e);
+}
+
+void engine_get_stats(const struct engine *e, struct engine_stats *out)
+{
+    *out = e->stats;
+}
+
+static void engine_http_closed(void *arg)
+{
+    struct engine *e = arg;
+    if (--e->closing_handles > 0)
+        return;
+    free(e->registries);
+    while (e->entries_head != NULL) {
+        struct eng_entry *next = e->entries_head->next;
+        free(e->entries_head);
+        e->entries_head = next;
+    }
+    while (e->n_all > 0)
+        job_free(e->all[0]);
+    free(e->all);
+    void (*cb)(void *) = e->close_cb;
+    void *arg2 = e->close_arg;
+    free(e);
+    if (cb != NULL)
+        cb(arg2);
+}
+
+static void engine_timer_closed(uv_handle_t *handle)
+{
+    engine_http_closed(handle->data);
+}
+
+static void engine_finish_close(struct engine *e)
+{
+    e->closing_handles = (int)e->n_registries + 1;
+    for (size_t i = 0; i < e->n_registries; i++) {
+        registry_close(e->registries[i].pull);
+        registry_close(e->registries[i].push);
+        http_client_close(e->registries[i].http, engine_http_closed, e);
+    }
+    uv_close((uv_handle_t *)&e->timer, engine_timer_closed);
+}
+
+static void engine_close_wait(uv_timer_t *timer)
+{
+    struct engine *e = timer->data;
+    if (e->running > 0)
+        return;
+    uv_timer_stop(timer);
+    engine_finish_close(e);
+}
+
+void engine_close(struct engine *e, void (*cb)(void *arg), void *arg)
+{
+    e->closing = true;
+    e->close_cb = cb;
+    e->close_arg = arg;
+    uv_timer_stop(&e->timer);
+    if (e->running == 0) {
+        engine_finish_close(e);
+        return;
+    }
+    /* Running copies end on their own (bounded by their retries). */
+    uv_timer_start(&e->timer, engine_close_wait, 50, 50);
+}

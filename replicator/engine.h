@@ -1,0 +1,65 @@
+/*
+ * engine: replication from the journal (DESIGN.md §2-4).
+ *
+ * The dispatcher reads journal entries from its cursor and makes one job per
+ * (entry, rule destination); jobs for the same (destination, repository,
+ * digest, tag) coalesce. Each job is a copy of the image by digest (blobs,
+ * then manifests, then referrers) whose tag step passes the tag's fence: the
+ * fence is raised durably to the entry's seq before the tag PUT, and a job
+ * whose entry is older than the fence leaves the tag alone (SUPERSEDED), so a
+ * destination tag never moves backwards in journal order. Jobs are retried
+ * with backoff, then FAILED with their reason; every job's state is kept in
+ * the journal's status records. The cursor moves past an entry only when all
+ * its jobs are finished, so a restart resumes where the work was.
+ */
+#ifndef FERRY_ENGINE_H
+#define FERRY_ENGINE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "journal.h"
+
+struct engine;
+
+struct engine_stats {
+    uint64_t dispatched; /* journal entries taken */
+    uint64_t jobs;       /* jobs created */
+    uint64_t pending;    /* queued or waiting for a retry */
+    uint64_t running;
+    uint64_t complete;
+    uint64_t failed;
+    uint64_t superseded;
+    uint64_t retries;
+    uint64_t bytes;  /* blob bytes uploaded */
+    uint64_t cursor; /* every entry at or below it is finished */
+};
+
+/** Called on the loop whenever the engine has nothing left to do. */
+typedef void (*engine_idle_cb)(struct engine *e, void *arg);
+
+/** Called when a job ends (COMPLETE, FAILED or SUPERSEDED). */
+typedef void (*engine_job_cb)(struct engine *e, const struct journal_job *job, void *arg);
+
+int engine_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
+               struct engine **out);
+
+/** Set callbacks (either may be NULL). */
+void engine_set_callbacks(struct engine *e, engine_idle_cb idle, engine_job_cb job, void *arg);
+
+/** Take every journal entry after the cursor, and those appended later (see engine_notify()). */
+void engine_start(struct engine *e);
+
+/** New entries up to `seq` are in the journal. */
+void engine_notify(struct engine *e, uint64_t seq);
+
+void engine_get_stats(const struct engine *e, struct engine_stats *out);
+
+/**
+ * Stop taking work, let running jobs end (they are not retried), free
+ * everything once closed and call `cb`.
+ */
+void engine_close(struct engine *e, void (*cb)(void *arg), void *arg);
+
+#endif

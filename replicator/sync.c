@@ -1,0 +1,172 @@
+#include "sync.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "committer.h"
+#include "config.h"
+#include "engine.h"
+#include "errors.h"
+#include "fsutil.h"
+#include "journal.h"
+#include "log.h"
+#include "poller.h"
+#include "xalloc.h"
+
+struct sync {
+    uv_loop_t loop;
+    struct config *config;
+    struct journal *journal;
+    struct journal_committer *committer;
+    struct poller *poller;
+    struct engine *engine;
+    bool polled;
+    bool finishing;
+    bool json;
+    uint64_t start_ms;
+    cJSON *failures;
+};
+
+static void sync_committer_closed(void *arg)
+{
+    struct sync *s = arg;
+    s->committer = NULL;
+}
+
+static void sync_engine_closed(void *arg)
+{
+    struct sync *s = arg;
+    s->engine = NULL;
+    journal_committer_close(s->committer, sync_committer_closed, s);
+}
+
+static void sync_poller_closed(void *arg)
+{
+    struct sync *s = arg;
+    s->poller = NULL;
+    engine_close(s->engine, sync_engine_closed, s);
+}
+
+static void sync_finish(struct sync *s)
+{
+    if (s->finishing)
+        return;
+    s->finishing = true;
+    poller_close(s->poller, sync_poller_closed, s);
+}
+
+static void sync_idle(struct engine *e, void *arg)
+{
+    struct sync *s = arg;
+    (void)e;
+    if (s->polled)
+        sync_finish(s);
+}
+
+static void sync_polled(struct poller *p, void *arg)
+{
+    struct sync *s = arg;
+    (void)p;
+    s->polled = true;
+    /* The entries of the round may still be on their way through the
+     * committer; the engine says when it is idle with all of them. */
+    engine_notify(s->engine, journal_last_seq(s->journal));
+}
+
+static void sync_job_done(struct engine *e, const struct journal_job *job, void *arg)
+{
+    struct sync *s = arg;
+    (void)e;
+    const char *state = job->state == JOURNAL_JOB_COMPLETE     ? "complete"
+                        : job->state == JOURNAL_JOB_SUPERSEDED ? "superseded"
+                                                               : "FAILED";
+    if (!s->json)
+        fprintf(stderr, "%-10s %s %s@%s%s%s (%llu bytes)\n", state, job->destination,
+                job->repository, job->digest, job->n_tags ? " tag " : "",
+                job->n_tags ? job->tags[0] : "", (unsigned long long)job->bytes);
+    if (job->state == JOURNAL_JOB_FAILED) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "destination", job->destination);
+        cJSON_AddStringToObject(f, "repository", job->repository);
+        cJSON_AddStringToObject(f, "digest", job->digest);
+        cJSON_AddStringToObject(f, "error", job->last_error ? job->last_error : "");
+        cJSON_AddItemToArray(s->failures, f);
+    }
+}
+
+static void sync_tail(const struct journal_entry *e, void *arg)
+{
+    struct sync *s = arg;
+    if (s->engine != NULL)
+        engine_notify(s->engine, e->seq);
+}
+
+int sync_run(const char *config_path, bool json)
+{
+    struct sync s;
+    char *err = NULL;
+    int rc;
+
+    memset(&s, 0, sizeof(s));
+    s.json = json;
+    rc = config_load(config_path, &s.config, &err);
+    if (rc < 0) {
+        fprintf(stderr, "ferry sync: %s\n", err ? err : ferry_strerror(rc));
+        free(err);
+        return rc;
+    }
+    rc = fs_mkdir_p(s.config->data_dir, 0700);
+    char *dir = xasprintf("%s/journal", s.config->data_dir);
+    struct journal_options jopts = {0};
+    if (rc == 0)
+        rc = journal_open(dir, &jopts, &s.journal, &err);
+    if (rc < 0) {
+        fprintf(stderr, "ferry sync: journal %s: %s\n", dir, err ? err : ferry_strerror(rc));
+        free(err);
+        free(dir);
+        config_free(s.config);
+        return rc;
+    }
+    free(dir);
+
+    s.failures = cJSON_CreateArray();
+    uv_loop_init(&s.loop);
+    s.start_ms = uv_now(&s.loop);
+    journal_committer_new(&s.loop, s.journal, &s.committer);
+    engine_new(&s.loop, s.config, s.journal, &s.engine);
+    engine_set_callbacks(s.engine, sync_idle, sync_job_done, &s);
+    journal_committer_set_tail(s.committer, sync_tail, &s);
+    poller_new(&s.loop, s.config, s.journal, s.committer, &s.poller);
+    engine_start(s.engine);
+    poller_start_once(s.poller, sync_polled, &s);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+
+    struct engine_stats st = {0};
+    uv_update_time(&s.loop);
+    double seconds = (double)(uv_now(&s.loop) - s.start_ms) / 1000.0;
+    int failed = cJSON_GetArraySize(s.failures);
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddBoolToObject(j, "ok", failed == 0);
+        cJSON_AddNumberToObject(j, "seconds", seconds);
+        cJSON_AddItemToObject(j, "failed", s.failures);
+        s.failures = NULL;
+        char *text = cJSON_PrintUnformatted(j);
+        printf("%s\n", text);
+        free(text);
+        cJSON_Delete(j);
+    } else {
+        fprintf(stderr, "sync %s in %.1f s: %d failed\n", failed ? "finished" : "complete", seconds,
+                failed);
+    }
+    (void)st;
+    cJSON_Delete(s.failures);
+    if (uv_loop_close(&s.loop) != 0)
+        log_warn("sync loop closed with handles still open");
+    journal_close(s.journal);
+    config_free(s.config);
+    return failed ? 1 : 0;
+}
