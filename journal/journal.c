@@ -29,11 +29,13 @@ enum journal_cf {
     JOURNAL_CF_DEDUP,
     JOURNAL_CF_POLLSTATE,
     JOURNAL_CF_CURSORS,
+    JOURNAL_CF_FENCES,
+    JOURNAL_CF_JOBS,
     JOURNAL_CF_COUNT,
 };
 
 static const char *const journal_cf_names[JOURNAL_CF_COUNT] = {
-    "default", "entries", "dedup", "pollstate", "cursors",
+    "default", "entries", "dedup", "pollstate", "cursors", "fences", "jobs",
 };
 
 /*
@@ -64,6 +66,11 @@ struct journal {
      */
     pthread_mutex_t append_lock;
     _Atomic uint64_t last_seq;
+    /*
+     * Serialises fence raises, whose read-compare-write must not interleave.
+     * A lock of its own, so that a raise never waits for a group commit.
+     */
+    pthread_mutex_t fence_lock;
 };
 
 /* protobuf-c allocates through Ferry's family, so NULL from unpack means malformed. */
@@ -445,6 +452,7 @@ int journal_open(const char *dir, const struct journal_options *opts, struct jou
     j->dir = xstrdup(dir);
     j->read_only = opts != NULL && opts->read_only;
     pthread_mutex_init(&j->append_lock, NULL);
+    pthread_mutex_init(&j->fence_lock, NULL);
     atomic_init(&j->last_seq, 0);
 
     j->options = rocksdb_options_create();
@@ -494,6 +502,7 @@ void journal_close(struct journal *j)
     rocksdb_writeoptions_destroy(j->write_unsynced);
     rocksdb_options_destroy(j->options);
     pthread_mutex_destroy(&j->append_lock);
+    pthread_mutex_destroy(&j->fence_lock);
     free(j->dir);
     free(j);
 }
@@ -776,24 +785,32 @@ int journal_cursor_set(struct journal *j, const char *name, uint64_t seq)
 }
 
 /*
- * Poller state keys are "source\0repository\0tag": none of the three can hold
- * a NUL, so the encoding is unambiguous and "source\0" prefixes exactly one
- * source's records.
+ * Keys made of three names are "first\0second\0third": none of the three can
+ * hold a NUL, so the encoding is unambiguous, "first\0" prefixes exactly the
+ * records of one first name, and keys sort as the (first, second, third)
+ * tuples do. Each name must be non-empty and at most JOURNAL_STRING_MAX bytes.
  */
+static int journal_tuple_key(const char *first, const char *second, const char *third, char **key,
+                             size_t *key_len)
+{
+    if (journal_check_string(first, "first", true, JOURNAL_STRING_MAX, NULL) < 0 ||
+        journal_check_string(second, "second", true, JOURNAL_STRING_MAX, NULL) < 0 ||
+        journal_check_string(third, "third", true, JOURNAL_STRING_MAX, NULL) < 0)
+        return FERRY_EINVAL;
+    size_t f = strlen(first), s = strlen(second), t = strlen(third);
+    *key_len = f + 1 + s + 1 + t;
+    *key = xmalloc(*key_len);
+    memcpy(*key, first, f + 1);
+    memcpy(*key + f + 1, second, s + 1);
+    memcpy(*key + f + 1 + s + 1, third, t);
+    return 0;
+}
+
+/* Poller state keys are "source\0repository\0tag". */
 static int journal_pollstate_key(const char *source, const char *repository, const char *tag,
                                  char **key, size_t *key_len)
 {
-    if (journal_check_string(source, "source", true, JOURNAL_STRING_MAX, NULL) < 0 ||
-        journal_check_string(repository, "repository", true, JOURNAL_STRING_MAX, NULL) < 0 ||
-        journal_check_string(tag, "tag", true, JOURNAL_STRING_MAX, NULL) < 0)
-        return FERRY_EINVAL;
-    size_t s = strlen(source), r = strlen(repository), t = strlen(tag);
-    *key_len = s + 1 + r + 1 + t;
-    *key = xmalloc(*key_len);
-    memcpy(*key, source, s + 1);
-    memcpy(*key + s + 1, repository, r + 1);
-    memcpy(*key + s + 1 + r + 1, tag, t);
-    return 0;
+    return journal_tuple_key(source, repository, tag, key, key_len);
 }
 
 /* A stored digest: non-empty, capped, no NUL. Returns a fresh string or NULL. */
@@ -1105,4 +1122,333 @@ int journal_get_stats(struct journal *j, struct journal_stats *out)
     if (rc < 0)
         return rc;
     return journal_count(j, JOURNAL_CF_DEDUP, &out->dedup_keys, NULL, NULL);
+}
+
+/*
+ * Replication state (DESIGN.md §3, §5). Fence keys are
+ * "destination\0repository\0tag" and their values the seq, 8 bytes big-endian;
+ * job status keys are "destination\0repository\0digest" and their values
+ * Ferry__JobStatus records. A read-only journal opened on a database from
+ * before these families existed has neither, and reads them as empty.
+ */
+
+/* The fence stored under `key`: 0 and *seq (0 when there is none), FERRY_EPARSE or -EIO. */
+static int journal_fence_read(struct journal *j, const char *key, size_t key_len, uint64_t *seq)
+{
+    char *rerr = NULL;
+    size_t len = 0;
+    int rc = 0;
+
+    *seq = 0;
+    if (j->cf[JOURNAL_CF_FENCES] == NULL)
+        return 0;
+    char *value =
+        rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_FENCES], key, key_len, &len, &rerr);
+    if (rerr != NULL)
+        return journal_rocksdb_error(j, "fence_get", rerr);
+    if (value == NULL)
+        return 0;
+    if (len == JOURNAL_KEY_LEN)
+        *seq = journal_key_decode(value);
+    else
+        rc = FERRY_EPARSE;
+    rocksdb_free(value);
+    return rc;
+}
+
+int journal_fence_get(struct journal *j, const char *destination, const char *repository,
+                      const char *tag, uint64_t *seq)
+{
+    char *key = NULL;
+    size_t key_len = 0;
+    int rc;
+
+    *seq = 0;
+    rc = journal_tuple_key(destination, repository, tag, &key, &key_len);
+    if (rc < 0)
+        goto out;
+    rc = journal_fence_read(j, key, key_len, seq);
+    if (rc == FERRY_EPARSE)
+        log_warn("journal fence is corrupt dir=%s dest=%s repo=%s tag=%s", j->dir, destination,
+                 repository, tag);
+out:
+    free(key);
+    return rc;
+}
+
+int journal_fence_raise(struct journal *j, const char *destination, const char *repository,
+                        const char *tag, uint64_t seq)
+{
+    char value[JOURNAL_KEY_LEN];
+    char *key = NULL;
+    size_t key_len = 0;
+    char *rerr = NULL;
+    uint64_t fence = 0;
+    bool locked = false;
+    int rc;
+
+    rc = journal_tuple_key(destination, repository, tag, &key, &key_len);
+    if (rc < 0)
+        goto out;
+    if (j->read_only) {
+        rc = -EROFS;
+        goto out;
+    }
+    /*
+     * Two raises that both read the old fence before either wrote would both
+     * return 1, and the lower one could then move the tag back: the read and
+     * the write happen under one lock.
+     */
+    pthread_mutex_lock(&j->fence_lock);
+    locked = true;
+    rc = journal_fence_read(j, key, key_len, &fence);
+    if (rc < 0) {
+        /* A fence that cannot be read cannot be compared: moving the tag could move it back. */
+        if (rc == FERRY_EPARSE)
+            log_warn("journal fence is corrupt dir=%s dest=%s repo=%s tag=%s", j->dir, destination,
+                     repository, tag);
+        goto out;
+    }
+    if (seq <= fence)
+        goto out;
+    /*
+     * Synced: the caller moves the tag once this returns, and a fence lost in
+     * a crash would let an older entry move it back after the restart.
+     */
+    journal_key_encode(seq, value);
+    rocksdb_put_cf(j->db, j->write_synced, j->cf[JOURNAL_CF_FENCES], key, key_len, value,
+                   sizeof(value), &rerr);
+    if (rerr != NULL) {
+        rc = journal_rocksdb_error(j, "fence_raise", rerr);
+        goto out;
+    }
+    log_debug("journal fence raised dir=%s dest=%s repo=%s tag=%s seq=%llu previous=%llu", j->dir,
+              destination, repository, tag, (unsigned long long)seq, (unsigned long long)fence);
+    rc = 1;
+out:
+    if (locked)
+        pthread_mutex_unlock(&j->fence_lock);
+    free(key);
+    return rc;
+}
+
+/*
+ * Check what a job status holds besides its key: a known state, a capped
+ * last_error, and tags that are each present and capped. put refuses what
+ * this refuses, so that decoding can refuse it too.
+ */
+static int journal_job_check(int state, const char *last_error, char *const *tags, size_t n_tags)
+{
+    if (state < JOURNAL_JOB_PENDING || state > JOURNAL_JOB_SUPERSEDED)
+        return FERRY_EINVAL;
+    if (journal_check_string(last_error, "last_error", false, JOURNAL_STRING_MAX, NULL) < 0)
+        return FERRY_EINVAL;
+    if (n_tags > 0 && tags == NULL)
+        return FERRY_EINVAL;
+    for (size_t i = 0; i < n_tags; i++) {
+        if (journal_check_string(tags[i], "tag", true, JOURNAL_STRING_MAX, NULL) < 0)
+            return FERRY_EINVAL;
+    }
+    return 0;
+}
+
+/*
+ * Decode one stored job status and check it as strictly as put checks a job,
+ * and against its key. On failure *why names the problem and `out` is
+ * untouched.
+ */
+static int journal_job_decode(const char *key, size_t key_len, const char *value, size_t value_len,
+                              struct journal_job *out, const char **why)
+{
+    Ferry__JobStatus *rec = NULL;
+    char *expected = NULL;
+    size_t expected_len = 0;
+    int rc = FERRY_EPARSE;
+
+    rec = ferry__job_status__unpack(&journal_pb_allocator, value_len, (const uint8_t *)value);
+    if (rec == NULL) {
+        *why = "value does not decode";
+        goto out;
+    }
+    if (journal_tuple_key(rec->destination, rec->repository, rec->digest, &expected,
+                          &expected_len) < 0) {
+        *why = "destination, repository or digest is missing or too long";
+        goto out;
+    }
+    if (expected_len != key_len || memcmp(expected, key, key_len) != 0) {
+        *why = "destination, repository or digest does not match its key";
+        goto out;
+    }
+    if (journal_job_check((int)rec->state, rec->last_error, rec->tags, rec->n_tags) < 0) {
+        *why = "state is unknown, or last_error or a tag is missing or too long";
+        goto out;
+    }
+    *out = (struct journal_job){
+        .destination = xstrdup(rec->destination),
+        .repository = xstrdup(rec->repository),
+        .digest = xstrdup(rec->digest),
+        .state = (enum journal_job_state)rec->state,
+        .attempts = rec->attempts,
+        .last_error = journal_optional(rec->last_error),
+        .bytes = rec->bytes,
+        .seq = rec->seq,
+        .created_unix_ms = rec->created_unix_ms,
+        .updated_unix_ms = rec->updated_unix_ms,
+        .completed_unix_ms = rec->completed_unix_ms,
+        .tags = rec->n_tags > 0 ? xcalloc(rec->n_tags, sizeof(char *)) : NULL,
+        .n_tags = rec->n_tags,
+    };
+    for (size_t i = 0; i < rec->n_tags; i++)
+        out->tags[i] = xstrdup(rec->tags[i]);
+    rc = 0;
+out:
+    if (rec != NULL)
+        ferry__job_status__free_unpacked(rec, &journal_pb_allocator);
+    free(expected);
+    return rc;
+}
+
+void journal_job_release(struct journal_job *job)
+{
+    if (job == NULL)
+        return;
+    free(job->destination);
+    free(job->repository);
+    free(job->digest);
+    free(job->last_error);
+    for (size_t i = 0; i < job->n_tags; i++)
+        free(job->tags[i]);
+    free(job->tags);
+    memset(job, 0, sizeof(*job));
+}
+
+int journal_job_put(struct journal *j, const struct journal_job *job)
+{
+    Ferry__JobStatus rec = FERRY__JOB_STATUS__INIT;
+    char *key = NULL;
+    size_t key_len = 0;
+    uint8_t *packed = NULL;
+    char *rerr = NULL;
+    int rc;
+
+    if (job == NULL)
+        return FERRY_EINVAL;
+    rc = journal_tuple_key(job->destination, job->repository, job->digest, &key, &key_len);
+    if (rc < 0)
+        goto out;
+    rc = journal_job_check((int)job->state, job->last_error, job->tags, job->n_tags);
+    if (rc < 0)
+        goto out;
+    if (j->read_only) {
+        rc = -EROFS;
+        goto out;
+    }
+    rec.destination = job->destination;
+    rec.repository = job->repository;
+    rec.digest = job->digest;
+    rec.state = (Ferry__JobStatus__State)job->state;
+    rec.attempts = job->attempts;
+    rec.last_error = (char *)journal_or_empty(job->last_error);
+    rec.bytes = job->bytes;
+    rec.seq = job->seq;
+    rec.created_unix_ms = job->created_unix_ms;
+    rec.updated_unix_ms = job->updated_unix_ms;
+    rec.completed_unix_ms = job->completed_unix_ms;
+    rec.n_tags = job->n_tags;
+    rec.tags = job->tags;
+    size_t size = ferry__job_status__get_packed_size(&rec);
+    packed = xmalloc(size);
+    ferry__job_status__pack(&rec, packed);
+    /*
+     * Not synced: status changes often and on the loop thread, and one lost
+     * in a crash is redone when the engine takes the job up again.
+     */
+    rocksdb_put_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_JOBS], key, key_len,
+                   (const char *)packed, size, &rerr);
+    if (rerr != NULL)
+        rc = journal_rocksdb_error(j, "job_put", rerr);
+out:
+    free(packed);
+    free(key);
+    return rc;
+}
+
+int journal_job_get(struct journal *j, const char *destination, const char *repository,
+                    const char *digest, struct journal_job *out)
+{
+    char *key = NULL;
+    size_t key_len = 0, len = 0;
+    char *rerr = NULL;
+    char *value = NULL;
+    const char *why = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = journal_tuple_key(destination, repository, digest, &key, &key_len);
+    if (rc < 0)
+        goto out;
+    if (j->cf[JOURNAL_CF_JOBS] == NULL) {
+        rc = FERRY_ENOTFOUND;
+        goto out;
+    }
+    value = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_JOBS], key, key_len, &len, &rerr);
+    if (rerr != NULL) {
+        rc = journal_rocksdb_error(j, "job_get", rerr);
+        goto out;
+    }
+    if (value == NULL) {
+        rc = FERRY_ENOTFOUND;
+        goto out;
+    }
+    rc = journal_job_decode(key, key_len, value, len, out, &why);
+    if (rc < 0)
+        log_warn("journal job status is corrupt dir=%s dest=%s repo=%s digest=%s: %s", j->dir,
+                 destination, repository, digest, why);
+out:
+    if (value != NULL)
+        rocksdb_free(value);
+    free(key);
+    return rc;
+}
+
+int journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job, void *arg),
+                     void *arg)
+{
+    rocksdb_iterator_t *it;
+    char *rerr = NULL;
+    int rc = 0;
+
+    if (j->cf[JOURNAL_CF_JOBS] == NULL)
+        return 0;
+    it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_JOBS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t key_len, value_len;
+        const char *key = rocksdb_iter_key(it, &key_len);
+        const char *value = rocksdb_iter_value(it, &value_len);
+        struct journal_job job;
+        const char *why = NULL;
+        rc = journal_job_decode(key, key_len, value, value_len, &job, &why);
+        if (rc < 0) {
+            /*
+             * The key up to its first NUL names the destination, if it is a
+             * key of ours at all; ferry_printable() shows at most 64 bytes.
+             */
+            char shown[FERRY_PRINTABLE_MAX];
+            char *destination = xstrndup(key, key_len < 65 ? key_len : 65);
+            log_warn("journal job status is corrupt dir=%s dest=%s: %s", j->dir,
+                     ferry_printable(destination, shown), why);
+            free(destination);
+            goto out;
+        }
+        int stop = cb(&job, arg);
+        journal_job_release(&job);
+        if (stop)
+            goto out;
+    }
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr != NULL)
+        rc = journal_rocksdb_error(j, "job_scan", rerr);
+out:
+    rocksdb_iter_destroy(it);
+    return rc;
 }

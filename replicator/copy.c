@@ -67,6 +67,8 @@ struct copy_blob {
     char *upload_error;
     enum registry_upload_outcome outcome;
     char *mount_from;
+    bool gated;       /* the owner chose: mount_from (or NULL: upload) */
+    bool in_transfer; /* reached the transfer step (the owner's blob_done is due) */
     struct registry_upload *upload;
     uint64_t sent; /* bytes the upload has read so far, for progress */
     struct progress_item *bar;
@@ -114,6 +116,9 @@ struct copy {
     struct registry_upload_options upload;
     copy_tag_gate_cb tag_gate;
     void *tag_gate_arg;
+    copy_blob_gate_cb blob_gate;
+    copy_blob_done_cb blob_done;
+    void *blob_arg;
     bool tag_superseded;
     copy_done_cb done;
     void *done_arg;
@@ -614,6 +619,8 @@ static void blob_finish(struct copy_blob *b, int rc, const char *error)
         progress_item_done(c->progress, b->bar, rc == 0);
         b->bar = NULL;
     }
+    if (c->blob_done != NULL && b->in_transfer)
+        c->blob_done(c, b->digest, rc == 0, c->blob_arg);
     if (rc < 0) {
         copy_fail(c, rc, error);
     } else {
@@ -841,14 +848,19 @@ static void blob_transfer(struct copy_blob *b)
     struct registry_upload_options up = c->upload;
     int rc;
 
-    /* A mount source: the flag, the same repository host, or the presence cache. */
-    if (c->mount_from != NULL)
-        b->mount_from = xstrdup(c->mount_from);
-    else if (strcmp(registry_host(c->src), registry_host(c->dst)) == 0 &&
-             strcmp(c->src_repo, c->dst_repo) != 0)
-        b->mount_from = xstrdup(c->src_repo);
-    else if (c->presence != NULL)
-        b->mount_from = presence_find(c->presence, registry_host(c->dst), b->digest, c->dst_repo);
+    b->in_transfer = true;
+    /* A mount source, unless the owner chose: the flag, the same registry's
+     * source repository, or the presence cache. */
+    if (!b->gated) {
+        if (c->mount_from != NULL)
+            b->mount_from = xstrdup(c->mount_from);
+        else if (strcmp(registry_host(c->src), registry_host(c->dst)) == 0 &&
+                 strcmp(c->src_repo, c->dst_repo) != 0)
+            b->mount_from = xstrdup(c->src_repo);
+        else if (c->presence != NULL)
+            b->mount_from =
+                presence_find(c->presence, registry_host(c->dst), b->digest, c->dst_repo);
+    }
     up.mount_from = b->mount_from;
 
     ring_init(&b->ring, PIPE_BYTES);
@@ -868,6 +880,41 @@ static void blob_transfer(struct copy_blob *b)
     }
 }
 
+/*
+ * A blob the destination lacks: the owner (the engine) may know that another
+ * copy is putting it into this registry right now, and answer later with a
+ * repository to mount it from (copy_blob_decide()).
+ */
+static void blob_need(struct copy_blob *b)
+{
+    struct copy *c = b->copy;
+    if (c->blob_gate == NULL) {
+        blob_transfer(b);
+        return;
+    }
+    copy_op_started(c);
+    c->blob_gate(c, b->digest, c->blob_arg);
+}
+
+void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from)
+{
+    struct copy_blob *b = copy_find_blob(c, digest);
+    if (b != NULL && b->state == BLOB_ACTIVE && !b->gated) {
+        b->gated = true;
+        b->mount_from = xstrdup(mount_from);
+        if (c->rc < 0)
+            blob_finish(b, c->rc, NULL);
+        else
+            blob_transfer(b);
+    }
+    copy_op_finished(c);
+}
+
+const char *copy_dst_repo(const struct copy *c)
+{
+    return c->dst_repo;
+}
+
 static void blob_checked(int rc, const char *error, bool exists, int64_t size, void *arg)
 {
     struct copy_blob *b = arg;
@@ -881,7 +928,7 @@ static void blob_checked(int rc, const char *error, bool exists, int64_t size, v
         c->sum->blobs_skipped++;
         blob_finish(b, 0, NULL);
     } else {
-        blob_transfer(b);
+        blob_need(b);
     }
     copy_op_finished(c);
 }
@@ -891,7 +938,7 @@ static void blob_start(struct copy_blob *b)
     struct copy *c = b->copy;
     b->state = BLOB_ACTIVE;
     if (c->dst_repo_new) {
-        blob_transfer(b);
+        blob_need(b);
         return;
     }
     copy_op_started(c);
@@ -1213,6 +1260,9 @@ int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summar
     c->progress = spec->progress;
     c->tag_gate = spec->tag_gate;
     c->tag_gate_arg = spec->tag_gate_arg;
+    c->blob_gate = spec->blob_gate;
+    c->blob_done = spec->blob_done;
+    c->blob_arg = spec->blob_arg;
     c->jobs = spec->jobs > 0 ? spec->jobs : 8;
     c->done = done;
     c->done_arg = arg;

@@ -59,6 +59,15 @@ typedef void (*copy_done_cb)(struct copy *c, int rc, const char *error, void *ar
  */
 typedef void (*copy_tag_gate_cb)(struct copy *c, const char *digest, void *arg);
 
+/**
+ * Asked before a blob the destination lacks is mounted or uploaded; the
+ * owner answers once with copy_blob_decide().
+ */
+typedef void (*copy_blob_gate_cb)(struct copy *c, const char *digest, void *arg);
+
+/** A blob that went through the gate is settled: at the destination (ok) or not. */
+typedef void (*copy_blob_done_cb)(struct copy *c, const char *digest, bool ok, void *arg);
+
 /* One copy on a caller's loop, with the caller's registry clients. */
 struct copy_spec {
     struct registry *src;
@@ -76,7 +85,10 @@ struct copy_spec {
     struct progress *progress; /* may be NULL */
     copy_tag_gate_cb tag_gate; /* NULL: the tag moves without asking */
     void *tag_gate_arg;
-    bool skip_ping; /* the registries were pinged already */
+    bool skip_ping;              /* the registries were pinged already */
+    copy_blob_gate_cb blob_gate; /* NULL: every missing blob goes straight up */
+    copy_blob_done_cb blob_done;
+    void *blob_arg;
 };
 
 /**
@@ -99,6 +111,15 @@ bool copy_tag_superseded(const struct copy *c);
 
 /** What the destination tag named before this copy (NULL: it did not exist). */
 const char *copy_dst_tag_digest(const struct copy *c);
+
+/**
+ * Answer the blob gate: mount from `mount_from` (a repository of the same
+ * destination registry that holds it), or upload when NULL.
+ */
+void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from);
+
+/** The destination repository of the copy. */
+const char *copy_dst_repo(const struct copy *c);
 
 /** Free a finished copy (its timer closes through the loop). */
 void copy_free(struct copy *c);

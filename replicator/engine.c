@@ -18,9 +18,24 @@
 #define ENGINE_RETRY_MAX_MS  30000
 #define ENGINE_DEFAULT_JOBS  4
 
+/*
+ * A blob on its way into one destination registry, or known to be there:
+ * single-flight per (registry, digest), so a layer shared by many images is
+ * uploaded once and mounted into every other repository.
+ */
+struct blob_flight {
+    char *digest;
+    char *repo; /* the repository that holds it, or is being given it */
+    bool present;
+    struct copy **waiters;
+    size_t n_waiters;
+    struct blob_flight *next;
+};
+
 /* A registry of the config, with its clients. */
 struct eng_registry {
     const struct config_registry *cfg;
+    struct blob_flight *flights;
     struct http_client *http;
     struct registry *pull;
     struct registry *push;
@@ -105,6 +120,8 @@ struct engine {
 
 static void engine_pump(struct engine *e);
 static void engine_maybe_idle(struct engine *e);
+static void job_blob_gate(struct copy *c, const char *digest, void *arg);
+static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg);
 
 static int64_t now_unix_ms(void)
 {
@@ -410,6 +427,9 @@ static void job_start(struct eng_job *job)
         .tag_gate = job->tag != NULL ? job_tag_gate : NULL,
         .tag_gate_arg = job,
         .skip_ping = true,
+        .blob_gate = job_blob_gate,
+        .blob_done = job_blob_done,
+        .blob_arg = job,
     };
     copy_start(e->loop, &spec, &job->summary, job_done, job, &job->copy);
 }
@@ -432,6 +452,79 @@ static void engine_pump(struct engine *e)
         job_start(job);
     }
     engine_maybe_idle(e);
+}
+
+/* ---- single-flight blobs per destination registry ---- */
+
+static struct blob_flight *flight_find(struct eng_registry *r, const char *digest)
+{
+    for (struct blob_flight *f = r->flights; f != NULL; f = f->next)
+        if (strcmp(f->digest, digest) == 0)
+            return f;
+    return NULL;
+}
+
+static void job_blob_gate(struct copy *c, const char *digest, void *arg)
+{
+    struct eng_job *job = arg;
+    struct eng_registry *r = job->dst;
+    const char *repo = copy_dst_repo(c);
+    struct blob_flight *f = flight_find(r, digest);
+
+    if (f == NULL) {
+        f = xcalloc(1, sizeof(*f));
+        f->digest = xstrdup(digest);
+        f->repo = xstrdup(repo);
+        f->next = r->flights;
+        r->flights = f;
+        copy_blob_decide(c, digest, NULL);
+    } else if (f->present) {
+        copy_blob_decide(c, digest, strcmp(f->repo, repo) != 0 ? f->repo : NULL);
+    } else {
+        f->waiters = xrealloc(f->waiters, (f->n_waiters + 1) * sizeof(*f->waiters));
+        f->waiters[f->n_waiters++] = c;
+    }
+}
+
+static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg)
+{
+    struct eng_job *job = arg;
+    struct eng_registry *r = job->dst;
+    struct blob_flight *f = flight_find(r, digest);
+    const char *repo = copy_dst_repo(c);
+
+    if (f == NULL || f->present || strcmp(f->repo, repo) != 0)
+        return;
+    if (ok) {
+        f->present = true;
+        struct copy **waiters = f->waiters;
+        size_t n = f->n_waiters;
+        f->waiters = NULL;
+        f->n_waiters = 0;
+        for (size_t i = 0; i < n; i++)
+            copy_blob_decide(waiters[i], digest,
+                             strcmp(f->repo, copy_dst_repo(waiters[i])) != 0 ? f->repo : NULL);
+        free(waiters);
+        return;
+    }
+    /* The upload failed: the next waiter tries its own. */
+    if (f->n_waiters == 0) {
+        struct blob_flight **pp = &r->flights;
+        while (*pp != f)
+            pp = &(*pp)->next;
+        *pp = f->next;
+        free(f->digest);
+        free(f->repo);
+        free(f->waiters);
+        free(f);
+        return;
+    }
+    struct copy *next = f->waiters[0];
+    memmove(f->waiters, f->waiters + 1, (f->n_waiters - 1) * sizeof(*f->waiters));
+    f->n_waiters--;
+    free(f->repo);
+    f->repo = xstrdup(copy_dst_repo(next));
+    copy_blob_decide(next, digest, NULL);
 }
 
 /* ---- dispatch ---- */
@@ -627,6 +720,16 @@ static void engine_http_closed(void *arg)
     struct engine *e = arg;
     if (--e->closing_handles > 0)
         return;
+    for (size_t i = 0; i < e->n_registries; i++) {
+        while (e->registries[i].flights != NULL) {
+            struct blob_flight *f = e->registries[i].flights;
+            e->registries[i].flights = f->next;
+            free(f->digest);
+            free(f->repo);
+            free(f->waiters);
+            free(f);
+        }
+    }
     free(e->registries);
     while (e->entries_head != NULL) {
         struct eng_entry *next = e->entries_head->next;

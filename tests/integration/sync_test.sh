@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# ferry sync: one source, three destinations (one with Basic auth, one mapped
+# to mirror/{repo}); images with shared base layers, a multi-arch index and
+# referrers. Every destination converges by digest; a second sync sends no
+# upload and no manifest PUT and exits 0; a new tag is picked up by the next.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+require_ferry
+FERRY=$(ferry_bin)
+
+registry_start src
+registry_start d1
+registry_start d2 --htpasswd mirror:d2-secret-pw
+registry_start d3
+fixturegen push --registry "$src_ADDR" --repo team/web --tag v1 --seed 1 --layers 2 --layer-size 200K \
+  --base-seed 9 --base-layers 2 --compact >"$TEST_TMP/web.json"
+fixturegen push --registry "$src_ADDR" --repo team/api --tag v1 --seed 2 --layers 2 --layer-size 200K \
+  --base-seed 9 --base-layers 2 --compact >"$TEST_TMP/api.json"
+fixturegen push --registry "$src_ADDR" --repo team/multi --tag v2 --seed 3 --platforms linux/amd64,linux/arm64 \
+  --layers 1 --layer-size 100K --referrers 2 --compact >"$TEST_TMP/multi.json"
+fixturegen push --registry "$src_ADDR" --repo scratch --tag v1 --seed 4 --layers 1 --layer-size 1K --compact >/dev/null
+
+export D2_PASSWORD=d2-secret-pw
+cat >"$TEST_TMP/ferry.yaml" <<YAML
+data_dir: $TEST_TMP/data
+listen: 127.0.0.1:$(free_port)
+poll_interval: 0
+registries:
+  src: { url: "http://$src_ADDR" }
+  d1: { url: "http://$d1_ADDR" }
+  d2: { url: "http://$d2_ADDR", username: mirror, password_env: D2_PASSWORD }
+  d3: { url: "http://$d3_ADDR" }
+rules:
+  - name: team
+    source: src
+    repositories: ["team/**"]
+    destinations:
+      - { registry: d1 }
+      - { registry: d2 }
+      - { registry: d3, repository: "mirror/{repo}" }
+YAML
+
+"$FERRY" sync -c "$TEST_TMP/ferry.yaml" 2>"$TEST_TMP/sync1.err" || fail "first sync failed: $(cat "$TEST_TMP/sync1.err")"
+grep -q '^sync complete' "$TEST_TMP/sync1.err" || fail "no summary line: $(tail -3 "$TEST_TMP/sync1.err")"
+assert_eq "$(grep -c '^complete ' "$TEST_TMP/sync1.err")" 9 "3 images x 3 destinations complete"
+for img in web:v1 api:v1 multi:v2; do
+  name=${img%%:*}
+  want=$(jq -r .digest "$TEST_TMP/$name.json")
+  assert_eq "$(skopeo_raw "$d1_ADDR/team/$img" | digest_of)" "$want" "d1 team/$img"
+  assert_eq "$(skopeo_raw "$d2_ADDR/team/$img" --creds mirror:d2-secret-pw | digest_of)" "$want" "d2 team/$img"
+  assert_eq "$(skopeo_raw "$d3_ADDR/mirror/team/$img" | digest_of)" "$want" "d3 mirror/team/$img"
+done
+fallback=$(jq -r .referrers_tag "$TEST_TMP/multi.json")
+assert_eq "$(skopeo_raw "$d3_ADDR/mirror/team/multi:$fallback" | jq '.manifests | length')" 2 "referrers replicated"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$d1_URL/v2/scratch/tags/list")
+assert_eq "$code" 404 "a repository no rule selects is not replicated"
+if grep -q d2-secret-pw "$TEST_TMP/sync1.err"; then fail "password in output"; fi
+pass "three destinations converge (Basic auth, mirror/{repo} mapping, referrers)"
+
+# Shared base layers: uploaded once per destination registry, mounted or
+# skipped for the second repository.
+for d in d1 d2 d3; do
+  for b in $(jq -r '.blobs[] | select(.size > 200000) | .digest' "$TEST_TMP/web.json"); do
+    if jq -e --arg b "$b" '.blobs | map(.digest) | index($b)' "$TEST_TMP/api.json" >/dev/null; then
+      n=$(registry_count_requests "$d" PUT "/v2/.*/blobs/uploads/.*digest=$b.*" 201)
+      [ "$n" -le 1 ] || fail "$d: shared layer $b uploaded $n times"
+    fi
+  done
+done
+pass "shared layers uploaded at most once per destination registry"
+
+# A second sync: nothing to do, nothing sent.
+for d in d1 d2 d3; do
+  eval "before_$d=\$(registry_count_requests $d 'POST|PUT|PATCH' '/v2/.*')"
+done
+"$FERRY" sync -c "$TEST_TMP/ferry.yaml" 2>"$TEST_TMP/sync2.err" || fail "second sync failed"
+for d in d1 d2 d3; do
+  eval "b=\$before_$d"
+  assert_eq "$(registry_count_requests $d 'POST|PUT|PATCH' '/v2/.*')" "$b" "$d: second sync sent no upload or PUT"
+done
+pass "a second sync sends nothing and exits 0"
+
+# A new tag at the source is replicated by the next sync.
+fixturegen push --registry "$src_ADDR" --repo team/web --tag v2 --seed 5 --layers 1 --layer-size 50K --compact >"$TEST_TMP/web2.json"
+"$FERRY" sync -c "$TEST_TMP/ferry.yaml" 2>"$TEST_TMP/sync3.err" || fail "third sync failed"
+assert_eq "$(grep -c '^complete ' "$TEST_TMP/sync3.err")" 3 "one new job per destination"
+assert_eq "$(skopeo_raw "$d3_ADDR/mirror/team/web:v2" | digest_of)" "$(jq -r .digest "$TEST_TMP/web2.json")" "new tag replicated"
+pass "a new tag is replicated by the next sync"
