@@ -28,8 +28,8 @@
 
 /*
  * The loader walks libyaml's document tree against tables of fields, one
- * table per kind of mapping (the top level, a registry, a rule, a
- * destination). A field names its key, how to read the value and where in
+ * table per kind of mapping (the top level, retry, circuit, a registry, its
+ * upload, a rule, a destination). A field names its key, how to read the value and where in
  * the object being filled the result goes, so that a new key is one line in
  * a table plus, at most, a check function. Values that need more than a
  * table entry (secrets, cross references) are settled once the whole
@@ -52,7 +52,8 @@ enum config_kind {
     CONFIG_INT,      /* int: a whole number in [min, max] */
     CONFIG_DURATION, /* uint64_t: milliseconds in [min, max] */
     CONFIG_SIZE,     /* size_t: bytes in [min, max] */
-    CONFIG_STRINGS,  /* char ** and size_t at count_offset: a non-empty list of strings */
+    CONFIG_SIZE64,   /* uint64_t: bytes in [min, max] */
+    CONFIG_STRINGS,  /* char ** and size_t at count_offset: a list of strings */
     CONFIG_CUSTOM,   /* whatever `parse` makes of the node */
 };
 
@@ -70,6 +71,7 @@ struct config_field {
     size_t offset;         /* of the value in the object being filled */
     size_t count_offset;   /* CONFIG_STRINGS: of its size_t count */
     bool required;         /* a missing key is an error */
+    bool empty_ok;         /* CONFIG_STRINGS: [] is allowed and leaves NULL and 0 */
     uint64_t min, max;     /* CONFIG_INT, CONFIG_DURATION, CONFIG_SIZE; max 0: none */
     config_check_fn check; /* CONFIG_STRING, CONFIG_PATH, each item of CONFIG_STRINGS */
     config_parse_fn parse; /* CONFIG_CUSTOM */
@@ -125,6 +127,7 @@ static void config_rule_release(struct config_rule *rule)
     free(rule->source);
     config_strings_free(rule->repositories, rule->n_repositories);
     config_strings_free(rule->tags, rule->n_tags);
+    config_strings_free(rule->platforms, rule->n_platforms);
     for (size_t i = 0; i < rule->n_destinations; i++) {
         free(rule->destinations[i].registry);
         free(rule->destinations[i].repository);
@@ -309,14 +312,20 @@ static char *config_path_join(const char *dir, const char *path)
 }
 
 static int config_strings(struct config_parser *p, const yaml_node_t *node, const char *key,
-                          config_check_fn check, char ***out, size_t *n_out)
+                          config_check_fn check, bool empty_ok, char ***out, size_t *n_out)
 {
     if (node->type != YAML_SEQUENCE_NODE)
         return config_fail(p, node, key, "must be a list");
     yaml_node_item_t *start = node->data.sequence.items.start;
     size_t n = (size_t)(node->data.sequence.items.top - start);
-    if (n == 0)
+    if (n == 0 && !empty_ok)
         return config_fail(p, node, key, "must not be empty");
+    if (n == 0) {
+        config_strings_free(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
+        return 0;
+    }
 
     char **strings = xcalloc(n, sizeof(*strings));
     size_t filled = 0;
@@ -386,7 +395,8 @@ static int config_value(struct config_parser *p, const struct config_field *f,
         *(uint64_t *)(base + f->offset) = ms;
         return 0;
     }
-    case CONFIG_SIZE: {
+    case CONFIG_SIZE:
+    case CONFIG_SIZE64: {
         size_t bytes = 0;
         rc = config_string(p, node, key, &text);
         if (rc < 0)
@@ -399,11 +409,14 @@ static int config_value(struct config_parser *p, const struct config_field *f,
         if (bytes < f->min || (f->max != 0 && bytes > f->max))
             return config_fail(p, node, key, "must be between %" PRIu64 " and %" PRIu64 " bytes",
                                f->min, f->max);
-        *(size_t *)(base + f->offset) = bytes;
+        if (f->kind == CONFIG_SIZE64)
+            *(uint64_t *)(base + f->offset) = bytes;
+        else
+            *(size_t *)(base + f->offset) = bytes;
         return 0;
     }
     case CONFIG_STRINGS:
-        return config_strings(p, node, key, f->check, (char ***)(base + f->offset),
+        return config_strings(p, node, key, f->check, f->empty_ok, (char ***)(base + f->offset),
                               (size_t *)(base + f->count_offset));
     case CONFIG_CUSTOM:
         return f->parse(p, node, key, object);
@@ -561,6 +574,31 @@ static int config_check_pattern(struct config_parser *p, const yaml_node_t *node
         return config_fail(p, node, key, "'!' needs a pattern after it");
     if (strlen(pattern) > GLOB_MAX_PATTERN)
         return config_fail(p, node, key, "pattern is longer than %d bytes", GLOB_MAX_PATTERN);
+    return 0;
+}
+
+/* An OCI platform as "os/arch" or "os/arch/variant", the form copy.h takes. */
+static int config_check_platform(struct config_parser *p, const yaml_node_t *node, const char *key,
+                                 const char *value)
+{
+    size_t parts = 1;
+    bool ok = true;
+    char previous = '/';
+
+    for (const char *c = value; *c != '\0'; previous = *c++) {
+        if (*c == '/') {
+            ok = ok && previous != '/';
+            parts++;
+        } else {
+            ok = ok && ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+                        *c == '_' || *c == '-');
+        }
+    }
+    if (!ok || previous == '/' || parts < 2 || parts > 3)
+        return config_fail(p, node, key,
+                           "'%.*s' is not a platform (os/arch or os/arch/variant, each of a-z "
+                           "0-9 . _ -)",
+                           CONFIG_QUOTE_MAX, value);
     return 0;
 }
 
@@ -760,6 +798,60 @@ static int config_check_readable(struct config_parser *p, const yaml_node_t *map
 
 /* ---- Registries ---- */
 
+static int config_parse_upload_mode(struct config_parser *p, const yaml_node_t *node,
+                                    const char *key, void *object)
+{
+    static const char *const names[] = {
+        [CONFIG_UPLOAD_AUTO] = "auto",
+        [CONFIG_UPLOAD_MONOLITHIC] = "monolithic",
+        [CONFIG_UPLOAD_CHUNKED] = "chunked",
+    };
+    struct config_registry *r = &((struct config_registry_spec *)object)->registry;
+    const char *mode = NULL;
+    int rc = config_string(p, node, key, &mode);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(mode, names[i]) == 0) {
+            r->upload_mode = (int)i;
+            return 0;
+        }
+    }
+    return config_fail(p, node, key, "'%.*s' is not auto, monolithic or chunked", CONFIG_QUOTE_MAX,
+                       mode);
+}
+
+static const struct config_field config_upload_fields[] = {
+    {.name = "mode", .kind = CONFIG_CUSTOM, .parse = config_parse_upload_mode},
+    {.name = "chunk_min",
+     .kind = CONFIG_SIZE64,
+     .offset = offsetof(struct config_registry_spec, registry.upload_chunk_min),
+     .max = CONFIG_MAX_UPLOAD_CHUNK},
+    {.name = "chunk_max",
+     .kind = CONFIG_SIZE64,
+     .offset = offsetof(struct config_registry_spec, registry.upload_chunk_max),
+     .max = CONFIG_MAX_UPLOAD_CHUNK},
+};
+
+/* The upload mapping fills fields of the registry itself; 0 for a chunk size means "not set". */
+static int config_parse_upload(struct config_parser *p, const yaml_node_t *node, const char *key,
+                               void *object)
+{
+    struct config_registry *r = &((struct config_registry_spec *)object)->registry;
+    int rc = config_mapping(p, node, key, config_upload_fields,
+                            sizeof(config_upload_fields) / sizeof(config_upload_fields[0]), object);
+    if (rc < 0)
+        return rc;
+    if (r->upload_chunk_min != 0 && r->upload_chunk_max != 0 &&
+        r->upload_chunk_max < r->upload_chunk_min) {
+        char *child = config_key_join(key, "chunk_max");
+        rc = config_fail(p, config_place(p, node, "chunk_max"), child,
+                         "must be at least chunk_min (%" PRIu64 " bytes)", r->upload_chunk_min);
+        free(child);
+    }
+    return rc;
+}
+
 static const struct config_field config_registry_fields[] = {
     {.name = "url", .kind = CONFIG_CUSTOM, .required = true, .parse = config_parse_url},
     {.name = "username",
@@ -801,6 +893,10 @@ static const struct config_field config_registry_fields[] = {
      .offset = offsetof(struct config_registry_spec, registry.repositories),
      .count_offset = offsetof(struct config_registry_spec, registry.n_repositories),
      .check = config_check_repository},
+    {.name = "upload", .kind = CONFIG_CUSTOM, .parse = config_parse_upload},
+    {.name = "rate_limit",
+     .kind = CONFIG_SIZE64,
+     .offset = offsetof(struct config_registry_spec, registry.rate_limit)},
 };
 
 /* Settle what one key alone cannot: credentials, and files that go together. */
@@ -982,6 +1078,12 @@ static const struct config_field config_rule_fields[] = {
     {.name = "deletes", .kind = CONFIG_BOOL, .offset = offsetof(struct config_rule, deletes)},
     {.name = "referrers", .kind = CONFIG_BOOL, .offset = offsetof(struct config_rule, referrers)},
     {.name = "overwrite", .kind = CONFIG_BOOL, .offset = offsetof(struct config_rule, overwrite)},
+    {.name = "platforms",
+     .kind = CONFIG_STRINGS,
+     .offset = offsetof(struct config_rule, platforms),
+     .count_offset = offsetof(struct config_rule, n_platforms),
+     .empty_ok = true,
+     .check = config_check_platform},
     /* After source, which the destinations are checked against. */
     {.name = "destinations",
      .kind = CONFIG_CUSTOM,
@@ -1051,6 +1153,64 @@ static int config_parse_rules(struct config_parser *p, const yaml_node_t *node, 
 
 /* ---- The top level ---- */
 
+static const struct config_field config_retry_fields[] = {
+    {.name = "attempts",
+     .kind = CONFIG_INT,
+     .offset = offsetof(struct config_top, config.retry_attempts),
+     .min = 1,
+     .max = CONFIG_MAX_RETRY_ATTEMPTS},
+    {.name = "base",
+     .kind = CONFIG_DURATION,
+     .offset = offsetof(struct config_top, config.retry_base_ms),
+     .min = 1},
+    {.name = "max",
+     .kind = CONFIG_DURATION,
+     .offset = offsetof(struct config_top, config.retry_max_ms),
+     .min = 1},
+};
+
+/*
+ * Each side of the check may be a default, so the message names the key
+ * that is in the file: max when it is, else base.
+ */
+static int config_parse_retry(struct config_parser *p, const yaml_node_t *node, const char *key,
+                              void *object)
+{
+    struct config *c = &((struct config_top *)object)->config;
+    int rc = config_mapping(p, node, key, config_retry_fields,
+                            sizeof(config_retry_fields) / sizeof(config_retry_fields[0]), object);
+    if (rc < 0 || c->retry_max_ms >= c->retry_base_ms)
+        return rc;
+    const yaml_node_t *max = config_lookup(p, node, "max");
+    char *child = config_key_join(key, max != NULL ? "max" : "base");
+    if (max != NULL)
+        rc = config_fail(p, max, child, "must be at least base (%" PRIu64 "ms)", c->retry_base_ms);
+    else
+        rc = config_fail(p, config_place(p, node, "base"), child,
+                         "must be at most max (%" PRIu64 "ms, the default)", c->retry_max_ms);
+    free(child);
+    return rc;
+}
+
+static const struct config_field config_circuit_fields[] = {
+    {.name = "failures",
+     .kind = CONFIG_INT,
+     .offset = offsetof(struct config_top, config.circuit_failures),
+     .min = 1,
+     .max = CONFIG_MAX_CIRCUIT_FAILURES},
+    {.name = "open_for",
+     .kind = CONFIG_DURATION,
+     .offset = offsetof(struct config_top, config.circuit_open_ms),
+     .min = 1},
+};
+
+static int config_parse_circuit(struct config_parser *p, const yaml_node_t *node, const char *key,
+                                void *object)
+{
+    return config_mapping(p, node, key, config_circuit_fields,
+                          sizeof(config_circuit_fields) / sizeof(config_circuit_fields[0]), object);
+}
+
 static const struct config_field config_top_fields[] = {
     {.name = "data_dir",
      .kind = CONFIG_PATH,
@@ -1083,6 +1243,8 @@ static const struct config_field config_top_fields[] = {
      .kind = CONFIG_DURATION,
      .offset = offsetof(struct config_top, config.retention_ms),
      .min = 1},
+    {.name = "retry", .kind = CONFIG_CUSTOM, .parse = config_parse_retry},
+    {.name = "circuit", .kind = CONFIG_CUSTOM, .parse = config_parse_circuit},
     /* Before rules, which name registries. */
     {.name = "registries", .kind = CONFIG_CUSTOM, .parse = config_parse_registries},
     {.name = "rules", .kind = CONFIG_CUSTOM, .parse = config_parse_rules},
@@ -1284,6 +1446,11 @@ int config_load(const char *path, struct config **out, char **err)
     top.config.poll_interval_ms = CONFIG_DEFAULT_POLL_INTERVAL_MS;
     top.config.poll_concurrency = CONFIG_DEFAULT_POLL_CONCURRENCY;
     top.config.retention_ms = CONFIG_DEFAULT_RETENTION_MS;
+    top.config.retry_attempts = CONFIG_DEFAULT_RETRY_ATTEMPTS;
+    top.config.retry_base_ms = CONFIG_DEFAULT_RETRY_BASE_MS;
+    top.config.retry_max_ms = CONFIG_DEFAULT_RETRY_MAX_MS;
+    top.config.circuit_failures = CONFIG_DEFAULT_CIRCUIT_FAILURES;
+    top.config.circuit_open_ms = CONFIG_DEFAULT_CIRCUIT_OPEN_MS;
 
     /* An empty file (or document) is an empty mapping: every default. */
     yaml_node_t *root = yaml_document_get_root_node(&document);

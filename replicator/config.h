@@ -15,6 +15,13 @@
  *   poll_interval: 30s              # a duration; 0 polls only at start
  *   poll_concurrency: 4             # 1..64
  *   retention: 168h                 # a duration above 0
+ *   retry:                          # when a failed job is tried again
+ *     attempts: 5                   # tries in all, the first included; 1..100
+ *     base: 1s                      # first backoff; a duration above 0
+ *     max: 30s                      # longest backoff; at least base
+ *   circuit:                        # when a failing registry is left alone
+ *     failures: 5                   # failures in a row that open it; 1..1000
+ *     open_for: 30s                 # how long it stays open; above 0
  *   registries:                     # name -> registry
  *     NAME:
  *       url: https://host[:port]    # required; http:// means plain HTTP
@@ -29,6 +36,11 @@
  *       max_concurrency: 0          # concurrent requests; 0 = Ferry's default
  *       poll: true                  # list it in the poller
  *       repositories: [a/b]         # to poll when it has no _catalog
+ *       upload:                     # how blobs are pushed to it
+ *         mode: auto                # auto, monolithic or chunked
+ *         chunk_min: 0              # bytes per PATCH, sizes up to 1 GiB; 0 is
+ *         chunk_max: 0              # Ferry's default; max >= min when both set
+ *       rate_limit: 0               # bytes per second, a size; 0 = unlimited
  *   rules:
  *     - name: NAME                  # required, unique
  *       source: REGISTRY            # required, a name from registries
@@ -37,6 +49,8 @@
  *       deletes: false              # replicate deletions
  *       referrers: true             # copy signatures, SBOMs, attestations
  *       overwrite: true             # move tags that already exist
+ *       platforms: []               # "os/arch" or "os/arch/variant" of
+ *                                   # [a-z0-9._-]; empty or absent: all
  *       destinations:               # required, at least one
  *         - registry: REGISTRY      # required, a name from registries
  *           repository: "{repo}"    # template: {repo} full name, {name} its
@@ -71,6 +85,22 @@
 #define CONFIG_MAX_POLL_CONCURRENCY     64
 #define CONFIG_DEFAULT_RETENTION_MS     ((uint64_t)7 * 24 * 3600 * 1000)
 #define CONFIG_MAX_REGISTRY_CONCURRENCY 1024
+#define CONFIG_DEFAULT_RETRY_ATTEMPTS   5
+#define CONFIG_MAX_RETRY_ATTEMPTS       100
+#define CONFIG_DEFAULT_RETRY_BASE_MS    ((uint64_t)1000)
+#define CONFIG_DEFAULT_RETRY_MAX_MS     ((uint64_t)30 * 1000)
+#define CONFIG_DEFAULT_CIRCUIT_FAILURES 5
+#define CONFIG_MAX_CIRCUIT_FAILURES     1000
+#define CONFIG_DEFAULT_CIRCUIT_OPEN_MS  ((uint64_t)30 * 1000)
+/* Largest upload chunk_min or chunk_max (the cap registry.c puts on OCI-Chunk-Min-Length). */
+#define CONFIG_MAX_UPLOAD_CHUNK ((uint64_t)1024 * 1024 * 1024)
+
+/* How blobs are pushed to a registry; the values are registry.h's registry_upload_mode. */
+enum config_upload_mode {
+    CONFIG_UPLOAD_AUTO = 0,       /* Ferry chooses */
+    CONFIG_UPLOAD_MONOLITHIC = 1, /* POST, then one PUT with the whole blob */
+    CONFIG_UPLOAD_CHUNKED = 2,    /* POST, PATCHes of chunk_min..chunk_max bytes, PUT */
+};
 
 struct config_registry {
     char *name;
@@ -87,6 +117,10 @@ struct config_registry {
     bool poll;           /* default true */
     char **repositories; /* for registries without _catalog; valid names */
     size_t n_repositories;
+    int upload_mode;           /* an enum config_upload_mode; default CONFIG_UPLOAD_AUTO */
+    uint64_t upload_chunk_min; /* bytes; 0 (default): Ferry's default */
+    uint64_t upload_chunk_max; /* bytes; 0 (default): Ferry's default; else >= a set chunk_min */
+    uint64_t rate_limit;       /* bytes per second; 0 (default): unlimited */
 };
 
 struct config_destination {
@@ -106,6 +140,8 @@ struct config_rule {
     bool overwrite;                          /* default true */
     struct config_destination *destinations; /* at least one */
     size_t n_destinations;
+    char **platforms; /* "os/arch" or "os/arch/variant"; NULL and 0 (default): all */
+    size_t n_platforms;
 };
 
 struct config {
@@ -118,6 +154,11 @@ struct config {
     uint64_t poll_interval_ms; /* 0: poll only at start */
     int poll_concurrency;
     uint64_t retention_ms;
+    int retry_attempts;       /* tries per job, the first included; default 5, 1..100 */
+    uint64_t retry_base_ms;   /* default 1000, above 0 */
+    uint64_t retry_max_ms;    /* default 30000, >= retry_base_ms */
+    int circuit_failures;     /* default 5, 1..1000 */
+    uint64_t circuit_open_ms; /* default 30000, above 0 */
     struct config_registry *registries;
     size_t n_registries;
     struct config_rule *rules; /* in file order */

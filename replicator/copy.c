@@ -17,6 +17,7 @@
 #include "progress.h"
 #include "reference.h"
 #include "ring.h"
+#include "spool.h"
 #include "xalloc.h"
 
 struct copy;
@@ -58,6 +59,8 @@ struct copy_blob {
     bool resume_download;  /* wake requests, carried out from the loop */
     bool resume_upload;
     struct registry_download *download;
+    struct spool_blob *sb; /* with a spool: the shared file, instead of the ring */
+    bool sb_owner;         /* this copy downloads it */
     bool verified;
     int download_rc;
     char *download_error;
@@ -124,6 +127,7 @@ struct copy {
     void *done_arg;
     struct presence *presence;
     struct progress *progress;
+    struct spool *spool;
     enum copy_phase phase;
     int outstanding; /* callbacks still to fire */
     int rc;
@@ -605,6 +609,11 @@ static void blob_release_pipe(struct copy_blob *b)
     if (b->ring_ready)
         ring_release(&b->ring);
     b->ring_ready = false;
+    if (b->sb != NULL) {
+        spool_blob_unwait(b->sb, b);
+        spool_release(b->sb);
+        b->sb = NULL;
+    }
 }
 
 /* The blob is settled (or failed): free its slot and tell its manifests. */
@@ -641,6 +650,8 @@ static void blob_transfer_settle(struct copy_blob *b)
     /* A broken download explains a broken upload better than the upload's own error. */
     if (b->download_started && b->download_rc < 0) {
         blob_finish(b, b->download_rc, b->download_error);
+    } else if (b->sb != NULL && spool_blob_error(b->sb) != NULL && b->upload_rc < 0) {
+        blob_finish(b, b->upload_rc, spool_blob_error(b->sb));
     } else if (b->upload_rc < 0) {
         blob_finish(b, b->upload_rc, b->upload_error);
     } else {
@@ -664,6 +675,9 @@ static void copy_schedule_kick(struct copy *c)
 static int blob_pipe_sink(const char *data, size_t len, uint64_t offset, void *arg)
 {
     struct copy_blob *b = arg;
+
+    if (b->sb != NULL)
+        return spool_blob_write(b->sb, data, len, offset);
 
     /* After a restart the upload needs nothing before restart_from. */
     if (offset + len <= b->ring.start)
@@ -709,6 +723,8 @@ static void blob_download_done(int rc, const char *error, void *arg)
         b->download_error = xstrdup(error);
     else
         b->verified = true;
+    if (b->sb != NULL && b->sb_owner)
+        spool_blob_finish(b->sb, rc, error);
     /* Wake the upload: it either sends the last byte now or learns of the failure. */
     if (b->upload_active && b->upload_waiting) {
         b->upload_waiting = false;
@@ -746,7 +762,8 @@ static void copy_kick(uv_timer_t *timer)
         if (b->state != BLOB_ACTIVE)
             continue;
         if (b->download_requested && !b->download_started && b->upload_active) {
-            ring_reset(&b->ring, b->restart_from);
+            if (b->ring_ready)
+                ring_reset(&b->ring, b->restart_from);
             blob_download_start(b);
         }
         if (b->download_restart && b->download_active) {
@@ -769,6 +786,53 @@ static void copy_kick(uv_timer_t *timer)
             registry_upload_resume(b->upload);
         }
     }
+}
+
+static void blob_spool_wake(void *arg)
+{
+    struct copy_blob *b = arg;
+    b->resume_upload = true;
+    copy_schedule_kick(b->copy);
+}
+
+/*
+ * With a spool the upload reads the shared file: the first copy that needs
+ * the blob downloads it, every other copy (other destinations, retries)
+ * reads what is there and waits for the rest.
+ */
+static ssize_t blob_spool_source(char *buf, size_t len, uint64_t offset, void *arg)
+{
+    struct copy_blob *b = arg;
+    struct copy *c = b->copy;
+
+    if (b->sb == NULL) {
+        bool created = false;
+        char *err = NULL;
+        b->sb = spool_acquire(c->spool, b->digest, b->size, &created, &err);
+        if (b->sb == NULL) {
+            log_error("%s", err);
+            free(err);
+            return FERRY_EINVAL;
+        }
+        if (created) {
+            /* Not inside libcurl's callback: the loop starts it. */
+            b->sb_owner = true;
+            b->download_requested = true;
+            copy_schedule_kick(c);
+        }
+    }
+    ssize_t n = spool_blob_read(b->sb, buf, len, offset);
+    if (n == SPOOL_WAIT) {
+        b->upload_waiting = true;
+        spool_blob_wait(b->sb, blob_spool_wake, b);
+        return HTTP_SOURCE_WAIT;
+    }
+    if (n > 0 && offset + (uint64_t)n > b->sent) {
+        b->sent = offset + (uint64_t)n;
+        if (b->bar != NULL)
+            progress_item_set(c->progress, b->bar, b->sent);
+    }
+    return n;
 }
 
 /*
@@ -863,14 +927,17 @@ static void blob_transfer(struct copy_blob *b)
     }
     up.mount_from = b->mount_from;
 
-    ring_init(&b->ring, PIPE_BYTES);
-    b->ring_ready = true;
+    if (c->spool == NULL) {
+        ring_init(&b->ring, PIPE_BYTES);
+        b->ring_ready = true;
+    }
     if (c->progress != NULL)
         b->bar = progress_item_add(c->progress, b->digest, (uint64_t)b->size);
     b->upload_active = true;
     copy_op_started(c);
-    rc = registry_blob_upload(c->dst, c->dst_repo, b->digest, (uint64_t)b->size, blob_pipe_source,
-                              b, &up, blob_upload_done, b, &b->upload);
+    rc = registry_blob_upload(c->dst, c->dst_repo, b->digest, (uint64_t)b->size,
+                              c->spool != NULL ? blob_spool_source : blob_pipe_source, b, &up,
+                              blob_upload_done, b, &b->upload);
     if (rc < 0) {
         b->upload_active = false;
         b->upload_rc = rc;
@@ -1257,6 +1324,7 @@ int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summar
     c->upload = spec->upload;
     c->upload.mount_from = NULL;
     c->presence = spec->presence;
+    c->spool = spec->spool;
     c->progress = spec->progress;
     c->tag_gate = spec->tag_gate;
     c->tag_gate_arg = spec->tag_gate_arg;

@@ -17,6 +17,7 @@
 #include "presence.h"
 #include "progress.h"
 #include "registry.h"
+#include "spool.h"
 
 struct copy;
 
@@ -83,6 +84,7 @@ struct copy_spec {
     struct registry_upload_options upload;
     struct presence *presence; /* may be NULL */
     struct progress *progress; /* may be NULL */
+    struct spool *spool;       /* NULL: each blob streams through a ring of its own */
     copy_tag_gate_cb tag_gate; /* NULL: the tag moves without asking */
     void *tag_gate_arg;
     bool skip_ping;              /* the registries were pinged already */

@@ -10,6 +10,7 @@
 #include "http.h"
 #include "log.h"
 #include "registry.h"
+#include "spool.h"
 #include "xalloc.h"
 
 #define ENGINE_CURSOR        "engine"
@@ -103,6 +104,7 @@ struct engine {
     struct eng_job **all; /* every live job, for coalescing */
     size_t n_all;
     struct tag_lock *locks;
+    struct spool *spool;
     uv_timer_t timer;
     uint64_t dispatched_seq;
     uint64_t cursor;
@@ -427,6 +429,7 @@ static void job_start(struct eng_job *job)
         .tag_gate = job->tag != NULL ? job_tag_gate : NULL,
         .tag_gate_arg = job,
         .skip_ping = true,
+        .spool = e->spool,
         .blob_gate = job_blob_gate,
         .blob_done = job_blob_done,
         .blob_arg = job,
@@ -681,6 +684,15 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         ropts.push = true;
         registry_new(loop, r->http, cfg->host, &ropts, &r->push);
     }
+    /* Blobs going to several destinations are read from the source once. */
+    char *dir = xasprintf("%s/spool", config->data_dir);
+    char *err = NULL;
+    if (spool_new(dir, 0, &e->spool, &err) < 0) {
+        log_warn("no spool, every destination reads the source error=\"%s\"", err);
+        free(err);
+        e->spool = NULL;
+    }
+    free(dir);
     journal_cursor_get(journal, ENGINE_CURSOR, &e->cursor);
     e->dispatched_seq = e->cursor;
     e->stats.cursor = e->cursor;
@@ -731,6 +743,7 @@ static void engine_http_closed(void *arg)
         }
     }
     free(e->registries);
+    spool_free(e->spool);
     while (e->entries_head != NULL) {
         struct eng_entry *next = e->entries_head->next;
         free(e->entries_head);

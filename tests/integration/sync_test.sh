@@ -40,6 +40,7 @@ rules:
       - { registry: d3, repository: "mirror/{repo}" }
 YAML
 
+gets_before=$(registry_count_requests src GET '/v2/.*/blobs/sha256:.*' '200|206')
 "$FERRY" sync -c "$TEST_TMP/ferry.yaml" 2>"$TEST_TMP/sync1.err" || fail "first sync failed: $(cat "$TEST_TMP/sync1.err")"
 grep -q '^sync complete' "$TEST_TMP/sync1.err" || fail "no summary line: $(tail -3 "$TEST_TMP/sync1.err")"
 assert_eq "$(grep -c '^complete ' "$TEST_TMP/sync1.err")" 9 "3 images x 3 destinations complete"
@@ -56,6 +57,15 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$d1_URL/v2/scratch/tags/list")
 assert_eq "$code" 404 "a repository no rule selects is not replicated"
 if grep -q d2-secret-pw "$TEST_TMP/sync1.err"; then fail "password in output"; fi
 pass "three destinations converge (Basic auth, mirror/{repo} mapping, referrers)"
+
+# The spool: each blob is read from the source once, whatever the number of
+# destinations (three here).
+unique=$(jq -s '[.[].blobs[].digest] | unique | length' "$TEST_TMP/web.json" "$TEST_TMP/api.json" "$TEST_TMP/multi.json")
+registry_wait_requests src GET '/v2/.*/blobs/sha256:.*' $((gets_before + unique)) 10 '200|206' >/dev/null || true
+gets=$(($(registry_count_requests src GET '/v2/.*/blobs/sha256:.*' '200|206') - gets_before))
+[ "$gets" -le "$unique" ] || fail "source blob GETs $gets for $unique unique blobs and 3 destinations"
+note "source blob GETs: $gets for $unique unique blobs"
+pass "source blobs read once for three destinations"
 
 # Shared base layers: uploaded once per destination registry, mounted or
 # skipped for the second repository.
