@@ -29,11 +29,12 @@
 /*
  * The loader walks libyaml's document tree against tables of fields, one
  * table per kind of mapping (the top level, retry, circuit, a registry, its
- * upload, a rule, a destination). A field names its key, how to read the value and where in
- * the object being filled the result goes, so that a new key is one line in
- * a table plus, at most, a check function. Values that need more than a
- * table entry (secrets, cross references) are settled once the whole
- * mapping has been read.
+ * upload, a rule, a destination). A field names its key, how to read the
+ * value and where in the object being filled the result goes, so that a new
+ * key is one line in a table plus, at most, a check function. Values that
+ * need more than a table entry (secrets, cross references) are settled once
+ * the whole mapping has been read. A nested mapping (retry, upload) fills
+ * the same object as the one it sits in, through a table of its own.
  */
 
 struct config_parser {
@@ -72,7 +73,7 @@ struct config_field {
     size_t count_offset;   /* CONFIG_STRINGS: of its size_t count */
     bool required;         /* a missing key is an error */
     bool empty_ok;         /* CONFIG_STRINGS: [] is allowed and leaves NULL and 0 */
-    uint64_t min, max;     /* CONFIG_INT, CONFIG_DURATION, CONFIG_SIZE; max 0: none */
+    uint64_t min, max;     /* CONFIG_INT, CONFIG_DURATION, CONFIG_SIZE(64); max 0: none */
     config_check_fn check; /* CONFIG_STRING, CONFIG_PATH, each item of CONFIG_STRINGS */
     config_parse_fn parse; /* CONFIG_CUSTOM */
 };

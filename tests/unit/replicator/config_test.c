@@ -117,6 +117,10 @@ static void expect_error(const struct fixture *f, const char *yaml, int want_rc,
     "poll_interval: 500ms\n"                                                                       \
     "poll_concurrency: 8\n"                                                                        \
     "retention: 2d\n"                                                                              \
+    "retry: { attempts: 3, base: 250ms, max: 1m }\n"                                               \
+    "circuit:\n"                                                                                   \
+    "  failures: 10\n"                                                                             \
+    "  open_for: 2m\n"                                                                             \
     "registries:\n"                                                                                \
     "  us-east: { url: \"http://127.0.0.1:5000\" }\n"                                              \
     "  eu-west: { url: \"https://eu.example.com/\", username: bot, password_env: "                 \
@@ -132,6 +136,8 @@ static void expect_error(const struct fixture *f, const char *yaml, int want_rc,
     "    key_file: ./certs/client.key\n"                                                           \
     "    max_concurrency: 8\n"                                                                     \
     "    poll: false\n"                                                                            \
+    "    upload: { mode: chunked, chunk_min: 5MiB, chunk_max: 64MiB }\n"                           \
+    "    rate_limit: 50MiB\n"                                                                      \
     "  v6: { url: \"http://[::1]:5001\", username: admin, password: \"" SECRET "-inline\" }\n"     \
     "rules:\n"                                                                                     \
     "  - name: dr\n"                                                                               \
@@ -141,6 +147,7 @@ static void expect_error(const struct fixture *f, const char *yaml, int want_rc,
     "    deletes: true\n"                                                                          \
     "    referrers: false\n"                                                                       \
     "    overwrite: FALSE\n"                                                                       \
+    "    platforms: [linux/amd64, linux/arm64/v8]\n"                                               \
     "    destinations:\n"                                                                          \
     "      - { registry: eu-west, repository: \"mirror/{repo}\" }\n"                               \
     "      - registry: quay\n"                                                                     \
@@ -191,6 +198,11 @@ static void test_full(void **state)
     assert_int_equal(c->poll_interval_ms, 500);
     assert_int_equal(c->poll_concurrency, 8);
     assert_int_equal(c->retention_ms, 2 * 86400 * 1000);
+    assert_int_equal(c->retry_attempts, 3);
+    assert_int_equal(c->retry_base_ms, 250);
+    assert_int_equal(c->retry_max_ms, 60000);
+    assert_int_equal(c->circuit_failures, 10);
+    assert_int_equal(c->circuit_open_ms, 120000);
 
     assert_int_equal(c->n_registries, 4);
     const struct config_registry *r = config_registry_find(c, "us-east");
@@ -209,6 +221,10 @@ static void test_full(void **state)
     assert_true(r->poll);
     assert_int_equal(r->n_repositories, 0);
     assert_null(r->repositories);
+    assert_int_equal(r->upload_mode, CONFIG_UPLOAD_AUTO);
+    assert_int_equal(r->upload_chunk_min, 0);
+    assert_int_equal(r->upload_chunk_max, 0);
+    assert_int_equal(r->rate_limit, 0);
 
     r = config_registry_find(c, "eu-west");
     assert_string_equal(r->url, "https://eu.example.com");
@@ -230,6 +246,10 @@ static void test_full(void **state)
     assert_in_dir(f, r->key_file, "certs/client.key");
     assert_int_equal(r->max_concurrency, 8);
     assert_false(r->poll);
+    assert_int_equal(r->upload_mode, CONFIG_UPLOAD_CHUNKED);
+    assert_int_equal(r->upload_chunk_min, 5 * 1024 * 1024);
+    assert_int_equal(r->upload_chunk_max, 64 * 1024 * 1024);
+    assert_int_equal(r->rate_limit, 50 * 1024 * 1024);
 
     r = config_registry_find(c, "v6");
     assert_string_equal(r->host, "[::1]:5001");
@@ -251,6 +271,9 @@ static void test_full(void **state)
     assert_true(rule->deletes);
     assert_false(rule->referrers);
     assert_false(rule->overwrite);
+    assert_int_equal(rule->n_platforms, 2);
+    assert_string_equal(rule->platforms[0], "linux/amd64");
+    assert_string_equal(rule->platforms[1], "linux/arm64/v8");
     assert_int_equal(rule->n_destinations, 2);
     assert_string_equal(rule->destinations[0].registry, "eu-west");
     assert_string_equal(rule->destinations[0].repository, "mirror/{repo}");
@@ -266,6 +289,8 @@ static void test_full(void **state)
     assert_false(rule->deletes);
     assert_true(rule->referrers);
     assert_true(rule->overwrite);
+    assert_int_equal(rule->n_platforms, 0);
+    assert_null(rule->platforms);
     assert_int_equal(rule->n_destinations, 1);
     assert_string_equal(rule->destinations[0].repository, "{repo}");
     config_free(c);
@@ -289,6 +314,11 @@ static void test_defaults(void **state)
         assert_int_equal(c->poll_interval_ms, 30000);
         assert_int_equal(c->poll_concurrency, 4);
         assert_int_equal(c->retention_ms, (uint64_t)7 * 24 * 3600 * 1000);
+        assert_int_equal(c->retry_attempts, 5);
+        assert_int_equal(c->retry_base_ms, 1000);
+        assert_int_equal(c->retry_max_ms, 30000);
+        assert_int_equal(c->circuit_failures, 5);
+        assert_int_equal(c->circuit_open_ms, 30000);
         assert_int_equal(c->n_registries, 0);
         assert_int_equal(c->n_rules, 0);
         config_free(c);
@@ -550,6 +580,115 @@ static const struct error_case error_cases[] = {
      "ferry.yaml:9: rules[0].repositories: selects nothing"},
     {RULE("    tags:\n      - \"!latest\"\n"), E, "ferry.yaml:10: rules[0].tags: selects nothing"},
 
+    /* retry and circuit. */
+    {"retry: 5\n", E, "ferry.yaml:1: retry: must be a mapping"},
+    {"retry:\n", E, "ferry.yaml:1: retry: must be a mapping"},
+    {"retry: [attempts]\n", E, "ferry.yaml:1: retry: must be a mapping"},
+    {"retry:\n  attempts: 3\n  tries: 3\n", E, "ferry.yaml:3: retry.tries: unknown key"},
+    {"retry:\n  base: 1s\n  base: 2s\n", E, "ferry.yaml:3: retry.base: duplicate key"},
+    {"retry:\n  attempts: 0\n", E, "ferry.yaml:2: retry.attempts: must be between 1 and 100"},
+    {"retry:\n  attempts: 101\n", E, "ferry.yaml:2: retry.attempts: must be between 1 and 100"},
+    {"retry:\n  attempts: -1\n", E, "ferry.yaml:2: retry.attempts: must be between 1 and 100"},
+    {"retry:\n  attempts: five\n", E, "ferry.yaml:2: retry.attempts: must be a whole number"},
+    {"retry:\n  attempts: \"5\"\n", E, "ferry.yaml:2: retry.attempts: must be a whole number"},
+    {"retry:\n  base: 0\n", E, "ferry.yaml:2: retry.base: must be at least 1ms"},
+    {"retry:\n  base: 1\n", E, "ferry.yaml:2: retry.base: '1' is not a duration"},
+    {"retry:\n  base:\n", E, "ferry.yaml:2: retry.base: has no value"},
+    {"retry:\n  max: 0s\n", E, "ferry.yaml:2: retry.max: must be at least 1ms"},
+    {"retry:\n  max: 1.5s\n", E, "ferry.yaml:2: retry.max: '1.5s' is not a duration"},
+    {"retry:\n  base: 2s\n  max: 1s\n", E,
+     "ferry.yaml:3: retry.max: must be at least base (2000ms)"},
+    {"retry:\n  max: 999ms\n  base: 1s\n", E,
+     "ferry.yaml:2: retry.max: must be at least base (1000ms)"},
+    {"retry:\n  attempts: 3\n  max: 999ms\n", E,
+     "ferry.yaml:3: retry.max: must be at least base (1000ms)"},
+    {"retry:\n  attempts: 3\n  base: 31s\n", E,
+     "ferry.yaml:3: retry.base: must be at most max (30000ms, the default)"},
+    {"circuit: 5\n", E, "ferry.yaml:1: circuit: must be a mapping"},
+    {"circuit:\n  failures: 5\n  open: 30s\n", E, "ferry.yaml:3: circuit.open: unknown key"},
+    {"circuit:\n  failures: 5\n  failures: 6\n", E,
+     "ferry.yaml:3: circuit.failures: duplicate key"},
+    {"circuit:\n  failures: 0\n", E, "ferry.yaml:2: circuit.failures: must be between 1 and 1000"},
+    {"circuit:\n  failures: 1001\n", E,
+     "ferry.yaml:2: circuit.failures: must be between 1 and 1000"},
+    {"circuit:\n  failures: 2.5\n", E, "ferry.yaml:2: circuit.failures: must be a whole number"},
+    {"circuit:\n  open_for: 0\n", E, "ferry.yaml:2: circuit.open_for: must be at least 1ms"},
+    {"circuit:\n  open_for: 30\n", E, "ferry.yaml:2: circuit.open_for: '30' is not a duration"},
+    {"circuit:\n  open_for: [30s]\n", E, "ferry.yaml:2: circuit.open_for: must be a string"},
+
+    /* A registry's upload and rate_limit. */
+    {"registries:\n  a:\n    url: http://a\n    upload: chunked\n", E,
+     "ferry.yaml:4: registries.a.upload: must be a mapping"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      mode: fast\n", E,
+     "ferry.yaml:5: registries.a.upload.mode: 'fast' is not auto, monolithic or chunked"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      mode: Chunked\n", E,
+     "ferry.yaml:5: registries.a.upload.mode: 'Chunked' is not auto, monolithic or chunked"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      mode: \"\"\n", E,
+     "ferry.yaml:5: registries.a.upload.mode: must not be empty"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      mode: [auto]\n", E,
+     "ferry.yaml:5: registries.a.upload.mode: must be a string"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      mode: auto\n      chunk: 5MiB\n", E,
+     "ferry.yaml:6: registries.a.upload.chunk: unknown key"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      mode: auto\n      mode: chunked\n",
+     E, "ferry.yaml:6: registries.a.upload.mode: duplicate key"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      chunk_min: 5MB\n", E,
+     "ferry.yaml:5: registries.a.upload.chunk_min: '5MB' is not a size"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      chunk_min: 1025MiB\n", E,
+     "ferry.yaml:5: registries.a.upload.chunk_min: must be between 0 and 1073741824 bytes"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      chunk_max: 1073741825\n", E,
+     "ferry.yaml:5: registries.a.upload.chunk_max: must be between 0 and 1073741824 bytes"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      chunk_max: -1\n", E,
+     "ferry.yaml:5: registries.a.upload.chunk_max: '-1' is not a size"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      chunk_min: 64MiB\n"
+     "      chunk_max: 5MiB\n",
+     E, "ferry.yaml:6: registries.a.upload.chunk_max: must be at least chunk_min (67108864 bytes)"},
+    {"registries:\n  a:\n    url: http://a\n    upload:\n      chunk_max: 1023\n"
+     "      mode: chunked\n      chunk_min: 1K\n",
+     E, "ferry.yaml:5: registries.a.upload.chunk_max: must be at least chunk_min (1024 bytes)"},
+    {"registries:\n  a:\n    url: http://a\n    rate_limit: 50MiB/s\n", E,
+     "ferry.yaml:4: registries.a.rate_limit: '50MiB/s' is not a size"},
+    {"registries:\n  a:\n    url: http://a\n    rate_limit: -1\n", E,
+     "ferry.yaml:4: registries.a.rate_limit: '-1' is not a size"},
+    {"registries:\n  a:\n    url: http://a\n    rate_limit: 99999999999999999999\n", E,
+     "ferry.yaml:4: registries.a.rate_limit: '99999999999999999999' is not a size"},
+    {"registries:\n  a:\n    url: http://a\n    rate_limit: [1]\n", E,
+     "ferry.yaml:4: registries.a.rate_limit: must be a string"},
+    {"registries:\n  a:\n    url: http://a\n    rate_limit: ~\n", E,
+     "ferry.yaml:4: registries.a.rate_limit: has no value"},
+    {"registries:\n  a:\n    url: http://a\n    rate_limit: 1M\n    rate_limit: 2M\n", E,
+     "ferry.yaml:5: registries.a.rate_limit: duplicate key"},
+
+    /* A rule's platforms. */
+    {RULE("    platforms: linux/amd64\n"), E, "ferry.yaml:9: rules[0].platforms: must be a list"},
+    {RULE("    platforms: [linux]\n"), E,
+     "ferry.yaml:9: rules[0].platforms[0]: 'linux' is not a platform (os/arch or "
+     "os/arch/variant, each of a-z 0-9 . _ -)"},
+    {RULE("    platforms:\n      - linux/amd64\n      - linux/arm64/v8/x\n"), E,
+     "ferry.yaml:11: rules[0].platforms[1]: 'linux/arm64/v8/x' is not a platform"},
+    {RULE("    platforms:\n      - Linux/amd64\n"), E,
+     "ferry.yaml:10: rules[0].platforms[0]: 'Linux/amd64' is not a platform"},
+    {RULE("    platforms: [linux/AMD64]\n"), E,
+     "ferry.yaml:9: rules[0].platforms[0]: 'linux/AMD64' is not a platform"},
+    {RULE("    platforms: [\"linux//amd64\"]\n"), E,
+     "ferry.yaml:9: rules[0].platforms[0]: 'linux//amd64' is not a platform"},
+    {RULE("    platforms: [/amd64]\n"), E,
+     "ferry.yaml:9: rules[0].platforms[0]: '/amd64' is not a platform"},
+    {RULE("    platforms: [linux/]\n"), E,
+     "ferry.yaml:9: rules[0].platforms[0]: 'linux/' is not a platform"},
+    {RULE("    platforms: [linux/amd64/]\n"), E,
+     "ferry.yaml:9: rules[0].platforms[0]: 'linux/amd64/' is not a platform"},
+    {RULE("    platforms: [\"linux/amd 64\"]\n"), E,
+     "ferry.yaml:9: rules[0].platforms[0]: 'linux/amd 64' is not a platform"},
+    {RULE("    platforms: [\"linux/amd64*\"]\n"), E,
+     "ferry.yaml:9: rules[0].platforms[0]: 'linux/amd64*' is not a platform"},
+    {RULE("    platforms: [\"/\"]\n"), E,
+     "ferry.yaml:9: rules[0].platforms[0]: '/' is not a platform"},
+    {RULE("    platforms: [\"\"]\n"), E, "ferry.yaml:9: rules[0].platforms[0]: must not be empty"},
+    {RULE("    platforms: [[linux/amd64]]\n"), E,
+     "ferry.yaml:9: rules[0].platforms[0]: must be a string"},
+    {RULE("    platforms: []\n    platforms: [linux/amd64]\n"), E,
+     "ferry.yaml:10: rules[0].platforms: duplicate key"},
+
     /* YAML itself. */
     {"listen: [a\n", FERRY_EPARSE, "ferry.yaml:2: did not find expected ',' or ']'"},
     {"a: b\n c: d\n", FERRY_EPARSE, "ferry.yaml:2: mapping values are not allowed"},
@@ -575,6 +714,144 @@ static void test_errors(void **state)
     write_file(f, "empty-secret", "  \t\r\nsecond " SECRET "\n", 0600);
     for (size_t i = 0; i < sizeof(error_cases) / sizeof(error_cases[0]); i++)
         expect_error(f, error_cases[i].yaml, error_cases[i].rc, error_cases[i].want);
+}
+
+static void test_retry_and_circuit(void **state)
+{
+    struct fixture *f = *state;
+
+    /* Empty mappings are every default. */
+    struct config *c = load_ok(f, "retry: {}\ncircuit: {}\n");
+    assert_int_equal(c->retry_attempts, 5);
+    assert_int_equal(c->retry_base_ms, 1000);
+    assert_int_equal(c->retry_max_ms, 30000);
+    assert_int_equal(c->circuit_failures, 5);
+    assert_int_equal(c->circuit_open_ms, 30000);
+    config_free(c);
+
+    /* The limits; max may equal base. */
+    c = load_ok(f, "retry:\n  attempts: 1\n  base: 1ms\n  max: 1ms\n"
+                   "circuit:\n  failures: 1\n  open_for: 1ms\n");
+    assert_int_equal(c->retry_attempts, 1);
+    assert_int_equal(c->retry_base_ms, 1);
+    assert_int_equal(c->retry_max_ms, 1);
+    assert_int_equal(c->circuit_failures, 1);
+    assert_int_equal(c->circuit_open_ms, 1);
+    config_free(c);
+    c = load_ok(f, "retry: { attempts: 100, base: 1h, max: 1d }\n"
+                   "circuit: { failures: 1000, open_for: 7d }\n");
+    assert_int_equal(c->retry_attempts, 100);
+    assert_int_equal(c->retry_base_ms, 3600000);
+    assert_int_equal(c->retry_max_ms, 86400000);
+    assert_int_equal(c->circuit_failures, 1000);
+    assert_int_equal(c->circuit_open_ms, (uint64_t)7 * 86400000);
+    config_free(c);
+
+    /* One key alone keeps the other defaults, and is checked against them. */
+    c = load_ok(f, "retry: { max: 1s }\ncircuit: { open_for: 500ms }\n");
+    assert_int_equal(c->retry_attempts, 5);
+    assert_int_equal(c->retry_base_ms, 1000);
+    assert_int_equal(c->retry_max_ms, 1000);
+    assert_int_equal(c->circuit_failures, 5);
+    assert_int_equal(c->circuit_open_ms, 500);
+    config_free(c);
+    c = load_ok(f, "retry: { base: 30s }\ncircuit: { failures: 3 }\n");
+    assert_int_equal(c->retry_base_ms, 30000);
+    assert_int_equal(c->retry_max_ms, 30000);
+    assert_int_equal(c->circuit_failures, 3);
+    assert_int_equal(c->circuit_open_ms, 30000);
+    config_free(c);
+    c = load_ok(f, "retry: { attempts: 7 }\n");
+    assert_int_equal(c->retry_attempts, 7);
+    assert_int_equal(c->retry_base_ms, 1000);
+    assert_int_equal(c->retry_max_ms, 30000);
+    config_free(c);
+}
+
+static void test_upload_and_rate_limit(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = load_ok(f, "registries:\n"
+                                  "  a: { url: \"http://a\" }\n"
+                                  "  b: { url: \"http://b\", upload: {} }\n"
+                                  "  c: { url: \"http://c\", upload: { mode: auto } }\n"
+                                  "  d: { url: \"http://d\", upload: { mode: monolithic } }\n"
+                                  "  e:\n"
+                                  "    url: http://e\n"
+                                  "    upload:\n"
+                                  "      mode: chunked\n"
+                                  "      chunk_min: 1GiB\n"
+                                  "      chunk_max: 1GiB\n"
+                                  "    rate_limit: 1G\n"
+                                  "  f: { url: \"http://f\", upload: { chunk_min: 128MiB } }\n"
+                                  "  g: { url: \"http://g\", upload: { chunk_max: 1 } }\n"
+                                  "  h: { url: \"http://h\", upload: { chunk_min: 0, chunk_max: "
+                                  "1K }, rate_limit: 0 }\n"
+                                  "  i: { url: \"http://i\", upload: { chunk_min: 2M, chunk_max: "
+                                  "0 }, rate_limit: 1 }\n");
+    static const struct {
+        int mode;
+        uint64_t chunk_min, chunk_max, rate_limit;
+    } want[] = {
+        {CONFIG_UPLOAD_AUTO, 0, 0, 0},
+        {CONFIG_UPLOAD_AUTO, 0, 0, 0},
+        {CONFIG_UPLOAD_AUTO, 0, 0, 0},
+        {CONFIG_UPLOAD_MONOLITHIC, 0, 0, 0},
+        {CONFIG_UPLOAD_CHUNKED, (uint64_t)1 << 30, (uint64_t)1 << 30, (uint64_t)1 << 30},
+        {CONFIG_UPLOAD_AUTO, (uint64_t)128 << 20, 0, 0},
+        {CONFIG_UPLOAD_AUTO, 0, 1, 0},
+        {CONFIG_UPLOAD_AUTO, 0, 1024, 0},
+        {CONFIG_UPLOAD_AUTO, (uint64_t)2 << 20, 0, 1},
+    };
+    assert_int_equal(c->n_registries, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < c->n_registries; i++) {
+        const struct config_registry *r = &c->registries[i];
+        if (r->upload_mode != want[i].mode || r->upload_chunk_min != want[i].chunk_min ||
+            r->upload_chunk_max != want[i].chunk_max || r->rate_limit != want[i].rate_limit)
+            fail_msg("registry %s: mode %d chunk_min %llu chunk_max %llu rate_limit %llu", r->name,
+                     r->upload_mode, (unsigned long long)r->upload_chunk_min,
+                     (unsigned long long)r->upload_chunk_max, (unsigned long long)r->rate_limit);
+    }
+    config_free(c);
+
+    /* A rate limit has no cap of its own. */
+    c = load_ok(f, "registries:\n  a: { url: \"http://a\", rate_limit: 1048576GiB }\n");
+    assert_int_equal(c->registries[0].rate_limit, (uint64_t)1 << 50);
+    config_free(c);
+}
+
+static void test_platforms(void **state)
+{
+    struct fixture *f = *state;
+    struct config *c = load_ok(f, REGISTRIES "rules:\n"
+                                             "  - name: all\n"
+                                             "    source: us-east\n"
+                                             "    destinations: [{registry: eu-west}]\n"
+                                             "  - name: empty\n"
+                                             "    source: us-east\n"
+                                             "    platforms: []\n"
+                                             "    destinations: [{registry: eu-west}]\n"
+                                             "  - name: some\n"
+                                             "    source: us-east\n"
+                                             "    platforms:\n"
+                                             "      - linux/amd64\n"
+                                             "      - linux/arm64/v8\n"
+                                             "      - windows/amd64/10.0.17763.1234\n"
+                                             "      - linux/arm/v7\n"
+                                             "      - freebsd/x86_64\n"
+                                             "      - \"wasi/wasm-32_x\"\n"
+                                             "    destinations: [{registry: eu-west}]\n");
+    assert_int_equal(c->n_rules, 3);
+    assert_null(c->rules[0].platforms);
+    assert_int_equal(c->rules[0].n_platforms, 0);
+    assert_null(c->rules[1].platforms);
+    assert_int_equal(c->rules[1].n_platforms, 0);
+    const char *want[] = {"linux/amd64",  "linux/arm64/v8", "windows/amd64/10.0.17763.1234",
+                          "linux/arm/v7", "freebsd/x86_64", "wasi/wasm-32_x"};
+    assert_int_equal(c->rules[2].n_platforms, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < c->rules[2].n_platforms; i++)
+        assert_string_equal(c->rules[2].platforms[i], want[i]);
+    config_free(c);
 }
 
 static void test_file_errors(void **state)
@@ -977,6 +1254,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_and_circuit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_and_rate_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_platforms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alias_bomb, setup, teardown),
