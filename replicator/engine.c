@@ -42,6 +42,12 @@ struct eng_registry {
     struct registry *push;
     int running;
     int limit;
+    /* The circuit breaker: after `circuit_failures` failed jobs in a row the
+     * destination gets no new job for `circuit_open_ms`, then one probe. */
+    int consecutive_failures;
+    bool open;
+    bool probing;
+    uint64_t open_until_ms;
 };
 
 /* A dispatched journal entry that waits for its jobs. */
@@ -68,6 +74,7 @@ struct eng_job {
     uint64_t seq;
     bool referrers;
     bool overwrite;
+    char *platform; /* one platform to copy out of an index, or NULL */
     struct eng_entry **entries;
     size_t n_entries;
     enum eng_job_state state;
@@ -209,6 +216,7 @@ static void job_free(struct eng_job *job)
     free(job->dst_repo);
     free(job->digest);
     free(job->tag);
+    free(job->platform);
     free(job->last_error);
     free(job);
 }
@@ -359,6 +367,42 @@ static void job_finish_entries(struct eng_job *job)
     engine_advance_cursor(job->engine);
 }
 
+static void engine_circuit_failure(struct engine *e, struct eng_registry *r)
+{
+    r->probing = false;
+    if (++r->consecutive_failures < e->config->circuit_failures && !r->open)
+        return;
+    if (!r->open)
+        log_warn("circuit open dest=%s failures=%d open_ms=%llu", r->cfg->name,
+                 r->consecutive_failures, (unsigned long long)e->config->circuit_open_ms);
+    r->open = true;
+    r->open_until_ms = uv_now(e->loop) + e->config->circuit_open_ms;
+    e->stats.circuits_opened++;
+    /* Wake the pump when the circuit may let a probe through. */
+    if (!uv_is_active((uv_handle_t *)&e->timer) || e->delayed == NULL)
+        uv_timer_start(&e->timer, engine_timer_cb, e->config->circuit_open_ms, 0);
+}
+
+static void engine_circuit_success(struct eng_registry *r)
+{
+    if (r->open)
+        log_warn("circuit closed dest=%s", r->cfg->name);
+    r->open = false;
+    r->probing = false;
+    r->consecutive_failures = 0;
+}
+
+/* May a job start towards `r` now? Open: no; half-open: one probe at a time. */
+static bool engine_circuit_allows(struct engine *e, struct eng_registry *r)
+{
+    if (!r->open)
+        return true;
+    if (r->probing || uv_now(e->loop) < r->open_until_ms)
+        return false;
+    r->probing = true;
+    return true;
+}
+
 static void job_done(struct copy *c, int rc, const char *error, void *arg)
 {
     struct eng_job *job = arg;
@@ -375,10 +419,13 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
     if (rc < 0) {
         free(job->last_error);
         job->last_error = xstrdup(error != NULL ? error : ferry_strerror(rc));
-        if (job->attempts < ENGINE_ATTEMPTS && !e->closing) {
-            uint64_t ceiling = ENGINE_RETRY_BASE_MS << (job->attempts - 1);
-            if (ceiling > ENGINE_RETRY_MAX_MS)
-                ceiling = ENGINE_RETRY_MAX_MS;
+        engine_circuit_failure(e, job->dst);
+        if (job->attempts < e->config->retry_attempts && !e->closing) {
+            uint64_t ceiling = e->config->retry_base_ms;
+            for (int i = 1; i < job->attempts && ceiling < e->config->retry_max_ms; i++)
+                ceiling *= 2;
+            if (ceiling > e->config->retry_max_ms)
+                ceiling = e->config->retry_max_ms;
             uint64_t delay = ceiling / 2 + (uint64_t)rand() % (ceiling / 2 + 1);
             log_warn("job failed, retrying dest=%s repo=%s digest=%s attempt=%d delay_ms=%llu "
                      "error=\"%s\"",
@@ -396,9 +443,11 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
         e->stats.failed++;
         job_record(job, JOURNAL_JOB_FAILED);
     } else if (superseded) {
+        engine_circuit_success(job->dst);
         e->stats.superseded++;
         job_record(job, JOURNAL_JOB_SUPERSEDED);
     } else {
+        engine_circuit_success(job->dst);
         e->stats.complete++;
         job_record(job, JOURNAL_JOB_COMPLETE);
     }
@@ -425,7 +474,11 @@ static void job_start(struct eng_job *job)
         .dst_repo = job->dst_repo,
         .dst_tag = job->tag,
         .no_referrers = !job->referrers,
+        .platform = job->platform,
         .jobs = 4,
+        .upload = {.mode = (enum registry_upload_mode)job->dst->cfg->upload_mode,
+                   .chunk_min = job->dst->cfg->upload_chunk_min,
+                   .chunk_max = job->dst->cfg->upload_chunk_max},
         .tag_gate = job->tag != NULL ? job_tag_gate : NULL,
         .tag_gate_arg = job,
         .skip_ping = true,
@@ -443,7 +496,7 @@ static void engine_pump(struct engine *e)
     struct eng_job *prev = NULL;
     while (*pp != NULL && !e->closing) {
         struct eng_job *job = *pp;
-        if (job->dst->running >= job->dst->limit) {
+        if (job->dst->running >= job->dst->limit || !engine_circuit_allows(e, job->dst)) {
             prev = job;
             pp = &job->next;
             continue;
@@ -602,6 +655,12 @@ static void engine_dispatch(struct engine *e, const struct journal_entry *en)
                 job->tag = xstrdup(en->tag);
                 job->referrers = rule->referrers;
                 job->overwrite = rule->overwrite;
+                /* One platform is copied out of an index as its own manifest;
+                 * several would need a new index, and Ferry never rewrites one. */
+                if (rule->n_platforms == 1)
+                    job->platform = xstrdup(rule->platforms[0]);
+                else if (rule->n_platforms > 1)
+                    log_warn("rule=%s lists several platforms: copying whole indexes", rule->name);
                 job->created_unix_ms = now_unix_ms();
                 e->all = xrealloc(e->all, (e->n_all + 1) * sizeof(*e->all));
                 e->all[e->n_all++] = job;

@@ -32,7 +32,8 @@ struct engine_stats {
     uint64_t failed;
     uint64_t superseded;
     uint64_t retries;
-    uint64_t bytes;  /* blob bytes uploaded */
+    uint64_t bytes; /* blob bytes uploaded */
+    uint64_t circuits_opened;
     uint64_t cursor; /* every entry at or below it is finished */
 };
 
