@@ -677,47 +677,67 @@ static void usage_serve(FILE *out)
           out);
 }
 
-static int cmd_serve(int argc, char **argv)
+/* Flags of the commands that work from a config file: serve, sync, verify. */
+struct config_cmd_flags {
+    const char *config;
+    bool json;
+    bool check;
+};
+
+/*
+ * Parse `-c FILE`, `-v`, `--help` and, where allowed, `--json` and
+ * `--check-config`. Returns 0 to go on, or the exit status to return now
+ * (0 after --help, 2 on a usage error).
+ */
+static int config_cmd_parse(const char *cmd, int argc, char **argv, void (*usage)(FILE *),
+                            bool allow_json, bool allow_check, struct config_cmd_flags *f)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, OPT_JSON},
         {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL;
-    bool check = false;
     int verbose = 0;
     int c;
 
+    memset(f, 0, sizeof(*f));
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:v", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config = optarg;
-            break;
-        case OPT_CHECK_CONFIG:
-            check = true;
-            break;
-        case 'v':
+        if (c == 'c') {
+            f->config = optarg;
+        } else if (c == OPT_JSON && allow_json) {
+            f->json = true;
+        } else if (c == OPT_CHECK_CONFIG && allow_check) {
+            f->check = true;
+        } else if (c == 'v') {
             verbose++;
-            break;
-        case OPT_HELP:
-            usage_serve(stdout);
-            return 0;
-        default:
-            fprintf(stderr, "ferry serve: see 'ferry serve --help'\n");
+        } else if (c == OPT_HELP) {
+            usage(stdout);
+            return -1;
+        } else {
+            fprintf(stderr, "ferry %s: see 'ferry %s --help'\n", cmd, cmd);
             return 2;
         }
     }
-    if (config == NULL || optind != argc) {
-        fprintf(stderr, "ferry serve: want -c FILE (see 'ferry serve --help')\n");
+    if (f->config == NULL || optind != argc) {
+        fprintf(stderr, "ferry %s: want -c FILE (see 'ferry %s --help')\n", cmd, cmd);
         return 2;
     }
     if (verbose > 0)
         log_threshold = verbose > 1 ? FERRY_LOG_DEBUG : FERRY_LOG_INFO;
-    return serve_run(config, check) < 0 ? 1 : 0;
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    struct config_cmd_flags f;
+    int rc = config_cmd_parse("serve", argc, argv, usage_serve, false, true, &f);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    return serve_run(f.config, f.check) < 0 ? 1 : 0;
 }
 
 static void usage_sync(FILE *out)
@@ -734,45 +754,11 @@ static void usage_sync(FILE *out)
 
 static int cmd_sync(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, OPT_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config = NULL;
-    bool json = false;
-    int verbose = 0;
-    int c;
-
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:v", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config = optarg;
-            break;
-        case OPT_JSON:
-            json = true;
-            break;
-        case 'v':
-            verbose++;
-            break;
-        case OPT_HELP:
-            usage_sync(stdout);
-            return 0;
-        default:
-            fprintf(stderr, "ferry sync: see 'ferry sync --help'\n");
-            return 2;
-        }
-    }
-    if (config == NULL || optind != argc) {
-        fprintf(stderr, "ferry sync: want -c FILE (see 'ferry sync --help')\n");
-        return 2;
-    }
-    if (verbose > 0)
-        log_threshold = verbose > 1 ? FERRY_LOG_DEBUG : FERRY_LOG_INFO;
-    int rc = sync_run(config, json);
+    struct config_cmd_flags f;
+    int rc = config_cmd_parse("sync", argc, argv, usage_sync, true, false, &f);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    rc = sync_run(f.config, f.json);
     return rc < 0 ? 2 : rc;
 }
 
