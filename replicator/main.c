@@ -22,6 +22,7 @@
 #include "config.h"
 #include "serve.h"
 #include "sync.h"
+#include "verify.h"
 #include "log.h"
 #include "reference.h"
 #include "xalloc.h"
@@ -38,6 +39,7 @@ static void usage_main(FILE *out)
           "  copy SRC DST   copy one whole image (index, platforms, referrers) to DST\n"
           "  serve -c FILE  the daemon: webhook ingest and the poller into the journal\n"
           "  sync -c FILE   one reconcile: poll every source once, replicate, report\n"
+          "  verify -c FILE compare every selected source tag with every destination\n"
           "  journal ...    read and append to the change journal (ls, show, append, stats)\n"
           "  ls REPO        list the tags of HOST[:PORT]/REPO\n"
           "  catalog HOST   list the repositories of a registry\n"
@@ -762,6 +764,34 @@ static int cmd_sync(int argc, char **argv)
     return rc < 0 ? 2 : rc;
 }
 
+static void usage_verify(FILE *out)
+{
+    fputs("usage: ferry verify -c FILE [--json] [-v]\n"
+          "\n"
+          "Compares every source tag the rules select with every destination of the\n"
+          "rule: the tag's digest, every child manifest and blob of the image, and its\n"
+          "referrers. Prints one line per drift on stdout:\n"
+          "  drift DEST REPO:TAG missing|differs|incomplete|referrers DETAIL\n"
+          "and a summary on stderr; --json prints one JSON object per line instead.\n"
+          "Read-only: only GET and HEAD requests.\n"
+          "Exit status: 0 when every destination holds everything, 1 on drift or when a\n"
+          "registry cannot be read (named in the message), 2 on a usage or configuration\n"
+          "error.\n",
+          out);
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    struct config_cmd_flags f;
+    int rc = config_cmd_parse("verify", argc, argv, usage_verify, true, false, &f);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    rc = verify_run(f.config, f.json);
+    if (rc == FERRY_EINVAL)
+        return 2;
+    return rc == 0 ? 0 : 1;
+}
+
 static void usage_journal(FILE *out)
 {
     fputs("usage: ferry journal -c FILE COMMAND [ARGS]\n"
@@ -1109,6 +1139,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "sync") == 0)
         return cmd_sync(argc - 1, argv + 1);
+    if (strcmp(cmd, "verify") == 0)
+        return cmd_verify(argc - 1, argv + 1);
     if (strcmp(cmd, "journal") == 0)
         return cmd_journal(argc - 1, argv + 1);
     if (strcmp(cmd, "ls") == 0 || strcmp(cmd, "catalog") == 0)

@@ -1,0 +1,64 @@
+/*
+ * verify: `ferry verify`, a read-only audit of what the config's rules
+ * promise. For every rule, every repository of its source it selects (the
+ * registry's `repositories` when the config lists them, else `_catalog`) and
+ * every tag of those it selects (never the `sha256-<hex>` referrers fallback
+ * tags), it resolves the tag's digest at the source and asks each of the
+ * rule's destinations whether it holds the same image, whole:
+ *
+ *   missing     the destination has no such tag;
+ *   differs     the tag there points at another digest;
+ *   incomplete  the tag is right, but a child manifest of the index, or a
+ *               config or layer blob of an image manifest, is not there;
+ *   referrers   a referrer of the source digest (signature, SBOM) is not
+ *               listed there (referrers API, or the `sha256-<hex>` fallback
+ *               tag); only for rules with `referrers: true`.
+ *
+ * Every registry named by a rule is pinged first, so one that is down is
+ * reported before any listing. Nothing is written anywhere (not even
+ * data_dir): only GET and HEAD requests, at most
+ * VERIFY_DEFAULT_CONCURRENCY of them in flight per registry (or the
+ * registry's max_concurrency), with the registries' credentials and TLS
+ * settings from the config.
+ */
+#ifndef FERRY_VERIFY_H
+#define FERRY_VERIFY_H
+
+#include <stdbool.h>
+
+/* Requests in flight at once to one registry whose config sets no max_concurrency. */
+#define VERIFY_DEFAULT_CONCURRENCY 8
+/* Source tags being verified at once (bounds the manifests held in memory). */
+#define VERIFY_TAGS_IN_FLIGHT 16
+
+/**
+ * Verify every rule of the config at `config_path` on a loop of its own.
+ *
+ * Output: one line on stdout per drift, `drift DEST REPO:TAG KIND DETAIL`
+ * (DEST the destination registry's name, REPO its repository, KIND one of
+ * missing, differs, incomplete, referrers), sorted by DEST, REPO, TAG and
+ * KIND; then `verified N tags across M destinations: K drift` on stderr
+ * (N source tags checked, M destination registries, K drift lines), left
+ * out when a registry failed. DETAIL is "source DIGEST" (missing), "source
+ * DIGEST destination DIGEST" (differs), "N missing: layer|config DIGEST of
+ * MANIFEST" or "manifest DIGEST (PLATFORM)" with ", and N more" (incomplete),
+ * "N of M referrers not listed: DIGEST[, and N more]" (referrers).
+ * With `json`, one JSON object per line on stdout instead:
+ * {"type":"drift", "destination", "repository", "tag", "kind", "detail",
+ * "rule", "source", "source_repository", "digest", and "destination_digest"
+ * (differs) or "missing" (incomplete, referrers: the digests)} per drift,
+ * then {"type":"summary", "ok", "tags", "destinations", "drift",
+ * "seconds"[, "error"]}.
+ *
+ * Returns 0 when every destination holds everything, 1 when some drift was
+ * found, or a negative code after printing one line on stderr
+ * ("ferry verify: ..."):
+ *  - FERRY_EINVAL when the config cannot be loaded (whatever the reason; the
+ *    line says which) — a usage error for the command line;
+ *  - when a registry cannot be read (unreachable, TLS, auth, a failing
+ *    listing), that failure's code, never FERRY_EINVAL; the line names the
+ *    registry as the config does. Drift found before the failure is printed.
+ */
+int verify_run(const char *config_path, bool json);
+
+#endif
