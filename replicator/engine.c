@@ -75,6 +75,7 @@ struct eng_job {
     bool referrers;
     bool overwrite;
     char *platform; /* one platform to copy out of an index, or NULL */
+    bool is_delete; /* a delete entry: remove the manifest (and so the tag) */
     struct eng_entry **entries;
     size_t n_entries;
     enum eng_job_state state;
@@ -154,10 +155,14 @@ static void job_record(struct eng_job *job, enum journal_job_state state)
     struct engine *e = job->engine;
     struct journal_job rec;
     char *tags[1];
+    char *by_tag = NULL;
     memset(&rec, 0, sizeof(rec));
     rec.destination = (char *)job->dst->cfg->name;
     rec.repository = job->dst_repo;
-    rec.digest = job->digest;
+    /* A delete of a tag alone has no digest: its record is keyed by the tag. */
+    if (job->digest == NULL)
+        by_tag = xasprintf("tag:%s", job->tag);
+    rec.digest = job->digest != NULL ? job->digest : by_tag;
     rec.state = state;
     rec.attempts = (uint32_t)job->attempts;
     rec.last_error = job->last_error;
@@ -177,6 +182,7 @@ static void job_record(struct eng_job *job, enum journal_job_state state)
                  rec.repository, rec.digest);
     if (e->job_cb != NULL && state != JOURNAL_JOB_PENDING && state != JOURNAL_JOB_IN_PROGRESS)
         e->job_cb(e, &rec, e->cb_arg);
+    free(by_tag);
 }
 
 /* ---- the cursor ---- */
@@ -286,9 +292,15 @@ static struct tag_lock *tag_lock_find(struct engine *e, const char *key)
 }
 
 /* The tag's turn: check and raise its fence, then let the copy move it or not. */
+static void delete_gated(struct eng_job *job);
+
 static void job_gate_decide(struct eng_job *job)
 {
     struct engine *e = job->engine;
+    if (job->is_delete) {
+        delete_gated(job);
+        return;
+    }
     const char *existing = copy_dst_tag_digest(job->copy);
 
     if (!job->overwrite && existing != NULL) {
@@ -403,15 +415,12 @@ static bool engine_circuit_allows(struct engine *e, struct eng_registry *r)
     return true;
 }
 
-static void job_done(struct copy *c, int rc, const char *error, void *arg)
+/* A job's attempt ended: retry it, or record how it finished. */
+static void job_settle(struct eng_job *job, int rc, const char *error, bool superseded)
 {
-    struct eng_job *job = arg;
     struct engine *e = job->engine;
-    bool superseded = rc == 0 && copy_tag_superseded(c);
 
-    job->copy = NULL;
     job_release_tag_lock(job);
-    copy_free(c);
     job->dst->running--;
     e->running--;
     e->stats.running--;
@@ -429,8 +438,8 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
             uint64_t delay = ceiling / 2 + (uint64_t)rand() % (ceiling / 2 + 1);
             log_warn("job failed, retrying dest=%s repo=%s digest=%s attempt=%d delay_ms=%llu "
                      "error=\"%s\"",
-                     job->dst->cfg->name, job->dst_repo, job->digest, job->attempts,
-                     (unsigned long long)delay, job->last_error);
+                     job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
+                     job->attempts, (unsigned long long)delay, job->last_error);
             e->stats.retries++;
             e->stats.pending++;
             job_record(job, JOURNAL_JOB_PENDING);
@@ -439,7 +448,8 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
             return;
         }
         log_error("job failed dest=%s repo=%s digest=%s attempts=%d error=\"%s\"",
-                  job->dst->cfg->name, job->dst_repo, job->digest, job->attempts, job->last_error);
+                  job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
+                  job->attempts, job->last_error);
         e->stats.failed++;
         job_record(job, JOURNAL_JOB_FAILED);
     } else if (superseded) {
@@ -456,6 +466,75 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
     engine_pump(e);
 }
 
+static void job_done(struct copy *c, int rc, const char *error, void *arg)
+{
+    struct eng_job *job = arg;
+    bool superseded = rc == 0 && copy_tag_superseded(c);
+    job->copy = NULL;
+    copy_free(c);
+    job_settle(job, rc, error, superseded);
+}
+
+/* ---- delete jobs: through the same fence as pushes ---- */
+
+static void delete_done(int rc, const char *error, void *arg)
+{
+    job_settle(arg, rc, error, false);
+}
+
+static void delete_tag_resolved(int rc, const char *error, const char *bytes, size_t len,
+                                const char *media_type, const char *digest, void *arg)
+{
+    struct eng_job *job = arg;
+    (void)bytes;
+    (void)len;
+    (void)media_type;
+    if (rc == FERRY_ENOTFOUND) {
+        job_settle(job, 0, NULL, false);
+        return;
+    }
+    if (rc < 0 || digest == NULL) {
+        job_settle(job, rc < 0 ? rc : FERRY_EPROTO,
+                   error ? error : "the destination named no digest for the tag", false);
+        return;
+    }
+    if (job->digest != NULL && strcmp(digest, job->digest) != 0) {
+        /* The tag names another image there now: not the one deleted. */
+        log_info("tag moved on, not deleted dest=%s repo=%s tag=%s", job->dst->cfg->name,
+                 job->dst_repo, job->tag);
+        job_settle(job, 0, NULL, true);
+        return;
+    }
+    /* Distribution deletes manifests, not tags: every tag on it goes too. */
+    registry_manifest_delete(job->dst->push, job->dst_repo, digest, delete_done, job);
+}
+
+/* The tag's turn for a delete: a newer entry that moved the tag wins. */
+static void delete_gated(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    int rc =
+        journal_fence_raise(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, job->seq);
+    if (rc < 0) {
+        job_settle(job, rc, "cannot record the tag's fence", false);
+        return;
+    }
+    if (rc == 0) {
+        job_settle(job, 0, NULL, true);
+        return;
+    }
+    registry_manifest_head(job->dst->push, job->dst_repo, job->tag, delete_tag_resolved, job);
+}
+
+static void delete_start(struct eng_job *job)
+{
+    if (job->tag == NULL) {
+        registry_manifest_delete(job->dst->push, job->dst_repo, job->digest, delete_done, job);
+        return;
+    }
+    job_tag_gate(NULL, NULL, job);
+}
+
 static void job_start(struct eng_job *job)
 {
     struct engine *e = job->engine;
@@ -466,6 +545,10 @@ static void job_start(struct eng_job *job)
     e->stats.running++;
     e->stats.pending--;
     job_record(job, JOURNAL_JOB_IN_PROGRESS);
+    if (job->is_delete) {
+        delete_start(job);
+        return;
+    }
     struct copy_spec spec = {
         .src = job->src->pull,
         .dst = job->dst->push,
@@ -590,7 +673,7 @@ static struct eng_job *engine_find_queued(struct engine *e, const char *dest, co
 {
     for (size_t i = 0; i < e->n_all; i++) {
         struct eng_job *j = e->all[i];
-        if (j->state == JOB_RUNNING)
+        if (j->state == JOB_RUNNING || j->is_delete)
             continue;
         if (strcmp(j->dst->cfg->name, dest) == 0 && strcmp(j->dst_repo, repo) == 0 &&
             strcmp(j->digest, digest) == 0 &&
@@ -610,6 +693,62 @@ static bool is_referrers_tag(const char *tag)
     return true;
 }
 
+static struct eng_job *job_new(struct engine *e, struct eng_registry *src, struct eng_registry *dst,
+                               const struct journal_entry *en, char *dst_repo)
+{
+    struct eng_job *job = xcalloc(1, sizeof(*job));
+    job->engine = e;
+    job->src = src;
+    job->dst = dst;
+    job->src_repo = xstrdup(en->repository);
+    job->dst_repo = dst_repo;
+    job->digest = xstrdup(en->digest);
+    job->tag = xstrdup(en->tag);
+    job->created_unix_ms = now_unix_ms();
+    e->all = xrealloc(e->all, (e->n_all + 1) * sizeof(*e->all));
+    e->all[e->n_all++] = job;
+    e->stats.jobs++;
+    e->stats.pending++;
+    return job;
+}
+
+static void job_attach(struct eng_job *job, struct eng_entry *entry, uint64_t seq)
+{
+    if (seq > job->seq)
+        job->seq = seq;
+    job->entries = xrealloc(job->entries, (job->n_entries + 1) * sizeof(*job->entries));
+    job->entries[job->n_entries++] = entry;
+    entry->jobs_left++;
+}
+
+/* A delete goes to the destinations of the rules that propagate deletes. */
+static void engine_dispatch_delete(struct engine *e, const struct journal_entry *en,
+                                   struct eng_entry *entry)
+{
+    struct eng_registry *src = engine_registry(e, en->source);
+    if (src == NULL || (en->digest == NULL && en->tag == NULL))
+        return;
+    for (size_t r = 0; r < e->config->n_rules; r++) {
+        const struct config_rule *rule = &e->config->rules[r];
+        if (!rule->deletes || strcmp(rule->source, en->source) != 0 ||
+            !config_rule_selects(rule, en->repository, en->tag))
+            continue;
+        for (size_t d = 0; d < rule->n_destinations; d++) {
+            struct eng_registry *dst = engine_registry(e, rule->destinations[d].registry);
+            char *dst_repo = config_destination_repository(&rule->destinations[d], en->repository);
+            if (dst == NULL || dst_repo == NULL) {
+                free(dst_repo);
+                continue;
+            }
+            struct eng_job *job = job_new(e, src, dst, en, dst_repo);
+            job->is_delete = true;
+            job_attach(job, entry, en->seq);
+            job_enqueue(job);
+            job_record(job, JOURNAL_JOB_PENDING);
+        }
+    }
+}
+
 static void engine_dispatch(struct engine *e, const struct journal_entry *en)
 {
     struct eng_entry *entry = xcalloc(1, sizeof(*entry));
@@ -622,9 +761,14 @@ static void engine_dispatch(struct engine *e, const struct journal_entry *en)
     e->dispatched_seq = en->seq;
     e->stats.dispatched++;
 
-    /* Deletes are not propagated yet; referrer fallback tags travel with
-     * their subject's copy. Both finish at once. */
-    if (en->action != JOURNAL_PUSH || en->digest == NULL || is_referrers_tag(en->tag))
+    /* Referrer fallback tags travel with their subject's copy. */
+    if (is_referrers_tag(en->tag))
+        return;
+    if (en->action == JOURNAL_DELETE) {
+        engine_dispatch_delete(e, en, entry);
+        return;
+    }
+    if (en->action != JOURNAL_PUSH || en->digest == NULL)
         return;
     struct eng_registry *src = engine_registry(e, en->source);
     if (src == NULL)
@@ -645,14 +789,7 @@ static void engine_dispatch(struct engine *e, const struct journal_entry *en)
             struct eng_job *job =
                 engine_find_queued(e, dest->registry, dst_repo, en->digest, en->tag);
             if (job == NULL) {
-                job = xcalloc(1, sizeof(*job));
-                job->engine = e;
-                job->src = src;
-                job->dst = dst;
-                job->src_repo = xstrdup(en->repository);
-                job->dst_repo = dst_repo;
-                job->digest = xstrdup(en->digest);
-                job->tag = xstrdup(en->tag);
+                job = job_new(e, src, dst, en, dst_repo);
                 job->referrers = rule->referrers;
                 job->overwrite = rule->overwrite;
                 /* One platform is copied out of an index as its own manifest;
@@ -661,21 +798,12 @@ static void engine_dispatch(struct engine *e, const struct journal_entry *en)
                     job->platform = xstrdup(rule->platforms[0]);
                 else if (rule->n_platforms > 1)
                     log_warn("rule=%s lists several platforms: copying whole indexes", rule->name);
-                job->created_unix_ms = now_unix_ms();
-                e->all = xrealloc(e->all, (e->n_all + 1) * sizeof(*e->all));
-                e->all[e->n_all++] = job;
-                e->stats.jobs++;
-                e->stats.pending++;
                 job_enqueue(job);
             } else {
                 free(dst_repo);
             }
             /* Coalesced: the job now serves the newest entry that named it. */
-            if (en->seq > job->seq)
-                job->seq = en->seq;
-            job->entries = xrealloc(job->entries, (job->n_entries + 1) * sizeof(*job->entries));
-            job->entries[job->n_entries++] = entry;
-            entry->jobs_left++;
+            job_attach(job, entry, en->seq);
             job_record(job, JOURNAL_JOB_PENDING);
         }
     }

@@ -1437,6 +1437,39 @@ int registry_repository_exists(struct registry *reg, const char *repo, registry_
     return 0;
 }
 
+static void manifest_delete_done(struct regop *op, struct http_request *req, int rc, void *arg)
+{
+    struct simple_ctx *ctx = arg;
+    long status = req != NULL ? http_request_status(req) : 0;
+    if (rc == 0 && (status == 202 || status == 200 || status == 204 || status == 404)) {
+        ctx->cb(0, NULL, ctx->arg);
+    } else {
+        rc = rc < 0 ? rc : status == 405 ? FERRY_EUNSUPPORTED : regop_status_rc(op, req, rc);
+        char *error = regop_error_text(op, req, rc);
+        ctx->cb(rc, error, ctx->arg);
+        free(error);
+    }
+    free(ctx);
+    regop_free(op);
+}
+
+int registry_manifest_delete(struct registry *reg, const char *repo, const char *digest,
+                             registry_done_cb cb, void *arg)
+{
+    if (!digest_valid(digest))
+        return FERRY_EINVAL;
+    char *url = xasprintf("%s/v2/%s/manifests/%s", reg->base, repo, digest);
+    char *scope = xasprintf("repository:%s:pull,push,delete", repo);
+    struct regop *op = regop_new(reg, "DELETE", url, scope);
+    free(url);
+    free(scope);
+    struct simple_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    ctx->cb = cb;
+    ctx->arg = arg;
+    regop_run(op, manifest_delete_done, ctx);
+    return 0;
+}
+
 /* ---- listing with Link pagination ---- */
 
 struct list_ctx {

@@ -172,6 +172,14 @@ int registry_manifest_put(struct registry *reg, const char *repo, const char *re
                           const char *bytes, size_t len, const char *media_type, registry_put_cb cb,
                           void *arg);
 
+/**
+ * DELETE a manifest by digest (with every tag that names it; the only delete
+ * Distribution offers). A manifest already gone (404) is success; a registry
+ * that refuses deletes answers 405 (FERRY_EUNSUPPORTED).
+ */
+int registry_manifest_delete(struct registry *reg, const char *repo, const char *digest,
+                             registry_done_cb cb, void *arg);
+
 typedef void (*registry_list_cb)(int rc, const char *error, char **items, size_t n, void *arg);
 
 /**
