@@ -45,6 +45,8 @@ struct eng_registry {
     /* The circuit breaker: after `circuit_failures` failed jobs in a row the
      * destination gets no new job for `circuit_open_ms`, then one probe. */
     int consecutive_failures;
+    uint64_t *failed_seqs; /* entries with a FAILED job here, requeued when the circuit closes */
+    size_t n_failed_seqs;
     bool open;
     bool probing;
     uint64_t open_until_ms;
@@ -54,6 +56,7 @@ struct eng_registry {
 struct eng_entry {
     uint64_t seq;
     int jobs_left;
+    bool detached; /* a retry of an entry behind the cursor: freed when done */
     struct eng_entry *next;
 };
 
@@ -192,7 +195,8 @@ static void engine_advance_cursor(struct engine *e)
     uint64_t cursor = e->cursor;
     while (e->entries_head != NULL && e->entries_head->jobs_left == 0) {
         struct eng_entry *done = e->entries_head;
-        cursor = done->seq;
+        if (done->seq > cursor)
+            cursor = done->seq;
         e->entries_head = done->next;
         if (e->entries_head == NULL)
             e->entries_tail = NULL;
@@ -374,8 +378,11 @@ static void job_release_tag_lock(struct eng_job *job)
 
 static void job_finish_entries(struct eng_job *job)
 {
-    for (size_t i = 0; i < job->n_entries; i++)
-        job->entries[i]->jobs_left--;
+    for (size_t i = 0; i < job->n_entries; i++) {
+        struct eng_entry *entry = job->entries[i];
+        if (--entry->jobs_left == 0 && entry->detached)
+            free(entry);
+    }
     engine_advance_cursor(job->engine);
 }
 
@@ -395,10 +402,21 @@ static void engine_circuit_failure(struct engine *e, struct eng_registry *r)
         uv_timer_start(&e->timer, engine_timer_cb, e->config->circuit_open_ms, 0);
 }
 
-static void engine_circuit_success(struct eng_registry *r)
+static void engine_requeue(struct engine *e, uint64_t seq, const char *dest);
+
+static void engine_circuit_success(struct engine *e, struct eng_registry *r)
 {
-    if (r->open)
-        log_warn("circuit closed dest=%s", r->cfg->name);
+    if (r->open) {
+        log_warn("circuit closed dest=%s requeued=%zu", r->cfg->name, r->n_failed_seqs);
+        /* What failed while the destination was down gets another go. */
+        uint64_t *seqs = r->failed_seqs;
+        size_t n = r->n_failed_seqs;
+        r->failed_seqs = NULL;
+        r->n_failed_seqs = 0;
+        for (size_t i = 0; i < n; i++)
+            engine_requeue(e, seqs[i], r->cfg->name);
+        free(seqs);
+    }
     r->open = false;
     r->probing = false;
     r->consecutive_failures = 0;
@@ -452,12 +470,15 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
                   job->attempts, job->last_error);
         e->stats.failed++;
         job_record(job, JOURNAL_JOB_FAILED);
+        struct eng_registry *r = job->dst;
+        r->failed_seqs = xrealloc(r->failed_seqs, (r->n_failed_seqs + 1) * sizeof(uint64_t));
+        r->failed_seqs[r->n_failed_seqs++] = job->seq;
     } else if (superseded) {
-        engine_circuit_success(job->dst);
+        engine_circuit_success(e, job->dst);
         e->stats.superseded++;
         job_record(job, JOURNAL_JOB_SUPERSEDED);
     } else {
-        engine_circuit_success(job->dst);
+        engine_circuit_success(e, job->dst);
         e->stats.complete++;
         job_record(job, JOURNAL_JOB_COMPLETE);
     }
@@ -723,7 +744,7 @@ static void job_attach(struct eng_job *job, struct eng_entry *entry, uint64_t se
 
 /* A delete goes to the destinations of the rules that propagate deletes. */
 static void engine_dispatch_delete(struct engine *e, const struct journal_entry *en,
-                                   struct eng_entry *entry)
+                                   struct eng_entry *entry, const char *only_dest)
 {
     struct eng_registry *src = engine_registry(e, en->source);
     if (src == NULL || (en->digest == NULL && en->tag == NULL))
@@ -734,6 +755,8 @@ static void engine_dispatch_delete(struct engine *e, const struct journal_entry 
             !config_rule_selects(rule, en->repository, en->tag))
             continue;
         for (size_t d = 0; d < rule->n_destinations; d++) {
+            if (only_dest != NULL && strcmp(rule->destinations[d].registry, only_dest) != 0)
+                continue;
             struct eng_registry *dst = engine_registry(e, rule->destinations[d].registry);
             char *dst_repo = config_destination_repository(&rule->destinations[d], en->repository);
             if (dst == NULL || dst_repo == NULL) {
@@ -749,30 +772,40 @@ static void engine_dispatch_delete(struct engine *e, const struct journal_entry 
     }
 }
 
-static void engine_dispatch(struct engine *e, const struct journal_entry *en)
+/*
+ * Make the jobs of one entry: for every destination, or only `only_dest`
+ * for a retry of an entry the cursor has passed (its eng_entry then stays
+ * out of the cursor's list).
+ */
+static void engine_dispatch_to(struct engine *e, const struct journal_entry *en,
+                               const char *only_dest)
 {
     struct eng_entry *entry = xcalloc(1, sizeof(*entry));
     entry->seq = en->seq;
-    if (e->entries_tail != NULL)
-        e->entries_tail->next = entry;
-    else
-        e->entries_head = entry;
-    e->entries_tail = entry;
-    e->dispatched_seq = en->seq;
-    e->stats.dispatched++;
+    if (only_dest != NULL) {
+        entry->detached = true;
+    } else {
+        if (e->entries_tail != NULL)
+            e->entries_tail->next = entry;
+        else
+            e->entries_head = entry;
+        e->entries_tail = entry;
+        e->dispatched_seq = en->seq;
+        e->stats.dispatched++;
+    }
 
     /* Referrer fallback tags travel with their subject's copy. */
     if (is_referrers_tag(en->tag))
-        return;
+        goto out;
     if (en->action == JOURNAL_DELETE) {
-        engine_dispatch_delete(e, en, entry);
-        return;
+        engine_dispatch_delete(e, en, entry, only_dest);
+        goto out;
     }
     if (en->action != JOURNAL_PUSH || en->digest == NULL)
-        return;
+        goto out;
     struct eng_registry *src = engine_registry(e, en->source);
     if (src == NULL)
-        return;
+        goto out;
     for (size_t r = 0; r < e->config->n_rules; r++) {
         const struct config_rule *rule = &e->config->rules[r];
         if (strcmp(rule->source, en->source) != 0 ||
@@ -780,6 +813,8 @@ static void engine_dispatch(struct engine *e, const struct journal_entry *en)
             continue;
         for (size_t d = 0; d < rule->n_destinations; d++) {
             const struct config_destination *dest = &rule->destinations[d];
+            if (only_dest != NULL && strcmp(dest->registry, only_dest) != 0)
+                continue;
             struct eng_registry *dst = engine_registry(e, dest->registry);
             char *dst_repo = config_destination_repository(dest, en->repository);
             if (dst == NULL || dst_repo == NULL) {
@@ -807,6 +842,33 @@ static void engine_dispatch(struct engine *e, const struct journal_entry *en)
             job_record(job, JOURNAL_JOB_PENDING);
         }
     }
+out:
+    if (entry->detached && entry->jobs_left == 0)
+        free(entry);
+}
+
+static void engine_dispatch(struct engine *e, const struct journal_entry *en)
+{
+    engine_dispatch_to(e, en, NULL);
+}
+
+/* Run entry `seq` again for destination `dest`, with its original seq (fences). */
+static void engine_requeue(struct engine *e, uint64_t seq, const char *dest)
+{
+    struct journal_entry en;
+    if (e->closing || journal_get(e->journal, seq, &en) < 0)
+        return;
+    engine_dispatch_to(e, &en, dest);
+    journal_entry_release(&en);
+}
+
+/* Jobs marked PENDING behind the cursor (by `ferry retry`) run again. */
+static int engine_take_retry(const struct journal_job *job, void *arg)
+{
+    struct engine *e = arg;
+    if (job->state == JOURNAL_JOB_PENDING && job->seq != 0 && job->seq <= e->cursor)
+        engine_requeue(e, job->seq, job->destination);
+    return 0;
 }
 
 static int engine_take(const struct journal_entry *en, void *arg)
@@ -897,8 +959,9 @@ void engine_set_callbacks(struct engine *e, engine_idle_cb idle, engine_job_cb j
 void engine_start(struct engine *e)
 {
     e->started = true;
+    journal_job_scan(e->journal, engine_take_retry, e);
     engine_read_journal(e, journal_last_seq(e->journal));
-    engine_maybe_idle(e);
+    engine_pump(e);
 }
 
 void engine_notify(struct engine *e, uint64_t seq)
@@ -920,6 +983,7 @@ static void engine_http_closed(void *arg)
     if (--e->closing_handles > 0)
         return;
     for (size_t i = 0; i < e->n_registries; i++) {
+        free(e->registries[i].failed_seqs);
         while (e->registries[i].flights != NULL) {
             struct blob_flight *f = e->registries[i].flights;
             e->registries[i].flights = f->next;

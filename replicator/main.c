@@ -40,6 +40,7 @@ static void usage_main(FILE *out)
           "  serve -c FILE  the daemon: webhook ingest and the poller into the journal\n"
           "  sync -c FILE   one reconcile: poll every source once, replicate, report\n"
           "  verify -c FILE compare every selected source tag with every destination\n"
+          "  retry -c FILE  requeue FAILED replication jobs (--dest D or --all-failed)\n"
           "  journal ...    read and append to the change journal (ls, show, append, stats)\n"
           "  ls REPO        list the tags of HOST[:PORT]/REPO\n"
           "  catalog HOST   list the repositories of a registry\n"
@@ -792,6 +793,118 @@ static int cmd_verify(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
+static void usage_retry(FILE *out)
+{
+    fputs("usage: ferry retry -c FILE (--dest D | --all-failed)\n"
+          "\n"
+          "Marks FAILED replication jobs (of destination D, or all of them) PENDING again;\n"
+          "the next 'ferry sync', or 'ferry serve' when it starts, runs them with their\n"
+          "original journal seq, so a retried job never moves a tag past a newer entry.\n"
+          "The journal must not be held by a running daemon.\n",
+          out);
+}
+
+struct retry_scan {
+    const char *dest;
+    struct journal_job *jobs;
+    size_t n;
+};
+
+static int retry_collect(const struct journal_job *job, void *arg)
+{
+    struct retry_scan *r = arg;
+    if (job->state != JOURNAL_JOB_FAILED ||
+        (r->dest != NULL && strcmp(job->destination, r->dest) != 0))
+        return 0;
+    r->jobs = xrealloc(r->jobs, (r->n + 1) * sizeof(*r->jobs));
+    struct journal_job *copy = &r->jobs[r->n++];
+    *copy = *job;
+    copy->destination = xstrdup(job->destination);
+    copy->repository = xstrdup(job->repository);
+    copy->digest = xstrdup(job->digest);
+    copy->last_error = xstrdup(job->last_error);
+    copy->tags = job->n_tags ? xcalloc(job->n_tags, sizeof(char *)) : NULL;
+    for (size_t i = 0; i < job->n_tags; i++)
+        copy->tags[i] = xstrdup(job->tags[i]);
+    return 0;
+}
+
+static int cmd_retry(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"dest", required_argument, NULL, 'd'},
+        {"all-failed", no_argument, NULL, 'a'},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    struct retry_scan r = {0};
+    bool all = false;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
+        if (c == 'c')
+            config = optarg;
+        else if (c == 'd')
+            r.dest = optarg;
+        else if (c == 'a')
+            all = true;
+        else if (c == OPT_HELP) {
+            usage_retry(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "ferry retry: see 'ferry retry --help'\n");
+            return 2;
+        }
+    }
+    if (config == NULL || optind != argc || (r.dest == NULL) == !all) {
+        fprintf(stderr, "ferry retry: want -c FILE and one of --dest D or --all-failed\n");
+        return 2;
+    }
+    struct config *cfg = NULL;
+    char *err = NULL;
+    if (config_load(config, &cfg, &err) < 0) {
+        fprintf(stderr, "ferry retry: %s\n", err);
+        free(err);
+        return 2;
+    }
+    if (r.dest != NULL && config_registry_find(cfg, r.dest) == NULL) {
+        fprintf(stderr, "ferry retry: unknown destination '%s'\n", r.dest);
+        config_free(cfg);
+        return 2;
+    }
+    char *dir = xasprintf("%s/journal", cfg->data_dir);
+    struct journal *j = NULL;
+    struct journal_options jopts = {0};
+    int rc = journal_open(dir, &jopts, &j, &err);
+    if (rc == -EBUSY) {
+        fprintf(stderr, "ferry retry: the daemon holds the journal; stop it first\n");
+    } else if (rc < 0) {
+        fprintf(stderr, "ferry retry: %s\n", err ? err : ferry_strerror(rc));
+    } else {
+        rc = journal_job_scan(j, retry_collect, &r);
+        for (size_t i = 0; rc >= 0 && i < r.n; i++) {
+            r.jobs[i].state = JOURNAL_JOB_PENDING;
+            r.jobs[i].attempts = 0;
+            rc = journal_job_put(j, &r.jobs[i]);
+        }
+        if (rc >= 0)
+            printf("requeued %zu failed job%s\n", r.n, r.n == 1 ? "" : "s");
+        else
+            fprintf(stderr, "ferry retry: %s\n", ferry_strerror(rc));
+        journal_close(j);
+    }
+    for (size_t i = 0; i < r.n; i++)
+        journal_job_release(&r.jobs[i]);
+    free(r.jobs);
+    free(err);
+    free(dir);
+    config_free(cfg);
+    return rc < 0 ? 1 : 0;
+}
+
 static void usage_journal(FILE *out)
 {
     fputs("usage: ferry journal -c FILE COMMAND [ARGS]\n"
@@ -1139,6 +1252,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "sync") == 0)
         return cmd_sync(argc - 1, argv + 1);
+    if (strcmp(cmd, "retry") == 0)
+        return cmd_retry(argc - 1, argv + 1);
     if (strcmp(cmd, "verify") == 0)
         return cmd_verify(argc - 1, argv + 1);
     if (strcmp(cmd, "journal") == 0)

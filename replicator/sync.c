@@ -28,6 +28,8 @@ struct sync {
     bool json;
     uint64_t start_ms;
     cJSON *failures;
+    uint64_t poll_errors;
+    char poll_error[256];
 };
 
 static void sync_committer_closed(void *arg)
@@ -69,7 +71,10 @@ static void sync_idle(struct engine *e, void *arg)
 static void sync_polled(struct poller *p, void *arg)
 {
     struct sync *s = arg;
-    (void)p;
+    struct poller_stats st;
+    poller_get_stats(p, &st);
+    s->poll_errors = st.errors;
+    snprintf(s->poll_error, sizeof(s->poll_error), "%s", st.last_error);
     s->polled = true;
     /* The entries of the round may still be on their way through the
      * committer; the engine says when it is idle with all of them. */
@@ -148,6 +153,15 @@ int sync_run(const char *config_path, bool json)
     uv_update_time(&s.loop);
     double seconds = (double)(uv_now(&s.loop) - s.start_ms) / 1000.0;
     int failed = cJSON_GetArraySize(s.failures);
+    /* A source that could not be listed is not a clean sync. */
+    if (s.poll_errors > 0) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "error", s.poll_error);
+        cJSON_AddItemToArray(s.failures, f);
+        failed++;
+        if (!json)
+            fprintf(stderr, "FAILED     polling: %s\n", s.poll_error);
+    }
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddBoolToObject(j, "ok", failed == 0);
