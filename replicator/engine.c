@@ -46,6 +46,10 @@ struct eng_registry {
      * destination gets no new job for `circuit_open_ms`, then one probe. */
     int consecutive_failures;
     uint64_t *failed_seqs; /* entries with a FAILED job here, requeued when the circuit closes */
+    uint64_t jobs_created;
+    uint64_t jobs_finished;
+    uint64_t jobs_failed;
+    uint64_t bytes;
     size_t n_failed_seqs;
     bool open;
     bool probing;
@@ -482,6 +486,10 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
         e->stats.complete++;
         job_record(job, JOURNAL_JOB_COMPLETE);
     }
+    job->dst->jobs_finished++;
+    job->dst->bytes += job->summary.bytes_copied;
+    if (rc < 0)
+        job->dst->jobs_failed++;
     job_finish_entries(job);
     job_free(job);
     engine_pump(e);
@@ -726,6 +734,7 @@ static struct eng_job *job_new(struct engine *e, struct eng_registry *src, struc
     job->digest = xstrdup(en->digest);
     job->tag = xstrdup(en->tag);
     job->created_unix_ms = now_unix_ms();
+    dst->jobs_created++;
     e->all = xrealloc(e->all, (e->n_all + 1) * sizeof(*e->all));
     e->all[e->n_all++] = job;
     e->stats.jobs++;
@@ -975,6 +984,21 @@ void engine_notify(struct engine *e, uint64_t seq)
 void engine_get_stats(const struct engine *e, struct engine_stats *out)
 {
     *out = e->stats;
+}
+
+bool engine_destination_stats(const struct engine *e, size_t i,
+                              struct engine_destination_stats *out)
+{
+    if (i >= e->n_registries)
+        return false;
+    const struct eng_registry *r = &e->registries[i];
+    out->name = r->cfg->name;
+    out->jobs = r->jobs_created;
+    out->finished = r->jobs_finished;
+    out->failed = r->jobs_failed;
+    out->bytes = r->bytes;
+    out->circuit_open = r->open;
+    return true;
 }
 
 static void engine_http_closed(void *arg)

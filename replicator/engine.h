@@ -57,6 +57,20 @@ void engine_notify(struct engine *e, uint64_t seq);
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out);
 
+/* Where one destination registry stands, for progress displays. */
+struct engine_destination_stats {
+    const char *name;
+    uint64_t jobs;     /* jobs created for it */
+    uint64_t finished; /* COMPLETE, SUPERSEDED or FAILED */
+    uint64_t failed;
+    uint64_t bytes; /* blob bytes uploaded by finished jobs */
+    bool circuit_open;
+};
+
+/** Stats of the i-th registry of the config; false past the last one. */
+bool engine_destination_stats(const struct engine *e, size_t i,
+                              struct engine_destination_stats *out);
+
 /**
  * Stop taking work, let running jobs end (they are not retried), free
  * everything once closed and call `cb`.

@@ -30,7 +30,62 @@ struct sync {
     cJSON *failures;
     uint64_t poll_errors;
     char poll_error[256];
+    bool tty;          /* progress lines redrawn in place */
+    uv_timer_t ticker; /* redraws them */
+    unsigned lines_drawn;
 };
+
+static void sync_human(char *out, size_t len, double bytes)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) {
+        bytes /= 1024;
+        u++;
+    }
+    snprintf(out, len, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+}
+
+/* One line per destination: images done/total, bytes, rate, ETA. */
+static void sync_draw(struct sync *s)
+{
+    struct engine_destination_stats d;
+    double secs = (double)(uv_now(&s->loop) - s->start_ms) / 1000.0;
+    unsigned lines = 0;
+
+    for (unsigned i = 0; i < s->lines_drawn; i++)
+        fputs("\033[1A\033[2K", stderr);
+    for (size_t i = 0; s->engine != NULL && engine_destination_stats(s->engine, i, &d); i++) {
+        if (d.jobs == 0)
+            continue;
+        char bar[21];
+        size_t fill = (size_t)(20.0 * (double)d.finished / (double)d.jobs);
+        for (size_t k = 0; k < 20; k++)
+            bar[k] = k < fill ? '#' : '.';
+        bar[20] = '\0';
+        char bytes[32];
+        char rate[32];
+        sync_human(bytes, sizeof(bytes), (double)d.bytes);
+        sync_human(rate, sizeof(rate), secs > 0 ? (double)d.bytes / secs : 0);
+        char eta[40] = "";
+        if (d.finished > 0 && d.finished < d.jobs)
+            snprintf(eta, sizeof(eta), ", about %.0f s left",
+                     secs / (double)d.finished * (double)(d.jobs - d.finished));
+        char failed[40] = "";
+        if (d.failed > 0)
+            snprintf(failed, sizeof(failed), ", %llu failed", (unsigned long long)d.failed);
+        fprintf(stderr, "  %-16s [%s] %llu/%llu images, %s, %s/s%s%s%s\n", d.name, bar,
+                (unsigned long long)d.finished, (unsigned long long)d.jobs, bytes, rate, eta,
+                failed, d.circuit_open ? " (circuit open)" : "");
+        lines++;
+    }
+    s->lines_drawn = lines;
+}
+
+static void sync_tick(uv_timer_t *timer)
+{
+    sync_draw(timer->data);
+}
 
 static void sync_committer_closed(void *arg)
 {
@@ -57,6 +112,11 @@ static void sync_finish(struct sync *s)
     if (s->finishing)
         return;
     s->finishing = true;
+    if (s->tty) {
+        sync_draw(s);
+        uv_timer_stop(&s->ticker);
+        uv_close((uv_handle_t *)&s->ticker, NULL);
+    }
     poller_close(s->poller, sync_poller_closed, s);
 }
 
@@ -88,7 +148,8 @@ static void sync_job_done(struct engine *e, const struct journal_job *job, void 
     const char *state = job->state == JOURNAL_JOB_COMPLETE     ? "complete"
                         : job->state == JOURNAL_JOB_SUPERSEDED ? "superseded"
                                                                : "FAILED";
-    if (!s->json)
+    /* On a terminal the progress lines tell the story; failures still get a line. */
+    if (!s->json && (!s->tty || job->state == JOURNAL_JOB_FAILED))
         fprintf(stderr, "%-10s %s %s@%s%s%s (%llu bytes)\n", state, job->destination,
                 job->repository, job->digest, job->n_tags ? " tag " : "",
                 job->n_tags ? job->tags[0] : "", (unsigned long long)job->bytes);
@@ -140,6 +201,12 @@ int sync_run(const char *config_path, bool json)
     s.failures = cJSON_CreateArray();
     uv_loop_init(&s.loop);
     s.start_ms = uv_now(&s.loop);
+    s.tty = !json && isatty(STDERR_FILENO);
+    if (s.tty) {
+        uv_timer_init(&s.loop, &s.ticker);
+        s.ticker.data = &s;
+        uv_timer_start(&s.ticker, sync_tick, 250, 250);
+    }
     journal_committer_new(&s.loop, s.journal, &s.committer);
     engine_new(&s.loop, s.config, s.journal, &s.engine);
     engine_set_callbacks(s.engine, sync_idle, sync_job_done, &s);
