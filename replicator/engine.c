@@ -121,6 +121,7 @@ struct engine {
     struct tag_lock *locks;
     struct spool *spool;
     uv_timer_t timer;
+    uv_timer_t close_timer; /* polls for running jobs to end while closing */
     uint64_t dispatched_seq;
     uint64_t cursor;
     int running;
@@ -402,7 +403,7 @@ static void engine_circuit_failure(struct engine *e, struct eng_registry *r)
     r->open_until_ms = uv_now(e->loop) + e->config->circuit_open_ms;
     e->stats.circuits_opened++;
     /* Wake the pump when the circuit may let a probe through. */
-    if (!uv_is_active((uv_handle_t *)&e->timer) || e->delayed == NULL)
+    if (!e->closing && (!uv_is_active((uv_handle_t *)&e->timer) || e->delayed == NULL))
         uv_timer_start(&e->timer, engine_timer_cb, e->config->circuit_open_ms, 0);
 }
 
@@ -1041,7 +1042,8 @@ static void engine_timer_closed(uv_handle_t *handle)
 
 static void engine_finish_close(struct engine *e)
 {
-    e->closing_handles = (int)e->n_registries + 1;
+    e->closing_handles = (int)e->n_registries + 2;
+    uv_close((uv_handle_t *)&e->close_timer, engine_timer_closed);
     for (size_t i = 0; i < e->n_registries; i++) {
         registry_close(e->registries[i].pull);
         registry_close(e->registries[i].push);
@@ -1056,6 +1058,7 @@ static void engine_close_wait(uv_timer_t *timer)
     if (e->running > 0)
         return;
     uv_timer_stop(timer);
+    uv_timer_stop(&e->timer);
     engine_finish_close(e);
 }
 
@@ -1069,6 +1072,7 @@ void engine_close(struct engine *e, void (*cb)(void *arg), void *arg)
         engine_finish_close(e);
         return;
     }
-    /* Running copies end on their own (bounded by their retries). */
-    uv_timer_start(&e->timer, engine_close_wait, 50, 50);
+    /* Running copies end on their own (bounded by their retries). A timer of
+     * its own: job endings re-arm the main one. */
+    uv_timer_start(&e->close_timer, engine_close_wait, 50, 50);
 }
