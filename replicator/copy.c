@@ -968,11 +968,16 @@ void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from
     struct copy_blob *b = copy_find_blob(c, digest);
     if (b != NULL && b->state == BLOB_ACTIVE && !b->gated) {
         b->gated = true;
-        b->mount_from = xstrdup(mount_from);
-        if (c->rc < 0)
+        if (c->rc < 0) {
             blob_finish(b, c->rc, NULL);
-        else
+        } else if (mount_from != NULL && strcmp(mount_from, c->dst_repo) == 0) {
+            /* Another copy has just put it into this very repository. */
+            c->sum->blobs_skipped++;
+            blob_finish(b, 0, NULL);
+        } else {
+            b->mount_from = xstrdup(mount_from);
             blob_transfer(b);
+        }
     }
     copy_op_finished(c);
 }

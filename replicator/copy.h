@@ -116,7 +116,8 @@ const char *copy_dst_tag_digest(const struct copy *c);
 
 /**
  * Answer the blob gate: mount from `mount_from` (a repository of the same
- * destination registry that holds it), or upload when NULL.
+ * destination registry that holds it; the copy's own repository means the
+ * blob is there already), or upload when NULL.
  */
 void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from);
 

@@ -303,6 +303,25 @@ static struct tag_lock *tag_lock_find(struct engine *e, const char *key)
 /* The tag's turn: check and raise its fence, then let the copy move it or not. */
 static void delete_gated(struct eng_job *job);
 
+/*
+ * May this job move its tag? 1 when its seq is the newest to claim the tag:
+ * higher than the fence (raised now, durably), or equal to it (this very
+ * entry raised it before a failed attempt or a crash); 0 when a newer entry
+ * owns the tag. The per-tag lock makes get-then-raise safe.
+ */
+static int engine_fence_take(struct engine *e, struct eng_job *job)
+{
+    uint64_t fence = 0;
+    int rc = journal_fence_get(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, &fence);
+    if (rc < 0)
+        return rc;
+    if (fence == job->seq)
+        return 1;
+    if (fence > job->seq)
+        return 0;
+    return journal_fence_raise(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, job->seq);
+}
+
 static void job_gate_decide(struct eng_job *job)
 {
     struct engine *e = job->engine;
@@ -318,8 +337,7 @@ static void job_gate_decide(struct eng_job *job)
         copy_tag_decide(job->copy, 0, false);
         return;
     }
-    int rc =
-        journal_fence_raise(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, job->seq);
+    int rc = engine_fence_take(e, job);
     if (rc == 0)
         log_info("tag superseded dest=%s repo=%s tag=%s seq=%llu", job->dst->cfg->name,
                  job->dst_repo, job->tag, (unsigned long long)job->seq);
@@ -543,8 +561,7 @@ static void delete_tag_resolved(int rc, const char *error, const char *bytes, si
 static void delete_gated(struct eng_job *job)
 {
     struct engine *e = job->engine;
-    int rc =
-        journal_fence_raise(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, job->seq);
+    int rc = engine_fence_take(e, job);
     if (rc < 0) {
         job_settle(job, rc, "cannot record the tag's fence", false);
         return;
@@ -648,7 +665,7 @@ static void job_blob_gate(struct copy *c, const char *digest, void *arg)
         r->flights = f;
         copy_blob_decide(c, digest, NULL);
     } else if (f->present) {
-        copy_blob_decide(c, digest, strcmp(f->repo, repo) != 0 ? f->repo : NULL);
+        copy_blob_decide(c, digest, f->repo);
     } else {
         f->waiters = xrealloc(f->waiters, (f->n_waiters + 1) * sizeof(*f->waiters));
         f->waiters[f->n_waiters++] = c;
@@ -671,8 +688,7 @@ static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg
         f->waiters = NULL;
         f->n_waiters = 0;
         for (size_t i = 0; i < n; i++)
-            copy_blob_decide(waiters[i], digest,
-                             strcmp(f->repo, copy_dst_repo(waiters[i])) != 0 ? f->repo : NULL);
+            copy_blob_decide(waiters[i], digest, f->repo);
         free(waiters);
         return;
     }
@@ -918,6 +934,8 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
     e->journal = journal;
     uv_timer_init(loop, &e->timer);
     e->timer.data = e;
+    uv_timer_init(loop, &e->close_timer);
+    e->close_timer.data = e;
     e->registries =
         xcalloc(config->n_registries ? config->n_registries : 1, sizeof(*e->registries));
     for (size_t i = 0; i < config->n_registries; i++) {
