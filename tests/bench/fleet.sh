@@ -1,0 +1,988 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2154 # src_*, d1_* ... are set by lib.sh's registry_start
+# Benchmark: fleet replication. `ferry sync` against `skopeo sync`, one source
+# registry to one and to three destination registries, and push-to-replicated
+# latency under `ferry serve`; all on loopback.
+#
+#   bash tests/bench/fleet.sh               (uses build/ferry, or $FERRY_BIN; ~4 min on 2 cores)
+#   BENCH_QUICK=1 bash tests/bench/fleet.sh (8 repositories x 3 tags, 15 s of pushes; ~1 min)
+#
+# The fleet (pushed to a source registry, Distribution 2.8 from lib.sh, by
+# fixturegen's own code: tests/fixtures/fixturegen.py imported as a module,
+# with a Plan subclass for the layer layout, since the command line has one
+# base-layer size and one own-layer seed per push):
+#   BENCH_REPOS repositories (default 40, flat names fleet-00 ...) x BENCH_TAGS
+#   tags (default 5, v1 ...); every image has, in this order,
+#     3 fleet-wide base layers of 20, 8 and 3 MiB (the same blobs everywhere),
+#     1 layer of 4 MiB per repository (the same in every tag of it),
+#     1 layer of 512 KiB per tag (and per platform),
+#   and every 5th tag is a 2-platform OCI index (linux/amd64, linux/arm64; both
+#   platforms share the base and repository layers). Repositories are pushed
+#   4 at a time (xargs -P 4), each one's tags in order.
+# Unique bytes = the sum of the sizes of the distinct blob digests in
+# fixturegen's JSON outputs (manifests not included).
+#
+# Scenarios, each into FRESH destination registries (stopped, storage removed,
+# started again on a new port) and, for ferry, a fresh data_dir:
+#   ferry sync  -> d1              config: one rule, repositories ["**"] -> d1
+#   ferry sync  -> d1, d2, d3      one rule with three destinations, one run
+#   skopeo sync -> d1              --src yaml (every repository, all tags), one run
+#   skopeo sync -> d1, d2, d3      three runs, one per destination (summed)
+#   no-op: the 1-destination run again, same destination (ferry: same data_dir)
+# Each run is timed with GNU time (wall, user+sys, peak RSS); from the access
+# logs (combined log format) of every registry: requests, the bytes of the
+# source's blob GET responses (200/206), and the blob uploads completed at each
+# destination (PUT or POST with digest=, 201), whose bytes are the blob sizes
+# known from fixturegen. Storage per destination = sum of the sizes of the
+# `data` files under docker/registry/v2/blobs (blobs and manifests) after the
+# run. After every run, every tag of every repository at every destination
+# must list and answer HEAD with the source's digest, or the bench fails.
+#
+# Latency: a second source registry (src2) sends its notifications to a
+# `ferry serve` with one rule to a fresh destination (lat). A python pusher
+# (fixturegen's Registry client, BENCH_PUSHERS threads) pushes one small image
+# (one 16 KiB layer, fresh tag) BENCH_PUSH_RATE times a second, open loop, for
+# BENCH_PUSH_SECONDS; a watcher polls the destination's tags/list every 20 ms.
+# Latency = first poll answer listing the tag - the pusher's manifest PUT
+# answer.
+#
+# Environment:
+#   BENCH_QUICK=1           8 repositories x 3 tags (every 3rd an index), 15 s of pushes
+#   BENCH_REPOS, BENCH_TAGS fleet size (default 40 x 5)
+#   BENCH_PUSH_RATE=20      pushes per second in the latency part
+#   BENCH_PUSH_SECONDS=60   seconds of pushes
+#   BENCH_PUSHERS=8         pusher threads
+#   BENCH_SKIP_LATENCY=1    skip the latency part
+#   BENCH_TIMEOUT=600       seconds allowed per sync run
+#   BENCH_OUT=FILE          Markdown report (default build/bench/fleet.md)
+#   FERRY_BIN               ferry binary (default build/ferry)
+#   KEEP_TMP=1              keep the registries' storage and logs (build/bench/itest.*)
+#
+# Exit status: 0 when every run succeeded and verified (targets missed or
+# not), 1 when a run failed, timed out or left a destination incomplete.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+bench_root="${FERRY_BUILD_DIR:-$top/build}/bench"
+mkdir -p "$bench_root"
+export FERRY_BUILD_DIR="$bench_root"
+export FERRY_SOURCE_DIR="$top"
+# shellcheck source=SCRIPTDIR/../integration/lib.sh
+source "$top/tests/integration/lib.sh"
+
+QUICK=${BENCH_QUICK:-0}
+if [[ "$QUICK" == 1 ]]; then
+  REPOS=${BENCH_REPOS:-8}
+  TAGS=${BENCH_TAGS:-3}
+  INDEX_EVERY=3 # so that the quick fleet has indexes too
+  PUSH_SECONDS=${BENCH_PUSH_SECONDS:-15}
+else
+  REPOS=${BENCH_REPOS:-40}
+  TAGS=${BENCH_TAGS:-5}
+  INDEX_EVERY=5
+  PUSH_SECONDS=${BENCH_PUSH_SECONDS:-60}
+fi
+PUSH_RATE=${BENCH_PUSH_RATE:-20}
+PUSHERS=${BENCH_PUSHERS:-8}
+SKIP_LATENCY=${BENCH_SKIP_LATENCY:-0}
+TIMEOUT=${BENCH_TIMEOUT:-600}
+OUT=${BENCH_OUT:-$bench_root/fleet.md}
+for v in REPOS TAGS PUSH_SECONDS PUSH_RATE PUSHERS TIMEOUT; do
+  [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_$v must be a positive integer, got '${!v}'"
+done
+((REPOS <= 100)) || fail "BENCH_REPOS must be at most 100"
+
+require_ferry
+# A snapshot: a rebuild of build/ferry during the bench must not mix binaries.
+# Exported so that lib.sh's ferry_serve_start runs it too.
+FERRY="$TEST_TMP/ferry"
+cp "$(ferry_bin)" "$FERRY"
+export FERRY_BIN="$FERRY"
+FERRY_SHA=$(sha256sum "$FERRY" | cut -c1-12)
+for tool in skopeo curl jq python3 docker-registry timeout xargs /usr/bin/time; do
+  command -v "$tool" >/dev/null || fail "bench needs $tool"
+done
+
+# Targets.
+T_SPEED1=2.5    # 1 destination: skopeo wall / ferry wall >=
+T_SPEED3=4      # 3 destinations: >=
+T_SRC_READ=1.0  # ferry's source blob bytes read / unique bytes (within 0.5 %)
+T_CPU=0.2       # ferry CPU / skopeo CPU <=
+T_NOOP=10       # skopeo no-op wall / ferry no-op wall >=
+T_P50_MS=300
+T_P99_MS=1000
+
+bench_start=$EPOCHREALTIME
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+say() { echo "bench: $*" >&2; }
+calc() { awk "BEGIN { print $* }"; }
+fmt() { awk -v v="$2" "BEGIN { printf \"$1\", v }"; }
+ratio() { # A B -> A/B formatted, or n/a
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f×", a / b }'
+}
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+verdict_ge() { if ge "$1" "$2"; then echo PASS; else echo MISS; fi; }
+verdict_le() { if ge "$2" "$1"; then echo PASS; else echo MISS; fi; }
+
+# ------------------------------------------------------------ python helper
+# One file, four subcommands: push-repo (the fleet), logstats (access-log
+# figures), verify (destination digests), latency (pusher + watcher).
+TOOL="$TEST_TMP/fleettool.py"
+cat >"$TOOL" <<'PY'
+import argparse, http.client, json, math, os, queue, re, sys, threading, time
+
+sys.path.insert(0, os.environ["FERRY_FIXTURES_DIR"])
+import fixturegen as fg  # noqa: E402
+
+ACCEPT = ", ".join([fg.MT_OCI_MANIFEST, fg.MT_OCI_INDEX, fg.MT_DOCKER_MANIFEST, fg.MT_DOCKER_LIST])
+MiB = 1 << 20
+FLEET_BASE = [20 * MiB, 8 * MiB, 3 * MiB]
+REPO_LAYER = 4 * MiB
+TAG_LAYER = 512 * 1024
+
+# -- push-repo -------------------------------------------------------------
+_LAYERS = {}
+
+
+class FleetPlan(fg.Plan):
+    """fixturegen's Plan with the fleet layout: 3 fleet base layers of
+    different sizes and a per-repository layer (platform-independent, before
+    the tag's own layers), then --layers own layers seeded by --seed."""
+
+    def _layer(self, seed_text, file_name, size):
+        key = (seed_text, file_name, size)
+        blob = _LAYERS.get(key)
+        if blob is None:  # hashed once per process, not once per tag
+            blob = fg.Blob(fg.MT_OCI_LAYER, fg.tar_layer_producer(seed_text, file_name, size),
+                           note=seed_text)
+            _LAYERS[key] = blob
+        return self._add_blob(blob)
+
+    def _image(self, plat):
+        if not getattr(self, "_fleet", False):
+            self._fleet = True
+            self.base = [self._layer("ferry-bench-fleet/v1/base/%d" % i, "fleet/base-%d.bin" % i, s)
+                         for i, s in enumerate(FLEET_BASE)]
+            self.base.append(self._layer("ferry-bench-fleet/v1/repo/%s" % self.args.repo,
+                                         "fleet/repo.bin", REPO_LAYER))
+        return super()._image(plat)
+
+
+def cmd_push_repo(a):
+    fg.Plan = FleetPlan
+    for t in range(1, a.tags + 1):
+        tag = "v%d" % t
+        plats = "linux/amd64,linux/arm64" if t % a.index_every == 0 else "linux/amd64"
+        rc = fg.main(["push", "--registry", a.registry, "--repo", a.repo, "--tag", tag,
+                      "--seed", "%s/%s" % (a.repo, tag), "--layers", "1",
+                      "--layer-size", str(TAG_LAYER), "--platforms", plats, "--compact"])
+        sys.stdout.flush()
+        if rc:
+            return rc
+    return 0
+
+
+# -- logstats ---------------------------------------------------------------
+LINE = re.compile(r'^\S+ - \S+ \[[^\]]+\] "([A-Z]+) (\S+) HTTP/[0-9.]+" (\d{3}) (\d+|-) "[^"]*" "([^"]*)"$')
+BLOB = re.compile(r"^/v2/(.+)/blobs/(sha256:[0-9a-f]{64})$")
+DIGEST_Q = re.compile(r"[?&]digest=(sha256(?::|%3[aA])[0-9a-f]{64})")
+
+
+def cmd_logstats(a):
+    sizes = {}
+    for path in a.fleet:
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    for b in json.loads(line)["blobs"]:
+                        sizes[b["digest"]] = b["size"]
+    out = {"requests": 0, "blob_gets": 0, "blob_get_bytes": 0, "uploads": 0, "upload_bytes": 0,
+           "unknown_uploads": 0, "mounts": 0, "manifest_puts": 0, "heads": 0, "errors_5xx": 0,
+           "errors_4xx_put": 0, "dup_uploads": 0, "dup_upload_bytes": 0}
+    seen = set()
+    with open(a.log, errors="replace") as f:
+        for n, line in enumerate(f):
+            if n < a.offset:
+                continue
+            m = LINE.match(line.rstrip("\n"))
+            if not m or m.group(5) == "ferry-itest-probe":
+                continue
+            method, uri, status, nbytes = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+            path = uri.split("?", 1)[0]
+            out["requests"] += 1
+            if status >= 500:
+                out["errors_5xx"] += 1
+            if method == "HEAD":
+                out["heads"] += 1
+            if method in ("PUT", "POST", "PATCH") and 400 <= status < 500:
+                out["errors_4xx_put"] += 1
+            if method == "GET" and status in (200, 206) and BLOB.match(path):
+                out["blob_gets"] += 1
+                out["blob_get_bytes"] += 0 if nbytes == "-" else int(nbytes)
+            elif method in ("PUT", "POST") and status == 201 and "/blobs/uploads/" in path:
+                if "mount=" in uri and "digest=" not in uri:
+                    out["mounts"] += 1
+                    continue
+                d = DIGEST_Q.search(uri)
+                if d:
+                    digest = d.group(1).replace("%3A", ":").replace("%3a", ":")
+                    out["uploads"] += 1
+                    if digest in seen:
+                        out["dup_uploads"] += 1
+                        out["dup_upload_bytes"] += sizes.get(digest, 0)
+                    seen.add(digest)
+                    if digest in sizes:
+                        out["upload_bytes"] += sizes[digest]
+                    else:
+                        out["unknown_uploads"] += 1
+                else:
+                    out["mounts"] += 1
+            elif method == "PUT" and status == 201 and "/manifests/" in path:
+                out["manifest_puts"] += 1
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+# -- verify -----------------------------------------------------------------
+def cmd_verify(a):
+    want = {}
+    for path in a.fleet:
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    doc = json.loads(line)
+                    want.setdefault(doc["repository"], {})[doc["tag"]] = doc["digest"]
+    host = a.addr
+    conn = http.client.HTTPConnection(host, timeout=30)
+    bad = []
+    ok = 0
+
+    def req(method, path, headers=None):
+        nonlocal conn
+        for attempt in range(3):
+            try:
+                conn.request(method, path, headers=dict(headers or {}, **{"User-Agent": "ferry-bench-verify"}))
+                r = conn.getresponse()
+                return r.status, r.headers, r.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(host, timeout=30)
+                if attempt == 2:
+                    raise
+
+    for repo in sorted(want):
+        st, _, body = req("GET", "/v2/%s/tags/list" % repo)
+        listed = set(json.loads(body).get("tags") or []) if st == 200 else set()
+        for tag, digest in sorted(want[repo].items()):
+            if tag not in listed:
+                bad.append("%s:%s not listed (tags/list %d)" % (repo, tag, st))
+                continue
+            st2, h, _ = req("HEAD", "/v2/%s/manifests/%s" % (repo, tag), {"Accept": ACCEPT})
+            got = h.get("Docker-Content-Digest") if st2 == 200 else "HTTP-%d" % st2
+            if got != digest:
+                bad.append("%s:%s has %s, source has %s" % (repo, tag, got, digest))
+            else:
+                ok += 1
+    total = sum(len(t) for t in want.values())
+    print(json.dumps({"ok": ok, "total": total, "repos": len(want), "bad": bad[:20], "nbad": len(bad)}))
+    return 0 if not bad else 1
+
+
+# -- latency ----------------------------------------------------------------
+def cmd_latency(a):
+    layer_size = 16 * 1024
+    n = int(a.rate * a.seconds)
+    t0 = time.time() + 1.0
+    jobs = queue.Queue()
+    done = {}      # tag -> (scheduled, started, completed)
+    errors = []
+    lock = threading.Lock()
+
+    def push_one(reg, i):
+        tag = "p%05d" % i
+        layer = fg.Blob(fg.MT_OCI_LAYER,
+                        fg.tar_layer_producer("ferry-bench-latency/%s/%s" % (a.repo, tag), "f.bin", layer_size))
+        cfg = {"architecture": "amd64", "os": "linux", "created": fg.EPOCH,
+               "rootfs": {"type": "layers", "diff_ids": [layer.digest]}}
+        config = fg.Blob.from_bytes(fg.MT_OCI_CONFIG, json.dumps(cfg, sort_keys=True).encode())
+        manifest = fg.canonical_json({"schemaVersion": 2, "mediaType": fg.MT_OCI_MANIFEST,
+                                      "config": config.descriptor(), "layers": [layer.descriptor()]})
+        reg.push_blob(layer, fg.DEFAULT_CHUNK)
+        reg.push_blob(config, fg.DEFAULT_CHUNK)
+        reg.put_manifest(tag, fg.MT_OCI_MANIFEST, manifest)
+        return tag
+
+    def worker():
+        reg = fg.Registry(a.src, a.repo, timeout=30)
+        while True:
+            item = jobs.get()
+            if item is None:
+                return
+            i, sched = item
+            start = time.time()
+            try:
+                tag = push_one(reg, i)
+                end = time.time()
+                with lock:
+                    done[tag] = (sched, start, end)
+            except Exception as e:  # noqa: BLE001 - reported, not fatal
+                with lock:
+                    errors.append("push %d: %s" % (i, e))
+                reg = fg.Registry(a.src, a.repo, timeout=30)
+
+    visible = {}
+    stop_watch = threading.Event()
+    polls = [0]
+
+    def watcher():
+        conn = http.client.HTTPConnection(a.dst, timeout=10)
+        while not stop_watch.is_set():
+            ts = time.time()
+            try:
+                conn.request("GET", "/v2/%s/tags/list" % a.repo, headers={"User-Agent": "ferry-bench-watch"})
+                r = conn.getresponse()
+                body = r.read()
+                tr = time.time()
+                polls[0] += 1
+                if r.status == 200:
+                    for t in json.loads(body).get("tags") or []:
+                        if t not in visible:
+                            visible[t] = tr
+            except (OSError, http.client.HTTPException, ValueError):
+                conn.close()
+                conn = http.client.HTTPConnection(a.dst, timeout=10)
+            left = ts + a.poll - time.time()
+            if left > 0:
+                time.sleep(left)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(a.pushers)]
+    for t in threads:
+        t.start()
+    w = threading.Thread(target=watcher, daemon=True)
+    w.start()
+    for i in range(n):
+        sched = t0 + i / a.rate
+        d = sched - time.time()
+        if d > 0:
+            time.sleep(d)
+        jobs.put((i, sched))
+    for _ in threads:
+        jobs.put(None)
+    for t in threads:
+        t.join()
+    push_end = time.time()
+    deadline = push_end + a.drain
+    while time.time() < deadline:
+        with lock:
+            pending = [t for t in done if t not in visible]
+        if not pending:
+            break
+        time.sleep(0.1)
+    stop_watch.set()
+    w.join()
+
+    lat = sorted((visible[t] - done[t][2]) * 1000 for t in done if t in visible)
+    lags = sorted((done[t][1] - done[t][0]) * 1000 for t in done)
+    push_ms = sorted((done[t][2] - done[t][1]) * 1000 for t in done)
+
+    first = min((v[0] for v in done.values()), default=t0)
+    last = max((v[2] for v in done.values()), default=t0)
+    out = {"target_rate": a.rate, "seconds": a.seconds, "scheduled": n, "pushed": len(done),
+           "push_errors": len(errors), "errors": errors[:5],
+           "achieved_rate": len(done) / (last - first) if last > first else 0.0,
+           "start_lag_p50_ms": pct(lags, 50), "start_lag_p99_ms": pct(lags, 99),
+           "start_lag_max_ms": lags[-1] if lags else None,
+           "push_p50_ms": pct(push_ms, 50), "push_p99_ms": pct(push_ms, 99),
+           "visible": len(lat), "missing": len(done) - len(lat),
+           "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99),
+           "max_ms": lat[-1] if lat else None, "min_ms": lat[0] if lat else None,
+           "polls": polls[0],
+           # p50 per 10 s of pushes: flat = jitter, growing = a backlog
+           "p50_by_10s_ms": [pct([(visible[t] - v[2]) * 1000 for t, v in done.items()
+                                  if t in visible and w <= v[0] - t0 < w + 10], 50)
+                             for w in range(0, int(math.ceil(a.seconds)), 10)]}
+    if a.per_tag:
+        with open(a.per_tag, "w") as f:
+            json.dump({t: list(v) + [visible.get(t)] for t, v in done.items()}, f)
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def pct(xs, p):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, math.ceil(p / 100.0 * len(xs)) - 1))  # nearest rank
+    return xs[k]
+
+
+def cmd_latsplit(a):
+    """Split push-to-replicated into push -> journaled (the registry's
+    notification reaching ferry, received_at) and journaled -> visible."""
+    import calendar
+    with open(a.per_tag) as f:
+        per = json.load(f)
+    recv = {}
+    with open(a.journal) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            e = json.loads(line)
+            if e.get("tag") is None or e["tag"] in recv:
+                continue
+            ts = e["received_at"]  # 2026-11-26T17:22:43.094Z
+            secs = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
+            recv[e["tag"]] = secs + int(ts[20:23]) / 1000.0
+    notify, repl = [], []
+    for tag, (sched, start, end, vis) in per.items():
+        if tag in recv:
+            notify.append((recv[tag] - end) * 1000)
+            if vis is not None:
+                repl.append((vis - recv[tag]) * 1000)
+    out = {"journaled": len(recv), "notify_p50_ms": pct(notify, 50), "notify_p99_ms": pct(notify, 99),
+           "notify_max_ms": max(notify) if notify else None,
+           "replicate_p50_ms": pct(repl, 50), "replicate_p99_ms": pct(repl, 99),
+           "replicate_max_ms": max(repl) if repl else None}
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(prog="fleettool.py")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("push-repo")
+    s.add_argument("--registry", required=True)
+    s.add_argument("--repo", required=True)
+    s.add_argument("--tags", type=int, required=True)
+    s.add_argument("--index-every", type=int, default=5)
+    s = sub.add_parser("logstats")
+    s.add_argument("--log", required=True)
+    s.add_argument("--offset", type=int, default=0)
+    s.add_argument("fleet", nargs="*")
+    s = sub.add_parser("verify")
+    s.add_argument("--addr", required=True)
+    s.add_argument("fleet", nargs="+")
+    s = sub.add_parser("latency")
+    s.add_argument("--src", required=True)
+    s.add_argument("--dst", required=True)
+    s.add_argument("--repo", default="lat")
+    s.add_argument("--rate", type=float, default=20)
+    s.add_argument("--seconds", type=float, default=60)
+    s.add_argument("--pushers", type=int, default=8)
+    s.add_argument("--poll", type=float, default=0.02)
+    s.add_argument("--drain", type=float, default=30)
+    s.add_argument("--per-tag", help="write {tag: [scheduled, started, completed, visible]} here")
+    s = sub.add_parser("latsplit")
+    s.add_argument("per_tag")
+    s.add_argument("journal")
+    a = p.parse_args()
+    return {"push-repo": cmd_push_repo, "logstats": cmd_logstats, "verify": cmd_verify,
+            "latency": cmd_latency, "latsplit": cmd_latsplit}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+PY
+export FERRY_FIXTURES_DIR="$top/tests/fixtures"
+tool() { python3 "$TOOL" "$@"; }
+
+# ------------------------------------------------------------------ helpers
+
+# log_lines NAME : lines in NAME's log so far, once the access-log line count
+# is stable (a request's line is written when the server's handler returns)
+log_lines() {
+  local a b i
+  a=$(registry_access_log "$1" | wc -l)
+  for ((i = 0; i < 30; i++)); do
+    sleep 0.1
+    b=$(registry_access_log "$1" | wc -l)
+    [[ "$a" == "$b" ]] && break
+    a=$b
+  done
+  wc -l <"${_REG_LOG[$1]}"
+}
+
+# stored_bytes NAME : sum of the blob data files in NAME's storage
+stored_bytes() {
+  local dir="$TEST_TMP/$1/docker/registry/v2/blobs"
+  if [[ -d "$dir" ]]; then
+    find "$dir" -type f -name data -printf '%s\n' | awk '{ s += $1 } END { printf "%d\n", s }'
+  else
+    echo 0
+  fi
+}
+
+# fresh_dst NAME... : (re)start each destination registry on empty storage;
+# the previous log is kept as NAME.log.N (registry_start truncates NAME.log)
+declare -A DST_GEN=()
+fresh_dst() {
+  local name pidvar
+  for name in "$@"; do
+    pidvar="${name}_PID"
+    if [[ -n "${_ITEST_PIDS[registry:$name]:-}" ]]; then
+      registry_stop "$name"
+    fi
+    if [[ -n "${!pidvar:-}" ]]; then
+      DST_GEN[$name]=$((${DST_GEN[$name]:-0} + 1))
+      mv "$TEST_TMP/$name.log" "$TEST_TMP/$name.log.${DST_GEN[$name]}"
+      rm -rf "${TEST_TMP:?}/$name"
+    fi
+    registry_start "$name"
+  done
+}
+
+# ferry_config FILE DATA_DIR DEST... : one rule, repositories ["**"], src -> DEST...
+ferry_config() {
+  local file=$1 data=$2 d
+  shift 2
+  {
+    echo "data_dir: $data"
+    echo "listen: 127.0.0.1:$(free_port)"
+    echo "poll_interval: 0"
+    echo "registries:"
+    echo "  src: { url: \"http://$src_ADDR\" }"
+    for d in "$@"; do
+      local addr_var="${d}_ADDR"
+      echo "  $d: { url: \"http://${!addr_var}\" }"
+    done
+    echo "rules:"
+    echo "  - name: fleet"
+    echo "    source: src"
+    echo "    repositories: [\"**\"]"
+    echo "    destinations:"
+    for d in "$@"; do
+      echo "      - { registry: $d }"
+    done
+  } >"$file"
+}
+
+# measure LABEL "REGS" CMD... : run CMD under GNU time (bounded by TIMEOUT);
+# sets M_WALL M_USER M_SYS M_RSS (KiB), and M_STATS[REG] = logstats JSON of
+# the requests REG logged during the run, for every registry in REGS.
+declare -A M_STATS=()
+measure() {
+  local label=$1 regs=$2 r
+  shift 2
+  local tf="$TEST_TMP/$label.time" ef="$TEST_TMP/$label.err" of="$TEST_TMP/$label.out"
+  local rc=0
+  declare -A off=()
+  for r in $regs; do off[$r]=$(log_lines "$r"); done
+  timeout "$TIMEOUT" /usr/bin/time -o "$tf" -f '%e %U %S %M' "$@" >"$of" 2>"$ef" || rc=$?
+  if ((rc != 0)); then
+    echo "----- $label: exit status $rc$( ((rc == 124)) && echo " (timed out after $TIMEOUT s)") -----" >&2
+    echo "command: $*" >&2
+    echo "----- stderr (last 40 lines) -----" >&2
+    tail -n 40 "$ef" >&2
+    echo "----- stdout (last 20 lines) -----" >&2
+    tail -n 20 "$of" >&2
+    fail "$label failed (exit $rc)"
+  fi
+  read -r M_WALL M_USER M_SYS M_RSS < <(tail -n 1 "$tf")
+  M_STATS=()
+  for r in $regs; do
+    log_lines "$r" >/dev/null
+    M_STATS[$r]=$(tool logstats --log "${_REG_LOG[$r]}" --offset "${off[$r]}" "${FLEET_FILES[@]}")
+  done
+}
+st() { jq -r ".$2" <<<"${M_STATS[$1]}"; } # REG FIELD
+
+# verify_dst WHO REG... : every fleet tag at every REG has the source's digest.
+# A failure is printed at once, goes to the top of the report, and makes the
+# bench exit 1 at the end (the other scenarios still run and are reported).
+VERIFY_FAILS=""
+verify_dst() {
+  local who=$1 r out addr_var msg
+  shift
+  for r in "$@"; do
+    addr_var="${r}_ADDR"
+    if out=$(tool verify --addr "${!addr_var}" "${FLEET_FILES[@]}"); then
+      say "$who: $r holds all $(jq -r .total <<<"$out") tags of $(jq -r .repos <<<"$out") repositories with the source's digests"
+    else
+      msg="$who: $r does not hold the fleet: $(jq -r '"\(.ok) of \(.total) tags right; \(.nbad) wrong: " + (.bad | join("; "))' <<<"$out")"
+      echo "FAIL: $msg" >&2
+      VERIFY_FAILS+="- $msg"$'\n'
+    fi
+  done
+}
+
+# ------------------------------------------------------------------ the fleet
+
+registry_start src
+mkdir -p "$TEST_TMP/fleet"
+repos=()
+for ((i = 0; i < REPOS; i++)); do repos+=("$(printf 'fleet-%02d' "$i")"); done
+say "pushing the fleet: $REPOS repositories x $TAGS tags to $src_ADDR"
+t0=$EPOCHREALTIME
+# shellcheck disable=SC2016 # expanded by the inner sh
+push_one='python3 "$0" push-repo --registry "$1" --repo "$2" --tags "$3" --index-every "$5" >"$4/$2.jsonl"'
+# The first repository alone (it uploads the fleet base layers), then 4 at a time.
+sh -c "$push_one" "$TOOL" "$src_ADDR" "${repos[0]}" "$TAGS" "$TEST_TMP/fleet" "$INDEX_EVERY" ||
+  fail "could not push ${repos[0]}"
+if ((REPOS > 1)); then
+  printf '%s\n' "${repos[@]:1}" |
+    xargs -P 4 -I{} sh -c "$push_one" "$TOOL" "$src_ADDR" {} "$TAGS" "$TEST_TMP/fleet" "$INDEX_EVERY" ||
+    fail "pushing the fleet failed"
+fi
+PUSH_S=$(calc "$EPOCHREALTIME - $t0")
+FLEET_FILES=("$TEST_TMP"/fleet/*.jsonl)
+cat "${FLEET_FILES[@]}" >"$TEST_TMP/fleet.jsonl"
+n_images=$(wc -l <"$TEST_TMP/fleet.jsonl")
+((n_images == REPOS * TAGS)) || fail "fixturegen pushed $n_images images, expected $((REPOS * TAGS))"
+UNIQUE=$(jq -s '[.[].blobs[]] | unique_by(.digest) | map(.size) | add' "$TEST_TMP/fleet.jsonl")
+UNIQUE_BLOBS=$(jq -s '[.[].blobs[]] | unique_by(.digest) | length' "$TEST_TMP/fleet.jsonl")
+UNIQUE_MANIFESTS=$(jq -s '[.[].manifests[]] | unique_by(.digest) | map(.size) | add' "$TEST_TMP/fleet.jsonl")
+N_MANIFESTS=$(jq -s '[.[].manifests[]] | unique_by(.digest) | length' "$TEST_TMP/fleet.jsonl")
+N_INDEXES=$(jq -s '[.[] | select(.children | length > 0)] | length' "$TEST_TMP/fleet.jsonl")
+LOGICAL=$(jq -s '[.[].bytes] | add' "$TEST_TMP/fleet.jsonl")
+SRC_STORED=$(stored_bytes src)
+MiB() { fmt '%.1f' "$(calc "$1 / 1048576")"; }
+say "fleet pushed in $(fmt '%.1f' "$PUSH_S") s: $n_images images ($N_INDEXES indexes), $UNIQUE_BLOBS unique blobs, $(MiB "$UNIQUE") MiB unique blob bytes (+ $N_MANIFESTS manifests, $(MiB "$UNIQUE_MANIFESTS") MiB); $(MiB "$LOGICAL") MiB if every image were stored alone; source storage $(MiB "$SRC_STORED") MiB"
+verify_dst "fixturegen" src
+[[ -z "$VERIFY_FAILS" ]] || fail "the source does not hold what fixturegen pushed"
+
+# -------------------------------------------------------------------- runs
+
+declare -A R=() # R[scenario,tool,metric]
+
+# record SCENARIO TOOL DESTS... : add this run's figures (sums; RSS max)
+record() {
+  local k="$1,$2" label="$1 $2" d
+  shift 2
+  R[$k,wall]=$(calc "${R[$k,wall]:-0} + $M_WALL")
+  R[$k,cpu]=$(calc "${R[$k,cpu]:-0} + $M_USER + $M_SYS")
+  R[$k,rss]=$(calc "(${R[$k,rss]:-0} > $M_RSS / 1024) ? ${R[$k,rss]:-0} : $M_RSS / 1024")
+  R[$k,runs]=$((${R[$k,runs]:-0} + 1))
+  R[$k,src_req]=$((${R[$k,src_req]:-0} + $(st src requests)))
+  R[$k,src_gets]=$((${R[$k,src_gets]:-0} + $(st src blob_gets)))
+  R[$k,src_bytes]=$((${R[$k,src_bytes]:-0} + $(st src blob_get_bytes)))
+  for d in "$@"; do
+    [[ -n "${M_STATS[$d]:-}" ]] || continue
+    R[$k,dst_req]+="$(st "$d" requests) "
+    R[$k,uploads]+="$(st "$d" uploads) "
+    R[$k,up_bytes]+="$(st "$d" upload_bytes) "
+    R[$k,mounts]+="$(st "$d" mounts) "
+    R[$k,dups]+="$(st "$d" dup_uploads) "
+    R[$k,dup_bytes]+="$(st "$d" dup_upload_bytes) "
+    R[$k,put4xx]+="$(st "$d" errors_4xx_put) "
+    R[$k,manifest_puts]+="$(st "$d" manifest_puts) "
+    if [[ "$(st "$d" unknown_uploads)" != 0 ]]; then
+      note "$1 $2: $d got $(st "$d" unknown_uploads) uploads of blobs not in the fleet"
+    fi
+  done
+  say "$(printf '%-12s wall %7.2f s  cpu %7.2f s  rss %6.1f MiB  src: %d req, %d blob GETs, %s MiB' \
+    "$label" "$M_WALL" "$(calc "$M_USER + $M_SYS")" "$(calc "$M_RSS / 1024")" \
+    "$(st src requests)" "$(st src blob_gets)" "$(MiB "$(st src blob_get_bytes)")")$(
+    for d in "$@"; do
+      [[ -n "${M_STATS[$d]:-}" ]] && printf '  %s: %d req, %d uploads (%s MiB), %d mounts' "$d" \
+        "$(st "$d" requests)" "$(st "$d" uploads)" "$(MiB "$(st "$d" upload_bytes)")" "$(st "$d" mounts)"
+    done)"
+}
+stored() { # SCENARIO TOOL DEST... : storage per destination after the run
+  local d
+  for d in "${@:3}"; do R[$1,$2,stored]+="$(stored_bytes "$d") "; done
+}
+
+# skopeo's source: a YAML file naming every repository (all tags)
+SKOPEO_YAML="$TEST_TMP/skopeo-src.yaml"
+{
+  echo "$src_ADDR:"
+  echo "  tls-verify: false"
+  echo "  images:"
+  for r in "${repos[@]}"; do echo "    $r: []"; done
+} >"$SKOPEO_YAML"
+skopeo_cmd() { # DEST -> CMD
+  local addr_var="${1}_ADDR"
+  CMD=(skopeo sync --all --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false
+    --preserve-digests "$SKOPEO_YAML" "${!addr_var}")
+}
+# skopeo keeps a blob-info cache (/var/lib/containers/cache as root) across
+# runs; fresh registries get new ports, so what it remembers does not apply.
+
+sync_noop_count() { # ERRFILE : job lines of a ferry sync
+  grep -c '^complete ' "$1" || true
+}
+
+# ---- 1 destination
+fresh_dst d1
+data="$TEST_TMP/ferry-1"
+ferry_config "$TEST_TMP/ferry-1.yaml" "$data" d1
+measure ferry-1 "src d1" "$FERRY" sync -c "$TEST_TMP/ferry-1.yaml"
+record one ferry d1
+stored one ferry d1
+F1_JOBS=$(sync_noop_count "$TEST_TMP/ferry-1.err")
+say "ferry sync -> d1: $F1_JOBS jobs complete; last line: $(tail -n 1 "$TEST_TMP/ferry-1.err")"
+verify_dst "ferry sync (1 destination)" d1
+
+measure ferry-1-noop "src d1" "$FERRY" sync -c "$TEST_TMP/ferry-1.yaml"
+record noop ferry d1
+F1N_JOBS=$(sync_noop_count "$TEST_TMP/ferry-1-noop.err")
+say "ferry no-op: $F1N_JOBS jobs; last line: $(tail -n 1 "$TEST_TMP/ferry-1-noop.err")"
+verify_dst "ferry sync no-op" d1
+
+fresh_dst d1
+skopeo_cmd d1
+measure skopeo-1 "src d1" "${CMD[@]}"
+record one skopeo d1
+stored one skopeo d1
+verify_dst "skopeo sync (1 destination)" d1
+measure skopeo-1-noop "src d1" "${CMD[@]}"
+record noop skopeo d1
+verify_dst "skopeo sync no-op" d1
+
+# ---- 3 destinations
+fresh_dst d1 d2 d3
+data="$TEST_TMP/ferry-3"
+ferry_config "$TEST_TMP/ferry-3.yaml" "$data" d1 d2 d3
+measure ferry-3 "src d1 d2 d3" "$FERRY" sync -c "$TEST_TMP/ferry-3.yaml"
+record three ferry d1 d2 d3
+stored three ferry d1 d2 d3
+F3_JOBS=$(sync_noop_count "$TEST_TMP/ferry-3.err")
+say "ferry sync -> d1 d2 d3: $F3_JOBS jobs complete; last line: $(tail -n 1 "$TEST_TMP/ferry-3.err")"
+verify_dst "ferry sync (3 destinations)" d1 d2 d3
+
+fresh_dst d1 d2 d3
+for d in d1 d2 d3; do
+  skopeo_cmd "$d"
+  measure "skopeo-3-$d" "src $d" "${CMD[@]}"
+  record three skopeo "$d"
+  stored three skopeo "$d"
+done
+verify_dst "skopeo sync (3 destinations)" d1 d2 d3
+
+# Anything ferry printed besides its "complete" job lines and summary, verbatim.
+FERRY_OTHER=""
+for f in ferry-1 ferry-1-noop ferry-3; do
+  other=$(grep -vE '^complete |^sync complete' "$TEST_TMP/$f.err" || true)
+  if [[ -n "$other" ]]; then
+    FERRY_OTHER+="# $f ($(wc -l <<<"$other") lines, first 20)"$'\n'"$(head -n 20 <<<"$other")"$'\n'
+  fi
+done
+FERRY_SUMMARY=$(grep -h '^sync complete' "$TEST_TMP"/ferry-1.err "$TEST_TMP"/ferry-1-noop.err "$TEST_TMP"/ferry-3.err || true)
+
+# -------------------------------------------------------------- latency
+LAT=""
+if [[ "$SKIP_LATENCY" != 1 ]]; then
+  lport=$(free_port)
+  registry_start src2 --notify "http://127.0.0.1:$lport/v1/events/src2"
+  registry_start lat
+  cat >"$TEST_TMP/ferry-serve.yaml" <<YAML
+data_dir: $TEST_TMP/ferry-serve
+listen: 127.0.0.1:$lport
+poll_interval: 0
+registries:
+  src2: { url: "http://$src2_ADDR", poll: false }
+  lat: { url: "http://$lat_ADDR" }
+rules:
+  - name: latency
+    source: src2
+    repositories: ["**"]
+    destinations: [{ registry: lat }]
+YAML
+  ferry_serve_start ferry_serve "$TEST_TMP/ferry-serve.yaml" "$lport"
+  # Warm-up: one image, replicated before the clock starts.
+  fixturegen push --registry "$src2_ADDR" --repo warm --tag v1 --seed warm --layers 1 --layer-size 16K --compact >"$TEST_TMP/warm.json"
+  wait_until 30 bash -c "curl -sf '$lat_URL/v2/warm/tags/list' | grep -q v1" ||
+    fail "ferry serve did not replicate the warm-up image in 30 s"
+  cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+  declare -A c0=()
+  for p in ferry_serve src2 lat; do v="${p}_PID"; c0[$p]=$(cpu_ticks "${!v}"); done
+  say "latency: $PUSH_RATE pushes/s for $PUSH_SECONDS s ($PUSHERS pusher threads) to $src2_ADDR, watching $lat_ADDR"
+  lt0=$EPOCHREALTIME
+  /usr/bin/time -o "$TEST_TMP/latency.time" -f '%U %S' python3 "$TOOL" latency --src "$src2_ADDR" \
+    --dst "$lat_ADDR" --repo lat --rate "$PUSH_RATE" --seconds "$PUSH_SECONDS" --pushers "$PUSHERS" \
+    --poll 0.02 --drain 30 --per-tag "$TEST_TMP/latency-tags.json" >"$TEST_TMP/latency.json" ||
+    fail "the latency pusher failed"
+  LAT=$(cat "$TEST_TMP/latency.json")
+  LAT_WALL=$(calc "$EPOCHREALTIME - $lt0")
+  declare -A LAT_CPU=()
+  for p in ferry_serve src2 lat; do
+    v="${p}_PID"
+    LAT_CPU[$p]=$(calc "($(cpu_ticks "${!v}") - ${c0[$p]}) / $(getconf CLK_TCK)")
+  done
+  LAT_CPU[tool]=$(awk '{ print $1 + $2 }' "$TEST_TMP/latency.time")
+  "$FERRY" journal -c "$TEST_TMP/ferry-serve.yaml" ls --json >"$TEST_TMP/latency-journal.jsonl" ||
+    fail "ferry journal ls failed"
+  LAT_SPLIT=$(tool latsplit "$TEST_TMP/latency-tags.json" "$TEST_TMP/latency-journal.jsonl")
+  say "latency: $(jq -c . <<<"$LAT"); $(jq -c . <<<"$LAT_SPLIT"); CPU s over $(fmt '%.0f' "$LAT_WALL") s: ferry serve ${LAT_CPU[ferry_serve]}, src2 ${LAT_CPU[src2]}, lat ${LAT_CPU[lat]}, pusher+watcher ${LAT_CPU[tool]}"
+  SERVE_OTHER=$(grep -vE '^ferry: serving on |^$' "$TEST_TMP/ferry_serve.log" || true)
+  if [[ -n "$SERVE_OTHER" ]]; then
+    SERVE_OTHER="# $(wc -l <<<"$SERVE_OTHER") lines, first 20"$'\n'"$(head -n 20 <<<"$SERVE_OTHER")"
+  fi
+fi
+
+# ------------------------------------------------------------------ report
+
+dsum() { awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; print s }' <<<"$1"; }
+dlist() { # "a b c" FORMAT DIVISOR -> "x / y / z"
+  awk -v f="$2" -v div="$3" '{ for (i = 1; i <= NF; i++) printf (i > 1 ? " / " : "") f, $i / div; print "" }' <<<"$1"
+}
+row() { # LABEL FERRY SKOPEO FORMAT
+  printf '| %s | %s | %s | %s |\n' "$1" "$(fmt "$4" "$2")" "$(fmt "$4" "$3")" "$(ratio "$2" "$3")"
+}
+rowl() { # LABEL FERRY-TEXT SKOPEO-TEXT
+  printf '| %s | %s | %s | |\n' "$1" "$2" "$3"
+}
+scenario_table() { # SCENARIO TITLE
+  local s=$1
+  echo "### $2"
+  echo
+  echo "| metric | ferry | skopeo | ferry/skopeo |"
+  echo "| --- | ---: | ---: | ---: |"
+  row "wall s" "${R[$s,ferry,wall]}" "${R[$s,skopeo,wall]}" '%.2f'
+  row "CPU s (user+sys)" "${R[$s,ferry,cpu]}" "${R[$s,skopeo,cpu]}" '%.2f'
+  row "peak RSS MiB" "${R[$s,ferry,rss]}" "${R[$s,skopeo,rss]}" '%.1f'
+  row "source blob bytes read ÷ unique" "$(calc "${R[$s,ferry,src_bytes]} / $UNIQUE")" \
+    "$(calc "${R[$s,skopeo,src_bytes]} / $UNIQUE")" '%.3f'
+  row "source blob GETs" "${R[$s,ferry,src_gets]}" "${R[$s,skopeo,src_gets]}" '%d'
+  rowl "uploaded per destination ÷ unique" "$(dlist "${R[$s,ferry,up_bytes]}" '%.3f' "$UNIQUE")" \
+    "$(dlist "${R[$s,skopeo,up_bytes]}" '%.3f' "$UNIQUE")"
+  rowl "blob uploads per destination (unique blobs: $UNIQUE_BLOBS)" "$(dlist "${R[$s,ferry,uploads]}" '%d' 1)" \
+    "$(dlist "${R[$s,skopeo,uploads]}" '%d' 1)"
+  rowl "blobs uploaded again (extra bytes ÷ unique) per destination" \
+    "$(paste -d' ' <(tr ' ' '\n' <<<"${R[$s,ferry,dups]}") <(tr ' ' '\n' <<<"${R[$s,ferry,dup_bytes]}") |
+      awk -v u="$UNIQUE" 'NF == 2 { printf "%s%d (%.3f)", (n++ ? " / " : ""), $1, $2 / u }')" \
+    "$(paste -d' ' <(tr ' ' '\n' <<<"${R[$s,skopeo,dups]}") <(tr ' ' '\n' <<<"${R[$s,skopeo,dup_bytes]}") |
+      awk -v u="$UNIQUE" 'NF == 2 { printf "%s%d (%.3f)", (n++ ? " / " : ""), $1, $2 / u }')"
+  rowl "4xx answers to PUT/POST/PATCH per destination" "$(dlist "${R[$s,ferry,put4xx]}" '%d' 1)" \
+    "$(dlist "${R[$s,skopeo,put4xx]}" '%d' 1)"
+  rowl "cross-repository mounts per destination" "$(dlist "${R[$s,ferry,mounts]}" '%d' 1)" \
+    "$(dlist "${R[$s,skopeo,mounts]}" '%d' 1)"
+  if [[ -n "${R[$s,ferry,stored]:-}" ]]; then
+    rowl "stored per destination ÷ unique (blobs+manifests)" \
+      "$(dlist "${R[$s,ferry,stored]}" '%.3f' "$((UNIQUE + UNIQUE_MANIFESTS))")" \
+      "$(dlist "${R[$s,skopeo,stored]}" '%.3f' "$((UNIQUE + UNIQUE_MANIFESTS))")"
+  fi
+  rowl "manifest PUTs per destination" "$(dlist "${R[$s,ferry,manifest_puts]}" '%d' 1)" \
+    "$(dlist "${R[$s,skopeo,manifest_puts]}" '%d' 1)"
+  row "requests to the source" "${R[$s,ferry,src_req]}" "${R[$s,skopeo,src_req]}" '%d'
+  rowl "requests per destination" "$(dlist "${R[$s,ferry,dst_req]}" '%d' 1)" \
+    "$(dlist "${R[$s,skopeo,dst_req]}" '%d' 1)"
+  row "requests, all registries" "$((R[$s,ferry,src_req] + $(dsum "${R[$s,ferry,dst_req]}")))" \
+    "$((R[$s,skopeo,src_req] + $(dsum "${R[$s,skopeo,dst_req]}")))" '%d'
+}
+
+misses=0
+target() { # TEXT VERDICT
+  [[ $2 == MISS ]] && misses=$((misses + 1))
+  echo "- $1: **$2**"
+}
+sp1=$(calc "${R[one,skopeo,wall]} / ${R[one,ferry,wall]}")
+sp3=$(calc "${R[three,skopeo,wall]} / ${R[three,ferry,wall]}")
+spn=$(calc "${R[noop,skopeo,wall]} / ${R[noop,ferry,wall]}")
+cpu1=$(calc "${R[one,ferry,cpu]} / ${R[one,skopeo,cpu]}")
+cpu3=$(calc "${R[three,ferry,cpu]} / ${R[three,skopeo,cpu]}")
+rd1=$(calc "${R[one,ferry,src_bytes]} / $UNIQUE")
+rd3=$(calc "${R[three,ferry,src_bytes]} / $UNIQUE")
+rd_ok=MISS
+if awk -v a="$rd1" -v b="$rd3" 'BEGIN { exit !(a > 0.995 && a < 1.005 && b > 0.995 && b < 1.005) }'; then rd_ok=PASS; fi
+targets=$(
+  target "3 destinations ≥ ${T_SPEED3}× faster than skopeo ($(fmt '%.2f' "$sp3")×)" "$(verdict_ge "$sp3" "$T_SPEED3")"
+  target "1 destination ≥ ${T_SPEED1}× faster than skopeo ($(fmt '%.2f' "$sp1")×)" "$(verdict_ge "$sp1" "$T_SPEED1")"
+  target "source bytes read = ${T_SRC_READ}× unique whatever the number of destinations (1: $(fmt '%.3f' "$rd1")×, 3: $(fmt '%.3f' "$rd3")×)" "$rd_ok"
+  cpu_v=PASS
+  if ! ge "$T_CPU" "$cpu1" || ! ge "$T_CPU" "$cpu3"; then cpu_v=MISS; fi
+  target "ferry's CPU ≤ ${T_CPU}× skopeo's (1 destination: $(fmt '%.3f' "$cpu1")×, 3 destinations: $(fmt '%.3f' "$cpu3")×)" "$cpu_v"
+  target "no-op ≥ ${T_NOOP}× faster than skopeo's no-op ($(fmt '%.1f' "$spn")×)" "$(verdict_ge "$spn" "$T_NOOP")"
+  if [[ -n "$LAT" ]]; then
+    p50=$(jq -r '.p50_ms // 1e9' <<<"$LAT")
+    p99=$(jq -r '.p99_ms // 1e9' <<<"$LAT")
+    target "push-to-replicated p50 ≤ ${T_P50_MS} ms ($(fmt '%.0f' "$p50") ms)" "$(verdict_le "$p50" "$T_P50_MS")"
+    target "push-to-replicated p99 ≤ ${T_P99_MS} ms ($(fmt '%.0f' "$p99") ms)" "$(verdict_le "$p99" "$T_P99_MS")"
+  fi
+)
+misses=$(grep -c '\*\*MISS\*\*' <<<"$targets" || true)
+
+lat_md=""
+if [[ -n "$LAT" ]]; then
+  lat_md=$(
+    echo "### push-to-replicated latency (\`ferry serve\`, Distribution notifications)"
+    echo
+    jq -r '
+      "p50 \(.p50_ms | floor) ms, p90 \(.p90_ms | floor) ms, p99 \(.p99_ms | floor) ms, max \(.max_ms | floor) ms (min \(.min_ms | floor) ms) over \(.visible) pushes; " +
+      "\(.missing) pushed but never seen within 30 s, \(.push_errors) push errors.\n\n" +
+      "Pushes: \(.pushed) of \(.scheduled) scheduled at \(.target_rate)/s for \(.seconds) s; achieved \(.achieved_rate * 100 | round / 100)/s; " +
+      "a push (HEAD, POST, PUT of the layer and of the config, then the manifest PUT) took p50 \(.push_p50_ms | floor) ms, p99 \(.push_p99_ms | floor) ms; " +
+      "start lag behind schedule p50 \(.start_lag_p50_ms | floor) ms, p99 \(.start_lag_p99_ms | floor) ms, max \(.start_lag_max_ms | floor) ms. " +
+      "Watcher: \(.polls) tags/list polls. p50 per 10 s of pushes: \([.p50_by_10s_ms[] | if . == null then "-" else (floor | tostring) end] | join(", ")) ms."' <<<"$LAT"
+    echo
+    jq -r '"Split (via the journal'"'"'s received_at, ms resolution): push answered → notification journaled by ferry p50 \(.notify_p50_ms | floor) ms, p99 \(.notify_p99_ms | floor) ms, max \(.notify_max_ms | floor) ms; journaled → visible at the destination p50 \(.replicate_p50_ms | floor) ms, p99 \(.replicate_p99_ms | floor) ms, max \(.replicate_max_ms | floor) ms (\(.journaled) tags journaled)."' <<<"$LAT_SPLIT"
+    echo
+    echo "CPU seconds over the $(fmt '%.0f' "$LAT_WALL") s of pushes and drain ($(nproc) cores = $(fmt '%.0f' "$(calc "$(nproc) * $LAT_WALL")") CPU s): ferry serve $(fmt '%.1f' "${LAT_CPU[ferry_serve]}"), source registry $(fmt '%.1f' "${LAT_CPU[src2]}"), destination registry $(fmt '%.1f' "${LAT_CPU[lat]}"), pusher + watcher (python) $(fmt '%.1f' "${LAT_CPU[tool]}")."
+  )
+  if ! awk -v a="$(jq -r .achieved_rate <<<"$LAT")" -v t="$PUSH_RATE" 'BEGIN { exit !(a >= 0.95 * t) }'; then
+    lat_md+=$'\n\n'"**The pushers did not sustain $PUSH_RATE pushes/s** (achieved $(jq -r '.achieved_rate * 100 | round / 100' <<<"$LAT")/s)."
+  fi
+  if [[ -n "${SERVE_OTHER:-}" ]]; then
+    lat_md+=$'\n\n'"ferry serve logged during the pushes (verbatim):"$'\n\n```\n'"$SERVE_OTHER"$'\n```'
+  fi
+fi
+
+elapsed=$(calc "$EPOCHREALTIME - $bench_start" | xargs printf '%.0f')
+header=$(
+  echo "## fleet replication: ferry sync vs skopeo sync"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ferry $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$top" diff --quiet HEAD 2>/dev/null || echo '+dirty') (binary sha256 $FERRY_SHA…), $(skopeo --version), Distribution $(docker-registry --version 2>/dev/null | awk '{print $NF}'), bench took ${elapsed} s$([[ "$QUICK" == 1 ]] && echo ' (BENCH_QUICK=1)'); load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine may be shared)."
+  echo
+  echo "Fleet: $REPOS repositories × $TAGS tags = $n_images images ($N_INDEXES of them 2-platform OCI indexes: linux/amd64 and linux/arm64); each image: fleet base layers of 20, 8 and 3 MiB, a 4 MiB layer per repository, 512 KiB per tag and platform (uncompressed tar layers; pushed by fixturegen's own code with a \`Plan\` subclass, since its command line gives every base layer one size and has no per-repository layer). $UNIQUE_BLOBS unique blobs, **$(MiB "$UNIQUE") MiB unique** ($N_MANIFESTS manifests, $(MiB "$UNIQUE_MANIFESTS") MiB, besides); $(MiB "$LOGICAL") MiB if each image were copied alone$( ((INDEX_EVERY != 5)) && echo "; every ${INDEX_EVERY}rd tag an index (BENCH_QUICK)"). Pushed in $(fmt '%.0f' "$PUSH_S") s."
+  echo
+  echo "- ferry: \`ferry sync -c CONFIG\`, one rule \`repositories: [\"**\"]\` to d1 (or d1, d2, d3), a fresh \`data_dir\`, defaults otherwise (\`max_concurrency\` 4 per registry)."
+  echo "- skopeo: \`skopeo sync --all --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false --preserve-digests SRC.yaml DST\`, the YAML listing every repository with all tags; for 3 destinations three runs, one per destination (wall and CPU summed, peak RSS the largest)."
+  echo "- Every run into fresh destination registries. Source bytes read = the byte counts of the source's blob GET responses in its access log; uploaded = the sizes of the blobs whose uploads completed (201) at the destination, from its access log; stored = the destination's blob \`data\` files after the run. After every run every tag at every destination had the source's digest (tags/list + HEAD)."
+  echo "- no-op: the 1-destination run repeated with nothing changed (ferry: same \`data_dir\`)."
+)
+report=$(
+  if [[ -n "$VERIFY_FAILS" ]]; then
+    echo "### VERIFICATION FAILED"
+    echo
+    printf '%s' "$VERIFY_FAILS"
+    echo
+  fi
+  scenario_table one "1 destination"
+  echo
+  scenario_table three "3 destinations"
+  echo
+  echo "### no-op rerun (1 destination, nothing changed)"
+  echo
+  echo "| metric | ferry | skopeo | ferry/skopeo |"
+  echo "| --- | ---: | ---: | ---: |"
+  row "wall s" "${R[noop,ferry,wall]}" "${R[noop,skopeo,wall]}" '%.2f'
+  row "CPU s (user+sys)" "${R[noop,ferry,cpu]}" "${R[noop,skopeo,cpu]}" '%.2f'
+  row "peak RSS MiB" "${R[noop,ferry,rss]}" "${R[noop,skopeo,rss]}" '%.1f'
+  row "source blob GETs" "${R[noop,ferry,src_gets]}" "${R[noop,skopeo,src_gets]}" '%d'
+  row "blob uploads" "$(dsum "${R[noop,ferry,uploads]}")" "$(dsum "${R[noop,skopeo,uploads]}")" '%d'
+  row "manifest PUTs" "$(dsum "${R[noop,ferry,manifest_puts]}")" "$(dsum "${R[noop,skopeo,manifest_puts]}")" '%d'
+  row "requests to the source" "${R[noop,ferry,src_req]}" "${R[noop,skopeo,src_req]}" '%d'
+  row "requests to the destination" "$(dsum "${R[noop,ferry,dst_req]}")" "$(dsum "${R[noop,skopeo,dst_req]}")" '%d'
+  echo
+  if [[ -n "$lat_md" ]]; then
+    echo "$lat_md"
+    echo
+  fi
+  echo "### targets"
+  echo
+  echo "$targets"
+  echo
+  echo "ferry sync summaries (1 destination, no-op, 3 destinations):"
+  echo
+  echo '```'
+  echo "$FERRY_SUMMARY"
+  echo '```'
+  if [[ -n "$FERRY_OTHER" ]]; then
+    echo
+    echo "ferry sync printed besides its \`complete\` lines and summaries (verbatim):"
+    echo
+    echo '```'
+    echo "$FERRY_OTHER"
+    echo '```'
+  fi
+)
+
+mkdir -p "$(dirname "$OUT")"
+printf '%s\n\n%s\n' "$header" "$report" >"$OUT"
+echo
+printf '%s\n\n%s\n' "$header" "$report"
+echo "bench: report written to $OUT ($misses target(s) missed)"
+[[ -z "$VERIFY_FAILS" ]] || fail "a destination did not hold the fleet after a run (see the report)"
