@@ -138,6 +138,7 @@ struct copy {
     size_t n_blobs;
     struct copy_node *root;
     bool root_by_tag;     /* the root's PUT named the tag too */
+    bool root_waits_gate; /* the root's PUT waits for the tag gate's answer */
     bool dst_repo_new;    /* the destination repository does not exist yet */
     int referrers_probe;  /* 0: not asked yet, 1: the first listing is out, 2: back */
     char *dst_tag_digest; /* what the destination tag names now */
@@ -558,19 +559,9 @@ static bool copy_has_referrers(const struct copy *c)
     return false;
 }
 
-static void node_push(struct copy_node *n)
+static void node_put(struct copy_node *n, const char *reference)
 {
     struct copy *c = n->copy;
-    const char *reference = n->digest;
-
-    if (c->rc < 0)
-        return;
-    /* With nothing to follow the root, its PUT can name the tag directly:
-     * one request instead of two, and the tag still moves last. */
-    if (n == c->root && c->dst_tag != NULL && c->tag_gate == NULL && !copy_has_referrers(c)) {
-        reference = c->dst_tag;
-        c->root_by_tag = true;
-    }
     log_debug("manifest push digest=%s reference=%s", n->digest, reference);
     copy_op_started(c);
     int rc = registry_manifest_put(c->dst, c->dst_repo, reference, n->bytes, n->len, n->media_type,
@@ -579,6 +570,29 @@ static void node_push(struct copy_node *n)
         copy_fail(c, rc, "manifest too large to push");
         copy_op_finished(c);
     }
+}
+
+static void node_push(struct copy_node *n)
+{
+    struct copy *c = n->copy;
+
+    if (c->rc < 0)
+        return;
+    /* With nothing to follow the root, its PUT can name the tag directly:
+     * one request instead of two, and the tag still moves last. With a tag
+     * gate, the gate is asked first and its answer picks the reference. */
+    if (n == c->root && c->dst_tag != NULL && !copy_has_referrers(c)) {
+        if (c->tag_gate != NULL) {
+            c->root_waits_gate = true;
+            copy_op_started(c);
+            c->tag_gate(c, n->digest, c->tag_gate_arg);
+            return;
+        }
+        c->root_by_tag = true;
+        node_put(n, c->dst_tag);
+        return;
+    }
+    node_put(n, n->digest);
 }
 
 static void blob_queue(struct copy *c, struct copy_blob *b)
@@ -1183,7 +1197,7 @@ static void copy_put_tag(struct copy *c)
 
 static void copy_push_tag(struct copy *c)
 {
-    if (c->dst_tag == NULL || c->root_by_tag)
+    if (c->dst_tag == NULL || c->root_by_tag || c->tag_superseded)
         return;
     if (c->dst_tag_digest != NULL && strcmp(c->dst_tag_digest, c->root->digest) == 0)
         return;
@@ -1198,12 +1212,20 @@ static void copy_push_tag(struct copy *c)
 
 void copy_tag_decide(struct copy *c, int rc, bool allow)
 {
-    if (rc < 0)
+    bool root = c->root_waits_gate;
+    c->root_waits_gate = false;
+    if (rc < 0) {
         copy_fail(c, rc, "cannot record the tag's fence");
-    else if (allow)
+    } else if (root) {
+        /* The root's own PUT: by tag when allowed, else by digest alone. */
+        c->root_by_tag = allow;
+        c->tag_superseded = !allow;
+        node_put(c->root, allow ? c->dst_tag : c->root->digest);
+    } else if (allow) {
         copy_put_tag(c);
-    else
+    } else {
         c->tag_superseded = true;
+    }
     copy_op_finished(c);
 }
 
