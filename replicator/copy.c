@@ -974,7 +974,7 @@ static void blob_need(struct copy_blob *b)
         return;
     }
     copy_op_started(c);
-    c->blob_gate(c, b->digest, c->blob_arg);
+    c->blob_gate(c, b->digest, false, c->blob_arg);
 }
 
 void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from)
@@ -1010,6 +1010,12 @@ static void blob_checked(int rc, const char *error, bool exists, int64_t size, v
         blob_finish(b, rc, error);
     } else if (c->rc < 0) {
         blob_finish(b, c->rc, NULL);
+    } else if (exists && c->blob_gate != NULL) {
+        /* Distribution writes a repository's link non-atomically: a blob
+         * another copy is linking right now may look present before it is.
+         * The owner answers with this repository once it is whole. */
+        copy_op_started(c);
+        c->blob_gate(c, b->digest, true, c->blob_arg);
     } else if (exists) {
         c->sum->blobs_skipped++;
         blob_finish(b, 0, NULL);

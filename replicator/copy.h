@@ -61,10 +61,12 @@ typedef void (*copy_done_cb)(struct copy *c, int rc, const char *error, void *ar
 typedef void (*copy_tag_gate_cb)(struct copy *c, const char *digest, void *arg);
 
 /**
- * Asked before a blob the destination lacks is mounted or uploaded; the
- * owner answers once with copy_blob_decide().
+ * Asked before a blob the destination lacks (`exists` false) is mounted or
+ * uploaded, and before a blob its HEAD found (`exists` true) is taken as
+ * there — it may be a link another copy is still writing. The owner answers
+ * once with copy_blob_decide().
  */
-typedef void (*copy_blob_gate_cb)(struct copy *c, const char *digest, void *arg);
+typedef void (*copy_blob_gate_cb)(struct copy *c, const char *digest, bool exists, void *arg);
 
 /** A blob that went through the gate is settled: at the destination (ok) or not. */
 typedef void (*copy_blob_done_cb)(struct copy *c, const char *digest, bool ok, void *arg);

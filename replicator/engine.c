@@ -33,10 +33,21 @@ struct blob_flight {
     struct blob_flight *next;
 };
 
+/* A blob being linked into one repository (uploaded or mounted) right now. */
+struct link_flight {
+    char *repo;
+    char *digest;
+    int writers;
+    struct copy **waiters; /* copies whose HEAD saw it: told when it is whole */
+    size_t n_waiters;
+    struct link_flight *next;
+};
+
 /* A registry of the config, with its clients. */
 struct eng_registry {
     const struct config_registry *cfg;
     struct blob_flight *flights;
+    struct link_flight *links;
     struct http_client *http;
     struct registry *pull;
     struct registry *push;
@@ -138,7 +149,7 @@ struct engine {
 
 static void engine_pump(struct engine *e);
 static void engine_maybe_idle(struct engine *e);
-static void job_blob_gate(struct copy *c, const char *digest, void *arg);
+static void job_blob_gate(struct copy *c, const char *digest, bool exists, void *arg);
 static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg);
 
 static int64_t now_unix_ms(void)
@@ -650,22 +661,91 @@ static struct blob_flight *flight_find(struct eng_registry *r, const char *diges
     return NULL;
 }
 
-static void job_blob_gate(struct copy *c, const char *digest, void *arg)
+static struct link_flight *link_find(struct eng_registry *r, const char *repo, const char *digest)
+{
+    for (struct link_flight *l = r->links; l != NULL; l = l->next)
+        if (strcmp(l->digest, digest) == 0 && strcmp(l->repo, repo) == 0)
+            return l;
+    return NULL;
+}
+
+static void link_start(struct eng_registry *r, const char *repo, const char *digest)
+{
+    struct link_flight *l = link_find(r, repo, digest);
+    if (l == NULL) {
+        l = xcalloc(1, sizeof(*l));
+        l->repo = xstrdup(repo);
+        l->digest = xstrdup(digest);
+        l->next = r->links;
+        r->links = l;
+    }
+    l->writers++;
+}
+
+/* A link is whole (or failed): whoever saw it half-written may go on. */
+static void link_end(struct eng_registry *r, const char *repo, const char *digest)
+{
+    struct link_flight **pp = &r->links;
+    while (*pp != NULL && !(strcmp((*pp)->digest, digest) == 0 && strcmp((*pp)->repo, repo) == 0))
+        pp = &(*pp)->next;
+    struct link_flight *l = *pp;
+    if (l == NULL || --l->writers > 0)
+        return;
+    *pp = l->next;
+    for (size_t i = 0; i < l->n_waiters; i++)
+        copy_blob_decide(l->waiters[i], digest, repo);
+    free(l->waiters);
+    free(l->repo);
+    free(l->digest);
+    free(l);
+}
+
+/* Decide a transfer into `repo`: mount from `from`, or upload when NULL. */
+static void job_blob_transfer(struct eng_registry *r, struct copy *c, const char *digest,
+                              const char *from)
+{
+    link_start(r, copy_dst_repo(c), digest);
+    copy_blob_decide(c, digest, from);
+}
+
+static void job_blob_gate(struct copy *c, const char *digest, bool exists, void *arg)
 {
     struct eng_job *job = arg;
     struct eng_registry *r = job->dst;
     const char *repo = copy_dst_repo(c);
     struct blob_flight *f = flight_find(r, digest);
 
+    if (exists) {
+        struct link_flight *l = link_find(r, repo, digest);
+        if (l == NULL) {
+            copy_blob_decide(c, digest, repo);
+            return;
+        }
+        l->waiters = xrealloc(l->waiters, (l->n_waiters + 1) * sizeof(*l->waiters));
+        l->waiters[l->n_waiters++] = c;
+        return;
+    }
+    if (f != NULL && f->present && strcmp(f->repo, repo) != 0) {
+        /* In this repository but still being linked by another copy: wait. */
+        struct link_flight *l = link_find(r, repo, digest);
+        if (l != NULL) {
+            l->waiters = xrealloc(l->waiters, (l->n_waiters + 1) * sizeof(*l->waiters));
+            l->waiters[l->n_waiters++] = c;
+            return;
+        }
+    }
     if (f == NULL) {
         f = xcalloc(1, sizeof(*f));
         f->digest = xstrdup(digest);
         f->repo = xstrdup(repo);
         f->next = r->flights;
         r->flights = f;
-        copy_blob_decide(c, digest, NULL);
+        job_blob_transfer(r, c, digest, NULL);
     } else if (f->present) {
-        copy_blob_decide(c, digest, f->repo);
+        if (strcmp(f->repo, repo) == 0)
+            copy_blob_decide(c, digest, repo);
+        else
+            job_blob_transfer(r, c, digest, f->repo);
     } else {
         f->waiters = xrealloc(f->waiters, (f->n_waiters + 1) * sizeof(*f->waiters));
         f->waiters[f->n_waiters++] = c;
@@ -679,6 +759,7 @@ static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg
     struct blob_flight *f = flight_find(r, digest);
     const char *repo = copy_dst_repo(c);
 
+    link_end(r, repo, digest);
     if (f == NULL || f->present || strcmp(f->repo, repo) != 0)
         return;
     if (ok) {
@@ -687,8 +768,12 @@ static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg
         size_t n = f->n_waiters;
         f->waiters = NULL;
         f->n_waiters = 0;
-        for (size_t i = 0; i < n; i++)
-            copy_blob_decide(waiters[i], digest, f->repo);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(f->repo, copy_dst_repo(waiters[i])) == 0)
+                copy_blob_decide(waiters[i], digest, f->repo);
+            else
+                job_blob_transfer(r, waiters[i], digest, f->repo);
+        }
         free(waiters);
         return;
     }
@@ -709,7 +794,7 @@ static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg
     f->n_waiters--;
     free(f->repo);
     f->repo = xstrdup(copy_dst_repo(next));
-    copy_blob_decide(next, digest, NULL);
+    job_blob_transfer(r, next, digest, NULL);
 }
 
 /* ---- dispatch ---- */
@@ -1027,6 +1112,14 @@ static void engine_http_closed(void *arg)
         return;
     for (size_t i = 0; i < e->n_registries; i++) {
         free(e->registries[i].failed_seqs);
+        while (e->registries[i].links != NULL) {
+            struct link_flight *l = e->registries[i].links;
+            e->registries[i].links = l->next;
+            free(l->repo);
+            free(l->digest);
+            free(l->waiters);
+            free(l);
+        }
         while (e->registries[i].flights != NULL) {
             struct blob_flight *f = e->registries[i].flights;
             e->registries[i].flights = f->next;
