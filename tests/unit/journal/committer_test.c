@@ -403,32 +403,16 @@ static void test_tail_set_late(void **state)
     fixture_free(f);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    if (mkdtemp(test_root) == NULL) {
-        perror("mkdtemp");
-        return -1;
-    }
-    return 0;
+    return unit_tmpdir_make(test_root);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (nftw(test_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-        perror("nftw");
-        return -1;
-    }
-    return 0;
+    return unit_tmpdir_remove(test_root);
 }
 
 int main(void)

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "../unit.h"
+#include "raw.h"
 #include "errors.h"
 #include "ferry.pb-c.h"
 #include "journal.h"
@@ -65,46 +66,6 @@ static uint64_t fence(struct journal *j, const char *destination, const char *re
     uint64_t seq = 77;
     assert_int_equal(journal_fence_get(j, destination, repository, tag, &seq), 0);
     return seq;
-}
-
-/*
- * Put one raw value into a column family, bypassing the journal, the way
- * corruption on disk would look. The journal must be closed.
- */
-static void raw_put(const char *dir, const char *family, const char *key, size_t key_len,
-                    const void *value, size_t value_len)
-{
-    rocksdb_options_t *options = rocksdb_options_create();
-    char *err = NULL;
-    size_t n = 0;
-    char **names = rocksdb_list_column_families(options, dir, &n, &err);
-    assert_null(err);
-    const rocksdb_options_t **cf_options = xcalloc(n, sizeof(*cf_options));
-    rocksdb_column_family_handle_t **handles = xcalloc(n, sizeof(*handles));
-    for (size_t i = 0; i < n; i++)
-        cf_options[i] = options;
-    rocksdb_t *db = rocksdb_open_column_families(options, dir, (int)n, (const char *const *)names,
-                                                 cf_options, handles, &err);
-    if (err != NULL)
-        fail_msg("raw open: %s", err);
-    rocksdb_writeoptions_t *write = rocksdb_writeoptions_create();
-    bool put = false;
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(names[i], family) != 0)
-            continue;
-        rocksdb_put_cf(db, write, handles[i], key, key_len, value, value_len, &err);
-        assert_null(err);
-        put = true;
-    }
-    assert_true(put);
-    rocksdb_writeoptions_destroy(write);
-    for (size_t i = 0; i < n; i++)
-        rocksdb_column_family_handle_destroy(handles[i]);
-    rocksdb_close(db);
-    rocksdb_list_column_families_destroy(names, n);
-    free(handles);
-    free(cf_options);
-    rocksdb_options_destroy(options);
 }
 
 /* Does the database in `dir` have a column family called `family`? */
@@ -773,32 +734,16 @@ static void test_old_database(void **state)
     free(dir);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    if (mkdtemp(test_root) == NULL) {
-        perror("mkdtemp");
-        return -1;
-    }
-    return 0;
+    return unit_tmpdir_make(test_root);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (nftw(test_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-        perror("nftw");
-        return -1;
-    }
-    return 0;
+    return unit_tmpdir_remove(test_root);
 }
 
 int main(void)

@@ -44,20 +44,12 @@ static int setup(void **state)
     return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fixture *f = *state;
     int rc = chdir(f->cwd);
     if (rc == 0)
-        rc = nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rc = unit_tmpdir_remove(f->dir);
     free(f);
     return rc;
 }

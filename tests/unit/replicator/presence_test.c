@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "../unit.h"
+
 #include "errors.h"
 #include "log.h"
 #include "presence.h"
@@ -532,32 +534,16 @@ static void test_default_dir(void **state)
     assert_null(presence_default_dir());
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    if (mkdtemp(test_root) == NULL) {
-        perror("mkdtemp");
-        return -1;
-    }
-    return 0;
+    return unit_tmpdir_make(test_root);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (nftw(test_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-        perror("nftw");
-        return -1;
-    }
-    return 0;
+    return unit_tmpdir_remove(test_root);
 }
 
 int main(int argc, char **argv)
