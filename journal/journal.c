@@ -740,31 +740,53 @@ static int journal_check_name(const char *s)
     return journal_check_string(s, "name", true, JOURNAL_STRING_MAX, NULL);
 }
 
-int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq)
+/*
+ * Look `key` up in column family `cf`: 0 and *value (free with rocksdb_free)
+ * when found, FERRY_ENOTFOUND when absent (or the family does not exist in
+ * an older, read-only journal), or the translated RocksDB error.
+ */
+static int journal_cf_get(struct journal *j, int cf, const char *key, size_t key_len,
+                          const char *what, char **value, size_t *len)
 {
     char *rerr = NULL;
-    size_t len = 0;
-    int rc = 0;
-
-    *seq = 0;
-    if (journal_check_name(name) < 0)
-        return FERRY_EINVAL;
-    if (j->cf[JOURNAL_CF_CURSORS] == NULL)
-        return 0;
-    char *value =
-        rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_CURSORS], name, strlen(name), &len, &rerr);
+    *value = NULL;
+    *len = 0;
+    if (j->cf[cf] == NULL)
+        return FERRY_ENOTFOUND;
+    *value = rocksdb_get_cf(j->db, j->read, j->cf[cf], key, key_len, len, &rerr);
     if (rerr != NULL)
-        return journal_rocksdb_error(j, "cursor_get", rerr);
-    if (value == NULL)
+        return journal_rocksdb_error(j, what, rerr);
+    return *value == NULL ? FERRY_ENOTFOUND : 0;
+}
+
+/* A seq stored as an 8-byte value under `key` (cursors, fences): 0 when absent. */
+static int journal_read_seq(struct journal *j, int cf, const char *key, size_t key_len,
+                            const char *what, uint64_t *seq)
+{
+    char *value = NULL;
+    size_t len = 0;
+    *seq = 0;
+    int rc = journal_cf_get(j, cf, key, key_len, what, &value, &len);
+    if (rc == FERRY_ENOTFOUND)
         return 0;
+    if (rc < 0)
+        return rc;
     if (len == JOURNAL_KEY_LEN) {
         *seq = journal_key_decode(value);
     } else {
-        log_warn("journal cursor is corrupt dir=%s cursor=%s len=%zu", j->dir, name, len);
+        log_warn("journal %s record is corrupt dir=%s len=%zu", what, j->dir, len);
         rc = FERRY_EPARSE;
     }
     rocksdb_free(value);
     return rc;
+}
+
+int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq)
+{
+    *seq = 0;
+    if (journal_check_name(name) < 0)
+        return FERRY_EINVAL;
+    return journal_read_seq(j, JOURNAL_CF_CURSORS, name, strlen(name), "cursor_get", seq);
 }
 
 int journal_cursor_set(struct journal *j, const char *name, uint64_t seq)
@@ -826,7 +848,6 @@ int journal_pollstate_get(struct journal *j, const char *source, const char *rep
 {
     char *key = NULL;
     size_t key_len = 0, len = 0;
-    char *rerr = NULL;
     char *value = NULL;
     int rc;
 
@@ -834,19 +855,9 @@ int journal_pollstate_get(struct journal *j, const char *source, const char *rep
     rc = journal_pollstate_key(source, repository, tag, &key, &key_len);
     if (rc < 0)
         goto out;
-    if (j->cf[JOURNAL_CF_POLLSTATE] == NULL) {
-        rc = FERRY_ENOTFOUND;
+    rc = journal_cf_get(j, JOURNAL_CF_POLLSTATE, key, key_len, "pollstate_get", &value, &len);
+    if (rc < 0)
         goto out;
-    }
-    value = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_POLLSTATE], key, key_len, &len, &rerr);
-    if (rerr != NULL) {
-        rc = journal_rocksdb_error(j, "pollstate_get", rerr);
-        goto out;
-    }
-    if (value == NULL) {
-        rc = FERRY_ENOTFOUND;
-        goto out;
-    }
     *digest = journal_pollstate_digest(value, len);
     if (*digest == NULL) {
         log_warn("journal poller state is corrupt dir=%s source=%s repo=%s tag=%s", j->dir, source,
@@ -1135,25 +1146,7 @@ int journal_get_stats(struct journal *j, struct journal_stats *out)
 /* The fence stored under `key`: 0 and *seq (0 when there is none), FERRY_EPARSE or -EIO. */
 static int journal_fence_read(struct journal *j, const char *key, size_t key_len, uint64_t *seq)
 {
-    char *rerr = NULL;
-    size_t len = 0;
-    int rc = 0;
-
-    *seq = 0;
-    if (j->cf[JOURNAL_CF_FENCES] == NULL)
-        return 0;
-    char *value =
-        rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_FENCES], key, key_len, &len, &rerr);
-    if (rerr != NULL)
-        return journal_rocksdb_error(j, "fence_get", rerr);
-    if (value == NULL)
-        return 0;
-    if (len == JOURNAL_KEY_LEN)
-        *seq = journal_key_decode(value);
-    else
-        rc = FERRY_EPARSE;
-    rocksdb_free(value);
-    return rc;
+    return journal_read_seq(j, JOURNAL_CF_FENCES, key, key_len, "fence_get", seq);
 }
 
 int journal_fence_get(struct journal *j, const char *destination, const char *repository,
@@ -1378,7 +1371,6 @@ int journal_job_get(struct journal *j, const char *destination, const char *repo
 {
     char *key = NULL;
     size_t key_len = 0, len = 0;
-    char *rerr = NULL;
     char *value = NULL;
     const char *why = NULL;
     int rc;
@@ -1387,19 +1379,9 @@ int journal_job_get(struct journal *j, const char *destination, const char *repo
     rc = journal_tuple_key(destination, repository, digest, &key, &key_len);
     if (rc < 0)
         goto out;
-    if (j->cf[JOURNAL_CF_JOBS] == NULL) {
-        rc = FERRY_ENOTFOUND;
+    rc = journal_cf_get(j, JOURNAL_CF_JOBS, key, key_len, "job_get", &value, &len);
+    if (rc < 0)
         goto out;
-    }
-    value = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_JOBS], key, key_len, &len, &rerr);
-    if (rerr != NULL) {
-        rc = journal_rocksdb_error(j, "job_get", rerr);
-        goto out;
-    }
-    if (value == NULL) {
-        rc = FERRY_ENOTFOUND;
-        goto out;
-    }
     rc = journal_job_decode(key, key_len, value, len, out, &why);
     if (rc < 0)
         log_warn("journal job status is corrupt dir=%s dest=%s repo=%s digest=%s: %s", j->dir,
