@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uthash.h>
 
 #include "buf.h"
 #include "digest.h"
@@ -12,6 +13,7 @@
 #include "httpparse.h"
 #include "log.h"
 #include "manifest.h"
+#include "mcache.h"
 #include "regerror.h"
 #include "wwwauth.h"
 #include "xalloc.h"
@@ -21,6 +23,8 @@
 #define LIST_ITEMS_MAX 1000000
 #define LIST_PAGES_MAX 10000
 #define ERROR_BODY_MAX (64 * 1024)
+/* A referrer list is reused this long: the jobs of one image, not later pushes. */
+#define REFERRERS_TTL_MS 5000
 
 enum registry_auth {
     AUTH_UNKNOWN = 0,
@@ -58,6 +62,32 @@ struct registry {
     struct regop *delayed; /* sorted by due time */
     bool referrers_missing;
     struct registry_stats stats;
+    struct mcache *cache;                /* NULL: no cache */
+    struct fetch_flight *flights;        /* cached fetches under way, by key */
+    struct cache_hit *hits, **hits_tail; /* answers to deliver from the loop */
+};
+
+/* Callers waiting for one cached fetch. */
+struct fetch_waiter {
+    registry_manifest_cb cb;
+    void *arg;
+    struct fetch_waiter *next;
+};
+
+struct fetch_flight {
+    struct registry *reg;
+    char *key;
+    uint64_t ttl_ms;
+    struct fetch_waiter *waiters, **tail;
+    UT_hash_handle hh;
+};
+
+/* A cached answer, copied, delivered on the next loop turn. */
+struct cache_hit {
+    registry_manifest_cb cb;
+    void *arg;
+    struct mcache_value v;
+    struct cache_hit *next;
 };
 
 typedef void (*regop_prepare_cb)(struct regop *op, struct http_request *req, void *arg);
@@ -242,6 +272,9 @@ int registry_new(uv_loop_t *loop, struct http_client *http, const char *host,
     }
     uv_timer_init(loop, &reg->timer);
     reg->timer.data = reg;
+    reg->hits_tail = &reg->hits;
+    if (reg->opts.cache_bytes > 0)
+        reg->cache = mcache_new(reg->opts.cache_bytes);
     *out = reg;
     return 0;
 }
@@ -249,6 +282,7 @@ int registry_new(uv_loop_t *loop, struct http_client *http, const char *host,
 static void registry_timer_close_cb(uv_handle_t *handle)
 {
     struct registry *reg = handle->data;
+    mcache_free(reg->cache);
     for (struct token_entry *t = reg->tokens, *next; t != NULL; t = next) {
         next = t->next;
         free(t->scope);
@@ -338,9 +372,26 @@ static void regop_run(struct regop *op, regop_done_cb done, void *arg)
     regop_attempt(op);
 }
 
+static void cache_deliver_hits(struct registry *reg)
+{
+    struct cache_hit *h = reg->hits;
+    reg->hits = NULL;
+    reg->hits_tail = &reg->hits;
+    while (h != NULL) {
+        struct cache_hit *next = h->next;
+        h->cb(0, NULL, h->v.bytes, h->v.len, h->v.media_type, h->v.digest, h->arg);
+        free(h->v.bytes);
+        free(h->v.media_type);
+        free(h->v.digest);
+        free(h);
+        h = next;
+    }
+}
+
 static void registry_timer_cb(uv_timer_t *timer)
 {
     struct registry *reg = timer->data;
+    cache_deliver_hits(reg);
     uint64_t now = uv_now(reg->loop);
     while (reg->delayed != NULL && reg->delayed->due_ms <= now) {
         struct regop *op = reg->delayed;
@@ -353,6 +404,10 @@ static void registry_timer_cb(uv_timer_t *timer)
 
 static void registry_timer_arm(struct registry *reg)
 {
+    if (reg->hits != NULL) {
+        uv_timer_start(&reg->timer, registry_timer_cb, 0, 0);
+        return;
+    }
     if (reg->delayed == NULL) {
         uv_timer_stop(&reg->timer);
         return;
@@ -1339,6 +1394,77 @@ static void manifest_get_done(struct regop *op, struct http_request *req, int rc
     regop_free(op);
 }
 
+/* ---- the answer cache ---- */
+
+/*
+ * Join the cached answer for `key`: a hit is delivered on the next loop turn,
+ * a fetch in flight gets one more waiter; both return true. Otherwise returns
+ * false, and *flight (when the registry caches) is a new flight the caller
+ * fetches for, with cache_fetched() as the callback.
+ */
+static bool cache_join(struct registry *reg, const char *key, uint64_t ttl_ms,
+                       registry_manifest_cb cb, void *arg, struct fetch_flight **flight)
+{
+    *flight = NULL;
+    if (reg->cache == NULL)
+        return false;
+    const struct mcache_value *v = mcache_get(reg->cache, key, uv_now(reg->loop));
+    if (v != NULL) {
+        struct cache_hit *h = xcalloc(1, sizeof(*h));
+        h->cb = cb;
+        h->arg = arg;
+        h->v.bytes = xmalloc(v->len + 1);
+        memcpy(h->v.bytes, v->bytes, v->len + 1);
+        h->v.len = v->len;
+        h->v.media_type = v->media_type != NULL ? xstrdup(v->media_type) : NULL;
+        h->v.digest = v->digest != NULL ? xstrdup(v->digest) : NULL;
+        *reg->hits_tail = h;
+        reg->hits_tail = &h->next;
+        reg->stats.cache_hits++;
+        registry_timer_arm(reg);
+        return true;
+    }
+    struct fetch_waiter *w = xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    struct fetch_flight *f = NULL;
+    HASH_FIND_STR(reg->flights, key, f);
+    if (f != NULL) {
+        *f->tail = w;
+        f->tail = &w->next;
+        reg->stats.cache_hits++;
+        return true;
+    }
+    f = xcalloc(1, sizeof(*f));
+    f->reg = reg;
+    f->key = xstrdup(key);
+    f->ttl_ms = ttl_ms;
+    f->waiters = w;
+    f->tail = &w->next;
+    HASH_ADD_KEYPTR(hh, reg->flights, f->key, strlen(f->key), f);
+    *flight = f;
+    return false;
+}
+
+/* The fetch of a flight is back: keep a success, answer every waiter. */
+static void cache_fetched(int rc, const char *error, const char *bytes, size_t len,
+                          const char *media_type, const char *digest, void *arg)
+{
+    struct fetch_flight *f = arg;
+    struct registry *reg = f->reg;
+    HASH_DEL(reg->flights, f);
+    if (rc == 0)
+        mcache_put(reg->cache, f->key, bytes, len, media_type, digest, uv_now(reg->loop),
+                   f->ttl_ms);
+    for (struct fetch_waiter *w = f->waiters, *next; w != NULL; w = next) {
+        next = w->next;
+        w->cb(rc, error, bytes, len, media_type, digest, w->arg);
+        free(w);
+    }
+    free(f->key);
+    free(f);
+}
+
 static int manifest_fetch(struct registry *reg, const char *repo, const char *reference, bool head,
                           registry_manifest_cb cb, void *arg)
 {
@@ -1361,6 +1487,16 @@ static int manifest_fetch(struct registry *reg, const char *repo, const char *re
 int registry_manifest_get(struct registry *reg, const char *repo, const char *reference,
                           registry_manifest_cb cb, void *arg)
 {
+    /* By digest the answer never changes: one fetch serves every caller. */
+    if (reg->cache != NULL && digest_valid(reference)) {
+        char *key = xasprintf("m:%s@%s", repo, reference);
+        struct fetch_flight *f;
+        bool joined = cache_join(reg, key, 0, cb, arg, &f);
+        free(key);
+        if (joined)
+            return 0;
+        return manifest_fetch(reg, repo, reference, false, cache_fetched, f);
+    }
     return manifest_fetch(reg, repo, reference, false, cb, arg);
 }
 
@@ -1649,6 +1785,16 @@ int registry_referrers(struct registry *reg, const char *repo, const char *diges
 {
     if (!digest_valid(digest))
         return FERRY_EINVAL;
+    struct fetch_flight *f = NULL;
+    if (reg->cache != NULL) {
+        char *key = xasprintf("r:%s@%s", repo, digest);
+        bool joined = cache_join(reg, key, REFERRERS_TTL_MS, cb, arg, &f);
+        free(key);
+        if (joined)
+            return 0;
+        cb = cache_fetched;
+        arg = f;
+    }
     struct referrers_ctx *ctx = xcalloc(1, sizeof(*ctx));
     ctx->reg = reg;
     ctx->repo = xstrdup(repo);

@@ -38,12 +38,19 @@ struct registry_options {
     uint64_t retry_max_ms;       /* backoff ceiling (0: 8000) */
     uint64_t retry_after_max_ms; /* cap on a registry's Retry-After (0: 30000) */
     int list_page_size;          /* entries asked per listing page (0: 1000) */
+    /*
+     * Bytes of answers kept in memory (0: none): manifests fetched by digest
+     * (they never change) and referrer lists (for a few seconds), each
+     * fetched once while several callers ask for it (single-flight).
+     */
+    size_t cache_bytes;
 };
 
 /* Counters of one registry's operations, for summaries and tests. */
 struct registry_stats {
     uint64_t retries;
     uint64_t token_fetches;
+    uint64_t cache_hits; /* answers served from the cache or a fetch in flight */
 };
 
 /**

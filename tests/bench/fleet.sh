@@ -53,6 +53,9 @@
 #   BENCH_PUSH_SECONDS=60   seconds of pushes
 #   BENCH_PUSHERS=8         pusher threads
 #   BENCH_SKIP_LATENCY=1    skip the latency part
+#   BENCH_RUNS=1            repeat the sync scenarios N times; wall, CPU and RSS
+#                           are the medians (each run is listed), counts are the
+#                           last run's
 #   BENCH_TIMEOUT=600       seconds allowed per sync run
 #   BENCH_OUT=FILE          Markdown report (default build/bench/fleet.md)
 #   FERRY_BIN               ferry binary (default build/ferry)
@@ -84,10 +87,11 @@ else
 fi
 PUSH_RATE=${BENCH_PUSH_RATE:-20}
 PUSHERS=${BENCH_PUSHERS:-8}
+RUNS=${BENCH_RUNS:-1}
 SKIP_LATENCY=${BENCH_SKIP_LATENCY:-0}
 TIMEOUT=${BENCH_TIMEOUT:-600}
 OUT=${BENCH_OUT:-$bench_root/fleet.md}
-for v in REPOS TAGS PUSH_SECONDS PUSH_RATE PUSHERS TIMEOUT; do
+for v in REPOS TAGS PUSH_SECONDS PUSH_RATE PUSHERS TIMEOUT RUNS; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_$v must be a positive integer, got '${!v}'"
 done
 ((REPOS <= 100)) || fail "BENCH_REPOS must be at most 100"
@@ -491,6 +495,12 @@ tool() { python3 "$TOOL" "$@"; }
 
 # ------------------------------------------------------------------ helpers
 
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+median() { # "a b c ..." -> the median
+  tr ' ' '\n' <<<"$1" | grep . | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
 # log_lines NAME : lines in NAME's log so far, once the access-log line count
 # is stable (a request's line is written when the server's handler returns)
 log_lines() {
@@ -538,6 +548,7 @@ fresh_dst() {
 ferry_config() {
   local file=$1 data=$2 d
   shift 2
+  rm -rf "$data" # every run starts from an empty data_dir (journal, spool, presence)
   {
     echo "data_dir: $data"
     echo "listen: 127.0.0.1:$(free_port)"
@@ -560,16 +571,21 @@ ferry_config() {
 }
 
 # measure LABEL "REGS" CMD... : run CMD under GNU time (bounded by TIMEOUT);
-# sets M_WALL M_USER M_SYS M_RSS (KiB), and M_STATS[REG] = logstats JSON of
-# the requests REG logged during the run, for every registry in REGS.
+# sets M_WALL M_USER M_SYS M_RSS (KiB), M_REGCPU (CPU seconds the registries
+# in REGS used during the run, from /proc/PID/stat), and M_STATS[REG] =
+# logstats JSON of the requests REG logged during the run, for every REG.
 declare -A M_STATS=()
 measure() {
   local label=$1 regs=$2 r
   shift 2
   local tf="$TEST_TMP/$label.time" ef="$TEST_TMP/$label.err" of="$TEST_TMP/$label.out"
   local rc=0
-  declare -A off=()
-  for r in $regs; do off[$r]=$(log_lines "$r"); done
+  declare -A off=() rc0=()
+  for r in $regs; do
+    off[$r]=$(log_lines "$r")
+    local pv="${r}_PID"
+    rc0[$r]=$(cpu_ticks "${!pv}")
+  done
   timeout "$TIMEOUT" /usr/bin/time -o "$tf" -f '%e %U %S %M' "$@" >"$of" 2>"$ef" || rc=$?
   if ((rc != 0)); then
     echo "----- $label: exit status $rc$( ((rc == 124)) && echo " (timed out after $TIMEOUT s)") -----" >&2
@@ -581,6 +597,12 @@ measure() {
     fail "$label failed (exit $rc)"
   fi
   read -r M_WALL M_USER M_SYS M_RSS < <(tail -n 1 "$tf")
+  local ticks=0 pv2
+  for r in $regs; do
+    pv2="${r}_PID"
+    ticks=$((ticks + $(cpu_ticks "${!pv2}") - rc0[$r]))
+  done
+  M_REGCPU=$(calc "$ticks / $(getconf CLK_TCK)")
   M_STATS=()
   for r in $regs; do
     log_lines "$r" >/dev/null
@@ -654,6 +676,7 @@ record() {
   R[$k,wall]=$(calc "${R[$k,wall]:-0} + $M_WALL")
   R[$k,cpu]=$(calc "${R[$k,cpu]:-0} + $M_USER + $M_SYS")
   R[$k,rss]=$(calc "(${R[$k,rss]:-0} > $M_RSS / 1024) ? ${R[$k,rss]:-0} : $M_RSS / 1024")
+  R[$k,regcpu]=$(calc "${R[$k,regcpu]:-0} + $M_REGCPU")
   R[$k,runs]=$((${R[$k,runs]:-0} + 1))
   R[$k,src_req]=$((${R[$k,src_req]:-0} + $(st src requests)))
   R[$k,src_gets]=$((${R[$k,src_gets]:-0} + $(st src blob_gets)))
@@ -672,8 +695,8 @@ record() {
       note "$1 $2: $d got $(st "$d" unknown_uploads) uploads of blobs not in the fleet"
     fi
   done
-  say "$(printf '%-12s wall %7.2f s  cpu %7.2f s  rss %6.1f MiB  src: %d req, %d blob GETs, %s MiB' \
-    "$label" "$M_WALL" "$(calc "$M_USER + $M_SYS")" "$(calc "$M_RSS / 1024")" \
+  say "$(printf '%-12s wall %7.2f s  cpu %7.2f s  registries cpu %7.2f s  rss %6.1f MiB  src: %d req, %d blob GETs, %s MiB' \
+    "$label" "$M_WALL" "$(calc "$M_USER + $M_SYS")" "$M_REGCPU" "$(calc "$M_RSS / 1024")" \
     "$(st src requests)" "$(st src blob_gets)" "$(MiB "$(st src blob_get_bytes)")")$(
     for d in "$@"; do
       [[ -n "${M_STATS[$d]:-}" ]] && printf '  %s: %d req, %d uploads (%s MiB), %d mounts' "$d" \
@@ -705,52 +728,68 @@ sync_noop_count() { # ERRFILE : job lines of a ferry sync
   grep -c '^complete ' "$1" || true
 }
 
-# ---- 1 destination
-fresh_dst d1
-data="$TEST_TMP/ferry-1"
-ferry_config "$TEST_TMP/ferry-1.yaml" "$data" d1
-measure ferry-1 "src d1" "$FERRY" sync -c "$TEST_TMP/ferry-1.yaml"
-record one ferry d1
-stored one ferry d1
-F1_JOBS=$(sync_noop_count "$TEST_TMP/ferry-1.err")
-say "ferry sync -> d1: $F1_JOBS jobs complete; last line: $(tail -n 1 "$TEST_TMP/ferry-1.err")"
-verify_dst "ferry sync (1 destination)" d1
+# Each iteration runs every scenario; R holds the last iteration's figures,
+# RUN_LIST the per-run wall, CPU, RSS and registry CPU that become medians.
+declare -A RUN_LIST=()
+for ((ITER = 1; ITER <= RUNS; ITER++)); do
+  ((RUNS > 1)) && say "---- run $ITER of $RUNS"
+  if ((ITER > 1)); then
+    for key in "${!R[@]}"; do unset "R[$key]"; done
+  fi
+  # ---- 1 destination
+  fresh_dst d1
+  data="$TEST_TMP/ferry-1"
+  ferry_config "$TEST_TMP/ferry-1.yaml" "$data" d1
+  measure ferry-1 "src d1" "$FERRY" sync -c "$TEST_TMP/ferry-1.yaml"
+  record one ferry d1
+  stored one ferry d1
+  F1_JOBS=$(sync_noop_count "$TEST_TMP/ferry-1.err")
+  say "ferry sync -> d1: $F1_JOBS jobs complete; last line: $(tail -n 1 "$TEST_TMP/ferry-1.err")"
+  verify_dst "ferry sync (1 destination)" d1
 
-measure ferry-1-noop "src d1" "$FERRY" sync -c "$TEST_TMP/ferry-1.yaml"
-record noop ferry d1
-F1N_JOBS=$(sync_noop_count "$TEST_TMP/ferry-1-noop.err")
-say "ferry no-op: $F1N_JOBS jobs; last line: $(tail -n 1 "$TEST_TMP/ferry-1-noop.err")"
-verify_dst "ferry sync no-op" d1
+  measure ferry-1-noop "src d1" "$FERRY" sync -c "$TEST_TMP/ferry-1.yaml"
+  record noop ferry d1
+  F1N_JOBS=$(sync_noop_count "$TEST_TMP/ferry-1-noop.err")
+  say "ferry no-op: $F1N_JOBS jobs; last line: $(tail -n 1 "$TEST_TMP/ferry-1-noop.err")"
+  verify_dst "ferry sync no-op" d1
 
-fresh_dst d1
-skopeo_cmd d1
-measure skopeo-1 "src d1" "${CMD[@]}"
-record one skopeo d1
-stored one skopeo d1
-verify_dst "skopeo sync (1 destination)" d1
-measure skopeo-1-noop "src d1" "${CMD[@]}"
-record noop skopeo d1
-verify_dst "skopeo sync no-op" d1
+  fresh_dst d1
+  skopeo_cmd d1
+  measure skopeo-1 "src d1" "${CMD[@]}"
+  record one skopeo d1
+  stored one skopeo d1
+  verify_dst "skopeo sync (1 destination)" d1
+  measure skopeo-1-noop "src d1" "${CMD[@]}"
+  record noop skopeo d1
+  verify_dst "skopeo sync no-op" d1
 
-# ---- 3 destinations
-fresh_dst d1 d2 d3
-data="$TEST_TMP/ferry-3"
-ferry_config "$TEST_TMP/ferry-3.yaml" "$data" d1 d2 d3
-measure ferry-3 "src d1 d2 d3" "$FERRY" sync -c "$TEST_TMP/ferry-3.yaml"
-record three ferry d1 d2 d3
-stored three ferry d1 d2 d3
-F3_JOBS=$(sync_noop_count "$TEST_TMP/ferry-3.err")
-say "ferry sync -> d1 d2 d3: $F3_JOBS jobs complete; last line: $(tail -n 1 "$TEST_TMP/ferry-3.err")"
-verify_dst "ferry sync (3 destinations)" d1 d2 d3
+  # ---- 3 destinations
+  fresh_dst d1 d2 d3
+  data="$TEST_TMP/ferry-3"
+  ferry_config "$TEST_TMP/ferry-3.yaml" "$data" d1 d2 d3
+  measure ferry-3 "src d1 d2 d3" "$FERRY" sync -c "$TEST_TMP/ferry-3.yaml"
+  record three ferry d1 d2 d3
+  stored three ferry d1 d2 d3
+  F3_JOBS=$(sync_noop_count "$TEST_TMP/ferry-3.err")
+  say "ferry sync -> d1 d2 d3: $F3_JOBS jobs complete; last line: $(tail -n 1 "$TEST_TMP/ferry-3.err")"
+  verify_dst "ferry sync (3 destinations)" d1 d2 d3
 
-fresh_dst d1 d2 d3
-for d in d1 d2 d3; do
-  skopeo_cmd "$d"
-  measure "skopeo-3-$d" "src $d" "${CMD[@]}"
-  record three skopeo "$d"
-  stored three skopeo "$d"
+  fresh_dst d1 d2 d3
+  for d in d1 d2 d3; do
+    skopeo_cmd "$d"
+    measure "skopeo-3-$d" "src $d" "${CMD[@]}"
+    record three skopeo "$d"
+    stored three skopeo "$d"
+  done
+  verify_dst "skopeo sync (3 destinations)" d1 d2 d3
+
+  for key in one,ferry one,skopeo noop,ferry noop,skopeo three,ferry three,skopeo; do
+    for m in wall cpu rss regcpu; do RUN_LIST[$key,$m]+="${R[$key,$m]} "; done
+  done
 done
-verify_dst "skopeo sync (3 destinations)" d1 d2 d3
+for key in one,ferry one,skopeo noop,ferry noop,skopeo three,ferry three,skopeo; do
+  for m in wall cpu rss regcpu; do R[$key,$m]=$(median "${RUN_LIST[$key,$m]}"); done
+done
 
 # Anything ferry printed besides its "complete" job lines and summary, verbatim.
 FERRY_OTHER=""
@@ -786,7 +825,6 @@ YAML
   fixturegen push --registry "$src2_ADDR" --repo warm --tag v1 --seed warm --layers 1 --layer-size 16K --compact >"$TEST_TMP/warm.json"
   wait_until 30 bash -c "curl -sf '$lat_URL/v2/warm/tags/list' | grep -q v1" ||
     fail "ferry serve did not replicate the warm-up image in 30 s"
-  cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
   declare -A c0=()
   for p in ferry_serve src2 lat; do v="${p}_PID"; c0[$p]=$(cpu_ticks "${!v}"); done
   say "latency: $PUSH_RATE pushes/s for $PUSH_SECONDS s ($PUSHERS pusher threads) to $src2_ADDR, watching $lat_ADDR"
@@ -834,6 +872,13 @@ scenario_table() { # SCENARIO TITLE
   row "wall s" "${R[$s,ferry,wall]}" "${R[$s,skopeo,wall]}" '%.2f'
   row "CPU s (user+sys)" "${R[$s,ferry,cpu]}" "${R[$s,skopeo,cpu]}" '%.2f'
   row "peak RSS MiB" "${R[$s,ferry,rss]}" "${R[$s,skopeo,rss]}" '%.1f'
+  row "registries' CPU s during the run" "${R[$s,ferry,regcpu]}" "${R[$s,skopeo,regcpu]}" '%.2f'
+  row "CPU s, tool + registries" "$(calc "${R[$s,ferry,cpu]} + ${R[$s,ferry,regcpu]}")" \
+    "$(calc "${R[$s,skopeo,cpu]} + ${R[$s,skopeo,regcpu]}")" '%.2f'
+  if ((RUNS > 1)); then
+    rowl "wall s, each run" "$(dlist "${RUN_LIST[$s,ferry,wall]}" '%.2f' 1)" "$(dlist "${RUN_LIST[$s,skopeo,wall]}" '%.2f' 1)"
+    rowl "CPU s, each run" "$(dlist "${RUN_LIST[$s,ferry,cpu]}" '%.2f' 1)" "$(dlist "${RUN_LIST[$s,skopeo,cpu]}" '%.2f' 1)"
+  fi
   row "source blob bytes read ÷ unique" "$(calc "${R[$s,ferry,src_bytes]} / $UNIQUE")" \
     "$(calc "${R[$s,skopeo,src_bytes]} / $UNIQUE")" '%.3f'
   row "source blob GETs" "${R[$s,ferry,src_gets]}" "${R[$s,skopeo,src_gets]}" '%d'
@@ -932,6 +977,12 @@ header=$(
   echo "- skopeo: \`skopeo sync --all --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false --preserve-digests SRC.yaml DST\`, the YAML listing every repository with all tags; for 3 destinations three runs, one per destination (wall and CPU summed, peak RSS the largest)."
   echo "- Every run into fresh destination registries. Source bytes read = the byte counts of the source's blob GET responses in its access log; uploaded = the sizes of the blobs whose uploads completed (201) at the destination, from its access log; stored = the destination's blob \`data\` files after the run. After every run every tag at every destination had the source's digest (tags/list + HEAD)."
   echo "- no-op: the 1-destination run repeated with nothing changed (ferry: same \`data_dir\`)."
+  echo "- registries' CPU: user+sys seconds the source and destination registry processes used during the run (/proc/PID/stat); with 2 cores, (tool + registries) ÷ 2 is a floor for the wall time."
+  if ((RUNS > 1)); then
+    echo "- $RUNS runs of every scenario, in turn; wall, CPU, RSS and registries' CPU are **medians**, ratios are of medians; counts are from the last run."
+  else
+    echo "- One run of every scenario (BENCH_RUNS=N for medians of N)."
+  fi
 )
 report=$(
   if [[ -n "$VERIFY_FAILS" ]]; then
@@ -951,6 +1002,9 @@ report=$(
   row "wall s" "${R[noop,ferry,wall]}" "${R[noop,skopeo,wall]}" '%.2f'
   row "CPU s (user+sys)" "${R[noop,ferry,cpu]}" "${R[noop,skopeo,cpu]}" '%.2f'
   row "peak RSS MiB" "${R[noop,ferry,rss]}" "${R[noop,skopeo,rss]}" '%.1f'
+  if ((RUNS > 1)); then
+    rowl "wall s, each run" "$(dlist "${RUN_LIST[noop,ferry,wall]}" '%.2f' 1)" "$(dlist "${RUN_LIST[noop,skopeo,wall]}" '%.2f' 1)"
+  fi
   row "source blob GETs" "${R[noop,ferry,src_gets]}" "${R[noop,skopeo,src_gets]}" '%d'
   row "blob uploads" "$(dsum "${R[noop,ferry,uploads]}")" "$(dsum "${R[noop,skopeo,uploads]}")" '%d'
   row "manifest PUTs" "$(dsum "${R[noop,ferry,manifest_puts]}")" "$(dsum "${R[noop,skopeo,manifest_puts]}")" '%d'
