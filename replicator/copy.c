@@ -457,6 +457,18 @@ static void node_checked(int rc, const char *error, const char *bytes, size_t le
 
 static void copy_check_repository(struct copy *c);
 
+/* HEAD every manifest not known to be there. */
+static void copy_check_nodes(struct copy *c)
+{
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        struct copy_node *n = c->nodes[i];
+        if (n->present)
+            continue;
+        copy_op_started(c);
+        registry_manifest_head(c->dst, c->dst_repo, n->digest, node_checked, n);
+    }
+}
+
 static void tag_checked(int rc, const char *error, const char *bytes, size_t len,
                         const char *media_type, const char *digest, void *arg)
 {
@@ -464,12 +476,17 @@ static void tag_checked(int rc, const char *error, const char *bytes, size_t len
     (void)bytes;
     (void)len;
     (void)media_type;
-    if (rc == 0 && digest != NULL)
+    if (rc == 0 && digest != NULL) {
         c->dst_tag_digest = xstrdup(digest);
-    else if (rc == FERRY_ENOTFOUND)
+        if (strcmp(digest, c->root->digest) == 0)
+            c->root->present = true;
+        if (c->rc == 0)
+            copy_check_nodes(c);
+    } else if (rc == FERRY_ENOTFOUND) {
         copy_check_repository(c);
-    else if (rc < 0)
+    } else if (rc < 0) {
         copy_fail(c, rc, error);
+    }
     copy_op_finished(c);
 }
 
@@ -479,15 +496,17 @@ static void repo_checked(int rc, const char *error, bool exists, int64_t size, v
     (void)size;
     if (rc < 0)
         copy_fail(c, rc, error);
-    else
-        c->dst_repo_new = !exists;
+    else if (!exists)
+        c->dst_repo_new = true;
+    else if (c->rc == 0)
+        copy_check_nodes(c);
     copy_op_finished(c);
 }
 
 /*
- * Into a repository that does not exist yet no blob needs a HEAD: one request
- * spares one per blob. Asked only when the tag is not there (a tag proves the
- * repository exists).
+ * Into a repository that does not exist yet no manifest or blob needs a HEAD:
+ * one request spares one per manifest and blob. Asked only when the tag is
+ * not there (a tag proves the repository exists).
  */
 static void copy_check_repository(struct copy *c)
 {
@@ -495,20 +514,19 @@ static void copy_check_repository(struct copy *c)
     registry_repository_exists(c->dst, c->dst_repo, repo_checked, c);
 }
 
+/*
+ * The tag first: it names the root's digest when nothing changed, and its
+ * absence leads to the repository check that spares every other HEAD when
+ * the repository is new. The manifests are HEADed after it.
+ */
 static void copy_check_destination(struct copy *c)
 {
-    for (size_t i = 0; i < c->n_nodes; i++) {
-        struct copy_node *n = c->nodes[i];
-        if (n->present)
-            continue;
-        copy_op_started(c);
-        registry_manifest_head(c->dst, c->dst_repo, n->digest, node_checked, n);
-    }
     if (c->dst_tag != NULL) {
         copy_op_started(c);
         registry_manifest_head(c->dst, c->dst_repo, c->dst_tag, tag_checked, c);
-    } else
+    } else {
         copy_check_repository(c);
+    }
 }
 
 /* ---- phase 4: blobs, then manifests ---- */
@@ -542,6 +560,14 @@ static void node_pushed(int rc, const char *error, bool subject_processed, void 
     (void)subject_processed;
     log_debug("manifest pushed digest=%s rc=%d", n->digest, rc);
     if (rc < 0) {
+        /* BLOB_UNKNOWN and the like: what the presence cache said of this
+         * manifest's blobs may be stale, so the next attempt HEADs them. */
+        if (c->presence != NULL && n->m.kind == MANIFEST_IMAGE) {
+            const char *host = registry_host(c->dst);
+            presence_forget(c->presence, host, n->m.config.digest, c->dst_repo);
+            for (size_t i = 0; i < n->m.n_layers; i++)
+                presence_forget(c->presence, host, n->m.layers[i].digest, c->dst_repo);
+        }
         copy_fail(c, rc, error);
     } else {
         n->pushed = true;
@@ -642,13 +668,14 @@ static void blob_finish(struct copy_blob *b, int rc, const char *error)
         progress_item_done(c->progress, b->bar, rc == 0);
         b->bar = NULL;
     }
+    /* Presence first: the owner's waiters may mount from here at once. */
+    if (rc == 0 && c->presence != NULL)
+        presence_add(c->presence, registry_host(c->dst), b->digest, c->dst_repo);
     if (c->blob_done != NULL && b->in_transfer)
         c->blob_done(c, b->digest, rc == 0, c->blob_arg);
     if (rc < 0) {
         copy_fail(c, rc, error);
     } else {
-        if (c->presence != NULL)
-            presence_add(c->presence, registry_host(c->dst), b->digest, c->dst_repo);
         for (size_t i = 0; i < b->n_users; i++)
             node_dependency_done(b->users[i]);
     }
@@ -974,8 +1001,10 @@ static void blob_need(struct copy_blob *b)
         return;
     }
     copy_op_started(c);
-    c->blob_gate(c, b->digest, false, c->blob_arg);
+    c->blob_gate(c, b->digest, COPY_BLOB_ABSENT, c->blob_arg);
 }
+
+static void blob_head(struct copy_blob *b);
 
 void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from)
 {
@@ -992,6 +1021,18 @@ void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from
             b->mount_from = xstrdup(mount_from);
             blob_transfer(b);
         }
+    }
+    copy_op_finished(c);
+}
+
+void copy_blob_check(struct copy *c, const char *digest)
+{
+    struct copy_blob *b = copy_find_blob(c, digest);
+    if (b != NULL && b->state == BLOB_ACTIVE && !b->gated) {
+        if (c->rc < 0)
+            blob_finish(b, c->rc, NULL);
+        else
+            blob_head(b);
     }
     copy_op_finished(c);
 }
@@ -1015,7 +1056,7 @@ static void blob_checked(int rc, const char *error, bool exists, int64_t size, v
          * another copy is linking right now may look present before it is.
          * The owner answers with this repository once it is whole. */
         copy_op_started(c);
-        c->blob_gate(c, b->digest, true, c->blob_arg);
+        c->blob_gate(c, b->digest, COPY_BLOB_PRESENT, c->blob_arg);
     } else if (exists) {
         c->sum->blobs_skipped++;
         blob_finish(b, 0, NULL);
@@ -1025,16 +1066,26 @@ static void blob_checked(int rc, const char *error, bool exists, int64_t size, v
     copy_op_finished(c);
 }
 
+static void blob_head(struct copy_blob *b)
+{
+    struct copy *c = b->copy;
+    copy_op_started(c);
+    registry_blob_exists(c->dst, c->dst_repo, b->digest, blob_checked, b);
+}
+
 static void blob_start(struct copy_blob *b)
 {
     struct copy *c = b->copy;
     b->state = BLOB_ACTIVE;
     if (c->dst_repo_new) {
         blob_need(b);
-        return;
+    } else if (c->blob_gate != NULL) {
+        /* The owner may know without a HEAD (what it put there, what is in flight). */
+        copy_op_started(c);
+        c->blob_gate(c, b->digest, COPY_BLOB_UNCHECKED, c->blob_arg);
+    } else {
+        blob_head(b);
     }
-    copy_op_started(c);
-    registry_blob_exists(c->dst, c->dst_repo, b->digest, blob_checked, b);
 }
 
 static void blob_add_user(struct copy_blob *b, struct copy_node *n)

@@ -60,13 +60,21 @@ typedef void (*copy_done_cb)(struct copy *c, int rc, const char *error, void *ar
  */
 typedef void (*copy_tag_gate_cb)(struct copy *c, const char *digest, void *arg);
 
+/* What the copy knows of a blob at the destination when it asks the gate. */
+enum copy_blob_seen {
+    COPY_BLOB_UNCHECKED = 0, /* nothing yet: the owner may know, or answers copy_blob_check() */
+    COPY_BLOB_ABSENT,        /* a HEAD (or a repository that does not exist) says missing */
+    COPY_BLOB_PRESENT,       /* a HEAD found it; it may be a link another copy is still writing */
+};
+
 /**
- * Asked before a blob the destination lacks (`exists` false) is mounted or
- * uploaded, and before a blob its HEAD found (`exists` true) is taken as
- * there — it may be a link another copy is still writing. The owner answers
- * once with copy_blob_decide().
+ * Asked for every blob of a manifest the destination lacks, before any
+ * request for it. The owner answers once with copy_blob_decide(), or, for
+ * COPY_BLOB_UNCHECKED, may answer copy_blob_check() to have it HEADed first
+ * (the gate is then asked again with what the HEAD saw).
  */
-typedef void (*copy_blob_gate_cb)(struct copy *c, const char *digest, bool exists, void *arg);
+typedef void (*copy_blob_gate_cb)(struct copy *c, const char *digest, enum copy_blob_seen seen,
+                                  void *arg);
 
 /** A blob that went through the gate is settled: at the destination (ok) or not. */
 typedef void (*copy_blob_done_cb)(struct copy *c, const char *digest, bool ok, void *arg);
@@ -122,6 +130,9 @@ const char *copy_dst_tag_digest(const struct copy *c);
  * blob is there already), or upload when NULL.
  */
 void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from);
+
+/** Answer the blob gate for a COPY_BLOB_UNCHECKED blob: HEAD it, then ask again. */
+void copy_blob_check(struct copy *c, const char *digest);
 
 /** The destination repository of the copy. */
 const char *copy_dst_repo(const struct copy *c);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 #include <time.h>
 
 #include "copy.h"
@@ -10,6 +11,7 @@
 #include "http.h"
 #include "log.h"
 #include "registry.h"
+#include "presence.h"
 #include "spool.h"
 #include "xalloc.h"
 
@@ -27,28 +29,25 @@
  */
 struct blob_flight {
     char *digest;
-    char *repo; /* the repository that holds it, or is being given it */
-    bool present;
+    char *repo; /* the repository being given it */
     struct copy **waiters;
     size_t n_waiters;
-    struct blob_flight *next;
+    UT_hash_handle hh;
 };
 
 /* A blob being linked into one repository (uploaded or mounted) right now. */
 struct link_flight {
-    char *repo;
-    char *digest;
+    char *key; /* "repo@digest" */
     int writers;
     struct copy **waiters; /* copies whose HEAD saw it: told when it is whole */
     size_t n_waiters;
-    struct link_flight *next;
+    UT_hash_handle hh;
 };
 
-/* A registry of the config, with its clients. */
 struct eng_registry {
     const struct config_registry *cfg;
-    struct blob_flight *flights;
-    struct link_flight *links;
+    struct blob_flight *flights; /* uploads and mounts in flight, by digest */
+    struct link_flight *links;   /* by "repo@digest" */
     struct http_client *http;
     struct registry *pull;
     struct registry *push;
@@ -132,6 +131,7 @@ struct engine {
     size_t n_all;
     struct tag_lock *locks;
     struct spool *spool;
+    struct presence *presence; /* which repositories of each destination hold a blob */
     uv_timer_t timer;
     uv_timer_t close_timer; /* polls for running jobs to end while closing */
     uint64_t dispatched_seq;
@@ -150,7 +150,7 @@ struct engine {
 
 static void engine_pump(struct engine *e);
 static void engine_maybe_idle(struct engine *e);
-static void job_blob_gate(struct copy *c, const char *digest, bool exists, void *arg);
+static void job_blob_gate(struct copy *c, const char *digest, enum copy_blob_seen seen, void *arg);
 static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg);
 
 static int64_t now_unix_ms(void)
@@ -625,6 +625,7 @@ static void job_start(struct eng_job *job)
         .tag_gate_arg = job,
         .skip_ping = true,
         .spool = e->spool,
+        .presence = e->presence,
         .blob_gate = job_blob_gate,
         .blob_done = job_blob_done,
         .blob_arg = job,
@@ -654,20 +655,42 @@ static void engine_pump(struct engine *e)
 
 /* ---- single-flight blobs per destination registry ---- */
 
+/*
+ * What the engine knows of a blob at a destination registry: an upload or
+ * mount in flight (struct blob_flight, gone once it ends), a link being
+ * written into one repository (struct link_flight), and, for what landed, the
+ * presence cache (which repositories hold it), which outlives the run.
+ */
+
 static struct blob_flight *flight_find(struct eng_registry *r, const char *digest)
 {
-    for (struct blob_flight *f = r->flights; f != NULL; f = f->next)
-        if (strcmp(f->digest, digest) == 0)
-            return f;
-    return NULL;
+    struct blob_flight *f = NULL;
+    HASH_FIND_STR(r->flights, digest, f);
+    return f;
+}
+
+static void flight_free(struct eng_registry *r, struct blob_flight *f)
+{
+    HASH_DEL(r->flights, f);
+    free(f->digest);
+    free(f->repo);
+    free(f->waiters);
+    free(f);
+}
+
+static void waiters_add(struct copy ***list, size_t *n, struct copy *c)
+{
+    *list = xrealloc(*list, (*n + 1) * sizeof(**list));
+    (*list)[(*n)++] = c;
 }
 
 static struct link_flight *link_find(struct eng_registry *r, const char *repo, const char *digest)
 {
-    for (struct link_flight *l = r->links; l != NULL; l = l->next)
-        if (strcmp(l->digest, digest) == 0 && strcmp(l->repo, repo) == 0)
-            return l;
-    return NULL;
+    char *key = xasprintf("%s@%s", repo, digest);
+    struct link_flight *l = NULL;
+    HASH_FIND_STR(r->links, key, l);
+    free(key);
+    return l;
 }
 
 static void link_start(struct eng_registry *r, const char *repo, const char *digest)
@@ -675,127 +698,130 @@ static void link_start(struct eng_registry *r, const char *repo, const char *dig
     struct link_flight *l = link_find(r, repo, digest);
     if (l == NULL) {
         l = xcalloc(1, sizeof(*l));
-        l->repo = xstrdup(repo);
-        l->digest = xstrdup(digest);
-        l->next = r->links;
-        r->links = l;
+        l->key = xasprintf("%s@%s", repo, digest);
+        HASH_ADD_KEYPTR(hh, r->links, l->key, strlen(l->key), l);
     }
     l->writers++;
+}
+
+static void link_free(struct eng_registry *r, struct link_flight *l)
+{
+    HASH_DEL(r->links, l);
+    free(l->waiters);
+    free(l->key);
+    free(l);
 }
 
 /* A link is whole (or failed): whoever saw it half-written may go on. */
 static void link_end(struct eng_registry *r, const char *repo, const char *digest)
 {
-    struct link_flight **pp = &r->links;
-    while (*pp != NULL && !(strcmp((*pp)->digest, digest) == 0 && strcmp((*pp)->repo, repo) == 0))
-        pp = &(*pp)->next;
-    struct link_flight *l = *pp;
+    struct link_flight *l = link_find(r, repo, digest);
     if (l == NULL || --l->writers > 0)
         return;
-    *pp = l->next;
-    for (size_t i = 0; i < l->n_waiters; i++)
-        copy_blob_decide(l->waiters[i], digest, repo);
-    free(l->waiters);
-    free(l->repo);
-    free(l->digest);
-    free(l);
+    struct copy **waiters = l->waiters;
+    size_t n = l->n_waiters;
+    l->waiters = NULL;
+    link_free(r, l);
+    for (size_t i = 0; i < n; i++)
+        copy_blob_decide(waiters[i], digest, repo);
+    free(waiters);
 }
 
-/* Decide a transfer into `repo`: mount from `from`, or upload when NULL. */
-static void job_blob_transfer(struct eng_registry *r, struct copy *c, const char *digest,
-                              const char *from)
+/*
+ * Send `digest` into the copy's repository: mount from `from`, or upload when
+ * NULL. An upload is a flight: every other copy that needs the blob at this
+ * registry meanwhile waits, then mounts from here. Mounts go in parallel.
+ */
+static void job_blob_send(struct eng_registry *r, struct copy *c, const char *digest,
+                          const char *from)
 {
+    if (from == NULL) {
+        struct blob_flight *f = xcalloc(1, sizeof(*f));
+        f->digest = xstrdup(digest);
+        f->repo = xstrdup(copy_dst_repo(c));
+        HASH_ADD_KEYPTR(hh, r->flights, f->digest, strlen(f->digest), f);
+    }
     link_start(r, copy_dst_repo(c), digest);
     copy_blob_decide(c, digest, from);
 }
 
-static void job_blob_gate(struct copy *c, const char *digest, bool exists, void *arg)
+static void job_blob_gate(struct copy *c, const char *digest, enum copy_blob_seen seen, void *arg)
 {
     struct eng_job *job = arg;
+    struct engine *e = job->engine;
     struct eng_registry *r = job->dst;
     const char *repo = copy_dst_repo(c);
-    struct blob_flight *f = flight_find(r, digest);
+    struct link_flight *l = link_find(r, repo, digest);
 
-    if (exists) {
-        struct link_flight *l = link_find(r, repo, digest);
-        if (l == NULL) {
-            copy_blob_decide(c, digest, repo);
-            return;
-        }
-        l->waiters = xrealloc(l->waiters, (l->n_waiters + 1) * sizeof(*l->waiters));
-        l->waiters[l->n_waiters++] = c;
+    /* Being linked into this repository by another copy: wait until whole. */
+    if (l != NULL) {
+        waiters_add(&l->waiters, &l->n_waiters, c);
         return;
     }
-    if (f != NULL && f->present && strcmp(f->repo, repo) != 0) {
-        /* In this repository but still being linked by another copy: wait. */
-        struct link_flight *l = link_find(r, repo, digest);
-        if (l != NULL) {
-            l->waiters = xrealloc(l->waiters, (l->n_waiters + 1) * sizeof(*l->waiters));
-            l->waiters[l->n_waiters++] = c;
-            return;
-        }
+    if (seen == COPY_BLOB_PRESENT) {
+        copy_blob_decide(c, digest, repo);
+        return;
     }
-    if (f == NULL) {
-        f = xcalloc(1, sizeof(*f));
-        f->digest = xstrdup(digest);
-        f->repo = xstrdup(repo);
-        f->next = r->flights;
-        r->flights = f;
-        job_blob_transfer(r, c, digest, NULL);
-    } else if (f->present) {
-        if (strcmp(f->repo, repo) == 0)
-            copy_blob_decide(c, digest, repo);
-        else
-            job_blob_transfer(r, c, digest, f->repo);
+    struct blob_flight *f = flight_find(r, digest);
+    if (f != NULL) {
+        waiters_add(&f->waiters, &f->n_waiters, c);
+        return;
+    }
+    bool holds = false;
+    char *other = presence_lookup(e->presence, r->cfg->host, digest, repo, &holds);
+    if (holds && seen == COPY_BLOB_ABSENT) {
+        /* The registry says otherwise: it was deleted since. */
+        presence_forget(e->presence, r->cfg->host, digest, repo);
+        holds = false;
+    }
+    if (holds) {
+        copy_blob_decide(c, digest, repo);
+    } else if (other != NULL) {
+        job_blob_send(r, c, digest, other);
+    } else if (seen == COPY_BLOB_UNCHECKED) {
+        copy_blob_check(c, digest);
     } else {
-        f->waiters = xrealloc(f->waiters, (f->n_waiters + 1) * sizeof(*f->waiters));
-        f->waiters[f->n_waiters++] = c;
+        job_blob_send(r, c, digest, NULL);
     }
+    free(other);
 }
 
 static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg)
 {
     struct eng_job *job = arg;
     struct eng_registry *r = job->dst;
-    struct blob_flight *f = flight_find(r, digest);
     const char *repo = copy_dst_repo(c);
+    struct blob_flight *f = flight_find(r, digest);
 
     link_end(r, repo, digest);
-    if (f == NULL || f->present || strcmp(f->repo, repo) != 0)
+    if (f == NULL || strcmp(f->repo, repo) != 0)
         return;
+    struct copy **waiters = f->waiters;
+    size_t n = f->n_waiters;
+    char *from = ok ? xstrdup(f->repo) : NULL;
+    f->waiters = NULL;
+    f->n_waiters = 0;
+    flight_free(r, f);
+    if (n == 0) {
+        free(from);
+        return;
+    }
     if (ok) {
-        f->present = true;
-        struct copy **waiters = f->waiters;
-        size_t n = f->n_waiters;
-        f->waiters = NULL;
-        f->n_waiters = 0;
         for (size_t i = 0; i < n; i++) {
-            if (strcmp(f->repo, copy_dst_repo(waiters[i])) == 0)
-                copy_blob_decide(waiters[i], digest, f->repo);
+            if (strcmp(from, copy_dst_repo(waiters[i])) == 0)
+                copy_blob_decide(waiters[i], digest, from);
             else
-                job_blob_transfer(r, waiters[i], digest, f->repo);
+                job_blob_send(r, waiters[i], digest, from);
         }
-        free(waiters);
-        return;
+    } else {
+        /* The upload failed: the first waiter tries its own, the others wait for it. */
+        job_blob_send(r, waiters[0], digest, NULL);
+        struct blob_flight *nf = flight_find(r, digest);
+        for (size_t i = 1; i < n; i++)
+            waiters_add(&nf->waiters, &nf->n_waiters, waiters[i]);
     }
-    /* The upload failed: the next waiter tries its own. */
-    if (f->n_waiters == 0) {
-        struct blob_flight **pp = &r->flights;
-        while (*pp != f)
-            pp = &(*pp)->next;
-        *pp = f->next;
-        free(f->digest);
-        free(f->repo);
-        free(f->waiters);
-        free(f);
-        return;
-    }
-    struct copy *next = f->waiters[0];
-    memmove(f->waiters, f->waiters + 1, (f->n_waiters - 1) * sizeof(*f->waiters));
-    f->n_waiters--;
-    free(f->repo);
-    f->repo = xstrdup(copy_dst_repo(next));
-    job_blob_transfer(r, next, digest, NULL);
+    free(waiters);
+    free(from);
 }
 
 /* ---- dispatch ---- */
@@ -1084,6 +1110,16 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         }
         free(dir);
     }
+    /* What landed where, across runs: spares HEADs and finds mount sources. */
+    char *pdir = xasprintf("%s/presence", config->data_dir);
+    char *perr = NULL;
+    if (presence_open(pdir, &e->presence, &perr) < 0) {
+        log_warn("no presence cache, every blob is checked with a HEAD dir=%s error=\"%s\"", pdir,
+                 perr != NULL ? perr : "");
+        free(perr);
+        e->presence = NULL;
+    }
+    free(pdir);
     journal_cursor_get(journal, ENGINE_CURSOR, &e->cursor);
     e->dispatched_seq = e->cursor;
     e->stats.cursor = e->cursor;
@@ -1141,25 +1177,20 @@ static void engine_http_closed(void *arg)
         return;
     for (size_t i = 0; i < e->n_registries; i++) {
         free(e->registries[i].failed_seqs);
-        while (e->registries[i].links != NULL) {
-            struct link_flight *l = e->registries[i].links;
-            e->registries[i].links = l->next;
-            free(l->repo);
-            free(l->digest);
-            free(l->waiters);
-            free(l);
+        struct link_flight *l, *ltmp;
+        HASH_ITER(hh, e->registries[i].links, l, ltmp)
+        {
+            link_free(&e->registries[i], l);
         }
-        while (e->registries[i].flights != NULL) {
-            struct blob_flight *f = e->registries[i].flights;
-            e->registries[i].flights = f->next;
-            free(f->digest);
-            free(f->repo);
-            free(f->waiters);
-            free(f);
+        struct blob_flight *f, *ftmp;
+        HASH_ITER(hh, e->registries[i].flights, f, ftmp)
+        {
+            flight_free(&e->registries[i], f);
         }
     }
     free(e->registries);
     spool_free(e->spool);
+    presence_close(e->presence);
     while (e->entries_head != NULL) {
         struct eng_entry *next = e->entries_head->next;
         free(e->entries_head);

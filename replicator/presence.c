@@ -311,8 +311,8 @@ out:
     return rc;
 }
 
-char *presence_find(struct presence *p, const char *registry, const char *digest,
-                    const char *not_repo)
+char *presence_lookup(struct presence *p, const char *registry, const char *digest,
+                      const char *repo, bool *holds)
 {
     struct presence_list list = {0};
     size_t keylen = 0;
@@ -320,21 +320,31 @@ char *presence_find(struct presence *p, const char *registry, const char *digest
     char *found = NULL;
     bool corrupt = false;
 
+    if (holds != NULL)
+        *holds = false;
     if (p == NULL || !presence_name_valid(registry) || !presence_name_valid(digest))
         goto out;
     key = presence_key(registry, digest, &keylen);
     if (presence_load(p, registry, digest, key, keylen, &list, &corrupt) < 0)
         goto out;
     for (size_t i = 0; i < list.count; i++) {
-        if (not_repo == NULL || strcmp(list.repos[i], not_repo) != 0) {
+        if (repo != NULL && strcmp(list.repos[i], repo) == 0) {
+            if (holds != NULL)
+                *holds = true;
+        } else if (found == NULL) {
             found = xstrdup(list.repos[i]);
-            break;
         }
     }
 out:
     presence_list_release(&list);
     free(key);
     return found;
+}
+
+char *presence_find(struct presence *p, const char *registry, const char *digest,
+                    const char *not_repo)
+{
+    return presence_lookup(p, registry, digest, not_repo, NULL);
 }
 
 int presence_forget(struct presence *p, const char *registry, const char *digest, const char *repo)

@@ -15,6 +15,8 @@
 #ifndef FERRY_PRESENCE_H
 #define FERRY_PRESENCE_H
 
+#include <stdbool.h>
+
 /* Repositories remembered per (registry, digest); the oldest fall off. */
 #define PRESENCE_MAX_REPOS 16
 
@@ -57,6 +59,13 @@ int presence_add(struct presence *p, const char *registry, const char *digest, c
  */
 char *presence_find(struct presence *p, const char *registry, const char *digest,
                     const char *not_repo);
+
+/**
+ * As presence_find() with `repo` as `not_repo`, and *holds (may be NULL) set
+ * to whether `repo` itself is known to hold `digest`.
+ */
+char *presence_lookup(struct presence *p, const char *registry, const char *digest,
+                      const char *repo, bool *holds);
 
 /**
  * Forget that `repo` holds `digest` on `registry`, for when the registry

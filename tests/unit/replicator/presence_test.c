@@ -174,6 +174,21 @@ static void test_not_repo(void **state)
     expect_find(p, REGISTRY, DIGEST, "c/three", "b/two");
     expect_find(p, REGISTRY, DIGEST, NULL, "b/two");
 
+    /* presence_lookup also says whether the asking repository holds it. */
+    bool holds = false;
+    char *other = presence_lookup(p, REGISTRY, DIGEST, "a/one", &holds);
+    assert_true(holds);
+    assert_string_equal(other, "b/two");
+    free(other);
+    other = presence_lookup(p, REGISTRY, DIGEST, "c/three", &holds);
+    assert_false(holds);
+    assert_string_equal(other, "b/two");
+    free(other);
+    assert_int_equal(presence_forget(p, REGISTRY, DIGEST, "b/two"), 0);
+    other = presence_lookup(p, REGISTRY, DIGEST, "a/one", &holds);
+    assert_true(holds);
+    assert_null(other);
+
     presence_close(p);
     free(dir);
 }
