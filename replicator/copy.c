@@ -1001,7 +1001,8 @@ static void blob_need(struct copy_blob *b)
         return;
     }
     copy_op_started(c);
-    c->blob_gate(c, b->digest, COPY_BLOB_ABSENT, c->blob_arg);
+    c->blob_gate(c, b->digest, c->dst_repo_new ? COPY_BLOB_NEW_REPO : COPY_BLOB_ABSENT,
+                 c->blob_arg);
 }
 
 static void blob_head(struct copy_blob *b);

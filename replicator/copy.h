@@ -63,7 +63,9 @@ typedef void (*copy_tag_gate_cb)(struct copy *c, const char *digest, void *arg);
 /* What the copy knows of a blob at the destination when it asks the gate. */
 enum copy_blob_seen {
     COPY_BLOB_UNCHECKED = 0, /* nothing yet: the owner may know, or answers copy_blob_check() */
-    COPY_BLOB_ABSENT,        /* a HEAD (or a repository that does not exist) says missing */
+    COPY_BLOB_ABSENT,        /* a HEAD says missing */
+    COPY_BLOB_NEW_REPO,      /* not HEADed: the repository had no tags (the owner may have
+                                put blobs in it already) */
     COPY_BLOB_PRESENT,       /* a HEAD found it; it may be a link another copy is still writing */
 };
 

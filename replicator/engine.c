@@ -712,8 +712,11 @@ static void link_free(struct eng_registry *r, struct link_flight *l)
     free(l);
 }
 
-/* A link is whole (or failed): whoever saw it half-written may go on. */
-static void link_end(struct eng_registry *r, const char *repo, const char *digest)
+/*
+ * A link is whole (or failed): whoever waited for it goes on, taking it as
+ * there when it landed and checking with a HEAD when it failed.
+ */
+static void link_end(struct eng_registry *r, const char *repo, const char *digest, bool ok)
 {
     struct link_flight *l = link_find(r, repo, digest);
     if (l == NULL || --l->writers > 0)
@@ -722,8 +725,12 @@ static void link_end(struct eng_registry *r, const char *repo, const char *diges
     size_t n = l->n_waiters;
     l->waiters = NULL;
     link_free(r, l);
-    for (size_t i = 0; i < n; i++)
-        copy_blob_decide(waiters[i], digest, repo);
+    for (size_t i = 0; i < n; i++) {
+        if (ok)
+            copy_blob_decide(waiters[i], digest, repo);
+        else
+            copy_blob_check(waiters[i], digest);
+    }
     free(waiters);
 }
 
@@ -769,8 +776,10 @@ static void job_blob_gate(struct copy *c, const char *digest, enum copy_blob_see
     }
     bool holds = false;
     char *other = presence_lookup(e->presence, r->cfg->host, digest, repo, &holds);
+    log_debug("blob gate dest=%s repo=%s digest=%s seen=%d holds=%d other=%s", r->cfg->name, repo,
+              digest, (int)seen, (int)holds, other != NULL ? other : "-");
     if (holds && seen == COPY_BLOB_ABSENT) {
-        /* The registry says otherwise: it was deleted since. */
+        /* A HEAD says otherwise: it was deleted since. */
         presence_forget(e->presence, r->cfg->host, digest, repo);
         holds = false;
     }
@@ -793,7 +802,7 @@ static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg
     const char *repo = copy_dst_repo(c);
     struct blob_flight *f = flight_find(r, digest);
 
-    link_end(r, repo, digest);
+    link_end(r, repo, digest, ok);
     if (f == NULL || strcmp(f->repo, repo) != 0)
         return;
     struct copy **waiters = f->waiters;
@@ -808,8 +817,12 @@ static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg
     }
     if (ok) {
         for (size_t i = 0; i < n; i++) {
-            if (strcmp(from, copy_dst_repo(waiters[i])) == 0)
+            const char *wrepo = copy_dst_repo(waiters[i]);
+            struct link_flight *l = link_find(r, wrepo, digest);
+            if (strcmp(from, wrepo) == 0)
                 copy_blob_decide(waiters[i], digest, from);
+            else if (l != NULL) /* another waiter is mounting it there: after it */
+                waiters_add(&l->waiters, &l->n_waiters, waiters[i]);
             else
                 job_blob_send(r, waiters[i], digest, from);
         }
@@ -1079,6 +1092,7 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
             .cert_file = cfg->cert_file,
             .key_file = cfg->key_file,
             .max_host_connections = r->limit * 4 + 4,
+            .rate_limit = cfg->rate_limit,
         };
         http_client_new(loop, &hopts, &r->http);
         struct registry_options ropts = {

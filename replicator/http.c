@@ -22,6 +22,13 @@ struct http_client {
     int running; /* requests added to the multi handle */
     int sockets; /* http_socket structs alive, open or closing */
     bool timer_closed;
+    /* The rate limit: a token bucket shared by every streamed body. */
+    double tokens;
+    uint64_t refill_ns;
+    uv_timer_t rate_timer;
+    bool rate_timer_closed;
+    struct http_request **throttled; /* transfers paused until tokens return */
+    size_t n_throttled;
     void (*close_cb)(void *);
     void *close_arg;
 };
@@ -62,6 +69,7 @@ struct http_request {
     void *done_arg;
     bool started;
     bool finished;
+    bool throttled;     /* paused by the rate limit */
     char *header_value; /* last value handed out by http_request_response_header() */
 };
 
@@ -79,8 +87,9 @@ static void http_check_multi_info(struct http_client *c);
 /* The client is freed once it was asked to close and its last handle is closed. */
 static void http_client_maybe_free(struct http_client *c)
 {
-    if (c->close_cb == NULL || !c->timer_closed || c->sockets > 0)
+    if (c->close_cb == NULL || !c->timer_closed || !c->rate_timer_closed || c->sockets > 0)
         return;
+    free(c->throttled);
     void (*cb)(void *) = c->close_cb;
     void *arg = c->close_arg;
     free(c);
@@ -174,6 +183,87 @@ static void http_global_init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* ---- the rate limit ---- */
+
+/* Bytes the bucket holds at most: a quarter second of traffic, at least 64 KiB. */
+static uint64_t rate_burst(const struct http_client *c)
+{
+    uint64_t quarter = c->opts.rate_limit / 4;
+    return quarter > 64 * 1024 ? quarter : 64 * 1024;
+}
+
+static void rate_refill(struct http_client *c)
+{
+    uint64_t now = uv_hrtime();
+    c->tokens += (double)(now - c->refill_ns) * (double)c->opts.rate_limit / 1e9;
+    c->refill_ns = now;
+    if (c->tokens > (double)rate_burst(c))
+        c->tokens = (double)rate_burst(c);
+}
+
+static void rate_timer_cb(uv_timer_t *timer)
+{
+    struct http_client *c = timer->data;
+    rate_refill(c);
+    /* Resuming may run callbacks that park transfers again: take the list first. */
+    struct http_request **list = c->throttled;
+    size_t n = c->n_throttled;
+    c->throttled = NULL;
+    c->n_throttled = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct http_request *req = list[i];
+        req->throttled = false;
+        http_request_resume(req);
+    }
+    free(list);
+}
+
+/*
+ * True when a streamed body may move bytes now. Otherwise the transfer is
+ * parked, the caller pauses it, and a timer resumes it when the bucket has
+ * refilled. The bucket may go into debt by one callback's bytes.
+ */
+static bool rate_admit(struct http_request *req)
+{
+    struct http_client *c = req->client;
+    if (c->opts.rate_limit == 0)
+        return true;
+    rate_refill(c);
+    if (c->tokens > 0)
+        return true;
+    if (!req->throttled) {
+        req->throttled = true;
+        c->throttled = xrealloc(c->throttled, (c->n_throttled + 1) * sizeof(*c->throttled));
+        c->throttled[c->n_throttled++] = req;
+    }
+    if (!uv_is_active((uv_handle_t *)&c->rate_timer)) {
+        uint64_t ms = (uint64_t)(-c->tokens * 1000.0 / (double)c->opts.rate_limit) + 1;
+        uv_timer_start(&c->rate_timer, rate_timer_cb, ms, 0);
+    }
+    return false;
+}
+
+static void rate_charge(struct http_client *c, size_t len)
+{
+    if (c->opts.rate_limit > 0)
+        c->tokens -= (double)len;
+}
+
+/* A finished transfer leaves the parked list. */
+static void rate_forget(struct http_request *req)
+{
+    struct http_client *c = req->client;
+    if (!req->throttled)
+        return;
+    req->throttled = false;
+    for (size_t i = 0; i < c->n_throttled; i++) {
+        if (c->throttled[i] == req) {
+            c->throttled[i] = c->throttled[--c->n_throttled];
+            break;
+        }
+    }
+}
+
 int http_client_new(uv_loop_t *loop, const struct http_client_options *opts,
                     struct http_client **out)
 {
@@ -200,6 +290,10 @@ int http_client_new(uv_loop_t *loop, const struct http_client_options *opts,
     }
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
+    uv_timer_init(loop, &c->rate_timer);
+    c->rate_timer.data = c;
+    c->refill_ns = uv_hrtime();
+    c->tokens = (double)rate_burst(c);
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, http_socket_cb);
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, http_timer_start_cb);
@@ -225,6 +319,13 @@ static void http_close_noop(void *arg)
     (void)arg;
 }
 
+static void http_rate_timer_close_cb(uv_handle_t *handle)
+{
+    struct http_client *c = handle->data;
+    c->rate_timer_closed = true;
+    http_client_maybe_free(c);
+}
+
 void http_client_close(struct http_client *c, void (*cb)(void *arg), void *arg)
 {
     c->close_cb = cb != NULL ? cb : http_close_noop;
@@ -235,6 +336,8 @@ void http_client_close(struct http_client *c, void (*cb)(void *arg), void *arg)
     c->multi = NULL;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, http_timer_close_cb);
+    uv_timer_stop(&c->rate_timer);
+    uv_close((uv_handle_t *)&c->rate_timer, http_rate_timer_close_cb);
 }
 
 void http_client_stats(const struct http_client *c, struct http_stats *out)
@@ -305,6 +408,10 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
     if (req->follow && code >= 300 && code < 400)
         return len;
     if (req->sink != NULL) {
+        if (!rate_admit(req)) {
+            req->paused_recv = true;
+            return CURL_WRITEFUNC_PAUSE;
+        }
         int rc = req->sink(req, data, len, req->sink_arg);
         if (rc == HTTP_SINK_PAUSE) {
             req->paused_recv = true;
@@ -314,6 +421,7 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
             req->sink_rc = rc;
             return CURL_WRITEFUNC_ERROR;
         }
+        rate_charge(req->client, len);
         return len;
     }
     if (buf_append(&req->response, data, len) < 0) {
@@ -355,6 +463,10 @@ static size_t http_read_cb(char *buffer, size_t size, size_t nitems, void *userp
         req->source_offset += want;
         return want;
     }
+    if (!rate_admit(req)) {
+        req->paused = true;
+        return CURL_READFUNC_PAUSE;
+    }
     ssize_t n = req->source(buffer, want, req->source_offset, req->source_arg);
     if (n == HTTP_SOURCE_WAIT) {
         req->paused = true;
@@ -370,6 +482,7 @@ static size_t http_read_cb(char *buffer, size_t size, size_t nitems, void *userp
         return CURL_READFUNC_ABORT;
     }
     req->source_offset += (uint64_t)n;
+    rate_charge(req->client, (size_t)n);
     return (size_t)n;
 }
 
@@ -529,6 +642,7 @@ static void http_request_finish(struct http_request *req, int rc)
     req->effective_url = xstrdup(url != NULL ? url : req->url);
     c->stats.bytes_sent += (uint64_t)up;
     c->stats.bytes_received += (uint64_t)down;
+    rate_forget(req);
     if (c->multi != NULL)
         curl_multi_remove_handle(c->multi, req->easy);
     curl_easy_cleanup(req->easy);
@@ -631,6 +745,7 @@ void http_request_free(struct http_request *req)
 {
     if (req == NULL)
         return;
+    rate_forget(req);
     if (req->easy != NULL) {
         if (req->client->multi != NULL)
             curl_multi_remove_handle(req->client->multi, req->easy);

@@ -31,6 +31,7 @@ struct http_client_options {
     bool insecure;             /* skip TLS verification */
     long connect_timeout_ms;   /* 0: 15 s */
     long stall_timeout_s;      /* abort when under 1 byte/s this long (0: 120) */
+    uint64_t rate_limit;       /* bytes/s of streamed bodies, all transfers together (0: none) */
 };
 
 /* Totals since the client started; for summaries and benchmarks. */

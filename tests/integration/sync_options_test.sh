@@ -67,3 +67,37 @@ if grep 'job failed dest=' "$TEST_TMP/ferry.log" | grep -qv retrying; then
   fail "a job FAILED: $(grep 'job failed dest=' "$TEST_TMP/ferry.log" | grep -v retrying | head -1)"
 fi
 pass "a destination down for a while catches up, with nothing FAILED"
+
+# rate_limit: a destination limited to 1 MiB/s takes about 4 s for a 4 MiB
+# layer; the same sync without the limit takes well under that.
+registry_start d3
+fixturegen push --registry "$src_ADDR" --repo slow/app --tag v1 --seed 21 --layers 1 --layer-size 4M --compact >"$TEST_TMP/slow.json"
+rate_config() { # FILE DATA_DIR RATE NAME
+  cat >"$1" <<YAML
+data_dir: $2
+listen: 127.0.0.1:$(free_port)
+poll_interval: 0
+registries:
+  src: { url: "http://$src_ADDR" }
+  d3: { url: "http://$d3_ADDR", rate_limit: $3 }
+rules:
+  - { name: slow, source: src, repositories: ["slow/**"], destinations: [{ registry: d3, repository: "{repo}-$4" }] }
+YAML
+}
+rate_config "$TEST_TMP/fast.yaml" "$TEST_TMP/fast-data" 0 fast
+t0=$EPOCHREALTIME
+"$FERRY" sync -c "$TEST_TMP/fast.yaml" 2>"$TEST_TMP/fast.err" || fail "unlimited sync failed: $(cat "$TEST_TMP/fast.err")"
+fast=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
+rate_config "$TEST_TMP/slow.yaml" "$TEST_TMP/slow-data" 1M slow
+t0=$EPOCHREALTIME
+"$FERRY" sync -c "$TEST_TMP/slow.yaml" 2>"$TEST_TMP/slow.err" || fail "rate-limited sync failed: $(cat "$TEST_TMP/slow.err")"
+slow=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
+want=$(jq -r .digest "$TEST_TMP/slow.json")
+assert_eq "$(skopeo_raw "$d3_ADDR/slow/app-slow:v1" | digest_of)" "$want" "rate-limited copy arrived"
+note "4 MiB layer: ${fast} s unlimited, ${slow} s at 1 MiB/s"
+# Download and upload share the bucket of the registry they talk to; the
+# destination's bucket alone bounds the upload to ~4 s (a 64 KiB burst aside).
+awk -v s="$slow" 'BEGIN { exit !(s >= 3.2) }' || fail "rate_limit 1M moved 4 MiB in ${slow} s"
+awk -v s="$slow" 'BEGIN { exit !(s <= 12) }' || fail "rate_limit 1M took ${slow} s for 4 MiB"
+awk -v f="$fast" 'BEGIN { exit !(f < 2.5) }' || fail "the unlimited sync took ${fast} s"
+pass "rate_limit bounds a destination's bytes per second"
