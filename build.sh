@@ -16,7 +16,12 @@ PACKAGES=(
   libuv1-dev libcurl4-openssl-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
   librocksdb-dev libcjson-dev libyaml-dev libmicrohttpd-dev libcmocka-dev uthash-dev
   docker-registry skopeo apache2-utils jq python3 openssl curl procps time
+  chromium
 )
+# The dashboard's npm packages (uPlot, and playwright-core for its browser
+# test) need node and npm; any node >= 18 on the PATH will do (NodeSource's
+# nodejs carries npm and conflicts with Debian's npm package).
+NODE_PACKAGES=(nodejs npm)
 
 install_deps() {
   local missing=()
@@ -36,6 +41,21 @@ install_deps() {
   fi
 }
 
+# Installs replicator/dashboard/node_modules from its package-lock.json when
+# uPlot (built into the binary) or playwright-core (the browser test) is missing.
+install_dashboard_deps() {
+  local dir="$top/replicator/dashboard"
+  [ -d "$dir/node_modules/uplot" ] && [ -d "$dir/node_modules/playwright-core" ] && return 0
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "build.sh: installing ${NODE_PACKAGES[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${NODE_PACKAGES[@]}"
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund)
+}
+
 build() {
   local dir=$1; shift
   cmake -S "$top" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
@@ -47,6 +67,7 @@ cmd=${1:-build}
 case "$cmd" in
   build)
     install_deps
+    install_dashboard_deps
     build build
     echo "build.sh: built build/ferry"
     ;;
@@ -60,6 +81,7 @@ case "$cmd" in
       esac
     done
     install_deps
+    install_dashboard_deps
     if [ $sanitize -ne 2 ]; then
       build build
       (cd build && ctest --output-on-failure -j 2)
@@ -75,6 +97,7 @@ case "$cmd" in
     ;;
   bench)
     install_deps
+    install_dashboard_deps
     build build
     cmake --build build -j "$(nproc)" --target ingest_load >/dev/null
     bash "$top/tests/bench/copy.sh" "$@"

@@ -1396,16 +1396,40 @@ out:
 int journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job, void *arg),
                      void *arg)
 {
+    return journal_job_scan_in(j, NULL, NULL, cb, arg);
+}
+
+int journal_job_scan_in(struct journal *j, const char *destination, const char *repository,
+                        int (*cb)(const struct journal_job *job, void *arg), void *arg)
+{
     rocksdb_iterator_t *it;
     char *rerr = NULL;
+    char *prefix = NULL;
+    size_t prefix_len = 0;
     int rc = 0;
 
     if (j->cf[JOURNAL_CF_JOBS] == NULL)
         return 0;
+    if (destination != NULL) {
+        /* Keys are "destination\0repository\0digest": the prefix keeps its NULs. */
+        size_t d = strlen(destination) + 1;
+        size_t r = repository != NULL ? strlen(repository) + 1 : 0;
+        prefix_len = d + r;
+        prefix = xmalloc(prefix_len);
+        memcpy(prefix, destination, d);
+        if (repository != NULL)
+            memcpy(prefix + d, repository, r);
+    }
     it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_JOBS]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    if (prefix != NULL)
+        rocksdb_iter_seek(it, prefix, prefix_len);
+    else
+        rocksdb_iter_seek_to_first(it);
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t key_len, value_len;
         const char *key = rocksdb_iter_key(it, &key_len);
+        if (prefix != NULL && (key_len < prefix_len || memcmp(key, prefix, prefix_len) != 0))
+            break;
         const char *value = rocksdb_iter_value(it, &value_len);
         struct journal_job job;
         const char *why = NULL;
@@ -1432,5 +1456,6 @@ int journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job,
         rc = journal_rocksdb_error(j, "job_scan", rerr);
 out:
     rocksdb_iter_destroy(it);
+    free(prefix);
     return rc;
 }

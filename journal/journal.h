@@ -210,4 +210,11 @@ int journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job,
 /** Free a job's strings. */
 void journal_job_release(struct journal_job *job);
 
+/**
+ * As journal_job_scan(), over the jobs of `destination` only (NULL: all),
+ * and of its `repository` only when that is not NULL.
+ */
+int journal_job_scan_in(struct journal *j, const char *destination, const char *repository,
+                        int (*cb)(const struct journal_job *job, void *arg), void *arg);
+
 #endif

@@ -83,6 +83,8 @@ struct config_top {
     struct config config;
     char *webhook_token_env;
     char *webhook_token_file;
+    char *api_token_env;
+    char *api_token_file;
 };
 
 /* A registry as written: the registry plus where its password comes from. */
@@ -144,6 +146,7 @@ static void config_release(struct config *c)
     free(c->data_dir);
     free(c->listen);
     config_wipe_free(c->webhook_token);
+    config_wipe_free(c->api_token);
     for (size_t i = 0; i < c->n_registries; i++)
         config_registry_release(&c->registries[i]);
     free(c->registries);
@@ -1227,6 +1230,16 @@ static const struct config_field config_top_fields[] = {
     {.name = "webhook_token_file",
      .kind = CONFIG_PATH,
      .offset = offsetof(struct config_top, webhook_token_file)},
+    {.name = "api_token_env",
+     .kind = CONFIG_STRING,
+     .offset = offsetof(struct config_top, api_token_env),
+     .check = config_check_env_name},
+    {.name = "api_token_file",
+     .kind = CONFIG_PATH,
+     .offset = offsetof(struct config_top, api_token_file)},
+    {.name = "api_token",
+     .kind = CONFIG_STRING,
+     .offset = offsetof(struct config_top, config.api_token)},
     {.name = "webhook_max_body",
      .kind = CONFIG_SIZE,
      .offset = offsetof(struct config_top, config.webhook_max_body),
@@ -1268,12 +1281,30 @@ static int config_top_finish(struct config_parser *p, const yaml_node_t *root,
                                 "webhook_token_file", top->webhook_token_file, &c->webhook_token);
     if (rc < 0)
         return rc;
+    int api_sources =
+        (top->api_token_env != NULL) + (top->api_token_file != NULL) + (c->api_token != NULL);
+    if (api_sources > 1)
+        return config_fail(p, config_place(p, root, "api_token"), "api_token",
+                           "api_token, api_token_env and api_token_file are exclusive");
+    if (top->api_token_env != NULL)
+        rc = config_read_env(p, config_place(p, root, "api_token_env"), "api_token_env",
+                             top->api_token_env, &c->api_token);
+    else if (top->api_token_file != NULL)
+        rc = config_read_secret(p, config_place(p, root, "api_token_file"), "api_token_file",
+                                top->api_token_file, &c->api_token);
+    else if (c->api_token != NULL)
+        p->inline_password = true;
+    if (rc < 0)
+        return rc;
+    if (c->api_token != NULL && c->api_token[0] == '\0')
+        return config_fail(p, config_place(p, root, "api_token"), "api_token", "empty token");
     if (c->data_dir == NULL)
         c->data_dir = config_path_join(c->dir, CONFIG_DEFAULT_DATA_DIR);
     if (p->inline_password && (st->st_mode & (S_IRGRP | S_IROTH)) != 0)
-        log_warn("config file holds an inline password and is readable by group or others; use "
-                 "password_env or password_file, or chmod 600 it path=%s",
-                 c->path);
+        log_warn(
+            "config file holds an inline password or token and is readable by group or others; "
+            "use the _env or _file keys, or chmod 600 it path=%s",
+            c->path);
     return 0;
 }
 
@@ -1483,6 +1514,8 @@ out:
     free(p.err);
     free(top.webhook_token_env);
     free(top.webhook_token_file);
+    free(top.api_token_env);
+    free(top.api_token_file);
     free(p.visited);
     if (document_ready) {
         config_document_wipe(&document);

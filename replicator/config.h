@@ -11,6 +11,8 @@
  *   listen: 127.0.0.1:8780          # host:port or [v6]:port, port 1..65535
  *   webhook_token_env: NAME         # or webhook_token_file: PATH (first line,
  *                                   # trimmed); neither: no token
+ *   api_token_env: NAME             # or api_token_file: PATH, or api_token: SECRET
+ *                                   # (inline); neither: the API needs no token
  *   webhook_max_body: 1MiB          # a size, 1 byte .. 64 MiB
  *   poll_interval: 30s              # a duration; 0 polls only at start
  *   poll_concurrency: 4             # 1..64
@@ -150,6 +152,7 @@ struct config {
     char *data_dir;      /* absolute, or relative to the working directory */
     char *listen;        /* "host:port" or "[v6]:port"; see config_split_listen() */
     char *webhook_token; /* resolved secret or NULL */
+    char *api_token;     /* resolved secret or NULL: the HTTP API needs no token */
     size_t webhook_max_body;
     uint64_t poll_interval_ms; /* 0: poll only at start */
     int poll_concurrency;

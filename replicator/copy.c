@@ -140,6 +140,8 @@ struct copy {
     bool root_by_tag;     /* the root's PUT named the tag too */
     bool root_waits_gate; /* the root's PUT waits for the tag gate's answer */
     bool dst_repo_new;    /* the destination repository does not exist yet */
+    bool dst_repo_exists; /* the owner says it does: no repository check */
+    bool trust_missing_tag;
     int referrers_probe;  /* 0: not asked yet, 1: the first listing is out, 2: back */
     char *dst_tag_digest; /* what the destination tag names now */
     int nodes_unpushed;   /* manifests still to PUT */
@@ -483,7 +485,10 @@ static void tag_checked(int rc, const char *error, const char *bytes, size_t len
         if (c->rc == 0)
             copy_check_nodes(c);
     } else if (rc == FERRY_ENOTFOUND) {
-        copy_check_repository(c);
+        if (!c->dst_repo_exists)
+            copy_check_repository(c);
+        else if (!c->trust_missing_tag && c->rc == 0)
+            copy_check_nodes(c);
     } else if (rc < 0) {
         copy_fail(c, rc, error);
     }
@@ -498,7 +503,7 @@ static void repo_checked(int rc, const char *error, bool exists, int64_t size, v
         copy_fail(c, rc, error);
     else if (!exists)
         c->dst_repo_new = true;
-    else if (c->rc == 0)
+    else if (c->rc == 0 && !(c->trust_missing_tag && c->dst_tag != NULL))
         copy_check_nodes(c);
     copy_op_finished(c);
 }
@@ -1425,6 +1430,8 @@ int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summar
     c->phase = PHASE_PING;
     if (out != NULL)
         *out = c;
+    c->dst_repo_exists = spec->dst_repo_exists;
+    c->trust_missing_tag = spec->trust_missing_tag;
     if (spec->skip_ping) {
         /* The phase machine moves on from PING at once. */
         copy_op_started(c);

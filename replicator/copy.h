@@ -99,7 +99,13 @@ struct copy_spec {
     struct spool *spool;       /* NULL: each blob streams through a ring of its own */
     copy_tag_gate_cb tag_gate; /* NULL: the tag moves without asking */
     void *tag_gate_arg;
-    bool skip_ping;              /* the registries were pinged already */
+    bool skip_ping;       /* the registries were pinged already */
+    bool dst_repo_exists; /* the owner knows the destination repository exists */
+    /*
+     * A missing destination tag means the image is missing: its manifests are
+     * not HEADed but PUT (a PUT of a manifest that is there is harmless).
+     */
+    bool trust_missing_tag;
     copy_blob_gate_cb blob_gate; /* NULL: every missing blob goes straight up */
     copy_blob_done_cb blob_done;
     void *blob_arg;

@@ -35,6 +35,15 @@ struct blob_flight {
     UT_hash_handle hh;
 };
 
+/* A repository a job of this run put an image into: it exists. */
+struct repo_seen {
+    char *name;
+    UT_hash_handle hh;
+};
+
+/* Repositories remembered per destination registry; past this the set starts over. */
+#define ENGINE_REPOS_MAX 100000
+
 /* A blob being linked into one repository (uploaded or mounted) right now. */
 struct link_flight {
     char *key; /* "repo@digest" */
@@ -48,6 +57,8 @@ struct eng_registry {
     const struct config_registry *cfg;
     struct blob_flight *flights; /* uploads and mounts in flight, by digest */
     struct link_flight *links;   /* by "repo@digest" */
+    struct repo_seen *repos;     /* repositories known to exist */
+    size_t n_repos;
     struct http_client *http;
     struct registry *pull;
     struct registry *push;
@@ -65,7 +76,19 @@ struct eng_registry {
     bool open;
     bool probing;
     uint64_t open_until_ms;
+    /* For status and metrics. */
+    uint64_t jobs_complete;
+    uint64_t jobs_superseded;
+    uint64_t retries;
+    char *last_error;
+    int64_t last_error_unix_ms;
+    uint64_t latency_buckets[ENGINE_LATENCY_BUCKETS + 1]; /* the last is +Inf */
+    double latency_sum;
+    uint64_t latency_count;
 };
+
+const double engine_latency_bounds[ENGINE_LATENCY_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1,  2.5,
+                                                              5,    10,  30,   60,  300};
 
 /* A dispatched journal entry that waits for its jobs. */
 struct eng_entry {
@@ -100,6 +123,7 @@ struct eng_job {
     int attempts;
     char *last_error;
     int64_t created_unix_ms;
+    int64_t received_unix_ms; /* the oldest entry it serves reached the journal */
     uint64_t due_ms;
     bool holds_tag_lock;
     struct copy *copy;
@@ -468,6 +492,49 @@ static bool engine_circuit_allows(struct engine *e, struct eng_registry *r)
     return true;
 }
 
+static void repos_clear(struct eng_registry *r)
+{
+    struct repo_seen *x, *tmp;
+    HASH_ITER(hh, r->repos, x, tmp)
+    {
+        HASH_DEL(r->repos, x);
+        free(x->name);
+        free(x);
+    }
+    r->n_repos = 0;
+}
+
+static bool repo_known(struct eng_registry *r, const char *repo)
+{
+    struct repo_seen *x = NULL;
+    HASH_FIND_STR(r->repos, repo, x);
+    return x != NULL;
+}
+
+static void repo_note(struct eng_registry *r, const char *repo)
+{
+    if (repo_known(r, repo))
+        return;
+    if (r->n_repos >= ENGINE_REPOS_MAX)
+        repos_clear(r);
+    struct repo_seen *x = xcalloc(1, sizeof(*x));
+    x->name = xstrdup(repo);
+    HASH_ADD_KEYPTR(hh, r->repos, x->name, strlen(x->name), x);
+    r->n_repos++;
+}
+
+/* From the entry reaching the journal to the job being COMPLETE. */
+static void engine_observe_latency(struct eng_registry *r, int64_t ms)
+{
+    double sec = ms > 0 ? (double)ms / 1000.0 : 0;
+    size_t i = 0;
+    while (i < ENGINE_LATENCY_BUCKETS && sec > engine_latency_bounds[i])
+        i++;
+    r->latency_buckets[i]++;
+    r->latency_sum += sec;
+    r->latency_count++;
+}
+
 /* A job's attempt ended: retry it, or record how it finished. */
 static void job_settle(struct eng_job *job, int rc, const char *error, bool superseded)
 {
@@ -481,6 +548,9 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
     if (rc < 0) {
         free(job->last_error);
         job->last_error = xstrdup(error != NULL ? error : ferry_strerror(rc));
+        free(job->dst->last_error);
+        job->dst->last_error = xstrdup(job->last_error);
+        job->dst->last_error_unix_ms = now_unix_ms();
         engine_circuit_failure(e, job->dst);
         if (job->attempts < e->config->retry_attempts && !e->closing) {
             uint64_t ceiling = e->config->retry_base_ms;
@@ -494,6 +564,7 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
                      job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
                      job->attempts, (unsigned long long)delay, job->last_error);
             e->stats.retries++;
+            job->dst->retries++;
             e->stats.pending++;
             job_record(job, JOURNAL_JOB_PENDING);
             job_delay(job, delay);
@@ -511,10 +582,15 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
     } else if (superseded) {
         engine_circuit_success(e, job->dst);
         e->stats.superseded++;
+        job->dst->jobs_superseded++;
         job_record(job, JOURNAL_JOB_SUPERSEDED);
     } else {
         engine_circuit_success(e, job->dst);
         e->stats.complete++;
+        job->dst->jobs_complete++;
+        if (!job->is_delete)
+            repo_note(job->dst, job->dst_repo);
+        engine_observe_latency(job->dst, now_unix_ms() - job->received_unix_ms);
         job_record(job, JOURNAL_JOB_COMPLETE);
     }
     job->dst->jobs_finished++;
@@ -624,6 +700,8 @@ static void job_start(struct eng_job *job)
         .tag_gate = job->tag != NULL ? job_tag_gate : NULL,
         .tag_gate_arg = job,
         .skip_ping = true,
+        .dst_repo_exists = repo_known(job->dst, job->dst_repo),
+        .trust_missing_tag = true,
         .spool = e->spool,
         .presence = e->presence,
         .blob_gate = job_blob_gate,
@@ -876,6 +954,7 @@ static struct eng_job *job_new(struct engine *e, struct eng_registry *src, struc
     job->digest = xstrdup(en->digest);
     job->tag = xstrdup(en->tag);
     job->created_unix_ms = now_unix_ms();
+    job->received_unix_ms = en->received_unix_ms > 0 ? en->received_unix_ms : job->created_unix_ms;
     dst->jobs_created++;
     e->all = xrealloc(e->all, (e->n_all + 1) * sizeof(*e->all));
     e->all[e->n_all++] = job;
@@ -1175,12 +1254,36 @@ bool engine_destination_stats(const struct engine *e, size_t i,
     if (i >= e->n_registries)
         return false;
     const struct eng_registry *r = &e->registries[i];
+    memset(out, 0, sizeof(*out));
     out->name = r->cfg->name;
+    out->host = r->cfg->host;
     out->jobs = r->jobs_created;
     out->finished = r->jobs_finished;
     out->failed = r->jobs_failed;
+    out->complete = r->jobs_complete;
+    out->superseded = r->jobs_superseded;
+    out->retries = r->retries;
     out->bytes = r->bytes;
     out->circuit_open = r->open;
+    out->circuit = !r->open                              ? ENGINE_CIRCUIT_CLOSED
+                   : uv_now(e->loop) >= r->open_until_ms ? ENGINE_CIRCUIT_HALF_OPEN
+                                                         : ENGINE_CIRCUIT_OPEN;
+    out->last_error = r->last_error;
+    out->last_error_unix_ms = r->last_error_unix_ms;
+    for (size_t k = 0; k < e->n_all; k++) {
+        const struct eng_job *job = e->all[k];
+        if (job->dst != r)
+            continue;
+        out->backlog++;
+        if (job->state == JOB_RUNNING)
+            out->running++;
+        if (out->oldest_unix_ms == 0 || job->received_unix_ms < out->oldest_unix_ms)
+            out->oldest_unix_ms = job->received_unix_ms;
+    }
+    memcpy(out->latency_buckets, r->latency_buckets, sizeof(out->latency_buckets));
+    out->latency_sum = r->latency_sum;
+    out->latency_count = r->latency_count;
+    http_client_stats(r->http, &out->http);
     return true;
 }
 
@@ -1191,6 +1294,8 @@ static void engine_http_closed(void *arg)
         return;
     for (size_t i = 0; i < e->n_registries; i++) {
         free(e->registries[i].failed_seqs);
+        repos_clear(&e->registries[i]);
+        free(e->registries[i].last_error);
         struct link_flight *l, *ltmp;
         HASH_ITER(hh, e->registries[i].links, l, ltmp)
         {
@@ -1260,4 +1365,52 @@ void engine_close(struct engine *e, void (*cb)(void *arg), void *arg)
     /* Running copies end on their own (bounded by their retries). A timer of
      * its own: job endings re-arm the main one. */
     uv_timer_start(&e->close_timer, engine_close_wait, 50, 50);
+}
+
+struct retry_match {
+    const char *destination;
+    const char *repository;
+    const char *digest;
+    struct journal_job *jobs;
+    size_t n;
+};
+
+static int retry_collect(const struct journal_job *job, void *arg)
+{
+    struct retry_match *m = arg;
+    if (job->state != JOURNAL_JOB_FAILED || job->seq == 0)
+        return 0;
+    if ((m->destination != NULL && strcmp(job->destination, m->destination) != 0) ||
+        (m->repository != NULL && strcmp(job->repository, m->repository) != 0) ||
+        (m->digest != NULL && (job->digest == NULL || strcmp(job->digest, m->digest) != 0)))
+        return 0;
+    m->jobs = xrealloc(m->jobs, (m->n + 1) * sizeof(*m->jobs));
+    struct journal_job *copy = &m->jobs[m->n++];
+    memset(copy, 0, sizeof(*copy));
+    copy->destination = xstrdup(job->destination);
+    copy->repository = xstrdup(job->repository);
+    copy->digest = xstrdup(job->digest);
+    copy->seq = job->seq;
+    return 0;
+}
+
+size_t engine_retry(struct engine *e, const char *destination, const char *repository,
+                    const char *digest)
+{
+    struct retry_match m = {.destination = destination, .repository = repository, .digest = digest};
+    if (e->closing)
+        return 0;
+    journal_job_scan(e->journal, retry_collect, &m);
+    for (size_t i = 0; i < m.n; i++) {
+        log_info("retry requested dest=%s repo=%s digest=%s seq=%llu", m.jobs[i].destination,
+                 m.jobs[i].repository, m.jobs[i].digest ? m.jobs[i].digest : "-",
+                 (unsigned long long)m.jobs[i].seq);
+        engine_requeue(e, m.jobs[i].seq, m.jobs[i].destination);
+        free(m.jobs[i].destination);
+        free(m.jobs[i].repository);
+        free(m.jobs[i].digest);
+    }
+    free(m.jobs);
+    engine_pump(e);
+    return m.n;
 }

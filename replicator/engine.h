@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "http.h"
 #include "journal.h"
 
 struct engine;
@@ -57,14 +58,38 @@ void engine_notify(struct engine *e, uint64_t seq);
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out);
 
-/* Where one destination registry stands, for progress displays. */
+/* Buckets of the push-to-replicated histogram, in seconds (then +Inf). */
+#define ENGINE_LATENCY_BUCKETS 11
+extern const double engine_latency_bounds[ENGINE_LATENCY_BUCKETS];
+
+enum engine_circuit {
+    ENGINE_CIRCUIT_CLOSED = 0,
+    ENGINE_CIRCUIT_OPEN,
+    ENGINE_CIRCUIT_HALF_OPEN,
+};
+
+/* Where one destination registry stands, for progress displays, status and metrics. */
 struct engine_destination_stats {
     const char *name;
+    const char *host;
     uint64_t jobs;     /* jobs created for it */
     uint64_t finished; /* COMPLETE, SUPERSEDED or FAILED */
     uint64_t failed;
+    uint64_t complete;
+    uint64_t superseded;
+    uint64_t retries;
     uint64_t bytes; /* blob bytes uploaded by finished jobs */
     bool circuit_open;
+    enum engine_circuit circuit;
+    uint64_t backlog;       /* unfinished jobs (queued, waiting for a retry or running) */
+    uint64_t running;       /* in flight */
+    int64_t oldest_unix_ms; /* when the oldest unfinished job's entry was journaled; 0: none */
+    const char *last_error; /* of the last failed attempt, or NULL; valid until the next call */
+    int64_t last_error_unix_ms;
+    uint64_t latency_buckets[ENGINE_LATENCY_BUCKETS + 1]; /* counts per bucket, not cumulative */
+    double latency_sum;
+    uint64_t latency_count;
+    struct http_stats http; /* the registry's HTTP client: bytes and requests by status */
 };
 
 /** Stats of the i-th registry of the config; false past the last one. */
@@ -76,5 +101,13 @@ bool engine_destination_stats(const struct engine *e, size_t i,
  * everything once closed and call `cb`.
  */
 void engine_close(struct engine *e, void (*cb)(void *arg), void *arg);
+
+/**
+ * Requeue FAILED jobs: those of `destination` (NULL: every destination),
+ * narrowed to `repository` (a destination repository) and `digest` when not
+ * NULL. Returns how many jobs were requeued.
+ */
+size_t engine_retry(struct engine *e, const char *destination, const char *repository,
+                    const char *digest);
 
 #endif

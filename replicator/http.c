@@ -73,13 +73,36 @@ struct http_request {
     char *header_value; /* last value handed out by http_request_response_header() */
 };
 
+const char *const http_method_names[6] = {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"};
+
 static int http_method_index(const char *method)
 {
-    static const char *const names[] = {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"};
     for (int i = 0; i < 6; i++)
-        if (strcmp(method, names[i]) == 0)
+        if (strcmp(method, http_method_names[i]) == 0)
             return i;
     return 0;
+}
+
+static void http_count_code(struct http_stats *st, int method, long code)
+{
+    if (code < 0 || code > 999)
+        code = 999;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < st->n_codes; i++) {
+            if (st->codes[i].method == method && st->codes[i].code == code) {
+                st->codes[i].count++;
+                return;
+            }
+        }
+        /* The last six slots are kept for a catch-all code 999 per method. */
+        if (st->n_codes < HTTP_CODE_SLOTS - 6 || code == 999)
+            break;
+        code = 999;
+    }
+    st->codes[st->n_codes].method = (uint8_t)method;
+    st->codes[st->n_codes].code = (uint16_t)code;
+    st->codes[st->n_codes].count = 1;
+    st->n_codes++;
 }
 
 static void http_check_multi_info(struct http_client *c);
@@ -651,6 +674,7 @@ static void http_request_finish(struct http_request *req, int rc)
     c->running--;
     if (rc < 0)
         req->status = rc == FERRY_ECANCELED ? 0 : req->status;
+    http_count_code(&c->stats, http_method_index(req->method), rc < 0 ? 0 : req->status);
     req->done(req, rc, req->done_arg);
 }
 

@@ -34,13 +34,28 @@ struct http_client_options {
     uint64_t rate_limit;       /* bytes/s of streamed bodies, all transfers together (0: none) */
 };
 
-/* Totals since the client started; for summaries and benchmarks. */
+/* Requests ended with one status code (0: no response) for one method. */
+struct http_code_count {
+    uint8_t method; /* index into http_method_names */
+    uint16_t code;
+    uint64_t count;
+};
+
+#define HTTP_CODE_SLOTS 48
+
+/* Totals since the client started; for summaries, benchmarks and metrics. */
 struct http_stats {
     uint64_t requests;
     uint64_t requests_by_method[6]; /* GET HEAD PUT POST PATCH DELETE */
     uint64_t bytes_sent;
     uint64_t bytes_received;
+    /* Finished requests by method and status; past the slots, counted as code 999. */
+    struct http_code_count codes[HTTP_CODE_SLOTS];
+    size_t n_codes;
 };
+
+/* "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE": the order of requests_by_method. */
+extern const char *const http_method_names[6];
 
 /**
  * Ends a request: `rc` is 0 when a response arrived (whatever its status; see

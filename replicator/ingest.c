@@ -1,6 +1,5 @@
 #include "ingest.h"
 
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +7,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "secret.h"
 #include "webhook.h"
 #include "xalloc.h"
 
@@ -19,20 +19,6 @@ struct ingest_pending {
     char *source;
     size_t ignored;
 };
-
-/* Constant-time: the time taken does not depend on where the tokens differ. */
-static bool token_equal(const char *given, const char *want)
-{
-    size_t a = strlen(given);
-    size_t b = strlen(want);
-    /* Compare over the expected length always, so a short guess costs the same. */
-    char *padded = xcalloc(b + 1, 1);
-    memcpy(padded, given, a < b ? a : b);
-    bool same = CRYPTO_memcmp(padded, want, b) == 0 && a == b;
-    OPENSSL_cleanse(padded, b + 1);
-    free(padded);
-    return same;
-}
 
 static void ingest_committed(int rc, const char *error, const uint64_t *seqs, size_t n, void *arg)
 {
@@ -78,7 +64,7 @@ bool ingest_handle(struct ingest *in, struct server_request *req)
     if (in->config->webhook_token != NULL) {
         const char *auth = server_request_header(req, "Authorization");
         if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 ||
-            !token_equal(auth + 7, in->config->webhook_token)) {
+            !secret_equal(auth + 7, in->config->webhook_token)) {
             in->rejected++;
             server_respond_error(req, 401, "missing or wrong bearer token");
             return true;

@@ -21,6 +21,7 @@
 #include "listing.h"
 #include "config.h"
 #include "serve.h"
+#include "status.h"
 #include "sync.h"
 #include "verify.h"
 #include "log.h"
@@ -41,6 +42,8 @@ static void usage_main(FILE *out)
           "  sync -c FILE   one reconcile: poll every source once, replicate, report\n"
           "  verify -c FILE compare every selected source tag with every destination\n"
           "  retry -c FILE  requeue FAILED replication jobs (--dest D or --all-failed)\n"
+          "  status -c FILE where replication stands, from the running daemon (--image,\n"
+          "                 --wait: the deploy gate)\n"
           "  journal ...    read and append to the change journal (ls, show, append, stats)\n"
           "  ls REPO        list the tags of HOST[:PORT]/REPO\n"
           "  catalog HOST   list the repositories of a registry\n"
@@ -801,7 +804,8 @@ static void usage_retry(FILE *out)
           "Marks FAILED replication jobs (of destination D, or all of them) PENDING again;\n"
           "the next 'ferry sync', or 'ferry serve' when it starts, runs them with their\n"
           "original journal seq, so a retried job never moves a tag past a newer entry.\n"
-          "The journal must not be held by a running daemon.\n",
+          "When a daemon holds the journal, it is asked through its API (POST /v1/retry)\n"
+          "and requeues them at once.\n",
           out);
 }
 
@@ -881,7 +885,16 @@ static int cmd_retry(int argc, char **argv)
     struct journal_options jopts = {0};
     int rc = journal_open(dir, &jopts, &j, &err);
     if (rc == -EBUSY) {
-        fprintf(stderr, "ferry retry: the daemon holds the journal; stop it first\n");
+        /* The daemon holds the journal: ask it, through its API. */
+        size_t n = 0;
+        char *aerr = NULL;
+        rc = status_retry(cfg, r.dest, &n, &aerr);
+        if (rc == 0)
+            printf("requeued %zu failed job%s (by the running daemon)\n", n, n == 1 ? "" : "s");
+        else
+            fprintf(stderr, "ferry retry: the daemon holds the journal and its API said: %s\n",
+                    aerr != NULL ? aerr : "nothing");
+        free(aerr);
     } else if (rc < 0) {
         fprintf(stderr, "ferry retry: %s\n", err ? err : ferry_strerror(rc));
     } else {
@@ -1255,6 +1268,8 @@ int main(int argc, char **argv)
         return cmd_sync(argc - 1, argv + 1);
     if (strcmp(cmd, "retry") == 0)
         return cmd_retry(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0)
+        return status_main(argc - 1, argv + 1);
     if (strcmp(cmd, "verify") == 0)
         return cmd_verify(argc - 1, argv + 1);
     if (strcmp(cmd, "journal") == 0)

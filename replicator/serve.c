@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api.h"
 #include "committer.h"
 #include "engine.h"
 #include "config.h"
@@ -26,6 +27,7 @@ struct daemon {
     struct poller *poller;
     struct engine *engine;
     struct ingest ingest;
+    struct api api;
     uv_signal_t sigint;
     uv_signal_t sigterm;
     uv_timer_t grace;
@@ -73,22 +75,10 @@ static void daemon_retain(uv_timer_t *timer)
 static void daemon_route(struct server_request *req, void *arg)
 {
     struct daemon *d = arg;
-    const char *path = server_request_path(req);
-    const char *method = server_request_method(req);
-
     if (ingest_handle(&d->ingest, req))
         return;
-    if (strcmp(path, "/healthz") == 0 && strcmp(method, "GET") == 0) {
-        server_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+    if (api_handle(&d->api, req))
         return;
-    }
-    if (strcmp(path, "/readyz") == 0 && strcmp(method, "GET") == 0) {
-        char body[128];
-        int n = snprintf(body, sizeof(body), "{\"status\":\"ready\",\"last_seq\":%llu}\n",
-                         (unsigned long long)journal_last_seq(d->journal));
-        server_respond(req, d->stopping ? 503 : 200, "application/json", body, (size_t)n);
-        return;
-    }
     server_respond_error(req, 404, "no such endpoint");
 }
 
@@ -101,6 +91,7 @@ static void daemon_server_closed(void *arg)
 {
     struct daemon *d = arg;
     d->server = NULL;
+    api_close(&d->api);
     uv_close((uv_handle_t *)&d->sigint, daemon_closed_noop);
     uv_close((uv_handle_t *)&d->sigterm, daemon_closed_noop);
     uv_close((uv_handle_t *)&d->grace, daemon_closed_noop);
@@ -125,6 +116,7 @@ static void daemon_engine_closed(void *arg)
 {
     struct daemon *d = arg;
     d->engine = NULL;
+    d->api.engine = NULL;
     journal_committer_close(d->committer, daemon_committer_closed, d);
 }
 
@@ -132,6 +124,7 @@ static void daemon_poller_closed(void *arg)
 {
     struct daemon *d = arg;
     d->poller = NULL;
+    d->api.poller = NULL;
     engine_close(d->engine, daemon_engine_closed, d);
 }
 
@@ -139,6 +132,7 @@ static void daemon_poller_closed(void *arg)
 static void daemon_tail(const struct journal_entry *e, void *arg)
 {
     struct daemon *d = arg;
+    api_note_entry(&d->api, e);
     if (d->engine != NULL)
         engine_notify(d->engine, e->seq);
 }
@@ -222,11 +216,13 @@ int serve_run(const char *config_path, bool check_only)
         .listen = d.config->listen,
         .max_body = d.config->webhook_max_body,
     };
+    api_init(&d.api, &d.loop, d.config, d.journal, &d.ingest, &d.stopping);
     rc = server_new(&d.loop, &sopts, daemon_route, &d, &d.server, &err);
     if (rc < 0) {
         fprintf(stderr, "ferry serve: %s\n", err ? err : ferry_strerror(rc));
         free(err);
         journal_committer_close(d.committer, NULL, NULL);
+        api_close(&d.api);
         uv_run(&d.loop, UV_RUN_DEFAULT);
         goto out;
     }
@@ -246,6 +242,8 @@ int serve_run(const char *config_path, bool check_only)
     journal_committer_set_tail(d.committer, daemon_tail, &d);
     engine_start(d.engine);
     poller_new(&d.loop, d.config, d.journal, d.committer, &d.poller);
+    d.api.engine = d.engine;
+    d.api.poller = d.poller;
     poller_start(d.poller, daemon_round, &d);
 
     fprintf(stderr, "ferry: serving on %s port %d (journal last seq %llu)\n", d.config->listen,

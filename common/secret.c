@@ -1,0 +1,20 @@
+#include "secret.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+bool secret_equal(const char *given, const char *want)
+{
+    size_t a = strlen(given);
+    size_t b = strlen(want);
+    /* Compare over the expected length always, so a short guess costs the same. */
+    char *padded = xcalloc(b + 1, 1);
+    memcpy(padded, given, a < b ? a : b);
+    bool same = CRYPTO_memcmp(padded, want, b) == 0 && a == b;
+    OPENSSL_cleanse(padded, b + 1);
+    free(padded);
+    return same;
+}

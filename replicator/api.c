@@ -1,0 +1,785 @@
+#include "api.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "dashboard/assets.h"
+#include "buf.h"
+#include "digest.h"
+#include "http.h"
+#include "log.h"
+#include "reference.h"
+#include "secret.h"
+#include "xalloc.h"
+
+#define API_LIST_MAX    1000 /* rows per answer of /v1/failures and /v1/journal */
+#define API_METRICS_MAX (4 * 1024 * 1024)
+
+static int64_t now_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* RFC 3339 UTC with milliseconds, or JSON null for 0. */
+static cJSON *json_time(int64_t unix_ms)
+{
+    if (unix_ms <= 0)
+        return cJSON_CreateNull();
+    time_t sec = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char text[40];
+    size_t n = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(text + n, sizeof(text) - n, ".%03dZ", (int)(unix_ms % 1000));
+    return cJSON_CreateString(text);
+}
+
+static cJSON *json_string_or_null(const char *s)
+{
+    return s != NULL ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+static void respond_json(struct server_request *req, unsigned status, cJSON *body)
+{
+    char *text = cJSON_PrintUnformatted(body);
+    size_t len = strlen(text);
+    text = xrealloc(text, len + 2);
+    text[len] = '\n';
+    text[len + 1] = '\0';
+    server_respond(req, status, "application/json", text, len + 1);
+    free(text);
+    cJSON_Delete(body);
+}
+
+static const char *job_state_name(enum journal_job_state s)
+{
+    switch (s) {
+    case JOURNAL_JOB_PENDING:
+        return "PENDING";
+    case JOURNAL_JOB_IN_PROGRESS:
+        return "IN_PROGRESS";
+    case JOURNAL_JOB_COMPLETE:
+        return "COMPLETE";
+    case JOURNAL_JOB_FAILED:
+        return "FAILED";
+    case JOURNAL_JOB_SUPERSEDED:
+        return "SUPERSEDED";
+    }
+    return "UNKNOWN";
+}
+
+static const char *circuit_name(enum engine_circuit c)
+{
+    switch (c) {
+    case ENGINE_CIRCUIT_OPEN:
+        return "open";
+    case ENGINE_CIRCUIT_HALF_OPEN:
+        return "half-open";
+    case ENGINE_CIRCUIT_CLOSED:
+        break;
+    }
+    return "closed";
+}
+
+/* True when some rule sends to registry `name`. */
+static bool is_destination(const struct config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_rules; i++)
+        for (size_t d = 0; d < c->rules[i].n_destinations; d++)
+            if (strcmp(c->rules[i].destinations[d].registry, name) == 0)
+                return true;
+    return false;
+}
+
+static bool is_source(const struct config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_rules; i++)
+        if (strcmp(c->rules[i].source, name) == 0)
+            return true;
+    return false;
+}
+
+/* ---- throughput samples ---- */
+
+static void api_sample(uv_timer_t *timer)
+{
+    struct api *a = timer->data;
+    if (a->engine == NULL)
+        return;
+    int64_t now = now_unix_ms() / 1000;
+    struct engine_destination_stats st;
+    for (size_t i = 0; engine_destination_stats(a->engine, i, &st); i++) {
+        struct api_rate *r = &a->rates[i];
+        uint64_t delta = st.bytes - r->last_bytes;
+        r->last_bytes = st.bytes;
+        r->times[r->next] = now;
+        r->rates[r->next] = (double)delta / API_RATE_PERIOD_S;
+        r->next = (r->next + 1) % API_RATE_SAMPLES;
+        if (r->count < API_RATE_SAMPLES)
+            r->count++;
+    }
+}
+
+/* Bytes per second over the last minute (fewer samples early on). */
+static double rate_last_minute(const struct api_rate *r)
+{
+    size_t n = r->count < 6 ? r->count : 6;
+    if (n == 0)
+        return 0;
+    double sum = 0;
+    for (size_t k = 1; k <= n; k++)
+        sum += r->rates[(r->next + API_RATE_SAMPLES - k) % API_RATE_SAMPLES];
+    return sum / (double)n;
+}
+
+void api_init(struct api *a, uv_loop_t *loop, const struct config *config, struct journal *journal,
+              struct ingest *ingest, const bool *stopping)
+{
+    memset(a, 0, sizeof(*a));
+    a->loop = loop;
+    a->config = config;
+    a->journal = journal;
+    a->ingest = ingest;
+    a->stopping = stopping;
+    a->start_unix_ms = now_unix_ms();
+    a->sources = xcalloc(config->n_registries + 1, sizeof(*a->sources));
+    a->rates = xcalloc(config->n_registries + 1, sizeof(*a->rates));
+    for (size_t i = 0; i < config->n_registries; i++)
+        a->sources[i].name = config->registries[i].name;
+    uv_timer_init(loop, &a->sampler);
+    a->sampler.data = a;
+    uv_timer_start(&a->sampler, api_sample, API_RATE_PERIOD_S * 1000, API_RATE_PERIOD_S * 1000);
+}
+
+void api_note_entry(struct api *a, const struct journal_entry *e)
+{
+    for (size_t i = 0; i < a->config->n_registries; i++) {
+        struct api_source *s = &a->sources[i];
+        if (strcmp(s->name, e->source) == 0) {
+            s->entries++;
+            if (e->seq > s->last_seq)
+                s->last_seq = e->seq;
+            s->last_event_unix_ms = e->received_unix_ms;
+            return;
+        }
+    }
+}
+
+static void api_sampler_closed(uv_handle_t *handle)
+{
+    struct api *a = handle->data;
+    free(a->sources);
+    free(a->rates);
+    a->sources = NULL;
+    a->rates = NULL;
+}
+
+void api_close(struct api *a)
+{
+    uv_timer_stop(&a->sampler);
+    uv_close((uv_handle_t *)&a->sampler, api_sampler_closed);
+}
+
+/* ---- GET /v1/status ---- */
+
+static void api_status(struct api *a, struct server_request *req)
+{
+    int64_t now = now_unix_ms();
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddItemToObject(root, "time", json_time(now));
+    cJSON_AddNumberToObject(root, "uptime_seconds", (double)(now - a->start_unix_ms) / 1000.0);
+    cJSON *journal = cJSON_AddObjectToObject(root, "journal");
+    cJSON_AddNumberToObject(journal, "last_seq", (double)journal_last_seq(a->journal));
+    struct engine_stats es = {0};
+    if (a->engine != NULL)
+        engine_get_stats(a->engine, &es);
+    cJSON_AddNumberToObject(journal, "cursor", (double)es.cursor);
+
+    cJSON *dests = cJSON_AddArrayToObject(root, "destinations");
+    struct engine_destination_stats st;
+    for (size_t i = 0; a->engine != NULL && engine_destination_stats(a->engine, i, &st); i++) {
+        if (!is_destination(a->config, st.name))
+            continue;
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "name", st.name);
+        cJSON_AddStringToObject(d, "registry", st.host);
+        cJSON_AddNumberToObject(d, "backlog", (double)st.backlog);
+        double lag = st.oldest_unix_ms > 0 && now > st.oldest_unix_ms
+                         ? (double)(now - st.oldest_unix_ms) / 1000.0
+                         : 0;
+        cJSON_AddNumberToObject(d, "lag_seconds", lag);
+        cJSON_AddNumberToObject(d, "in_flight", (double)st.running);
+        cJSON_AddNumberToObject(d, "completed", (double)st.complete);
+        cJSON_AddNumberToObject(d, "failed", (double)st.failed);
+        cJSON_AddNumberToObject(d, "superseded", (double)st.superseded);
+        cJSON_AddNumberToObject(d, "retries", (double)st.retries);
+        cJSON_AddNumberToObject(d, "bytes", (double)st.bytes);
+        cJSON_AddNumberToObject(d, "bytes_per_second", rate_last_minute(&a->rates[i]));
+        cJSON_AddStringToObject(d, "circuit", circuit_name(st.circuit));
+        cJSON_AddItemToObject(d, "last_error", json_string_or_null(st.last_error));
+        cJSON_AddItemToObject(d, "last_error_time", json_time(st.last_error_unix_ms));
+        cJSON *tp = cJSON_AddArrayToObject(d, "throughput");
+        const struct api_rate *r = &a->rates[i];
+        for (size_t k = r->count; k > 0; k--) {
+            size_t at = (r->next + API_RATE_SAMPLES - k) % API_RATE_SAMPLES;
+            cJSON *pt = cJSON_CreateArray();
+            cJSON_AddItemToArray(pt, cJSON_CreateNumber((double)r->times[at]));
+            cJSON_AddItemToArray(pt, cJSON_CreateNumber(r->rates[at]));
+            cJSON_AddItemToArray(tp, pt);
+        }
+        cJSON_AddItemToArray(dests, d);
+    }
+
+    cJSON *sources = cJSON_AddArrayToObject(root, "sources");
+    struct poller_stats ps = {0};
+    if (a->poller != NULL)
+        poller_get_stats(a->poller, &ps);
+    for (size_t i = 0; i < a->config->n_registries; i++) {
+        const struct config_registry *reg = &a->config->registries[i];
+        if (!is_source(a->config, reg->name))
+            continue;
+        const struct api_source *s = &a->sources[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", reg->name);
+        cJSON_AddStringToObject(o, "registry", reg->host);
+        cJSON_AddNumberToObject(o, "last_seq", (double)s->last_seq);
+        cJSON_AddItemToObject(o, "last_event_time", json_time(s->last_event_unix_ms));
+        const char *poller = "disabled";
+        if (reg->poll && a->poller != NULL)
+            poller = ps.last_error[0] != '\0' && ps.errors > 0 ? "error" : "idle";
+        cJSON_AddStringToObject(o, "poller", poller);
+        cJSON_AddNumberToObject(o, "entries", (double)s->entries);
+        cJSON_AddItemToArray(sources, o);
+    }
+    respond_json(req, 200, root);
+}
+
+/* ---- GET /v1/images ---- */
+
+struct tag_pick {
+    const char *tag;
+    struct journal_job best;
+    bool found;
+};
+
+static int pick_tag(const struct journal_job *job, void *arg)
+{
+    struct tag_pick *p = arg;
+    for (size_t i = 0; i < job->n_tags; i++) {
+        if (strcmp(job->tags[i], p->tag) != 0)
+            continue;
+        if (p->found && job->seq <= p->best.seq)
+            return 0;
+        if (p->found)
+            journal_job_release(&p->best);
+        memset(&p->best, 0, sizeof(p->best));
+        p->best.destination = xstrdup(job->destination);
+        p->best.repository = xstrdup(job->repository);
+        p->best.digest = xstrdup(job->digest);
+        p->best.state = job->state;
+        p->best.attempts = job->attempts;
+        p->best.last_error = job->last_error != NULL ? xstrdup(job->last_error) : NULL;
+        p->best.bytes = job->bytes;
+        p->best.seq = job->seq;
+        p->best.created_unix_ms = job->created_unix_ms;
+        p->best.updated_unix_ms = job->updated_unix_ms;
+        p->best.completed_unix_ms = job->completed_unix_ms;
+        p->found = true;
+        return 0;
+    }
+    return 0;
+}
+
+static cJSON *image_dest_json(const char *name, const char *repo, const struct journal_job *job)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "name", name);
+    cJSON_AddStringToObject(d, "repository", repo);
+    cJSON_AddStringToObject(d, "state", job != NULL ? job_state_name(job->state) : "UNKNOWN");
+    cJSON_AddItemToObject(d, "digest", json_string_or_null(job != NULL ? job->digest : NULL));
+    cJSON_AddNumberToObject(d, "attempts", job != NULL ? job->attempts : 0);
+    cJSON_AddItemToObject(
+        d, "last_error",
+        json_string_or_null(job != NULL && job->last_error != NULL && job->last_error[0] != '\0'
+                                ? job->last_error
+                                : NULL));
+    cJSON_AddNumberToObject(d, "bytes", job != NULL ? (double)job->bytes : 0);
+    cJSON_AddItemToObject(d, "created", json_time(job != NULL ? job->created_unix_ms : 0));
+    cJSON_AddItemToObject(d, "updated", json_time(job != NULL ? job->updated_unix_ms : 0));
+    cJSON_AddItemToObject(d, "completed", json_time(job != NULL ? job->completed_unix_ms : 0));
+    return d;
+}
+
+static void api_images(struct api *a, struct server_request *req)
+{
+    const char *repo = server_request_query(req, "repository");
+    const char *tag = server_request_query(req, "tag");
+    const char *digest = server_request_query(req, "digest");
+    if (repo == NULL || !reference_repository_valid(repo)) {
+        server_respond_error(req, 400, "want a valid repository=");
+        return;
+    }
+    if ((tag == NULL) == (digest == NULL) || (tag != NULL && !reference_tag_valid(tag)) ||
+        (digest != NULL && !digest_valid(digest))) {
+        server_respond_error(req, 400, "want one valid tag= or digest=");
+        return;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "repository", repo);
+    cJSON_AddItemToObject(root, "tag", json_string_or_null(tag));
+    cJSON *dests = cJSON_CreateArray();
+    const char *image_digest = digest;
+    uint64_t newest = 0;
+    char *picked_digest = NULL;
+    size_t known = 0;
+    for (size_t r = 0; r < a->config->n_rules; r++) {
+        const struct config_rule *rule = &a->config->rules[r];
+        if (!config_rule_selects(rule, repo, tag))
+            continue;
+        for (size_t d = 0; d < rule->n_destinations; d++) {
+            const struct config_destination *dest = &rule->destinations[d];
+            char *dst_repo = config_destination_repository(dest, repo);
+            if (dst_repo == NULL)
+                continue;
+            struct journal_job job;
+            bool have = false;
+            if (digest != NULL) {
+                have = journal_job_get(a->journal, dest->registry, dst_repo, digest, &job) == 0;
+            } else {
+                struct tag_pick pick = {.tag = tag};
+                journal_job_scan_in(a->journal, dest->registry, dst_repo, pick_tag, &pick);
+                if (pick.found) {
+                    job = pick.best;
+                    have = true;
+                }
+            }
+            if (have) {
+                known++;
+                if (job.seq >= newest && job.digest != NULL) {
+                    newest = job.seq;
+                    free(picked_digest);
+                    picked_digest = xstrdup(job.digest);
+                }
+            }
+            cJSON_AddItemToArray(dests,
+                                 image_dest_json(dest->registry, dst_repo, have ? &job : NULL));
+            if (have)
+                journal_job_release(&job);
+            free(dst_repo);
+        }
+    }
+    if (image_digest == NULL)
+        image_digest = picked_digest;
+    cJSON_AddItemToObject(root, "digest", json_string_or_null(image_digest));
+    cJSON_AddItemToObject(root, "destinations", dests);
+    free(picked_digest);
+    if (known == 0) {
+        cJSON_Delete(root);
+        server_respond_error(req, 404, "no replication of this image is known");
+        return;
+    }
+    respond_json(req, 200, root);
+}
+
+/* ---- GET /v1/failures ---- */
+
+struct failure_list {
+    struct api *a;
+    cJSON *list;
+    size_t n;
+};
+
+static int collect_failure(const struct journal_job *job, void *arg)
+{
+    struct failure_list *f = arg;
+    if (job->state != JOURNAL_JOB_FAILED)
+        return 0;
+    if (f->n >= API_LIST_MAX)
+        return 1;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "destination", job->destination);
+    cJSON_AddStringToObject(o, "repository", job->repository);
+    struct journal_entry en;
+    if (job->seq != 0 && journal_get(f->a->journal, job->seq, &en) == 0) {
+        cJSON_AddStringToObject(o, "source_repository", en.repository);
+        journal_entry_release(&en);
+    } else {
+        cJSON_AddNullToObject(o, "source_repository");
+    }
+    cJSON_AddItemToObject(o, "digest", json_string_or_null(job->digest));
+    cJSON *tags = cJSON_AddArrayToObject(o, "tags");
+    for (size_t i = 0; i < job->n_tags; i++)
+        cJSON_AddItemToArray(tags, cJSON_CreateString(job->tags[i]));
+    cJSON_AddNumberToObject(o, "attempts", job->attempts);
+    cJSON_AddItemToObject(o, "last_error", json_string_or_null(job->last_error));
+    cJSON_AddItemToObject(o, "updated", json_time(job->updated_unix_ms));
+    cJSON_AddItemToArray(f->list, o);
+    f->n++;
+    return 0;
+}
+
+static void api_failures(struct api *a, struct server_request *req)
+{
+    cJSON *root = cJSON_CreateObject();
+    struct failure_list f = {.a = a, .list = cJSON_AddArrayToObject(root, "failures")};
+    journal_job_scan(a->journal, collect_failure, &f);
+    respond_json(req, 200, root);
+}
+
+/* ---- POST /v1/retry ---- */
+
+static const char *json_field(const cJSON *o, const char *name, bool *bad)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (v == NULL || cJSON_IsNull(v))
+        return NULL;
+    if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
+        *bad = true;
+        return NULL;
+    }
+    return v->valuestring;
+}
+
+static void api_retry(struct api *a, struct server_request *req)
+{
+    size_t len = 0;
+    const char *body = server_request_body(req, &len);
+    cJSON *o = cJSON_ParseWithLength(body, len);
+    bool bad = o == NULL || !cJSON_IsObject(o);
+    const char *dest = bad ? NULL : json_field(o, "destination", &bad);
+    const char *repo = bad ? NULL : json_field(o, "repository", &bad);
+    const char *digest = bad ? NULL : json_field(o, "digest", &bad);
+    if (bad || (dest == NULL && (repo == NULL || digest == NULL)) ||
+        (digest != NULL && !digest_valid(digest))) {
+        cJSON_Delete(o);
+        server_respond_error(req, 400,
+                             "want {\"destination\": D} or {\"repository\": R, \"digest\": D}");
+        return;
+    }
+    if (dest != NULL &&
+        (config_registry_find(a->config, dest) == NULL || !is_destination(a->config, dest))) {
+        cJSON_Delete(o);
+        server_respond_error(req, 404, "no such destination");
+        return;
+    }
+    if (a->engine == NULL || *a->stopping) {
+        cJSON_Delete(o);
+        server_respond_error(req, 503, "stopping");
+        return;
+    }
+    size_t n = engine_retry(a->engine, dest, repo, digest);
+    cJSON_Delete(o);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "requeued", (double)n);
+    respond_json(req, 200, root);
+}
+
+/* ---- GET /v1/journal ---- */
+
+struct journal_list {
+    cJSON *list;
+};
+
+static int collect_entry(const struct journal_entry *e, void *arg)
+{
+    struct journal_list *l = arg;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "seq", (double)e->seq);
+    cJSON_AddStringToObject(o, "source", e->source);
+    cJSON_AddStringToObject(o, "repository", e->repository);
+    cJSON_AddItemToObject(o, "tag", json_string_or_null(e->tag));
+    cJSON_AddItemToObject(o, "digest", json_string_or_null(e->digest));
+    cJSON_AddStringToObject(o, "action", e->action == JOURNAL_DELETE ? "delete" : "push");
+    cJSON_AddItemToObject(o, "received", json_time(e->received_unix_ms));
+    bool polled = e->event_id != NULL && strncmp(e->event_id, "poll", 4) == 0;
+    cJSON_AddStringToObject(o, "origin", polled ? "poll" : "webhook");
+    cJSON_AddItemToArray(l->list, o);
+    return 0;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0' || s[0] == '-')
+        return false;
+    *out = v;
+    return true;
+}
+
+static void api_journal(struct api *a, struct server_request *req)
+{
+    uint64_t after = 0, limit = 100;
+    const char *qa = server_request_query(req, "after");
+    const char *ql = server_request_query(req, "limit");
+    if ((qa != NULL && !parse_u64(qa, &after)) || (ql != NULL && !parse_u64(ql, &limit))) {
+        server_respond_error(req, 400, "after and limit are non-negative integers");
+        return;
+    }
+    if (limit > API_LIST_MAX)
+        limit = API_LIST_MAX;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "last_seq", (double)journal_last_seq(a->journal));
+    struct journal_list l = {.list = cJSON_AddArrayToObject(root, "entries")};
+    if (limit > 0)
+        journal_scan(a->journal, after, (size_t)limit, collect_entry, &l);
+    respond_json(req, 200, root);
+}
+
+/* ---- GET /metrics ---- */
+
+/* A label value with \, " and newlines escaped, as the text format wants. */
+static void label(struct buf *b, const char *value)
+{
+    for (const char *p = value; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            buf_append(b, "\\", 1), buf_append(b, p, 1);
+        else if (*p == '\n')
+            buf_append(b, "\\n", 2);
+        else
+            buf_append(b, p, 1);
+    }
+}
+
+static void printf_buf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void printf_buf(struct buf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void metric_head(struct buf *b, const char *name, const char *type, const char *help)
+{
+    printf_buf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* NAME{KEY="VALUE"} with one label. */
+static void metric_1(struct buf *b, const char *name, const char *key, const char *value)
+{
+    printf_buf(b, "%s{%s=\"", name, key);
+    label(b, value);
+    buf_append_str(b, "\"} ");
+}
+
+static void api_metrics(struct api *a, struct server_request *req)
+{
+    struct buf b;
+    buf_init(&b, API_METRICS_MAX);
+    const struct config *c = a->config;
+    int64_t now = now_unix_ms();
+
+    metric_head(&b, "ferry_journal_entries_total", "counter",
+                "Journal entries appended since start, by source registry.");
+    for (size_t i = 0; i < c->n_registries; i++) {
+        if (!is_source(c, c->registries[i].name))
+            continue;
+        metric_1(&b, "ferry_journal_entries_total", "source", c->registries[i].name);
+        printf_buf(&b, "%" PRIu64 "\n", a->sources[i].entries);
+    }
+    metric_head(&b, "ferry_journal_last_seq", "gauge", "The newest journal sequence number.");
+    printf_buf(&b, "ferry_journal_last_seq %" PRIu64 "\n", journal_last_seq(a->journal));
+
+    struct engine_destination_stats st[64];
+    size_t n = 0;
+    while (a->engine != NULL && n < 64 && engine_destination_stats(a->engine, n, &st[n]))
+        n++;
+    struct {
+        const char *state;
+        size_t offset;
+    } states[] = {
+        {"pending", 0},
+        {"in_progress", 0},
+        {"complete", offsetof(struct engine_destination_stats, complete)},
+        {"failed", offsetof(struct engine_destination_stats, failed)},
+        {"superseded", offsetof(struct engine_destination_stats, superseded)},
+    };
+    metric_head(&b, "ferry_jobs", "gauge",
+                "Jobs by destination and state: pending and in_progress now; complete, failed "
+                "and superseded since start.");
+    for (size_t i = 0; i < n; i++) {
+        if (!is_destination(c, st[i].name))
+            continue;
+        for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
+            uint64_t v;
+            if (k == 0)
+                v = st[i].backlog - st[i].running;
+            else if (k == 1)
+                v = st[i].running;
+            else
+                v = *(const uint64_t *)((const char *)&st[i] + states[k].offset);
+            printf_buf(&b, "ferry_jobs{destination=\"");
+            label(&b, st[i].name);
+            printf_buf(&b, "\",state=\"%s\"} %" PRIu64 "\n", states[k].state, v);
+        }
+    }
+    metric_head(&b, "ferry_replication_lag_seconds", "gauge",
+                "Age of the oldest unfinished journal entry per destination; 0 when idle.");
+    for (size_t i = 0; i < n; i++) {
+        if (!is_destination(c, st[i].name))
+            continue;
+        double lag = st[i].oldest_unix_ms > 0 && now > st[i].oldest_unix_ms
+                         ? (double)(now - st[i].oldest_unix_ms) / 1000.0
+                         : 0;
+        metric_1(&b, "ferry_replication_lag_seconds", "destination", st[i].name);
+        printf_buf(&b, "%.3f\n", lag);
+    }
+    metric_head(&b, "ferry_backlog", "gauge", "Unfinished jobs per destination.");
+    for (size_t i = 0; i < n; i++) {
+        if (!is_destination(c, st[i].name))
+            continue;
+        metric_1(&b, "ferry_backlog", "destination", st[i].name);
+        printf_buf(&b, "%" PRIu64 "\n", st[i].backlog);
+    }
+    metric_head(&b, "ferry_bytes_total", "counter",
+                "HTTP bytes by registry and direction (sent: requests, received: responses).");
+    for (size_t i = 0; i < n; i++) {
+        for (int dir = 0; dir < 2; dir++) {
+            printf_buf(&b, "ferry_bytes_total{registry=\"");
+            label(&b, st[i].name);
+            printf_buf(&b, "\",direction=\"%s\"} %" PRIu64 "\n", dir == 0 ? "sent" : "received",
+                       dir == 0 ? st[i].http.bytes_sent : st[i].http.bytes_received);
+        }
+    }
+    metric_head(&b, "ferry_http_requests_total", "counter",
+                "Finished HTTP requests by registry, method and status (0: no response).");
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < st[i].http.n_codes; k++) {
+            const struct http_code_count *cc = &st[i].http.codes[k];
+            printf_buf(&b, "ferry_http_requests_total{registry=\"");
+            label(&b, st[i].name);
+            printf_buf(&b, "\",method=\"%s\",code=\"%u\"} %" PRIu64 "\n",
+                       http_method_names[cc->method], (unsigned)cc->code, cc->count);
+        }
+    }
+    metric_head(&b, "ferry_retries_total", "counter", "Job attempts that failed and were retried.");
+    for (size_t i = 0; i < n; i++) {
+        if (!is_destination(c, st[i].name))
+            continue;
+        metric_1(&b, "ferry_retries_total", "destination", st[i].name);
+        printf_buf(&b, "%" PRIu64 "\n", st[i].retries);
+    }
+    metric_head(&b, "ferry_circuit_open", "gauge",
+                "1 while a destination's circuit breaker is open or half-open.");
+    for (size_t i = 0; i < n; i++) {
+        if (!is_destination(c, st[i].name))
+            continue;
+        metric_1(&b, "ferry_circuit_open", "destination", st[i].name);
+        printf_buf(&b, "%d\n", st[i].circuit != ENGINE_CIRCUIT_CLOSED);
+    }
+    metric_head(&b, "ferry_push_to_replicated_seconds", "histogram",
+                "From an entry reaching the journal to its job being COMPLETE.");
+    for (size_t i = 0; i < n; i++) {
+        if (!is_destination(c, st[i].name))
+            continue;
+        uint64_t cum = 0;
+        for (size_t k = 0; k <= ENGINE_LATENCY_BUCKETS; k++) {
+            cum += st[i].latency_buckets[k];
+            printf_buf(&b, "ferry_push_to_replicated_seconds_bucket{destination=\"");
+            label(&b, st[i].name);
+            if (k < ENGINE_LATENCY_BUCKETS)
+                printf_buf(&b, "\",le=\"%g\"} %" PRIu64 "\n", engine_latency_bounds[k], cum);
+            else
+                printf_buf(&b, "\",le=\"+Inf\"} %" PRIu64 "\n", cum);
+        }
+        metric_1(&b, "ferry_push_to_replicated_seconds_sum", "destination", st[i].name);
+        printf_buf(&b, "%.3f\n", st[i].latency_sum);
+        metric_1(&b, "ferry_push_to_replicated_seconds_count", "destination", st[i].name);
+        printf_buf(&b, "%" PRIu64 "\n", st[i].latency_count);
+    }
+    if (a->ingest != NULL) {
+        metric_head(&b, "ferry_webhook_events_total", "counter",
+                    "Webhook events by outcome (accepted, duplicate, ignored).");
+        printf_buf(&b,
+                   "ferry_webhook_events_total{outcome=\"accepted\"} %" PRIu64 "\n"
+                   "ferry_webhook_events_total{outcome=\"duplicate\"} %" PRIu64 "\n"
+                   "ferry_webhook_events_total{outcome=\"ignored\"} %" PRIu64 "\n",
+                   a->ingest->events_accepted, a->ingest->events_duplicate,
+                   a->ingest->events_ignored);
+    }
+    server_respond(req, 200, "text/plain; version=0.0.4", b.data != NULL ? b.data : "", b.len);
+    buf_release(&b);
+}
+
+/* ---- the dashboard's files ---- */
+
+static bool api_asset(struct server_request *req, const char *path)
+{
+    for (const struct dashboard_asset *d = dashboard_assets; d->path != NULL; d++) {
+        if (strcmp(d->path, path) == 0) {
+            server_respond(req, 200, d->content_type, (const char *)d->data, d->len);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- routing ---- */
+
+static bool api_authorized(const struct api *a, struct server_request *req)
+{
+    if (a->config->api_token == NULL)
+        return true;
+    const char *auth = server_request_header(req, "Authorization");
+    return auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0 &&
+           secret_equal(auth + 7, a->config->api_token);
+}
+
+bool api_handle(struct api *a, struct server_request *req)
+{
+    const char *path = server_request_path(req);
+    const char *method = server_request_method(req);
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+    if (strcmp(path, "/healthz") == 0 && get) {
+        server_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+        return true;
+    }
+    if (strcmp(path, "/readyz") == 0 && get) {
+        char body[128];
+        bool ready = !*a->stopping && a->engine != NULL;
+        int len = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"last_seq\":%" PRIu64 "}\n",
+                           ready ? "ready" : "stopping", journal_last_seq(a->journal));
+        server_respond(req, ready ? 200 : 503, "application/json", body, (size_t)len);
+        return true;
+    }
+    if (get && api_asset(req, path))
+        return true;
+    bool v1 = strncmp(path, "/v1/", 4) == 0;
+    if (!v1 && strcmp(path, "/metrics") != 0)
+        return false;
+    if (!api_authorized(a, req)) {
+        server_respond_error(req, 401, "this API needs Authorization: Bearer <api_token>");
+        return true;
+    }
+    if (strcmp(path, "/metrics") == 0 && get)
+        api_metrics(a, req);
+    else if (strcmp(path, "/v1/status") == 0 && get)
+        api_status(a, req);
+    else if (strcmp(path, "/v1/images") == 0 && get)
+        api_images(a, req);
+    else if (strcmp(path, "/v1/failures") == 0 && get)
+        api_failures(a, req);
+    else if (strcmp(path, "/v1/journal") == 0 && get)
+        api_journal(a, req);
+    else if (strcmp(path, "/v1/retry") == 0 && strcmp(method, "POST") == 0)
+        api_retry(a, req);
+    else
+        return false;
+    return true;
+}
