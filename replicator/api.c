@@ -160,6 +160,30 @@ void api_init(struct api *a, uv_loop_t *loop, const struct config *config, struc
     uv_timer_start(&a->sampler, api_sample, API_RATE_PERIOD_S * 1000, API_RATE_PERIOD_S * 1000);
 }
 
+void api_reconfigure(struct api *a, const struct config *config)
+{
+    struct api_source *sources = xcalloc(config->n_registries + 1, sizeof(*sources));
+    struct api_rate *rates = xcalloc(config->n_registries + 1, sizeof(*rates));
+    for (size_t i = 0; i < config->n_registries; i++) {
+        sources[i].name = config->registries[i].name;
+        /* A registry kept by name keeps its figures (its byte count restarts with the engine). */
+        for (size_t k = 0; k < a->config->n_registries; k++) {
+            if (strcmp(a->sources[k].name, config->registries[i].name) == 0) {
+                sources[i] = a->sources[k];
+                sources[i].name = config->registries[i].name;
+                rates[i] = a->rates[k];
+                rates[i].last_bytes = 0;
+                break;
+            }
+        }
+    }
+    free(a->sources);
+    free(a->rates);
+    a->sources = sources;
+    a->rates = rates;
+    a->config = config;
+}
+
 void api_note_entry(struct api *a, const struct journal_entry *e)
 {
     for (size_t i = 0; i < a->config->n_registries; i++) {

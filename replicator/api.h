@@ -67,6 +67,9 @@ struct api {
 void api_init(struct api *a, uv_loop_t *loop, const struct config *config, struct journal *journal,
               struct ingest *ingest, const bool *stopping);
 
+/** Switch to a reloaded config (the old one is freed after this). */
+void api_reconfigure(struct api *a, const struct config *config);
+
 /** Count an entry the journal made durable (for per-source figures). */
 void api_note_entry(struct api *a, const struct journal_entry *e);
 

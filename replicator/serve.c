@@ -18,6 +18,17 @@
 #include "server.h"
 #include "xalloc.h"
 
+#ifdef FERRY_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+static int sd_notify(int unset_environment, const char *state)
+{
+    (void)unset_environment;
+    (void)state;
+    return 0;
+}
+#endif
+
 struct daemon {
     uv_loop_t loop;
     struct config *config;
@@ -30,6 +41,10 @@ struct daemon {
     struct api api;
     uv_signal_t sigint;
     uv_signal_t sigterm;
+    uv_signal_t sighup;
+    struct config *next_config; /* a reload waiting for the engine to drain */
+    bool reloading;
+    bool stop_after_reload;
     uv_timer_t grace;
     uv_timer_t retention;
     uv_work_t retention_work;
@@ -94,6 +109,7 @@ static void daemon_server_closed(void *arg)
     api_close(&d->api);
     uv_close((uv_handle_t *)&d->sigint, daemon_closed_noop);
     uv_close((uv_handle_t *)&d->sigterm, daemon_closed_noop);
+    uv_close((uv_handle_t *)&d->sighup, daemon_closed_noop);
     uv_close((uv_handle_t *)&d->grace, daemon_closed_noop);
     uv_close((uv_handle_t *)&d->retention, daemon_closed_noop);
 }
@@ -142,9 +158,16 @@ static void daemon_stop(struct daemon *d, const char *why)
     if (d->stopping)
         return;
     d->stopping = true;
+    sd_notify(0, "STOPPING=1");
     log_warn("stopping signal=%s: draining accepted events", why);
     uv_signal_stop(&d->sigint);
     uv_signal_stop(&d->sigterm);
+    uv_signal_stop(&d->sighup);
+    if (d->reloading) {
+        /* The reload is draining the engine: the stop goes on from there. */
+        d->stop_after_reload = true;
+        return;
+    }
     uv_timer_stop(&d->retention);
     poller_close(d->poller, daemon_poller_closed, d);
 }
@@ -152,6 +175,78 @@ static void daemon_stop(struct daemon *d, const char *why)
 static void daemon_signal(uv_signal_t *sig, int signum)
 {
     daemon_stop(sig->data, signum == SIGINT ? "INT" : "TERM");
+}
+
+static void daemon_round(struct poller *p, void *arg);
+
+/*
+ * SIGHUP: rules and registries are read again. The new file must load (else
+ * the daemon keeps its config and says why); then the poller and the engine
+ * drain (running jobs finish; queued ones stay in the journal past the
+ * engine's cursor) and start again on the new config. The journal, the
+ * server and the webhook never stop.
+ */
+static void daemon_reload_engine_closed(void *arg)
+{
+    struct daemon *d = arg;
+    d->engine = NULL;
+    d->api.engine = NULL;
+    struct config *old = d->config;
+    d->config = d->next_config;
+    d->next_config = NULL;
+    d->ingest.config = d->config;
+    api_reconfigure(&d->api, d->config);
+    config_free(old);
+    d->reloading = false;
+    if (d->stop_after_reload) {
+        journal_committer_close(d->committer, daemon_committer_closed, d);
+        return;
+    }
+    engine_new(&d->loop, d->config, d->journal, &d->engine);
+    engine_start(d->engine);
+    poller_new(&d->loop, d->config, d->journal, d->committer, &d->poller);
+    poller_start(d->poller, daemon_round, d);
+    d->api.engine = d->engine;
+    d->api.poller = d->poller;
+    log_warn("reloaded config=%s registries=%zu rules=%zu", d->config->path,
+             d->config->n_registries, d->config->n_rules);
+    sd_notify(0, "READY=1");
+}
+
+static void daemon_reload_poller_closed(void *arg)
+{
+    struct daemon *d = arg;
+    d->poller = NULL;
+    d->api.poller = NULL;
+    engine_close(d->engine, daemon_reload_engine_closed, d);
+}
+
+static void daemon_hangup(uv_signal_t *sig, int signum)
+{
+    struct daemon *d = sig->data;
+    (void)signum;
+    if (d->stopping || d->reloading)
+        return;
+    struct config *next = NULL;
+    char *err = NULL;
+    if (config_load(d->config->path, &next, &err) < 0) {
+        log_error("reload refused, keeping the running config: %s", err != NULL ? err : "?");
+        free(err);
+        return;
+    }
+    if (strcmp(next->data_dir, d->config->data_dir) != 0 ||
+        strcmp(next->listen, d->config->listen) != 0 ||
+        next->webhook_max_body != d->config->webhook_max_body) {
+        log_error("reload refused, keeping the running config: data_dir, listen and "
+                  "webhook_max_body change only with a restart");
+        config_free(next);
+        return;
+    }
+    sd_notify(0, "RELOADING=1");
+    log_warn("reloading config=%s: draining the poller and the engine", d->config->path);
+    d->reloading = true;
+    d->next_config = next;
+    poller_close(d->poller, daemon_reload_poller_closed, d);
 }
 
 static void daemon_round(struct poller *p, void *arg)
@@ -231,6 +326,9 @@ int serve_run(const char *config_path, bool check_only)
     d.sigint.data = d.sigterm.data = &d;
     uv_signal_start(&d.sigint, daemon_signal, SIGINT);
     uv_signal_start(&d.sigterm, daemon_signal, SIGTERM);
+    uv_signal_init(&d.loop, &d.sighup);
+    d.sighup.data = &d;
+    uv_signal_start(&d.sighup, daemon_hangup, SIGHUP);
     uv_timer_init(&d.loop, &d.grace);
     d.grace.data = &d;
     uv_timer_init(&d.loop, &d.retention);
@@ -248,6 +346,7 @@ int serve_run(const char *config_path, bool check_only)
 
     fprintf(stderr, "ferry: serving on %s port %d (journal last seq %llu)\n", d.config->listen,
             server_port(d.server), (unsigned long long)journal_last_seq(d.journal));
+    sd_notify(0, "READY=1");
     uv_run(&d.loop, UV_RUN_DEFAULT);
     rc = 0;
 out:
