@@ -13,6 +13,8 @@
   const CHART_SECONDS = 15 * 60;  // the API keeps 15 minutes of throughput
   const CHART_HEIGHT = 110;
   const TOKEN_KEY = 'ferry.apiToken';
+  const FAILURES_SHOWN = 200;     // rows of the failures table
+  const API_LIST_MAX = 1000;      // the API answers at most this many failures
 
   // ------------------------------------------------------------ helpers
 
@@ -283,9 +285,12 @@
 
   const cards = new Map(); // name -> card parts
 
-  function destinationState(d) {
+  // `failedNow` counts the destination's jobs that are FAILED now (from
+  // /v1/failures); the status's "failed" counts every job that failed since
+  // the daemon started, retried or not.
+  function destinationState(d, failedNow) {
     if (d.circuit === 'open') return 'down';
-    if (num(d.failed) > 0 || d.circuit === 'half-open') return 'degraded';
+    if (failedNow > 0 || d.circuit === 'half-open') return 'degraded';
     return 'healthy';
   }
 
@@ -379,8 +384,9 @@
     }
   }
 
-  function updateCard(card, d, nowSeconds) {
-    const state = destinationState(d);
+  function updateCard(card, d, nowSeconds, failures) {
+    const failed = failures.counts.get(d.name) || 0;
+    const state = destinationState(d, failed);
     setText(card.state, state);
     card.root.className = `card state-${state}`;
     setText(card.registry, d.registry || '');
@@ -388,8 +394,9 @@
     setText(f.backlog.value, fmtCount(d.backlog));
     setText(f.lag.value, fmtDuration(num(d.lag_seconds)));
     setText(f.inFlight.value, fmtCount(d.in_flight));
-    setText(f.failed.value, fmtCount(d.failed));
-    f.failed.node.classList.toggle('bad', num(d.failed) > 0);
+    setText(f.failed.value, `${fmtCount(failed)}${failures.capped && failed > 0 ? '+' : ''}`);
+    setTitle(f.failed.node, `failed now; ${fmtCount(d.failed)} failed since the daemon started`);
+    f.failed.node.classList.toggle('bad', failed > 0);
     setText(f.completed.value, fmtCount(d.completed));
     setText(f.superseded.value, fmtCount(d.superseded));
     setText(f.rate.value, fmtRate(d.bytes_per_second));
@@ -397,13 +404,13 @@
     setText(f.circuit.value, d.circuit || '—');
     f.circuit.node.classList.toggle('bad', d.circuit === 'open');
     if (d.last_error) {
-      setText(card.error, `${d.last_error}${d.last_error_time ? ` (${fmtAgo(d.last_error_time)})` : ''}`);
+      setText(card.error, `Last error${d.last_error_time ? ` (${fmtAgo(d.last_error_time)})` : ''}: ${d.last_error}`);
       setTitle(card.error, d.last_error_time);
+      card.error.classList.toggle('past', state === 'healthy');
       card.error.hidden = false;
     } else {
       card.error.hidden = true;
     }
-    const failed = num(d.failed);
     card.retry.hidden = failed === 0;
     if (!card.retry.disabled) setText(card.retry, `retry ${fmtCount(failed)} failed`);
     if (card.plot) {
@@ -420,7 +427,7 @@
     }
   }
 
-  function renderDestinations(destinations, nowSeconds) {
+  function renderDestinations(destinations, nowSeconds, failures) {
     const container = byId('cards');
     const seen = new Set();
     let previous = null;
@@ -437,7 +444,7 @@
       } else if (card.root !== wanted) {
         container.insertBefore(card.root, wanted);
       }
-      updateCard(card, d, nowSeconds);
+      updateCard(card, d, nowSeconds, failures);
       previous = card.root;
     }
     for (const [name, card] of cards) {
@@ -479,7 +486,15 @@
 
   // ------------------------------------------------------------ failures
 
-  function renderFailures(failures) {
+  // FAILED jobs per destination, and whether the API's list was cut short.
+  function countFailures(failures) {
+    const counts = new Map();
+    for (const f of failures) counts.set(f.destination, (counts.get(f.destination) || 0) + 1);
+    return { counts, capped: failures.length >= API_LIST_MAX };
+  }
+
+  function renderFailures(all, capped) {
+    const failures = all.slice(0, FAILURES_SHOWN);
     const labels = ['Destination', 'Repository', 'Digest', 'Tags', 'Attempts', 'Error', 'Updated', ''];
     syncRows(byId('failures-rows'), failures,
       (f) => `${f.destination}\n${f.repository}\n${f.digest}`,
@@ -515,8 +530,12 @@
       });
     byId('failures-table').hidden = failures.length === 0;
     byId('failures-empty').hidden = failures.length > 0;
-    setText(byId('failures-count'), failures.length ? String(failures.length) : '');
-    byId('failures-count').classList.toggle('bad', failures.length > 0);
+    const total = `${fmtCount(all.length)}${capped ? '+' : ''}`;
+    setText(byId('failures-count'), all.length ? total : '');
+    byId('failures-count').classList.toggle('bad', all.length > 0);
+    const more = byId('failures-more');
+    more.hidden = all.length <= failures.length;
+    setText(more, `Showing the first ${fmtCount(failures.length)} of ${total}; "retry" on a card requeues all of a destination's.`);
   }
 
   async function retry(body, button) {
@@ -724,9 +743,11 @@
       tokenAccepted();
       byId('forget-token').hidden = getToken() === '';
       renderSummary(status);
-      renderDestinations(Array.isArray(status.destinations) ? status.destinations : [], serverNowMs() / 1000);
+      const failed = Array.isArray(failures.failures) ? failures.failures : [];
+      const counted = countFailures(failed);
+      renderDestinations(Array.isArray(status.destinations) ? status.destinations : [], serverNowMs() / 1000, counted);
       renderSources(Array.isArray(status.sources) ? status.sources : []);
-      renderFailures(Array.isArray(failures.failures) ? failures.failures : []);
+      renderFailures(failed, counted.capped);
       renderJournal(journal);
       renderImage(image);
       showConnected();
