@@ -15,7 +15,7 @@ PACKAGES=(
   build-essential cmake pkg-config git clang-format
   libuv1-dev libcurl4-openssl-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
   librocksdb-dev libcjson-dev libyaml-dev libmicrohttpd-dev libcmocka-dev uthash-dev libsystemd-dev
-  docker-registry skopeo apache2-utils jq python3 openssl curl procps time
+  docker-registry skopeo apache2-utils jq python3 python3-yaml openssl curl procps time
   chromium
 )
 # The dashboard's npm packages (uPlot, and playwright-core for its browser
@@ -104,8 +104,10 @@ case "$cmd" in
     bash "$top/tests/bench/ingest.sh" "$@"
     ;;
   demo)
-    echo "build.sh: the demo arrives with a later issue; for now see README.md (ferry copy)" >&2
-    exit 2
+    install_deps
+    install_dashboard_deps
+    build build
+    exec bash "$top/deploy/demo.sh"
     ;;
   *)
     echo "usage: ./build.sh [build|test|bench|demo]" >&2

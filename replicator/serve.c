@@ -292,12 +292,15 @@ int serve_run(const char *config_path, bool check_only)
         free(err);
         return rc;
     }
+    if (check_only) {
+        /* A check touches nothing: no data_dir, no journal. */
+        fprintf(stderr, "ferry serve: %s is valid (%zu registries, %zu rules)\n", config_path,
+                d.config->n_registries, d.config->n_rules);
+        config_free(d.config);
+        return 0;
+    }
     rc = daemon_open_journal(&d);
-    if (rc < 0 || check_only) {
-        if (rc == 0)
-            fprintf(stderr, "ferry serve: %s is valid (%zu registries, %zu rules)\n", config_path,
-                    d.config->n_registries, d.config->n_rules);
-        journal_close(d.journal);
+    if (rc < 0) {
         config_free(d.config);
         return rc;
     }

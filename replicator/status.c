@@ -234,11 +234,12 @@ static char *image_query(const char *image, char **error)
 static void print_image(const cJSON *img, const char *dests)
 {
     const char *digest = jstr(img, "digest");
-    printf("image %s%s%s%s\n", jstr(img, "repository") ? jstr(img, "repository") : "?",
-           jstr(img, "tag") ? ":" : "", jstr(img, "tag") ? jstr(img, "tag") : "",
-           digest ? (jstr(img, "tag") ? " " : "@") : "");
-    if (digest != NULL && jstr(img, "tag") != NULL)
-        printf("  digest %s\n", digest);
+    const char *tag = jstr(img, "tag");
+    const char *repo = jstr(img, "repository") ? jstr(img, "repository") : "?";
+    if (tag != NULL)
+        printf("image %s:%s (%s)\n", repo, tag, digest != NULL ? digest : "digest unknown");
+    else
+        printf("image %s@%s\n", repo, digest != NULL ? digest : "?");
     printf("%-16s %-32s %-12s %8s %-24s  %s\n", "DESTINATION", "REPOSITORY", "STATE", "ATTEMPTS",
            "UPDATED", "ERROR");
     const cJSON *d;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# deploy/: the systemd unit passes systemd-analyze verify (where it can run);
+# every YAML file parses; `ferry serve --check-config` accepts every example
+# config (and the Kubernetes ConfigMap's) without touching anything; and the
+# demo runs for real — registries, ferry serve, images replicated, the status
+# table — and leaves no process behind.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+require_ferry
+FERRY=$(ferry_bin)
+DEPLOY="$FERRY_SOURCE_DIR/deploy"
+
+# systemd unit
+if command -v systemd-analyze >/dev/null 2>&1; then
+  sed "s|/usr/local/bin/ferry|$FERRY|" "$DEPLOY/systemd/ferry.service" >"$TEST_TMP/ferry.service"
+  systemd-analyze verify "$TEST_TMP/ferry.service" 2>"$TEST_TMP/verify.err" ||
+    fail "systemd-analyze verify: $(cat "$TEST_TMP/verify.err")"
+  if grep -v '^$' "$TEST_TMP/verify.err" | grep -q .; then
+    fail "systemd-analyze verify warned: $(cat "$TEST_TMP/verify.err")"
+  fi
+  pass "deploy/systemd/ferry.service verifies"
+else
+  note "systemd-analyze is not installed here: the unit is not verified"
+fi
+for key in Type=notify DynamicUser=yes StateDirectory=ferry ProtectSystem=strict NoNewPrivileges=yes 'ExecReload=/bin/kill -HUP'; do
+  grep -q "^$key" "$DEPLOY/systemd/ferry.service" || fail "the unit lacks $key"
+done
+
+# Every YAML file under deploy/ parses.
+n=0
+while IFS= read -r -d '' f; do
+  python3 -c 'import sys, yaml; list(yaml.safe_load_all(open(sys.argv[1])))' "$f" 2>"$TEST_TMP/yaml.err" ||
+    fail "$f does not parse: $(cat "$TEST_TMP/yaml.err")"
+  n=$((n + 1))
+done < <(find "$DEPLOY" \( -name '*.yaml' -o -name '*.yml' \) -print0)
+((n >= 9)) || fail "only $n YAML files under deploy/"
+pass "$n YAML files under deploy/ parse"
+
+# Every example config (and the ConfigMap's) passes --check-config, with the
+# secrets they name present, and nothing created.
+export FERRY_WEBHOOK_TOKEN=x FERRY_API_TOKEN=y PRIMARY_PASSWORD=p PLATFORM_PASSWORD=p PAYMENTS_PASSWORD=p \
+  SEARCH_PASSWORD=p BUILD_PASSWORD=p US_EAST_PASSWORD=p EU_WEST_PASSWORD=p AP_SOUTH_PASSWORD=p EU_PASSWORD=p \
+  AP_PASSWORD=p FERRY_DEMO_WEBHOOK_TOKEN=d
+mkdir -p "$TEST_TMP/examples"
+cp "$DEPLOY"/examples/*.yaml "$TEST_TMP/examples/"
+echo secret >"$TEST_TMP/examples/standby.password"
+python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["ferry.yaml"])' \
+  "$DEPLOY/k8s/configmap.yaml" >"$TEST_TMP/examples/k8s-configmap.yaml"
+for f in "$TEST_TMP"/examples/*.yaml; do
+  "$FERRY" serve --check-config -c "$f" 2>"$TEST_TMP/check.err" ||
+    fail "$(basename "$f"): $(cat "$TEST_TMP/check.err")"
+  grep -q 'is valid' "$TEST_TMP/check.err" || fail "$(basename "$f"): $(cat "$TEST_TMP/check.err")"
+done
+[[ ! -e /var/lib/ferry/journal ]] || note "/var/lib/ferry/journal exists (not made by this test)"
+unset PRIMARY_PASSWORD
+if "$FERRY" serve --check-config -c "$TEST_TMP/examples/dr-mirror.yaml" 2>"$TEST_TMP/check.err"; then
+  fail "--check-config passed with a missing secret"
+fi
+grep -q 'PRIMARY_PASSWORD' "$TEST_TMP/check.err" || fail "the missing secret is not named: $(cat "$TEST_TMP/check.err")"
+pass "every example config passes --check-config; a missing secret is named"
+
+# The demo, for real, once.
+DEMO_ONCE=1 FERRY_BIN="$FERRY" DEMO_DIR="$TEST_TMP/demo" timeout 300 bash "$DEPLOY/demo.sh" >"$TEST_TMP/demo.out" 2>&1 ||
+  fail "the demo failed: $(tail -20 "$TEST_TMP/demo.out")"
+grep -qE '^us-west +closed +0 ' "$TEST_TMP/demo.out" || fail "no status table: $(tail -20 "$TEST_TMP/demo.out")"
+grep -qE '^eu-central +mirror/shop/web +COMPLETE' "$TEST_TMP/demo.out" || fail "no image table: $(tail -20 "$TEST_TMP/demo.out")"
+grep -q 'dashboard: http://127.0.0.1:18780/' "$TEST_TMP/demo.out" || fail "no dashboard URL"
+pids=$(grep -o 'stopping [0-9]* processes ([0-9 ]*)' "$TEST_TMP/demo.out" | grep -o '([0-9 ]*)' | tr -d '()')
+[[ -n "$pids" ]] || fail "the demo did not say what it stopped"
+for p in $pids; do
+  if kill -0 "$p" 2>/dev/null; then fail "the demo left process $p behind"; fi
+done
+pass "the demo replicates for real and leaves no process behind"
