@@ -243,7 +243,8 @@ static void api_status(struct api *a, struct server_request *req)
         cJSON_AddNumberToObject(d, "lag_seconds", lag);
         cJSON_AddNumberToObject(d, "in_flight", (double)st.running);
         cJSON_AddNumberToObject(d, "completed", (double)st.complete);
-        cJSON_AddNumberToObject(d, "failed", (double)st.failed);
+        cJSON_AddNumberToObject(d, "failed", (double)st.failing);
+        cJSON_AddNumberToObject(d, "failed_total", (double)st.failed);
         cJSON_AddNumberToObject(d, "superseded", (double)st.superseded);
         cJSON_AddNumberToObject(d, "retries", (double)st.retries);
         cJSON_AddNumberToObject(d, "bytes", (double)st.bytes);
@@ -279,7 +280,9 @@ static void api_status(struct api *a, struct server_request *req)
         cJSON_AddItemToObject(o, "last_event_time", json_time(s->last_event_unix_ms));
         const char *poller = "disabled";
         if (reg->poll && a->poller != NULL)
-            poller = ps.last_error[0] != '\0' && ps.errors > 0 ? "error" : "idle";
+            poller = poller_source_active(a->poller, reg->name)  ? "polling"
+                     : ps.last_error[0] != '\0' && ps.errors > 0 ? "error"
+                                                                 : "idle";
         cJSON_AddStringToObject(o, "poller", poller);
         cJSON_AddNumberToObject(o, "entries", (double)s->entries);
         cJSON_AddItemToArray(sources, o);
@@ -420,6 +423,7 @@ struct failure_list {
     struct api *a;
     cJSON *list;
     size_t n;
+    bool truncated;
 };
 
 static int collect_failure(const struct journal_job *job, void *arg)
@@ -427,8 +431,10 @@ static int collect_failure(const struct journal_job *job, void *arg)
     struct failure_list *f = arg;
     if (job->state != JOURNAL_JOB_FAILED)
         return 0;
-    if (f->n >= API_LIST_MAX)
+    if (f->n >= API_LIST_MAX) {
+        f->truncated = true;
         return 1;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "destination", job->destination);
     cJSON_AddStringToObject(o, "repository", job->repository);
@@ -456,6 +462,7 @@ static void api_failures(struct api *a, struct server_request *req)
     cJSON *root = cJSON_CreateObject();
     struct failure_list f = {.a = a, .list = cJSON_AddArrayToObject(root, "failures")};
     journal_job_scan(a->journal, collect_failure, &f);
+    cJSON_AddBoolToObject(root, "truncated", f.truncated);
     respond_json(req, 200, root);
 }
 
@@ -630,11 +637,11 @@ static void api_metrics(struct api *a, struct server_request *req)
         {"pending", 0},
         {"in_progress", 0},
         {"complete", offsetof(struct engine_destination_stats, complete)},
-        {"failed", offsetof(struct engine_destination_stats, failed)},
+        {"failed", offsetof(struct engine_destination_stats, failing)},
         {"superseded", offsetof(struct engine_destination_stats, superseded)},
     };
     metric_head(&b, "ferry_jobs", "gauge",
-                "Jobs by destination and state: pending and in_progress now; complete, failed "
+                "Jobs by destination and state: pending, in_progress and failed now; complete "
                 "and superseded since start.");
     for (size_t i = 0; i < n; i++) {
         if (!is_destination(c, st[i].name))

@@ -79,6 +79,7 @@ struct eng_registry {
     /* For status and metrics. */
     uint64_t jobs_complete;
     uint64_t jobs_superseded;
+    uint64_t failing; /* FAILED records not retried to success since */
     uint64_t retries;
     char *last_error;
     int64_t last_error_unix_ms;
@@ -94,7 +95,8 @@ const double engine_latency_bounds[ENGINE_LATENCY_BUCKETS] = {0.05, 0.1, 0.25, 0
 struct eng_entry {
     uint64_t seq;
     int jobs_left;
-    bool detached; /* a retry of an entry behind the cursor: freed when done */
+    bool detached;       /* a retry of an entry behind the cursor: freed when done */
+    bool retries_failed; /* requeued because its job FAILED: success ends a failure */
     struct eng_entry *next;
 };
 
@@ -461,7 +463,7 @@ static void engine_circuit_failure(struct engine *e, struct eng_registry *r)
         uv_timer_start(&e->timer, engine_timer_cb, e->config->circuit_open_ms, 0);
 }
 
-static void engine_requeue(struct engine *e, uint64_t seq, const char *dest);
+static void engine_requeue(struct engine *e, uint64_t seq, const char *dest, bool was_failed);
 
 static void engine_circuit_success(struct engine *e, struct eng_registry *r)
 {
@@ -473,7 +475,7 @@ static void engine_circuit_success(struct engine *e, struct eng_registry *r)
         r->failed_seqs = NULL;
         r->n_failed_seqs = 0;
         for (size_t i = 0; i < n; i++)
-            engine_requeue(e, seqs[i], r->cfg->name);
+            engine_requeue(e, seqs[i], r->cfg->name, true);
         free(seqs);
     }
     r->open = false;
@@ -540,6 +542,9 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
 {
     struct engine *e = job->engine;
 
+    bool retries_failed = false;
+    for (size_t i = 0; i < job->n_entries; i++)
+        retries_failed = retries_failed || job->entries[i]->retries_failed;
     job_release_tag_lock(job);
     job->dst->running--;
     e->running--;
@@ -575,16 +580,22 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
                   job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
                   job->attempts, job->last_error);
         e->stats.failed++;
+        if (!retries_failed)
+            job->dst->failing++;
         job_record(job, JOURNAL_JOB_FAILED);
         struct eng_registry *r = job->dst;
         r->failed_seqs = xrealloc(r->failed_seqs, (r->n_failed_seqs + 1) * sizeof(uint64_t));
         r->failed_seqs[r->n_failed_seqs++] = job->seq;
     } else if (superseded) {
+        if (retries_failed && job->dst->failing > 0)
+            job->dst->failing--;
         engine_circuit_success(e, job->dst);
         e->stats.superseded++;
         job->dst->jobs_superseded++;
         job_record(job, JOURNAL_JOB_SUPERSEDED);
     } else {
+        if (retries_failed && job->dst->failing > 0)
+            job->dst->failing--;
         engine_circuit_success(e, job->dst);
         e->stats.complete++;
         job->dst->jobs_complete++;
@@ -1008,12 +1019,13 @@ static void engine_dispatch_delete(struct engine *e, const struct journal_entry 
  * out of the cursor's list).
  */
 static void engine_dispatch_to(struct engine *e, const struct journal_entry *en,
-                               const char *only_dest)
+                               const char *only_dest, bool was_failed)
 {
     struct eng_entry *entry = xcalloc(1, sizeof(*entry));
     entry->seq = en->seq;
     if (only_dest != NULL) {
         entry->detached = true;
+        entry->retries_failed = was_failed;
     } else {
         if (e->entries_tail != NULL)
             e->entries_tail->next = entry;
@@ -1079,16 +1091,16 @@ out:
 
 static void engine_dispatch(struct engine *e, const struct journal_entry *en)
 {
-    engine_dispatch_to(e, en, NULL);
+    engine_dispatch_to(e, en, NULL, false);
 }
 
 /* Run entry `seq` again for destination `dest`, with its original seq (fences). */
-static void engine_requeue(struct engine *e, uint64_t seq, const char *dest)
+static void engine_requeue(struct engine *e, uint64_t seq, const char *dest, bool was_failed)
 {
     struct journal_entry en;
     if (e->closing || journal_get(e->journal, seq, &en) < 0)
         return;
-    engine_dispatch_to(e, &en, dest);
+    engine_dispatch_to(e, &en, dest, was_failed);
     journal_entry_release(&en);
 }
 
@@ -1096,8 +1108,13 @@ static void engine_requeue(struct engine *e, uint64_t seq, const char *dest)
 static int engine_take_retry(const struct journal_job *job, void *arg)
 {
     struct engine *e = arg;
+    if (job->state == JOURNAL_JOB_FAILED) {
+        struct eng_registry *r = engine_registry(e, job->destination);
+        if (r != NULL)
+            r->failing++;
+    }
     if (job->state == JOURNAL_JOB_PENDING && job->seq != 0 && job->seq <= e->cursor)
-        engine_requeue(e, job->seq, job->destination);
+        engine_requeue(e, job->seq, job->destination, false);
     return 0;
 }
 
@@ -1260,6 +1277,7 @@ bool engine_destination_stats(const struct engine *e, size_t i,
     out->jobs = r->jobs_created;
     out->finished = r->jobs_finished;
     out->failed = r->jobs_failed;
+    out->failing = r->failing;
     out->complete = r->jobs_complete;
     out->superseded = r->jobs_superseded;
     out->retries = r->retries;
@@ -1405,7 +1423,7 @@ size_t engine_retry(struct engine *e, const char *destination, const char *repos
         log_info("retry requested dest=%s repo=%s digest=%s seq=%llu", m.jobs[i].destination,
                  m.jobs[i].repository, m.jobs[i].digest ? m.jobs[i].digest : "-",
                  (unsigned long long)m.jobs[i].seq);
-        engine_requeue(e, m.jobs[i].seq, m.jobs[i].destination);
+        engine_requeue(e, m.jobs[i].seq, m.jobs[i].destination, true);
         free(m.jobs[i].destination);
         free(m.jobs[i].repository);
         free(m.jobs[i].digest);

@@ -74,7 +74,8 @@ struct engine_destination_stats {
     const char *host;
     uint64_t jobs;     /* jobs created for it */
     uint64_t finished; /* COMPLETE, SUPERSEDED or FAILED */
-    uint64_t failed;
+    uint64_t failed;   /* jobs that ended FAILED since start */
+    uint64_t failing;  /* jobs FAILED now (not retried to success since) */
     uint64_t complete;
     uint64_t superseded;
     uint64_t retries;

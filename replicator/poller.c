@@ -428,6 +428,14 @@ void poller_get_stats(const struct poller *p, struct poller_stats *out)
     *out = p->stats;
 }
 
+bool poller_source_active(const struct poller *p, const char *source)
+{
+    for (size_t i = 0; i < p->n_sources; i++)
+        if (strcmp(p->sources[i].cfg->name, source) == 0)
+            return p->sources[i].round_active;
+    return false;
+}
+
 static void poller_timer_closed(uv_handle_t *handle)
 {
     struct poller *p = handle->data;

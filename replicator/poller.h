@@ -46,6 +46,9 @@ void poller_start_once(struct poller *p, poller_round_cb cb, void *arg);
 
 void poller_get_stats(const struct poller *p, struct poller_stats *out);
 
+/** True while a round is listing `source` (a registry name). */
+bool poller_source_active(const struct poller *p, const char *source);
+
 /**
  * Stop: no new round starts; a round in flight is abandoned once its requests
  * return (nothing half-recorded: state moves only after a durable append).

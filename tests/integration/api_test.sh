@@ -147,6 +147,10 @@ grep -q 'requeued 1 failed job (by the running daemon)' "$TEST_TMP/retry.out" ||
   fail "d2 not COMPLETE after the retry: $(api "$API/v1/images?repository=team/app&tag=v1")"
 assert_eq "$(skopeo_raw "$d2_ADDR/dr/team/app:v1" | digest_of)" "$digest" "d2 holds the image"
 assert_eq "$(api "$API/v1/failures" | jq '.failures | length')" 0 "no failure left"
+st=$(api "$API/v1/status")
+assert_eq "$(jq '.destinations[] | select(.name=="d2") | "\(.failed) \(.failed_total) \(.completed)"' <<<"$st")" '"0 1 1"' \
+  "d2: failing now 0, failed since start 1, completed 1"
+assert_eq "$(api "$API/metrics" | awk '$1 == "ferry_jobs{destination=\"d2\",state=\"failed\"}" { print $2 }')" 0 "metric: d2 failed now"
 pass "ferry retry through the API; the failed destination catches up"
 
 # The token never shows up in what the daemon wrote or answered.
