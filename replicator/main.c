@@ -673,13 +673,18 @@ static void usage_serve(FILE *out)
     fputs("usage: ferry serve -c FILE [--check-config] [-v]\n"
           "\n"
           "Runs the daemon: the HTTP server (POST /v1/events/{source} for registry\n"
-          "webhooks, GET /healthz, GET /readyz) and the poller, both feeding the change\n"
-          "journal in the config's data_dir, and the replication engine, which copies\n"
-          "every journaled change to the destinations of its rules. SIGINT or SIGTERM\n"
+          "webhooks; the API: /v1/status, /v1/images, /v1/failures, /v1/retry,\n"
+          "/v1/journal, /metrics, /healthz, /readyz; the dashboard at /) and the\n"
+          "poller, both feeding the change journal in the config's data_dir, and the\n"
+          "replication engine, which copies every journaled change to the\n"
+          "destinations of its rules. SIGHUP reloads rules and registries (running\n"
+          "jobs finish first; a file that does not load is refused). SIGINT or SIGTERM\n"
           "drain and stop: every event already accepted is written and answered first.\n"
+          "Under systemd (Type=notify) it reports READY=1, RELOADING=1 and STOPPING=1.\n"
           "\n"
           "  -c, --config FILE   the configuration (YAML; see README)\n"
-          "      --check-config  validate the configuration and the journal, then exit\n"
+          "      --check-config  validate the configuration (secrets included) and exit;\n"
+          "                      nothing is created or opened\n"
           "  -v, --verbose       log more (twice: debug)\n",
           out);
 }
