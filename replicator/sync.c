@@ -150,9 +150,11 @@ static void sync_job_done(struct engine *e, const struct journal_job *job, void 
                                                                : "FAILED";
     /* On a terminal the progress lines tell the story; failures still get a line. */
     if (!s->json && (!s->tty || job->state == JOURNAL_JOB_FAILED))
-        fprintf(stderr, "%-10s %s %s@%s%s%s (%llu bytes)\n", state, job->destination,
+        fprintf(stderr, "%-10s %s %s@%s%s%s (%llu bytes)%s%s\n", state, job->destination,
                 job->repository, job->digest, job->n_tags ? " tag " : "",
-                job->n_tags ? job->tags[0] : "", (unsigned long long)job->bytes);
+                job->n_tags ? job->tags[0] : "", (unsigned long long)job->bytes,
+                job->state == JOURNAL_JOB_FAILED ? ": " : "",
+                job->state == JOURNAL_JOB_FAILED && job->last_error ? job->last_error : "");
     if (job->state == JOURNAL_JOB_FAILED) {
         cJSON *f = cJSON_CreateObject();
         cJSON_AddStringToObject(f, "destination", job->destination);
