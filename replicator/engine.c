@@ -20,6 +20,7 @@
 #define ENGINE_RETRY_BASE_MS 1000
 #define ENGINE_RETRY_MAX_MS  30000
 #define ENGINE_DEFAULT_JOBS  4
+#define ENGINE_WINDOW        20000               /* journal entries held in memory at once */
 #define ENGINE_CACHE_BYTES   (32u * 1024 * 1024) /* manifests and referrer lists per source */
 
 /*
@@ -131,6 +132,11 @@ struct eng_job {
     struct copy *copy;
     struct copy_summary summary;
     struct eng_job *next; /* in the queue or the delayed list */
+    size_t all_index;     /* its place in engine.all */
+    char *key;            /* "dest\0repo\0digest\0tag" for coalescing; NULL for deletes */
+    size_t key_len;
+    bool in_table; /* engine.queued points at it under its key */
+    UT_hash_handle hh;
 };
 
 /* Moves of one (destination, repository, tag) go one at a time. */
@@ -153,8 +159,12 @@ struct engine {
     struct eng_job *queue_head;
     struct eng_job *queue_tail;
     struct eng_job *delayed;
-    struct eng_job **all; /* every live job, for coalescing */
+    struct eng_job **all; /* every live job */
     size_t n_all;
+    struct eng_job *queued; /* by key: the job a new entry may coalesce into (not running) */
+    size_t live_entries;    /* entries in the cursor's list */
+    size_t window;          /* at most this many of them */
+    bool reading;           /* engine_read_journal is on the stack */
     struct tag_lock *locks;
     struct spool *spool;
     struct presence *presence; /* which repositories of each destination hold a blob */
@@ -241,6 +251,7 @@ static void engine_advance_cursor(struct engine *e)
         if (done->seq > cursor)
             cursor = done->seq;
         e->entries_head = done->next;
+        e->live_entries--;
         if (e->entries_head == NULL)
             e->entries_tail = NULL;
         free(done);
@@ -255,15 +266,22 @@ static void engine_advance_cursor(struct engine *e)
 
 /* ---- jobs ---- */
 
+/* The job no longer takes new entries (it runs, or it is going). */
+static void job_unindex(struct eng_job *job)
+{
+    if (job->in_table) {
+        HASH_DEL(job->engine->queued, job);
+        job->in_table = false;
+    }
+}
+
 static void job_free(struct eng_job *job)
 {
     struct engine *e = job->engine;
-    for (size_t i = 0; i < e->n_all; i++) {
-        if (e->all[i] == job) {
-            e->all[i] = e->all[--e->n_all];
-            break;
-        }
-    }
+    job_unindex(job);
+    e->all[job->all_index] = e->all[--e->n_all];
+    e->all[job->all_index]->all_index = job->all_index;
+    free(job->key);
     free(job->entries);
     free(job->src_repo);
     free(job->dst_repo);
@@ -685,6 +703,7 @@ static void job_start(struct eng_job *job)
 {
     struct engine *e = job->engine;
     job->state = JOB_RUNNING;
+    job_unindex(job);
     job->attempts++;
     job->dst->running++;
     e->running++;
@@ -722,8 +741,13 @@ static void job_start(struct eng_job *job)
     copy_start(e->loop, &spec, &job->summary, job_done, job, &job->copy);
 }
 
+static void engine_read_journal(struct engine *e, uint64_t upto);
+
 static void engine_pump(struct engine *e)
 {
+    /* The window drained below half: read the next entries first. */
+    if (!e->reading && e->started && e->live_entries < e->window / 2 + 1)
+        engine_read_journal(e, journal_last_seq(e->journal));
     struct eng_job **pp = &e->queue_head;
     struct eng_job *prev = NULL;
     while (*pp != NULL && !e->closing) {
@@ -928,19 +952,44 @@ static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg
 
 /* ---- dispatch ---- */
 
+static char *job_key(const char *dest, const char *repo, const char *digest, const char *tag,
+                     size_t *len)
+{
+    size_t d = strlen(dest) + 1, r = strlen(repo) + 1, g = strlen(digest) + 1;
+    size_t t = tag != NULL ? strlen(tag) : 0;
+    char *key = xmalloc(d + r + g + t + 1);
+    memcpy(key, dest, d);
+    memcpy(key + d, repo, r);
+    memcpy(key + d + r, digest, g);
+    if (tag != NULL)
+        memcpy(key + d + r + g, tag, t);
+    key[d + r + g + t] = tag != NULL ? '\0' : '\1'; /* by digest only differs from tag "" */
+    *len = d + r + g + t + 1;
+    return key;
+}
+
 static struct eng_job *engine_find_queued(struct engine *e, const char *dest, const char *repo,
                                           const char *digest, const char *tag)
 {
-    for (size_t i = 0; i < e->n_all; i++) {
-        struct eng_job *j = e->all[i];
-        if (j->state == JOB_RUNNING || j->is_delete)
-            continue;
-        if (strcmp(j->dst->cfg->name, dest) == 0 && strcmp(j->dst_repo, repo) == 0 &&
-            strcmp(j->digest, digest) == 0 &&
-            ((j->tag == NULL && tag == NULL) || (j->tag && tag && strcmp(j->tag, tag) == 0)))
-            return j;
-    }
-    return NULL;
+    size_t len;
+    char *key = job_key(dest, repo, digest, tag, &len);
+    struct eng_job *j = NULL;
+    HASH_FIND(hh, e->queued, key, len, j);
+    free(key);
+    return j;
+}
+
+/* A new queued job: entries for the same image and tag coalesce into it. */
+static void job_index(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    job->key = job_key(job->dst->cfg->name, job->dst_repo, job->digest, job->tag, &job->key_len);
+    struct eng_job *old = NULL;
+    HASH_FIND(hh, e->queued, job->key, job->key_len, old);
+    if (old != NULL)
+        job_unindex(old);
+    HASH_ADD_KEYPTR(hh, e->queued, job->key, job->key_len, job);
+    job->in_table = true;
 }
 
 static bool is_referrers_tag(const char *tag)
@@ -968,6 +1017,7 @@ static struct eng_job *job_new(struct engine *e, struct eng_registry *src, struc
     job->received_unix_ms = en->received_unix_ms > 0 ? en->received_unix_ms : job->created_unix_ms;
     dst->jobs_created++;
     e->all = xrealloc(e->all, (e->n_all + 1) * sizeof(*e->all));
+    job->all_index = e->n_all;
     e->all[e->n_all++] = job;
     e->stats.jobs++;
     e->stats.pending++;
@@ -1032,6 +1082,7 @@ static void engine_dispatch_to(struct engine *e, const struct journal_entry *en,
         else
             e->entries_head = entry;
         e->entries_tail = entry;
+        e->live_entries++;
         e->dispatched_seq = en->seq;
         e->stats.dispatched++;
     }
@@ -1075,6 +1126,7 @@ static void engine_dispatch_to(struct engine *e, const struct journal_entry *en,
                     job->platform = xstrdup(rule->platforms[0]);
                 else if (rule->n_platforms > 1)
                     log_warn("rule=%s lists several platforms: copying whole indexes", rule->name);
+                job_index(job);
                 job_enqueue(job);
             } else {
                 free(dst_repo);
@@ -1124,12 +1176,19 @@ static int engine_take(const struct journal_entry *en, void *arg)
     return 0;
 }
 
+/*
+ * Take entries past what was dispatched, up to a window of ENGINE_WINDOW
+ * unfinished ones: a backfill of a million tags is read as the work goes, not
+ * held in memory at once.
+ */
 static void engine_read_journal(struct engine *e, uint64_t upto)
 {
-    if (e->closing || upto <= e->dispatched_seq)
+    if (e->closing || e->reading || upto <= e->dispatched_seq || e->live_entries >= e->window)
         return;
-    journal_scan(e->journal, e->dispatched_seq, 0, engine_take, e);
+    e->reading = true;
+    journal_scan(e->journal, e->dispatched_seq, e->window - e->live_entries, engine_take, e);
     engine_advance_cursor(e);
+    e->reading = false;
     engine_pump(e);
 }
 
@@ -1230,6 +1289,11 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         e->presence = NULL;
     }
     free(pdir);
+    /* FERRY_ENGINE_WINDOW: a tuning and test knob for the entries held in memory. */
+    e->window = ENGINE_WINDOW;
+    const char *w = getenv("FERRY_ENGINE_WINDOW");
+    if (w != NULL && atoi(w) > 0)
+        e->window = (size_t)atoi(w);
     journal_cursor_get(journal, ENGINE_CURSOR, &e->cursor);
     e->dispatched_seq = e->cursor;
     e->stats.cursor = e->cursor;

@@ -84,3 +84,26 @@ grep -q 'retrying.*BLOB_UNKNOWN' "$TEST_TMP/sync3.err" || note "no BLOB_UNKNOWN 
 assert_eq "$(skopeo_raw "$d1_ADDR/app1:v5" | digest_of)" "$(jq -r .digest "$TEST_TMP/app1-v5.json")" "app1:v5 after the cache was corrected"
 assert_eq "$(grep -c '^complete ' "$TEST_TMP/sync3.err")" 1 "the job completed"
 pass "a stale presence entry is corrected and the image still lands"
+
+# A backfill bigger than the engine's window of entries held in memory: the
+# journal is read as the work goes, and everything still lands.
+registry_start d2
+cat >"$TEST_TMP/window.yaml" <<YAML
+data_dir: $TEST_TMP/window-data
+listen: 127.0.0.1:$(free_port)
+poll_interval: 0
+registries:
+  src: { url: "http://$src_ADDR" }
+  d2: { url: "http://$d2_ADDR" }
+rules:
+  - { name: apps, source: src, repositories: ["app*"], destinations: [{ registry: d2 }] }
+YAML
+FERRY_ENGINE_WINDOW=3 "$FERRY" sync -c "$TEST_TMP/window.yaml" 2>"$TEST_TMP/window.err" ||
+  fail "windowed sync failed: $(tail -5 "$TEST_TMP/window.err")"
+tags=$(find "$TEST_TMP" -maxdepth 1 -name 'app*-v*.json' | wc -l)
+assert_eq "$(grep -c '^complete ' "$TEST_TMP/window.err")" "$tags" "every image complete through a window of 3 entries"
+for f in "$TEST_TMP"/app*-v*.json; do
+  n=$(basename "$f" .json)
+  assert_eq "$(skopeo_raw "$d2_ADDR/${n%-*}:${n##*-}" | digest_of)" "$(jq -r .digest "$f")" "d2 ${n%-*}:${n##*-}"
+done
+pass "a backfill larger than the engine's window lands whole"
