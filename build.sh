@@ -62,6 +62,70 @@ build() {
   cmake --build "$dir" -j "$(nproc)"
 }
 
+# ./build.sh fuzz [TARGET...]: builds the libFuzzer targets of tests/fuzz/
+# with clang in build-fuzz/ and runs each (or those named) for FUZZ_SECONDS
+# (default 60) on a scratch copy of its seed corpus and regressions, so that
+# the repository's corpus never grows by itself. Inputs that crash, leak or
+# hang are left in build-fuzz/crashes/; exits 1 when there is any.
+fuzz() {
+  local seconds=${FUZZ_SECONDS:-60}
+  local dir="$top/build-fuzz"
+  local targets=("$@")
+  if ! command -v clang >/dev/null 2>&1; then
+    echo "build.sh: installing clang"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y clang
+  fi
+  if [ ${#targets[@]} -eq 0 ]; then
+    local src
+    for src in "$top"/tests/fuzz/*_fuzz.c; do
+      src=$(basename "$src")
+      targets+=("${src%_fuzz.c}")
+    done
+  fi
+  local t binaries=()
+  for t in "${targets[@]}"; do
+    [ -f "$top/tests/fuzz/${t}_fuzz.c" ] || { echo "build.sh: no fuzz target '$t'" >&2; exit 2; }
+    binaries+=("${t}_fuzz")
+  done
+  CC=clang cmake -S "$top" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_FUZZ=ON >/dev/null
+  cmake --build "$dir" -j "$(nproc)" --target "${binaries[@]}"
+  mkdir -p "$dir/crashes" "$dir/logs" "$dir/tmp"
+  local failed=0 rc execs result scratch
+  printf '%-14s %12s  %s\n' target executions result
+  for t in "${targets[@]}"; do
+    scratch="$dir/scratch/$t"
+    rm -rf "$scratch"
+    mkdir -p "$scratch"
+    cp -r "$top/tests/fuzz/corpus/$t/." "$scratch/"
+    if [ -d "$top/tests/fuzz/regressions/$t" ]; then
+      cp -r "$top/tests/fuzz/regressions/$t/." "$scratch/"
+    fi
+    # The config and dockerconfig targets write their input to files under TMPDIR.
+    rc=0
+    (cd "$dir" && TMPDIR="$dir/tmp" \
+      ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      "$dir/tests/fuzz/${t}_fuzz" -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
+      -artifact_prefix="$dir/crashes/$t-" "$scratch" </dev/null >"$dir/logs/$t.log" 2>&1) || rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/logs/$t.log" | tail -n 1)
+    [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$dir/logs/$t.log" | tail -n 1 | tr -d '#' || true)
+    if [ "$rc" -eq 0 ]; then
+      result=ok
+    else
+      failed=1
+      result="FAILED (exit $rc): $(grep -m1 -oE 'Test unit written to .*' "$dir/logs/$t.log" |
+        sed 's/Test unit written to /input /' || true); log build-fuzz/logs/$t.log"
+    fi
+    printf '%-14s %12s  %s\n' "$t" "${execs:-?}" "$result"
+  done
+  if [ "$failed" -ne 0 ]; then
+    echo "build.sh: fuzzing found crashes; inputs in build-fuzz/crashes/" >&2
+    exit 1
+  fi
+}
+
 cmd=${1:-build}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -102,6 +166,11 @@ case "$cmd" in
     cmake --build build -j "$(nproc)" --target ingest_load >/dev/null
     bash "$top/tests/bench/copy.sh" "$@"
     bash "$top/tests/bench/ingest.sh" "$@"
+    ;;
+  fuzz)
+    install_deps
+    install_dashboard_deps
+    fuzz "$@"
     ;;
   demo)
     install_deps

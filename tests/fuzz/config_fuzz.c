@@ -1,0 +1,144 @@
+/*
+ * Fuzz target for config_load() (replicator/config.h).
+ *
+ * Input: a config file. config_load() reads a path, so each input is
+ * written to ferry.yml in a temporary directory this process makes once
+ * (under $TMPDIR, else /tmp) and removes at exit; relative paths in the
+ * config (password_file, ca_file...) resolve inside that directory, and
+ * config_load() only reads what they name. A loaded config is then queried
+ * the way the engine queries it (rules, destinations, registries).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include "config.h"
+#include "log.h"
+#include "xalloc.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static char *config_dir;
+static char *config_path;
+
+static void remove_dir(void)
+{
+    unlink(config_path);
+    rmdir(config_dir);
+    free(config_path);
+    free(config_dir);
+}
+
+static void setup(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    config_dir = xasprintf("%s/ferry-fuzz-config.XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
+    if (mkdtemp(config_dir) == NULL) {
+        perror("mkdtemp");
+        abort();
+    }
+    config_path = xasprintf("%s/ferry.yml", config_dir);
+    atexit(remove_dir);
+    /* The inline-password warning would fill the fuzzer's output. */
+    log_threshold = FERRY_LOG_ERROR;
+    /* For password_env and webhook_token_env to find. */
+    setenv("FERRY_FUZZ_PASSWORD", "secret", 1);
+}
+
+static void write_input(const uint8_t *data, size_t size)
+{
+    /* 0600, so that an inline password is not warned about. */
+    int fd = open(config_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        perror("open");
+        abort();
+    }
+    while (size > 0) {
+        ssize_t n = write(fd, data, size);
+        if (n <= 0) {
+            perror("write");
+            abort();
+        }
+        data += n;
+        size -= (size_t)n;
+    }
+    close(fd);
+}
+
+static void check_message(const char *err)
+{
+    if (err == NULL || err[0] == '\0')
+        abort();
+    for (const char *c = err; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            abort();
+    }
+}
+
+static void query(const struct config *c)
+{
+    static const char *const repositories[] = {"library/alpine", "team/app", "a", "x/y/z"};
+    static const char *const tags[] = {"latest", "v1.2.3", "sha256-abc.sig"};
+
+    for (size_t i = 0; i < c->n_rules; i++) {
+        const struct config_rule *rule = &c->rules[i];
+        if (config_registry_find(c, rule->source) == NULL || rule->n_destinations == 0)
+            abort();
+        for (size_t k = 0; k < rule->n_destinations; k++) {
+            if (config_registry_find(c, rule->destinations[k].registry) == NULL)
+                abort();
+            for (size_t r = 0; r < sizeof(repositories) / sizeof(repositories[0]); r++)
+                free(config_destination_repository(&rule->destinations[k], repositories[r]));
+        }
+        for (size_t r = 0; r < sizeof(repositories) / sizeof(repositories[0]); r++) {
+            config_repository_selected(c, rule->source, repositories[r]);
+            for (size_t t = 0; t < sizeof(tags) / sizeof(tags[0]); t++)
+                config_tag_selected(c, rule->source, repositories[r], tags[t]);
+        }
+    }
+    for (size_t i = 0; i < c->n_registries; i++) {
+        const struct config_registry *reg = &c->registries[i];
+        if (reg->name == NULL || reg->url == NULL || reg->host == NULL)
+            abort();
+        if ((reg->username == NULL) != (reg->password == NULL))
+            abort();
+        if ((reg->cert_file == NULL) != (reg->key_file == NULL))
+            abort();
+    }
+    char *host = NULL;
+    int port = 0;
+    if (config_split_listen(c->listen, &host, &port) != 0)
+        abort();
+    free(host);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (config_dir == NULL)
+        setup();
+    if (size > CONFIG_MAX_BYTES + 1)
+        return 0;
+    write_input(data, size);
+
+    struct config *c = (struct config *)1;
+    char *err = NULL;
+    int rc = config_load(config_path, &c, &err);
+    if (rc == 0) {
+        if (c == NULL || err != NULL)
+            abort();
+        query(c);
+        config_free(c);
+    } else {
+        if (c != NULL)
+            abort();
+        check_message(err);
+    }
+    free(err);
+    return 0;
+}

@@ -1,0 +1,72 @@
+/*
+ * Fuzz target for webhook_parse() (journal/webhook.h): Distribution v1 and
+ * v2 notifications, Harbor webhooks and Ferry's generic form.
+ *
+ * Input: a payload as a registry POSTs it, optionally preceded by one line
+ * "Content-Type: VALUE\n" (without it the parser sees NULL and goes by the
+ * payload's shape). Every event the parser returns must pass
+ * journal_event_validate(): one it accepts that the journal then refuses
+ * would make ingest answer 500 and the registry redeliver it forever.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "journal.h"
+#include "webhook.h"
+#include "xalloc.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CONTENT_TYPE_LINE "Content-Type: "
+
+static void check_message(const char *err)
+{
+    if (err == NULL || err[0] == '\0')
+        abort();
+    for (const char *c = err; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *body = (const char *)data;
+    size_t len = size;
+    char *content_type = NULL;
+    size_t prefix = strlen(CONTENT_TYPE_LINE);
+
+    if (size >= prefix && memcmp(data, CONTENT_TYPE_LINE, prefix) == 0) {
+        const char *newline = memchr(body, '\n', size);
+        if (newline != NULL) {
+            content_type = xstrndup(body + prefix, (size_t)(newline - body) - prefix);
+            len = size - (size_t)(newline + 1 - body);
+            body = newline + 1;
+        }
+    }
+
+    struct webhook_result r;
+    char *err = NULL;
+    memset(&r, 0xa5, sizeof(r));
+    int rc = webhook_parse("fuzz", content_type, body, len, &r, &err);
+    if (rc == 0) {
+        if (err != NULL || r.n > WEBHOOK_MAX_EVENTS || (r.n > 0 && r.events == NULL))
+            abort();
+        for (size_t i = 0; i < r.n; i++) {
+            char *why = NULL;
+            if (journal_event_validate(&r.events[i], &why) != 0)
+                abort();
+            free(why);
+        }
+        webhook_result_release(&r);
+    } else {
+        check_message(err);
+        if (r.events != NULL || r.n != 0)
+            abort();
+    }
+    free(err);
+    free(content_type);
+    return 0;
+}
