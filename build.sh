@@ -6,7 +6,9 @@
 #                         integration tests again under ASan+UBSan
 #   ./build.sh test --no-sanitize   skip the sanitizer pass
 #   ./build.sh bench      run the benchmarks in tests/bench/ (ferry vs skopeo)
-#   ./build.sh demo       runs Ferry for real (comes with a later issue)
+#   ./build.sh demo       run Ferry for real: registries on loopback, ferry serve,
+#                         sample images replicated, the dashboard; Ctrl-C stops it
+#   ./build.sh fuzz [TARGET...]   run the libFuzzer targets (FUZZ_SECONDS each, clang)
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$(pwd)
@@ -179,7 +181,7 @@ case "$cmd" in
     exec bash "$top/deploy/demo.sh"
     ;;
   *)
-    echo "usage: ./build.sh [build|test|bench|demo]" >&2
+    echo "usage: ./build.sh [build|test [--no-sanitize|--sanitize-only]|bench|demo|fuzz [TARGET...]]" >&2
     exit 2
     ;;
 esac

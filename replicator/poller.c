@@ -215,6 +215,7 @@ static void repo_resolved(struct poll_repo *r)
 struct head_ctx {
     struct poll_repo *r;
     char *tag;
+    bool got; /* a GET after a HEAD that named no digest */
 };
 
 static void tag_resolved(int rc, const char *error, const char *bytes, size_t len,
@@ -227,7 +228,16 @@ static void tag_resolved(int rc, const char *error, const char *bytes, size_t le
     (void)len;
 
     p->outstanding--;
-    if (rc == 0 && digest != NULL && !p->closing) {
+    if (rc == 0 && digest == NULL && !h->got && !p->closing) {
+        /* A HEAD without Docker-Content-Digest: the GET's body names it. */
+        h->got = true;
+        p->outstanding++;
+        registry_manifest_get(r->src->reg, r->name, h->tag, tag_resolved, h);
+        return;
+    }
+    if (rc == 0 && digest == NULL) {
+        poller_error(p, "%s:%s: the registry named no digest for the tag", r->name, h->tag);
+    } else if (rc == 0 && !p->closing) {
         char *seen = NULL;
         int got = journal_pollstate_get(p->journal, r->src->cfg->name, r->name, h->tag, &seen);
         if (got == FERRY_ENOTFOUND || (got == 0 && strcmp(seen, digest) != 0))

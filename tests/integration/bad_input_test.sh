@@ -46,6 +46,12 @@ BIG = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                "digest": "sha256:" + "0" * 64, "size": 2},
     "layers": [], "annotations": {"pad": "x" * (5 * 1024 * 1024)}}).encode()
 
+# A small valid manifest whose blobs this server does not have.
+SMALL = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+               "digest": digest(b"{}"), "size": 2},
+    "layers": []}).encode()
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -93,6 +99,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.send(200, b"{}", "application/json")
         elif mode == "big-manifest" and "/manifests/" in self.path:
             self.send(200, BIG, OCI_MANIFEST, [("Docker-Content-Digest", digest(BIG))])
+        elif mode == "no-dcd" and "/manifests/" in self.path and "/manifests/sha256-" not in self.path:
+            # A manifest answered without Docker-Content-Digest (HEAD and GET alike).
+            self.send(200, SMALL, OCI_MANIFEST)
         elif mode == "self-index" and "/manifests/" in self.path:
             self.send(200, INDEX, OCI_INDEX, [("Docker-Content-Digest", digest(INDEX))])
         else:
@@ -121,6 +130,7 @@ fake_start proxy html-502
 fake_start tokens token-garbage
 fake_start big big-manifest
 fake_start selfidx self-index
+fake_start nodcd no-dcd
 
 # ---------------------------------------------------------------- assertions
 # expect_failure NAME KEYWORD_ERE CMD... : CMD exits nonzero and below 128,
@@ -237,7 +247,7 @@ pass "configs with invalid repository names are refused with FILE:LINE; the jour
 # prints one line per job, and the log line of the failure besides), which
 # names the problem; nothing reaches the destination.
 expect_sync_failed() {
-  local name=$1 keyword=$2 addr=$3 rc=0
+  local name=$1 keyword=$2 addr=$3 sessions_ok=${4:-0} rc=0
   rm -rf "$data"
   write_config "$TEST_TMP/$name.yaml" "http://$addr"
   "$FERRY" sync -c "$TEST_TMP/$name.yaml" >"$TEST_TMP/$name.out" 2>"$TEST_TMP/$name.err" || rc=$?
@@ -248,10 +258,20 @@ expect_sync_failed() {
   assert_eq "$(grep -c . <<<"$failed")" 1 "$name: FAILED lines ($(cat "$TEST_TMP/$name.err"))"
   grep -qiE "$keyword" <<<"$failed" || fail "$name: failure does not say '$keyword': $failed"
   note "$name (exit $rc): $failed"
-  dst_untouched "$name"
+  if ((sessions_ok)); then
+    # The blob's upload session was opened before its download failed: no
+    # PUT may have landed and no repository may show.
+    assert_eq "$(registry_count_requests dst 'PUT' '.*' '2[0-9][0-9]')" 0 "$name: PUTs that landed at dst"
+    assert_eq "$(curl -s "$dst_URL/v2/_catalog" | jq -c '.repositories')" "[]" "$name: repositories at dst"
+  else
+    dst_untouched "$name"
+  fi
 }
 expect_sync_failed sync-token-garbage 'token' "$tokens_ADDR"
 expect_sync_failed sync-html 'html|media type|manifest|content|json|catalog|tags' "$html_ADDR"
 expect_sync_failed sync-big-manifest 'over|too big|4194304|4 MiB' "$big_ADDR"
 expect_sync_failed sync-self-index 'itself|digest|does not match' "$selfidx_ADDR"
+# A HEAD without Docker-Content-Digest is not a tag to skip: the poller GETs
+# the manifest for its digest, and the job then fails on the missing blob.
+expect_sync_failed sync-no-digest-header 'blob|not found|404|unknown' "$nodcd_ADDR" 1
 pass "ferry sync from misbehaving registries: the failure is named, nothing written"
