@@ -799,7 +799,7 @@ int journal_cursor_set(struct journal *j, const char *name, uint64_t seq)
     if (j->read_only)
         return -EROFS;
     journal_key_encode(seq, value);
-    rocksdb_put_cf(j->db, j->write_synced, j->cf[JOURNAL_CF_CURSORS], name, strlen(name), value,
+    rocksdb_put_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_CURSORS], name, strlen(name), value,
                    sizeof(value), &rerr);
     if (rerr != NULL)
         return journal_rocksdb_error(j, "cursor_set", rerr);

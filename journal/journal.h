@@ -114,7 +114,12 @@ int journal_scan(struct journal *j, uint64_t after, size_t limit,
 /** A named consumer's position; 0 when it has none. */
 int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq);
 
-/** Move a named cursor (synced). */
+/**
+ * Move a named cursor. Written to the WAL but not synced: a process crash
+ * keeps it (the OS holds the write); a machine crash may take the cursor back
+ * a little, and the consumer redoes those entries (replication is idempotent,
+ * and retention never passes a cursor).
+ */
 int journal_cursor_set(struct journal *j, const char *name, uint64_t seq);
 
 /**

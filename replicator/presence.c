@@ -117,6 +117,8 @@ int presence_open(const char *dir, struct presence **out, char **err)
      */
     p->writeoptions = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(p->writeoptions, 0);
+    /* A cache: no write-ahead log (what a crash loses is found again by a HEAD). */
+    rocksdb_writeoptions_disable_WAL(p->writeoptions, 1);
 
     p->db = rocksdb_open(p->options, dir, &rocks_err);
     if (rocks_err != NULL || p->db == NULL) {
