@@ -1246,16 +1246,12 @@ int main(int argc, char **argv)
     /*
      * Transfers allocate 128-256 KiB buffers by the hundred: served from the
      * heap and reused, not mapped and unmapped (and their pages zeroed) for
-     * each blob, which cost a tenth of a sync's CPU.
+     * each blob, which cost a tenth of a sync's CPU. The heap then holds at
+     * most the buffers of the transfers running at once, whatever the number
+     * or size of the blobs (copy_large checks the peak).
      */
     mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
-#ifdef M_MMAP_THRESHOLD
-    /* Transfer buffers (rings, curl's) come and go with every blob; served
-     * from mmap they go back to the kernel when freed instead of leaving the
-     * heap fragmented, so peak memory stays flat over many blobs. */
-    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
-#endif
     const char *level = getenv("FERRY_LOG_LEVEL");
     if (level != NULL && log_set_level_name(level) < 0)
         fprintf(stderr, "ferry: FERRY_LOG_LEVEL must be error, warn, info or debug\n");
