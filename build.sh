@@ -16,7 +16,7 @@ top=$(pwd)
 PACKAGES=(
   build-essential cmake pkg-config git clang-format
   libuv1-dev libcurl4-openssl-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
-  librocksdb-dev libcjson-dev libyaml-dev libmicrohttpd-dev libcmocka-dev uthash-dev libsystemd-dev
+  librocksdb-dev libcjson-dev libyaml-dev libmicrohttpd-dev libcmocka-dev uthash-dev libsystemd-dev libhttp-parser-dev
   docker-registry skopeo apache2-utils jq python3 python3-yaml openssl curl procps time
   chromium
 )

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The chaos scenario "crash" in its bounded form (chaos/run.sh crash --short, at
+# most 2 minutes): kill -9 of ferry serve during pushes; converges, no tag moves backwards.
+# See chaos/scenarios/crash.sh; `chaos/run.sh crash` runs the full one.
+# labels: heavy
+set -euo pipefail
+exec bash "$(dirname "$0")/../../chaos/run.sh" crash --short

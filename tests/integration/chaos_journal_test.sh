@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The chaos scenario "journal" in its bounded form (chaos/run.sh journal --short, at
+# most 2 minutes): kill -9 during heavy webhook ingest; every acknowledged event journaled exactly once.
+# See chaos/scenarios/journal.sh; `chaos/run.sh journal` runs the full one.
+# labels: heavy
+set -euo pipefail
+exec bash "$(dirname "$0")/../../chaos/run.sh" journal --short
