@@ -697,7 +697,10 @@ static void blob_transfer_settle(struct copy_blob *b)
     if (b->download_started && b->download_rc < 0) {
         blob_finish(b, b->download_rc, b->download_error);
     } else if (b->sb != NULL && spool_blob_error(b->sb) != NULL && b->upload_rc < 0) {
-        blob_finish(b, b->upload_rc, spool_blob_error(b->sb));
+        /* blob_finish releases the spool blob, and its error text with it. */
+        char *why = xstrdup(spool_blob_error(b->sb));
+        blob_finish(b, b->upload_rc, why);
+        free(why);
     } else if (b->upload_rc < 0) {
         blob_finish(b, b->upload_rc, b->upload_error);
     } else {

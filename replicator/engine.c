@@ -1247,6 +1247,8 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
             .cert_file = cfg->cert_file,
             .key_file = cfg->key_file,
             .max_host_connections = r->limit * 4 + 4,
+            /* A blackholed registry fails its transfers in 20 s, so the circuit can open. */
+            .stall_timeout_s = 20,
             .rate_limit = cfg->rate_limit,
         };
         http_client_new(loop, &hopts, &r->http);
