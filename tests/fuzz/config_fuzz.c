@@ -18,67 +18,20 @@
 
 #include <fcntl.h>
 
+#include "fuzz.h"
 #include "config.h"
 #include "log.h"
 #include "xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char *config_dir;
-static char *config_path;
-
-static void remove_dir(void)
-{
-    unlink(config_path);
-    rmdir(config_dir);
-    free(config_path);
-    free(config_dir);
-}
-
 static void setup(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    config_dir = xasprintf("%s/ferry-fuzz-config.XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
-    if (mkdtemp(config_dir) == NULL) {
-        perror("mkdtemp");
-        abort();
-    }
-    config_path = xasprintf("%s/ferry.yml", config_dir);
-    atexit(remove_dir);
+    fuzz_file_setup("config", "ferry.yml");
     /* The inline-password warning would fill the fuzzer's output. */
     log_threshold = FERRY_LOG_ERROR;
     /* For password_env and webhook_token_env to find. */
     setenv("FERRY_FUZZ_PASSWORD", "secret", 1);
-}
-
-static void write_input(const uint8_t *data, size_t size)
-{
-    /* 0600, so that an inline password is not warned about. */
-    int fd = open(config_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        perror("open");
-        abort();
-    }
-    while (size > 0) {
-        ssize_t n = write(fd, data, size);
-        if (n <= 0) {
-            perror("write");
-            abort();
-        }
-        data += n;
-        size -= (size_t)n;
-    }
-    close(fd);
-}
-
-static void check_message(const char *err)
-{
-    if (err == NULL || err[0] == '\0')
-        abort();
-    for (const char *c = err; *c != '\0'; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f)
-            abort();
-    }
 }
 
 static void query(const struct config *c)
@@ -120,15 +73,15 @@ static void query(const struct config *c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (config_dir == NULL)
+    if (fuzz_file_path == NULL)
         setup();
     if (size > CONFIG_MAX_BYTES + 1)
         return 0;
-    write_input(data, size);
+    fuzz_file_write(data, size);
 
     struct config *c = (struct config *)1;
     char *err = NULL;
-    int rc = config_load(config_path, &c, &err);
+    int rc = config_load(fuzz_file_path, &c, &err);
     if (rc == 0) {
         if (c == NULL || err != NULL)
             abort();
@@ -137,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         if (c != NULL)
             abort();
-        check_message(err);
+        fuzz_check_message(err);
     }
     free(err);
     return 0;

@@ -13,21 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "digest.h"
 #include "reference.h"
 #include "xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_message(const char *err)
-{
-    if (err == NULL || err[0] == '\0')
-        abort();
-    for (const char *c = err; *c != '\0'; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f)
-            abort();
-    }
-}
 
 static bool same(const char *a, const char *b)
 {
@@ -79,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(formatted);
         reference_release(&ref);
     } else {
-        check_message(err);
+        fuzz_check_message(err);
         if (ref.registry != NULL || ref.repository != NULL || ref.tag != NULL || ref.digest != NULL)
             abort();
     }

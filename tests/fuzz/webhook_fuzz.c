@@ -13,39 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "journal.h"
 #include "webhook.h"
 #include "xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CONTENT_TYPE_LINE "Content-Type: "
-
-static void check_message(const char *err)
-{
-    if (err == NULL || err[0] == '\0')
-        abort();
-    for (const char *c = err; *c != '\0'; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f)
-            abort();
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const char *body = (const char *)data;
-    size_t len = size;
-    char *content_type = NULL;
-    size_t prefix = strlen(CONTENT_TYPE_LINE);
-
-    if (size >= prefix && memcmp(data, CONTENT_TYPE_LINE, prefix) == 0) {
-        const char *newline = memchr(body, '\n', size);
-        if (newline != NULL) {
-            content_type = xstrndup(body + prefix, (size_t)(newline - body) - prefix);
-            len = size - (size_t)(newline + 1 - body);
-            body = newline + 1;
-        }
-    }
+    const char *body;
+    size_t len;
+    char *content_type = fuzz_content_type(data, size, &body, &len);
 
     struct webhook_result r;
     char *err = NULL;
@@ -62,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         webhook_result_release(&r);
     } else {
-        check_message(err);
+        fuzz_check_message(err);
         if (r.events != NULL || r.n != 0)
             abort();
     }

@@ -11,20 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "wwwauth.h"
 #include "xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_message(const char *err)
-{
-    if (err == NULL || err[0] == '\0')
-        abort();
-    for (const char *c = err; *c != '\0'; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f)
-            abort();
-    }
-}
 
 /* Control characters other than HTAB, which RFC 7230 allows in a quoted string. */
 static bool has_control(const char *s)
@@ -59,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             w.error != NULL)
             abort();
     } else {
-        check_message(err);
+        fuzz_check_message(err);
         if (w.scheme != NULL || w.realm != NULL || w.service != NULL || w.scope != NULL ||
             w.error != NULL)
             abort();
