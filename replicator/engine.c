@@ -1348,7 +1348,6 @@ bool engine_destination_stats(const struct engine *e, size_t i,
     out->superseded = r->jobs_superseded;
     out->retries = r->retries;
     out->bytes = r->bytes;
-    out->circuit_open = r->open;
     out->circuit = !r->open                              ? ENGINE_CIRCUIT_CLOSED
                    : uv_now(e->loop) >= r->open_until_ms ? ENGINE_CIRCUIT_HALF_OPEN
                                                          : ENGINE_CIRCUIT_OPEN;

@@ -80,7 +80,6 @@ struct engine_destination_stats {
     uint64_t superseded;
     uint64_t retries;
     uint64_t bytes; /* blob bytes uploaded by finished jobs */
-    bool circuit_open;
     enum engine_circuit circuit;
     uint64_t backlog;       /* unfinished jobs (queued, waiting for a retry or running) */
     uint64_t running;       /* in flight */

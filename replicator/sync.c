@@ -76,7 +76,7 @@ static void sync_draw(struct sync *s)
             snprintf(failed, sizeof(failed), ", %llu failed", (unsigned long long)d.failed);
         fprintf(stderr, "  %-16s [%s] %llu/%llu images, %s, %s/s%s%s%s\n", d.name, bar,
                 (unsigned long long)d.finished, (unsigned long long)d.jobs, bytes, rate, eta,
-                failed, d.circuit_open ? " (circuit open)" : "");
+                failed, d.circuit != ENGINE_CIRCUIT_CLOSED ? " (circuit open)" : "");
         lines++;
     }
     s->lines_drawn = lines;

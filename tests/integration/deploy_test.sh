@@ -51,7 +51,10 @@ for f in "$TEST_TMP"/examples/*.yaml; do
     fail "$(basename "$f"): $(cat "$TEST_TMP/check.err")"
   grep -q 'is valid' "$TEST_TMP/check.err" || fail "$(basename "$f"): $(cat "$TEST_TMP/check.err")"
 done
-[[ ! -e /var/lib/ferry/journal ]] || note "/var/lib/ferry/journal exists (not made by this test)"
+# A check touches nothing: a config whose data_dir does not exist leaves it so.
+sed "s|^data_dir: .*|data_dir: $TEST_TMP/never-made|" "$TEST_TMP/examples/demo.yaml" >"$TEST_TMP/untouched.yaml"
+"$FERRY" serve --check-config -c "$TEST_TMP/untouched.yaml" 2>/dev/null || fail "--check-config refused the demo config"
+[[ ! -e "$TEST_TMP/never-made" ]] || fail "--check-config created the data_dir"
 unset PRIMARY_PASSWORD
 if "$FERRY" serve --check-config -c "$TEST_TMP/examples/dr-mirror.yaml" 2>"$TEST_TMP/check.err"; then
   fail "--check-config passed with a missing secret"

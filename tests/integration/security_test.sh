@@ -42,6 +42,9 @@ config() { # FILE WITH_CA(0|1)
     echo "api_token_env: API_TOKEN"
     echo "poll_interval: 0"
     echo "retry: { attempts: 2, base: 100ms, max: 200ms }"
+    # The wrong-password destination fails every job: keep its circuit from
+    # opening (30 s by default), which would hold back the failure --wait awaits.
+    echo "circuit: { failures: 100, open_for: 1s }"
     echo "registries:"
     echo "  src: { url: \"http://$src_ADDR\" }"
     echo "  d1:"

@@ -80,7 +80,8 @@ registry_restart d1
 fixturegen push --registry "$src_ADDR" --repo app1 --tag v5 --seed 15 --layers 1 --layer-size 64K \
   --base-seed 7 --base-layers 2 --base-layer-size 1M --compact >"$TEST_TMP/app1-v5.json"
 "$FERRY" sync -c "$TEST_TMP/one.yaml" 2>"$TEST_TMP/sync3.err" || fail "sync after a stale cache failed: $(tail -5 "$TEST_TMP/sync3.err")"
-grep -q 'retrying.*BLOB_UNKNOWN' "$TEST_TMP/sync3.err" || note "no BLOB_UNKNOWN retry seen: $(head -3 "$TEST_TMP/sync3.err")"
+grep -q 'retrying.*BLOB_UNKNOWN' "$TEST_TMP/sync3.err" ||
+  fail "the stale entry did not lead to a BLOB_UNKNOWN retry: $(head -3 "$TEST_TMP/sync3.err")"
 assert_eq "$(skopeo_raw "$d1_ADDR/app1:v5" | digest_of)" "$(jq -r .digest "$TEST_TMP/app1-v5.json")" "app1:v5 after the cache was corrected"
 assert_eq "$(grep -c '^complete ' "$TEST_TMP/sync3.err")" 1 "the job completed"
 pass "a stale presence entry is corrected and the image still lands"
