@@ -547,6 +547,13 @@ static const char *journal_or_empty(const char *s)
     return s != NULL ? s : "";
 }
 
+/* An event id is unique within its source only: the dedup key is
+ * "source\nid" (a source name never holds a newline). */
+static char *journal_dedup_key(const char *source, const char *event_id)
+{
+    return xasprintf("%s\n%s", source, event_id);
+}
+
 int journal_append(struct journal *j, const struct journal_event *events, size_t n, uint64_t *seqs,
                    char **err)
 {
@@ -554,6 +561,7 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
     rocksdb_writebatch_t *batch = NULL;
     uint8_t *packed = NULL;
     size_t packed_cap = 0;
+    char **dedup_keys = NULL;
     char *rerr = NULL;
     bool locked = false;
     int rc = 0;
@@ -581,6 +589,7 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
         }
     }
 
+    dedup_keys = xcalloc(n, sizeof(*dedup_keys));
     pthread_mutex_lock(&j->append_lock);
     locked = true;
     int64_t now = journal_now_ms();
@@ -590,12 +599,13 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
     batch = rocksdb_writebatch_create();
     for (size_t i = 0; i < n; i++) {
         const struct journal_event *e = &events[i];
-        size_t id_len = strlen(e->event_id);
-        if (!journal_id_set_add(&seen, e->event_id))
+        dedup_keys[i] = journal_dedup_key(e->source, e->event_id);
+        size_t id_len = strlen(dedup_keys[i]);
+        if (!journal_id_set_add(&seen, dedup_keys[i]))
             continue;
         size_t found_len = 0;
-        char *found = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_DEDUP], e->event_id, id_len,
-                                     &found_len, &rerr);
+        char *found = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_DEDUP], dedup_keys[i],
+                                     id_len, &found_len, &rerr);
         if (rerr != NULL) {
             rc = journal_rocksdb_error(j, "dedup", rerr);
             journal_set_err(err, "cannot read the journal's dedup keys: %s", ferry_strerror(rc));
@@ -629,7 +639,7 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
         journal_key_encode(seq, key);
         rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_ENTRIES], key, sizeof(key),
                                   (const char *)packed, size);
-        rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_DEDUP], e->event_id, id_len, key,
+        rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_DEDUP], dedup_keys[i], id_len, key,
                                   sizeof(key));
         seqs[i] = seq;
     }
@@ -659,6 +669,9 @@ out:
         rocksdb_writebatch_destroy(batch);
     free(seen.slots);
     free(packed);
+    for (size_t i = 0; dedup_keys != NULL && i < n; i++)
+        free(dedup_keys[i]);
+    free(dedup_keys);
     return rc;
 }
 
@@ -1057,8 +1070,10 @@ int journal_retain(struct journal *j, uint64_t max_age_ms, int64_t now_unix_ms, 
             e.seq <= min_cursor && journal_older_than(e.received_unix_ms, now_unix_ms, max_age_ms);
         if (expired) {
             rocksdb_writebatch_delete_cf(batch, j->cf[JOURNAL_CF_ENTRIES], key, key_len);
-            rocksdb_writebatch_delete_cf(batch, j->cf[JOURNAL_CF_DEDUP], e.event_id,
-                                         strlen(e.event_id));
+            char *dedup_key = journal_dedup_key(e.source, e.event_id);
+            rocksdb_writebatch_delete_cf(batch, j->cf[JOURNAL_CF_DEDUP], dedup_key,
+                                         strlen(dedup_key));
+            free(dedup_key);
             if (written + pending == 0)
                 memcpy(first_key, key, JOURNAL_KEY_LEN);
             memcpy(last_key, key, JOURNAL_KEY_LEN);

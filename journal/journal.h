@@ -3,8 +3,8 @@
  * manifest-level change in the source registries (DESIGN.md §1).
  *
  * A RocksDB database under a directory, with column families for the entries
- * (key: big-endian seq), the dedup keys (event id -> seq), the poller's state
- * ((source, repo, tag) -> digest) and named cursors. Entries are protobuf-c
+ * (key: big-endian seq), the dedup keys ((source, event id) -> seq), the
+ * poller's state ((source, repo, tag) -> digest) and named cursors. Entries are protobuf-c
  * Ferry__JournalEntry records (proto/ferry.proto).
  *
  * The journal knows nothing of registries, HTTP or the engine. Functions are
@@ -32,7 +32,7 @@ struct journal_event {
     const char *digest;     /* "sha256:<hex>"; NULL for a tag delete */
     const char *tag;        /* NULL when pushed by digest */
     const char *media_type; /* NULL when unknown */
-    const char *event_id;   /* the dedup key; required, at most 512 bytes */
+    const char *event_id;   /* unique within its source; required, at most 512 bytes */
     int64_t event_unix_ms;  /* the registry's timestamp, 0 when unknown */
 };
 

@@ -901,6 +901,11 @@ static const struct config_field config_registry_fields[] = {
     {.name = "rate_limit",
      .kind = CONFIG_SIZE64,
      .offset = offsetof(struct config_registry_spec, registry.rate_limit)},
+    {.name = "stall_timeout",
+     .kind = CONFIG_DURATION,
+     .offset = offsetof(struct config_registry_spec, registry.stall_timeout_ms),
+     .min = 1000,
+     .max = 3600 * 1000},
 };
 
 /* Settle what one key alone cannot: credentials, and files that go together. */
@@ -962,7 +967,8 @@ static int config_parse_registries(struct config_parser *p, const yaml_node_t *n
         if (rc < 0)
             break;
         char *child = config_key_join(key, name);
-        struct config_registry_spec spec = {.registry = {.poll = true}};
+        struct config_registry_spec spec = {
+            .registry = {.poll = true, .stall_timeout_ms = CONFIG_DEFAULT_STALL_TIMEOUT_MS}};
         if (!config_name_valid(name))
             rc = config_fail(p, name_node, child,
                              "not a name (1 to %d of A-Z a-z 0-9 . _ -, starting with a letter "

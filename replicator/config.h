@@ -43,6 +43,8 @@
  *         chunk_min: 0              # bytes per PATCH, sizes up to 1 GiB; 0 is
  *         chunk_max: 0              # Ferry's default; max >= min when both set
  *       rate_limit: 0               # bytes per second, a size; 0 = unlimited
+ *       stall_timeout: 20s          # a request that moves no byte this long
+ *                                   # fails (1s..1h): how fast a partition shows
  *   rules:
  *     - name: NAME                  # required, unique
  *       source: REGISTRY            # required, a name from registries
@@ -84,6 +86,7 @@
 #define CONFIG_MAX_WEBHOOK_MAX_BODY     ((size_t)64 * 1024 * 1024)
 #define CONFIG_DEFAULT_POLL_INTERVAL_MS ((uint64_t)30 * 1000)
 #define CONFIG_DEFAULT_POLL_CONCURRENCY 4
+#define CONFIG_DEFAULT_STALL_TIMEOUT_MS ((uint64_t)20 * 1000)
 #define CONFIG_MAX_POLL_CONCURRENCY     64
 #define CONFIG_DEFAULT_RETENTION_MS     ((uint64_t)7 * 24 * 3600 * 1000)
 #define CONFIG_MAX_REGISTRY_CONCURRENCY 1024
@@ -123,6 +126,7 @@ struct config_registry {
     uint64_t upload_chunk_min; /* bytes; 0 (default): Ferry's default */
     uint64_t upload_chunk_max; /* bytes; 0 (default): Ferry's default; else >= a set chunk_min */
     uint64_t rate_limit;       /* bytes per second; 0 (default): unlimited */
+    uint64_t stall_timeout_ms; /* default CONFIG_DEFAULT_STALL_TIMEOUT_MS */
 };
 
 struct config_destination {

@@ -306,14 +306,26 @@ static void job_enqueue(struct eng_job *job)
 
 static void engine_timer_cb(uv_timer_t *timer);
 
+/* One timer serves the delayed jobs and the open circuits: it is set for the
+ * earliest of the first delayed job and the first circuit that may let a
+ * probe through, so neither erases the other's wake-up. */
 static void engine_arm_timer(struct engine *e)
 {
-    if (e->delayed == NULL) {
+    bool any = e->delayed != NULL;
+    uint64_t due = any ? e->delayed->due_ms : 0;
+    for (size_t i = 0; i < e->n_registries; i++) {
+        const struct eng_registry *r = &e->registries[i];
+        if (!r->open || r->probing || r->open_until_ms <= uv_now(e->loop))
+            continue;
+        if (!any || r->open_until_ms < due)
+            due = r->open_until_ms;
+        any = true;
+    }
+    if (!any || e->closing) {
         uv_timer_stop(&e->timer);
         return;
     }
     uint64_t now = uv_now(e->loop);
-    uint64_t due = e->delayed->due_ms;
     uv_timer_start(&e->timer, engine_timer_cb, due > now ? due - now : 0, 0);
 }
 
@@ -477,8 +489,7 @@ static void engine_circuit_failure(struct engine *e, struct eng_registry *r)
     r->open_until_ms = uv_now(e->loop) + e->config->circuit_open_ms;
     e->stats.circuits_opened++;
     /* Wake the pump when the circuit may let a probe through. */
-    if (!e->closing && (!uv_is_active((uv_handle_t *)&e->timer) || e->delayed == NULL))
-        uv_timer_start(&e->timer, engine_timer_cb, e->config->circuit_open_ms, 0);
+    engine_arm_timer(e);
 }
 
 static void engine_requeue(struct engine *e, uint64_t seq, const char *dest, bool was_failed);
@@ -1247,8 +1258,8 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
             .cert_file = cfg->cert_file,
             .key_file = cfg->key_file,
             .max_host_connections = r->limit * 4 + 4,
-            /* A blackholed registry fails its transfers in 20 s, so the circuit can open. */
-            .stall_timeout_s = 20,
+            /* A blackholed registry fails its transfers this soon, so the circuit can open. */
+            .stall_timeout_s = (long)((cfg->stall_timeout_ms + 999) / 1000),
             .rate_limit = cfg->rate_limit,
         };
         http_client_new(loop, &hopts, &r->http);

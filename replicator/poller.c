@@ -1,5 +1,6 @@
 #include "poller.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,8 +169,12 @@ static void repo_add_event(struct poll_repo *r, enum journal_action action, cons
     e->tag = own(r, xstrdup(tag));
     e->digest = own(r, xstrdup(digest));
     e->media_type = media_type ? own(r, xstrdup(media_type)) : NULL;
-    e->event_id = own(r, xasprintf("%s:%s:%s:%s", action == JOURNAL_PUSH ? "poll" : "poll-delete",
-                                   r->name, tag, digest));
+    /* A tag may come back to a digest it held before (A, B, A): the journal's
+     * last seq when the change was seen tells the observations apart, so the
+     * journal's dedup (which outlives a poll) does not drop the second A. */
+    e->event_id =
+        own(r, xasprintf("%s:%s:%s:%s@%" PRIu64, action == JOURNAL_PUSH ? "poll" : "poll-delete",
+                         r->name, tag, digest, journal_last_seq(src->poller->journal)));
     r->state_tags = xrealloc(r->state_tags, (r->n_state + 1) * sizeof(*r->state_tags));
     r->state_digests = xrealloc(r->state_digests, (r->n_state + 1) * sizeof(*r->state_digests));
     r->state_tags[r->n_state] = xstrdup(tag);

@@ -677,7 +677,10 @@ static void regop_http_done(struct http_request *req, int rc, void *arg)
     if (rc == 0 && reg->auth == AUTH_UNKNOWN && status < 400)
         reg->auth = AUTH_NONE;
 
-    bool retryable = rc == FERRY_ECONNECT || rc == FERRY_ETIMEOUT ||
+    /* A stalled request already waited the stall timeout: one more try, not
+     * five, so that a partitioned registry fails its jobs (and opens the
+     * engine's circuit) in about twice the stall timeout. */
+    bool retryable = rc == FERRY_ECONNECT || (rc == FERRY_ETIMEOUT && op->attempt == 0) ||
                      (rc == 0 && (status >= 500 || status == 408 || status == 429));
     if (retryable && !op->no_retry && op->attempt + 1 < reg->opts.max_attempts) {
         uint64_t delay = backoff_delay(reg, op->attempt);

@@ -8,9 +8,11 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_ferry
 
-partition_s=60 drain_s=240 verify_s=60
+# A request that moves no byte for stall_timeout fails: that is how a
+# blackhole shows. The full run keeps Ferry's default (20 s).
+partition_s=60 drain_s=240 verify_s=60 stall=20s
 if chaos_short; then
-  partition_s=20 drain_s=40 verify_s=15
+  partition_s=20 drain_s=40 verify_s=15 stall=4s
 fi
 
 FERRY_PORT=$(free_port)
@@ -27,7 +29,7 @@ retry: { attempts: 8, base: 500ms, max: 5s }
 circuit: { failures: 3, open_for: 5s }
 registries:
   src: { url: "http://$src_ADDR", poll: false }
-  d1: { url: "http://$p1_ADDR" }
+  d1: { url: "http://$p1_ADDR", stall_timeout: $stall }
   d2: { url: "http://$d2_ADDR" }
   d3: { url: "http://$d3_ADDR" }
 rules:

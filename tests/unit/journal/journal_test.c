@@ -271,6 +271,17 @@ static void test_dedup(void **state)
     assert_int_equal(seqs[0], 0);
     assert_int_equal(seqs[1], 0);
     assert_int_equal(journal_last_seq(j), 4);
+
+    /* An id is unique within its source only: another source's "A" is new,
+     * in the same batch as this source's repeat and across batches. */
+    struct journal_event other[2] = {push_event("app", "v1", "A"), push_event("app", "v1", "A")};
+    other[1].source = "other";
+    assert_int_equal(journal_append(j, other, 2, seqs, &err), 0);
+    assert_int_equal(seqs[0], 0);
+    assert_int_equal(seqs[1], 5);
+    assert_int_equal(journal_append(j, &other[1], 1, seqs, &err), 0);
+    assert_int_equal(seqs[0], 0);
+    assert_int_equal(journal_last_seq(j), 5);
     journal_close(j);
     free(dir);
 }

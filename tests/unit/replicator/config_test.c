@@ -130,6 +130,7 @@ static void expect_error(const struct fixture *f, const char *yaml, int want_rc,
     "    poll: false\n"                                                                            \
     "    upload: { mode: chunked, chunk_min: 5MiB, chunk_max: 64MiB }\n"                           \
     "    rate_limit: 50MiB\n"                                                                      \
+    "    stall_timeout: 90s\n"                                                                     \
     "  v6: { url: \"http://[::1]:5001\", username: admin, password: \"" SECRET "-inline\" }\n"     \
     "rules:\n"                                                                                     \
     "  - name: dr\n"                                                                               \
@@ -217,6 +218,7 @@ static void test_full(void **state)
     assert_int_equal(r->upload_chunk_min, 0);
     assert_int_equal(r->upload_chunk_max, 0);
     assert_int_equal(r->rate_limit, 0);
+    assert_int_equal(r->stall_timeout_ms, CONFIG_DEFAULT_STALL_TIMEOUT_MS);
 
     r = config_registry_find(c, "eu-west");
     assert_string_equal(r->url, "https://eu.example.com");
@@ -242,6 +244,7 @@ static void test_full(void **state)
     assert_int_equal(r->upload_chunk_min, 5 * 1024 * 1024);
     assert_int_equal(r->upload_chunk_max, 64 * 1024 * 1024);
     assert_int_equal(r->rate_limit, 50 * 1024 * 1024);
+    assert_int_equal(r->stall_timeout_ms, 90000);
 
     r = config_registry_find(c, "v6");
     assert_string_equal(r->host, "[::1]:5001");
@@ -637,6 +640,10 @@ static const struct error_case error_cases[] = {
     {"registries:\n  a:\n    url: http://a\n    upload:\n      chunk_max: 1023\n"
      "      mode: chunked\n      chunk_min: 1K\n",
      E, "ferry.yaml:5: registries.a.upload.chunk_max: must be at least chunk_min (1024 bytes)"},
+    {"registries:\n  a:\n    url: http://a\n    stall_timeout: 500ms\n", E,
+     "ferry.yaml:4: registries.a.stall_timeout: must be at least 1000ms"},
+    {"registries:\n  a:\n    url: http://a\n    stall_timeout: 2h\n", E,
+     "ferry.yaml:4: registries.a.stall_timeout: must be at most 3600000ms"},
     {"registries:\n  a:\n    url: http://a\n    rate_limit: 50MiB/s\n", E,
      "ferry.yaml:4: registries.a.rate_limit: '50MiB/s' is not a size"},
     {"registries:\n  a:\n    url: http://a\n    rate_limit: -1\n", E,
