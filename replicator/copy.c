@@ -60,6 +60,7 @@ struct copy_blob {
     bool resume_upload;
     struct registry_download *download;
     struct spool_blob *sb; /* with a spool: the shared file, instead of the ring */
+    bool spool_bypass;     /* the spool had no room: the ring after all */
     bool sb_owner;         /* this copy downloads it */
     bool verified;
     int download_rc;
@@ -844,6 +845,8 @@ static void blob_spool_wake(void *arg)
     copy_schedule_kick(b->copy);
 }
 
+static ssize_t blob_pipe_source(char *buf, size_t len, uint64_t offset, void *arg);
+
 /*
  * With a spool the upload reads the shared file: the first copy that needs
  * the blob downloads it, every other copy (other destinations, retries)
@@ -854,14 +857,27 @@ static ssize_t blob_spool_source(char *buf, size_t len, uint64_t offset, void *a
     struct copy_blob *b = arg;
     struct copy *c = b->copy;
 
+    if (b->spool_bypass)
+        return blob_pipe_source(buf, len, offset, arg);
     if (b->sb == NULL) {
         bool created = false;
         char *err = NULL;
-        b->sb = spool_acquire(c->spool, b->digest, b->size, &created, &err);
-        if (b->sb == NULL) {
+        int rc = spool_acquire(c->spool, b->digest, b->size, &created, &b->sb, &err);
+        if (rc == -ENOSPC) {
+            /* The spool is an economy, not a need: this blob streams from the
+             * source to this destination, as it would without a spool. */
+            log_warn("spool full, streaming from the source instead digest=%s dest=%s error=\"%s\"",
+                     b->digest, registry_host(c->dst), err);
+            free(err);
+            b->spool_bypass = true;
+            ring_init(&b->ring, PIPE_BYTES);
+            b->ring_ready = true;
+            return blob_pipe_source(buf, len, offset, arg);
+        }
+        if (rc < 0) {
             log_error("%s", err);
             free(err);
-            return FERRY_EINVAL;
+            return rc;
         }
         if (created) {
             /* Not inside libcurl's callback: the loop starts it. */

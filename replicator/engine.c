@@ -579,6 +579,21 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
     e->running--;
     e->stats.running--;
     e->stats.bytes += job->summary.bytes_copied;
+    bool detached = false;
+    for (size_t i = 0; i < job->n_entries; i++)
+        detached = detached || job->entries[i]->detached;
+    if (rc < 0 && e->closing && !detached) {
+        /* A shutdown cut it short: that is no failure of the job. It stays
+         * PENDING and its entries ahead of the cursor, so the next start
+         * runs it again with its retries whole. */
+        log_warn("job interrupted by shutdown, left for the next start dest=%s repo=%s digest=%s "
+                 "error=\"%s\"",
+                 job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
+                 error != NULL ? error : ferry_strerror(rc));
+        job_record(job, JOURNAL_JOB_PENDING);
+        job_free(job);
+        return;
+    }
     if (rc < 0) {
         free(job->last_error);
         job->last_error = xstrdup(error != NULL ? error : ferry_strerror(rc));

@@ -117,15 +117,41 @@ static void spool_evict(struct spool *s)
     }
 }
 
-struct spool_blob *spool_acquire(struct spool *s, const char *digest, int64_t size, bool *created,
-                                 char **err)
+/* Room is short: drop every complete blob nobody holds. */
+static void spool_evict_unused(struct spool *s)
+{
+    struct spool_blob *b = s->blobs;
+    while (b != NULL) {
+        struct spool_blob *next = b->next;
+        if (b->refs == 0 && b->done)
+            spool_blob_destroy(b);
+        b = next;
+    }
+}
+
+/* Reserve the blob's bytes, so that a full disk shows now, before a byte is
+ * downloaded, and never halfway. 0, -ENOSPC, or 0 where the filesystem
+ * cannot reserve (the writes then report a full disk themselves). */
+static int spool_reserve(int fd, uint64_t size)
+{
+    if (size == 0)
+        return 0;
+    if (fallocate(fd, 0, 0, (off_t)size) == 0)
+        return 0;
+    return errno == ENOSPC ? -ENOSPC : 0;
+}
+
+int spool_acquire(struct spool *s, const char *digest, int64_t size, bool *created,
+                  struct spool_blob **out, char **err)
 {
     *created = false;
+    *out = NULL;
     for (struct spool_blob *b = s->blobs; b != NULL; b = b->next) {
         if (strcmp(b->digest, digest) == 0 && !(b->done && b->rc < 0)) {
             b->refs++;
             b->last_used = ++s->clock;
-            return b;
+            *out = b;
+            return 0;
         }
     }
     const char *hex = strchr(digest, ':');
@@ -135,30 +161,46 @@ struct spool_blob *spool_acquire(struct spool *s, const char *digest, int64_t si
     free(sub);
     if (rc < 0) {
         *err = xasprintf("spool %s: %s", s->dir, ferry_strerror(rc));
-        return NULL;
+        return rc;
     }
     /* A generation suffix: a failed download's file may still be open. */
     char *path =
         xasprintf("%s/sha256/%.2s/%s.%llu", s->dir, hex, hex, (unsigned long long)s->downloads);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
+        rc = -errno;
         *err = xasprintf("spool file %s: %s", path, strerror(errno));
         free(path);
-        return NULL;
+        return rc;
+    }
+    uint64_t want = size > 0 ? (uint64_t)size : 0;
+    rc = spool_reserve(fd, want);
+    if (rc == -ENOSPC) {
+        spool_evict_unused(s);
+        rc = spool_reserve(fd, want);
+    }
+    if (rc < 0) {
+        close(fd);
+        unlink(path);
+        free(path);
+        *err = xasprintf("spool %s has no room for %s (%llu bytes): %s", s->dir, digest,
+                         (unsigned long long)want, strerror(-rc));
+        return rc;
     }
     struct spool_blob *b = xcalloc(1, sizeof(*b));
     b->spool = s;
     b->digest = xstrdup(digest);
     b->path = path;
     b->fd = fd;
-    b->size = size > 0 ? (uint64_t)size : 0;
+    b->size = want;
     b->refs = 1;
     b->last_used = ++s->clock;
     b->next = s->blobs;
     s->blobs = b;
     s->downloads++;
     *created = true;
-    return b;
+    *out = b;
+    return 0;
 }
 
 static void spool_blob_wake(struct spool_blob *b, bool all)

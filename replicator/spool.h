@@ -38,10 +38,14 @@ void spool_free(struct spool *s);
  * when this call made the entry: the caller must then download it, feeding
  * spool_blob_write() and ending with spool_blob_finish(). A blob whose
  * download failed is dropped from the table, so the next acquire starts over.
- * Returns NULL with *err when the file cannot be created.
+ * A new entry reserves its `size` bytes on disk first (evicting blobs nobody
+ * holds when room is short). Returns 0 with *out, or a negative code with
+ * *err: -ENOSPC when the spool's filesystem has no room for the blob (the
+ * caller streams it without the spool), another code when the file cannot be
+ * created.
  */
-struct spool_blob *spool_acquire(struct spool *s, const char *digest, int64_t size, bool *created,
-                                 char **err);
+int spool_acquire(struct spool *s, const char *digest, int64_t size, bool *created,
+                  struct spool_blob **out, char **err);
 
 /** Write downloaded bytes at `offset`; 0 or -errno (e.g. -ENOSPC). */
 int spool_blob_write(struct spool_blob *b, const char *data, size_t len, uint64_t offset);

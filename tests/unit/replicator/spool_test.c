@@ -15,6 +15,18 @@ static char dir[] = "/tmp/ferry-spool-test-XXXXXX";
 
 static int wakes;
 
+/* Acquire that must succeed. */
+static struct spool_blob *acquire(struct spool *s, const char *digest, int64_t size, bool *created)
+{
+    struct spool_blob *b = NULL;
+    char *err = NULL;
+    int rc = spool_acquire(s, digest, size, created, &b, &err);
+    if (rc != 0)
+        fail_msg("spool_acquire(%s) = %d: %s", digest, rc, err != NULL ? err : "(none)");
+    assert_non_null(b);
+    return b;
+}
+
 static void count_wake(void *arg)
 {
     (void)arg;
@@ -31,10 +43,10 @@ static void test_single_flight_and_follow(void **state)
     (void)state;
 
     assert_int_equal(spool_new(dir, 0, &s, &err), 0);
-    struct spool_blob *a = spool_acquire(s, "sha256:aa11", 10, &created, &err);
+    struct spool_blob *a = acquire(s, "sha256:aa11", 10, &created);
     assert_non_null(a);
     assert_true(created);
-    struct spool_blob *b = spool_acquire(s, "sha256:aa11", 10, &created, &err);
+    struct spool_blob *b = acquire(s, "sha256:aa11", 10, &created);
     assert_ptr_equal(a, b);
     assert_false(created);
     assert_int_equal(spool_downloads(s), 1);
@@ -70,8 +82,8 @@ static void test_failure_and_restart(void **state)
     (void)state;
 
     assert_int_equal(spool_new(dir, 0, &s, &err), 0);
-    struct spool_blob *a = spool_acquire(s, "sha256:bb22", 4, &created, &err);
-    struct spool_blob *b = spool_acquire(s, "sha256:bb22", 4, &created, &err);
+    struct spool_blob *a = acquire(s, "sha256:bb22", 4, &created);
+    struct spool_blob *b = acquire(s, "sha256:bb22", 4, &created);
     wakes = 0;
     spool_blob_wait(b, count_wake, &wakes);
     spool_blob_write(a, "ab", 2, 0);
@@ -79,7 +91,7 @@ static void test_failure_and_restart(void **state)
     assert_int_equal(wakes, 1);
     assert_int_equal(spool_blob_read(b, buf, sizeof(buf), 0), FERRY_EDIGEST);
     assert_string_equal(spool_blob_error(b), "blob sha256:bb22 does not match its digest");
-    struct spool_blob *c = spool_acquire(s, "sha256:bb22", 4, &created, &err);
+    struct spool_blob *c = acquire(s, "sha256:bb22", 4, &created);
     assert_true(created);
     assert_ptr_not_equal(c, a);
     assert_int_equal(spool_downloads(s), 2);
@@ -99,16 +111,16 @@ static void test_eviction(void **state)
     (void)state;
 
     assert_int_equal(spool_new(dir, 10, &s, &err), 0);
-    struct spool_blob *x = spool_acquire(s, "sha256:cc01", 6, &created, &err);
+    struct spool_blob *x = acquire(s, "sha256:cc01", 6, &created);
     spool_blob_write(x, "xxxxxx", 6, 0);
     spool_blob_finish(x, 0, NULL);
     spool_release(x);
-    struct spool_blob *y = spool_acquire(s, "sha256:cc02", 6, &created, &err);
+    struct spool_blob *y = acquire(s, "sha256:cc02", 6, &created);
     spool_blob_write(y, "yyyyyy", 6, 0);
     spool_blob_finish(y, 0, NULL);
     /* 12 bytes > 10: x (unused) is evicted, y (held) stays. */
     assert_int_equal(spool_bytes(s), 6);
-    struct spool_blob *x2 = spool_acquire(s, "sha256:cc01", 6, &created, &err);
+    struct spool_blob *x2 = acquire(s, "sha256:cc01", 6, &created);
     assert_true(created);
     spool_blob_finish(x2, 0, NULL);
     spool_release(x2);
