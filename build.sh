@@ -168,6 +168,18 @@ case "$cmd" in
     cmake --build build -j "$(nproc)" --target ingest_load >/dev/null
     bash "$top/tests/bench/copy.sh" "$@"
     bash "$top/tests/bench/ingest.sh" "$@"
+    bash "$top/tests/bench/fleet.sh" "$@"
+    ;;
+  chaos)
+    # The fault scenarios in full (chaos/README.md): `./build.sh chaos` runs
+    # all of them, `./build.sh chaos NAME [--short]` one.
+    install_deps
+    install_dashboard_deps
+    build build
+    if [ $# -eq 0 ]; then
+      set -- all
+    fi
+    exec bash "$top/chaos/run.sh" "$@"
     ;;
   fuzz)
     install_deps
@@ -181,7 +193,7 @@ case "$cmd" in
     exec bash "$top/deploy/demo.sh"
     ;;
   *)
-    echo "usage: ./build.sh [build|test [--no-sanitize|--sanitize-only]|bench|demo|fuzz [TARGET...]]" >&2
+    echo "usage: ./build.sh [build|test [--no-sanitize|--sanitize-only]|demo|bench|chaos [NAME [--short]]|fuzz [TARGET...]]" >&2
     exit 2
     ;;
 esac

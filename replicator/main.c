@@ -810,7 +810,14 @@ static void usage_retry(FILE *out)
           "the next 'ferry sync', or 'ferry serve' when it starts, runs them with their\n"
           "original journal seq, so a retried job never moves a tag past a newer entry.\n"
           "When a daemon holds the journal, it is asked through its API (POST /v1/retry)\n"
-          "and requeues them at once.\n",
+          "and requeues them at once. Prints how many jobs were requeued.\n"
+          "\n"
+          "  -c, --config FILE   the configuration\n"
+          "      --dest D        the FAILED jobs of destination registry D\n"
+          "      --all-failed    the FAILED jobs of every destination\n"
+          "\n"
+          "Exit status: 0 when requeued (none is no error), 1 when the journal or the\n"
+          "daemon could not be reached, 2 on a usage or configuration error.\n",
           out);
 }
 

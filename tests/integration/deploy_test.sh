@@ -62,15 +62,33 @@ fi
 grep -q 'PRIMARY_PASSWORD' "$TEST_TMP/check.err" || fail "the missing secret is not named: $(cat "$TEST_TMP/check.err")"
 pass "every example config passes --check-config; a missing secret is named"
 
-# The demo, for real, once.
-DEMO_ONCE=1 FERRY_BIN="$FERRY" DEMO_DIR="$TEST_TMP/demo" timeout 300 bash "$DEPLOY/demo.sh" >"$TEST_TMP/demo.out" 2>&1 ||
-  fail "the demo failed: $(tail -20 "$TEST_TMP/demo.out")"
+# The demo, for real, as a user runs it: in its own process group (a
+# terminal's foreground job), until Ctrl-C, which the terminal sends to the
+# whole group.
+set -m
+FERRY_BIN="$FERRY" DEMO_DIR="$TEST_TMP/demo" bash "$DEPLOY/demo.sh" >"$TEST_TMP/demo.out" 2>&1 &
+demo=$!
+set +m
+on_exit "kill -KILL -$demo 2>/dev/null || true"
+# running : the demo got to its loop, or died
+running() {
+  grep -q 'running; Ctrl-C stops everything' "$TEST_TMP/demo.out" || ! kill -0 "$demo" 2>/dev/null
+}
+wait_until 300 running || true
+grep -q 'running; Ctrl-C stops everything' "$TEST_TMP/demo.out" ||
+  fail "the demo did not get to 'running': $(tail -20 "$TEST_TMP/demo.out")"
 grep -qE '^us-west +closed +0 ' "$TEST_TMP/demo.out" || fail "no status table: $(tail -20 "$TEST_TMP/demo.out")"
 grep -qE '^eu-central +mirror/shop/web +COMPLETE' "$TEST_TMP/demo.out" || fail "no image table: $(tail -20 "$TEST_TMP/demo.out")"
 grep -q 'dashboard: http://127.0.0.1:18780/' "$TEST_TMP/demo.out" || fail "no dashboard URL"
+curl -sf -o /dev/null http://127.0.0.1:18780/healthz || fail "the demo's ferry serve does not answer while it runs"
+kill -INT -- -"$demo"
+deadline=$((SECONDS + 30))
+while kill -0 "$demo" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+kill -0 "$demo" 2>/dev/null && fail "the demo did not stop within 30 s of Ctrl-C"
 pids=$(grep -o 'stopping [0-9]* processes ([0-9 ]*)' "$TEST_TMP/demo.out" | grep -o '([0-9 ]*)' | tr -d '()')
-[[ -n "$pids" ]] || fail "the demo did not say what it stopped"
+[[ -n "$pids" ]] || fail "the demo did not say what it stopped: $(tail -5 "$TEST_TMP/demo.out")"
 for p in $pids; do
   if kill -0 "$p" 2>/dev/null; then fail "the demo left process $p behind"; fi
 done
-pass "the demo replicates for real and leaves no process behind"
+if pgrep -g "$demo" >/dev/null; then fail "processes of the demo's group are left: $(pgrep -g "$demo" | tr '\n' ' ')"; fi
+pass "the demo replicates for real, runs until Ctrl-C and then leaves no process behind"
