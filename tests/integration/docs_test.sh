@@ -3,7 +3,7 @@
 # lists is in the README's command table and has its own --help; every flag a
 # command's --help prints is in the README; every configuration key of
 # replicator/config.h's reference is in the README's Configuration section;
-# every metric the API exports is in the README's metrics reference; every
+# every metric the API exports and every HTTP route is in the README; every
 # build.sh command is in the README's Build table.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -64,6 +64,15 @@ done < <(grep -oE '"ferry_[a-z_]+' "$FERRY_SOURCE_DIR/replicator/api.c" | tr -d 
   grep -vE '_(bucket|sum|count)$' | sort -u)
 ((nmetrics >= 10)) || fail "only $nmetrics metrics found in api.c: the extraction is broken"
 
+# HTTP routes: every path the server answers is in the README.
+nroutes=0
+while IFS= read -r route; do
+  nroutes=$((nroutes + 1))
+  grep -qF "$route" "$readme" || missing+=("route $route is not in the README")
+done < <(grep -ohE '"/(v1/[a-z]+|metrics|healthz|readyz)' "$FERRY_SOURCE_DIR/replicator/api.c" \
+  "$FERRY_SOURCE_DIR/replicator/ingest.c" | tr -d '"' | sort -u)
+((nroutes >= 8)) || fail "only $nroutes routes found in api.c and ingest.c: the extraction is broken"
+
 # build.sh: every command of its usage line is in the Build table.
 usage=$(grep -oE 'usage: \./build\.sh [^"]+' "$FERRY_SOURCE_DIR/build.sh")
 build=$(section Build)
@@ -75,4 +84,4 @@ if ((${#missing[@]} > 0)); then
   printf '  %s\n' "${missing[@]}" >&2
   fail "${#missing[@]} disagreements between the program and the README"
 fi
-pass "README agrees with --help (${#commands[@]} commands, $nflags flags), config.h ($nkeys keys), the metrics ($nmetrics) and build.sh"
+pass "README agrees with --help (${#commands[@]} commands, $nflags flags), config.h ($nkeys keys), the metrics ($nmetrics), the routes ($nroutes) and build.sh"
