@@ -604,8 +604,8 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
         if (!journal_id_set_add(&seen, dedup_keys[i]))
             continue;
         size_t found_len = 0;
-        char *found = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_DEDUP], dedup_keys[i],
-                                     id_len, &found_len, &rerr);
+        char *found = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_DEDUP], dedup_keys[i], id_len,
+                                     &found_len, &rerr);
         if (rerr != NULL) {
             rc = journal_rocksdb_error(j, "dedup", rerr);
             journal_set_err(err, "cannot read the journal's dedup keys: %s", ferry_strerror(rc));
