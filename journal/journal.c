@@ -10,6 +10,7 @@
 #include <rocksdb/c.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -435,6 +436,110 @@ out:
     return rc;
 }
 
+/* An event id is unique within its source only: the dedup key is
+ * "source\nid" (a source name never holds a newline). */
+static char *journal_dedup_key(const char *source, const char *event_id)
+{
+    return xasprintf("%s\n%s", source, event_id);
+}
+
+/*
+ * The on-disk format, a decimal number in the default family. 1 (no record):
+ * the dedup keys were bare event ids; 2: "source\nid". Opening a format-1
+ * journal for writing rewrites the dedup keys of the entries it still holds,
+ * once (a crash halfway only means doing it again); a format newer than this
+ * build knows is refused rather than misread.
+ */
+#define JOURNAL_FORMAT 2
+static const char journal_format_key[] = "format";
+
+static int journal_upgrade(struct journal *j, char **err)
+{
+    char *rerr = NULL;
+    size_t len = 0;
+    int rc = 0;
+    char *value = rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_DEFAULT], journal_format_key,
+                                 sizeof(journal_format_key) - 1, &len, &rerr);
+    if (rerr != NULL) {
+        rc = journal_rocksdb_error(j, "format", rerr);
+        journal_set_err(err, "cannot open journal %s: %s", j->dir, ferry_strerror(rc));
+        return rc;
+    }
+    long format = 1;
+    if (value != NULL) {
+        char text[16] = {0};
+        memcpy(text, value, len < sizeof(text) - 1 ? len : sizeof(text) - 1);
+        char *end = NULL;
+        format = strtol(text, &end, 10);
+        bool bad = end == text || *end != '\0' || format < 2;
+        rocksdb_free(value);
+        if (bad) {
+            journal_set_err(err, "cannot open journal %s: its format record is corrupt", j->dir);
+            return FERRY_EPARSE;
+        }
+    }
+    if (format > JOURNAL_FORMAT) {
+        journal_set_err(err,
+                        "cannot open journal %s: it is in format %ld, newer than this ferry "
+                        "understands (%d)",
+                        j->dir, format, JOURNAL_FORMAT);
+        return FERRY_EINVAL;
+    }
+    if (format == JOURNAL_FORMAT || j->read_only)
+        return 0;
+
+    uint64_t moved = 0;
+    rocksdb_writebatch_t *batch = rocksdb_writebatch_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_ENTRIES]);
+    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t key_len, value_len;
+        const char *key = rocksdb_iter_key(it, &key_len);
+        const char *val = rocksdb_iter_value(it, &value_len);
+        struct journal_entry e;
+        const char *why = NULL;
+        if (journal_decode(key, key_len, val, value_len, &e, &why) < 0)
+            continue; /* a corrupt entry has no dedup key worth keeping */
+        char *dedup = journal_dedup_key(e.source, e.event_id);
+        rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_DEDUP], dedup, strlen(dedup), key,
+                                  key_len);
+        rocksdb_writebatch_delete_cf(batch, j->cf[JOURNAL_CF_DEDUP], e.event_id,
+                                     strlen(e.event_id));
+        free(dedup);
+        journal_entry_release(&e);
+        if (++moved % JOURNAL_RETAIN_CHUNK == 0) {
+            rocksdb_write(j->db, j->write_unsynced, batch, &rerr);
+            rocksdb_writebatch_clear(batch);
+            if (rerr != NULL)
+                rc = journal_rocksdb_error(j, "upgrade", rerr);
+        }
+    }
+    if (rc == 0) {
+        rocksdb_iter_get_error(it, &rerr);
+        if (rerr != NULL)
+            rc = journal_rocksdb_error(j, "upgrade", rerr);
+    }
+    rocksdb_iter_destroy(it);
+    if (rc == 0) {
+        char text[16];
+        int n = snprintf(text, sizeof(text), "%d", JOURNAL_FORMAT);
+        rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_DEFAULT], journal_format_key,
+                                  sizeof(journal_format_key) - 1, text, (size_t)n);
+        rocksdb_write(j->db, j->write_synced, batch, &rerr);
+        if (rerr != NULL)
+            rc = journal_rocksdb_error(j, "upgrade", rerr);
+    }
+    rocksdb_writebatch_destroy(batch);
+    if (rc < 0) {
+        journal_set_err(err, "cannot upgrade journal %s to format %d: %s", j->dir, JOURNAL_FORMAT,
+                        ferry_strerror(rc));
+        return rc;
+    }
+    if (moved > 0)
+        log_warn("journal upgraded to format %d dir=%s dedup_keys=%llu", JOURNAL_FORMAT, j->dir,
+                 (unsigned long long)moved);
+    return 0;
+}
+
 int journal_open(const char *dir, const struct journal_options *opts, struct journal **out,
                  char **err)
 {
@@ -471,6 +576,9 @@ int journal_open(const char *dir, const struct journal_options *opts, struct jou
     if (rc < 0)
         goto out;
     rc = journal_recover_last_seq(j, err);
+    if (rc < 0)
+        goto out;
+    rc = journal_upgrade(j, err);
     if (rc < 0)
         goto out;
     log_debug("journal open dir=%s read_only=%d last_seq=%llu", dir, (int)j->read_only,
@@ -545,13 +653,6 @@ static bool journal_id_set_add(struct journal_id_set *s, const char *id)
 static const char *journal_or_empty(const char *s)
 {
     return s != NULL ? s : "";
-}
-
-/* An event id is unique within its source only: the dedup key is
- * "source\nid" (a source name never holds a newline). */
-static char *journal_dedup_key(const char *source, const char *event_id)
-{
-    return xasprintf("%s\n%s", source, event_id);
 }
 
 int journal_append(struct journal *j, const struct journal_event *events, size_t n, uint64_t *seqs,

@@ -686,6 +686,58 @@ static void test_invalid_events(void **state)
 }
 
 /* Garbage in the entries family is FERRY_EPARSE from every reader, never a crash. */
+/*
+ * A journal of format 1 (dedup keys were bare event ids, no format record)
+ * is upgraded when opened for writing: its dedup keys still catch a
+ * redelivery, now per source, and no bare key is left. A format newer than
+ * this build knows is refused with a clear error.
+ */
+static void test_format_upgrade(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+    append_one(j, "up-1");
+    append_one(j, "up-2");
+    journal_close(j);
+
+    char key[8];
+    for (int i = 1; i <= 2; i++) {
+        char id[16], composite[32];
+        snprintf(id, sizeof(id), "up-%d", i);
+        int n = snprintf(composite, sizeof(composite), "src\n%s", id);
+        raw_delete(dir, "dedup", composite, (size_t)n);
+        seq_key((uint64_t)i, key);
+        raw_put(dir, "dedup", id, strlen(id), key, 8);
+    }
+    raw_delete(dir, "default", "format", 6);
+
+    j = test_open(dir);
+    struct journal_stats stats;
+    assert_int_equal(journal_get_stats(j, &stats), 0);
+    assert_int_equal(stats.dedup_keys, 2);
+    struct journal_event again[2] = {push_event("app", "v1", "up-1"),
+                                     push_event("app", "v1", "up-2")};
+    again[1].source = "other";
+    uint64_t seqs[2];
+    char *err = NULL;
+    assert_int_equal(journal_append(j, again, 2, seqs, &err), 0);
+    assert_int_equal(seqs[0], 0); /* the redelivery is still caught */
+    assert_int_equal(seqs[1], 3); /* another source's id is its own */
+    assert_int_equal(journal_get_stats(j, &stats), 0);
+    assert_int_equal(stats.dedup_keys, 3);
+    journal_close(j);
+
+    raw_put(dir, "default", "format", 6, "9", 1);
+    struct journal *newer = NULL;
+    assert_int_equal(journal_open(dir, NULL, &newer, &err), FERRY_EINVAL);
+    assert_null(newer);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "format 9, newer than this ferry understands"));
+    free(err);
+    free(dir);
+}
+
 static void test_corrupt_entries(void **state)
 {
     (void)state;
@@ -1013,7 +1065,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pollstate),           cmocka_unit_test(test_retain),
         cmocka_unit_test(test_read_only),           cmocka_unit_test(test_other_process),
         cmocka_unit_test(test_invalid_events),      cmocka_unit_test(test_corrupt_entries),
-        cmocka_unit_test(test_crash_safety),        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_format_upgrade),      cmocka_unit_test(test_crash_safety),
+        cmocka_unit_test(test_open_errors),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

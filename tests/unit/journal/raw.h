@@ -14,8 +14,9 @@
 #include "xalloc.h"
 
 /*
- * Put one raw value into a column family, bypassing the journal, the way
- * corruption on disk would look. The journal must be closed.
+ * Put one raw value into a column family (or, with a NULL value, delete the
+ * key), bypassing the journal, the way corruption on disk or an older
+ * format would look. The journal must be closed.
  */
 static inline void raw_put(const char *dir, const char *family, const char *key, size_t key_len,
                            const void *value, size_t value_len)
@@ -38,7 +39,10 @@ static inline void raw_put(const char *dir, const char *family, const char *key,
     for (size_t i = 0; i < n; i++) {
         if (strcmp(names[i], family) != 0)
             continue;
-        rocksdb_put_cf(db, write, handles[i], key, key_len, value, value_len, &err);
+        if (value != NULL)
+            rocksdb_put_cf(db, write, handles[i], key, key_len, value, value_len, &err);
+        else
+            rocksdb_delete_cf(db, write, handles[i], key, key_len, &err);
         assert_null(err);
         put = true;
     }
@@ -51,6 +55,11 @@ static inline void raw_put(const char *dir, const char *family, const char *key,
     free(handles);
     free(cf_options);
     rocksdb_options_destroy(options);
+}
+
+static inline void raw_delete(const char *dir, const char *family, const char *key, size_t key_len)
+{
+    raw_put(dir, family, key, key_len, NULL, 0);
 }
 
 #endif
