@@ -1263,6 +1263,11 @@ static const struct config_field config_top_fields[] = {
      .kind = CONFIG_DURATION,
      .offset = offsetof(struct config_top, config.retention_ms),
      .min = 1},
+    {.name = "spool_max",
+     .kind = CONFIG_SIZE64,
+     .offset = offsetof(struct config_top, config.spool_max_bytes),
+     .min = (uint64_t)64 * 1024 * 1024,
+     .max = (uint64_t)16 * 1024 * 1024 * 1024 * 1024},
     {.name = "retry", .kind = CONFIG_CUSTOM, .parse = config_parse_retry},
     {.name = "circuit", .kind = CONFIG_CUSTOM, .parse = config_parse_circuit},
     /* Before rules, which name registries. */
@@ -1484,6 +1489,7 @@ int config_load(const char *path, struct config **out, char **err)
     top.config.poll_interval_ms = CONFIG_DEFAULT_POLL_INTERVAL_MS;
     top.config.poll_concurrency = CONFIG_DEFAULT_POLL_CONCURRENCY;
     top.config.retention_ms = CONFIG_DEFAULT_RETENTION_MS;
+    top.config.spool_max_bytes = CONFIG_DEFAULT_SPOOL_MAX;
     top.config.retry_attempts = CONFIG_DEFAULT_RETRY_ATTEMPTS;
     top.config.retry_base_ms = CONFIG_DEFAULT_RETRY_BASE_MS;
     top.config.retry_max_ms = CONFIG_DEFAULT_RETRY_MAX_MS;

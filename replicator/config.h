@@ -17,6 +17,8 @@
  *   poll_interval: 30s              # a duration; 0 polls only at start
  *   poll_concurrency: 4             # 1..64
  *   retention: 168h                 # a duration above 0
+ *   spool_max: 10GiB                # blobs nobody uses are evicted past this;
+ *                                   # a size, 64 MiB .. 16 TiB
  *   retry:                          # when a failed job is tried again
  *     attempts: 5                   # tries in all, the first included; 1..100
  *     base: 1s                      # first backoff; a duration above 0
@@ -87,6 +89,7 @@
 #define CONFIG_DEFAULT_POLL_INTERVAL_MS ((uint64_t)30 * 1000)
 #define CONFIG_DEFAULT_POLL_CONCURRENCY 4
 #define CONFIG_DEFAULT_STALL_TIMEOUT_MS ((uint64_t)20 * 1000)
+#define CONFIG_DEFAULT_SPOOL_MAX        ((uint64_t)10 * 1024 * 1024 * 1024)
 #define CONFIG_MAX_POLL_CONCURRENCY     64
 #define CONFIG_DEFAULT_RETENTION_MS     ((uint64_t)7 * 24 * 3600 * 1000)
 #define CONFIG_MAX_REGISTRY_CONCURRENCY 1024
@@ -161,6 +164,7 @@ struct config {
     uint64_t poll_interval_ms; /* 0: poll only at start */
     int poll_concurrency;
     uint64_t retention_ms;
+    uint64_t spool_max_bytes; /* default CONFIG_DEFAULT_SPOOL_MAX */
     int retry_attempts;       /* tries per job, the first included; default 5, 1..100 */
     uint64_t retry_base_ms;   /* default 1000, above 0 */
     uint64_t retry_max_ms;    /* default 30000, >= retry_base_ms */

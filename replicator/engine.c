@@ -1300,7 +1300,7 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
     if (engine_fans_out(config)) {
         char *dir = xasprintf("%s/spool", config->data_dir);
         char *err = NULL;
-        if (spool_new(dir, 0, &e->spool, &err) < 0) {
+        if (spool_new(dir, config->spool_max_bytes, &e->spool, &err) < 0) {
             log_warn("no spool, every destination reads the source error=\"%s\"", err);
             free(err);
             e->spool = NULL;

@@ -109,6 +109,7 @@ static void expect_error(const struct fixture *f, const char *yaml, int want_rc,
     "poll_interval: 500ms\n"                                                                       \
     "poll_concurrency: 8\n"                                                                        \
     "retention: 2d\n"                                                                              \
+    "spool_max: 200GiB\n"                                                                          \
     "retry: { attempts: 3, base: 250ms, max: 1m }\n"                                               \
     "circuit:\n"                                                                                   \
     "  failures: 10\n"                                                                             \
@@ -191,6 +192,7 @@ static void test_full(void **state)
     assert_int_equal(c->poll_interval_ms, 500);
     assert_int_equal(c->poll_concurrency, 8);
     assert_int_equal(c->retention_ms, 2 * 86400 * 1000);
+    assert_int_equal(c->spool_max_bytes, (uint64_t)200 * 1024 * 1024 * 1024);
     assert_int_equal(c->retry_attempts, 3);
     assert_int_equal(c->retry_base_ms, 250);
     assert_int_equal(c->retry_max_ms, 60000);
@@ -309,6 +311,7 @@ static void test_defaults(void **state)
         assert_int_equal(c->poll_interval_ms, 30000);
         assert_int_equal(c->poll_concurrency, 4);
         assert_int_equal(c->retention_ms, (uint64_t)7 * 24 * 3600 * 1000);
+        assert_int_equal(c->spool_max_bytes, CONFIG_DEFAULT_SPOOL_MAX);
         assert_int_equal(c->retry_attempts, 5);
         assert_int_equal(c->retry_base_ms, 1000);
         assert_int_equal(c->retry_max_ms, 30000);
@@ -422,6 +425,8 @@ static const struct error_case error_cases[] = {
     {"poll_interval: 99999999999999999999d\n", E,
      "ferry.yaml:1: poll_interval: '99999999999999999999d' is not a duration"},
     {"retention: 0\n", E, "ferry.yaml:1: retention: must be at least 1ms"},
+    {"spool_max: 1MiB\n", E,
+     "ferry.yaml:1: spool_max: must be between 67108864 and 17592186044416 bytes"},
     {"retention: 0h\n", E, "ferry.yaml:1: retention: must be at least 1ms"},
     {"webhook_max_body: 1MB\n", E, "ferry.yaml:1: webhook_max_body: '1MB' is not a size"},
     {"webhook_max_body: 65MiB\n", E,
