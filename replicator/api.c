@@ -118,9 +118,11 @@ static void api_sample(uv_timer_t *timer)
     int64_t now = now_unix_ms() / 1000;
     struct engine_destination_stats st;
     for (size_t i = 0; engine_destination_stats(a->engine, i, &st); i++) {
+        /* Bytes sent to it as they pass, not when a job ends: a long upload
+         * shows as a steady rate, not as one spike at its end. */
         struct api_rate *r = &a->rates[i];
-        uint64_t delta = st.bytes - r->last_bytes;
-        r->last_bytes = st.bytes;
+        uint64_t delta = st.http.bytes_sent - r->last_bytes;
+        r->last_bytes = st.http.bytes_sent;
         r->times[r->next] = now;
         r->rates[r->next] = (double)delta / API_RATE_PERIOD_S;
         r->next = (r->next + 1) % API_RATE_SAMPLES;

@@ -428,8 +428,10 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
     /* Bodies of interim responses (redirects) are not the caller's. */
     long code = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
-    if (req->follow && code >= 300 && code < 400)
+    if (req->follow && code >= 300 && code < 400) {
+        req->client->stats.bytes_received += len;
         return len;
+    }
     if (req->sink != NULL) {
         if (!rate_admit(req)) {
             req->paused_recv = true;
@@ -445,12 +447,14 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
             return CURL_WRITEFUNC_ERROR;
         }
         rate_charge(req->client, len);
+        req->client->stats.bytes_received += len;
         return len;
     }
     if (buf_append(&req->response, data, len) < 0) {
         req->sink_rc = FERRY_ETOOBIG;
         return CURL_WRITEFUNC_ERROR;
     }
+    req->client->stats.bytes_received += len;
     return len;
 }
 
@@ -484,6 +488,7 @@ static size_t http_read_cb(char *buffer, size_t size, size_t nitems, void *userp
     if (req->source == NULL) {
         memcpy(buffer, req->body + req->source_offset, want);
         req->source_offset += want;
+        req->client->stats.bytes_sent += want;
         return want;
     }
     if (!rate_admit(req)) {
@@ -506,6 +511,7 @@ static size_t http_read_cb(char *buffer, size_t size, size_t nitems, void *userp
     }
     req->source_offset += (uint64_t)n;
     rate_charge(req->client, (size_t)n);
+    req->client->stats.bytes_sent += (uint64_t)n;
     return (size_t)n;
 }
 
@@ -654,17 +660,13 @@ static int http_translate(CURLcode code)
 static void http_request_finish(struct http_request *req, int rc)
 {
     struct http_client *c = req->client;
-    curl_off_t up = 0;
-    curl_off_t down = 0;
     char *url = NULL;
 
+    /* Bytes are counted as they pass (http_read_cb, http_write_cb), so that
+     * a rate read during a long transfer is true. */
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status);
-    curl_easy_getinfo(req->easy, CURLINFO_SIZE_UPLOAD_T, &up);
-    curl_easy_getinfo(req->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
     curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &url);
     req->effective_url = xstrdup(url != NULL ? url : req->url);
-    c->stats.bytes_sent += (uint64_t)up;
-    c->stats.bytes_received += (uint64_t)down;
     rate_forget(req);
     if (c->multi != NULL)
         curl_multi_remove_handle(c->multi, req->easy);
