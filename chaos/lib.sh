@@ -24,6 +24,13 @@ chaos_proxy_bin() {
   echo "${FERRY_CHAOS_PROXY:-$(dirname "$(ferry_bin)")/ferry-chaos-proxy}"
 }
 
+# chaos_seed : sets `seed` to $CHAOS_SEED, or a fresh random one, and seeds
+# bash's RANDOM with it, so that a scenario's draws repeat with CHAOS_SEED
+chaos_seed() {
+  seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))}
+  RANDOM=$seed
+}
+
 # chaos_short : true when the scenario runs in its bounded form (--short)
 chaos_short() {
   [[ "${CHAOS_SHORT:-0}" == 1 ]]

@@ -833,6 +833,44 @@ static void conn_reset_timer_cb(uv_timer_t *t)
     conn_close(conn, true);
 }
 
+/*
+ * The body faults both directions share. The body piece `at`/`len` starts
+ * at byte `before` of the body. body_reset_mid: when the reset point falls
+ * in this piece, forward what comes before it, reset the connection and
+ * return true. body_flip_at: when the byte to flip falls in this piece, its
+ * index in it, else SIZE_MAX.
+ */
+static bool body_reset_mid(struct conn *conn, struct outq *q, bool chunked, const char *side,
+                           uint64_t before, const char *at, size_t len)
+{
+    struct exchange *ex = &conn->ex;
+    uint64_t cut = ex->mid_at == UINT64_MAX ? before + len / 2 : ex->mid_at;
+    if (cut >= before + len)
+        return false;
+    forward_body(q, chunked, at, (size_t)(cut - before), SIZE_MAX);
+    outq_flush(q);
+    ex->mid_done = true;
+    char detail[64];
+    snprintf(detail, sizeof(detail), "side=%s at=%" PRIu64, side, cut);
+    proxy_count_fault(conn, RULE_FAULT_RESET_MID, detail);
+    conn_inject_reset(conn);
+    return true;
+}
+
+static size_t body_flip_at(struct conn *conn, const char *side, uint64_t before, size_t len)
+{
+    struct exchange *ex = &conn->ex;
+    uint64_t off =
+        ex->flip_at == UINT64_MAX ? before + proxy_random_u64(conn->proxy) % len : ex->flip_at;
+    if (off < before || off >= before + len)
+        return SIZE_MAX;
+    ex->flipped = true;
+    char detail[64];
+    snprintf(detail, sizeof(detail), "side=%s at=%" PRIu64, side, off);
+    proxy_count_fault(conn, RULE_FAULT_FLIP, detail);
+    return (size_t)(off - before);
+}
+
 static int req_on_headers_complete(http_parser *hp)
 {
     struct conn *conn = hp->data;
@@ -918,31 +956,11 @@ static int req_on_body(http_parser *hp, const char *at, size_t len)
         return 0;
     uint64_t before = ex->req_seen;
     ex->req_seen += len;
-    if (ex->mid_req && !ex->mid_done) {
-        uint64_t cut = ex->mid_at == UINT64_MAX ? before + len / 2 : ex->mid_at;
-        if (cut < before + len) {
-            forward_body(&conn->up, ex->req_chunked, at, (size_t)(cut - before), SIZE_MAX);
-            outq_flush(&conn->up);
-            ex->mid_done = true;
-            char detail[64];
-            snprintf(detail, sizeof(detail), "side=request at=%" PRIu64, cut);
-            proxy_count_fault(conn, RULE_FAULT_RESET_MID, detail);
-            conn_inject_reset(conn);
-            return 0;
-        }
-    }
-    size_t flip = SIZE_MAX;
-    if (ex->flip_req && !ex->flipped) {
-        uint64_t off =
-            ex->flip_at == UINT64_MAX ? before + proxy_random_u64(conn->proxy) % len : ex->flip_at;
-        if (off >= before && off < before + len) {
-            flip = (size_t)(off - before);
-            ex->flipped = true;
-            char detail[64];
-            snprintf(detail, sizeof(detail), "side=request at=%" PRIu64, off);
-            proxy_count_fault(conn, RULE_FAULT_FLIP, detail);
-        }
-    }
+    if (ex->mid_req && !ex->mid_done &&
+        body_reset_mid(conn, &conn->up, ex->req_chunked, "request", before, at, len))
+        return 0;
+    size_t flip =
+        ex->flip_req && !ex->flipped ? body_flip_at(conn, "request", before, len) : SIZE_MAX;
     forward_body(&conn->up, ex->req_chunked, at, len, flip);
     outq_flush(&conn->up);
     return 0;
@@ -1096,19 +1114,9 @@ static int resp_on_body(http_parser *hp, const char *at, size_t len)
         return 0;
     uint64_t before = ex->resp_seen;
     ex->resp_seen += len;
-    char detail[64];
-    if (ex->mid_resp && !ex->mid_done) {
-        uint64_t cut = ex->mid_at == UINT64_MAX ? before + len / 2 : ex->mid_at;
-        if (cut < before + len) {
-            forward_body(&conn->down, ex->resp_chunked, at, (size_t)(cut - before), SIZE_MAX);
-            outq_flush(&conn->down);
-            ex->mid_done = true;
-            snprintf(detail, sizeof(detail), "side=response at=%" PRIu64, cut);
-            proxy_count_fault(conn, RULE_FAULT_RESET_MID, detail);
-            conn_inject_reset(conn);
-            return 0;
-        }
-    }
+    if (ex->mid_resp && !ex->mid_done &&
+        body_reset_mid(conn, &conn->down, ex->resp_chunked, "response", before, at, len))
+        return 0;
     if (ex->truncating) {
         if (ex->trunc_at == UINT64_MAX)
             ex->trunc_at = before + len / 2;
@@ -1116,6 +1124,7 @@ static int resp_on_body(http_parser *hp, const char *at, size_t len)
             forward_body(&conn->down, ex->resp_chunked, at, (size_t)(ex->trunc_at - before),
                          SIZE_MAX);
             ex->resp_discard = true;
+            char detail[64];
             snprintf(detail, sizeof(detail), "at=%" PRIu64, ex->trunc_at);
             proxy_count_fault(conn, RULE_FAULT_TRUNCATE, detail);
             if (ex->resp_chunked) {
@@ -1129,17 +1138,8 @@ static int resp_on_body(http_parser *hp, const char *at, size_t len)
             return 0;
         }
     }
-    size_t flip = SIZE_MAX;
-    if (ex->flip_resp && !ex->flipped) {
-        uint64_t off =
-            ex->flip_at == UINT64_MAX ? before + proxy_random_u64(conn->proxy) % len : ex->flip_at;
-        if (off >= before && off < before + len) {
-            flip = (size_t)(off - before);
-            ex->flipped = true;
-            snprintf(detail, sizeof(detail), "side=response at=%" PRIu64, off);
-            proxy_count_fault(conn, RULE_FAULT_FLIP, detail);
-        }
-    }
+    size_t flip =
+        ex->flip_resp && !ex->flipped ? body_flip_at(conn, "response", before, len) : SIZE_MAX;
     forward_body(&conn->down, ex->resp_chunked, at, len, flip);
     outq_flush(&conn->down);
     return 0;

@@ -628,37 +628,25 @@ static void api_metrics(struct api *a, struct server_request *req)
     metric_head(&b, "ferry_journal_last_seq", "gauge", "The newest journal sequence number.");
     printf_buf(&b, "ferry_journal_last_seq %" PRIu64 "\n", journal_last_seq(a->journal));
 
-    struct engine_destination_stats st[64];
     size_t n = 0;
-    while (a->engine != NULL && n < 64 && engine_destination_stats(a->engine, n, &st[n]))
+    struct engine_destination_stats *st = xcalloc(c->n_registries + 1, sizeof(*st));
+    while (a->engine != NULL && n < c->n_registries &&
+           engine_destination_stats(a->engine, n, &st[n]))
         n++;
-    struct {
-        const char *state;
-        size_t offset;
-    } states[] = {
-        {"pending", 0},
-        {"in_progress", 0},
-        {"complete", offsetof(struct engine_destination_stats, complete)},
-        {"failed", offsetof(struct engine_destination_stats, failing)},
-        {"superseded", offsetof(struct engine_destination_stats, superseded)},
-    };
+    static const char *const states[] = {"pending", "in_progress", "complete", "failed",
+                                         "superseded"};
     metric_head(&b, "ferry_jobs", "gauge",
                 "Jobs by destination and state: pending, in_progress and failed now; complete "
                 "and superseded since start.");
     for (size_t i = 0; i < n; i++) {
         if (!is_destination(c, st[i].name))
             continue;
+        const uint64_t values[] = {st[i].backlog - st[i].running, st[i].running, st[i].complete,
+                                   st[i].failing, st[i].superseded};
         for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
-            uint64_t v;
-            if (k == 0)
-                v = st[i].backlog - st[i].running;
-            else if (k == 1)
-                v = st[i].running;
-            else
-                v = *(const uint64_t *)((const char *)&st[i] + states[k].offset);
             printf_buf(&b, "ferry_jobs{destination=\"");
             label(&b, st[i].name);
-            printf_buf(&b, "\",state=\"%s\"} %" PRIu64 "\n", states[k].state, v);
+            printf_buf(&b, "\",state=\"%s\"} %" PRIu64 "\n", states[k], values[k]);
         }
     }
     metric_head(&b, "ferry_replication_lag_seconds", "gauge",
@@ -747,6 +735,7 @@ static void api_metrics(struct api *a, struct server_request *req)
     }
     server_respond(req, 200, "text/plain; version=0.0.4", b.data != NULL ? b.data : "", b.len);
     buf_release(&b);
+    free(st);
 }
 
 /* ---- the dashboard's files ---- */

@@ -60,7 +60,6 @@ struct copy_blob {
     bool resume_upload;
     struct registry_download *download;
     struct spool_blob *sb; /* with a spool: the shared file, instead of the ring */
-    bool spool_bypass;     /* the spool had no room: the ring after all */
     bool sb_owner;         /* this copy downloads it */
     bool verified;
     int download_rc;
@@ -857,7 +856,7 @@ static ssize_t blob_spool_source(char *buf, size_t len, uint64_t offset, void *a
     struct copy_blob *b = arg;
     struct copy *c = b->copy;
 
-    if (b->spool_bypass)
+    if (b->ring_ready) /* the spool had no room for it: the ring after all */
         return blob_pipe_source(buf, len, offset, arg);
     if (b->sb == NULL) {
         bool created = false;
@@ -869,7 +868,6 @@ static ssize_t blob_spool_source(char *buf, size_t len, uint64_t offset, void *a
             log_warn("spool full, streaming from the source instead digest=%s dest=%s error=\"%s\"",
                      b->digest, registry_host(c->dst), err);
             free(err);
-            b->spool_bypass = true;
             ring_init(&b->ring, PIPE_BYTES);
             b->ring_ready = true;
             return blob_pipe_source(buf, len, offset, arg);

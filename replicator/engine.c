@@ -571,17 +571,16 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
 {
     struct engine *e = job->engine;
 
-    bool retries_failed = false;
-    for (size_t i = 0; i < job->n_entries; i++)
+    bool retries_failed = false, detached = false;
+    for (size_t i = 0; i < job->n_entries; i++) {
         retries_failed = retries_failed || job->entries[i]->retries_failed;
+        detached = detached || job->entries[i]->detached;
+    }
     job_release_tag_lock(job);
     job->dst->running--;
     e->running--;
     e->stats.running--;
     e->stats.bytes += job->summary.bytes_copied;
-    bool detached = false;
-    for (size_t i = 0; i < job->n_entries; i++)
-        detached = detached || job->entries[i]->detached;
     if (rc < 0 && e->closing && !detached) {
         /* A shutdown cut it short: that is no failure of the job. It stays
          * PENDING and its entries ahead of the cursor, so the next start

@@ -297,6 +297,44 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void print_json(const cJSON *body)
+{
+    char *text = cJSON_Print(body);
+    puts(text);
+    free(text);
+}
+
+/*
+ * One look at `path`: the daemon's JSON as it is, or its table (the
+ * destinations, or one image). Returns the exit status: 0, or for an image
+ * EXIT_FAILED when a destination holds it FAILED; EXIT_FAILED or EXIT_USAGE
+ * (unreachable) when the call failed.
+ */
+static int status_show(const struct client *cl, const char *path, bool json, bool image,
+                       const char *dests)
+{
+    cJSON *body = NULL;
+    char *error = NULL;
+    int rc = 0;
+    long st = client_call(cl, path, NULL, &body, &error);
+    if (st != 200) {
+        fprintf(stderr, "ferry status: %s\n", error);
+        rc = st == 0 ? EXIT_USAGE : EXIT_FAILED;
+    } else if (json) {
+        print_json(body);
+    } else if (!image) {
+        rc = print_destinations(body, dests);
+    } else {
+        print_image(body, dests);
+        char *why = NULL;
+        rc = wait_verdict(body, dests, &why) == EXIT_FAILED ? EXIT_FAILED : 0;
+        free(why);
+    }
+    cJSON_Delete(body);
+    free(error);
+    return rc;
+}
+
 int status_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -383,18 +421,7 @@ int status_main(int argc, char **argv)
     char *error = NULL;
     cJSON *body = NULL;
     if (image == NULL) {
-        long st = client_call(&cl, "/v1/status", NULL, &body, &error);
-        if (st == 200 && json) {
-            char *text = cJSON_Print(body);
-            puts(text);
-            free(text);
-            rc = 0;
-        } else if (st == 200) {
-            rc = print_destinations(body, dests);
-        } else {
-            fprintf(stderr, "ferry status: %s\n", error);
-            rc = st == 0 ? EXIT_USAGE : EXIT_FAILED;
-        }
+        rc = status_show(&cl, "/v1/status", json, false, dests);
         goto out;
     }
     char *query = image_query(image, &error);
@@ -403,21 +430,7 @@ int status_main(int argc, char **argv)
         goto out;
     }
     if (!wait) {
-        long st = client_call(&cl, query, NULL, &body, &error);
-        if (st == 200 && json) {
-            char *text = cJSON_Print(body);
-            puts(text);
-            free(text);
-            rc = 0;
-        } else if (st == 200) {
-            print_image(body, dests);
-            char *why = NULL;
-            rc = wait_verdict(body, dests, &why) == EXIT_FAILED ? EXIT_FAILED : 0;
-            free(why);
-        } else {
-            fprintf(stderr, "ferry status: %s\n", error);
-            rc = st == 0 ? EXIT_USAGE : EXIT_FAILED;
-        }
+        rc = status_show(&cl, query, json, true, dests);
         free(query);
         goto out;
     }
@@ -435,9 +448,7 @@ int status_main(int argc, char **argv)
             int v = wait_verdict(body, dests, &why);
             if (v >= 0) {
                 if (json) {
-                    char *text = cJSON_Print(body);
-                    puts(text);
-                    free(text);
+                    print_json(body);
                 } else if (v == EXIT_COMPLETE) {
                     printf("%s: COMPLETE in %s\n", image,
                            dests != NULL ? dests : "every destination");

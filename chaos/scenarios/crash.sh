@@ -10,8 +10,7 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_ferry
 
-seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))}
-RANDOM=$seed
+chaos_seed
 kills=30 converge_s=240
 if chaos_short; then
   kills=8 converge_s=60

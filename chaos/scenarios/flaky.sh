@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_ferry
 
-seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))}
+chaos_seed
 images=60 layer=1M timeout=300
 if chaos_short; then
   images=20 layer=512K timeout=90

@@ -12,8 +12,7 @@ FERRY=$(ferry_bin)
 LOAD="${INGEST_LOAD:-$(dirname "$FERRY")/ingest_load}"
 [[ -x "$LOAD" ]] || fail "ingest_load not found at $LOAD (cmake --build build --target ingest_load)"
 
-seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))}
-RANDOM=$seed
+chaos_seed
 kills=20 load_s=60
 if chaos_short; then
   kills=6 load_s=20

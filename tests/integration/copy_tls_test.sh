@@ -9,18 +9,7 @@ require_ferry
 FERRY=$(ferry_bin)
 
 pki=$TEST_TMP/pki
-mkdir -p "$pki"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ferry-test-ca \
-  -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$pki/server.key" \
-  -out "$pki/server.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\n' >"$pki/san.ext"
-openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
-  -days 2 -extfile "$pki/san.ext" -out "$pki/server.pem" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj /CN=ferry-client -keyout "$pki/client.key" \
-  -out "$pki/client.csr" 2>/dev/null
-openssl x509 -req -in "$pki/client.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
-  -days 2 -out "$pki/client.pem" 2>/dev/null
+test_pki "$pki"
 
 registry_start src
 registry_start dst --tls "$pki/server.pem" "$pki/server.key"

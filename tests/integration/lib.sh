@@ -604,6 +604,27 @@ registry_wait_requests() {
   wait_until "$timeout" _reg_count_ge
 }
 
+# test_pki DIR : a throwaway PKI in DIR (made): ca.pem/ca.key, a server
+# certificate for 127.0.0.1 (server.pem/server.key) and a client certificate
+# (client.pem/client.key), both signed by the CA, valid for two days
+test_pki() {
+  local pki=$1
+  mkdir -p "$pki"
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ferry-test-ca \
+      -keyout "$pki/ca.key" -out "$pki/ca.pem" &&
+      openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$pki/server.key" \
+        -out "$pki/server.csr" &&
+      printf 'subjectAltName=IP:127.0.0.1\n' >"$pki/san.ext" &&
+      openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
+        -days 2 -extfile "$pki/san.ext" -out "$pki/server.pem" &&
+      openssl req -newkey rsa:2048 -nodes -subj /CN=ferry-client -keyout "$pki/client.key" \
+        -out "$pki/client.csr" &&
+      openssl x509 -req -in "$pki/client.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
+        -days 2 -out "$pki/client.pem"
+  } >"$pki/openssl.log" 2>&1 || fail "test_pki: openssl failed: $(tail -n 3 "$pki/openssl.log")"
+}
+
 # ------------------------------------------------------------- ferry serve
 
 # ferry_serve_start NAME CONFIG PORT : start `ferry serve -c CONFIG` (listening
