@@ -70,7 +70,6 @@ struct eng_registry {
     int consecutive_failures;
     uint64_t *failed_seqs; /* entries with a FAILED job here, requeued when the circuit closes */
     uint64_t jobs_created;
-    uint64_t jobs_finished;
     uint64_t jobs_failed;
     uint64_t bytes;
     size_t n_failed_seqs;
@@ -647,7 +646,6 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
         engine_observe_latency(job->dst, now_unix_ms() - job->received_unix_ms);
         job_record(job, JOURNAL_JOB_COMPLETE);
     }
-    job->dst->jobs_finished++;
     job->dst->bytes += job->summary.bytes_copied;
     if (rc < 0)
         job->dst->jobs_failed++;
@@ -1366,7 +1364,7 @@ bool engine_destination_stats(const struct engine *e, size_t i,
     out->name = r->cfg->name;
     out->host = r->cfg->host;
     out->jobs = r->jobs_created;
-    out->finished = r->jobs_finished;
+    out->finished = r->jobs_complete + r->jobs_superseded + r->jobs_failed;
     out->failed = r->jobs_failed;
     out->failing = r->failing;
     out->complete = r->jobs_complete;

@@ -426,11 +426,13 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
     size_t len = size * nmemb;
 
     /* Bodies of interim responses (redirects) are not the caller's. */
-    long code = 0;
-    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
-    if (req->follow && code >= 300 && code < 400) {
-        req->client->stats.bytes_received += len;
-        return len;
+    if (req->follow) {
+        long code = 0;
+        curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 300 && code < 400) {
+            req->client->stats.bytes_received += len;
+            return len;
+        }
     }
     if (req->sink != NULL) {
         if (!rate_admit(req)) {
