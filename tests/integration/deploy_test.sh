@@ -36,6 +36,18 @@ done < <(find "$DEPLOY" \( -name '*.yaml' -o -name '*.yml' \) -print0)
 ((n >= 9)) || fail "only $n YAML files under deploy/"
 pass "$n YAML files under deploy/ parse"
 
+# The kustomization renders the four objects, where kubectl is installed
+# (it is no Debian package, so CI's machine has none).
+if command -v kubectl >/dev/null 2>&1; then
+  kubectl kustomize "$DEPLOY/k8s" >"$TEST_TMP/k8s.yaml" 2>"$TEST_TMP/k8s.err" ||
+    fail "kubectl kustomize deploy/k8s: $(cat "$TEST_TMP/k8s.err")"
+  assert_eq "$(grep -E '^kind:' "$TEST_TMP/k8s.yaml" | sort | tr '\n' ' ')" \
+    "kind: ConfigMap kind: Secret kind: Service kind: StatefulSet " "deploy/k8s renders"
+  pass "deploy/k8s renders with kubectl kustomize"
+else
+  note "kubectl is not installed here: the kustomization is not rendered"
+fi
+
 # Every example config (and the ConfigMap's) passes --check-config, with the
 # secrets they name present, and nothing created.
 export FERRY_WEBHOOK_TOKEN=x FERRY_API_TOKEN=y PRIMARY_PASSWORD=p PLATFORM_PASSWORD=p PAYMENTS_PASSWORD=p \
