@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uthash.h>
 
 #define JOURNAL_EVENT_ID_MAX 512
 #define JOURNAL_STRING_MAX   4096
@@ -28,13 +29,15 @@ enum journal_cf {
     JOURNAL_CF_DEFAULT,
     JOURNAL_CF_ENTRIES,
     JOURNAL_CF_DEDUP,
-    JOURNAL_CF_POLLSTATE,
+    JOURNAL_CF_TAGSTATE,
     JOURNAL_CF_CURSORS,
     JOURNAL_CF_FENCES,
     JOURNAL_CF_JOBS,
     JOURNAL_CF_COUNT,
 };
 
+/* The tag state's family keeps its first name, "pollstate": once only the
+ * poller wrote it; now every appended entry that names a tag does. */
 static const char *const journal_cf_names[JOURNAL_CF_COUNT] = {
     "default", "entries", "dedup", "pollstate", "cursors", "fences", "jobs",
 };
@@ -193,6 +196,10 @@ int journal_event_validate(const struct journal_event *e, char **err)
         (rc = journal_check_string(e->media_type, "media_type", false, JOURNAL_STRING_MAX, err)) <
             0)
         return rc;
+    if (e->if_changed && !journal_present(e->tag)) {
+        journal_set_err(err, "an observation names no tag");
+        return FERRY_EINVAL;
+    }
     if (e->action == JOURNAL_PUSH && !journal_present(e->digest)) {
         journal_set_err(err, "digest is missing for a push");
         return FERRY_EINVAL;
@@ -259,6 +266,7 @@ static int journal_decode(const char *key, size_t key_len, const char *value, si
         .event_id = xstrdup(rec->event_id),
         .received_unix_ms = rec->received_unix_ms,
         .event_unix_ms = rec->event_unix_ms,
+        .ignored = journal_optional(rec->ignored),
     };
     rc = 0;
 out:
@@ -277,6 +285,7 @@ void journal_entry_release(struct journal_entry *e)
     free(e->tag);
     free(e->media_type);
     free(e->event_id);
+    free(e->ignored);
     memset(e, 0, sizeof(*e));
 }
 
@@ -443,14 +452,110 @@ static char *journal_dedup_key(const char *source, const char *event_id)
     return xasprintf("%s\n%s", source, event_id);
 }
 
+static int journal_tuple_key(const char *first, const char *second, const char *third, char **key,
+                             size_t *key_len);
+static char *journal_tagstate_digest(const char *value, size_t len);
+
+/*
+ * A tag state one append batch has set: the events after it in the batch
+ * must see it, though the database will only once the batch is written.
+ */
+struct journal_tag_pending {
+    char *key;
+    size_t key_len;
+    char *digest; /* NULL: the batch deleted the tag */
+    UT_hash_handle hh;
+};
+
+static void journal_tag_pending_free(struct journal_tag_pending **pending)
+{
+    struct journal_tag_pending *p, *tmp;
+    HASH_ITER(hh, *pending, p, tmp)
+    {
+        HASH_DEL(*pending, p);
+        free(p->key);
+        free(p->digest);
+        free(p);
+    }
+}
+
+/*
+ * The latest journaled digest of a tag key, this batch's pending writes
+ * first: 0 and *digest (NULL when the tag has none; caller frees), or a
+ * negative code.
+ */
+static int journal_tag_current(struct journal *j, struct journal_tag_pending *pending,
+                               const char *key, size_t key_len, char **digest)
+{
+    struct journal_tag_pending *p = NULL;
+    char *rerr = NULL;
+    size_t len = 0;
+
+    *digest = NULL;
+    HASH_FIND(hh, pending, key, key_len, p);
+    if (p != NULL) {
+        *digest = p->digest != NULL ? xstrdup(p->digest) : NULL;
+        return 0;
+    }
+    char *value =
+        rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_TAGSTATE], key, key_len, &len, &rerr);
+    if (rerr != NULL)
+        return journal_rocksdb_error(j, "tagstate", rerr);
+    if (value != NULL) {
+        /* A corrupt record reads as no value: the entry is appended. */
+        *digest = journal_tagstate_digest(value, len);
+        rocksdb_free(value);
+    }
+    return 0;
+}
+
+/* Does an observation change what the journal last said of its tag? */
+static bool journal_observation_changes(const struct journal_event *e, const char *current)
+{
+    if (e->action == JOURNAL_DELETE)
+        return current != NULL;
+    return current == NULL || strcmp(current, e->digest) != 0;
+}
+
+/* Record in `batch` (and in `pending`) what an appended entry says of its tag. */
+static void journal_tag_apply(struct journal *j, rocksdb_writebatch_t *batch,
+                              struct journal_tag_pending **pending, char *key, size_t key_len,
+                              enum journal_action action, const char *digest)
+{
+    const char *value = action == JOURNAL_PUSH ? digest : NULL;
+    if (value != NULL)
+        rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_TAGSTATE], key, key_len, value,
+                                  strlen(value));
+    else
+        rocksdb_writebatch_delete_cf(batch, j->cf[JOURNAL_CF_TAGSTATE], key, key_len);
+    if (pending == NULL) {
+        free(key);
+        return;
+    }
+    struct journal_tag_pending *p = NULL;
+    HASH_FIND(hh, *pending, key, key_len, p);
+    if (p == NULL) {
+        p = xcalloc(1, sizeof(*p));
+        p->key = key;
+        p->key_len = key_len;
+        HASH_ADD_KEYPTR(hh, *pending, p->key, p->key_len, p);
+    } else {
+        free(key);
+        free(p->digest);
+    }
+    p->digest = value != NULL ? xstrdup(value) : NULL;
+}
+
 /*
  * The on-disk format, a decimal number in the default family. 1 (no record):
- * the dedup keys were bare event ids; 2: "source\nid". Opening a format-1
- * journal for writing rewrites the dedup keys of the entries it still holds,
- * once (a crash halfway only means doing it again); a format newer than this
+ * the dedup keys were bare event ids; 2: "source\nid"; 3: the tag state is
+ * the latest journaled value of every tag (before, only what the poller saw).
+ * Opening an older journal for writing rewrites the dedup keys (from 1) and
+ * replays the entries it still holds into the tag state (from 1 or 2), once
+ * (a crash halfway only means doing it again); a format newer than this
  * build knows is refused rather than misread.
  */
-#define JOURNAL_FORMAT 2
+#define JOURNAL_FORMAT 3
 static const char journal_format_key[] = "format";
 
 static int journal_upgrade(struct journal *j, char **err)
@@ -498,13 +603,21 @@ static int journal_upgrade(struct journal *j, char **err)
         struct journal_entry e;
         const char *why = NULL;
         if (journal_decode(key, key_len, val, value_len, &e, &why) < 0)
-            continue; /* a corrupt entry has no dedup key worth keeping */
-        char *dedup = journal_dedup_key(e.source, e.event_id);
-        rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_DEDUP], dedup, strlen(dedup), key,
-                                  key_len);
-        rocksdb_writebatch_delete_cf(batch, j->cf[JOURNAL_CF_DEDUP], e.event_id,
-                                     strlen(e.event_id));
-        free(dedup);
+            continue; /* a corrupt entry has no dedup key or tag worth keeping */
+        if (format < 2) {
+            char *dedup = journal_dedup_key(e.source, e.event_id);
+            rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_DEDUP], dedup, strlen(dedup), key,
+                                      key_len);
+            rocksdb_writebatch_delete_cf(batch, j->cf[JOURNAL_CF_DEDUP], e.event_id,
+                                         strlen(e.event_id));
+            free(dedup);
+        }
+        char *tag_key = NULL;
+        size_t tag_key_len = 0;
+        /* In seq order, so the last entry naming a tag has the last word. */
+        if (e.tag != NULL &&
+            journal_tuple_key(e.source, e.repository, e.tag, &tag_key, &tag_key_len) == 0)
+            journal_tag_apply(j, batch, NULL, tag_key, tag_key_len, e.action, e.digest);
         journal_entry_release(&e);
         if (++moved % JOURNAL_RETAIN_CHUNK == 0) {
             rocksdb_write(j->db, j->write_unsynced, batch, &rerr);
@@ -535,8 +648,8 @@ static int journal_upgrade(struct journal *j, char **err)
         return rc;
     }
     if (moved > 0)
-        log_warn("journal upgraded to format %d dir=%s dedup_keys=%llu", JOURNAL_FORMAT, j->dir,
-                 (unsigned long long)moved);
+        log_warn("journal upgraded to format %d dir=%s from=%ld entries=%llu", JOURNAL_FORMAT,
+                 j->dir, format, (unsigned long long)moved);
     return 0;
 }
 
@@ -659,6 +772,7 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
                    char **err)
 {
     struct journal_id_set seen = {NULL, 0};
+    struct journal_tag_pending *pending = NULL;
     rocksdb_writebatch_t *batch = NULL;
     uint8_t *packed = NULL;
     size_t packed_cap = 0;
@@ -716,6 +830,26 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
             rocksdb_free(found);
             continue;
         }
+        char *tag_key = NULL;
+        size_t tag_key_len = 0;
+        if (journal_present(e->tag) &&
+            journal_tuple_key(e->source, e->repository, e->tag, &tag_key, &tag_key_len) < 0)
+            tag_key = NULL; /* validated above: cannot happen */
+        if (e->if_changed && tag_key != NULL) {
+            char *current = NULL;
+            rc = journal_tag_current(j, pending, tag_key, tag_key_len, &current);
+            bool changes = rc == 0 && journal_observation_changes(e, current);
+            free(current);
+            if (rc < 0) {
+                free(tag_key);
+                journal_set_err(err, "cannot read the journal's tag state: %s", ferry_strerror(rc));
+                goto out;
+            }
+            if (!changes) {
+                free(tag_key);
+                continue;
+            }
+        }
 
         uint64_t seq = next++;
         Ferry__JournalEntry rec = FERRY__JOURNAL_ENTRY__INIT;
@@ -742,6 +876,8 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
                                   (const char *)packed, size);
         rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_DEDUP], dedup_keys[i], id_len, key,
                                   sizeof(key));
+        if (tag_key != NULL)
+            journal_tag_apply(j, batch, &pending, tag_key, tag_key_len, e->action, e->digest);
         seqs[i] = seq;
     }
     /* Only duplicates: they are on disk already, since every append is synced. */
@@ -768,6 +904,7 @@ out:
         pthread_mutex_unlock(&j->append_lock);
     if (batch != NULL)
         rocksdb_writebatch_destroy(batch);
+    journal_tag_pending_free(&pending);
     free(seen.slots);
     free(packed);
     for (size_t i = 0; dedup_keys != NULL && i < n; i++)
@@ -804,6 +941,58 @@ int journal_get(struct journal *j, uint64_t seq, struct journal_entry *out)
         log_warn("journal entry is corrupt dir=%s seq=%llu: %s", j->dir, (unsigned long long)seq,
                  why);
     rocksdb_free(value);
+    return rc;
+}
+
+#define JOURNAL_IGNORED_MAX 1024
+
+int journal_entry_set_ignored(struct journal *j, uint64_t seq, const char *reason)
+{
+    char key[JOURNAL_KEY_LEN];
+    char *rerr = NULL;
+    size_t len = 0;
+    Ferry__JournalEntry *rec = NULL;
+    uint8_t *packed = NULL;
+    char *kept = NULL;
+    int rc = 0;
+
+    if (reason == NULL || reason[0] == '\0')
+        return FERRY_EINVAL;
+    if (j->read_only)
+        return -EROFS;
+    journal_key_encode(seq, key);
+    char *value =
+        rocksdb_get_cf(j->db, j->read, j->cf[JOURNAL_CF_ENTRIES], key, sizeof(key), &len, &rerr);
+    if (rerr != NULL)
+        return journal_rocksdb_error(j, "set_ignored", rerr);
+    if (value == NULL)
+        return FERRY_ENOTFOUND;
+    rec = ferry__journal_entry__unpack(&journal_pb_allocator, len, (const uint8_t *)value);
+    rocksdb_free(value);
+    if (rec == NULL) {
+        rc = FERRY_EPARSE;
+        goto out;
+    }
+    /* A newline would break `ferry journal ls`'s one line per entry. */
+    kept = xstrndup(reason, JOURNAL_IGNORED_MAX);
+    for (char *c = kept; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    char *was = rec->ignored;
+    rec->ignored = kept;
+    size_t size = ferry__journal_entry__get_packed_size(rec);
+    packed = xmalloc(size);
+    ferry__journal_entry__pack(rec, packed);
+    rec->ignored = was;
+    rocksdb_put_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_ENTRIES], key, sizeof(key),
+                   (const char *)packed, size, &rerr);
+    if (rerr != NULL)
+        rc = journal_rocksdb_error(j, "set_ignored", rerr);
+out:
+    if (rec != NULL)
+        ferry__journal_entry__free_unpacked(rec, &journal_pb_allocator);
+    free(packed);
+    free(kept);
     return rc;
 }
 
@@ -943,22 +1132,22 @@ static int journal_tuple_key(const char *first, const char *second, const char *
 }
 
 /* Poller state keys are "source\0repository\0tag". */
-static int journal_pollstate_key(const char *source, const char *repository, const char *tag,
-                                 char **key, size_t *key_len)
+static int journal_tagstate_key(const char *source, const char *repository, const char *tag,
+                                char **key, size_t *key_len)
 {
     return journal_tuple_key(source, repository, tag, key, key_len);
 }
 
 /* A stored digest: non-empty, capped, no NUL. Returns a fresh string or NULL. */
-static char *journal_pollstate_digest(const char *value, size_t len)
+static char *journal_tagstate_digest(const char *value, size_t len)
 {
     if (len == 0 || len > JOURNAL_STRING_MAX || memchr(value, '\0', len) != NULL)
         return NULL;
     return xstrndup(value, len);
 }
 
-int journal_pollstate_get(struct journal *j, const char *source, const char *repository,
-                          const char *tag, char **digest)
+int journal_tagstate_get(struct journal *j, const char *source, const char *repository,
+                         const char *tag, char **digest)
 {
     char *key = NULL;
     size_t key_len = 0, len = 0;
@@ -966,15 +1155,15 @@ int journal_pollstate_get(struct journal *j, const char *source, const char *rep
     int rc;
 
     *digest = NULL;
-    rc = journal_pollstate_key(source, repository, tag, &key, &key_len);
+    rc = journal_tagstate_key(source, repository, tag, &key, &key_len);
     if (rc < 0)
         goto out;
-    rc = journal_cf_get(j, JOURNAL_CF_POLLSTATE, key, key_len, "pollstate_get", &value, &len);
+    rc = journal_cf_get(j, JOURNAL_CF_TAGSTATE, key, key_len, "tagstate_get", &value, &len);
     if (rc < 0)
         goto out;
-    *digest = journal_pollstate_digest(value, len);
+    *digest = journal_tagstate_digest(value, len);
     if (*digest == NULL) {
-        log_warn("journal poller state is corrupt dir=%s source=%s repo=%s tag=%s", j->dir, source,
+        log_warn("journal tag state is corrupt dir=%s source=%s repo=%s tag=%s", j->dir, source,
                  repository, tag);
         rc = FERRY_EPARSE;
     }
@@ -985,8 +1174,8 @@ out:
     return rc;
 }
 
-int journal_pollstate_put(struct journal *j, const char *source, const char *repository,
-                          const char *tag, const char *digest)
+int journal_tagstate_put(struct journal *j, const char *source, const char *repository,
+                         const char *tag, const char *digest)
 {
     char *key = NULL;
     size_t key_len = 0;
@@ -996,7 +1185,7 @@ int journal_pollstate_put(struct journal *j, const char *source, const char *rep
     if (digest != NULL &&
         journal_check_string(digest, "digest", true, JOURNAL_STRING_MAX, NULL) < 0)
         return FERRY_EINVAL;
-    rc = journal_pollstate_key(source, repository, tag, &key, &key_len);
+    rc = journal_tagstate_key(source, repository, tag, &key, &key_len);
     if (rc < 0)
         goto out;
     if (j->read_only) {
@@ -1009,22 +1198,22 @@ int journal_pollstate_put(struct journal *j, const char *source, const char *rep
      * journal then drops by its synthetic event id.
      */
     if (digest != NULL)
-        rocksdb_put_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_POLLSTATE], key, key_len, digest,
+        rocksdb_put_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_TAGSTATE], key, key_len, digest,
                        strlen(digest), &rerr);
     else
-        rocksdb_delete_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_POLLSTATE], key, key_len,
+        rocksdb_delete_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_TAGSTATE], key, key_len,
                           &rerr);
     if (rerr != NULL)
-        rc = journal_rocksdb_error(j, "pollstate_put", rerr);
+        rc = journal_rocksdb_error(j, "tagstate_put", rerr);
 out:
     free(key);
     return rc;
 }
 
-int journal_pollstate_scan(struct journal *j, const char *source,
-                           int (*cb)(const char *repository, const char *tag, const char *digest,
-                                     void *arg),
-                           void *arg)
+int journal_tagstate_scan(struct journal *j, const char *source,
+                          int (*cb)(const char *repository, const char *tag, const char *digest,
+                                    void *arg),
+                          void *arg)
 {
     rocksdb_iterator_t *it = NULL;
     char *rerr = NULL;
@@ -1032,11 +1221,11 @@ int journal_pollstate_scan(struct journal *j, const char *source,
 
     if (journal_check_string(source, "source", true, JOURNAL_STRING_MAX, NULL) < 0)
         return FERRY_EINVAL;
-    if (j->cf[JOURNAL_CF_POLLSTATE] == NULL)
+    if (j->cf[JOURNAL_CF_TAGSTATE] == NULL)
         return 0;
     /* The prefix includes the source's terminating NUL. */
     size_t prefix_len = strlen(source) + 1;
-    it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_POLLSTATE]);
+    it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_TAGSTATE]);
     for (rocksdb_iter_seek(it, source, prefix_len); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t key_len, value_len;
         const char *key = rocksdb_iter_key(it, &key_len);
@@ -1048,11 +1237,11 @@ int journal_pollstate_scan(struct journal *j, const char *source,
         const char *sep = memchr(rest, '\0', rest_len);
         size_t repo_len = sep != NULL ? (size_t)(sep - rest) : 0;
         size_t tag_len = sep != NULL ? rest_len - repo_len - 1 : 0;
-        char *digest = journal_pollstate_digest(value, value_len);
+        char *digest = journal_tagstate_digest(value, value_len);
         if (sep == NULL || repo_len == 0 || tag_len == 0 ||
             memchr(sep + 1, '\0', tag_len) != NULL || digest == NULL) {
             free(digest);
-            log_warn("journal poller state is corrupt dir=%s source=%s", j->dir, source);
+            log_warn("journal tag state is corrupt dir=%s source=%s", j->dir, source);
             rc = FERRY_EPARSE;
             goto out;
         }
@@ -1067,7 +1256,7 @@ int journal_pollstate_scan(struct journal *j, const char *source,
     }
     rocksdb_iter_get_error(it, &rerr);
     if (rerr != NULL)
-        rc = journal_rocksdb_error(j, "pollstate_scan", rerr);
+        rc = journal_rocksdb_error(j, "tagstate_scan", rerr);
 out:
     rocksdb_iter_destroy(it);
     return rc;

@@ -4,8 +4,8 @@
  *
  * A RocksDB database under a directory, with column families for the entries
  * (key: big-endian seq), the dedup keys ((source, event id) -> seq), the
- * poller's state ((source, repo, tag) -> digest) and named cursors. Entries are protobuf-c
- * Ferry__JournalEntry records (proto/ferry.proto).
+ * latest journaled value of every tag ((source, repo, tag) -> digest) and named cursors. Entries
+ * are protobuf-c Ferry__JournalEntry records (proto/ferry.proto).
  *
  * The journal knows nothing of registries, HTTP or the engine. Functions are
  * synchronous and may run on a worker thread (the committer runs appends
@@ -34,6 +34,13 @@ struct journal_event {
     const char *media_type; /* NULL when unknown */
     const char *event_id;   /* unique within its source; required, at most 512 bytes */
     int64_t event_unix_ms;  /* the registry's timestamp, 0 when unknown */
+    /*
+     * An observation of the source (the poller's, or a job's look at a tag):
+     * appended only when it differs from the latest journaled value of
+     * (source, repository, tag) — a push naming another digest, or a delete
+     * of a tag that has one — so one observation makes one entry. Needs a tag.
+     */
+    bool if_changed;
 };
 
 /* A stored entry; strings are owned by the entry (journal_entry_release). */
@@ -48,6 +55,7 @@ struct journal_entry {
     char *event_id;
     int64_t received_unix_ms;
     int64_t event_unix_ms;
+    char *ignored; /* why it changed nothing (the source disagreed); NULL when not ignored */
 };
 
 struct journal_options {
@@ -78,8 +86,11 @@ void journal_close(struct journal *j);
 /**
  * Append `n` events in one WriteBatch written with a synced WAL: an event
  * whose event_id the journal has seen (or that repeats an earlier one of
- * this batch) is a duplicate and not appended. seqs[i] gets the seq assigned
- * to events[i], or 0 for a duplicate. Seqs are consecutive from
+ * this batch), or an `if_changed` observation that changes nothing, is not
+ * appended. Every appended event that names a tag updates the tag state
+ * (journal_tagstate_get()) in the same batch: a push sets it to its digest, a
+ * delete removes it. seqs[i] gets the seq assigned to events[i], or 0 when it
+ * was not appended. Seqs are consecutive from
  * journal_last_seq() + 1 and survive restarts. Returns 0 once durable, or a
  * negative code (nothing of the batch written): FERRY_EINVAL for an event
  * missing a required field (with *err naming it), -EIO for RocksDB.
@@ -123,24 +134,37 @@ int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq);
 int journal_cursor_set(struct journal *j, const char *name, uint64_t seq);
 
 /**
- * The digest the poller last saw for (source, repository, tag): 0 and *digest
- * (caller frees), or FERRY_ENOTFOUND.
+ * Mark entry `seq` as having changed nothing, with the reason (one line, at
+ * most 1 KiB kept): the source disagreed with it. Written unsynced: a crash
+ * may lose the mark, and the entry's job, run again, marks it again.
+ * FERRY_ENOTFOUND when the entry is gone.
  */
-int journal_pollstate_get(struct journal *j, const char *source, const char *repository,
-                          const char *tag, char **digest);
-
-/** Record (digest non-NULL) or forget (digest NULL) what the poller saw. */
-int journal_pollstate_put(struct journal *j, const char *source, const char *repository,
-                          const char *tag, const char *digest);
+int journal_entry_set_ignored(struct journal *j, uint64_t seq, const char *reason);
 
 /**
- * Call `cb(repository, tag, digest)` for every poller record of `source`
- * (to find tags that disappeared). `cb` returns nonzero to stop.
+ * The latest journaled value of (source, repository, tag), whoever journaled
+ * it (a webhook, the poller, a job's look at the source): 0 and *digest
+ * (caller frees), or FERRY_ENOTFOUND when no entry named the tag or the
+ * latest one deleted it. journal_append() keeps it.
  */
-int journal_pollstate_scan(struct journal *j, const char *source,
-                           int (*cb)(const char *repository, const char *tag, const char *digest,
-                                     void *arg),
-                           void *arg);
+int journal_tagstate_get(struct journal *j, const char *source, const char *repository,
+                         const char *tag, char **digest);
+
+/**
+ * Set (digest non-NULL) or remove (digest NULL) a tag state by hand, outside
+ * any entry; for tests and repairs. Not synced.
+ */
+int journal_tagstate_put(struct journal *j, const char *source, const char *repository,
+                         const char *tag, const char *digest);
+
+/**
+ * Call `cb(repository, tag, digest)` for every tag state of `source`
+ * (the poller looks for tags that disappeared). `cb` returns nonzero to stop.
+ */
+int journal_tagstate_scan(struct journal *j, const char *source,
+                          int (*cb)(const char *repository, const char *tag, const char *digest,
+                                    void *arg),
+                          void *arg);
 
 /**
  * Retention: delete entries (and their dedup keys) whose seq is at or below

@@ -533,8 +533,13 @@ static int collect_entry(const struct journal_entry *e, void *arg)
     cJSON_AddItemToObject(o, "digest", json_string_or_null(e->digest));
     cJSON_AddStringToObject(o, "action", e->action == JOURNAL_DELETE ? "delete" : "push");
     cJSON_AddItemToObject(o, "received", json_time(e->received_unix_ms));
-    bool polled = e->event_id != NULL && strncmp(e->event_id, "poll", 4) == 0;
-    cJSON_AddStringToObject(o, "origin", polled ? "poll" : "webhook");
+    const char *origin = "webhook";
+    if (e->event_id != NULL && strncmp(e->event_id, "poll", 4) == 0)
+        origin = "poll";
+    else if (e->event_id != NULL && strncmp(e->event_id, "source:", 7) == 0)
+        origin = "source";
+    cJSON_AddStringToObject(o, "origin", origin);
+    cJSON_AddItemToObject(o, "ignored", json_string_or_null(e->ignored));
     cJSON_AddItemToArray(l->list, o);
     return 0;
 }

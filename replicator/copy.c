@@ -1282,7 +1282,8 @@ static void copy_push_tag(struct copy *c)
     if (c->dst_tag_digest != NULL && strcmp(c->dst_tag_digest, c->root->digest) == 0)
         return;
     if (c->tag_gate != NULL) {
-        /* The owner decides (its fence) and answers with copy_tag_decide(). */
+        /* The owner decides (the source's tag, its fence) and answers with
+         * copy_tag_decide(). */
         copy_op_started(c);
         c->tag_gate(c, c->root->digest, c->tag_gate_arg);
         return;
@@ -1290,12 +1291,12 @@ static void copy_push_tag(struct copy *c)
     copy_put_tag(c);
 }
 
-void copy_tag_decide(struct copy *c, int rc, bool allow)
+void copy_tag_decide(struct copy *c, int rc, const char *error, bool allow)
 {
     bool root = c->root_waits_gate;
     c->root_waits_gate = false;
     if (rc < 0) {
-        copy_fail(c, rc, "cannot record the tag's fence");
+        copy_fail(c, rc, error != NULL ? error : "the tag's gate failed");
     } else if (root) {
         /* The root's own PUT: by tag when allowed, else by digest alone. */
         c->root_by_tag = allow;

@@ -120,11 +120,13 @@ int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summar
                copy_done_cb done, void *arg, struct copy **out);
 
 /**
- * Answer the tag gate: `rc` < 0 fails the copy; otherwise `allow` says
- * whether the tag moves (false: a newer entry owns it; the copy succeeds with
- * its manifests in and the tag left alone — see copy_tag_superseded()).
+ * Answer the tag gate: `rc` < 0 fails the copy with `error` (one line; NULL:
+ * a generic one); otherwise `allow` says whether the tag moves (false: a
+ * newer entry owns it, or the source's tag names another image now; the copy
+ * succeeds with its manifests in and the tag left alone — see
+ * copy_tag_superseded()).
  */
-void copy_tag_decide(struct copy *c, int rc, bool allow);
+void copy_tag_decide(struct copy *c, int rc, const char *error, bool allow);
 
 /** True when the tag gate said no. */
 bool copy_tag_superseded(const struct copy *c);

@@ -1,11 +1,13 @@
 #include "engine.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
 #include <time.h>
 
+#include "committer.h"
 #include "copy.h"
 #include "errors.h"
 #include "http.h"
@@ -22,6 +24,9 @@
 #define ENGINE_DEFAULT_JOBS  4
 #define ENGINE_WINDOW        20000               /* journal entries held in memory at once */
 #define ENGINE_CACHE_BYTES   (32u * 1024 * 1024) /* manifests and referrer lists per source */
+/* The jobs of one entry (one per destination) share the source's answer
+ * about its tag this long: one HEAD per entry, not one per destination. */
+#define ENGINE_CHECK_SHARE_MS 60000
 
 /*
  * A blob on its way into one destination registry, or known to be there:
@@ -117,8 +122,9 @@ struct eng_job {
     uint64_t seq;
     bool referrers;
     bool overwrite;
-    char *platform; /* one platform to copy out of an index, or NULL */
-    bool is_delete; /* a delete entry: remove the manifest (and so the tag) */
+    char *platform;      /* one platform to copy out of an index, or NULL */
+    bool is_delete;      /* a delete entry: remove the manifest (and so the tag) */
+    char *delete_digest; /* the manifest a delete removes, once the source agreed to its tag */
     struct eng_entry **entries;
     size_t n_entries;
     enum eng_job_state state;
@@ -151,6 +157,7 @@ struct engine {
     uv_loop_t *loop;
     const struct config *config;
     struct journal *journal;
+    struct journal_committer *committer; /* observations made at a source go in through it */
     struct eng_registry *registries;
     size_t n_registries;
     struct eng_entry *entries_head;
@@ -180,6 +187,7 @@ struct engine {
     void (*close_cb)(void *);
     void *close_arg;
     int closing_handles;
+    int observing; /* observations of a source on their way into the journal */
     struct engine_stats stats;
 };
 
@@ -288,6 +296,7 @@ static void job_free(struct eng_job *job)
     free(job->tag);
     free(job->platform);
     free(job->last_error);
+    free(job->delete_digest);
     free(job);
 }
 
@@ -389,9 +398,117 @@ static int engine_fence_take(struct engine *e, struct eng_job *job)
     return journal_fence_raise(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, job->seq);
 }
 
-static void job_gate_decide(struct eng_job *job)
+/* ---- the source is the truth ---- */
+
+static void engine_observed(int rc, const char *error, const uint64_t *seqs, size_t n, void *arg)
+{
+    struct engine *e = arg;
+    (void)n;
+    e->observing--;
+    if (rc < 0)
+        log_warn("cannot journal what the source says error=\"%s\"", error);
+    else if (seqs[0] != 0)
+        log_info("journaled the source's tag seq=%llu", (unsigned long long)seqs[0]);
+    engine_pump(e);
+}
+
+/*
+ * A job found the source's tag naming `digest` (NULL: the tag is gone), not
+ * what its entry said. Journal that as an observation, so that every
+ * destination converges on the source without waiting for a poll. The
+ * journal drops it when its latest word on the tag already says so, and the
+ * other destinations' jobs of the same entry submit the same event id.
+ */
+static void engine_observe_source(struct eng_job *job, const char *digest, const char *media_type)
 {
     struct engine *e = job->engine;
+    char *id = xasprintf("source:%s:%s:%s@%" PRIu64, job->src_repo, job->tag,
+                         digest != NULL ? digest : "gone", job->seq);
+    struct journal_event ev = {
+        .action = digest != NULL ? JOURNAL_PUSH : JOURNAL_DELETE,
+        .source = job->src->cfg->name,
+        .repository = job->src_repo,
+        .digest = digest,
+        .tag = job->tag,
+        .media_type = media_type,
+        .event_id = id,
+        .if_changed = true,
+    };
+    int rc = e->committer != NULL
+                 ? journal_committer_submit(e->committer, &ev, 1, engine_observed, e)
+                 : FERRY_ECANCELED;
+    if (rc < 0)
+        log_warn("cannot journal what the source says src=%s repo=%s tag=%s error=\"%s\"",
+                 job->src->cfg->name, job->src_repo, job->tag, ferry_strerror(rc));
+    else
+        e->observing++;
+    free(id);
+}
+
+/* Ask the source where `reference` of the job's repository stands now. */
+static void job_source_check(struct eng_job *job, const char *reference, registry_manifest_cb cb)
+{
+    char share[24];
+    snprintf(share, sizeof(share), "%" PRIu64, job->seq);
+    registry_manifest_resolve(job->src->pull, job->src_repo, reference, share,
+                              ENGINE_CHECK_SHARE_MS, cb, job);
+}
+
+/* What a failed look at the source says, for the job's record. */
+static char *source_check_error(const struct eng_job *job, int rc, const char *error)
+{
+    return xasprintf("cannot check %s:%s at source %s: %s", job->src_repo, job->tag,
+                     job->src->cfg->name, error != NULL ? error : ferry_strerror(rc));
+}
+
+/* The job's tag is superseded by the source: why, for its record and the log. */
+static void job_note_source(struct eng_job *job, const char *why)
+{
+    log_info("source disagrees, tag left alone dest=%s repo=%s tag=%s digest=%s seq=%llu "
+             "reason=\"%s\"",
+             job->dst->cfg->name, job->dst_repo, job->tag, job->digest,
+             (unsigned long long)job->seq, why);
+    free(job->last_error);
+    job->last_error = xstrdup(why);
+}
+
+/*
+ * The source's answer for a push's tag. The tag moves only to the digest the
+ * source's tag names now, and only by an entry newer than its fence.
+ */
+static void push_source_checked(int rc, const char *error, const char *bytes, size_t len,
+                                const char *media_type, const char *digest, void *arg)
+{
+    struct eng_job *job = arg;
+    struct engine *e = job->engine;
+    (void)bytes;
+    (void)len;
+    if (rc < 0 && rc != FERRY_ENOTFOUND) {
+        char *why = source_check_error(job, rc, error);
+        copy_tag_decide(job->copy, rc, why, false);
+        free(why);
+        return;
+    }
+    if (rc == FERRY_ENOTFOUND || strcmp(digest, job->digest) != 0) {
+        char *why =
+            rc == FERRY_ENOTFOUND
+                ? xasprintf("superseded: the source has no tag %s now", job->tag)
+                : xasprintf("superseded: the source's tag %s names %s now", job->tag, digest);
+        job_note_source(job, why);
+        free(why);
+        engine_observe_source(job, rc == 0 ? digest : NULL, media_type);
+        copy_tag_decide(job->copy, 0, NULL, false);
+        return;
+    }
+    int frc = engine_fence_take(e, job);
+    if (frc == 0)
+        log_info("tag superseded dest=%s repo=%s tag=%s seq=%llu", job->dst->cfg->name,
+                 job->dst_repo, job->tag, (unsigned long long)job->seq);
+    copy_tag_decide(job->copy, frc < 0 ? frc : 0, "cannot record the tag's fence", frc == 1);
+}
+
+static void job_gate_decide(struct eng_job *job)
+{
     if (job->is_delete) {
         delete_gated(job);
         return;
@@ -401,14 +518,12 @@ static void job_gate_decide(struct eng_job *job)
     if (!job->overwrite && existing != NULL) {
         log_info("tag exists, overwrite off dest=%s repo=%s tag=%s", job->dst->cfg->name,
                  job->dst_repo, job->tag);
-        copy_tag_decide(job->copy, 0, false);
+        copy_tag_decide(job->copy, 0, NULL, false);
         return;
     }
-    int rc = engine_fence_take(e, job);
-    if (rc == 0)
-        log_info("tag superseded dest=%s repo=%s tag=%s seq=%llu", job->dst->cfg->name,
-                 job->dst_repo, job->tag, (unsigned long long)job->seq);
-    copy_tag_decide(job->copy, rc < 0 ? rc : 0, rc == 1);
+    /* Messages are hints: ask the source, under the tag's lock, so that no
+     * other job of this node moves the tag between the answer and the PUT. */
+    job_source_check(job, job->tag, push_source_checked);
 }
 
 static void job_tag_gate(struct copy *c, const char *digest, void *arg)
@@ -663,11 +778,68 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
     job_settle(job, rc, error, superseded);
 }
 
-/* ---- delete jobs: through the same fence as pushes ---- */
+/* ---- delete jobs: only when the source agrees, through the same fence as pushes ---- */
 
 static void delete_done(int rc, const char *error, void *arg)
 {
     job_settle(arg, rc, error, false);
+}
+
+/*
+ * The source disagrees with a delete: nothing is deleted, and its entries
+ * say why (`ferry journal`, /v1/journal). The job ends SUPERSEDED with the
+ * same reason.
+ */
+static void delete_ignore(struct eng_job *job, const char *why)
+{
+    struct engine *e = job->engine;
+    log_info("delete ignored, the source disagrees dest=%s repo=%s seq=%llu reason=\"%s\"",
+             job->dst->cfg->name, job->dst_repo, (unsigned long long)job->seq, why);
+    for (size_t i = 0; i < job->n_entries; i++)
+        if (journal_entry_set_ignored(e->journal, job->entries[i]->seq, why) < 0)
+            log_warn("cannot mark entry ignored seq=%llu",
+                     (unsigned long long)job->entries[i]->seq);
+    free(job->last_error);
+    job->last_error = xstrdup(why);
+    job_settle(job, 0, NULL, true);
+}
+
+/* The source's answer for the manifest a delete removes: gone there, gone here. */
+static void delete_digest_checked(int rc, const char *error, const char *bytes, size_t len,
+                                  const char *media_type, const char *digest, void *arg)
+{
+    struct eng_job *job = arg;
+    const char *target = job->delete_digest;
+    (void)bytes;
+    (void)len;
+    (void)media_type;
+    (void)digest;
+    if (rc == FERRY_ENOTFOUND) {
+        /* Distribution deletes manifests, not tags: every tag on it goes too. */
+        registry_manifest_delete(job->dst->push, job->dst_repo, target, delete_done, job);
+        return;
+    }
+    if (rc < 0) {
+        char *why = xasprintf("cannot check %s@%s at source %s: %s", job->src_repo, target,
+                              job->src->cfg->name, error != NULL ? error : ferry_strerror(rc));
+        job_settle(job, rc, why, false);
+        free(why);
+        return;
+    }
+    char *why = xasprintf("ignored: the source still holds %s", target);
+    delete_ignore(job, why);
+    free(why);
+}
+
+/* Remove `target` at the destination once the source agrees it is gone. */
+static void delete_manifest(struct eng_job *job, const char *target)
+{
+    free(job->delete_digest);
+    job->delete_digest = xstrdup(target);
+    char share[24];
+    snprintf(share, sizeof(share), "%" PRIu64, job->seq);
+    registry_manifest_resolve(job->src->pull, job->src_repo, target, share, ENGINE_CHECK_SHARE_MS,
+                              delete_digest_checked, job);
 }
 
 static void delete_tag_resolved(int rc, const char *error, const char *bytes, size_t len,
@@ -693,30 +865,57 @@ static void delete_tag_resolved(int rc, const char *error, const char *bytes, si
         job_settle(job, 0, NULL, true);
         return;
     }
-    /* Distribution deletes manifests, not tags: every tag on it goes too. */
-    registry_manifest_delete(job->dst->push, job->dst_repo, digest, delete_done, job);
+    /* Deleting the manifest takes every tag on it: only when the source no
+     * longer holds it either, or the delete would remove more than the
+     * source did. */
+    delete_manifest(job, digest);
 }
 
-/* The tag's turn for a delete: a newer entry that moved the tag wins. */
-static void delete_gated(struct eng_job *job)
+/* The source's answer for a deleted tag: gone there, or the delete is moot. */
+static void delete_tag_checked(int rc, const char *error, const char *bytes, size_t len,
+                               const char *media_type, const char *digest, void *arg)
 {
+    struct eng_job *job = arg;
     struct engine *e = job->engine;
-    int rc = engine_fence_take(e, job);
-    if (rc < 0) {
-        job_settle(job, rc, "cannot record the tag's fence", false);
+    (void)bytes;
+    (void)len;
+    if (rc < 0 && rc != FERRY_ENOTFOUND) {
+        char *why = source_check_error(job, rc, error);
+        job_settle(job, rc, why, false);
+        free(why);
         return;
     }
     if (rc == 0) {
+        /* The tag is there at the source: the destination follows it as an
+         * update, through an observation journaled like a push. */
+        char *why = xasprintf("ignored: the source's tag %s names %s", job->tag, digest);
+        engine_observe_source(job, digest, media_type);
+        delete_ignore(job, why);
+        free(why);
+        return;
+    }
+    int frc = engine_fence_take(e, job);
+    if (frc < 0) {
+        job_settle(job, frc, "cannot record the tag's fence", false);
+        return;
+    }
+    if (frc == 0) {
         job_settle(job, 0, NULL, true);
         return;
     }
     registry_manifest_head(job->dst->push, job->dst_repo, job->tag, delete_tag_resolved, job);
 }
 
+/* The tag's turn for a delete: the source must agree, and a newer entry that moved the tag wins. */
+static void delete_gated(struct eng_job *job)
+{
+    job_source_check(job, job->tag, delete_tag_checked);
+}
+
 static void delete_start(struct eng_job *job)
 {
     if (job->tag == NULL) {
-        registry_manifest_delete(job->dst->push, job->dst_repo, job->digest, delete_done, job);
+        delete_manifest(job, job->digest);
         return;
     }
     job_tag_gate(NULL, NULL, job);
@@ -1219,7 +1418,7 @@ static void engine_maybe_idle(struct engine *e)
 {
     if (e->idle_cb == NULL || !e->started || e->closing)
         return;
-    if (e->queue_head != NULL || e->delayed != NULL || e->running > 0)
+    if (e->queue_head != NULL || e->delayed != NULL || e->running > 0 || e->observing > 0)
         return;
     if (e->dispatched_seq < journal_last_seq(e->journal))
         return;
@@ -1247,12 +1446,13 @@ static bool engine_fans_out(const struct config *config)
 }
 
 int engine_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
-               struct engine **out)
+               struct journal_committer *committer, struct engine **out)
 {
     struct engine *e = xcalloc(1, sizeof(*e));
     e->loop = loop;
     e->config = config;
     e->journal = journal;
+    e->committer = committer;
     uv_timer_init(loop, &e->timer);
     e->timer.data = e;
     uv_timer_init(loop, &e->close_timer);
@@ -1324,6 +1524,14 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
     e->stats.cursor = e->cursor;
     *out = e;
     return 0;
+}
+
+struct registry *engine_registry_client(struct engine *e, const char *name, bool push)
+{
+    struct eng_registry *r = engine_registry(e, name);
+    if (r == NULL)
+        return NULL;
+    return push ? r->push : r->pull;
 }
 
 void engine_set_callbacks(struct engine *e, engine_idle_cb idle, engine_job_cb job, void *arg)
@@ -1451,7 +1659,8 @@ static void engine_finish_close(struct engine *e)
 static void engine_close_wait(uv_timer_t *timer)
 {
     struct engine *e = timer->data;
-    if (e->running > 0)
+    /* An observation's callback needs the engine: wait for it too. */
+    if (e->running > 0 || e->observing > 0)
         return;
     uv_timer_stop(timer);
     uv_timer_stop(&e->timer);
@@ -1464,7 +1673,7 @@ void engine_close(struct engine *e, void (*cb)(void *arg), void *arg)
     e->close_cb = cb;
     e->close_arg = arg;
     uv_timer_stop(&e->timer);
-    if (e->running == 0) {
+    if (e->running == 0 && e->observing == 0) {
         engine_finish_close(e);
         return;
     }

@@ -23,6 +23,8 @@
 #include "journal.h"
 
 struct engine;
+struct journal_committer;
+struct registry;
 
 struct engine_stats {
     uint64_t dispatched; /* journal entries taken */
@@ -44,8 +46,22 @@ typedef void (*engine_idle_cb)(struct engine *e, void *arg);
 /** Called when a job ends (COMPLETE, FAILED or SUPERSEDED). */
 typedef void (*engine_job_cb)(struct engine *e, const struct journal_job *job, void *arg);
 
+/**
+ * An engine replicating the entries of `journal` as `config` says. What a job
+ * learns at a source (a tag that names another digest now, or is gone) is
+ * journaled as a new observation through `committer`. Both must outlive the
+ * engine. Returns 0 and sets *out.
+ */
 int engine_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
-               struct engine **out);
+               struct journal_committer *committer, struct engine **out);
+
+/**
+ * The engine's client of registry `name` (from the config), with its
+ * credentials, TLS and limits: the pulling one, or with `push` the one that
+ * asks tokens for pushing. NULL when the config has no such registry. Valid
+ * until engine_close() ends.
+ */
+struct registry *engine_registry_client(struct engine *e, const char *name, bool push);
 
 /** Set callbacks (either may be NULL). */
 void engine_set_callbacks(struct engine *e, engine_idle_cb idle, engine_job_cb job, void *arg);

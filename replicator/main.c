@@ -944,7 +944,8 @@ static void usage_journal(FILE *out)
           "\n"
           "ls, show and stats work while 'ferry serve' runs (read-only access).\n"
           "With --json, ls prints one object per line: seq, event_id, source, action,\n"
-          "repository, tag, digest, media_type, received_at.\n",
+          "repository, tag, digest, media_type, received_at, ignored (why the entry\n"
+          "changed nothing: the source disagreed; null otherwise).\n",
           out);
 }
 
@@ -976,6 +977,10 @@ static cJSON *journal_entry_json(const struct journal_entry *e)
     else
         cJSON_AddNullToObject(j, "media_type");
     cJSON_AddStringToObject(j, "received_at", stamp);
+    if (e->ignored != NULL)
+        cJSON_AddStringToObject(j, "ignored", e->ignored);
+    else
+        cJSON_AddNullToObject(j, "ignored");
     return j;
 }
 
@@ -997,9 +1002,10 @@ static int journal_ls_one(const struct journal_entry *e, void *arg)
         if (ls->shown == 0)
             printf("%-8s %-6s %-12s %-30s %-20s %s\n", "SEQ", "ACTION", "SOURCE", "REPOSITORY",
                    "TAG", "DIGEST");
-        printf("%-8llu %-6s %-12s %-30s %-20s %s\n", (unsigned long long)e->seq,
+        printf("%-8llu %-6s %-12s %-30s %-20s %s%s%s\n", (unsigned long long)e->seq,
                e->action == JOURNAL_DELETE ? "delete" : "push", e->source, e->repository,
-               e->tag ? e->tag : "-", e->digest ? e->digest : "-");
+               e->tag ? e->tag : "-", e->digest ? e->digest : "-", e->ignored ? "  " : "",
+               e->ignored ? e->ignored : "");
     }
     ls->shown++;
     return 0;

@@ -26,9 +26,6 @@ struct poll_repo {
     size_t n_owned;
     size_t n_events;
     /* What to record once the events are durable: tag -> digest (NULL: gone). */
-    char **state_tags;
-    char **state_digests;
-    size_t n_state;
 };
 
 struct poll_source {
@@ -97,12 +94,6 @@ static void repo_free(struct poll_repo *r)
         free(r->owned[i]);
     free(r->owned);
     free(r->events);
-    for (size_t i = 0; i < r->n_state; i++) {
-        free(r->state_tags[i]);
-        free(r->state_digests[i]);
-    }
-    free(r->state_tags);
-    free(r->state_digests);
     free(r->name);
     free(r);
 }
@@ -144,13 +135,10 @@ static void repo_committed(int rc, const char *error, const uint64_t *seqs, size
     if (rc < 0) {
         poller_error(p, "journal append failed: %s%s", error, NULL);
     } else {
+        /* The journal moved each tag's state in the same batch. */
         for (size_t i = 0; i < n; i++)
             if (seqs[i] != 0)
                 p->stats.appended++;
-        /* Durable: now the state may say we saw it. */
-        for (size_t i = 0; i < r->n_state; i++)
-            journal_pollstate_put(p->journal, r->src->cfg->name, r->name, r->state_tags[i],
-                                  r->state_digests[i]);
     }
     repo_done(r);
     poller_maybe_finish_close(p);
@@ -175,11 +163,9 @@ static void repo_add_event(struct poll_repo *r, enum journal_action action, cons
     e->event_id =
         own(r, xasprintf("%s:%s:%s:%s@%" PRIu64, action == JOURNAL_PUSH ? "poll" : "poll-delete",
                          r->name, tag, digest, journal_last_seq(src->poller->journal)));
-    r->state_tags = xrealloc(r->state_tags, (r->n_state + 1) * sizeof(*r->state_tags));
-    r->state_digests = xrealloc(r->state_digests, (r->n_state + 1) * sizeof(*r->state_digests));
-    r->state_tags[r->n_state] = xstrdup(tag);
-    r->state_digests[r->n_state] = action == JOURNAL_PUSH ? xstrdup(digest) : NULL;
-    r->n_state++;
+    /* Compared again with the journal's tag state as it is appended: a
+     * webhook that journaled the same value meanwhile makes this a no-op. */
+    e->if_changed = true;
 }
 
 static int repo_find_gone(const char *repository, const char *tag, const char *digest, void *arg)
@@ -205,7 +191,7 @@ static void repo_resolved(struct poll_repo *r)
         return;
     }
     if (src->deletes)
-        journal_pollstate_scan(p->journal, src->cfg->name, repo_find_gone, r);
+        journal_tagstate_scan(p->journal, src->cfg->name, repo_find_gone, r);
     if (r->n_events == 0) {
         repo_done(r);
         return;
@@ -244,7 +230,7 @@ static void tag_resolved(int rc, const char *error, const char *bytes, size_t le
         poller_error(p, "%s:%s: the registry named no digest for the tag", r->name, h->tag);
     } else if (rc == 0 && !p->closing) {
         char *seen = NULL;
-        int got = journal_pollstate_get(p->journal, r->src->cfg->name, r->name, h->tag, &seen);
+        int got = journal_tagstate_get(p->journal, r->src->cfg->name, r->name, h->tag, &seen);
         if (got == FERRY_ENOTFOUND || (got == 0 && strcmp(seen, digest) != 0))
             repo_add_event(r, JOURNAL_PUSH, h->tag, digest, media_type);
         free(seen);

@@ -4,12 +4,14 @@
  *
  * Each round lists a source's repositories (`_catalog`, or the config's list
  * for registries without one), keeps those some rule selects, lists their
- * tags, resolves each selected tag's digest (HEAD), and compares with what
- * it saw last (kept in the journal's pollstate): a new or moved tag becomes a
- * PUSH entry with event id `poll:<repo>:<tag>:<digest>`, and, where a rule
- * propagates deletes, a tag that disappeared becomes a DELETE. Entries go
- * through the committer; the state is updated only once they are durable, so
- * a crash repeats a detection (deduplicated by its event id), never loses one.
+ * tags, resolves each selected tag's digest (HEAD), and compares with the
+ * latest journaled value of that tag, whoever journaled it (the journal's tag
+ * state: a webhook, an earlier poll, a job's look at the source): a new or
+ * moved tag becomes a PUSH entry with event id `poll:<repo>:<tag>:<digest>@<seq>`,
+ * and, where a rule propagates deletes, a tag that disappeared becomes a
+ * DELETE. One observation, one entry: the events are `if_changed`, so the
+ * journal compares again as it appends them, and the tag state moves in the
+ * same batch as the entry, so a crash repeats a detection, never loses one.
  */
 #ifndef FERRY_POLLER_H
 #define FERRY_POLLER_H

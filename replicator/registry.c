@@ -1509,6 +1509,99 @@ int registry_manifest_head(struct registry *reg, const char *repo, const char *r
     return manifest_fetch(reg, repo, reference, true, cb, arg);
 }
 
+/* ---- where a reference stands now ---- */
+
+/* One look (a HEAD, then a GET when the HEAD names no digest). */
+struct resolve_fetch {
+    struct registry *reg;
+    char *repo;
+    char *reference;
+    bool got;
+    registry_manifest_cb cb; /* cache_fetched, or resolve_answer when not shared */
+    void *arg;
+};
+
+/* One caller's wait for the answer. */
+struct resolve_wait {
+    registry_manifest_cb cb;
+    void *arg;
+};
+
+/*
+ * What callers see: the look's answer, in which an absent reference is rc 0
+ * with no digest (so that the cache keeps it too), made FERRY_ENOTFOUND.
+ */
+static void resolve_answer(int rc, const char *error, const char *bytes, size_t len,
+                           const char *media_type, const char *digest, void *arg)
+{
+    struct resolve_wait *w = arg;
+    (void)bytes;
+    (void)len;
+    if (rc == 0 && digest == NULL)
+        w->cb(FERRY_ENOTFOUND, NULL, NULL, 0, NULL, NULL, w->arg);
+    else if (rc < 0)
+        w->cb(rc, error, NULL, 0, NULL, NULL, w->arg);
+    else
+        w->cb(0, NULL, NULL, 0, media_type, digest, w->arg);
+    free(w);
+}
+
+static void resolve_fetched(int rc, const char *error, const char *bytes, size_t len,
+                            const char *media_type, const char *digest, void *arg)
+{
+    struct resolve_fetch *f = arg;
+    (void)bytes;
+    (void)len;
+    /* A registry may omit Docker-Content-Digest, or send one not worth
+     * trusting: the GET computes it from the bytes. */
+    if (rc == 0 && (digest == NULL || !digest_valid(digest)) && !f->got) {
+        f->got = true;
+        manifest_fetch(f->reg, f->repo, f->reference, false, resolve_fetched, f);
+        return;
+    }
+    if (rc == 0 && (digest == NULL || !digest_valid(digest))) {
+        char *why = xasprintf("%s/%s:%s: the registry named no digest for it", f->reg->host,
+                              f->repo, f->reference);
+        f->cb(FERRY_EPROTO, why, NULL, 0, NULL, NULL, f->arg);
+        free(why);
+    } else if (rc == FERRY_ENOTFOUND) {
+        f->cb(0, NULL, "", 0, NULL, NULL, f->arg);
+    } else {
+        f->cb(rc, error, "", 0, media_type, digest, f->arg);
+    }
+    free(f->repo);
+    free(f->reference);
+    free(f);
+}
+
+int registry_manifest_resolve(struct registry *reg, const char *repo, const char *reference,
+                              const char *share, uint64_t share_ms, registry_manifest_cb cb,
+                              void *arg)
+{
+    struct resolve_wait *w = xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    struct resolve_fetch *f = xcalloc(1, sizeof(*f));
+    f->reg = reg;
+    f->cb = resolve_answer;
+    f->arg = w;
+    if (reg->cache != NULL && share != NULL && share[0] != '\0') {
+        char *key = xasprintf("q:%s:%s:%s", share, repo, reference);
+        struct fetch_flight *flight;
+        bool joined = cache_join(reg, key, share_ms > 0 ? share_ms : 1, resolve_answer, w, &flight);
+        free(key);
+        if (joined) {
+            free(f);
+            return 0;
+        }
+        f->cb = cache_fetched;
+        f->arg = flight;
+    }
+    f->repo = xstrdup(repo);
+    f->reference = xstrdup(reference);
+    return manifest_fetch(reg, repo, reference, true, resolve_fetched, f);
+}
+
 static void manifest_put_done(struct regop *op, struct http_request *req, int rc, void *arg)
 {
     struct manifest_ctx *ctx = arg;

@@ -166,6 +166,21 @@ int registry_manifest_head(struct registry *reg, const char *repo, const char *r
                            registry_manifest_cb cb, void *arg);
 
 /**
+ * What `reference` (a tag or a digest) names at the registry now: one HEAD,
+ * and a GET when the HEAD names no valid digest. The callback gets rc 0 with
+ * `digest` (and `media_type`; `bytes` NULL), FERRY_ENOTFOUND when the
+ * registry has no such tag or manifest, or another error. Callers that pass
+ * the same non-empty `share` key (with the same repo and reference) share
+ * one request while it is in flight, and its answer, found or absent, for
+ * `share_ms` after; a registry made without `cache_bytes` shares nothing.
+ * The key says from when an answer is fresh enough: Ferry's engine passes
+ * the journal seq of the entry a job serves, so only jobs of one entry share.
+ */
+int registry_manifest_resolve(struct registry *reg, const char *repo, const char *reference,
+                              const char *share, uint64_t share_ms, registry_manifest_cb cb,
+                              void *arg);
+
+/**
  * Ends a manifest PUT; `subject_processed` is true when the registry answered
  * with an OCI-Subject header (it maintains referrers itself).
  */

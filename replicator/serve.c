@@ -202,7 +202,7 @@ static void daemon_reload_engine_closed(void *arg)
         journal_committer_close(d->committer, daemon_committer_closed, d);
         return;
     }
-    engine_new(&d->loop, d->config, d->journal, &d->engine);
+    engine_new(&d->loop, d->config, d->journal, d->committer, &d->engine);
     engine_start(d->engine);
     poller_new(&d->loop, d->config, d->journal, d->committer, &d->poller);
     poller_start(d->poller, daemon_round, d);
@@ -339,7 +339,7 @@ int serve_run(const char *config_path, bool check_only)
     /* A minute after start, then hourly: entries below every cursor and
      * older than `retention` go. */
     uv_timer_start(&d.retention, daemon_retain, 60 * 1000, 3600 * 1000);
-    engine_new(&d.loop, d.config, d.journal, &d.engine);
+    engine_new(&d.loop, d.config, d.journal, d.committer, &d.engine);
     journal_committer_set_tail(d.committer, daemon_tail, &d);
     engine_start(d.engine);
     poller_new(&d.loop, d.config, d.journal, d.committer, &d.poller);

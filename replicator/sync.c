@@ -210,7 +210,7 @@ int sync_run(const char *config_path, bool json)
         uv_timer_start(&s.ticker, sync_tick, 250, 250);
     }
     journal_committer_new(&s.loop, s.journal, &s.committer);
-    engine_new(&s.loop, s.config, s.journal, &s.engine);
+    engine_new(&s.loop, s.config, s.journal, s.committer, &s.engine);
     engine_set_callbacks(s.engine, sync_idle, sync_job_done, &s);
     journal_committer_set_tail(s.committer, sync_tail, &s);
     poller_new(&s.loop, s.config, s.journal, s.committer, &s.poller);

@@ -338,7 +338,7 @@ static void test_cursors(void **state)
     free(dir);
 }
 
-/* Collects journal_pollstate_scan() records as "repo tag digest" lines. */
+/* Collects journal_tagstate_scan() records as "repo tag digest" lines. */
 struct poll_log {
     char *lines[16];
     size_t n;
@@ -367,25 +367,25 @@ static void test_pollstate(void **state)
     struct journal *j = test_open(dir);
     char *digest = NULL;
 
-    assert_int_equal(journal_pollstate_get(j, "hub", "app", "v1", &digest), FERRY_ENOTFOUND);
+    assert_int_equal(journal_tagstate_get(j, "hub", "app", "v1", &digest), FERRY_ENOTFOUND);
     assert_null(digest);
-    assert_int_equal(journal_pollstate_put(j, "hub", "app", "v1", "sha256:1"), 0);
-    assert_int_equal(journal_pollstate_put(j, "hub", "app", "v2", "sha256:2"), 0);
-    assert_int_equal(journal_pollstate_put(j, "hub", "lib/b", "v1", "sha256:3"), 0);
+    assert_int_equal(journal_tagstate_put(j, "hub", "app", "v1", "sha256:1"), 0);
+    assert_int_equal(journal_tagstate_put(j, "hub", "app", "v2", "sha256:2"), 0);
+    assert_int_equal(journal_tagstate_put(j, "hub", "lib/b", "v1", "sha256:3"), 0);
     /* Sources that share a prefix with "hub" must stay out of its scan. */
-    assert_int_equal(journal_pollstate_put(j, "hub2", "app", "v1", "sha256:4"), 0);
-    assert_int_equal(journal_pollstate_put(j, "hu", "b", "v1", "sha256:5"), 0);
-    assert_int_equal(journal_pollstate_put(j, "hub", "app", "v1", "sha256:1b"), 0);
+    assert_int_equal(journal_tagstate_put(j, "hub2", "app", "v1", "sha256:4"), 0);
+    assert_int_equal(journal_tagstate_put(j, "hu", "b", "v1", "sha256:5"), 0);
+    assert_int_equal(journal_tagstate_put(j, "hub", "app", "v1", "sha256:1b"), 0);
 
-    assert_int_equal(journal_pollstate_get(j, "hub", "app", "v1", &digest), 0);
+    assert_int_equal(journal_tagstate_get(j, "hub", "app", "v1", &digest), 0);
     assert_string_equal(digest, "sha256:1b");
     free(digest);
-    assert_int_equal(journal_pollstate_get(j, "hub2", "app", "v1", &digest), 0);
+    assert_int_equal(journal_tagstate_get(j, "hub2", "app", "v1", &digest), 0);
     assert_string_equal(digest, "sha256:4");
     free(digest);
 
     struct poll_log log = {0};
-    assert_int_equal(journal_pollstate_scan(j, "hub", poll_collect, &log), 0);
+    assert_int_equal(journal_tagstate_scan(j, "hub", poll_collect, &log), 0);
     assert_int_equal(log.n, 3);
     assert_string_equal(log.lines[0], "app v1 sha256:1b");
     assert_string_equal(log.lines[1], "app v2 sha256:2");
@@ -393,37 +393,37 @@ static void test_pollstate(void **state)
     poll_log_release(&log);
 
     log.stop_after = 1;
-    assert_int_equal(journal_pollstate_scan(j, "hub", poll_collect, &log), 0);
+    assert_int_equal(journal_tagstate_scan(j, "hub", poll_collect, &log), 0);
     assert_int_equal(log.n, 1);
     poll_log_release(&log);
 
-    assert_int_equal(journal_pollstate_scan(j, "nobody", poll_collect, &log), 0);
+    assert_int_equal(journal_tagstate_scan(j, "nobody", poll_collect, &log), 0);
     assert_int_equal(log.n, 0);
 
     /* Forget one; it survives neither a get nor a scan, and the rest survive a reopen. */
-    assert_int_equal(journal_pollstate_put(j, "hub", "app", "v2", NULL), 0);
-    assert_int_equal(journal_pollstate_get(j, "hub", "app", "v2", &digest), FERRY_ENOTFOUND);
+    assert_int_equal(journal_tagstate_put(j, "hub", "app", "v2", NULL), 0);
+    assert_int_equal(journal_tagstate_get(j, "hub", "app", "v2", &digest), FERRY_ENOTFOUND);
     journal_close(j);
     j = test_open(dir);
-    assert_int_equal(journal_pollstate_scan(j, "hub", poll_collect, &log), 0);
+    assert_int_equal(journal_tagstate_scan(j, "hub", poll_collect, &log), 0);
     assert_int_equal(log.n, 2);
     assert_string_equal(log.lines[1], "lib/b v1 sha256:3");
     poll_log_release(&log);
 
-    assert_int_equal(journal_pollstate_put(j, "", "app", "v1", "sha256:1"), FERRY_EINVAL);
-    assert_int_equal(journal_pollstate_put(j, "hub", "app", NULL, "sha256:1"), FERRY_EINVAL);
-    assert_int_equal(journal_pollstate_put(j, "hub", "app", "v1", ""), FERRY_EINVAL);
-    assert_int_equal(journal_pollstate_get(j, "hub", "", "v1", &digest), FERRY_EINVAL);
-    assert_int_equal(journal_pollstate_scan(j, "", poll_collect, &log), FERRY_EINVAL);
+    assert_int_equal(journal_tagstate_put(j, "", "app", "v1", "sha256:1"), FERRY_EINVAL);
+    assert_int_equal(journal_tagstate_put(j, "hub", "app", NULL, "sha256:1"), FERRY_EINVAL);
+    assert_int_equal(journal_tagstate_put(j, "hub", "app", "v1", ""), FERRY_EINVAL);
+    assert_int_equal(journal_tagstate_get(j, "hub", "", "v1", &digest), FERRY_EINVAL);
+    assert_int_equal(journal_tagstate_scan(j, "", poll_collect, &log), FERRY_EINVAL);
 
     /* A stored record that does not parse is an error, not a crash. */
     journal_close(j);
     raw_put(dir, "pollstate", "hub\0broken", 10, "sha256:x", 8);
     raw_put(dir, "pollstate", "hub\0app\0v3", 10, "", 0);
     j = test_open(dir);
-    assert_int_equal(journal_pollstate_scan(j, "hub", poll_collect, &log), FERRY_EPARSE);
+    assert_int_equal(journal_tagstate_scan(j, "hub", poll_collect, &log), FERRY_EPARSE);
     poll_log_release(&log);
-    assert_int_equal(journal_pollstate_get(j, "hub", "app", "v3", &digest), FERRY_EPARSE);
+    assert_int_equal(journal_tagstate_get(j, "hub", "app", "v3", &digest), FERRY_EPARSE);
     assert_null(digest);
     journal_close(j);
     free(dir);
@@ -513,7 +513,7 @@ static void test_read_only(void **state)
     append_one(j, "ev-1");
     append_one(j, "ev-2");
     assert_int_equal(journal_cursor_set(j, "dest", 1), 0);
-    assert_int_equal(journal_pollstate_put(j, "hub", "app", "v1", "sha256:1"), 0);
+    assert_int_equal(journal_tagstate_put(j, "hub", "app", "v1", "sha256:1"), 0);
 
     r = test_open_opts(dir, true);
     assert_int_equal(journal_last_seq(r), 2);
@@ -525,7 +525,7 @@ static void test_read_only(void **state)
     assert_int_equal(journal_cursor_get(r, "dest", &seq), 0);
     assert_int_equal(seq, 1);
     char *digest = NULL;
-    assert_int_equal(journal_pollstate_get(r, "hub", "app", "v1", &digest), 0);
+    assert_int_equal(journal_tagstate_get(r, "hub", "app", "v1", &digest), 0);
     assert_string_equal(digest, "sha256:1");
     free(digest);
 
@@ -537,7 +537,7 @@ static void test_read_only(void **state)
     free(err);
     err = NULL;
     assert_int_equal(journal_cursor_set(r, "dest", 2), -EROFS);
-    assert_int_equal(journal_pollstate_put(r, "hub", "app", "v1", NULL), -EROFS);
+    assert_int_equal(journal_tagstate_put(r, "hub", "app", "v1", NULL), -EROFS);
     assert_int_equal(journal_retain(r, 0, now_ms(), NULL), -EROFS);
     journal_close(r);
 
@@ -681,6 +681,159 @@ static void test_invalid_events(void **state)
     assert_int_equal(strlen(e.event_id), 512);
     assert_int_equal(strlen(e.tag), 4096);
     journal_entry_release(&e);
+    journal_close(j);
+    free(dir);
+}
+
+/* Append one event; returns its seq (0: not appended). */
+static uint64_t append_event(struct journal *j, struct journal_event e)
+{
+    uint64_t seq = 0;
+    char *err = NULL;
+    int rc = journal_append(j, &e, 1, &seq, &err);
+    if (rc != 0)
+        fail_msg("journal_append(%s) = %d: %s", e.event_id, rc, err != NULL ? err : "(none)");
+    return seq;
+}
+
+static void assert_tagstate(struct journal *j, const char *tag, const char *want)
+{
+    char *digest = NULL;
+    int rc = journal_tagstate_get(j, "src", "app", tag, &digest);
+    if (want == NULL) {
+        assert_int_equal(rc, FERRY_ENOTFOUND);
+    } else {
+        assert_int_equal(rc, 0);
+        assert_string_equal(digest, want);
+    }
+    free(digest);
+}
+
+/*
+ * The tag state is the latest journaled value of each tag, whoever journaled
+ * it, moved in the entry's own batch; an observation (if_changed) that says
+ * what the journal already says is not appended, in one batch as across
+ * batches, and a tag moved A -> B -> A is three entries.
+ */
+static void test_tagstate_follows_entries(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+
+    /* A webhook's push sets it; the poller seeing the same is no new entry. */
+    struct journal_event hook = push_event("app", "v1", "hook-1");
+    assert_int_equal(append_event(j, hook), 1);
+    assert_tagstate(j, "v1", DIGEST);
+    struct journal_event seen = push_event("app", "v1", "poll-1");
+    seen.if_changed = true;
+    assert_int_equal(append_event(j, seen), 0);
+
+    /* A -> B -> A: each change is an entry. */
+    seen.digest = DIGEST2;
+    seen.event_id = "poll-2";
+    assert_int_equal(append_event(j, seen), 2);
+    assert_tagstate(j, "v1", DIGEST2);
+    seen.digest = DIGEST;
+    seen.event_id = "poll-3";
+    assert_int_equal(append_event(j, seen), 3);
+    assert_tagstate(j, "v1", DIGEST);
+
+    /* In one batch, the second observation sees the first. */
+    struct journal_event two[3] = {push_event("app", "v2", "a"), push_event("app", "v2", "b"),
+                                   push_event("app", "v2", "c")};
+    two[0].if_changed = two[1].if_changed = two[2].if_changed = true;
+    two[2].digest = DIGEST2;
+    uint64_t seqs[3];
+    char *err = NULL;
+    assert_int_equal(journal_append(j, two, 3, seqs, &err), 0);
+    assert_int_equal(seqs[0], 4);
+    assert_int_equal(seqs[1], 0);
+    assert_int_equal(seqs[2], 5);
+    assert_tagstate(j, "v2", DIGEST2);
+
+    /* A delete removes it; a delete observation of a tag that has none is no entry. */
+    struct journal_event gone = {.action = JOURNAL_DELETE,
+                                 .source = "src",
+                                 .repository = "app",
+                                 .tag = "v2",
+                                 .event_id = "gone-1",
+                                 .if_changed = true};
+    assert_int_equal(append_event(j, gone), 6);
+    assert_tagstate(j, "v2", NULL);
+    gone.event_id = "gone-2";
+    assert_int_equal(append_event(j, gone), 0);
+    /* A webhook's delete (not an observation) is journaled all the same. */
+    gone.event_id = "hook-2";
+    gone.if_changed = false;
+    assert_int_equal(append_event(j, gone), 7);
+
+    /* An observation must name a tag. */
+    struct journal_event untagged = push_event("app", NULL, "poll-x");
+    untagged.if_changed = true;
+    assert_int_equal(journal_append(j, &untagged, 1, seqs, &err), FERRY_EINVAL);
+    assert_non_null(strstr(err, "names no tag"));
+    free(err);
+
+    /* Survives a reopen. */
+    journal_close(j);
+    j = test_open(dir);
+    assert_tagstate(j, "v1", DIGEST);
+    assert_tagstate(j, "v2", NULL);
+    journal_close(j);
+    free(dir);
+}
+
+/* An entry the source disagreed with says why, one line, across a reopen. */
+static void test_entry_ignored(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+    uint64_t seq = append_one(j, "del-1");
+    struct journal_entry e;
+    assert_int_equal(journal_get(j, seq, &e), 0);
+    assert_null(e.ignored);
+    journal_entry_release(&e);
+
+    assert_int_equal(journal_entry_set_ignored(j, seq, "ignored: the source\nstill holds it"), 0);
+    assert_int_equal(journal_entry_set_ignored(j, seq + 5, "x"), FERRY_ENOTFOUND);
+    assert_int_equal(journal_entry_set_ignored(j, seq, ""), FERRY_EINVAL);
+    journal_close(j);
+    j = test_open(dir);
+    assert_int_equal(journal_get(j, seq, &e), 0);
+    assert_string_equal(e.ignored, "ignored: the source still holds it");
+    assert_string_equal(e.event_id, "del-1");
+    assert_string_equal(e.digest, DIGEST);
+    journal_entry_release(&e);
+    journal_close(j);
+
+    struct journal *r = test_open_opts(dir, true);
+    assert_int_equal(journal_entry_set_ignored(r, seq, "x"), -EROFS);
+    journal_close(r);
+    free(dir);
+}
+
+/*
+ * A format-2 journal's tag state held only what the poller saw: opening it
+ * for writing replays its entries, so a tag a webhook journaled is known and
+ * the first poll after an upgrade journals nothing new for it.
+ */
+static void test_tagstate_upgrade(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+    append_one(j, "hook-1");
+    struct journal_event moved = push_event("app", "v1", "hook-2");
+    moved.digest = DIGEST2;
+    append_event(j, moved);
+    journal_close(j);
+
+    raw_delete(dir, "pollstate", "src\0app\0v1", 11);
+    raw_put(dir, "default", "format", 6, "2", 1);
+    j = test_open(dir);
+    assert_tagstate(j, "v1", DIGEST2);
     journal_close(j);
     free(dir);
 }
@@ -1060,12 +1213,21 @@ int main(int argc, char **argv)
     log_threshold = FERRY_LOG_DEBUG;
 
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_append_get_scan),     cmocka_unit_test(test_dedup),
-        cmocka_unit_test(test_seq_survives_reopen), cmocka_unit_test(test_cursors),
-        cmocka_unit_test(test_pollstate),           cmocka_unit_test(test_retain),
-        cmocka_unit_test(test_read_only),           cmocka_unit_test(test_other_process),
-        cmocka_unit_test(test_invalid_events),      cmocka_unit_test(test_corrupt_entries),
-        cmocka_unit_test(test_format_upgrade),      cmocka_unit_test(test_crash_safety),
+        cmocka_unit_test(test_append_get_scan),
+        cmocka_unit_test(test_dedup),
+        cmocka_unit_test(test_seq_survives_reopen),
+        cmocka_unit_test(test_cursors),
+        cmocka_unit_test(test_pollstate),
+        cmocka_unit_test(test_retain),
+        cmocka_unit_test(test_read_only),
+        cmocka_unit_test(test_other_process),
+        cmocka_unit_test(test_invalid_events),
+        cmocka_unit_test(test_corrupt_entries),
+        cmocka_unit_test(test_format_upgrade),
+        cmocka_unit_test(test_tagstate_upgrade),
+        cmocka_unit_test(test_tagstate_follows_entries),
+        cmocka_unit_test(test_entry_ignored),
+        cmocka_unit_test(test_crash_safety),
         cmocka_unit_test(test_open_errors),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
