@@ -57,16 +57,15 @@ static void committer_start(struct journal_committer *c);
 
 static void committer_event_copy(struct journal_event *dst, const struct journal_event *src)
 {
-    *dst = (struct journal_event){
-        .action = src->action,
-        .source = xstrdup(src->source),
-        .repository = xstrdup(src->repository),
-        .digest = xstrdup(src->digest),
-        .tag = xstrdup(src->tag),
-        .media_type = xstrdup(src->media_type),
-        .event_id = xstrdup(src->event_id),
-        .event_unix_ms = src->event_unix_ms,
-    };
+    /* The whole struct first, so that a field added to it is never dropped
+     * here (if_changed once was); then the strings become the committer's. */
+    *dst = *src;
+    dst->source = xstrdup(src->source);
+    dst->repository = xstrdup(src->repository);
+    dst->digest = xstrdup(src->digest);
+    dst->tag = xstrdup(src->tag);
+    dst->media_type = xstrdup(src->media_type);
+    dst->event_id = xstrdup(src->event_id);
 }
 
 /* The copies are the committer's own; the struct only declares them const for callers. */

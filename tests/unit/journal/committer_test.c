@@ -259,6 +259,48 @@ static void test_group_commit(void **state)
     fixture_free(f);
 }
 
+/*
+ * An observation keeps its if_changed through the committer: one that says
+ * what the journal already says of its tag is not appended.
+ */
+static void test_observation_through_committer(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_new(false);
+    const char *const first[] = {"hook-1", NULL};
+    assert_int_equal(submit_ids(f, first), 0);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(f->subs[0].seqs[0], 1);
+
+    struct submission *s = &f->subs[f->n_subs];
+    memset(s, 0, sizeof(*s));
+    s->f = f;
+    s->index = f->n_subs;
+    s->n = 2;
+    struct journal_event seen[2] = {
+        {.action = JOURNAL_PUSH,
+         .source = "src",
+         .repository = "app",
+         .digest = DIGEST,
+         .tag = "v1",
+         .event_id = "poll-1",
+         .if_changed = true},
+        {.action = JOURNAL_DELETE,
+         .source = "src",
+         .repository = "app",
+         .tag = "v1",
+         .event_id = "poll-2",
+         .if_changed = true},
+    };
+    assert_int_equal(journal_committer_submit(f->committer, seen, 2, on_commit, s), 0);
+    f->n_subs++;
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(s->calls, 1);
+    assert_int_equal(s->seqs[0], 0); /* the same digest: nothing new */
+    assert_int_equal(s->seqs[1], 2); /* the tag gone: new */
+    fixture_free(f);
+}
+
 /* Closing with work queued and in flight lets it all finish, then frees. */
 static void test_close_with_pending(void **state)
 {
@@ -422,7 +464,7 @@ int main(void)
         cmocka_unit_test(test_group_commit),  cmocka_unit_test(test_close_with_pending),
         cmocka_unit_test(test_close_idle),    cmocka_unit_test(test_invalid_submit),
         cmocka_unit_test(test_write_failure), cmocka_unit_test(test_reentrant_callbacks),
-        cmocka_unit_test(test_tail_set_late),
+        cmocka_unit_test(test_tail_set_late), cmocka_unit_test(test_observation_through_committer),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
