@@ -380,15 +380,17 @@ static void webhook_builder_add(struct webhook_builder *b, enum journal_action a
         b->cap = b->cap == 0 ? 8 : b->cap * 2;
         b->events = xrealloc(b->events, b->cap * sizeof(*b->events));
     }
-    struct journal_event *e = &b->events[b->n++];
-    e->action = action;
-    e->source = xstrdup(b->source);
-    e->repository = xstrdup(repository);
-    e->digest = xstrdup(digest);
-    e->tag = xstrdup(tag);
-    e->media_type = xstrdup(media_type);
-    e->event_id = event_id;
-    e->event_unix_ms = event_unix_ms;
+    /* Every field set, the rest zero: a webhook's event is no observation. */
+    b->events[b->n++] = (struct journal_event){
+        .action = action,
+        .source = xstrdup(b->source),
+        .repository = xstrdup(repository),
+        .digest = xstrdup(digest),
+        .tag = xstrdup(tag),
+        .media_type = xstrdup(media_type),
+        .event_id = event_id,
+        .event_unix_ms = event_unix_ms,
+    };
 }
 
 /* The top-level "events" array, capped before any of its events is read. */

@@ -1279,32 +1279,34 @@ static void copy_push_tag(struct copy *c)
 {
     if (c->dst_tag == NULL || c->root_by_tag || c->tag_superseded)
         return;
-    if (c->dst_tag_digest != NULL && strcmp(c->dst_tag_digest, c->root->digest) == 0)
-        return;
     if (c->tag_gate != NULL) {
-        /* The owner decides (the source's tag, its fence) and answers with
-         * copy_tag_decide(). */
+        /* The owner decides (the source's tag, its fence), even when the tag
+         * looked in place: its answer orders this job with the others that
+         * move the tag. It answers with copy_tag_decide(). */
         copy_op_started(c);
         c->tag_gate(c, c->root->digest, c->tag_gate_arg);
         return;
     }
+    if (c->dst_tag_digest != NULL && strcmp(c->dst_tag_digest, c->root->digest) == 0)
+        return;
     copy_put_tag(c);
 }
 
-void copy_tag_decide(struct copy *c, int rc, const char *error, bool allow)
+void copy_tag_decide(struct copy *c, int rc, const char *error, enum copy_tag_verdict verdict)
 {
     bool root = c->root_waits_gate;
     c->root_waits_gate = false;
     if (rc < 0) {
         copy_fail(c, rc, error != NULL ? error : "the tag's gate failed");
     } else if (root) {
-        /* The root's own PUT: by tag when allowed, else by digest alone. */
-        c->root_by_tag = allow;
-        c->tag_superseded = !allow;
-        node_put(c->root, allow ? c->dst_tag : c->root->digest);
-    } else if (allow) {
+        /* The root's own PUT: by tag unless left alone, else by digest. */
+        bool by_tag = verdict != COPY_TAG_LEAVE;
+        c->root_by_tag = by_tag;
+        c->tag_superseded = !by_tag;
+        node_put(c->root, by_tag ? c->dst_tag : c->root->digest);
+    } else if (verdict == COPY_TAG_MOVE) {
         copy_put_tag(c);
-    } else {
+    } else if (verdict == COPY_TAG_LEAVE) {
         c->tag_superseded = true;
     }
     copy_op_finished(c);

@@ -119,14 +119,20 @@ struct copy_spec {
 int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summary *summary,
                copy_done_cb done, void *arg, struct copy **out);
 
+/* The owner's answer at the tag gate. */
+enum copy_tag_verdict {
+    COPY_TAG_MOVE = 0, /* PUT the tag */
+    COPY_TAG_LEAVE,    /* leave it alone: a newer entry owns it, or the source's tag names
+                          another image now (see copy_tag_superseded()) */
+    COPY_TAG_HELD,     /* the tag names the image already, as the copy saw it: nothing to PUT */
+};
+
 /**
  * Answer the tag gate: `rc` < 0 fails the copy with `error` (one line; NULL:
- * a generic one); otherwise `allow` says whether the tag moves (false: a
- * newer entry owns it, or the source's tag names another image now; the copy
- * succeeds with its manifests in and the tag left alone — see
- * copy_tag_superseded()).
+ * a generic one); otherwise `verdict` says what becomes of the tag. Either
+ * way the copy succeeds with its manifests in.
  */
-void copy_tag_decide(struct copy *c, int rc, const char *error, bool allow);
+void copy_tag_decide(struct copy *c, int rc, const char *error, enum copy_tag_verdict verdict);
 
 /** True when the tag gate said no. */
 bool copy_tag_superseded(const struct copy *c);

@@ -26,7 +26,7 @@
 #define ENGINE_CACHE_BYTES   (32u * 1024 * 1024) /* manifests and referrer lists per source */
 /* The jobs of one entry (one per destination) share the source's answer
  * about its tag this long: one HEAD per entry, not one per destination. */
-#define ENGINE_CHECK_SHARE_MS 60000
+#define ENGINE_CHECK_SHARE_MS 10000
 
 /*
  * A blob on its way into one destination registry, or known to be there:
@@ -81,6 +81,9 @@ struct eng_registry {
     bool open;
     bool probing;
     uint64_t open_until_ms;
+    /* Tag PUTs and manifest DELETEs this node has started here: a job that
+     * saw its tag in place may skip the PUT only if none happened since. */
+    uint64_t moves;
     /* For status and metrics. */
     uint64_t jobs_complete;
     uint64_t jobs_superseded;
@@ -133,7 +136,10 @@ struct eng_job {
     int64_t created_unix_ms;
     int64_t received_unix_ms; /* the oldest entry it serves reached the journal */
     uint64_t due_ms;
-    bool holds_tag_lock;
+    struct gate *gates[2]; /* the gates it holds, in the order taken */
+    size_t n_gates;
+    uint64_t moves_at_start; /* its destination's `moves` when it started */
+    char *gate_digest;       /* the manifest its tag would name */
     struct copy *copy;
     struct copy_summary summary;
     struct eng_job *next; /* in the queue or the delayed list */
@@ -144,13 +150,26 @@ struct eng_job {
     UT_hash_handle hh;
 };
 
-/* Moves of one (destination, repository, tag) go one at a time. */
-struct tag_lock {
-    char *key;
-    struct eng_job *holder;
-    struct eng_job **waiters;
-    size_t n_waiters;
-    struct tag_lock *next;
+/*
+ * The last steps of a job (a look at the source, the fence, the tag PUT or
+ * the DELETE) run behind gates, so that no other job of this node changes
+ * what a job just looked at. A push holds its repository's gate shared and
+ * its tag's gate alone; a delete holds its repository's gate alone, since a
+ * manifest DELETE takes every tag on it. Waiters are served in order.
+ */
+struct gate_wait {
+    struct eng_job *job;
+    bool exclusive;
+    struct gate_wait *next;
+};
+
+struct gate {
+    char *key; /* "dest\nrepo" or "dest\nrepo\ntag" */
+    int shared;
+    bool exclusive;
+    struct gate_wait *waiters;
+    struct gate_wait **tail;
+    UT_hash_handle hh;
 };
 
 struct engine {
@@ -171,7 +190,7 @@ struct engine {
     size_t live_entries;    /* entries in the cursor's list */
     size_t window;          /* at most this many of them */
     bool reading;           /* engine_read_journal is on the stack */
-    struct tag_lock *locks;
+    struct gate *gates;     /* by key */
     struct spool *spool;
     struct presence *presence; /* which repositories of each destination hold a blob */
     uv_timer_t timer;
@@ -187,7 +206,6 @@ struct engine {
     void (*close_cb)(void *);
     void *close_arg;
     int closing_handles;
-    int observing; /* observations of a source on their way into the journal */
     struct engine_stats stats;
 };
 
@@ -297,6 +315,7 @@ static void job_free(struct eng_job *job)
     free(job->platform);
     free(job->last_error);
     free(job->delete_digest);
+    free(job->gate_digest);
     free(job);
 }
 
@@ -363,27 +382,14 @@ static void engine_timer_cb(uv_timer_t *timer)
     engine_pump(e);
 }
 
-static char *tag_lock_key(const struct eng_job *job)
-{
-    return xasprintf("%s\n%s\n%s", job->dst->cfg->name, job->dst_repo, job->tag);
-}
-
-static struct tag_lock *tag_lock_find(struct engine *e, const char *key)
-{
-    for (struct tag_lock *l = e->locks; l != NULL; l = l->next)
-        if (strcmp(l->key, key) == 0)
-            return l;
-    return NULL;
-}
-
-/* The tag's turn: check and raise its fence, then let the copy move it or not. */
 static void delete_gated(struct eng_job *job);
+static void job_settle(struct eng_job *job, int rc, const char *error, bool superseded);
 
 /*
  * May this job move its tag? 1 when its seq is the newest to claim the tag:
  * higher than the fence (raised now, durably), or equal to it (this very
  * entry raised it before a failed attempt or a crash); 0 when a newer entry
- * owns the tag. The per-tag lock makes get-then-raise safe.
+ * owns the tag. The tag's gate makes get-then-raise safe.
  */
 static int engine_fence_take(struct engine *e, struct eng_job *job)
 {
@@ -400,26 +406,57 @@ static int engine_fence_take(struct engine *e, struct eng_job *job)
 
 /* ---- the source is the truth ---- */
 
+/* What a job does once an observation it made is in the journal. */
+enum observed_then {
+    OBSERVED_LEAVE_TAG, /* a push: leave the tag alone (SUPERSEDED) */
+    OBSERVED_IGNORE,    /* a delete: mark it ignored */
+};
+
+struct observation {
+    struct eng_job *job;
+    enum observed_then then;
+    char *why;
+};
+
+static void delete_ignore(struct eng_job *job, const char *why);
+
 static void engine_observed(int rc, const char *error, const uint64_t *seqs, size_t n, void *arg)
 {
-    struct engine *e = arg;
+    struct observation *o = arg;
+    struct eng_job *job = o->job;
     (void)n;
-    e->observing--;
-    if (rc < 0)
-        log_warn("cannot journal what the source says error=\"%s\"", error);
-    else if (seqs[0] != 0)
-        log_info("journaled the source's tag seq=%llu", (unsigned long long)seqs[0]);
-    engine_pump(e);
+    if (rc == 0 && seqs[0] != 0)
+        log_info("journaled what the source says src=%s repo=%s tag=%s seq=%llu",
+                 job->src->cfg->name, job->src_repo, job->tag, (unsigned long long)seqs[0]);
+    if (rc < 0) {
+        /* The job fails and runs again: its entry is not passed while what
+         * it learned is not durable. */
+        char *why = xasprintf("cannot journal what the source says: %s",
+                              error != NULL ? error : ferry_strerror(rc));
+        if (o->then == OBSERVED_LEAVE_TAG)
+            copy_tag_decide(job->copy, rc, why, COPY_TAG_LEAVE);
+        else
+            job_settle(job, rc, why, false);
+        free(why);
+    } else if (o->then == OBSERVED_LEAVE_TAG) {
+        copy_tag_decide(job->copy, 0, NULL, COPY_TAG_LEAVE);
+    } else {
+        delete_ignore(job, o->why);
+    }
+    free(o->why);
+    free(o);
 }
 
 /*
  * A job found the source's tag naming `digest` (NULL: the tag is gone), not
  * what its entry said. Journal that as an observation, so that every
- * destination converges on the source without waiting for a poll. The
+ * destination converges on the source without waiting for a poll, and go on
+ * (`then`) only once it is durable, so that a crash never loses it. The
  * journal drops it when its latest word on the tag already says so, and the
  * other destinations' jobs of the same entry submit the same event id.
  */
-static void engine_observe_source(struct eng_job *job, const char *digest, const char *media_type)
+static void engine_observe_source(struct eng_job *job, const char *digest, const char *media_type,
+                                  enum observed_then then, const char *why)
 {
     struct engine *e = job->engine;
     char *id = xasprintf("source:%s:%s:%s@%" PRIu64, job->src_repo, job->tag,
@@ -434,42 +471,39 @@ static void engine_observe_source(struct eng_job *job, const char *digest, const
         .event_id = id,
         .if_changed = true,
     };
+    struct observation *o = xcalloc(1, sizeof(*o));
+    o->job = job;
+    o->then = then;
+    o->why = xstrdup(why);
     int rc = e->committer != NULL
-                 ? journal_committer_submit(e->committer, &ev, 1, engine_observed, e)
+                 ? journal_committer_submit(e->committer, &ev, 1, engine_observed, o)
                  : FERRY_ECANCELED;
-    if (rc < 0)
-        log_warn("cannot journal what the source says src=%s repo=%s tag=%s error=\"%s\"",
-                 job->src->cfg->name, job->src_repo, job->tag, ferry_strerror(rc));
-    else
-        e->observing++;
     free(id);
+    if (rc < 0)
+        engine_observed(rc, ferry_strerror(rc), NULL, 0, o);
 }
 
-/* Ask the source where `reference` of the job's repository stands now. */
-static void job_source_check(struct eng_job *job, const char *reference, registry_manifest_cb cb)
+/*
+ * Ask the source where `reference` of the job's repository stands now. With
+ * `share`, the jobs of one entry at every destination (same seq, same
+ * attempt) share one request, and its answer for a few seconds.
+ */
+static void job_source_check(struct eng_job *job, const char *reference, bool share,
+                             registry_manifest_cb cb)
 {
-    char share[24];
-    snprintf(share, sizeof(share), "%" PRIu64, job->seq);
-    registry_manifest_resolve(job->src->pull, job->src_repo, reference, share,
+    char key[48];
+    snprintf(key, sizeof(key), "%" PRIu64 ".%d", job->seq, job->attempts);
+    registry_manifest_resolve(job->src->pull, job->src_repo, reference, share ? key : NULL,
                               ENGINE_CHECK_SHARE_MS, cb, job);
 }
 
 /* What a failed look at the source says, for the job's record. */
-static char *source_check_error(const struct eng_job *job, int rc, const char *error)
+static char *source_check_error(const struct eng_job *job, const char *reference, int rc,
+                                const char *error)
 {
-    return xasprintf("cannot check %s:%s at source %s: %s", job->src_repo, job->tag,
-                     job->src->cfg->name, error != NULL ? error : ferry_strerror(rc));
-}
-
-/* The job's tag is superseded by the source: why, for its record and the log. */
-static void job_note_source(struct eng_job *job, const char *why)
-{
-    log_info("source disagrees, tag left alone dest=%s repo=%s tag=%s digest=%s seq=%llu "
-             "reason=\"%s\"",
-             job->dst->cfg->name, job->dst_repo, job->tag, job->digest,
-             (unsigned long long)job->seq, why);
-    free(job->last_error);
-    job->last_error = xstrdup(why);
+    return xasprintf("cannot check %s%s%s at source %s: %s", job->src_repo,
+                     strchr(reference, ':') != NULL ? "@" : ":", reference, job->src->cfg->name,
+                     error != NULL ? error : ferry_strerror(rc));
 }
 
 /*
@@ -484,8 +518,8 @@ static void push_source_checked(int rc, const char *error, const char *bytes, si
     (void)bytes;
     (void)len;
     if (rc < 0 && rc != FERRY_ENOTFOUND) {
-        char *why = source_check_error(job, rc, error);
-        copy_tag_decide(job->copy, rc, why, false);
+        char *why = source_check_error(job, job->tag, rc, error);
+        copy_tag_decide(job->copy, rc, why, COPY_TAG_LEAVE);
         free(why);
         return;
     }
@@ -494,17 +528,38 @@ static void push_source_checked(int rc, const char *error, const char *bytes, si
             rc == FERRY_ENOTFOUND
                 ? xasprintf("superseded: the source has no tag %s now", job->tag)
                 : xasprintf("superseded: the source's tag %s names %s now", job->tag, digest);
-        job_note_source(job, why);
+        log_info("source disagrees, tag left alone dest=%s repo=%s tag=%s digest=%s seq=%llu "
+                 "reason=\"%s\"",
+                 job->dst->cfg->name, job->dst_repo, job->tag, job->digest,
+                 (unsigned long long)job->seq, why);
+        free(job->last_error);
+        job->last_error = xstrdup(why);
+        engine_observe_source(job, rc == 0 ? digest : NULL, media_type, OBSERVED_LEAVE_TAG, why);
         free(why);
-        engine_observe_source(job, rc == 0 ? digest : NULL, media_type);
-        copy_tag_decide(job->copy, 0, NULL, false);
         return;
     }
     int frc = engine_fence_take(e, job);
-    if (frc == 0)
+    if (frc < 0) {
+        copy_tag_decide(job->copy, frc, "cannot record the tag's fence", COPY_TAG_LEAVE);
+        return;
+    }
+    if (frc == 0) {
         log_info("tag superseded dest=%s repo=%s tag=%s seq=%llu", job->dst->cfg->name,
                  job->dst_repo, job->tag, (unsigned long long)job->seq);
-    copy_tag_decide(job->copy, frc < 0 ? frc : 0, "cannot record the tag's fence", frc == 1);
+        copy_tag_decide(job->copy, 0, NULL, COPY_TAG_LEAVE);
+        return;
+    }
+    /* The copy saw the tag in place before this job held its gates; that is
+     * still true unless this node moved a tag or deleted a manifest there
+     * since. Otherwise the PUT puts it back for sure. */
+    const char *existing = copy_dst_tag_digest(job->copy);
+    if (existing != NULL && job->gate_digest != NULL && strcmp(existing, job->gate_digest) == 0 &&
+        job->dst->moves == job->moves_at_start) {
+        copy_tag_decide(job->copy, 0, NULL, COPY_TAG_HELD);
+        return;
+    }
+    job->dst->moves++;
+    copy_tag_decide(job->copy, 0, NULL, COPY_TAG_MOVE);
 }
 
 static void job_gate_decide(struct eng_job *job)
@@ -516,69 +571,144 @@ static void job_gate_decide(struct eng_job *job)
     const char *existing = copy_dst_tag_digest(job->copy);
 
     if (!job->overwrite && existing != NULL) {
-        log_info("tag exists, overwrite off dest=%s repo=%s tag=%s", job->dst->cfg->name,
-                 job->dst_repo, job->tag);
-        copy_tag_decide(job->copy, 0, NULL, false);
+        bool held = job->gate_digest != NULL && strcmp(existing, job->gate_digest) == 0;
+        if (!held)
+            log_info("tag exists, overwrite off dest=%s repo=%s tag=%s", job->dst->cfg->name,
+                     job->dst_repo, job->tag);
+        copy_tag_decide(job->copy, 0, NULL, held ? COPY_TAG_HELD : COPY_TAG_LEAVE);
         return;
     }
-    /* Messages are hints: ask the source, under the tag's lock, so that no
+    /* Messages are hints: ask the source, behind the tag's gate, so that no
      * other job of this node moves the tag between the answer and the PUT. */
-    job_source_check(job, job->tag, push_source_checked);
+    job_source_check(job, job->tag, true, push_source_checked);
 }
 
-static void job_tag_gate(struct copy *c, const char *digest, void *arg)
+/* ---- gates ---- */
+
+static char *gate_key(const struct eng_job *job, bool tag)
 {
-    struct eng_job *job = arg;
+    return tag ? xasprintf("%s\n%s\n%s", job->dst->cfg->name, job->dst_repo, job->tag)
+               : xasprintf("%s\n%s", job->dst->cfg->name, job->dst_repo);
+}
+
+/* Take the gate if its holders allow, whoever waits. */
+static bool gate_try_admit(struct gate *g, bool exclusive)
+{
+    if (g->exclusive || (exclusive && g->shared > 0))
+        return false;
+    if (exclusive)
+        g->exclusive = true;
+    else
+        g->shared++;
+    return true;
+}
+
+/* Take the gate now if nobody waits for it and its holders allow. */
+static bool gate_try(struct gate *g, bool exclusive)
+{
+    return g->waiters == NULL && gate_try_admit(g, exclusive);
+}
+
+static void job_gates_step(struct eng_job *job);
+
+/* The gates a job needs, in order: (key is a tag gate, exclusive). */
+static size_t job_gates_needed(const struct eng_job *job, bool tag[2], bool exclusive[2])
+{
+    tag[0] = false;
+    if (job->is_delete) {
+        exclusive[0] = true;
+        return 1;
+    }
+    exclusive[0] = false;
+    tag[1] = true;
+    exclusive[1] = true;
+    return 2;
+}
+
+/* Take the job's gates one by one (waiting where one is held), then decide. */
+static void job_gates_step(struct eng_job *job)
+{
     struct engine *e = job->engine;
-    (void)c;
-    (void)digest;
-    char *key = tag_lock_key(job);
-    struct tag_lock *l = tag_lock_find(e, key);
-    if (l == NULL) {
-        l = xcalloc(1, sizeof(*l));
-        l->key = key;
-        l->next = e->locks;
-        e->locks = l;
-    } else {
-        free(key);
+    bool tag[2], exclusive[2];
+    size_t needed = job_gates_needed(job, tag, exclusive);
+    while (job->n_gates < needed) {
+        size_t i = job->n_gates;
+        char *key = gate_key(job, tag[i]);
+        struct gate *g = NULL;
+        HASH_FIND_STR(e->gates, key, g);
+        if (g == NULL) {
+            g = xcalloc(1, sizeof(*g));
+            g->key = key;
+            g->tail = &g->waiters;
+            HASH_ADD_KEYPTR(hh, e->gates, g->key, strlen(g->key), g);
+        } else {
+            free(key);
+        }
+        if (!gate_try(g, exclusive[i])) {
+            struct gate_wait *w = xcalloc(1, sizeof(*w));
+            w->job = job;
+            w->exclusive = exclusive[i];
+            *g->tail = w;
+            g->tail = &w->next;
+            return;
+        }
+        job->gates[job->n_gates++] = g;
     }
-    if (l->holder != NULL) {
-        l->waiters = xrealloc(l->waiters, (l->n_waiters + 1) * sizeof(*l->waiters));
-        l->waiters[l->n_waiters++] = job;
-        return;
-    }
-    l->holder = job;
-    job->holds_tag_lock = true;
     job_gate_decide(job);
 }
 
-static void job_release_tag_lock(struct eng_job *job)
+/* The copy is at its tag: take the gates. */
+static void job_tag_gate(struct copy *c, const char *digest, void *arg)
 {
-    struct engine *e = job->engine;
-    if (!job->holds_tag_lock)
-        return;
-    job->holds_tag_lock = false;
-    char *key = tag_lock_key(job);
-    struct tag_lock **pp = &e->locks;
-    while (*pp != NULL && strcmp((*pp)->key, key) != 0)
-        pp = &(*pp)->next;
-    free(key);
-    struct tag_lock *l = *pp;
-    if (l == NULL)
-        return;
-    if (l->n_waiters == 0) {
-        *pp = l->next;
-        free(l->key);
-        free(l->waiters);
-        free(l);
-        return;
+    struct eng_job *job = arg;
+    (void)c;
+    free(job->gate_digest);
+    job->gate_digest = xstrdup(digest);
+    job_gates_step(job);
+}
+
+/* Let go of one gate and hand it to the waiters it now admits, in order. */
+static void gate_release(struct engine *e, struct gate *g, bool exclusive)
+{
+    if (exclusive)
+        g->exclusive = false;
+    else
+        g->shared--;
+    struct eng_job **woken = NULL;
+    size_t n = 0;
+    while (g->waiters != NULL) {
+        struct gate_wait *w = g->waiters;
+        if (!gate_try_admit(g, w->exclusive))
+            break;
+        g->waiters = w->next;
+        if (g->waiters == NULL)
+            g->tail = &g->waiters;
+        woken = xrealloc(woken, (n + 1) * sizeof(*woken));
+        woken[n++] = w->job;
+        w->job->gates[w->job->n_gates++] = g;
+        free(w);
     }
-    struct eng_job *next = l->waiters[0];
-    memmove(l->waiters, l->waiters + 1, (l->n_waiters - 1) * sizeof(*l->waiters));
-    l->n_waiters--;
-    l->holder = next;
-    next->holds_tag_lock = true;
-    job_gate_decide(next);
+    if (g->shared == 0 && !g->exclusive && g->waiters == NULL) {
+        HASH_DEL(e->gates, g);
+        free(g->key);
+        free(g);
+    }
+    /* Woken jobs go on only now: one may settle and release this gate again. */
+    for (size_t i = 0; i < n; i++)
+        job_gates_step(woken[i]);
+    free(woken);
+}
+
+static void job_release_gates(struct eng_job *job)
+{
+    bool tag[2], exclusive[2];
+    job_gates_needed(job, tag, exclusive);
+    size_t held = job->n_gates;
+    job->n_gates = 0;
+    while (held > 0) {
+        held--;
+        gate_release(job->engine, job->gates[held], exclusive[held]);
+    }
 }
 
 static void job_finish_entries(struct eng_job *job)
@@ -690,7 +820,7 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
         retries_failed = retries_failed || job->entries[i]->retries_failed;
         detached = detached || job->entries[i]->detached;
     }
-    job_release_tag_lock(job);
+    job_release_gates(job);
     job->dst->running--;
     e->running--;
     e->stats.running--;
@@ -778,7 +908,7 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
     job_settle(job, rc, error, superseded);
 }
 
-/* ---- delete jobs: only when the source agrees, through the same fence as pushes ---- */
+/* ---- delete jobs: only when the source agrees, behind the repository's gate ---- */
 
 static void delete_done(int rc, const char *error, void *arg)
 {
@@ -815,13 +945,14 @@ static void delete_digest_checked(int rc, const char *error, const char *bytes, 
     (void)media_type;
     (void)digest;
     if (rc == FERRY_ENOTFOUND) {
-        /* Distribution deletes manifests, not tags: every tag on it goes too. */
+        /* Distribution deletes manifests, not tags: every tag on it goes too.
+         * A job that saw one of them in place must not trust that now. */
+        job->dst->moves++;
         registry_manifest_delete(job->dst->push, job->dst_repo, target, delete_done, job);
         return;
     }
     if (rc < 0) {
-        char *why = xasprintf("cannot check %s@%s at source %s: %s", job->src_repo, target,
-                              job->src->cfg->name, error != NULL ? error : ferry_strerror(rc));
+        char *why = source_check_error(job, target, rc, error);
         job_settle(job, rc, why, false);
         free(why);
         return;
@@ -831,15 +962,16 @@ static void delete_digest_checked(int rc, const char *error, const char *bytes, 
     free(why);
 }
 
-/* Remove `target` at the destination once the source agrees it is gone. */
+/*
+ * Remove `target` at the destination once the source agrees it is gone. The
+ * look is the job's own, taken behind the repository's gate, never a shared
+ * or cached answer: a DELETE cannot be undone by a newer entry.
+ */
 static void delete_manifest(struct eng_job *job, const char *target)
 {
     free(job->delete_digest);
     job->delete_digest = xstrdup(target);
-    char share[24];
-    snprintf(share, sizeof(share), "%" PRIu64, job->seq);
-    registry_manifest_resolve(job->src->pull, job->src_repo, target, share, ENGINE_CHECK_SHARE_MS,
-                              delete_digest_checked, job);
+    job_source_check(job, target, false, delete_digest_checked);
 }
 
 static void delete_tag_resolved(int rc, const char *error, const char *bytes, size_t len,
@@ -880,7 +1012,7 @@ static void delete_tag_checked(int rc, const char *error, const char *bytes, siz
     (void)bytes;
     (void)len;
     if (rc < 0 && rc != FERRY_ENOTFOUND) {
-        char *why = source_check_error(job, rc, error);
+        char *why = source_check_error(job, job->tag, rc, error);
         job_settle(job, rc, why, false);
         free(why);
         return;
@@ -889,8 +1021,7 @@ static void delete_tag_checked(int rc, const char *error, const char *bytes, siz
         /* The tag is there at the source: the destination follows it as an
          * update, through an observation journaled like a push. */
         char *why = xasprintf("ignored: the source's tag %s names %s", job->tag, digest);
-        engine_observe_source(job, digest, media_type);
-        delete_ignore(job, why);
+        engine_observe_source(job, digest, media_type, OBSERVED_IGNORE, why);
         free(why);
         return;
     }
@@ -906,19 +1037,20 @@ static void delete_tag_checked(int rc, const char *error, const char *bytes, siz
     registry_manifest_head(job->dst->push, job->dst_repo, job->tag, delete_tag_resolved, job);
 }
 
-/* The tag's turn for a delete: the source must agree, and a newer entry that moved the tag wins. */
+/* Behind the repository's gate: the source must agree, and a newer entry that moved the tag wins.
+ */
 static void delete_gated(struct eng_job *job)
-{
-    job_source_check(job, job->tag, delete_tag_checked);
-}
-
-static void delete_start(struct eng_job *job)
 {
     if (job->tag == NULL) {
         delete_manifest(job, job->digest);
         return;
     }
-    job_tag_gate(NULL, NULL, job);
+    job_source_check(job, job->tag, false, delete_tag_checked);
+}
+
+static void delete_start(struct eng_job *job)
+{
+    job_gates_step(job);
 }
 
 static void job_start(struct eng_job *job)
@@ -927,6 +1059,7 @@ static void job_start(struct eng_job *job)
     job->state = JOB_RUNNING;
     job_unindex(job);
     job->attempts++;
+    job->moves_at_start = job->dst->moves;
     job->dst->running++;
     e->running++;
     e->stats.running++;
@@ -1418,7 +1551,7 @@ static void engine_maybe_idle(struct engine *e)
 {
     if (e->idle_cb == NULL || !e->started || e->closing)
         return;
-    if (e->queue_head != NULL || e->delayed != NULL || e->running > 0 || e->observing > 0)
+    if (e->queue_head != NULL || e->delayed != NULL || e->running > 0)
         return;
     if (e->dispatched_seq < journal_last_seq(e->journal))
         return;
@@ -1659,8 +1792,7 @@ static void engine_finish_close(struct engine *e)
 static void engine_close_wait(uv_timer_t *timer)
 {
     struct engine *e = timer->data;
-    /* An observation's callback needs the engine: wait for it too. */
-    if (e->running > 0 || e->observing > 0)
+    if (e->running > 0)
         return;
     uv_timer_stop(timer);
     uv_timer_stop(&e->timer);
@@ -1673,7 +1805,7 @@ void engine_close(struct engine *e, void (*cb)(void *arg), void *arg)
     e->close_cb = cb;
     e->close_arg = arg;
     uv_timer_stop(&e->timer);
-    if (e->running == 0 && e->observing == 0) {
+    if (e->running == 0) {
         engine_finish_close(e);
         return;
     }

@@ -173,6 +173,10 @@ static int repo_find_gone(const char *repository, const char *tag, const char *d
     struct poll_repo *r = arg;
     if (strcmp(repository, r->name) != 0)
         return 0;
+    /* The listing kept only the tags some rule selects; the tag state also
+     * holds what webhooks journaled of the others. Those are not gone. */
+    if (!config_tag_selected(r->src->poller->config, r->src->cfg->name, r->name, tag))
+        return 0;
     for (size_t i = 0; i < r->n_tags; i++)
         if (strcmp(r->tags[i], tag) == 0)
             return 0;
