@@ -934,6 +934,21 @@ static void delete_ignore(struct eng_job *job, const char *why)
     job_settle(job, 0, NULL, true);
 }
 
+/* A tag deleted alone at the destination, or a registry that cannot. */
+static void tag_deleted(int rc, const char *error, void *arg)
+{
+    struct eng_job *job = arg;
+    if (rc == FERRY_EUNSUPPORTED) {
+        char *why = xasprintf("ignored: the source still holds %s under another name or "
+                              "untagged, and %s cannot delete a tag alone",
+                              job->delete_digest, job->dst->cfg->name);
+        delete_ignore(job, why);
+        free(why);
+        return;
+    }
+    job_settle(job, rc, error, false);
+}
+
 /* The source's answer for the manifest a delete removes: gone there, gone here. */
 static void delete_digest_checked(int rc, const char *error, const char *bytes, size_t len,
                                   const char *media_type, const char *digest, void *arg)
@@ -956,6 +971,15 @@ static void delete_digest_checked(int rc, const char *error, const char *bytes, 
         job_settle(job, rc, why, false);
         free(why);
         return;
+    }
+    if (job->tag != NULL) {
+        /* The source dropped the tag but keeps the manifest (untagged, or
+         * under other tags): drop the tag alone here, where the registry
+         * can; deleting the manifest would remove more than the source did. */
+        job->dst->moves++;
+        int trc = registry_tag_delete(job->dst->push, job->dst_repo, job->tag, tag_deleted, job);
+        if (trc == 0)
+            return;
     }
     char *why = xasprintf("ignored: the source still holds %s", target);
     delete_ignore(job, why);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "mcache.h"
+#include "reference.h"
 #include "regerror.h"
 #include "wwwauth.h"
 #include "xalloc.h"
@@ -1699,6 +1700,43 @@ int registry_manifest_delete(struct registry *reg, const char *repo, const char 
     ctx->cb = cb;
     ctx->arg = arg;
     regop_run(op, manifest_delete_done, ctx);
+    return 0;
+}
+
+static void tag_delete_done(struct regop *op, struct http_request *req, int rc, void *arg)
+{
+    struct simple_ctx *ctx = arg;
+    long status = req != NULL ? http_request_status(req) : 0;
+    if (rc == 0 && (status == 202 || status == 200 || status == 204 || status == 404)) {
+        ctx->cb(0, NULL, ctx->arg);
+    } else {
+        /* OCI 1.1: a registry that cannot delete a tag alone answers 400
+         * or 405 (Distribution 2.8: 400 DIGEST_INVALID). */
+        rc = rc < 0                           ? rc
+             : status == 400 || status == 405 ? FERRY_EUNSUPPORTED
+                                              : regop_status_rc(op, req, rc);
+        char *error = regop_error_text(op, req, rc);
+        ctx->cb(rc, error, ctx->arg);
+        free(error);
+    }
+    free(ctx);
+    regop_free(op);
+}
+
+int registry_tag_delete(struct registry *reg, const char *repo, const char *tag,
+                        registry_done_cb cb, void *arg)
+{
+    if (!reference_tag_valid(tag))
+        return FERRY_EINVAL;
+    char *url = xasprintf("%s/v2/%s/manifests/%s", reg->base, repo, tag);
+    char *scope = xasprintf("repository:%s:pull,push,delete", repo);
+    struct regop *op = regop_new(reg, "DELETE", url, scope);
+    free(url);
+    free(scope);
+    struct simple_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    ctx->cb = cb;
+    ctx->arg = arg;
+    regop_run(op, tag_delete_done, ctx);
     return 0;
 }
 

@@ -202,6 +202,15 @@ int registry_manifest_put(struct registry *reg, const char *repo, const char *re
 int registry_manifest_delete(struct registry *reg, const char *repo, const char *digest,
                              registry_done_cb cb, void *arg);
 
+/**
+ * DELETE a tag alone, leaving its manifest (OCI 1.1; not every registry
+ * can). A tag already gone (404) is success; a registry that cannot delete
+ * tags (400 or 405, as Distribution 2.8) gives FERRY_EUNSUPPORTED.
+ * FERRY_EINVAL, and no callback, for an invalid tag.
+ */
+int registry_tag_delete(struct registry *reg, const char *repo, const char *tag,
+                        registry_done_cb cb, void *arg);
+
 typedef void (*registry_list_cb)(int rc, const char *error, char **items, size_t n, void *arg);
 
 /**

@@ -9,7 +9,11 @@
 #     under t; the push's job finds t at d1 already and is done. The delete's
 #     retry, later, must look at the source again (not reuse its first look),
 #     behind the repository's gate, and find D there: d1 keeps t.
-# Each ends with every destination tag equal to the source's.
+#  3. The source drops tag t but keeps its manifest under u. The delete of t
+#     must not delete the manifest at the destinations (u would go too);
+#     Distribution 2.8 cannot delete a tag alone, so t stays there and the
+#     entry says why.
+# Each ends with every destination tag equal to the source's, but for 3.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require_ferry
@@ -107,3 +111,28 @@ for d in d1 d2; do
   assert_eq "$(at "$d" two t)" "$D" "$d's t after the source deleted D and pushed it back"
 done
 pass "a delete retried after the source has the image back deletes nothing"
+
+# 3. The source drops t but keeps the manifest under u. Distribution 2.8 has
+# no tag delete: drop the tag from its storage, as a registry that can would.
+E=$(push three e)
+fixturegen push --registry "$src_ADDR" --repo three --tag u --seed e --layers 1 --layer-size 20K --compact >/dev/null
+post three-1 push three "$E" t
+post three-2 push three "$E" u
+for d in d1 d2; do
+  wait_until 20 holds "$d" three u "$E" || fail "$d never got u"
+  wait_until 20 holds "$d" three t "$E" || fail "$d never got t"
+done
+rm -r "$src_STORAGE/docker/registry/v2/repositories/three/_manifests/tags/t"
+assert_eq "$(at src three t)" 404 "t at the source after it was dropped"
+post three-3 delete three "" t
+wait_until 60 drained || fail "the journal did not drain"
+for d in d1 d2; do
+  assert_eq "$(at "$d" three u)" "$E" "$d's u (the manifest must stay: the source holds it)"
+  assert_eq "$(at "$d" three t)" "$E" "$d's t (Distribution 2.8 cannot delete a tag alone)"
+done
+why=$(curl -s "$API/v1/journal?limit=1000" | jq -r '.entries[] | select(.repository == "three" and .action == "delete") | .ignored')
+case "$why" in
+  *"cannot delete a tag alone"*) ;;
+  *) fail "the tag delete's entry does not say why it changed nothing: '$why'" ;;
+esac
+pass "a tag dropped at the source deletes no manifest it still holds; a registry without tag deletes keeps the tag, and the entry says why"
