@@ -13,9 +13,11 @@
 #include "dashboard/assets.h"
 #include "buf.h"
 #include "digest.h"
+#include "errors.h"
 #include "http.h"
 #include "log.h"
 #include "reference.h"
+#include "registry.h"
 #include "secret.h"
 #include "xalloc.h"
 
@@ -348,20 +350,15 @@ static cJSON *image_dest_json(const char *name, const char *repo, const struct j
     return d;
 }
 
-static void api_images(struct api *a, struct server_request *req)
+/*
+ * The image as the journal's job records see it: for a tag, the newest job
+ * (by seq) that moves it in each destination. Without an engine there is no
+ * registry to ask; this is what the records say, not what the registries
+ * hold.
+ */
+static void api_images_journal(struct api *a, struct server_request *req, const char *repo,
+                               const char *tag, const char *digest)
 {
-    const char *repo = server_request_query(req, "repository");
-    const char *tag = server_request_query(req, "tag");
-    const char *digest = server_request_query(req, "digest");
-    if (repo == NULL || !reference_repository_valid(repo)) {
-        server_respond_error(req, 400, "want a valid repository=");
-        return;
-    }
-    if ((tag == NULL) == (digest == NULL) || (tag != NULL && !reference_tag_valid(tag)) ||
-        (digest != NULL && !digest_valid(digest))) {
-        server_respond_error(req, 400, "want one valid tag= or digest=");
-        return;
-    }
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "repository", repo);
     cJSON_AddItemToObject(root, "tag", json_string_or_null(tag));
@@ -417,6 +414,514 @@ static void api_images(struct api *a, struct server_request *req)
         return;
     }
     respond_json(req, 200, root);
+}
+
+/* ---- GET /v1/images, asked at the registries ---- */
+
+/*
+ * Messages are hints; the source is the truth (DESIGN.md §3): the newest job
+ * for a tag may name a digest the source no longer holds (a late or forged
+ * event). So a lookup asks the rule's source what the tag names now, and each
+ * destination what its tag names there, all at once; a destination is
+ * COMPLETE only when the two agree.
+ */
+
+struct image_lookup;
+
+/* What one registry says a reference names now, for one lookup. */
+struct image_check {
+    struct image_lookup *lookup;
+    struct registry *reg; /* the engine's client; NULL when it has none */
+    bool push;            /* reg is the pushing client */
+    char *registry;       /* its name in the config */
+    char *host;
+    char *repository;
+    bool running;
+    int rc;       /* 0: found; FERRY_ENOTFOUND: absent; else it could not say */
+    char *digest; /* when found */
+    char *error;  /* one line, when it could not say */
+};
+
+/*
+ * One question in flight at a registry, shared by every lookup asking the
+ * same (client, repository, reference) meanwhile: a gate polling once a
+ * second at a registry that answers slowly adds no request while one waits.
+ */
+struct api_probe {
+    struct api_probe *next;
+    struct api *api;
+    struct registry *reg;
+    char *key;
+    char *repository;
+    char *reference;
+    bool refetched; /* the HEAD gave no digest: asked again with a GET */
+    struct image_check **waiters;
+    size_t n_waiters;
+};
+
+/* One destination of one rule that selects the image. */
+struct image_row {
+    size_t source; /* index into the lookup's sources */
+    struct image_check check;
+};
+
+struct image_lookup {
+    struct api *api;
+    struct server_request *req; /* NULL once answered */
+    char *repository;
+    char *tag; /* exactly one of tag and digest */
+    char *digest;
+    struct image_check *sources; /* one per distinct source registry of the rules */
+    size_t n_sources;
+    struct image_row *rows;
+    size_t n_rows;
+    size_t running; /* checks not back yet, plus one while they are started */
+    uv_timer_t deadline;
+};
+
+static const char *lookup_reference(const struct image_lookup *l)
+{
+    return l->tag != NULL ? l->tag : l->digest;
+}
+
+static void check_init(struct image_check *c, struct image_lookup *l, const char *registry,
+                       bool push, const char *repository)
+{
+    memset(c, 0, sizeof(*c));
+    c->lookup = l;
+    c->reg = engine_registry_client(l->api->engine, registry, push);
+    c->push = push;
+    c->registry = xstrdup(registry);
+    c->host = xstrdup(c->reg != NULL ? registry_host(c->reg) : registry);
+    c->repository = xstrdup(repository);
+}
+
+static void check_release(struct image_check *c)
+{
+    free(c->registry);
+    free(c->host);
+    free(c->repository);
+    free(c->digest);
+    free(c->error);
+}
+
+static void lookup_settle(struct image_lookup *l);
+
+static void check_finish(struct image_check *c, int rc, const char *digest, const char *error)
+{
+    struct image_lookup *l = c->lookup;
+    c->rc = rc;
+    if (rc == 0)
+        c->digest = xstrdup(digest);
+    else if (rc != FERRY_ENOTFOUND)
+        c->error = xstrdup(error);
+    c->running = false;
+    l->running--;
+    lookup_settle(l);
+}
+
+static void probe_done(int rc, const char *error, const char *bytes, size_t len,
+                       const char *media_type, const char *digest, void *arg)
+{
+    struct api_probe *p = arg;
+    (void)bytes;
+    (void)len;
+    (void)media_type;
+    /* By digest the answer names what was asked. By tag a registry that
+     * sends no valid Docker-Content-Digest is asked for the bytes, whose
+     * digest is computed. */
+    bool by_digest = digest_valid(p->reference);
+    if (rc == 0 && digest != NULL && !digest_valid(digest))
+        digest = NULL;
+    if (rc == 0 && digest == NULL && by_digest)
+        digest = p->reference;
+    if (rc == 0 && digest == NULL && !p->refetched) {
+        p->refetched = true;
+        if (registry_manifest_get(p->reg, p->repository, p->reference, probe_done, p) == 0)
+            return;
+        rc = FERRY_EPROTO;
+    }
+    if (rc == 0 && digest == NULL)
+        rc = FERRY_EPROTO;
+    char *text = NULL;
+    if (rc != 0 && rc != FERRY_ENOTFOUND)
+        text = error != NULL ? xstrdup(error)
+                             : xasprintf("%s/%s:%s: %s", registry_host(p->reg), p->repository,
+                                         p->reference, ferry_strerror(rc));
+    struct api_probe **at = &p->api->probes;
+    while (*at != p)
+        at = &(*at)->next;
+    *at = p->next;
+    for (size_t i = 0; i < p->n_waiters; i++)
+        check_finish(p->waiters[i], rc, digest, text);
+    free(text);
+    free(p->waiters);
+    free(p->key);
+    free(p->repository);
+    free(p->reference);
+    free(p);
+}
+
+/*
+ * Ask `c`'s registry what the lookup's reference names, joining a probe in
+ * flight for the same question. A call that cannot start is an answer. The
+ * registry may answer before its call returns: the probe is listed and `c`
+ * waits on it first.
+ */
+static void check_start(struct image_check *c)
+{
+    struct image_lookup *l = c->lookup;
+    struct api *a = l->api;
+    char *key = NULL;
+    int rc = FERRY_EINVAL;
+    if (c->reg == NULL)
+        goto out;
+    key = xasprintf("%s\n%d\n%s\n%s", c->registry, c->push, c->repository, lookup_reference(l));
+    struct api_probe *p = a->probes;
+    while (p != NULL && strcmp(p->key, key) != 0)
+        p = p->next;
+    bool fresh = p == NULL;
+    if (fresh) {
+        p = xcalloc(1, sizeof(*p));
+        p->api = a;
+        p->reg = c->reg;
+        p->key = key;
+        key = NULL;
+        p->repository = xstrdup(c->repository);
+        p->reference = xstrdup(lookup_reference(l));
+        p->next = a->probes;
+        a->probes = p;
+    }
+    p->waiters = xrealloc(p->waiters, (p->n_waiters + 1) * sizeof(*p->waiters));
+    p->waiters[p->n_waiters++] = c;
+    c->running = true;
+    l->running++;
+    rc = 0;
+    if (!fresh)
+        goto out;
+    rc = registry_manifest_head(p->reg, p->repository, p->reference, probe_done, p);
+    if (rc < 0) {
+        /* Its callback never fires: `c` is its only waiter. */
+        a->probes = p->next;
+        c->running = false;
+        l->running--;
+        free(p->waiters);
+        free(p->key);
+        free(p->repository);
+        free(p->reference);
+        free(p);
+    }
+out:
+    if (rc < 0) {
+        c->rc = rc;
+        c->error = xasprintf("%s/%s:%s: %s", c->host, c->repository, lookup_reference(l),
+                             c->reg != NULL ? ferry_strerror(rc) : "no client for this registry");
+    }
+    free(key);
+}
+
+/* 502 when the registry answered wrongly, 503 when it could not be reached in time. */
+static unsigned check_http_status(const struct image_check *c)
+{
+    if (c->running)
+        return 503;
+    switch (c->rc) {
+    case FERRY_ESERVER:
+    case FERRY_EHTTP:
+    case FERRY_EPROTO:
+    case FERRY_EAUTH:
+    case FERRY_EDIGEST:
+    case FERRY_ETOOBIG:
+        return 502;
+    default:
+        return 503;
+    }
+}
+
+/* Answer with the source's failure: it did not say what the reference names. */
+static void lookup_respond_source_error(struct image_lookup *l, const struct image_check *src)
+{
+    char *msg;
+    if (src->running)
+        msg = xasprintf("the source registry %s (%s) did not answer within %d ms", src->registry,
+                        src->host, API_LOOKUP_DEADLINE_MS);
+    else
+        msg = xasprintf("the source registry %s could not say what %s:%s names: %s", src->registry,
+                        l->repository, lookup_reference(l), src->error);
+    log_debug("image lookup failed repo=%s ref=%s registry=%s error=\"%s\"", l->repository,
+              lookup_reference(l), src->registry, msg);
+    server_respond_error(l->req, check_http_status(src), msg);
+    free(msg);
+}
+
+/* Whether the row's check saw `want` there now. */
+static bool row_holds(const struct image_row *row, const char *want)
+{
+    return !row->check.running && row->check.rc == 0 && want != NULL &&
+           strcmp(row->check.digest, want) == 0;
+}
+
+/*
+ * One destination: COMPLETE when it holds `want` now, else the state of the
+ * job record for `want` there, which never says COMPLETE (the registry
+ * disagrees, or could not be asked), or PENDING without a record.
+ */
+static cJSON *lookup_row_json(struct image_lookup *l, const struct image_row *row, const char *want,
+                              bool *known)
+{
+    const struct image_check *c = &row->check;
+    struct journal_job job;
+    bool have = want != NULL &&
+                journal_job_get(l->api->journal, c->registry, c->repository, want, &job) == 0;
+    const char *state = "PENDING";
+    if (row_holds(row, want))
+        state = "COMPLETE";
+    else if (have && job.state == JOURNAL_JOB_COMPLETE)
+        state = c->running || (c->rc != 0 && c->rc != FERRY_ENOTFOUND) ? "UNKNOWN" : "PENDING";
+    else if (have)
+        state = job_state_name(job.state);
+    if (have || row_holds(row, want))
+        *known = true;
+
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "name", c->registry);
+    cJSON_AddStringToObject(d, "repository", c->repository);
+    cJSON_AddStringToObject(d, "state", state);
+    cJSON_AddItemToObject(d, "digest", json_string_or_null(want));
+    cJSON_AddItemToObject(d, "current_digest",
+                          json_string_or_null(!c->running && c->rc == 0 ? c->digest : NULL));
+    char *check_error = NULL;
+    if (c->running)
+        check_error = xasprintf("%s did not answer within %d ms", c->host, API_LOOKUP_DEADLINE_MS);
+    else if (c->rc != 0 && c->rc != FERRY_ENOTFOUND)
+        check_error = xstrdup(c->error);
+    cJSON_AddItemToObject(d, "check_error", json_string_or_null(check_error));
+    free(check_error);
+    cJSON_AddNumberToObject(d, "attempts", have ? job.attempts : 0);
+    cJSON_AddItemToObject(
+        d, "last_error",
+        json_string_or_null(
+            have && job.last_error != NULL && job.last_error[0] != '\0' ? job.last_error : NULL));
+    cJSON_AddNumberToObject(d, "bytes", have ? (double)job.bytes : 0);
+    cJSON_AddItemToObject(d, "created", json_time(have ? job.created_unix_ms : 0));
+    cJSON_AddItemToObject(d, "updated", json_time(have ? job.updated_unix_ms : 0));
+    cJSON_AddItemToObject(d, "completed", json_time(have ? job.completed_unix_ms : 0));
+    if (have)
+        journal_job_release(&job);
+    return d;
+}
+
+/*
+ * Answer with what the registries said so far (checks still running could
+ * not say). For a tag the source decides: gone is 404, unknown is 502/503.
+ * For a digest the source matters only when nothing else knows the image.
+ */
+static void lookup_answer(struct image_lookup *l)
+{
+    if (l->tag != NULL) {
+        for (size_t i = 0; i < l->n_sources; i++) {
+            const struct image_check *src = &l->sources[i];
+            if (!src->running && src->rc == FERRY_ENOTFOUND) {
+                char msg[512];
+                snprintf(msg, sizeof(msg),
+                         "%s:%s is not at the source %s (%s); a push may be on its way",
+                         l->repository, l->tag, src->registry, src->host);
+                server_respond_error(l->req, 404, msg);
+                goto out;
+            }
+            if (src->running || src->rc != 0) {
+                lookup_respond_source_error(l, src);
+                goto out;
+            }
+        }
+    }
+    const struct image_check *first = &l->sources[0];
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "repository", l->repository);
+    cJSON_AddItemToObject(root, "tag", json_string_or_null(l->tag));
+    cJSON_AddItemToObject(root, "digest",
+                          json_string_or_null(l->tag != NULL ? first->digest : l->digest));
+    cJSON *source = cJSON_AddObjectToObject(root, "source");
+    cJSON_AddStringToObject(source, "name", first->registry);
+    cJSON_AddStringToObject(source, "registry", first->host);
+    cJSON_AddItemToObject(
+        source, "digest",
+        json_string_or_null(!first->running && first->rc == 0 ? first->digest : NULL));
+    cJSON *dests = cJSON_AddArrayToObject(root, "destinations");
+    bool known = false;
+    for (size_t i = 0; i < l->n_rows; i++) {
+        const struct image_row *row = &l->rows[i];
+        /* Each destination against its own rule's source. */
+        const char *want = l->tag != NULL ? l->sources[row->source].digest : l->digest;
+        cJSON_AddItemToArray(dests, lookup_row_json(l, row, want, &known));
+    }
+    if (l->digest != NULL && !known) {
+        /* Nothing holds it and no job was ever made for it: does the source have it? */
+        const struct image_check *lacking = NULL;
+        for (size_t i = 0; i < l->n_sources && lacking == NULL; i++)
+            if (l->sources[i].running || l->sources[i].rc != 0)
+                lacking = &l->sources[i];
+        if (lacking != NULL && !lacking->running && lacking->rc == FERRY_ENOTFOUND) {
+            char msg[512];
+            snprintf(msg, sizeof(msg),
+                     "%s@%s is not at the source %s (%s) and no destination holds it",
+                     l->repository, l->digest, lacking->registry, lacking->host);
+            server_respond_error(l->req, 404, msg);
+            cJSON_Delete(root);
+            goto out;
+        }
+        if (lacking != NULL) {
+            lookup_respond_source_error(l, lacking);
+            cJSON_Delete(root);
+            goto out;
+        }
+    }
+    respond_json(l->req, 200, root);
+out:
+    l->req = NULL;
+}
+
+static void lookup_free(struct image_lookup *l)
+{
+    for (size_t i = 0; i < l->n_sources; i++)
+        check_release(&l->sources[i]);
+    for (size_t i = 0; i < l->n_rows; i++)
+        check_release(&l->rows[i].check);
+    free(l->sources);
+    free(l->rows);
+    free(l->repository);
+    free(l->tag);
+    free(l->digest);
+    free(l);
+}
+
+static void lookup_closed(uv_handle_t *handle)
+{
+    struct image_lookup *l = handle->data;
+    struct api *a = l->api;
+    lookup_free(l);
+    if (--a->lookups == 0 && a->drained_cb != NULL) {
+        void (*cb)(void *) = a->drained_cb;
+        a->drained_cb = NULL;
+        cb(a->drained_arg);
+    }
+}
+
+/* Once every check is back: answer (unless the deadline did) and free through the loop. */
+static void lookup_settle(struct image_lookup *l)
+{
+    if (l->running > 0)
+        return;
+    if (l->req != NULL)
+        lookup_answer(l);
+    uv_timer_stop(&l->deadline);
+    uv_close((uv_handle_t *)&l->deadline, lookup_closed);
+}
+
+/* The deadline: answer now. Checks still running end on their own, bounded by their retries. */
+static void lookup_deadline(uv_timer_t *timer)
+{
+    struct image_lookup *l = timer->data;
+    if (l->req != NULL) {
+        log_debug("image lookup answered at its deadline repo=%s ref=%s running=%zu", l->repository,
+                  lookup_reference(l), l->running);
+        lookup_answer(l);
+    }
+}
+
+/* The source registry's index in l->sources, added when new. */
+static size_t lookup_source(struct image_lookup *l, const char *name)
+{
+    for (size_t i = 0; i < l->n_sources; i++)
+        if (strcmp(l->sources[i].registry, name) == 0)
+            return i;
+    l->sources = xrealloc(l->sources, (l->n_sources + 1) * sizeof(*l->sources));
+    check_init(&l->sources[l->n_sources], l, name, false, l->repository);
+    return l->n_sources++;
+}
+
+static void api_images(struct api *a, struct server_request *req)
+{
+    const char *repo = server_request_query(req, "repository");
+    const char *tag = server_request_query(req, "tag");
+    const char *digest = server_request_query(req, "digest");
+    if (repo == NULL || !reference_repository_valid(repo)) {
+        server_respond_error(req, 400, "want a valid repository=");
+        return;
+    }
+    if ((tag == NULL) == (digest == NULL) || (tag != NULL && !reference_tag_valid(tag)) ||
+        (digest != NULL && !digest_valid(digest))) {
+        server_respond_error(req, 400, "want one valid tag= or digest=");
+        return;
+    }
+    if (a->engine == NULL || a->draining) {
+        api_images_journal(a, req, repo, tag, digest);
+        return;
+    }
+    if (a->lookups >= API_LOOKUPS_MAX) {
+        server_respond_error(req, 503, "too many image lookups at once; retry");
+        return;
+    }
+
+    struct image_lookup *l = xcalloc(1, sizeof(*l));
+    l->api = a;
+    l->req = req;
+    l->repository = xstrdup(repo);
+    l->tag = tag != NULL ? xstrdup(tag) : NULL;
+    l->digest = digest != NULL ? xstrdup(digest) : NULL;
+    for (size_t r = 0; r < a->config->n_rules; r++) {
+        const struct config_rule *rule = &a->config->rules[r];
+        if (!config_rule_selects(rule, repo, tag))
+            continue;
+        for (size_t d = 0; d < rule->n_destinations; d++) {
+            const struct config_destination *dest = &rule->destinations[d];
+            char *dst_repo = config_destination_repository(dest, repo);
+            if (dst_repo == NULL)
+                continue;
+            size_t source = lookup_source(l, rule->source);
+            l->rows = xrealloc(l->rows, (l->n_rows + 1) * sizeof(*l->rows));
+            struct image_row *row = &l->rows[l->n_rows++];
+            row->source = source;
+            /* The pushing client: its tokens (pull,push) are the ones its jobs hold. */
+            check_init(&row->check, l, dest->registry, true, dst_repo);
+            free(dst_repo);
+        }
+    }
+    if (l->n_rows == 0) {
+        server_respond_error(req, 404, "no rule replicates this image");
+        lookup_free(l);
+        return;
+    }
+    a->lookups++;
+    uv_timer_init(a->loop, &l->deadline);
+    l->deadline.data = l;
+    uv_timer_start(&l->deadline, lookup_deadline, API_LOOKUP_DEADLINE_MS, 0);
+    /* Held at one while the checks start, so that none settles the lookup early. */
+    l->running = 1;
+    for (size_t i = 0; i < l->n_sources; i++)
+        check_start(&l->sources[i]);
+    for (size_t i = 0; i < l->n_rows; i++)
+        check_start(&l->rows[i].check);
+    l->running--;
+    lookup_settle(l);
+}
+
+void api_set_engine(struct api *a, struct engine *engine, struct poller *poller)
+{
+    a->engine = engine;
+    a->poller = poller;
+    a->draining = false;
+}
+
+void api_drain(struct api *a, void (*cb)(void *arg), void *arg)
+{
+    a->draining = true;
+    if (a->lookups == 0) {
+        cb(arg);
+        return;
+    }
+    a->drained_cb = cb;
+    a->drained_arg = arg;
 }
 
 /* ---- GET /v1/failures ---- */

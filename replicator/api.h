@@ -4,7 +4,8 @@
  *   GET  /v1/status           destinations (backlog, lag, in flight, counts,
  *                             throughput, circuit, last error) and sources
  *   GET  /v1/images?repository=R&(tag=T|digest=D)
- *                             that image's state in every destination
+ *                             that image's state in every destination,
+ *                             checked at the registries (see api_handle())
  *   GET  /v1/failures         FAILED jobs with their errors
  *   POST /v1/retry            {"destination"[, "repository", "digest"]}
  *   GET  /v1/journal?after=SEQ&limit=N
@@ -34,6 +35,13 @@
 #define API_RATE_SAMPLES  90
 #define API_RATE_PERIOD_S 10
 
+/* An image lookup at the registries is answered by then, with what the
+ * registries said so far: under the 4 s the dashboard gives a call (and the
+ * 10 s of `ferry status`). */
+#define API_LOOKUP_DEADLINE_MS 3000
+/* Image lookups at once; more are answered 503. */
+#define API_LOOKUPS_MAX 64
+
 struct api_rate {
     uint64_t last_bytes;
     int64_t times[API_RATE_SAMPLES]; /* unix seconds at the end of each sample */
@@ -41,6 +49,8 @@ struct api_rate {
     size_t next;                     /* where the next sample goes */
     size_t count;
 };
+
+struct api_probe;
 
 struct api_source {
     const char *name;
@@ -57,6 +67,13 @@ struct api {
     struct poller *poller; /* NULL once it closed */
     struct ingest *ingest;
     const bool *stopping;
+    /* Image lookups ask registries through the engine's clients; a drain
+     * keeps new ones off them until api_set_engine(). */
+    size_t lookups;           /* lookups not freed yet */
+    struct api_probe *probes; /* registry calls in flight, shared by lookups */
+    bool draining;
+    void (*drained_cb)(void *arg);
+    void *drained_arg;
     int64_t start_unix_ms;
     struct api_source *sources; /* one per registry of the config */
     struct api_rate *rates;     /* one per registry of the config */
@@ -73,10 +90,45 @@ void api_reconfigure(struct api *a, const struct config *config);
 /** Count an entry the journal made durable (for per-source figures). */
 void api_note_entry(struct api *a, const struct journal_entry *e);
 
-/** Answer `req` when it is the API's; false to let the caller route it. */
+/**
+ * Use `engine` (its registry clients, stats and retries) and `poller` (its
+ * stats); either may be NULL. Ends a drain (api_drain()). Both must stay
+ * valid until replaced, or until a drain's callback ran and they are set
+ * to NULL.
+ */
+void api_set_engine(struct api *a, struct engine *engine, struct poller *poller);
+
+/**
+ * Stop asking registries through the engine's clients, before the engine
+ * closes: image lookups in flight are still answered (each by its deadline)
+ * and end when their registry calls come back; new ones are answered from
+ * the journal alone until api_set_engine(). `cb` runs once no lookup uses a
+ * client any more: at once when none does, else from the loop. The engine
+ * may be closed from `cb`.
+ */
+void api_drain(struct api *a, void (*cb)(void *arg), void *arg);
+
+/**
+ * Answer `req` when it is the API's; false to let the caller route it.
+ *
+ * GET /v1/images with an engine asks the registries, not only the journal,
+ * and may answer later (within API_LOOKUP_DEADLINE_MS): for a tag, what the
+ * rule's source registry says the tag names now (404 when it has no such
+ * tag; 502 or 503 naming the registry when it cannot say), and for each
+ * destination what its tag names there. A destination is COMPLETE exactly
+ * when its tag names the source's current digest (for a digest: when it
+ * holds that manifest); otherwise its state is that of the job record for
+ * the digest (COMPLETE there becomes PENDING, or UNKNOWN when the
+ * destination could not be asked), or PENDING without a record. Without an
+ * engine, or while draining, the answer comes from the journal's job
+ * records alone and carries no "source".
+ */
 bool api_handle(struct api *a, struct server_request *req);
 
-/** Stop the sampler and free what the api holds (its timer closes through the loop). */
+/**
+ * Stop the sampler and free what the api holds (its timer closes through the
+ * loop). No image lookup may be running (drain first).
+ */
 void api_close(struct api *a);
 
 #endif

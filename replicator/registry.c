@@ -1670,20 +1670,45 @@ int registry_repository_exists(struct registry *reg, const char *repo, registry_
     return 0;
 }
 
+struct delete_ctx {
+    registry_done_cb cb;
+    void *arg;
+    bool tag; /* a tag alone, not a manifest */
+};
+
 static void manifest_delete_done(struct regop *op, struct http_request *req, int rc, void *arg)
 {
-    struct simple_ctx *ctx = arg;
+    struct delete_ctx *ctx = arg;
     long status = req != NULL ? http_request_status(req) : 0;
     if (rc == 0 && (status == 202 || status == 200 || status == 204 || status == 404)) {
         ctx->cb(0, NULL, ctx->arg);
     } else {
-        rc = rc < 0 ? rc : status == 405 ? FERRY_EUNSUPPORTED : regop_status_rc(op, req, rc);
+        /* A registry that refuses deletes answers 405; one that cannot
+         * delete a tag alone, 400 or 405 (OCI 1.1; Distribution 2.8: 400
+         * DIGEST_INVALID). */
+        bool unsupported = status == 405 || (ctx->tag && status == 400);
+        rc = rc < 0 ? rc : unsupported ? FERRY_EUNSUPPORTED : regop_status_rc(op, req, rc);
         char *error = regop_error_text(op, req, rc);
         ctx->cb(rc, error, ctx->arg);
         free(error);
     }
     free(ctx);
     regop_free(op);
+}
+
+static void manifest_delete_run(struct registry *reg, const char *repo, const char *reference,
+                                bool tag, registry_done_cb cb, void *arg)
+{
+    char *url = xasprintf("%s/v2/%s/manifests/%s", reg->base, repo, reference);
+    char *scope = xasprintf("repository:%s:pull,push,delete", repo);
+    struct regop *op = regop_new(reg, "DELETE", url, scope);
+    free(url);
+    free(scope);
+    struct delete_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    ctx->cb = cb;
+    ctx->arg = arg;
+    ctx->tag = tag;
+    regop_run(op, manifest_delete_done, ctx);
 }
 
 int registry_manifest_delete(struct registry *reg, const char *repo, const char *digest,
@@ -1691,36 +1716,8 @@ int registry_manifest_delete(struct registry *reg, const char *repo, const char 
 {
     if (!digest_valid(digest))
         return FERRY_EINVAL;
-    char *url = xasprintf("%s/v2/%s/manifests/%s", reg->base, repo, digest);
-    char *scope = xasprintf("repository:%s:pull,push,delete", repo);
-    struct regop *op = regop_new(reg, "DELETE", url, scope);
-    free(url);
-    free(scope);
-    struct simple_ctx *ctx = xcalloc(1, sizeof(*ctx));
-    ctx->cb = cb;
-    ctx->arg = arg;
-    regop_run(op, manifest_delete_done, ctx);
+    manifest_delete_run(reg, repo, digest, false, cb, arg);
     return 0;
-}
-
-static void tag_delete_done(struct regop *op, struct http_request *req, int rc, void *arg)
-{
-    struct simple_ctx *ctx = arg;
-    long status = req != NULL ? http_request_status(req) : 0;
-    if (rc == 0 && (status == 202 || status == 200 || status == 204 || status == 404)) {
-        ctx->cb(0, NULL, ctx->arg);
-    } else {
-        /* OCI 1.1: a registry that cannot delete a tag alone answers 400
-         * or 405 (Distribution 2.8: 400 DIGEST_INVALID). */
-        rc = rc < 0                           ? rc
-             : status == 400 || status == 405 ? FERRY_EUNSUPPORTED
-                                              : regop_status_rc(op, req, rc);
-        char *error = regop_error_text(op, req, rc);
-        ctx->cb(rc, error, ctx->arg);
-        free(error);
-    }
-    free(ctx);
-    regop_free(op);
 }
 
 int registry_tag_delete(struct registry *reg, const char *repo, const char *tag,
@@ -1728,15 +1725,7 @@ int registry_tag_delete(struct registry *reg, const char *repo, const char *tag,
 {
     if (!reference_tag_valid(tag))
         return FERRY_EINVAL;
-    char *url = xasprintf("%s/v2/%s/manifests/%s", reg->base, repo, tag);
-    char *scope = xasprintf("repository:%s:pull,push,delete", repo);
-    struct regop *op = regop_new(reg, "DELETE", url, scope);
-    free(url);
-    free(scope);
-    struct simple_ctx *ctx = xcalloc(1, sizeof(*ctx));
-    ctx->cb = cb;
-    ctx->arg = arg;
-    regop_run(op, tag_delete_done, ctx);
+    manifest_delete_run(reg, repo, tag, true, cb, arg);
     return 0;
 }
 

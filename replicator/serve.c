@@ -136,12 +136,19 @@ static void daemon_engine_closed(void *arg)
     journal_committer_close(d->committer, daemon_committer_closed, d);
 }
 
+/* The api's image lookups use the engine's registry clients: they end first. */
+static void daemon_api_drained(void *arg)
+{
+    struct daemon *d = arg;
+    engine_close(d->engine, daemon_engine_closed, d);
+}
+
 static void daemon_poller_closed(void *arg)
 {
     struct daemon *d = arg;
     d->poller = NULL;
     d->api.poller = NULL;
-    engine_close(d->engine, daemon_engine_closed, d);
+    api_drain(&d->api, daemon_api_drained, d);
 }
 
 /* Every entry the committer makes durable goes to the engine. */
@@ -206,11 +213,16 @@ static void daemon_reload_engine_closed(void *arg)
     engine_start(d->engine);
     poller_new(&d->loop, d->config, d->journal, d->committer, &d->poller);
     poller_start(d->poller, daemon_round, d);
-    d->api.engine = d->engine;
-    d->api.poller = d->poller;
+    api_set_engine(&d->api, d->engine, d->poller);
     log_warn("reloaded config=%s registries=%zu rules=%zu", d->config->path,
              d->config->n_registries, d->config->n_rules);
     sd_notify(0, "READY=1");
+}
+
+static void daemon_reload_api_drained(void *arg)
+{
+    struct daemon *d = arg;
+    engine_close(d->engine, daemon_reload_engine_closed, d);
 }
 
 static void daemon_reload_poller_closed(void *arg)
@@ -218,7 +230,7 @@ static void daemon_reload_poller_closed(void *arg)
     struct daemon *d = arg;
     d->poller = NULL;
     d->api.poller = NULL;
-    engine_close(d->engine, daemon_reload_engine_closed, d);
+    api_drain(&d->api, daemon_reload_api_drained, d);
 }
 
 static void daemon_hangup(uv_signal_t *sig, int signum)
@@ -343,8 +355,7 @@ int serve_run(const char *config_path, bool check_only)
     journal_committer_set_tail(d.committer, daemon_tail, &d);
     engine_start(d.engine);
     poller_new(&d.loop, d.config, d.journal, d.committer, &d.poller);
-    d.api.engine = d.engine;
-    d.api.poller = d.poller;
+    api_set_engine(&d.api, d.engine, d.poller);
     poller_start(d.poller, daemon_round, &d);
 
     fprintf(stderr, "ferry: serving on %s port %d (journal last seq %llu)\n", d.config->listen,

@@ -40,10 +40,14 @@ static void usage_status(FILE *out)
         "\n"
         "  (no --image)   a table of destinations: circuit, backlog, lag, in flight,\n"
         "                 completed, failed, throughput, last error\n"
-        "  --image        that image (source repository) in each destination\n"
+        "  --image        that image (source repository) in each destination, as the\n"
+        "                 registries hold it now: for R:T, COMPLETE where the\n"
+        "                 destination's tag names what the source's tag names now\n"
         "  --wait         block until the image is COMPLETE in every named destination\n"
         "                 (default: every destination its rules name): exit 0; FAILED\n"
-        "                 in one: exit 1; --timeout (default 600) passed: exit 2\n"
+        "                 in one: exit 1; --timeout (default 600) passed: exit 2. A tag\n"
+        "                 not at the source (yet) or a registry that cannot be asked\n"
+        "                 is waited for\n"
         "  --json         print the daemon's JSON answer\n"
         "\n"
         "Exit status: 0 done, 1 failed (or the daemon answered an error), 2 timeout\n"
@@ -231,39 +235,62 @@ static char *image_query(const char *image, char **error)
     return query;
 }
 
+/* What a destination's tag names now, shortened for a table; "-" when absent. */
+static void short_digest(const cJSON *d, char *out, size_t size)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(d, "current_digest");
+    if (cJSON_IsString(v))
+        snprintf(out, size, "%.19s", v->valuestring);
+    else
+        snprintf(out, size, "%s", cJSON_IsNull(v) ? "-" : "?");
+}
+
 static void print_image(const cJSON *img, const char *dests)
 {
     const char *digest = jstr(img, "digest");
     const char *tag = jstr(img, "tag");
     const char *repo = jstr(img, "repository") ? jstr(img, "repository") : "?";
-    if (tag != NULL)
-        printf("image %s:%s (%s)\n", repo, tag, digest != NULL ? digest : "digest unknown");
+    const cJSON *source = cJSON_GetObjectItemCaseSensitive(img, "source");
+    if (tag != NULL && jstr(source, "name") != NULL)
+        printf("image %s:%s (%s at the source %s)\n", repo, tag,
+               digest != NULL ? digest : "digest unknown", jstr(source, "name"));
+    else if (tag != NULL)
+        printf("image %s:%s (%s, from the journal; not checked at the source)\n", repo, tag,
+               digest != NULL ? digest : "digest unknown");
     else
         printf("image %s@%s\n", repo, digest != NULL ? digest : "?");
-    printf("%-16s %-32s %-12s %8s %-24s  %s\n", "DESTINATION", "REPOSITORY", "STATE", "ATTEMPTS",
-           "UPDATED", "ERROR");
+    printf("%-16s %-32s %-12s %8s %-24s %-19s  %s\n", "DESTINATION", "REPOSITORY", "STATE",
+           "ATTEMPTS", "UPDATED", "HOLDS NOW", "ERROR");
     const cJSON *d;
     cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(img, "destinations"))
     {
         const char *name = jstr(d, "name");
         if (name == NULL || !in_list(dests, name))
             continue;
-        const char *err = jstr(d, "last_error");
-        printf("%-16s %-32s %-12s %8.0f %-24s  %.80s\n", name,
+        const char *err = jstr(d, "check_error") ? jstr(d, "check_error") : jstr(d, "last_error");
+        char holds[24];
+        short_digest(d, holds, sizeof(holds));
+        printf("%-16s %-32s %-12s %8.0f %-24s %-19s  %.80s\n", name,
                jstr(d, "repository") ? jstr(d, "repository") : "?",
                jstr(d, "state") ? jstr(d, "state") : "?", jnum(d, "attempts"),
-               jstr(d, "updated") ? jstr(d, "updated") : "-", err != NULL ? err : "-");
+               jstr(d, "updated") ? jstr(d, "updated") : "-", holds, err != NULL ? err : "-");
     }
 }
 
 /*
  * One look at the image for --wait: EXIT_COMPLETE when every named
- * destination is COMPLETE, EXIT_FAILED when one is FAILED, -1 to look again.
+ * destination is COMPLETE, EXIT_FAILED when one is FAILED (*why says why),
+ * -1 to look again. For a tag COMPLETE counts only in an answer the daemon
+ * checked at the source ("source" names the digest the tag names there now):
+ * one from the journal alone (a daemon reloading, or one older than this
+ * check) may name a digest the source moved away from.
  */
 static int wait_verdict(const cJSON *img, const char *dests, char **why)
 {
     const cJSON *d;
     size_t seen = 0, complete = 0;
+    bool checked = jstr(img, "tag") == NULL ||
+                   jstr(cJSON_GetObjectItemCaseSensitive(img, "source"), "digest") != NULL;
     cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(img, "destinations"))
     {
         const char *name = jstr(d, "name");
@@ -276,7 +303,7 @@ static int wait_verdict(const cJSON *img, const char *dests, char **why)
                              jstr(d, "last_error") ? jstr(d, "last_error") : "no reason given");
             return EXIT_FAILED;
         }
-        if (state != NULL && strcmp(state, "COMPLETE") == 0)
+        if (state != NULL && strcmp(state, "COMPLETE") == 0 && checked)
             complete++;
     }
     if (dests != NULL) {
@@ -287,7 +314,11 @@ static int wait_verdict(const cJSON *img, const char *dests, char **why)
         if (seen < named)
             return -1;
     }
-    return seen > 0 && complete == seen ? EXIT_COMPLETE : -1;
+    if (seen > 0 && complete == seen)
+        return EXIT_COMPLETE;
+    if (!checked)
+        *why = xstrdup("the daemon answered from its journal, without asking the source");
+    return -1;
 }
 
 static int64_t now_ms(void)
@@ -458,6 +489,10 @@ int status_main(int argc, char **argv)
                 free(why);
                 rc = v;
                 break;
+            }
+            if (why != NULL) {
+                free(last_error);
+                last_error = why;
             }
         } else if (error != NULL) {
             free(last_error);
