@@ -1210,7 +1210,7 @@ out:
     return rc;
 }
 
-int journal_tagstate_scan(struct journal *j, const char *source,
+int journal_tagstate_scan(struct journal *j, const char *source, const char *repository,
                           int (*cb)(const char *repository, const char *tag, const char *digest,
                                     void *arg),
                           void *arg)
@@ -1219,21 +1219,29 @@ int journal_tagstate_scan(struct journal *j, const char *source,
     char *rerr = NULL;
     int rc = 0;
 
-    if (journal_check_string(source, "source", true, JOURNAL_STRING_MAX, NULL) < 0)
+    if (journal_check_string(source, "source", true, JOURNAL_STRING_MAX, NULL) < 0 ||
+        (repository != NULL &&
+         journal_check_string(repository, "repository", true, JOURNAL_STRING_MAX, NULL) < 0))
         return FERRY_EINVAL;
     if (j->cf[JOURNAL_CF_TAGSTATE] == NULL)
         return 0;
-    /* The prefix includes the source's terminating NUL. */
-    size_t prefix_len = strlen(source) + 1;
+    /* The prefix includes the source's terminating NUL, and the
+     * repository's when there is one: keys are "source\0repo\0tag". */
+    size_t source_len = strlen(source) + 1;
+    size_t prefix_len = source_len + (repository != NULL ? strlen(repository) + 1 : 0);
+    char *prefix = xmalloc(prefix_len);
+    memcpy(prefix, source, source_len);
+    if (repository != NULL)
+        memcpy(prefix + source_len, repository, prefix_len - source_len);
     it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_TAGSTATE]);
-    for (rocksdb_iter_seek(it, source, prefix_len); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek(it, prefix, prefix_len); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t key_len, value_len;
         const char *key = rocksdb_iter_key(it, &key_len);
         const char *value = rocksdb_iter_value(it, &value_len);
-        if (key_len < prefix_len || memcmp(key, source, prefix_len) != 0)
+        if (key_len < prefix_len || memcmp(key, prefix, prefix_len) != 0)
             break;
-        const char *rest = key + prefix_len;
-        size_t rest_len = key_len - prefix_len;
+        const char *rest = key + source_len;
+        size_t rest_len = key_len - source_len;
         const char *sep = memchr(rest, '\0', rest_len);
         size_t repo_len = sep != NULL ? (size_t)(sep - rest) : 0;
         size_t tag_len = sep != NULL ? rest_len - repo_len - 1 : 0;
@@ -1259,6 +1267,7 @@ int journal_tagstate_scan(struct journal *j, const char *source,
         rc = journal_rocksdb_error(j, "tagstate_scan", rerr);
 out:
     rocksdb_iter_destroy(it);
+    free(prefix);
     return rc;
 }
 

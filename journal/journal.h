@@ -158,10 +158,11 @@ int journal_tagstate_put(struct journal *j, const char *source, const char *repo
                          const char *tag, const char *digest);
 
 /**
- * Call `cb(repository, tag, digest)` for every tag state of `source`
- * (the poller looks for tags that disappeared). `cb` returns nonzero to stop.
+ * Call `cb(repository, tag, digest)` for every tag state of `source`, or of
+ * its `repository` only when that is not NULL (the poller looks for tags
+ * that disappeared from one repository). `cb` returns nonzero to stop.
  */
-int journal_tagstate_scan(struct journal *j, const char *source,
+int journal_tagstate_scan(struct journal *j, const char *source, const char *repository,
                           int (*cb)(const char *repository, const char *tag, const char *digest,
                                     void *arg),
                           void *arg);

@@ -25,7 +25,7 @@ struct poll_repo {
     char **owned; /* strings the events point at */
     size_t n_owned;
     size_t n_events;
-    /* What to record once the events are durable: tag -> digest (NULL: gone). */
+    size_t gone_pending; /* looks at tags the listing no longer names */
 };
 
 struct poll_source {
@@ -168,11 +168,48 @@ static void repo_add_event(struct poll_repo *r, enum journal_action action, cons
     e->if_changed = true;
 }
 
+/* A tag the journal knows that the listing no longer names: is it gone? */
+struct gone_ctx {
+    struct poll_repo *r;
+    char *tag;
+    char *digest; /* what the journal said of it last */
+};
+
+static void repo_submit(struct poll_repo *r);
+
+/*
+ * The source's answer for a tag its listing left out. A listing is a hint
+ * too (a registry's may lag behind its manifests): the tag is journaled as
+ * deleted only when the source answers 404 for it, and as moved when it
+ * names another digest now.
+ */
+static void gone_checked(int rc, const char *error, const char *bytes, size_t len,
+                         const char *media_type, const char *digest, void *arg)
+{
+    struct gone_ctx *g = arg;
+    struct poll_repo *r = g->r;
+    struct poller *p = r->src->poller;
+    (void)bytes;
+    (void)len;
+    p->outstanding--;
+    if (rc == FERRY_ENOTFOUND)
+        repo_add_event(r, JOURNAL_DELETE, g->tag, g->digest, NULL);
+    else if (rc == 0 && strcmp(digest, g->digest) != 0)
+        repo_add_event(r, JOURNAL_PUSH, g->tag, digest, media_type);
+    else if (rc < 0)
+        poller_error(p, "%s: %s", r->name, error);
+    free(g->tag);
+    free(g->digest);
+    free(g);
+    if (--r->gone_pending == 0)
+        repo_submit(r);
+    poller_maybe_finish_close(p);
+}
+
 static int repo_find_gone(const char *repository, const char *tag, const char *digest, void *arg)
 {
     struct poll_repo *r = arg;
-    if (strcmp(repository, r->name) != 0)
-        return 0;
+    (void)repository;
     /* The listing kept only the tags some rule selects; the tag state also
      * holds what webhooks journaled of the others. Those are not gone. */
     if (!config_tag_selected(r->src->poller->config, r->src->cfg->name, r->name, tag))
@@ -180,11 +217,32 @@ static int repo_find_gone(const char *repository, const char *tag, const char *d
     for (size_t i = 0; i < r->n_tags; i++)
         if (strcmp(r->tags[i], tag) == 0)
             return 0;
-    repo_add_event(r, JOURNAL_DELETE, tag, digest, NULL);
+    struct gone_ctx *g = xcalloc(1, sizeof(*g));
+    g->r = r;
+    g->tag = xstrdup(tag);
+    g->digest = xstrdup(digest);
+    r->gone_pending++;
+    r->src->poller->outstanding++;
+    registry_manifest_resolve(r->src->reg, r->name, tag, NULL, 0, gone_checked, g);
     return 0;
 }
 
-/* Every tag of the repository is resolved: record what changed. */
+/* Journal what the round found in this repository. */
+static void repo_submit(struct poll_repo *r)
+{
+    struct poller *p = r->src->poller;
+    if (r->n_events == 0 || p->closing) {
+        repo_done(r);
+        return;
+    }
+    p->outstanding++;
+    if (journal_committer_submit(p->committer, r->events, r->n_events, repo_committed, r) < 0) {
+        p->outstanding--;
+        repo_done(r);
+    }
+}
+
+/* Every tag of the repository is resolved: look for tags that went, then record what changed. */
 static void repo_resolved(struct poll_repo *r)
 {
     struct poll_source *src = r->src;
@@ -194,17 +252,13 @@ static void repo_resolved(struct poll_repo *r)
         repo_done(r);
         return;
     }
+    /* One more pending look while the scan issues them, so that an answer
+     * that comes back at once cannot submit before the scan ends. */
+    r->gone_pending = 1;
     if (src->deletes)
-        journal_tagstate_scan(p->journal, src->cfg->name, repo_find_gone, r);
-    if (r->n_events == 0) {
-        repo_done(r);
-        return;
-    }
-    p->outstanding++;
-    if (journal_committer_submit(p->committer, r->events, r->n_events, repo_committed, r) < 0) {
-        p->outstanding--;
-        repo_done(r);
-    }
+        journal_tagstate_scan(p->journal, src->cfg->name, r->name, repo_find_gone, r);
+    if (--r->gone_pending == 0)
+        repo_submit(r);
 }
 
 struct head_ctx {

@@ -385,19 +385,29 @@ static void test_pollstate(void **state)
     free(digest);
 
     struct poll_log log = {0};
-    assert_int_equal(journal_tagstate_scan(j, "hub", poll_collect, &log), 0);
+    assert_int_equal(journal_tagstate_scan(j, "hub", NULL, poll_collect, &log), 0);
     assert_int_equal(log.n, 3);
     assert_string_equal(log.lines[0], "app v1 sha256:1b");
     assert_string_equal(log.lines[1], "app v2 sha256:2");
     assert_string_equal(log.lines[2], "lib/b v1 sha256:3");
     poll_log_release(&log);
 
+    /* One repository's: "app" is not a prefix match for "app2" or "lib/b". */
+    assert_int_equal(journal_tagstate_put(j, "hub", "app2", "v1", "sha256:6"), 0);
+    assert_int_equal(journal_tagstate_scan(j, "hub", "app", poll_collect, &log), 0);
+    assert_int_equal(log.n, 2);
+    assert_string_equal(log.lines[0], "app v1 sha256:1b");
+    assert_string_equal(log.lines[1], "app v2 sha256:2");
+    poll_log_release(&log);
+    assert_int_equal(journal_tagstate_put(j, "hub", "app2", "v1", NULL), 0);
+    assert_int_equal(journal_tagstate_scan(j, "hub", "", poll_collect, &log), FERRY_EINVAL);
+
     log.stop_after = 1;
-    assert_int_equal(journal_tagstate_scan(j, "hub", poll_collect, &log), 0);
+    assert_int_equal(journal_tagstate_scan(j, "hub", NULL, poll_collect, &log), 0);
     assert_int_equal(log.n, 1);
     poll_log_release(&log);
 
-    assert_int_equal(journal_tagstate_scan(j, "nobody", poll_collect, &log), 0);
+    assert_int_equal(journal_tagstate_scan(j, "nobody", NULL, poll_collect, &log), 0);
     assert_int_equal(log.n, 0);
 
     /* Forget one; it survives neither a get nor a scan, and the rest survive a reopen. */
@@ -405,7 +415,7 @@ static void test_pollstate(void **state)
     assert_int_equal(journal_tagstate_get(j, "hub", "app", "v2", &digest), FERRY_ENOTFOUND);
     journal_close(j);
     j = test_open(dir);
-    assert_int_equal(journal_tagstate_scan(j, "hub", poll_collect, &log), 0);
+    assert_int_equal(journal_tagstate_scan(j, "hub", NULL, poll_collect, &log), 0);
     assert_int_equal(log.n, 2);
     assert_string_equal(log.lines[1], "lib/b v1 sha256:3");
     poll_log_release(&log);
@@ -414,14 +424,14 @@ static void test_pollstate(void **state)
     assert_int_equal(journal_tagstate_put(j, "hub", "app", NULL, "sha256:1"), FERRY_EINVAL);
     assert_int_equal(journal_tagstate_put(j, "hub", "app", "v1", ""), FERRY_EINVAL);
     assert_int_equal(journal_tagstate_get(j, "hub", "", "v1", &digest), FERRY_EINVAL);
-    assert_int_equal(journal_tagstate_scan(j, "", poll_collect, &log), FERRY_EINVAL);
+    assert_int_equal(journal_tagstate_scan(j, "", NULL, poll_collect, &log), FERRY_EINVAL);
 
     /* A stored record that does not parse is an error, not a crash. */
     journal_close(j);
     raw_put(dir, "pollstate", "hub\0broken", 10, "sha256:x", 8);
     raw_put(dir, "pollstate", "hub\0app\0v3", 10, "", 0);
     j = test_open(dir);
-    assert_int_equal(journal_tagstate_scan(j, "hub", poll_collect, &log), FERRY_EPARSE);
+    assert_int_equal(journal_tagstate_scan(j, "hub", NULL, poll_collect, &log), FERRY_EPARSE);
     poll_log_release(&log);
     assert_int_equal(journal_tagstate_get(j, "hub", "app", "v3", &digest), FERRY_EPARSE);
     assert_null(digest);
