@@ -454,7 +454,6 @@ struct api_probe {
     char *key;
     char *repository;
     char *reference;
-    bool refetched; /* the HEAD gave no digest: asked again with a GET */
     struct image_check **waiters;
     size_t n_waiters;
 };
@@ -527,22 +526,7 @@ static void probe_done(int rc, const char *error, const char *bytes, size_t len,
     (void)bytes;
     (void)len;
     (void)media_type;
-    /* By digest the answer names what was asked. By tag a registry that
-     * sends no valid Docker-Content-Digest is asked for the bytes, whose
-     * digest is computed. */
-    bool by_digest = digest_valid(p->reference);
-    if (rc == 0 && digest != NULL && !digest_valid(digest))
-        digest = NULL;
-    if (rc == 0 && digest == NULL && by_digest)
-        digest = p->reference;
-    if (rc == 0 && digest == NULL && !p->refetched) {
-        p->refetched = true;
-        if (registry_manifest_get(p->reg, p->repository, p->reference, probe_done, p) == 0)
-            return;
-        rc = FERRY_EPROTO;
-    }
-    if (rc == 0 && digest == NULL)
-        rc = FERRY_EPROTO;
+    /* rc 0 comes with a valid digest: registry_manifest_resolve() checked it. */
     char *text = NULL;
     if (rc != 0 && rc != FERRY_ENOTFOUND)
         text = error != NULL ? xstrdup(error)
@@ -599,7 +583,8 @@ static void check_start(struct image_check *c)
     rc = 0;
     if (!fresh)
         goto out;
-    rc = registry_manifest_head(p->reg, p->repository, p->reference, probe_done, p);
+    /* A HEAD, and a GET where the HEAD names no valid digest. */
+    rc = registry_manifest_resolve(p->reg, p->repository, p->reference, NULL, 0, probe_done, p);
     if (rc < 0) {
         /* Its callback never fires: `c` is its only waiter. */
         a->probes = p->next;
