@@ -264,7 +264,6 @@ static void repo_resolved(struct poll_repo *r)
 struct head_ctx {
     struct poll_repo *r;
     char *tag;
-    bool got; /* a GET after a HEAD that named no digest */
 };
 
 static void tag_resolved(int rc, const char *error, const char *bytes, size_t len,
@@ -277,16 +276,7 @@ static void tag_resolved(int rc, const char *error, const char *bytes, size_t le
     (void)len;
 
     p->outstanding--;
-    if (rc == 0 && digest == NULL && !h->got && !p->closing) {
-        /* A HEAD without Docker-Content-Digest: the GET's body names it. */
-        h->got = true;
-        p->outstanding++;
-        registry_manifest_get(r->src->reg, r->name, h->tag, tag_resolved, h);
-        return;
-    }
-    if (rc == 0 && digest == NULL) {
-        poller_error(p, "%s:%s: the registry named no digest for the tag", r->name, h->tag);
-    } else if (rc == 0 && !p->closing) {
+    if (rc == 0 && !p->closing) {
         char *seen = NULL;
         int got = journal_tagstate_get(p->journal, r->src->cfg->name, r->name, h->tag, &seen);
         if (got == FERRY_ENOTFOUND || (got == 0 && strcmp(seen, digest) != 0))
@@ -334,7 +324,8 @@ static void repo_listed(int rc, const char *error, char **items, size_t n, void 
         h->r = r;
         h->tag = xstrdup(r->tags[i]);
         p->outstanding++;
-        registry_manifest_head(src->reg, r->name, r->tags[i], tag_resolved, h);
+        /* A HEAD, and a GET where it names no valid digest. */
+        registry_manifest_resolve(src->reg, r->name, r->tags[i], NULL, 0, tag_resolved, h);
     }
 }
 

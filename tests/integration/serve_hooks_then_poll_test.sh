@@ -3,7 +3,8 @@
 # source's notifications (polling off) is journaled once. Restarted with
 # polling on, the poller finds every tag already journaled at the digest it
 # sees (the journal's tag state says what was journaled last, whoever
-# journaled it) and appends nothing. Then a tag moved while nothing notifies
+# journaled it) and appends nothing, not even a delete for a journaled tag
+# its rules leave out of the listing. Then a tag moved while nothing notifies
 # is still found, once.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -23,7 +24,7 @@ registries:
   src: { url: "http://$src_ADDR", poll: $1 }
   dst: { url: "http://$dst_ADDR" }
 rules:
-  - { name: all, source: src, destinations: [{ registry: dst }] }
+  - { name: all, source: src, tags: ["*", "!dev"], deletes: true, destinations: [{ registry: dst }] }
 YAML
 }
 J() { "$FERRY" journal -c "$TEST_TMP/ferry.yaml" "$@"; }
@@ -39,11 +40,14 @@ for r in 1 2 3 4 5 6; do
   fixturegen push --registry "$src_ADDR" --repo "fleet/r$r" --tag v2 --seed "r$r-2" --layers 1 --layer-size 8K --compact \
     $([ "$r" = 1 ] && echo --platforms linux/amd64,linux/arm64) >/dev/null
 done
-wait_until 30 bash -c "[ \$($FERRY journal -c $TEST_TMP/ferry.yaml ls --json | jq -s 'map(select(.tag != null)) | length') -ge 12 ]" ||
+# A tag no rule selects: journaled from its notification, never replicated,
+# and never taken for deleted because the poller's listing leaves it out.
+fixturegen push --registry "$src_ADDR" --repo fleet/r1 --tag dev --seed r1-dev --layers 1 --layer-size 8K --compact >/dev/null
+wait_until 30 bash -c "[ \$($FERRY journal -c $TEST_TMP/ferry.yaml ls --json | jq -s 'map(select(.tag != null)) | length') -ge 13 ]" ||
   fail "the notifications did not journal the fleet ($(tagged_entries) tagged entries)"
 before=$(J stats | awk '/last_seq/ {print $2}')
 [[ -n "$before" ]] || fail "ferry journal stats printed no last_seq: $(J stats)"
-assert_eq "$(tagged_entries)" 12 "one entry per pushed tag from the notifications"
+assert_eq "$(tagged_entries)" 13 "one entry per pushed tag from the notifications"
 pass "the fleet is journaled from notifications, once per tag"
 
 # Restart with polling on: three rounds, nothing new.
