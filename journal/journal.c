@@ -1092,6 +1092,24 @@ int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq)
     return journal_read_seq(j, JOURNAL_CF_CURSORS, name, strlen(name), "cursor_get", seq);
 }
 
+int journal_cursor_find(struct journal *j, const char *name, uint64_t *seq)
+{
+    char *value = NULL;
+    size_t len = 0;
+    *seq = 0;
+    if (journal_check_name(name) < 0)
+        return FERRY_EINVAL;
+    int rc = journal_cf_get(j, JOURNAL_CF_CURSORS, name, strlen(name), "cursor_find", &value, &len);
+    if (rc < 0)
+        return rc;
+    if (len == JOURNAL_KEY_LEN)
+        *seq = journal_key_decode(value);
+    else
+        rc = FERRY_EPARSE;
+    rocksdb_free(value);
+    return rc;
+}
+
 int journal_cursor_set(struct journal *j, const char *name, uint64_t seq)
 {
     char value[JOURNAL_KEY_LEN];

@@ -125,6 +125,9 @@ int journal_scan(struct journal *j, uint64_t after, size_t limit,
 /** A named consumer's position; 0 when it has none. */
 int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq);
 
+/** As journal_cursor_get(), but FERRY_ENOTFOUND when the cursor was never set. */
+int journal_cursor_find(struct journal *j, const char *name, uint64_t *seq);
+
 /**
  * Move a named cursor. Written to the WAL but not synced: a process crash
  * keeps it (the OS holds the write); a machine crash may take the cursor back

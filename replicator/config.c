@@ -1590,6 +1590,29 @@ bool config_tag_selected(const struct config *c, const char *source, const char 
     return false;
 }
 
+bool config_sends(const struct config *c, const char *source, const char *repository,
+                  const char *tag, bool is_delete, const char *dest, const char *dst_repo)
+{
+    if (c == NULL || source == NULL || dest == NULL || dst_repo == NULL)
+        return false;
+    for (size_t r = 0; r < c->n_rules; r++) {
+        const struct config_rule *rule = &c->rules[r];
+        if (strcmp(rule->source, source) != 0 || !config_rule_selects(rule, repository, tag) ||
+            (is_delete && !rule->deletes))
+            continue;
+        for (size_t d = 0; d < rule->n_destinations; d++) {
+            if (strcmp(rule->destinations[d].registry, dest) != 0)
+                continue;
+            char *repo = config_destination_repository(&rule->destinations[d], repository);
+            bool same = repo != NULL && strcmp(repo, dst_repo) == 0;
+            free(repo);
+            if (same)
+                return true;
+        }
+    }
+    return false;
+}
+
 /* ---- Values ---- */
 
 /*

@@ -221,6 +221,14 @@ bool config_tag_selected(const struct config *c, const char *source, const char 
                          const char *tag);
 
 /**
+ * Does some rule send what `source` says of `repository` (and `tag`, NULL for
+ * a digest alone) to registry `dest`, into its repository `dst_repo`? With
+ * `is_delete`, only rules that propagate deletes count.
+ */
+bool config_sends(const struct config *c, const char *source, const char *repository,
+                  const char *tag, bool is_delete, const char *dest, const char *dst_repo);
+
+/**
  * Parse a duration: a whole number followed by "ms", "s", "m", "h" or "d",
  * or "0" alone ("500ms", "30s", "5m", "1h", "7d"). No sign, space, fraction
  * or compound form ("1h30m"). Returns 0 and sets *ms; FERRY_EPARSE for

@@ -55,6 +55,7 @@ struct copy_blob {
     bool download_active;
     bool download_paused;
     bool download_restart; /* the upload needs bytes the ring has dropped */
+    bool download_dropped; /* canceled: the upload it feeds failed */
     uint64_t restart_from; /* ... from this offset */
     bool resume_download;  /* wake requests, carried out from the loop */
     bool resume_upload;
@@ -64,10 +65,13 @@ struct copy_blob {
     bool verified;
     int download_rc;
     char *download_error;
-    bool upload_active;
+    enum copy_fault download_fault; /* set when the download fails */
+    bool upload_active;   /* from the transfer's start, though the upload may begin later */
+    bool upload_deferred; /* the upload begins once the source has shown its first bytes */
     bool upload_waiting;
     int upload_rc;
     char *upload_error;
+    enum copy_fault upload_fault; /* set when the upload fails */
     enum registry_upload_outcome outcome;
     char *mount_from;
     bool gated;       /* the owner chose: mount_from (or NULL: upload) */
@@ -131,6 +135,7 @@ struct copy {
     enum copy_phase phase;
     int outstanding; /* callbacks still to fire */
     int rc;
+    enum copy_fault fault; /* whose fault rc is */
     char *error;
     struct copy_node **nodes;
     size_t n_nodes;
@@ -159,13 +164,20 @@ static void copy_advance(struct copy *c);
 
 /* ---- bookkeeping ---- */
 
-static void copy_fail(struct copy *c, int rc, const char *error)
+/* The first failure is the copy's: its code, its text, and whose fault it was. */
+static void copy_fail(struct copy *c, enum copy_fault fault, int rc, const char *error)
 {
     if (c->rc == 0) {
         c->rc = rc < 0 ? rc : FERRY_EPROTO;
+        c->fault = fault;
         c->error = xstrdup(error != NULL ? error : ferry_strerror(rc));
-        log_debug("copy failing rc=%d error=\"%s\"", rc, c->error);
+        log_debug("copy failing rc=%d fault=%d error=\"%s\"", rc, (int)fault, c->error);
     }
+}
+
+enum copy_fault copy_fault(const struct copy *c)
+{
+    return c->rc < 0 ? c->fault : COPY_FAULT_NONE;
 }
 
 static void copy_op_started(struct copy *c)
@@ -221,11 +233,19 @@ static struct copy_blob *copy_add_blob(struct copy *c, const char *digest, int64
 
 /* ---- phase 1: ping both registries (reachability and auth discovery) ---- */
 
-static void ping_done(int rc, const char *error, void *arg)
+static void src_pinged(int rc, const char *error, void *arg)
 {
     struct copy *c = arg;
     if (rc < 0)
-        copy_fail(c, rc, error);
+        copy_fail(c, COPY_FAULT_SOURCE, rc, error);
+    copy_op_finished(c);
+}
+
+static void dst_pinged(int rc, const char *error, void *arg)
+{
+    struct copy *c = arg;
+    if (rc < 0)
+        copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
     copy_op_finished(c);
 }
 
@@ -271,7 +291,7 @@ static void resolve_referrers(struct copy *c, struct copy_node *subject, bool pr
     copy_op_started(c);
     if (registry_referrers(c->src, c->src_repo, subject->digest, referrers_listed, ctx) < 0) {
         free(ctx);
-        copy_fail(c, FERRY_EINVAL, "cannot list referrers");
+        copy_fail(c, COPY_FAULT_LOCAL, FERRY_EINVAL, "cannot list referrers");
         copy_op_finished(c);
     }
 }
@@ -286,7 +306,7 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
 
     free(ctx);
     if (rc < 0) {
-        copy_fail(c, rc, error);
+        copy_fail(c, COPY_FAULT_SOURCE, rc, error);
         copy_op_finished(c);
         return;
     }
@@ -306,7 +326,7 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
     rc = manifest_parse(&n->m, bytes, len, media_type, &perr);
     if (rc < 0) {
         char *msg = xasprintf("manifest %s: %s", n->digest, perr ? perr : ferry_strerror(rc));
-        copy_fail(c, rc, msg);
+        copy_fail(c, COPY_FAULT_SOURCE, rc, msg);
         free(msg);
         free(perr);
         copy_op_finished(c);
@@ -323,7 +343,7 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
         if (pick == NULL) {
             char *msg = xasprintf("%s/%s:%s has no manifest for platform %s", registry_host(c->src),
                                   c->src_repo, c->src_reference, c->platform);
-            copy_fail(c, FERRY_ENOTFOUND, msg);
+            copy_fail(c, COPY_FAULT_SOURCE, FERRY_ENOTFOUND, msg);
             free(msg);
         } else {
             struct copy_node *child = copy_add_node(c, pick->digest);
@@ -342,7 +362,7 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
             if (copy_find_node(c, d->digest) != NULL)
                 continue;
             if (strcmp(d->digest, n->digest) == 0) {
-                copy_fail(c, FERRY_EPARSE, "an index lists itself");
+                copy_fail(c, COPY_FAULT_SOURCE, FERRY_EPARSE, "an index lists itself");
                 break;
             }
             struct copy_node *child = copy_add_node(c, d->digest);
@@ -373,7 +393,7 @@ static void resolve_node(struct copy *c, struct copy_node *n, const char *refere
     copy_op_started(c);
     if (registry_manifest_get(c->src, c->src_repo, reference, node_fetched, ctx) < 0) {
         free(ctx);
-        copy_fail(c, FERRY_EINVAL, "cannot fetch manifest");
+        copy_fail(c, COPY_FAULT_LOCAL, FERRY_EINVAL, "cannot fetch manifest");
         copy_op_finished(c);
     }
 }
@@ -398,7 +418,7 @@ static void referrers_listed(int rc, const char *error, const char *bytes, size_
     }
     free(ctx);
     if (rc < 0) {
-        copy_fail(c, rc, error);
+        copy_fail(c, COPY_FAULT_SOURCE, rc, error);
         copy_op_finished(c);
         return;
     }
@@ -410,7 +430,7 @@ static void referrers_listed(int rc, const char *error, const char *bytes, size_
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(index, "manifests");
     if (!cJSON_IsArray(list)) {
         char *msg = xasprintf("referrers of %s: not an image index", subject->digest);
-        copy_fail(c, FERRY_EPARSE, msg);
+        copy_fail(c, COPY_FAULT_SOURCE, FERRY_EPARSE, msg);
         free(msg);
         cJSON_Delete(index);
         copy_op_finished(c);
@@ -423,7 +443,7 @@ static void referrers_listed(int rc, const char *error, const char *bytes, size_
         if (!cJSON_IsString(dg) || !digest_valid(dg->valuestring)) {
             char *msg =
                 xasprintf("referrers of %s: a descriptor has no valid digest", subject->digest);
-            copy_fail(c, FERRY_EPARSE, msg);
+            copy_fail(c, COPY_FAULT_SOURCE, FERRY_EPARSE, msg);
             free(msg);
             break;
         }
@@ -453,7 +473,7 @@ static void node_checked(int rc, const char *error, const char *bytes, size_t le
     if (rc == 0)
         n->present = true;
     else if (rc != FERRY_ENOTFOUND)
-        copy_fail(c, rc, error);
+        copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
     copy_op_finished(c);
 }
 
@@ -490,7 +510,7 @@ static void tag_checked(int rc, const char *error, const char *bytes, size_t len
         else if (!c->trust_missing_tag && c->rc == 0)
             copy_check_nodes(c);
     } else if (rc < 0) {
-        copy_fail(c, rc, error);
+        copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
     }
     copy_op_finished(c);
 }
@@ -500,7 +520,7 @@ static void repo_checked(int rc, const char *error, bool exists, int64_t size, v
     struct copy *c = arg;
     (void)size;
     if (rc < 0)
-        copy_fail(c, rc, error);
+        copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
     else if (!exists)
         c->dst_repo_new = true;
     else if (c->rc == 0 && !(c->trust_missing_tag && c->dst_tag != NULL))
@@ -573,7 +593,7 @@ static void node_pushed(int rc, const char *error, bool subject_processed, void 
             for (size_t i = 0; i < n->m.n_layers; i++)
                 presence_forget(c->presence, host, n->m.layers[i].digest, c->dst_repo);
         }
-        copy_fail(c, rc, error);
+        copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
     } else {
         n->pushed = true;
         c->sum->manifests_pushed++;
@@ -598,7 +618,8 @@ static void node_put(struct copy_node *n, const char *reference)
     int rc = registry_manifest_put(c->dst, c->dst_repo, reference, n->bytes, n->len, n->media_type,
                                    node_pushed, n);
     if (rc < 0) {
-        copy_fail(c, rc, "manifest too large to push");
+        /* Fetched under the same cap: this cannot happen, so it is Ferry's. */
+        copy_fail(c, COPY_FAULT_LOCAL, rc, "manifest too large to push");
         copy_op_finished(c);
     }
 }
@@ -662,7 +683,7 @@ static void blob_release_pipe(struct copy_blob *b)
 }
 
 /* The blob is settled (or failed): free its slot and tell its manifests. */
-static void blob_finish(struct copy_blob *b, int rc, const char *error)
+static void blob_finish(struct copy_blob *b, enum copy_fault fault, int rc, const char *error)
 {
     struct copy *c = b->copy;
 
@@ -679,7 +700,7 @@ static void blob_finish(struct copy_blob *b, int rc, const char *error)
     if (c->blob_done != NULL && b->in_transfer)
         c->blob_done(c, b->digest, rc == 0, c->blob_arg);
     if (rc < 0) {
-        copy_fail(c, rc, error);
+        copy_fail(c, fault, rc, error);
     } else {
         for (size_t i = 0; i < b->n_users; i++)
             node_dependency_done(b->users[i]);
@@ -691,18 +712,19 @@ static void blob_finish(struct copy_blob *b, int rc, const char *error)
 static void blob_transfer_settle(struct copy_blob *b)
 {
     struct copy *c = b->copy;
-    if (b->download_active || b->upload_active)
+    if (b->state == BLOB_DONE || b->download_active || b->upload_active)
         return;
-    /* A broken download explains a broken upload better than the upload's own error. */
-    if (b->download_started && b->download_rc < 0) {
-        blob_finish(b, b->download_rc, b->download_error);
+    /* A broken download explains a broken upload better than the upload's own
+     * error, unless the upload's failure is what broke it. */
+    if (b->download_started && b->download_rc < 0 && !b->download_dropped) {
+        blob_finish(b, b->download_fault, b->download_rc, b->download_error);
     } else if (b->sb != NULL && spool_blob_error(b->sb) != NULL && b->upload_rc < 0) {
         /* blob_finish releases the spool blob, and its error text with it. */
         char *why = xstrdup(spool_blob_error(b->sb));
-        blob_finish(b, b->upload_rc, why);
+        blob_finish(b, b->upload_fault, b->upload_rc, why);
         free(why);
     } else if (b->upload_rc < 0) {
-        blob_finish(b, b->upload_rc, b->upload_error);
+        blob_finish(b, b->upload_fault, b->upload_rc, b->upload_error);
     } else {
         if (b->outcome == REGISTRY_MOUNTED) {
             c->sum->blobs_mounted++;
@@ -710,7 +732,7 @@ static void blob_transfer_settle(struct copy_blob *b)
             c->sum->blobs_copied++;
             c->sum->bytes_copied += (uint64_t)b->size;
         }
-        blob_finish(b, 0, NULL);
+        blob_finish(b, COPY_FAULT_NONE, 0, NULL);
     }
 }
 
@@ -725,8 +747,12 @@ static int blob_pipe_sink(const char *data, size_t len, uint64_t offset, void *a
 {
     struct copy_blob *b = arg;
 
-    if (b->sb != NULL)
-        return spool_blob_write(b->sb, data, len, offset);
+    if (b->sb != NULL) {
+        int rc = spool_blob_write(b->sb, data, len, offset);
+        if (rc < 0)
+            b->download_fault = COPY_FAULT_LOCAL;
+        return rc;
+    }
 
     /* After a restart the upload needs nothing before restart_from. */
     if (offset + len <= b->ring.start)
@@ -741,6 +767,11 @@ static int blob_pipe_sink(const char *data, size_t len, uint64_t offset, void *a
         return HTTP_SINK_PAUSE;
     }
     ring_write(&b->ring, data, len);
+    if (b->upload_deferred && !b->resume_upload) {
+        /* The first bytes: the upload may begin (see blob_upload_try). */
+        b->resume_upload = true;
+        copy_schedule_kick(b->copy);
+    }
     if (b->upload_waiting && (ring_end(&b->ring) - b->sent >= PIPE_WAKE_BYTES ||
                               ring_end(&b->ring) == (uint64_t)b->size)) {
         b->upload_waiting = false;
@@ -751,6 +782,7 @@ static int blob_pipe_sink(const char *data, size_t len, uint64_t offset, void *a
 }
 
 static void blob_download_start(struct copy_blob *b);
+static void blob_upload_try(struct copy_blob *b);
 
 static void blob_download_done(int rc, const char *error, void *arg)
 {
@@ -768,14 +800,21 @@ static void blob_download_done(int rc, const char *error, void *arg)
         return;
     }
     b->download_rc = rc;
-    if (rc < 0)
+    if (rc < 0) {
         b->download_error = xstrdup(error);
-    else
+        if (b->download_fault == COPY_FAULT_NONE)
+            b->download_fault = COPY_FAULT_SOURCE;
+    } else {
         b->verified = true;
+    }
     if (b->sb != NULL && b->sb_owner)
         spool_blob_finish(b->sb, rc, error);
-    /* Wake the upload: it either sends the last byte now or learns of the failure. */
-    if (b->upload_active && b->upload_waiting) {
+    if (b->upload_deferred) {
+        /* The whole blob came before the upload began (small or empty), or
+         * none of it: begin the upload now, or fail without one. */
+        blob_upload_try(b);
+    } else if (b->upload_active && b->upload_waiting) {
+        /* Wake the upload: it either sends the last byte now or learns of the failure. */
         b->upload_waiting = false;
         b->resume_upload = true;
         copy_schedule_kick(b->copy);
@@ -798,7 +837,11 @@ static void blob_download_start(struct copy_blob *b)
     if (rc < 0) {
         b->download_active = false;
         b->download_rc = rc;
+        b->download_fault = COPY_FAULT_LOCAL;
         b->download_error = xasprintf("cannot download %s", b->digest);
+        /* Copies reading the spool would wait for it forever. */
+        if (b->sb != NULL && b->sb_owner)
+            spool_blob_finish(b->sb, rc, b->download_error);
         copy_op_finished(c);
     }
 }
@@ -810,6 +853,17 @@ static void copy_kick(uv_timer_t *timer)
         struct copy_blob *b = c->blobs[i];
         if (b->state != BLOB_ACTIVE)
             continue;
+        if (b->upload_deferred) {
+            if (b->resume_upload) {
+                b->resume_upload = false;
+                blob_upload_try(b);
+            }
+            continue;
+        }
+        if (b->download_dropped && b->download_active) {
+            registry_download_cancel(b->download);
+            continue;
+        }
         if (b->download_requested && !b->download_started && b->upload_active) {
             if (b->ring_ready)
                 ring_reset(&b->ring, b->restart_from);
@@ -844,12 +898,58 @@ static void blob_spool_wake(void *arg)
     copy_schedule_kick(b->copy);
 }
 
+/*
+ * Take the blob's spool entry: the first copy that needs the blob downloads
+ * it (sb_owner), every other copy (other destinations, retries) reads what
+ * is there and waits for the rest. A spool without room is an economy lost,
+ * not a failure: the blob then streams from the source through a ring of its
+ * own, as it would without a spool. 0, or a negative code with *err.
+ */
+static int blob_spool_take(struct copy_blob *b, char **err)
+{
+    struct copy *c = b->copy;
+    bool created = false;
+
+    *err = NULL;
+    int rc = spool_acquire(c->spool, b->digest, b->size, &created, &b->sb, err);
+    if (rc == -ENOSPC) {
+        log_warn("spool full, streaming from the source instead digest=%s dest=%s error=\"%s\"",
+                 b->digest, registry_host(c->dst), *err);
+        free(*err);
+        *err = NULL;
+        ring_init(&b->ring, PIPE_BYTES);
+        b->ring_ready = true;
+        return 0;
+    }
+    if (rc < 0) {
+        log_error("%s", *err);
+        b->upload_fault = COPY_FAULT_LOCAL;
+        return rc;
+    }
+    b->sb_owner = created;
+    return 0;
+}
+
+/*
+ * Read the spool. Its failure is either the owner's download, whose code it
+ * keeps (Ferry's own codes, from the source; -errno, from the owner's spool
+ * file), or this read's own (-errno).
+ */
+static ssize_t blob_spool_read(struct copy_blob *b, char *buf, size_t len, uint64_t offset)
+{
+    ssize_t n = spool_blob_read(b->sb, buf, len, offset);
+    if (n < 0 && n != SPOOL_WAIT)
+        b->upload_fault = spool_blob_error(b->sb) != NULL && n <= FERRY_ERRBASE ? COPY_FAULT_SOURCE
+                                                                                : COPY_FAULT_LOCAL;
+    return n;
+}
+
 static ssize_t blob_pipe_source(char *buf, size_t len, uint64_t offset, void *arg);
 
 /*
- * With a spool the upload reads the shared file: the first copy that needs
- * the blob downloads it, every other copy (other destinations, retries)
- * reads what is there and waits for the rest.
+ * With a spool the upload reads the shared file. An upload that began before
+ * its source did (a mount the registry turned into an upload) takes the
+ * spool entry here, and its owner starts the download from the loop.
  */
 static ssize_t blob_spool_source(char *buf, size_t len, uint64_t offset, void *arg)
 {
@@ -859,32 +959,20 @@ static ssize_t blob_spool_source(char *buf, size_t len, uint64_t offset, void *a
     if (b->ring_ready) /* the spool had no room for it: the ring after all */
         return blob_pipe_source(buf, len, offset, arg);
     if (b->sb == NULL) {
-        bool created = false;
         char *err = NULL;
-        int rc = spool_acquire(c->spool, b->digest, b->size, &created, &b->sb, &err);
-        if (rc == -ENOSPC) {
-            /* The spool is an economy, not a need: this blob streams from the
-             * source to this destination, as it would without a spool. */
-            log_warn("spool full, streaming from the source instead digest=%s dest=%s error=\"%s\"",
-                     b->digest, registry_host(c->dst), err);
-            free(err);
-            ring_init(&b->ring, PIPE_BYTES);
-            b->ring_ready = true;
-            return blob_pipe_source(buf, len, offset, arg);
-        }
-        if (rc < 0) {
-            log_error("%s", err);
-            free(err);
+        int rc = blob_spool_take(b, &err);
+        free(err);
+        if (rc < 0)
             return rc;
-        }
-        if (created) {
+        if (b->ring_ready)
+            return blob_pipe_source(buf, len, offset, arg);
+        if (b->sb_owner) {
             /* Not inside libcurl's callback: the loop starts it. */
-            b->sb_owner = true;
             b->download_requested = true;
             copy_schedule_kick(c);
         }
     }
-    ssize_t n = spool_blob_read(b->sb, buf, len, offset);
+    ssize_t n = blob_spool_read(b, buf, len, offset);
     if (n == SPOOL_WAIT) {
         b->upload_waiting = true;
         spool_blob_wait(b->sb, blob_spool_wake, b);
@@ -953,6 +1041,18 @@ static ssize_t blob_pipe_source(char *buf, size_t len, uint64_t offset, void *ar
     return (ssize_t)got;
 }
 
+/*
+ * The upload failed while its download runs: a full ring would hold the
+ * download paused for ever, so it is canceled (from the loop).
+ */
+static void blob_download_drop(struct copy_blob *b)
+{
+    if (b->download_active && b->sb == NULL) {
+        b->download_dropped = true;
+        copy_schedule_kick(b->copy);
+    }
+}
+
 static void blob_upload_done(int rc, const char *error, enum registry_upload_outcome how, void *arg)
 {
     struct copy_blob *b = arg;
@@ -961,19 +1061,98 @@ static void blob_upload_done(int rc, const char *error, enum registry_upload_out
     b->upload = NULL;
     b->upload_rc = rc;
     b->outcome = how;
-    if (rc < 0)
+    if (rc < 0) {
         b->upload_error = xstrdup(error);
+        /* Unless its source callback failed it, the destination did. */
+        if (b->upload_fault == COPY_FAULT_NONE)
+            b->upload_fault = COPY_FAULT_DESTINATION;
+        blob_download_drop(b);
+    }
     if (rc < 0 && b->mount_from != NULL && b->copy->presence != NULL)
         presence_forget(b->copy->presence, registry_host(b->copy->dst), b->digest, b->mount_from);
     blob_transfer_settle(b);
     copy_op_finished(b->copy);
 }
 
-static void blob_transfer(struct copy_blob *b)
+/* Open the upload (or the mount) at the destination; its source reads the ring or the spool. */
+static void blob_upload_begin(struct copy_blob *b)
 {
     struct copy *c = b->copy;
     struct registry_upload_options up = c->upload;
-    int rc;
+
+    b->upload_deferred = false;
+    up.mount_from = b->mount_from;
+    int rc = registry_blob_upload(c->dst, c->dst_repo, b->digest, (uint64_t)b->size,
+                                  c->spool != NULL ? blob_spool_source : blob_pipe_source, b, &up,
+                                  blob_upload_done, b, &b->upload);
+    if (rc < 0) {
+        b->upload_active = false;
+        b->upload_rc = rc;
+        b->upload_fault = COPY_FAULT_LOCAL;
+        b->upload_error = xasprintf("cannot upload %s", b->digest);
+        blob_download_drop(b);
+        blob_transfer_settle(b);
+        copy_op_finished(c);
+    }
+}
+
+/* The source failed before the upload began: the blob fails, and no session was opened. */
+static void blob_upload_abandon(struct copy_blob *b, enum copy_fault fault, int rc,
+                                const char *error)
+{
+    b->upload_deferred = false;
+    b->upload_active = false;
+    b->upload_rc = rc;
+    b->upload_fault = fault;
+    b->upload_error = xstrdup(error != NULL ? error : ferry_strerror(rc));
+    blob_transfer_settle(b);
+    copy_op_finished(b->copy);
+}
+
+/*
+ * A deferred upload begins once its source has shown its first bytes, or
+ * has ended (an empty or small blob), so that a blob the source cannot give
+ * (a garbage-collected layer answers 404) fails before a session is opened
+ * at the destination, where it would be left behind. The ring's download
+ * wakes it through copy_kick() (or blob_download_done()); the spool wakes
+ * it once 64 KiB are written or the download ended.
+ */
+static void blob_upload_try(struct copy_blob *b)
+{
+    if (!b->upload_deferred)
+        return;
+    if (b->sb == NULL) {
+        if (b->download_active && ring_end(&b->ring) == 0)
+            return;
+        if (!b->download_active && b->download_rc < 0) {
+            blob_upload_abandon(b, b->download_fault, b->download_rc, b->download_error);
+            return;
+        }
+        blob_upload_begin(b);
+        return;
+    }
+    char byte;
+    ssize_t n = blob_spool_read(b, &byte, 1, 0);
+    if (n == SPOOL_WAIT) {
+        spool_blob_wait(b->sb, blob_spool_wake, b);
+        return;
+    }
+    if (n < 0) {
+        blob_upload_abandon(b, b->upload_fault, (int)n, spool_blob_error(b->sb));
+        return;
+    }
+    blob_upload_begin(b);
+}
+
+/*
+ * The blob goes up. A mount's POST is the mount, so it goes first; should
+ * the registry answer 202 (not mounted, upload here), the upload's source
+ * callback starts the download lazily. Any other upload waits for its source
+ * (see blob_upload_try()); the upload half counts as running from here on.
+ */
+static void blob_transfer(struct copy_blob *b)
+{
+    struct copy *c = b->copy;
 
     b->in_transfer = true;
     /* A mount source, unless the owner chose: the flag, the same registry's
@@ -988,7 +1167,6 @@ static void blob_transfer(struct copy_blob *b)
             b->mount_from =
                 presence_find(c->presence, registry_host(c->dst), b->digest, c->dst_repo);
     }
-    up.mount_from = b->mount_from;
 
     if (c->spool == NULL) {
         ring_init(&b->ring, PIPE_BYTES);
@@ -998,16 +1176,24 @@ static void blob_transfer(struct copy_blob *b)
         b->bar = progress_item_add(c->progress, b->digest, (uint64_t)b->size);
     b->upload_active = true;
     copy_op_started(c);
-    rc = registry_blob_upload(c->dst, c->dst_repo, b->digest, (uint64_t)b->size,
-                              c->spool != NULL ? blob_spool_source : blob_pipe_source, b, &up,
-                              blob_upload_done, b, &b->upload);
-    if (rc < 0) {
-        b->upload_active = false;
-        b->upload_rc = rc;
-        b->upload_error = xasprintf("cannot upload %s", b->digest);
-        blob_transfer_settle(b);
-        copy_op_finished(c);
+    if (b->mount_from != NULL) {
+        blob_upload_begin(b);
+        return;
     }
+    b->upload_deferred = true;
+    if (c->spool != NULL) {
+        char *err = NULL;
+        int rc = blob_spool_take(b, &err);
+        if (rc < 0) {
+            blob_upload_abandon(b, COPY_FAULT_LOCAL, rc, err);
+            free(err);
+            return;
+        }
+    }
+    /* Without the spool (or without room in it), or as its owner: download. */
+    if (b->sb == NULL || b->sb_owner)
+        blob_download_start(b);
+    blob_upload_try(b);
 }
 
 /*
@@ -1035,11 +1221,11 @@ void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from
     if (b != NULL && b->state == BLOB_ACTIVE && !b->gated) {
         b->gated = true;
         if (c->rc < 0) {
-            blob_finish(b, c->rc, NULL);
+            blob_finish(b, c->fault, c->rc, NULL);
         } else if (mount_from != NULL && strcmp(mount_from, c->dst_repo) == 0) {
             /* Another copy has just put it into this very repository. */
             c->sum->blobs_skipped++;
-            blob_finish(b, 0, NULL);
+            blob_finish(b, COPY_FAULT_NONE, 0, NULL);
         } else {
             b->mount_from = xstrdup(mount_from);
             blob_transfer(b);
@@ -1053,7 +1239,7 @@ void copy_blob_check(struct copy *c, const char *digest)
     struct copy_blob *b = copy_find_blob(c, digest);
     if (b != NULL && b->state == BLOB_ACTIVE && !b->gated) {
         if (c->rc < 0)
-            blob_finish(b, c->rc, NULL);
+            blob_finish(b, c->fault, c->rc, NULL);
         else
             blob_head(b);
     }
@@ -1071,9 +1257,9 @@ static void blob_checked(int rc, const char *error, bool exists, int64_t size, v
     struct copy *c = b->copy;
     (void)size;
     if (rc < 0) {
-        blob_finish(b, rc, error);
+        blob_finish(b, COPY_FAULT_DESTINATION, rc, error);
     } else if (c->rc < 0) {
-        blob_finish(b, c->rc, NULL);
+        blob_finish(b, c->fault, c->rc, NULL);
     } else if (exists && c->blob_gate != NULL) {
         /* Distribution writes a repository's link non-atomically: a blob
          * another copy is linking right now may look present before it is.
@@ -1082,7 +1268,7 @@ static void blob_checked(int rc, const char *error, bool exists, int64_t size, v
         c->blob_gate(c, b->digest, COPY_BLOB_PRESENT, c->blob_arg);
     } else if (exists) {
         c->sum->blobs_skipped++;
-        blob_finish(b, 0, NULL);
+        blob_finish(b, COPY_FAULT_NONE, 0, NULL);
     } else {
         blob_need(b);
     }
@@ -1168,7 +1354,7 @@ static void fallback_pushed(int rc, const char *error, bool subject_processed, v
     struct fallback_ctx *f = arg;
     (void)subject_processed;
     if (rc < 0)
-        copy_fail(f->c, rc, error);
+        copy_fail(f->c, COPY_FAULT_DESTINATION, rc, error);
     else
         f->c->sum->manifests_pushed++;
     struct copy *c = f->c;
@@ -1187,7 +1373,7 @@ static void fallback_current(int rc, const char *error, const char *bytes, size_
     (void)digest;
 
     if (rc < 0) {
-        copy_fail(c, rc, error);
+        copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
         goto out;
     }
     /* A registry with a referrers API keeps its own list. */
@@ -1262,7 +1448,7 @@ static void tag_pushed(int rc, const char *error, bool subject_processed, void *
     struct copy *c = arg;
     (void)subject_processed;
     if (rc < 0)
-        copy_fail(c, rc, error);
+        copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
     else
         c->sum->manifests_pushed++;
     copy_op_finished(c);
@@ -1297,7 +1483,8 @@ void copy_tag_decide(struct copy *c, int rc, const char *error, enum copy_tag_ve
     bool root = c->root_waits_gate;
     c->root_waits_gate = false;
     if (rc < 0) {
-        copy_fail(c, rc, error != NULL ? error : "the tag's gate failed");
+        /* The owner's own verdict (its journal, its fence): the owner knows better. */
+        copy_fail(c, COPY_FAULT_LOCAL, rc, error != NULL ? error : "the tag's gate failed");
     } else if (root) {
         /* The root's own PUT: by tag unless left alone, else by digest. */
         bool by_tag = verdict != COPY_TAG_LEAVE;
@@ -1367,7 +1554,7 @@ static void copy_advance(struct copy *c)
         break;
     case PHASE_TRANSFER:
         if (c->nodes_unpushed > 0) {
-            copy_fail(c, FERRY_EPROTO, "internal error: manifests left unpushed");
+            copy_fail(c, COPY_FAULT_LOCAL, FERRY_EPROTO, "internal error: manifests left unpushed");
             copy_stop(c);
             return;
         }
@@ -1459,9 +1646,9 @@ int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summar
         return 0;
     }
     copy_op_started(c);
-    registry_ping(c->src, ping_done, c);
+    registry_ping(c->src, src_pinged, c);
     copy_op_started(c);
-    registry_ping(c->dst, ping_done, c);
+    registry_ping(c->dst, dst_pinged, c);
     return 0;
 }
 

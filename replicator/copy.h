@@ -150,6 +150,24 @@ void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from
 /** Answer the blob gate for a COPY_BLOB_UNCHECKED blob: HEAD it, then ask again. */
 void copy_blob_check(struct copy *c, const char *digest);
 
+/* Whose fault a failed copy was: the engine charges a destination's
+ * circuit only with the destination's own trouble. */
+enum copy_fault {
+    COPY_FAULT_NONE = 0,
+    COPY_FAULT_SOURCE,      /* the source: unknown manifest or blob, bad digest, size or manifest,
+                               or the source unreachable or failing */
+    COPY_FAULT_DESTINATION, /* the destination: connection, 5xx, 429, timeouts, refusals */
+    COPY_FAULT_LOCAL,       /* Ferry itself: the spool, the journal, an internal error */
+};
+
+/**
+ * After `done` fired with rc < 0: whose fault the first failure was. The
+ * error code (`rc`) says what it was; FERRY_ENOTFOUND, FERRY_EDIGEST,
+ * FERRY_ETOOBIG and FERRY_EPARSE from the source mean the source cannot give
+ * the image as its entry named it (gone, garbage-collected, or broken).
+ */
+enum copy_fault copy_fault(const struct copy *c);
+
 /** The destination repository of the copy. */
 const char *copy_dst_repo(const struct copy *c);
 

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "registry.h"
 #include "presence.h"
+#include "scheduler.h"
 #include "spool.h"
 #include "xalloc.h"
 
@@ -27,6 +28,19 @@
 /* The jobs of one entry (one per destination) share the source's answer
  * about its tag this long: one HEAD per entry, not one per destination. */
 #define ENGINE_CHECK_SHARE_MS 10000
+/* The oldest entry a parked job serves, durable: a restart runs those jobs
+ * again from there, and retention keeps their entries. */
+#define ENGINE_PARKED_CURSOR "engine-parked"
+/* Jobs parked (waiting for a retry or an open circuit) held in memory at
+ * most; past this the window stops taking entries, as it did before. */
+#define ENGINE_PARKED_MAX 200000
+/* SIGTERM: running jobs get this long to end on their own; then their
+ * requests are cut and they stay PENDING for the next start. */
+#define ENGINE_CLOSE_GRACE_MS 3000
+/* A source that cannot give what an entry names (a manifest or blob it no
+ * longer has, or broken) gets this many attempts in all, not the
+ * destination's: read-after-write lag at a source gets one more look. */
+#define ENGINE_SOURCE_ATTEMPTS 2
 
 /*
  * A blob on its way into one destination registry, or known to be there:
@@ -68,19 +82,12 @@ struct eng_registry {
     struct http_client *http;
     struct registry *pull;
     struct registry *push;
-    int running;
-    int limit;
-    /* The circuit breaker: after `circuit_failures` failed jobs in a row the
-     * destination gets no new job for `circuit_open_ms`, then one probe. */
-    int consecutive_failures;
+    size_t index;          /* in engine.registries and the scheduler */
     uint64_t *failed_seqs; /* entries with a FAILED job here, requeued when the circuit closes */
     uint64_t jobs_created;
     uint64_t jobs_failed;
     uint64_t bytes;
     size_t n_failed_seqs;
-    bool open;
-    bool probing;
-    uint64_t open_until_ms;
     /* Tag PUTs and manifest DELETEs this node has started here: a job that
      * saw its tag in place may skip the PUT only if none happened since. */
     uint64_t moves;
@@ -94,6 +101,7 @@ struct eng_registry {
     uint64_t latency_buckets[ENGINE_LATENCY_BUCKETS + 1]; /* the last is +Inf */
     double latency_sum;
     uint64_t latency_count;
+    struct http_stats http_base; /* what the clients of engines before a reload counted */
 };
 
 const double engine_latency_bounds[ENGINE_LATENCY_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1,  2.5,
@@ -109,8 +117,7 @@ struct eng_entry {
 };
 
 enum eng_job_state {
-    JOB_QUEUED = 0,
-    JOB_DELAYED,
+    JOB_QUEUED = 0, /* in the scheduler, runnable or waiting for a retry */
     JOB_RUNNING,
 };
 
@@ -128,23 +135,28 @@ struct eng_job {
     char *platform;      /* one platform to copy out of an index, or NULL */
     bool is_delete;      /* a delete entry: remove the manifest (and so the tag) */
     char *delete_digest; /* the manifest a delete removes, once the source agreed to its tag */
-    struct eng_entry **entries;
+    struct eng_entry **entries; /* the entries it holds ahead of the cursor (none once parked) */
     size_t n_entries;
+    uint64_t *seqs; /* every entry it serves */
+    size_t n_seqs;
+    bool parked; /* waits for a retry or an open circuit, its entries let go */
     enum eng_job_state state;
     int attempts;
+    int source_attempts;   /* attempts the source could not serve */
+    enum copy_fault fault; /* who the failing step blames, when not the copy's own */
+    bool gone;             /* the source no longer has what the entry named */
     char *last_error;
     int64_t created_unix_ms;
     int64_t received_unix_ms; /* the oldest entry it serves reached the journal */
-    uint64_t due_ms;
+    struct sched_item item;
     struct gate *gates[2]; /* the gates it holds, in the order taken */
     size_t n_gates;
     uint64_t moves_at_start; /* its destination's `moves` when it started */
     char *gate_digest;       /* the manifest its tag would name */
     struct copy *copy;
     struct copy_summary summary;
-    struct eng_job *next; /* in the queue or the delayed list */
-    size_t all_index;     /* its place in engine.all */
-    char *key;            /* "dest\0repo\0digest\0tag" for coalescing; NULL for deletes */
+    size_t all_index; /* its place in engine.all */
+    char *key;        /* "dest\0repo\0digest\0tag" for coalescing; NULL for deletes */
     size_t key_len;
     bool in_table; /* engine.queued points at it under its key */
     UT_hash_handle hh;
@@ -181,20 +193,27 @@ struct engine {
     size_t n_registries;
     struct eng_entry *entries_head;
     struct eng_entry *entries_tail;
-    struct eng_job *queue_head;
-    struct eng_job *queue_tail;
-    struct eng_job *delayed;
+    struct sched sched;   /* run queues, retries and circuits */
     struct eng_job **all; /* every live job */
     size_t n_all;
     struct eng_job *queued; /* by key: the job a new entry may coalesce into (not running) */
     size_t live_entries;    /* entries in the cursor's list */
     size_t window;          /* at most this many of them */
     bool reading;           /* engine_read_journal is on the stack */
-    struct gate *gates;     /* by key */
+    bool pumping;           /* engine_pump is on the stack */
+    bool redoing;           /* engine_start runs the parked range again */
+    bool pump_again;        /* and was asked again meanwhile */
+    size_t parked;          /* parked jobs */
+    uint64_t parked_cursor; /* the durable ENGINE_PARKED_CURSOR */
+    uint64_t parked_checked_ms;
+    struct gate *gates; /* by key */
     struct spool *spool;
     struct presence *presence; /* which repositories of each destination hold a blob */
     uv_timer_t timer;
     uv_timer_t close_timer; /* polls for running jobs to end while closing */
+    uint64_t close_started_ms;
+    struct engine_counters **counters_out; /* filled as the engine closes */
+    bool close_cut;                        /* the grace is over: requests were cut */
     uint64_t dispatched_seq;
     uint64_t cursor;
     int running;
@@ -268,6 +287,8 @@ static void job_record(struct eng_job *job, enum journal_job_state state)
 
 /* ---- the cursor ---- */
 
+static void engine_parked_update(struct engine *e, bool now);
+
 static void engine_advance_cursor(struct engine *e)
 {
     uint64_t cursor = e->cursor;
@@ -287,6 +308,80 @@ static void engine_advance_cursor(struct engine *e)
         if (journal_cursor_set(e->journal, ENGINE_CURSOR, cursor) < 0)
             log_warn("cannot store the engine cursor seq=%llu", (unsigned long long)cursor);
     }
+    engine_parked_update(e, false);
+}
+
+/* ---- parked jobs ---- */
+
+/* Serves no entry the cursor waits for: parked, or a retry behind the cursor. */
+static bool job_behind_cursor(const struct eng_job *job)
+{
+    if (job->parked)
+        return true;
+    for (size_t i = 0; i < job->n_entries; i++)
+        if (!job->entries[i]->detached)
+            return false;
+    return job->n_entries > 0;
+}
+
+static void engine_parked_store(struct engine *e, uint64_t value)
+{
+    if (value == e->parked_cursor)
+        return;
+    e->parked_cursor = value;
+    if (journal_cursor_set(e->journal, ENGINE_PARKED_CURSOR, value) < 0)
+        log_warn("cannot store the parked cursor seq=%llu", (unsigned long long)value);
+}
+
+/*
+ * The parked cursor follows the oldest job behind the engine's cursor (at
+ * most once a second, or at once with `now`): entries after it are run
+ * again by the next start where their jobs did not end, and retention keeps
+ * them.
+ */
+static void engine_parked_update(struct engine *e, bool now)
+{
+    uint64_t t = uv_now(e->loop);
+    if (!now && t < e->parked_checked_ms + 1000)
+        return;
+    e->parked_checked_ms = t;
+    uint64_t low = e->cursor;
+    for (size_t i = 0; i < e->n_all; i++) {
+        const struct eng_job *job = e->all[i];
+        if (job_behind_cursor(job) && job->seq > 0 && job->seq - 1 < low)
+            low = job->seq - 1;
+    }
+    engine_parked_store(e, low);
+}
+
+/*
+ * A job that waits (for its retry, or for its destination's circuit) lets
+ * its entries go: they no longer hold the window or the cursor, and the rest
+ * of the journal goes on to the destinations that work. Its status record
+ * says PENDING, and the parked cursor is below its seq before the engine's
+ * cursor can pass it, so a restart runs it again.
+ */
+static void job_park(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    if (job->parked)
+        return;
+    if (job->seq > 0 && job->seq - 1 < e->parked_cursor)
+        engine_parked_store(e, job->seq - 1);
+    job->parked = true;
+    e->parked++;
+    for (size_t i = 0; i < job->n_entries; i++) {
+        struct eng_entry *entry = job->entries[i];
+        if (--entry->jobs_left == 0 && entry->detached)
+            free(entry);
+    }
+    free(job->entries);
+    job->entries = NULL;
+    job->n_entries = 0;
+    /* Inside a journal read the entry being dispatched is still being built;
+     * the read moves the cursor once it is done. */
+    if (!e->reading)
+        engine_advance_cursor(e);
 }
 
 /* ---- jobs ---- */
@@ -304,10 +399,14 @@ static void job_free(struct eng_job *job)
 {
     struct engine *e = job->engine;
     job_unindex(job);
+    sched_remove(&e->sched, &job->item);
+    if (job->parked)
+        e->parked--;
     e->all[job->all_index] = e->all[--e->n_all];
     e->all[job->all_index]->all_index = job->all_index;
     free(job->key);
     free(job->entries);
+    free(job->seqs);
     free(job->src_repo);
     free(job->dst_repo);
     free(job->digest);
@@ -319,67 +418,51 @@ static void job_free(struct eng_job *job)
     free(job);
 }
 
-static void job_enqueue(struct eng_job *job)
+static struct eng_job *job_of(struct sched_item *it)
 {
-    struct engine *e = job->engine;
-    job->state = JOB_QUEUED;
-    job->next = NULL;
-    if (e->queue_tail != NULL)
-        e->queue_tail->next = job;
-    else
-        e->queue_head = job;
-    e->queue_tail = job;
+    return (struct eng_job *)((char *)it - offsetof(struct eng_job, item));
 }
 
 static void engine_timer_cb(uv_timer_t *timer);
 
-/* One timer serves the delayed jobs and the open circuits: it is set for the
- * earliest of the first delayed job and the first circuit that may let a
- * probe through, so neither erases the other's wake-up. */
+/* One timer, for whatever the scheduler waits for first: a retry that
+ * falls due or a circuit that may let a probe through. */
 static void engine_arm_timer(struct engine *e)
 {
-    bool any = e->delayed != NULL;
-    uint64_t due = any ? e->delayed->due_ms : 0;
-    for (size_t i = 0; i < e->n_registries; i++) {
-        const struct eng_registry *r = &e->registries[i];
-        if (!r->open || r->probing || r->open_until_ms <= uv_now(e->loop))
-            continue;
-        if (!any || r->open_until_ms < due)
-            due = r->open_until_ms;
-        any = true;
-    }
-    if (!any || e->closing) {
+    int64_t wait = e->closing ? -1 : sched_wakeup(&e->sched, uv_now(e->loop));
+    if (wait < 0) {
         uv_timer_stop(&e->timer);
         return;
     }
-    uint64_t now = uv_now(e->loop);
-    uv_timer_start(&e->timer, engine_timer_cb, due > now ? due - now : 0, 0);
+    uv_timer_start(&e->timer, engine_timer_cb, (uint64_t)wait, 0);
 }
 
+static void job_park(struct eng_job *job);
+
+/* Runnable now, behind what its destination has queued. */
+static void job_enqueue(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    job->state = JOB_QUEUED;
+    sched_push(&e->sched, &job->item, job->dst->index);
+    /* Behind an open circuit it waits without holding its entries. */
+    if (sched_circuit_open(&e->sched, job->dst->index, uv_now(e->loop)))
+        job_park(job);
+}
+
+/* Runnable after `delay_ms`: parked meanwhile. */
 static void job_delay(struct eng_job *job, uint64_t delay_ms)
 {
     struct engine *e = job->engine;
-    job->state = JOB_DELAYED;
-    job->due_ms = uv_now(e->loop) + delay_ms;
-    struct eng_job **pp = &e->delayed;
-    while (*pp != NULL && (*pp)->due_ms <= job->due_ms)
-        pp = &(*pp)->next;
-    job->next = *pp;
-    *pp = job;
+    job->state = JOB_QUEUED;
+    sched_delay(&e->sched, &job->item, job->dst->index, uv_now(e->loop) + delay_ms);
+    job_park(job);
     engine_arm_timer(e);
 }
 
 static void engine_timer_cb(uv_timer_t *timer)
 {
-    struct engine *e = timer->data;
-    uint64_t now = uv_now(e->loop);
-    while (e->delayed != NULL && e->delayed->due_ms <= now) {
-        struct eng_job *job = e->delayed;
-        e->delayed = job->next;
-        job_enqueue(job);
-    }
-    engine_arm_timer(e);
-    engine_pump(e);
+    engine_pump(timer->data);
 }
 
 static void delete_gated(struct eng_job *job);
@@ -410,6 +493,7 @@ static int engine_fence_take(struct engine *e, struct eng_job *job)
 enum observed_then {
     OBSERVED_LEAVE_TAG, /* a push: leave the tag alone (SUPERSEDED) */
     OBSERVED_IGNORE,    /* a delete: mark it ignored */
+    OBSERVED_GONE,      /* a push the source cannot serve any more: SUPERSEDED */
 };
 
 struct observation {
@@ -433,13 +517,18 @@ static void engine_observed(int rc, const char *error, const uint64_t *seqs, siz
          * it learned is not durable. */
         char *why = xasprintf("cannot journal what the source says: %s",
                               error != NULL ? error : ferry_strerror(rc));
-        if (o->then == OBSERVED_LEAVE_TAG)
+        if (o->then == OBSERVED_LEAVE_TAG) {
             copy_tag_decide(job->copy, rc, why, COPY_TAG_LEAVE);
-        else
+        } else {
+            job->gone = false;
+            job->fault = COPY_FAULT_LOCAL;
             job_settle(job, rc, why, false);
+        }
         free(why);
     } else if (o->then == OBSERVED_LEAVE_TAG) {
         copy_tag_decide(job->copy, 0, NULL, COPY_TAG_LEAVE);
+    } else if (o->then == OBSERVED_GONE) {
+        job_settle(job, 0, NULL, true);
     } else {
         delete_ignore(job, o->why);
     }
@@ -519,6 +608,7 @@ static void push_source_checked(int rc, const char *error, const char *bytes, si
     (void)len;
     if (rc < 0 && rc != FERRY_ENOTFOUND) {
         char *why = source_check_error(job, job->tag, rc, error);
+        job->fault = COPY_FAULT_SOURCE;
         copy_tag_decide(job->copy, rc, why, COPY_TAG_LEAVE);
         free(why);
         return;
@@ -540,6 +630,7 @@ static void push_source_checked(int rc, const char *error, const char *bytes, si
     }
     int frc = engine_fence_take(e, job);
     if (frc < 0) {
+        job->fault = COPY_FAULT_LOCAL;
         copy_tag_decide(job->copy, frc, "cannot record the tag's fence", COPY_TAG_LEAVE);
         return;
     }
@@ -721,26 +812,22 @@ static void job_finish_entries(struct eng_job *job)
     engine_advance_cursor(job->engine);
 }
 
-static void engine_circuit_failure(struct engine *e, struct eng_registry *r)
-{
-    r->probing = false;
-    if (++r->consecutive_failures < e->config->circuit_failures && !r->open)
-        return;
-    if (!r->open)
-        log_warn("circuit open dest=%s failures=%d open_ms=%llu", r->cfg->name,
-                 r->consecutive_failures, (unsigned long long)e->config->circuit_open_ms);
-    r->open = true;
-    r->open_until_ms = uv_now(e->loop) + e->config->circuit_open_ms;
-    e->stats.circuits_opened++;
-    /* Wake the pump when the circuit may let a probe through. */
-    engine_arm_timer(e);
-}
-
 static void engine_requeue(struct engine *e, uint64_t seq, const char *dest, bool was_failed);
 
-static void engine_circuit_success(struct engine *e, struct eng_registry *r)
+/* What the scheduler's circuit did after an attempt: say so, and act on it. */
+static void engine_circuit_moved(struct engine *e, struct eng_registry *r, int flags)
 {
-    if (r->open) {
+    if (flags & SCHED_OPENED) {
+        const struct sched_dest *d = &e->sched.dests[r->index];
+        log_warn("circuit open dest=%s failures=%d open_ms=%llu", r->cfg->name, d->failures,
+                 (unsigned long long)e->config->circuit_open_ms);
+        e->stats.circuits_opened++;
+        /* What waits for it now lets its entries go. */
+        for (size_t i = 0; i < e->n_all; i++)
+            if (e->all[i]->dst == r && e->all[i]->state == JOB_QUEUED)
+                job_park(e->all[i]);
+    }
+    if (flags & SCHED_CLOSED) {
         log_warn("circuit closed dest=%s requeued=%zu", r->cfg->name, r->n_failed_seqs);
         /* What failed while the destination was down gets another go. */
         uint64_t *seqs = r->failed_seqs;
@@ -751,20 +838,6 @@ static void engine_circuit_success(struct engine *e, struct eng_registry *r)
             engine_requeue(e, seqs[i], r->cfg->name, true);
         free(seqs);
     }
-    r->open = false;
-    r->probing = false;
-    r->consecutive_failures = 0;
-}
-
-/* May a job start towards `r` now? Open: no; half-open: one probe at a time. */
-static bool engine_circuit_allows(struct engine *e, struct eng_registry *r)
-{
-    if (!r->open)
-        return true;
-    if (r->probing || uv_now(e->loop) < r->open_until_ms)
-        return false;
-    r->probing = true;
-    return true;
 }
 
 static void repos_clear(struct eng_registry *r)
@@ -810,6 +883,13 @@ static void engine_observe_latency(struct eng_registry *r, int64_t ms)
     r->latency_count++;
 }
 
+/* Codes with which a source says it cannot give what an entry names. */
+static bool source_cannot_give(int rc)
+{
+    return rc == FERRY_ENOTFOUND || rc == FERRY_EDIGEST || rc == FERRY_ETOOBIG ||
+           rc == FERRY_EPARSE || rc == FERRY_EUNSUPPORTED;
+}
+
 /* A job's attempt ended: retry it, or record how it finished. */
 static void job_settle(struct eng_job *job, int rc, const char *error, bool superseded)
 {
@@ -820,31 +900,52 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
         retries_failed = retries_failed || job->entries[i]->retries_failed;
         detached = detached || job->entries[i]->detached;
     }
+    detached = detached || job->parked;
+    enum copy_fault fault =
+        rc < 0 && job->fault == COPY_FAULT_NONE ? COPY_FAULT_DESTINATION : job->fault;
+    job->fault = COPY_FAULT_NONE;
     job_release_gates(job);
-    job->dst->running--;
+    /* Only the destination's own trouble counts toward its circuit. */
+    enum sched_outcome outcome = rc == 0                           ? SCHED_OK
+                                 : fault == COPY_FAULT_DESTINATION ? SCHED_DEST_FAILURE
+                                                                   : SCHED_NEUTRAL;
+    /* Ended by what the source said: nothing learned of the destination. */
+    if (job->gone)
+        outcome = SCHED_NEUTRAL;
+    if (rc < 0 && e->closing)
+        outcome = SCHED_NEUTRAL; /* cut short by the shutdown: says nothing of anyone */
+    int moved = sched_done(&e->sched, &job->item, outcome, uv_now(e->loop));
     e->running--;
     e->stats.running--;
     e->stats.bytes += job->summary.bytes_copied;
-    if (rc < 0 && e->closing && !detached) {
+    if (rc < 0 && e->closing) {
         /* A shutdown cut it short: that is no failure of the job. It stays
-         * PENDING and its entries ahead of the cursor, so the next start
-         * runs it again with its retries whole. */
+         * PENDING, and its entry ahead of the cursor (or the parked cursor
+         * below it), so the next start runs it again with its retries whole. */
         log_warn("job interrupted by shutdown, left for the next start dest=%s repo=%s digest=%s "
                  "error=\"%s\"",
                  job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
                  error != NULL ? error : ferry_strerror(rc));
+        (void)detached;
         job_record(job, JOURNAL_JOB_PENDING);
         job_free(job);
         return;
     }
+    engine_circuit_moved(e, job->dst, moved);
     if (rc < 0) {
+        bool from_source = fault == COPY_FAULT_SOURCE;
         free(job->last_error);
         job->last_error = xstrdup(error != NULL ? error : ferry_strerror(rc));
-        free(job->dst->last_error);
-        job->dst->last_error = xstrdup(job->last_error);
-        job->dst->last_error_unix_ms = now_unix_ms();
-        engine_circuit_failure(e, job->dst);
-        if (job->attempts < e->config->retry_attempts && !e->closing) {
+        if (!from_source) {
+            free(job->dst->last_error);
+            job->dst->last_error = xstrdup(job->last_error);
+            job->dst->last_error_unix_ms = now_unix_ms();
+        }
+        /* A source that cannot give the image has few more tries: the
+         * destination's patience is not spent on it. */
+        bool source_done = from_source && source_cannot_give(rc) &&
+                           ++job->source_attempts >= ENGINE_SOURCE_ATTEMPTS;
+        if (job->attempts < e->config->retry_attempts && !source_done) {
             uint64_t ceiling = e->config->retry_base_ms;
             for (int i = 1; i < job->attempts && ceiling < e->config->retry_max_ms; i++)
                 ceiling *= 2;
@@ -852,9 +953,13 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
                 ceiling = e->config->retry_max_ms;
             uint64_t delay = ceiling / 2 + (uint64_t)rand() % (ceiling / 2 + 1);
             log_warn("job failed, retrying dest=%s repo=%s digest=%s attempt=%d delay_ms=%llu "
-                     "error=\"%s\"",
+                     "fault=%s error=\"%s\"",
                      job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
-                     job->attempts, (unsigned long long)delay, job->last_error);
+                     job->attempts, (unsigned long long)delay,
+                     from_source                 ? "source"
+                     : fault == COPY_FAULT_LOCAL ? "local"
+                                                 : "destination",
+                     job->last_error);
             e->stats.retries++;
             job->dst->retries++;
             e->stats.pending++;
@@ -863,27 +968,29 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
             engine_pump(e);
             return;
         }
-        log_error("job failed dest=%s repo=%s digest=%s attempts=%d error=\"%s\"",
+        log_error("job failed dest=%s repo=%s digest=%s attempts=%d fault=%s error=\"%s\"",
                   job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
-                  job->attempts, job->last_error);
+                  job->attempts, from_source ? "source" : "destination", job->last_error);
         e->stats.failed++;
         if (!retries_failed)
             job->dst->failing++;
         job_record(job, JOURNAL_JOB_FAILED);
-        struct eng_registry *r = job->dst;
-        r->failed_seqs = xrealloc(r->failed_seqs, (r->n_failed_seqs + 1) * sizeof(uint64_t));
-        r->failed_seqs[r->n_failed_seqs++] = job->seq;
+        /* What failed because the destination was down gets another go when
+         * its circuit closes; a source's fault does not heal that way. */
+        if (!from_source) {
+            struct eng_registry *r = job->dst;
+            r->failed_seqs = xrealloc(r->failed_seqs, (r->n_failed_seqs + 1) * sizeof(uint64_t));
+            r->failed_seqs[r->n_failed_seqs++] = job->seq;
+        }
     } else if (superseded) {
         if (retries_failed && job->dst->failing > 0)
             job->dst->failing--;
-        engine_circuit_success(e, job->dst);
         e->stats.superseded++;
         job->dst->jobs_superseded++;
         job_record(job, JOURNAL_JOB_SUPERSEDED);
     } else {
         if (retries_failed && job->dst->failing > 0)
             job->dst->failing--;
-        engine_circuit_success(e, job->dst);
         e->stats.complete++;
         job->dst->jobs_complete++;
         if (!job->is_delete)
@@ -899,12 +1006,80 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
     engine_pump(e);
 }
 
+/* What the job's failed copy said, while the source is asked about it. */
+struct source_fault {
+    struct eng_job *job;
+    int rc;
+    char *error;
+};
+
+/*
+ * The source could not give what the entry named. Is it gone there (the
+ * tag deleted or moved on, the image garbage-collected: the job is
+ * SUPERSEDED, and what the source says now is journaled), or is the image
+ * the source names broken (the job fails with the source's reason)?
+ */
+static void source_fault_checked(int rc, const char *error, const char *bytes, size_t len,
+                                 const char *media_type, const char *digest, void *arg)
+{
+    struct source_fault *sf = arg;
+    struct eng_job *job = sf->job;
+    (void)bytes;
+    (void)len;
+    (void)error;
+    job->fault = COPY_FAULT_SOURCE;
+    if (rc == FERRY_ENOTFOUND || (rc == 0 && strcmp(digest, job->digest) != 0)) {
+        char *why = rc == FERRY_ENOTFOUND
+                        ? xasprintf("gone at the source: %s%s%s is not there now (%s)",
+                                    job->src_repo, job->tag != NULL ? ":" : "@",
+                                    job->tag != NULL ? job->tag : job->digest, sf->error)
+                        : xasprintf("superseded: gone at the source, its tag %s names %s now",
+                                    job->tag, digest);
+        log_info("gone at the source dest=%s repo=%s digest=%s seq=%llu reason=\"%s\"",
+                 job->dst->cfg->name, job->dst_repo, job->digest, (unsigned long long)job->seq,
+                 why);
+        free(job->last_error);
+        job->last_error = xstrdup(why);
+        job->gone = true;
+        job->fault = COPY_FAULT_NONE;
+        if (job->tag != NULL)
+            engine_observe_source(job, rc == 0 ? digest : NULL, media_type, OBSERVED_GONE, why);
+        else
+            job_settle(job, 0, NULL, true);
+        free(why);
+    } else {
+        /* The source names this very image, and cannot give it: its fault. */
+        char *why =
+            xasprintf("the source cannot give %s@%s: %s", job->src_repo, job->digest, sf->error);
+        job_settle(job, sf->rc, why, false);
+        free(why);
+    }
+    free(sf->error);
+    free(sf);
+}
+
 static void job_done(struct copy *c, int rc, const char *error, void *arg)
 {
     struct eng_job *job = arg;
     bool superseded = rc == 0 && copy_tag_superseded(c);
+    if (rc < 0 && job->fault == COPY_FAULT_NONE)
+        job->fault = copy_fault(c);
     job->copy = NULL;
     copy_free(c);
+    if (rc < 0 && job->fault == COPY_FAULT_SOURCE && source_cannot_give(rc) &&
+        !job->engine->closing) {
+        /* Ask the source where the entry's tag (or digest) stands now. */
+        struct source_fault *sf = xcalloc(1, sizeof(*sf));
+        sf->job = job;
+        sf->rc = rc;
+        sf->error = xstrdup(error != NULL ? error : ferry_strerror(rc));
+        char key[48];
+        snprintf(key, sizeof(key), "%" PRIu64 ".%d", job->seq, job->attempts);
+        registry_manifest_resolve(job->src->pull, job->src_repo,
+                                  job->tag != NULL ? job->tag : job->digest, key,
+                                  ENGINE_CHECK_SHARE_MS, source_fault_checked, sf);
+        return;
+    }
     job_settle(job, rc, error, superseded);
 }
 
@@ -925,12 +1100,12 @@ static void delete_ignore(struct eng_job *job, const char *why)
     struct engine *e = job->engine;
     log_info("delete ignored, the source disagrees dest=%s repo=%s seq=%llu reason=\"%s\"",
              job->dst->cfg->name, job->dst_repo, (unsigned long long)job->seq, why);
-    for (size_t i = 0; i < job->n_entries; i++)
-        if (journal_entry_set_ignored(e->journal, job->entries[i]->seq, why) < 0)
-            log_warn("cannot mark entry ignored seq=%llu",
-                     (unsigned long long)job->entries[i]->seq);
+    for (size_t i = 0; i < job->n_seqs; i++)
+        if (journal_entry_set_ignored(e->journal, job->seqs[i], why) < 0)
+            log_warn("cannot mark entry ignored seq=%llu", (unsigned long long)job->seqs[i]);
     free(job->last_error);
     job->last_error = xstrdup(why);
+    job->gone = true;
     job_settle(job, 0, NULL, true);
 }
 
@@ -968,6 +1143,7 @@ static void delete_digest_checked(int rc, const char *error, const char *bytes, 
     }
     if (rc < 0) {
         char *why = source_check_error(job, target, rc, error);
+        job->fault = COPY_FAULT_SOURCE;
         job_settle(job, rc, why, false);
         free(why);
         return;
@@ -1037,6 +1213,7 @@ static void delete_tag_checked(int rc, const char *error, const char *bytes, siz
     (void)len;
     if (rc < 0 && rc != FERRY_ENOTFOUND) {
         char *why = source_check_error(job, job->tag, rc, error);
+        job->fault = COPY_FAULT_SOURCE;
         job_settle(job, rc, why, false);
         free(why);
         return;
@@ -1051,6 +1228,7 @@ static void delete_tag_checked(int rc, const char *error, const char *bytes, siz
     }
     int frc = engine_fence_take(e, job);
     if (frc < 0) {
+        job->fault = COPY_FAULT_LOCAL;
         job_settle(job, frc, "cannot record the tag's fence", false);
         return;
     }
@@ -1084,7 +1262,6 @@ static void job_start(struct eng_job *job)
     job_unindex(job);
     job->attempts++;
     job->moves_at_start = job->dst->moves;
-    job->dst->running++;
     e->running++;
     e->stats.running++;
     e->stats.pending--;
@@ -1109,7 +1286,9 @@ static void job_start(struct eng_job *job)
         .tag_gate = job->tag != NULL ? job_tag_gate : NULL,
         .tag_gate_arg = job,
         .skip_ping = true,
-        .dst_repo_exists = repo_known(job->dst, job->dst_repo),
+        /* After a failed attempt the repository may hold what it copied:
+         * its blobs are looked for, not taken as missing. */
+        .dst_repo_exists = repo_known(job->dst, job->dst_repo) || job->attempts > 1,
         .trust_missing_tag = true,
         .spool = e->spool,
         .presence = e->presence,
@@ -1122,26 +1301,29 @@ static void job_start(struct eng_job *job)
 
 static void engine_read_journal(struct engine *e, uint64_t upto);
 
+/*
+ * Start what the scheduler lets start. A job may end inside job_start() and
+ * ask for a pump again: that call only notes it, and this one goes round once
+ * more, so that no caller ever walks a queue another call changed.
+ */
 static void engine_pump(struct engine *e)
 {
-    /* The window drained below half: read the next entries first. */
-    if (!e->reading && e->started && e->live_entries < e->window / 2 + 1)
-        engine_read_journal(e, journal_last_seq(e->journal));
-    struct eng_job **pp = &e->queue_head;
-    struct eng_job *prev = NULL;
-    while (*pp != NULL && !e->closing) {
-        struct eng_job *job = *pp;
-        if (job->dst->running >= job->dst->limit || !engine_circuit_allows(e, job->dst)) {
-            prev = job;
-            pp = &job->next;
-            continue;
-        }
-        *pp = job->next;
-        if (e->queue_tail == job)
-            e->queue_tail = prev;
-        job->next = NULL;
-        job_start(job);
+    if (e->pumping) {
+        e->pump_again = true;
+        return;
     }
+    e->pumping = true;
+    do {
+        e->pump_again = false;
+        /* The window drained below half: read the next entries first. */
+        if (!e->reading && e->started && e->live_entries < e->window / 2 + 1)
+            engine_read_journal(e, journal_last_seq(e->journal));
+        struct sched_item *it;
+        while (!e->closing && (it = sched_next(&e->sched, uv_now(e->loop))) != NULL)
+            job_start(job_of(it));
+    } while (e->pump_again && !e->closing);
+    e->pumping = false;
+    engine_arm_timer(e);
     engine_maybe_idle(e);
 }
 
@@ -1407,9 +1589,47 @@ static void job_attach(struct eng_job *job, struct eng_entry *entry, uint64_t se
 {
     if (seq > job->seq)
         job->seq = seq;
+    /* The entries to mark when the job is ignored: the newest few are enough. */
+    if (job->n_seqs < 64)
+        job->seqs = xrealloc(job->seqs, (job->n_seqs + 1) * sizeof(*job->seqs));
+    else
+        job->n_seqs--;
+    job->seqs[job->n_seqs++] = seq;
+    /* A parked job holds no entry: the parked cursor stands for it. */
+    if (job->parked)
+        return;
     job->entries = xrealloc(job->entries, (job->n_entries + 1) * sizeof(*job->entries));
     job->entries[job->n_entries++] = entry;
     entry->jobs_left++;
+}
+
+/*
+ * Did a job for `en` at this destination end before the last stop? Its
+ * status record says so when it is terminal, serves this entry or a newer
+ * one, and names the entry's tag. Anything else runs again: a job that
+ * finds its work done ends at once.
+ */
+static bool engine_job_ended(struct engine *e, const char *dest, const char *dst_repo,
+                             const struct journal_entry *en)
+{
+    struct journal_job rec;
+    char *by_tag = en->digest == NULL ? xasprintf("tag:%s", en->tag) : NULL;
+    int rc =
+        journal_job_get(e->journal, dest, dst_repo, en->digest != NULL ? en->digest : by_tag, &rec);
+    free(by_tag);
+    if (rc < 0)
+        return false;
+    bool ended = (rec.state == JOURNAL_JOB_COMPLETE || rec.state == JOURNAL_JOB_SUPERSEDED ||
+                  rec.state == JOURNAL_JOB_FAILED) &&
+                 rec.seq >= en->seq;
+    if (ended && en->tag != NULL) {
+        bool named = false;
+        for (size_t i = 0; i < rec.n_tags; i++)
+            named = named || strcmp(rec.tags[i], en->tag) == 0;
+        ended = named;
+    }
+    journal_job_release(&rec);
+    return ended;
 }
 
 /* A delete goes to the destinations of the rules that propagate deletes. */
@@ -1433,6 +1653,10 @@ static void engine_dispatch_delete(struct engine *e, const struct journal_entry 
                 free(dst_repo);
                 continue;
             }
+            if (e->redoing && engine_job_ended(e, dst->cfg->name, dst_repo, en)) {
+                free(dst_repo);
+                continue;
+            }
             struct eng_job *job = job_new(e, src, dst, en, dst_repo);
             job->is_delete = true;
             job_attach(job, entry, en->seq);
@@ -1452,7 +1676,7 @@ static void engine_dispatch_to(struct engine *e, const struct journal_entry *en,
 {
     struct eng_entry *entry = xcalloc(1, sizeof(*entry));
     entry->seq = en->seq;
-    if (only_dest != NULL) {
+    if (only_dest != NULL || e->redoing) {
         entry->detached = true;
         entry->retries_failed = was_failed;
     } else {
@@ -1489,7 +1713,8 @@ static void engine_dispatch_to(struct engine *e, const struct journal_entry *en,
                 continue;
             struct eng_registry *dst = engine_registry(e, dest->registry);
             char *dst_repo = config_destination_repository(dest, en->repository);
-            if (dst == NULL || dst_repo == NULL) {
+            if (dst == NULL || dst_repo == NULL ||
+                (e->redoing && engine_job_ended(e, dst->cfg->name, dst_repo, en))) {
                 free(dst_repo);
                 continue;
             }
@@ -1535,17 +1760,53 @@ static void engine_requeue(struct engine *e, uint64_t seq, const char *dest, boo
     journal_entry_release(&en);
 }
 
-/* Jobs marked PENDING behind the cursor (by `ferry retry`) run again. */
+/*
+ * At start: an unfinished job that no rule selects any more (the config
+ * changed) ends SUPERSEDED and says why; jobs marked PENDING behind the
+ * cursor (by `ferry retry`) run again.
+ */
 static int engine_take_retry(const struct journal_job *job, void *arg)
 {
     struct engine *e = arg;
+    bool unfinished = job->state == JOURNAL_JOB_PENDING || job->state == JOURNAL_JOB_IN_PROGRESS;
+    if (unfinished && job->seq != 0) {
+        struct journal_entry en;
+        if (journal_get(e->journal, job->seq, &en) == 0) {
+            bool selected =
+                config_sends(e->config, en.source, en.repository, en.tag,
+                             en.action == JOURNAL_DELETE, job->destination, job->repository);
+            journal_entry_release(&en);
+            if (!selected) {
+                struct journal_job rec = *job;
+                rec.state = JOURNAL_JOB_SUPERSEDED;
+                rec.last_error = "no rule selects it now: the configuration changed";
+                rec.updated_unix_ms = rec.completed_unix_ms = now_unix_ms();
+                if (journal_job_put(e->journal, &rec) < 0)
+                    log_warn("cannot record job status dest=%s repo=%s", job->destination,
+                             job->repository);
+                log_info("job dropped, no rule selects it now dest=%s repo=%s digest=%s",
+                         job->destination, job->repository, job->digest);
+                return 0;
+            }
+        }
+    }
     if (job->state == JOURNAL_JOB_FAILED) {
         struct eng_registry *r = engine_registry(e, job->destination);
         if (r != NULL)
             r->failing++;
     }
-    if (job->state == JOURNAL_JOB_PENDING && job->seq != 0 && job->seq <= e->cursor)
+    if (job->state == JOURNAL_JOB_PENDING && job->seq != 0 && job->seq <= e->parked_cursor)
         engine_requeue(e, job->seq, job->destination, false);
+    return 0;
+}
+
+/* Entries after the parked cursor, up to the engine's: what did not end runs again. */
+static int engine_take_redo(const struct journal_entry *en, void *arg)
+{
+    struct engine *e = arg;
+    if (en->seq > e->cursor)
+        return 1;
+    engine_dispatch_to(e, en, NULL, false);
     return 0;
 }
 
@@ -1564,6 +1825,11 @@ static void engine_read_journal(struct engine *e, uint64_t upto)
 {
     if (e->closing || e->reading || upto <= e->dispatched_seq || e->live_entries >= e->window)
         return;
+    if (e->parked >= ENGINE_PARKED_MAX) {
+        log_warn("too many jobs wait for retries or open circuits, reading stops parked=%zu",
+                 e->parked);
+        return;
+    }
     e->reading = true;
     journal_scan(e->journal, e->dispatched_seq, e->window - e->live_entries, engine_take, e);
     engine_advance_cursor(e);
@@ -1575,7 +1841,7 @@ static void engine_maybe_idle(struct engine *e)
 {
     if (e->idle_cb == NULL || !e->started || e->closing)
         return;
-    if (e->queue_head != NULL || e->delayed != NULL || e->running > 0)
+    if (e->n_all > 0 || e->running > 0)
         return;
     if (e->dispatched_seq < journal_last_seq(e->journal))
         return;
@@ -1616,17 +1882,19 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
     e->close_timer.data = e;
     e->registries =
         xcalloc(config->n_registries ? config->n_registries : 1, sizeof(*e->registries));
+    int *limits = xcalloc(config->n_registries ? config->n_registries : 1, sizeof(*limits));
     for (size_t i = 0; i < config->n_registries; i++) {
         const struct config_registry *cfg = &config->registries[i];
         struct eng_registry *r = &e->registries[e->n_registries++];
         r->cfg = cfg;
-        r->limit = cfg->max_concurrency > 0 ? cfg->max_concurrency : ENGINE_DEFAULT_JOBS;
+        r->index = i;
+        limits[i] = cfg->max_concurrency > 0 ? cfg->max_concurrency : ENGINE_DEFAULT_JOBS;
         struct http_client_options hopts = {
             .insecure = cfg->insecure,
             .ca_file = cfg->ca_file,
             .cert_file = cfg->cert_file,
             .key_file = cfg->key_file,
-            .max_host_connections = r->limit * 4 + 4,
+            .max_host_connections = limits[i] * 4 + 4,
             /* A blackholed registry fails its transfers this soon, so the circuit can open. */
             .stall_timeout_s = (long)((cfg->stall_timeout_ms + 999) / 1000),
             .rate_limit = cfg->rate_limit,
@@ -1676,7 +1944,13 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
     const char *w = getenv("FERRY_ENGINE_WINDOW");
     if (w != NULL && atoi(w) > 0)
         e->window = (size_t)atoi(w);
+    sched_init(&e->sched, e->n_registries, limits, config->circuit_failures,
+               config->circuit_open_ms);
+    free(limits);
     journal_cursor_get(journal, ENGINE_CURSOR, &e->cursor);
+    if (journal_cursor_find(journal, ENGINE_PARKED_CURSOR, &e->parked_cursor) < 0 ||
+        e->parked_cursor > e->cursor)
+        e->parked_cursor = e->cursor;
     e->dispatched_seq = e->cursor;
     e->stats.cursor = e->cursor;
     *out = e;
@@ -1702,6 +1976,13 @@ void engine_start(struct engine *e)
 {
     e->started = true;
     journal_job_scan(e->journal, engine_take_retry, e);
+    if (e->parked_cursor < e->cursor) {
+        log_info("running again what waited at the last stop from=%llu to=%llu",
+                 (unsigned long long)e->parked_cursor + 1, (unsigned long long)e->cursor);
+        e->redoing = true;
+        journal_scan(e->journal, e->parked_cursor, 0, engine_take_redo, e);
+        e->redoing = false;
+    }
     engine_read_journal(e, journal_last_seq(e->journal));
     engine_pump(e);
 }
@@ -1736,9 +2017,10 @@ bool engine_destination_stats(const struct engine *e, size_t i,
     out->superseded = r->jobs_superseded;
     out->retries = r->retries;
     out->bytes = r->bytes;
-    out->circuit = !r->open                              ? ENGINE_CIRCUIT_CLOSED
-                   : uv_now(e->loop) >= r->open_until_ms ? ENGINE_CIRCUIT_HALF_OPEN
-                                                         : ENGINE_CIRCUIT_OPEN;
+    const struct sched_dest *d = &e->sched.dests[i];
+    out->circuit = !d->open                           ? ENGINE_CIRCUIT_CLOSED
+                   : uv_now(e->loop) >= d->open_until ? ENGINE_CIRCUIT_HALF_OPEN
+                                                      : ENGINE_CIRCUIT_OPEN;
     out->last_error = r->last_error;
     out->last_error_unix_ms = r->last_error_unix_ms;
     for (size_t k = 0; k < e->n_all; k++) {
@@ -1755,7 +2037,87 @@ bool engine_destination_stats(const struct engine *e, size_t i,
     out->latency_sum = r->latency_sum;
     out->latency_count = r->latency_count;
     http_client_stats(r->http, &out->http);
+    http_stats_add(&out->http, &r->http_base);
     return true;
+}
+
+struct engine_counters {
+    struct engine_stats stats;
+    struct eng_registry *registries; /* the counting fields only; names by cfg */
+    char **names;
+    size_t n;
+};
+
+struct engine_counters *engine_counters_save(const struct engine *e)
+{
+    struct engine_counters *c = xcalloc(1, sizeof(*c));
+    c->stats = e->stats;
+    c->n = e->n_registries;
+    c->registries = xcalloc(c->n ? c->n : 1, sizeof(*c->registries));
+    c->names = xcalloc(c->n ? c->n : 1, sizeof(*c->names));
+    for (size_t i = 0; i < c->n; i++) {
+        const struct eng_registry *r = &e->registries[i];
+        struct eng_registry *s = &c->registries[i];
+        c->names[i] = xstrdup(r->cfg->name);
+        s->jobs_created = r->jobs_created;
+        s->jobs_failed = r->jobs_failed;
+        s->bytes = r->bytes;
+        s->jobs_complete = r->jobs_complete;
+        s->jobs_superseded = r->jobs_superseded;
+        s->retries = r->retries;
+        s->last_error = r->last_error != NULL ? xstrdup(r->last_error) : NULL;
+        s->last_error_unix_ms = r->last_error_unix_ms;
+        memcpy(s->latency_buckets, r->latency_buckets, sizeof(s->latency_buckets));
+        s->latency_sum = r->latency_sum;
+        s->latency_count = r->latency_count;
+        http_client_stats(r->http, &s->http_base);
+        http_stats_add(&s->http_base, &r->http_base);
+    }
+    return c;
+}
+
+void engine_counters_restore(struct engine *e, struct engine_counters *c)
+{
+    if (c == NULL)
+        return;
+    /* Totals go on; what is live now (pending, running, the cursor) is the new engine's. */
+    if (e != NULL) {
+        e->stats.dispatched += c->stats.dispatched;
+        e->stats.jobs += c->stats.jobs;
+        e->stats.complete += c->stats.complete;
+        e->stats.failed += c->stats.failed;
+        e->stats.superseded += c->stats.superseded;
+        e->stats.retries += c->stats.retries;
+        e->stats.bytes += c->stats.bytes;
+        e->stats.circuits_opened += c->stats.circuits_opened;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        struct eng_registry *s = &c->registries[i];
+        struct eng_registry *r = e != NULL ? engine_registry(e, c->names[i]) : NULL;
+        if (r != NULL) {
+            r->jobs_created += s->jobs_created;
+            r->jobs_failed += s->jobs_failed;
+            r->bytes += s->bytes;
+            r->jobs_complete += s->jobs_complete;
+            r->jobs_superseded += s->jobs_superseded;
+            r->retries += s->retries;
+            if (r->last_error == NULL && s->last_error != NULL) {
+                r->last_error = s->last_error;
+                r->last_error_unix_ms = s->last_error_unix_ms;
+                s->last_error = NULL;
+            }
+            for (size_t k = 0; k <= ENGINE_LATENCY_BUCKETS; k++)
+                r->latency_buckets[k] += s->latency_buckets[k];
+            r->latency_sum += s->latency_sum;
+            r->latency_count += s->latency_count;
+            http_stats_add(&r->http_base, &s->http_base);
+        }
+        free(s->last_error);
+        free(c->names[i]);
+    }
+    free(c->registries);
+    free(c->names);
+    free(c);
 }
 
 static void engine_http_closed(void *arg)
@@ -1789,6 +2151,7 @@ static void engine_http_closed(void *arg)
     while (e->n_all > 0)
         job_free(e->all[0]);
     free(e->all);
+    sched_free(&e->sched);
     void (*cb)(void *) = e->close_cb;
     void *arg2 = e->close_arg;
     free(e);
@@ -1803,6 +2166,8 @@ static void engine_timer_closed(uv_handle_t *handle)
 
 static void engine_finish_close(struct engine *e)
 {
+    if (e->counters_out != NULL)
+        *e->counters_out = engine_counters_save(e);
     e->closing_handles = (int)e->n_registries + 2;
     uv_close((uv_handle_t *)&e->close_timer, engine_timer_closed);
     for (size_t i = 0; i < e->n_registries; i++) {
@@ -1816,11 +2181,24 @@ static void engine_finish_close(struct engine *e)
 static void engine_close_wait(uv_timer_t *timer)
 {
     struct engine *e = timer->data;
+    if (e->running > 0 && !e->close_cut &&
+        uv_now(e->loop) >= e->close_started_ms + ENGINE_CLOSE_GRACE_MS) {
+        /* The grace is over: cut what is in flight. The jobs end PENDING. */
+        log_warn("shutdown: cutting running jobs running=%d", e->running);
+        e->close_cut = true;
+        for (size_t i = 0; i < e->n_registries; i++)
+            http_client_abort(e->registries[i].http);
+    }
     if (e->running > 0)
         return;
     uv_timer_stop(timer);
     uv_timer_stop(&e->timer);
     engine_finish_close(e);
+}
+
+void engine_close_saving(struct engine *e, struct engine_counters **counters)
+{
+    e->counters_out = counters;
 }
 
 void engine_close(struct engine *e, void (*cb)(void *arg), void *arg)
@@ -1829,6 +2207,10 @@ void engine_close(struct engine *e, void (*cb)(void *arg), void *arg)
     e->close_cb = cb;
     e->close_arg = arg;
     uv_timer_stop(&e->timer);
+    /* Queued and waiting jobs are PENDING already; the parked ones are run
+     * again from the parked cursor by the next start. */
+    engine_parked_update(e, true);
+    e->close_started_ms = uv_now(e->loop);
     if (e->running == 0) {
         engine_finish_close(e);
         return;

@@ -112,6 +112,21 @@ struct engine_destination_stats {
 bool engine_destination_stats(const struct engine *e, size_t i,
                               struct engine_destination_stats *out);
 
+/* What an engine counted, carried across a reload to the engine that replaces it. */
+struct engine_counters;
+
+/** Save the counters of `e` (for status and metrics), to hand to the next engine. */
+struct engine_counters *engine_counters_save(const struct engine *e);
+
+/**
+ * Start `e`'s counters where the saved ones left off (by registry name);
+ * frees `c`. With `e` NULL, only frees it.
+ */
+void engine_counters_restore(struct engine *e, struct engine_counters *c);
+
+/** When `e` closes (after its last job ended), save its counters into *counters. */
+void engine_close_saving(struct engine *e, struct engine_counters **counters);
+
 /**
  * Stop taking work, let running jobs end (they are not retried), free
  * everything once closed and call `cb`.

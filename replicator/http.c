@@ -29,6 +29,8 @@ struct http_client {
     bool rate_timer_closed;
     struct http_request **throttled; /* transfers paused until tokens return */
     size_t n_throttled;
+    struct http_request *active; /* started and not finished */
+    bool aborting;               /* http_client_abort(): new requests fail at once */
     void (*close_cb)(void *);
     void *close_arg;
 };
@@ -71,6 +73,7 @@ struct http_request {
     bool finished;
     bool throttled;     /* paused by the rate limit */
     char *header_value; /* last value handed out by http_request_response_header() */
+    struct http_request *active_prev, *active_next;
 };
 
 const char *const http_method_names[6] = {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"};
@@ -83,14 +86,14 @@ static int http_method_index(const char *method)
     return 0;
 }
 
-static void http_count_code(struct http_stats *st, int method, long code)
+static void http_count_codes(struct http_stats *st, int method, long code, uint64_t n)
 {
     if (code < 0 || code > 999)
         code = 999;
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < st->n_codes; i++) {
             if (st->codes[i].method == method && st->codes[i].code == code) {
-                st->codes[i].count++;
+                st->codes[i].count += n;
                 return;
             }
         }
@@ -101,8 +104,24 @@ static void http_count_code(struct http_stats *st, int method, long code)
     }
     st->codes[st->n_codes].method = (uint8_t)method;
     st->codes[st->n_codes].code = (uint16_t)code;
-    st->codes[st->n_codes].count = 1;
+    st->codes[st->n_codes].count = n;
     st->n_codes++;
+}
+
+static void http_count_code(struct http_stats *st, int method, long code)
+{
+    http_count_codes(st, method, code, 1);
+}
+
+void http_stats_add(struct http_stats *into, const struct http_stats *from)
+{
+    into->requests += from->requests;
+    for (int i = 0; i < 6; i++)
+        into->requests_by_method[i] += from->requests_by_method[i];
+    into->bytes_sent += from->bytes_sent;
+    into->bytes_received += from->bytes_received;
+    for (size_t i = 0; i < from->n_codes; i++)
+        http_count_codes(into, from->codes[i].method, from->codes[i].code, from->codes[i].count);
 }
 
 static void http_check_multi_info(struct http_client *c);
@@ -363,6 +382,16 @@ void http_client_close(struct http_client *c, void (*cb)(void *arg), void *arg)
     uv_close((uv_handle_t *)&c->rate_timer, http_rate_timer_close_cb);
 }
 
+static void http_request_finish(struct http_request *req, int rc);
+
+void http_client_abort(struct http_client *c)
+{
+    c->aborting = true;
+    /* Each callback may start requests (they fail at once) or end others. */
+    for (int bound = 0; c->active != NULL && bound < 100000; bound++)
+        http_request_finish(c->active, FERRY_ECANCELED);
+}
+
 void http_client_stats(const struct http_client *c, struct http_stats *out)
 {
     *out = c->stats;
@@ -541,6 +570,9 @@ static void http_request_configure(struct http_request *req)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->opts.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->opts.stall_timeout_s);
+    /* Past http_client_abort() a request fails at once, through the loop. */
+    if (c->aborting)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 1L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error_text);
     /* Large buffers: a blob moves in far fewer callbacks and system calls. */
     if (req->sink != NULL)
@@ -618,6 +650,11 @@ int http_request_start(struct http_request *req, http_done_cb cb, void *arg)
     c->running++;
     c->stats.requests++;
     c->stats.requests_by_method[http_method_index(req->method)]++;
+    req->active_prev = NULL;
+    req->active_next = c->active;
+    if (c->active != NULL)
+        c->active->active_prev = req;
+    c->active = req;
     return 0;
 }
 
@@ -676,6 +713,13 @@ static void http_request_finish(struct http_request *req, int rc)
     req->easy = NULL;
     req->finished = true;
     c->running--;
+    if (req->active_prev != NULL)
+        req->active_prev->active_next = req->active_next;
+    else
+        c->active = req->active_next;
+    if (req->active_next != NULL)
+        req->active_next->active_prev = req->active_prev;
+    req->active_prev = req->active_next = NULL;
     if (rc < 0)
         req->status = rc == FERRY_ECANCELED ? 0 : req->status;
     http_count_code(&c->stats, http_method_index(req->method), rc < 0 ? 0 : req->status);

@@ -102,8 +102,18 @@ int http_client_new(uv_loop_t *loop, const struct http_client_options *opts,
  */
 void http_client_close(struct http_client *c, void (*cb)(void *arg), void *arg);
 
+/**
+ * Cut every request in flight: each ends with FERRY_ECANCELED (its callback
+ * runs from inside this call), and requests started after this fail at once.
+ * For a shutdown that cannot wait for slow transfers.
+ */
+void http_client_abort(struct http_client *c);
+
 /** Totals of the client's traffic so far. */
 void http_client_stats(const struct http_client *c, struct http_stats *out);
+
+/** Add the counts of `from` to `into` (a client's counts carried across a reload). */
+void http_stats_add(struct http_stats *into, const struct http_stats *from);
 
 /**
  * A new request, not yet started. `method` is GET, HEAD, PUT, POST, PATCH or

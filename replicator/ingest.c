@@ -97,7 +97,26 @@ bool ingest_handle(struct ingest *in, struct server_request *req)
         free(err);
         return true;
     }
-    if (result.n == 0) {
+    /* An event no rule selects is answered `ignored` and costs no entry. */
+    size_t kept = 0;
+    for (size_t i = 0; i < result.n; i++) {
+        const struct journal_event *ev = &result.events[i];
+        bool selected = ev->tag != NULL
+                            ? config_tag_selected(in->config, source, ev->repository, ev->tag)
+                            : config_repository_selected(in->config, source, ev->repository);
+        if (!selected) {
+            result.ignored++;
+            continue;
+        }
+        if (kept != i) {
+            struct journal_event tmp = result.events[kept];
+            result.events[kept] = *ev;
+            result.events[i] = tmp;
+        }
+        kept++;
+    }
+    /* result.n stays: the release frees every event. */
+    if (kept == 0) {
         in->events_ignored += result.ignored;
         char out[160];
         int n = snprintf(out, sizeof(out),
@@ -112,7 +131,7 @@ bool ingest_handle(struct ingest *in, struct server_request *req)
     p->req = req;
     p->source = xstrdup(source);
     p->ignored = result.ignored;
-    rc = journal_committer_submit(in->committer, result.events, result.n, ingest_committed, p);
+    rc = journal_committer_submit(in->committer, result.events, kept, ingest_committed, p);
     webhook_result_release(&result);
     if (rc < 0) {
         free(p->source);

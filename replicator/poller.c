@@ -299,6 +299,12 @@ static void repo_listed(int rc, const char *error, char **items, size_t n, void 
     struct poller *p = src->poller;
 
     p->outstanding--;
+    /* A repository with blobs and no manifest (a push that died before its
+     * manifest) answers NAME_UNKNOWN: it holds nothing to replicate. */
+    if (rc == FERRY_ENOTFOUND) {
+        rc = 0;
+        n = 0;
+    }
     if (rc < 0 || p->closing) {
         if (rc < 0)
             poller_error(p, "%s: %s", r->name, error);

@@ -42,7 +42,8 @@ struct daemon {
     uv_signal_t sigint;
     uv_signal_t sigterm;
     uv_signal_t sighup;
-    struct config *next_config; /* a reload waiting for the engine to drain */
+    struct config *next_config;       /* a reload waiting for the engine to drain */
+    struct engine_counters *counters; /* the closing engine's, for the next one */
     bool reloading;
     bool stop_after_reload;
     uv_timer_t grace;
@@ -196,6 +197,8 @@ static void daemon_round(struct poller *p, void *arg);
 static void daemon_reload_engine_closed(void *arg)
 {
     struct daemon *d = arg;
+    struct engine_counters *counters = d->counters;
+    d->counters = NULL;
     d->engine = NULL;
     d->api.engine = NULL;
     struct config *old = d->config;
@@ -206,10 +209,13 @@ static void daemon_reload_engine_closed(void *arg)
     config_free(old);
     d->reloading = false;
     if (d->stop_after_reload) {
+        engine_counters_restore(NULL, counters);
         journal_committer_close(d->committer, daemon_committer_closed, d);
         return;
     }
     engine_new(&d->loop, d->config, d->journal, d->committer, &d->engine);
+    /* Status and metrics count on from where they were. */
+    engine_counters_restore(d->engine, counters);
     engine_start(d->engine);
     poller_new(&d->loop, d->config, d->journal, d->committer, &d->poller);
     poller_start(d->poller, daemon_round, d);
@@ -222,6 +228,8 @@ static void daemon_reload_engine_closed(void *arg)
 static void daemon_reload_api_drained(void *arg)
 {
     struct daemon *d = arg;
+    /* Saved as the engine closes: the jobs cut short are counted already. */
+    engine_close_saving(d->engine, &d->counters);
     engine_close(d->engine, daemon_reload_engine_closed, d);
 }
 

@@ -155,14 +155,38 @@ static void sync_job_done(struct engine *e, const struct journal_job *job, void 
                 job->n_tags ? job->tags[0] : "", (unsigned long long)job->bytes,
                 job->state == JOURNAL_JOB_FAILED ? ": " : "",
                 job->state == JOURNAL_JOB_FAILED && job->last_error ? job->last_error : "");
-    if (job->state == JOURNAL_JOB_FAILED) {
-        cJSON *f = cJSON_CreateObject();
-        cJSON_AddStringToObject(f, "destination", job->destination);
-        cJSON_AddStringToObject(f, "repository", job->repository);
-        cJSON_AddStringToObject(f, "digest", job->digest);
-        cJSON_AddStringToObject(f, "error", job->last_error ? job->last_error : "");
-        cJSON_AddItemToArray(s->failures, f);
-    }
+}
+
+/*
+ * A FAILED job of an image the rules select, whichever run made it: the
+ * mirror is not whole while one is left. `ferry status` and `ferry verify`
+ * read the same records and registries.
+ */
+static int sync_collect_failed(const struct journal_job *job, void *arg)
+{
+    struct sync *s = arg;
+    struct journal_entry en;
+    if (job->state != JOURNAL_JOB_FAILED || job->seq == 0 ||
+        journal_get(s->journal, job->seq, &en) < 0)
+        return 0;
+    bool selected = config_sends(s->config, en.source, en.repository, en.tag,
+                                 en.action == JOURNAL_DELETE, job->destination, job->repository);
+    journal_entry_release(&en);
+    if (!selected)
+        return 0;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "destination", job->destination);
+    cJSON_AddStringToObject(f, "repository", job->repository);
+    cJSON_AddStringToObject(f, "digest", job->digest);
+    if (job->n_tags > 0)
+        cJSON_AddStringToObject(f, "tag", job->tags[0]);
+    cJSON_AddStringToObject(f, "error", job->last_error ? job->last_error : "");
+    cJSON_AddItemToArray(s->failures, f);
+    if (!s->json)
+        printf("FAILED     %s %s@%s%s%s: %s\n", job->destination, job->repository, job->digest,
+               job->n_tags > 0 ? " tag " : "", job->n_tags > 0 ? job->tags[0] : "",
+               job->last_error ? job->last_error : "");
+    return 0;
 }
 
 static void sync_tail(const struct journal_entry *e, void *arg)
@@ -215,12 +239,18 @@ int sync_run(const char *config_path, bool json)
     journal_committer_set_tail(s.committer, sync_tail, &s);
     poller_new(&s.loop, s.config, s.journal, s.committer, &s.poller);
     engine_start(s.engine);
+    /* What failed in an earlier run gets another go: a sync run from cron
+     * heals once the cause is gone, and says so while it is not. */
+    size_t again = engine_retry(s.engine, NULL, NULL, NULL);
+    if (again > 0)
+        log_info("retrying jobs that failed before count=%zu", again);
     poller_start_once(s.poller, sync_polled, &s);
     uv_run(&s.loop, UV_RUN_DEFAULT);
 
     struct engine_stats st = {0};
     uv_update_time(&s.loop);
     double seconds = (double)(uv_now(&s.loop) - s.start_ms) / 1000.0;
+    journal_job_scan(s.journal, sync_collect_failed, &s);
     int failed = cJSON_GetArraySize(s.failures);
     /* A source that could not be listed is not a clean sync. */
     if (s.poll_errors > 0) {
@@ -229,7 +259,7 @@ int sync_run(const char *config_path, bool json)
         cJSON_AddItemToArray(s.failures, f);
         failed++;
         if (!json)
-            fprintf(stderr, "FAILED     polling: %s\n", s.poll_error);
+            printf("FAILED     polling: %s\n", s.poll_error);
     }
     if (json) {
         cJSON *j = cJSON_CreateObject();
@@ -242,8 +272,7 @@ int sync_run(const char *config_path, bool json)
         free(text);
         cJSON_Delete(j);
     } else {
-        fprintf(stderr, "sync %s in %.1f s: %d failed\n", failed ? "finished" : "complete", seconds,
-                failed);
+        printf("sync %s in %.1f s: %d failed\n", failed ? "finished" : "complete", seconds, failed);
     }
     (void)st;
     cJSON_Delete(s.failures);

@@ -744,13 +744,13 @@ for ((ITER = 1; ITER <= RUNS; ITER++)); do
   record one ferry d1
   stored one ferry d1
   F1_JOBS=$(sync_noop_count "$TEST_TMP/ferry-1.err")
-  say "ferry sync -> d1: $F1_JOBS jobs complete; last line: $(tail -n 1 "$TEST_TMP/ferry-1.err")"
+  say "ferry sync -> d1: $F1_JOBS jobs complete; summary: $(tail -n 1 "$TEST_TMP/ferry-1.out")"
   verify_dst "ferry sync (1 destination)" d1
 
   measure ferry-1-noop "src d1" "$FERRY" sync -c "$TEST_TMP/ferry-1.yaml"
   record noop ferry d1
   F1N_JOBS=$(sync_noop_count "$TEST_TMP/ferry-1-noop.err")
-  say "ferry no-op: $F1N_JOBS jobs; last line: $(tail -n 1 "$TEST_TMP/ferry-1-noop.err")"
+  say "ferry no-op: $F1N_JOBS jobs; summary: $(tail -n 1 "$TEST_TMP/ferry-1-noop.out")"
   verify_dst "ferry sync no-op" d1
 
   fresh_dst d1
@@ -771,7 +771,7 @@ for ((ITER = 1; ITER <= RUNS; ITER++)); do
   record three ferry d1 d2 d3
   stored three ferry d1 d2 d3
   F3_JOBS=$(sync_noop_count "$TEST_TMP/ferry-3.err")
-  say "ferry sync -> d1 d2 d3: $F3_JOBS jobs complete; last line: $(tail -n 1 "$TEST_TMP/ferry-3.err")"
+  say "ferry sync -> d1 d2 d3: $F3_JOBS jobs complete; summary: $(tail -n 1 "$TEST_TMP/ferry-3.out")"
   verify_dst "ferry sync (3 destinations)" d1 d2 d3
 
   fresh_dst d1 d2 d3
@@ -799,7 +799,8 @@ for f in ferry-1 ferry-1-noop ferry-3; do
     FERRY_OTHER+="# $f ($(wc -l <<<"$other") lines, first 20)"$'\n'"$(head -n 20 <<<"$other")"$'\n'
   fi
 done
-FERRY_SUMMARY=$(grep -h '^sync complete' "$TEST_TMP"/ferry-1.err "$TEST_TMP"/ferry-1-noop.err "$TEST_TMP"/ferry-3.err || true)
+# The summary line is on stdout.
+FERRY_SUMMARY=$(grep -h '^sync complete' "$TEST_TMP"/ferry-1.out "$TEST_TMP"/ferry-1-noop.out "$TEST_TMP"/ferry-3.out || true)
 
 # -------------------------------------------------------------- latency
 LAT=""

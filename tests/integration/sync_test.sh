@@ -41,8 +41,9 @@ rules:
 YAML
 
 gets_before=$(registry_count_requests src GET '/v2/.*/blobs/sha256:.*' '200|206')
-"$FERRY" sync -c "$TEST_TMP/ferry.yaml" 2>"$TEST_TMP/sync1.err" || fail "first sync failed: $(cat "$TEST_TMP/sync1.err")"
-grep -q '^sync complete' "$TEST_TMP/sync1.err" || fail "no summary line: $(tail -3 "$TEST_TMP/sync1.err")"
+"$FERRY" sync -c "$TEST_TMP/ferry.yaml" >"$TEST_TMP/sync1.out" 2>"$TEST_TMP/sync1.err" || fail "first sync failed: $(cat "$TEST_TMP/sync1.err")"
+# The summary is on stdout, the progress on stderr.
+grep -q '^sync complete' "$TEST_TMP/sync1.out" || fail "no summary line: $(tail -3 "$TEST_TMP/sync1.out")"
 assert_eq "$(grep -c '^complete ' "$TEST_TMP/sync1.err")" 9 "3 images x 3 destinations complete"
 for img in web:v1 api:v1 multi:v2; do
   name=${img%%:*}

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# No head-of-line blocking: jobs waiting for a retry, or for a destination
+# whose circuit is open, do not hold the places of runnable work. Two
+# destinations: `down` (a port where nothing listens: connections refused) and
+# `ok` (a real registry). Rules: bulk/* -> down, app -> ok. 2400 webhook
+# events name bulk/x with one real digest under distinct tags (so they do not
+# coalesce), with the engine's window at 200 entries (FERRY_ENGINE_WINDOW), so
+# the backlog for `down` is twelve windows deep. Once down's circuit is open,
+# app:v1 is pushed and its event posted: it must be at `ok`, with its digest,
+# within 5 s of the webhook's 200.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+require_ferry
+
+BULK=${HOL_BULK_EVENTS:-2400}
+BATCH=400
+registry_start src
+registry_start ok
+down_port=$(free_port)
+port=$(free_port)
+API="http://127.0.0.1:$port"
+cat >"$TEST_TMP/ferry.yaml" <<YAML
+data_dir: $TEST_TMP/data
+listen: 127.0.0.1:$port
+poll_interval: 0
+retry: { attempts: 20, base: 20s, max: 60s }
+circuit: { failures: 3, open_for: 60s }
+registries:
+  src: { url: "http://$src_ADDR", poll: false }
+  down: { url: "http://127.0.0.1:$down_port" }
+  ok: { url: "http://$ok_ADDR" }
+rules:
+  - { name: bulk, source: src, repositories: ["bulk/*"], destinations: [{ registry: down }] }
+  - { name: app, source: src, repositories: ["app"], destinations: [{ registry: ok }] }
+YAML
+
+# events.py OUT ID_PREFIX REPO DIGEST MEDIA_TYPE TAG FIRST COUNT : one Distribution
+# notification envelope of COUNT manifest pushes of REPO@DIGEST, tags
+# TAG<FIRST>..TAG<FIRST+COUNT-1> (COUNT 1 and FIRST -1: the tag TAG itself)
+cat >"$TEST_TMP/events.py" <<'PY'
+import json, sys
+out, prefix, repo, digest, media_type, tag = sys.argv[1:7]
+first, count = int(sys.argv[7]), int(sys.argv[8])
+events = []
+for i in range(first, first + count):
+    t = tag if first < 0 else "%s%d" % (tag, i)
+    events.append({"id": "%s-%s" % (prefix, t), "timestamp": "2026-12-02T10:00:00Z", "action": "push",
+                   "target": {"mediaType": media_type, "digest": digest, "size": 500, "length": 500,
+                              "repository": repo, "tag": t},
+                   "request": {"id": "r-%s-%s" % (prefix, t), "addr": "127.0.0.1", "host": "src",
+                               "method": "PUT", "useragent": "docker"},
+                   "source": {"addr": "src:5000"}})
+json.dump({"events": events}, open(out, "w"))
+PY
+CT=application/vnd.docker.distribution.events.v1+json
+post() { # BODY_FILE : status; the answer in $TEST_TMP/resp
+  curl -s --max-time 30 -o "$TEST_TMP/resp" -w '%{http_code}' -X POST -H "Content-Type: $CT" \
+    --data-binary "@$1" "$API/v1/events/src"
+}
+st() { curl -sf --max-time 5 "$API/v1/status"; }
+dest() { st | jq -r --arg n "$1" ".destinations[] | select(.name == \$n) | .$2"; }
+
+fixturegen push --registry "$src_ADDR" --repo bulk/x --tag t0 --seed hol-bulk --layers 1 --layer-size 16K --compact >"$TEST_TMP/bulk.json"
+bulk_digest=$(jq -r .digest "$TEST_TMP/bulk.json")
+bulk_type=$(jq -r .media_type "$TEST_TMP/bulk.json")
+
+FERRY_ENGINE_WINDOW=200 ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
+
+t0=$(_itest_now_ms)
+for ((first = 1; first <= BULK; first += BATCH)); do
+  python3 "$TEST_TMP/events.py" "$TEST_TMP/bulk_events.json" bulk bulk/x "$bulk_digest" "$bulk_type" t "$first" "$BATCH"
+  assert_eq "$(post "$TEST_TMP/bulk_events.json")" 200 "bulk batch from t$first"
+  assert_eq "$(jq .accepted "$TEST_TMP/resp")" "$BATCH" "bulk batch from t$first accepted"
+done
+note "figure: $BULK bulk events posted in $(($(_itest_now_ms) - t0)) ms; last_seq $(jq .last_seq "$TEST_TMP/resp")"
+
+# `down` is refused: its circuit opens (or, failing that, its backlog is large).
+down_is() { # JQ_CONDITION on down's /v1/status object
+  local s
+  s=$(st) || return 1
+  jq -e ".destinations[] | select(.name == \"down\") | $1" <<<"$s" >/dev/null
+}
+wait_until 30 down_is '.circuit == "open"' || wait_until 1 down_is '.backlog >= 200' ||
+  fail "down's circuit did not open, nor its backlog grow: $(st | jq -c '.destinations')"
+note "down before the push: $(st | jq -c '.destinations[] | select(.name == "down") | {backlog, in_flight, circuit, retries, failed}')"
+
+# A fresh push to the healthy destination.
+fixturegen push --registry "$src_ADDR" --repo app --tag v1 --seed hol-app --layers 1 --layer-size 16K --compact >"$TEST_TMP/app.json"
+app_digest=$(jq -r .digest "$TEST_TMP/app.json")
+python3 "$TEST_TMP/events.py" "$TEST_TMP/app_event.json" app app "$app_digest" "$(jq -r .media_type "$TEST_TMP/app.json")" v1 -1 1
+assert_eq "$(post "$TEST_TMP/app_event.json")" 200 "app:v1 event"
+accepted_ms=$(_itest_now_ms)
+assert_eq "$(jq .accepted "$TEST_TMP/resp")" 1 "app:v1 event accepted"
+at_ok() {
+  local d
+  d=$(curl -s --max-time 1 -I -A ferry-itest-watch \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+    "$ok_URL/v2/app/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" { print $2 }')
+  [[ "$d" == "$app_digest" ]]
+}
+arrived=0
+while (($(_itest_now_ms) - accepted_ms < 5000)); do
+  if at_ok; then
+    arrived=1
+    break
+  fi
+  sleep 0.15
+done
+took=$(($(_itest_now_ms) - accepted_ms))
+if ((!arrived)); then
+  # How late it is, for the record (bounded).
+  late=""
+  wait_until 10 at_ok && late=" (it arrived after $(($(_itest_now_ms) - accepted_ms)) ms)"
+  note "down after the push: $(st | jq -c '.destinations[] | select(.name == "down") | {backlog, in_flight, circuit, retries}'); journal cursor $(st | jq .journal.cursor)"
+  fail "app:v1 was not at ok within 5 s of its event being accepted, with $BULK jobs waiting for down$late"
+fi
+note "figure: app:v1 at ok $took ms after its event was accepted ($BULK jobs waiting for down, window 200)"
+assert_eq "$(skopeo_raw "$ok_ADDR/app:v1" | digest_of)" "$app_digest" "app:v1's digest at ok"
+pass "a push to a healthy destination replicated in $took ms behind $BULK waiting jobs"
