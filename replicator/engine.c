@@ -37,6 +37,9 @@
 /* SIGTERM: running jobs get this long to end on their own; then their
  * requests are cut and they stay PENDING for the next start. */
 #define ENGINE_CLOSE_GRACE_MS 3000
+/* Entries in the cursor's list, finished ones included, at most this many
+ * windows: past that the jobs holding the oldest are parked. */
+#define ENGINE_LIST_FACTOR 8
 /* A source that cannot give what an entry names (a manifest or blob it no
  * longer has, or broken) gets this many attempts in all, not the
  * destination's: read-after-write lag at a source gets one more look. */
@@ -145,6 +148,8 @@ struct eng_job {
     int source_attempts;   /* attempts the source could not serve */
     enum copy_fault fault; /* who the failing step blames, when not the copy's own */
     bool gone;             /* the source no longer has what the entry named */
+    bool resumed;          /* a retry or a redo: an earlier attempt may have left blobs */
+    bool retries_failed;   /* runs again because it FAILED: success ends a failure */
     char *last_error;
     int64_t created_unix_ms;
     int64_t received_unix_ms; /* the oldest entry it serves reached the journal */
@@ -198,7 +203,8 @@ struct engine {
     size_t n_all;
     struct eng_job *queued; /* by key: the job a new entry may coalesce into (not running) */
     size_t live_entries;    /* entries in the cursor's list */
-    size_t window;          /* at most this many of them */
+    size_t busy_entries;    /* of which some job still holds: at most `window` of them */
+    size_t window;
     bool reading;           /* engine_read_journal is on the stack */
     bool pumping;           /* engine_pump is on the stack */
     bool redoing;           /* engine_start runs the parked range again */
@@ -313,6 +319,17 @@ static void engine_advance_cursor(struct engine *e)
 
 /* ---- parked jobs ---- */
 
+/* One job no longer holds `entry`. */
+static void entry_release(struct engine *e, struct eng_entry *entry)
+{
+    if (--entry->jobs_left > 0)
+        return;
+    if (entry->detached)
+        free(entry);
+    else
+        e->busy_entries--;
+}
+
 /* Serves no entry the cursor waits for: parked, or a retry behind the cursor. */
 static bool job_behind_cursor(const struct eng_job *job)
 {
@@ -370,11 +387,8 @@ static void job_park(struct eng_job *job)
         engine_parked_store(e, job->seq - 1);
     job->parked = true;
     e->parked++;
-    for (size_t i = 0; i < job->n_entries; i++) {
-        struct eng_entry *entry = job->entries[i];
-        if (--entry->jobs_left == 0 && entry->detached)
-            free(entry);
-    }
+    for (size_t i = 0; i < job->n_entries; i++)
+        entry_release(e, job->entries[i]);
     free(job->entries);
     job->entries = NULL;
     job->n_entries = 0;
@@ -382,6 +396,28 @@ static void job_park(struct eng_job *job)
      * the read moves the cursor once it is done. */
     if (!e->reading)
         engine_advance_cursor(e);
+}
+
+/* Park the jobs that hold the oldest entries until the list is short again. */
+static void engine_unblock_head(struct engine *e)
+{
+    while (e->entries_head != NULL && e->live_entries >= e->window * ENGINE_LIST_FACTOR / 2) {
+        struct eng_entry *head = e->entries_head;
+        if (head->jobs_left > 0) {
+            for (size_t i = 0; i < e->n_all && head->jobs_left > 0; i++) {
+                struct eng_job *job = e->all[i];
+                for (size_t k = 0; k < job->n_entries; k++) {
+                    if (job->entries[k] == head) {
+                        job_park(job);
+                        break;
+                    }
+                }
+            }
+        }
+        engine_advance_cursor(e);
+        if (e->entries_head == head)
+            break; /* held by no job it can find: never loop */
+    }
 }
 
 /* ---- jobs ---- */
@@ -804,11 +840,8 @@ static void job_release_gates(struct eng_job *job)
 
 static void job_finish_entries(struct eng_job *job)
 {
-    for (size_t i = 0; i < job->n_entries; i++) {
-        struct eng_entry *entry = job->entries[i];
-        if (--entry->jobs_left == 0 && entry->detached)
-            free(entry);
-    }
+    for (size_t i = 0; i < job->n_entries; i++)
+        entry_release(job->engine, job->entries[i]);
     engine_advance_cursor(job->engine);
 }
 
@@ -822,9 +855,9 @@ static void engine_circuit_moved(struct engine *e, struct eng_registry *r, int f
         log_warn("circuit open dest=%s failures=%d open_ms=%llu", r->cfg->name, d->failures,
                  (unsigned long long)e->config->circuit_open_ms);
         e->stats.circuits_opened++;
-        /* What waits for it now lets its entries go. */
+        /* What waits for it, or runs against it still, lets its entries go. */
         for (size_t i = 0; i < e->n_all; i++)
-            if (e->all[i]->dst == r && e->all[i]->state == JOB_QUEUED)
+            if (e->all[i]->dst == r)
                 job_park(e->all[i]);
     }
     if (flags & SCHED_CLOSED) {
@@ -895,12 +928,7 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
 {
     struct engine *e = job->engine;
 
-    bool retries_failed = false, detached = false;
-    for (size_t i = 0; i < job->n_entries; i++) {
-        retries_failed = retries_failed || job->entries[i]->retries_failed;
-        detached = detached || job->entries[i]->detached;
-    }
-    detached = detached || job->parked;
+    bool retries_failed = job->retries_failed;
     enum copy_fault fault =
         rc < 0 && job->fault == COPY_FAULT_NONE ? COPY_FAULT_DESTINATION : job->fault;
     job->fault = COPY_FAULT_NONE;
@@ -926,7 +954,6 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
                  "error=\"%s\"",
                  job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
                  error != NULL ? error : ferry_strerror(rc));
-        (void)detached;
         job_record(job, JOURNAL_JOB_PENDING);
         job_free(job);
         return;
@@ -1288,7 +1315,7 @@ static void job_start(struct eng_job *job)
         .skip_ping = true,
         /* After a failed attempt the repository may hold what it copied:
          * its blobs are looked for, not taken as missing. */
-        .dst_repo_exists = repo_known(job->dst, job->dst_repo) || job->attempts > 1,
+        .dst_repo_exists = repo_known(job->dst, job->dst_repo) || job->attempts > 1 || job->resumed,
         .trust_missing_tag = true,
         .spool = e->spool,
         .presence = e->presence,
@@ -1316,7 +1343,7 @@ static void engine_pump(struct engine *e)
     do {
         e->pump_again = false;
         /* The window drained below half: read the next entries first. */
-        if (!e->reading && e->started && e->live_entries < e->window / 2 + 1)
+        if (!e->reading && e->started && e->busy_entries < e->window / 2 + 1)
             engine_read_journal(e, journal_last_seq(e->journal));
         struct sched_item *it;
         while (!e->closing && (it = sched_next(&e->sched, uv_now(e->loop))) != NULL)
@@ -1589,6 +1616,8 @@ static void job_attach(struct eng_job *job, struct eng_entry *entry, uint64_t se
 {
     if (seq > job->seq)
         job->seq = seq;
+    job->resumed = job->resumed || entry->detached;
+    job->retries_failed = job->retries_failed || entry->retries_failed;
     /* The entries to mark when the job is ignored: the newest few are enough. */
     if (job->n_seqs < 64)
         job->seqs = xrealloc(job->seqs, (job->n_seqs + 1) * sizeof(*job->seqs));
@@ -1600,7 +1629,8 @@ static void job_attach(struct eng_job *job, struct eng_entry *entry, uint64_t se
         return;
     job->entries = xrealloc(job->entries, (job->n_entries + 1) * sizeof(*job->entries));
     job->entries[job->n_entries++] = entry;
-    entry->jobs_left++;
+    if (entry->jobs_left++ == 0 && !entry->detached)
+        job->engine->busy_entries++;
 }
 
 /*
@@ -1823,7 +1853,14 @@ static int engine_take(const struct journal_entry *en, void *arg)
  */
 static void engine_read_journal(struct engine *e, uint64_t upto)
 {
-    if (e->closing || e->reading || upto <= e->dispatched_seq || e->live_entries >= e->window)
+    if (e->closing || e->reading || upto <= e->dispatched_seq)
+        return;
+    /* Finished entries wait in the list behind the oldest held one: a job
+     * that runs long (a huge blob to a slow registry) lets go of its entry,
+     * so that the list stays bounded and the cursor moves on. */
+    if (e->live_entries >= e->window * ENGINE_LIST_FACTOR)
+        engine_unblock_head(e);
+    if (e->busy_entries >= e->window || e->live_entries >= e->window * ENGINE_LIST_FACTOR)
         return;
     if (e->parked >= ENGINE_PARKED_MAX) {
         log_warn("too many jobs wait for retries or open circuits, reading stops parked=%zu",
@@ -1831,7 +1868,7 @@ static void engine_read_journal(struct engine *e, uint64_t upto)
         return;
     }
     e->reading = true;
-    journal_scan(e->journal, e->dispatched_seq, e->window - e->live_entries, engine_take, e);
+    journal_scan(e->journal, e->dispatched_seq, e->window - e->busy_entries, engine_take, e);
     engine_advance_cursor(e);
     e->reading = false;
     engine_pump(e);

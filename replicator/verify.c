@@ -968,7 +968,8 @@ static void verify_tags_done(struct verify_request *req)
     struct verify *v = req->r->v;
     const struct config_rule *rule = req->rule;
     if (req->rc == FERRY_ENOTFOUND) {
-        log_warn("repository not found registry=%s repo=%s", req->r->cfg->name, req->repository);
+        /* Blobs and no manifest (an aborted push): nothing to compare. */
+        log_info("repository has no tags registry=%s repo=%s", req->r->cfg->name, req->repository);
         return;
     }
     if (req->rc < 0) {
