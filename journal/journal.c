@@ -1647,6 +1647,23 @@ void journal_job_release(struct journal_job *job)
     memset(job, 0, sizeof(*job));
 }
 
+const char *journal_job_state_name(enum journal_job_state s)
+{
+    switch (s) {
+    case JOURNAL_JOB_PENDING:
+        return "PENDING";
+    case JOURNAL_JOB_IN_PROGRESS:
+        return "IN_PROGRESS";
+    case JOURNAL_JOB_COMPLETE:
+        return "COMPLETE";
+    case JOURNAL_JOB_FAILED:
+        return "FAILED";
+    case JOURNAL_JOB_SUPERSEDED:
+        return "SUPERSEDED";
+    }
+    return "UNKNOWN";
+}
+
 int journal_job_put(struct journal *j, const struct journal_job *job)
 {
     Ferry__JobStatus rec = FERRY__JOB_STATUS__INIT;

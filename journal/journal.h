@@ -226,6 +226,9 @@ struct journal_job {
     size_t n_tags;
 };
 
+/** "PENDING", "IN_PROGRESS", "COMPLETE", "FAILED", "SUPERSEDED" (else "UNKNOWN"). */
+const char *journal_job_state_name(enum journal_job_state s);
+
 /** Write (create or replace) a job's status; not synced (a lost update is redone). */
 int journal_job_put(struct journal *j, const struct journal_job *job);
 

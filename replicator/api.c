@@ -62,23 +62,6 @@ static void respond_json(struct server_request *req, unsigned status, cJSON *bod
     cJSON_Delete(body);
 }
 
-static const char *job_state_name(enum journal_job_state s)
-{
-    switch (s) {
-    case JOURNAL_JOB_PENDING:
-        return "PENDING";
-    case JOURNAL_JOB_IN_PROGRESS:
-        return "IN_PROGRESS";
-    case JOURNAL_JOB_COMPLETE:
-        return "COMPLETE";
-    case JOURNAL_JOB_FAILED:
-        return "FAILED";
-    case JOURNAL_JOB_SUPERSEDED:
-        return "SUPERSEDED";
-    }
-    return "UNKNOWN";
-}
-
 static const char *circuit_name(enum engine_circuit c)
 {
     switch (c) {
@@ -335,7 +318,8 @@ static cJSON *image_dest_json(const char *name, const char *repo, const struct j
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "name", name);
     cJSON_AddStringToObject(d, "repository", repo);
-    cJSON_AddStringToObject(d, "state", job != NULL ? job_state_name(job->state) : "UNKNOWN");
+    cJSON_AddStringToObject(d, "state",
+                            job != NULL ? journal_job_state_name(job->state) : "UNKNOWN");
     cJSON_AddItemToObject(d, "digest", json_string_or_null(job != NULL ? job->digest : NULL));
     cJSON_AddNumberToObject(d, "attempts", job != NULL ? job->attempts : 0);
     cJSON_AddItemToObject(
@@ -664,7 +648,7 @@ static cJSON *lookup_row_json(struct image_lookup *l, const struct image_row *ro
     else if (have && job.state == JOURNAL_JOB_COMPLETE)
         state = c->running || (c->rc != 0 && c->rc != FERRY_ENOTFOUND) ? "UNKNOWN" : "PENDING";
     else if (have)
-        state = job_state_name(job.state);
+        state = journal_job_state_name(job.state);
     if (have || row_holds(row, want))
         *known = true;
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "copy.h"
@@ -941,8 +942,10 @@ static void usage_journal(FILE *out)
           "                                          add an entry by hand (through the\n"
           "                                          daemon when it holds the journal)\n"
           "  stats                                   counts and seqs\n"
+          "  jobs [--state S] [--dest D] [--json]    job status records (S: PENDING,\n"
+          "                                          IN_PROGRESS, COMPLETE, FAILED, SUPERSEDED)\n"
           "\n"
-          "ls, show and stats work while 'ferry serve' runs (read-only access).\n"
+          "ls, show, stats and jobs work while 'ferry serve' runs (read-only access).\n"
           "With --json, ls prints one object per line: seq, event_id, source, action,\n"
           "repository, tag, digest, media_type, received_at, ignored (why the entry\n"
           "changed nothing: the source disagreed; null otherwise).\n",
@@ -1153,6 +1156,74 @@ static int journal_do_append(const struct config *cfg, const char *dir, int argc
     return rc < 0 ? 1 : 0;
 }
 
+struct journal_jobs_ls {
+    const char *state;
+    const char *dest;
+    bool json;
+};
+
+static int journal_jobs_one(const struct journal_job *job, void *arg)
+{
+    struct journal_jobs_ls *ls = arg;
+    const char *state = journal_job_state_name(job->state);
+    if ((ls->state != NULL && strcasecmp(ls->state, state) != 0) ||
+        (ls->dest != NULL && strcmp(ls->dest, job->destination) != 0))
+        return 0;
+    if (!ls->json) {
+        printf("%-11s %s %s@%s%s%s attempts=%u%s%s\n", state, job->destination, job->repository,
+               job->digest, job->n_tags > 0 ? " tag " : "", job->n_tags > 0 ? job->tags[0] : "",
+               job->attempts, job->last_error != NULL ? ": " : "",
+               job->last_error != NULL ? job->last_error : "");
+        return 0;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "destination", job->destination);
+    cJSON_AddStringToObject(o, "repository", job->repository);
+    cJSON_AddStringToObject(o, "digest", job->digest);
+    cJSON *tags = cJSON_AddArrayToObject(o, "tags");
+    for (size_t k = 0; k < job->n_tags; k++)
+        cJSON_AddItemToArray(tags, cJSON_CreateString(job->tags[k]));
+    cJSON_AddStringToObject(o, "state", state);
+    cJSON_AddNumberToObject(o, "attempts", job->attempts);
+    if (job->last_error != NULL)
+        cJSON_AddStringToObject(o, "last_error", job->last_error);
+    else
+        cJSON_AddNullToObject(o, "last_error");
+    cJSON_AddNumberToObject(o, "seq", (double)job->seq);
+    cJSON_AddNumberToObject(o, "bytes", (double)job->bytes);
+    cJSON_AddNumberToObject(o, "updated_unix_ms", (double)job->updated_unix_ms);
+    char *text = cJSON_PrintUnformatted(o);
+    printf("%s\n", text);
+    free(text);
+    cJSON_Delete(o);
+    return 0;
+}
+
+/* `ferry journal jobs`: the job status records, for scripts and post-mortems. */
+static int journal_do_jobs(struct journal *j, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"state", required_argument, NULL, 's'},
+        {"dest", required_argument, NULL, 'd'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
+    struct journal_jobs_ls ls = {0};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 's')
+            ls.state = optarg;
+        else if (c == 'd')
+            ls.dest = optarg;
+        else if (c == 'j')
+            ls.json = true;
+        else
+            return 2;
+    }
+    return journal_job_scan(j, journal_jobs_one, &ls) < 0 ? 1 : 0;
+}
+
 static int cmd_journal(int argc, char **argv)
 {
     const char *config = NULL;
@@ -1184,7 +1255,8 @@ static int cmd_journal(int argc, char **argv)
         rc = journal_do_append(cfg, dir, argc - i, argv + i);
         goto out;
     }
-    if (strcmp(sub, "ls") != 0 && strcmp(sub, "show") != 0 && strcmp(sub, "stats") != 0) {
+    if (strcmp(sub, "ls") != 0 && strcmp(sub, "show") != 0 && strcmp(sub, "stats") != 0 &&
+        strcmp(sub, "jobs") != 0) {
         fprintf(stderr, "ferry journal: unknown command '%s'\n", sub);
         rc = 2;
         goto out;
@@ -1220,6 +1292,8 @@ static int cmd_journal(int argc, char **argv)
         }
         if (rc == 0 && journal_scan(j, after, limit, journal_ls_one, &ls) < 0)
             rc = 1;
+    } else if (strcmp(sub, "jobs") == 0) {
+        rc = journal_do_jobs(j, argc - i, argv + i);
     } else if (strcmp(sub, "show") == 0) {
         struct journal_entry e;
         if (i + 1 >= argc) {
