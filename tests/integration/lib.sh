@@ -27,7 +27,8 @@ _ITEST_LIB_LOADED=1
 export FERRY_SOURCE_DIR FERRY_BUILD_DIR
 FIXTUREGEN="$FERRY_SOURCE_DIR/tests/fixtures/fixturegen.py"
 TOKEN_ISSUER_PY="$FERRY_SOURCE_DIR/tests/fixtures/token_issuer.py"
-TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+# The script that was run (also when sourced through chaos/lib.sh).
+TEST_NAME=$(basename "${BASH_SOURCE[-1]:-$0}" .sh)
 export FIXTUREGEN TEST_NAME
 
 mkdir -p "$FERRY_BUILD_DIR"
