@@ -76,6 +76,11 @@ struct link_flight {
     UT_hash_handle hh;
 };
 
+struct source_failed {
+    uint64_t seq;
+    const struct eng_registry *dst;
+};
+
 struct eng_registry {
     const struct config_registry *cfg;
     struct blob_flight *flights; /* uploads and mounts in flight, by digest */
@@ -87,6 +92,10 @@ struct eng_registry {
     struct registry *push;
     size_t index;          /* in engine.registries and the scheduler */
     uint64_t *failed_seqs; /* entries with a FAILED job here, requeued when the circuit closes */
+    /* As a source: jobs FAILED because it could not be reached, run again
+     * once a job reads from it again. */
+    struct source_failed *source_failed;
+    size_t n_source_failed;
     uint64_t jobs_created;
     uint64_t jobs_failed;
     uint64_t bytes;
@@ -916,6 +925,19 @@ static void engine_observe_latency(struct eng_registry *r, int64_t ms)
     r->latency_count++;
 }
 
+/* A job read from `src` again: what failed while it was down runs again. */
+static void engine_source_back(struct engine *e, struct eng_registry *src)
+{
+    struct source_failed *list = src->source_failed;
+    size_t n = src->n_source_failed;
+    src->source_failed = NULL;
+    src->n_source_failed = 0;
+    log_warn("source answers again src=%s requeued=%zu", src->cfg->name, n);
+    for (size_t i = 0; i < n; i++)
+        engine_requeue(e, list[i].seq, list[i].dst->cfg->name, true);
+    free(list);
+}
+
 /* Codes with which a source says it cannot give what an entry names. */
 static bool source_cannot_give(int rc)
 {
@@ -961,8 +983,13 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
     engine_circuit_moved(e, job->dst, moved);
     if (rc < 0) {
         bool from_source = fault == COPY_FAULT_SOURCE;
+        const char *what = error != NULL ? error : ferry_strerror(rc);
         free(job->last_error);
-        job->last_error = xstrdup(error != NULL ? error : ferry_strerror(rc));
+        /* A source's fault says so: an address alone does not tell which end failed. */
+        if (from_source && strstr(what, "source") == NULL)
+            job->last_error = xasprintf("source %s: %s", job->src->cfg->name, what);
+        else
+            job->last_error = xstrdup(what);
         if (!from_source) {
             free(job->dst->last_error);
             job->dst->last_error = xstrdup(job->last_error);
@@ -1003,11 +1030,19 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
             job->dst->failing++;
         job_record(job, JOURNAL_JOB_FAILED);
         /* What failed because the destination was down gets another go when
-         * its circuit closes; a source's fault does not heal that way. */
+         * its circuit closes; what failed because the source was down, when a
+         * job reads from the source again. A source that cannot give an image
+         * does not heal that way. */
         if (!from_source) {
             struct eng_registry *r = job->dst;
             r->failed_seqs = xrealloc(r->failed_seqs, (r->n_failed_seqs + 1) * sizeof(uint64_t));
             r->failed_seqs[r->n_failed_seqs++] = job->seq;
+        } else if (!source_cannot_give(rc) && job->src->n_source_failed < ENGINE_PARKED_MAX) {
+            struct eng_registry *r = job->src;
+            r->source_failed =
+                xrealloc(r->source_failed, (r->n_source_failed + 1) * sizeof(*r->source_failed));
+            r->source_failed[r->n_source_failed].seq = job->seq;
+            r->source_failed[r->n_source_failed++].dst = job->dst;
         }
     } else if (superseded) {
         if (retries_failed && job->dst->failing > 0)
@@ -1028,6 +1063,8 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
     job->dst->bytes += job->summary.bytes_copied;
     if (rc < 0)
         job->dst->jobs_failed++;
+    else if (job->src->n_source_failed > 0)
+        engine_source_back(e, job->src);
     job_finish_entries(job);
     job_free(job);
     engine_pump(e);
@@ -2164,6 +2201,7 @@ static void engine_http_closed(void *arg)
         return;
     for (size_t i = 0; i < e->n_registries; i++) {
         free(e->registries[i].failed_seqs);
+        free(e->registries[i].source_failed);
         repos_clear(&e->registries[i]);
         free(e->registries[i].last_error);
         struct link_flight *l, *ltmp;

@@ -243,9 +243,8 @@ pass "configs with invalid repository names are refused with FILE:LINE; the jour
 
 # ------------------------------------------------ ferry sync: bad registries
 # expect_sync_failed NAME KEYWORD_ERE SOURCE_ADDR : a sync from that source
-# exits nonzero (not a crash) and reports exactly one FAILED line (sync
-# prints one line per job, and the log line of the failure besides), which
-# names the problem; nothing reaches the destination.
+# exits nonzero (not a crash) and its summary (stdout) has exactly one
+# FAILED line, which names the problem; nothing reaches the destination.
 expect_sync_failed() {
   local name=$1 keyword=$2 addr=$3 sessions_ok=${4:-0} rc=0
   rm -rf "$data"
@@ -254,8 +253,9 @@ expect_sync_failed() {
   ((rc != 0)) || fail "$name: sync exited 0: $(cat "$TEST_TMP/$name.err")"
   ((rc < 128)) || fail "$name: sync killed by a signal (exit $rc): $(cat "$TEST_TMP/$name.err")"
   local failed
-  failed=$(grep '^FAILED' "$TEST_TMP/$name.err" || true)
-  assert_eq "$(grep -c . <<<"$failed")" 1 "$name: FAILED lines ($(cat "$TEST_TMP/$name.err"))"
+  # The summary, on stdout, names each failure once.
+  failed=$(grep '^FAILED' "$TEST_TMP/$name.out" || true)
+  assert_eq "$(grep -c . <<<"$failed")" 1 "$name: FAILED lines ($(cat "$TEST_TMP/$name.out" "$TEST_TMP/$name.err"))"
   grep -qiE "$keyword" <<<"$failed" || fail "$name: failure does not say '$keyword': $failed"
   note "$name (exit $rc): $failed"
   if ((sessions_ok)); then
