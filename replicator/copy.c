@@ -1221,6 +1221,9 @@ void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from
     if (b != NULL && b->state == BLOB_ACTIVE && !b->gated) {
         b->gated = true;
         if (c->rc < 0) {
+            /* The owner may have started a flight for it on this copy's word:
+             * it hears that the blob is not coming, or its waiters wait forever. */
+            b->in_transfer = true;
             blob_finish(b, c->fault, c->rc, NULL);
         } else if (mount_from != NULL && strcmp(mount_from, c->dst_repo) == 0) {
             /* Another copy has just put it into this very repository. */

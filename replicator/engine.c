@@ -214,11 +214,12 @@ struct engine {
     size_t live_entries;    /* entries in the cursor's list */
     size_t busy_entries;    /* of which some job still holds: at most `window` of them */
     size_t window;
-    bool reading;           /* engine_read_journal is on the stack */
-    bool pumping;           /* engine_pump is on the stack */
-    bool redoing;           /* engine_start runs the parked range again */
-    bool pump_again;        /* and was asked again meanwhile */
-    size_t parked;          /* parked jobs */
+    bool reading;    /* engine_read_journal is on the stack */
+    bool pumping;    /* engine_pump is on the stack */
+    bool redoing;    /* engine_start runs the parked range again */
+    bool one_shot;   /* `ferry sync`: a destination whose circuit opens is down for the run */
+    bool pump_again; /* and was asked again meanwhile */
+    size_t parked;   /* parked jobs */
     uint64_t parked_cursor; /* the durable ENGINE_PARKED_CURSOR */
     uint64_t parked_checked_ms;
     struct gate *gates; /* by key */
@@ -945,6 +946,45 @@ static bool source_cannot_give(int rc)
            rc == FERRY_EPARSE || rc == FERRY_EUNSUPPORTED;
 }
 
+/*
+ * A job ends FAILED (its last error is `why`, or already set): recorded,
+ * counted and freed. What failed because the destination was down gets
+ * another go when its circuit closes; what failed because the source was
+ * down, when a job reads from the source again. A source that cannot give an
+ * image does not heal that way.
+ */
+static void job_end_failed(struct eng_job *job, const char *why, enum copy_fault fault, int rc)
+{
+    struct engine *e = job->engine;
+    bool from_source = fault == COPY_FAULT_SOURCE;
+    if (why != NULL) {
+        free(job->last_error);
+        job->last_error = xstrdup(why);
+    }
+    log_error("job failed dest=%s repo=%s digest=%s attempts=%d fault=%s error=\"%s\"",
+              job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-", job->attempts,
+              from_source ? "source" : "destination", job->last_error);
+    e->stats.failed++;
+    if (!job->retries_failed)
+        job->dst->failing++;
+    job_record(job, JOURNAL_JOB_FAILED);
+    if (!from_source) {
+        struct eng_registry *r = job->dst;
+        r->failed_seqs = xrealloc(r->failed_seqs, (r->n_failed_seqs + 1) * sizeof(uint64_t));
+        r->failed_seqs[r->n_failed_seqs++] = job->seq;
+    } else if (!source_cannot_give(rc) && job->src->n_source_failed < ENGINE_PARKED_MAX) {
+        struct eng_registry *r = job->src;
+        r->source_failed =
+            xrealloc(r->source_failed, (r->n_source_failed + 1) * sizeof(*r->source_failed));
+        r->source_failed[r->n_source_failed].seq = job->seq;
+        r->source_failed[r->n_source_failed++].dst = job->dst;
+    }
+    job->dst->bytes += job->summary.bytes_copied;
+    job->dst->jobs_failed++;
+    job_finish_entries(job);
+    job_free(job);
+}
+
 /* A job's attempt ended: retry it, or record how it finished. */
 static void job_settle(struct eng_job *job, int rc, const char *error, bool superseded)
 {
@@ -1022,28 +1062,9 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
             engine_pump(e);
             return;
         }
-        log_error("job failed dest=%s repo=%s digest=%s attempts=%d fault=%s error=\"%s\"",
-                  job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
-                  job->attempts, from_source ? "source" : "destination", job->last_error);
-        e->stats.failed++;
-        if (!retries_failed)
-            job->dst->failing++;
-        job_record(job, JOURNAL_JOB_FAILED);
-        /* What failed because the destination was down gets another go when
-         * its circuit closes; what failed because the source was down, when a
-         * job reads from the source again. A source that cannot give an image
-         * does not heal that way. */
-        if (!from_source) {
-            struct eng_registry *r = job->dst;
-            r->failed_seqs = xrealloc(r->failed_seqs, (r->n_failed_seqs + 1) * sizeof(uint64_t));
-            r->failed_seqs[r->n_failed_seqs++] = job->seq;
-        } else if (!source_cannot_give(rc) && job->src->n_source_failed < ENGINE_PARKED_MAX) {
-            struct eng_registry *r = job->src;
-            r->source_failed =
-                xrealloc(r->source_failed, (r->n_source_failed + 1) * sizeof(*r->source_failed));
-            r->source_failed[r->n_source_failed].seq = job->seq;
-            r->source_failed[r->n_source_failed++].dst = job->dst;
-        }
+        job_end_failed(job, NULL, fault, rc);
+        engine_pump(e);
+        return;
     } else if (superseded) {
         if (retries_failed && job->dst->failing > 0)
             job->dst->failing--;
@@ -1366,6 +1387,43 @@ static void job_start(struct eng_job *job)
 static void engine_read_journal(struct engine *e, uint64_t upto);
 
 /*
+ * One-shot (`ferry sync`): the jobs waiting for a destination whose circuit
+ * is open end FAILED now, with the destination's last error, instead of
+ * waiting for probes half a minute apart: the run ends, and says why.
+ */
+static void engine_fail_open(struct engine *e)
+{
+    bool any = false;
+    for (size_t i = 0; i < e->n_registries && !any; i++) {
+        const struct sched_dest *d = &e->sched.dests[i];
+        any = d->open && (d->runnable > 0 || d->waiting > 0);
+    }
+    if (!any)
+        return;
+    struct eng_job **doomed = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_all; i++) {
+        struct eng_job *job = e->all[i];
+        const struct sched_dest *d = &e->sched.dests[job->dst->index];
+        if (job->state == JOB_QUEUED && d->open) {
+            doomed = xrealloc(doomed, (n + 1) * sizeof(*doomed));
+            doomed[n++] = job;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct eng_job *job = doomed[i];
+        sched_remove(&e->sched, &job->item);
+        e->stats.pending--;
+        char *why =
+            xasprintf("destination %s is down (its circuit opened): %s", job->dst->cfg->name,
+                      job->dst->last_error != NULL ? job->dst->last_error : "failing");
+        job_end_failed(job, why, COPY_FAULT_DESTINATION, 0);
+        free(why);
+    }
+    free(doomed);
+}
+
+/*
  * Start what the scheduler lets start. A job may end inside job_start() and
  * ask for a pump again: that call only notes it, and this one goes round once
  * more, so that no caller ever walks a queue another call changed.
@@ -1382,6 +1440,8 @@ static void engine_pump(struct engine *e)
         /* The window drained below half: read the next entries first. */
         if (!e->reading && e->started && e->busy_entries < e->window / 2 + 1)
             engine_read_journal(e, journal_last_seq(e->journal));
+        if (e->one_shot)
+            engine_fail_open(e);
         struct sched_item *it;
         while (!e->closing && (it = sched_next(&e->sched, uv_now(e->loop))) != NULL)
             job_start(job_of(it));
@@ -2269,6 +2329,11 @@ static void engine_close_wait(uv_timer_t *timer)
     uv_timer_stop(timer);
     uv_timer_stop(&e->timer);
     engine_finish_close(e);
+}
+
+void engine_set_one_shot(struct engine *e, bool one_shot)
+{
+    e->one_shot = one_shot;
 }
 
 void engine_close_saving(struct engine *e, struct engine_counters **counters)

@@ -63,6 +63,13 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
  */
 struct registry *engine_registry_client(struct engine *e, const char *name, bool push);
 
+/**
+ * One-shot runs (`ferry sync`): a destination whose circuit opens is taken
+ * for down until the run ends, and the jobs waiting for it end FAILED at
+ * once, not after probes `circuit.open_for` apart.
+ */
+void engine_set_one_shot(struct engine *e, bool one_shot);
+
 /** Set callbacks (either may be NULL). */
 void engine_set_callbacks(struct engine *e, engine_idle_cb idle, engine_job_cb job, void *arg);
 

@@ -236,6 +236,7 @@ int sync_run(const char *config_path, bool json)
     journal_committer_new(&s.loop, s.journal, &s.committer);
     engine_new(&s.loop, s.config, s.journal, s.committer, &s.engine);
     engine_set_callbacks(s.engine, sync_idle, sync_job_done, &s);
+    engine_set_one_shot(s.engine, true);
     journal_committer_set_tail(s.committer, sync_tail, &s);
     poller_new(&s.loop, s.config, s.journal, s.committer, &s.poller);
     engine_start(s.engine);
@@ -252,6 +253,17 @@ int sync_run(const char *config_path, bool json)
     double seconds = (double)(uv_now(&s.loop) - s.start_ms) / 1000.0;
     journal_job_scan(s.journal, sync_collect_failed, &s);
     int failed = cJSON_GetArraySize(s.failures);
+    /* The loop ran dry before the engine said it was done: jobs are stuck
+     * somewhere, and this is no clean sync. */
+    if (!s.finishing) {
+        log_error("sync stopped with work unfinished: a job waits for something that never comes");
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "error", "internal error: jobs left unfinished");
+        cJSON_AddItemToArray(s.failures, f);
+        failed++;
+        if (!json)
+            printf("FAILED     internal error: jobs left unfinished\n");
+    }
     /* A source that could not be listed is not a clean sync. */
     if (s.poll_errors > 0) {
         cJSON *f = cJSON_CreateObject();

@@ -90,7 +90,10 @@ assert_eq "$(jq -r '[.repository, .tag, .action] | join(":")' "$TEST_TMP/new.jso
 pass "Harbor and generic payloads"
 
 # 4. Malformed and refused requests: their status, and nothing journaled.
-before=$(J ls --json | wc -l)
+# (Entries the engine journals of its own, what it learns at the source about
+# the made-up images above, have event ids "source:…": not counted.)
+hooks() { J ls --json | jq -c 'select(.event_id | startswith("source:") | not)' | wc -l; }
+before=$(hooks)
 printf '{"events":[' >"$TEST_TMP/trunc.json"
 printf '{"events":[{"id":"b1","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:nothex","repository":"x","tag":"1"}}]}' >"$TEST_TMP/baddigest.json"
 printf '{"events":[{"id":"b2","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","repository":"../etc","tag":"1"}}]}' "$d1" >"$TEST_TMP/badrepo.json"
@@ -105,7 +108,7 @@ assert_eq "$(post application/json "$TEST_TMP/huge.json" "$TOKEN")" 413 "body ov
 assert_eq "$(post application/json "$TEST_TMP/generic.json")" 401 "no token"
 assert_eq "$(post application/json "$TEST_TMP/generic.json" wrong-token)" 401 "wrong token"
 assert_eq "$(post application/json "$TEST_TMP/generic.json" "$TOKEN" nowhere)" 404 "unknown source"
-assert_eq "$(J ls --json | wc -l)" "$before" "nothing journaled by refused requests"
+assert_eq "$(hooks)" "$before" "nothing journaled by refused requests"
 if grep -q "$TOKEN" "$TEST_TMP/ferry.log"; then fail "the token reached the log"; fi
 pass "malformed requests refused with their status, nothing journaled"
 
