@@ -4,7 +4,9 @@
 # rule, deletes: true, webhooks plus a 2 s poll). Then for 60 s (20 s) a
 # pusher adds an image every 0.3 s while a sweeper, through the registry API,
 # deletes older images' manifests, pushes images and deletes their own layer
-# at once (GC racing replication: the source can no longer give them), and
+# at once (GC racing replication: the source can no longer give them; Ferry
+# reads the source through a proxy that holds its blob GETs of gc/race, the
+# repository of those images, for 1 s, so that the delete wins the race), and
 # pushes images and deletes their manifest at once (gone before replicated).
 # Halfway, fresh/probe:v1 is pushed. Asserts: no destination's circuit ever
 # opens; the probe is at every destination within 5 s of its entry reaching
@@ -27,6 +29,7 @@ registry_start src --delete --notify "http://127.0.0.1:$FERRY_PORT/v1/events/src
 for d in "${DESTS[@]}"; do
   registry_start "$d" --delete
 done
+proxy_start psrc "$src_ADDR" 'GET /v2/gc/race/blobs/ delay_ms=1000'
 cat >"$TEST_TMP/ferry.yaml" <<YAML
 data_dir: $TEST_TMP/data
 listen: 127.0.0.1:$FERRY_PORT
@@ -34,14 +37,15 @@ poll_interval: 2s
 retry: { attempts: 5, base: 500ms, max: 3s }
 circuit: { failures: 3, open_for: 10s }
 registries:
-  src: { url: "http://$src_ADDR" }
+  src: { url: "http://$psrc_ADDR" }
   d1: { url: "http://$d1_ADDR" }
   d2: { url: "http://$d2_ADDR" }
   d3: { url: "http://$d3_ADDR" }
 rules:
   - { name: all, source: src, deletes: true, destinations: [{ registry: d1 }, { registry: d2 }, { registry: d3 }] }
 YAML
-sed -e "s#^data_dir: .*#data_dir: $TEST_TMP/verify-data#" "$TEST_TMP/ferry.yaml" >"$TEST_TMP/verify.yaml"
+sed -e "s#$psrc_ADDR#$src_ADDR#" -e "s#^data_dir: .*#data_dir: $TEST_TMP/verify-data#" \
+  "$TEST_TMP/ferry.yaml" >"$TEST_TMP/verify.yaml"
 ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$FERRY_PORT"
 
 # gc_check.py watch OUT TIMEOUT_S URL... : HEAD each manifest URL every 0.15 s
@@ -136,8 +140,8 @@ while [ ! -e "$2.stop" ]; do
   sleep 0.3
 done
 SH
-# The sweeper, in turns: push an image and delete its own layer at once
-# (broken.txt: "REPO TAG DIGEST LAYER"), or push one and delete its manifest
+# The sweeper, in turns: push an image to gc/race and delete its own layer at
+# once (broken.txt: "REPO TAG DIGEST LAYER"), or push one and delete its manifest
 # at once; and each turn delete one older image's manifest (a victim of phase
 # 1, later one in three of the pusher's, at least 10 pushes old). Deleted
 # manifests go to deleted.txt ("REPO TAG DIGEST eph|old"), failed deletes to
@@ -152,6 +156,7 @@ del() { # KIND REPO REF : DELETE, 202 wanted
 while [ ! -e "$dir/sweeper.stop" ]; do
   repo="gc/app$((i % 4))"
   if [ $((i % 2)) = 0 ]; then
+    repo=gc/race
     out=$(python3 "$FIXTUREGEN" push --registry "$src" --repo "$repo" --tag "race$i" --seed "gc-race$i" \
       --base-seed "gc-base-$((i % 2))" --base-layers 1 --base-layer-size 96K --layers 1 --layer-size 32K --compact) &&
       layer=$(jq -r '[.blobs[] | select(.media_type | test("layer"))][-1].digest' <<<"$out") &&
@@ -262,10 +267,17 @@ failed_source=$(jq '[.failures[] | select(.last_error // "" | contains("the sour
 failed_other=$(jq -r '.failures[] | "\(.source_repository // .repository) \(.digest) \(.destination) \(.last_error)"' \
   "$TEST_TMP/failures.json" | awk 'NR == FNR { b[$1 " " $3] = 1; next } !(($1 " " $2) in b)' \
   "$TEST_TMP/broken.txt" - || true)
-leftover_digests=$(python3 "$TEST_TMP/gc_check.py" present "$TEST_TMP/gone_digests.urls" | wc -l)
+leftover_digests=$(python3 "$TEST_TMP/gc_check.py" present "$TEST_TMP/gone_digests.urls" | grep -c '^200 ' || true)
 
-probe_received=$(chaos_api "/v1/journal?after=$seq0&limit=1000" |
-  jq -r '[.entries[] | select(.repository == "fresh/probe" and .tag == "v1" and .action == "push")][0].received // empty')
+# The probe's entry: the first push of fresh/probe:v1 journaled after seq0.
+probe_received="" after=$seq0
+while [[ -z "$probe_received" ]] && chaos_api "/v1/journal?after=$after&limit=1000" >"$TEST_TMP/journal.page"; do
+  jq -c '.entries[]' "$TEST_TMP/journal.page" >>"$TEST_TMP/journal.jsonl"
+  [[ "$(jq '.entries | length' "$TEST_TMP/journal.page")" != 0 ]] || break
+  probe_received=$(jq -r '[.entries[] | select(.repository == "fresh/probe" and .tag == "v1" and .action == "push")][0].received // empty' \
+    "$TEST_TMP/journal.page")
+  after=$(jq '.entries[-1].seq' "$TEST_TMP/journal.page")
+done
 probe_seen=$(awk '$2 > m { m = $2 } END { print m + 0 }' "$TEST_TMP/probe.seen")
 probe_at=$(wc -l <"$TEST_TMP/probe.seen")
 probe_ms=never probe_push_ms=never
