@@ -968,10 +968,12 @@ static void job_end_failed(struct eng_job *job, const char *why, enum copy_fault
     if (!job->retries_failed)
         job->dst->failing++;
     job_record(job, JOURNAL_JOB_FAILED);
-    if (!from_source && job->dst->n_failed_seqs < ENGINE_PARKED_MAX) {
+    if (!from_source) {
         struct eng_registry *r = job->dst;
-        r->failed_seqs = xrealloc(r->failed_seqs, (r->n_failed_seqs + 1) * sizeof(uint64_t));
-        r->failed_seqs[r->n_failed_seqs++] = job->seq;
+        if (r->n_failed_seqs < ENGINE_PARKED_MAX) {
+            r->failed_seqs = xrealloc(r->failed_seqs, (r->n_failed_seqs + 1) * sizeof(uint64_t));
+            r->failed_seqs[r->n_failed_seqs++] = job->seq;
+        }
     } else if (!source_cannot_give(rc) && job->src->n_source_failed < ENGINE_PARKED_MAX) {
         struct eng_registry *r = job->src;
         r->source_failed =

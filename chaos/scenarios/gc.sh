@@ -289,7 +289,7 @@ if ((probe_at == ${#DESTS[@]})); then
 fi
 
 figure "gc initial=$initial sweep_seconds=$sweep_s images_pushed=$images_pushed manifests_deleted=$manifests_deleted blobs_deleted=$blobs_deleted delete_errors=$delete_errors"
-figure "gc superseded=$superseded gone_at_the_source_logged=$gone_logged failed=$failed_total failed_source_cannot_give=$failed_source circuit_opens=$circuit_opens circuit_not_closed_samples=$circuit_samples"
+figure "gc superseded=$superseded gone_at_the_source_logged=$gone_logged failed=$failed_total failed_source_cannot_give=$failed_source (of $((blobs_deleted * ${#DESTS[@]})) race jobs) circuit_opens=$circuit_opens circuit_not_closed_samples=$circuit_samples"
 figure "gc probe_latency_ms=$probe_ms (from its journal entry; from the end of its push: $probe_push_ms) converged=$converged converge_seconds_after_sweep=$converge_seconds deleted_manifests_left_by_digest=$leftover_digests"
 
 violations=()
