@@ -157,6 +157,8 @@ struct eng_job {
     int source_attempts;   /* attempts the source could not serve */
     enum copy_fault fault; /* who the failing step blames, when not the copy's own */
     bool gone;             /* the source no longer has what the entry named */
+    bool deletes;          /* its rule propagates deletes */
+    bool source_dropped;   /* the source's tag was gone or named another image at the tag step */
     bool resumed;          /* a retry or a redo: an earlier attempt may have left blobs */
     bool retries_failed;   /* runs again because it FAILED: success ends a failure */
     char *last_error;
@@ -660,6 +662,7 @@ static void push_source_checked(int rc, const char *error, const char *bytes, si
         return;
     }
     if (rc == FERRY_ENOTFOUND || strcmp(digest, job->digest) != 0) {
+        job->source_dropped = true;
         char *why =
             rc == FERRY_ENOTFOUND
                 ? xasprintf("superseded: the source has no tag %s now", job->tag)
@@ -852,6 +855,10 @@ static void job_finish_entries(struct eng_job *job)
 {
     for (size_t i = 0; i < job->n_entries; i++)
         entry_release(job->engine, job->entries[i]);
+    /* A detached entry may be gone now: the job points at none any more. */
+    free(job->entries);
+    job->entries = NULL;
+    job->n_entries = 0;
     engine_advance_cursor(job->engine);
 }
 
@@ -1145,6 +1152,56 @@ static void source_fault_checked(int rc, const char *error, const char *bytes, s
     free(sf);
 }
 
+static void cleanup_deleted(int rc, const char *error, void *arg)
+{
+    struct eng_job *job = arg;
+    if (rc < 0)
+        log_warn("cannot remove a manifest the source deleted dest=%s repo=%s digest=%s "
+                 "error=\"%s\"",
+                 job->dst->cfg->name, job->dst_repo, job->digest, error != NULL ? error : "");
+    else
+        log_info("removed a manifest the source deleted meanwhile dest=%s repo=%s digest=%s",
+                 job->dst->cfg->name, job->dst_repo, job->digest);
+    job_settle(job, 0, NULL, true);
+}
+
+static void cleanup_checked(int rc, const char *error, const char *bytes, size_t len,
+                            const char *media_type, const char *digest, void *arg)
+{
+    struct eng_job *job = arg;
+    (void)error;
+    (void)bytes;
+    (void)len;
+    (void)media_type;
+    (void)digest;
+    if (rc != FERRY_ENOTFOUND) {
+        job_settle(job, 0, NULL, true);
+        return;
+    }
+    /* A manifest DELETE takes every tag on it: a job that saw one in place
+     * must not trust that now. */
+    job->dst->moves++;
+    registry_manifest_delete(job->dst->push, job->dst_repo, job->digest, cleanup_deleted, job);
+}
+
+/*
+ * The job put its manifests, then found the source's tag gone or moved on:
+ * if the source no longer holds the manifest either (deleted, or collected,
+ * after the entry; a delete by digest may even have run here already), what
+ * the job put would stay behind untagged for good. Where its rule
+ * propagates deletes, it removes it again, on the source's word (a 404 for
+ * the digest), behind the gates it still holds.
+ */
+static bool job_cleanup_after(struct eng_job *job)
+{
+    if (!job->deletes || !job->source_dropped || job->summary.manifests_pushed == 0 ||
+        job->engine->closing)
+        return false;
+    registry_manifest_resolve(job->src->pull, job->src_repo, job->digest, NULL, 0, cleanup_checked,
+                              job);
+    return true;
+}
+
 static void job_done(struct copy *c, int rc, const char *error, void *arg)
 {
     struct eng_job *job = arg;
@@ -1153,6 +1210,8 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
         job->fault = copy_fault(c);
     job->copy = NULL;
     copy_free(c);
+    if (rc == 0 && superseded && job_cleanup_after(job))
+        return;
     if (rc < 0 && job->fault == COPY_FAULT_SOURCE && source_cannot_give(rc) &&
         !job->engine->closing) {
         /* Ask the source where the entry's tag (or digest) stands now. */
@@ -1331,6 +1390,21 @@ static void delete_tag_checked(int rc, const char *error, const char *bytes, siz
 static void delete_gated(struct eng_job *job)
 {
     if (job->tag == NULL) {
+        /* Distribution notifies a blob's delete as it does a manifest's
+         * (a digest and a repository), and 2.8 unlinks a layer for a
+         * manifest DELETE naming it: only a manifest this destination got
+         * from Ferry (it has a job record) is deleted by digest. */
+        struct journal_job rec;
+        if (journal_job_get(job->engine->journal, job->dst->cfg->name, job->dst_repo, job->digest,
+                            &rec) < 0) {
+            char *why = xasprintf("ignored: Ferry replicated no manifest %s to %s/%s (a blob's "
+                                  "delete looks the same)",
+                                  job->digest, job->dst->cfg->name, job->dst_repo);
+            delete_ignore(job, why);
+            free(why);
+            return;
+        }
+        journal_job_release(&rec);
         delete_manifest(job, job->digest);
         return;
     }
@@ -1601,20 +1675,23 @@ static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg
     struct eng_registry *r = job->dst;
     const char *repo = copy_dst_repo(c);
     struct blob_flight *f = flight_find(r, digest);
+    struct copy **waiters = NULL;
+    size_t n = 0;
+    char *from = NULL;
 
-    link_end(r, repo, digest, ok);
-    if (f == NULL || strcmp(f->repo, repo) != 0)
-        return;
-    struct copy **waiters = f->waiters;
-    size_t n = f->n_waiters;
-    char *from = ok ? xstrdup(f->repo) : NULL;
-    f->waiters = NULL;
-    f->n_waiters = 0;
-    flight_free(r, f);
-    if (n == 0) {
-        free(from);
-        return;
+    /* Take this copy's flight down first: what follows may end other
+     * copies at once (a copy that failed meanwhile answers from inside
+     * copy_blob_decide()), and they come back here. */
+    bool owner = f != NULL && strcmp(f->repo, repo) == 0;
+    if (owner) {
+        waiters = f->waiters;
+        n = f->n_waiters;
+        from = ok ? xstrdup(f->repo) : NULL;
+        f->waiters = NULL;
+        f->n_waiters = 0;
+        flight_free(r, f);
     }
+    link_end(r, repo, digest, ok);
     if (ok) {
         for (size_t i = 0; i < n; i++) {
             const char *wrepo = copy_dst_repo(waiters[i]);
@@ -1627,11 +1704,17 @@ static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg
                 job_blob_send(r, waiters[i], digest, from);
         }
     } else {
-        /* The upload failed: the first waiter tries its own, the others wait for it. */
-        job_blob_send(r, waiters[0], digest, NULL);
-        struct blob_flight *nf = flight_find(r, digest);
-        for (size_t i = 1; i < n; i++)
-            waiters_add(&nf->waiters, &nf->n_waiters, waiters[i]);
+        /* The upload failed: the first waiter that still can tries its own,
+         * the others wait for it. */
+        size_t i = 0;
+        while (i < n) {
+            job_blob_send(r, waiters[i++], digest, NULL);
+            struct blob_flight *nf = flight_find(r, digest);
+            if (nf == NULL)
+                continue; /* that copy had failed already: the next one tries */
+            for (; i < n; i++)
+                waiters_add(&nf->waiters, &nf->n_waiters, waiters[i]);
+        }
     }
     free(waiters);
     free(from);
@@ -1853,6 +1936,7 @@ static void engine_dispatch_to(struct engine *e, const struct journal_entry *en,
                 job = job_new(e, src, dst, en, dst_repo);
                 job->referrers = rule->referrers;
                 job->overwrite = rule->overwrite;
+                job->deletes = rule->deletes;
                 /* One platform is copied out of an index as its own manifest;
                  * several would need a new index, and Ferry never rewrites one. */
                 if (rule->n_platforms == 1)
