@@ -13,7 +13,8 @@
 # the journal; once the sweep stops (within 120 s; 60 s) every destination is
 # idle (no backlog, nothing in flight), `ferry verify` finds no drift except
 # for the images whose layer the source lost, every tag deleted at the source
-# is gone at every destination, and every FAILED job is one of those images.
+# is gone at every destination, and so is every manifest deleted there (by
+# digest, untagged included); every FAILED job is one of those images.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_ferry
@@ -46,7 +47,8 @@ rules:
 YAML
 sed -e "s#$psrc_ADDR#$src_ADDR#" -e "s#^data_dir: .*#data_dir: $TEST_TMP/verify-data#" \
   "$TEST_TMP/ferry.yaml" >"$TEST_TMP/verify.yaml"
-ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$FERRY_PORT"
+# info: the "gone at the source" lines are counted
+FERRY_LOG_LEVEL=info ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$FERRY_PORT"
 
 # gc_check.py watch OUT TIMEOUT_S URL... : HEAD each manifest URL every 0.15 s
 #   until it answers 200; appends "URL UNIX_MS" to OUT for each when it does.
@@ -247,6 +249,12 @@ converged_now() {
 converged=0
 wait_until "$converge_s" converged_now && converged=1
 converge_seconds=$((SECONDS - swept))
+# The manifests deleted at the source, by digest, within what is left of the bound.
+digests_gone() {
+  python3 "$TEST_TMP/gc_check.py" present "$TEST_TMP/gone_digests.urls" >"$TEST_TMP/present_digests.out"
+  ! grep -q '^200 ' "$TEST_TMP/present_digests.out"
+}
+wait_until "$((converge_s - (SECONDS - swept) > 1 ? converge_s - (SECONDS - swept) : 1))" digests_gone || true
 wait "$probe_PID" 2>/dev/null || true
 
 # Figures.
@@ -258,6 +266,7 @@ delete_errors=$(wc -l <"$TEST_TMP/errors.txt")
 status=$(chaos_api /v1/status)
 superseded=$(jq '[.destinations[].superseded] | add' <<<"$status")
 gone_logged=$(grep -c 'gone at the source dest=' "$TEST_TMP/ferry.log" || true)
+left_alone=$(grep -c 'source disagrees, tag left alone dest=' "$TEST_TMP/ferry.log" || true)
 circuit_opens=$(grep -c 'circuit open dest=' "$TEST_TMP/ferry.log" || true)
 circuit_samples=$(jq -s '[.[] | .d[] | select(.circuit != "closed")] | length' "$TEST_TMP/status.jsonl")
 chaos_api /v1/failures >"$TEST_TMP/failures.json"
@@ -267,7 +276,7 @@ failed_source=$(jq '[.failures[] | select(.last_error // "" | contains("the sour
 failed_other=$(jq -r '.failures[] | "\(.source_repository // .repository) \(.digest) \(.destination) \(.last_error)"' \
   "$TEST_TMP/failures.json" | awk 'NR == FNR { b[$1 " " $3] = 1; next } !(($1 " " $2) in b)' \
   "$TEST_TMP/broken.txt" - || true)
-leftover_digests=$(python3 "$TEST_TMP/gc_check.py" present "$TEST_TMP/gone_digests.urls" | grep -c '^200 ' || true)
+leftover_digests=$(grep -c '^200 ' "$TEST_TMP/present_digests.out" || true)
 
 # The probe's entry: the first push of fresh/probe:v1 journaled after seq0.
 probe_received="" after=$seq0
@@ -278,7 +287,7 @@ while [[ -z "$probe_received" ]] && chaos_api "/v1/journal?after=$after&limit=10
     "$TEST_TMP/journal.page")
   after=$(jq '.entries[-1].seq' "$TEST_TMP/journal.page")
 done
-probe_seen=$(awk '$2 > m { m = $2 } END { print m + 0 }' "$TEST_TMP/probe.seen")
+probe_seen=$(cut -d' ' -f2 "$TEST_TMP/probe.seen" | sort -n | tail -n 1)
 probe_at=$(wc -l <"$TEST_TMP/probe.seen")
 probe_ms=never probe_push_ms=never
 if ((probe_at == ${#DESTS[@]})); then
@@ -289,7 +298,7 @@ if ((probe_at == ${#DESTS[@]})); then
 fi
 
 figure "gc initial=$initial sweep_seconds=$sweep_s images_pushed=$images_pushed manifests_deleted=$manifests_deleted blobs_deleted=$blobs_deleted delete_errors=$delete_errors"
-figure "gc superseded=$superseded gone_at_the_source_logged=$gone_logged failed=$failed_total failed_source_cannot_give=$failed_source (of $((blobs_deleted * ${#DESTS[@]})) race jobs) circuit_opens=$circuit_opens circuit_not_closed_samples=$circuit_samples"
+figure "gc superseded=$superseded gone_at_the_source_logged=$gone_logged tag_left_alone_logged=$left_alone failed=$failed_total failed_source_cannot_give=$failed_source (of $((blobs_deleted * ${#DESTS[@]})) race jobs) circuit_opens=$circuit_opens circuit_not_closed_samples=$circuit_samples"
 figure "gc probe_latency_ms=$probe_ms (from its journal entry; from the end of its push: $probe_push_ms) converged=$converged converge_seconds_after_sweep=$converge_seconds deleted_manifests_left_by_digest=$leftover_digests"
 
 violations=()
@@ -304,6 +313,8 @@ elif ((probe_ms >= 5000)); then
   violations+=("fresh/probe:v1 took $probe_ms ms from its journal entry to every destination (5000 allowed)")
 fi
 ((converged)) || violations+=("no convergence within $converge_s s of the sweep's end: $why")
+((leftover_digests == 0)) ||
+  violations+=("$leftover_digests manifests deleted at the source are still at destinations by digest, e.g. $(grep -m 2 '^200 ' "$TEST_TMP/present_digests.out" | tr '\n' ' ')")
 [[ -z "$failed_other" ]] || violations+=("FAILED jobs for images the source can give: $(head -n 3 <<<"$failed_other" | tr '\n' ' ')")
 if ((${#violations[@]} > 0)); then
   for v in "${violations[@]}"; do
