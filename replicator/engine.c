@@ -159,6 +159,7 @@ struct eng_job {
     bool gone;             /* the source no longer has what the entry named */
     bool deletes;          /* its rule propagates deletes */
     bool source_dropped;   /* the source's tag was gone or named another image at the tag step */
+    bool slot_released;    /* its destination's place went to the next job already */
     bool resumed;          /* a retry or a redo: an earlier attempt may have left blobs */
     bool retries_failed;   /* runs again because it FAILED: success ends a failure */
     char *last_error;
@@ -1013,7 +1014,9 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
         outcome = SCHED_NEUTRAL;
     if (rc < 0 && e->closing)
         outcome = SCHED_NEUTRAL; /* cut short by the shutdown: says nothing of anyone */
-    int moved = sched_done(&e->sched, &job->item, outcome, uv_now(e->loop));
+    int moved =
+        job->slot_released ? 0 : sched_done(&e->sched, &job->item, outcome, uv_now(e->loop));
+    job->slot_released = false;
     e->running--;
     e->stats.running--;
     e->stats.bytes += job->summary.bytes_copied;
@@ -1214,7 +1217,13 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
         return;
     if (rc < 0 && job->fault == COPY_FAULT_SOURCE && source_cannot_give(rc) &&
         !job->engine->closing) {
-        /* Ask the source where the entry's tag (or digest) stands now. */
+        /* Ask the source where the entry's tag (or digest) stands now. The
+         * destination has nothing more to do with it: its place goes to the
+         * next job (a burst of events for images gone at the source would
+         * otherwise hold every place while each waits for the source and
+         * the journal). */
+        sched_done(&job->engine->sched, &job->item, SCHED_NEUTRAL, uv_now(job->engine->loop));
+        job->slot_released = true;
         struct source_fault *sf = xcalloc(1, sizeof(*sf));
         sf->job = job;
         sf->rc = rc;
@@ -1224,6 +1233,7 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
         registry_manifest_resolve(job->src->pull, job->src_repo,
                                   job->tag != NULL ? job->tag : job->digest, key,
                                   ENGINE_CHECK_SHARE_MS, source_fault_checked, sf);
+        engine_pump(job->engine);
         return;
     }
     job_settle(job, rc, error, superseded);
