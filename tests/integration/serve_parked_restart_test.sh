@@ -46,8 +46,8 @@ fixturegen push --registry "$src_ADDR" --repo other --tag v2 --seed park-o2 --la
 ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 
 app_seq=$(notify "$TEST_TMP/app.json" app v1)
-waiting() { jobs | jq -e --arg d "$(jq -r .digest "$TEST_TMP/app.json")" 'select(.digest == $d) | .state == "PENDING" and .attempts >= 1' >/dev/null; }
-wait_until 30 waiting || fail "app:v1's job is not waiting for its retry: $(jobs)"
+waiting() { st | jq -e '.destinations[] | select(.name == "late") | .retries >= 1 and .in_flight == 0' >/dev/null; }
+wait_until 30 waiting || fail "app:v1's job is not waiting for its retry: $(st | jq -c '.destinations')"
 notify "$TEST_TMP/o1.json" other v1 >/dev/null
 notify "$TEST_TMP/o2.json" other v2 >/dev/null
 wait_until 30 at "$ok_ADDR" other:v2 "$TEST_TMP/o2.json" || fail "other:v2 did not reach ok"
