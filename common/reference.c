@@ -1,7 +1,9 @@
 #include "reference.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "digest.h"
 #include "errors.h"
@@ -172,6 +174,40 @@ static bool reference_registry_valid(const char *s)
         return reference_host_valid(s, len);
     return reference_host_valid(s, (size_t)(colon - s)) &&
            reference_port_valid(colon + 1, strlen(colon + 1));
+}
+
+bool reference_host_is_loopback(const char *hostport)
+{
+    char host[64];
+    const char *end;
+    if (hostport == NULL)
+        return false;
+    if (hostport[0] == '[') {
+        end = strchr(hostport, ']');
+        if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+            return false;
+        hostport++;
+    } else {
+        end = strchr(hostport, ':');
+        if (end == NULL)
+            end = hostport + strlen(hostport);
+        else if (strchr(end + 1, ':') != NULL)
+            return false; /* a bare IPv6 address needs its brackets */
+    }
+    size_t len = (size_t)(end - hostport);
+    if (len == 0 || len >= sizeof(host))
+        return false;
+    memcpy(host, hostport, len);
+    host[len] = '\0';
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, host, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &v6) == 1)
+        return memcmp(&v6, &in6addr_loopback, sizeof(v6)) == 0;
+    return false;
 }
 
 /* Whether the first path component of a reference names a registry. */

@@ -57,6 +57,14 @@ bool reference_repository_valid(const char *repository);
 bool reference_tag_valid(const char *tag);
 
 /**
+ * True when `hostport` ("HOST", "HOST:PORT", "[V6]" or "[V6]:PORT") names
+ * this machine's loopback, exactly: `localhost` (any case), an IPv4 address
+ * in 127.0.0.0/8, or `::1`. Look-alikes (`localhost.example.com`,
+ * `127.example.com`, `127.0.0.1.nip.io`) are not loopback.
+ */
+bool reference_host_is_loopback(const char *hostport);
+
+/**
  * Format `ref` as "registry/repository[:tag][@digest]" in a fresh string the
  * caller frees. Returns NULL when `ref`, its registry or its repository is
  * NULL.

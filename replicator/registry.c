@@ -136,12 +136,6 @@ static void registry_timer_arm(struct registry *reg);
 
 /* ---- small helpers ---- */
 
-static bool host_is_loopback(const char *host)
-{
-    return strncmp(host, "127.", 4) == 0 || strncmp(host, "localhost", 9) == 0 ||
-           strncmp(host, "[::1]", 5) == 0;
-}
-
 static char *url_escape(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -259,7 +253,7 @@ int registry_new(uv_loop_t *loop, struct http_client *http, const char *host,
         reg->opts.retry_after_max_ms = 30000;
     if (reg->opts.list_page_size <= 0 || reg->opts.list_page_size > 10000)
         reg->opts.list_page_size = 1000;
-    bool plain = reg->opts.plain_http || (host_is_loopback(host) && !reg->opts.force_tls);
+    bool plain = reg->opts.plain_http || (reference_host_is_loopback(host) && !reg->opts.force_tls);
     reg->base = xasprintf("%s://%s", plain ? "http" : "https", host);
     if (opts != NULL && opts->username != NULL && opts->password != NULL) {
         char *pair = xasprintf("%s:%s", opts->username, opts->password);

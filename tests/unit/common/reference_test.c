@@ -297,12 +297,50 @@ static void test_tag_valid(void **state)
     assert_false(reference_tag_valid(tag));
 }
 
+/* Loopback is exactly localhost, 127.0.0.0/8 and ::1: plain HTTP and the
+ * user's credentials must not go to a look-alike name. */
+static void test_host_is_loopback(void **state)
+{
+    static const char *const yes[] = {
+        "localhost",          "localhost:5000", "LocalHost:1", "127.0.0.1",  "127.0.0.1:5000",
+        "127.255.255.254:80", "127.1.2.3",      "[::1]",       "[::1]:5000", "[0:0:0:0:0:0:0:1]:5",
+    };
+    static const char *const no[] = {
+        "localhost.example.com",
+        "localhost.example.com:5000",
+        "localhostx",
+        "127.example.com",
+        "127.0.0.1.nip.io",
+        "127.0.0.1.nip.io:5000",
+        "128.0.0.1",
+        "10.0.0.1:5000",
+        "[::2]:5000",
+        "::1",
+        "[::1",
+        "[::1]x",
+        "",
+        ":5000",
+        "example.com",
+        "127.0.0.1:5000:6",
+        "[::ffff:127.0.0.1]:5000",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        if (!reference_host_is_loopback(yes[i]))
+            fail_msg("%s should be loopback", yes[i]);
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        if (reference_host_is_loopback(no[i]))
+            fail_msg("%s should not be loopback", no[i]);
+    assert_false(reference_host_is_loopback(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_good),       cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_lengths),          cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_repository_valid), cmocka_unit_test(test_tag_valid),
+        cmocka_unit_test(test_host_is_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
