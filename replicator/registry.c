@@ -556,6 +556,18 @@ static void token_fetch(struct registry *reg, struct token_entry *t)
 
 static void regop_http_done(struct http_request *req, int rc, void *arg);
 
+/*
+ * Is `url` at the registry's own origin (its scheme, host and port, exactly
+ * as configured)? Credentials go nowhere else: not to a host a Link, a
+ * Location or a redirect names.
+ */
+static bool registry_own_origin(const struct registry *reg, const char *url)
+{
+    size_t n = strlen(reg->base);
+    return url != NULL && strncmp(url, reg->base, n) == 0 &&
+           (url[n] == '\0' || url[n] == '/' || url[n] == '?');
+}
+
 static void regop_attempt(struct regop *op)
 {
     struct registry *reg = op->reg;
@@ -584,6 +596,14 @@ static void regop_attempt(struct regop *op)
     }
 
     struct http_request *req = http_request_new(reg->http, op->method, op->url);
+    if (auth_header != NULL && !registry_own_origin(reg, op->url)) {
+        log_warn("credentials withheld: the URL is not at the registry's origin registry=%s",
+                 reg->host);
+        op->sent_bearer = op->sent_basic = false;
+        memset(auth_header, 0, strlen(auth_header));
+        free(auth_header);
+        auth_header = NULL;
+    }
     if (auth_header != NULL) {
         http_request_add_header(req, auth_header);
         memset(auth_header, 0, strlen(auth_header));
@@ -621,7 +641,9 @@ static bool regop_handle_challenge(struct regop *op, struct http_request *req)
     struct wwwauth challenge;
     bool again = false;
 
-    if (header == NULL || op->auth_tries >= 2)
+    /* A challenge from another origin (a redirect target, a next page
+     * elsewhere) names no realm of this registry's. */
+    if (header == NULL || op->auth_tries >= 2 || !registry_own_origin(reg, http_request_url(req)))
         return false;
     if (wwwauth_parse(&challenge, header, NULL) < 0)
         return false;
