@@ -159,9 +159,11 @@ struct eng_job {
     bool gone;             /* the source no longer has what the entry named */
     bool deletes;          /* its rule propagates deletes */
     bool source_dropped;   /* the source's tag was gone or named another image at the tag step */
-    bool slot_released;    /* its destination's place went to the next job already */
-    bool resumed;          /* a retry or a redo: an earlier attempt may have left blobs */
-    bool retries_failed;   /* runs again because it FAILED: success ends a failure */
+    int source_rc;         /* what the copy's source fault was, while the source is asked */
+    char *source_error;
+    bool slot_released;  /* its destination's place went to the next job already */
+    bool resumed;        /* a retry or a redo: an earlier attempt may have left blobs */
+    bool retries_failed; /* runs again because it FAILED: success ends a failure */
     char *last_error;
     int64_t created_unix_ms;
     int64_t received_unix_ms; /* the oldest entry it serves reached the journal */
@@ -464,6 +466,7 @@ static void job_free(struct eng_job *job)
     free(job->last_error);
     free(job->delete_digest);
     free(job->gate_digest);
+    free(job->source_error);
     free(job);
 }
 
@@ -1103,13 +1106,6 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
     engine_pump(e);
 }
 
-/* What the job's failed copy said, while the source is asked about it. */
-struct source_fault {
-    struct eng_job *job;
-    int rc;
-    char *error;
-};
-
 /*
  * The source could not give what the entry named. Is it gone there (the
  * tag deleted or moved on, the image garbage-collected: the job is
@@ -1119,8 +1115,7 @@ struct source_fault {
 static void source_fault_checked(int rc, const char *error, const char *bytes, size_t len,
                                  const char *media_type, const char *digest, void *arg)
 {
-    struct source_fault *sf = arg;
-    struct eng_job *job = sf->job;
+    struct eng_job *job = arg;
     (void)bytes;
     (void)len;
     (void)error;
@@ -1129,7 +1124,7 @@ static void source_fault_checked(int rc, const char *error, const char *bytes, s
         char *why = rc == FERRY_ENOTFOUND
                         ? xasprintf("gone at the source: %s%s%s is not there now (%s)",
                                     job->src_repo, job->tag != NULL ? ":" : "@",
-                                    job->tag != NULL ? job->tag : job->digest, sf->error)
+                                    job->tag != NULL ? job->tag : job->digest, job->source_error)
                         : xasprintf("superseded: gone at the source, its tag %s names %s now",
                                     job->tag, digest);
         log_info("gone at the source dest=%s repo=%s digest=%s seq=%llu reason=\"%s\"",
@@ -1146,13 +1141,12 @@ static void source_fault_checked(int rc, const char *error, const char *bytes, s
         free(why);
     } else {
         /* The source names this very image, and cannot give it: its fault. */
-        char *why =
-            xasprintf("the source cannot give %s@%s: %s", job->src_repo, job->digest, sf->error);
-        job_settle(job, sf->rc, why, false);
+        char *why = xasprintf("the source cannot give %s@%s: %s", job->src_repo, job->digest,
+                              job->source_error);
+        job_settle(job, job->source_rc, why, false);
         free(why);
     }
-    free(sf->error);
-    free(sf);
+    /* job_settle() may have freed the job (and its source_error with it). */
 }
 
 static void cleanup_deleted(int rc, const char *error, void *arg)
@@ -1200,8 +1194,7 @@ static bool job_cleanup_after(struct eng_job *job)
     if (!job->deletes || !job->source_dropped || job->summary.manifests_pushed == 0 ||
         job->engine->closing)
         return false;
-    registry_manifest_resolve(job->src->pull, job->src_repo, job->digest, NULL, 0, cleanup_checked,
-                              job);
+    job_source_check(job, job->digest, false, cleanup_checked);
     return true;
 }
 
@@ -1224,15 +1217,11 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
          * the journal). */
         sched_done(&job->engine->sched, &job->item, SCHED_NEUTRAL, uv_now(job->engine->loop));
         job->slot_released = true;
-        struct source_fault *sf = xcalloc(1, sizeof(*sf));
-        sf->job = job;
-        sf->rc = rc;
-        sf->error = xstrdup(error != NULL ? error : ferry_strerror(rc));
-        char key[48];
-        snprintf(key, sizeof(key), "%" PRIu64 ".%d", job->seq, job->attempts);
-        registry_manifest_resolve(job->src->pull, job->src_repo,
-                                  job->tag != NULL ? job->tag : job->digest, key,
-                                  ENGINE_CHECK_SHARE_MS, source_fault_checked, sf);
+        job->source_rc = rc;
+        free(job->source_error);
+        job->source_error = xstrdup(error != NULL ? error : ferry_strerror(rc));
+        job_source_check(job, job->tag != NULL ? job->tag : job->digest, true,
+                         source_fault_checked);
         engine_pump(job->engine);
         return;
     }
