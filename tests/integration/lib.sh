@@ -643,3 +643,30 @@ ferry_serve_start() {
   wait_until 15 curl -sf -o /dev/null -A "$_ITEST_PROBE_UA" "http://127.0.0.1:$port/healthz" ||
     fail "ferry serve ($name) did not answer on port $port; log: $(tail -n 5 "$TEST_TMP/$name.log")"
 }
+
+# ---------------------------------------------------------------- webhooks
+
+# distribution_events OUT ID_PREFIX REPO DIGEST MEDIA_TYPE TAG FIRST COUNT : a
+# Distribution notification envelope (see tests/fixtures/distribution_events.py)
+distribution_events() {
+  python3 "$FERRY_SOURCE_DIR/tests/fixtures/distribution_events.py" "$@"
+}
+
+# manifest_arrives_within MS BASE_URL REPO TAG DIGEST : polls (every 150 ms)
+# until BASE_URL's REPO:TAG names DIGEST; prints the milliseconds it took, and
+# returns 1 if that did not happen within MS.
+manifest_arrives_within() {
+  local ms=$1 url=$2 repo=$3 tag=$4 want=$5 t0 d
+  t0=$(_itest_now_ms)
+  while :; do
+    d=$(curl -s --max-time 1 -I -A ferry-itest-watch \
+      -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+      "$url/v2/$repo/manifests/$tag" | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" { print $2 }')
+    if [[ "$d" == "$want" ]]; then
+      echo $(($(_itest_now_ms) - t0))
+      return 0
+    fi
+    (($(_itest_now_ms) - t0 < ms)) || return 1
+    sleep 0.15
+  done
+}

@@ -34,24 +34,6 @@ rules:
   - { name: app, source: src, repositories: ["app"], destinations: [{ registry: ok }] }
 YAML
 
-# events.py OUT ID_PREFIX REPO DIGEST MEDIA_TYPE TAG FIRST COUNT : one Distribution
-# notification envelope of COUNT manifest pushes of REPO@DIGEST, tags
-# TAG<FIRST>..TAG<FIRST+COUNT-1> (COUNT 1 and FIRST -1: the tag TAG itself)
-cat >"$TEST_TMP/events.py" <<'PY'
-import json, sys
-out, prefix, repo, digest, media_type, tag = sys.argv[1:7]
-first, count = int(sys.argv[7]), int(sys.argv[8])
-events = []
-for i in range(first, first + count):
-    t = tag if first < 0 else "%s%d" % (tag, i)
-    events.append({"id": "%s-%s" % (prefix, t), "timestamp": "2026-12-02T10:00:00Z", "action": "push",
-                   "target": {"mediaType": media_type, "digest": digest, "size": 500, "length": 500,
-                              "repository": repo, "tag": t},
-                   "request": {"id": "r-%s-%s" % (prefix, t), "addr": "127.0.0.1", "host": "src",
-                               "method": "PUT", "useragent": "docker"},
-                   "source": {"addr": "src:5000"}})
-json.dump({"events": events}, open(out, "w"))
-PY
 CT=application/vnd.docker.distribution.events.v1+json
 post() { # BODY_FILE : status; the answer in $TEST_TMP/resp
   curl -s --max-time 30 -o "$TEST_TMP/resp" -w '%{http_code}' -X POST -H "Content-Type: $CT" \
@@ -68,7 +50,7 @@ FERRY_ENGINE_WINDOW=200 ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 
 t0=$(_itest_now_ms)
 for ((first = 1; first <= BULK; first += BATCH)); do
-  python3 "$TEST_TMP/events.py" "$TEST_TMP/bulk_events.json" bulk bulk/x "$bulk_digest" "$bulk_type" t "$first" "$BATCH"
+  distribution_events "$TEST_TMP/bulk_events.json" bulk bulk/x "$bulk_digest" "$bulk_type" t "$first" "$BATCH"
   assert_eq "$(post "$TEST_TMP/bulk_events.json")" 200 "bulk batch from t$first"
   assert_eq "$(jq .accepted "$TEST_TMP/resp")" "$BATCH" "bulk batch from t$first accepted"
 done
@@ -87,30 +69,13 @@ note "down before the push: $(st | jq -c '.destinations[] | select(.name == "dow
 # A fresh push to the healthy destination.
 fixturegen push --registry "$src_ADDR" --repo app --tag v1 --seed hol-app --layers 1 --layer-size 16K --compact >"$TEST_TMP/app.json"
 app_digest=$(jq -r .digest "$TEST_TMP/app.json")
-python3 "$TEST_TMP/events.py" "$TEST_TMP/app_event.json" app app "$app_digest" "$(jq -r .media_type "$TEST_TMP/app.json")" v1 -1 1
+distribution_events "$TEST_TMP/app_event.json" app app "$app_digest" "$(jq -r .media_type "$TEST_TMP/app.json")" v1 -1 1
 assert_eq "$(post "$TEST_TMP/app_event.json")" 200 "app:v1 event"
-accepted_ms=$(_itest_now_ms)
 assert_eq "$(jq .accepted "$TEST_TMP/resp")" 1 "app:v1 event accepted"
-at_ok() {
-  local d
-  d=$(curl -s --max-time 1 -I -A ferry-itest-watch \
-    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
-    "$ok_URL/v2/app/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" { print $2 }')
-  [[ "$d" == "$app_digest" ]]
-}
-arrived=0
-while (($(_itest_now_ms) - accepted_ms < 5000)); do
-  if at_ok; then
-    arrived=1
-    break
-  fi
-  sleep 0.15
-done
-took=$(($(_itest_now_ms) - accepted_ms))
-if ((!arrived)); then
+if ! took=$(manifest_arrives_within 5000 "$ok_URL" app v1 "$app_digest"); then
   # How late it is, for the record (bounded).
   late=""
-  wait_until 10 at_ok && late=" (it arrived after $(($(_itest_now_ms) - accepted_ms)) ms)"
+  late_ms=$(manifest_arrives_within 10000 "$ok_URL" app v1 "$app_digest") && late=" (it arrived $late_ms ms later)"
   note "down after the push: $(st | jq -c '.destinations[] | select(.name == "down") | {backlog, in_flight, circuit, retries}'); journal cursor $(st | jq .journal.cursor)"
   fail "app:v1 was not at ok within 5 s of its event being accepted, with $BULK jobs waiting for down$late"
 fi

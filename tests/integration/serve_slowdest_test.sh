@@ -31,30 +31,13 @@ rules:
   - { name: app, source: src, repositories: ["app"], destinations: [{ registry: ok }] }
 YAML
 
-# events.py OUT ID_PREFIX REPO DIGEST MEDIA_TYPE TAG FIRST COUNT: COUNT pushes of
-# REPO@DIGEST tagged TAG<FIRST>... (FIRST -1: the tag TAG itself)
-cat >"$TEST_TMP/events.py" <<'PY'
-import json, sys
-out, prefix, repo, digest, media_type, tag = sys.argv[1:7]
-first, count = int(sys.argv[7]), int(sys.argv[8])
-events = []
-for i in range(first, first + count):
-    t = tag if first < 0 else "%s%d" % (tag, i)
-    events.append({"id": "%s-%s" % (prefix, t), "timestamp": "2026-12-02T10:00:00Z", "action": "push",
-                   "target": {"mediaType": media_type, "digest": digest, "size": 500, "length": 500,
-                              "repository": repo, "tag": t},
-                   "request": {"id": "r-%s-%s" % (prefix, t), "addr": "127.0.0.1", "host": "src",
-                               "method": "PUT", "useragent": "docker"},
-                   "source": {"addr": "src:5000"}})
-json.dump({"events": events}, open(out, "w"))
-PY
 CT=application/vnd.docker.distribution.events.v1+json
 post() { # BODY_FILE : status; the answer in $TEST_TMP/resp
   curl -s --max-time 30 -o "$TEST_TMP/resp" -w '%{http_code}' -X POST -H "Content-Type: $CT" \
     --data-binary "@$1" "$API/v1/events/src"
 }
 event() { # PREFIX IMAGE_JSON REPO TAG FIRST COUNT
-  python3 "$TEST_TMP/events.py" "$TEST_TMP/ev.json" "$1" "$3" "$(jq -r .digest "$2")" \
+  distribution_events "$TEST_TMP/ev.json" "$1" "$3" "$(jq -r .digest "$2")" \
     "$(jq -r .media_type "$2")" "$4" "$5" "$6"
   assert_eq "$(post "$TEST_TMP/ev.json")" 200 "events $1"
 }
@@ -78,24 +61,8 @@ slow_running || fail "the slow job ended already: the test proves nothing ($(st 
 fixturegen push --registry "$src_ADDR" --repo app --tag v1 --seed slow-app1 --layers 1 --layer-size 16K --compact >"$TEST_TMP/app1.json"
 app_digest=$(jq -r .digest "$TEST_TMP/app1.json")
 event fresh "$TEST_TMP/app1.json" app v1 -1 1
-accepted_ms=$(_itest_now_ms)
-at_ok() {
-  local d
-  d=$(curl -s --max-time 1 -I -A ferry-itest-watch \
-    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
-    "$ok_URL/v2/app/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" { print $2 }')
-  [[ "$d" == "$app_digest" ]]
-}
-arrived=0
-while (($(_itest_now_ms) - accepted_ms < 5000)); do
-  if at_ok; then
-    arrived=1
-    break
-  fi
-  sleep 0.15
-done
-took=$(($(_itest_now_ms) - accepted_ms))
-((arrived)) || fail "app:v1 was not at ok within 5 s while a slow job held the oldest entry (cursor $(st | jq .journal.cursor))"
+took=$(manifest_arrives_within 5000 "$ok_URL" app v1 "$app_digest") ||
+  fail "app:v1 was not at ok within 5 s while a slow job held the oldest entry (cursor $(st | jq .journal.cursor))"
 note "figure: app:v1 at ok $took ms after its event, behind a job running for minutes and 600 finished entries (window 200)"
 slow_running || note "the slow job ended meanwhile"
 pass "a long-running job does not hold the journal back: app:v1 at ok in $took ms"
