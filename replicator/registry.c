@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <uthash.h>
 
@@ -568,6 +569,18 @@ static bool registry_own_origin(const struct registry *reg, const char *url)
            (url[n] == '\0' || url[n] == '/' || url[n] == '?');
 }
 
+/*
+ * May a challenge's realm have the token request (and the Basic credentials
+ * with it)? Over HTTPS always; over plain HTTP only when the registry itself
+ * is plain HTTP (by configuration, or loopback).
+ */
+static bool registry_realm_allowed(const struct registry *reg, const char *realm)
+{
+    if (strncasecmp(realm, "https://", 8) == 0)
+        return true;
+    return strncasecmp(realm, "http://", 7) == 0 && strncmp(reg->base, "http://", 7) == 0;
+}
+
 static void regop_attempt(struct regop *op)
 {
     struct registry *reg = op->reg;
@@ -647,7 +660,17 @@ static bool regop_handle_challenge(struct regop *op, struct http_request *req)
         return false;
     if (wwwauth_parse(&challenge, header, NULL) < 0)
         return false;
-    if (strcmp(challenge.scheme, "bearer") == 0 && challenge.realm != NULL) {
+    if (strcmp(challenge.scheme, "bearer") == 0 && challenge.realm != NULL &&
+        !registry_realm_allowed(reg, challenge.realm)) {
+        /* The token request carries the registry's Basic credentials: not
+         * over plain HTTP unless the registry itself is. */
+        free(op->auth_error);
+        op->auth_error = xasprintf("token realm %s refused: it must be an https:// URL "
+                                   "(http:// only for a plain-HTTP registry), or the "
+                                   "credentials would cross the network in clear",
+                                   challenge.realm);
+        log_warn("token realm refused registry=%s: not an https:// URL", reg->host);
+    } else if (strcmp(challenge.scheme, "bearer") == 0 && challenge.realm != NULL) {
         free(reg->realm);
         free(reg->service);
         reg->realm = xstrdup(challenge.realm);
