@@ -159,6 +159,7 @@ struct eng_job {
     bool gone;             /* the source no longer has what the entry named */
     bool deletes;          /* its rule propagates deletes */
     bool source_dropped;   /* the source's tag was gone or named another image at the tag step */
+    bool put_manifests;    /* some attempt of it put a manifest at the destination */
     int source_rc;         /* what the copy's source fault was, while the source is asked */
     char *source_error;
     bool slot_released;  /* its destination's place went to the next job already */
@@ -539,6 +540,33 @@ static int engine_fence_take(struct engine *e, struct eng_job *job)
     return journal_fence_raise(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, job->seq);
 }
 
+/*
+ * A manifest deleted at a destination because the source deleted it fences
+ * its digest there with the delete's seq ("@sha256:…" in the fence space of
+ * the repository: no tag has an '@'). A push of that digest from an older
+ * entry must not put it back: its look at the source may be older than the
+ * delete (an answer shared between the destinations of one entry).
+ */
+static int engine_digest_fence_raise(struct eng_job *job, const char *digest)
+{
+    char *key = xasprintf("@%s", digest);
+    int rc = journal_fence_raise(job->engine->journal, job->dst->cfg->name, job->dst_repo, key,
+                                 job->seq);
+    free(key);
+    return rc < 0 ? rc : 0;
+}
+
+/* The seq of the newest delete of `digest` at the job's destination, 0 if none. */
+static int engine_digest_fence(struct eng_job *job, const char *digest, uint64_t *fence)
+{
+    char *key = xasprintf("@%s", digest);
+    *fence = 0;
+    int rc =
+        journal_fence_get(job->engine->journal, job->dst->cfg->name, job->dst_repo, key, fence);
+    free(key);
+    return rc;
+}
+
 /* ---- the source is the truth ---- */
 
 /* What a job does once an observation it made is in the journal. */
@@ -555,6 +583,7 @@ struct observation {
 };
 
 static void delete_ignore(struct eng_job *job, const char *why);
+static bool job_cleanup_after(struct eng_job *job);
 
 static void engine_observed(int rc, const char *error, const uint64_t *seqs, size_t n, void *arg)
 {
@@ -580,7 +609,8 @@ static void engine_observed(int rc, const char *error, const uint64_t *seqs, siz
     } else if (o->then == OBSERVED_LEAVE_TAG) {
         copy_tag_decide(job->copy, 0, NULL, COPY_TAG_LEAVE);
     } else if (o->then == OBSERVED_GONE) {
-        job_settle(job, 0, NULL, true);
+        if (!job_cleanup_after(job))
+            job_settle(job, 0, NULL, true);
     } else {
         delete_ignore(job, o->why);
     }
@@ -681,7 +711,23 @@ static void push_source_checked(int rc, const char *error, const char *bytes, si
         free(why);
         return;
     }
-    int frc = engine_fence_take(e, job);
+    uint64_t deleted = 0;
+    int frc = engine_digest_fence(job, job->digest, &deleted);
+    if (frc == 0 && deleted > job->seq) {
+        /* The source deleted this very manifest after the entry, and that
+         * delete ran here: the look above (shared, a few seconds old) is older. */
+        char *why = xasprintf("superseded: %s was deleted at the source (entry %llu)", job->digest,
+                              (unsigned long long)deleted);
+        log_info("tag left alone, its manifest was deleted since dest=%s repo=%s tag=%s seq=%llu",
+                 job->dst->cfg->name, job->dst_repo, job->tag, (unsigned long long)job->seq);
+        free(job->last_error);
+        job->last_error = why;
+        job->source_dropped = true;
+        copy_tag_decide(job->copy, 0, NULL, COPY_TAG_LEAVE);
+        return;
+    }
+    if (frc >= 0)
+        frc = engine_fence_take(e, job);
     if (frc < 0) {
         job->fault = COPY_FAULT_LOCAL;
         copy_tag_decide(job->copy, frc, "cannot record the tag's fence", COPY_TAG_LEAVE);
@@ -1136,7 +1182,7 @@ static void source_fault_checked(int rc, const char *error, const char *bytes, s
         job->fault = COPY_FAULT_NONE;
         if (job->tag != NULL)
             engine_observe_source(job, rc == 0 ? digest : NULL, media_type, OBSERVED_GONE, why);
-        else
+        else if (!job_cleanup_after(job))
             job_settle(job, 0, NULL, true);
         free(why);
     } else {
@@ -1182,17 +1228,18 @@ static void cleanup_checked(int rc, const char *error, const char *bytes, size_t
 }
 
 /*
- * The job put its manifests, then found the source's tag gone or moved on:
- * if the source no longer holds the manifest either (deleted, or collected,
- * after the entry; a delete by digest may even have run here already), what
- * the job put would stay behind untagged for good. Where its rule
- * propagates deletes, it removes it again, on the source's word (a 404 for
- * the digest), behind the gates it still holds.
+ * The job put its manifests (in this attempt or an earlier one), then ended
+ * without its tag: the source's tag gone or moved on, a newer entry owning
+ * the tag, or the image gone at the source. If the source no longer holds
+ * the manifest either (deleted, or collected, after the entry; a delete by
+ * digest may even have run here already), what the job put would stay
+ * behind untagged for good. Where its rule propagates deletes, it removes
+ * it again, on the source's word (a 404 for the digest), behind the gates it
+ * still holds (none when the image was found gone before its tag step).
  */
 static bool job_cleanup_after(struct eng_job *job)
 {
-    if (!job->deletes || !job->source_dropped || job->summary.manifests_pushed == 0 ||
-        job->engine->closing)
+    if (!job->deletes || !job->put_manifests || job->engine->closing)
         return false;
     job_source_check(job, job->digest, false, cleanup_checked);
     return true;
@@ -1206,6 +1253,8 @@ static void job_done(struct copy *c, int rc, const char *error, void *arg)
         job->fault = copy_fault(c);
     job->copy = NULL;
     copy_free(c);
+    if (job->summary.manifests_pushed > 0)
+        job->put_manifests = true;
     if (rc == 0 && superseded && job_cleanup_after(job))
         return;
     if (rc < 0 && job->fault == COPY_FAULT_SOURCE && source_cannot_give(rc) &&
@@ -1280,6 +1329,13 @@ static void delete_digest_checked(int rc, const char *error, const char *bytes, 
     (void)media_type;
     (void)digest;
     if (rc == FERRY_ENOTFOUND) {
+        /* Older pushes of it must not put it back (their look may be older). */
+        int frc = engine_digest_fence_raise(job, target);
+        if (frc < 0) {
+            job->fault = COPY_FAULT_LOCAL;
+            job_settle(job, frc, "cannot record the manifest's fence", false);
+            return;
+        }
         /* Distribution deletes manifests, not tags: every tag on it goes too.
          * A job that saw one of them in place must not trust that now. */
         job->dst->moves++;
