@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <uthash.h>
 
 #include "digest.h"
 #include "errors.h"
@@ -79,6 +80,7 @@ struct copy_blob {
     struct registry_upload *upload;
     uint64_t sent; /* bytes the upload has read so far, for progress */
     struct progress_item *bar;
+    UT_hash_handle hh; /* in copy.blob_table by digest */
 };
 
 /* One manifest of the image's closure. */
@@ -95,7 +97,8 @@ struct copy_node {
     bool referrers_wanted;     /* its referrers are to be listed once the probe is back */
     bool present;              /* already at the destination */
     bool pushed;
-    int pending; /* blobs, children or gates still to come before the PUT */
+    int pending;       /* blobs, children or gates still to come before the PUT */
+    UT_hash_handle hh; /* in copy.node_table by digest, once it is known */
 };
 
 enum copy_phase {
@@ -139,8 +142,10 @@ struct copy {
     char *error;
     struct copy_node **nodes;
     size_t n_nodes;
+    struct copy_node *node_table; /* by digest */
     struct copy_blob **blobs;
     size_t n_blobs;
+    struct copy_blob *blob_table; /* by digest */
     struct copy_node *root;
     bool root_by_tag;     /* the root's PUT named the tag too */
     bool root_waits_gate; /* the root's PUT waits for the tag gate's answer */
@@ -193,28 +198,43 @@ static void copy_op_finished(struct copy *c)
 
 static struct copy_node *copy_find_node(struct copy *c, const char *digest)
 {
-    for (size_t i = 0; i < c->n_nodes; i++)
-        if (strcmp(c->nodes[i]->digest, digest) == 0)
-            return c->nodes[i];
-    return NULL;
+    struct copy_node *n = NULL;
+    HASH_FIND_STR(c->node_table, digest, n);
+    return n;
 }
 
+/*
+ * A new manifest of the closure, or NULL (and the copy failed) past
+ * COPY_MANIFESTS_MAX: a source listing children and referrers without end
+ * gets an error naming the limit, not unbounded memory and requests.
+ */
 static struct copy_node *copy_add_node(struct copy *c, const char *digest)
 {
+    if (c->n_nodes >= COPY_MANIFESTS_MAX) {
+        char *msg =
+            xasprintf("%s/%s@%s: its closure (index children and referrers) passes %d "
+                      "manifests: refused (the cap on one image)",
+                      registry_host(c->src), c->src_repo, c->src_reference, COPY_MANIFESTS_MAX);
+        copy_fail(c, COPY_FAULT_SOURCE, FERRY_ETOOBIG, msg);
+        free(msg);
+        return NULL;
+    }
     struct copy_node *n = xcalloc(1, sizeof(*n));
     n->copy = c;
     n->digest = xstrdup(digest);
-    c->nodes = xrealloc(c->nodes, (c->n_nodes + 1) * sizeof(*c->nodes));
+    if (n->digest[0] != '\0')
+        HASH_ADD_KEYPTR(hh, c->node_table, n->digest, strlen(n->digest), n);
+    if ((c->n_nodes & (c->n_nodes - 1)) == 0) /* grows by doubling */
+        c->nodes = xrealloc(c->nodes, (c->n_nodes ? 2 * c->n_nodes : 1) * sizeof(*c->nodes));
     c->nodes[c->n_nodes++] = n;
     return n;
 }
 
 static struct copy_blob *copy_find_blob(struct copy *c, const char *digest)
 {
-    for (size_t i = 0; i < c->n_blobs; i++)
-        if (strcmp(c->blobs[i]->digest, digest) == 0)
-            return c->blobs[i];
-    return NULL;
+    struct copy_blob *b = NULL;
+    HASH_FIND_STR(c->blob_table, digest, b);
+    return b;
 }
 
 static struct copy_blob *copy_add_blob(struct copy *c, const char *digest, int64_t size)
@@ -226,7 +246,9 @@ static struct copy_blob *copy_add_blob(struct copy *c, const char *digest, int64
     b->copy = c;
     b->digest = xstrdup(digest);
     b->size = size;
-    c->blobs = xrealloc(c->blobs, (c->n_blobs + 1) * sizeof(*c->blobs));
+    HASH_ADD_KEYPTR(hh, c->blob_table, b->digest, strlen(b->digest), b);
+    if ((c->n_blobs & (c->n_blobs - 1)) == 0)
+        c->blobs = xrealloc(c->blobs, (c->n_blobs ? 2 * c->n_blobs : 1) * sizeof(*c->blobs));
     c->blobs[c->n_blobs++] = b;
     return b;
 }
@@ -318,6 +340,7 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
         /* The root, asked for by tag: now its digest is known. */
         free(n->digest);
         n->digest = xstrdup(digest);
+        HASH_ADD_KEYPTR(hh, c->node_table, n->digest, strlen(n->digest), n);
     }
     n->bytes = xmalloc(len + 1);
     memcpy(n->bytes, bytes, len);
@@ -346,7 +369,9 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
             copy_fail(c, COPY_FAULT_SOURCE, FERRY_ENOTFOUND, msg);
             free(msg);
         } else {
-            struct copy_node *child = copy_add_node(c, pick->digest);
+            struct copy_node *child = copy_find_node(c, pick->digest);
+            if (child == NULL)
+                child = copy_add_node(c, pick->digest);
             c->root = child;
             /* The index itself is not copied. */
             n->present = true;
@@ -356,7 +381,15 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
         copy_op_finished(c);
         return;
     }
-    if (n->m.kind == MANIFEST_INDEX) {
+    if (n->m.kind == MANIFEST_INDEX && c->n_nodes + n->m.n_manifests > COPY_MANIFESTS_MAX) {
+        /* Refused before a single child is asked for. */
+        char *msg = xasprintf("%s/%s@%s: an index of %zu children passes the cap of %d "
+                              "manifests on one image: refused",
+                              registry_host(c->src), c->src_repo, n->digest, n->m.n_manifests,
+                              COPY_MANIFESTS_MAX);
+        copy_fail(c, COPY_FAULT_SOURCE, FERRY_ETOOBIG, msg);
+        free(msg);
+    } else if (n->m.kind == MANIFEST_INDEX) {
         for (size_t i = 0; i < n->m.n_manifests; i++) {
             const struct descriptor *d = &n->m.manifests[i];
             if (copy_find_node(c, d->digest) != NULL)
@@ -366,13 +399,15 @@ static void node_fetched(int rc, const char *error, const char *bytes, size_t le
                 break;
             }
             struct copy_node *child = copy_add_node(c, d->digest);
+            if (child == NULL)
+                break;
             child->parent = n;
             resolve_node(c, child, child->digest);
         }
     }
     /* The first listing learns whether the source has a referrers API; the
      * others wait for it rather than all asking an API that may not exist. */
-    if (!c->no_referrers && n->subject == NULL) {
+    if (!c->no_referrers && n->subject == NULL && c->rc == 0) {
         if (c->referrers_probe == 0) {
             c->referrers_probe = 1;
             resolve_referrers(c, n, true);
@@ -436,6 +471,16 @@ static void referrers_listed(int rc, const char *error, const char *bytes, size_
         copy_op_finished(c);
         return;
     }
+    if (cJSON_GetArraySize(list) > COPY_REFERRERS_MAX) {
+        char *msg = xasprintf("%s/%s@%s lists %d referrers: refused (the cap is %d per manifest)",
+                              registry_host(c->src), c->src_repo, subject->digest,
+                              cJSON_GetArraySize(list), COPY_REFERRERS_MAX);
+        copy_fail(c, COPY_FAULT_SOURCE, FERRY_ETOOBIG, msg);
+        free(msg);
+        cJSON_Delete(index);
+        copy_op_finished(c);
+        return;
+    }
     const cJSON *d;
     cJSON_ArrayForEach(d, list)
     {
@@ -450,6 +495,8 @@ static void referrers_listed(int rc, const char *error, const char *bytes, size_
         if (copy_find_node(c, dg->valuestring) != NULL)
             continue;
         struct copy_node *r = copy_add_node(c, dg->valuestring);
+        if (r == NULL)
+            break;
         r->subject = subject;
         r->descriptor = cJSON_Duplicate(d, 1);
         c->sum->referrers++;
@@ -1314,6 +1361,16 @@ static void copy_plan_transfer(struct copy *c)
         struct copy_node *n = c->nodes[i];
         if (n->present)
             continue;
+        if (c->n_blobs > COPY_BLOBS_MAX) {
+            char *msg =
+                xasprintf("%s/%s@%s: its manifests name more than %d blobs: refused (the "
+                          "cap on one image)",
+                          registry_host(c->src), c->src_repo, c->root->digest, COPY_BLOBS_MAX);
+            copy_fail(c, COPY_FAULT_SOURCE, FERRY_ETOOBIG, msg);
+            free(msg);
+            copy_stop(c);
+            return;
+        }
         c->nodes_unpushed++;
         if (n->m.kind == MANIFEST_IMAGE) {
             blob_add_user(copy_add_blob(c, n->m.config.digest, n->m.config.size), n);
@@ -1581,6 +1638,8 @@ static void copy_advance(struct copy *c)
 
 static void copy_free_nodes(struct copy *c)
 {
+    HASH_CLEAR(hh, c->node_table);
+    HASH_CLEAR(hh, c->blob_table);
     for (size_t i = 0; i < c->n_nodes; i++) {
         struct copy_node *n = c->nodes[i];
         free(n->digest);

@@ -150,6 +150,15 @@ void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from
 /** Answer the blob gate for a COPY_BLOB_UNCHECKED blob: HEAD it, then ask again. */
 void copy_blob_check(struct copy *c, const char *digest);
 
+/*
+ * Caps on what one image's source may make a copy hold and ask for: past one,
+ * the copy fails (COPY_FAULT_SOURCE, FERRY_ETOOBIG) with an error naming the
+ * registry and the limit. Children of an index count toward the closure.
+ */
+#define COPY_MANIFESTS_MAX 1000  /* manifests in the closure: index, children, referrers */
+#define COPY_REFERRERS_MAX 500   /* referrers listed for one manifest */
+#define COPY_BLOBS_MAX     20000 /* distinct blobs the closure's manifests name */
+
 /* Whose fault a failed copy was: the engine charges a destination's
  * circuit only with the destination's own trouble. */
 enum copy_fault {

@@ -345,7 +345,9 @@ static void source_pump(struct poll_source *src)
         r->name = xstrdup(src->repos[src->next_repo++]);
         src->active_repos++;
         p->outstanding++;
-        registry_tags(src->reg, r->name, repo_listed, r);
+        int rc = registry_tags(src->reg, r->name, repo_listed, r);
+        if (rc < 0)
+            repo_listed(rc, "not a valid repository name", NULL, 0, r);
     }
     if (src->active_repos == 0 && (src->next_repo >= src->n_repos || p->closing))
         source_round_done(src);

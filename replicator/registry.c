@@ -20,11 +20,11 @@
 #include "wwwauth.h"
 #include "xalloc.h"
 
-#define TOKEN_BODY_MAX (64 * 1024)
-#define LIST_PAGE_MAX  (4 * 1024 * 1024)
-#define LIST_ITEMS_MAX 1000000
-#define LIST_PAGES_MAX 10000
-#define ERROR_BODY_MAX (64 * 1024)
+#define TOKEN_BODY_MAX    (64 * 1024)
+#define LIST_PAGE_MAX     (4 * 1024 * 1024)
+#define LIST_PAGES_MAX    10000
+#define LIST_SKIPS_LOGGED 5 /* invalid names logged one by one per listing; the rest counted */
+#define ERROR_BODY_MAX    (64 * 1024)
 /* A referrer list is reused this long: the jobs of one image, not later pushes. */
 #define REFERRERS_TTL_MS 5000
 
@@ -127,6 +127,7 @@ struct regop {
     bool sent_bearer;
     bool sent_basic;
     char *auth_error; /* why auth failed, when it did before any request */
+    char *invalid;    /* why its names cannot go into a URL: it fails before any request */
     struct http_request *req;
     uint64_t due_ms;
     struct regop *next_delayed;
@@ -209,7 +210,9 @@ static char *regop_error_text(struct regop *op, struct http_request *req, int rc
     char *path = url_path_for_log(op->url);
     char *text;
 
-    if (op->auth_error != NULL) {
+    if (op->invalid != NULL) {
+        text = xasprintf("%s %s: %s", op->method, op->reg->host, op->invalid);
+    } else if (op->auth_error != NULL) {
         text = xasprintf("%s %s%s: %s", op->method, op->reg->host, path, op->auth_error);
     } else if (rc < 0 && (req == NULL || http_request_status(req) == 0 ||
                           (rc != FERRY_EHTTP && rc != FERRY_ENOTFOUND && rc != FERRY_EAUTH &&
@@ -341,6 +344,23 @@ static struct regop *regop_new(struct registry *reg, const char *method, const c
     return op;
 }
 
+/*
+ * Names reach a URL path only when valid, whoever gave them (a listing, a
+ * webhook, a manifest, the command line): a tag "prod?x" would write
+ * "prod", a repository "a/../b" another repository. `reference` is a tag or
+ * a digest, or NULL. An op with an invalid name fails before any request.
+ */
+static void regop_check_names(struct regop *op, const char *repo, const char *reference)
+{
+    char shown[FERRY_PRINTABLE_MAX];
+    if (op->invalid != NULL)
+        return;
+    if (!reference_repository_valid(repo))
+        op->invalid = xasprintf("invalid repository name \"%s\"", ferry_printable(repo, shown));
+    else if (reference != NULL && !digest_valid(reference) && !reference_tag_valid(reference))
+        op->invalid = xasprintf("invalid tag or digest \"%s\"", ferry_printable(reference, shown));
+}
+
 static void regop_free(struct regop *op)
 {
     if (op == NULL)
@@ -352,6 +372,7 @@ static void regop_free(struct regop *op)
     free(op->accept);
     free(op->content_type);
     free(op->auth_error);
+    free(op->invalid);
     free(op);
 }
 
@@ -592,6 +613,10 @@ static void regop_attempt(struct regop *op)
         regop_finish(op, NULL, FERRY_ECANCELED);
         return;
     }
+    if (op->invalid != NULL) {
+        regop_finish(op, NULL, FERRY_EINVAL);
+        return;
+    }
     if (reg->auth == AUTH_BEARER && reg->realm != NULL) {
         struct token_entry *t = token_find(reg, op->scope);
         if (t->token == NULL || uv_now(reg->loop) >= t->expires_ms) {
@@ -824,6 +849,7 @@ int registry_blob_exists(struct registry *reg, const char *repo, const char *dig
     char *url = xasprintf("%s/v2/%s/blobs/%s", reg->base, repo, digest);
     char *scope = repo_scope(reg, repo);
     struct regop *op = regop_new(reg, "HEAD", url, scope);
+    regop_check_names(op, repo, digest);
     free(url);
     free(scope);
     op->follow = true;
@@ -980,6 +1006,7 @@ int registry_blob_get(struct registry *reg, const char *repo, const char *digest
     char *url = xasprintf("%s/v2/%s/blobs/%s", reg->base, repo, digest);
     char *scope = repo_scope(reg, repo);
     struct regop *op = regop_new(reg, "GET", url, scope);
+    regop_check_names(op, repo, digest);
     free(url);
     free(scope);
     struct registry_download *g = xcalloc(1, sizeof(*g));
@@ -1111,6 +1138,9 @@ static void upload_step(struct registry_upload *up, uint64_t delay_ms)
     if (scope == NULL)
         scope = xasprintf("repository:%s:pull,push", up->repo);
     struct regop *op = regop_new(reg, method, url, scope);
+    regop_check_names(op, up->repo, up->digest);
+    if (up->mount_from != NULL)
+        regop_check_names(op, up->mount_from, NULL);
     free(url);
     free(scope);
 
@@ -1514,6 +1544,7 @@ static int manifest_fetch(struct registry *reg, const char *repo, const char *re
     char *url = xasprintf("%s/v2/%s/manifests/%s", reg->base, repo, reference);
     char *scope = repo_scope(reg, repo);
     struct regop *op = regop_new(reg, head ? "HEAD" : "GET", url, scope);
+    regop_check_names(op, repo, reference);
     free(url);
     free(scope);
     op->accept = xasprintf("Accept: %s", manifest_accept());
@@ -1677,6 +1708,7 @@ int registry_manifest_put(struct registry *reg, const char *repo, const char *re
     char *url = xasprintf("%s/v2/%s/manifests/%s", reg->base, repo, reference);
     char *scope = xasprintf("repository:%s:pull,push", repo);
     struct regop *op = regop_new(reg, "PUT", url, scope);
+    regop_check_names(op, repo, reference);
     free(url);
     free(scope);
     op->has_body = true;
@@ -1699,6 +1731,7 @@ int registry_repository_exists(struct registry *reg, const char *repo, registry_
     char *url = xasprintf("%s/v2/%s/tags/list?n=1", reg->base, repo);
     char *scope = repo_scope(reg, repo);
     struct regop *op = regop_new(reg, "GET", url, scope);
+    regop_check_names(op, repo, NULL);
     free(url);
     free(scope);
     op->body_limit = LIST_PAGE_MAX;
@@ -1741,6 +1774,7 @@ static void manifest_delete_run(struct registry *reg, const char *repo, const ch
     char *url = xasprintf("%s/v2/%s/manifests/%s", reg->base, repo, reference);
     char *scope = xasprintf("repository:%s:pull,push,delete", repo);
     struct regop *op = regop_new(reg, "DELETE", url, scope);
+    regop_check_names(op, repo, reference);
     free(url);
     free(scope);
     struct delete_ctx *ctx = xcalloc(1, sizeof(*ctx));
@@ -1772,14 +1806,39 @@ int registry_tag_delete(struct registry *reg, const char *repo, const char *tag,
 
 struct list_ctx {
     struct registry *reg;
-    char *key; /* "repositories" or "tags" */
+    char *key;  /* "repositories" or "tags" */
+    char *what; /* "the catalog" or "the tags of REPO", for messages */
+    size_t cap; /* names it may hold: past it, the listing fails */
     char *scope;
     registry_list_cb cb;
     void *arg;
     char **items;
     size_t n;
+    size_t skipped; /* invalid names left out */
     int pages;
 };
+
+/*
+ * A name from a listing is checked like a webhook's before it reaches the
+ * journal, a URL or a file name: a tag "prod?x" would write "prod". An
+ * invalid one is left out, logged (the first few of a listing) and counted.
+ */
+static bool list_name_ok(struct list_ctx *ctx, const cJSON *item)
+{
+    bool repos = strcmp(ctx->key, "repositories") == 0;
+    if (cJSON_IsString(item) && (repos ? reference_repository_valid(item->valuestring)
+                                       : reference_tag_valid(item->valuestring)))
+        return true;
+    ctx->reg->stats.invalid_names++;
+    if (ctx->skipped++ < LIST_SKIPS_LOGGED) {
+        char shown[FERRY_PRINTABLE_MAX];
+        log_warn("skipped an invalid %s in %s registry=%s value=\"%s\"",
+                 repos ? "repository name" : "tag", ctx->what, ctx->reg->host,
+                 cJSON_IsString(item) ? ferry_printable(item->valuestring, shown)
+                                      : "(not a string)");
+    }
+    return false;
+}
 
 static void list_finish(struct list_ctx *ctx, int rc, const char *error)
 {
@@ -1788,6 +1847,7 @@ static void list_finish(struct list_ctx *ctx, int rc, const char *error)
         free(ctx->items[i]);
     free(ctx->items);
     free(ctx->key);
+    free(ctx->what);
     free(ctx->scope);
     free(ctx);
 }
@@ -1822,24 +1882,43 @@ static void list_page_done(struct regop *op, struct http_request *req, int rc, v
         return;
     }
     const cJSON *item;
+    bool over = false;
     cJSON_ArrayForEach(item, arr)
     {
-        if (!cJSON_IsString(item) || ctx->n >= LIST_ITEMS_MAX)
+        if (!list_name_ok(ctx, item))
             continue;
-        ctx->items = xrealloc(ctx->items, (ctx->n + 1) * sizeof(*ctx->items));
+        if (ctx->n >= ctx->cap) {
+            over = true;
+            break;
+        }
+        if ((ctx->n & (ctx->n - 1)) == 0) /* grows by doubling */
+            ctx->items = xrealloc(ctx->items, (ctx->n ? 2 * ctx->n : 1) * sizeof(*ctx->items));
         ctx->items[ctx->n++] = xstrdup(item->valuestring);
     }
     cJSON_Delete(json);
     const char *link = http_request_response_header(req, "Link");
     char *next = link != NULL ? httpparse_link_next(link, http_request_url(req)) : NULL;
+    char *error = NULL;
+    if (over)
+        error = xasprintf("%s at %s holds more than %zu names: refused (the cap on one listing)",
+                          ctx->what, op->reg->host, ctx->cap);
+    else if (next != NULL && ++ctx->pages >= LIST_PAGES_MAX)
+        error = xasprintf("%s at %s runs past %d pages: refused (the cap on one listing)",
+                          ctx->what, op->reg->host, LIST_PAGES_MAX);
+    else if (next != NULL && strcmp(next, http_request_url(req)) == 0)
+        error = xasprintf("%s at %s: its next page is the page itself", ctx->what, op->reg->host);
     regop_free(op);
-    if (next != NULL && ++ctx->pages < LIST_PAGES_MAX) {
+    if (error == NULL && next != NULL) {
         list_page(ctx, next);
         free(next);
         return;
     }
     free(next);
-    list_finish(ctx, 0, NULL);
+    if (ctx->skipped > LIST_SKIPS_LOGGED)
+        log_warn("skipped %zu invalid names in %s registry=%s", ctx->skipped, ctx->what,
+                 ctx->reg->host);
+    list_finish(ctx, error != NULL ? FERRY_ETOOBIG : 0, error);
+    free(error);
 }
 
 static void list_page(struct list_ctx *ctx, const char *url)
@@ -1849,12 +1928,14 @@ static void list_page(struct list_ctx *ctx, const char *url)
     regop_run(op, list_page_done, ctx);
 }
 
-static int list_start(struct registry *reg, const char *path, const char *key, const char *scope,
-                      registry_list_cb cb, void *arg)
+static int list_start(struct registry *reg, const char *path, const char *key, const char *what,
+                      size_t cap, const char *scope, registry_list_cb cb, void *arg)
 {
     struct list_ctx *ctx = xcalloc(1, sizeof(*ctx));
     ctx->reg = reg;
     ctx->key = xstrdup(key);
+    ctx->what = xstrdup(what);
+    ctx->cap = cap;
     ctx->scope = xstrdup(scope);
     ctx->cb = cb;
     ctx->arg = arg;
@@ -1867,16 +1948,21 @@ static int list_start(struct registry *reg, const char *path, const char *key, c
 int registry_catalog(struct registry *reg, registry_list_cb cb, void *arg)
 {
     char *path = xasprintf("/v2/_catalog?n=%d", reg->opts.list_page_size);
-    int rc = list_start(reg, path, "repositories", "registry:catalog:*", cb, arg);
+    int rc = list_start(reg, path, "repositories", "the catalog", REGISTRY_CATALOG_MAX,
+                        "registry:catalog:*", cb, arg);
     free(path);
     return rc;
 }
 
 int registry_tags(struct registry *reg, const char *repo, registry_list_cb cb, void *arg)
 {
+    if (!reference_repository_valid(repo))
+        return FERRY_EINVAL;
     char *path = xasprintf("/v2/%s/tags/list?n=%d", repo, reg->opts.list_page_size);
     char *scope = repo_scope(reg, repo);
-    int rc = list_start(reg, path, "tags", scope, cb, arg);
+    char *what = xasprintf("the tags of %s", repo);
+    int rc = list_start(reg, path, "tags", what, REGISTRY_TAGS_MAX, scope, cb, arg);
+    free(what);
     free(path);
     free(scope);
     return rc;
@@ -1970,6 +2056,7 @@ int registry_referrers(struct registry *reg, const char *repo, const char *diges
     char *url = xasprintf("%s/v2/%s/referrers/%s", reg->base, repo, digest);
     char *scope = repo_scope(reg, repo);
     struct regop *op = regop_new(reg, "GET", url, scope);
+    regop_check_names(op, repo, digest);
     free(url);
     free(scope);
     op->accept = xstrdup("Accept: " MEDIA_OCI_INDEX);

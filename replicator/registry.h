@@ -50,8 +50,13 @@ struct registry_options {
 struct registry_stats {
     uint64_t retries;
     uint64_t token_fetches;
-    uint64_t cache_hits; /* answers served from the cache or a fetch in flight */
+    uint64_t cache_hits;    /* answers served from the cache or a fetch in flight */
+    uint64_t invalid_names; /* repository names and tags from listings, invalid and skipped */
 };
+
+/* A listing with more names than this fails with FERRY_ETOOBIG, naming the cap. */
+#define REGISTRY_CATALOG_MAX 1000000
+#define REGISTRY_TAGS_MAX    100000
 
 /**
  * A client for `host` ("host[:port]"). Loopback hosts use plain HTTP, as
