@@ -1818,26 +1818,53 @@ struct list_ctx {
     int pages;
 };
 
-/*
- * A name from a listing is checked like a webhook's before it reaches the
- * journal, a URL or a file name: a tag "prod?x" would write "prod". An
- * invalid one is left out, logged (the first few of a listing) and counted.
- */
-static bool list_name_ok(struct list_ctx *ctx, const cJSON *item)
+/* An invalid name of a listing: the first few are logged, all counted. */
+static void list_skipped(const char *value, void *arg)
 {
-    bool repos = strcmp(ctx->key, "repositories") == 0;
-    if (cJSON_IsString(item) && (repos ? reference_repository_valid(item->valuestring)
-                                       : reference_tag_valid(item->valuestring)))
-        return true;
+    struct list_ctx *ctx = arg;
     ctx->reg->stats.invalid_names++;
     if (ctx->skipped++ < LIST_SKIPS_LOGGED) {
         char shown[FERRY_PRINTABLE_MAX];
         log_warn("skipped an invalid %s in %s registry=%s value=\"%s\"",
-                 repos ? "repository name" : "tag", ctx->what, ctx->reg->host,
-                 cJSON_IsString(item) ? ferry_printable(item->valuestring, shown)
-                                      : "(not a string)");
+                 strcmp(ctx->key, "repositories") == 0 ? "repository name" : "tag", ctx->what,
+                 ctx->reg->host, value != NULL ? ferry_printable(value, shown) : "(not a string)");
     }
-    return false;
+}
+
+int registry_list_page_parse(const char *body, size_t len, bool repositories, size_t cap,
+                             char ***items, size_t *n, registry_skip_cb skip, void *arg)
+{
+    cJSON *json = cJSON_ParseWithLength(body, len);
+    const cJSON *arr =
+        cJSON_GetObjectItemCaseSensitive(json, repositories ? "repositories" : "tags");
+    if (json == NULL || (!cJSON_IsArray(arr) && !cJSON_IsNull(arr) && arr != NULL)) {
+        cJSON_Delete(json);
+        return FERRY_EPROTO;
+    }
+    int rc = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, arr)
+    {
+        /* Checked like a webhook's names before they reach the journal, a
+         * URL or a file name: a tag "prod?x" would write "prod". */
+        bool ok =
+            cJSON_IsString(item) && (repositories ? reference_repository_valid(item->valuestring)
+                                                  : reference_tag_valid(item->valuestring));
+        if (!ok) {
+            if (skip != NULL)
+                skip(cJSON_IsString(item) ? item->valuestring : NULL, arg);
+            continue;
+        }
+        if (*n >= cap) {
+            rc = FERRY_ETOOBIG;
+            break;
+        }
+        if ((*n & (*n - 1)) == 0) /* grows by doubling */
+            *items = xrealloc(*items, (*n ? 2 * *n : 1) * sizeof(**items));
+        (*items)[(*n)++] = xstrdup(item->valuestring);
+    }
+    cJSON_Delete(json);
+    return rc;
 }
 
 static void list_finish(struct list_ctx *ctx, int rc, const char *error)
@@ -1868,10 +1895,10 @@ static void list_page_done(struct regop *op, struct http_request *req, int rc, v
         return;
     }
     const struct buf *body = http_request_response_body(req);
-    cJSON *json = cJSON_ParseWithLength(body->data, body->len);
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(json, ctx->key);
-    if (json == NULL || (!cJSON_IsArray(arr) && !cJSON_IsNull(arr) && arr != NULL)) {
-        cJSON_Delete(json);
+    int prc = registry_list_page_parse(body->data != NULL ? body->data : "", body->len,
+                                       strcmp(ctx->key, "repositories") == 0, ctx->cap, &ctx->items,
+                                       &ctx->n, list_skipped, ctx);
+    if (prc == FERRY_EPROTO) {
         char *path = url_path_for_log(op->url);
         char *error = xasprintf("GET %s%s: response is not a JSON listing of %s", op->reg->host,
                                 path, ctx->key);
@@ -1881,21 +1908,7 @@ static void list_page_done(struct regop *op, struct http_request *req, int rc, v
         free(error);
         return;
     }
-    const cJSON *item;
-    bool over = false;
-    cJSON_ArrayForEach(item, arr)
-    {
-        if (!list_name_ok(ctx, item))
-            continue;
-        if (ctx->n >= ctx->cap) {
-            over = true;
-            break;
-        }
-        if ((ctx->n & (ctx->n - 1)) == 0) /* grows by doubling */
-            ctx->items = xrealloc(ctx->items, (ctx->n ? 2 * ctx->n : 1) * sizeof(*ctx->items));
-        ctx->items[ctx->n++] = xstrdup(item->valuestring);
-    }
-    cJSON_Delete(json);
+    bool over = prc == FERRY_ETOOBIG;
     const char *link = http_request_response_header(req, "Link");
     char *next = link != NULL ? httpparse_link_next(link, http_request_url(req)) : NULL;
     char *error = NULL;

@@ -225,6 +225,20 @@ typedef void (*registry_list_cb)(int rc, const char *error, char **items, size_t
 int registry_repository_exists(struct registry *reg, const char *repo, registry_exists_cb cb,
                                void *arg);
 
+/** Called with each invalid name of a listing page (NULL: not a string). */
+typedef void (*registry_skip_cb)(const char *value, void *arg);
+
+/**
+ * One page of a listing (`{"repositories": [...]}` or `{"tags": [...]}`):
+ * its valid names are appended to *items (*n of them; start with NULL and
+ * 0, and let this function grow the array; the caller frees both); each
+ * invalid one goes to `skip`. Returns
+ * 0, FERRY_EPROTO when the body is not such a listing, or FERRY_ETOOBIG
+ * once *n would pass `cap` (what was appended stays).
+ */
+int registry_list_page_parse(const char *body, size_t len, bool repositories, size_t cap,
+                             char ***items, size_t *n, registry_skip_cb skip, void *arg);
+
 /** GET /v2/_catalog, every page (Link pagination). `items` are freed after the callback. */
 int registry_catalog(struct registry *reg, registry_list_cb cb, void *arg);
 
