@@ -114,6 +114,7 @@ struct eng_registry {
     double latency_sum;
     uint64_t latency_count;
     struct http_stats http_base; /* what the clients of engines before a reload counted */
+    uint64_t invalid_base;       /* invalid names they skipped */
 };
 
 const double engine_latency_bounds[ENGINE_LATENCY_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1,  2.5,
@@ -2275,6 +2276,17 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
     *out = e->stats;
 }
 
+/* Names from the registry's listings that its clients found invalid and skipped. */
+static uint64_t engine_registry_invalid(const struct eng_registry *r)
+{
+    struct registry_stats pull = {0}, push = {0};
+    if (r->pull != NULL)
+        registry_get_stats(r->pull, &pull);
+    if (r->push != NULL && r->push != r->pull)
+        registry_get_stats(r->push, &push);
+    return pull.invalid_names + push.invalid_names;
+}
+
 bool engine_destination_stats(const struct engine *e, size_t i,
                               struct engine_destination_stats *out)
 {
@@ -2313,6 +2325,7 @@ bool engine_destination_stats(const struct engine *e, size_t i,
     out->latency_count = r->latency_count;
     http_client_stats(r->http, &out->http);
     http_stats_add(&out->http, &r->http_base);
+    out->invalid_names = r->invalid_base + engine_registry_invalid(r);
     return true;
 }
 
@@ -2347,6 +2360,7 @@ struct engine_counters *engine_counters_save(const struct engine *e)
         s->latency_count = r->latency_count;
         http_client_stats(r->http, &s->http_base);
         http_stats_add(&s->http_base, &r->http_base);
+        s->invalid_base = r->invalid_base + engine_registry_invalid(r);
     }
     return c;
 }
@@ -2386,6 +2400,7 @@ void engine_counters_restore(struct engine *e, struct engine_counters *c)
             r->latency_sum += s->latency_sum;
             r->latency_count += s->latency_count;
             http_stats_add(&r->http_base, &s->http_base);
+            r->invalid_base += s->invalid_base;
         }
         free(s->last_error);
         free(c->names[i]);

@@ -113,6 +113,7 @@ struct engine_destination_stats {
     double latency_sum;
     uint64_t latency_count;
     struct http_stats http; /* the registry's HTTP client: bytes and requests by status */
+    uint64_t invalid_names; /* names from its listings, invalid and skipped (not the poller's) */
 };
 
 /** Stats of the i-th registry of the config; false past the last one. */

@@ -481,6 +481,19 @@ static void poller_tick(uv_timer_t *timer)
     poller_timer_cb(timer);
 }
 
+uint64_t poller_invalid_names(const struct poller *p, const char *source)
+{
+    for (size_t i = 0; i < p->n_sources; i++) {
+        const struct poll_source *src = &p->sources[i];
+        if (src->reg != NULL && strcmp(src->cfg->name, source) == 0) {
+            struct registry_stats st;
+            registry_get_stats(src->reg, &st);
+            return st.invalid_names;
+        }
+    }
+    return 0;
+}
+
 void poller_get_stats(const struct poller *p, struct poller_stats *out)
 {
     *out = p->stats;

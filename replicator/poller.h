@@ -48,6 +48,9 @@ void poller_start_once(struct poller *p, poller_round_cb cb, void *arg);
 
 void poller_get_stats(const struct poller *p, struct poller_stats *out);
 
+/** Names from `source`'s listings that the poller found invalid and skipped. */
+uint64_t poller_invalid_names(const struct poller *p, const char *source);
+
 /** True while a round is listing `source` (a registry name). */
 bool poller_source_active(const struct poller *p, const char *source);
 

@@ -76,6 +76,28 @@ if grep -E '^[A-Z]+ /v2/[^ ]*(prod|/\.\./|%2[eE]|UPPER|with)' "$TEST_TMP/other-1
 fi
 pass "ferry sync replicates the valid names only; no invalid name reached a URL"
 
+# ferry serve polling it counts what it skipped, per registry.
+port=$(free_port)
+cat >"$TEST_TMP/serve.yaml" <<YAML
+data_dir: $TEST_TMP/serve-data
+listen: 127.0.0.1:$port
+poll_interval: 1s
+registries:
+  src: { url: "http://$H", username: alice, password: pw }
+  dst: { url: "http://$dst_ADDR" }
+rules:
+  - { name: all, source: src, destinations: [{ registry: dst, repository: "served/{repo}" }] }
+YAML
+ferry_serve_start ferry "$TEST_TMP/serve.yaml" "$port"
+invalid_counted() {
+  local v
+  v=$(curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | awk '$1 == "ferry_registry_invalid_names_total{registry=\"src\"}" { print $2 }')
+  [[ -n "$v" ]] && ((v >= 14))
+}
+wait_until 30 invalid_counted || fail "ferry_registry_invalid_names_total{registry=\"src\"} did not reach 14: $(curl -s "http://127.0.0.1:$port/metrics" | grep invalid_names)"
+stop_bg ferry
+pass "ferry serve counts the invalid names it skipped in ferry_registry_invalid_names_total"
+
 # 2. Caps: an index of 1001 children, 501 referrers, 100,001 tags, a Link loop.
 hostile big-index
 ferry_run bigindex copy --no-cache --retries 1 --src-creds alice:pw "$H/big/index:v1" "$dst_ADDR/big/index:v1"
