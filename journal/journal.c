@@ -5,7 +5,9 @@
 
 #include "ferry.pb-c.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdarg.h>
@@ -13,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <uthash.h>
 
 #define JOURNAL_EVENT_ID_MAX 512
@@ -653,6 +657,38 @@ static int journal_upgrade(struct journal *j, char **err)
     return 0;
 }
 
+/*
+ * Take group's and others' access to the journal away: its directory 0700,
+ * its files at most 0600. New files get that from the umask; these are the
+ * files an older Ferry, or another umask, left readable. One warning says
+ * so; a file that cannot be changed is left to RocksDB to complain about.
+ */
+static void journal_make_private(const char *dir)
+{
+    struct stat st;
+    size_t changed = 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return; /* a journal not made yet */
+    if (fstat(dfd, &st) == 0 && (st.st_mode & 077) != 0 && fchmod(dfd, 0700) == 0)
+        changed++;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            (st.st_mode & 077) != 0 && fchmodat(dfd, e->d_name, st.st_mode & 0700, 0) == 0)
+            changed++;
+    }
+    closedir(d);
+    if (changed > 0)
+        log_warn("journal was readable by group or others; made it private dir=%s changed=%zu", dir,
+                 changed);
+}
+
 int journal_open(const char *dir, const struct journal_options *opts, struct journal **out,
                  char **err)
 {
@@ -685,6 +721,8 @@ int journal_open(const char *dir, const struct journal_options *opts, struct jou
     j->write_unsynced = rocksdb_writeoptions_create();
     j->read = rocksdb_readoptions_create();
 
+    if (!j->read_only)
+        journal_make_private(dir);
     rc = journal_open_db(j, err);
     if (rc < 0)
         goto out;

@@ -72,8 +72,11 @@ struct journal_stats {
 struct journal;
 
 /**
- * Open (creating unless read-only) the journal in `dir`. Returns 0 and sets
- * *out, or a negative code with *err (one line, caller frees): -EBUSY when
+ * Open (creating unless read-only) the journal in `dir`. Opened read-write,
+ * an existing journal is made private first (the directory 0700, its files
+ * without group or other access; a warning says when that changed
+ * anything). Returns 0 and sets *out, or a negative code with *err (one
+ * line, caller frees): -EBUSY when
  * another process holds it read-write, FERRY_EPARSE when it holds records
  * that do not decode, -EIO for other RocksDB failures.
  */

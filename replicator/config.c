@@ -10,10 +10,14 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <yaml.h>
 
 #include "buf.h"
 #include "errors.h"
+#include "fsutil.h"
 #include "glob.h"
 #include "log.h"
 #include "reference.h"
@@ -85,6 +89,8 @@ struct config_top {
     char *webhook_token_file;
     char *api_token_env;
     char *api_token_file;
+    char *metrics_token_env;
+    char *metrics_token_file;
 };
 
 /* A registry as written: the registry plus where its password comes from. */
@@ -147,6 +153,12 @@ static void config_release(struct config *c)
     free(c->listen);
     config_wipe_free(c->webhook_token);
     config_wipe_free(c->api_token);
+    config_wipe_free(c->metrics_token);
+    config_strings_free(c->server_names, c->n_server_names);
+    free(c->tls_cert_file);
+    free(c->tls_key_file);
+    free(c->tls_cert_pem);
+    config_wipe_free(c->tls_key_pem);
     for (size_t i = 0; i < c->n_registries; i++)
         config_registry_release(&c->registries[i]);
     free(c->registries);
@@ -713,28 +725,38 @@ static bool config_is_space(char c)
 }
 
 /*
- * The first line of the file at `path`, trimmed of surrounding white space,
- * in a fresh string. Reading stops at the first newline or at
- * CONFIG_MAX_SECRET_BYTES, and every copy of the bytes is wiped.
+ * The secrets deploy/k8s ships start with this. A deployment that kept one is
+ * refused rather than run with a password anyone can read in the repository.
  */
-static int config_read_secret(struct config_parser *p, const yaml_node_t *node, const char *key,
-                              const char *path, char **secret)
+#define CONFIG_PLACEHOLDER "change-me"
+
+int config_secret_read_file(const char *path, char **secret, char **err)
 {
     char chunk[4096];
     struct buf contents;
+    struct stat st;
     int rc = 0;
     bool line_done = false;
 
+    *secret = NULL;
+    *err = NULL;
     buf_init(&contents, CONFIG_MAX_SECRET_BYTES);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return config_fail(p, node, key, "cannot read %s: %s", path, strerror(errno));
+    if (fd < 0) {
+        rc = -errno;
+        *err = xasprintf("cannot read %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    /* The same rule as for a config file holding an inline secret. */
+    if (fstat(fd, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0)
+        log_warn("secret file is readable by group or others; chmod 600 it path=%s", path);
     while (!line_done) {
         ssize_t n = read(fd, chunk, sizeof(chunk));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            rc = config_fail(p, node, key, "cannot read %s: %s", path, strerror(errno));
+            rc = -errno;
+            *err = xasprintf("cannot read %s: %s", path, strerror(-rc));
             goto out;
         }
         if (n == 0)
@@ -745,8 +767,9 @@ static int config_read_secret(struct config_parser *p, const yaml_node_t *node, 
             line_done = true;
         }
         if (buf_append(&contents, chunk, (size_t)n) < 0) {
-            rc = config_fail(p, node, key, "the first line of %s is longer than %d bytes", path,
+            *err = xasprintf("the first line of %s is longer than %d bytes", path,
                              CONFIG_MAX_SECRET_BYTES);
+            rc = FERRY_ETOOBIG;
             goto out;
         }
     }
@@ -757,11 +780,13 @@ static int config_read_secret(struct config_parser *p, const yaml_node_t *node, 
     while (end > start && config_is_space(end[-1]))
         end--;
     if (end == start) {
-        rc = config_fail(p, node, key, "the first line of %s is empty", path);
+        *err = xasprintf("the first line of %s is empty", path);
+        rc = FERRY_EINVAL;
         goto out;
     }
     if (memchr(start, '\0', (size_t)(end - start)) != NULL) {
-        rc = config_fail(p, node, key, "%s holds a NUL byte", path);
+        *err = xasprintf("%s holds a NUL byte", path);
+        rc = FERRY_EINVAL;
         goto out;
     }
     *secret = xstrndup(start, (size_t)(end - start));
@@ -775,16 +800,83 @@ out:
     return rc;
 }
 
+/*
+ * Secrets taken out of the environment, by variable name, kept for the life
+ * of the process: a reload (SIGHUP) reads the config again after the
+ * variables are gone. Only the thread that loads configs touches it.
+ */
+struct config_env_secret {
+    char *name;
+    char *value;
+};
+static struct config_env_secret *config_env_secrets;
+static size_t config_n_env_secrets;
+
+char *config_secret_take_env(const char *name)
+{
+    struct config_env_secret *kept = NULL;
+    for (size_t i = 0; i < config_n_env_secrets; i++) {
+        if (strcmp(config_env_secrets[i].name, name) == 0)
+            kept = &config_env_secrets[i];
+    }
+    char *value = getenv(name);
+    if (value == NULL)
+        return kept != NULL ? xstrdup(kept->value) : NULL;
+    if (kept == NULL) {
+        config_env_secrets =
+            xrealloc(config_env_secrets, (config_n_env_secrets + 1) * sizeof(*config_env_secrets));
+        kept = &config_env_secrets[config_n_env_secrets++];
+        kept->name = xstrdup(name);
+    } else {
+        explicit_bzero(kept->value, strlen(kept->value));
+        free(kept->value);
+    }
+    kept->value = xstrdup(value);
+    /*
+     * unsetenv() only drops the pointer: the bytes stay in the block the
+     * kernel shows as /proc/PID/environ, so they are overwritten first.
+     * The string is "NAME=value" in that block or in setenv()'s copy; both
+     * are ours to write, and what is left reads as an empty value.
+     */
+    explicit_bzero(value, strlen(value));
+    unsetenv(name);
+    return xstrdup(kept->value);
+}
+
+/* Refuse a secret still holding deploy/k8s's placeholder; `what` says where it came from. */
+static int config_check_placeholder(struct config_parser *p, const yaml_node_t *node,
+                                    const char *key, const char *what, const char *secret)
+{
+    if (secret == NULL || strncmp(secret, CONFIG_PLACEHOLDER, strlen(CONFIG_PLACEHOLDER)) != 0)
+        return 0;
+    return config_fail(p, node, key, "%s is the shipped placeholder; set a real secret", what);
+}
+
+static int config_read_secret(struct config_parser *p, const yaml_node_t *node, const char *key,
+                              const char *path, char **secret)
+{
+    char *why = NULL;
+    int rc = config_secret_read_file(path, secret, &why);
+    if (rc < 0) {
+        rc = config_fail(p, node, key, "%s", why);
+        free(why);
+        return rc;
+    }
+    return config_check_placeholder(p, node, key, path, *secret);
+}
+
 static int config_read_env(struct config_parser *p, const yaml_node_t *node, const char *key,
                            const char *name, char **secret)
 {
-    const char *value = getenv(name);
+    char *value = config_secret_take_env(name);
     if (value == NULL)
         return config_fail(p, node, key, "%s is not set", name);
-    if (value[0] == '\0')
+    if (value[0] == '\0') {
+        free(value);
         return config_fail(p, node, key, "%s is empty", name);
-    *secret = xstrdup(value);
-    return 0;
+    }
+    *secret = value;
+    return config_check_placeholder(p, node, key, name, *secret);
 }
 
 static int config_check_readable(struct config_parser *p, const yaml_node_t *mapping,
@@ -931,6 +1023,8 @@ static int config_registry_finish(struct config_parser *p, const yaml_node_t *no
         rc = config_read_env(p, place, child, spec->password_env, &r->password);
     else if (spec->password_file != NULL)
         rc = config_read_secret(p, place, child, spec->password_file, &r->password);
+    else if (r->password != NULL)
+        rc = config_check_placeholder(p, place, child, "the password", r->password);
     free(child);
     if (rc < 0)
         return rc;
@@ -1221,6 +1315,152 @@ static int config_parse_circuit(struct config_parser *p, const yaml_node_t *node
                           sizeof(config_circuit_fields) / sizeof(config_circuit_fields[0]), object);
 }
 
+/* A Host name of server_names: a name or an address ([v6] in brackets), without a port. */
+static int config_check_server_name(struct config_parser *p, const yaml_node_t *node,
+                                    const char *key, const char *value)
+{
+    char *with_port = xasprintf("%s:1", value);
+    bool ok = config_split_listen(with_port, NULL, NULL) == 0;
+    free(with_port);
+    if (!ok)
+        return config_fail(p, node, key,
+                           "'%.*s' is not a host name or address ([v6] in brackets) without a port",
+                           CONFIG_QUOTE_MAX, value);
+    return 0;
+}
+
+/* OpenSSL asks for the passphrase of an encrypted key here: there is none. */
+static int config_no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)arg;
+    return -1;
+}
+
+/*
+ * The whole of a PEM file into *out, at most CONFIG_MAX_PEM_BYTES. A private
+ * key (`secret`) that group or others may read is warned about, as a secret
+ * file is, and every copy of its bytes is wiped.
+ */
+static int config_read_pem(struct config_parser *p, const yaml_node_t *node, const char *key,
+                           const char *path, bool secret, char **out)
+{
+    char chunk[4096];
+    struct buf contents;
+    struct stat st;
+    int rc = 0;
+
+    buf_init(&contents, CONFIG_MAX_PEM_BYTES);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return config_fail(p, node, key, "cannot read %s: %s", path, strerror(errno));
+    if (secret && fstat(fd, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0)
+        log_warn("secret file is readable by group or others; chmod 600 it path=%s", path);
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = config_fail(p, node, key, "cannot read %s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (buf_append(&contents, chunk, (size_t)n) < 0) {
+            rc =
+                config_fail(p, node, key, "%s is larger than %d bytes", path, CONFIG_MAX_PEM_BYTES);
+            goto out;
+        }
+    }
+    if (contents.len == 0 || memchr(contents.data, '\0', contents.len) != NULL) {
+        rc = config_fail(p, node, key, "%s is not a PEM file", path);
+        goto out;
+    }
+    *out = xstrndup(contents.data, contents.len);
+
+out:
+    explicit_bzero(chunk, sizeof(chunk));
+    if (contents.data != NULL && secret)
+        explicit_bzero(contents.data, contents.alloc);
+    buf_release(&contents);
+    close(fd);
+    return rc;
+}
+
+static const struct config_field config_tls_fields[] = {
+    {.name = "cert_file",
+     .kind = CONFIG_PATH,
+     .offset = offsetof(struct config_top, config.tls_cert_file),
+     .required = true},
+    {.name = "key_file",
+     .kind = CONFIG_PATH,
+     .offset = offsetof(struct config_top, config.tls_key_file),
+     .required = true},
+};
+
+/*
+ * tls: both files are read and checked here (OpenSSL parses them the way the
+ * listener's GnuTLS will), so that a bad certificate is a config error, also
+ * for --check-config, rather than a listener that does not start.
+ */
+static int config_parse_tls(struct config_parser *p, const yaml_node_t *node, const char *key,
+                            void *object)
+{
+    struct config *c = &((struct config_top *)object)->config;
+    X509 *cert = NULL;
+    EVP_PKEY *pkey = NULL;
+    BIO *bio = NULL;
+    char *cert_key = config_key_join(key, "cert_file");
+    char *key_key = config_key_join(key, "key_file");
+    const yaml_node_t *cert_node = NULL;
+    const yaml_node_t *key_node = NULL;
+
+    int rc = config_mapping(p, node, key, config_tls_fields,
+                            sizeof(config_tls_fields) / sizeof(config_tls_fields[0]), object);
+    if (rc < 0)
+        goto out;
+    cert_node = config_place(p, node, "cert_file");
+    key_node = config_place(p, node, "key_file");
+    rc = config_read_pem(p, cert_node, cert_key, c->tls_cert_file, false, &c->tls_cert_pem);
+    if (rc == 0)
+        rc = config_read_pem(p, key_node, key_key, c->tls_key_file, true, &c->tls_key_pem);
+    if (rc < 0)
+        goto out;
+    bio = BIO_new_mem_buf(c->tls_cert_pem, -1);
+    cert = bio != NULL ? PEM_read_bio_X509(bio, NULL, config_no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    if (cert == NULL) {
+        rc = config_fail(p, cert_node, cert_key, "%s holds no PEM certificate", c->tls_cert_file);
+        goto out;
+    }
+    bio = BIO_new_mem_buf(c->tls_key_pem, -1);
+    pkey = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, config_no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    if (pkey == NULL) {
+        rc = config_fail(p, key_node, key_key,
+                         "%s holds no PEM private key (an encrypted key is not supported)",
+                         c->tls_key_file);
+        goto out;
+    }
+    if (X509_check_private_key(cert, pkey) != 1) {
+        rc = config_fail(p, key_node, key_key, "%s is not the key of %s", c->tls_key_file,
+                         c->tls_cert_file);
+        goto out;
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0)
+        log_warn("the tls certificate has expired path=%s", c->tls_cert_file);
+
+out:
+    ERR_clear_error();
+    X509_free(cert);
+    EVP_PKEY_free(pkey);
+    free(cert_key);
+    free(key_key);
+    return rc;
+}
+
 static const struct config_field config_top_fields[] = {
     {.name = "data_dir",
      .kind = CONFIG_PATH,
@@ -1246,6 +1486,33 @@ static const struct config_field config_top_fields[] = {
     {.name = "api_token",
      .kind = CONFIG_STRING,
      .offset = offsetof(struct config_top, config.api_token)},
+    {.name = "metrics_token_env",
+     .kind = CONFIG_STRING,
+     .offset = offsetof(struct config_top, metrics_token_env),
+     .check = config_check_env_name},
+    {.name = "metrics_token_file",
+     .kind = CONFIG_PATH,
+     .offset = offsetof(struct config_top, metrics_token_file)},
+    {.name = "metrics_token",
+     .kind = CONFIG_STRING,
+     .offset = offsetof(struct config_top, config.metrics_token)},
+    {.name = "server_names",
+     .kind = CONFIG_STRINGS,
+     .offset = offsetof(struct config_top, config.server_names),
+     .count_offset = offsetof(struct config_top, config.n_server_names),
+     .empty_ok = true,
+     .check = config_check_server_name},
+    {.name = "tls", .kind = CONFIG_CUSTOM, .parse = config_parse_tls},
+    {.name = "max_connections_per_ip",
+     .kind = CONFIG_INT,
+     .offset = offsetof(struct config_top, config.max_connections_per_ip),
+     .min = 1,
+     .max = CONFIG_MAX_PER_IP},
+    {.name = "request_body_budget",
+     .kind = CONFIG_SIZE,
+     .offset = offsetof(struct config_top, config.request_body_budget),
+     .min = 1,
+     .max = CONFIG_MAX_BODY_BUDGET},
     {.name = "webhook_max_body",
      .kind = CONFIG_SIZE,
      .offset = offsetof(struct config_top, config.webhook_max_body),
@@ -1275,6 +1542,36 @@ static const struct config_field config_top_fields[] = {
     {.name = "rules", .kind = CONFIG_CUSTOM, .parse = config_parse_rules},
 };
 
+/*
+ * A token of the top level, `key` ("api_token"): inline (*token, read by the
+ * table), from the environment (`env`, the value of KEY_env) or from a file
+ * (`file`, of KEY_file); at most one of the three.
+ */
+static int config_resolve_token(struct config_parser *p, const yaml_node_t *root, const char *key,
+                                const char *env, const char *file, char **token)
+{
+    char *env_key = xasprintf("%s_env", key);
+    char *file_key = xasprintf("%s_file", key);
+    int rc = 0;
+
+    if ((env != NULL) + (file != NULL) + (*token != NULL) > 1)
+        rc = config_fail(p, config_place(p, root, key), key, "%s, %s and %s are exclusive", key,
+                         env_key, file_key);
+    else if (env != NULL)
+        rc = config_read_env(p, config_place(p, root, env_key), env_key, env, token);
+    else if (file != NULL)
+        rc = config_read_secret(p, config_place(p, root, file_key), file_key, file, token);
+    else if (*token != NULL && (*token)[0] == '\0')
+        rc = config_fail(p, config_place(p, root, key), key, "empty token");
+    else if (*token != NULL)
+        rc = config_check_placeholder(p, config_place(p, root, key), key, "the token", *token);
+    if (env == NULL && file == NULL && *token != NULL)
+        p->inline_password = true;
+    free(env_key);
+    free(file_key);
+    return rc;
+}
+
 static int config_top_finish(struct config_parser *p, const yaml_node_t *root,
                              struct config_top *top, const struct stat *st)
 {
@@ -1292,23 +1589,16 @@ static int config_top_finish(struct config_parser *p, const yaml_node_t *root,
                                 "webhook_token_file", top->webhook_token_file, &c->webhook_token);
     if (rc < 0)
         return rc;
-    int api_sources =
-        (top->api_token_env != NULL) + (top->api_token_file != NULL) + (c->api_token != NULL);
-    if (api_sources > 1)
-        return config_fail(p, config_place(p, root, "api_token"), "api_token",
-                           "api_token, api_token_env and api_token_file are exclusive");
-    if (top->api_token_env != NULL)
-        rc = config_read_env(p, config_place(p, root, "api_token_env"), "api_token_env",
-                             top->api_token_env, &c->api_token);
-    else if (top->api_token_file != NULL)
-        rc = config_read_secret(p, config_place(p, root, "api_token_file"), "api_token_file",
-                                top->api_token_file, &c->api_token);
-    else if (c->api_token != NULL)
-        p->inline_password = true;
+    rc = config_resolve_token(p, root, "api_token", top->api_token_env, top->api_token_file,
+                              &c->api_token);
+    if (rc == 0)
+        rc = config_resolve_token(p, root, "metrics_token", top->metrics_token_env,
+                                  top->metrics_token_file, &c->metrics_token);
     if (rc < 0)
         return rc;
-    if (c->api_token != NULL && c->api_token[0] == '\0')
-        return config_fail(p, config_place(p, root, "api_token"), "api_token", "empty token");
+    if (c->request_body_budget < c->webhook_max_body)
+        return config_fail(p, config_place(p, root, "request_body_budget"), "request_body_budget",
+                           "must be at least webhook_max_body (%zu bytes)", c->webhook_max_body);
     if (c->data_dir == NULL)
         c->data_dir = config_path_join(c->dir, CONFIG_DEFAULT_DATA_DIR);
     if (p->inline_password && (st->st_mode & (S_IRGRP | S_IROTH)) != 0)
@@ -1486,6 +1776,8 @@ int config_load(const char *path, struct config **out, char **err)
     top.config.dir = config_dirname(path);
     top.config.listen = xstrdup(CONFIG_DEFAULT_LISTEN);
     top.config.webhook_max_body = CONFIG_DEFAULT_WEBHOOK_MAX_BODY;
+    top.config.max_connections_per_ip = CONFIG_DEFAULT_PER_IP;
+    top.config.request_body_budget = CONFIG_DEFAULT_BODY_BUDGET;
     top.config.poll_interval_ms = CONFIG_DEFAULT_POLL_INTERVAL_MS;
     top.config.poll_concurrency = CONFIG_DEFAULT_POLL_CONCURRENCY;
     top.config.retention_ms = CONFIG_DEFAULT_RETENTION_MS;
@@ -1528,6 +1820,8 @@ out:
     free(top.webhook_token_file);
     free(top.api_token_env);
     free(top.api_token_file);
+    free(top.metrics_token_env);
+    free(top.metrics_token_file);
     free(p.visited);
     if (document_ready) {
         config_document_wipe(&document);
@@ -1541,6 +1835,26 @@ out:
         explicit_bzero(contents.data, contents.alloc);
     buf_release(&contents);
     return rc;
+}
+
+int config_data_dir_prepare(const struct config *c)
+{
+    struct stat st;
+    int rc = fs_mkdir_p(c->data_dir, 0700);
+    if (rc < 0)
+        return rc;
+    if (stat(c->data_dir, &st) < 0)
+        return -errno;
+    if ((st.st_mode & 077) == 0)
+        return 0;
+    /* Not fatal: the journal below it is made private on its own. */
+    if (chmod(c->data_dir, 0700) < 0)
+        log_warn("data_dir is open to group or others and cannot be changed: %s path=%s",
+                 strerror(errno), c->data_dir);
+    else
+        log_warn("data_dir was open to group or others; made it 0700 path=%s was=%03o", c->data_dir,
+                 (unsigned)(st.st_mode & 0777));
+    return 0;
 }
 
 /* ---- Queries ---- */

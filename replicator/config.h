@@ -13,6 +13,16 @@
  *                                   # trimmed); neither: no token
  *   api_token_env: NAME             # or api_token_file: PATH, or api_token: SECRET
  *                                   # (inline); neither: the API needs no token
+ *   metrics_token_env: NAME         # or metrics_token_file: PATH, or metrics_token:
+ *                                   # SECRET; /metrics alone (the api_token too)
+ *   server_names: [ferry.example.com]  # Host names the listener answers to besides
+ *                                   # its listen address (checked without api_token)
+ *   tls:                            # the listener speaks HTTPS; both required
+ *     cert_file: PATH               # PEM certificate (chain)
+ *     key_file: PATH                # PEM private key, unencrypted
+ *   max_connections_per_ip: 64      # connections one peer address may hold; 1..1024
+ *   request_body_budget: 64MiB      # request bodies held at once, all connections;
+ *                                   # webhook_max_body .. 4 GiB
  *   webhook_max_body: 1MiB          # a size, 1 byte .. 64 MiB
  *   poll_interval: 30s              # a duration; 0 polls only at start
  *   poll_concurrency: 4             # 1..64
@@ -86,6 +96,12 @@
 #define CONFIG_DEFAULT_LISTEN           "127.0.0.1:8780"
 #define CONFIG_DEFAULT_WEBHOOK_MAX_BODY ((size_t)1024 * 1024)
 #define CONFIG_MAX_WEBHOOK_MAX_BODY     ((size_t)64 * 1024 * 1024)
+#define CONFIG_DEFAULT_PER_IP           64
+#define CONFIG_MAX_PER_IP               1024
+#define CONFIG_DEFAULT_BODY_BUDGET      ((size_t)64 * 1024 * 1024)
+#define CONFIG_MAX_BODY_BUDGET          ((size_t)4 * 1024 * 1024 * 1024)
+/* Largest certificate or key file of tls: config_load() reads. */
+#define CONFIG_MAX_PEM_BYTES            (1024 * 1024)
 #define CONFIG_DEFAULT_POLL_INTERVAL_MS ((uint64_t)30 * 1000)
 #define CONFIG_DEFAULT_POLL_CONCURRENCY 4
 #define CONFIG_DEFAULT_STALL_TIMEOUT_MS ((uint64_t)20 * 1000)
@@ -160,6 +176,15 @@ struct config {
     char *listen;        /* "host:port" or "[v6]:port"; see config_split_listen() */
     char *webhook_token; /* resolved secret or NULL */
     char *api_token;     /* resolved secret or NULL: the HTTP API needs no token */
+    char *metrics_token; /* resolved secret or NULL: /metrics takes the api_token alone */
+    char **server_names; /* Host names besides the listen address; NULL and 0: none */
+    size_t n_server_names;
+    char *tls_cert_file; /* NULL, or with tls_key_file: the listener speaks HTTPS */
+    char *tls_key_file;
+    char *tls_cert_pem;         /* tls_cert_file's contents, checked to hold a certificate */
+    char *tls_key_pem;          /* tls_key_file's (a secret), checked to match the certificate */
+    int max_connections_per_ip; /* default CONFIG_DEFAULT_PER_IP */
+    size_t request_body_budget; /* default CONFIG_DEFAULT_BODY_BUDGET, >= webhook_max_body */
     size_t webhook_max_body;
     uint64_t poll_interval_ms; /* 0: poll only at start */
     int poll_concurrency;
@@ -178,10 +203,12 @@ struct config {
 
 /**
  * Read and check the config file at `path` (see the top of this header) and
- * resolve its secrets: password_env and webhook_token_env from the
- * environment, password_file and webhook_token_file by reading their first
- * line. Logs a warning when the file holds an inline password and is
- * readable by group or others.
+ * resolve its secrets: the *_env keys with config_secret_take_env() (the
+ * variable leaves the environment; a reload finds the value kept), the
+ * *_file keys with config_secret_read_file(). Logs a warning when the file
+ * holds an inline password and is readable by group or others, and when a
+ * secret file is. A secret that starts with "change-me" (the placeholders
+ * deploy/k8s ships) is refused.
  *
  * Returns 0 and sets *out to a config the caller frees with config_free().
  * Otherwise *out is NULL and, when `err` is not NULL, *err receives one line
@@ -193,12 +220,46 @@ struct config {
  *  - FERRY_EINVAL for anything else wrong inside the file: unknown or
  *    duplicate keys, wrong types, bad values, unknown registries, duplicate
  *    names, missing keys, an environment variable that is not set or empty,
- *    a password, token or certificate file that cannot be read; also when
+ *    a password, token or certificate file that cannot be read, a secret
+ *    that is the shipped placeholder ("... is the shipped placeholder; set
+ *    a real secret"); also when
  *    `path` or `out` is NULL;
  *  - FERRY_ETOOBIG when the file is larger than CONFIG_MAX_BYTES;
  *  - a negative errno when the file cannot be read ("FILE: problem").
  */
 int config_load(const char *path, struct config **out, char **err);
+
+/**
+ * Read the secret on the first line of the file at `path`, trimmed of
+ * surrounding white space, into a fresh *secret the caller wipes
+ * (explicit_bzero) and frees; at most CONFIG_MAX_SECRET_BYTES are read, and
+ * every other copy of the bytes is wiped. Logs one warning naming the file
+ * when group or others may read it. Returns 0; otherwise *secret is NULL and
+ * *err a line the caller frees, naming the file but never its contents: a
+ * negative errno when it cannot be read, FERRY_ETOOBIG for a longer line,
+ * FERRY_EINVAL for an empty line or a NUL byte.
+ */
+int config_secret_read_file(const char *path, char **secret, char **err);
+
+/**
+ * The value of environment variable `name` in a fresh string the caller
+ * wipes and frees, taken out of the environment: the variable is unset and
+ * its bytes in the environment block overwritten, so that child processes
+ * and /proc/PID/environ do not carry it. The value is kept for the life of
+ * the process, so asking again once the variable is gone (a config reload)
+ * gives the same value; a variable set again since wins. Returns NULL when
+ * the variable is neither set nor kept. Not thread-safe: call it from the
+ * thread that loads configs.
+ */
+char *config_secret_take_env(const char *name);
+
+/**
+ * Make c->data_dir (0700, with its missing parents) or, when it exists and
+ * group or others may use it, change it to 0700 with a warning saying so.
+ * Returns 0 when it is a directory afterwards (a mode that cannot be
+ * changed is only warned about), or fs_mkdir_p()'s error.
+ */
+int config_data_dir_prepare(const struct config *c);
 
 /** Free `c` and everything it holds, wiping the secrets first; NULL is fine. */
 void config_free(struct config *c);

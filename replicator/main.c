@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "copy.h"
@@ -74,8 +77,12 @@ static void usage_copy(FILE *out)
         "      --json              print a JSON summary on stdout\n"
         "      --progress          draw progress bars (default: when stderr is a terminal)\n"
         "      --no-progress       never draw progress bars\n"
-        "      --src-creds USER[:PASSWORD]   credentials for SRC\n"
-        "      --dest-creds USER[:PASSWORD]  credentials for DST\n"
+        "      --src-creds USER[:PASSWORD]   credentials for SRC (seen in the process\n"
+        "                          list: prefer the two flags below)\n"
+        "      --src-creds-file FILE   USER:PASSWORD from the first line of FILE\n"
+        "      --src-creds-stdin   USER:PASSWORD from a line of stdin\n"
+        "      --dest-creds USER[:PASSWORD]  credentials for DST; --dest-creds-file FILE,\n"
+        "                          --dest-creds-stdin (after SRC's line) as for SRC\n"
         "      --authfile PATH     Docker config.json to read credentials from\n"
         "                          (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)\n"
         "      --plain-http        use http:// for both registries\n"
@@ -96,7 +103,8 @@ static void usage_copy(FILE *out)
         "  -v, --verbose           log more (twice: debug)\n"
         "\n"
         "Credentials, first found wins: the flags; FERRY_SRC_USERNAME/FERRY_SRC_PASSWORD\n"
-        "and FERRY_DEST_USERNAME/FERRY_DEST_PASSWORD; the Docker config's \"auths\".\n"
+        "and FERRY_DEST_USERNAME/FERRY_DEST_PASSWORD (taken out of the environment once\n"
+        "read); the Docker config's \"auths\".\n"
         "\n"
         "Exit status: 0 when DST holds the whole image, 1 when the copy failed,\n"
         "2 on a usage error.\n",
@@ -131,10 +139,9 @@ static int resolve_creds(const char *flag, const char *env_prefix, const char *r
     snprintf(name, sizeof(name), "%s_USERNAME", env_prefix);
     const char *u = getenv(name);
     snprintf(name, sizeof(name), "%s_PASSWORD", env_prefix);
-    const char *p = getenv(name);
-    if (u != NULL && p != NULL && *u != '\0') {
+    if (u != NULL && *u != '\0' && getenv(name) != NULL) {
         *user = xstrdup(u);
-        *pass = xstrdup(p);
+        *pass = config_secret_take_env(name);
         return 0;
     }
     char *path = authfile != NULL ? xstrdup(authfile) : dockerconfig_default_path();
@@ -151,6 +158,133 @@ static int resolve_creds(const char *flag, const char *env_prefix, const char *r
     free(err);
     free(path);
     return 0;
+}
+
+/*
+ * One registry's credentials as the command line gives them: --X-creds
+ * USER:PASSWORD, --X-creds-file FILE or --X-creds-stdin, at most one.
+ */
+struct cli_creds {
+    const char *flag; /* "--src-creds", for messages and the other flags' names */
+    char *arg;        /* --X-creds: its value, inside argv */
+    const char *file; /* --X-creds-file */
+    bool from_stdin;  /* --X-creds-stdin */
+    int given;        /* how many of the three flags were given */
+    char *text;       /* USER:PASSWORD once settled (a copy); NULL: none given */
+};
+
+/*
+ * One line of stdin, without its line end, into a fresh *line. Read a byte
+ * at a time, so that nothing past the line is consumed (a second line may be
+ * the other registry's) and no copy lingers in a stdio buffer; echo is off
+ * on a terminal.
+ */
+static int cli_read_line(const char *prompt, char **line)
+{
+    char *buf = xmalloc(CONFIG_MAX_SECRET_BYTES + 1);
+    size_t len = 0;
+    struct termios saved;
+    bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+    char ch = 0;
+    int rc = 0;
+
+    if (tty) {
+        struct termios quiet = saved;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+        fprintf(stderr, "%s: ", prompt);
+    }
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, &ch, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        if (n == 0) {
+            if (len == 0)
+                rc = FERRY_EINVAL;
+            break;
+        }
+        if (ch == '\n')
+            break;
+        if (len == CONFIG_MAX_SECRET_BYTES) {
+            rc = FERRY_ETOOBIG;
+            break;
+        }
+        buf[len++] = ch;
+    }
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+        fputc('\n', stderr);
+    }
+    while (len > 0 && (buf[len - 1] == '\r' || buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+        len--;
+    buf[len] = '\0';
+    if (rc == 0)
+        *line = xstrdup(buf);
+    explicit_bzero(buf, CONFIG_MAX_SECRET_BYTES + 1);
+    explicit_bzero(&ch, sizeof(ch));
+    free(buf);
+    return rc;
+}
+
+/*
+ * Settle c->text from whichever flag was given: the file's first line (its
+ * permissions checked as password_file's are) or a line of stdin. Returns
+ * 0, or -1 after printing why.
+ */
+static int cli_creds_load(const char *cmd, struct cli_creds *c)
+{
+    if (c->given > 1) {
+        fprintf(stderr, "ferry %s: give one of %s, %s-file and %s-stdin\n", cmd, c->flag, c->flag,
+                c->flag);
+        return -1;
+    }
+    if (c->arg != NULL) {
+        /*
+         * Keep a copy and overwrite the password in argv, which
+         * /proc/PID/cmdline (and so ps) shows to every user. It was there
+         * from exec until now, hence the warning.
+         */
+        c->text = xstrdup(c->arg);
+        char *colon = strchr(c->arg, ':');
+        if (colon != NULL && colon[1] != '\0') {
+            log_warn("%s puts the password in the process list; use %s-file FILE or %s-stdin",
+                     c->flag, c->flag, c->flag);
+            explicit_bzero(colon + 1, strlen(colon + 1));
+        }
+    } else if (c->file != NULL) {
+        char *err = NULL;
+        int rc = config_secret_read_file(c->file, &c->text, &err);
+        if (rc < 0) {
+            fprintf(stderr, "ferry %s: %s-file: %s\n", cmd, c->flag, err);
+            free(err);
+            return -1;
+        }
+    } else if (c->from_stdin) {
+        char prompt[64];
+        snprintf(prompt, sizeof(prompt), "USER:PASSWORD (%s-stdin)", c->flag);
+        int rc = cli_read_line(prompt, &c->text);
+        if (rc < 0) {
+            fprintf(stderr, "ferry %s: %s-stdin: %s\n", cmd, c->flag,
+                    rc == FERRY_EINVAL    ? "no line on stdin"
+                    : rc == FERRY_ETOOBIG ? "the line is too long"
+                                          : strerror(-rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void cli_creds_release(struct cli_creds *c)
+{
+    if (c->text != NULL) {
+        explicit_bzero(c->text, strlen(c->text));
+        free(c->text);
+        c->text = NULL;
+    }
 }
 
 static int parse_size(const char *text, uint64_t *out)
@@ -247,6 +381,12 @@ enum cli_flag {
     OPT_CREDS,
     OPT_PAGE_SIZE,
     OPT_CHECK_CONFIG,
+    OPT_SRC_CREDS_FILE,
+    OPT_SRC_CREDS_STDIN,
+    OPT_DEST_CREDS_FILE,
+    OPT_DEST_CREDS_STDIN,
+    OPT_CREDS_FILE,
+    OPT_CREDS_STDIN,
 };
 
 /* Flags every command that talks to registries takes. */
@@ -317,7 +457,11 @@ static int cmd_copy(int argc, char **argv)
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"src-creds", required_argument, NULL, OPT_SRC_CREDS},
+        {"src-creds-file", required_argument, NULL, OPT_SRC_CREDS_FILE},
+        {"src-creds-stdin", no_argument, NULL, OPT_SRC_CREDS_STDIN},
         {"dest-creds", required_argument, NULL, OPT_DEST_CREDS},
+        {"dest-creds-file", required_argument, NULL, OPT_DEST_CREDS_FILE},
+        {"dest-creds-stdin", no_argument, NULL, OPT_DEST_CREDS_STDIN},
         {"authfile", required_argument, NULL, OPT_AUTHFILE},
         {"plain-http", no_argument, NULL, OPT_PLAIN_HTTP},
         {"tls", no_argument, NULL, OPT_TLS},
@@ -337,8 +481,8 @@ static int cmd_copy(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct copy_options o;
-    const char *src_creds = NULL;
-    const char *dest_creds = NULL;
+    struct cli_creds src_creds = {.flag = "--src-creds"};
+    struct cli_creds dest_creds = {.flag = "--dest-creds"};
     const char *authfile = NULL;
     struct common_flags common;
     bool json = false;
@@ -378,10 +522,28 @@ static int cmd_copy(int argc, char **argv)
             progress = 0;
             break;
         case OPT_SRC_CREDS:
-            src_creds = optarg;
+            src_creds.arg = optarg;
+            src_creds.given++;
+            break;
+        case OPT_SRC_CREDS_FILE:
+            src_creds.file = optarg;
+            src_creds.given++;
+            break;
+        case OPT_SRC_CREDS_STDIN:
+            src_creds.from_stdin = true;
+            src_creds.given++;
             break;
         case OPT_DEST_CREDS:
-            dest_creds = optarg;
+            dest_creds.arg = optarg;
+            dest_creds.given++;
+            break;
+        case OPT_DEST_CREDS_FILE:
+            dest_creds.file = optarg;
+            dest_creds.given++;
+            break;
+        case OPT_DEST_CREDS_STDIN:
+            dest_creds.from_stdin = true;
+            dest_creds.given++;
             break;
         case OPT_AUTHFILE:
             authfile = optarg;
@@ -469,21 +631,41 @@ static int cmd_copy(int argc, char **argv)
     o.progress = progress < 0 ? isatty(STDERR_FILENO) && !json : progress == 1;
     o.src_registry.max_attempts = o.dst_registry.max_attempts = common.retries;
 
+    /* SRC's line of stdin comes before DST's. */
+    int rc = cli_creds_load("copy", &src_creds);
+    if (rc == 0)
+        rc = cli_creds_load("copy", &dest_creds);
+    if (rc < 0) {
+        cli_creds_release(&src_creds);
+        cli_creds_release(&dest_creds);
+        return 2;
+    }
+
     /* Credentials are looked up per host; the parse errors show up in copy_run. */
     struct reference sref;
     struct reference dref;
     char *su = NULL, *sp = NULL, *du = NULL, *dp = NULL;
-    int rc = 0;
     memset(&sref, 0, sizeof(sref));
     memset(&dref, 0, sizeof(dref));
     if (reference_parse(&sref, o.src, NULL) == 0)
-        rc = resolve_creds(src_creds, "FERRY_SRC", sref.registry, authfile, &su, &sp);
+        rc = resolve_creds(src_creds.text, "FERRY_SRC", sref.registry, authfile, &su, &sp);
     if (rc == 0 && reference_parse(&dref, o.dst, NULL) == 0)
-        rc = resolve_creds(dest_creds, "FERRY_DEST", dref.registry, authfile, &du, &dp);
+        rc = resolve_creds(dest_creds.text, "FERRY_DEST", dref.registry, authfile, &du, &dp);
     reference_release(&sref);
     reference_release(&dref);
-    if (rc < 0)
+    cli_creds_release(&src_creds);
+    cli_creds_release(&dest_creds);
+    if (rc < 0) {
+        free(su);
+        free(du);
+        if (sp != NULL)
+            explicit_bzero(sp, strlen(sp));
+        free(sp);
+        if (dp != NULL)
+            explicit_bzero(dp, strlen(dp));
+        free(dp);
         return 2;
+    }
     o.src_registry.username = su;
     o.src_registry.password = sp;
     o.dst_registry.username = du;
@@ -528,7 +710,10 @@ static void usage_list(FILE *out, const char *cmd)
             "flags:\n"
             "      --json              print a JSON array instead of one name per line\n"
             "      --creds USER[:PASSWORD]  credentials (else FERRY_USERNAME/FERRY_PASSWORD,\n"
-            "                          else the Docker config's \"auths\")\n"
+            "                          else the Docker config's \"auths\"); seen in the\n"
+            "                          process list: prefer the two flags below\n"
+            "      --creds-file FILE   USER:PASSWORD from the first line of FILE\n"
+            "      --creds-stdin       USER:PASSWORD from a line of stdin\n"
             "      --authfile PATH     Docker config.json to read credentials from\n"
             "      --plain-http        use http://\n"
             "      --tls               use https:// even for a loopback registry\n"
@@ -548,6 +733,8 @@ static int cmd_list(int argc, char **argv)
     static const struct option longopts[] = {
         {"json", no_argument, NULL, OPT_JSON},
         {"creds", required_argument, NULL, OPT_CREDS},
+        {"creds-file", required_argument, NULL, OPT_CREDS_FILE},
+        {"creds-stdin", no_argument, NULL, OPT_CREDS_STDIN},
         {"authfile", required_argument, NULL, OPT_AUTHFILE},
         {"plain-http", no_argument, NULL, OPT_PLAIN_HTTP},
         {"tls", no_argument, NULL, OPT_TLS},
@@ -559,7 +746,7 @@ static int cmd_list(int argc, char **argv)
     bool tags = strcmp(cmd, "ls") == 0;
     struct listing_options o;
     struct common_flags common;
-    const char *creds = NULL;
+    struct cli_creds creds = {.flag = "--creds"};
     const char *authfile = NULL;
     bool json = false;
     int c;
@@ -573,7 +760,16 @@ static int cmd_list(int argc, char **argv)
             json = true;
             break;
         case OPT_CREDS:
-            creds = optarg;
+            creds.arg = optarg;
+            creds.given++;
+            break;
+        case OPT_CREDS_FILE:
+            creds.file = optarg;
+            creds.given++;
+            break;
+        case OPT_CREDS_STDIN:
+            creds.from_stdin = true;
+            creds.given++;
             break;
         case OPT_AUTHFILE:
             authfile = optarg;
@@ -632,7 +828,11 @@ static int cmd_list(int argc, char **argv)
     o.repository = tags ? ref.repository : NULL;
     char *user = NULL;
     char *pass = NULL;
-    if (resolve_creds(creds, "FERRY", ref.registry, authfile, &user, &pass) < 0) {
+    rc = cli_creds_load(cmd, &creds);
+    if (rc == 0)
+        rc = resolve_creds(creds.text, "FERRY", ref.registry, authfile, &user, &pass);
+    cli_creds_release(&creds);
+    if (rc < 0) {
         reference_release(&ref);
         return 2;
     }
@@ -686,7 +886,13 @@ static void usage_serve(FILE *out)
           "  -c, --config FILE   the configuration (YAML; see README)\n"
           "      --check-config  validate the configuration (secrets included) and exit;\n"
           "                      nothing is created or opened\n"
-          "  -v, --verbose       log more (twice: debug)\n",
+          "  -v, --verbose       log more (twice: debug)\n"
+          "\n"
+          "Secrets read from the environment (the *_env keys) leave it once read. The\n"
+          "process is not dumpable (no core, no ptrace, /proc/PID owned by root) unless\n"
+          "FERRY_DUMPABLE=1; files it creates are its user's alone (umask 077).\n"
+          "Exit status: 0 after a clean stop, 1 when it could not start, 2 on a usage or\n"
+          "configuration error.\n",
           out);
 }
 
@@ -750,7 +956,11 @@ static int cmd_serve(int argc, char **argv)
     int rc = config_cmd_parse("serve", argc, argv, usage_serve, false, true, &f);
     if (rc != 0)
         return rc < 0 ? 0 : rc;
-    return serve_run(f.config, f.check) < 0 ? 1 : 0;
+    rc = serve_run(f.config, f.check);
+    /* The codes config_load() gives a config that is wrong, as verify does. */
+    if (rc == FERRY_EINVAL || rc == FERRY_EPARSE || rc == FERRY_ETOOBIG)
+        return 2;
+    return rc < 0 ? 1 : 0;
 }
 
 static void usage_sync(FILE *out)
@@ -1339,6 +1549,20 @@ int main(int argc, char **argv)
      */
     mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+    /*
+     * The process holds registry passwords and tokens: no core dump of it,
+     * and no ptrace or /proc/PID/{environ,mem,maps} for other processes of
+     * the same user (the kernel then makes /proc/PID root's).
+     * FERRY_DUMPABLE=1 keeps it dumpable, for a debugger or a core.
+     */
+    const char *dumpable = getenv("FERRY_DUMPABLE");
+    if ((dumpable == NULL || strcmp(dumpable, "1") != 0) && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        log_warn("cannot make the process non-dumpable: %s", strerror(errno));
+    /*
+     * Whatever Ferry creates (the journal, the spool, the presence cache)
+     * is for its own user alone: nobody else needs to read a blob or a job.
+     */
+    umask(077);
     const char *level = getenv("FERRY_LOG_LEVEL");
     if (level != NULL && log_set_level_name(level) < 0)
         fprintf(stderr, "ferry: FERRY_LOG_LEVEL must be error, warn, info or debug\n");

@@ -10,7 +10,6 @@
 #include "config.h"
 #include "engine.h"
 #include "errors.h"
-#include "fsutil.h"
 #include "journal.h"
 #include "log.h"
 #include "poller.h"
@@ -210,7 +209,7 @@ int sync_run(const char *config_path, bool json)
         free(err);
         return rc;
     }
-    rc = fs_mkdir_p(s.config->data_dir, 0700);
+    rc = config_data_dir_prepare(s.config);
     char *dir = xasprintf("%s/journal", s.config->data_dir);
     struct journal_options jopts = {0};
     if (rc == 0)

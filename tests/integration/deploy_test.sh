@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# deploy/: the systemd unit passes systemd-analyze verify (where it can run);
-# every YAML file parses; `ferry serve --check-config` accepts every example
-# config (and the Kubernetes ConfigMap's) without touching anything; and the
-# demo runs for real — registries, ferry serve, images replicated, the status
-# table — and leaves no process behind.
+# deploy/: the systemd unit passes systemd-analyze verify (where it can run)
+# and its `systemd-analyze security` exposure does not grow; it reads the
+# config and secrets through LoadCredential; every YAML file parses; the
+# Kubernetes objects keep the pod's privileges and network small;
+# `ferry serve --check-config` accepts every example config (and the
+# Kubernetes ConfigMap's, with real secrets) without touching anything and
+# refuses the shipped Secret's placeholders; and the demo runs for real —
+# registries, ferry serve, images replicated, the status table — and leaves
+# no process behind.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require_ferry
@@ -19,11 +23,24 @@ if command -v systemd-analyze >/dev/null 2>&1; then
     fail "systemd-analyze verify warned: $(cat "$TEST_TMP/verify.err")"
   fi
   pass "deploy/systemd/ferry.service verifies"
+  # The exposure score (0 best, 10 worst) of the unit as shipped: 1.2 since
+  # LoadCredential, LimitCORE=0 and PrivateMounts came in (1.4 before).
+  if systemd-analyze security --offline=yes "$TEST_TMP/ferry.service" >"$TEST_TMP/security.out" 2>&1; then
+    score=$(grep -oE 'Overall exposure level for ferry.service: [0-9.]+' "$TEST_TMP/security.out" | grep -oE '[0-9.]+$')
+    [[ -n "$score" ]] || fail "no exposure level: $(tail -3 "$TEST_TMP/security.out")"
+    awk -v s="$score" 'BEGIN { exit !(s <= 1.2) }' || fail "the unit's exposure level grew to $score (was 1.2)"
+    pass "systemd-analyze security: exposure level $score (at most 1.2)"
+  else
+    note "systemd-analyze security --offline does not run here: $(tail -1 "$TEST_TMP/security.out")"
+  fi
 else
   note "systemd-analyze is not installed here: the unit is not verified"
 fi
-for key in Type=notify DynamicUser=yes StateDirectory=ferry ProtectSystem=strict NoNewPrivileges=yes 'ExecReload=/bin/kill -HUP'; do
-  grep -q "^$key" "$DEPLOY/systemd/ferry.service" || fail "the unit lacks $key"
+for key in Type=notify DynamicUser=yes StateDirectory=ferry ProtectSystem=strict NoNewPrivileges=yes 'ExecReload=/bin/kill -HUP' \
+  'LoadCredential=ferry.yaml:/etc/ferry/ferry.yaml' 'ExecStart=/usr/local/bin/ferry serve -c ${CREDENTIALS_DIRECTORY}/ferry.yaml' \
+  LimitCORE=0 UMask=0077; do
+  awk -v k="$key" 'index($0, k) == 1 { found = 1 } END { exit !found }' "$DEPLOY/systemd/ferry.service" ||
+    fail "the unit lacks $key"
 done
 
 # Every YAML file under deploy/ parses.
@@ -36,33 +53,94 @@ done < <(find "$DEPLOY" \( -name '*.yaml' -o -name '*.yml' \) -print0)
 ((n >= 9)) || fail "only $n YAML files under deploy/"
 pass "$n YAML files under deploy/ parse"
 
-# The kustomization renders the four objects, where kubectl is installed
+# The kustomization renders its kinds of object, where kubectl is installed
 # (it is no Debian package, so CI's machine has none).
 if command -v kubectl >/dev/null 2>&1; then
   kubectl kustomize "$DEPLOY/k8s" >"$TEST_TMP/k8s.yaml" 2>"$TEST_TMP/k8s.err" ||
     fail "kubectl kustomize deploy/k8s: $(cat "$TEST_TMP/k8s.err")"
-  assert_eq "$(grep -E '^kind:' "$TEST_TMP/k8s.yaml" | sort | tr '\n' ' ')" \
-    "kind: ConfigMap kind: Secret kind: Service kind: StatefulSet " "deploy/k8s renders"
+  assert_eq "$(grep -E '^kind:' "$TEST_TMP/k8s.yaml" | sort -u | tr '\n' ' ')" \
+    "kind: ConfigMap kind: NetworkPolicy kind: Secret kind: Service kind: StatefulSet " "deploy/k8s renders"
   pass "deploy/k8s renders with kubectl kustomize"
 else
   note "kubectl is not installed here: the kustomization is not rendered"
 fi
 
+# The pod: no service account token, not root, a read-only root, the data
+# volume given to its group; the NetworkPolicy: in only to the listen port,
+# out only to DNS and HTTP(S).
+python3 - "$DEPLOY/k8s" <<'PY' || fail "deploy/k8s: see above"
+import sys, yaml
+k8s = sys.argv[1]
+def load(name):
+    return yaml.safe_load(open(f"{k8s}/{name}"))
+problems = []
+pod = load("statefulset.yaml")["spec"]["template"]["spec"]
+sc = pod.get("securityContext", {})
+csc = pod["containers"][0].get("securityContext", {})
+if pod.get("automountServiceAccountToken") is not False:
+    problems.append("the pod mounts a service account token")
+if sc.get("runAsNonRoot") is not True or not sc.get("fsGroup"):
+    problems.append("the pod lacks runAsNonRoot or fsGroup")
+if csc.get("readOnlyRootFilesystem") is not True or csc.get("allowPrivilegeEscalation") is not False:
+    problems.append("the container lacks readOnlyRootFilesystem or allowPrivilegeEscalation: false")
+if "networkpolicy.yaml" not in load("kustomization.yaml")["resources"]:
+    problems.append("the kustomization leaves out networkpolicy.yaml")
+np = load("networkpolicy.yaml")["spec"]
+if sorted(np.get("policyTypes", [])) != ["Egress", "Ingress"]:
+    problems.append("the NetworkPolicy does not restrict both directions")
+listen = int(yaml.safe_load(load("configmap.yaml")["data"]["ferry.yaml"])["listen"].rsplit(":", 1)[1])
+def ports(rules):
+    if any("ports" not in rule for rule in rules):
+        return None  # a rule without ports allows every port
+    return sorted((p.get("protocol", "TCP"), p["port"]) for rule in rules for p in rule["ports"])
+ingress = ports(np.get("ingress", []))
+if ingress != [("TCP", listen)]:
+    problems.append(f"ingress is not the listen port {listen} alone: {ingress}")
+egress = ports(np.get("egress", []))
+if egress != [("TCP", 53), ("TCP", 80), ("TCP", 443), ("UDP", 53)]:
+    problems.append(f"egress is not DNS and HTTP(S) alone: {egress}")
+for p in problems:
+    print(p, file=sys.stderr)
+sys.exit(1 if problems else 0)
+PY
+pass "deploy/k8s: no service account token, non-root, read-only root, fsGroup; NetworkPolicy: in on the listen port, out DNS and 80/443"
+
 # Every example config (and the ConfigMap's) passes --check-config, with the
 # secrets they name present, and nothing created.
 export FERRY_WEBHOOK_TOKEN=x FERRY_API_TOKEN=y PRIMARY_PASSWORD=p PLATFORM_PASSWORD=p PAYMENTS_PASSWORD=p \
   SEARCH_PASSWORD=p BUILD_PASSWORD=p US_EAST_PASSWORD=p EU_WEST_PASSWORD=p AP_SOUTH_PASSWORD=p EU_PASSWORD=p \
-  AP_PASSWORD=p FERRY_DEMO_WEBHOOK_TOKEN=d
+  AP_PASSWORD=p FERRY_DEMO_WEBHOOK_TOKEN=d FERRY_METRICS_TOKEN=m
 mkdir -p "$TEST_TMP/examples"
 cp "$DEPLOY"/examples/*.yaml "$TEST_TMP/examples/"
-echo secret >"$TEST_TMP/examples/standby.password"
+(umask 077 && echo secret >"$TEST_TMP/examples/standby.password")
 python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["ferry.yaml"])' \
   "$DEPLOY/k8s/configmap.yaml" >"$TEST_TMP/examples/k8s-configmap.yaml"
 for f in "$TEST_TMP"/examples/*.yaml; do
   "$FERRY" serve --check-config -c "$f" 2>"$TEST_TMP/check.err" ||
     fail "$(basename "$f"): $(cat "$TEST_TMP/check.err")"
   grep -q 'is valid' "$TEST_TMP/check.err" || fail "$(basename "$f"): $(cat "$TEST_TMP/check.err")"
+  if grep -q 'readable by group or others' "$TEST_TMP/check.err"; then fail "$(basename "$f"): $(cat "$TEST_TMP/check.err")"; fi
 done
+# As the systemd unit has it: the config a credential in a directory of its
+# own, a relative password_file beside it another credential.
+creds=$TEST_TMP/credentials/ferry.service
+mkdir -p "$creds"
+install -m 0400 "$TEST_TMP/examples/dr-mirror.yaml" "$creds/ferry.yaml"
+install -m 0400 "$TEST_TMP/examples/standby.password" "$creds/standby.password"
+(cd / && CREDENTIALS_DIRECTORY=$creds "$FERRY" serve --check-config -c "$creds/ferry.yaml") 2>"$TEST_TMP/check.err" ||
+  fail "dr-mirror.yaml as a credential: $(cat "$TEST_TMP/check.err")"
+if grep -q 'readable' "$TEST_TMP/check.err"; then fail "dr-mirror.yaml as a credential: $(cat "$TEST_TMP/check.err")"; fi
+# The Secret as shipped: its values are placeholders, refused before anything starts.
+(
+  eval "$(python3 -c 'import shlex, sys, yaml
+for k, v in yaml.safe_load(open(sys.argv[1]))["stringData"].items():
+    print(f"export {k}={shlex.quote(v)}")' "$DEPLOY/k8s/secret.yaml")"
+  rc=0
+  "$FERRY" serve --check-config -c "$TEST_TMP/examples/k8s-configmap.yaml" 2>"$TEST_TMP/check.err" || rc=$?
+  assert_eq "$rc" 2 "--check-config with deploy/k8s/secret.yaml's values"
+  grep -q 'is the shipped placeholder; set a real secret' "$TEST_TMP/check.err" ||
+    fail "the placeholder is not named: $(cat "$TEST_TMP/check.err")"
+)
 # A check touches nothing: a config whose data_dir does not exist leaves it so.
 sed "s|^data_dir: .*|data_dir: $TEST_TMP/never-made|" "$TEST_TMP/examples/demo.yaml" >"$TEST_TMP/untouched.yaml"
 "$FERRY" serve --check-config -c "$TEST_TMP/untouched.yaml" 2>/dev/null || fail "--check-config refused the demo config"
@@ -72,7 +150,7 @@ if "$FERRY" serve --check-config -c "$TEST_TMP/examples/dr-mirror.yaml" 2>"$TEST
   fail "--check-config passed with a missing secret"
 fi
 grep -q 'PRIMARY_PASSWORD' "$TEST_TMP/check.err" || fail "the missing secret is not named: $(cat "$TEST_TMP/check.err")"
-pass "every example config passes --check-config; a missing secret is named"
+pass "every example config passes --check-config (also from a credentials directory); a missing secret is named; the Secret's placeholders are refused"
 
 # The demo, for real, as a user runs it: in its own process group (a
 # terminal's foreground job), until Ctrl-C, which the terminal sends to the
