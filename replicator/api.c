@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "dashboard/assets.h"
@@ -1167,6 +1166,16 @@ static void api_metrics(struct api *a, struct server_request *req)
                        http_method_names[cc->method], (unsigned)cc->code, cc->count);
         }
     }
+    metric_head(&b, "ferry_registry_invalid_names_total", "counter",
+                "Repository names and tags from a registry's listings that failed validation and "
+                "were skipped.");
+    for (size_t i = 0; i < n; i++) {
+        uint64_t invalid = st[i].invalid_names;
+        if (a->poller != NULL)
+            invalid += poller_invalid_names(a->poller, st[i].name);
+        metric_1(&b, "ferry_registry_invalid_names_total", "registry", st[i].name);
+        printf_buf(&b, "%" PRIu64 "\n", invalid);
+    }
     metric_head(&b, "ferry_retries_total", "counter", "Job attempts that failed and were retried.");
     for (size_t i = 0; i < n; i++) {
         if (!is_destination(c, st[i].name))
@@ -1232,13 +1241,51 @@ static bool api_asset(struct server_request *req, const char *path)
 
 /* ---- routing ---- */
 
-static bool api_authorized(const struct api *a, struct server_request *req)
+/* The request's bearer token is `want` (compared in constant time); false when `want` is NULL. */
+static bool api_token_given(struct server_request *req, const char *want)
 {
-    if (a->config->api_token == NULL)
-        return true;
-    const char *auth = server_request_header(req, "Authorization");
-    return auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0 &&
-           secret_equal(auth + 7, a->config->api_token);
+    const char *given = server_request_bearer(req);
+    return want != NULL && given != NULL && secret_equal(given, want);
+}
+
+static void api_unauthorized(struct server_request *req, const char *message)
+{
+    server_respond_error(req, 401, message);
+    server_respond_header(req, "WWW-Authenticate", "Bearer realm=\"ferry\"");
+}
+
+void api_admit(struct api *a, struct server_request *req)
+{
+    const struct config *c = a->config;
+    const char *path = server_request_path(req);
+    bool v1 = strncmp(path, "/v1/", 4) == 0;
+
+    if (strcmp(path, "/metrics") == 0 && (c->metrics_token != NULL || c->api_token != NULL)) {
+        /* Both are compared, whichever is set, so the time says nothing of which. */
+        bool metrics = api_token_given(req, c->metrics_token);
+        bool api = api_token_given(req, c->api_token);
+        if (!metrics && !api) {
+            api_unauthorized(req, "/metrics needs Authorization: Bearer <metrics_token or "
+                                  "api_token>");
+            return;
+        }
+    } else if (v1 && c->api_token != NULL) {
+        if (!api_token_given(req, c->api_token)) {
+            api_unauthorized(req, "this API needs Authorization: Bearer <api_token>");
+            return;
+        }
+    } else if (c->api_token == NULL &&
+               !server_request_host_allowed(req, c->server_names, c->n_server_names)) {
+        server_respond_error(req, 421,
+                             "the Host header does not name this server (see server_names)");
+        return;
+    }
+    /* A page cannot send a token across origins, so without one a form could post. */
+    if (v1 && c->api_token == NULL && strcmp(server_request_method(req), "POST") == 0 &&
+        !server_media_type_json(server_request_header(req, "Content-Type"))) {
+        server_respond_error(req, 415, "want Content-Type: application/json");
+        return;
+    }
 }
 
 bool api_handle(struct api *a, struct server_request *req)
@@ -1261,13 +1308,6 @@ bool api_handle(struct api *a, struct server_request *req)
     }
     if (get && api_asset(req, path))
         return true;
-    bool v1 = strncmp(path, "/v1/", 4) == 0;
-    if (!v1 && strcmp(path, "/metrics") != 0)
-        return false;
-    if (!api_authorized(a, req)) {
-        server_respond_error(req, 401, "this API needs Authorization: Bearer <api_token>");
-        return true;
-    }
     if (strcmp(path, "/metrics") == 0 && get)
         api_metrics(a, req);
     else if (strcmp(path, "/v1/status") == 0 && get)

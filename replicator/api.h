@@ -15,7 +15,9 @@
  *
  * With an api_token configured every /v1/ call and /metrics needs
  * "Authorization: Bearer TOKEN" (compared in constant time); /healthz,
- * /readyz and the dashboard's static files do not.
+ * /readyz and the dashboard's static files do not. A metrics_token opens
+ * /metrics (and nothing else) too. Tokens are checked when the headers
+ * arrive, before any body is read (api_admit()).
  */
 #ifndef FERRY_API_H
 #define FERRY_API_H
@@ -41,6 +43,15 @@
 #define API_LOOKUP_DEADLINE_MS 3000
 /* Image lookups at once; more are answered 503. */
 #define API_LOOKUPS_MAX 64
+
+/*
+ * The Content Security Policy of every answer: the dashboard's own (its page
+ * repeats it in a <meta>, which cannot say frame-ancestors) and no framing.
+ */
+#define API_CONTENT_SECURITY_POLICY                                                                \
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' "     \
+    "data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "          \
+    "frame-ancestors 'none'"
 
 struct api_rate {
     uint64_t last_bytes;
@@ -109,7 +120,20 @@ void api_set_engine(struct api *a, struct engine *engine, struct poller *poller)
 void api_drain(struct api *a, void (*cb)(void *arg), void *arg);
 
 /**
- * Answer `req` when it is the API's; false to let the caller route it.
+ * Admit or refuse `req` at its headers (see server_admit_cb), for every path
+ * but the webhook's: /metrics needs the metrics_token or the api_token when
+ * either is set (401); any other /v1/ call the api_token when it is set
+ * (401); a route no token guards, while there is no api_token, a Host
+ * naming this server (server_request_host_allowed() with server_names; 421
+ * otherwise, against DNS rebinding); without an api_token, a POST under /v1/
+ * a JSON content type (415: a browser's form cannot send one across origins,
+ * nor a token).
+ */
+void api_admit(struct api *a, struct server_request *req);
+
+/**
+ * Answer `req` when it is the API's; false to let the caller route it. The
+ * request passed api_admit() at its headers.
  *
  * GET /v1/images with an engine asks the registries, not only the journal,
  * and may answer later (within API_LOOKUP_DEADLINE_MS): for a tag, what the

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "errors.h"
 #include "log.h"
@@ -50,40 +49,53 @@ static void ingest_committed(int rc, const char *error, const uint64_t *seqs, si
     free(p);
 }
 
-bool ingest_handle(struct ingest *in, struct server_request *req)
+static bool ingest_refuse(struct ingest *in, struct server_request *req, unsigned status,
+                          const char *message)
 {
+    in->rejected++;
+    server_respond_error(req, status, message);
+    return true;
+}
+
+bool ingest_admit(struct ingest *in, struct server_request *req)
+{
+    const struct config *c = in->config;
     const char *path = server_request_path(req);
     if (strncmp(path, EVENTS_PREFIX, strlen(EVENTS_PREFIX)) != 0)
         return false;
     in->requests++;
     const char *source = path + strlen(EVENTS_PREFIX);
-    if (strcmp(server_request_method(req), "POST") != 0) {
-        server_respond_error(req, 405, "use POST");
-        return true;
-    }
-    if (in->config->webhook_token != NULL) {
-        const char *auth = server_request_header(req, "Authorization");
-        if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 ||
-            !secret_equal(auth + 7, in->config->webhook_token)) {
-            in->rejected++;
-            server_respond_error(req, 401, "missing or wrong bearer token");
+    if (strcmp(server_request_method(req), "POST") != 0)
+        return ingest_refuse(in, req, 405, "use POST");
+    if (c->webhook_token != NULL) {
+        const char *given = server_request_bearer(req);
+        if (given == NULL || !secret_equal(given, c->webhook_token)) {
+            ingest_refuse(in, req, 401, "missing or wrong bearer token");
+            server_respond_header(req, "WWW-Authenticate", "Bearer realm=\"ferry\"");
             return true;
         }
+    } else if (!server_request_host_allowed(req, c->server_names, c->n_server_names)) {
+        return ingest_refuse(in, req, 421,
+                             "the Host header does not name this server (see server_names)");
     }
-    if (config_registry_find(in->config, source) == NULL) {
-        in->rejected++;
+    if (!server_media_type_json(server_request_header(req, "Content-Type")))
+        return ingest_refuse(in, req, 415,
+                             "want Content-Type: application/json or a +json type such as "
+                             "application/vnd.docker.distribution.events.v1+json");
+    if (config_registry_find(c, source) == NULL) {
         char msg[160];
         snprintf(msg, sizeof(msg), "unknown source '%.64s'", source);
-        server_respond_error(req, 404, msg);
-        return true;
+        return ingest_refuse(in, req, 404, msg);
     }
-    if (server_request_body_too_big(req)) {
-        in->rejected++;
-        char msg[96];
-        snprintf(msg, sizeof(msg), "body over %zu bytes", in->config->webhook_max_body);
-        server_respond_error(req, 413, msg);
-        return true;
-    }
+    return true;
+}
+
+bool ingest_handle(struct ingest *in, struct server_request *req)
+{
+    const char *path = server_request_path(req);
+    if (strncmp(path, EVENTS_PREFIX, strlen(EVENTS_PREFIX)) != 0)
+        return false;
+    const char *source = path + strlen(EVENTS_PREFIX);
 
     size_t len = 0;
     const char *body = server_request_body(req, &len);

@@ -88,6 +88,14 @@ static void daemon_retain(uv_timer_t *timer)
         d->retention_running = false;
 }
 
+/* At the headers: the webhook's checks for its path, the API's for every other. */
+static void daemon_admit(struct server_request *req, void *arg)
+{
+    struct daemon *d = arg;
+    if (!ingest_admit(&d->ingest, req))
+        api_admit(&d->api, req);
+}
+
 static void daemon_route(struct server_request *req, void *arg)
 {
     struct daemon *d = arg;
@@ -241,6 +249,20 @@ static void daemon_reload_poller_closed(void *arg)
     api_drain(&d->api, daemon_reload_api_drained, d);
 }
 
+static bool serve_same_string(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* The listener's settings, which it takes at start only (the certificate too: its files). */
+static bool serve_same_listener(const struct config *a, const struct config *b)
+{
+    return serve_same_string(a->tls_cert_file, b->tls_cert_file) &&
+           serve_same_string(a->tls_key_file, b->tls_key_file) &&
+           a->request_body_budget == b->request_body_budget &&
+           a->max_connections_per_ip == b->max_connections_per_ip;
+}
+
 static void daemon_hangup(uv_signal_t *sig, int signum)
 {
     struct daemon *d = sig->data;
@@ -256,9 +278,11 @@ static void daemon_hangup(uv_signal_t *sig, int signum)
     }
     if (strcmp(next->data_dir, d->config->data_dir) != 0 ||
         strcmp(next->listen, d->config->listen) != 0 ||
-        next->webhook_max_body != d->config->webhook_max_body) {
-        log_error("reload refused, keeping the running config: data_dir, listen and "
-                  "webhook_max_body change only with a restart");
+        next->webhook_max_body != d->config->webhook_max_body ||
+        !serve_same_listener(next, d->config)) {
+        log_error("reload refused, keeping the running config: data_dir, listen, tls, "
+                  "webhook_max_body, request_body_budget and max_connections_per_ip change only "
+                  "with a restart");
         config_free(next);
         return;
     }
@@ -283,7 +307,7 @@ static int daemon_open_journal(struct daemon *d)
 {
     char *dir = xasprintf("%s/journal", d->config->data_dir);
     char *err = NULL;
-    int made = fs_mkdir_p(d->config->data_dir, 0700);
+    int made = config_data_dir_prepare(d->config);
     if (made < 0) {
         fprintf(stderr, "ferry serve: data_dir %s: %s\n", d->config->data_dir,
                 ferry_strerror(made));
@@ -299,6 +323,47 @@ static int daemon_open_journal(struct daemon *d)
     return rc;
 }
 
+/*
+ * One line when the listener can be reached from other hosts while a token is
+ * missing, naming what anyone there may use: the same at a start and at a
+ * check of the config.
+ */
+static void serve_warn_open(const struct config *c)
+{
+    char *host = NULL;
+    if (config_split_listen(c->listen, &host, NULL) < 0)
+        return;
+    bool loopback = server_host_is_loopback(host);
+    free(host);
+    bool api = c->api_token == NULL;
+    bool metrics = api && c->metrics_token == NULL;
+    bool hook = c->webhook_token == NULL;
+    if (loopback || (!api && !hook))
+        return;
+    const char *parts[3];
+    size_t n = 0;
+    if (api)
+        parts[n++] = "the API (retry included)";
+    if (metrics)
+        parts[n++] = "/metrics";
+    if (hook)
+        parts[n++] = "the webhook (anyone may journal events)";
+    char what[160] = "";
+    for (size_t i = 0; i < n; i++) {
+        size_t used = strlen(what);
+        snprintf(what + used, sizeof(what) - used, "%s%s",
+                 i == 0       ? ""
+                 : i + 1 == n ? " and "
+                              : ", ",
+                 parts[i]);
+    }
+    log_warn("listening on %s without %s: %s %s open to the network", c->listen,
+             api && hook ? "api_token or webhook_token"
+             : api       ? "api_token"
+                         : "webhook_token",
+             what, n > 1 ? "are" : "is");
+}
+
 int serve_run(const char *config_path, bool check_only)
 {
     struct daemon d;
@@ -312,6 +377,7 @@ int serve_run(const char *config_path, bool check_only)
         free(err);
         return rc;
     }
+    serve_warn_open(d.config);
     if (check_only) {
         /* A check touches nothing: no data_dir, no journal. */
         fprintf(stderr, "ferry serve: %s is valid (%zu registries, %zu rules)\n", config_path,
@@ -333,9 +399,14 @@ int serve_run(const char *config_path, bool check_only)
     struct server_options sopts = {
         .listen = d.config->listen,
         .max_body = d.config->webhook_max_body,
+        .body_budget = d.config->request_body_budget,
+        .max_connections_per_ip = (unsigned)d.config->max_connections_per_ip,
+        .tls_cert_pem = d.config->tls_cert_pem,
+        .tls_key_pem = d.config->tls_key_pem,
+        .content_security_policy = API_CONTENT_SECURITY_POLICY,
     };
     api_init(&d.api, &d.loop, d.config, d.journal, &d.ingest, &d.stopping);
-    rc = server_new(&d.loop, &sopts, daemon_route, &d, &d.server, &err);
+    rc = server_new(&d.loop, &sopts, daemon_admit, daemon_route, &d, &d.server, &err);
     if (rc < 0) {
         fprintf(stderr, "ferry serve: %s\n", err ? err : ferry_strerror(rc));
         free(err);
@@ -366,8 +437,9 @@ int serve_run(const char *config_path, bool check_only)
     api_set_engine(&d.api, d.engine, d.poller);
     poller_start(d.poller, daemon_round, &d);
 
-    fprintf(stderr, "ferry: serving on %s port %d (journal last seq %llu)\n", d.config->listen,
-            server_port(d.server), (unsigned long long)journal_last_seq(d.journal));
+    fprintf(stderr, "ferry: serving on %s port %d%s (journal last seq %llu)\n", d.config->listen,
+            server_port(d.server), d.config->tls_cert_pem != NULL ? " with TLS" : "",
+            (unsigned long long)journal_last_seq(d.journal));
     sd_notify(0, "READY=1");
     uv_run(&d.loop, UV_RUN_DEFAULT);
     rc = 0;
