@@ -95,6 +95,7 @@ struct copy_node {
     struct copy_node *subject; /* for a referrer: the manifest it refers to */
     cJSON *descriptor;         /* for a referrer: its descriptor in the source's list */
     bool referrers_wanted;     /* its referrers are to be listed once the probe is back */
+    bool has_referrers;        /* some node of the closure refers to it */
     bool present;              /* already at the destination */
     bool pushed;
     int pending;       /* blobs, children or gates still to come before the PUT */
@@ -149,6 +150,7 @@ struct copy {
     struct copy_node *root;
     bool root_by_tag;     /* the root's PUT named the tag too */
     bool root_waits_gate; /* the root's PUT waits for the tag gate's answer */
+    bool has_referrers;   /* some node of the closure is a referrer */
     bool dst_repo_new;    /* the destination repository does not exist yet */
     bool dst_repo_exists; /* the owner says it does: no repository check */
     bool trust_missing_tag;
@@ -498,6 +500,8 @@ static void referrers_listed(int rc, const char *error, const char *bytes, size_
         if (r == NULL)
             break;
         r->subject = subject;
+        subject->has_referrers = true;
+        c->has_referrers = true;
         r->descriptor = cJSON_Duplicate(d, 1);
         c->sum->referrers++;
         resolve_node(c, r, r->digest);
@@ -651,10 +655,7 @@ static void node_pushed(int rc, const char *error, bool subject_processed, void 
 
 static bool copy_has_referrers(const struct copy *c)
 {
-    for (size_t i = 0; i < c->n_nodes; i++)
-        if (c->nodes[i]->subject != NULL)
-            return true;
-    return false;
+    return c->has_referrers;
 }
 
 static void node_put(struct copy_node *n, const char *reference)
@@ -1377,17 +1378,17 @@ static void copy_plan_transfer(struct copy *c)
             for (size_t j = 0; j < n->m.n_layers; j++)
                 blob_add_user(copy_add_blob(c, n->m.layers[j].digest, n->m.layers[j].size), n);
         }
-        for (size_t j = 0; j < c->n_nodes; j++)
-            if (c->nodes[j]->parent == n && !c->nodes[j]->present)
-                n->pending++;
         /* Referrers go up after their subject's tree is complete. */
         if (n->subject != NULL && !c->root->present)
             n->pending++;
     }
+    /* An index waits for each of its missing children (one pass, not a scan per index). */
     for (size_t i = 0; i < c->n_nodes; i++) {
         struct copy_node *n = c->nodes[i];
         if (n->present)
             c->sum->manifests_skipped++;
+        else if (n->parent != NULL && !n->parent->present)
+            n->parent->pending++;
     }
     /* Manifests with nothing to wait for go first, then the blobs. */
     for (size_t i = 0; i < c->n_nodes; i++) {
@@ -1486,11 +1487,7 @@ static void copy_update_referrers_index(struct copy *c)
 {
     for (size_t i = 0; i < c->n_nodes; i++) {
         struct copy_node *subject = c->nodes[i];
-        bool has = false;
-        for (size_t j = 0; j < c->n_nodes; j++)
-            if (c->nodes[j]->subject == subject)
-                has = true;
-        if (!has)
+        if (!subject->has_referrers)
             continue;
         struct fallback_ctx *f = xcalloc(1, sizeof(*f));
         f->c = c;

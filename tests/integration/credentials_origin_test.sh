@@ -7,6 +7,9 @@
 # the redirect target naming a realm of its own, a token endpoint redirecting
 # there, a token realm over plain http:// from an HTTPS registry. The other
 # origin logs every Authorization header it receives: there must be none.
+# Last, names that only look like loopback (localhost.example.com,
+# 127.example.com), mapped to 127.0.0.1 by a hosts file of the test's own (a
+# private mount namespace), get HTTPS, not plain HTTP with the credentials.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require_ferry
@@ -111,3 +114,21 @@ grep -q 'token realm http://127.0.0.1:[0-9]*/token refused' "$TEST_TMP/http-real
   fail "http-realm: the error does not say why: $(tail -n 2 "$TEST_TMP/http-realm.err")"
 no_leak http-realm
 pass "http-realm: a realm over plain HTTP from an HTTPS registry is refused, with a one-line reason"
+
+# 7. Look-alike loopback names get HTTPS: the plain-HTTP hostile registry
+# sees a TLS hello, never a request with credentials.
+unshare -m true 2>/dev/null || fail "unshare -m is needed for a hosts file of the test's own"
+hostile link
+port=${H##*:}
+printf '127.0.0.1 localhost.example.com 127.example.com\n127.0.0.1 localhost\n' >"$TEST_TMP/hosts"
+for name in localhost.example.com 127.example.com; do
+  : >"$LOG.front"
+  RC=0
+  timeout 60 unshare -m sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' sh "$TEST_TMP/hosts" \
+    "$FERRY" ls --retries 1 --creds "alice:$PW" "$name:$port/app" >"$TEST_TMP/lookalike.out" 2>"$TEST_TMP/lookalike.err" || RC=$?
+  assert_eq "$RC" 1 "$name: ferry ls against a plain-HTTP server ($(tail -n 1 "$TEST_TMP/lookalike.err"))"
+  if grep -q 'Basic' "$LOG.front"; then fail "$name: credentials went over plain HTTP: $(head -n 2 "$LOG.front")"; fi
+  grep -qiE 'tls|ssl|https' "$TEST_TMP/lookalike.err" || fail "$name: not refused for TLS: $(tail -n 2 "$TEST_TMP/lookalike.err")"
+done
+no_leak lookalike
+pass "localhost.example.com and 127.example.com get HTTPS: no request with credentials in clear"
