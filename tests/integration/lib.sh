@@ -652,6 +652,30 @@ distribution_events() {
   python3 "$FERRY_SOURCE_DIR/tests/fixtures/distribution_events.py" "$@"
 }
 
+# event_envelope OUT ID ACTION REPO DIGEST TAG [MEDIA_TYPE [SIZE]] : one
+# Distribution event (push or delete) in an envelope, written to OUT; an
+# empty DIGEST, TAG, MEDIA_TYPE or SIZE leaves that target field out.
+event_envelope() {
+  local out=$1 id=$2 action=$3 repo=$4 dig=$5 tag=$6 mt=${7-application/vnd.oci.image.manifest.v1+json} size=${8:-}
+  jq -cn --arg id "$id" --arg action "$action" --arg repo "$repo" --arg digest "$dig" --arg tag "$tag" \
+    --arg mt "$mt" --arg size "$size" --arg ts "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" '
+    {events: [{id: $id, timestamp: $ts, action: $action,
+      target: ({repository: $repo}
+        + (if $mt != "" then {mediaType: $mt} else {} end)
+        + (if $digest != "" then {digest: $digest} else {} end)
+        + (if $size != "" then {size: ($size | tonumber)} else {} end)
+        + (if $tag != "" then {tag: $tag} else {} end))}]}' >"$out"
+}
+
+# manifest_ref_digest BASE_URL REPO REF : the digest REPO:REF names there
+# (any manifest type), or "404" when it is absent
+manifest_ref_digest() {
+  curl -s -I --max-time 10 -A ferry-itest-watch \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' \
+    "$1/v2/$2/manifests/$3" | tr -d '\r' |
+    awk 'NR == 1 { s = $2 } tolower($1) == "docker-content-digest:" { d = $2 } END { print (s == 404 ? "404" : d) }'
+}
+
 # manifest_arrives_within MS BASE_URL REPO TAG DIGEST : polls (every 150 ms)
 # until BASE_URL's REPO:TAG names DIGEST; prints the milliseconds it took, and
 # returns 1 if that did not happen within MS.

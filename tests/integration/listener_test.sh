@@ -286,7 +286,7 @@ PY
   # The budget (64 MiB) and libmicrohttpd's 64 KiB per connection, with room;
   # AddressSanitizer keeps what is freed in quarantine, so twice that there.
   limit=120
-  if ldd "$FERRY" 2>/dev/null | grep -q libasan; then limit=240; fi
+  if [[ "$(ldd "$FERRY" 2>/dev/null)" == *libasan* ]]; then limit=240; fi
   (((peak - rss0) / 1024 < limit)) ||
     fail "ferry's RSS grew by $(((peak - rss0) / 1024)) MiB under the flood (from $((rss0 / 1024)) MiB); want under $limit"
   stop_bg flood

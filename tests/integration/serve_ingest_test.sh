@@ -71,7 +71,10 @@ assert_eq "$(post $ct "$TEST_TMP/dist.json" "$TOKEN")" 200 "first delivery"
 assert_eq "$(jq -c '{accepted,duplicates,ignored,last_seq}' "$TEST_TMP/resp")" '{"accepted":1,"duplicates":0,"ignored":2,"last_seq":5}' "first answer"
 assert_eq "$(post $ct "$TEST_TMP/dist.json" "$TOKEN")" 200 "second delivery"
 assert_eq "$(jq -c '{accepted,duplicates}' "$TEST_TMP/resp")" '{"accepted":0,"duplicates":1}' "redelivery is a duplicate"
-assert_eq "$(J ls --json | wc -l)" 5 "one entry for two deliveries"
+# (Entries the engine journals of its own, what it learns at the source about
+# the made-up images here, have event ids "source:…": not counted.)
+hooks() { J ls --json | jq -c 'select(.event_id | startswith("source:") | not)' | wc -l; }
+assert_eq "$(hooks)" 5 "one entry for two deliveries"
 pass "redelivery deduplicated"
 
 # 3. Harbor and generic payloads.
@@ -84,15 +87,12 @@ cat >"$TEST_TMP/generic.json" <<JSON
            {"id":"g-2","action":"delete","repository":"gen/app","tag":"old"}]}
 JSON
 assert_eq "$(post application/json "$TEST_TMP/generic.json" "$TOKEN")" 200 "generic"
-J ls --json --after 5 >"$TEST_TMP/new.json"
+J ls --json --after 5 | jq -c 'select(.event_id | startswith("source:") | not)' >"$TEST_TMP/new.json"
 assert_eq "$(jq -r '[.repository, .tag, .action] | join(":")' "$TEST_TMP/new.json" | tr '\n' ' ')" \
   "lib/web:2.0:push gen/app:x:push gen/app:old:delete " "harbor and generic entries"
 pass "Harbor and generic payloads"
 
 # 4. Malformed and refused requests: their status, and nothing journaled.
-# (Entries the engine journals of its own, what it learns at the source about
-# the made-up images above, have event ids "source:…": not counted.)
-hooks() { J ls --json | jq -c 'select(.event_id | startswith("source:") | not)' | wc -l; }
 before=$(hooks)
 printf '{"events":[' >"$TEST_TMP/trunc.json"
 printf '{"events":[{"id":"b1","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:nothex","repository":"x","tag":"1"}}]}' >"$TEST_TMP/baddigest.json"
@@ -114,7 +114,11 @@ pass "malformed requests refused with their status, nothing journaled"
 
 # 5. ferry journal show / stats / append by hand while the daemon runs.
 J show 1 | jq -e ".seq == 1 and .event_id != null" >/dev/null || fail "show 1"
-J stats | grep -q "^last_seq $(J ls --json | tail -1 | jq -r .seq)$" || fail "stats last_seq: $(J stats)"
+# (stats before ls: an entry the engine journals in between may only make ls's last seq higher)
+stats_seq=$(J stats | awk '$1 == "last_seq" { print $2 }')
+ls_seq=$(J ls --json | tail -1 | jq -r .seq)
+((stats_seq > 0 && stats_seq <= ls_seq)) || fail "stats last_seq $stats_seq, ls ends at $ls_seq"
 J append --source us-east --repo manual/app --digest "$d2" --tag hand >/dev/null
-J ls --json | tail -1 | jq -e '.repository == "manual/app" and .tag == "hand"' >/dev/null || fail "append by hand"
+J ls --json | jq -e 'select(.repository == "manual/app" and .tag == "hand" and .origin != "source")' >/dev/null ||
+  fail "append by hand"
 pass "journal show, stats and append (through the daemon)"

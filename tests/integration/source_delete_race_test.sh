@@ -15,7 +15,6 @@ require_ferry
 TOKEN=delrace-$RANDOM$RANDOM
 export FERRY_WEBHOOK_TOKEN=$TOKEN
 EVENTS_CT=application/vnd.docker.distribution.events.v1+json
-ACCEPT='application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json'
 port=$(free_port)
 API=http://127.0.0.1:$port
 registry_start src --delete
@@ -39,19 +38,12 @@ FERRY_LOG_LEVEL=info ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 mkdir -p "$TEST_TMP/ev"
 post() { # ID ACTION REPO DIGEST TAG
   local f="$TEST_TMP/ev/$1.json" code
-  jq -cn --arg id "$1" --arg action "$2" --arg repo "$3" --arg digest "$4" --arg tag "$5" '
-    {events: [{id: $id, timestamp: "2026-01-01T00:00:00Z", action: $action,
-      target: ({repository: $repo, mediaType: "application/vnd.oci.image.manifest.v1+json"}
-        + (if $digest != "" then {digest: $digest} else {} end)
-        + (if $tag != "" then {tag: $tag} else {} end))}]}' >"$f"
+  event_envelope "$f" "$@"
   code=$(curl -s -o "$f.resp" -w '%{http_code}' -X POST -H "Content-Type: $EVENTS_CT" \
     -H "Authorization: Bearer $TOKEN" --data-binary "@$f" "$API/v1/events/src")
   [[ "$code" == 200 ]] || fail "post $1: HTTP $code $(cat "$f.resp")"
 }
-at() { # BASE_URL REPO REF -> digest, or 404
-  curl -s -I -H "Accept: $ACCEPT" "$1/v2/$2/manifests/$3" | tr -d '\r' |
-    awk 'NR==1 {s=$2} tolower($1)=="docker-content-digest:" {d=$2} END {print (s==404 ? "404" : d)}'
-}
+at() { manifest_ref_digest "$@"; } # BASE_URL REPO REF
 holds() { [[ "$(at "$1" "$2" "$3")" == "$4" ]]; }
 drained() {
   curl -sf "$API/v1/status" | jq -e '.journal.cursor == .journal.last_seq and

@@ -46,19 +46,14 @@ ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 mkdir -p "$TEST_TMP/ev"
 post() { # ID ACTION REPO DIGEST TAG
   local f="$TEST_TMP/ev/$1.json" code
-  jq -cn --arg id "$1" --arg action "$2" --arg repo "$3" --arg digest "$4" --arg tag "$5" '
-    {events: [{id: $id, timestamp: "2026-01-01T00:00:00Z", action: $action,
-      target: ({repository: $repo, mediaType: "application/vnd.oci.image.manifest.v1+json"}
-        + (if $digest != "" then {digest: $digest} else {} end)
-        + (if $tag != "" then {tag: $tag} else {} end))}]}' >"$f"
+  event_envelope "$f" "$@"
   code=$(curl -s -o "$f.resp" -w '%{http_code}' -X POST -H "Content-Type: $EVENTS_CT" \
     -H "Authorization: Bearer $TOKEN" --data-binary "@$f" "$API/v1/events/src")
   [[ "$code" == 200 ]] || fail "post $1: HTTP $code $(cat "$f.resp")"
 }
 at() { # REGISTRY REPO REF -> digest, or 404
   local url="${1}_URL"
-  curl -s -I -H "Accept: $ACCEPT" "${!url}/v2/$2/manifests/$3" | tr -d '\r' |
-    awk 'NR==1 {s=$2} tolower($1)=="docker-content-digest:" {d=$2} END {print (s==404 ? "404" : d)}'
+  manifest_ref_digest "${!url}" "$2" "$3"
 }
 holds() { [[ "$(at "$1" "$2" "$3")" == "$4" ]]; }
 push() { # REPO SEED -> digest

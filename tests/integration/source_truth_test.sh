@@ -112,14 +112,7 @@ digest() { jq -r .digest "$(img "$1" "$2")"; } # REPO NAME
 post() {
   local id=$1 action=$2 repo=$3 dig=$4 tag=$5 mt=$6 size=$7 want=${8:-accepted} f code
   f="$TEST_TMP/ev/${id//\//_}.json"
-  jq -cn --arg id "$id" --arg action "$action" --arg repo "$repo" --arg digest "$dig" --arg tag "$tag" \
-    --arg mt "$mt" --arg size "$size" --arg ts "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" '
-    {events: [{id: $id, timestamp: $ts, action: $action,
-      target: ({repository: $repo}
-        + (if $mt != "" then {mediaType: $mt} else {} end)
-        + (if $digest != "" then {digest: $digest} else {} end)
-        + (if $size != "" then {size: ($size | tonumber)} else {} end)
-        + (if $tag != "" then {tag: $tag} else {} end))}]}' >"$f"
+  event_envelope "$f" "$id" "$action" "$repo" "$dig" "$tag" "$mt" "$size"
   code=$(curl -s -o "$f.resp" -w '%{http_code}' -X POST -H "Content-Type: $EVENTS_CT" \
     -H "Authorization: Bearer $TOKEN" --data-binary "@$f" "$API/v1/events/src" || true)
   assert_eq "$code" 200 "posting $id ($(cat "$f.resp" 2>/dev/null))"
@@ -139,13 +132,8 @@ post_push() {
 
 # at DEST REPO REF : the digest DEST's REPO:REF names ("404" when absent)
 at() {
-  local dest=$1 url
-  url="${dest}_URL"
-  curl -s -I -H "Accept: $ACCEPT" "${!url}/v2/$2/manifests/$3" -o "$TEST_TMP/head.out" || true
-  tr -d '\r' <"$TEST_TMP/head.out" | awk '
-    NR == 1 { status = $2 }
-    tolower($1) == "docker-content-digest:" { d = $2 }
-    END { print (status == 404 ? "404" : d) }'
+  local url="${1}_URL"
+  manifest_ref_digest "${!url}" "$2" "$3"
 }
 holds() { [[ "$(at "$1" "$2" "$3")" == "$4" ]]; } # DEST REPO REF DIGEST
 both_hold() { holds d1 "$1" "$2" "$3" && holds d2 "$1" "$2" "$3"; }
