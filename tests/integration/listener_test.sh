@@ -103,6 +103,12 @@ except OSError:
     print("none")
 PY
 raw() { python3 "$TEST_TMP/raw.py" "$@"; } # PORT SECONDS SRC BODY_BYTES < HEAD
+# announce PORT PATH TOKEN CONTENT_TYPE LENGTH : POST headers announcing LENGTH
+# bytes (TOKEN empty: no Authorization) and none of the body; prints the status
+announce() {
+  printf 'POST %s HTTP/1.1\nHost: 127.0.0.1:%s\n%bContent-Type: %s\nContent-Length: %s\n\n' \
+    "$2" "$1" "${3:+Authorization: Bearer $3\n}" "$4" "$5" | raw "$1" 3 127.0.0.1 0
+}
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 daemons=() # the ferry serve instances started, stopped and checked at the end
@@ -134,45 +140,14 @@ start_open() {
 if want token; then
   start_guarded
   p=$guarded_port
-  got=$(raw "$p" 3 127.0.0.1 0 <<EOF
-POST /v1/events/src HTTP/1.1
-Host: 127.0.0.1:$p
-Authorization: Bearer $HOOK_TOKEN-wrong
-Content-Type: $EVENTS_CT
-Content-Length: 1048576
-
-EOF
-  )
+  got=$(announce "$p" /v1/events/src "$HOOK_TOKEN-wrong" "$EVENTS_CT" 1048576)
   assert_eq "$got" 401 "a wrong webhook token, 1 MiB announced and none sent"
-  got=$(raw "$p" 3 127.0.0.1 0 <<EOF
-POST /v1/events/src HTTP/1.1
-Host: 127.0.0.1:$p
-Content-Type: $EVENTS_CT
-Content-Length: 1048576
-
-EOF
-  )
+  got=$(announce "$p" /v1/events/src "" "$EVENTS_CT" 1048576)
   assert_eq "$got" 401 "no webhook token, 1 MiB announced and none sent"
-  got=$(raw "$p" 3 127.0.0.1 0 <<EOF
-POST /v1/retry HTTP/1.1
-Host: 127.0.0.1:$p
-Authorization: Bearer $API_TOKEN-wrong
-Content-Type: application/json
-Content-Length: 1048576
-
-EOF
-  )
+  got=$(announce "$p" /v1/retry "$API_TOKEN-wrong" "application/json" 1048576)
   assert_eq "$got" 401 "a wrong API token, 1 MiB announced and none sent"
   # A body over webhook_max_body with the right token: 413, also before it is sent.
-  got=$(raw "$p" 3 127.0.0.1 0 <<EOF
-POST /v1/events/src HTTP/1.1
-Host: 127.0.0.1:$p
-Authorization: Bearer $HOOK_TOKEN
-Content-Type: $EVENTS_CT
-Content-Length: 1048577
-
-EOF
-  )
+  got=$(announce "$p" /v1/events/src "$HOOK_TOKEN" "$EVENTS_CT" 1048577)
   assert_eq "$got" 413 "a body over the cap, announced and not sent"
   # curl, asking for 100 Continue before its body, is told 401 instead, at once.
   t=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 5 -H "Authorization: Bearer nope" \

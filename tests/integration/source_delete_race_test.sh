@@ -14,7 +14,6 @@ require_ferry
 
 TOKEN=delrace-$RANDOM$RANDOM
 export FERRY_WEBHOOK_TOKEN=$TOKEN
-EVENTS_CT=application/vnd.docker.distribution.events.v1+json
 port=$(free_port)
 API=http://127.0.0.1:$port
 registry_start src --delete
@@ -35,14 +34,7 @@ rules:
 YAML
 FERRY_LOG_LEVEL=info ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 
-mkdir -p "$TEST_TMP/ev"
-post() { # ID ACTION REPO DIGEST TAG
-  local f="$TEST_TMP/ev/$1.json" code
-  event_envelope "$f" "$@"
-  code=$(curl -s -o "$f.resp" -w '%{http_code}' -X POST -H "Content-Type: $EVENTS_CT" \
-    -H "Authorization: Bearer $TOKEN" --data-binary "@$f" "$API/v1/events/src")
-  [[ "$code" == 200 ]] || fail "post $1: HTTP $code $(cat "$f.resp")"
-}
+post() { event_post "$API" "$TOKEN" "$@"; } # ID ACTION REPO DIGEST TAG
 at() { manifest_ref_digest "$@"; } # BASE_URL REPO REF
 holds() { [[ "$(at "$1" "$2" "$3")" == "$4" ]]; }
 drained() {

@@ -21,7 +21,6 @@ FERRY=$(ferry_bin)
 
 TOKEN=races-$RANDOM$RANDOM
 export FERRY_WEBHOOK_TOKEN=$TOKEN
-EVENTS_CT=application/vnd.docker.distribution.events.v1+json
 ACCEPT='application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json'
 port=$(free_port)
 API=http://127.0.0.1:$port
@@ -43,14 +42,7 @@ rules:
 YAML
 ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 
-mkdir -p "$TEST_TMP/ev"
-post() { # ID ACTION REPO DIGEST TAG
-  local f="$TEST_TMP/ev/$1.json" code
-  event_envelope "$f" "$@"
-  code=$(curl -s -o "$f.resp" -w '%{http_code}' -X POST -H "Content-Type: $EVENTS_CT" \
-    -H "Authorization: Bearer $TOKEN" --data-binary "@$f" "$API/v1/events/src")
-  [[ "$code" == 200 ]] || fail "post $1: HTTP $code $(cat "$f.resp")"
-}
+post() { event_post "$API" "$TOKEN" "$@"; } # ID ACTION REPO DIGEST TAG
 at() { # REGISTRY REPO REF -> digest, or 404
   local url="${1}_URL"
   manifest_ref_digest "${!url}" "$2" "$3"
