@@ -43,10 +43,10 @@ install_deps() {
   fi
 }
 
-# Installs replicator/dashboard/node_modules from its package-lock.json when
+# Installs replicator/daemon/dashboard/node_modules from its package-lock.json when
 # uPlot (built into the binary) or playwright-core (the browser test) is missing.
 install_dashboard_deps() {
-  local dir="$top/replicator/dashboard"
+  local dir="$top/replicator/daemon/dashboard"
   [ -d "$dir/node_modules/uplot" ] && [ -d "$dir/node_modules/playwright-core" ] && return 0
   if ! command -v npm >/dev/null 2>&1; then
     echo "build.sh: installing ${NODE_PACKAGES[*]}"

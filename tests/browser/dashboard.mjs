@@ -19,7 +19,7 @@ import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const require = createRequire(new URL('../../replicator/dashboard/package.json', import.meta.url));
+const require = createRequire(new URL('../../replicator/daemon/dashboard/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
 
 const [url, token, outDir, shotDir] = process.argv.slice(2);

@@ -1,5 +1,5 @@
 /*
- * Fuzz target for config_load() (replicator/config.h).
+ * Fuzz target for config_load() (replicator/config/config.h).
  *
  * Input: a config file. config_load() reads a path, so each input is
  * written to ferry.yml in a temporary directory this process makes once
@@ -19,9 +19,9 @@
 #include <fcntl.h>
 
 #include "fuzz.h"
-#include "config.h"
-#include "log.h"
-#include "xalloc.h"
+#include "config/config.h"
+#include "common/log.h"
+#include "common/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

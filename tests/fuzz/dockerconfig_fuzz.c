@@ -1,5 +1,5 @@
 /*
- * Fuzz target for dockerconfig_lookup() (replicator/dockerconfig.h).
+ * Fuzz target for dockerconfig_lookup() (replicator/registry/dockerconfig.h).
  *
  * Input: a Docker config.json. dockerconfig_lookup() reads a path, so each
  * input is written to config.json in a temporary directory this process
@@ -18,8 +18,8 @@
 #include <fcntl.h>
 
 #include "fuzz.h"
-#include "dockerconfig.h"
-#include "xalloc.h"
+#include "registry/dockerconfig.h"
+#include "common/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "xalloc.h"
+#include "common/xalloc.h"
 
 /* A failure's message: present, one line, printable. */
 static inline void fuzz_check_message(const char *err)

@@ -1,5 +1,5 @@
 /*
- * Fuzz target for the header parsers of replicator/httpparse.h: Link,
+ * Fuzz target for the header parsers of replicator/registry/httpparse.h: Link,
  * Location (URL resolution), Range, Retry-After, and the raw header lines
  * libcurl hands over.
  *
@@ -16,8 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "httpparse.h"
-#include "xalloc.h"
+#include "registry/httpparse.h"
+#include "common/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

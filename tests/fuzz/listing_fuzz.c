@@ -1,5 +1,5 @@
 /*
- * Fuzz target for registry_list_page_parse() (replicator/registry.h): one
+ * Fuzz target for registry_list_page_parse() (replicator/registry/registry.h): one
  * page of a catalog or tag listing, as a hostile registry answers it.
  *
  * Input: the first byte picks the kind (even: repositories, odd: tags) and,
@@ -13,10 +13,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "errors.h"
+#include "common/errors.h"
 #include "fuzz.h"
-#include "reference.h"
-#include "registry.h"
+#include "common/reference.h"
+#include "registry/registry.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

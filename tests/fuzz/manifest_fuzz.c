@@ -15,9 +15,9 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "digest.h"
-#include "manifest.h"
-#include "xalloc.h"
+#include "common/digest.h"
+#include "common/manifest.h"
+#include "common/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,9 +14,9 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "digest.h"
-#include "reference.h"
-#include "xalloc.h"
+#include "common/digest.h"
+#include "common/reference.h"
+#include "common/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 /*
  * Fuzz target for regerror_parse() and regerror_summary()
- * (replicator/regerror.h).
+ * (replicator/registry/regerror.h).
  *
  * Input: an error body as a registry (or whatever answers in its place)
  * sends it. What comes back must be safe to log: bounded, one line, valid
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "regerror.h"
+#include "registry/regerror.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

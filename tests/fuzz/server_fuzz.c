@@ -1,5 +1,5 @@
 /*
- * Fuzz target for the listener's header checks (replicator/server.h):
+ * Fuzz target for the listener's header checks (replicator/daemon/server.h):
  * server_host_allowed() and server_media_type_json().
  *
  * Input: a header value (up to its first NUL byte, as a header reaches the
@@ -16,8 +16,8 @@
 #include <strings.h>
 
 #include "fuzz.h"
-#include "server.h"
-#include "xalloc.h"
+#include "daemon/server.h"
+#include "common/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

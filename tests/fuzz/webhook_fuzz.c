@@ -14,9 +14,9 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "journal.h"
-#include "webhook.h"
-#include "xalloc.h"
+#include "journal/journal.h"
+#include "journal/webhook.h"
+#include "common/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

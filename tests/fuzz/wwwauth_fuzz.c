@@ -1,5 +1,5 @@
 /*
- * Fuzz target for wwwauth_parse() (replicator/wwwauth.h).
+ * Fuzz target for wwwauth_parse() (replicator/registry/wwwauth.h).
  *
  * Input: the value of a WWW-Authenticate header (up to its first NUL byte,
  * as a header reaches the parser). Checks the contract too: a lowercase
@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "wwwauth.h"
-#include "xalloc.h"
+#include "registry/wwwauth.h"
+#include "common/xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -13,8 +13,8 @@ require_ferry
 command -v node >/dev/null || fail "node is not installed (run ./build.sh)"
 chromium=${CHROMIUM:-/usr/bin/chromium}
 [[ -x "$chromium" ]] || fail "chromium not found at $chromium (run ./build.sh)"
-[[ -d "$FERRY_SOURCE_DIR/replicator/dashboard/node_modules/playwright-core" ]] ||
-  fail "playwright-core is not installed in replicator/dashboard (run ./build.sh)"
+[[ -d "$FERRY_SOURCE_DIR/replicator/daemon/dashboard/node_modules/playwright-core" ]] ||
+  fail "playwright-core is not installed in replicator/daemon/dashboard (run ./build.sh)"
 
 registry_start src
 registry_start d1

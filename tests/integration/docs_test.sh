@@ -2,7 +2,7 @@
 # The documentation agrees with the program: every command `ferry --help`
 # lists is in the README's command table and has its own --help; every flag a
 # command's --help prints is in the README; every configuration key of
-# replicator/config.h's reference is in the README's Configuration section;
+# replicator/config/config.h's reference is in the README's Configuration section;
 # every metric the API exports and every HTTP route is in the README; every
 # build.sh command is in the README's Build table.
 set -euo pipefail
@@ -51,7 +51,7 @@ nkeys=0
 while IFS= read -r key; do
   nkeys=$((nkeys + 1))
   grep -qE "(^|[ {,])$key:" <<<"$config" || missing+=("config key '$key' is not in the README's Configuration section")
-done < <(sed -n '/The file, with every key and its default:/,/^ \*\/$/p' "$FERRY_SOURCE_DIR/replicator/config.h" |
+done < <(sed -n '/The file, with every key and its default:/,/^ \*\/$/p' "$FERRY_SOURCE_DIR"/replicator/config/config.h |
   grep -oE '^ \*( +- )? +[a-z_]+:' | grep -oE '[a-z_]+:$' | tr -d ':' | sort -u)
 ((nkeys >= 40)) || fail "only $nkeys config keys found in config.h: the extraction is broken"
 
@@ -60,18 +60,18 @@ nmetrics=0
 while IFS= read -r m; do
   nmetrics=$((nmetrics + 1))
   grep -qF "$m" "$readme" || missing+=("metric $m is not in the README")
-done < <(grep -oE '"ferry_[a-z_]+' "$FERRY_SOURCE_DIR/replicator/api.c" | tr -d '"' |
+done < <(grep -ohE '"ferry_[a-z_]+' "$FERRY_SOURCE_DIR"/replicator/daemon/*.c | tr -d '"' |
   grep -vE '_(bucket|sum|count)$' | sort -u)
-((nmetrics >= 10)) || fail "only $nmetrics metrics found in api.c: the extraction is broken"
+((nmetrics >= 10)) || fail "only $nmetrics metrics found in replicator/daemon/: the extraction is broken"
 
 # HTTP routes: every path the server answers is in the README.
 nroutes=0
 while IFS= read -r route; do
   nroutes=$((nroutes + 1))
   grep -qF "$route" "$readme" || missing+=("route $route is not in the README")
-done < <(grep -ohE '"/(v1/[a-z]+|metrics|healthz|readyz)' "$FERRY_SOURCE_DIR/replicator/api.c" \
-  "$FERRY_SOURCE_DIR/replicator/ingest.c" | tr -d '"' | sort -u)
-((nroutes >= 8)) || fail "only $nroutes routes found in api.c and ingest.c: the extraction is broken"
+done < <(grep -ohE '"/(v1/[a-z]+|metrics|healthz|readyz)' "$FERRY_SOURCE_DIR"/replicator/daemon/*.c \
+  | tr -d '"' | sort -u)
+((nroutes >= 8)) || fail "only $nroutes routes found in replicator/daemon/: the extraction is broken"
 
 # build.sh: every command of its usage line is in the Build table.
 usage=$(grep -oE 'usage: \./build\.sh [^"]+' "$FERRY_SOURCE_DIR/build.sh")

@@ -42,7 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "xalloc.h"
+#include "common/xalloc.h"
 
 #define LOAD_MAX_CLIENTS            512
 #define LOAD_MAX_DURATION_S         120.0

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "errors.h"
+#include "common/buf.h"
+#include "common/errors.h"
 
 static void test_init(void **state)
 {

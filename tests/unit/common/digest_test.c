@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "digest.h"
+#include "common/digest.h"
 
 #define EMPTY_SHA256 "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define ABC_SHA256   "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

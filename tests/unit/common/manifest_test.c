@@ -5,14 +5,14 @@
 
 #include <cmocka.h>
 
-#include "../unit.h"
+#include "unit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "errors.h"
-#include "manifest.h"
+#include "common/errors.h"
+#include "common/manifest.h"
 
 #define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 #define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"

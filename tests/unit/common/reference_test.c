@@ -5,13 +5,13 @@
 
 #include <cmocka.h>
 
-#include "../unit.h"
+#include "unit.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "errors.h"
-#include "reference.h"
+#include "common/errors.h"
+#include "common/reference.h"
 
 #define HEX64  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define DIGEST "sha256:" HEX64

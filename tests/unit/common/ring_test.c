@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "ring.h"
+#include "common/ring.h"
 
 /* Bytes written and read across the wrap point come back in order. */
 static void test_wraps_in_order(void **state)

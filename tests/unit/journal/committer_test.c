@@ -17,12 +17,12 @@
 
 #include <cmocka.h>
 
-#include "../unit.h"
-#include "committer.h"
-#include "errors.h"
-#include "journal.h"
-#include "log.h"
-#include "xalloc.h"
+#include "unit.h"
+#include "journal/committer.h"
+#include "common/errors.h"
+#include "journal/journal.h"
+#include "common/log.h"
+#include "common/xalloc.h"
 
 #define DIGEST          "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define MAX_SUBMISSIONS 64

@@ -27,13 +27,13 @@
 
 #include <cmocka.h>
 
-#include "../unit.h"
+#include "unit.h"
 #include "raw.h"
-#include "errors.h"
+#include "common/errors.h"
 #include "ferry.pb-c.h"
-#include "journal.h"
-#include "log.h"
-#include "xalloc.h"
+#include "journal/journal.h"
+#include "common/log.h"
+#include "common/xalloc.h"
 
 #define DIGEST  "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define DIGEST2 "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"

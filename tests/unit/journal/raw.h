@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "common/xalloc.h"
 
 /*
  * Put one raw value into a column family (or, with a NULL value, delete the

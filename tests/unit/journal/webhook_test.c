@@ -5,16 +5,16 @@
 
 #include <cmocka.h>
 
-#include "../unit.h"
+#include "unit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "errors.h"
-#include "manifest.h"
-#include "webhook.h"
-#include "xalloc.h"
+#include "common/errors.h"
+#include "common/manifest.h"
+#include "journal/webhook.h"
+#include "common/xalloc.h"
 
 #define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 #define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"

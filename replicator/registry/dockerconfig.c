@@ -1,0 +1,316 @@
+#include "registry/dockerconfig.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/errors.h"
+#include "common/xalloc.h"
+
+char *dockerconfig_default_path(void)
+{
+    const char *dir = getenv("DOCKER_CONFIG");
+    if (dir != NULL && dir[0] != '\0')
+        return xasprintf("%s/config.json", dir);
+    const char *home = getenv("HOME");
+    if (home != NULL && home[0] != '\0')
+        return xasprintf("%s/.docker/config.json", home);
+    return NULL;
+}
+
+/* Overwrite a secret before its memory goes back to the allocator. */
+static void dockerconfig_wipe_free(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+/* cJSON keeps its own copies of every string; wipe them too before freeing. */
+static void dockerconfig_wipe_json(cJSON *item)
+{
+    for (; item != NULL; item = item->next) {
+        if (item->valuestring != NULL)
+            explicit_bzero(item->valuestring, strlen(item->valuestring));
+        dockerconfig_wipe_json(item->child);
+    }
+}
+
+static int dockerconfig_read(const char *path, struct buf *contents, char **err)
+{
+    char chunk[16384];
+    struct stat st;
+    int rc = 0;
+
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) {
+            if (err != NULL)
+                *err = xasprintf("no docker config at %s", path);
+            return FERRY_ENOTFOUND;
+        }
+        rc = -errno;
+        if (err != NULL)
+            *err = xasprintf("cannot open docker config %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        rc = -EISDIR;
+        goto fail;
+    }
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        rc = buf_append(contents, chunk, (size_t)n);
+        if (rc < 0) {
+            if (err != NULL)
+                *err = xasprintf("docker config %s is larger than %d bytes", path,
+                                 DOCKERCONFIG_MAX_BYTES);
+            goto out;
+        }
+    }
+    goto out;
+
+fail:
+    if (err != NULL)
+        *err = xasprintf("cannot read docker config %s: %s", path, strerror(-rc));
+out:
+    explicit_bzero(chunk, sizeof(chunk));
+    close(fd);
+    return rc;
+}
+
+static int dockerconfig_base64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/*
+ * Decode standard base64, padded or not, into a fresh C string. Returns NULL
+ * for a stray character, an impossible length, or a decoded NUL byte.
+ */
+static char *dockerconfig_base64_decode(const char *in)
+{
+    size_t len = strlen(in);
+    size_t pad = 0;
+    while (len > 0 && pad < 2 && in[len - 1] == '=') {
+        len--;
+        pad++;
+    }
+    if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0))
+        return NULL;
+    char *out = xmalloc(len / 4 * 3 + 3);
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = dockerconfig_base64_value(in[i]);
+        if (v < 0)
+            goto bad;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            char c = (char)((acc >> bits) & 0xff);
+            if (c == '\0')
+                goto bad;
+            out[n++] = c;
+        }
+    }
+    out[n] = '\0';
+    explicit_bzero(&acc, sizeof(acc));
+    return out;
+
+bad:
+    explicit_bzero(out, n);
+    free(out);
+    return NULL;
+}
+
+/* The host part of an "auths" key: no scheme, no path. */
+static void dockerconfig_key_host(const char *key, const char **host, size_t *len)
+{
+    if (strncasecmp(key, "https://", 8) == 0)
+        key += 8;
+    else if (strncasecmp(key, "http://", 7) == 0)
+        key += 7;
+    *host = key;
+    *len = strcspn(key, "/");
+}
+
+static bool dockerconfig_is_hub(const char *host, size_t len)
+{
+    static const char *const hub[] = {"docker.io", "index.docker.io", "registry-1.docker.io"};
+    for (size_t i = 0; i < sizeof(hub) / sizeof(hub[0]); i++) {
+        if (len == strlen(hub[i]) && strncasecmp(host, hub[i], len) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool dockerconfig_key_matches(const char *key, const char *registry)
+{
+    const char *host;
+    size_t len;
+    dockerconfig_key_host(key, &host, &len);
+    if (len == strlen(registry) && strncasecmp(host, registry, len) == 0)
+        return true;
+    return dockerconfig_is_hub(host, len) && dockerconfig_is_hub(registry, strlen(registry));
+}
+
+/*
+ * Credentials from one "auths" entry. Returns 0 with both set, 1 when the
+ * entry holds none, FERRY_EPARSE when it is malformed.
+ */
+static int dockerconfig_entry(const cJSON *entry, char **username, char **password)
+{
+    const cJSON *auth = cJSON_GetObjectItemCaseSensitive(entry, "auth");
+    const cJSON *user = cJSON_GetObjectItemCaseSensitive(entry, "username");
+    const cJSON *pass = cJSON_GetObjectItemCaseSensitive(entry, "password");
+    const cJSON *token = cJSON_GetObjectItemCaseSensitive(entry, "identitytoken");
+
+    if (!cJSON_IsObject(entry))
+        return FERRY_EPARSE;
+    if ((auth != NULL && !cJSON_IsString(auth) && !cJSON_IsNull(auth)) ||
+        (user != NULL && !cJSON_IsString(user) && !cJSON_IsNull(user)) ||
+        (pass != NULL && !cJSON_IsString(pass) && !cJSON_IsNull(pass)) ||
+        (token != NULL && !cJSON_IsString(token) && !cJSON_IsNull(token)))
+        return FERRY_EPARSE;
+
+    if (cJSON_IsString(auth) && auth->valuestring[0] != '\0') {
+        char *decoded = dockerconfig_base64_decode(auth->valuestring);
+        if (decoded == NULL)
+            return FERRY_EPARSE;
+        char *colon = strchr(decoded, ':');
+        if (colon == NULL) {
+            dockerconfig_wipe_free(decoded);
+            return FERRY_EPARSE;
+        }
+        *username = xstrndup(decoded, (size_t)(colon - decoded));
+        *password = xstrdup(colon + 1);
+        dockerconfig_wipe_free(decoded);
+    } else if (cJSON_IsString(user) && cJSON_IsString(pass)) {
+        *username = xstrdup(user->valuestring);
+        *password = xstrdup(pass->valuestring);
+    }
+    if (*password != NULL && (*password)[0] != '\0')
+        return 0;
+    if (cJSON_IsString(token) && token->valuestring[0] != '\0') {
+        dockerconfig_wipe_free(*username);
+        dockerconfig_wipe_free(*password);
+        *username = xstrdup(DOCKERCONFIG_TOKEN_USERNAME);
+        *password = xstrdup(token->valuestring);
+        return 0;
+    }
+    dockerconfig_wipe_free(*username);
+    dockerconfig_wipe_free(*password);
+    *username = NULL;
+    *password = NULL;
+    return 1;
+}
+
+int dockerconfig_lookup(const char *path, const char *registry, char **username, char **password,
+                        char **err)
+{
+    struct buf contents;
+    cJSON *root = NULL;
+    int rc;
+
+    if (username != NULL)
+        *username = NULL;
+    if (password != NULL)
+        *password = NULL;
+    if (path == NULL || registry == NULL || username == NULL || password == NULL) {
+        if (err != NULL)
+            *err = xasprintf("docker config lookup needs a path, a registry and two results");
+        return FERRY_EINVAL;
+    }
+
+    buf_init(&contents, DOCKERCONFIG_MAX_BYTES);
+    rc = dockerconfig_read(path, &contents, err);
+    if (rc < 0)
+        goto out;
+
+    rc = FERRY_EPARSE;
+    if (contents.len == 0 || memchr(contents.data, '\0', contents.len) != NULL) {
+        if (err != NULL)
+            *err = xasprintf("cannot parse docker config %s: not valid json", path);
+        goto out;
+    }
+    const char *end = NULL;
+    root = cJSON_ParseWithOpts(contents.data, &end, false);
+    if (root == NULL || end[strspn(end, " \t\r\n")] != '\0' || !cJSON_IsObject(root)) {
+        if (err != NULL)
+            *err = xasprintf("cannot parse docker config %s: not a valid json object", path);
+        goto out;
+    }
+    const cJSON *auths = cJSON_GetObjectItemCaseSensitive(root, "auths");
+    if (auths != NULL && !cJSON_IsObject(auths) && !cJSON_IsNull(auths)) {
+        if (err != NULL)
+            *err = xasprintf("cannot parse docker config %s: \"auths\" is not an object", path);
+        goto out;
+    }
+
+    /* First pass: the exact key; second pass: every key that names the same host. */
+    const cJSON *entries = cJSON_IsObject(auths) ? auths : NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        const cJSON *entry;
+        cJSON_ArrayForEach(entry, entries)
+        {
+            bool exact = strcmp(entry->string, registry) == 0;
+            bool wanted =
+                pass == 0 ? exact : !exact && dockerconfig_key_matches(entry->string, registry);
+            if (!wanted)
+                continue;
+            rc = dockerconfig_entry(entry, username, password);
+            if (rc == 0)
+                goto out;
+            if (rc < 0) {
+                if (err != NULL)
+                    *err = xasprintf("cannot parse docker config %s: the entry for %s is "
+                                     "malformed (auth must be base64 of user:password)",
+                                     path, registry);
+                goto out;
+            }
+        }
+    }
+    rc = FERRY_ENOTFOUND;
+    if (err != NULL)
+        *err = xasprintf("no credentials for %s in docker config %s", registry, path);
+
+out:
+    if (root != NULL) {
+        dockerconfig_wipe_json(root);
+        cJSON_Delete(root);
+    }
+    if (contents.data != NULL)
+        explicit_bzero(contents.data, contents.alloc);
+    buf_release(&contents);
+    return rc;
+}

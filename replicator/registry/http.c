@@ -1,0 +1,835 @@
+#include "registry/http.h"
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+/* Response headers of one response are capped; a registry has no reason to send more. */
+#define HTTP_HEADERS_MAX        (64 * 1024)
+#define HTTP_BODY_DEFAULT_LIMIT (64 * 1024)
+
+struct http_client {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    struct http_client_options opts;
+    struct http_stats stats;
+    int running; /* requests added to the multi handle */
+    int sockets; /* http_socket structs alive, open or closing */
+    bool timer_closed;
+    /* The rate limit: a token bucket shared by every streamed body. */
+    double tokens;
+    uint64_t refill_ns;
+    uv_timer_t rate_timer;
+    bool rate_timer_closed;
+    struct http_request **throttled; /* transfers paused until tokens return */
+    size_t n_throttled;
+    struct http_request *active; /* started and not finished */
+    bool aborting;               /* http_client_abort(): new requests fail at once */
+    void (*close_cb)(void *);
+    void *close_arg;
+};
+
+/* One watched socket; freed in its poll handle's close callback. */
+struct http_socket {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct http_client *client;
+};
+
+struct http_request {
+    struct http_client *client;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *method;
+    char *url;
+    const char *body;
+    size_t body_len;
+    http_source_cb source;
+    void *source_arg;
+    uint64_t source_len;
+    uint64_t source_offset;
+    bool has_body;
+    bool paused;      /* upload waits for its source */
+    bool paused_recv; /* download waits for its sink */
+    bool follow;
+    http_sink_cb sink;
+    void *sink_arg;
+    int sink_rc;
+    struct buf response;
+    struct buf response_headers;
+    bool headers_overflow;
+    long status;
+    char *effective_url;
+    char error_text[CURL_ERROR_SIZE];
+    http_done_cb done;
+    void *done_arg;
+    bool started;
+    bool finished;
+    bool throttled;     /* paused by the rate limit */
+    char *header_value; /* last value handed out by http_request_response_header() */
+    struct http_request *active_prev, *active_next;
+};
+
+const char *const http_method_names[6] = {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"};
+
+static int http_method_index(const char *method)
+{
+    for (int i = 0; i < 6; i++)
+        if (strcmp(method, http_method_names[i]) == 0)
+            return i;
+    return 0;
+}
+
+static void http_count_codes(struct http_stats *st, int method, long code, uint64_t n)
+{
+    if (code < 0 || code > 999)
+        code = 999;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < st->n_codes; i++) {
+            if (st->codes[i].method == method && st->codes[i].code == code) {
+                st->codes[i].count += n;
+                return;
+            }
+        }
+        /* The last six slots are kept for a catch-all code 999 per method. */
+        if (st->n_codes < HTTP_CODE_SLOTS - 6 || code == 999)
+            break;
+        code = 999;
+    }
+    st->codes[st->n_codes].method = (uint8_t)method;
+    st->codes[st->n_codes].code = (uint16_t)code;
+    st->codes[st->n_codes].count = n;
+    st->n_codes++;
+}
+
+static void http_count_code(struct http_stats *st, int method, long code)
+{
+    http_count_codes(st, method, code, 1);
+}
+
+void http_stats_add(struct http_stats *into, const struct http_stats *from)
+{
+    into->requests += from->requests;
+    for (int i = 0; i < 6; i++)
+        into->requests_by_method[i] += from->requests_by_method[i];
+    into->bytes_sent += from->bytes_sent;
+    into->bytes_received += from->bytes_received;
+    for (size_t i = 0; i < from->n_codes; i++)
+        http_count_codes(into, from->codes[i].method, from->codes[i].code, from->codes[i].count);
+}
+
+static void http_check_multi_info(struct http_client *c);
+
+/* The client is freed once it was asked to close and its last handle is closed. */
+static void http_client_maybe_free(struct http_client *c)
+{
+    if (c->close_cb == NULL || !c->timer_closed || !c->rate_timer_closed || c->sockets > 0)
+        return;
+    free(c->throttled);
+    void (*cb)(void *) = c->close_cb;
+    void *arg = c->close_arg;
+    free(c);
+    cb(arg);
+}
+
+static void http_socket_close_cb(uv_handle_t *handle)
+{
+    struct http_socket *s = handle->data;
+    struct http_client *c = s->client;
+    free(s);
+    c->sockets--;
+    http_client_maybe_free(c);
+}
+
+static void http_poll_cb(uv_poll_t *poll, int status, int events)
+{
+    struct http_socket *s = poll->data;
+    struct http_client *c = s->client;
+    int flags = 0;
+    int running = 0;
+
+    /* A poll error still goes to curl, which then finds the failure itself. */
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    curl_multi_socket_action(c->multi, s->fd, flags, &running);
+    http_check_multi_info(c);
+}
+
+static int http_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
+{
+    struct http_client *c = userp;
+    struct http_socket *s = socketp;
+    (void)easy;
+
+    if (action == CURL_POLL_REMOVE) {
+        if (s != NULL) {
+            uv_poll_stop(&s->poll);
+            if (c->multi != NULL)
+                curl_multi_assign(c->multi, fd, NULL);
+            uv_close((uv_handle_t *)&s->poll, http_socket_close_cb);
+        }
+        return 0;
+    }
+    if (s == NULL) {
+        s = xcalloc(1, sizeof(*s));
+        s->fd = fd;
+        s->client = c;
+        if (uv_poll_init_socket(c->loop, &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        c->sockets++;
+        s->poll.data = s;
+        curl_multi_assign(c->multi, fd, s);
+    }
+    int events = 0;
+    if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
+        events |= UV_READABLE;
+    if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&s->poll, events, http_poll_cb);
+    return 0;
+}
+
+static void http_timer_cb(uv_timer_t *timer)
+{
+    struct http_client *c = timer->data;
+    int running = 0;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    http_check_multi_info(c);
+}
+
+static int http_timer_start_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct http_client *c = userp;
+    (void)multi;
+    if (timeout_ms < 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, http_timer_cb, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+static void http_global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ---- the rate limit ---- */
+
+/* Bytes the bucket holds at most: a quarter second of traffic, at least 64 KiB. */
+static uint64_t rate_burst(const struct http_client *c)
+{
+    uint64_t quarter = c->opts.rate_limit / 4;
+    return quarter > 64 * 1024 ? quarter : 64 * 1024;
+}
+
+static void rate_refill(struct http_client *c)
+{
+    uint64_t now = uv_hrtime();
+    c->tokens += (double)(now - c->refill_ns) * (double)c->opts.rate_limit / 1e9;
+    c->refill_ns = now;
+    if (c->tokens > (double)rate_burst(c))
+        c->tokens = (double)rate_burst(c);
+}
+
+static void rate_timer_cb(uv_timer_t *timer)
+{
+    struct http_client *c = timer->data;
+    rate_refill(c);
+    /* Resuming may run callbacks that park transfers again: take the list first. */
+    struct http_request **list = c->throttled;
+    size_t n = c->n_throttled;
+    c->throttled = NULL;
+    c->n_throttled = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct http_request *req = list[i];
+        req->throttled = false;
+        http_request_resume(req);
+    }
+    free(list);
+}
+
+/*
+ * True when a streamed body may move bytes now. Otherwise the transfer is
+ * parked, the caller pauses it, and a timer resumes it when the bucket has
+ * refilled. The bucket may go into debt by one callback's bytes.
+ */
+static bool rate_admit(struct http_request *req)
+{
+    struct http_client *c = req->client;
+    if (c->opts.rate_limit == 0)
+        return true;
+    rate_refill(c);
+    if (c->tokens > 0)
+        return true;
+    if (!req->throttled) {
+        req->throttled = true;
+        c->throttled = xrealloc(c->throttled, (c->n_throttled + 1) * sizeof(*c->throttled));
+        c->throttled[c->n_throttled++] = req;
+    }
+    if (!uv_is_active((uv_handle_t *)&c->rate_timer)) {
+        uint64_t ms = (uint64_t)(-c->tokens * 1000.0 / (double)c->opts.rate_limit) + 1;
+        uv_timer_start(&c->rate_timer, rate_timer_cb, ms, 0);
+    }
+    return false;
+}
+
+static void rate_charge(struct http_client *c, size_t len)
+{
+    if (c->opts.rate_limit > 0)
+        c->tokens -= (double)len;
+}
+
+/* A finished transfer leaves the parked list. */
+static void rate_forget(struct http_request *req)
+{
+    struct http_client *c = req->client;
+    if (!req->throttled)
+        return;
+    req->throttled = false;
+    for (size_t i = 0; i < c->n_throttled; i++) {
+        if (c->throttled[i] == req) {
+            c->throttled[i] = c->throttled[--c->n_throttled];
+            break;
+        }
+    }
+}
+
+int http_client_new(uv_loop_t *loop, const struct http_client_options *opts,
+                    struct http_client **out)
+{
+    static uv_once_t once = UV_ONCE_INIT;
+    uv_once(&once, http_global_init);
+
+    struct http_client *c = xcalloc(1, sizeof(*c));
+    c->loop = loop;
+    if (opts != NULL)
+        c->opts = *opts;
+    if (c->opts.max_connections <= 0)
+        c->opts.max_connections = 64;
+    if (c->opts.max_host_connections <= 0)
+        c->opts.max_host_connections = 16;
+    if (c->opts.connect_timeout_ms <= 0)
+        c->opts.connect_timeout_ms = 15000;
+    if (c->opts.stall_timeout_s <= 0)
+        c->opts.stall_timeout_s = 120;
+
+    c->multi = curl_multi_init();
+    if (c->multi == NULL) {
+        free(c);
+        return FERRY_EINVAL;
+    }
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_init(loop, &c->rate_timer);
+    c->rate_timer.data = c;
+    c->refill_ns = uv_hrtime();
+    c->tokens = (double)rate_burst(c);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, http_socket_cb);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, http_timer_start_cb);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, c->opts.max_connections);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->opts.max_host_connections);
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->opts.max_connections);
+    /* Several streams over one TLS connection where the registry speaks HTTP/2. */
+    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    *out = c;
+    return 0;
+}
+
+static void http_timer_close_cb(uv_handle_t *handle)
+{
+    struct http_client *c = handle->data;
+    c->timer_closed = true;
+    http_client_maybe_free(c);
+}
+
+static void http_close_noop(void *arg)
+{
+    (void)arg;
+}
+
+static void http_rate_timer_close_cb(uv_handle_t *handle)
+{
+    struct http_client *c = handle->data;
+    c->rate_timer_closed = true;
+    http_client_maybe_free(c);
+}
+
+void http_client_close(struct http_client *c, void (*cb)(void *arg), void *arg)
+{
+    c->close_cb = cb != NULL ? cb : http_close_noop;
+    c->close_arg = arg;
+    /* Cleaning up the multi handle closes its cached connections, and their
+     * sockets' poll handles close through the still-running loop. */
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, http_timer_close_cb);
+    uv_timer_stop(&c->rate_timer);
+    uv_close((uv_handle_t *)&c->rate_timer, http_rate_timer_close_cb);
+}
+
+static void http_request_finish(struct http_request *req, int rc);
+
+void http_client_abort(struct http_client *c)
+{
+    c->aborting = true;
+    /* Each callback may start requests (they fail at once) or end others. */
+    for (int bound = 0; c->active != NULL && bound < 100000; bound++)
+        http_request_finish(c->active, FERRY_ECANCELED);
+}
+
+void http_client_stats(const struct http_client *c, struct http_stats *out)
+{
+    *out = c->stats;
+}
+
+struct http_request *http_request_new(struct http_client *c, const char *method, const char *url)
+{
+    struct http_request *req = xcalloc(1, sizeof(*req));
+    req->client = c;
+    req->method = xstrdup(method);
+    req->url = xstrdup(url);
+    buf_init(&req->response, HTTP_BODY_DEFAULT_LIMIT);
+    buf_init(&req->response_headers, HTTP_HEADERS_MAX);
+    return req;
+}
+
+void http_request_add_header(struct http_request *req, const char *line)
+{
+    req->headers = curl_slist_append(req->headers, line);
+    if (req->headers == NULL)
+        xmalloc(SIZE_MAX);
+}
+
+void http_request_set_body(struct http_request *req, const void *data, size_t len)
+{
+    req->body = data;
+    req->body_len = len;
+    req->source = NULL;
+    req->source_len = len;
+    req->has_body = true;
+}
+
+void http_request_set_source(struct http_request *req, http_source_cb source, void *arg,
+                             uint64_t length)
+{
+    req->source = source;
+    req->source_arg = arg;
+    req->source_len = length;
+    req->has_body = true;
+}
+
+void http_request_set_sink(struct http_request *req, http_sink_cb sink, void *arg)
+{
+    req->sink = sink;
+    req->sink_arg = arg;
+}
+
+void http_request_set_body_limit(struct http_request *req, size_t limit)
+{
+    req->response.limit = limit;
+}
+
+void http_request_follow_redirects(struct http_request *req, bool follow)
+{
+    req->follow = follow;
+}
+
+static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct http_request *req = userp;
+    size_t len = size * nmemb;
+
+    /* Bodies of interim responses (redirects) are not the caller's. */
+    if (req->follow) {
+        long code = 0;
+        curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 300 && code < 400) {
+            req->client->stats.bytes_received += len;
+            return len;
+        }
+    }
+    if (req->sink != NULL) {
+        if (!rate_admit(req)) {
+            req->paused_recv = true;
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        int rc = req->sink(req, data, len, req->sink_arg);
+        if (rc == HTTP_SINK_PAUSE) {
+            req->paused_recv = true;
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        if (rc < 0) {
+            req->sink_rc = rc;
+            return CURL_WRITEFUNC_ERROR;
+        }
+        rate_charge(req->client, len);
+        req->client->stats.bytes_received += len;
+        return len;
+    }
+    if (buf_append(&req->response, data, len) < 0) {
+        req->sink_rc = FERRY_ETOOBIG;
+        return CURL_WRITEFUNC_ERROR;
+    }
+    req->client->stats.bytes_received += len;
+    return len;
+}
+
+static size_t http_header_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct http_request *req = userp;
+    size_t len = size * nmemb;
+
+    /* A new status line starts a new response (100 Continue, redirects). */
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        buf_reset(&req->response_headers);
+        req->headers_overflow = false;
+    }
+    if (buf_append(&req->response_headers, data, len) < 0) {
+        req->headers_overflow = true;
+        req->sink_rc = FERRY_ETOOBIG;
+        return 0;
+    }
+    return len;
+}
+
+static size_t http_read_cb(char *buffer, size_t size, size_t nitems, void *userp)
+{
+    struct http_request *req = userp;
+    size_t want = size * nitems;
+
+    if (req->source_offset >= req->source_len)
+        return 0;
+    if (want > req->source_len - req->source_offset)
+        want = (size_t)(req->source_len - req->source_offset);
+    if (req->source == NULL) {
+        memcpy(buffer, req->body + req->source_offset, want);
+        req->source_offset += want;
+        req->client->stats.bytes_sent += want;
+        return want;
+    }
+    if (!rate_admit(req)) {
+        req->paused = true;
+        return CURL_READFUNC_PAUSE;
+    }
+    ssize_t n = req->source(buffer, want, req->source_offset, req->source_arg);
+    if (n == HTTP_SOURCE_WAIT) {
+        req->paused = true;
+        return CURL_READFUNC_PAUSE;
+    }
+    if (n < 0) {
+        req->sink_rc = (int)n;
+        return CURL_READFUNC_ABORT;
+    }
+    if (n == 0) {
+        /* The source ended before the length it promised. */
+        req->sink_rc = FERRY_EPROTO;
+        return CURL_READFUNC_ABORT;
+    }
+    req->source_offset += (uint64_t)n;
+    rate_charge(req->client, (size_t)n);
+    req->client->stats.bytes_sent += (uint64_t)n;
+    return (size_t)n;
+}
+
+static int http_seek_cb(void *userp, curl_off_t offset, int origin)
+{
+    struct http_request *req = userp;
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > req->source_len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    req->source_offset = (uint64_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+static void http_request_configure(struct http_request *req)
+{
+    struct http_client *c = req->client;
+    CURL *e = req->easy;
+
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->opts.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->opts.stall_timeout_s);
+    /* Past http_client_abort() a request fails at once, through the loop. */
+    if (c->aborting)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error_text);
+    /* Large buffers: a blob moves in far fewer callbacks and system calls. */
+    if (req->sink != NULL)
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 128L * 1024);
+    if (req->source != NULL)
+        curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 128L * 1024);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/0.1");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
+    if (req->follow) {
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    }
+    if (c->opts.ca_file != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->opts.ca_file);
+    if (c->opts.cert_file != NULL)
+        curl_easy_setopt(e, CURLOPT_SSLCERT, c->opts.cert_file);
+    if (c->opts.key_file != NULL)
+        curl_easy_setopt(e, CURLOPT_SSLKEY, c->opts.key_file);
+    if (c->opts.insecure) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+
+    /* No "Expect: 100-continue": it costs a round trip per upload. */
+    http_request_add_header(req, "Expect:");
+    if (strcmp(req->method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (req->has_body) {
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->source_len);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, http_read_cb);
+        curl_easy_setopt(e, CURLOPT_READDATA, req);
+        curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, http_seek_cb);
+        curl_easy_setopt(e, CURLOPT_SEEKDATA, req);
+        if (strcmp(req->method, "PUT") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+    } else if (strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
+               strcmp(req->method, "PATCH") == 0) {
+        /* An empty body still needs "Content-Length: 0" for registries. */
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+        if (strcmp(req->method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+        http_request_add_header(req, "Content-Type:");
+    } else if (strcmp(req->method, "GET") != 0) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+}
+
+int http_request_start(struct http_request *req, http_done_cb cb, void *arg)
+{
+    struct http_client *c = req->client;
+
+    if (req->started || c->multi == NULL)
+        return FERRY_EINVAL;
+    req->easy = curl_easy_init();
+    if (req->easy == NULL)
+        return FERRY_EINVAL;
+    http_request_configure(req);
+    req->done = cb;
+    req->done_arg = arg;
+    req->started = true;
+    if (curl_multi_add_handle(c->multi, req->easy) != CURLM_OK) {
+        curl_easy_cleanup(req->easy);
+        req->easy = NULL;
+        req->started = false;
+        return FERRY_EINVAL;
+    }
+    c->running++;
+    c->stats.requests++;
+    c->stats.requests_by_method[http_method_index(req->method)]++;
+    req->active_prev = NULL;
+    req->active_next = c->active;
+    if (c->active != NULL)
+        c->active->active_prev = req;
+    c->active = req;
+    return 0;
+}
+
+void http_request_resume(struct http_request *req)
+{
+    if (req->easy != NULL && (req->paused || req->paused_recv) && !req->finished) {
+        req->paused = false;
+        req->paused_recv = false;
+        curl_easy_pause(req->easy, CURLPAUSE_CONT);
+    }
+}
+
+static int http_translate(CURLcode code)
+{
+    switch (code) {
+    case CURLE_OK:
+        return 0;
+    case CURLE_OPERATION_TIMEDOUT:
+        return FERRY_ETIMEOUT;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_ENGINE_INITFAILED:
+        return FERRY_ETLS;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return FERRY_EINVAL;
+    case CURLE_TOO_MANY_REDIRECTS:
+        return FERRY_EPROTO;
+    default:
+        return FERRY_ECONNECT;
+    }
+}
+
+/* Finish one transfer: collect its results, detach it and call back. */
+static void http_request_finish(struct http_request *req, int rc)
+{
+    struct http_client *c = req->client;
+    char *url = NULL;
+
+    /* Bytes are counted as they pass (http_read_cb, http_write_cb), so that
+     * a rate read during a long transfer is true. */
+    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status);
+    curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &url);
+    req->effective_url = xstrdup(url != NULL ? url : req->url);
+    rate_forget(req);
+    if (c->multi != NULL)
+        curl_multi_remove_handle(c->multi, req->easy);
+    curl_easy_cleanup(req->easy);
+    req->easy = NULL;
+    req->finished = true;
+    c->running--;
+    if (req->active_prev != NULL)
+        req->active_prev->active_next = req->active_next;
+    else
+        c->active = req->active_next;
+    if (req->active_next != NULL)
+        req->active_next->active_prev = req->active_prev;
+    req->active_prev = req->active_next = NULL;
+    if (rc < 0)
+        req->status = rc == FERRY_ECANCELED ? 0 : req->status;
+    http_count_code(&c->stats, http_method_index(req->method), rc < 0 ? 0 : req->status);
+    req->done(req, rc, req->done_arg);
+}
+
+static void http_check_multi_info(struct http_client *c)
+{
+    CURLMsg *msg;
+    int pending;
+
+    /* Drain every finished transfer; a callback may add new ones. */
+    while (c->multi != NULL && (msg = curl_multi_info_read(c->multi, &pending)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct http_request *req = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
+        CURLcode code = msg->data.result;
+        int rc = http_translate(code);
+        if (req->sink_rc < 0)
+            rc = req->sink_rc;
+        if (rc < 0)
+            log_debug("http transfer failed method=%s code=%d error=\"%s\"", req->method, (int)code,
+                      req->error_text[0] ? req->error_text : curl_easy_strerror(code));
+        http_request_finish(req, rc);
+    }
+}
+
+void http_request_cancel(struct http_request *req)
+{
+    if (!req->started || req->finished)
+        return;
+    http_request_finish(req, FERRY_ECANCELED);
+}
+
+long http_request_status(const struct http_request *req)
+{
+    long code = 0;
+    if (req->easy != NULL && !req->finished) {
+        curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+        return code;
+    }
+    return req->status;
+}
+
+const char *http_request_response_header(struct http_request *req, const char *name)
+{
+    size_t name_len = strlen(name);
+    const char *p = req->response_headers.data;
+    const char *found = NULL;
+    size_t found_len = 0;
+
+    if (p == NULL)
+        return NULL;
+    while (*p != '\0') {
+        const char *eol = strchr(p, '\n');
+        size_t line_len = eol != NULL ? (size_t)(eol - p) : strlen(p);
+        if (line_len > name_len && p[name_len] == ':' && strncasecmp(p, name, name_len) == 0) {
+            const char *v = p + name_len + 1;
+            const char *end = p + line_len;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            while (end > v && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+            found = v;
+            found_len = (size_t)(end - v);
+        }
+        if (eol == NULL)
+            break;
+        p = eol + 1;
+    }
+    if (found == NULL)
+        return NULL;
+    free(req->header_value);
+    req->header_value = xstrndup(found, found_len);
+    return req->header_value;
+}
+
+const struct buf *http_request_response_body(const struct http_request *req)
+{
+    return &req->response;
+}
+
+const char *http_request_url(const struct http_request *req)
+{
+    return req->effective_url != NULL ? req->effective_url : req->url;
+}
+
+const char *http_request_error_text(const struct http_request *req)
+{
+    return req->error_text;
+}
+
+void http_request_free(struct http_request *req)
+{
+    if (req == NULL)
+        return;
+    rate_forget(req);
+    if (req->easy != NULL) {
+        if (req->client->multi != NULL)
+            curl_multi_remove_handle(req->client->multi, req->easy);
+        curl_easy_cleanup(req->easy);
+        req->client->running--;
+    }
+    curl_slist_free_all(req->headers);
+    buf_release(&req->response);
+    buf_release(&req->response_headers);
+    free(req->method);
+    free(req->url);
+    free(req->effective_url);
+    free(req->header_value);
+    free(req);
+}

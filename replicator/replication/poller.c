@@ -1,0 +1,549 @@
+#include "replication/poller.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/errors.h"
+#include "registry/http.h"
+#include "common/log.h"
+#include "registry/registry.h"
+#include "common/xalloc.h"
+
+struct poll_source;
+
+/* One repository's share of a round. */
+struct poll_repo {
+    struct poll_source *src;
+    char *name;
+    char **tags; /* tags listed this round and selected */
+    size_t n_tags;
+    size_t heads_pending;
+    struct journal_event *events;
+    char **owned; /* strings the events point at */
+    size_t n_owned;
+    size_t n_events;
+    size_t gone_pending; /* looks at tags the listing no longer names */
+};
+
+struct poll_source {
+    struct poller *poller;
+    const struct config_registry *cfg;
+    struct http_client *http;
+    struct registry *reg;
+    bool deletes;
+    bool round_active;
+    char **repos;
+    size_t n_repos;
+    size_t next_repo;
+    int active_repos;
+};
+
+struct poller {
+    uv_loop_t *loop;
+    const struct config *config;
+    struct journal *journal;
+    struct journal_committer *committer;
+    struct poll_source *sources;
+    size_t n_sources;
+    uv_timer_t timer;
+    int outstanding; /* callbacks still to come */
+    int sources_active;
+    bool closing;
+    bool closed_handles;
+    poller_round_cb round_cb;
+    void *round_arg;
+    void (*close_cb)(void *);
+    void *close_arg;
+    struct poller_stats stats;
+};
+
+static void poller_round(struct poller *p);
+static void source_pump(struct poll_source *src);
+static void poller_maybe_finish_close(struct poller *p);
+
+static int64_t now_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void poller_error(struct poller *p, const char *fmt, const char *a, const char *b)
+{
+    p->stats.errors++;
+    snprintf(p->stats.last_error, sizeof(p->stats.last_error), fmt, a, b ? b : "");
+    log_warn("poller: %s", p->stats.last_error);
+}
+
+static char *own(struct poll_repo *r, char *s)
+{
+    r->owned = xrealloc(r->owned, (r->n_owned + 1) * sizeof(*r->owned));
+    r->owned[r->n_owned++] = s;
+    return s;
+}
+
+static void repo_free(struct poll_repo *r)
+{
+    for (size_t i = 0; i < r->n_tags; i++)
+        free(r->tags[i]);
+    free(r->tags);
+    for (size_t i = 0; i < r->n_owned; i++)
+        free(r->owned[i]);
+    free(r->owned);
+    free(r->events);
+    free(r->name);
+    free(r);
+}
+
+static void source_round_done(struct poll_source *src)
+{
+    struct poller *p = src->poller;
+    for (size_t i = 0; i < src->n_repos; i++)
+        free(src->repos[i]);
+    free(src->repos);
+    src->repos = NULL;
+    src->n_repos = 0;
+    src->round_active = false;
+    if (--p->sources_active > 0)
+        return;
+    p->stats.rounds++;
+    p->stats.last_round_unix_ms = now_unix_ms();
+    log_info("poll round done rounds=%llu appended=%llu errors=%llu",
+             (unsigned long long)p->stats.rounds, (unsigned long long)p->stats.appended,
+             (unsigned long long)p->stats.errors);
+    if (p->round_cb != NULL)
+        p->round_cb(p, p->round_arg);
+}
+
+static void repo_done(struct poll_repo *r)
+{
+    struct poll_source *src = r->src;
+    repo_free(r);
+    src->active_repos--;
+    source_pump(src);
+}
+
+static void repo_committed(int rc, const char *error, const uint64_t *seqs, size_t n, void *arg)
+{
+    struct poll_repo *r = arg;
+    struct poller *p = r->src->poller;
+    (void)seqs;
+    p->outstanding--;
+    if (rc < 0) {
+        poller_error(p, "journal append failed: %s%s", error, NULL);
+    } else {
+        /* The journal moved each tag's state in the same batch. */
+        for (size_t i = 0; i < n; i++)
+            if (seqs[i] != 0)
+                p->stats.appended++;
+    }
+    repo_done(r);
+    poller_maybe_finish_close(p);
+}
+
+static void repo_add_event(struct poll_repo *r, enum journal_action action, const char *tag,
+                           const char *digest, const char *media_type)
+{
+    struct poll_source *src = r->src;
+    r->events = xrealloc(r->events, (r->n_events + 1) * sizeof(*r->events));
+    struct journal_event *e = &r->events[r->n_events++];
+    memset(e, 0, sizeof(*e));
+    e->action = action;
+    e->source = src->cfg->name;
+    e->repository = r->name;
+    e->tag = own(r, xstrdup(tag));
+    e->digest = own(r, xstrdup(digest));
+    e->media_type = media_type ? own(r, xstrdup(media_type)) : NULL;
+    /* A tag may come back to a digest it held before (A, B, A): the journal's
+     * last seq when the change was seen tells the observations apart, so the
+     * journal's dedup (which outlives a poll) does not drop the second A. */
+    e->event_id =
+        own(r, xasprintf("%s:%s:%s:%s@%" PRIu64, action == JOURNAL_PUSH ? "poll" : "poll-delete",
+                         r->name, tag, digest, journal_last_seq(src->poller->journal)));
+    /* Compared again with the journal's tag state as it is appended: a
+     * webhook that journaled the same value meanwhile makes this a no-op. */
+    e->if_changed = true;
+}
+
+/* A tag the journal knows that the listing no longer names: is it gone? */
+struct gone_ctx {
+    struct poll_repo *r;
+    char *tag;
+    char *digest; /* what the journal said of it last */
+};
+
+static void repo_submit(struct poll_repo *r);
+
+/*
+ * The source's answer for a tag its listing left out. A listing is a hint
+ * too (a registry's may lag behind its manifests): the tag is journaled as
+ * deleted only when the source answers 404 for it, and as moved when it
+ * names another digest now.
+ */
+static void gone_checked(int rc, const char *error, const char *bytes, size_t len,
+                         const char *media_type, const char *digest, void *arg)
+{
+    struct gone_ctx *g = arg;
+    struct poll_repo *r = g->r;
+    struct poller *p = r->src->poller;
+    (void)bytes;
+    (void)len;
+    p->outstanding--;
+    if (rc == FERRY_ENOTFOUND)
+        repo_add_event(r, JOURNAL_DELETE, g->tag, g->digest, NULL);
+    else if (rc == 0 && strcmp(digest, g->digest) != 0)
+        repo_add_event(r, JOURNAL_PUSH, g->tag, digest, media_type);
+    else if (rc < 0)
+        poller_error(p, "%s: %s", r->name, error);
+    free(g->tag);
+    free(g->digest);
+    free(g);
+    if (--r->gone_pending == 0)
+        repo_submit(r);
+    poller_maybe_finish_close(p);
+}
+
+static int repo_find_gone(const char *repository, const char *tag, const char *digest, void *arg)
+{
+    struct poll_repo *r = arg;
+    (void)repository;
+    /* The listing kept only the tags some rule selects; the tag state also
+     * holds what webhooks journaled of the others. Those are not gone. */
+    if (!config_tag_selected(r->src->poller->config, r->src->cfg->name, r->name, tag))
+        return 0;
+    for (size_t i = 0; i < r->n_tags; i++)
+        if (strcmp(r->tags[i], tag) == 0)
+            return 0;
+    struct gone_ctx *g = xcalloc(1, sizeof(*g));
+    g->r = r;
+    g->tag = xstrdup(tag);
+    g->digest = xstrdup(digest);
+    r->gone_pending++;
+    r->src->poller->outstanding++;
+    registry_manifest_resolve(r->src->reg, r->name, tag, NULL, 0, gone_checked, g);
+    return 0;
+}
+
+/* Journal what the round found in this repository. */
+static void repo_submit(struct poll_repo *r)
+{
+    struct poller *p = r->src->poller;
+    if (r->n_events == 0 || p->closing) {
+        repo_done(r);
+        return;
+    }
+    p->outstanding++;
+    if (journal_committer_submit(p->committer, r->events, r->n_events, repo_committed, r) < 0) {
+        p->outstanding--;
+        repo_done(r);
+    }
+}
+
+/* Every tag of the repository is resolved: look for tags that went, then record what changed. */
+static void repo_resolved(struct poll_repo *r)
+{
+    struct poll_source *src = r->src;
+    struct poller *p = src->poller;
+
+    if (p->closing) {
+        repo_done(r);
+        return;
+    }
+    /* One more pending look while the scan issues them, so that an answer
+     * that comes back at once cannot submit before the scan ends. */
+    r->gone_pending = 1;
+    if (src->deletes)
+        journal_tagstate_scan(p->journal, src->cfg->name, r->name, repo_find_gone, r);
+    if (--r->gone_pending == 0)
+        repo_submit(r);
+}
+
+struct head_ctx {
+    struct poll_repo *r;
+    char *tag;
+};
+
+static void tag_resolved(int rc, const char *error, const char *bytes, size_t len,
+                         const char *media_type, const char *digest, void *arg)
+{
+    struct head_ctx *h = arg;
+    struct poll_repo *r = h->r;
+    struct poller *p = r->src->poller;
+    (void)bytes;
+    (void)len;
+
+    p->outstanding--;
+    if (rc == 0 && !p->closing) {
+        char *seen = NULL;
+        int got = journal_tagstate_get(p->journal, r->src->cfg->name, r->name, h->tag, &seen);
+        if (got == FERRY_ENOTFOUND || (got == 0 && strcmp(seen, digest) != 0))
+            repo_add_event(r, JOURNAL_PUSH, h->tag, digest, media_type);
+        free(seen);
+    } else if (rc < 0 && rc != FERRY_ENOTFOUND) {
+        poller_error(p, "%s: %s", r->name, error);
+    }
+    free(h->tag);
+    free(h);
+    if (--r->heads_pending == 0)
+        repo_resolved(r);
+    poller_maybe_finish_close(p);
+}
+
+static void repo_listed(int rc, const char *error, char **items, size_t n, void *arg)
+{
+    struct poll_repo *r = arg;
+    struct poll_source *src = r->src;
+    struct poller *p = src->poller;
+
+    p->outstanding--;
+    /* A repository with blobs and no manifest (a push that died before its
+     * manifest) answers NAME_UNKNOWN: it holds nothing to replicate. */
+    if (rc == FERRY_ENOTFOUND) {
+        rc = 0;
+        n = 0;
+    }
+    if (rc < 0 || p->closing) {
+        if (rc < 0)
+            poller_error(p, "%s: %s", r->name, error);
+        /* A repository that cannot be listed is not compared: a failed
+         * listing must never look like deleted tags. */
+        repo_done(r);
+        poller_maybe_finish_close(p);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!config_tag_selected(p->config, src->cfg->name, r->name, items[i]))
+            continue;
+        r->tags = xrealloc(r->tags, (r->n_tags + 1) * sizeof(*r->tags));
+        r->tags[r->n_tags++] = xstrdup(items[i]);
+    }
+    if (r->n_tags == 0) {
+        repo_resolved(r);
+        return;
+    }
+    r->heads_pending = r->n_tags;
+    for (size_t i = 0; i < r->n_tags; i++) {
+        struct head_ctx *h = xcalloc(1, sizeof(*h));
+        h->r = r;
+        h->tag = xstrdup(r->tags[i]);
+        p->outstanding++;
+        /* A HEAD, and a GET where it names no valid digest. */
+        registry_manifest_resolve(src->reg, r->name, r->tags[i], NULL, 0, tag_resolved, h);
+    }
+}
+
+static void source_pump(struct poll_source *src)
+{
+    struct poller *p = src->poller;
+    while (!p->closing && src->active_repos < p->config->poll_concurrency &&
+           src->next_repo < src->n_repos) {
+        struct poll_repo *r = xcalloc(1, sizeof(*r));
+        r->src = src;
+        r->name = xstrdup(src->repos[src->next_repo++]);
+        src->active_repos++;
+        p->outstanding++;
+        int rc = registry_tags(src->reg, r->name, repo_listed, r);
+        if (rc < 0)
+            repo_listed(rc, "not a valid repository name", NULL, 0, r);
+    }
+    if (src->active_repos == 0 && (src->next_repo >= src->n_repos || p->closing))
+        source_round_done(src);
+}
+
+static void source_set_repos(struct poll_source *src, char *const *items, size_t n)
+{
+    struct poller *p = src->poller;
+    for (size_t i = 0; i < n; i++) {
+        if (!config_repository_selected(p->config, src->cfg->name, items[i]))
+            continue;
+        src->repos = xrealloc(src->repos, (src->n_repos + 1) * sizeof(*src->repos));
+        src->repos[src->n_repos++] = xstrdup(items[i]);
+    }
+}
+
+static void catalog_listed(int rc, const char *error, char **items, size_t n, void *arg)
+{
+    struct poll_source *src = arg;
+    struct poller *p = src->poller;
+    p->outstanding--;
+    if (rc < 0)
+        poller_error(p, "%s: %s", src->cfg->name, error);
+    else if (!p->closing)
+        source_set_repos(src, items, n);
+    source_pump(src);
+    poller_maybe_finish_close(p);
+}
+
+static void poller_round(struct poller *p)
+{
+    if (p->closing || p->sources_active > 0)
+        return;
+    for (size_t i = 0; i < p->n_sources; i++) {
+        struct poll_source *src = &p->sources[i];
+        src->round_active = true;
+        src->next_repo = 0;
+        p->sources_active++;
+    }
+    if (p->n_sources == 0 && p->round_cb != NULL) {
+        p->stats.rounds++;
+        p->round_cb(p, p->round_arg);
+        return;
+    }
+    for (size_t i = 0; i < p->n_sources; i++) {
+        struct poll_source *src = &p->sources[i];
+        if (src->cfg->n_repositories > 0) {
+            source_set_repos(src, src->cfg->repositories, src->cfg->n_repositories);
+            source_pump(src);
+        } else {
+            p->outstanding++;
+            registry_catalog(src->reg, catalog_listed, src);
+        }
+    }
+}
+
+static void poller_timer_cb(uv_timer_t *timer)
+{
+    poller_round(timer->data);
+}
+
+int poller_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
+               struct journal_committer *committer, struct poller **out)
+{
+    struct poller *p = xcalloc(1, sizeof(*p));
+    p->loop = loop;
+    p->config = config;
+    p->journal = journal;
+    p->committer = committer;
+    uv_timer_init(loop, &p->timer);
+    p->timer.data = p;
+    for (size_t i = 0; i < config->n_registries; i++) {
+        const struct config_registry *cfg = &config->registries[i];
+        bool is_source = false;
+        bool deletes = false;
+        for (size_t j = 0; j < config->n_rules; j++) {
+            if (strcmp(config->rules[j].source, cfg->name) == 0) {
+                is_source = true;
+                deletes = deletes || config->rules[j].deletes;
+            }
+        }
+        if (!is_source || !cfg->poll)
+            continue;
+        p->sources = xrealloc(p->sources, (p->n_sources + 1) * sizeof(*p->sources));
+        struct poll_source *src = &p->sources[p->n_sources++];
+        memset(src, 0, sizeof(*src));
+        src->poller = p;
+        src->cfg = cfg;
+        src->deletes = deletes;
+        struct http_client_options hopts = {
+            .insecure = cfg->insecure,
+            .ca_file = cfg->ca_file,
+            .cert_file = cfg->cert_file,
+            .key_file = cfg->key_file,
+            .max_host_connections = cfg->max_concurrency > 0 ? cfg->max_concurrency : 8,
+        };
+        http_client_new(loop, &hopts, &src->http);
+        struct registry_options ropts = {
+            .plain_http = cfg->plain_http,
+            .force_tls = !cfg->plain_http,
+            .username = cfg->username,
+            .password = cfg->password,
+        };
+        registry_new(loop, src->http, cfg->host, &ropts, &src->reg);
+    }
+    *out = p;
+    return 0;
+}
+
+static void poller_tick(uv_timer_t *timer);
+
+void poller_start(struct poller *p, poller_round_cb cb, void *arg)
+{
+    p->round_cb = cb;
+    p->round_arg = arg;
+    poller_round(p);
+    if (p->config->poll_interval_ms > 0)
+        uv_timer_start(&p->timer, poller_tick, p->config->poll_interval_ms,
+                       p->config->poll_interval_ms);
+}
+
+void poller_start_once(struct poller *p, poller_round_cb cb, void *arg)
+{
+    p->round_cb = cb;
+    p->round_arg = arg;
+    poller_round(p);
+}
+
+static void poller_tick(uv_timer_t *timer)
+{
+    poller_timer_cb(timer);
+}
+
+uint64_t poller_invalid_names(const struct poller *p, const char *source)
+{
+    for (size_t i = 0; i < p->n_sources; i++) {
+        const struct poll_source *src = &p->sources[i];
+        if (src->reg != NULL && strcmp(src->cfg->name, source) == 0) {
+            struct registry_stats st;
+            registry_get_stats(src->reg, &st);
+            return st.invalid_names;
+        }
+    }
+    return 0;
+}
+
+void poller_get_stats(const struct poller *p, struct poller_stats *out)
+{
+    *out = p->stats;
+}
+
+bool poller_source_active(const struct poller *p, const char *source)
+{
+    for (size_t i = 0; i < p->n_sources; i++)
+        if (strcmp(p->sources[i].cfg->name, source) == 0)
+            return p->sources[i].round_active;
+    return false;
+}
+
+static void poller_timer_closed(uv_handle_t *handle)
+{
+    struct poller *p = handle->data;
+    free(p->sources);
+    void (*cb)(void *) = p->close_cb;
+    void *arg = p->close_arg;
+    free(p);
+    if (cb != NULL)
+        cb(arg);
+}
+
+static void poller_http_closed(void *arg)
+{
+    (void)arg;
+}
+
+static void poller_maybe_finish_close(struct poller *p)
+{
+    if (!p->closing || p->outstanding > 0 || p->closed_handles)
+        return;
+    p->closed_handles = true;
+    for (size_t i = 0; i < p->n_sources; i++) {
+        struct poll_source *src = &p->sources[i];
+        for (size_t j = 0; j < src->n_repos; j++)
+            free(src->repos[j]);
+        free(src->repos);
+        registry_close(src->reg);
+        http_client_close(src->http, poller_http_closed, NULL);
+    }
+    uv_close((uv_handle_t *)&p->timer, poller_timer_closed);
+}
+
+void poller_close(struct poller *p, void (*cb)(void *arg), void *arg)
+{
+    p->closing = true;
+    p->close_cb = cb;
+    p->close_arg = arg;
+    uv_timer_stop(&p->timer);
+    poller_maybe_finish_close(p);
+}

@@ -1,0 +1,64 @@
+/*
+ * poller: the journal's second source of entries, for registries that send
+ * no webhooks and for images that existed before Ferry started (backfill).
+ *
+ * Each round lists a source's repositories (`_catalog`, or the config's list
+ * for registries without one), keeps those some rule selects, lists their
+ * tags, resolves each selected tag's digest (HEAD), and compares with the
+ * latest journaled value of that tag, whoever journaled it (the journal's tag
+ * state: a webhook, an earlier poll, a job's look at the source): a new or
+ * moved tag becomes a PUSH entry with event id `poll:<repo>:<tag>:<digest>@<seq>`,
+ * and, where a rule propagates deletes, a tag that disappeared becomes a
+ * DELETE. One observation, one entry: the events are `if_changed`, so the
+ * journal compares again as it appends them, and the tag state moves in the
+ * same batch as the entry, so a crash repeats a detection, never loses one.
+ */
+#ifndef FERRY_POLLER_H
+#define FERRY_POLLER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "journal/committer.h"
+#include "config/config.h"
+#include "journal/journal.h"
+
+struct poller;
+
+struct poller_stats {
+    uint64_t rounds;   /* rounds finished (all sources) */
+    uint64_t appended; /* entries the poller added */
+    uint64_t errors;   /* repositories or sources that failed in a round */
+    int64_t last_round_unix_ms;
+    char last_error[256];
+};
+
+/** Called on the loop after each round over every source. */
+typedef void (*poller_round_cb)(struct poller *p, void *arg);
+
+/** A poller over every source registry of `config` with `poll` on. */
+int poller_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
+               struct journal_committer *committer, struct poller **out);
+
+/** Run a round now, then every poll_interval (0: only this one). */
+void poller_start(struct poller *p, poller_round_cb cb, void *arg);
+
+/** Run one round now and no more (`ferry sync`). */
+void poller_start_once(struct poller *p, poller_round_cb cb, void *arg);
+
+void poller_get_stats(const struct poller *p, struct poller_stats *out);
+
+/** Names from `source`'s listings that the poller found invalid and skipped. */
+uint64_t poller_invalid_names(const struct poller *p, const char *source);
+
+/** True while a round is listing `source` (a registry name). */
+bool poller_source_active(const struct poller *p, const char *source);
+
+/**
+ * Stop: no new round starts; a round in flight is abandoned once its requests
+ * return (nothing half-recorded: state moves only after a durable append).
+ * Frees the poller when its handles are closed, then calls `cb`.
+ */
+void poller_close(struct poller *p, void (*cb)(void *arg), void *arg);
+
+#endif
