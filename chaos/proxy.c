@@ -12,7 +12,7 @@
  * queue holds more than PROXY_HIGH_WATER the side feeding it is no longer
  * read, so memory stays bounded whatever the body sizes.
  */
-#include "proxy.h"
+#include "chaos/proxy.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -31,11 +31,11 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "buf.h"
-#include "errors.h"
-#include "log.h"
-#include "rule.h"
-#include "xalloc.h"
+#include "common/buf.h"
+#include "common/errors.h"
+#include "common/log.h"
+#include "chaos/rule.h"
+#include "common/xalloc.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 

@@ -1,4 +1,4 @@
-#include "rule.h"
+#include "chaos/rule.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "errors.h"
-#include "xalloc.h"
+#include "common/errors.h"
+#include "common/xalloc.h"
 
 /* Tokens of one line; a rule has few, so a fixed array bounds the split. */
 #define RULE_TOKENS_MAX 16

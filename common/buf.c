@@ -1,6 +1,6 @@
-#include "buf.h"
-#include "errors.h"
-#include "xalloc.h"
+#include "common/buf.h"
+#include "common/errors.h"
+#include "common/xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,11 +1,11 @@
-#include "digest.h"
+#include "common/digest.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "common/xalloc.h"
 
 bool digest_valid(const char *digest)
 {

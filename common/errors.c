@@ -1,9 +1,9 @@
-#include "errors.h"
+#include "common/errors.h"
 
 #include <stdarg.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "common/xalloc.h"
 
 const char *ferry_strerror(int code)
 {

@@ -1,11 +1,11 @@
-#include "fsutil.h"
+#include "common/fsutil.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "xalloc.h"
+#include "common/xalloc.h"
 
 /*
  * Each prefix is created in turn. A prefix that already exists as a

@@ -1,5 +1,5 @@
-#include "log.h"
-#include "errors.h"
+#include "common/log.h"
+#include "common/errors.h"
 
 #include <stdarg.h>
 #include <stdio.h>

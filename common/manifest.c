@@ -1,4 +1,4 @@
-#include "manifest.h"
+#include "common/manifest.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -7,9 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "digest.h"
-#include "errors.h"
-#include "xalloc.h"
+#include "common/digest.h"
+#include "common/errors.h"
+#include "common/xalloc.h"
 
 #define MANIFEST_SCHEMA1         "application/vnd.docker.distribution.manifest.v1+json"
 #define MANIFEST_SCHEMA1_SIGNED  "application/vnd.docker.distribution.manifest.v1+prettyjws"

@@ -1,13 +1,13 @@
-#include "reference.h"
+#include "common/reference.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "digest.h"
-#include "errors.h"
-#include "xalloc.h"
+#include "common/digest.h"
+#include "common/errors.h"
+#include "common/xalloc.h"
 
 #define REFERENCE_DEFAULT_REGISTRY "docker.io"
 

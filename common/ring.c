@@ -1,9 +1,9 @@
-#include "ring.h"
+#include "common/ring.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "common/xalloc.h"
 
 void ring_init(struct ring *r, size_t cap)
 {

@@ -1,10 +1,10 @@
-#include "secret.h"
+#include "common/secret.h"
 
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "common/xalloc.h"
 
 bool secret_equal(const char *given, const char *want)
 {

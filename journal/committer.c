@@ -1,7 +1,7 @@
-#include "committer.h"
-#include "errors.h"
-#include "log.h"
-#include "xalloc.h"
+#include "journal/committer.h"
+#include "common/errors.h"
+#include "common/log.h"
+#include "common/xalloc.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

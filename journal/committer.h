@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "journal.h"
+#include "journal/journal.h"
 
 struct journal_committer;
 

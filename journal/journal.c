@@ -1,7 +1,7 @@
-#include "journal.h"
-#include "errors.h"
-#include "log.h"
-#include "xalloc.h"
+#include "journal/journal.h"
+#include "common/errors.h"
+#include "common/log.h"
+#include "common/xalloc.h"
 
 #include "ferry.pb-c.h"
 

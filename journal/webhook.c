@@ -1,4 +1,4 @@
-#include "webhook.h"
+#include "journal/webhook.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -10,11 +10,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include "digest.h"
-#include "errors.h"
-#include "manifest.h"
-#include "reference.h"
-#include "xalloc.h"
+#include "common/digest.h"
+#include "common/errors.h"
+#include "common/manifest.h"
+#include "common/reference.h"
+#include "common/xalloc.h"
 
 #define WEBHOOK_DISTRIBUTION_V1 "application/vnd.docker.distribution.events.v1+json"
 #define WEBHOOK_DISTRIBUTION_V2 "application/vnd.docker.distribution.events.v2+json"

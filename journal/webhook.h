@@ -21,7 +21,7 @@
 
 #include <stddef.h>
 
-#include "journal.h"
+#include "journal/journal.h"
 
 /* Most events accepted from one payload. */
 #define WEBHOOK_MAX_EVENTS 10000
