@@ -1596,7 +1596,7 @@ static void control_written_cb(uv_write_t *req, int status)
 
 static void control_answer(struct control_conn *cc, int status, cJSON *body)
 {
-    char *text = cJSON_PrintUnformatted(body);
+    char *text = xjson_print(body, false);
     cJSON_Delete(body);
     cc->answered = true;
     uv_read_stop((uv_stream_t *)&cc->tcp);
@@ -1938,6 +1938,7 @@ static char *proxy_read_file(const char *path)
 
 int main(int argc, char **argv)
 {
+    xalloc_init();
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"upstream", required_argument, NULL, 'u'},

@@ -342,3 +342,17 @@ char *reference_format(const struct reference *ref)
                      ref->tag ? ref->tag : "", ref->digest ? "@" : "",
                      ref->digest ? ref->digest : "");
 }
+
+char *reference_referrers_tag(const char *digest)
+{
+    const char *colon = strchr(digest, ':');
+    if (colon == NULL)
+        return xstrdup(digest);
+    return xasprintf("%.*s-%s", (int)(colon - digest), digest, colon + 1);
+}
+
+bool reference_is_referrers_tag(const char *tag)
+{
+    return tag != NULL && strncmp(tag, "sha256-", 7) == 0 && strlen(tag) == 7 + 64 &&
+           strspn(tag + 7, "0123456789abcdef") == 64;
+}

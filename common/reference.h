@@ -57,6 +57,16 @@ bool reference_repository_valid(const char *repository);
 bool reference_tag_valid(const char *tag);
 
 /**
+ * The tag under which referrers of `digest` are listed where a registry has
+ * no referrers API (the OCI fallback: "sha256:<hex>" becomes "sha256-<hex>");
+ * the caller frees it.
+ */
+char *reference_referrers_tag(const char *digest);
+
+/** True for a referrers fallback tag ("sha256-" and 64 lowercase hex): not an image's tag. */
+bool reference_is_referrers_tag(const char *tag);
+
+/**
  * True when `hostport` ("HOST", "HOST:PORT", "[V6]" or "[V6]:PORT") names
  * this machine's loopback, exactly: `localhost` (any case), an IPv4 address
  * in 127.0.0.0/8, or `::1`. Look-alikes (`localhost.example.com`,

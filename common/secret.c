@@ -18,3 +18,21 @@ bool secret_equal(const char *given, const char *want)
     free(padded);
     return same;
 }
+
+void secret_wipe(void *p, size_t len)
+{
+    if (p != NULL && len > 0)
+        OPENSSL_cleanse(p, len);
+}
+
+void secret_wipe_str(char *s)
+{
+    if (s != NULL)
+        secret_wipe(s, strlen(s));
+}
+
+void secret_free(char *s)
+{
+    secret_wipe_str(s);
+    free(s);
+}

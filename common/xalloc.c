@@ -74,3 +74,19 @@ char *xasprintf(const char *fmt, ...)
     va_end(ap);
     return p;
 }
+
+void xalloc_init(void)
+{
+    static cJSON_Hooks hooks = {xmalloc, free};
+    cJSON_InitHooks(&hooks);
+}
+
+char *xjson_print(const cJSON *json, bool pretty)
+{
+    char *text = pretty ? cJSON_Print(json) : cJSON_PrintUnformatted(json);
+    if (text == NULL) {
+        fprintf(stderr, "ferry: out of memory printing JSON\n");
+        abort();
+    }
+    return text;
+}

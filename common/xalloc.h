@@ -5,7 +5,9 @@
 #ifndef FERRY_XALLOC_H
 #define FERRY_XALLOC_H
 
+#include <cjson/cJSON.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /** Allocate `size` bytes (at least one); never returns NULL. */
@@ -28,5 +30,17 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /** vprintf into a fresh heap string owned by the caller. */
 char *xvasprintf(const char *fmt, va_list ap);
+
+/**
+ * Make cJSON allocate through this family too (cJSON_InitHooks), so that it
+ * never returns NULL for want of memory either; every program calls it first.
+ */
+void xalloc_init(void);
+
+/**
+ * cJSON_Print (`pretty`) or cJSON_PrintUnformatted of `json` into a fresh
+ * heap string owned by the caller; never returns NULL (aborts as xmalloc does).
+ */
+char *xjson_print(const cJSON *json, bool pretty);
 
 #endif

@@ -1,4 +1,5 @@
 #include "journal/journal.h"
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -110,13 +111,6 @@ static uint64_t journal_key_decode(const char *key)
     for (int i = 0; i < JOURNAL_KEY_LEN; i++)
         seq = (seq << 8) | (unsigned char)key[i];
     return seq;
-}
-
-static int64_t journal_now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /*
@@ -845,7 +839,7 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
     dedup_keys = xcalloc(n, sizeof(*dedup_keys));
     pthread_mutex_lock(&j->append_lock);
     locked = true;
-    int64_t now = journal_now_ms();
+    int64_t now = clock_unix_ms();
     uint64_t first = atomic_load(&j->last_seq) + 1;
     uint64_t next = first;
     journal_id_set_init(&seen, n);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/digest.h"
 #include "common/errors.h"
 #include "common/manifest.h"
@@ -186,102 +187,6 @@ static int webhook_child(const cJSON *obj, const char *where, const char *name, 
     return 0;
 }
 
-/* Read exactly `n` decimal digits. */
-static bool webhook_digits(const char **p, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return false;
-        v = v * 10 + (c - '0');
-    }
-    *p += n;
-    *out = v;
-    return true;
-}
-
-static bool webhook_expect(const char **p, char c)
-{
-    if (**p != c)
-        return false;
-    (*p)++;
-    return true;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static int64_t webhook_days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int webhook_days_in_month(int y, int m)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (m == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
-        return 29;
-    return days[m - 1];
-}
-
-/*
- * RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm), 'T' and
- * 'Z' in either case. Fractions finer than a millisecond are truncated. A
- * time before 1970 gives 0, "unknown": Go writes its zero time
- * (0001-01-01T00:00:00Z) when it has none.
- */
-static bool webhook_rfc3339(const char *s, int64_t *unix_ms)
-{
-    const char *p = s;
-    int year, month, day, hour, minute, second, frac_ms = 0, offset = 0;
-
-    if (!webhook_digits(&p, 4, &year) || !webhook_expect(&p, '-') ||
-        !webhook_digits(&p, 2, &month) || !webhook_expect(&p, '-') || !webhook_digits(&p, 2, &day))
-        return false;
-    if (*p != 'T' && *p != 't')
-        return false;
-    p++;
-    if (!webhook_digits(&p, 2, &hour) || !webhook_expect(&p, ':') ||
-        !webhook_digits(&p, 2, &minute) || !webhook_expect(&p, ':') ||
-        !webhook_digits(&p, 2, &second))
-        return false;
-    if (month < 1 || month > 12 || day < 1 || day > webhook_days_in_month(year, month) ||
-        hour > 23 || minute > 59 || second > 60)
-        return false;
-    if (*p == '.') {
-        int scale = 100, digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
-            frac_ms += (*p - '0') * scale;
-            scale /= 10;
-        }
-        if (digits == 0)
-            return false;
-    }
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p == '-' ? -1 : 1, offset_hour, offset_minute;
-        p++;
-        if (!webhook_digits(&p, 2, &offset_hour) || !webhook_expect(&p, ':') ||
-            !webhook_digits(&p, 2, &offset_minute) || offset_hour > 23 || offset_minute > 59)
-            return false;
-        offset = sign * (offset_hour * 3600 + offset_minute * 60);
-    } else {
-        return false;
-    }
-    if (*p != '\0')
-        return false;
-
-    int64_t seconds = webhook_days_from_civil(year, month, day) * 86400 + hour * 3600 +
-                      minute * 60 + second - offset;
-    *unix_ms = seconds < 0 ? 0 : seconds * 1000 + frac_ms;
-    return true;
-}
-
 /* The optional "timestamp" member of an event, as Unix milliseconds (0 when absent). */
 static int webhook_timestamp(const cJSON *event, const char *where, int64_t *unix_ms, char **err)
 {
@@ -290,7 +195,7 @@ static int webhook_timestamp(const cJSON *event, const char *where, int64_t *uni
     *unix_ms = 0;
     if (rc < 0 || text == NULL)
         return rc;
-    if (!webhook_rfc3339(text, unix_ms))
+    if (!clock_parse_rfc3339(text, unix_ms))
         return ferry_error_set(err, FERRY_EPARSE, "%s.timestamp is not an RFC 3339 time", where);
     return 0;
 }

@@ -21,6 +21,7 @@
 #include "common/digest.h"
 #include "registry/dockerconfig.h"
 #include "common/errors.h"
+#include "common/human.h"
 #include "journal/journal.h"
 #include "registry/listing.h"
 #include "config/config.h"
@@ -30,6 +31,7 @@
 #include "replication/verify.h"
 #include "common/log.h"
 #include "common/reference.h"
+#include "common/secret.h"
 #include "common/xalloc.h"
 
 #define FERRY_VERSION "0.1.0"
@@ -224,8 +226,8 @@ static int cli_read_line(const char *prompt, char **line)
     buf[len] = '\0';
     if (rc == 0)
         *line = xstrdup(buf);
-    explicit_bzero(buf, CONFIG_MAX_SECRET_BYTES + 1);
-    explicit_bzero(&ch, sizeof(ch));
+    secret_wipe(buf, CONFIG_MAX_SECRET_BYTES + 1);
+    secret_wipe(&ch, sizeof(ch));
     free(buf);
     return rc;
 }
@@ -253,7 +255,7 @@ static int cli_creds_load(const char *cmd, struct cli_creds *c)
         if (colon != NULL && colon[1] != '\0') {
             log_warn("%s puts the password in the process list; use %s-file FILE or %s-stdin",
                      c->flag, c->flag, c->flag);
-            explicit_bzero(colon + 1, strlen(colon + 1));
+            secret_wipe_str(colon + 1);
         }
     } else if (c->file != NULL) {
         char *err = NULL;
@@ -281,8 +283,7 @@ static int cli_creds_load(const char *cmd, struct cli_creds *c)
 static void cli_creds_release(struct cli_creds *c)
 {
     if (c->text != NULL) {
-        explicit_bzero(c->text, strlen(c->text));
-        free(c->text);
+        secret_free(c->text);
         c->text = NULL;
     }
 }
@@ -309,18 +310,6 @@ static int parse_size(const char *text, uint64_t *out)
     return 0;
 }
 
-static void human_bytes(char *out, size_t len, uint64_t bytes)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)bytes;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(out, len, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-}
-
 static void print_json(const struct copy_options *o, const struct copy_summary *s, int rc,
                        const char *error)
 {
@@ -345,7 +334,7 @@ static void print_json(const struct copy_options *o, const struct copy_summary *
         cJSON_AddNumberToObject(req, methods[i], (double)s->requests_by_method[i]);
     cJSON_AddNumberToObject(j, "retries", (double)s->retries);
     cJSON_AddNumberToObject(j, "seconds", s->seconds);
-    char *text = cJSON_PrintUnformatted(j);
+    char *text = xjson_print(j, false);
     printf("%s\n", text);
     free(text);
     cJSON_Delete(j);
@@ -658,12 +647,8 @@ static int cmd_copy(int argc, char **argv)
     if (rc < 0) {
         free(su);
         free(du);
-        if (sp != NULL)
-            explicit_bzero(sp, strlen(sp));
-        free(sp);
-        if (dp != NULL)
-            explicit_bzero(dp, strlen(dp));
-        free(dp);
+        secret_free(sp);
+        secret_free(dp);
         return 2;
     }
     o.src_registry.username = su;
@@ -678,7 +663,7 @@ static int cmd_copy(int argc, char **argv)
         print_json(&o, &s, rc, error);
     } else if (rc == 0) {
         char bytes[32];
-        human_bytes(bytes, sizeof(bytes), s.bytes_copied);
+        human_bytes(bytes, sizeof(bytes), (double)s.bytes_copied);
         fprintf(stderr,
                 "copied %llu blobs (%s), mounted %llu, skipped %llu, %llu manifests in %.1f s\n",
                 (unsigned long long)s.blobs_copied, bytes, (unsigned long long)s.blobs_mounted,
@@ -689,13 +674,9 @@ static int cmd_copy(int argc, char **argv)
         fprintf(stderr, "ferry copy: %s\n", error ? error : ferry_strerror(rc));
     free(error);
     free(su);
-    if (sp != NULL)
-        memset(sp, 0, strlen(sp));
-    free(sp);
+    secret_free(sp);
     free(du);
-    if (dp != NULL)
-        memset(dp, 0, strlen(dp));
-    free(dp);
+    secret_free(dp);
     return rc < 0 ? 1 : 0;
 }
 
@@ -849,7 +830,7 @@ static int cmd_list(int argc, char **argv)
         cJSON *arr = cJSON_CreateArray();
         for (size_t i = 0; i < n; i++)
             cJSON_AddItemToArray(arr, cJSON_CreateString(items[i]));
-        char *out = cJSON_PrintUnformatted(arr);
+        char *out = xjson_print(arr, false);
         printf("%s\n", out);
         free(out);
         cJSON_Delete(arr);
@@ -862,9 +843,7 @@ static int cmd_list(int argc, char **argv)
     free(items);
     free(error);
     free(user);
-    if (pass != NULL)
-        memset(pass, 0, strlen(pass));
-    free(pass);
+    secret_free(pass);
     reference_release(&ref);
     return rc < 0 ? 1 : 0;
 }
@@ -1207,7 +1186,7 @@ static int journal_ls_one(const struct journal_entry *e, void *arg)
     struct journal_ls *ls = arg;
     if (ls->json) {
         cJSON *j = journal_entry_json(e);
-        char *text = cJSON_PrintUnformatted(j);
+        char *text = xjson_print(j, false);
         printf("%s\n", text);
         free(text);
         cJSON_Delete(j);
@@ -1240,7 +1219,7 @@ static int journal_append_via_daemon(const struct config *cfg, const struct jour
     if (ev->media_type != NULL)
         cJSON_AddStringToObject(e, "mediaType", ev->media_type);
     cJSON_AddItemToArray(events, e);
-    char *body = cJSON_PrintUnformatted(doc);
+    char *body = xjson_print(doc, false);
     cJSON_Delete(doc);
 
     char *url = xasprintf("http://%s/v1/events/%s", cfg->listen, ev->source);
@@ -1272,9 +1251,7 @@ static int journal_append_via_daemon(const struct config *cfg, const struct jour
     }
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
-    if (auth != NULL)
-        memset(auth, 0, strlen(auth));
-    free(auth);
+    secret_free(auth);
     free(url);
     free(body);
     return rc;
@@ -1402,7 +1379,7 @@ static int journal_jobs_one(const struct journal_job *job, void *arg)
     cJSON_AddNumberToObject(o, "seq", (double)job->seq);
     cJSON_AddNumberToObject(o, "bytes", (double)job->bytes);
     cJSON_AddNumberToObject(o, "updated_unix_ms", (double)job->updated_unix_ms);
-    char *text = cJSON_PrintUnformatted(o);
+    char *text = xjson_print(o, false);
     printf("%s\n", text);
     free(text);
     cJSON_Delete(o);
@@ -1514,7 +1491,7 @@ static int cmd_journal(int argc, char **argv)
             rc = 1;
         } else {
             cJSON *json = journal_entry_json(&e);
-            char *text = cJSON_Print(json);
+            char *text = xjson_print(json, true);
             printf("%s\n", text);
             free(text);
             cJSON_Delete(json);
@@ -1540,6 +1517,7 @@ out:
 
 int main(int argc, char **argv)
 {
+    xalloc_init();
     /*
      * Transfers allocate 128-256 KiB buffers by the hundred: served from the
      * heap and reused, not mapped and unmapped (and their pages zeroed) for

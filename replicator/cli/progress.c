@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/human.h"
 #include "common/xalloc.h"
 
 struct progress_item {
@@ -35,17 +36,6 @@ static void progress_bar(char *out, size_t width, uint64_t done, uint64_t total)
     out[width] = '\0';
 }
 
-static void progress_human(char *out, size_t len, double bytes)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (bytes >= 1024 && u < 4) {
-        bytes /= 1024;
-        u++;
-    }
-    snprintf(out, len, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-}
-
 static void progress_draw(struct progress *p)
 {
     char bar[41];
@@ -63,15 +53,15 @@ static void progress_draw(struct progress *p)
         if (lines >= 8)
             continue;
         progress_bar(bar, 30, it->done, it->total);
-        progress_human(a, sizeof(a), (double)it->done);
-        progress_human(b, sizeof(b), (double)it->total);
+        human_bytes(a, sizeof(a), (double)it->done);
+        human_bytes(b, sizeof(b), (double)it->total);
         fprintf(p->out, "  %-19s [%s] %s / %s\n", it->label, bar, a, b);
         lines++;
     }
     uint64_t all = p->done_bytes + moving;
     double secs = (double)(uv_now(p->loop) - p->start_ms) / 1000.0;
-    progress_human(a, sizeof(a), (double)all);
-    progress_human(rate, sizeof(rate), secs > 0 ? (double)all / secs : 0);
+    human_bytes(a, sizeof(a), (double)all);
+    human_bytes(rate, sizeof(rate), secs > 0 ? (double)all / secs : 0);
     fprintf(p->out, "  total: %u blobs done, %s sent, %s/s, %.1f s\n", p->finished, a, rate, secs);
     lines++;
     fflush(p->out);

@@ -10,10 +10,13 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "config/config.h"
 #include "common/digest.h"
 #include "common/errors.h"
+#include "common/human.h"
 #include "common/reference.h"
+#include "common/secret.h"
 #include "common/xalloc.h"
 
 #define STATUS_BODY_MAX (8 * 1024 * 1024)
@@ -82,8 +85,7 @@ static void client_release(struct client *cl)
 {
     free(cl->base);
     if (cl->auth != NULL)
-        explicit_bzero(cl->auth, strlen(cl->auth));
-    free(cl->auth);
+        secret_free(cl->auth);
 }
 
 static size_t body_cb(char *data, size_t size, size_t n, void *arg)
@@ -174,15 +176,6 @@ static bool in_list(const char *list, const char *name)
     return false;
 }
 
-static void human_bytes(double v, char *out, size_t size)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (v >= 1024 && u < 4)
-        v /= 1024, u++;
-    snprintf(out, size, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-}
-
 static int print_destinations(const cJSON *status, const char *dests)
 {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(status, "destinations");
@@ -196,7 +189,7 @@ static int print_destinations(const cJSON *status, const char *dests)
         if (name == NULL || !in_list(dests, name))
             continue;
         char rate[32];
-        human_bytes(jnum(d, "bytes_per_second"), rate, sizeof(rate));
+        human_bytes(rate, sizeof(rate), jnum(d, "bytes_per_second"));
         strncat(rate, "/s", sizeof(rate) - strlen(rate) - 1);
         char lag[32];
         snprintf(lag, sizeof(lag), "%.1fs", jnum(d, "lag_seconds"));
@@ -321,16 +314,9 @@ static int wait_verdict(const cJSON *img, const char *dests, char **why)
     return -1;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void print_json(const cJSON *body)
 {
-    char *text = cJSON_Print(body);
+    char *text = xjson_print(body, true);
     puts(text);
     free(text);
 }
@@ -466,7 +452,7 @@ int status_main(int argc, char **argv)
         goto out;
     }
     /* --wait: look once a second until a verdict or the deadline. */
-    int64_t deadline = now_ms() + (int64_t)(timeout * 1000);
+    int64_t deadline = clock_mono_ms() + (int64_t)(timeout * 1000);
     char *last_error = NULL;
     for (;;) {
         free(error);
@@ -498,7 +484,7 @@ int status_main(int argc, char **argv)
             free(last_error);
             last_error = xstrdup(error);
         }
-        if (now_ms() >= deadline) {
+        if (clock_mono_ms() >= deadline) {
             fprintf(stderr, "ferry status: %s not COMPLETE in %s after %.0f s%s%s\n", image,
                     dests != NULL ? dests : "every destination", timeout,
                     last_error != NULL ? "; last error: " : "",
@@ -506,7 +492,7 @@ int status_main(int argc, char **argv)
             rc = EXIT_TIMEOUT;
             break;
         }
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - clock_mono_ms();
         usleep((useconds_t)(left < 1000 ? (left > 0 ? left : 0) : 1000) * 1000);
     }
     free(last_error);
@@ -525,7 +511,7 @@ int status_retry(const struct config *cfg, const char *destination, size_t *requ
     cJSON *req = cJSON_CreateObject();
     if (destination != NULL)
         cJSON_AddStringToObject(req, "destination", destination);
-    char *post = cJSON_PrintUnformatted(req);
+    char *post = xjson_print(req, false);
     cJSON_Delete(req);
     cJSON *body = NULL;
     long st = client_call(&cl, "/v1/retry", post, &body, error);

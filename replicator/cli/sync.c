@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "replication/engine.h"
 #include "common/errors.h"
+#include "common/human.h"
 #include "journal/journal.h"
 #include "common/log.h"
 #include "replication/poller.h"
@@ -34,17 +35,6 @@ struct sync {
     unsigned lines_drawn;
 };
 
-static void sync_human(char *out, size_t len, double bytes)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (bytes >= 1024 && u < 4) {
-        bytes /= 1024;
-        u++;
-    }
-    snprintf(out, len, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-}
-
 /* One line per destination: images done/total, bytes, rate, ETA. */
 static void sync_draw(struct sync *s)
 {
@@ -64,8 +54,8 @@ static void sync_draw(struct sync *s)
         bar[20] = '\0';
         char bytes[32];
         char rate[32];
-        sync_human(bytes, sizeof(bytes), (double)d.bytes);
-        sync_human(rate, sizeof(rate), secs > 0 ? (double)d.bytes / secs : 0);
+        human_bytes(bytes, sizeof(bytes), (double)d.bytes);
+        human_bytes(rate, sizeof(rate), secs > 0 ? (double)d.bytes / secs : 0);
         char eta[40] = "";
         if (d.finished > 0 && d.finished < d.jobs)
             snprintf(eta, sizeof(eta), ", about %.0f s left",
@@ -278,7 +268,7 @@ int sync_run(const char *config_path, bool json)
         cJSON_AddNumberToObject(j, "seconds", seconds);
         cJSON_AddItemToObject(j, "failed", s.failures);
         s.failures = NULL;
-        char *text = cJSON_PrintUnformatted(j);
+        char *text = xjson_print(j, false);
         printf("%s\n", text);
         free(text);
         cJSON_Delete(j);

@@ -21,6 +21,7 @@
 #include "config/glob.h"
 #include "common/log.h"
 #include "common/reference.h"
+#include "common/secret.h"
 #include "common/xalloc.h"
 
 /* Longest registry or rule name. */
@@ -100,15 +101,6 @@ struct config_registry_spec {
     char *password_file;
 };
 
-/* Overwrite a secret before its memory goes back to the allocator. */
-static void config_wipe_free(char *s)
-{
-    if (s != NULL) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 static void config_strings_free(char **strings, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -122,7 +114,7 @@ static void config_registry_release(struct config_registry *r)
     free(r->url);
     free(r->host);
     free(r->username);
-    config_wipe_free(r->password);
+    secret_free(r->password);
     free(r->ca_file);
     free(r->cert_file);
     free(r->key_file);
@@ -151,14 +143,14 @@ static void config_release(struct config *c)
     free(c->dir);
     free(c->data_dir);
     free(c->listen);
-    config_wipe_free(c->webhook_token);
-    config_wipe_free(c->api_token);
-    config_wipe_free(c->metrics_token);
+    secret_free(c->webhook_token);
+    secret_free(c->api_token);
+    secret_free(c->metrics_token);
     config_strings_free(c->server_names, c->n_server_names);
     free(c->tls_cert_file);
     free(c->tls_key_file);
     free(c->tls_cert_pem);
-    config_wipe_free(c->tls_key_pem);
+    secret_free(c->tls_key_pem);
     for (size_t i = 0; i < c->n_registries; i++)
         config_registry_release(&c->registries[i]);
     free(c->registries);
@@ -386,7 +378,7 @@ static int config_value(struct config_parser *p, const struct config_field *f,
         if (rc < 0)
             return rc;
         char **slot = (char **)(base + f->offset);
-        config_wipe_free(*slot);
+        secret_free(*slot);
         *slot = f->kind == CONFIG_PATH ? config_path_join(p->config->dir, text) : xstrdup(text);
         return 0;
     }
@@ -792,9 +784,9 @@ int config_secret_read_file(const char *path, char **secret, char **err)
     *secret = xstrndup(start, (size_t)(end - start));
 
 out:
-    explicit_bzero(chunk, sizeof(chunk));
+    secret_wipe(chunk, sizeof(chunk));
     if (contents.data != NULL)
-        explicit_bzero(contents.data, contents.alloc);
+        secret_wipe(contents.data, contents.alloc);
     buf_release(&contents);
     close(fd);
     return rc;
@@ -828,8 +820,7 @@ char *config_secret_take_env(const char *name)
         kept = &config_env_secrets[config_n_env_secrets++];
         kept->name = xstrdup(name);
     } else {
-        explicit_bzero(kept->value, strlen(kept->value));
-        free(kept->value);
+        secret_free(kept->value);
     }
     kept->value = xstrdup(value);
     /*
@@ -838,7 +829,7 @@ char *config_secret_take_env(const char *name)
      * The string is "NAME=value" in that block or in setenv()'s copy; both
      * are ours to write, and what is left reads as an empty value.
      */
-    explicit_bzero(value, strlen(value));
+    secret_wipe_str(value);
     unsetenv(name);
     return xstrdup(kept->value);
 }
@@ -1381,9 +1372,9 @@ static int config_read_pem(struct config_parser *p, const yaml_node_t *node, con
     *out = xstrndup(contents.data, contents.len);
 
 out:
-    explicit_bzero(chunk, sizeof(chunk));
+    secret_wipe(chunk, sizeof(chunk));
     if (contents.data != NULL && secret)
-        explicit_bzero(contents.data, contents.alloc);
+        secret_wipe(contents.data, contents.alloc);
     buf_release(&contents);
     close(fd);
     return rc;
@@ -1658,7 +1649,7 @@ static int config_read_file(const char *path, struct buf *contents, struct stat 
     }
     if (rc < 0 && *err == NULL)
         *err = xasprintf("%s: cannot read: %s", path, strerror(-rc));
-    explicit_bzero(chunk, sizeof(chunk));
+    secret_wipe(chunk, sizeof(chunk));
     close(fd);
     return rc;
 }
@@ -1698,7 +1689,7 @@ static void config_document_wipe(yaml_document_t *document)
 {
     for (yaml_node_t *node = document->nodes.start; node < document->nodes.top; node++) {
         if (node->type == YAML_SCALAR_NODE)
-            explicit_bzero(node->data.scalar.value, node->data.scalar.length);
+            secret_wipe(node->data.scalar.value, node->data.scalar.length);
     }
 }
 
@@ -1706,10 +1697,10 @@ static void config_document_wipe(yaml_document_t *document)
 static void config_parser_wipe(yaml_parser_t *parser)
 {
     if (parser->buffer.start != NULL)
-        explicit_bzero(parser->buffer.start, (size_t)(parser->buffer.end - parser->buffer.start));
+        secret_wipe(parser->buffer.start, (size_t)(parser->buffer.end - parser->buffer.start));
     if (parser->raw_buffer.start != NULL)
-        explicit_bzero(parser->raw_buffer.start,
-                       (size_t)(parser->raw_buffer.end - parser->raw_buffer.start));
+        secret_wipe(parser->raw_buffer.start,
+                    (size_t)(parser->raw_buffer.end - parser->raw_buffer.start));
 }
 
 int config_load(const char *path, struct config **out, char **err)
@@ -1832,7 +1823,7 @@ out:
         yaml_parser_delete(&parser);
     }
     if (contents.data != NULL)
-        explicit_bzero(contents.data, contents.alloc);
+        secret_wipe(contents.data, contents.alloc);
     buf_release(&contents);
     return rc;
 }

@@ -11,6 +11,7 @@
 
 #include "daemon/dashboard/assets.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/digest.h"
 #include "common/errors.h"
 #include "registry/http.h"
@@ -22,13 +23,6 @@
 
 #define API_LIST_MAX    1000 /* rows per answer of /v1/failures and /v1/journal */
 #define API_METRICS_MAX (4 * 1024 * 1024)
-
-static int64_t now_unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* RFC 3339 UTC with milliseconds, or JSON null for 0. */
 static cJSON *json_time(int64_t unix_ms)
@@ -51,7 +45,7 @@ static cJSON *json_string_or_null(const char *s)
 
 static void respond_json(struct server_request *req, unsigned status, cJSON *body)
 {
-    char *text = cJSON_PrintUnformatted(body);
+    char *text = xjson_print(body, false);
     size_t len = strlen(text);
     text = xrealloc(text, len + 2);
     text[len] = '\n';
@@ -99,7 +93,7 @@ static void api_sample(uv_timer_t *timer)
     struct api *a = timer->data;
     if (a->engine == NULL)
         return;
-    int64_t now = now_unix_ms() / 1000;
+    int64_t now = clock_unix_ms() / 1000;
     struct engine_destination_stats st;
     for (size_t i = 0; engine_destination_stats(a->engine, i, &st); i++) {
         /* Bytes sent to it as they pass, not when a job ends: a long upload
@@ -136,7 +130,7 @@ void api_init(struct api *a, uv_loop_t *loop, const struct config *config, struc
     a->journal = journal;
     a->ingest = ingest;
     a->stopping = stopping;
-    a->start_unix_ms = now_unix_ms();
+    a->start_unix_ms = clock_unix_ms();
     a->sources = xcalloc(config->n_registries + 1, sizeof(*a->sources));
     a->rates = xcalloc(config->n_registries + 1, sizeof(*a->rates));
     for (size_t i = 0; i < config->n_registries; i++)
@@ -203,7 +197,7 @@ void api_close(struct api *a)
 
 static void api_status(struct api *a, struct server_request *req)
 {
-    int64_t now = now_unix_ms();
+    int64_t now = clock_unix_ms();
     cJSON *root = cJSON_CreateObject();
     cJSON_AddItemToObject(root, "time", json_time(now));
     cJSON_AddNumberToObject(root, "uptime_seconds", (double)(now - a->start_unix_ms) / 1000.0);
@@ -1093,7 +1087,7 @@ static void api_metrics(struct api *a, struct server_request *req)
     struct buf b;
     buf_init(&b, API_METRICS_MAX);
     const struct config *c = a->config;
-    int64_t now = now_unix_ms();
+    int64_t now = clock_unix_ms();
 
     metric_head(&b, "ferry_journal_entries_total", "counter",
                 "Journal entries appended since start, by source registry.");

@@ -9,6 +9,7 @@
 #include "journal/committer.h"
 #include "replication/engine.h"
 #include "config/config.h"
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/fsutil.h"
 #include "daemon/ingest.h"
@@ -59,11 +60,8 @@ struct daemon {
 static void daemon_retain_work(uv_work_t *work)
 {
     struct daemon *d = work->data;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
     d->retention_rc =
-        journal_retain(d->journal, d->config->retention_ms,
-                       (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, &d->retention_deleted);
+        journal_retain(d->journal, d->config->retention_ms, clock_unix_ms(), &d->retention_deleted);
 }
 
 static void daemon_retain_done(uv_work_t *work, int status)

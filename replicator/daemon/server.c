@@ -12,6 +12,7 @@
 #include "common/buf.h"
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/secret.h"
 #include "common/xalloc.h"
 
 /* Without a policy of the caller's, an answer loads nothing and may not be framed. */
@@ -309,8 +310,7 @@ static int server_parse_listen(const char *listen, struct sockaddr_storage *addr
 static void server_free(struct server *s)
 {
     if (s->tls_key != NULL)
-        explicit_bzero(s->tls_key, strlen(s->tls_key));
-    free(s->tls_key);
+        secret_free(s->tls_key);
     free(s->tls_cert);
     free(s->csp);
     free(s->listen_host);
@@ -610,7 +610,7 @@ void server_respond_error(struct server_request *req, unsigned status, const cha
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "error", message);
-    char *text = cJSON_PrintUnformatted(j);
+    char *text = xjson_print(j, false);
     server_respond(req, status, "application/json", text, strlen(text));
     free(text);
     cJSON_Delete(j);

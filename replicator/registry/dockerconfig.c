@@ -13,6 +13,7 @@
 
 #include "common/buf.h"
 #include "common/errors.h"
+#include "common/secret.h"
 #include "common/xalloc.h"
 
 char *dockerconfig_default_path(void)
@@ -26,21 +27,12 @@ char *dockerconfig_default_path(void)
     return NULL;
 }
 
-/* Overwrite a secret before its memory goes back to the allocator. */
-static void dockerconfig_wipe_free(char *s)
-{
-    if (s != NULL) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 /* cJSON keeps its own copies of every string; wipe them too before freeing. */
 static void dockerconfig_wipe_json(cJSON *item)
 {
     for (; item != NULL; item = item->next) {
         if (item->valuestring != NULL)
-            explicit_bzero(item->valuestring, strlen(item->valuestring));
+            secret_wipe_str(item->valuestring);
         dockerconfig_wipe_json(item->child);
     }
 }
@@ -91,7 +83,7 @@ fail:
     if (err != NULL)
         *err = xasprintf("cannot read docker config %s: %s", path, strerror(-rc));
 out:
-    explicit_bzero(chunk, sizeof(chunk));
+    secret_wipe(chunk, sizeof(chunk));
     close(fd);
     return rc;
 }
@@ -144,11 +136,11 @@ static char *dockerconfig_base64_decode(const char *in)
         }
     }
     out[n] = '\0';
-    explicit_bzero(&acc, sizeof(acc));
+    secret_wipe(&acc, sizeof(acc));
     return out;
 
 bad:
-    explicit_bzero(out, n);
+    secret_wipe(out, n);
     free(out);
     return NULL;
 }
@@ -209,12 +201,12 @@ static int dockerconfig_entry(const cJSON *entry, char **username, char **passwo
             return FERRY_EPARSE;
         char *colon = strchr(decoded, ':');
         if (colon == NULL) {
-            dockerconfig_wipe_free(decoded);
+            secret_free(decoded);
             return FERRY_EPARSE;
         }
         *username = xstrndup(decoded, (size_t)(colon - decoded));
         *password = xstrdup(colon + 1);
-        dockerconfig_wipe_free(decoded);
+        secret_free(decoded);
     } else if (cJSON_IsString(user) && cJSON_IsString(pass)) {
         *username = xstrdup(user->valuestring);
         *password = xstrdup(pass->valuestring);
@@ -222,14 +214,14 @@ static int dockerconfig_entry(const cJSON *entry, char **username, char **passwo
     if (*password != NULL && (*password)[0] != '\0')
         return 0;
     if (cJSON_IsString(token) && token->valuestring[0] != '\0') {
-        dockerconfig_wipe_free(*username);
-        dockerconfig_wipe_free(*password);
+        secret_free(*username);
+        secret_free(*password);
         *username = xstrdup(DOCKERCONFIG_TOKEN_USERNAME);
         *password = xstrdup(token->valuestring);
         return 0;
     }
-    dockerconfig_wipe_free(*username);
-    dockerconfig_wipe_free(*password);
+    secret_free(*username);
+    secret_free(*password);
     *username = NULL;
     *password = NULL;
     return 1;
@@ -310,7 +302,7 @@ out:
         cJSON_Delete(root);
     }
     if (contents.data != NULL)
-        explicit_bzero(contents.data, contents.alloc);
+        secret_wipe(contents.data, contents.alloc);
     buf_release(&contents);
     return rc;
 }

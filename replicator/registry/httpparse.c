@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/xalloc.h"
 
@@ -446,40 +447,6 @@ static bool httpparse_clock(const char **p, int *h, int *m, int *s)
            httpparse_lit(p, ":") && httpparse_ndigits(p, 2, s) && *h <= 23 && *m <= 59 && *s <= 60;
 }
 
-static bool httpparse_leap(int64_t y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-/* Days from 1970-01-01 to the given proleptic Gregorian date. */
-static int64_t httpparse_days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int httpparse_year_of(int64_t unix_time)
-{
-    /* Clamp far beyond any real clock so that the arithmetic cannot overflow. */
-    if (unix_time > INT64_C(1) << 40)
-        unix_time = INT64_C(1) << 40;
-    if (unix_time < -(INT64_C(1) << 40))
-        unix_time = -(INT64_C(1) << 40);
-    /* Civil year from days, the inverse of httpparse_days_from_civil(). */
-    int64_t z = (unix_time >= 0 ? unix_time : unix_time - 86399) / 86400 + 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    int64_t m = mp < 10 ? mp + 3 : mp - 9;
-    return (int)(yoe + era * 400 + (m <= 2));
-}
-
 /* Parse the three HTTP date formats of RFC 7231 §7.1.1.1 into Unix seconds. */
 static bool httpparse_http_date(const char *s, int64_t now_unix, int64_t *out)
 {
@@ -495,7 +462,7 @@ static bool httpparse_http_date(const char *s, int64_t now_unix, int64_t *out)
             !httpparse_clock(&p, &h, &m, &sec) || !httpparse_lit(&p, " GMT"))
             return false;
         /* A two-digit year more than 50 years ahead belongs to the last century. */
-        int this_year = httpparse_year_of(now_unix);
+        int this_year = clock_year_of(now_unix);
         year = this_year - this_year % 100 + yy;
         if (year > this_year + 50)
             year -= 100;
@@ -529,11 +496,9 @@ static bool httpparse_http_date(const char *s, int64_t now_unix, int64_t *out)
     if (*p != '\0')
         return false;
 
-    static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int max_day = month_days[month - 1] + (month == 2 && httpparse_leap(year));
-    if (day < 1 || day > max_day)
+    if (day < 1 || day > clock_days_in_month(year, month))
         return false;
-    *out = httpparse_days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + sec;
+    *out = clock_days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + sec;
     return true;
 }
 

@@ -16,6 +16,7 @@
 #include "common/manifest.h"
 #include "registry/mcache.h"
 #include "common/reference.h"
+#include "common/secret.h"
 #include "registry/regerror.h"
 #include "registry/wwwauth.h"
 #include "common/xalloc.h"
@@ -264,8 +265,7 @@ int registry_new(uv_loop_t *loop, struct http_client *http, const char *host,
         char *enc = base64_encode(pair);
         reg->basic_header = xasprintf("Authorization: Basic %s", enc);
         /* The plain pair is wiped before it is freed; only the header remains. */
-        memset(pair, 0, strlen(pair));
-        free(pair);
+        secret_free(pair);
         free(enc);
         reg->has_credentials = true;
     }
@@ -285,15 +285,12 @@ static void registry_timer_close_cb(uv_handle_t *handle)
     for (struct token_entry *t = reg->tokens, *next; t != NULL; t = next) {
         next = t->next;
         free(t->scope);
-        if (t->token != NULL)
-            memset(t->token, 0, strlen(t->token));
-        free(t->token);
+        secret_free(t->token);
         free(t->waiters);
         free(t);
     }
     if (reg->basic_header != NULL)
-        memset(reg->basic_header, 0, strlen(reg->basic_header));
-    free(reg->basic_header);
+        secret_free(reg->basic_header);
     free(reg->host);
     free(reg->base);
     free(reg->realm);
@@ -320,14 +317,6 @@ void registry_get_stats(const struct registry *reg, struct registry_stats *out)
 bool registry_referrers_api_missing(const struct registry *reg)
 {
     return reg->referrers_missing;
-}
-
-char *registry_referrers_tag(const char *digest)
-{
-    const char *colon = strchr(digest, ':');
-    if (colon == NULL)
-        return xstrdup(digest);
-    return xasprintf("%.*s-%s", (int)(colon - digest), digest, colon + 1);
 }
 
 /* ---- the op: auth, attempts, retries ---- */
@@ -508,7 +497,7 @@ static void token_fetch_done(struct http_request *req, int rc, void *arg)
             /* Renew a little early so that no request leaves with a dying token. */
             uint64_t life_ms = (uint64_t)(expires * 1000.0);
             uint64_t margin = life_ms / 10 < 5000 ? life_ms / 10 : 5000;
-            free(t->token);
+            secret_free(t->token);
             t->token = xstrdup(tok->valuestring);
             t->expires_ms = (reg != NULL ? uv_now(reg->loop) : 0) + life_ms - margin;
         } else {
@@ -638,14 +627,12 @@ static void regop_attempt(struct regop *op)
         log_warn("credentials withheld: the URL is not at the registry's origin registry=%s",
                  reg->host);
         op->sent_bearer = op->sent_basic = false;
-        memset(auth_header, 0, strlen(auth_header));
-        free(auth_header);
+        secret_free(auth_header);
         auth_header = NULL;
     }
     if (auth_header != NULL) {
         http_request_add_header(req, auth_header);
-        memset(auth_header, 0, strlen(auth_header));
-        free(auth_header);
+        secret_free(auth_header);
     }
     if (op->accept != NULL)
         http_request_add_header(req, op->accept);
@@ -704,7 +691,7 @@ static bool regop_handle_challenge(struct regop *op, struct http_request *req)
         struct token_entry *t = token_find(reg, op->scope);
         if (op->sent_bearer) {
             /* The token we sent was refused: forget it and ask once more. */
-            free(t->token);
+            secret_free(t->token);
             t->token = NULL;
         }
         if (op->scope[0] == '\0' && challenge.scope != NULL) {
@@ -2012,7 +1999,7 @@ static void referrers_tag_done(int rc, const char *error, const char *bytes, siz
 
 static void referrers_fallback(struct referrers_ctx *ctx)
 {
-    char *tag = registry_referrers_tag(ctx->digest);
+    char *tag = reference_referrers_tag(ctx->digest);
     manifest_fetch(ctx->reg, ctx->repo, tag, false, referrers_tag_done, ctx);
     free(tag);
 }

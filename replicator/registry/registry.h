@@ -256,7 +256,4 @@ int registry_referrers(struct registry *reg, const char *repo, const char *diges
 /** True once this registry answered 404 to the referrers API. */
 bool registry_referrers_api_missing(const struct registry *reg);
 
-/** The tag under which referrers of `digest` are listed without a referrers API. */
-char *registry_referrers_tag(const char *digest);
-
 #endif

@@ -1467,7 +1467,7 @@ static void fallback_current(int rc, const char *error, const char *bytes, size_
         }
     }
     if (changed) {
-        f->bytes = cJSON_PrintUnformatted(index);
+        f->bytes = xjson_print(index, false);
         copy_op_started(c);
         registry_manifest_put(c->dst, c->dst_repo, f->tag, f->bytes, strlen(f->bytes),
                               MEDIA_OCI_INDEX, fallback_pushed, f);
@@ -1491,7 +1491,7 @@ static void copy_update_referrers_index(struct copy *c)
         struct fallback_ctx *f = xcalloc(1, sizeof(*f));
         f->c = c;
         f->subject = subject;
-        f->tag = registry_referrers_tag(subject->digest);
+        f->tag = reference_referrers_tag(subject->digest);
         copy_op_started(c);
         registry_referrers(c->dst, c->dst_repo, subject->digest, fallback_current, f);
     }

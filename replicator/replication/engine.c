@@ -9,9 +9,11 @@
 
 #include "journal/committer.h"
 #include "replication/copy.h"
+#include "common/clock.h"
 #include "common/errors.h"
 #include "registry/http.h"
 #include "common/log.h"
+#include "common/reference.h"
 #include "registry/registry.h"
 #include "replication/presence.h"
 #include "replication/scheduler.h"
@@ -256,13 +258,6 @@ static void engine_maybe_idle(struct engine *e);
 static void job_blob_gate(struct copy *c, const char *digest, enum copy_blob_seen seen, void *arg);
 static void job_blob_done(struct copy *c, const char *digest, bool ok, void *arg);
 
-static int64_t now_unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct eng_registry *engine_registry(struct engine *e, const char *name)
 {
     for (size_t i = 0; i < e->n_registries; i++)
@@ -292,7 +287,7 @@ static void job_record(struct eng_job *job, enum journal_job_state state)
     rec.bytes = job->summary.bytes_copied;
     rec.seq = job->seq;
     rec.created_unix_ms = job->created_unix_ms;
-    rec.updated_unix_ms = now_unix_ms();
+    rec.updated_unix_ms = clock_unix_ms();
     if (state == JOURNAL_JOB_COMPLETE || state == JOURNAL_JOB_SUPERSEDED)
         rec.completed_unix_ms = rec.updated_unix_ms;
     if (job->tag != NULL) {
@@ -1095,7 +1090,7 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
         if (!from_source) {
             free(job->dst->last_error);
             job->dst->last_error = xstrdup(job->last_error);
-            job->dst->last_error_unix_ms = now_unix_ms();
+            job->dst->last_error_unix_ms = clock_unix_ms();
         }
         /* A source that cannot give the image has few more tries: the
          * destination's patience is not spent on it. */
@@ -1140,7 +1135,7 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
         job->dst->jobs_complete++;
         if (!job->is_delete)
             repo_note(job->dst, job->dst_repo);
-        engine_observe_latency(job->dst, now_unix_ms() - job->received_unix_ms);
+        engine_observe_latency(job->dst, clock_unix_ms() - job->received_unix_ms);
         job_record(job, JOURNAL_JOB_COMPLETE);
     }
     job->dst->bytes += job->summary.bytes_copied;
@@ -1818,16 +1813,6 @@ static void job_index(struct eng_job *job)
     job->in_table = true;
 }
 
-static bool is_referrers_tag(const char *tag)
-{
-    if (tag == NULL || strncmp(tag, "sha256-", 7) != 0 || strlen(tag) != 71)
-        return false;
-    for (const char *p = tag + 7; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    return true;
-}
-
 static struct eng_job *job_new(struct engine *e, struct eng_registry *src, struct eng_registry *dst,
                                const struct journal_entry *en, char *dst_repo)
 {
@@ -1839,7 +1824,7 @@ static struct eng_job *job_new(struct engine *e, struct eng_registry *src, struc
     job->dst_repo = dst_repo;
     job->digest = xstrdup(en->digest);
     job->tag = xstrdup(en->tag);
-    job->created_unix_ms = now_unix_ms();
+    job->created_unix_ms = clock_unix_ms();
     job->received_unix_ms = en->received_unix_ms > 0 ? en->received_unix_ms : job->created_unix_ms;
     dst->jobs_created++;
     e->all = xrealloc(e->all, (e->n_all + 1) * sizeof(*e->all));
@@ -1959,7 +1944,7 @@ static void engine_dispatch_to(struct engine *e, const struct journal_entry *en,
     }
 
     /* Referrer fallback tags travel with their subject's copy. */
-    if (is_referrers_tag(en->tag))
+    if (reference_is_referrers_tag(en->tag))
         goto out;
     if (en->action == JOURNAL_DELETE) {
         engine_dispatch_delete(e, en, entry, only_dest);
@@ -2049,7 +2034,7 @@ static int engine_take_retry(const struct journal_job *job, void *arg)
                 struct journal_job rec = *job;
                 rec.state = JOURNAL_JOB_SUPERSEDED;
                 rec.last_error = "no rule selects it now: the configuration changed";
-                rec.updated_unix_ms = rec.completed_unix_ms = now_unix_ms();
+                rec.updated_unix_ms = rec.completed_unix_ms = clock_unix_ms();
                 if (journal_job_put(e->journal, &rec) < 0)
                     log_warn("cannot record job status dest=%s repo=%s", job->destination,
                              job->repository);

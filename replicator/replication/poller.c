@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "registry/http.h"
 #include "common/log.h"
@@ -64,13 +65,6 @@ static void poller_round(struct poller *p);
 static void source_pump(struct poll_source *src);
 static void poller_maybe_finish_close(struct poller *p);
 
-static int64_t now_unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void poller_error(struct poller *p, const char *fmt, const char *a, const char *b)
 {
     p->stats.errors++;
@@ -110,7 +104,7 @@ static void source_round_done(struct poll_source *src)
     if (--p->sources_active > 0)
         return;
     p->stats.rounds++;
-    p->stats.last_round_unix_ms = now_unix_ms();
+    p->stats.last_round_unix_ms = clock_unix_ms();
     log_info("poll round done rounds=%llu appended=%llu errors=%llu",
              (unsigned long long)p->stats.rounds, (unsigned long long)p->stats.appended,
              (unsigned long long)p->stats.errors);

@@ -11,6 +11,7 @@
 #include "common/errors.h"
 #include "registry/http.h"
 #include "common/log.h"
+#include "common/reference.h"
 #include "common/manifest.h"
 #include "registry/registry.h"
 #include "common/xalloc.h"
@@ -458,7 +459,7 @@ static void drift_print(const struct verify_drift *d, bool json)
         for (size_t i = 0; i < d->n_missing; i++)
             cJSON_AddItemToArray(missing, cJSON_CreateString(d->missing[i]));
     }
-    char *text = cJSON_PrintUnformatted(j);
+    char *text = xjson_print(j, false);
     printf("%s\n", text);
     free(text);
     cJSON_Delete(j);
@@ -955,14 +956,6 @@ static void verify_pump_tags(struct verify *v)
 
 /* ---- listings ---- */
 
-/* Tags of the form sha256-<64 hex> hold the referrers fallback index, not images. */
-static bool is_referrers_tag(const char *tag)
-{
-    if (strncmp(tag, "sha256-", 7) != 0 || strlen(tag) != 7 + 64)
-        return false;
-    return strspn(tag + 7, "0123456789abcdef") == 64;
-}
-
 static void verify_tags_done(struct verify_request *req)
 {
     struct verify *v = req->r->v;
@@ -978,7 +971,7 @@ static void verify_tags_done(struct verify_request *req)
     }
     for (size_t i = 0; i < req->n_items && !verify_failed(v); i++) {
         const char *tag = req->items[i];
-        if (is_referrers_tag(tag) || !config_rule_selects(rule, req->repository, tag))
+        if (reference_is_referrers_tag(tag) || !config_rule_selects(rule, req->repository, tag))
             continue;
         struct verify_tag *t = xcalloc(1, sizeof(*t));
         t->v = v;
@@ -1170,7 +1163,7 @@ static void verify_report(struct verify *v, bool json, double seconds)
         cJSON_AddNumberToObject(j, "seconds", seconds);
         if (verify_failed(v))
             cJSON_AddStringToObject(j, "error", v->error);
-        char *text = cJSON_PrintUnformatted(j);
+        char *text = xjson_print(j, false);
         printf("%s\n", text);
         free(text);
         cJSON_Delete(j);

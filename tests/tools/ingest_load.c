@@ -978,6 +978,7 @@ static void print_text(const struct load *l, const struct report *r)
 
 int main(int argc, char **argv)
 {
+    xalloc_init();
     static struct load l; /* the histogram is large: keep it off the stack */
     char run_id[32];
 

@@ -1,0 +1,34 @@
+/*
+ * clock: the clocks Ferry reads, and the calendar arithmetic its date parsers
+ * (RFC 3339 in webhooks, HTTP dates in Retry-After) share.
+ */
+#ifndef FERRY_CLOCK_H
+#define FERRY_CLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/** Wall-clock time, Unix milliseconds. */
+int64_t clock_unix_ms(void);
+
+/** A monotonic clock in milliseconds, for measuring intervals only. */
+int64_t clock_mono_ms(void);
+
+/** Days from 1970-01-01 to a proleptic Gregorian date (negative before it). */
+int64_t clock_days_from_civil(int64_t year, int month, int day);
+
+/** Days in `month` (1-12) of `year`; 0 for a month out of range. */
+int clock_days_in_month(int64_t year, int month);
+
+/** The civil year (UTC) of a Unix time in seconds; clamped far beyond any real clock. */
+int clock_year_of(int64_t unix_seconds);
+
+/**
+ * Parse an RFC 3339 date-time, YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm)
+ * ('T' and 'Z' in either case), into Unix milliseconds; fractions finer than
+ * a millisecond are truncated and a time before 1970 gives 0. False, with
+ * *unix_ms untouched, for anything else.
+ */
+bool clock_parse_rfc3339(const char *s, int64_t *unix_ms);
+
+#endif
