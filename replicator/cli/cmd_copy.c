@@ -104,16 +104,12 @@ int copy_run(const struct copy_options *opts, struct copy_summary *summary, char
     struct http_client_options hopts = opts->http;
     if (hopts.max_host_connections <= 0)
         hopts.max_host_connections = jobs + 4;
-    rc = http_client_new(&loop, &hopts, &http);
-    if (rc < 0) {
-        *error = xstrdup("cannot set up libcurl");
-        goto out_loop;
-    }
+    http = http_client_new(&loop, &hopts);
     struct registry_options sopts = opts->src_registry;
     struct registry_options dopts = opts->dst_registry;
     dopts.push = true;
-    registry_new(&loop, http, src_ref.registry, &sopts, &src);
-    registry_new(&loop, http, dst_ref.registry, &dopts, &dst);
+    src = registry_new(&loop, http, src_ref.registry, &sopts);
+    dst = registry_new(&loop, http, dst_ref.registry, &dopts);
     if (opts->progress)
         progress = progress_new(&loop, stderr);
 
@@ -161,11 +157,10 @@ int copy_run(const struct copy_options *opts, struct copy_summary *summary, char
 
     if (progress != NULL)
         progress_free(progress);
-    registry_close(src);
-    registry_close(dst);
+    registry_close(src, NULL, NULL);
+    registry_close(dst, NULL, NULL);
     http_client_close(http, copy_http_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
-out_loop:
     if (uv_loop_close(&loop) != 0)
         log_warn("copy loop closed with handles still open");
     presence_close(presence);

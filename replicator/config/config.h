@@ -101,21 +101,22 @@
 #define CONFIG_DEFAULT_BODY_BUDGET      ((size_t)64 * 1024 * 1024)
 #define CONFIG_MAX_BODY_BUDGET          ((size_t)4 * 1024 * 1024 * 1024)
 /* Largest certificate or key file of tls: config_load() reads. */
-#define CONFIG_MAX_PEM_BYTES            (1024 * 1024)
-#define CONFIG_DEFAULT_POLL_INTERVAL_MS ((uint64_t)30 * 1000)
-#define CONFIG_DEFAULT_POLL_CONCURRENCY 4
-#define CONFIG_DEFAULT_STALL_TIMEOUT_MS ((uint64_t)20 * 1000)
-#define CONFIG_DEFAULT_SPOOL_MAX        ((uint64_t)10 * 1024 * 1024 * 1024)
-#define CONFIG_MAX_POLL_CONCURRENCY     64
-#define CONFIG_DEFAULT_RETENTION_MS     ((uint64_t)7 * 24 * 3600 * 1000)
-#define CONFIG_MAX_REGISTRY_CONCURRENCY 1024
-#define CONFIG_DEFAULT_RETRY_ATTEMPTS   5
-#define CONFIG_MAX_RETRY_ATTEMPTS       100
-#define CONFIG_DEFAULT_RETRY_BASE_MS    ((uint64_t)1000)
-#define CONFIG_DEFAULT_RETRY_MAX_MS     ((uint64_t)30 * 1000)
-#define CONFIG_DEFAULT_CIRCUIT_FAILURES 5
-#define CONFIG_MAX_CIRCUIT_FAILURES     1000
-#define CONFIG_DEFAULT_CIRCUIT_OPEN_MS  ((uint64_t)30 * 1000)
+#define CONFIG_MAX_PEM_BYTES                (1024 * 1024)
+#define CONFIG_DEFAULT_POLL_INTERVAL_MS     ((uint64_t)30 * 1000)
+#define CONFIG_DEFAULT_POLL_CONCURRENCY     4
+#define CONFIG_DEFAULT_STALL_TIMEOUT_MS     ((uint64_t)20 * 1000)
+#define CONFIG_DEFAULT_SPOOL_MAX            ((uint64_t)10 * 1024 * 1024 * 1024)
+#define CONFIG_MAX_POLL_CONCURRENCY         64
+#define CONFIG_DEFAULT_RETENTION_MS         ((uint64_t)7 * 24 * 3600 * 1000)
+#define CONFIG_DEFAULT_REGISTRY_CONCURRENCY 4 /* jobs or requests at once per registry */
+#define CONFIG_MAX_REGISTRY_CONCURRENCY     1024
+#define CONFIG_DEFAULT_RETRY_ATTEMPTS       5
+#define CONFIG_MAX_RETRY_ATTEMPTS           100
+#define CONFIG_DEFAULT_RETRY_BASE_MS        ((uint64_t)1000)
+#define CONFIG_DEFAULT_RETRY_MAX_MS         ((uint64_t)30 * 1000)
+#define CONFIG_DEFAULT_CIRCUIT_FAILURES     5
+#define CONFIG_MAX_CIRCUIT_FAILURES         1000
+#define CONFIG_DEFAULT_CIRCUIT_OPEN_MS      ((uint64_t)30 * 1000)
 /* Largest upload chunk_min or chunk_max (the cap registry.c puts on OCI-Chunk-Min-Length). */
 #define CONFIG_MAX_UPLOAD_CHUNK ((uint64_t)1024 * 1024 * 1024)
 

@@ -1,6 +1,7 @@
 #include "registry/http.h"
 
 #include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -306,8 +307,7 @@ static void rate_forget(struct http_request *req)
     }
 }
 
-int http_client_new(uv_loop_t *loop, const struct http_client_options *opts,
-                    struct http_client **out)
+struct http_client *http_client_new(uv_loop_t *loop, const struct http_client_options *opts)
 {
     static uv_once_t once = UV_ONCE_INIT;
     uv_once(&once, http_global_init);
@@ -327,8 +327,8 @@ int http_client_new(uv_loop_t *loop, const struct http_client_options *opts,
 
     c->multi = curl_multi_init();
     if (c->multi == NULL) {
-        free(c);
-        return FERRY_EINVAL;
+        fprintf(stderr, "ferry: out of memory setting up libcurl\n");
+        abort();
     }
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
@@ -345,8 +345,7 @@ int http_client_new(uv_loop_t *loop, const struct http_client_options *opts,
     curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->opts.max_connections);
     /* Several streams over one TLS connection where the registry speaks HTTP/2. */
     curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    *out = c;
-    return 0;
+    return c;
 }
 
 static void http_timer_close_cb(uv_handle_t *handle)

@@ -89,11 +89,11 @@ typedef int (*http_sink_cb)(struct http_request *req, const char *data, size_t l
 typedef ssize_t (*http_source_cb)(char *buf, size_t len, uint64_t offset, void *arg);
 
 /**
- * Create a client on `loop`. Returns 0 and sets *out, or a negative code
- * (FERRY_EINVAL when libcurl cannot be set up as asked).
+ * Create a client on `loop` (`opts` may be NULL: the defaults). Never NULL:
+ * libcurl failing to set up a multi handle is out of memory, and aborts as
+ * the xmalloc family does.
  */
-int http_client_new(uv_loop_t *loop, const struct http_client_options *opts,
-                    struct http_client **out);
+struct http_client *http_client_new(uv_loop_t *loop, const struct http_client_options *opts);
 
 /**
  * Close the client: every request must have finished or been canceled. The

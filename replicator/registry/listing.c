@@ -46,12 +46,8 @@ int listing_run(const struct listing_options *opts, char ***items, size_t *n, ch
     *n = 0;
     *error = NULL;
     uv_loop_init(&loop);
-    rc = http_client_new(&loop, &opts->http, &http);
-    if (rc < 0) {
-        *error = xstrdup("cannot set up libcurl");
-        goto out;
-    }
-    registry_new(&loop, http, opts->registry, &opts->reg, &reg);
+    http = http_client_new(&loop, &opts->http);
+    reg = registry_new(&loop, http, opts->registry, &opts->reg);
     if (opts->repository != NULL)
         rc = registry_tags(reg, opts->repository, listing_done, &l);
     else
@@ -60,7 +56,7 @@ int listing_run(const struct listing_options *opts, char ***items, size_t *n, ch
         uv_run(&loop, UV_RUN_DEFAULT);
         rc = l.rc;
     }
-    registry_close(reg);
+    registry_close(reg, NULL, NULL);
     http_client_close(http, listing_http_closed, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (rc < 0) {
@@ -70,7 +66,6 @@ int listing_run(const struct listing_options *opts, char ***items, size_t *n, ch
         *items = l.items;
         *n = l.n;
     }
-out:
     free(l.error);
     if (uv_loop_close(&loop) != 0)
         log_warn("listing loop closed with handles still open");

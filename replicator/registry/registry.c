@@ -18,6 +18,7 @@
 #include "common/reference.h"
 #include "common/secret.h"
 #include "registry/regerror.h"
+#include "registry/retry.h"
 #include "registry/wwwauth.h"
 #include "common/xalloc.h"
 
@@ -62,6 +63,8 @@ struct registry {
     struct token_entry *tokens;
     struct registry_options opts;
     uv_timer_t timer;
+    void (*closed_cb)(void *arg); /* registry_close()'s callback */
+    void *closed_arg;
     struct regop *delayed; /* sorted by due time */
     bool referrers_missing;
     struct registry_stats stats;
@@ -237,8 +240,8 @@ static char *regop_error_text(struct regop *op, struct http_request *req, int rc
 
 /* ---- registry lifecycle ---- */
 
-int registry_new(uv_loop_t *loop, struct http_client *http, const char *host,
-                 const struct registry_options *opts, struct registry **out)
+struct registry *registry_new(uv_loop_t *loop, struct http_client *http, const char *host,
+                              const struct registry_options *opts)
 {
     struct registry *reg = xcalloc(1, sizeof(*reg));
     reg->loop = loop;
@@ -274,13 +277,14 @@ int registry_new(uv_loop_t *loop, struct http_client *http, const char *host,
     reg->hits_tail = &reg->hits;
     if (reg->opts.cache_bytes > 0)
         reg->cache = mcache_new(reg->opts.cache_bytes);
-    *out = reg;
-    return 0;
+    return reg;
 }
 
 static void registry_timer_close_cb(uv_handle_t *handle)
 {
     struct registry *reg = handle->data;
+    void (*closed_cb)(void *) = reg->closed_cb;
+    void *closed_arg = reg->closed_arg;
     mcache_free(reg->cache);
     for (struct token_entry *t = reg->tokens, *next; t != NULL; t = next) {
         next = t->next;
@@ -296,10 +300,14 @@ static void registry_timer_close_cb(uv_handle_t *handle)
     free(reg->realm);
     free(reg->service);
     free(reg);
+    if (closed_cb != NULL)
+        closed_cb(closed_arg);
 }
 
-void registry_close(struct registry *reg)
+void registry_close(struct registry *reg, void (*cb)(void *arg), void *arg)
 {
+    reg->closed_cb = cb;
+    reg->closed_arg = arg;
     uv_timer_stop(&reg->timer);
     uv_close((uv_handle_t *)&reg->timer, registry_timer_close_cb);
 }
@@ -435,15 +443,12 @@ static void regop_run_after(struct regop *op, uint64_t delay_ms)
     registry_timer_arm(reg);
 }
 
-/* Full jitter: a uniform delay below an exponentially growing ceiling. */
+/* Requests back off with full jitter: a uniform delay below a doubling ceiling. */
 static uint64_t backoff_delay(const struct registry *reg, int attempt)
 {
-    uint64_t ceiling = reg->opts.retry_base_ms;
-    for (int i = 0; i < attempt && ceiling < reg->opts.retry_max_ms; i++)
-        ceiling *= 2;
-    if (ceiling > reg->opts.retry_max_ms)
-        ceiling = reg->opts.retry_max_ms;
-    return (uint64_t)((double)ceiling * ((double)rand() / ((double)RAND_MAX + 1.0)));
+    struct retry_policy policy = {reg->opts.max_attempts, reg->opts.retry_base_ms,
+                                  reg->opts.retry_max_ms, false};
+    return retry_delay_ms(&policy, attempt);
 }
 
 static struct token_entry *token_find(struct registry *reg, const char *scope)
@@ -474,14 +479,14 @@ static void token_fetch_done(struct http_request *req, int rc, void *arg)
     t->fetching = false;
     if (rc < 0) {
         error = xasprintf("token request failed: %s", ferry_strerror(rc));
-        retryable = rc == FERRY_ECONNECT || rc == FERRY_ETIMEOUT;
+        retryable = retry_error_transient(rc, 0);
     } else if (status != 200) {
         const struct buf *body = http_request_response_body(req);
         char *summary = body->len ? regerror_summary(body->data, body->len) : NULL;
         error = xasprintf("token request denied: HTTP %ld%s%s%s", status, summary ? " (" : "",
                           summary ? summary : "", summary ? ")" : "");
         free(summary);
-        retryable = status >= 500 || status == 429 || status == 408;
+        retryable = retry_status_transient(status);
     } else {
         const struct buf *body = http_request_response_body(req);
         cJSON *json = cJSON_ParseWithLength(body->data, body->len);
@@ -732,8 +737,8 @@ static void regop_http_done(struct http_request *req, int rc, void *arg)
     /* A stalled request already waited the stall timeout: one more try, not
      * five, so that a partitioned registry fails its jobs (and opens the
      * engine's circuit) in about twice the stall timeout. */
-    bool retryable = rc == FERRY_ECONNECT || (rc == FERRY_ETIMEOUT && op->attempt == 0) ||
-                     (rc == 0 && (status >= 500 || status == 408 || status == 429));
+    bool retryable =
+        retry_error_transient(rc, op->attempt) || (rc == 0 && retry_status_transient(status));
     if (retryable && !op->no_retry && op->attempt + 1 < reg->opts.max_attempts) {
         uint64_t delay = backoff_delay(reg, op->attempt);
         const char *retry_after = http_request_response_header(req, "Retry-After");
@@ -1212,8 +1217,8 @@ static void upload_op_done(struct regop *op, struct http_request *req, int rc, v
     struct registry_upload *up = arg;
     long status = req != NULL ? http_request_status(req) : 0;
     char *error = NULL;
-    bool transient = rc == FERRY_ECONNECT || rc == FERRY_ETIMEOUT ||
-                     (rc == 0 && (status >= 500 || status == 408 || status == 429));
+    /* An upload restarts after a stall too: its session may have survived. */
+    bool transient = retry_error_transient(rc, 0) || (rc == 0 && retry_status_transient(status));
 
     up->op = NULL;
     if (rc < 0 && !transient) {

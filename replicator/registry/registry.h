@@ -61,13 +61,16 @@ struct registry_stats {
 /**
  * A client for `host` ("host[:port]"). Loopback hosts use plain HTTP, as
  * Docker does; every other host uses HTTPS unless `opts->plain_http`.
- * Returns 0 and sets *out.
+ * Never NULL.
  */
-int registry_new(uv_loop_t *loop, struct http_client *http, const char *host,
-                 const struct registry_options *opts, struct registry **out);
+struct registry *registry_new(uv_loop_t *loop, struct http_client *http, const char *host,
+                              const struct registry_options *opts);
 
-/** Close the registry's timer and free it once closed; no operation may be running. */
-void registry_close(struct registry *reg);
+/**
+ * Close the registry's timer and free it once closed; no operation may be
+ * running. `cb` (may be NULL) fires once, from the loop, when it is freed.
+ */
+void registry_close(struct registry *reg, void (*cb)(void *arg), void *arg);
 
 /** The host this client talks to. */
 const char *registry_host(const struct registry *reg);

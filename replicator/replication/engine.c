@@ -15,6 +15,8 @@
 #include "common/log.h"
 #include "common/reference.h"
 #include "registry/registry.h"
+#include "replication/clients.h"
+#include "registry/retry.h"
 #include "replication/presence.h"
 #include "replication/scheduler.h"
 #include "replication/spool.h"
@@ -24,7 +26,6 @@
 #define ENGINE_ATTEMPTS      5
 #define ENGINE_RETRY_BASE_MS 1000
 #define ENGINE_RETRY_MAX_MS  30000
-#define ENGINE_DEFAULT_JOBS  4
 #define ENGINE_WINDOW        20000               /* journal entries held in memory at once */
 #define ENGINE_CACHE_BYTES   (32u * 1024 * 1024) /* manifests and referrer lists per source */
 /* The jobs of one entry (one per destination) share the source's answer
@@ -89,9 +90,7 @@ struct eng_registry {
     struct link_flight *links;   /* by "repo@digest" */
     struct repo_seen *repos;     /* repositories known to exist */
     size_t n_repos;
-    struct http_client *http;
-    struct registry *pull;
-    struct registry *push;
+    struct clients cl;     /* cl.pull reads (with the answer cache), cl.push writes */
     size_t index;          /* in engine.registries and the scheduler */
     uint64_t *failed_seqs; /* entries with a FAILED job here, requeued when the circuit closes */
     /* As a source: jobs FAILED because it could not be reached, run again
@@ -660,7 +659,7 @@ static void job_source_check(struct eng_job *job, const char *reference, bool sh
 {
     char key[48];
     snprintf(key, sizeof(key), "%" PRIu64 ".%d", job->seq, job->attempts);
-    registry_manifest_resolve(job->src->pull, job->src_repo, reference, share ? key : NULL,
+    registry_manifest_resolve(job->src->cl.pull, job->src_repo, reference, share ? key : NULL,
                               ENGINE_CHECK_SHARE_MS, cb, job);
 }
 
@@ -1096,13 +1095,11 @@ static void job_settle(struct eng_job *job, int rc, const char *error, bool supe
          * destination's patience is not spent on it. */
         bool source_done = from_source && source_cannot_give(rc) &&
                            ++job->source_attempts >= ENGINE_SOURCE_ATTEMPTS;
-        if (job->attempts < e->config->retry_attempts && !source_done) {
-            uint64_t ceiling = e->config->retry_base_ms;
-            for (int i = 1; i < job->attempts && ceiling < e->config->retry_max_ms; i++)
-                ceiling *= 2;
-            if (ceiling > e->config->retry_max_ms)
-                ceiling = e->config->retry_max_ms;
-            uint64_t delay = ceiling / 2 + (uint64_t)rand() % (ceiling / 2 + 1);
+        /* Jobs back off with equal jitter: never sooner than half the ceiling. */
+        struct retry_policy policy = {e->config->retry_attempts, e->config->retry_base_ms,
+                                      e->config->retry_max_ms, true};
+        if (retry_again(&policy, job->attempts) && !source_done) {
+            uint64_t delay = retry_delay_ms(&policy, job->attempts - 1);
             log_warn("job failed, retrying dest=%s repo=%s digest=%s attempt=%d delay_ms=%llu "
                      "fault=%s error=\"%s\"",
                      job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-",
@@ -1220,7 +1217,7 @@ static void cleanup_checked(int rc, const char *error, const char *bytes, size_t
     /* A manifest DELETE takes every tag on it: a job that saw one in place
      * must not trust that now. */
     job->dst->moves++;
-    registry_manifest_delete(job->dst->push, job->dst_repo, job->digest, cleanup_deleted, job);
+    registry_manifest_delete(job->dst->cl.push, job->dst_repo, job->digest, cleanup_deleted, job);
 }
 
 /*
@@ -1335,7 +1332,7 @@ static void delete_digest_checked(int rc, const char *error, const char *bytes, 
         /* Distribution deletes manifests, not tags: every tag on it goes too.
          * A job that saw one of them in place must not trust that now. */
         job->dst->moves++;
-        registry_manifest_delete(job->dst->push, job->dst_repo, target, delete_done, job);
+        registry_manifest_delete(job->dst->cl.push, job->dst_repo, target, delete_done, job);
         return;
     }
     if (rc < 0) {
@@ -1350,7 +1347,7 @@ static void delete_digest_checked(int rc, const char *error, const char *bytes, 
          * under other tags): drop the tag alone here, where the registry
          * can; deleting the manifest would remove more than the source did. */
         job->dst->moves++;
-        int trc = registry_tag_delete(job->dst->push, job->dst_repo, job->tag, tag_deleted, job);
+        int trc = registry_tag_delete(job->dst->cl.push, job->dst_repo, job->tag, tag_deleted, job);
         if (trc == 0)
             return;
     }
@@ -1433,7 +1430,7 @@ static void delete_tag_checked(int rc, const char *error, const char *bytes, siz
         job_settle(job, 0, NULL, true);
         return;
     }
-    registry_manifest_head(job->dst->push, job->dst_repo, job->tag, delete_tag_resolved, job);
+    registry_manifest_head(job->dst->cl.push, job->dst_repo, job->tag, delete_tag_resolved, job);
 }
 
 /* Behind the repository's gate: the source must agree, and a newer entry that moved the tag wins.
@@ -1483,8 +1480,8 @@ static void job_start(struct eng_job *job)
         return;
     }
     struct copy_spec spec = {
-        .src = job->src->pull,
-        .dst = job->dst->push,
+        .src = job->src->cl.pull,
+        .dst = job->dst->cl.push,
         .src_repo = job->src_repo,
         .src_reference = job->digest,
         .dst_repo = job->dst_repo,
@@ -2149,30 +2146,10 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         struct eng_registry *r = &e->registries[e->n_registries++];
         r->cfg = cfg;
         r->index = i;
-        limits[i] = cfg->max_concurrency > 0 ? cfg->max_concurrency : ENGINE_DEFAULT_JOBS;
-        struct http_client_options hopts = {
-            .insecure = cfg->insecure,
-            .ca_file = cfg->ca_file,
-            .cert_file = cfg->cert_file,
-            .key_file = cfg->key_file,
-            .max_host_connections = limits[i] * 4 + 4,
-            /* A blackholed registry fails its transfers this soon, so the circuit can open. */
-            .stall_timeout_s = (long)((cfg->stall_timeout_ms + 999) / 1000),
-            .rate_limit = cfg->rate_limit,
-        };
-        http_client_new(loop, &hopts, &r->http);
-        struct registry_options ropts = {
-            .plain_http = cfg->plain_http,
-            .force_tls = !cfg->plain_http,
-            .username = cfg->username,
-            .password = cfg->password,
-        };
         /* The jobs of one entry (one per destination) read its manifests once. */
-        ropts.cache_bytes = ENGINE_CACHE_BYTES;
-        registry_new(loop, r->http, cfg->host, &ropts, &r->pull);
-        ropts.cache_bytes = 0;
-        ropts.push = true;
-        registry_new(loop, r->http, cfg->host, &ropts, &r->push);
+        struct clients_options copts = {.push = true, .pull_cache_bytes = ENGINE_CACHE_BYTES};
+        clients_open(loop, cfg, &copts, &r->cl);
+        limits[i] = r->cl.concurrency;
     }
     /*
      * Blobs going to several destinations are read from the source once,
@@ -2223,7 +2200,7 @@ struct registry *engine_registry_client(struct engine *e, const char *name, bool
     struct eng_registry *r = engine_registry(e, name);
     if (r == NULL)
         return NULL;
-    return push ? r->push : r->pull;
+    return push ? r->cl.push : r->cl.pull;
 }
 
 void engine_set_callbacks(struct engine *e, engine_idle_cb idle, engine_job_cb job, void *arg)
@@ -2265,10 +2242,10 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
 static uint64_t engine_registry_invalid(const struct eng_registry *r)
 {
     struct registry_stats pull = {0}, push = {0};
-    if (r->pull != NULL)
-        registry_get_stats(r->pull, &pull);
-    if (r->push != NULL && r->push != r->pull)
-        registry_get_stats(r->push, &push);
+    if (r->cl.pull != NULL)
+        registry_get_stats(r->cl.pull, &pull);
+    if (r->cl.push != NULL)
+        registry_get_stats(r->cl.push, &push);
     return pull.invalid_names + push.invalid_names;
 }
 
@@ -2308,7 +2285,7 @@ bool engine_destination_stats(const struct engine *e, size_t i,
     memcpy(out->latency_buckets, r->latency_buckets, sizeof(out->latency_buckets));
     out->latency_sum = r->latency_sum;
     out->latency_count = r->latency_count;
-    http_client_stats(r->http, &out->http);
+    http_client_stats(r->cl.http, &out->http);
     http_stats_add(&out->http, &r->http_base);
     out->invalid_names = r->invalid_base + engine_registry_invalid(r);
     return true;
@@ -2343,7 +2320,7 @@ struct engine_counters *engine_counters_save(const struct engine *e)
         memcpy(s->latency_buckets, r->latency_buckets, sizeof(s->latency_buckets));
         s->latency_sum = r->latency_sum;
         s->latency_count = r->latency_count;
-        http_client_stats(r->http, &s->http_base);
+        http_client_stats(r->cl.http, &s->http_base);
         http_stats_add(&s->http_base, &r->http_base);
         s->invalid_base = r->invalid_base + engine_registry_invalid(r);
     }
@@ -2447,9 +2424,7 @@ static void engine_finish_close(struct engine *e)
     e->closing_handles = (int)e->n_registries + 2;
     uv_close((uv_handle_t *)&e->close_timer, engine_timer_closed);
     for (size_t i = 0; i < e->n_registries; i++) {
-        registry_close(e->registries[i].pull);
-        registry_close(e->registries[i].push);
-        http_client_close(e->registries[i].http, engine_http_closed, e);
+        clients_close(&e->registries[i].cl, engine_http_closed, e);
     }
     uv_close((uv_handle_t *)&e->timer, engine_timer_closed);
 }
@@ -2463,7 +2438,7 @@ static void engine_close_wait(uv_timer_t *timer)
         log_warn("shutdown: cutting running jobs running=%d", e->running);
         e->close_cut = true;
         for (size_t i = 0; i < e->n_registries; i++)
-            http_client_abort(e->registries[i].http);
+            http_client_abort(e->registries[i].cl.http);
     }
     if (e->running > 0)
         return;

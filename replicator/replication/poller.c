@@ -11,6 +11,7 @@
 #include "registry/http.h"
 #include "common/log.h"
 #include "registry/registry.h"
+#include "replication/clients.h"
 #include "common/xalloc.h"
 
 struct poll_source;
@@ -32,8 +33,7 @@ struct poll_repo {
 struct poll_source {
     struct poller *poller;
     const struct config_registry *cfg;
-    struct http_client *http;
-    struct registry *reg;
+    struct clients cl; /* cl.pull: the source's client */
     bool deletes;
     bool round_active;
     char **repos;
@@ -54,6 +54,7 @@ struct poller {
     int sources_active;
     bool closing;
     bool closed_handles;
+    int closing_handles; /* handles still closing: the sources' clients and the timer */
     poller_round_cb round_cb;
     void *round_arg;
     void (*close_cb)(void *);
@@ -217,7 +218,7 @@ static int repo_find_gone(const char *repository, const char *tag, const char *d
     g->digest = xstrdup(digest);
     r->gone_pending++;
     r->src->poller->outstanding++;
-    registry_manifest_resolve(r->src->reg, r->name, tag, NULL, 0, gone_checked, g);
+    registry_manifest_resolve(r->src->cl.pull, r->name, tag, NULL, 0, gone_checked, g);
     return 0;
 }
 
@@ -325,7 +326,7 @@ static void repo_listed(int rc, const char *error, char **items, size_t n, void 
         h->tag = xstrdup(r->tags[i]);
         p->outstanding++;
         /* A HEAD, and a GET where it names no valid digest. */
-        registry_manifest_resolve(src->reg, r->name, r->tags[i], NULL, 0, tag_resolved, h);
+        registry_manifest_resolve(src->cl.pull, r->name, r->tags[i], NULL, 0, tag_resolved, h);
     }
 }
 
@@ -339,7 +340,7 @@ static void source_pump(struct poll_source *src)
         r->name = xstrdup(src->repos[src->next_repo++]);
         src->active_repos++;
         p->outstanding++;
-        int rc = registry_tags(src->reg, r->name, repo_listed, r);
+        int rc = registry_tags(src->cl.pull, r->name, repo_listed, r);
         if (rc < 0)
             repo_listed(rc, "not a valid repository name", NULL, 0, r);
     }
@@ -393,7 +394,7 @@ static void poller_round(struct poller *p)
             source_pump(src);
         } else {
             p->outstanding++;
-            registry_catalog(src->reg, catalog_listed, src);
+            registry_catalog(src->cl.pull, catalog_listed, src);
         }
     }
 }
@@ -431,21 +432,8 @@ int poller_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         src->poller = p;
         src->cfg = cfg;
         src->deletes = deletes;
-        struct http_client_options hopts = {
-            .insecure = cfg->insecure,
-            .ca_file = cfg->ca_file,
-            .cert_file = cfg->cert_file,
-            .key_file = cfg->key_file,
-            .max_host_connections = cfg->max_concurrency > 0 ? cfg->max_concurrency : 8,
-        };
-        http_client_new(loop, &hopts, &src->http);
-        struct registry_options ropts = {
-            .plain_http = cfg->plain_http,
-            .force_tls = !cfg->plain_http,
-            .username = cfg->username,
-            .password = cfg->password,
-        };
-        registry_new(loop, src->http, cfg->host, &ropts, &src->reg);
+        struct clients_options copts = {0};
+        clients_open(loop, cfg, &copts, &src->cl);
     }
     *out = p;
     return 0;
@@ -479,9 +467,9 @@ uint64_t poller_invalid_names(const struct poller *p, const char *source)
 {
     for (size_t i = 0; i < p->n_sources; i++) {
         const struct poll_source *src = &p->sources[i];
-        if (src->reg != NULL && strcmp(src->cfg->name, source) == 0) {
+        if (src->cl.pull != NULL && strcmp(src->cfg->name, source) == 0) {
             struct registry_stats st;
-            registry_get_stats(src->reg, &st);
+            registry_get_stats(src->cl.pull, &st);
             return st.invalid_names;
         }
     }
@@ -501,20 +489,23 @@ bool poller_source_active(const struct poller *p, const char *source)
     return false;
 }
 
-static void poller_timer_closed(uv_handle_t *handle)
+/* One of the poller's handles closed; the last one frees it. */
+static void poller_one_closed(void *arg)
 {
-    struct poller *p = handle->data;
+    struct poller *p = arg;
+    if (--p->closing_handles > 0)
+        return;
     free(p->sources);
     void (*cb)(void *) = p->close_cb;
-    void *arg = p->close_arg;
+    void *cb_arg = p->close_arg;
     free(p);
     if (cb != NULL)
-        cb(arg);
+        cb(cb_arg);
 }
 
-static void poller_http_closed(void *arg)
+static void poller_timer_closed(uv_handle_t *handle)
 {
-    (void)arg;
+    poller_one_closed(handle->data);
 }
 
 static void poller_maybe_finish_close(struct poller *p)
@@ -522,13 +513,13 @@ static void poller_maybe_finish_close(struct poller *p)
     if (!p->closing || p->outstanding > 0 || p->closed_handles)
         return;
     p->closed_handles = true;
+    p->closing_handles = (int)p->n_sources + 1;
     for (size_t i = 0; i < p->n_sources; i++) {
         struct poll_source *src = &p->sources[i];
         for (size_t j = 0; j < src->n_repos; j++)
             free(src->repos[j]);
         free(src->repos);
-        registry_close(src->reg);
-        http_client_close(src->http, poller_http_closed, NULL);
+        clients_close(&src->cl, poller_one_closed, p);
     }
     uv_close((uv_handle_t *)&p->timer, poller_timer_closed);
 }

@@ -14,6 +14,7 @@
 #include "common/reference.h"
 #include "common/manifest.h"
 #include "registry/registry.h"
+#include "replication/clients.h"
 #include "common/xalloc.h"
 
 struct verify;
@@ -32,10 +33,9 @@ static const char *const drift_names[] = {"missing", "differs", "incomplete", "r
 struct verify_registry {
     struct verify *v;
     const struct config_registry *cfg;
-    struct http_client *http; /* NULL: no rule names this registry */
-    struct registry *reg;
-    bool destination; /* some rule writes to it */
-    int limit;        /* requests in flight at once */
+    struct clients cl; /* zeroed: no rule names this registry */
+    bool destination;  /* some rule writes to it */
+    int limit;         /* requests in flight at once */
     int in_flight;
     bool pumping;
     struct verify_request *queue_head;
@@ -287,7 +287,7 @@ static void request_exists(int rc, const char *error, bool exists, int64_t size,
 
 static int request_start(struct verify_request *req)
 {
-    struct registry *reg = req->r->reg;
+    struct registry *reg = req->r->cl.pull;
     switch (req->kind) {
     case REQ_PING:
         return registry_ping(reg, request_done, req);
@@ -1059,28 +1059,9 @@ static void verify_ping_done(struct verify_request *req)
 
 static void verify_registry_open(struct verify *v, struct verify_registry *r)
 {
-    const struct config_registry *cfg = r->cfg;
-    r->limit = cfg->max_concurrency > 0 ? cfg->max_concurrency : VERIFY_DEFAULT_CONCURRENCY;
-    struct http_client_options hopts = {
-        .insecure = cfg->insecure,
-        .ca_file = cfg->ca_file,
-        .cert_file = cfg->cert_file,
-        .key_file = cfg->key_file,
-        .max_host_connections = r->limit + 4,
-    };
-    int rc = http_client_new(&v->loop, &hopts, &r->http);
-    if (rc < 0) {
-        r->http = NULL;
-        verify_fail(v, r, rc, "cannot set up its HTTP client (libcurl)");
-        return;
-    }
-    struct registry_options ropts = {
-        .plain_http = cfg->plain_http,
-        .force_tls = !cfg->plain_http,
-        .username = cfg->username,
-        .password = cfg->password,
-    };
-    registry_new(&v->loop, r->http, cfg->host, &ropts, &r->reg);
+    struct clients_options copts = {0};
+    clients_open(&v->loop, r->cfg, &copts, &r->cl);
+    r->limit = r->cl.concurrency;
 }
 
 /* A client for every registry some rule reads from or writes to, and nothing else. */
@@ -1108,22 +1089,11 @@ static void verify_registries_open(struct verify *v)
     free(used);
 }
 
-static void verify_http_closed(void *arg)
-{
-    (void)arg;
-}
-
 static void verify_registries_close(struct verify *v)
 {
-    for (size_t i = 0; i < v->config->n_registries; i++) {
-        struct verify_registry *r = &v->regs[i];
-        if (r->reg != NULL)
-            registry_close(r->reg);
-        if (r->http != NULL)
-            http_client_close(r->http, verify_http_closed, NULL);
-        r->reg = NULL;
-        r->http = NULL;
-    }
+    /* The loop runs once more after this, and frees what closes. */
+    for (size_t i = 0; i < v->config->n_registries; i++)
+        clients_close(&v->regs[i].cl, NULL, NULL);
 }
 
 /* ---- the run ---- */
@@ -1194,7 +1164,7 @@ int verify_run(const char *config_path, bool json)
         /* A ping of every registry first: an unreachable one is named before any listing. */
         v.pings_pending = 1;
         for (size_t i = 0; i < v.config->n_registries; i++) {
-            if (v.regs[i].reg == NULL)
+            if (v.regs[i].cl.pull == NULL)
                 continue;
             v.pings_pending++;
             request_submit(&v.regs[i], REQ_PING, NULL, NULL, verify_ping_done, NULL, 0);

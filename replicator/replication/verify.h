@@ -16,18 +16,16 @@
  *
  * Every registry named by a rule is pinged first, so one that is down is
  * reported before any listing. Nothing is written anywhere (not even
- * data_dir): only GET and HEAD requests, at most
- * VERIFY_DEFAULT_CONCURRENCY of them in flight per registry (or the
- * registry's max_concurrency), with the registries' credentials and TLS
- * settings from the config.
+ * data_dir): only GET and HEAD requests, at most the registry's
+ * max_concurrency of them in flight per registry (Ferry's default when not
+ * set), through the same clients as the engine's (clients.h): the
+ * registries' credentials, TLS, stall timeouts and rate limits.
  */
 #ifndef FERRY_VERIFY_H
 #define FERRY_VERIFY_H
 
 #include <stdbool.h>
 
-/* Requests in flight at once to one registry whose config sets no max_concurrency. */
-#define VERIFY_DEFAULT_CONCURRENCY 8
 /* Source tags being verified at once (bounds the manifests held in memory). */
 #define VERIFY_TAGS_IN_FLIGHT 16
 
