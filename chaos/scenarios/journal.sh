@@ -21,20 +21,20 @@ figure "journal seed=$seed kills=$kills load_seconds=$load_s"
 
 FERRY_PORT=$(free_port)
 # Nothing is replicated: neither registry answers, and the engine holds one
-# entry at a time (FERRY_ENGINE_WINDOW=1), so it stays out of the way and the
+# entry at a time (engine_window: 1), so it stays out of the way and the
 # journal takes all the load. The rule selects every repository: events no
 # rule selects are not journaled at all.
 cat >"$TEST_TMP/ferry.yaml" <<YAML
 data_dir: $TEST_TMP/data
 listen: 127.0.0.1:$FERRY_PORT
 poll_interval: 0
+engine_window: 1
 registries:
   src: { url: "http://127.0.0.1:1", poll: false }
   dst: { url: "http://127.0.0.1:2" }
 rules:
   - { name: all, source: src, repositories: ["**"], destinations: [{ registry: dst }] }
 YAML
-export FERRY_ENGINE_WINDOW=1
 ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$FERRY_PORT"
 
 start_bg load "$LOAD" --url "http://127.0.0.1:$FERRY_PORT/v1/events/src" --clients 16 \

@@ -1526,6 +1526,11 @@ static const struct config_field config_top_fields[] = {
      .offset = offsetof(struct config_top, config.spool_max_bytes),
      .min = (uint64_t)64 * 1024 * 1024,
      .max = (uint64_t)16 * 1024 * 1024 * 1024 * 1024},
+    {.name = "engine_window",
+     .kind = CONFIG_INT,
+     .offset = offsetof(struct config_top, config.engine_window),
+     .min = 1,
+     .max = CONFIG_MAX_ENGINE_WINDOW},
     {.name = "retry", .kind = CONFIG_CUSTOM, .parse = config_parse_retry},
     {.name = "circuit", .kind = CONFIG_CUSTOM, .parse = config_parse_circuit},
     /* Before rules, which name registries. */
@@ -1773,6 +1778,7 @@ int config_load(const char *path, struct config **out, char **err)
     top.config.poll_concurrency = CONFIG_DEFAULT_POLL_CONCURRENCY;
     top.config.retention_ms = CONFIG_DEFAULT_RETENTION_MS;
     top.config.spool_max_bytes = CONFIG_DEFAULT_SPOOL_MAX;
+    top.config.engine_window = CONFIG_DEFAULT_ENGINE_WINDOW;
     top.config.retry_attempts = CONFIG_DEFAULT_RETRY_ATTEMPTS;
     top.config.retry_base_ms = CONFIG_DEFAULT_RETRY_BASE_MS;
     top.config.retry_max_ms = CONFIG_DEFAULT_RETRY_MAX_MS;

@@ -29,6 +29,8 @@
  *   retention: 168h                 # a duration above 0
  *   spool_max: 10GiB                # blobs nobody uses are evicted past this;
  *                                   # a size, 64 MiB .. 16 TiB
+ *   engine_window: 20000            # journal entries the engine holds in memory
+ *                                   # at once; 1..1000000
  *   retry:                          # when a failed job is tried again
  *     attempts: 5                   # tries in all, the first included; 1..100
  *     base: 1s                      # first backoff; a duration above 0
@@ -110,6 +112,8 @@
 #define CONFIG_DEFAULT_RETENTION_MS         ((uint64_t)7 * 24 * 3600 * 1000)
 #define CONFIG_DEFAULT_REGISTRY_CONCURRENCY 4 /* jobs or requests at once per registry */
 #define CONFIG_MAX_REGISTRY_CONCURRENCY     1024
+#define CONFIG_DEFAULT_ENGINE_WINDOW        20000
+#define CONFIG_MAX_ENGINE_WINDOW            1000000
 #define CONFIG_DEFAULT_RETRY_ATTEMPTS       5
 #define CONFIG_MAX_RETRY_ATTEMPTS           100
 #define CONFIG_DEFAULT_RETRY_BASE_MS        ((uint64_t)1000)
@@ -191,6 +195,7 @@ struct config {
     int poll_concurrency;
     uint64_t retention_ms;
     uint64_t spool_max_bytes; /* default CONFIG_DEFAULT_SPOOL_MAX */
+    int engine_window;        /* entries in memory; default CONFIG_DEFAULT_ENGINE_WINDOW */
     int retry_attempts;       /* tries per job, the first included; default 5, 1..100 */
     uint64_t retry_base_ms;   /* default 1000, above 0 */
     uint64_t retry_max_ms;    /* default 30000, >= retry_base_ms */

@@ -26,7 +26,6 @@
 #define ENGINE_ATTEMPTS      5
 #define ENGINE_RETRY_BASE_MS 1000
 #define ENGINE_RETRY_MAX_MS  30000
-#define ENGINE_WINDOW        20000               /* journal entries held in memory at once */
 #define ENGINE_CACHE_BYTES   (32u * 1024 * 1024) /* manifests and referrer lists per source */
 /* The jobs of one entry (one per destination) share the source's answer
  * about its tag this long: one HEAD per entry, not one per destination. */
@@ -2068,7 +2067,7 @@ static int engine_take(const struct journal_entry *en, void *arg)
 }
 
 /*
- * Take entries past what was dispatched, up to a window of ENGINE_WINDOW
+ * Take entries past what was dispatched, up to a window of the config's engine_window
  * unfinished ones: a backfill of a million tags is read as the work goes, not
  * held in memory at once.
  */
@@ -2177,11 +2176,7 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         e->presence = NULL;
     }
     free(pdir);
-    /* FERRY_ENGINE_WINDOW: a tuning and test knob for the entries held in memory. */
-    e->window = ENGINE_WINDOW;
-    const char *w = getenv("FERRY_ENGINE_WINDOW");
-    if (w != NULL && atoi(w) > 0)
-        e->window = (size_t)atoi(w);
+    e->window = (size_t)config->engine_window;
     sched_init(&e->sched, e->n_registries, limits, config->circuit_failures,
                config->circuit_open_ms);
     free(limits);

@@ -4,7 +4,7 @@
 # destinations: `down` (a port where nothing listens: connections refused) and
 # `ok` (a real registry). Rules: bulk/* -> down, app -> ok. 2400 webhook
 # events name bulk/x with one real digest under distinct tags (so they do not
-# coalesce), with the engine's window at 200 entries (FERRY_ENGINE_WINDOW), so
+# coalesce), with the engine's window at 200 entries (engine_window), so
 # the backlog for `down` is twelve windows deep. Once down's circuit is open,
 # app:v1 is pushed and its event posted: it must be at `ok`, with its digest,
 # within 5 s of the webhook's 200.
@@ -23,6 +23,7 @@ cat >"$TEST_TMP/ferry.yaml" <<YAML
 data_dir: $TEST_TMP/data
 listen: 127.0.0.1:$port
 poll_interval: 0
+engine_window: 200
 retry: { attempts: 20, base: 20s, max: 60s }
 circuit: { failures: 3, open_for: 60s }
 registries:
@@ -46,7 +47,7 @@ fixturegen push --registry "$src_ADDR" --repo bulk/x --tag t0 --seed hol-bulk --
 bulk_digest=$(jq -r .digest "$TEST_TMP/bulk.json")
 bulk_type=$(jq -r .media_type "$TEST_TMP/bulk.json")
 
-FERRY_ENGINE_WINDOW=200 ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
+ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 
 t0=$(_itest_now_ms)
 for ((first = 1; first <= BULK; first += BATCH)); do

@@ -22,6 +22,7 @@ cat >"$TEST_TMP/ferry.yaml" <<YAML
 data_dir: $TEST_TMP/data
 listen: 127.0.0.1:$port
 poll_interval: 0
+engine_window: 200
 registries:
   src: { url: "http://$src_ADDR", poll: false }
   slow: { url: "http://$p_ADDR" }
@@ -45,7 +46,7 @@ st() { curl -sf --max-time 5 "$API/v1/status"; }
 
 fixturegen push --registry "$src_ADDR" --repo big/x --tag v1 --seed slow-big --layers 1 --layer-size 8M --compact >"$TEST_TMP/big.json"
 fixturegen push --registry "$src_ADDR" --repo app --tag v0 --seed slow-app0 --layers 1 --layer-size 16K --compact >"$TEST_TMP/app0.json"
-FERRY_ENGINE_WINDOW=200 ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
+ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 
 event big "$TEST_TMP/big.json" big/x v1 -1 1
 slow_running() { st | jq -e '.destinations[] | select(.name == "slow") | .in_flight >= 1' >/dev/null; }

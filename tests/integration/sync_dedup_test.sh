@@ -93,13 +93,14 @@ cat >"$TEST_TMP/window.yaml" <<YAML
 data_dir: $TEST_TMP/window-data
 listen: 127.0.0.1:$(free_port)
 poll_interval: 0
+engine_window: 3
 registries:
   src: { url: "http://$src_ADDR" }
   d2: { url: "http://$d2_ADDR" }
 rules:
   - { name: apps, source: src, repositories: ["app*"], destinations: [{ registry: d2 }] }
 YAML
-FERRY_ENGINE_WINDOW=3 "$FERRY" sync -c "$TEST_TMP/window.yaml" 2>"$TEST_TMP/window.err" ||
+"$FERRY" sync -c "$TEST_TMP/window.yaml" 2>"$TEST_TMP/window.err" ||
   fail "windowed sync failed: $(tail -5 "$TEST_TMP/window.err")"
 tags=$(find "$TEST_TMP" -maxdepth 1 -name 'app*-v*.json' | wc -l)
 assert_eq "$(grep -c '^complete ' "$TEST_TMP/window.err")" "$tags" "every image complete through a window of 3 entries"
