@@ -1,8 +1,10 @@
 /*
  * log: Ferry's one logger. Messages are lowercase, without a trailing full
  * stop, with key=value fields (`dest= repo= digest= seq=`). The level is
- * checked before the arguments are evaluated. Secrets never reach a log:
- * callers pass URLs through log_redact_url() when they may carry credentials.
+ * checked before the arguments are evaluated. Secrets never reach a log: no
+ * message formats a password, token or Authorization header, and the URLs
+ * Ferry logs carry no credentials (a registry url with user:pass@ is refused
+ * by the config).
  */
 #ifndef FERRY_LOG_H
 #define FERRY_LOG_H
