@@ -1,3 +1,4 @@
+/* rule.c: parsing and matching of the fault rules of ferry-chaos-proxy (see rule.h). */
 #include "chaos/rule.h"
 
 #include <ctype.h>
@@ -86,48 +87,51 @@ static int rule_set_fault(struct rule *r, enum rule_fault fault, const char *tok
     return 0;
 }
 
-/* Applies one ACTION token to the rule; on error fills `err`. */
-static int rule_parse_action(struct rule *r, const char *tok, unsigned *seen, char *err,
-                             size_t err_len, const char *line)
+/* The ACTION keys, in the order of rule_action_keys. */
+enum rule_action {
+    ACTION_STATUS,
+    ACTION_RETRY_AFTER,
+    ACTION_RATE,
+    ACTION_RESET,
+    ACTION_TRUNCATE,
+    ACTION_FLIP,
+    ACTION_BLACKHOLE,
+    ACTION_DELAY_MS,
+    ACTION_BANDWIDTH,
+    ACTION_COUNT,
+    N_ACTIONS
+};
+
+static const char *const rule_action_keys[N_ACTIONS] = {
+    [ACTION_STATUS] = "status",       [ACTION_RETRY_AFTER] = "retry_after",
+    [ACTION_RATE] = "rate",           [ACTION_RESET] = "reset",
+    [ACTION_TRUNCATE] = "truncate",   [ACTION_FLIP] = "flip",
+    [ACTION_BLACKHOLE] = "blackhole", [ACTION_DELAY_MS] = "delay_ms",
+    [ACTION_BANDWIDTH] = "bandwidth", [ACTION_COUNT] = "count",
+};
+
+/* The bounds of the numeric actions. */
+#define RULE_RETRY_AFTER_MAX_S 86400
+#define RULE_DELAY_MAX_MS      600000
+#define RULE_BANDWIDTH_MAX     (1ULL << 40)
+
+/* Applies the value `val` of ACTION `k` (token `tok`) to the rule; on error fills `err`. */
+static int rule_apply_action(struct rule *r, enum rule_action k, const char *val, const char *tok,
+                             char *err, size_t err_len, const char *line)
 {
-    const char *eq = strchr(tok, '=');
-    size_t klen = eq ? (size_t)(eq - tok) : strlen(tok);
-    const char *val = eq ? eq + 1 : NULL;
     uint64_t v;
-
-    static const char *const keys[] = {"status", "retry_after", "rate",     "reset",     "truncate",
-                                       "flip",   "blackhole",   "delay_ms", "bandwidth", "count"};
-    size_t k;
-    for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
-        if (strlen(keys[k]) == klen && strncmp(keys[k], tok, klen) == 0)
-            break;
-    }
-    if (k == sizeof(keys) / sizeof(keys[0]))
-        return rule_fail(err, err_len, line,
-                         "unknown action '%s' (want status=, retry_after=, rate=, reset=, "
-                         "truncate, flip, blackhole, delay_ms=, bandwidth=, count=)",
-                         tok);
-    if (*seen & (1U << k))
-        return rule_fail(err, err_len, line, "'%s' given twice", tok);
-    *seen |= 1U << k;
-    bool takes_value = k != 4 && k != 5 && k != 6; /* truncate, flip, blackhole take none */
-    if (takes_value && (val == NULL || *val == '\0'))
-        return rule_fail(err, err_len, line, "'%s' needs a value (key=value)", tok);
-    if (!takes_value && val != NULL)
-        return rule_fail(err, err_len, line, "'%s' takes no value", tok);
-
     switch (k) {
-    case 0:
+    case ACTION_STATUS:
         if (rule_parse_u64(val, false, 100, 599, &v) < 0)
             return rule_fail(err, err_len, line, "'%s': status wants 100..599", tok);
         r->status = (int)v;
         return rule_set_fault(r, RULE_FAULT_STATUS, tok, err, err_len, line);
-    case 1:
-        if (rule_parse_u64(val, false, 0, 86400, &v) < 0)
+    case ACTION_RETRY_AFTER:
+        if (rule_parse_u64(val, false, 0, RULE_RETRY_AFTER_MAX_S, &v) < 0)
             return rule_fail(err, err_len, line, "'%s': retry_after wants 0..86400 seconds", tok);
         r->retry_after_s = (int)v;
         return 0;
-    case 2: {
+    case ACTION_RATE: {
         char *end;
         errno = 0;
         double d = strtod(val, &end);
@@ -136,25 +140,25 @@ static int rule_parse_action(struct rule *r, const char *tok, unsigned *seen, ch
         r->rate = d;
         return 0;
     }
-    case 3:
+    case ACTION_RESET:
         if (strcmp(val, "before") == 0)
             return rule_set_fault(r, RULE_FAULT_RESET_BEFORE, tok, err, err_len, line);
         if (strcmp(val, "mid") == 0)
             return rule_set_fault(r, RULE_FAULT_RESET_MID, tok, err, err_len, line);
         return rule_fail(err, err_len, line, "'%s': reset wants before or mid", tok);
-    case 4:
+    case ACTION_TRUNCATE:
         return rule_set_fault(r, RULE_FAULT_TRUNCATE, tok, err, err_len, line);
-    case 5:
+    case ACTION_FLIP:
         return rule_set_fault(r, RULE_FAULT_FLIP, tok, err, err_len, line);
-    case 6:
+    case ACTION_BLACKHOLE:
         return rule_set_fault(r, RULE_FAULT_BLACKHOLE, tok, err, err_len, line);
-    case 7:
-        if (rule_parse_u64(val, false, 0, 600000, &v) < 0)
+    case ACTION_DELAY_MS:
+        if (rule_parse_u64(val, false, 0, RULE_DELAY_MAX_MS, &v) < 0)
             return rule_fail(err, err_len, line, "'%s': delay_ms wants 0..600000", tok);
         r->delay_ms = v;
         return 0;
-    case 8:
-        if (rule_parse_u64(val, true, 1, 1ULL << 40, &v) < 0)
+    case ACTION_BANDWIDTH:
+        if (rule_parse_u64(val, true, 1, RULE_BANDWIDTH_MAX, &v) < 0)
             return rule_fail(err, err_len, line,
                              "'%s': bandwidth wants bytes per second (K, M, G suffixes)", tok);
         r->bandwidth = v;
@@ -165,6 +169,69 @@ static int rule_parse_action(struct rule *r, const char *tok, unsigned *seen, ch
         r->count_left = (int64_t)v;
         return 0;
     }
+}
+
+/* Applies one ACTION token to the rule; on error fills `err`. */
+static int rule_parse_action(struct rule *r, const char *tok, unsigned *seen, char *err,
+                             size_t err_len, const char *line)
+{
+    const char *eq = strchr(tok, '=');
+    size_t klen = eq ? (size_t)(eq - tok) : strlen(tok);
+    const char *val = eq ? eq + 1 : NULL;
+
+    size_t k;
+    for (k = 0; k < N_ACTIONS; k++) {
+        if (strlen(rule_action_keys[k]) == klen && strncmp(rule_action_keys[k], tok, klen) == 0)
+            break;
+    }
+    if (k == N_ACTIONS)
+        return rule_fail(err, err_len, line,
+                         "unknown action '%s' (want status=, retry_after=, rate=, reset=, "
+                         "truncate, flip, blackhole, delay_ms=, bandwidth=, count=)",
+                         tok);
+    if (*seen & (1U << k))
+        return rule_fail(err, err_len, line, "'%s' given twice", tok);
+    *seen |= 1U << k;
+    bool takes_value = k != ACTION_TRUNCATE && k != ACTION_FLIP && k != ACTION_BLACKHOLE;
+    if (takes_value && (val == NULL || *val == '\0'))
+        return rule_fail(err, err_len, line, "'%s' needs a value (key=value)", tok);
+    if (!takes_value && val != NULL)
+        return rule_fail(err, err_len, line, "'%s' takes no value", tok);
+    return rule_apply_action(r, (enum rule_action)k, val, tok, err, err_len, line);
+}
+
+/* METHOD: an HTTP method (upper case) or `*` (any). */
+static int rule_parse_method(struct rule *r, const char *tok, char *err, size_t err_len)
+{
+    if (strcmp(tok, "*") == 0)
+        return 0;
+    size_t mlen = strlen(tok);
+    bool ok = mlen > 0 && mlen < sizeof(r->method);
+    for (size_t i = 0; ok && i < mlen; i++)
+        ok = isupper((unsigned char)tok[i]);
+    if (!ok)
+        return rule_fail(err, err_len, r->text, "method '%s' is not an HTTP method or *", tok);
+    memcpy(r->method, tok, mlen + 1);
+    return 0;
+}
+
+/* PATH: `*` (any), `~REGEX`, or a substring of the request target. */
+static int rule_parse_path(struct rule *r, const char *tok, char *err, size_t err_len)
+{
+    if (tok[0] == '~') {
+        int rerr = regcomp(&r->regex, tok + 1, REG_EXTENDED | REG_NOSUB);
+        if (rerr != 0) {
+            char msg[160];
+            regerror(rerr, &r->regex, msg, sizeof(msg));
+            char why[200];
+            snprintf(why, sizeof(why), "path regex: %s", msg);
+            return rule_fail(err, err_len, r->text, "%s", why);
+        }
+        r->has_regex = true;
+    } else if (strcmp(tok, "*") != 0) {
+        r->substring = xstrdup(tok);
+    }
+    return 0;
 }
 
 int rule_parse(const char *line, struct rule **out, char *err, size_t err_len)
@@ -209,33 +276,11 @@ int rule_parse(const char *line, struct rule **out, char *err, size_t err_len)
         goto out;
     }
 
-    if (strcmp(toks[0], "*") != 0) {
-        size_t mlen = strlen(toks[0]);
-        bool ok = mlen > 0 && mlen < sizeof(r->method);
-        for (size_t i = 0; ok && i < mlen; i++)
-            ok = isupper((unsigned char)toks[0][i]);
-        if (!ok) {
-            rc =
-                rule_fail(err, err_len, r->text, "method '%s' is not an HTTP method or *", toks[0]);
-            goto out;
-        }
-        memcpy(r->method, toks[0], mlen + 1);
-    }
-
-    if (toks[1][0] == '~') {
-        int rerr = regcomp(&r->regex, toks[1] + 1, REG_EXTENDED | REG_NOSUB);
-        if (rerr != 0) {
-            char msg[160];
-            regerror(rerr, &r->regex, msg, sizeof(msg));
-            char why[200];
-            snprintf(why, sizeof(why), "path regex: %s", msg);
-            rc = rule_fail(err, err_len, r->text, "%s", why);
-            goto out;
-        }
-        r->has_regex = true;
-    } else if (strcmp(toks[1], "*") != 0) {
-        r->substring = xstrdup(toks[1]);
-    }
+    rc = rule_parse_method(r, toks[0], err, err_len);
+    if (rc == 0)
+        rc = rule_parse_path(r, toks[1], err, err_len);
+    if (rc < 0)
+        goto out;
 
     for (size_t i = 2; i < n; i++) {
         rc = rule_parse_action(r, toks[i], &seen, err, err_len, r->text);
