@@ -7,6 +7,7 @@
 
 #include "unit.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -334,13 +335,38 @@ static void test_host_is_loopback(void **state)
     assert_false(reference_host_is_loopback(NULL));
 }
 
+static void test_referrers_tag(void **state)
+{
+    (void)state;
+    const char *hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    char digest[80], tag[80];
+    snprintf(digest, sizeof(digest), "sha256:%s", hex);
+    snprintf(tag, sizeof(tag), "sha256-%s", hex);
+    char *t = reference_referrers_tag(digest);
+    assert_string_equal(t, tag);
+    assert_true(reference_is_referrers_tag(t));
+    free(t);
+
+    assert_false(reference_is_referrers_tag(NULL));
+    assert_false(reference_is_referrers_tag("latest"));
+    assert_false(reference_is_referrers_tag("sha256-"));
+    tag[20] = 'A'; /* uppercase hex is not what the fallback writes */
+    assert_false(reference_is_referrers_tag(tag));
+    tag[20] = 'a';
+    char longer[90];
+    snprintf(longer, sizeof(longer), "%s0", tag);
+    assert_false(reference_is_referrers_tag(longer));
+    tag[strlen(tag) - 1] = '\0';
+    assert_false(reference_is_referrers_tag(tag));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_good),       cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_lengths),          cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_repository_valid), cmocka_unit_test(test_tag_valid),
-        cmocka_unit_test(test_host_is_loopback),
+        cmocka_unit_test(test_host_is_loopback), cmocka_unit_test(test_referrers_tag),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
