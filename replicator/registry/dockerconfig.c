@@ -1,3 +1,8 @@
+/*
+ * dockerconfig.c: registry credentials from a Docker config.json ("auths":
+ * base64 user:password, username and password, or an identity token), read
+ * within a size cap, every copy of a secret wiped once used.
+ */
 #include "registry/dockerconfig.h"
 
 #include <cjson/cJSON.h>
@@ -84,7 +89,11 @@ fail:
         *err = xasprintf("cannot read docker config %s: %s", path, strerror(-rc));
 out:
     secret_wipe(chunk, sizeof(chunk));
-    close(fd);
+    if (close(fd) < 0 && rc == 0) {
+        rc = -errno;
+        if (err != NULL)
+            *err = xasprintf("cannot read docker config %s: %s", path, strerror(-rc));
+    }
     return rc;
 }
 

@@ -1,3 +1,8 @@
+/*
+ * http.c: libcurl's multi interface on one libuv loop (see http.h): the
+ * sockets and timer curl asks for, the shared rate limit, and requests from
+ * their options to their finish.
+ */
 #include "registry/http.h"
 
 #include <curl/curl.h>
@@ -8,11 +13,18 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/secret.h"
 #include "common/xalloc.h"
 
 /* Response headers of one response are capped; a registry has no reason to send more. */
 #define HTTP_HEADERS_MAX        (64 * 1024)
 #define HTTP_BODY_DEFAULT_LIMIT (64 * 1024)
+/* The rate limit's bucket holds a quarter second of traffic, and at least this. */
+#define HTTP_RATE_BURST_MIN (64 * 1024)
+/* Streamed bodies move in large buffers: far fewer callbacks and system calls. */
+#define HTTP_STREAM_BUFFER (128L * 1024)
+#define HTTP_MAX_REDIRECTS 5L
+#define HTTP_USER_AGENT    "ferry/0.1"
 
 struct http_client {
     uv_loop_t *loop;
@@ -72,6 +84,7 @@ struct http_request {
     void *done_arg;
     bool started;
     bool finished;
+    int setup_rc;       /* FERRY_EINVAL once an option the request needs could not be set */
     bool throttled;     /* paused by the rate limit */
     char *header_value; /* last value handed out by http_request_response_header() */
     struct http_request *active_prev, *active_next;
@@ -127,6 +140,21 @@ void http_stats_add(struct http_stats *into, const struct http_stats *from)
 
 static void http_check_multi_info(struct http_client *c);
 
+/* A multi-handle call failed: nothing can be done but say so. */
+static void http_multi_failed(const char *what, CURLMcode code)
+{
+    if (code != CURLM_OK)
+        log_error("http %s failed error=\"%s\"", what, curl_multi_strerror(code));
+}
+
+/* Let curl act on a socket (or on its timeout) and collect what finished. */
+static void http_socket_action(struct http_client *c, curl_socket_t fd, int flags)
+{
+    int running = 0;
+    http_multi_failed("socket action", curl_multi_socket_action(c->multi, fd, flags, &running));
+    http_check_multi_info(c);
+}
+
 /* The client is freed once it was asked to close and its last handle is closed. */
 static void http_client_maybe_free(struct http_client *c)
 {
@@ -151,9 +179,7 @@ static void http_socket_close_cb(uv_handle_t *handle)
 static void http_poll_cb(uv_poll_t *poll, int status, int events)
 {
     struct http_socket *s = poll->data;
-    struct http_client *c = s->client;
     int flags = 0;
-    int running = 0;
 
     /* A poll error still goes to curl, which then finds the failure itself. */
     if (status < 0)
@@ -162,8 +188,7 @@ static void http_poll_cb(uv_poll_t *poll, int status, int events)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(c->multi, s->fd, flags, &running);
-    http_check_multi_info(c);
+    http_socket_action(s->client, s->fd, flags);
 }
 
 static int http_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
@@ -176,7 +201,7 @@ static int http_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp,
         if (s != NULL) {
             uv_poll_stop(&s->poll);
             if (c->multi != NULL)
-                curl_multi_assign(c->multi, fd, NULL);
+                http_multi_failed("socket forget", curl_multi_assign(c->multi, fd, NULL));
             uv_close((uv_handle_t *)&s->poll, http_socket_close_cb);
         }
         return 0;
@@ -191,39 +216,44 @@ static int http_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp,
         }
         c->sockets++;
         s->poll.data = s;
-        curl_multi_assign(c->multi, fd, s);
+        CURLMcode code = curl_multi_assign(c->multi, fd, s);
+        if (code != CURLM_OK) {
+            http_multi_failed("socket assign", code);
+            uv_close((uv_handle_t *)&s->poll, http_socket_close_cb);
+            return -1;
+        }
     }
     int events = 0;
     if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
         events |= UV_READABLE;
     if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, http_poll_cb);
-    return 0;
+    /* -1 makes curl fail the transfers on this socket. */
+    return uv_poll_start(&s->poll, events, http_poll_cb) < 0 ? -1 : 0;
 }
 
 static void http_timer_cb(uv_timer_t *timer)
 {
-    struct http_client *c = timer->data;
-    int running = 0;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    http_check_multi_info(c);
+    http_socket_action(timer->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int http_timer_start_cb(CURLM *multi, long timeout_ms, void *userp)
 {
     struct http_client *c = userp;
     (void)multi;
-    if (timeout_ms < 0)
+    if (timeout_ms < 0) {
         uv_timer_stop(&c->timer);
-    else
-        uv_timer_start(&c->timer, http_timer_cb, (uint64_t)timeout_ms, 0);
-    return 0;
+        return 0;
+    }
+    /* -1 makes curl fail its transfers: without the timer none would finish. */
+    return uv_timer_start(&c->timer, http_timer_cb, (uint64_t)timeout_ms, 0) < 0 ? -1 : 0;
 }
 
 static void http_global_init(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (code != CURLE_OK)
+        log_error("libcurl init failed error=\"%s\"", curl_easy_strerror(code));
 }
 
 /* ---- the rate limit ---- */
@@ -232,7 +262,7 @@ static void http_global_init(void)
 static uint64_t rate_burst(const struct http_client *c)
 {
     uint64_t quarter = c->opts.rate_limit / 4;
-    return quarter > 64 * 1024 ? quarter : 64 * 1024;
+    return quarter > HTTP_RATE_BURST_MIN ? quarter : HTTP_RATE_BURST_MIN;
 }
 
 static void rate_refill(struct http_client *c)
@@ -281,7 +311,9 @@ static bool rate_admit(struct http_request *req)
     }
     if (!uv_is_active((uv_handle_t *)&c->rate_timer)) {
         uint64_t ms = (uint64_t)(-c->tokens * 1000.0 / (double)c->opts.rate_limit) + 1;
-        uv_timer_start(&c->rate_timer, rate_timer_cb, ms, 0);
+        int rc = uv_timer_start(&c->rate_timer, rate_timer_cb, ms, 0);
+        if (rc < 0)
+            log_error("http rate timer start failed error=\"%s\"", uv_strerror(rc));
     }
     return false;
 }
@@ -317,34 +349,44 @@ struct http_client *http_client_new(uv_loop_t *loop, const struct http_client_op
     if (opts != NULL)
         c->opts = *opts;
     if (c->opts.max_connections <= 0)
-        c->opts.max_connections = 64;
+        c->opts.max_connections = HTTP_DEFAULT_MAX_CONNECTIONS;
     if (c->opts.max_host_connections <= 0)
-        c->opts.max_host_connections = 16;
+        c->opts.max_host_connections = HTTP_DEFAULT_MAX_HOST_CONNECTIONS;
     if (c->opts.connect_timeout_ms <= 0)
-        c->opts.connect_timeout_ms = 15000;
+        c->opts.connect_timeout_ms = HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
     if (c->opts.stall_timeout_s <= 0)
-        c->opts.stall_timeout_s = 120;
+        c->opts.stall_timeout_s = HTTP_DEFAULT_STALL_TIMEOUT_S;
 
     c->multi = curl_multi_init();
     if (c->multi == NULL) {
         fprintf(stderr, "ferry: out of memory setting up libcurl\n");
         abort();
     }
-    uv_timer_init(loop, &c->timer);
+    /* uv_timer_init() cannot fail on a loop: it only fills in the handle. */
+    int rc = uv_timer_init(loop, &c->timer);
+    if (rc == 0)
+        rc = uv_timer_init(loop, &c->rate_timer);
+    if (rc < 0)
+        log_error("http timer init failed error=\"%s\"", uv_strerror(rc));
     c->timer.data = c;
-    uv_timer_init(loop, &c->rate_timer);
     c->rate_timer.data = c;
     c->refill_ns = uv_hrtime();
     c->tokens = (double)rate_burst(c);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, http_socket_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, http_timer_start_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, c->opts.max_connections);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, c->opts.max_host_connections);
-    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->opts.max_connections);
+    http_multi_failed("setup",
+                      curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, http_socket_cb));
+    http_multi_failed("setup", curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c));
+    http_multi_failed("setup",
+                      curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, http_timer_start_cb));
+    http_multi_failed("setup", curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c));
+    http_multi_failed("setup", curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                                                 c->opts.max_connections));
+    http_multi_failed("setup", curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                                                 c->opts.max_host_connections));
+    http_multi_failed("setup",
+                      curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->opts.max_connections));
     /* Several streams over one TLS connection where the registry speaks HTTP/2. */
-    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    http_multi_failed("setup",
+                      curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX));
     return c;
 }
 
@@ -373,7 +415,7 @@ void http_client_close(struct http_client *c, void (*cb)(void *arg), void *arg)
     c->close_arg = arg;
     /* Cleaning up the multi handle closes its cached connections, and their
      * sockets' poll handles close through the still-running loop. */
-    curl_multi_cleanup(c->multi);
+    http_multi_failed("cleanup", curl_multi_cleanup(c->multi));
     c->multi = NULL;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, http_timer_close_cb);
@@ -456,8 +498,8 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *userp)
     /* Bodies of interim responses (redirects) are not the caller's. */
     if (req->follow) {
         long code = 0;
-        curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
-        if (code >= 300 && code < 400) {
+        if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK &&
+            code >= 300 && code < 400) {
             req->client->stats.bytes_received += len;
             return len;
         }
@@ -554,77 +596,101 @@ static int http_seek_cb(void *userp, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+/*
+ * Set an option on a request's easy handle. An option the request needs
+ * (HTTP_NEED) that fails makes http_request_start() fail with FERRY_EINVAL;
+ * one it can do without (HTTP_WANT: HTTP/2, TCP tuning, buffer sizes) is
+ * only logged.
+ */
+#define HTTP_NEED(req, opt, val)                                                                   \
+    http_option_set((req), #opt, curl_easy_setopt((req)->easy, opt, val), true)
+#define HTTP_WANT(req, opt, val)                                                                   \
+    http_option_set((req), #opt, curl_easy_setopt((req)->easy, opt, val), false)
+
+static void http_option_set(struct http_request *req, const char *name, CURLcode code, bool needed)
+{
+    if (code == CURLE_OK)
+        return;
+    log_debug("http option not set option=%s error=\"%s\"", name, curl_easy_strerror(code));
+    if (needed)
+        req->setup_rc = FERRY_EINVAL;
+}
+
+/* The options every transfer of the client has: timeouts, TLS, callbacks. */
 static void http_request_configure(struct http_request *req)
 {
     struct http_client *c = req->client;
-    CURL *e = req->easy;
 
-    curl_easy_setopt(e, CURLOPT_URL, req->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, req);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->opts.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->opts.stall_timeout_s);
+    HTTP_NEED(req, CURLOPT_URL, req->url);
+    HTTP_NEED(req, CURLOPT_PRIVATE, req);
+    HTTP_NEED(req, CURLOPT_NOSIGNAL, 1L);
+    HTTP_WANT(req, CURLOPT_TCP_NODELAY, 1L);
+    HTTP_WANT(req, CURLOPT_TCP_KEEPALIVE, 1L);
+    HTTP_WANT(req, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    HTTP_WANT(req, CURLOPT_PIPEWAIT, 1L);
+    HTTP_NEED(req, CURLOPT_CONNECTTIMEOUT_MS, c->opts.connect_timeout_ms);
+    HTTP_NEED(req, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    HTTP_NEED(req, CURLOPT_LOW_SPEED_TIME, c->opts.stall_timeout_s);
     /* Past http_client_abort() a request fails at once, through the loop. */
     if (c->aborting)
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error_text);
+        HTTP_NEED(req, CURLOPT_TIMEOUT_MS, 1L);
+    HTTP_NEED(req, CURLOPT_ERRORBUFFER, req->error_text);
     /* Large buffers: a blob moves in far fewer callbacks and system calls. */
     if (req->sink != NULL)
-        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 128L * 1024);
+        HTTP_WANT(req, CURLOPT_BUFFERSIZE, HTTP_STREAM_BUFFER);
     if (req->source != NULL)
-        curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 128L * 1024);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/0.1");
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
+        HTTP_WANT(req, CURLOPT_UPLOAD_BUFFERSIZE, HTTP_STREAM_BUFFER);
+    HTTP_NEED(req, CURLOPT_USERAGENT, HTTP_USER_AGENT);
+    HTTP_NEED(req, CURLOPT_PROTOCOLS_STR, "http,https");
+    HTTP_NEED(req, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    HTTP_NEED(req, CURLOPT_WRITEFUNCTION, http_write_cb);
+    HTTP_NEED(req, CURLOPT_WRITEDATA, req);
+    HTTP_NEED(req, CURLOPT_HEADERFUNCTION, http_header_cb);
+    HTTP_NEED(req, CURLOPT_HEADERDATA, req);
     if (req->follow) {
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+        HTTP_NEED(req, CURLOPT_FOLLOWLOCATION, 1L);
+        HTTP_NEED(req, CURLOPT_MAXREDIRS, HTTP_MAX_REDIRECTS);
     }
     if (c->opts.ca_file != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, c->opts.ca_file);
+        HTTP_NEED(req, CURLOPT_CAINFO, c->opts.ca_file);
     if (c->opts.cert_file != NULL)
-        curl_easy_setopt(e, CURLOPT_SSLCERT, c->opts.cert_file);
+        HTTP_NEED(req, CURLOPT_SSLCERT, c->opts.cert_file);
     if (c->opts.key_file != NULL)
-        curl_easy_setopt(e, CURLOPT_SSLKEY, c->opts.key_file);
+        HTTP_NEED(req, CURLOPT_SSLKEY, c->opts.key_file);
     if (c->opts.insecure) {
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+        HTTP_NEED(req, CURLOPT_SSL_VERIFYPEER, 0L);
+        HTTP_NEED(req, CURLOPT_SSL_VERIFYHOST, 0L);
     }
+}
 
+/* The options of the request's method and body, and its header lines. */
+static void http_request_configure_method(struct http_request *req)
+{
     /* No "Expect: 100-continue": it costs a round trip per upload. */
     http_request_add_header(req, "Expect:");
     if (strcmp(req->method, "HEAD") == 0) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        HTTP_NEED(req, CURLOPT_NOBODY, 1L);
     } else if (req->has_body) {
-        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->source_len);
-        curl_easy_setopt(e, CURLOPT_READFUNCTION, http_read_cb);
-        curl_easy_setopt(e, CURLOPT_READDATA, req);
-        curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, http_seek_cb);
-        curl_easy_setopt(e, CURLOPT_SEEKDATA, req);
+        HTTP_NEED(req, CURLOPT_UPLOAD, 1L);
+        HTTP_NEED(req, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->source_len);
+        HTTP_NEED(req, CURLOPT_READFUNCTION, http_read_cb);
+        HTTP_NEED(req, CURLOPT_READDATA, req);
+        HTTP_NEED(req, CURLOPT_SEEKFUNCTION, http_seek_cb);
+        HTTP_NEED(req, CURLOPT_SEEKDATA, req);
         if (strcmp(req->method, "PUT") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+            HTTP_NEED(req, CURLOPT_CUSTOMREQUEST, req->method);
     } else if (strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
                strcmp(req->method, "PATCH") == 0) {
         /* An empty body still needs "Content-Length: 0" for registries. */
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+        HTTP_NEED(req, CURLOPT_POSTFIELDS, "");
+        HTTP_NEED(req, CURLOPT_POSTFIELDSIZE, 0L);
         if (strcmp(req->method, "POST") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+            HTTP_NEED(req, CURLOPT_CUSTOMREQUEST, req->method);
         http_request_add_header(req, "Content-Type:");
     } else if (strcmp(req->method, "GET") != 0) {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+        HTTP_NEED(req, CURLOPT_CUSTOMREQUEST, req->method);
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+    HTTP_NEED(req, CURLOPT_HTTPHEADER, req->headers);
 }
 
 int http_request_start(struct http_request *req, http_done_cb cb, void *arg)
@@ -637,6 +703,13 @@ int http_request_start(struct http_request *req, http_done_cb cb, void *arg)
     if (req->easy == NULL)
         return FERRY_EINVAL;
     http_request_configure(req);
+    http_request_configure_method(req);
+    if (req->setup_rc < 0) {
+        log_error("http request setup failed method=%s", req->method);
+        curl_easy_cleanup(req->easy);
+        req->easy = NULL;
+        return req->setup_rc;
+    }
     req->done = cb;
     req->done_arg = arg;
     req->started = true;
@@ -662,7 +735,10 @@ void http_request_resume(struct http_request *req)
     if (req->easy != NULL && (req->paused || req->paused_recv) && !req->finished) {
         req->paused = false;
         req->paused_recv = false;
-        curl_easy_pause(req->easy, CURLPAUSE_CONT);
+        CURLcode code = curl_easy_pause(req->easy, CURLPAUSE_CONT);
+        if (code != CURLE_OK)
+            log_error("http resume failed method=%s error=\"%s\"", req->method,
+                      curl_easy_strerror(code));
     }
 }
 
@@ -702,12 +778,14 @@ static void http_request_finish(struct http_request *req, int rc)
 
     /* Bytes are counted as they pass (http_read_cb, http_write_cb), so that
      * a rate read during a long transfer is true. */
-    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status);
-    curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &url);
+    if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status) != CURLE_OK)
+        req->status = 0;
+    if (curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK)
+        url = NULL;
     req->effective_url = xstrdup(url != NULL ? url : req->url);
     rate_forget(req);
     if (c->multi != NULL)
-        curl_multi_remove_handle(c->multi, req->easy);
+        http_multi_failed("remove", curl_multi_remove_handle(c->multi, req->easy));
     curl_easy_cleanup(req->easy);
     req->easy = NULL;
     req->finished = true;
@@ -735,8 +813,14 @@ static void http_check_multi_info(struct http_client *c)
         if (msg->msg != CURLMSG_DONE)
             continue;
         struct http_request *req = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
-        CURLcode code = msg->data.result;
+        CURLcode code = curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
+        if (code != CURLE_OK || req == NULL) {
+            /* Not one of ours (it cannot be): out of the multi handle with it. */
+            log_error("http transfer without its request error=\"%s\"", curl_easy_strerror(code));
+            http_multi_failed("remove", curl_multi_remove_handle(c->multi, msg->easy_handle));
+            continue;
+        }
+        code = msg->data.result;
         int rc = http_translate(code);
         if (req->sink_rc < 0)
             rc = req->sink_rc;
@@ -758,7 +842,8 @@ long http_request_status(const struct http_request *req)
 {
     long code = 0;
     if (req->easy != NULL && !req->finished) {
-        curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK)
+            return 0;
         return code;
     }
     return req->status;
@@ -819,10 +904,13 @@ void http_request_free(struct http_request *req)
     rate_forget(req);
     if (req->easy != NULL) {
         if (req->client->multi != NULL)
-            curl_multi_remove_handle(req->client->multi, req->easy);
+            http_multi_failed("remove", curl_multi_remove_handle(req->client->multi, req->easy));
         curl_easy_cleanup(req->easy);
         req->client->running--;
     }
+    /* Header lines may hold credentials (Authorization). */
+    for (struct curl_slist *h = req->headers; h != NULL; h = h->next)
+        secret_wipe_str(h->data);
     curl_slist_free_all(req->headers);
     buf_release(&req->response);
     buf_release(&req->response_headers);

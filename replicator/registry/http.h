@@ -22,6 +22,12 @@
 struct http_client;
 struct http_request;
 
+/* The defaults of struct http_client_options, used where a field is 0. */
+#define HTTP_DEFAULT_MAX_CONNECTIONS      64
+#define HTTP_DEFAULT_MAX_HOST_CONNECTIONS 16
+#define HTTP_DEFAULT_CONNECT_TIMEOUT_MS   15000
+#define HTTP_DEFAULT_STALL_TIMEOUT_S      120
+
 struct http_client_options {
     long max_connections;      /* global cap on open connections (0: 64) */
     long max_host_connections; /* per host (0: 16) */

@@ -1,3 +1,7 @@
+/*
+ * listing.c: `ferry ls` and `ferry catalog` — one listing on a loop of its
+ * own, its names copied out for the caller.
+ */
 #include "registry/listing.h"
 
 #include <stdlib.h>
@@ -45,7 +49,11 @@ int listing_run(const struct listing_options *opts, char ***items, size_t *n, ch
     *items = NULL;
     *n = 0;
     *error = NULL;
-    uv_loop_init(&loop);
+    rc = uv_loop_init(&loop);
+    if (rc < 0) {
+        *error = xasprintf("cannot start an event loop: %s", uv_strerror(rc));
+        return rc;
+    }
     http = http_client_new(&loop, &opts->http);
     reg = registry_new(&loop, http, opts->registry, &opts->reg);
     if (opts->repository != NULL)

@@ -27,6 +27,14 @@ struct registry;
 struct registry_download;
 struct registry_upload;
 
+/* The defaults of struct registry_options, used where a field is 0. */
+#define REGISTRY_DEFAULT_MAX_ATTEMPTS   6
+#define REGISTRY_DEFAULT_RETRY_BASE_MS  200
+#define REGISTRY_DEFAULT_RETRY_MAX_MS   8000
+#define REGISTRY_DEFAULT_RETRY_AFTER_MS 30000 /* the cap on a registry's Retry-After */
+#define REGISTRY_DEFAULT_LIST_PAGE_SIZE 1000
+#define REGISTRY_LIST_PAGE_SIZE_MAX     10000 /* a larger page size asked for gets the default */
+
 struct registry_options {
     bool plain_http;      /* force http:// */
     bool force_tls;       /* force https:// even on loopback */
@@ -116,6 +124,9 @@ void registry_download_resume(struct registry_download *d);
  */
 void registry_download_cancel(struct registry_download *d);
 
+/* Bytes per PATCH of a chunked upload when neither chunk size is given. */
+#define REGISTRY_DEFAULT_CHUNK_MAX (64ull * 1024 * 1024)
+
 enum registry_upload_mode {
     REGISTRY_UPLOAD_AUTO = 0, /* monolithic: POST then one PUT, the fewest requests */
     REGISTRY_UPLOAD_MONOLITHIC,
@@ -126,7 +137,7 @@ struct registry_upload_options {
     enum registry_upload_mode mode;
     uint64_t
         chunk_min; /* chunked: at least this per PATCH but the last (also OCI-Chunk-Min-Length) */
-    uint64_t chunk_max;     /* chunked: at most this per PATCH (0: 64 MiB) */
+    uint64_t chunk_max;     /* chunked: at most this per PATCH (0: REGISTRY_DEFAULT_CHUNK_MAX) */
     const char *mount_from; /* try a cross-repository mount from this repository first */
 };
 
@@ -143,7 +154,9 @@ typedef void (*registry_upload_cb)(int rc, const char *error, enum registry_uplo
  * first when `opts->mount_from` is set (201: done; 202: go on uploading in
  * that session), then a monolithic or chunked upload using the Location
  * header as given. A chunked upload that breaks resumes from the registry's
- * Range. When `source` returns HTTP_SOURCE_WAIT, call registry_upload_resume()
+ * Range; a session the registry forgot (404) starts over with a new POST,
+ * each such try counted against `max_attempts`. When `source` returns
+ * HTTP_SOURCE_WAIT, call registry_upload_resume()
  * once more bytes are there. *out (may be NULL) is valid until `cb` fires.
  */
 int registry_blob_upload(struct registry *reg, const char *repo, const char *digest, uint64_t size,

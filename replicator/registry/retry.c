@@ -1,3 +1,6 @@
+/*
+ * retry.c: the one retry policy (see retry.h).
+ */
 #include "registry/retry.h"
 
 #include <stdlib.h>
@@ -30,4 +33,11 @@ bool retry_status_transient(long status)
 bool retry_error_transient(int rc, int attempt)
 {
     return rc == FERRY_ECONNECT || (rc == FERRY_ETIMEOUT && attempt == 0);
+}
+
+bool retry_transient(int rc, long status, int attempt)
+{
+    if (rc < 0)
+        return retry_error_transient(rc, attempt);
+    return retry_status_transient(status);
 }

@@ -35,4 +35,11 @@ bool retry_status_transient(long status);
  */
 bool retry_error_transient(int rc, int attempt);
 
+/**
+ * True for an attempt worth another try: a transport failure (`rc` < 0) that
+ * retry_error_transient() takes, or an answer (`rc` 0) whose `status`
+ * retry_status_transient() takes.
+ */
+bool retry_transient(int rc, long status, int attempt);
+
 #endif

@@ -168,6 +168,21 @@ static bool wwwauth_token68(struct wwwauth_parser *p)
 }
 
 /*
+ * Past optional white space: the end of the header (1), or a comma and the
+ * separators after it (0); anything else is FERRY_EPARSE.
+ */
+static int wwwauth_comma(struct wwwauth_parser *p)
+{
+    wwwauth_skip_ows(p);
+    if (wwwauth_at_end(p))
+        return 1;
+    if (wwwauth_peek(p) != ',')
+        return FERRY_EPARSE;
+    wwwauth_skip_separators(p);
+    return 0;
+}
+
+/*
  * Parse one challenge into `w`. On success the position is at the start of
  * the next challenge or at the end of the header.
  */
@@ -202,12 +217,9 @@ static int wwwauth_challenge(struct wwwauth_parser *p, struct wwwauth *w)
         goto next;
     }
     for (;;) {
-        wwwauth_skip_ows(p);
-        if (wwwauth_at_end(p))
-            return 0;
-        if (wwwauth_peek(p) != ',')
-            return FERRY_EPARSE;
-        wwwauth_skip_separators(p);
+        rc = wwwauth_comma(p);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
         if (wwwauth_at_end(p))
             return 0;
         rc = wwwauth_param(p, w);
@@ -220,13 +232,8 @@ static int wwwauth_challenge(struct wwwauth_parser *p, struct wwwauth *w)
     }
 
 next:
-    wwwauth_skip_ows(p);
-    if (wwwauth_at_end(p))
-        return 0;
-    if (wwwauth_peek(p) != ',')
-        return FERRY_EPARSE;
-    wwwauth_skip_separators(p);
-    return 0;
+    rc = wwwauth_comma(p);
+    return rc < 0 ? rc : 0;
 }
 
 static int wwwauth_priority(const struct wwwauth *w)
