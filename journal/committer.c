@@ -30,9 +30,14 @@ struct committer_batch {
     uint64_t *seqs;
     int rc;
     char *err;
-    /* The new entries, read back on the worker when a tail was set at dispatch. */
+    /*
+     * The new entries, read back on the worker when a tail was set at
+     * dispatch, each with the code of its read (an entry that cannot be read
+     * back is left zeroed and only logged).
+     */
     bool read_back;
     struct journal_entry *entries;
+    int *read_rc;
     size_t n_entries;
 };
 
@@ -68,21 +73,10 @@ static void committer_event_copy(struct journal_event *dst, const struct journal
     dst->event_id = xstrdup(src->event_id);
 }
 
-/* The copies are the committer's own; the struct only declares them const for callers. */
-static void committer_event_release(struct journal_event *e)
-{
-    free((char *)e->source);
-    free((char *)e->repository);
-    free((char *)e->digest);
-    free((char *)e->tag);
-    free((char *)e->media_type);
-    free((char *)e->event_id);
-}
-
 static void committer_submission_free(struct committer_submission *s)
 {
     for (size_t i = 0; i < s->n; i++)
-        committer_event_release(&s->events[i]);
+        journal_event_release(&s->events[i]);
     free(s->events);
     free(s);
 }
@@ -92,6 +86,7 @@ static void committer_batch_free(struct committer_batch *b)
     for (size_t i = 0; i < b->n_entries; i++)
         journal_entry_release(&b->entries[i]);
     free(b->entries);
+    free(b->read_rc);
     free(b->events);
     free(b->seqs);
     free(b->err);
@@ -169,11 +164,12 @@ static void committer_work(uv_work_t *req)
     for (size_t i = 0; i < b->n; i++)
         fresh += b->seqs[i] != 0;
     b->entries = xcalloc(fresh, sizeof(*b->entries));
+    b->read_rc = xcalloc(fresh, sizeof(*b->read_rc));
     for (size_t i = 0; i < b->n; i++) {
         if (b->seqs[i] == 0)
             continue;
-        /* An entry that cannot be read back is left zeroed (seq 0): the tail skips it. */
-        (void)journal_get(b->journal, b->seqs[i], &b->entries[b->n_entries++]);
+        b->read_rc[b->n_entries] = journal_get(b->journal, b->seqs[i], &b->entries[b->n_entries]);
+        b->n_entries++;
     }
 }
 
@@ -182,30 +178,28 @@ static void committer_tail(struct journal_committer *c, struct committer_batch *
     size_t k = 0;
     for (size_t i = 0; i < b->n && c->tail_cb != NULL; i++) {
         uint64_t seq = b->seqs[i];
+        struct journal_entry own = {0};
+        const struct journal_entry *e = &own;
+        int rc;
         if (seq == 0)
             continue;
         if (b->read_back) {
-            const struct journal_entry *e = &b->entries[k++];
-            if (e->seq == seq)
-                c->tail_cb(e, c->tail_arg);
-            else
-                log_warn("journal tail cannot read back an appended entry seq=%llu",
-                         (unsigned long long)seq);
-            continue;
+            rc = b->read_rc[k];
+            e = &b->entries[k++];
+        } else {
+            /*
+             * The tail was set while this batch was being written. The loop
+             * owns the journal again now (no write is in flight), so read it
+             * here.
+             */
+            rc = journal_get(c->journal, seq, &own);
         }
-        /*
-         * The tail was set while this batch was being written. The loop owns
-         * the journal again now (no write is in flight), so read it here.
-         */
-        struct journal_entry e;
-        int rc = journal_get(c->journal, seq, &e);
-        if (rc < 0) {
+        if (rc < 0)
             log_warn("journal tail cannot read back an appended entry seq=%llu: %s",
                      (unsigned long long)seq, ferry_strerror(rc));
-            continue;
-        }
-        c->tail_cb(&e, c->tail_arg);
-        journal_entry_release(&e);
+        else
+            c->tail_cb(e, c->tail_arg);
+        journal_entry_release(&own);
     }
 }
 

@@ -109,6 +109,13 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
  */
 int journal_event_validate(const struct journal_event *e, char **err);
 
+/**
+ * Free the strings of an event that owns them (webhook_parse()'s events, the
+ * committer's copies; the struct declares them const for the callers that
+ * only lend them) and zero it. NULL is fine.
+ */
+void journal_event_release(struct journal_event *e);
+
 /** The newest seq, 0 when empty. Safe to call concurrently with journal_append(). */
 uint64_t journal_last_seq(struct journal *j);
 

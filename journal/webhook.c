@@ -253,22 +253,17 @@ static void webhook_builder_init(struct webhook_builder *b, const char *source)
     b->source = source;
 }
 
-static void webhook_event_release(struct journal_event *e)
+/* Free `n` events that own their strings, and the array. */
+static void webhook_events_free(struct journal_event *events, size_t n)
 {
-    free((char *)e->source);
-    free((char *)e->repository);
-    free((char *)e->digest);
-    free((char *)e->tag);
-    free((char *)e->media_type);
-    free((char *)e->event_id);
-    memset(e, 0, sizeof(*e));
+    for (size_t i = 0; i < n; i++)
+        journal_event_release(&events[i]);
+    free(events);
 }
 
 static void webhook_builder_release(struct webhook_builder *b)
 {
-    for (size_t i = 0; i < b->n; i++)
-        webhook_event_release(&b->events[i]);
-    free(b->events);
+    webhook_events_free(b->events, b->n);
     b->events = NULL;
     b->n = b->cap = 0;
 }
@@ -311,6 +306,44 @@ static int webhook_events_array(const cJSON *root, const cJSON **events, char **
 }
 
 /*
+ * The start of every event of an "events" array, whatever the form: its
+ * path ("events[3]") into `where`, and its required id and action.
+ */
+static int webhook_event_start(const cJSON *event, size_t index, char where[WEBHOOK_PATH_MAX],
+                               const char **id, const char **action, char **err)
+{
+    int rc;
+    snprintf(where, WEBHOOK_PATH_MAX, "events[%zu]", index);
+    if (!cJSON_IsObject(event))
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not an object", where);
+    if ((rc = webhook_event_id(event, where, id, err)) < 0 ||
+        (rc = webhook_string(event, where, "action", WEBHOOK_REQUIRED, action, err)) < 0)
+        return rc;
+    return 0;
+}
+
+/* Reads one event of an "events" array into the builder. */
+typedef int (*webhook_event_fn)(const cJSON *event, size_t index, struct webhook_builder *b,
+                                char **err);
+
+/* Every event of the top-level "events" array, in order; the first bad one ends it. */
+static int webhook_parse_events(const cJSON *root, webhook_event_fn parse_event,
+                                struct webhook_builder *b, char **err)
+{
+    const cJSON *events, *event;
+    size_t index = 0;
+    int rc = webhook_events_array(root, &events, err);
+    if (rc < 0)
+        return rc;
+    cJSON_ArrayForEach(event, events)
+    {
+        if ((rc = parse_event(event, index++, b, err)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/*
  * One event of a Distribution envelope. Every event must be well formed (an
  * id, an action, a target object, a valid timestamp, strings where strings
  * belong); only manifest pushes and manifest or tag deletes must also name a
@@ -328,11 +361,7 @@ static int webhook_distribution_event(const cJSON *event, size_t index, struct w
     int64_t unix_ms;
     int rc;
 
-    snprintf(where, sizeof(where), "events[%zu]", index);
-    if (!cJSON_IsObject(event))
-        return ferry_error_set(err, FERRY_EPARSE, "%s is not an object", where);
-    if ((rc = webhook_event_id(event, where, &id, err)) < 0 ||
-        (rc = webhook_string(event, where, "action", WEBHOOK_REQUIRED, &action, err)) < 0 ||
+    if ((rc = webhook_event_start(event, index, where, &id, &action, err)) < 0 ||
         (rc = webhook_timestamp(event, where, &unix_ms, err)) < 0 ||
         (rc = webhook_child(event, where, "target", false, &target, err)) < 0)
         return rc;
@@ -396,21 +425,6 @@ static int webhook_distribution_event(const cJSON *event, size_t index, struct w
     return 0;
 }
 
-static int webhook_parse_distribution(const cJSON *root, struct webhook_builder *b, char **err)
-{
-    const cJSON *events, *event;
-    size_t index = 0;
-    int rc = webhook_events_array(root, &events, err);
-    if (rc < 0)
-        return rc;
-    cJSON_ArrayForEach(event, events)
-    {
-        if ((rc = webhook_distribution_event(event, index++, b, err)) < 0)
-            return rc;
-    }
-    return 0;
-}
-
 /*
  * One event of Ferry's own generic form. Whoever sends it wrote it for Ferry,
  * so nothing is guessed: an unknown action, an empty string or a delete that
@@ -424,11 +438,7 @@ static int webhook_generic_event(const cJSON *event, size_t index, struct webhoo
     int64_t unix_ms;
     int rc;
 
-    snprintf(where, sizeof(where), "events[%zu]", index);
-    if (!cJSON_IsObject(event))
-        return ferry_error_set(err, FERRY_EPARSE, "%s is not an object", where);
-    if ((rc = webhook_event_id(event, where, &id, err)) < 0 ||
-        (rc = webhook_string(event, where, "action", WEBHOOK_REQUIRED, &action, err)) < 0 ||
+    if ((rc = webhook_event_start(event, index, where, &id, &action, err)) < 0 ||
         (rc = webhook_string(event, where, "repository", WEBHOOK_REQUIRED, &repository, err)) < 0 ||
         (rc = webhook_string(event, where, "digest", WEBHOOK_OPTIONAL, &digest, err)) < 0 ||
         (rc = webhook_string(event, where, "tag", WEBHOOK_OPTIONAL, &tag, err)) < 0 ||
@@ -464,21 +474,6 @@ static int webhook_generic_event(const cJSON *event, size_t index, struct webhoo
     return 0;
 }
 
-static int webhook_parse_generic(const cJSON *root, struct webhook_builder *b, char **err)
-{
-    const cJSON *events, *event;
-    size_t index = 0;
-    int rc = webhook_events_array(root, &events, err);
-    if (rc < 0)
-        return rc;
-    cJSON_ArrayForEach(event, events)
-    {
-        if ((rc = webhook_generic_event(event, index++, b, err)) < 0)
-            return rc;
-    }
-    return 0;
-}
-
 /*
  * Harbor's repository: "repo_full_name" ("project/name"), or "namespace" and
  * "name" joined when an older Harbor leaves the full name out. *owned gets
@@ -510,6 +505,69 @@ static int webhook_harbor_repository(const cJSON *event_data, const char **repos
     return webhook_check_repository(*owned, where, "name", err);
 }
 
+/* Harbor's "occur_at": whole Unix seconds, within what RFC 3339 can write. */
+static int webhook_harbor_occur_at(const cJSON *root, int64_t *seconds, char **err)
+{
+    const cJSON *occur_at;
+    int rc = webhook_field(root, "", "occur_at", &occur_at, err);
+    if (rc < 0)
+        return rc;
+    if (occur_at == NULL || cJSON_IsNull(occur_at))
+        return ferry_error_set(err, FERRY_EPARSE, "occur_at is missing");
+    /* The range check comes first so that the conversion below is defined. */
+    if (!cJSON_IsNumber(occur_at) || !(occur_at->valuedouble >= 0.0) ||
+        occur_at->valuedouble > WEBHOOK_MAX_UNIX_SECONDS ||
+        (double)(int64_t)occur_at->valuedouble != occur_at->valuedouble)
+        return ferry_error_set(err, FERRY_EPARSE, "occur_at is not a unix time in seconds");
+    *seconds = (int64_t)occur_at->valuedouble;
+    return 0;
+}
+
+/* What one Harbor artifact event says of all its resources. */
+struct webhook_harbor_event {
+    const char *type; /* PUSH_ARTIFACT or DELETE_ARTIFACT */
+    enum journal_action action;
+    const char *repository;
+    int64_t occur_seconds;
+};
+
+/* One resource (artifact) of a Harbor event into the builder. */
+static int webhook_harbor_resource(const cJSON *resource, size_t index,
+                                   const struct webhook_harbor_event *h, struct webhook_builder *b,
+                                   char **err)
+{
+    char where[WEBHOOK_PATH_MAX];
+    const char *digest, *tag;
+    int rc;
+
+    snprintf(where, sizeof(where), "event_data.resources[%zu]", index);
+    if (!cJSON_IsObject(resource))
+        return ferry_error_set(err, FERRY_EPARSE, "%s is not an object", where);
+    if ((rc = webhook_string(resource, where, "digest", WEBHOOK_OPTIONAL_EMPTY, &digest, err)) <
+            0 ||
+        (rc = webhook_string(resource, where, "tag", WEBHOOK_OPTIONAL_EMPTY, &tag, err)) < 0)
+        return rc;
+    if (tag != NULL && digest != NULL && strcmp(tag, digest) == 0)
+        tag = NULL;
+    if ((rc = webhook_check_tag(tag, where, "tag", err)) < 0)
+        return rc;
+    if (h->action == JOURNAL_PUSH || digest != NULL) {
+        if ((rc = webhook_check_digest(digest, where, "digest", err)) < 0)
+            return rc;
+    } else if (tag == NULL) {
+        return ferry_error_set(err, FERRY_EPARSE, "%s has neither digest nor tag", where);
+    }
+
+    char *event_id =
+        xasprintf("harbor:%s:%s:%s:%s:%" PRId64, h->type, h->repository,
+                  digest != NULL ? digest : "", tag != NULL ? tag : "", h->occur_seconds);
+    /* Deleting an artifact deletes its manifest and so every tag on it. */
+    const char *event_tag = h->action == JOURNAL_DELETE && digest != NULL ? NULL : tag;
+    webhook_builder_add(b, h->action, h->repository, digest, event_tag, NULL, event_id,
+                        h->occur_seconds * 1000);
+    return 0;
+}
+
 /*
  * A Harbor webhook: one artifact event with one resource per artifact. Harbor
  * puts the digest in "tag" when the artifact has no tag, so a tag equal to
@@ -517,45 +575,30 @@ static int webhook_harbor_repository(const cJSON *event_data, const char **repos
  */
 static int webhook_parse_harbor(const cJSON *root, struct webhook_builder *b, char **err)
 {
-    const cJSON *event_data, *resources, *resource, *occur_at;
-    const char *type, *repository = NULL;
+    struct webhook_harbor_event h = {0};
+    const cJSON *event_data, *resources, *resource;
     char *owned_repository = NULL;
-    enum journal_action action;
     size_t index = 0;
     int rc;
 
-    if ((rc = webhook_string(root, "", "type", WEBHOOK_REQUIRED, &type, err)) < 0 ||
+    if ((rc = webhook_string(root, "", "type", WEBHOOK_REQUIRED, &h.type, err)) < 0 ||
         (rc = webhook_child(root, "", "event_data", false, &event_data, err)) < 0)
-        goto out;
-    if (strcmp(type, "PUSH_ARTIFACT") == 0) {
-        action = JOURNAL_PUSH;
-    } else if (strcmp(type, "DELETE_ARTIFACT") == 0) {
-        action = JOURNAL_DELETE;
+        return rc;
+    if (strcmp(h.type, "PUSH_ARTIFACT") == 0) {
+        h.action = JOURNAL_PUSH;
+    } else if (strcmp(h.type, "DELETE_ARTIFACT") == 0) {
+        h.action = JOURNAL_DELETE;
     } else {
         /* Pulls, scans, quotas, replications: one ignored event per resource. */
         if ((rc = webhook_field(event_data, "event_data", "resources", &resources, err)) < 0)
-            goto out;
+            return rc;
         int count = cJSON_IsArray(resources) ? cJSON_GetArraySize(resources) : 0;
         b->ignored = count > 0 ? (size_t)count : 1;
-        goto out;
+        return 0;
     }
 
-    if ((rc = webhook_field(root, "", "occur_at", &occur_at, err)) < 0)
-        goto out;
-    if (occur_at == NULL || cJSON_IsNull(occur_at)) {
-        rc = ferry_error_set(err, FERRY_EPARSE, "occur_at is missing");
-        goto out;
-    }
-    /* The range check comes first so that the conversion below is defined. */
-    if (!cJSON_IsNumber(occur_at) || !(occur_at->valuedouble >= 0.0) ||
-        occur_at->valuedouble > WEBHOOK_MAX_UNIX_SECONDS ||
-        (double)(int64_t)occur_at->valuedouble != occur_at->valuedouble) {
-        rc = ferry_error_set(err, FERRY_EPARSE, "occur_at is not a unix time in seconds");
-        goto out;
-    }
-    int64_t occur_seconds = (int64_t)occur_at->valuedouble;
-
-    if ((rc = webhook_harbor_repository(event_data, &repository, &owned_repository, err)) < 0 ||
+    if ((rc = webhook_harbor_occur_at(root, &h.occur_seconds, err)) < 0 ||
+        (rc = webhook_harbor_repository(event_data, &h.repository, &owned_repository, err)) < 0 ||
         (rc = webhook_child(event_data, "event_data", "resources", true, &resources, err)) < 0)
         goto out;
     if (cJSON_GetArraySize(resources) > WEBHOOK_MAX_EVENTS) {
@@ -563,43 +606,11 @@ static int webhook_parse_harbor(const cJSON *root, struct webhook_builder *b, ch
                              WEBHOOK_MAX_EVENTS);
         goto out;
     }
-
     cJSON_ArrayForEach(resource, resources)
     {
-        char where[WEBHOOK_PATH_MAX];
-        const char *digest, *tag;
-
-        snprintf(where, sizeof(where), "event_data.resources[%zu]", index++);
-        if (!cJSON_IsObject(resource)) {
-            rc = ferry_error_set(err, FERRY_EPARSE, "%s is not an object", where);
+        if ((rc = webhook_harbor_resource(resource, index++, &h, b, err)) < 0)
             goto out;
-        }
-        if ((rc = webhook_string(resource, where, "digest", WEBHOOK_OPTIONAL_EMPTY, &digest, err)) <
-                0 ||
-            (rc = webhook_string(resource, where, "tag", WEBHOOK_OPTIONAL_EMPTY, &tag, err)) < 0)
-            goto out;
-        if (tag != NULL && digest != NULL && strcmp(tag, digest) == 0)
-            tag = NULL;
-        if ((rc = webhook_check_tag(tag, where, "tag", err)) < 0)
-            goto out;
-        if (action == JOURNAL_PUSH || digest != NULL) {
-            if ((rc = webhook_check_digest(digest, where, "digest", err)) < 0)
-                goto out;
-        } else if (tag == NULL) {
-            rc = ferry_error_set(err, FERRY_EPARSE, "%s has neither digest nor tag", where);
-            goto out;
-        }
-
-        char *event_id =
-            xasprintf("harbor:%s:%s:%s:%s:%" PRId64, type, repository, digest != NULL ? digest : "",
-                      tag != NULL ? tag : "", occur_seconds);
-        /* Deleting an artifact deletes its manifest and so every tag on it. */
-        const char *event_tag = action == JOURNAL_DELETE && digest != NULL ? NULL : tag;
-        webhook_builder_add(b, action, repository, digest, event_tag, NULL, event_id,
-                            occur_seconds * 1000);
     }
-    rc = 0;
-
 out:
     free(owned_repository);
     return rc;
@@ -670,46 +681,35 @@ static int webhook_detect(const cJSON *root, enum webhook_format *format, char *
     return ferry_error_set(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
 }
 
-int webhook_parse(const char *source, const char *content_type, const char *body, size_t len,
-                  struct webhook_result *out, char **err)
+/*
+ * Parse `len` bytes of `body` as one JSON document into *root (the caller
+ * deletes it), or FERRY_EPARSE with *err naming the byte where it went wrong.
+ */
+static int webhook_json(const char *body, size_t len, cJSON **root, char **err)
 {
-    struct webhook_builder b;
-    cJSON *root = NULL;
-    char *copy = NULL;
-    enum webhook_format format;
-    int rc;
-
-    if (err != NULL)
-        *err = NULL;
-    webhook_builder_init(&b, source);
-    if (out != NULL)
-        memset(out, 0, sizeof(*out));
-    if (out == NULL || source == NULL || (body == NULL && len > 0))
-        return ferry_error_set(err, FERRY_EINVAL, "invalid argument to webhook_parse");
-    if (len == 0) {
-        rc = ferry_error_set(err, FERRY_EPARSE, "payload is empty");
-        goto out;
-    }
+    *root = NULL;
+    if (len == 0)
+        return ferry_error_set(err, FERRY_EPARSE, "payload is empty");
     /*
      * cJSON reads a NUL byte as the end of a string, so one inside the body
      * would cut a value short unseen. JSON has no place for one anyway.
      */
     const char *nul = memchr(body, '\0', len);
-    if (nul != NULL) {
-        rc = ferry_error_set(err, FERRY_EPARSE, "malformed JSON at byte %zu", (size_t)(nul - body));
-        goto out;
-    }
+    if (nul != NULL)
+        return ferry_error_set(err, FERRY_EPARSE, "malformed JSON at byte %zu",
+                               (size_t)(nul - body));
     /*
      * A terminated copy keeps every read of cJSON inside the buffer, whatever
      * its length checks miss. The parse-end pointer stands in for
      * cJSON_GetErrorPtr(), which is one global shared by all threads.
      */
-    copy = xmalloc(len + 1);
+    char *copy = xmalloc(len + 1);
     memcpy(copy, body, len);
     copy[len] = '\0';
     const char *end = NULL;
-    root = cJSON_ParseWithLengthOpts(copy, len, &end, false);
-    if (root == NULL) {
+    int rc = 0;
+    *root = cJSON_ParseWithLengthOpts(copy, len, &end, false);
+    if (*root == NULL) {
         if (end != NULL && end >= copy && end <= copy + len)
             rc = ferry_error_set(err, FERRY_EPARSE, "malformed JSON at byte %zu",
                                  (size_t)(end - copy));
@@ -720,37 +720,58 @@ int webhook_parse(const char *source, const char *content_type, const char *body
     while (end != NULL && end < copy + len &&
            (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
         end++;
-    if (end != NULL && end < copy + len) {
+    if (end != NULL && end < copy + len)
         rc = ferry_error_set(err, FERRY_EPARSE,
                              "malformed JSON at byte %zu: data after the document",
                              (size_t)(end - copy));
-        goto out;
-    }
+out:
+    free(copy);
+    return rc;
+}
+
+/* Read the events of `root`, in the form its Content-Type or its shape says, into `b`. */
+static int webhook_parse_document(const cJSON *root, const char *content_type,
+                                  struct webhook_builder *b, char **err)
+{
+    enum webhook_format format;
+    int rc;
 
     if (webhook_content_type_distribution(content_type)) {
         format = WEBHOOK_DISTRIBUTION;
-        if (!cJSON_IsObject(root)) {
-            rc = ferry_error_set(err, FERRY_EPARSE, "payload is not an object");
-            goto out;
-        }
+        if (!cJSON_IsObject(root))
+            return ferry_error_set(err, FERRY_EPARSE, "payload is not an object");
     } else if ((rc = webhook_detect(root, &format, err)) < 0) {
-        goto out;
+        return rc;
     }
-
     switch (format) {
     case WEBHOOK_DISTRIBUTION:
-        rc = webhook_parse_distribution(root, &b, err);
-        break;
+        return webhook_parse_events(root, webhook_distribution_event, b, err);
     case WEBHOOK_GENERIC:
-        rc = webhook_parse_generic(root, &b, err);
-        break;
+        return webhook_parse_events(root, webhook_generic_event, b, err);
     case WEBHOOK_HARBOR:
-        rc = webhook_parse_harbor(root, &b, err);
-        break;
+        return webhook_parse_harbor(root, b, err);
     default:
-        rc = ferry_error_set(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
-        break;
+        return ferry_error_set(err, FERRY_EPARSE, WEBHOOK_UNKNOWN_MESSAGE);
     }
+}
+
+int webhook_parse(const char *source, const char *content_type, const char *body, size_t len,
+                  struct webhook_result *out, char **err)
+{
+    struct webhook_builder b;
+    cJSON *root = NULL;
+    int rc;
+
+    if (err != NULL)
+        *err = NULL;
+    webhook_builder_init(&b, source);
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (out == NULL || source == NULL || (body == NULL && len > 0))
+        return ferry_error_set(err, FERRY_EINVAL, "invalid argument to webhook_parse");
+    rc = webhook_json(body, len, &root, err);
+    if (rc == 0)
+        rc = webhook_parse_document(root, content_type, &b, err);
     if (rc < 0)
         goto out;
 
@@ -767,7 +788,6 @@ int webhook_parse(const char *source, const char *content_type, const char *body
 out:
     webhook_builder_release(&b);
     cJSON_Delete(root);
-    free(copy);
     return rc;
 }
 
@@ -775,8 +795,6 @@ void webhook_result_release(struct webhook_result *r)
 {
     if (r == NULL)
         return;
-    for (size_t i = 0; i < r->n; i++)
-        webhook_event_release(&r->events[i]);
-    free(r->events);
+    webhook_events_free(r->events, r->n);
     memset(r, 0, sizeof(*r));
 }

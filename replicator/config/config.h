@@ -107,7 +107,11 @@
 #define CONFIG_DEFAULT_POLL_INTERVAL_MS     ((uint64_t)30 * 1000)
 #define CONFIG_DEFAULT_POLL_CONCURRENCY     4
 #define CONFIG_DEFAULT_STALL_TIMEOUT_MS     ((uint64_t)20 * 1000)
+#define CONFIG_MIN_STALL_TIMEOUT_MS         ((uint64_t)1000)
+#define CONFIG_MAX_STALL_TIMEOUT_MS         ((uint64_t)3600 * 1000)
 #define CONFIG_DEFAULT_SPOOL_MAX            ((uint64_t)10 * 1024 * 1024 * 1024)
+#define CONFIG_MIN_SPOOL_MAX                ((uint64_t)64 * 1024 * 1024)
+#define CONFIG_MAX_SPOOL_MAX                ((uint64_t)16 * 1024 * 1024 * 1024 * 1024)
 #define CONFIG_MAX_POLL_CONCURRENCY         64
 #define CONFIG_DEFAULT_RETENTION_MS         ((uint64_t)7 * 24 * 3600 * 1000)
 #define CONFIG_DEFAULT_REGISTRY_CONCURRENCY 4 /* jobs or requests at once per registry */
@@ -123,6 +127,16 @@
 #define CONFIG_DEFAULT_CIRCUIT_OPEN_MS      ((uint64_t)30 * 1000)
 /* Largest upload chunk_min or chunk_max (the cap registry.c puts on OCI-Chunk-Min-Length). */
 #define CONFIG_MAX_UPLOAD_CHUNK ((uint64_t)1024 * 1024 * 1024)
+/* A registry's poll: */
+#define CONFIG_DEFAULT_REGISTRY_POLL true
+/* A rule's keys left out of the file. */
+#define CONFIG_DEFAULT_RULE_REPOSITORIES "**" /* the one glob of repositories: */
+#define CONFIG_DEFAULT_RULE_TAGS         "*"  /* the one glob of tags: */
+#define CONFIG_DEFAULT_RULE_DELETES      false
+#define CONFIG_DEFAULT_RULE_REFERRERS    true
+#define CONFIG_DEFAULT_RULE_OVERWRITE    true
+/* A destination's repository: template. */
+#define CONFIG_DEFAULT_DESTINATION_REPOSITORY "{repo}"
 
 /* How blobs are pushed to a registry; the values are registry.h's registry_upload_mode. */
 enum config_upload_mode {
@@ -130,6 +144,7 @@ enum config_upload_mode {
     CONFIG_UPLOAD_MONOLITHIC = 1, /* POST, then one PUT with the whole blob */
     CONFIG_UPLOAD_CHUNKED = 2,    /* POST, PATCHes of chunk_min..chunk_max bytes, PUT */
 };
+#define CONFIG_DEFAULT_UPLOAD_MODE CONFIG_UPLOAD_AUTO
 
 struct config_registry {
     char *name;

@@ -32,6 +32,7 @@
 #include "common/errors.h"
 #include "ferry.pb-c.h"
 #include "journal/journal.h"
+#include "journal/journal_int.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -1212,6 +1213,134 @@ static int group_teardown(void **state)
     return unit_tmpdir_remove(test_root);
 }
 
+/*
+ * Append `n` pushes of app:tag-<i> (event ids "<prefix>-<i>"), in batches as
+ * the committer makes them; returns the last seq.
+ */
+static uint64_t append_many(struct journal *j, const char *prefix, size_t n)
+{
+    enum { BATCH = 256 };
+    static char ids[BATCH][32], tags[BATCH][32];
+    struct journal_event events[BATCH];
+    uint64_t seqs[BATCH];
+    uint64_t last = 0;
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < BATCH ? n - done : BATCH;
+        for (size_t i = 0; i < k; i++) {
+            snprintf(ids[i], sizeof(ids[i]), "%s-%zu", prefix, done + i);
+            snprintf(tags[i], sizeof(tags[i]), "tag-%zu", done + i);
+            events[i] = push_event("app", tags[i], ids[i]);
+        }
+        char *err = NULL;
+        if (journal_append(j, events, k, seqs, &err) != 0)
+            fail_msg("journal_append: %s", err != NULL ? err : "(none)");
+        for (size_t i = 0; i < k; i++)
+            assert_true(seqs[i] != 0);
+        last = seqs[k - 1];
+        done += k;
+    }
+    return last;
+}
+
+/*
+ * Retention writes its deletions JOURNAL_WRITE_CHUNK at a time: a pass over
+ * more than two batches deletes every expired entry and its dedup key, and
+ * stops at the first entry a cursor still needs.
+ */
+static void test_retain_in_chunks(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+    const uint64_t total = 2 * JOURNAL_WRITE_CHUNK + 8;
+    assert_int_equal(append_many(j, "chunk", total), total);
+    const uint64_t keep = 3;
+    assert_int_equal(journal_cursor_set(j, "dest", total - keep), 0);
+
+    uint64_t deleted = 0;
+    assert_int_equal(journal_retain(j, 0, now_ms() + 60000, &deleted), 0);
+    assert_int_equal(deleted, total - keep);
+    struct journal_stats stats;
+    assert_int_equal(journal_get_stats(j, &stats), 0);
+    assert_int_equal(stats.entries, keep);
+    assert_int_equal(stats.dedup_keys, keep);
+    assert_int_equal(stats.first_seq, total - keep + 1);
+    assert_int_equal(stats.last_seq, total);
+
+    /* The deleted ids are forgotten, the kept ones still deduplicate. */
+    char kept_id[32];
+    snprintf(kept_id, sizeof(kept_id), "chunk-%llu", (unsigned long long)(total - 1));
+    struct journal_event again[2] = {push_event("app", "tag-0", "chunk-0"),
+                                     push_event("app", "x", kept_id)};
+    uint64_t seqs[2];
+    char *err = NULL;
+    assert_int_equal(journal_append(j, again, 2, seqs, &err), 0);
+    assert_int_equal(seqs[0], total + 1);
+    assert_int_equal(seqs[1], 0);
+    journal_close(j);
+    free(dir);
+}
+
+/*
+ * The upgrade to format 3 replays every entry into the tag state, writing
+ * JOURNAL_WRITE_CHUNK entries at a time: the first tag and the last, on
+ * either side of a batch boundary, both come back.
+ */
+static void test_upgrade_in_chunks(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+    const size_t total = JOURNAL_WRITE_CHUNK + 5;
+    append_many(j, "up", total);
+    journal_close(j);
+
+    char last_tag[32], key[64];
+    snprintf(last_tag, sizeof(last_tag), "tag-%zu", total - 1);
+    static const char first_key[] = "src\0app\0tag-0";
+    raw_delete(dir, "pollstate", first_key, sizeof(first_key) - 1);
+    int n = snprintf(key, sizeof(key), "src%capp%c%s", 0, 0, last_tag);
+    raw_delete(dir, "pollstate", key, (size_t)n);
+    raw_put(dir, "default", "format", 6, "2", 1);
+
+    j = test_open(dir);
+    assert_tagstate(j, "tag-0", DIGEST);
+    assert_tagstate(j, last_tag, DIGEST);
+    journal_close(j);
+    free(dir);
+}
+
+/* An event that owns its strings gives them all back and is left zeroed. */
+static void test_event_release(void **state)
+{
+    (void)state;
+    struct journal_event e = {
+        .action = JOURNAL_DELETE,
+        .source = xstrdup("src"),
+        .repository = xstrdup("app"),
+        .digest = xstrdup(DIGEST),
+        .tag = xstrdup("v1"),
+        .media_type = xstrdup("application/vnd.oci.image.manifest.v1+json"),
+        .event_id = xstrdup("ev-1"),
+        .event_unix_ms = 1,
+        .if_changed = true,
+    };
+    journal_event_release(&e);
+    assert_null(e.source);
+    assert_null(e.repository);
+    assert_null(e.digest);
+    assert_null(e.tag);
+    assert_null(e.media_type);
+    assert_null(e.event_id);
+    assert_int_equal(e.event_unix_ms, 0);
+    assert_false(e.if_changed);
+    /* Absent strings, and no event at all, are fine. */
+    struct journal_event empty = {.source = xstrdup("src")};
+    journal_event_release(&empty);
+    assert_null(empty.source);
+    journal_event_release(NULL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--child-other") == 0)
@@ -1239,6 +1368,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_entry_ignored),
         cmocka_unit_test(test_crash_safety),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_retain_in_chunks),
+        cmocka_unit_test(test_upgrade_in_chunks),
+        cmocka_unit_test(test_event_release),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

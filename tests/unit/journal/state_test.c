@@ -543,6 +543,60 @@ static void test_job_scan(void **state)
     free(dir);
 }
 
+/*
+ * A scan of one destination, or of one repository of it, sees exactly its
+ * jobs: names that only start alike ("a-b", "ab"; "r-x", "r/x", "rx") stay
+ * out, and a destination with no jobs gives none.
+ */
+static void test_job_scan_in(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+    struct job_log log = {0};
+
+    put_job(j, "a", "r", "sha256:1");
+    put_job(j, "a", "r", "sha256:2");
+    put_job(j, "a", "r-x", "sha256:1");
+    put_job(j, "a", "r/x", "sha256:1");
+    put_job(j, "a", "rx", "sha256:1");
+    put_job(j, "a-b", "r", "sha256:1");
+    put_job(j, "ab", "r", "sha256:1");
+
+    assert_int_equal(journal_job_scan_in(j, "a", NULL, job_collect, &log), 0);
+    static const char *const of_a[] = {"a r sha256:1", "a r sha256:2", "a r-x sha256:1",
+                                       "a r/x sha256:1", "a rx sha256:1"};
+    assert_int_equal(log.n, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(log.keys[i], of_a[i]);
+    job_log_release(&log);
+
+    assert_int_equal(journal_job_scan_in(j, "a", "r", job_collect, &log), 0);
+    assert_int_equal(log.n, 2);
+    assert_string_equal(log.keys[0], "a r sha256:1");
+    assert_string_equal(log.keys[1], "a r sha256:2");
+    job_log_release(&log);
+
+    log.stop_after = 1;
+    assert_int_equal(journal_job_scan_in(j, "a", "r", job_collect, &log), 0);
+    assert_int_equal(log.n, 1);
+    job_log_release(&log);
+
+    assert_int_equal(journal_job_scan_in(j, "ab", NULL, job_collect, &log), 0);
+    assert_int_equal(log.n, 1);
+    assert_string_equal(log.keys[0], "ab r sha256:1");
+    job_log_release(&log);
+
+    assert_int_equal(journal_job_scan_in(j, "b", NULL, job_collect, &log), 0);
+    assert_int_equal(log.n, 0);
+    /* No destination: every job, as journal_job_scan() gives them. */
+    assert_int_equal(journal_job_scan_in(j, NULL, NULL, job_collect, &log), 0);
+    assert_int_equal(log.n, 7);
+    job_log_release(&log);
+    journal_close(j);
+    free(dir);
+}
+
 /* Pack a job status record as the journal would, whatever it holds. */
 static uint8_t *pack_job(const char *destination, const char *repository, const char *digest,
                          int state, size_t *len)
@@ -757,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_job_round_trip), cmocka_unit_test(test_job_invalid),
         cmocka_unit_test(test_job_scan),       cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_read_only),      cmocka_unit_test(test_old_database),
+        cmocka_unit_test(test_job_scan_in),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "config/config.h"
 #include "common/errors.h"
@@ -1022,6 +1025,170 @@ static void test_inline_password_warning(void **state)
     assert_string_equal(load_capturing_stderr(f), "");
 }
 
+/* Write `len` bytes of `contents` (NULs allowed) to `name` in the fixture's directory. */
+static void write_bytes(const struct fixture *f, const char *name, const char *contents, size_t len)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+    FILE *file = fopen(path, "wb");
+    assert_non_null(file);
+    assert_int_equal(fwrite(contents, 1, len, file), len);
+    assert_int_equal(fclose(file), 0);
+    assert_int_equal(chmod(path, 0600), 0);
+}
+
+/* Read a secret file that must fail with `want_rc` and a message equal to `want`. */
+static void expect_secret_error(const char *path, int want_rc, const char *want)
+{
+    char *secret = (char *)0x1;
+    char *err = NULL;
+    assert_int_equal(config_secret_read_file(path, &secret, &err), want_rc);
+    assert_null(secret);
+    assert_message(err);
+    assert_string_equal(err, want);
+    free(err);
+}
+
+/*
+ * Only the first line of a secret file counts, however the reads fall: a
+ * line longer than one read() is whole, and what follows a short line may
+ * pass the cap. A directory, a missing file, an empty line and a NUL byte
+ * are errors that name the file.
+ */
+static void test_secret_first_line(void **state)
+{
+    struct fixture *f = *state;
+    char *secret = NULL;
+    char *err = NULL;
+
+    size_t n = CONFIG_MAX_SECRET_BYTES - 1;
+    char *text = malloc(CONFIG_MAX_SECRET_BYTES * 2 + 64);
+    memset(text, 'x', n);
+    strcpy(text + n, "\nsecond line\n");
+    write_file(f, "long", text, 0600);
+    assert_int_equal(config_secret_read_file("long", &secret, &err), 0);
+    assert_null(err);
+    assert_int_equal(strlen(secret), n);
+    assert_null(strchr(secret, '\n'));
+    free(secret);
+
+    size_t len = (size_t)sprintf(text, "  %s \r\n", SECRET);
+    memset(text + len, 'y', CONFIG_MAX_SECRET_BYTES * 2);
+    text[len + CONFIG_MAX_SECRET_BYTES * 2] = '\0';
+    write_file(f, "short", text, 0600);
+    assert_int_equal(config_secret_read_file("short", &secret, &err), 0);
+    assert_string_equal(secret, SECRET);
+    free(secret);
+    free(text);
+
+    expect_secret_error(".", -EISDIR, "cannot read .: Is a directory");
+    expect_secret_error("missing", -ENOENT, "cannot read missing: No such file or directory");
+    write_file(f, "empty", " \t\nsecond\n", 0600);
+    expect_secret_error("empty", FERRY_EINVAL, "the first line of empty is empty");
+    write_bytes(f, "nul", SECRET "\0x\n", sizeof(SECRET) + 2);
+    expect_secret_error("nul", FERRY_EINVAL, "nul holds a NUL byte");
+}
+
+/* Write a self-signed certificate of `key` as PEM to `name`. */
+static void write_cert(const struct fixture *f, const char *name, EVP_PKEY *key)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+    X509 *cert = X509_new();
+    assert_non_null(cert);
+    assert_int_equal(X509_set_version(cert, 2), 1);
+    assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(cert), 1), 1);
+    assert_non_null(X509_gmtime_adj(X509_getm_notBefore(cert), 0));
+    assert_non_null(X509_gmtime_adj(X509_getm_notAfter(cert), 86400));
+    assert_int_equal(X509_set_pubkey(cert, key), 1);
+    X509_NAME *subject = X509_get_subject_name(cert);
+    assert_int_equal(X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                                                (const unsigned char *)"localhost", -1, -1, 0),
+                     1);
+    assert_int_equal(X509_set_issuer_name(cert, subject), 1);
+    assert_true(X509_sign(cert, key, EVP_sha256()) > 0);
+    FILE *file = fopen(path, "wb");
+    assert_non_null(file);
+    assert_int_equal(PEM_write_X509(file, cert), 1);
+    assert_int_equal(fclose(file), 0);
+    X509_free(cert);
+}
+
+/* Write `key` unencrypted as PEM to `name`, with `mode`. */
+static void write_key(const struct fixture *f, const char *name, EVP_PKEY *key, int mode)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+    FILE *file = fopen(path, "wb");
+    assert_non_null(file);
+    assert_int_equal(PEM_write_PrivateKey(file, key, NULL, NULL, 0, NULL, NULL), 1);
+    assert_int_equal(fclose(file), 0);
+    assert_int_equal(chmod(path, (mode_t)mode), 0);
+}
+
+/*
+ * tls: both files are read and checked at load: a certificate and its key
+ * load, and every way the pair can be wrong is a config error naming the
+ * file; a private key that group or others may read is warned about.
+ */
+static void test_tls(void **state)
+{
+    struct fixture *f = *state;
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    EVP_PKEY *other = EVP_EC_gen("P-256");
+    assert_non_null(key);
+    assert_non_null(other);
+    write_cert(f, "cert.pem", key);
+    write_key(f, "key.pem", key, 0600);
+    write_key(f, "other.pem", other, 0600);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(other);
+
+    struct config *c = load_ok(f, "tls:\n  cert_file: cert.pem\n  key_file: key.pem\n");
+    assert_string_equal(c->tls_cert_file, "cert.pem");
+    assert_string_equal(c->tls_key_file, "key.pem");
+    assert_non_null(strstr(c->tls_cert_pem, "-----BEGIN CERTIFICATE-----"));
+    assert_non_null(strstr(c->tls_key_pem, "PRIVATE KEY-----"));
+    config_free(c);
+
+    write_file(f, "garbage.pem", "not a certificate\n", 0600);
+    write_file(f, "empty.pem", "", 0600);
+    char *big = malloc(CONFIG_MAX_PEM_BYTES + 2);
+    memset(big, '-', CONFIG_MAX_PEM_BYTES + 1);
+    big[CONFIG_MAX_PEM_BYTES + 1] = '\0';
+    write_file(f, "big.pem", big, 0600);
+    free(big);
+    static const struct {
+        const char *yaml;
+        const char *want;
+    } cases[] = {
+        {"tls:\n  cert_file: cert.pem\n", "ferry.yaml:2: tls: missing 'key_file'"},
+        {"tls:\n  cert_file: cert.pem\n  key_file: other.pem\n",
+         "ferry.yaml:3: tls.key_file: other.pem is not the key of cert.pem"},
+        {"tls:\n  cert_file: garbage.pem\n  key_file: key.pem\n",
+         "ferry.yaml:2: tls.cert_file: garbage.pem holds no PEM certificate"},
+        {"tls:\n  cert_file: cert.pem\n  key_file: cert.pem\n",
+         "ferry.yaml:3: tls.key_file: cert.pem holds no PEM private key"},
+        {"tls:\n  cert_file: cert.pem\n  key_file: empty.pem\n",
+         "ferry.yaml:3: tls.key_file: empty.pem is not a PEM file"},
+        {"tls:\n  cert_file: big.pem\n  key_file: key.pem\n",
+         "ferry.yaml:2: tls.cert_file: big.pem is larger than 1048576 bytes"},
+        {"tls:\n  cert_file: cert.pem\n  key_file: missing.pem\n",
+         "ferry.yaml:3: tls.key_file: cannot read missing.pem: No such file or directory"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_error(f, cases[i].yaml, FERRY_EINVAL, cases[i].want);
+
+    /* A readable certificate is fine; a readable key is not. */
+    assert_int_equal(chmod("cert.pem", 0644), 0);
+    write_file(f, "ferry.yaml", "tls:\n  cert_file: cert.pem\n  key_file: key.pem\n", 0600);
+    assert_string_equal(load_capturing_stderr(f), "");
+    assert_int_equal(chmod("key.pem", 0640), 0);
+    const char *logged = load_capturing_stderr(f);
+    assert_non_null(strstr(logged, "secret file is readable by group or others"));
+    assert_non_null(strstr(logged, "path=key.pem"));
+}
+
 static void test_durations(void **state)
 {
     (void)state;
@@ -1266,6 +1433,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alias_bomb, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inline_password_warning, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_first_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_split_listen),

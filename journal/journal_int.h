@@ -1,0 +1,192 @@
+/*
+ * journal_int.h: what the files of the journal module share; not part of its
+ * interface (journal.h is, and knows nothing of RocksDB).
+ *
+ *   journal.c            open and close, the RocksDB store (families, errors,
+ *                        lookups, iteration), the on-disk format, counters
+ *   journal_entry.c      events and entries: checks, records, append with
+ *                        dedup and tag state, get, scan
+ *   journal_state.c      cursors, tag states, fences and job status
+ *   journal_retention.c  retention
+ *
+ * Records are protobuf-c messages of proto/ferry.proto.
+ */
+#ifndef FERRY_JOURNAL_INT_H
+#define FERRY_JOURNAL_INT_H
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry.pb-c.h"
+#include "journal/journal.h"
+
+#define JOURNAL_EVENT_ID_MAX 512
+#define JOURNAL_STRING_MAX   4096
+/* A seq as a key or value: 8 bytes, big-endian, so that keys sort as seqs do. */
+#define JOURNAL_KEY_LEN 8
+/* Retention and the format upgrade write in batches of this many entries, so memory stays bounded.
+ */
+#define JOURNAL_WRITE_CHUNK 1024
+
+enum journal_cf {
+    JOURNAL_CF_DEFAULT,
+    JOURNAL_CF_ENTRIES,
+    JOURNAL_CF_DEDUP,
+    JOURNAL_CF_TAGSTATE,
+    JOURNAL_CF_CURSORS,
+    JOURNAL_CF_FENCES,
+    JOURNAL_CF_JOBS,
+    JOURNAL_CF_COUNT,
+};
+
+struct journal {
+    rocksdb_t *db;
+    rocksdb_options_t *options;
+    rocksdb_writeoptions_t *write_synced;
+    rocksdb_writeoptions_t *write_unsynced;
+    rocksdb_readoptions_t *read;
+    /* NULL only in a read-only journal whose database lacks that family. */
+    rocksdb_column_family_handle_t *cf[JOURNAL_CF_COUNT];
+    /* Families someone else added; opened because RocksDB insists, never used. */
+    rocksdb_column_family_handle_t **other_cf;
+    size_t n_other_cf;
+    char *dir;
+    bool read_only;
+    bool locks_ready; /* both mutexes below were initialised */
+    /*
+     * Serialises appends, so that two threads can never hand out one seq
+     * twice. Everything else only reads RocksDB, which is thread-safe, and
+     * last_seq, which is atomic.
+     */
+    pthread_mutex_t append_lock;
+    _Atomic uint64_t last_seq;
+    /*
+     * Serialises fence raises, whose read-compare-write must not interleave.
+     * A lock of its own, so that a raise never waits for a group commit.
+     */
+    pthread_mutex_t fence_lock;
+};
+
+/* protobuf-c allocates through Ferry's family, so NULL from unpack means malformed. */
+extern ProtobufCAllocator journal_pb_allocator;
+
+/*
+ * The key, in the default family, of the newest seq ever assigned: written
+ * in every append batch, read back at open.
+ */
+#define JOURNAL_LAST_SEQ_KEY     "last_seq"
+#define JOURNAL_LAST_SEQ_KEY_LEN (sizeof(JOURNAL_LAST_SEQ_KEY) - 1)
+
+/* ---- The store (journal.c) ---- */
+
+/** `seq` as an 8-byte big-endian key or value. */
+void journal_key_encode(uint64_t seq, char key[JOURNAL_KEY_LEN]);
+
+/** The seq of an 8-byte big-endian key or value. */
+uint64_t journal_key_decode(const char *key);
+
+/**
+ * Translate a RocksDB error string at the module edge: the text is logged
+ * (at debug, with `op`), the caller gets -EBUSY, -ENOENT, -ENOSPC, -EACCES,
+ * -ENOTDIR or -EIO. Takes ownership of `errptr`.
+ */
+int journal_rocksdb_error(const struct journal *j, const char *op, char *errptr);
+
+/** Replace *err (when `err` is not NULL) with a fresh message. */
+void journal_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/**
+ * Look `key` up in family `cf`: 0 and *value (free with rocksdb_free) when
+ * found, FERRY_ENOTFOUND when absent (or the family does not exist in an
+ * older, read-only journal), or the translated RocksDB error.
+ */
+int journal_cf_get(struct journal *j, enum journal_cf cf, const char *key, size_t key_len,
+                   const char *what, char **value, size_t *len);
+
+/** A seq stored as an 8-byte value under `key` (cursors, fences): 0 when absent. */
+int journal_read_seq(struct journal *j, enum journal_cf cf, const char *key, size_t key_len,
+                     const char *what, uint64_t *seq);
+
+/**
+ * Visits one record of journal_iterate(): 0 to go on, 1 to stop, or a
+ * negative code, which ends the iteration and is returned.
+ */
+typedef int (*journal_visit_fn)(const char *key, size_t key_len, const char *value,
+                                size_t value_len, void *arg);
+
+/**
+ * Call `visit` for the records of family `cf` in key order: all of them when
+ * `seek` is NULL; else from the first key at or after `seek` (`seek_len`
+ * bytes), and with `prefix` only while keys start with it. Returns 0 after
+ * the last record or a stop, `visit`'s negative code, or the translated
+ * RocksDB error (`what` names the operation in the log). A family the
+ * journal lacks has no records.
+ */
+int journal_iterate(struct journal *j, enum journal_cf cf, const char *seek, size_t seek_len,
+                    bool prefix, const char *what, journal_visit_fn visit, void *arg);
+
+/** Take `lock`; a lock that cannot be taken is a broken process, which aborts. */
+void journal_lock(pthread_mutex_t *lock);
+
+/** Release `lock` taken by journal_lock(); as journal_lock() on failure. */
+void journal_unlock(pthread_mutex_t *lock);
+
+/* ---- Names and keys (journal_entry.c, journal_state.c) ---- */
+
+/** A string field: `required` ones must be non-empty; every one is capped at `max`. */
+int journal_check_string(const char *s, const char *name, bool required, size_t max, char **err);
+
+/** True for a string that is there and not empty. */
+bool journal_present(const char *s);
+
+/** A decoded optional string: absent (empty) becomes NULL, else a fresh copy. */
+char *journal_optional(const char *s);
+
+/** `s`, or "" for NULL: protobuf-c's strings are never NULL. */
+const char *journal_or_empty(const char *s);
+
+/**
+ * The dedup key of an event: "source\nid". An event id is unique within its
+ * source only, and a source name never holds a newline. The caller frees it.
+ */
+char *journal_dedup_key(const char *source, const char *event_id);
+
+/**
+ * Keys made of three names are "first\0second\0third": 0 and a fresh *key,
+ * or FERRY_EINVAL when a name is empty or longer than JOURNAL_STRING_MAX.
+ */
+int journal_tuple_key(const char *first, const char *second, const char *third, char **key,
+                      size_t *key_len);
+
+/* ---- Entries (journal_entry.c) ---- */
+
+/**
+ * Decode one stored entry and check it as strictly as an appended event, so
+ * that nothing downstream ever sees a record append would have refused. On
+ * failure (FERRY_EPARSE) *why names the problem and `out` is untouched.
+ */
+int journal_entry_decode(const char *key, size_t key_len, const char *value, size_t value_len,
+                         struct journal_entry *out, const char **why);
+
+/* A tag state one append batch has set, for the events after it in the batch. */
+struct journal_tag_pending;
+
+/**
+ * Record in `batch` (and in `pending`, unless NULL) what an appended entry
+ * says of its tag, whose key `key` (of journal_tuple_key()) this takes over.
+ */
+void journal_tag_apply(struct journal *j, rocksdb_writebatch_t *batch,
+                       struct journal_tag_pending **pending, char *key, size_t key_len,
+                       enum journal_action action, const char *digest);
+
+/* ---- Tag states (journal_state.c) ---- */
+
+/** A stored digest: non-empty, capped, no NUL. Returns a fresh string, or NULL for a corrupt one.
+ */
+char *journal_tagstate_digest(const char *value, size_t len);
+
+#endif
