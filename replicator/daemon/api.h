@@ -18,24 +18,24 @@
  * /readyz and the dashboard's static files do not. A metrics_token opens
  * /metrics (and nothing else) too. Tokens are checked when the headers
  * arrive, before any body is read (api_admit()).
+ *
+ * The module's files: api.c (lifecycle, routing, the token checks),
+ * api_status.c (status, failures, retry, journal), api_images.c (image
+ * lookups at the registries), metrics.c (/metrics and the throughput
+ * samples); api_int.h is what they share.
  */
 #ifndef FERRY_API_H
 #define FERRY_API_H
 
 #include <stdbool.h>
-#include <stdint.h>
 #include <uv.h>
 
 #include "config/config.h"
-#include "replication/engine.h"
 #include "daemon/ingest.h"
-#include "journal/journal.h"
-#include "replication/poller.h"
 #include "daemon/server.h"
-
-/* Throughput samples kept per registry: 15 minutes of 10 s. */
-#define API_RATE_SAMPLES  90
-#define API_RATE_PERIOD_S 10
+#include "journal/journal.h"
+#include "replication/engine.h"
+#include "replication/poller.h"
 
 /* An image lookup at the registries is answered by then, with what the
  * registries said so far: under the 4 s the dashboard gives a call (and the
@@ -53,49 +53,23 @@
     "data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "          \
     "frame-ancestors 'none'"
 
-struct api_rate {
-    uint64_t last_bytes;
-    int64_t times[API_RATE_SAMPLES]; /* unix seconds at the end of each sample */
-    double rates[API_RATE_SAMPLES];  /* bytes per second over it */
-    size_t next;                     /* where the next sample goes */
-    size_t count;
-};
+struct api;
 
-struct api_probe;
+/**
+ * An api on `loop` that answers from `journal` under `config`, counts the
+ * webhook's figures of `ingest` (may be NULL) in /metrics, and reads
+ * *stopping for /readyz and retries. The pointers must outlive the api; it
+ * has no engine until api_set_engine(). Returns 0 and sets *out, or a
+ * negative libuv code (its throughput sampler could not start) with *out
+ * NULL: what it had opened closes and is freed through the loop by itself.
+ */
+int api_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
+            struct ingest *ingest, const bool *stopping, struct api **out);
 
-struct api_source {
-    const char *name;
-    uint64_t entries;
-    uint64_t last_seq;
-    int64_t last_event_unix_ms;
-};
-
-struct api {
-    uv_loop_t *loop;
-    const struct config *config;
-    struct journal *journal;
-    struct engine *engine; /* NULL once it closed */
-    struct poller *poller; /* NULL once it closed */
-    struct ingest *ingest;
-    const bool *stopping;
-    /* Image lookups ask registries through the engine's clients; a drain
-     * keeps new ones off them until api_set_engine(). */
-    size_t lookups;           /* lookups not freed yet */
-    struct api_probe *probes; /* registry calls in flight, shared by lookups */
-    bool draining;
-    void (*drained_cb)(void *arg);
-    void *drained_arg;
-    int64_t start_unix_ms;
-    struct api_source *sources; /* one per registry of the config */
-    struct api_rate *rates;     /* one per registry of the config */
-    uv_timer_t sampler;
-};
-
-/** Set up on `loop`; the pointers must outlive the api. */
-void api_init(struct api *a, uv_loop_t *loop, const struct config *config, struct journal *journal,
-              struct ingest *ingest, const bool *stopping);
-
-/** Switch to a reloaded config (the old one is freed after this). */
+/**
+ * Switch to a reloaded config (the old one may be freed after this). A
+ * registry kept by name keeps its per-source figures and throughput samples.
+ */
 void api_reconfigure(struct api *a, const struct config *config);
 
 /** Count an entry the journal made durable (for per-source figures). */
@@ -104,8 +78,8 @@ void api_note_entry(struct api *a, const struct journal_entry *e);
 /**
  * Use `engine` (its registry clients, stats and retries) and `poller` (its
  * stats); either may be NULL. Ends a drain (api_drain()). Both must stay
- * valid until replaced, or until a drain's callback ran and they are set
- * to NULL.
+ * valid until replaced: a poller about to close is replaced by NULL first,
+ * an engine after a drain's callback ran.
  */
 void api_set_engine(struct api *a, struct engine *engine, struct poller *poller);
 
@@ -150,9 +124,11 @@ void api_admit(struct api *a, struct server_request *req);
 bool api_handle(struct api *a, struct server_request *req);
 
 /**
- * Stop the sampler and free what the api holds (its timer closes through the
- * loop). No image lookup may be running (drain first).
+ * Close: stop the throughput sampler and, once its timer has closed and no
+ * image lookup runs any more (a lookup in flight ends when its registry
+ * calls return: drain before the engine closes), free the api and call `cb`
+ * (may be NULL) from the loop. No request may reach the api after this.
  */
-void api_close(struct api *a);
+void api_close(struct api *a, void (*cb)(void *arg), void *arg);
 
 #endif

@@ -12,21 +12,42 @@
 #ifndef FERRY_INGEST_H
 #define FERRY_INGEST_H
 
-#include "journal/committer.h"
-#include "config/config.h"
-#include "journal/journal.h"
-#include "daemon/server.h"
+#include <stdbool.h>
+#include <stdint.h>
 
-struct ingest {
-    const struct config *config;
-    struct journal *journal;
-    struct journal_committer *committer;
-    uint64_t requests;
-    uint64_t events_accepted;
-    uint64_t events_duplicate;
-    uint64_t events_ignored;
-    uint64_t rejected;
+#include "config/config.h"
+#include "daemon/server.h"
+#include "journal/committer.h"
+#include "journal/journal.h"
+
+struct ingest;
+
+/* What the webhook counted since start. */
+struct ingest_stats {
+    uint64_t requests;         /* requests to /v1/events/ */
+    uint64_t events_accepted;  /* events journaled */
+    uint64_t events_duplicate; /* events the journal had already */
+    uint64_t events_ignored;   /* events no rule selects */
+    uint64_t rejected;         /* requests refused or failed */
 };
+
+/**
+ * A webhook endpoint that checks requests against `config` and journals
+ * their events through `committer` into `journal`. All three must outlive
+ * it (the config until ingest_reconfigure() replaces it).
+ */
+struct ingest *ingest_new(const struct config *config, struct journal *journal,
+                          struct journal_committer *committer);
+
+/** Switch to a reloaded config (the old one may be freed after this). */
+void ingest_reconfigure(struct ingest *in, const struct config *config);
+
+/**
+ * Journal through `committer` from now on; NULL once the committer has
+ * closed: events that arrive then are answered 503, as a closing committer's
+ * are.
+ */
+void ingest_set_committer(struct ingest *in, struct journal_committer *committer);
 
 /**
  * Admit or refuse `req` at its headers (see server_admit_cb) when its path is
@@ -46,5 +67,16 @@ bool ingest_admit(struct ingest *in, struct server_request *req);
  * to let the caller route it.
  */
 bool ingest_handle(struct ingest *in, struct server_request *req);
+
+/** Copy what the webhook counted into *out. */
+void ingest_get_stats(const struct ingest *in, struct ingest_stats *out);
+
+/**
+ * Close: once every request waiting on a commit has been answered (the
+ * committer calls back for each, also while it closes), free the ingest and
+ * call `cb` (may be NULL): at once when none waits, else from the commit's
+ * callback. No request may reach the ingest after this.
+ */
+void ingest_close(struct ingest *in, void (*cb)(void *arg), void *arg);
 
 #endif

@@ -1,3 +1,8 @@
+/*
+ * server.c: Ferry's HTTP server (see server.h): libmicrohttpd driven from the
+ * loop, the body caps and budget, the Host and content-type checks, and the
+ * answers with their security headers.
+ */
 #include "daemon/server.h"
 
 #include <arpa/inet.h>
@@ -19,6 +24,9 @@
 #define SERVER_DEFAULT_CSP "default-src 'none'; frame-ancestors 'none'"
 /* Longest host name a Host header may carry (RFC 1035), and room for an IPv6 literal. */
 #define SERVER_HOST_MAX 256
+/* What libmicrohttpd may hold per connection for its headers and buffers. */
+#define SERVER_CONNECTION_MEMORY ((size_t)64 * 1024)
+#define SERVER_BEARER            "Bearer "
 
 enum request_state {
     REQUEST_RECEIVING = 0,
@@ -46,6 +54,8 @@ struct server {
     char *tls_key;
     bool starting;
     char start_error[256]; /* what libmicrohttpd said last while starting */
+    bool poll_open;        /* the handles made, to be closed */
+    bool timer_open;
     int closing_handles;
     void (*close_cb)(void *);
     void *close_arg;
@@ -72,6 +82,14 @@ static void server_timer_cb(uv_timer_t *timer)
     server_run(timer->data);
 }
 
+/* Wake up in `timeout_ms` to run libmicrohttpd. */
+static void server_wake_in(struct server *s, uint64_t timeout_ms)
+{
+    int rc = uv_timer_start(&s->timer, server_timer_cb, timeout_ms, 0);
+    if (rc < 0)
+        log_warn("http server timer did not start error=\"%s\"", ferry_strerror(rc));
+}
+
 /* Let libmicrohttpd do what is ready, then wake up when it next needs to. */
 static void server_run(struct server *s)
 {
@@ -79,17 +97,21 @@ static void server_run(struct server *s)
 
     if (s->daemon == NULL)
         return;
-    MHD_run(s->daemon);
+    /* Its own errors went to server_log(); the next poll or timeout runs it again. */
+    if (MHD_run(s->daemon) != MHD_YES)
+        log_debug("http server: a run failed");
     if (MHD_get_timeout(s->daemon, &timeout) == MHD_YES)
-        uv_timer_start(&s->timer, server_timer_cb, (uint64_t)timeout, 0);
-    else
-        uv_timer_stop(&s->timer);
+        server_wake_in(s, (uint64_t)timeout);
+    else if (uv_timer_stop(&s->timer) < 0)
+        log_warn("http server timer did not stop");
 }
 
 static void server_poll_cb(uv_poll_t *poll, int status, int events)
 {
-    (void)status;
     (void)events;
+    /* An error on the descriptor is libmicrohttpd's to see: it runs all the same. */
+    if (status < 0)
+        log_warn("http server poll error=\"%s\"", ferry_strerror(status));
     server_run(poll->data);
 }
 
@@ -227,7 +249,11 @@ static void server_receive(struct server_request *req, const char *data, size_t 
         server_drop_body(req);
         return;
     }
-    buf_append(&req->body, data, size);
+    /* Within max_body, checked above: the buffer's own cap is the same. */
+    if (buf_append(&req->body, data, size) < 0) {
+        req->too_big = true;
+        server_drop_body(req);
+    }
 }
 
 static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -307,6 +333,7 @@ static int server_parse_listen(const char *listen, struct sockaddr_storage *addr
     return 0;
 }
 
+/* Free the server, its handles closed (or never made). */
 static void server_free(struct server *s)
 {
     if (s->tls_key != NULL)
@@ -315,6 +342,25 @@ static void server_free(struct server *s)
     free(s->csp);
     free(s->listen_host);
     free(s);
+}
+
+/* Watch libmicrohttpd's epoll descriptor and its timeout on the loop. */
+static int server_watch(struct server *s)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    if (info == NULL)
+        return FERRY_EINVAL;
+    int rc = uv_timer_init(s->loop, &s->timer);
+    if (rc < 0)
+        return rc;
+    s->timer.data = s;
+    s->timer_open = true;
+    rc = uv_poll_init(s->loop, &s->poll, info->epoll_fd);
+    if (rc < 0)
+        return rc;
+    s->poll.data = s;
+    s->poll_open = true;
+    return uv_poll_start(&s->poll, UV_READABLE, server_poll_cb);
 }
 
 int server_new(uv_loop_t *loop, const struct server_options *opts, server_admit_cb admit,
@@ -360,8 +406,9 @@ int server_new(uv_loop_t *loop, const struct server_options *opts, server_admit_
         MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)(opts->max_connections_per_ip ? opts->max_connections_per_ip
                                                 : SERVER_DEFAULT_PER_IP),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 30),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : SERVER_DEFAULT_IDLE_TIMEOUT_S),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, SERVER_CONNECTION_MEMORY, MHD_OPTION_EXTERNAL_LOGGER,
         server_log, s, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     s->starting = false;
     if (s->daemon == NULL) {
@@ -372,14 +419,14 @@ int server_new(uv_loop_t *loop, const struct server_options *opts, server_admit_
         server_free(s);
         return FERRY_EINVAL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     const union MHD_DaemonInfo *port = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = port != NULL ? port->port : 0;
-    uv_poll_init(loop, &s->poll, info->epoll_fd);
-    s->poll.data = s;
-    uv_timer_init(loop, &s->timer);
-    s->timer.data = s;
-    uv_poll_start(&s->poll, UV_READABLE, server_poll_cb);
+    int rc = server_watch(s);
+    if (rc < 0) {
+        *err = xasprintf("cannot watch the listener on %s: %s", opts->listen, ferry_strerror(rc));
+        server_close(s, NULL, NULL);
+        return rc;
+    }
     server_run(s);
     *out = s;
     return 0;
@@ -390,16 +437,23 @@ int server_port(const struct server *s)
     return s->port;
 }
 
-static void server_handle_closed(uv_handle_t *handle)
+/* Free the server and call its close callback once its last handle has closed. */
+static void server_finish_close(struct server *s)
 {
-    struct server *s = handle->data;
-    if (--s->closing_handles > 0)
+    if (s->closing_handles > 0)
         return;
     void (*cb)(void *) = s->close_cb;
     void *arg = s->close_arg;
     server_free(s);
     if (cb != NULL)
         cb(arg);
+}
+
+static void server_handle_closed(uv_handle_t *handle)
+{
+    struct server *s = handle->data;
+    s->closing_handles--;
+    server_finish_close(s);
 }
 
 void server_close(struct server *s, void (*cb)(void *arg), void *arg)
@@ -410,11 +464,17 @@ void server_close(struct server *s, void (*cb)(void *arg), void *arg)
         MHD_stop_daemon(s->daemon);
         s->daemon = NULL;
     }
-    s->closing_handles = 2;
-    uv_poll_stop(&s->poll);
-    uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->poll, server_handle_closed);
-    uv_close((uv_handle_t *)&s->timer, server_handle_closed);
+    /* Stopping a handle never fails; closing it ends whatever it was doing. */
+    if (s->poll_open) {
+        s->closing_handles++;
+        uv_close((uv_handle_t *)&s->poll, server_handle_closed);
+    }
+    if (s->timer_open) {
+        s->closing_handles++;
+        uv_close((uv_handle_t *)&s->timer, server_handle_closed);
+    }
+    /* Without handles (a server_new() that failed early) nothing calls back: do it now. */
+    server_finish_close(s);
 }
 
 const char *server_request_method(const struct server_request *req)
@@ -440,9 +500,9 @@ const char *server_request_query(const struct server_request *req, const char *n
 const char *server_request_bearer(const struct server_request *req)
 {
     const char *auth = server_request_header(req, "Authorization");
-    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+    if (auth == NULL || strncasecmp(auth, SERVER_BEARER, strlen(SERVER_BEARER)) != 0)
         return NULL;
-    return auth + 7;
+    return auth + strlen(SERVER_BEARER);
 }
 
 /*
@@ -585,24 +645,36 @@ const char *server_request_body(const struct server_request *req, size_t *len)
     return req->body.data != NULL ? req->body.data : "";
 }
 
+/* Add a header to the answer; libmicrohttpd refuses only a malformed one, a bug of ours. */
+static void server_add_header(struct server_request *req, const char *name, const char *value)
+{
+    if (MHD_add_response_header(req->response, name, value) != MHD_YES)
+        log_error("http server: header refused name=%s", name);
+}
+
 void server_respond(struct server_request *req, unsigned status, const char *content_type,
                     const char *body, size_t len)
 {
     req->response = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    MHD_add_response_header(req->response, "Content-Type", content_type);
-    MHD_add_response_header(req->response, "Cache-Control", "no-store");
+    if (req->response == NULL) {
+        /* It copies the body: NULL means no memory, which aborts as xmalloc does. */
+        fprintf(stderr, "ferry: out of memory making an HTTP answer (%zu bytes)\n", len);
+        abort();
+    }
+    server_add_header(req, "Content-Type", content_type);
+    server_add_header(req, "Cache-Control", "no-store");
     /* No page of Ferry's may be framed (clickjacking): old browsers read the
      * first header, current ones the policy's frame-ancestors. */
-    MHD_add_response_header(req->response, "X-Frame-Options", "DENY");
-    MHD_add_response_header(req->response, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(req->response, "Content-Security-Policy", req->server->csp);
+    server_add_header(req, "X-Frame-Options", "DENY");
+    server_add_header(req, "X-Content-Type-Options", "nosniff");
+    server_add_header(req, "Content-Security-Policy", req->server->csp);
     req->status = status;
     bool suspended = req->state == REQUEST_SUSPENDED;
     req->state = REQUEST_ANSWERED;
     if (suspended) {
         MHD_resume_connection(req->conn);
         /* Run the daemon soon so the answer leaves without waiting for I/O. */
-        uv_timer_start(&req->server->timer, server_timer_cb, 0, 0);
+        server_wake_in(req->server, 0);
     }
 }
 
@@ -619,5 +691,5 @@ void server_respond_error(struct server_request *req, unsigned status, const cha
 void server_respond_header(struct server_request *req, const char *name, const char *value)
 {
     if (req->response != NULL)
-        MHD_add_response_header(req->response, name, value);
+        server_add_header(req, name, value);
 }

@@ -10,8 +10,8 @@
  * that a flood of slow bodies costs bounded memory and leaves room for
  * /healthz. A connection waiting on an asynchronous answer (a journal
  * commit) is suspended, not blocked. Every answer carries
- * X-Frame-Options: DENY, X-Content-Type-Options: nosniff and a Content
- * Security Policy.
+ * Cache-Control: no-store, X-Frame-Options: DENY,
+ * X-Content-Type-Options: nosniff and a Content Security Policy.
  */
 #ifndef FERRY_SERVER_H
 #define FERRY_SERVER_H
@@ -28,6 +28,7 @@ struct server_request;
 #define SERVER_DEFAULT_BODY_BUDGET     ((size_t)64 * 1024 * 1024)
 #define SERVER_DEFAULT_MAX_CONNECTIONS 1024
 #define SERVER_DEFAULT_PER_IP          64
+#define SERVER_DEFAULT_IDLE_TIMEOUT_S  30
 /* Seconds a client is told to wait (Retry-After) when the body budget is spent. */
 #define SERVER_RETRY_AFTER_S 1
 
@@ -55,7 +56,7 @@ struct server_options {
                                       * together (0: SERVER_DEFAULT_BODY_BUDGET) */
     unsigned max_connections;        /* 0: SERVER_DEFAULT_MAX_CONNECTIONS */
     unsigned max_connections_per_ip; /* from one peer address; 0: SERVER_DEFAULT_PER_IP */
-    unsigned idle_timeout_s;         /* 0: 30 */
+    unsigned idle_timeout_s;         /* 0: SERVER_DEFAULT_IDLE_TIMEOUT_S */
     const char *tls_cert_pem;        /* with tls_key_pem: serve HTTPS; both copied */
     const char *tls_key_pem;         /* the private key (PEM); wiped when the server ends */
     const char *content_security_policy; /* on every answer; NULL: nothing but no framing */
@@ -65,7 +66,9 @@ struct server_options {
  * Listen and serve on `loop`: `admit` (may be NULL) sees each request at its
  * headers, `handler` after its body, both with `arg`. Returns 0 and sets
  * *out, or a negative code with *err set to one line the caller frees (bad
- * address; port in use; a certificate or key libmicrohttpd refused).
+ * address; port in use; a certificate or key libmicrohttpd refused; the
+ * loop could not watch it): then *out is NULL, and a handle it had made
+ * already closes and frees through the loop by itself.
  */
 int server_new(uv_loop_t *loop, const struct server_options *opts, server_admit_cb admit,
                server_handler_cb handler, void *arg, struct server **out, char **err);
@@ -75,7 +78,8 @@ int server_port(const struct server *s);
 
 /**
  * Stop accepting, close the daemon (requests still waiting for an answer are
- * dropped), and free the server once its handles are closed, then call `cb`.
+ * dropped), and free the server once its handles are closed, then call `cb`
+ * (may be NULL) from the loop.
  */
 void server_close(struct server *s, void (*cb)(void *arg), void *arg);
 
