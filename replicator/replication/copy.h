@@ -1,11 +1,13 @@
 /*
- * copy: one whole image from a source registry to a destination, as
- * `ferry copy` does it. The image's closure (an index, its children, their
- * configs and layers, and its referrers) is resolved by digest from the
- * source; blobs move in parallel, each streamed from its download to its
- * upload through a bounded ring, so memory stays flat whatever the size; manifests go up
- * after their blobs, children before their index, referrers after their
- * subject, and the tag last. Nothing already at the destination is sent again.
+ * copy: one whole image from a source registry to a destination, on the
+ * caller's loop with the caller's registry clients (the engine's jobs and
+ * `ferry copy` both start one). The image's closure (an index, its
+ * children, their configs and layers, and its referrers) is resolved by
+ * digest from the source (resolve.h); blobs move in parallel, each streamed
+ * from its download to its upload through a bounded ring, so memory stays
+ * flat whatever the size; manifests go up after their blobs, children
+ * before their index, referrers after their subject, and the tag last.
+ * Nothing already at the destination is sent again.
  */
 #ifndef FERRY_COPY_H
 #define FERRY_COPY_H
@@ -14,8 +16,9 @@
 #include <stdint.h>
 
 #include "registry/http.h"
-#include "replication/presence.h"
 #include "registry/registry.h"
+#include "replication/presence.h"
+#include "replication/resolve.h"
 #include "replication/spool.h"
 
 struct copy;
@@ -81,6 +84,9 @@ typedef void (*copy_blob_gate_cb)(struct copy *c, const char *digest, enum copy_
 /** A blob that went through the gate is settled: at the destination (ok) or not. */
 typedef void (*copy_blob_done_cb)(struct copy *c, const char *digest, bool ok, void *arg);
 
+/* Blobs in flight when the spec does not say. */
+#define COPY_DEFAULT_JOBS 8
+
 /* One copy on a caller's loop, with the caller's registry clients. */
 struct copy_spec {
     struct registry *src;
@@ -92,7 +98,7 @@ struct copy_spec {
     const char *platform;
     bool no_referrers;
     const char *mount_from;
-    int jobs; /* blobs in flight (0: 8) */
+    int jobs; /* blobs in flight (0: COPY_DEFAULT_JOBS, 8) */
     struct registry_upload_options upload;
     struct presence *presence;            /* may be NULL */
     const struct copy_observer *observer; /* may be NULL */
@@ -113,8 +119,10 @@ struct copy_spec {
 
 /**
  * Start copying on `loop`. Strings of `spec` are copied; the registries,
- * presence cache and observer must outlive the copy. `done` fires exactly
- * once (never from inside this call); *out (may be NULL) is the copy.
+ * presence cache and observer must outlive the copy. Returns 0 and `done`
+ * fires exactly once, never from inside this call (*out, may be NULL, is
+ * the copy), or a negative uv code when the copy's timer cannot start
+ * (`done` never fires).
  */
 int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summary *summary,
                copy_done_cb done, void *arg, struct copy **out);
@@ -153,11 +161,14 @@ void copy_blob_check(struct copy *c, const char *digest);
 /*
  * Caps on what one image's source may make a copy hold and ask for: past one,
  * the copy fails (COPY_FAULT_SOURCE, FERRY_ETOOBIG) with an error naming the
- * registry and the limit. Children of an index count toward the closure.
+ * registry and the limit. Children of an index count toward the closure;
+ * the manifests of the closure (index, children, referrers) and the
+ * referrers listed for one manifest are capped where it is resolved
+ * (resolve.h); the distinct blobs its missing manifests name, here.
  */
-#define COPY_MANIFESTS_MAX 1000  /* manifests in the closure: index, children, referrers */
-#define COPY_REFERRERS_MAX 500   /* referrers listed for one manifest */
-#define COPY_BLOBS_MAX     20000 /* distinct blobs the closure's manifests name */
+#define COPY_MANIFESTS_MAX RESOLVE_MANIFESTS_MAX
+#define COPY_REFERRERS_MAX RESOLVE_REFERRERS_MAX
+#define COPY_BLOBS_MAX     20000
 
 /* Whose fault a failed copy was: the engine charges a destination's
  * circuit only with the destination's own trouble. */

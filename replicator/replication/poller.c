@@ -4,15 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/clock.h"
 #include "common/errors.h"
-#include "registry/http.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "registry/registry.h"
 #include "replication/clients.h"
-#include "common/xalloc.h"
+#include "replication/poller_int.h"
 
 struct poll_source;
 
@@ -20,11 +19,13 @@ struct poll_source;
 struct poll_repo {
     struct poll_source *src;
     char *name;
-    char **tags; /* tags listed this round and selected */
-    size_t n_tags;
+    struct poller_tag *listed; /* tags listed this round and selected, with the source's digest */
+    size_t n_listed;
     size_t heads_pending;
+    struct poller_tag *known; /* the journal's tag state */
+    size_t n_known;
     struct journal_event *events;
-    char **owned; /* strings the events point at */
+    char **owned; /* strings the tags and events point at */
     size_t n_owned;
     size_t n_events;
     size_t gone_pending; /* looks at tags the listing no longer names */
@@ -82,12 +83,11 @@ static char *own(struct poll_repo *r, char *s)
 
 static void repo_free(struct poll_repo *r)
 {
-    for (size_t i = 0; i < r->n_tags; i++)
-        free(r->tags[i]);
-    free(r->tags);
     for (size_t i = 0; i < r->n_owned; i++)
         free(r->owned[i]);
     free(r->owned);
+    free(r->listed);
+    free(r->known);
     free(r->events);
     free(r->name);
     free(r);
@@ -125,7 +125,6 @@ static void repo_committed(int rc, const char *error, const uint64_t *seqs, size
 {
     struct poll_repo *r = arg;
     struct poller *p = r->src->poller;
-    (void)seqs;
     p->outstanding--;
     if (rc < 0) {
         poller_error(p, "journal append failed: %s%s", error, NULL);
@@ -139,38 +138,59 @@ static void repo_committed(int rc, const char *error, const uint64_t *seqs, size
     poller_maybe_finish_close(p);
 }
 
-static void repo_add_event(struct poll_repo *r, enum journal_action action, const char *tag,
-                           const char *digest, const char *media_type)
+static void repo_add_event(struct poll_repo *r, const struct poller_verdict *v)
 {
     struct poll_source *src = r->src;
+    enum journal_action action = v->change == POLLER_DELETED ? JOURNAL_DELETE : JOURNAL_PUSH;
     r->events = xrealloc(r->events, (r->n_events + 1) * sizeof(*r->events));
     struct journal_event *e = &r->events[r->n_events++];
     memset(e, 0, sizeof(*e));
     e->action = action;
     e->source = src->cfg->name;
     e->repository = r->name;
-    e->tag = own(r, xstrdup(tag));
-    e->digest = own(r, xstrdup(digest));
-    e->media_type = media_type ? own(r, xstrdup(media_type)) : NULL;
+    e->tag = own(r, xstrdup(v->tag));
+    e->digest = own(r, xstrdup(v->digest));
+    e->media_type = v->media_type ? own(r, xstrdup(v->media_type)) : NULL;
     /* A tag may come back to a digest it held before (A, B, A): the journal's
      * last seq when the change was seen tells the observations apart, so the
      * journal's dedup (which outlives a poll) does not drop the second A. */
     e->event_id =
         own(r, xasprintf("%s:%s:%s:%s@%" PRIu64, action == JOURNAL_PUSH ? "poll" : "poll-delete",
-                         r->name, tag, digest, journal_last_seq(src->poller->journal)));
+                         r->name, v->tag, v->digest, journal_last_seq(src->poller->journal)));
     /* Compared again with the journal's tag state as it is appended: a
      * webhook that journaled the same value meanwhile makes this a no-op. */
     e->if_changed = true;
 }
 
+/* Journal what the round found in this repository. */
+static void repo_submit(struct poll_repo *r)
+{
+    struct poller *p = r->src->poller;
+    if (r->n_events == 0 || p->closing) {
+        repo_done(r);
+        return;
+    }
+    p->outstanding++;
+    int rc = journal_committer_submit(p->committer, r->events, r->n_events, repo_committed, r);
+    if (rc < 0) {
+        p->outstanding--;
+        if (rc != FERRY_ECANCELED) /* closing: nothing lost, the next start polls again */
+            poller_error(p, "journal append failed: %s%s", ferry_strerror(rc), NULL);
+        repo_done(r);
+    }
+}
+
+static void repo_gone_step(struct poll_repo *r)
+{
+    if (--r->gone_pending == 0)
+        repo_submit(r);
+}
+
 /* A tag the journal knows that the listing no longer names: is it gone? */
 struct gone_ctx {
     struct poll_repo *r;
-    char *tag;
-    char *digest; /* what the journal said of it last */
+    const struct poller_tag *known;
 };
-
-static void repo_submit(struct poll_repo *r);
 
 /*
  * The source's answer for a tag its listing left out. A listing is a hint
@@ -184,81 +204,116 @@ static void gone_checked(int rc, const char *error, const char *bytes, size_t le
     struct gone_ctx *g = arg;
     struct poll_repo *r = g->r;
     struct poller *p = r->src->poller;
+    struct poller_verdict v;
     (void)bytes;
     (void)len;
     p->outstanding--;
-    if (rc == FERRY_ENOTFOUND)
-        repo_add_event(r, JOURNAL_DELETE, g->tag, g->digest, NULL);
-    else if (rc == 0 && strcmp(digest, g->digest) != 0)
-        repo_add_event(r, JOURNAL_PUSH, g->tag, digest, media_type);
-    else if (rc < 0)
+    if (poller_diff_unlisted(g->known, rc, digest, media_type, &v))
+        repo_add_event(r, &v);
+    else if (rc < 0 && rc != FERRY_ENOTFOUND)
         poller_error(p, "%s: %s", r->name, error);
-    free(g->tag);
-    free(g->digest);
     free(g);
-    if (--r->gone_pending == 0)
-        repo_submit(r);
+    repo_gone_step(r);
     poller_maybe_finish_close(p);
 }
 
-static int repo_find_gone(const char *repository, const char *tag, const char *digest, void *arg)
+static void repo_look_gone(struct poll_repo *r, const struct poller_tag *known)
+{
+    struct poller *p = r->src->poller;
+    struct gone_ctx *g = xcalloc(1, sizeof(*g));
+    g->r = r;
+    g->known = known;
+    r->gone_pending++;
+    p->outstanding++;
+    int rc =
+        registry_manifest_resolve(r->src->cl.pull, r->name, known->tag, NULL, 0, gone_checked, g);
+    if (rc < 0)
+        gone_checked(rc, ferry_strerror(rc), NULL, 0, NULL, NULL, g);
+}
+
+static void repo_add_known(struct poll_repo *r, const char *tag, const char *digest)
+{
+    r->known = xrealloc(r->known, (r->n_known + 1) * sizeof(*r->known));
+    r->known[r->n_known++] = (struct poller_tag){
+        .tag = own(r, xstrdup(tag)),
+        .digest = own(r, xstrdup(digest)),
+    };
+}
+
+static int repo_scan_known(const char *repository, const char *tag, const char *digest, void *arg)
 {
     struct poll_repo *r = arg;
     (void)repository;
     /* The listing kept only the tags some rule selects; the tag state also
      * holds what webhooks journaled of the others. Those are not gone. */
-    if (!config_tag_selected(r->src->poller->config, r->src->cfg->name, r->name, tag))
-        return 0;
-    for (size_t i = 0; i < r->n_tags; i++)
-        if (strcmp(r->tags[i], tag) == 0)
-            return 0;
-    struct gone_ctx *g = xcalloc(1, sizeof(*g));
-    g->r = r;
-    g->tag = xstrdup(tag);
-    g->digest = xstrdup(digest);
-    r->gone_pending++;
-    r->src->poller->outstanding++;
-    registry_manifest_resolve(r->src->cl.pull, r->name, tag, NULL, 0, gone_checked, g);
+    if (config_tag_selected(r->src->poller->config, r->src->cfg->name, r->name, tag))
+        repo_add_known(r, tag, digest);
     return 0;
 }
 
-/* Journal what the round found in this repository. */
-static void repo_submit(struct poll_repo *r)
-{
-    struct poller *p = r->src->poller;
-    if (r->n_events == 0 || p->closing) {
-        repo_done(r);
-        return;
-    }
-    p->outstanding++;
-    if (journal_committer_submit(p->committer, r->events, r->n_events, repo_committed, r) < 0) {
-        p->outstanding--;
-        repo_done(r);
-    }
-}
-
-/* Every tag of the repository is resolved: look for tags that went, then record what changed. */
-static void repo_resolved(struct poll_repo *r)
+/*
+ * What the journal saw last of the listed tags (a tag it cannot read is left
+ * alone this round) and, where deletes propagate, of every tag it knows in
+ * the repository.
+ */
+static void repo_read_known(struct poll_repo *r)
 {
     struct poll_source *src = r->src;
     struct poller *p = src->poller;
+    for (size_t i = 0; i < r->n_listed; i++) {
+        struct poller_tag *t = &r->listed[i];
+        char *seen = NULL;
+        if (t->digest == NULL)
+            continue;
+        int rc = journal_tagstate_get(p->journal, src->cfg->name, r->name, t->tag, &seen);
+        if (rc == 0) {
+            repo_add_known(r, t->tag, seen);
+        } else if (rc != FERRY_ENOTFOUND) {
+            poller_error(p, "%s: the journal's tag state: %s", r->name, ferry_strerror(rc));
+            t->digest = NULL;
+        }
+        free(seen);
+    }
+    if (!src->deletes)
+        return;
+    /* A scan cut short finds fewer gone tags, never wrong ones: each is asked of the source. */
+    int rc = journal_tagstate_scan(p->journal, src->cfg->name, r->name, repo_scan_known, r);
+    if (rc < 0)
+        poller_error(p, "%s: the journal's tag state: %s", r->name, ferry_strerror(rc));
+}
+
+/* Every tag of the repository is resolved: compare with the journal, then record what changed. */
+static void repo_resolved(struct poll_repo *r)
+{
+    struct poller *p = r->src->poller;
+    struct poller_diff diff;
 
     if (p->closing) {
         repo_done(r);
         return;
     }
-    /* One more pending look while the scan issues them, so that an answer
-     * that comes back at once cannot submit before the scan ends. */
+    repo_read_known(r);
+    poller_diff_listing(r->listed, r->n_listed, r->known, r->n_known, &diff);
+    for (size_t i = 0; i < diff.n_changes; i++)
+        repo_add_event(r, &diff.changes[i]);
+    /* One more pending look while they are asked for, so that an answer
+     * that comes back at once cannot submit before the last is out. */
     r->gone_pending = 1;
-    if (src->deletes)
-        journal_tagstate_scan(p->journal, src->cfg->name, r->name, repo_find_gone, r);
-    if (--r->gone_pending == 0)
-        repo_submit(r);
+    for (size_t i = 0; i < diff.n_unlisted; i++)
+        repo_look_gone(r, diff.unlisted[i]);
+    poller_diff_release(&diff);
+    repo_gone_step(r);
+}
+
+static void repo_head_step(struct poll_repo *r)
+{
+    if (--r->heads_pending == 0)
+        repo_resolved(r);
 }
 
 struct head_ctx {
     struct poll_repo *r;
-    char *tag;
+    struct poller_tag *t;
 };
 
 static void tag_resolved(int rc, const char *error, const char *bytes, size_t len,
@@ -272,19 +327,34 @@ static void tag_resolved(int rc, const char *error, const char *bytes, size_t le
 
     p->outstanding--;
     if (rc == 0 && !p->closing) {
-        char *seen = NULL;
-        int got = journal_tagstate_get(p->journal, r->src->cfg->name, r->name, h->tag, &seen);
-        if (got == FERRY_ENOTFOUND || (got == 0 && strcmp(seen, digest) != 0))
-            repo_add_event(r, JOURNAL_PUSH, h->tag, digest, media_type);
-        free(seen);
+        h->t->digest = own(r, xstrdup(digest));
+        h->t->media_type = media_type ? own(r, xstrdup(media_type)) : NULL;
     } else if (rc < 0 && rc != FERRY_ENOTFOUND) {
         poller_error(p, "%s: %s", r->name, error);
     }
-    free(h->tag);
     free(h);
-    if (--r->heads_pending == 0)
-        repo_resolved(r);
+    repo_head_step(r);
     poller_maybe_finish_close(p);
+}
+
+/* A HEAD for each listed tag, and a GET where it names no valid digest. */
+static void repo_resolve_tags(struct poll_repo *r)
+{
+    struct poll_source *src = r->src;
+    struct poller *p = src->poller;
+    /* One more while they go out, so that the last answer cannot free the repository early. */
+    r->heads_pending = r->n_listed + 1;
+    for (size_t i = 0; i < r->n_listed; i++) {
+        struct head_ctx *h = xcalloc(1, sizeof(*h));
+        h->r = r;
+        h->t = &r->listed[i];
+        p->outstanding++;
+        int rc =
+            registry_manifest_resolve(src->cl.pull, r->name, h->t->tag, NULL, 0, tag_resolved, h);
+        if (rc < 0)
+            tag_resolved(rc, ferry_strerror(rc), NULL, 0, NULL, NULL, h);
+    }
+    repo_head_step(r);
 }
 
 static void repo_listed(int rc, const char *error, char **items, size_t n, void *arg)
@@ -312,22 +382,10 @@ static void repo_listed(int rc, const char *error, char **items, size_t n, void 
     for (size_t i = 0; i < n; i++) {
         if (!config_tag_selected(p->config, src->cfg->name, r->name, items[i]))
             continue;
-        r->tags = xrealloc(r->tags, (r->n_tags + 1) * sizeof(*r->tags));
-        r->tags[r->n_tags++] = xstrdup(items[i]);
+        r->listed = xrealloc(r->listed, (r->n_listed + 1) * sizeof(*r->listed));
+        r->listed[r->n_listed++] = (struct poller_tag){.tag = own(r, xstrdup(items[i]))};
     }
-    if (r->n_tags == 0) {
-        repo_resolved(r);
-        return;
-    }
-    r->heads_pending = r->n_tags;
-    for (size_t i = 0; i < r->n_tags; i++) {
-        struct head_ctx *h = xcalloc(1, sizeof(*h));
-        h->r = r;
-        h->tag = xstrdup(r->tags[i]);
-        p->outstanding++;
-        /* A HEAD, and a GET where it names no valid digest. */
-        registry_manifest_resolve(src->cl.pull, r->name, r->tags[i], NULL, 0, tag_resolved, h);
-    }
+    repo_resolve_tags(r);
 }
 
 static void source_pump(struct poll_source *src)
@@ -394,12 +452,14 @@ static void poller_round(struct poller *p)
             source_pump(src);
         } else {
             p->outstanding++;
-            registry_catalog(src->cl.pull, catalog_listed, src);
+            int rc = registry_catalog(src->cl.pull, catalog_listed, src);
+            if (rc < 0)
+                catalog_listed(rc, ferry_strerror(rc), NULL, 0, src);
         }
     }
 }
 
-static void poller_timer_cb(uv_timer_t *timer)
+static void poller_tick(uv_timer_t *timer)
 {
     poller_round(timer->data);
 }
@@ -408,12 +468,16 @@ int poller_new(uv_loop_t *loop, const struct config *config, struct journal *jou
                struct journal_committer *committer, struct poller **out)
 {
     struct poller *p = xcalloc(1, sizeof(*p));
+    int rc = uv_timer_init(loop, &p->timer);
+    if (rc < 0) {
+        free(p);
+        return rc;
+    }
+    p->timer.data = p;
     p->loop = loop;
     p->config = config;
     p->journal = journal;
     p->committer = committer;
-    uv_timer_init(loop, &p->timer);
-    p->timer.data = p;
     for (size_t i = 0; i < config->n_registries; i++) {
         const struct config_registry *cfg = &config->registries[i];
         bool is_source = false;
@@ -439,18 +503,6 @@ int poller_new(uv_loop_t *loop, const struct config *config, struct journal *jou
     return 0;
 }
 
-static void poller_tick(uv_timer_t *timer);
-
-void poller_start(struct poller *p, poller_round_cb cb, void *arg)
-{
-    p->round_cb = cb;
-    p->round_arg = arg;
-    poller_round(p);
-    if (p->config->poll_interval_ms > 0)
-        uv_timer_start(&p->timer, poller_tick, p->config->poll_interval_ms,
-                       p->config->poll_interval_ms);
-}
-
 void poller_start_once(struct poller *p, poller_round_cb cb, void *arg)
 {
     p->round_cb = cb;
@@ -458,9 +510,16 @@ void poller_start_once(struct poller *p, poller_round_cb cb, void *arg)
     poller_round(p);
 }
 
-static void poller_tick(uv_timer_t *timer)
+void poller_start(struct poller *p, poller_round_cb cb, void *arg)
 {
-    poller_timer_cb(timer);
+    poller_start_once(p, cb, arg);
+    if (p->config->poll_interval_ms == 0)
+        return;
+    /* It fails only on a closing handle: a poller closed before it started. */
+    int rc = uv_timer_start(&p->timer, poller_tick, p->config->poll_interval_ms,
+                            p->config->poll_interval_ms);
+    if (rc < 0)
+        log_error("poller cannot schedule its rounds error=\"%s\"", uv_strerror(rc));
 }
 
 uint64_t poller_invalid_names(const struct poller *p, const char *source)

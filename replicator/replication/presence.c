@@ -278,7 +278,14 @@ static int presence_store(struct presence *p, const char *registry, const char *
     return rc;
 }
 
-int presence_add(struct presence *p, const char *registry, const char *digest, const char *repo)
+/*
+ * Rewrite the entry for (registry, digest) with `repo` first (`add`) or left
+ * out: the other repositories keep their order, past PRESENCE_MAX_REPOS the
+ * least recent go. A write that changes nothing is not made; a corrupt
+ * entry is replaced (or deleted when nothing is left).
+ */
+static int presence_update(struct presence *p, const char *registry, const char *digest,
+                           const char *repo, bool add)
 {
     struct presence_list list = {0};
     const char *repos[PRESENCE_MAX_REPOS];
@@ -286,6 +293,7 @@ int presence_add(struct presence *p, const char *registry, const char *digest, c
     size_t keylen = 0;
     char *key = NULL;
     bool corrupt = false;
+    bool held = false;
     int rc;
 
     if (p == NULL || !presence_name_valid(registry) || !presence_name_valid(digest) ||
@@ -298,19 +306,28 @@ int presence_add(struct presence *p, const char *registry, const char *digest, c
     if (rc < 0)
         goto out;
     /* Already the most recent: the common case of re-adding needs no write. */
-    if (list.count > 0 && strcmp(list.repos[0], repo) == 0)
+    if (add && list.count > 0 && strcmp(list.repos[0], repo) == 0)
         goto out;
 
-    repos[count++] = repo;
-    for (size_t i = 0; i < list.count && count < PRESENCE_MAX_REPOS; i++) {
-        if (strcmp(list.repos[i], repo) != 0)
+    if (add)
+        repos[count++] = repo;
+    for (size_t i = 0; i < list.count; i++) {
+        if (strcmp(list.repos[i], repo) == 0)
+            held = true;
+        else if (count < PRESENCE_MAX_REPOS)
             repos[count++] = list.repos[i];
     }
-    rc = presence_store(p, registry, digest, key, keylen, repos, count);
+    if (add || held || corrupt)
+        rc = presence_store(p, registry, digest, key, keylen, repos, count);
 out:
     presence_list_release(&list);
     free(key);
     return rc;
+}
+
+int presence_add(struct presence *p, const char *registry, const char *digest, const char *repo)
+{
+    return presence_update(p, registry, digest, repo, true);
 }
 
 char *presence_lookup(struct presence *p, const char *registry, const char *digest,
@@ -351,38 +368,7 @@ char *presence_find(struct presence *p, const char *registry, const char *digest
 
 int presence_forget(struct presence *p, const char *registry, const char *digest, const char *repo)
 {
-    struct presence_list list = {0};
-    const char *repos[PRESENCE_MAX_REPOS];
-    size_t count = 0;
-    size_t keylen = 0;
-    char *key = NULL;
-    bool corrupt = false;
-    bool held = false;
-    int rc;
-
-    if (p == NULL || !presence_name_valid(registry) || !presence_name_valid(digest) ||
-        !presence_name_valid(repo)) {
-        rc = FERRY_EINVAL;
-        goto out;
-    }
-    key = presence_key(registry, digest, &keylen);
-    rc = presence_load(p, registry, digest, key, keylen, &list, &corrupt);
-    if (rc < 0)
-        goto out;
-
-    for (size_t i = 0; i < list.count; i++) {
-        if (strcmp(list.repos[i], repo) == 0)
-            held = true;
-        else
-            repos[count++] = list.repos[i];
-    }
-    /* A corrupt value is deleted (count is 0) rather than left to be read again. */
-    if (held || corrupt)
-        rc = presence_store(p, registry, digest, key, keylen, repos, count);
-out:
-    presence_list_release(&list);
-    free(key);
-    return rc;
+    return presence_update(p, registry, digest, repo, false);
 }
 
 char *presence_default_dir(void)

@@ -14,6 +14,8 @@
 #include "common/xalloc.h"
 
 #define SPOOL_WAKE_BYTES (64 * 1024)
+/* Directories nftw() may hold open while it empties the spool. */
+#define SPOOL_NFTW_FDS 16
 
 struct spool_waiter {
     void (*wake)(void *arg);
@@ -47,21 +49,31 @@ struct spool {
     struct spool_blob *blobs;
 };
 
+/* Close and remove a spool file; what fails is logged (the next start empties the spool). */
+static void spool_file_drop(int fd, const char *path)
+{
+    if (fd >= 0 && close(fd) < 0)
+        log_warn("spool file not closed path=%s error=\"%s\"", path, strerror(errno));
+    if (unlink(path) < 0 && errno != ENOENT)
+        log_warn("spool file not removed path=%s error=\"%s\"", path, strerror(errno));
+}
+
 static int spool_rm(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st;
     (void)ftw;
-    if (type == FTW_DP)
-        rmdir(path);
-    else
-        unlink(path);
+    /* What cannot be removed is logged and passed over: a new file never reuses its name. */
+    int rc = type == FTW_DP ? rmdir(path) : unlink(path);
+    if (rc < 0 && errno != ENOENT)
+        log_warn("spool leftover not removed path=%s error=\"%s\"", path, strerror(errno));
     return 0;
 }
 
 int spool_new(const char *dir, uint64_t cap_bytes, struct spool **out, char **err)
 {
     /* Files of an earlier run may be partial: start empty. */
-    nftw(dir, spool_rm, 16, FTW_DEPTH | FTW_PHYS);
+    if (nftw(dir, spool_rm, SPOOL_NFTW_FDS, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        log_warn("spool not emptied dir=%s error=\"%s\"", dir, strerror(errno));
     int rc = fs_mkdir_p(dir, 0700);
     if (rc < 0) {
         *err = xasprintf("spool %s: %s", dir, ferry_strerror(rc));
@@ -69,7 +81,7 @@ int spool_new(const char *dir, uint64_t cap_bytes, struct spool **out, char **er
     }
     struct spool *s = xcalloc(1, sizeof(*s));
     s->dir = xstrdup(dir);
-    s->cap = cap_bytes ? cap_bytes : 10ull * 1024 * 1024 * 1024;
+    s->cap = cap_bytes ? cap_bytes : SPOOL_DEFAULT_CAP_BYTES;
     *out = s;
     return 0;
 }
@@ -82,9 +94,7 @@ static void spool_blob_destroy(struct spool_blob *b)
         pp = &(*pp)->next;
     if (*pp != NULL)
         *pp = b->next;
-    if (b->fd >= 0)
-        close(b->fd);
-    unlink(b->path);
+    spool_file_drop(b->fd, b->path);
     s->bytes -= b->written;
     free(b->digest);
     free(b->path);
@@ -180,8 +190,7 @@ int spool_acquire(struct spool *s, const char *digest, int64_t size, bool *creat
         rc = spool_reserve(fd, want);
     }
     if (rc < 0) {
-        close(fd);
-        unlink(path);
+        spool_file_drop(fd, path);
         free(path);
         *err = xasprintf("spool %s has no room for %s (%llu bytes): %s", s->dir, digest,
                          (unsigned long long)want, strerror(-rc));
@@ -205,7 +214,6 @@ int spool_acquire(struct spool *s, const char *digest, int64_t size, bool *creat
 
 static void spool_blob_wake(struct spool_blob *b, bool all)
 {
-    size_t kept = 0;
     /* Waiters may register again from their wake: work on a copy. */
     struct spool_waiter *list = b->waiters;
     size_t n = b->n_waiters;
@@ -217,10 +225,8 @@ static void spool_blob_wake(struct spool_blob *b, bool all)
         } else {
             b->waiters = xrealloc(b->waiters, (b->n_waiters + 1) * sizeof(*b->waiters));
             b->waiters[b->n_waiters++] = list[i];
-            kept++;
         }
     }
-    (void)kept;
     free(list);
 }
 

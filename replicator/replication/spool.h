@@ -20,13 +20,17 @@
 struct spool;
 struct spool_blob;
 
+/* What the spool holds of blobs no one uses when its owner gives no cap. */
+#define SPOOL_DEFAULT_CAP_BYTES (10ull * 1024 * 1024 * 1024)
+
 /* Returned by spool_blob_read() when the bytes are not written yet. */
 #define SPOOL_WAIT (-1000001)
 
 /**
  * A spool in `dir` (created; files left from an earlier run are removed,
  * since nothing proves they were complete) holding at most `cap_bytes` of
- * blobs no one uses (0: 10 GiB). Returns 0 or a negative code with *err.
+ * blobs no one uses (0: SPOOL_DEFAULT_CAP_BYTES, 10 GiB). Returns 0 or a
+ * negative code with *err.
  */
 int spool_new(const char *dir, uint64_t cap_bytes, struct spool **out, char **err);
 

@@ -1,0 +1,199 @@
+/*
+ * Unit tests for replicator/replication/poller_diff.c: what the poller
+ * journals, decided from a listing (with the source's digest of each tag)
+ * against the journal's tag state, and from the source's answer for a tag
+ * the listing left out. No registry, no journal, no loop.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "unit.h"
+
+#include "common/errors.h"
+#include "common/xalloc.h"
+#include "replication/poller_int.h"
+
+#define A "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define B "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define C "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+
+#define MEDIA "application/vnd.oci.image.manifest.v1+json"
+
+static void expect_change(const struct poller_diff *d, size_t i, enum poller_change change,
+                          const char *tag, const char *digest)
+{
+    assert_true(i < d->n_changes);
+    assert_int_equal(d->changes[i].change, change);
+    assert_string_equal(d->changes[i].tag, tag);
+    assert_string_equal(d->changes[i].digest, digest);
+}
+
+/* Nothing known: every listed tag with a digest is new, in listing order, with its media type. */
+static void test_listing_all_new(void **state)
+{
+    (void)state;
+    const struct poller_tag listed[] = {
+        {.tag = "v2", .digest = B, .media_type = MEDIA},
+        {.tag = "v1", .digest = A, .media_type = NULL},
+    };
+    struct poller_diff d;
+    poller_diff_listing(listed, 2, NULL, 0, &d);
+    assert_int_equal(d.n_changes, 2);
+    expect_change(&d, 0, POLLER_NEW, "v2", B);
+    assert_string_equal(d.changes[0].media_type, MEDIA);
+    expect_change(&d, 1, POLLER_NEW, "v1", A);
+    assert_null(d.changes[1].media_type);
+    assert_int_equal(d.n_unlisted, 0);
+    poller_diff_release(&d);
+}
+
+/* Known and the same: nothing; known and another digest: moved; unknown: new. */
+static void test_listing_same_moved_new(void **state)
+{
+    (void)state;
+    const struct poller_tag listed[] = {
+        {.tag = "same", .digest = A},
+        {.tag = "moved", .digest = C},
+        {.tag = "new", .digest = B},
+    };
+    const struct poller_tag known[] = {
+        {.tag = "moved", .digest = B},
+        {.tag = "same", .digest = A},
+    };
+    struct poller_diff d;
+    poller_diff_listing(listed, 3, known, 2, &d);
+    assert_int_equal(d.n_changes, 2);
+    expect_change(&d, 0, POLLER_MOVED, "moved", C);
+    expect_change(&d, 1, POLLER_NEW, "new", B);
+    assert_int_equal(d.n_unlisted, 0);
+    poller_diff_release(&d);
+}
+
+/* A listed tag the source gave no digest for (404, a failure) is left alone, known or not. */
+static void test_listing_no_digest_left_alone(void **state)
+{
+    (void)state;
+    const struct poller_tag listed[] = {
+        {.tag = "flaky", .digest = NULL},
+        {.tag = "lagging", .digest = NULL},
+    };
+    const struct poller_tag known[] = {{.tag = "flaky", .digest = A}};
+    struct poller_diff d;
+    poller_diff_listing(listed, 2, known, 1, &d);
+    assert_int_equal(d.n_changes, 0);
+    /* Listed, so not a candidate for deletion either. */
+    assert_int_equal(d.n_unlisted, 0);
+    poller_diff_release(&d);
+}
+
+/* Known tags the listing no longer names are only unlisted (to be asked), in known order, once. */
+static void test_listing_unlisted(void **state)
+{
+    (void)state;
+    const struct poller_tag listed[] = {{.tag = "kept", .digest = A}};
+    const struct poller_tag known[] = {
+        {.tag = "zeta", .digest = B},
+        {.tag = "kept", .digest = A},
+        {.tag = "alpha", .digest = C},
+        {.tag = "zeta", .digest = B}, /* the journal read twice: the first counts */
+    };
+    struct poller_diff d;
+    poller_diff_listing(listed, 1, known, 4, &d);
+    assert_int_equal(d.n_changes, 0);
+    assert_int_equal(d.n_unlisted, 2);
+    assert_ptr_equal(d.unlisted[0], &known[0]);
+    assert_ptr_equal(d.unlisted[1], &known[2]);
+    poller_diff_release(&d);
+    assert_null(d.changes);
+    assert_null(d.unlisted);
+}
+
+/* A repeated known tag: the first entry is the one compared with. */
+static void test_listing_repeated_known_first_counts(void **state)
+{
+    (void)state;
+    const struct poller_tag listed[] = {{.tag = "v1", .digest = A}};
+    const struct poller_tag known[] = {
+        {.tag = "v1", .digest = A},
+        {.tag = "v1", .digest = B},
+    };
+    struct poller_diff d;
+    poller_diff_listing(listed, 1, known, 2, &d);
+    assert_int_equal(d.n_changes, 0);
+    assert_int_equal(d.n_unlisted, 0);
+    poller_diff_release(&d);
+}
+
+/* Many tags: every one is found however the inputs are ordered. */
+static void test_listing_many(void **state)
+{
+    (void)state;
+    enum { N = 500 };
+    struct poller_tag *listed = xcalloc(N, sizeof(*listed));
+    struct poller_tag *known = xcalloc(N, sizeof(*known));
+    char **names = xcalloc(N, sizeof(*names));
+    for (size_t i = 0; i < N; i++) {
+        names[i] = xasprintf("t%03zu", i);
+        /* Listed in one order, known in the reverse one; every third moved. */
+        listed[i] = (struct poller_tag){.tag = names[i], .digest = i % 3 == 0 ? B : A};
+        known[N - 1 - i] = (struct poller_tag){.tag = names[i], .digest = A};
+    }
+    struct poller_diff d;
+    poller_diff_listing(listed, N - 1, known, N, &d); /* the last name is unlisted */
+    assert_int_equal(d.n_changes, (N - 1 + 2) / 3);
+    for (size_t i = 0; i < d.n_changes; i++)
+        expect_change(&d, i, POLLER_MOVED, names[3 * i], B);
+    assert_int_equal(d.n_unlisted, 1);
+    assert_string_equal(d.unlisted[0]->tag, names[N - 1]);
+    poller_diff_release(&d);
+    for (size_t i = 0; i < N; i++)
+        free(names[i]);
+    free(names);
+    free(listed);
+    free(known);
+}
+
+/* An unlisted tag: 404 deletes it (with the journal's digest); another digest moves it. */
+static void test_unlisted_answers(void **state)
+{
+    (void)state;
+    const struct poller_tag known = {.tag = "old", .digest = A};
+    struct poller_verdict v;
+
+    assert_true(poller_diff_unlisted(&known, FERRY_ENOTFOUND, NULL, NULL, &v));
+    assert_int_equal(v.change, POLLER_DELETED);
+    assert_string_equal(v.tag, "old");
+    assert_string_equal(v.digest, A);
+    assert_null(v.media_type);
+
+    assert_true(poller_diff_unlisted(&known, 0, B, MEDIA, &v));
+    assert_int_equal(v.change, POLLER_MOVED);
+    assert_string_equal(v.digest, B);
+    assert_string_equal(v.media_type, MEDIA);
+
+    /* The same digest (the listing lagged): nothing. */
+    assert_false(poller_diff_unlisted(&known, 0, A, MEDIA, &v));
+    /* The source failed: never a delete. */
+    assert_false(poller_diff_unlisted(&known, FERRY_ECONNECT, NULL, NULL, &v));
+    assert_false(poller_diff_unlisted(&known, FERRY_ETIMEOUT, NULL, NULL, &v));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_listing_all_new),
+        cmocka_unit_test(test_listing_same_moved_new),
+        cmocka_unit_test(test_listing_no_digest_left_alone),
+        cmocka_unit_test(test_listing_unlisted),
+        cmocka_unit_test(test_listing_repeated_known_first_counts),
+        cmocka_unit_test(test_listing_many),
+        cmocka_unit_test(test_unlisted_answers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
