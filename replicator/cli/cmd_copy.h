@@ -1,6 +1,7 @@
 /*
  * cmd_copy: `ferry copy SRC DST`, one image from one registry to another on a
- * loop of its own, like `skopeo copy`.
+ * loop of its own, like `skopeo copy`. cmd_copy.c reads the command line and
+ * reports; copy_run.c runs the copy.
  */
 #ifndef FERRY_CMD_COPY_H
 #define FERRY_CMD_COPY_H

@@ -1,3 +1,6 @@
+/*
+ * progress: progress bars on a terminal; see progress.h.
+ */
 #include "cli/progress.h"
 
 #include <stdlib.h>
@@ -5,6 +8,11 @@
 
 #include "common/human.h"
 #include "common/xalloc.h"
+
+/* At most five redraws a second; bars this wide; this many transfers shown. */
+#define PROGRESS_DRAW_EVERY_MS 200
+#define PROGRESS_BAR_WIDTH     30
+#define PROGRESS_ITEMS_SHOWN   8
 
 struct progress_item {
     char label[20];
@@ -24,6 +32,8 @@ struct progress {
     unsigned lines_drawn;
     uint64_t start_ms;
     bool stopped;
+    void (*closed)(void *arg); /* progress_close()'s callback */
+    void *closed_arg;
 };
 
 static void progress_bar(char *out, size_t width, uint64_t done, uint64_t total)
@@ -38,7 +48,7 @@ static void progress_bar(char *out, size_t width, uint64_t done, uint64_t total)
 
 static void progress_draw(struct progress *p)
 {
-    char bar[41];
+    char bar[PROGRESS_BAR_WIDTH + 1];
     char a[32];
     char b[32];
     char rate[32];
@@ -50,9 +60,9 @@ static void progress_draw(struct progress *p)
         fputs("\033[1A\033[2K", p->out);
     for (struct progress_item *it = p->items; it != NULL; it = it->next) {
         moving += it->done;
-        if (lines >= 8)
+        if (lines >= PROGRESS_ITEMS_SHOWN)
             continue;
-        progress_bar(bar, 30, it->done, it->total);
+        progress_bar(bar, PROGRESS_BAR_WIDTH, it->done, it->total);
         human_bytes(a, sizeof(a), (double)it->done);
         human_bytes(b, sizeof(b), (double)it->total);
         fprintf(p->out, "  %-19s [%s] %s / %s\n", it->label, bar, a, b);
@@ -73,18 +83,43 @@ static void progress_tick(uv_timer_t *timer)
     progress_draw(timer->data);
 }
 
-struct progress *progress_new(uv_loop_t *loop, FILE *out)
+static void progress_closed(uv_handle_t *handle)
+{
+    struct progress *p = handle->data;
+    void (*cb)(void *arg) = p->closed;
+    void *arg = p->closed_arg;
+    while (p->items != NULL) {
+        struct progress_item *next = p->items->next;
+        free(p->items);
+        p->items = next;
+    }
+    free(p);
+    if (cb != NULL)
+        cb(arg);
+}
+
+int progress_new(uv_loop_t *loop, FILE *out, struct progress **progress)
 {
     struct progress *p = xcalloc(1, sizeof(*p));
+    *progress = NULL;
     p->loop = loop;
     p->out = out;
     p->start_ms = uv_now(loop);
-    uv_timer_init(loop, &p->timer);
+    int rc = uv_timer_init(loop, &p->timer);
+    if (rc < 0) {
+        free(p);
+        return rc;
+    }
     p->timer.data = p;
-    uv_timer_start(&p->timer, progress_tick, 200, 200);
+    rc = uv_timer_start(&p->timer, progress_tick, PROGRESS_DRAW_EVERY_MS, PROGRESS_DRAW_EVERY_MS);
+    if (rc < 0) {
+        uv_close((uv_handle_t *)&p->timer, progress_closed);
+        return rc;
+    }
     /* The redraws alone must not keep the loop alive. */
     uv_unref((uv_handle_t *)&p->timer);
-    return p;
+    *progress = p;
+    return 0;
 }
 
 struct progress_item *progress_item_add(struct progress *p, const char *label, uint64_t total)
@@ -128,19 +163,10 @@ void progress_finish(struct progress *p)
     progress_draw(p);
 }
 
-static void progress_closed(uv_handle_t *handle)
+void progress_close(struct progress *p, void (*cb)(void *arg), void *arg)
 {
-    struct progress *p = handle->data;
-    while (p->items != NULL) {
-        struct progress_item *next = p->items->next;
-        free(p->items);
-        p->items = next;
-    }
-    free(p);
-}
-
-void progress_free(struct progress *p)
-{
+    p->closed = cb;
+    p->closed_arg = arg;
     uv_timer_stop(&p->timer);
     uv_close((uv_handle_t *)&p->timer, progress_closed);
 }

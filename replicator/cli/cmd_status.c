@@ -1,33 +1,40 @@
-#include "cli/status.h"
-
+/*
+ * cmd_status: `ferry status`, the client of a running daemon's HTTP API: a
+ * table of destinations, one image in every destination, and --wait, the
+ * gate a deploy pipeline runs before rolling out in a region.
+ */
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
-#include <getopt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "common/buf.h"
+#include "cli/commands.h"
+#include "cli/daemon_client.h"
+#include "cli/options.h"
 #include "common/clock.h"
-#include "config/config.h"
 #include "common/digest.h"
 #include "common/errors.h"
 #include "common/human.h"
+#include "common/log.h"
 #include "common/reference.h"
-#include "common/secret.h"
 #include "common/xalloc.h"
-
-#define STATUS_BODY_MAX (8 * 1024 * 1024)
-
-enum { OPT_HELP = 1000, OPT_JSON, OPT_SERVER, OPT_IMAGE, OPT_WAIT, OPT_TIMEOUT, OPT_DEST };
+#include "config/config.h"
 
 /* Exit codes of `ferry status --wait`; the table forms use 0, 1 and 3. */
 #define EXIT_COMPLETE 0
 #define EXIT_FAILED   1
 #define EXIT_TIMEOUT  2
 #define EXIT_USAGE    3
+
+/* --wait: how long by default, the longest allowed, and how often it looks. */
+#define STATUS_WAIT_DEFAULT_S 600
+#define STATUS_WAIT_MAX_S     (86400 * 7)
+#define STATUS_WAIT_EVERY_MS  1000
+
+/* What a verdict on the image says when there is none yet: look again. */
+#define STATUS_LOOK_AGAIN (-1)
 
 static void usage_status(FILE *out)
 {
@@ -58,95 +65,18 @@ static void usage_status(FILE *out)
         out);
 }
 
-struct client {
-    char *base; /* http://host:port */
-    char *auth; /* "Authorization: Bearer ..." or NULL */
+/* The command line of `ferry status`. */
+struct status_cmd {
+    const char *config_path;
+    const char *server;
+    const char *dests; /* comma-separated, or NULL: every destination */
+    const char *image;
+    bool json;
+    bool wait;
+    double timeout; /* seconds, for --wait */
 };
 
-/* The daemon's address: `server`, else the config's listen; its token: the config's, else env. */
-static void client_init(struct client *cl, const struct config *cfg, const char *server)
-{
-    const char *token = getenv("FERRY_API_TOKEN");
-    if (cfg != NULL && cfg->api_token != NULL)
-        token = cfg->api_token;
-    if (server != NULL) {
-        cl->base = xstrdup(server);
-        size_t n = strlen(cl->base);
-        while (n > 0 && cl->base[n - 1] == '/')
-            cl->base[--n] = '\0';
-    } else {
-        cl->base = xasprintf("http://%s", cfg->listen);
-    }
-    cl->auth =
-        token != NULL && token[0] != '\0' ? xasprintf("Authorization: Bearer %s", token) : NULL;
-}
-
-static void client_release(struct client *cl)
-{
-    free(cl->base);
-    if (cl->auth != NULL)
-        secret_free(cl->auth);
-}
-
-static size_t body_cb(char *data, size_t size, size_t n, void *arg)
-{
-    struct buf *b = arg;
-    return buf_append(b, data, size * n) < 0 ? 0 : size * n;
-}
-
-/*
- * GET base+path, or POST `post` (JSON) to it; returns the HTTP status (0: no
- * answer or not JSON, with *error set; any status but 200 sets *error too).
- */
-static long client_call(const struct client *c, const char *path, const char *post, cJSON **json,
-                        char **error)
-{
-    struct buf b;
-    buf_init(&b, STATUS_BODY_MAX);
-    char *url = xasprintf("%s%s", c->base, path);
-    char errbuf[CURL_ERROR_SIZE] = "";
-    CURL *h = curl_easy_init();
-    struct curl_slist *headers = NULL;
-    if (c->auth != NULL)
-        headers = curl_slist_append(headers, c->auth);
-    if (post != NULL) {
-        headers = curl_slist_append(headers, "Content-Type: application/json");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, post);
-    }
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, body_cb);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    long status = 0;
-    CURLcode rc = curl_easy_perform(h);
-    *json = NULL;
-    *error = NULL;
-    if (rc != CURLE_OK) {
-        *error = xasprintf("%s: %s", c->base, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    } else {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        *json = cJSON_ParseWithLength(b.data != NULL ? b.data : "", b.len);
-        if (status != 200) {
-            const cJSON *e = cJSON_GetObjectItemCaseSensitive(*json, "error");
-            *error =
-                xasprintf("%s%s: HTTP %ld%s%s", c->base, path, status,
-                          cJSON_IsString(e) ? ": " : "", cJSON_IsString(e) ? e->valuestring : "");
-        } else if (*json == NULL) {
-            *error = xasprintf("%s%s: the answer is not JSON", c->base, path);
-            status = 0;
-        }
-    }
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(h);
-    free(url);
-    buf_release(&b);
-    return status;
-}
+/* ---- reading the daemon's answers ---- */
 
 static const char *jstr(const cJSON *o, const char *name)
 {
@@ -176,6 +106,7 @@ static bool in_list(const char *list, const char *name)
     return false;
 }
 
+/* The table of destinations; returns 1 when one has failed jobs, else 0. */
 static int print_destinations(const cJSON *status, const char *dests)
 {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(status, "destinations");
@@ -273,10 +204,10 @@ static void print_image(const cJSON *img, const char *dests)
 /*
  * One look at the image for --wait: EXIT_COMPLETE when every named
  * destination is COMPLETE, EXIT_FAILED when one is FAILED (*why says why),
- * -1 to look again. For a tag COMPLETE counts only in an answer the daemon
- * checked at the source ("source" names the digest the tag names there now):
- * one from the journal alone (a daemon reloading, or one older than this
- * check) may name a digest the source moved away from.
+ * STATUS_LOOK_AGAIN otherwise. For a tag COMPLETE counts only in an answer
+ * the daemon checked at the source ("source" names the digest the tag names
+ * there now): one from the journal alone (a daemon reloading, or one older
+ * than this check) may name a digest the source moved away from.
  */
 static int wait_verdict(const cJSON *img, const char *dests, char **why)
 {
@@ -305,13 +236,13 @@ static int wait_verdict(const cJSON *img, const char *dests, char **why)
         for (const char *p = dests; *p; p++)
             named += *p == ',';
         if (seen < named)
-            return -1;
+            return STATUS_LOOK_AGAIN;
     }
     if (seen > 0 && complete == seen)
         return EXIT_COMPLETE;
     if (!checked)
         *why = xstrdup("the daemon answered from its journal, without asking the source");
-    return -1;
+    return STATUS_LOOK_AGAIN;
 }
 
 static void print_json(const cJSON *body)
@@ -321,22 +252,23 @@ static void print_json(const cJSON *body)
     free(text);
 }
 
+/* ---- the forms of the command ---- */
+
 /*
  * One look at `path`: the daemon's JSON as it is, or its table (the
  * destinations, or one image). Returns the exit status: 0, or for an image
- * EXIT_FAILED when a destination holds it FAILED; EXIT_FAILED or EXIT_USAGE
- * (unreachable) when the call failed.
+ * EXIT_FAILED when a destination holds it FAILED; EXIT_FAILED (an error
+ * status) or EXIT_USAGE (unreachable) when the call failed.
  */
-static int status_show(const struct client *cl, const char *path, bool json, bool image,
+static int status_show(const struct daemon_client *cl, const char *path, bool json, bool image,
                        const char *dests)
 {
     cJSON *body = NULL;
     char *error = NULL;
-    int rc = 0;
-    long st = client_call(cl, path, NULL, &body, &error);
-    if (st != 200) {
+    int rc = daemon_client_call(cl, path, NULL, &body, &error);
+    if (rc < 0) {
         fprintf(stderr, "ferry status: %s\n", error);
-        rc = st == 0 ? EXIT_USAGE : EXIT_FAILED;
+        rc = rc == FERRY_EHTTP ? EXIT_FAILED : EXIT_USAGE;
     } else if (json) {
         print_json(body);
     } else if (!image) {
@@ -352,7 +284,114 @@ static int status_show(const struct client *cl, const char *path, bool json, boo
     return rc;
 }
 
-int status_main(int argc, char **argv)
+/* Keep `why` (taken) as the last reason the image was not there yet. */
+static void status_keep_reason(char **last_error, char *why)
+{
+    if (why == NULL)
+        return;
+    free(*last_error);
+    *last_error = why;
+}
+
+/*
+ * One look for --wait: the verdict (EXIT_COMPLETE or EXIT_FAILED, said on
+ * stdout or stderr), or STATUS_LOOK_AGAIN with *last_error updated.
+ */
+static int status_wait_look(const struct daemon_client *cl, const struct status_cmd *s,
+                            const char *query, char **last_error)
+{
+    cJSON *body = NULL;
+    char *error = NULL;
+    char *why = NULL;
+    int v = STATUS_LOOK_AGAIN;
+    if (daemon_client_call(cl, query, NULL, &body, &error) < 0) {
+        status_keep_reason(last_error, error);
+        return STATUS_LOOK_AGAIN;
+    }
+    v = wait_verdict(body, s->dests, &why);
+    if (v == STATUS_LOOK_AGAIN) {
+        status_keep_reason(last_error, why);
+        why = NULL;
+    } else if (s->json) {
+        print_json(body);
+    } else if (v == EXIT_COMPLETE) {
+        printf("%s: COMPLETE in %s\n", s->image, s->dests != NULL ? s->dests : "every destination");
+    } else {
+        fprintf(stderr, "ferry status: %s: %s\n", s->image, why);
+    }
+    free(why);
+    cJSON_Delete(body);
+    return v;
+}
+
+/* Wait `ms` before the next look; a signal cutting it short only brings that look forward. */
+static void status_pause(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    if (nanosleep(&ts, NULL) < 0 && errno != EINTR)
+        log_warn("status wait cannot pause error=\"%s\"", strerror(errno));
+}
+
+/* --wait: look once a second until a verdict or the deadline; returns the exit status. */
+static int status_wait(const struct daemon_client *cl, const struct status_cmd *s,
+                       const char *query)
+{
+    int64_t deadline = clock_mono_ms() + (int64_t)(s->timeout * 1000);
+    char *last_error = NULL;
+    int rc;
+    for (;;) {
+        rc = status_wait_look(cl, s, query, &last_error);
+        if (rc != STATUS_LOOK_AGAIN)
+            break;
+        if (clock_mono_ms() >= deadline) {
+            fprintf(stderr, "ferry status: %s not COMPLETE in %s after %.0f s%s%s\n", s->image,
+                    s->dests != NULL ? s->dests : "every destination", s->timeout,
+                    last_error != NULL ? "; last error: " : "",
+                    last_error != NULL ? last_error : "");
+            rc = EXIT_TIMEOUT;
+            break;
+        }
+        int64_t left = deadline - clock_mono_ms();
+        status_pause(left < STATUS_WAIT_EVERY_MS ? (left > 0 ? left : 0) : STATUS_WAIT_EVERY_MS);
+    }
+    free(last_error);
+    return rc;
+}
+
+/* --image, with or without --wait; returns the exit status. */
+static int status_image(const struct daemon_client *cl, const struct status_cmd *s)
+{
+    char *error = NULL;
+    char *query = image_query(s->image, &error);
+    int rc;
+    if (query == NULL) {
+        fprintf(stderr, "ferry status: %s\n", error);
+        free(error);
+        return EXIT_USAGE;
+    }
+    if (s->wait)
+        rc = status_wait(cl, s, query);
+    else
+        rc = status_show(cl, query, s->json, true, s->dests);
+    free(query);
+    return rc;
+}
+
+/* ---- the command line ---- */
+
+static int status_timeout_flag(struct status_cmd *s, const char *arg)
+{
+    char *end = NULL;
+    s->timeout = strtod(arg, &end);
+    if (end == arg || *end != '\0' || !(s->timeout > 0) || s->timeout > STATUS_WAIT_MAX_S) {
+        fprintf(stderr, "ferry status: --timeout wants seconds above 0, got '%s'\n", arg);
+        return EXIT_USAGE;
+    }
+    return OPTIONS_RUN;
+}
+
+/* Returns OPTIONS_RUN with *s set, or the exit status. */
+static int status_parse(struct status_cmd *s, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -365,160 +404,78 @@ int status_main(int argc, char **argv)
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL, *server = NULL, *dests = NULL, *image = NULL;
-    bool json = false, wait = false;
-    double timeout = 600;
+    int rc = OPTIONS_RUN;
     int c;
 
+    memset(s, 0, sizeof(*s));
+    s->timeout = STATUS_WAIT_DEFAULT_S;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case OPT_SERVER:
-            server = optarg;
-            break;
-        case OPT_DEST:
-            dests = optarg;
-            break;
-        case OPT_IMAGE:
-            image = optarg;
-            break;
-        case OPT_WAIT:
-            wait = true;
-            break;
-        case OPT_TIMEOUT: {
-            char *end = NULL;
-            timeout = strtod(optarg, &end);
-            if (end == optarg || *end != '\0' || !(timeout > 0) || timeout > 86400 * 7) {
-                fprintf(stderr, "ferry status: --timeout wants seconds above 0, got '%s'\n",
-                        optarg);
-                return EXIT_USAGE;
-            }
-            break;
-        }
-        case OPT_JSON:
-            json = true;
-            break;
-        case OPT_HELP:
+    while (rc == OPTIONS_RUN && (c = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
+        if (c == 'c')
+            s->config_path = optarg;
+        else if (c == OPT_SERVER)
+            s->server = optarg;
+        else if (c == OPT_DEST)
+            s->dests = optarg;
+        else if (c == OPT_IMAGE)
+            s->image = optarg;
+        else if (c == OPT_WAIT)
+            s->wait = true;
+        else if (c == OPT_TIMEOUT)
+            rc = status_timeout_flag(s, optarg);
+        else if (c == OPT_JSON)
+            s->json = true;
+        else if (c == OPT_HELP) {
             usage_status(stdout);
-            return 0;
-        default:
-            fprintf(stderr, "ferry status: see 'ferry status --help'\n");
-            return EXIT_USAGE;
+            rc = 0;
+        } else {
+            options_unknown_flag("status");
+            rc = EXIT_USAGE;
         }
     }
-    if (optind != argc || (config_path == NULL && server == NULL) || (wait && image == NULL)) {
+    if (rc != OPTIONS_RUN)
+        return rc;
+    if (optind != argc || (s->config_path == NULL && s->server == NULL) ||
+        (s->wait && s->image == NULL)) {
         fprintf(stderr, "ferry status: want -c FILE or --server URL%s\n",
-                wait && image == NULL ? ", and --image with --wait" : "");
+                s->wait && s->image == NULL ? ", and --image with --wait" : "");
         return EXIT_USAGE;
     }
+    return OPTIONS_RUN;
+}
 
-    struct client cl = {0};
+/* The client of the daemon --server or the config names; returns 0, or EXIT_USAGE after saying why.
+ */
+static int status_client(const struct status_cmd *s, struct daemon_client *cl)
+{
     struct config *cfg = NULL;
-    if (config_path != NULL) {
-        char *err = NULL;
-        if (config_load(config_path, &cfg, &err) < 0) {
-            fprintf(stderr, "ferry status: %s\n", err != NULL ? err : "cannot load the config");
-            free(err);
-            return EXIT_USAGE;
-        }
-    }
-    if (server != NULL && strncmp(server, "http://", 7) != 0 &&
-        strncmp(server, "https://", 8) != 0) {
-        fprintf(stderr, "ferry status: --server wants http://HOST:PORT, got '%s'\n", server);
+    if (s->config_path != NULL && options_config_load("status", s->config_path, &cfg) < 0)
+        return EXIT_USAGE;
+    if (s->server != NULL && strncmp(s->server, "http://", 7) != 0 &&
+        strncmp(s->server, "https://", 8) != 0) {
+        fprintf(stderr, "ferry status: --server wants http://HOST:PORT, got '%s'\n", s->server);
         config_free(cfg);
         return EXIT_USAGE;
     }
-    client_init(&cl, cfg, server);
+    daemon_client_init(cl, s->server, cfg, daemon_client_api_token(cfg));
     config_free(cfg);
-
-    int rc = EXIT_USAGE;
-    char *error = NULL;
-    cJSON *body = NULL;
-    if (image == NULL) {
-        rc = status_show(&cl, "/v1/status", json, false, dests);
-        goto out;
-    }
-    char *query = image_query(image, &error);
-    if (query == NULL) {
-        fprintf(stderr, "ferry status: %s\n", error);
-        goto out;
-    }
-    if (!wait) {
-        rc = status_show(&cl, query, json, true, dests);
-        free(query);
-        goto out;
-    }
-    /* --wait: look once a second until a verdict or the deadline. */
-    int64_t deadline = clock_mono_ms() + (int64_t)(timeout * 1000);
-    char *last_error = NULL;
-    for (;;) {
-        free(error);
-        error = NULL;
-        cJSON_Delete(body);
-        body = NULL;
-        long st = client_call(&cl, query, NULL, &body, &error);
-        if (st == 200) {
-            char *why = NULL;
-            int v = wait_verdict(body, dests, &why);
-            if (v >= 0) {
-                if (json) {
-                    print_json(body);
-                } else if (v == EXIT_COMPLETE) {
-                    printf("%s: COMPLETE in %s\n", image,
-                           dests != NULL ? dests : "every destination");
-                } else {
-                    fprintf(stderr, "ferry status: %s: %s\n", image, why);
-                }
-                free(why);
-                rc = v;
-                break;
-            }
-            if (why != NULL) {
-                free(last_error);
-                last_error = why;
-            }
-        } else if (error != NULL) {
-            free(last_error);
-            last_error = xstrdup(error);
-        }
-        if (clock_mono_ms() >= deadline) {
-            fprintf(stderr, "ferry status: %s not COMPLETE in %s after %.0f s%s%s\n", image,
-                    dests != NULL ? dests : "every destination", timeout,
-                    last_error != NULL ? "; last error: " : "",
-                    last_error != NULL ? last_error : "");
-            rc = EXIT_TIMEOUT;
-            break;
-        }
-        int64_t left = deadline - clock_mono_ms();
-        usleep((useconds_t)(left < 1000 ? (left > 0 ? left : 0) : 1000) * 1000);
-    }
-    free(last_error);
-    free(query);
-out:
-    cJSON_Delete(body);
-    free(error);
-    client_release(&cl);
-    return rc;
+    return 0;
 }
 
-int status_retry(const struct config *cfg, const char *destination, size_t *requeued, char **error)
+int cmd_status(int argc, char **argv)
 {
-    struct client cl = {0};
-    client_init(&cl, cfg, NULL);
-    cJSON *req = cJSON_CreateObject();
-    if (destination != NULL)
-        cJSON_AddStringToObject(req, "destination", destination);
-    char *post = xjson_print(req, false);
-    cJSON_Delete(req);
-    cJSON *body = NULL;
-    long st = client_call(&cl, "/v1/retry", post, &body, error);
-    free(post);
-    if (st == 200)
-        *requeued = (size_t)jnum(body, "requeued");
-    cJSON_Delete(body);
-    client_release(&cl);
-    return st == 200 ? 0 : FERRY_ECONNECT;
+    struct status_cmd s;
+    struct daemon_client cl;
+    int rc = status_parse(&s, argc, argv);
+    if (rc != OPTIONS_RUN)
+        return rc;
+    rc = status_client(&s, &cl);
+    if (rc != 0)
+        return rc;
+    if (s.image == NULL)
+        rc = status_show(&cl, "/v1/status", s.json, false, s.dests);
+    else
+        rc = status_image(&cl, &s);
+    daemon_client_release(&cl);
+    return rc;
 }

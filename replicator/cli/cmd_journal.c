@@ -1,0 +1,477 @@
+/*
+ * cmd_journal: `ferry journal -c FILE ls|show|stats|jobs|append`, the change
+ * journal read (read-only, so while the daemon runs too) and appended to by
+ * hand (through the daemon's webhook when the daemon holds the journal).
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "cli/daemon_client.h"
+#include "cli/options.h"
+#include "common/digest.h"
+#include "common/errors.h"
+#include "common/reference.h"
+#include "common/xalloc.h"
+#include "config/config.h"
+#include "journal/journal.h"
+
+/* How long an append through the daemon may take. */
+#define JOURNAL_CMD_APPEND_TIMEOUT_MS 30000
+
+static void usage_journal(FILE *out)
+{
+    fputs("usage: ferry journal -c FILE COMMAND [ARGS]\n"
+          "\n"
+          "  ls [--after SEQ] [--limit N] [--json]   entries after SEQ (default: all)\n"
+          "  show SEQ                                one entry as JSON\n"
+          "  append --source S --repo R --digest D [--tag T] [--media-type M] [--delete]\n"
+          "                                          add an entry by hand (through the\n"
+          "                                          daemon when it holds the journal)\n"
+          "  stats                                   counts and seqs\n"
+          "  jobs [--state S] [--dest D] [--json]    job status records (S: PENDING,\n"
+          "                                          IN_PROGRESS, COMPLETE, FAILED, SUPERSEDED)\n"
+          "\n"
+          "ls, show, stats and jobs work while 'ferry serve' runs (read-only access).\n"
+          "With --json, ls prints one object per line: seq, event_id, source, action,\n"
+          "repository, tag, digest, media_type, received_at, ignored (why the entry\n"
+          "changed nothing: the source disagreed; null otherwise).\n",
+          out);
+}
+
+/* Print `json` on a line of stdout (`pretty`: over several) and free it. */
+static void journal_cmd_print(cJSON *json, bool pretty)
+{
+    char *text = xjson_print(json, pretty);
+    printf("%s\n", text);
+    free(text);
+    cJSON_Delete(json);
+}
+
+/* ---- ls and show ---- */
+
+/* `value` as a string, or null. */
+static void journal_cmd_add_string(cJSON *o, const char *name, const char *value)
+{
+    if (value != NULL)
+        cJSON_AddStringToObject(o, name, value);
+    else
+        cJSON_AddNullToObject(o, name);
+}
+
+static cJSON *journal_cmd_entry_json(const struct journal_entry *e)
+{
+    cJSON *j = cJSON_CreateObject();
+    char when[40];
+    time_t secs = (time_t)(e->received_unix_ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL)
+        memset(&tm, 0, sizeof(tm));
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    char stamp[48];
+    snprintf(stamp, sizeof(stamp), "%s.%03dZ", when, (int)(e->received_unix_ms % 1000));
+    cJSON_AddNumberToObject(j, "seq", (double)e->seq);
+    cJSON_AddStringToObject(j, "event_id", e->event_id);
+    cJSON_AddStringToObject(j, "source", e->source);
+    cJSON_AddStringToObject(j, "action", e->action == JOURNAL_DELETE ? "delete" : "push");
+    cJSON_AddStringToObject(j, "repository", e->repository);
+    journal_cmd_add_string(j, "tag", e->tag);
+    journal_cmd_add_string(j, "digest", e->digest);
+    journal_cmd_add_string(j, "media_type", e->media_type);
+    cJSON_AddStringToObject(j, "received_at", stamp);
+    journal_cmd_add_string(j, "ignored", e->ignored);
+    return j;
+}
+
+struct journal_cmd_ls {
+    bool json;
+    size_t shown;
+};
+
+static int journal_cmd_ls_one(const struct journal_entry *e, void *arg)
+{
+    struct journal_cmd_ls *ls = arg;
+    if (ls->json) {
+        journal_cmd_print(journal_cmd_entry_json(e), false);
+    } else {
+        if (ls->shown == 0)
+            printf("%-8s %-6s %-12s %-30s %-20s %s\n", "SEQ", "ACTION", "SOURCE", "REPOSITORY",
+                   "TAG", "DIGEST");
+        printf("%-8llu %-6s %-12s %-30s %-20s %s%s%s\n", (unsigned long long)e->seq,
+               e->action == JOURNAL_DELETE ? "delete" : "push", e->source, e->repository,
+               e->tag ? e->tag : "-", e->digest ? e->digest : "-", e->ignored ? "  " : "",
+               e->ignored ? e->ignored : "");
+    }
+    ls->shown++;
+    return 0;
+}
+
+/* `ls [--after SEQ] [--limit N] [--json]`; returns the exit status. */
+static int journal_cmd_ls(struct journal *j, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"after", required_argument, NULL, 'a'},
+        {"limit", required_argument, NULL, 'l'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
+    struct journal_cmd_ls ls = {0};
+    uint64_t after = 0;
+    size_t limit = 0;
+    int rc = 0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 'a')
+            after = strtoull(optarg, NULL, 10);
+        else if (c == 'l')
+            limit = strtoull(optarg, NULL, 10);
+        else if (c == 'j')
+            ls.json = true;
+        else
+            rc = OPTIONS_EXIT_USAGE;
+    }
+    if (rc == 0 && journal_scan(j, after, limit, journal_cmd_ls_one, &ls) < 0)
+        rc = 1;
+    return rc;
+}
+
+/* `show SEQ`; returns the exit status. */
+static int journal_cmd_show(struct journal *j, int argc, char **argv)
+{
+    struct journal_entry e;
+    if (argc < 2) {
+        fprintf(stderr, "ferry journal show: want SEQ\n");
+        return OPTIONS_EXIT_USAGE;
+    }
+    if (journal_get(j, strtoull(argv[1], NULL, 10), &e) < 0) {
+        fprintf(stderr, "ferry journal show: no entry %s\n", argv[1]);
+        return 1;
+    }
+    journal_cmd_print(journal_cmd_entry_json(&e), true);
+    journal_entry_release(&e);
+    return 0;
+}
+
+/* `stats`; returns the exit status. */
+static int journal_cmd_stats(struct journal *j)
+{
+    struct journal_stats st;
+    if (journal_get_stats(j, &st) < 0)
+        return 1;
+    printf("entries %llu\nfirst_seq %llu\nlast_seq %llu\ndedup_keys %llu\n",
+           (unsigned long long)st.entries, (unsigned long long)st.first_seq,
+           (unsigned long long)st.last_seq, (unsigned long long)st.dedup_keys);
+    return 0;
+}
+
+/* ---- jobs ---- */
+
+struct journal_cmd_jobs {
+    const char *state;
+    const char *dest;
+    bool json;
+};
+
+static void journal_cmd_job_json(const struct journal_job *job, const char *state)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "destination", job->destination);
+    cJSON_AddStringToObject(o, "repository", job->repository);
+    cJSON_AddStringToObject(o, "digest", job->digest);
+    cJSON *tags = cJSON_AddArrayToObject(o, "tags");
+    for (size_t k = 0; k < job->n_tags; k++)
+        cJSON_AddItemToArray(tags, cJSON_CreateString(job->tags[k]));
+    cJSON_AddStringToObject(o, "state", state);
+    cJSON_AddNumberToObject(o, "attempts", job->attempts);
+    journal_cmd_add_string(o, "last_error", job->last_error);
+    cJSON_AddNumberToObject(o, "seq", (double)job->seq);
+    cJSON_AddNumberToObject(o, "bytes", (double)job->bytes);
+    cJSON_AddNumberToObject(o, "updated_unix_ms", (double)job->updated_unix_ms);
+    journal_cmd_print(o, false);
+}
+
+static int journal_cmd_jobs_one(const struct journal_job *job, void *arg)
+{
+    struct journal_cmd_jobs *ls = arg;
+    const char *state = journal_job_state_name(job->state);
+    if ((ls->state != NULL && strcasecmp(ls->state, state) != 0) ||
+        (ls->dest != NULL && strcmp(ls->dest, job->destination) != 0))
+        return 0;
+    if (ls->json)
+        journal_cmd_job_json(job, state);
+    else
+        printf("%-11s %s %s@%s%s%s attempts=%u%s%s\n", state, job->destination, job->repository,
+               job->digest, job->n_tags > 0 ? " tag " : "", job->n_tags > 0 ? job->tags[0] : "",
+               job->attempts, job->last_error != NULL ? ": " : "",
+               job->last_error != NULL ? job->last_error : "");
+    return 0;
+}
+
+/* `jobs [--state S] [--dest D] [--json]`: the job status records, for scripts and post-mortems. */
+static int journal_cmd_jobs(struct journal *j, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"state", required_argument, NULL, 's'},
+        {"dest", required_argument, NULL, 'd'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
+    struct journal_cmd_jobs ls = {0};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 's')
+            ls.state = optarg;
+        else if (c == 'd')
+            ls.dest = optarg;
+        else if (c == 'j')
+            ls.json = true;
+        else
+            return OPTIONS_EXIT_USAGE;
+    }
+    return journal_job_scan(j, journal_cmd_jobs_one, &ls) < 0 ? 1 : 0;
+}
+
+/* ---- append ---- */
+
+/* The event as the daemon's generic webhook takes it. */
+static char *journal_cmd_webhook_body(const struct journal_event *ev)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *events = cJSON_AddArrayToObject(doc, "events");
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "id", ev->event_id);
+    cJSON_AddStringToObject(e, "action", ev->action == JOURNAL_DELETE ? "delete" : "push");
+    cJSON_AddStringToObject(e, "repository", ev->repository);
+    if (ev->digest != NULL)
+        cJSON_AddStringToObject(e, "digest", ev->digest);
+    if (ev->tag != NULL)
+        cJSON_AddStringToObject(e, "tag", ev->tag);
+    if (ev->media_type != NULL)
+        cJSON_AddStringToObject(e, "mediaType", ev->media_type);
+    cJSON_AddItemToArray(events, e);
+    char *body = xjson_print(doc, false);
+    cJSON_Delete(doc);
+    return body;
+}
+
+/*
+ * Hand an entry to the running daemon through its own webhook. Its answer
+ * (accepted, duplicates, last_seq) goes to stdout as it is. Returns 0, or a
+ * negative code after saying why.
+ */
+static int journal_cmd_via_daemon(const struct config *cfg, const struct journal_event *ev)
+{
+    struct daemon_client cl;
+    struct daemon_answer a;
+    char *error = NULL;
+    char *body = journal_cmd_webhook_body(ev);
+    char *path = xasprintf("/v1/events/%s", ev->source);
+
+    daemon_client_init(&cl, NULL, cfg, cfg->webhook_token);
+    cl.timeout_ms = JOURNAL_CMD_APPEND_TIMEOUT_MS;
+    int rc = daemon_client_request(&cl, path, body, &a, &error);
+    if (rc == FERRY_ECONNECT) {
+        fprintf(stderr,
+                "ferry journal append: the journal is in use and the daemon at %s did not "
+                "answer (%s)\n",
+                cfg->listen, error);
+    } else if (rc < 0) {
+        fprintf(stderr, "ferry journal append: the daemon at %s: %s\n", cfg->listen, error);
+    } else {
+        fwrite(a.body, 1, a.len, stdout);
+        if (a.status != 200) {
+            fprintf(stderr, "ferry journal append: the daemon answered HTTP %ld\n", a.status);
+            rc = FERRY_EHTTP;
+        }
+        daemon_answer_release(&a);
+    }
+    daemon_client_release(&cl);
+    free(error);
+    free(path);
+    free(body);
+    return rc;
+}
+
+/* Append to the journal itself, or through the daemon that holds it; returns the exit status. */
+static int journal_cmd_write(const struct config *cfg, const char *dir,
+                             const struct journal_event *ev)
+{
+    struct journal *j = NULL;
+    char *err = NULL;
+    struct journal_options jopts = {0};
+    int rc = journal_open(dir, &jopts, &j, &err);
+    if (rc == -EBUSY) {
+        rc = journal_cmd_via_daemon(cfg, ev);
+        if (rc == 0)
+            printf("appended through the daemon\n");
+    } else if (rc < 0) {
+        fprintf(stderr, "ferry journal append: %s\n", err ? err : ferry_strerror(rc));
+    } else {
+        uint64_t seq = 0;
+        free(err);
+        err = NULL;
+        rc = journal_append(j, ev, 1, &seq, &err);
+        if (rc < 0)
+            fprintf(stderr, "ferry journal append: %s\n", err ? err : ferry_strerror(rc));
+        else
+            printf("appended seq %llu\n", (unsigned long long)seq);
+        journal_close(j);
+    }
+    free(err);
+    return rc < 0 ? 1 : 0;
+}
+
+/* The flags of append into *ev; returns OPTIONS_RUN, or the exit status. */
+static int journal_cmd_append_parse(const struct config *cfg, int argc, char **argv,
+                                    struct journal_event *ev)
+{
+    static const struct option longopts[] = {
+        {"source", required_argument, NULL, 's'},
+        {"repo", required_argument, NULL, 'r'},
+        {"digest", required_argument, NULL, 'd'},
+        {"tag", required_argument, NULL, 't'},
+        {"media-type", required_argument, NULL, 'm'},
+        {"delete", no_argument, NULL, 'D'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    memset(ev, 0, sizeof(*ev));
+    ev->action = JOURNAL_PUSH;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 's')
+            ev->source = optarg;
+        else if (c == 'r')
+            ev->repository = optarg;
+        else if (c == 'd')
+            ev->digest = optarg;
+        else if (c == 't')
+            ev->tag = optarg;
+        else if (c == 'm')
+            ev->media_type = optarg;
+        else if (c == 'D')
+            ev->action = JOURNAL_DELETE;
+        else
+            return OPTIONS_EXIT_USAGE;
+    }
+    if (ev->source == NULL || ev->repository == NULL || (ev->digest == NULL && ev->tag == NULL) ||
+        (ev->action == JOURNAL_PUSH && ev->digest == NULL)) {
+        fprintf(stderr, "ferry journal append: want --source, --repo and --digest (or --delete "
+                        "with --tag)\n");
+        return OPTIONS_EXIT_USAGE;
+    }
+    if (config_registry_find(cfg, ev->source) == NULL) {
+        fprintf(stderr, "ferry journal append: unknown source '%s'\n", ev->source);
+        return OPTIONS_EXIT_USAGE;
+    }
+    if (!reference_repository_valid(ev->repository) || (ev->digest && !digest_valid(ev->digest)) ||
+        (ev->tag && !reference_tag_valid(ev->tag))) {
+        fprintf(stderr, "ferry journal append: invalid repository, digest or tag\n");
+        return OPTIONS_EXIT_USAGE;
+    }
+    return OPTIONS_RUN;
+}
+
+/* `append ...`; returns the exit status. */
+static int journal_cmd_append(const struct config *cfg, const char *dir, int argc, char **argv)
+{
+    struct journal_event ev;
+    int rc = journal_cmd_append_parse(cfg, argc, argv, &ev);
+    if (rc != OPTIONS_RUN)
+        return rc;
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) < 0)
+        memset(&now, 0, sizeof(now));
+    char *id = xasprintf("manual:%lld.%09ld:%d", (long long)now.tv_sec, now.tv_nsec, (int)getpid());
+    ev.event_id = id;
+    rc = journal_cmd_write(cfg, dir, &ev);
+    free(id);
+    return rc;
+}
+
+/* ---- the command ---- */
+
+/* ls, show, stats or jobs on the journal opened read-only; returns the exit status. */
+static int journal_cmd_read(const char *dir, const char *sub, int argc, char **argv)
+{
+    struct journal *j = NULL;
+    struct journal_options jopts = {.read_only = true};
+    char *err = NULL;
+    int rc;
+    if (journal_open(dir, &jopts, &j, &err) < 0) {
+        fprintf(stderr, "ferry journal: %s\n", err);
+        free(err);
+        return 1;
+    }
+    if (strcmp(sub, "ls") == 0)
+        rc = journal_cmd_ls(j, argc, argv);
+    else if (strcmp(sub, "jobs") == 0)
+        rc = journal_cmd_jobs(j, argc, argv);
+    else if (strcmp(sub, "show") == 0)
+        rc = journal_cmd_show(j, argc, argv);
+    else
+        rc = journal_cmd_stats(j);
+    journal_close(j);
+    free(err);
+    return rc;
+}
+
+/*
+ * `-c FILE` and `--help` before the subcommand; returns OPTIONS_RUN with
+ * *config set and *sub the index of the subcommand, or the exit status.
+ */
+static int journal_cmd_parse(int argc, char **argv, const char **config, int *sub)
+{
+    int i = 1;
+    *config = NULL;
+    for (; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            *config = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage_journal(stdout);
+            return 0;
+        } else {
+            break;
+        }
+    }
+    if (*config == NULL || i >= argc) {
+        fprintf(stderr, "ferry journal: want -c FILE and a command (see 'ferry journal --help')\n");
+        return OPTIONS_EXIT_USAGE;
+    }
+    *sub = i;
+    return OPTIONS_RUN;
+}
+
+int cmd_journal(int argc, char **argv)
+{
+    const char *config = NULL;
+    struct config *cfg = NULL;
+    int i = 0;
+    int rc = journal_cmd_parse(argc, argv, &config, &i);
+    if (rc != OPTIONS_RUN)
+        return rc;
+    const char *sub = argv[i];
+    if (options_config_load("journal", config, &cfg) < 0)
+        return OPTIONS_EXIT_USAGE;
+    char *dir = xasprintf("%s/journal", cfg->data_dir);
+    if (strcmp(sub, "append") == 0) {
+        rc = journal_cmd_append(cfg, dir, argc - i, argv + i);
+    } else if (strcmp(sub, "ls") == 0 || strcmp(sub, "show") == 0 || strcmp(sub, "stats") == 0 ||
+               strcmp(sub, "jobs") == 0) {
+        rc = journal_cmd_read(dir, sub, argc - i, argv + i);
+    } else {
+        fprintf(stderr, "ferry journal: unknown command '%s'\n", sub);
+        rc = OPTIONS_EXIT_USAGE;
+    }
+    free(dir);
+    config_free(cfg);
+    return rc;
+}
