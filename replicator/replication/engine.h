@@ -50,7 +50,9 @@ typedef void (*engine_job_cb)(struct engine *e, const struct journal_job *job, v
  * An engine replicating the entries of `journal` as `config` says. What a job
  * learns at a source (a tag that names another digest now, or is gone) is
  * journaled as a new observation through `committer`. Both must outlive the
- * engine. Returns 0 and sets *out.
+ * engine. Returns 0 and sets *out; or, when the journal cannot say where the
+ * last run stopped (its cursors), or the loop cannot give it a timer, a
+ * negative code, and *out is left alone.
  */
 int engine_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
                struct journal_committer *committer, struct engine **out);

@@ -6,6 +6,13 @@
 
 #include "common/xalloc.h"
 
+/* Jobs a destination runs at once when its owner gives no limit. */
+#define SCHED_DEFAULT_LIMIT 1
+/* Failures in a row that open a circuit when its owner gives no count. */
+#define SCHED_DEFAULT_CIRCUIT_FAILURES 1
+/* Places the timer queue starts with; it doubles when full. */
+#define SCHED_HEAP_INITIAL 64
+
 /* ---- the timer queue: a binary min-heap on (due, order) ---- */
 
 static bool heap_before(const struct sched_item *a, const struct sched_item *b)
@@ -52,7 +59,7 @@ static void heap_down(struct sched *s, size_t i)
 static void heap_add(struct sched *s, struct sched_item *it)
 {
     if (s->n_heap == s->cap_heap) {
-        s->cap_heap = s->cap_heap ? s->cap_heap * 2 : 64;
+        s->cap_heap = s->cap_heap ? s->cap_heap * 2 : SCHED_HEAP_INITIAL;
         s->heap = xrealloc(s->heap, s->cap_heap * sizeof(*s->heap));
     }
     heap_set(s, s->n_heap++, it);
@@ -108,8 +115,8 @@ void sched_init(struct sched *s, size_t n_dests, const int *limits, int circuit_
     s->dests = xcalloc(n_dests ? n_dests : 1, sizeof(*s->dests));
     s->n_dests = n_dests;
     for (size_t i = 0; i < n_dests; i++)
-        s->dests[i].limit = limits != NULL && limits[i] > 0 ? limits[i] : 1;
-    s->circuit_failures = circuit_failures > 0 ? circuit_failures : 1;
+        s->dests[i].limit = limits != NULL && limits[i] > 0 ? limits[i] : SCHED_DEFAULT_LIMIT;
+    s->circuit_failures = circuit_failures > 0 ? circuit_failures : SCHED_DEFAULT_CIRCUIT_FAILURES;
     s->circuit_open_ms = circuit_open_ms;
 }
 
@@ -195,45 +202,66 @@ struct sched_item *sched_next(struct sched *s, uint64_t now)
     return NULL;
 }
 
+/*
+ * A RUNNING item's attempt ended: it becomes IDLE and its place is free.
+ * False when it was not running. *probe: it was the one probe let through
+ * a half-open circuit (only the probe speaks for such a circuit: a job that
+ * was running before the circuit opened and fails now tells nothing new).
+ */
+static bool sched_finish(struct sched *s, struct sched_item *it, bool *probe)
+{
+    struct sched_dest *d = &s->dests[it->dest];
+    if (it->state != SCHED_ITEM_RUNNING)
+        return false;
+    it->state = SCHED_ITEM_IDLE;
+    d->running--;
+    *probe = d->probing && d->probe == it;
+    return true;
+}
+
+/* No probe is out: a half-open circuit may let the next one through. */
+static void probe_clear(struct sched_dest *d)
+{
+    d->probing = false;
+    d->probe = NULL;
+}
+
+void sched_release(struct sched *s, struct sched_item *it)
+{
+    bool probe = false;
+    /* A probe that learned nothing about the destination: another may go. */
+    if (sched_finish(s, it, &probe) && probe)
+        probe_clear(&s->dests[it->dest]);
+}
+
 int sched_done(struct sched *s, struct sched_item *it, enum sched_outcome outcome, uint64_t now)
 {
     struct sched_dest *d = &s->dests[it->dest];
+    bool probe = false;
     int flags = 0;
-    if (it->state != SCHED_ITEM_RUNNING)
+    if (outcome == SCHED_NEUTRAL) {
+        sched_release(s, it);
         return 0;
-    it->state = SCHED_ITEM_IDLE;
-    d->running--;
-    /* Only the probe speaks for a half-open circuit: a job that was running
-     * before the circuit opened and fails now tells nothing new. */
-    bool probe = d->probing && d->probe == it;
-    switch (outcome) {
-    case SCHED_OK:
+    }
+    if (!sched_finish(s, it, &probe))
+        return 0;
+    if (outcome == SCHED_OK) {
         if (d->open)
             flags |= SCHED_CLOSED;
         d->open = false;
-        d->probing = false;
-        d->probe = NULL;
         d->failures = 0;
-        break;
-    case SCHED_DEST_FAILURE:
-        if (d->open && !probe)
-            break;
-        d->probing = false;
-        d->probe = NULL;
-        if (++d->failures >= s->circuit_failures || d->open) {
-            d->open = true;
-            d->open_until = now + s->circuit_open_ms;
-            d->opened++;
-            flags |= SCHED_OPENED;
-        }
-        break;
-    case SCHED_NEUTRAL:
-        /* A probe that learned nothing about the destination: another may go. */
-        if (probe) {
-            d->probing = false;
-            d->probe = NULL;
-        }
-        break;
+        probe_clear(d);
+        return flags;
+    }
+    /* SCHED_DEST_FAILURE */
+    if (d->open && !probe)
+        return 0;
+    probe_clear(d);
+    if (++d->failures >= s->circuit_failures || d->open) {
+        d->open = true;
+        d->open_until = now + s->circuit_open_ms;
+        d->opened++;
+        flags |= SCHED_OPENED;
     }
     return flags;
 }

@@ -100,6 +100,13 @@ struct sched_item *sched_next(struct sched *s, uint64_t now);
 int sched_done(struct sched *s, struct sched_item *it, enum sched_outcome outcome, uint64_t now);
 
 /**
+ * A RUNNING item's attempt says nothing about its destination (as
+ * sched_done() with SCHED_NEUTRAL, which moves no circuit): its place goes
+ * to the next job. The item becomes IDLE.
+ */
+void sched_release(struct sched *s, struct sched_item *it);
+
+/**
  * Milliseconds from `now` until sched_next() may have something new (a
  * waiting job due, a circuit letting a probe through); 0 if already; -1 when
  * nothing is waiting for the clock.

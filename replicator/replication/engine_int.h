@@ -1,0 +1,528 @@
+/*
+ * engine_int.h: what the files of the engine share (not for other modules).
+ *
+ *   engine.c           lifecycle, the cursor, stats and counters
+ *   engine_dispatch.c  journal entries into jobs, the window, starting jobs
+ *   engine_jobs.c      status records, parked jobs, retries, the circuits
+ *   engine_truth.c     the source is the truth: fences, the tag step, delete jobs
+ *   engine_gates.c     the gates a job's last steps run behind
+ *   engine_flights.c   single-flight blobs and links per destination registry
+ *
+ * The decisions the engine makes on plain data (fences, the tag step, the
+ * circuit as reported, where a failed job waits, the parked cursor, the
+ * window) are pure functions declared here, so that they are tested without
+ * a loop or a registry.
+ */
+#ifndef FERRY_ENGINE_INT_H
+#define FERRY_ENGINE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uthash.h>
+#include <uv.h>
+
+#include "journal/journal.h"
+#include "replication/clients.h"
+#include "replication/copy.h"
+#include "replication/engine.h"
+#include "replication/scheduler.h"
+
+/* ---- defaults ---- */
+
+/* The journal cursor every entry at or below which is finished. */
+#define ENGINE_CURSOR "engine"
+/* The oldest entry a parked job serves, durable: a restart runs those jobs
+ * again from there, and retention keeps their entries. */
+#define ENGINE_PARKED_CURSOR "engine-parked"
+/* The parked cursor follows the parked jobs at most this often. */
+#define ENGINE_PARKED_CHECK_MS 1000
+/* Jobs parked (waiting for a retry or an open circuit) held in memory at
+ * most; past this the window stops taking entries, as it did before. The
+ * lists of FAILED entries waiting for a registry to heal are capped alike. */
+#define ENGINE_PARKED_MAX 200000
+/* Places a list of entries to run again starts with; it doubles when full. */
+#define ENGINE_REQUEUE_INITIAL 16
+/* Manifests and referrer lists cached per source registry. */
+#define ENGINE_CACHE_BYTES (32u * 1024 * 1024)
+/* The jobs of one entry (one per destination) share the source's answer
+ * about its tag this long: one HEAD per entry, not one per destination. */
+#define ENGINE_CHECK_SHARE_MS 10000
+/* SIGTERM: running jobs get this long to end on their own; then their
+ * requests are cut and they stay PENDING for the next start. */
+#define ENGINE_CLOSE_GRACE_MS 3000
+/* While closing, how often the engine looks whether its jobs have ended. */
+#define ENGINE_CLOSE_POLL_MS 50
+/* Entries in the cursor's list, finished ones included, at most this many
+ * windows: past that the jobs holding the oldest are parked. */
+#define ENGINE_LIST_FACTOR 8
+/* A source that cannot give what an entry names (a manifest or blob it no
+ * longer has, or broken) gets this many attempts in all, not the
+ * destination's: read-after-write lag at a source gets one more look. */
+#define ENGINE_SOURCE_ATTEMPTS 2
+/* Repositories remembered per destination registry; past this the set starts over. */
+#define ENGINE_REPOS_MAX 100000
+/* Blobs one job's copy moves at once. */
+#define ENGINE_COPY_JOBS 4
+/* The newest entries a coalesced job remembers, to mark them when it is ignored. */
+#define ENGINE_JOB_SEQS_MAX 64
+
+struct engine;
+struct eng_job;
+struct gate;
+
+/* ---- per destination registry ---- */
+
+/*
+ * A blob on its way into one destination registry, or known to be there:
+ * single-flight per (registry, digest), so a layer shared by many images is
+ * uploaded once and mounted into every other repository.
+ */
+struct blob_flight {
+    char *digest;
+    char *repo; /* the repository being given it */
+    struct copy **waiters;
+    size_t n_waiters;
+    UT_hash_handle hh;
+};
+
+/* A repository a job of this run put an image into: it exists. */
+struct repo_seen {
+    char *name;
+    UT_hash_handle hh;
+};
+
+/* A blob being linked into one repository (uploaded or mounted) right now. */
+struct link_flight {
+    char *key; /* "repo@digest" */
+    int writers;
+    struct copy **waiters; /* copies whose HEAD saw it: told when it is whole */
+    size_t n_waiters;
+    UT_hash_handle hh;
+};
+
+/* An entry to run again for one destination once what failed it heals. */
+struct engine_requeue {
+    uint64_t seq;
+    size_t dst; /* the destination registry's index */
+};
+
+/* Entries waiting to run again, oldest first; at most ENGINE_PARKED_MAX. */
+struct engine_requeue_list {
+    struct engine_requeue *items;
+    size_t n, cap;
+};
+
+struct eng_registry {
+    const struct config_registry *cfg;
+    struct blob_flight *flights; /* uploads and mounts in flight, by digest */
+    struct link_flight *links;   /* by "repo@digest" */
+    struct repo_seen *repos;     /* repositories known to exist */
+    size_t n_repos;
+    struct clients cl; /* cl.pull reads (with the answer cache), cl.push writes */
+    size_t index;      /* in engine.registries and the scheduler */
+    /* As a destination: entries with a FAILED job here, requeued when its
+     * circuit closes. */
+    struct engine_requeue_list failed;
+    /* As a source: jobs FAILED because it could not be reached, run again
+     * once a job reads from it again. */
+    struct engine_requeue_list source_failed;
+    uint64_t jobs_created;
+    uint64_t jobs_failed;
+    uint64_t bytes;
+    /* Tag PUTs and manifest DELETEs this node has started here: a job that
+     * saw its tag in place may skip the PUT only if none happened since. */
+    uint64_t moves;
+    /* For status and metrics. */
+    uint64_t jobs_complete;
+    uint64_t jobs_superseded;
+    uint64_t failing; /* FAILED records not retried to success since */
+    uint64_t retries;
+    char *last_error;
+    int64_t last_error_unix_ms;
+    uint64_t latency_buckets[ENGINE_LATENCY_BUCKETS + 1]; /* the last is +Inf */
+    double latency_sum;
+    uint64_t latency_count;
+    struct http_stats http_base; /* what the clients of engines before a reload counted */
+    uint64_t invalid_base;       /* invalid names they skipped */
+};
+
+/* ---- entries and jobs ---- */
+
+/* A dispatched journal entry that waits for its jobs. */
+struct eng_entry {
+    uint64_t seq;
+    int jobs_left;
+    bool detached;       /* a retry of an entry behind the cursor: freed when done */
+    bool retries_failed; /* requeued because its job FAILED: success ends a failure */
+    struct eng_entry *next;
+};
+
+enum eng_job_state {
+    JOB_QUEUED = 0, /* in the scheduler, runnable or waiting for a retry */
+    JOB_RUNNING,
+};
+
+struct eng_job {
+    struct engine *engine;
+    struct eng_registry *src;
+    struct eng_registry *dst;
+    char *src_repo;
+    char *dst_repo;
+    char *digest;
+    char *tag; /* NULL: by digest only */
+    uint64_t seq;
+    bool referrers;
+    bool overwrite;
+    char *platform;      /* one platform to copy out of an index, or NULL */
+    bool is_delete;      /* a delete entry: remove the manifest (and so the tag) */
+    char *delete_digest; /* the manifest a delete removes, once the source agreed to its tag */
+    struct eng_entry **entries; /* the entries it holds ahead of the cursor (none once parked) */
+    size_t n_entries;
+    uint64_t *seqs; /* every entry it serves */
+    size_t n_seqs;
+    bool parked; /* waits for a retry or an open circuit, its entries let go */
+    enum eng_job_state state;
+    int attempts;
+    int source_attempts;   /* attempts the source could not serve */
+    enum copy_fault fault; /* who the failing step blames, when not the copy's own */
+    bool gone;             /* the source no longer has what the entry named */
+    bool deletes;          /* its rule propagates deletes */
+    bool source_dropped;   /* the source's tag was gone or named another image at the tag step */
+    bool put_manifests;    /* some attempt of it put a manifest at the destination */
+    int source_rc;         /* what the copy's source fault was, while the source is asked */
+    char *source_error;
+    bool slot_released;  /* its destination's place went to the next job already */
+    bool resumed;        /* a retry or a redo: an earlier attempt may have left blobs */
+    bool retries_failed; /* runs again because it FAILED: success ends a failure */
+    char *last_error;
+    int64_t created_unix_ms;
+    int64_t received_unix_ms; /* the oldest entry it serves reached the journal */
+    struct sched_item item;
+    struct gate *gates[2]; /* the gates it holds, in the order taken */
+    size_t n_gates;
+    uint64_t moves_at_start; /* its destination's `moves` when it started */
+    char *gate_digest;       /* the manifest its tag would name */
+    struct copy *copy;
+    struct copy_summary summary;
+    size_t all_index; /* its place in engine.all */
+    char *key;        /* "dest\0repo\0digest\0tag" for coalescing; NULL for deletes */
+    size_t key_len;
+    bool in_table; /* engine.queued points at it under its key */
+    UT_hash_handle hh;
+};
+
+/*
+ * The last steps of a job (a look at the source, the fence, the tag PUT or
+ * the DELETE) run behind gates, so that no other job of this node changes
+ * what a job just looked at. A push holds its repository's gate shared and
+ * its tag's gate alone; a delete holds its repository's gate alone, since a
+ * manifest DELETE takes every tag on it. Waiters are served in order.
+ */
+struct gate_wait {
+    struct eng_job *job;
+    bool exclusive;
+    struct gate_wait *next;
+};
+
+struct gate {
+    char *key; /* "dest\nrepo" or "dest\nrepo\ntag" */
+    int shared;
+    bool exclusive;
+    struct gate_wait *waiters;
+    struct gate_wait **tail;
+    UT_hash_handle hh;
+};
+
+struct engine {
+    uv_loop_t *loop;
+    const struct config *config;
+    struct journal *journal;
+    struct journal_committer *committer; /* observations made at a source go in through it */
+    struct eng_registry *registries;
+    size_t n_registries;
+    struct eng_entry *entries_head;
+    struct eng_entry *entries_tail;
+    struct sched sched;   /* run queues, retries and circuits */
+    struct eng_job **all; /* every live job */
+    size_t n_all;
+    struct eng_job *queued; /* by key: the job a new entry may coalesce into (not running) */
+    size_t live_entries;    /* entries in the cursor's list */
+    size_t busy_entries;    /* of which some job still holds: at most `window` of them */
+    size_t window;
+    bool reading;    /* engine_read_journal is on the stack */
+    bool pumping;    /* engine_pump is on the stack */
+    bool redoing;    /* engine_start runs the parked range again */
+    bool one_shot;   /* `ferry sync`: a destination whose circuit opens is down for the run */
+    bool pump_again; /* and was asked again meanwhile */
+    size_t parked;   /* parked jobs */
+    uint64_t parked_cursor; /* the durable ENGINE_PARKED_CURSOR */
+    uint64_t parked_checked_ms;
+    struct gate *gates; /* by key */
+    struct spool *spool;
+    struct presence *presence; /* which repositories of each destination hold a blob */
+    /* What the scheduler waits for first (a retry due, a circuit letting a
+     * probe through); while closing, the poll for running jobs to end. */
+    uv_timer_t timer;
+    uint64_t close_started_ms;
+    struct engine_counters **counters_out; /* filled as the engine closes */
+    bool close_cut;                        /* the grace is over: requests were cut */
+    uint64_t dispatched_seq;
+    uint64_t cursor;
+    int running;
+    bool started;
+    bool closing;
+    engine_idle_cb idle_cb;
+    engine_job_cb job_cb;
+    void *cb_arg;
+    void (*close_cb)(void *);
+    void *close_arg;
+    int closing_handles;
+    struct engine_stats stats;
+};
+
+/* ---- engine.c: lookups, the cursor, stats ---- */
+
+/** The registry of the config called `name`, or NULL. */
+struct eng_registry *engine_registry_find(struct engine *e, const char *name);
+
+/** Move the cursor past the finished entries at the head of the list, durably. */
+void engine_advance_cursor(struct engine *e);
+
+/** Count `ms` from an entry reaching the journal to its job at `r` being COMPLETE. */
+void engine_latency_observe(struct eng_registry *r, int64_t ms);
+
+/** What `r`'s circuit looks like at `now_ms`, for status and metrics. */
+enum engine_circuit engine_circuit_state(const struct sched *s, size_t dest, uint64_t now_ms);
+
+/* ---- engine_dispatch.c: entries into jobs, the window ---- */
+
+/**
+ * Start what the scheduler lets start, read more entries when the window
+ * has room, and go idle when nothing is left. Safe to call from anywhere: a
+ * call made while one runs only asks it to go round again.
+ */
+void engine_pump(struct engine *e);
+
+/** Take entries after what was dispatched, up to `upto`, as far as the window allows. */
+void engine_read_journal(struct engine *e, uint64_t upto);
+
+/** Call the idle callback when nothing is left to do. */
+void engine_maybe_idle(struct engine *e);
+
+/**
+ * Run entry `seq` again for destination `dest`, with its original seq (so
+ * that fences hold); `was_failed` when it ended FAILED before. Does nothing
+ * while closing or when the entry is gone from the journal.
+ */
+void engine_requeue(struct engine *e, uint64_t seq, const char *dest, bool was_failed);
+
+/**
+ * At start: settle the status records left from the last run (`ferry
+ * retry`'s requeues, jobs no rule selects now) and run again the parked
+ * range, the entries after the parked cursor whose jobs did not end.
+ */
+void engine_dispatch_start(struct engine *e);
+
+/** Does the window want more entries (it drained below half)? */
+bool engine_window_wants(size_t busy, size_t window);
+
+/**
+ * How many entries the window may take now: none when `busy` entries hold
+ * it full or the cursor's list (`live` entries) is at its bound.
+ */
+size_t engine_window_room(size_t busy, size_t live, size_t window);
+
+/** Is the cursor's list (`live` entries) long enough that the jobs holding its oldest park? */
+bool engine_window_crowded(size_t live, size_t window);
+
+/**
+ * Does a status record say that the job for `en` at its destination ended
+ * before the last stop? Terminal, serving this entry or a newer one, and
+ * naming the entry's tag. Anything else runs again.
+ */
+bool engine_record_ended(const struct journal_job *rec, const struct journal_entry *en);
+
+/* ---- engine_jobs.c: status records, parked jobs, retries, circuits ---- */
+
+/** Write the job's status record; a terminal one goes to the job callback too. */
+void engine_job_record(struct eng_job *job, enum journal_job_state state);
+
+/** Free a job (taken out of the scheduler, the queue index and engine.all). */
+void engine_job_free(struct eng_job *job);
+
+/** The job no longer takes new entries (it runs, or it is going). */
+void engine_job_unindex(struct eng_job *job);
+
+/** Runnable now, behind what its destination has queued (parked behind an open circuit). */
+void engine_job_enqueue(struct eng_job *job);
+
+/** The copy of a job ended: see what the source says, or settle. A copy_done_cb. */
+void engine_job_done(struct copy *c, int rc, const char *error, void *arg);
+
+/**
+ * A job's attempt ended: retry it, or record how it finished (COMPLETE,
+ * SUPERSEDED with `superseded`, FAILED), free it and pump.
+ */
+void engine_job_settle(struct eng_job *job, int rc, const char *error, bool superseded);
+
+/** Let waiting jobs go on from their entries, parked, until the cursor's list is short again. */
+void engine_unblock_head(struct engine *e);
+
+/** Move the parked cursor to the oldest parked job (at most once a second, or at once with `now`).
+ */
+void engine_parked_update(struct engine *e, bool now);
+
+/** Stop the engine's timer. */
+void engine_timer_stop(struct engine *e);
+
+/** Arm the engine's one timer for what the scheduler waits for first. */
+void engine_arm_timer(struct engine *e);
+
+/** One-shot: jobs waiting for a destination whose circuit is open end FAILED now. */
+void engine_fail_open(struct engine *e);
+
+static inline struct eng_job *engine_job_of(struct sched_item *it)
+{
+    return (struct eng_job *)((char *)it - offsetof(struct eng_job, item));
+}
+
+/** Who an attempt's failure is blamed on: a failure no step blamed is the destination's. */
+enum copy_fault engine_blame(int rc, enum copy_fault fault);
+
+/**
+ * What an attempt tells the destination's circuit: only the destination's
+ * own trouble counts against it. Not what ended because the source no
+ * longer has the image (`gone`), nor a failure cut short by the shutdown.
+ */
+enum sched_outcome engine_attempt_outcome(int rc, enum copy_fault fault, bool gone, bool closing);
+
+/** Codes with which a source says it cannot give what an entry names. */
+bool engine_source_cannot_give(int rc);
+
+/** Where the entry of a FAILED job waits to run again. */
+enum engine_requeue_when {
+    ENGINE_REQUEUE_CIRCUIT_CLOSES, /* the destination failed: when its circuit closes */
+    ENGINE_REQUEUE_SOURCE_ANSWERS, /* the source was down: when a job reads from it again */
+    ENGINE_REQUEUE_NEVER,          /* the source cannot give the image: that does not heal */
+};
+
+/** Where the entry of a job that ended FAILED with `rc`, blamed on `fault`, waits. */
+enum engine_requeue_when engine_failed_requeue(enum copy_fault fault, int rc);
+
+/**
+ * A job for entry `seq` from `src` to `dst` ended FAILED with `rc`, blamed on
+ * `fault`: keep the entry in the list where it waits to run again (`dst`'s
+ * for its circuit, `src`'s for the source answering), or nowhere.
+ */
+void engine_failed_keep(struct eng_registry *src, struct eng_registry *dst, uint64_t seq,
+                        enum copy_fault fault, int rc);
+
+/**
+ * What sched_done()'s `flags` bring back at destination `r`: when its circuit
+ * closed, every entry that failed there, taken out of its list, oldest first
+ * (*n of them; the caller frees). NULL, and *n 0, otherwise.
+ */
+struct engine_requeue *engine_circuit_requeues(struct eng_registry *r, int flags, size_t *n);
+
+/** Add (`seq`, `dst`) to the list; past ENGINE_PARKED_MAX it is dropped (`ferry retry` still can).
+ */
+void engine_requeue_add(struct engine_requeue_list *l, uint64_t seq, size_t dst);
+
+/** Take every item out of the list, oldest first (*n of them; caller frees; NULL when none). */
+struct engine_requeue *engine_requeue_take(struct engine_requeue_list *l, size_t *n);
+
+/** Free what the list holds. */
+void engine_requeue_clear(struct engine_requeue_list *l);
+
+/**
+ * The parked cursor once a job serving up to `seq` waits behind it: the
+ * entries after it run again at the next start. Never above `low`.
+ */
+uint64_t engine_parked_floor(uint64_t low, uint64_t seq);
+
+/* ---- engine_truth.c: the source is the truth, fences, deletes ---- */
+
+/** What an entry may do with a tag whose fence is at `fence`. */
+enum engine_fence_claim {
+    ENGINE_FENCE_RAISE,      /* the entry is newer: raise the fence to it, then move the tag */
+    ENGINE_FENCE_OWNED,      /* this very entry raised it (an attempt before, or a crash) */
+    ENGINE_FENCE_SUPERSEDED, /* a newer entry owns the tag: leave it */
+};
+
+enum engine_fence_claim engine_fence_claim(uint64_t fence, uint64_t seq);
+
+/**
+ * May entry `seq` move `tag` of (`dest`, `repo`)? 1 when it is the newest to
+ * claim it (the fence raised to `seq` durably, or at `seq` already); 0 when a
+ * newer entry owns the tag; or the journal's negative code.
+ */
+int engine_fence_take(struct journal *j, const char *dest, const char *repo, const char *tag,
+                      uint64_t seq);
+
+/** What a push's tag step weighs, once the source's tag names the job's digest. */
+struct engine_tag_facts {
+    uint64_t seq;            /* the newest entry the job serves */
+    uint64_t deleted;        /* the digest's fence: its newest delete here, 0 if none */
+    uint64_t fence;          /* the tag's fence */
+    const char *existing;    /* what the destination's tag named when the copy looked, or NULL */
+    const char *gate_digest; /* the manifest the tag would name */
+    bool moved_since;        /* this node moved a tag or deleted a manifest there since */
+};
+
+enum engine_tag_verdict {
+    ENGINE_TAG_MOVE,       /* PUT the tag (after raising the fence) */
+    ENGINE_TAG_HELD,       /* in place as the copy saw it, and nothing moved since */
+    ENGINE_TAG_SUPERSEDED, /* a newer entry owns the tag */
+    ENGINE_TAG_DELETED,    /* the source deleted the manifest after the entry */
+};
+
+enum engine_tag_verdict engine_tag_verdict(const struct engine_tag_facts *f);
+
+/** Decide a job's tag (or run its delete) behind its gates. */
+void engine_gate_decide(struct eng_job *job);
+
+/**
+ * The job's copy failed because the source cannot give what the entry names:
+ * ask the source where the entry's tag (or digest) stands now, with its
+ * destination's place given to the next job meanwhile. False while closing
+ * or for other failures: the caller settles the job.
+ */
+bool engine_source_fault(struct eng_job *job, int rc, const char *error);
+
+/**
+ * The job put its manifests, then ended without its tag: where its rule
+ * propagates deletes and the source no longer holds the manifest, remove it
+ * again. True when that runs (the job settles at its end); false: settle now.
+ */
+bool engine_cleanup_after(struct eng_job *job);
+
+/* ---- engine_gates.c ---- */
+
+/** Take the job's gates one by one (waiting where one is held), then decide. */
+void engine_gates_step(struct eng_job *job);
+
+/** The copy is at its tag: take the gates. A copy_tag_gate_cb. */
+void engine_tag_gate(struct copy *c, const char *digest, void *arg);
+
+/** Let go of every gate the job holds, waking the jobs they now admit. */
+void engine_gates_release(struct eng_job *job);
+
+/* ---- engine_flights.c ---- */
+
+/** A copy_blob_gate_cb: what the engine knows of the blob at the job's destination. */
+void engine_blob_gate(struct copy *c, const char *digest, enum copy_blob_seen seen, void *arg);
+
+/** A copy_blob_done_cb: a blob landed (or failed) at the job's destination. */
+void engine_blob_done(struct copy *c, const char *digest, bool ok, void *arg);
+
+/** Is `repo` known to exist at `r` (a job of this run put an image there)? */
+bool engine_repo_known(struct eng_registry *r, const char *repo);
+
+/** Remember that `repo` exists at `r`. */
+void engine_repo_note(struct eng_registry *r, const char *repo);
+
+/** Free the flights, links and repositories `r` knows of. */
+void engine_flights_clear(struct eng_registry *r);
+
+#endif
