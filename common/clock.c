@@ -1,5 +1,6 @@
 #include "common/clock.h"
 
+#include <stdio.h>
 #include <time.h>
 
 static int64_t clock_ms(clockid_t id)
@@ -17,6 +18,21 @@ int64_t clock_unix_ms(void)
 int64_t clock_mono_ms(void)
 {
     return clock_ms(CLOCK_MONOTONIC);
+}
+
+void clock_format_rfc3339(int64_t unix_ms, char out[CLOCK_RFC3339_MAX])
+{
+    if (unix_ms < 0)
+        unix_ms = 0;
+    time_t sec = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&sec, &tm) == NULL) {
+        sec = 0;
+        unix_ms = 0;
+        gmtime_r(&sec, &tm); /* the epoch always breaks down */
+    }
+    size_t n = strftime(out, CLOCK_RFC3339_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, CLOCK_RFC3339_MAX - n, ".%03dZ", (int)(unix_ms % 1000));
 }
 
 /* Howard Hinnant's days_from_civil. */

@@ -14,6 +14,16 @@ int64_t clock_unix_ms(void);
 /** A monotonic clock in milliseconds, for measuring intervals only. */
 int64_t clock_mono_ms(void);
 
+/* Room for clock_format_rfc3339()'s text: "2024-02-29T12:34:56.789Z" and its NUL. */
+#define CLOCK_RFC3339_MAX 32
+
+/**
+ * Write `unix_ms` as RFC 3339 UTC with milliseconds ("2024-02-29T12:34:56.789Z")
+ * into out; a time the C library cannot break down (before 1970 included) is
+ * written as 1970-01-01T00:00:00.000Z.
+ */
+void clock_format_rfc3339(int64_t unix_ms, char out[CLOCK_RFC3339_MAX]);
+
 /** Days from 1970-01-01 to a proleptic Gregorian date (negative before it). */
 int64_t clock_days_from_civil(int64_t year, int month, int day);
 

@@ -1,4 +1,6 @@
 #include "common/log.h"
+
+#include "common/clock.h"
 #include "common/errors.h"
 
 #include <stdarg.h>
@@ -23,13 +25,8 @@ int log_set_level_name(const char *name)
 
 void log_write(int level, const char *fmt, ...)
 {
-    char stamp[32];
-    struct timespec now;
-    struct tm tm;
-
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+    char stamp[CLOCK_RFC3339_MAX];
+    clock_format_rfc3339(clock_unix_ms(), stamp);
 
     /* One fprintf per line keeps lines whole when several processes share stderr. */
     char msg[2048];
@@ -39,5 +36,5 @@ void log_write(int level, const char *fmt, ...)
     va_end(ap);
     if (level < 0 || level > 3)
         level = FERRY_LOG_ERROR;
-    fprintf(stderr, "%s.%03ldZ %s %s\n", stamp, now.tv_nsec / 1000000, log_level_names[level], msg);
+    fprintf(stderr, "%s %s %s\n", stamp, log_level_names[level], msg);
 }

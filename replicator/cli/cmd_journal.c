@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/daemon_client.h"
 #include "cli/options.h"
+#include "common/clock.h"
 #include "common/digest.h"
 #include "common/errors.h"
 #include "common/reference.h"
@@ -68,14 +69,8 @@ static void journal_cmd_add_string(cJSON *o, const char *name, const char *value
 static cJSON *journal_cmd_entry_json(const struct journal_entry *e)
 {
     cJSON *j = cJSON_CreateObject();
-    char when[40];
-    time_t secs = (time_t)(e->received_unix_ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&secs, &tm) == NULL)
-        memset(&tm, 0, sizeof(tm));
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-    char stamp[48];
-    snprintf(stamp, sizeof(stamp), "%s.%03dZ", when, (int)(e->received_unix_ms % 1000));
+    char stamp[CLOCK_RFC3339_MAX];
+    clock_format_rfc3339(e->received_unix_ms, stamp);
     cJSON_AddNumberToObject(j, "seq", (double)e->seq);
     cJSON_AddStringToObject(j, "event_id", e->event_id);
     cJSON_AddStringToObject(j, "source", e->source);

@@ -25,13 +25,8 @@ cJSON *api_json_time(int64_t unix_ms)
 {
     if (unix_ms <= 0)
         return cJSON_CreateNull();
-    time_t sec = (time_t)(unix_ms / 1000);
-    struct tm tm;
-    char text[40];
-    if (gmtime_r(&sec, &tm) == NULL)
-        return cJSON_CreateNull();
-    size_t n = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(text + n, sizeof(text) - n, ".%03dZ", (int)(unix_ms % 1000));
+    char text[CLOCK_RFC3339_MAX];
+    clock_format_rfc3339(unix_ms, text);
     return cJSON_CreateString(text);
 }
 

@@ -84,6 +84,23 @@ static void test_rfc3339(void **state)
     assert_int_equal(ms, 42);
 }
 
+static void test_format(void **state)
+{
+    (void)state;
+    char out[CLOCK_RFC3339_MAX];
+    clock_format_rfc3339(INT64_C(1709210096789), out);
+    assert_string_equal(out, "2024-02-29T12:34:56.789Z");
+    clock_format_rfc3339(5, out);
+    assert_string_equal(out, "1970-01-01T00:00:00.005Z");
+    clock_format_rfc3339(-5, out);
+    assert_string_equal(out, "1970-01-01T00:00:00.000Z");
+    /* What it writes, the parser reads back. */
+    int64_t ms = 0;
+    clock_format_rfc3339(INT64_C(4102444799999), out);
+    assert_true(clock_parse_rfc3339(out, &ms));
+    assert_int_equal(ms, INT64_C(4102444799999));
+}
+
 static void test_clocks(void **state)
 {
     (void)state;
@@ -100,7 +117,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_days_from_civil), cmocka_unit_test(test_days_in_month),
         cmocka_unit_test(test_year_of),         cmocka_unit_test(test_rfc3339),
-        cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_format),          cmocka_unit_test(test_clocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
