@@ -18,41 +18,12 @@
 #include <unistd.h>
 
 #include "common/errors.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/xalloc.h"
 
-/* How much of a file one read() takes. */
-#define CONFIG_READ_CHUNK 16384
-
 /* ---- Reading the file ---- */
-
-/* Read from `fd` until the end, the limit of `contents` or, with `first_line`, a newline. */
-static int config_fd_read(int fd, bool first_line, struct buf *contents)
-{
-    char chunk[CONFIG_READ_CHUNK];
-    int rc = 0;
-
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = -errno;
-            break;
-        }
-        if (n == 0)
-            break;
-        char *newline = first_line ? memchr(chunk, '\n', (size_t)n) : NULL;
-        if (newline != NULL)
-            n = newline - chunk;
-        rc = buf_append(contents, chunk, (size_t)n);
-        if (rc < 0 || newline != NULL)
-            break;
-    }
-    secret_wipe(chunk, sizeof(chunk));
-    return rc;
-}
 
 int config_file_read(const char *path, bool first_line, struct buf *contents, struct stat *st,
                      bool *opened)
@@ -74,7 +45,7 @@ int config_file_read(const char *path, bool first_line, struct buf *contents, st
     else if (S_ISDIR(st->st_mode))
         rc = -EISDIR;
     else
-        rc = config_fd_read(fd, first_line, contents);
+        rc = fs_read_fd(fd, first_line, contents);
     /* Only read from: a failed close loses nothing. */
     if (close(fd) < 0)
         log_debug("config cannot close path=%s: %s", path, strerror(errno));

@@ -18,6 +18,7 @@
 
 #include "common/buf.h"
 #include "common/errors.h"
+#include "common/fsutil.h"
 #include "common/secret.h"
 #include "common/xalloc.h"
 
@@ -44,7 +45,6 @@ static void dockerconfig_wipe_json(cJSON *item)
 
 static int dockerconfig_read(const char *path, struct buf *contents, char **err)
 {
-    char chunk[16384];
     struct stat st;
     int rc = 0;
 
@@ -64,31 +64,21 @@ static int dockerconfig_read(const char *path, struct buf *contents, char **err)
         rc = -EISDIR;
         goto fail;
     }
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = -errno;
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        rc = buf_append(contents, chunk, (size_t)n);
-        if (rc < 0) {
-            if (err != NULL)
-                *err = xasprintf("docker config %s is larger than %d bytes", path,
-                                 DOCKERCONFIG_MAX_BYTES);
-            goto out;
-        }
+    rc = fs_read_fd(fd, false, contents);
+    if (rc == FERRY_ETOOBIG) {
+        if (err != NULL)
+            *err =
+                xasprintf("docker config %s is larger than %d bytes", path, DOCKERCONFIG_MAX_BYTES);
+        goto out;
     }
+    if (rc < 0)
+        goto fail;
     goto out;
 
 fail:
     if (err != NULL)
         *err = xasprintf("cannot read docker config %s: %s", path, strerror(-rc));
 out:
-    secret_wipe(chunk, sizeof(chunk));
     if (close(fd) < 0 && rc == 0) {
         rc = -errno;
         if (err != NULL)
