@@ -16,6 +16,8 @@
 #ifndef FERRY_CHAOS_PROXY_INT_H
 #define FERRY_CHAOS_PROXY_INT_H
 
+#include "common/errors.h"
+
 #include <http_parser.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -245,8 +247,8 @@ void proxy_clear_rules(struct proxy *p);
  * of them). All or nothing: returns 0, or FERRY_EINVAL with nothing kept and
  * `err` saying why.
  */
-int proxy_parse_rules(const char *text, struct rule **out, size_t max, size_t *n_out, char *err,
-                      size_t err_len);
+FERRY_MUST_CHECK int proxy_parse_rules(const char *text, struct rule **out, size_t max,
+                                       size_t *n_out, char *err, size_t err_len);
 
 /** Applies new rules to the exchanges in flight: a new blackhole swallows those it matches. */
 void proxy_rules_changed(struct proxy *p);
@@ -254,7 +256,7 @@ void proxy_rules_changed(struct proxy *p);
 /* ---- proxy_outq.c: output queues */
 
 /** Starts an empty queue of `conn` counting its bytes in `counter`; 0 or a libuv error. */
-int proxy_outq_init(struct outq *q, struct conn *conn, uint64_t *counter);
+FERRY_MUST_CHECK int proxy_outq_init(struct outq *q, struct conn *conn, uint64_t *counter);
 
 /** Drops what is queued and closes the queue's timer; the close releases its connection reference.
  */
@@ -295,7 +297,7 @@ void proxy_conn_after_io(struct conn *conn);
 void proxy_conn_update_reading(struct conn *conn);
 
 /** Opens the upstream link of a connection; 0 or a libuv error (then there is no link). */
-int proxy_link_open(struct conn *conn);
+FERRY_MUST_CHECK int proxy_link_open(struct conn *conn);
 
 /** Closes the upstream link (if any) and forgets the bytes queued for it. */
 void proxy_link_close(struct conn *conn);

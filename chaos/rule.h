@@ -27,6 +27,8 @@
 #ifndef FERRY_CHAOS_RULE_H
 #define FERRY_CHAOS_RULE_H
 
+#include "common/errors.h"
+
 #include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -68,7 +70,7 @@ struct rule {
  * rule_free()). Returns 0, or FERRY_EINVAL with a one-line reason (naming
  * the line and the bad token) written to `err` (of `err_len` bytes).
  */
-int rule_parse(const char *line, struct rule **out, char *err, size_t err_len);
+FERRY_MUST_CHECK int rule_parse(const char *line, struct rule **out, char *err, size_t err_len);
 
 /** True when the rule's method and path select the request. */
 bool rule_matches(const struct rule *rule, const char *method, const char *target);

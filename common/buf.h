@@ -6,6 +6,8 @@
 #ifndef FERRY_BUF_H
 #define FERRY_BUF_H
 
+#include "common/errors.h"
+
 #include <stddef.h>
 
 struct buf {
@@ -22,10 +24,10 @@ void buf_init(struct buf *b, size_t limit);
  * Append `len` bytes. Returns 0, or FERRY_ETOOBIG (and appends nothing) when
  * the result would pass the buffer's limit.
  */
-int buf_append(struct buf *b, const void *data, size_t len);
+FERRY_MUST_CHECK int buf_append(struct buf *b, const void *data, size_t len);
 
 /** Append a NUL-terminated string; as buf_append(). */
-int buf_append_str(struct buf *b, const char *s);
+FERRY_MUST_CHECK int buf_append_str(struct buf *b, const char *s);
 
 /** Forget the contents but keep the allocation and the limit. */
 void buf_reset(struct buf *b);

@@ -5,6 +5,8 @@
 #ifndef FERRY_CLOCK_H
 #define FERRY_CLOCK_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -28,10 +30,10 @@ void clock_format_rfc3339(int64_t unix_ms, char out[CLOCK_RFC3339_MAX]);
 int64_t clock_days_from_civil(int64_t year, int month, int day);
 
 /** Days in `month` (1-12) of `year`; 0 for a month out of range. */
-int clock_days_in_month(int64_t year, int month);
+FERRY_MUST_CHECK int clock_days_in_month(int64_t year, int month);
 
 /** The civil year (UTC) of a Unix time in seconds; clamped far beyond any real clock. */
-int clock_year_of(int64_t unix_seconds);
+FERRY_MUST_CHECK int clock_year_of(int64_t unix_seconds);
 
 /**
  * Parse an RFC 3339 date-time, YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm)

@@ -6,6 +6,13 @@
 #ifndef FERRY_ERRORS_H
 #define FERRY_ERRORS_H
 
+/*
+ * On a function that returns 0 or a negative code (or a count or -1): the
+ * compiler refuses a call that drops the result, so every failure is handled
+ * or passed on. A function that cannot fail returns void instead.
+ */
+#define FERRY_MUST_CHECK __attribute__((warn_unused_result))
+
 #define FERRY_ERRBASE (-20000)
 
 enum ferry_error {
@@ -37,7 +44,8 @@ const char *ferry_strerror(int code);
  * For parsers' error paths: when `err` is not NULL, set *err to the formatted
  * one-line message (caller frees). Returns `rc`, so `return ferry_error_set(...)`.
  */
-int ferry_error_set(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+FERRY_MUST_CHECK int ferry_error_set(char **err, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Room ferry_printable() needs: 64 bytes, "..." and the terminator. */
 #define FERRY_PRINTABLE_MAX 72

@@ -5,6 +5,8 @@
 #ifndef FERRY_FSUTIL_H
 #define FERRY_FSUTIL_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -15,7 +17,7 @@ struct buf;
  * theirs). Returns 0 when `dir` is a directory afterwards, -ENOTDIR when a
  * file stands in the way, or another -errno.
  */
-int fs_mkdir_p(const char *dir, mode_t mode);
+FERRY_MUST_CHECK int fs_mkdir_p(const char *dir, mode_t mode);
 
 /**
  * Read `fd` to its end into `contents` (whose limit caps it), or with
@@ -23,6 +25,6 @@ int fs_mkdir_p(const char *dir, mode_t mode);
  * Ferry's own stack buffer is wiped afterwards: files read this way may hold
  * secrets. Returns 0, FERRY_ETOOBIG past the buffer's limit, or -errno.
  */
-int fs_read_fd(int fd, bool first_line, struct buf *contents);
+FERRY_MUST_CHECK int fs_read_fd(int fd, bool first_line, struct buf *contents);
 
 #endif

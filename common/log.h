@@ -9,6 +9,8 @@
 #ifndef FERRY_LOG_H
 #define FERRY_LOG_H
 
+#include "common/errors.h"
+
 enum log_level {
     FERRY_LOG_ERROR = 0,
     FERRY_LOG_WARN = 1,
@@ -20,7 +22,7 @@ enum log_level {
 extern int log_threshold;
 
 /** Set the threshold from a name ("error", "warn", "info", "debug"); 0 or FERRY_EINVAL. */
-int log_set_level_name(const char *name);
+FERRY_MUST_CHECK int log_set_level_name(const char *name);
 
 /** Format and write one line to stderr. Use the macros below instead. */
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

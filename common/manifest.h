@@ -6,6 +6,8 @@
 #ifndef FERRY_MANIFEST_H
 #define FERRY_MANIFEST_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -87,8 +89,8 @@ bool manifest_media_type_known(const char *media_type);
  * On failure `m` is left zeroed and, when `err` is not NULL, *err receives a
  * one-line message the caller frees.
  */
-int manifest_parse(struct manifest *m, const char *bytes, size_t len, const char *content_type,
-                   char **err);
+FERRY_MUST_CHECK int manifest_parse(struct manifest *m, const char *bytes, size_t len,
+                                    const char *content_type, char **err);
 
 /** Free everything `m` holds and zero it; safe on a zeroed or released manifest. */
 void manifest_release(struct manifest *m);

@@ -7,6 +7,8 @@
 #ifndef FERRY_REFERENCE_H
 #define FERRY_REFERENCE_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 
 /* Longest reference text reference_parse() accepts. */
@@ -41,7 +43,7 @@ struct reference {
  * `ref` or `text` is NULL. On failure `ref` is left zeroed and, when `err` is
  * not NULL, *err receives a one-line message the caller frees.
  */
-int reference_parse(struct reference *ref, const char *text, char **err);
+FERRY_MUST_CHECK int reference_parse(struct reference *ref, const char *text, char **err);
 
 /** Free the fields of `ref` and zero it; safe on a zeroed or released reference. */
 void reference_release(struct reference *ref);

@@ -10,6 +10,8 @@
 #ifndef FERRY_COMMITTER_H
 #define FERRY_COMMITTER_H
 
+#include "common/errors.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -31,7 +33,8 @@ typedef void (*journal_commit_cb)(int rc, const char *error, const uint64_t *seq
 typedef void (*journal_tail_cb)(const struct journal_entry *e, void *arg);
 
 /** A committer for `j` on `loop`; `j` must outlive it. */
-int journal_committer_new(uv_loop_t *loop, struct journal *j, struct journal_committer **out);
+FERRY_MUST_CHECK int journal_committer_new(uv_loop_t *loop, struct journal *j,
+                                           struct journal_committer **out);
 
 /** Set (or clear with NULL) the tail callback. */
 void journal_committer_set_tail(struct journal_committer *c, journal_tail_cb cb, void *arg);
@@ -41,8 +44,9 @@ void journal_committer_set_tail(struct journal_committer *c, journal_tail_cb cb,
  * are durable or failed; or FERRY_EINVAL (event missing a field) / FERRY_ECANCELED
  * (closing), and `cb` never fires.
  */
-int journal_committer_submit(struct journal_committer *c, const struct journal_event *events,
-                             size_t n, journal_commit_cb cb, void *arg);
+FERRY_MUST_CHECK int journal_committer_submit(struct journal_committer *c,
+                                              const struct journal_event *events, size_t n,
+                                              journal_commit_cb cb, void *arg);
 
 /** Batches written so far, for tests and stats. */
 uint64_t journal_committer_batches(const struct journal_committer *c);

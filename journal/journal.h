@@ -15,6 +15,8 @@
 #ifndef FERRY_JOURNAL_H
 #define FERRY_JOURNAL_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,8 +82,8 @@ struct journal;
  * another process holds it read-write, FERRY_EPARSE when it holds records
  * that do not decode, -EIO for other RocksDB failures.
  */
-int journal_open(const char *dir, const struct journal_options *opts, struct journal **out,
-                 char **err);
+FERRY_MUST_CHECK int journal_open(const char *dir, const struct journal_options *opts,
+                                  struct journal **out, char **err);
 
 /** Close; NULL is ignored. */
 void journal_close(struct journal *j);
@@ -98,8 +100,8 @@ void journal_close(struct journal *j);
  * negative code (nothing of the batch written): FERRY_EINVAL for an event
  * missing a required field (with *err naming it), -EIO for RocksDB.
  */
-int journal_append(struct journal *j, const struct journal_event *events, size_t n, uint64_t *seqs,
-                   char **err);
+FERRY_MUST_CHECK int journal_append(struct journal *j, const struct journal_event *events, size_t n,
+                                    uint64_t *seqs, char **err);
 
 /**
  * Check one event as journal_append() checks each of its events: 0, or
@@ -107,7 +109,7 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
  * no journal, so a caller can refuse a bad event before queueing it with
  * others (the committer does).
  */
-int journal_event_validate(const struct journal_event *e, char **err);
+FERRY_MUST_CHECK int journal_event_validate(const struct journal_event *e, char **err);
 
 /**
  * Free the strings of an event that owns them (webhook_parse()'s events, the
@@ -120,7 +122,7 @@ void journal_event_release(struct journal_event *e);
 uint64_t journal_last_seq(struct journal *j);
 
 /** Read one entry; FERRY_ENOTFOUND when absent. Release `out` with journal_entry_release(). */
-int journal_get(struct journal *j, uint64_t seq, struct journal_entry *out);
+FERRY_MUST_CHECK int journal_get(struct journal *j, uint64_t seq, struct journal_entry *out);
 
 /** Free an entry's strings. */
 void journal_entry_release(struct journal_entry *e);
@@ -129,14 +131,14 @@ void journal_entry_release(struct journal_entry *e);
  * Call `cb` for each entry with seq > `after` in seq order, at most `limit`
  * of them (0: all); `cb` returns nonzero to stop. Returns 0 or a negative code.
  */
-int journal_scan(struct journal *j, uint64_t after, size_t limit,
-                 int (*cb)(const struct journal_entry *e, void *arg), void *arg);
+FERRY_MUST_CHECK int journal_scan(struct journal *j, uint64_t after, size_t limit,
+                                  int (*cb)(const struct journal_entry *e, void *arg), void *arg);
 
 /** A named consumer's position; 0 when it has none. */
-int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq);
+FERRY_MUST_CHECK int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq);
 
 /** As journal_cursor_get(), but FERRY_ENOTFOUND when the cursor was never set. */
-int journal_cursor_find(struct journal *j, const char *name, uint64_t *seq);
+FERRY_MUST_CHECK int journal_cursor_find(struct journal *j, const char *name, uint64_t *seq);
 
 /**
  * Move a named cursor. Written to the WAL but not synced: a process crash
@@ -144,7 +146,7 @@ int journal_cursor_find(struct journal *j, const char *name, uint64_t *seq);
  * a little, and the consumer redoes those entries (replication is idempotent,
  * and retention never passes a cursor).
  */
-int journal_cursor_set(struct journal *j, const char *name, uint64_t seq);
+FERRY_MUST_CHECK int journal_cursor_set(struct journal *j, const char *name, uint64_t seq);
 
 /**
  * Mark entry `seq` as having changed nothing, with the reason (one line, at
@@ -152,7 +154,7 @@ int journal_cursor_set(struct journal *j, const char *name, uint64_t seq);
  * may lose the mark, and the entry's job, run again, marks it again.
  * FERRY_ENOTFOUND when the entry is gone.
  */
-int journal_entry_set_ignored(struct journal *j, uint64_t seq, const char *reason);
+FERRY_MUST_CHECK int journal_entry_set_ignored(struct journal *j, uint64_t seq, const char *reason);
 
 /**
  * The latest journaled value of (source, repository, tag), whoever journaled
@@ -160,25 +162,25 @@ int journal_entry_set_ignored(struct journal *j, uint64_t seq, const char *reaso
  * (caller frees), or FERRY_ENOTFOUND when no entry named the tag or the
  * latest one deleted it. journal_append() keeps it.
  */
-int journal_tagstate_get(struct journal *j, const char *source, const char *repository,
-                         const char *tag, char **digest);
+FERRY_MUST_CHECK int journal_tagstate_get(struct journal *j, const char *source,
+                                          const char *repository, const char *tag, char **digest);
 
 /**
  * Set (digest non-NULL) or remove (digest NULL) a tag state by hand, outside
  * any entry; for tests and repairs. Not synced.
  */
-int journal_tagstate_put(struct journal *j, const char *source, const char *repository,
-                         const char *tag, const char *digest);
+FERRY_MUST_CHECK int journal_tagstate_put(struct journal *j, const char *source,
+                                          const char *repository, const char *tag,
+                                          const char *digest);
 
 /**
  * Call `cb(repository, tag, digest)` for every tag state of `source`, or of
  * its `repository` only when that is not NULL (the poller looks for tags
  * that disappeared from one repository). `cb` returns nonzero to stop.
  */
-int journal_tagstate_scan(struct journal *j, const char *source, const char *repository,
-                          int (*cb)(const char *repository, const char *tag, const char *digest,
-                                    void *arg),
-                          void *arg);
+FERRY_MUST_CHECK int journal_tagstate_scan(
+    struct journal *j, const char *source, const char *repository,
+    int (*cb)(const char *repository, const char *tag, const char *digest, void *arg), void *arg);
 
 /**
  * Retention: delete entries (and their dedup keys) whose seq is at or below
@@ -186,10 +188,11 @@ int journal_tagstate_scan(struct journal *j, const char *source, const char *rep
  * `now_unix_ms`, then compact that range away. With no cursor at all nothing
  * is deleted. *deleted (may be NULL) gets the count.
  */
-int journal_retain(struct journal *j, uint64_t max_age_ms, int64_t now_unix_ms, uint64_t *deleted);
+FERRY_MUST_CHECK int journal_retain(struct journal *j, uint64_t max_age_ms, int64_t now_unix_ms,
+                                    uint64_t *deleted);
 
 /** Counts for `ferry journal stats`. */
-int journal_get_stats(struct journal *j, struct journal_stats *out);
+FERRY_MUST_CHECK int journal_get_stats(struct journal *j, struct journal_stats *out);
 
 /* ---- replication state (DESIGN.md §3, §5): fences and job status ---- */
 
@@ -198,8 +201,8 @@ int journal_get_stats(struct journal *j, struct journal_stats *out);
  * that moved that tag there. *seq is 0 when there is none. Returns 0 or a
  * negative code.
  */
-int journal_fence_get(struct journal *j, const char *destination, const char *repository,
-                      const char *tag, uint64_t *seq);
+FERRY_MUST_CHECK int journal_fence_get(struct journal *j, const char *destination,
+                                       const char *repository, const char *tag, uint64_t *seq);
 
 /**
  * Raise the fence to `seq` when `seq` is higher than the fence, durably
@@ -208,8 +211,8 @@ int journal_fence_get(struct journal *j, const char *destination, const char *re
  * already at or above `seq` (the caller must not: a newer entry moved it),
  * or a negative code. Thread-safe.
  */
-int journal_fence_raise(struct journal *j, const char *destination, const char *repository,
-                        const char *tag, uint64_t seq);
+FERRY_MUST_CHECK int journal_fence_raise(struct journal *j, const char *destination,
+                                         const char *repository, const char *tag, uint64_t seq);
 
 enum journal_job_state {
     JOURNAL_JOB_PENDING = 1,
@@ -240,18 +243,19 @@ struct journal_job {
 const char *journal_job_state_name(enum journal_job_state s);
 
 /** Write (create or replace) a job's status; not synced (a lost update is redone). */
-int journal_job_put(struct journal *j, const struct journal_job *job);
+FERRY_MUST_CHECK int journal_job_put(struct journal *j, const struct journal_job *job);
 
 /** Read a job's status; FERRY_ENOTFOUND when there is none. Release with journal_job_release(). */
-int journal_job_get(struct journal *j, const char *destination, const char *repository,
-                    const char *digest, struct journal_job *out);
+FERRY_MUST_CHECK int journal_job_get(struct journal *j, const char *destination,
+                                     const char *repository, const char *digest,
+                                     struct journal_job *out);
 
 /**
  * Call `cb` for every job status (ordered by destination, repository,
  * digest); `cb` returns nonzero to stop.
  */
-int journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job, void *arg),
-                     void *arg);
+FERRY_MUST_CHECK int
+journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job, void *arg), void *arg);
 
 /** Free a job's strings. */
 void journal_job_release(struct journal_job *job);
@@ -260,7 +264,9 @@ void journal_job_release(struct journal_job *job);
  * As journal_job_scan(), over the jobs of `destination` only (NULL: all),
  * and of its `repository` only when that is not NULL.
  */
-int journal_job_scan_in(struct journal *j, const char *destination, const char *repository,
-                        int (*cb)(const struct journal_job *job, void *arg), void *arg);
+FERRY_MUST_CHECK int journal_job_scan_in(struct journal *j, const char *destination,
+                                         const char *repository,
+                                         int (*cb)(const struct journal_job *job, void *arg),
+                                         void *arg);
 
 #endif

@@ -14,6 +14,8 @@
 #ifndef FERRY_JOURNAL_INT_H
 #define FERRY_JOURNAL_INT_H
 
+#include "common/errors.h"
+
 #include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
@@ -94,7 +96,7 @@ uint64_t journal_key_decode(const char *key);
  * (at debug, with `op`), the caller gets -EBUSY, -ENOENT, -ENOSPC, -EACCES,
  * -ENOTDIR or -EIO. Takes ownership of `errptr`.
  */
-int journal_rocksdb_error(const struct journal *j, const char *op, char *errptr);
+FERRY_MUST_CHECK int journal_rocksdb_error(const struct journal *j, const char *op, char *errptr);
 
 /** Replace *err (when `err` is not NULL) with a fresh message. */
 void journal_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -104,12 +106,12 @@ void journal_set_err(char **err, const char *fmt, ...) __attribute__((format(pri
  * found, FERRY_ENOTFOUND when absent (or the family does not exist in an
  * older, read-only journal), or the translated RocksDB error.
  */
-int journal_cf_get(struct journal *j, enum journal_cf cf, const char *key, size_t key_len,
-                   const char *what, char **value, size_t *len);
+FERRY_MUST_CHECK int journal_cf_get(struct journal *j, enum journal_cf cf, const char *key,
+                                    size_t key_len, const char *what, char **value, size_t *len);
 
 /** A seq stored as an 8-byte value under `key` (cursors, fences): 0 when absent. */
-int journal_read_seq(struct journal *j, enum journal_cf cf, const char *key, size_t key_len,
-                     const char *what, uint64_t *seq);
+FERRY_MUST_CHECK int journal_read_seq(struct journal *j, enum journal_cf cf, const char *key,
+                                      size_t key_len, const char *what, uint64_t *seq);
 
 /**
  * Visits one record of journal_iterate(): 0 to go on, 1 to stop, or a
@@ -126,8 +128,9 @@ typedef int (*journal_visit_fn)(const char *key, size_t key_len, const char *val
  * RocksDB error (`what` names the operation in the log). A family the
  * journal lacks has no records.
  */
-int journal_iterate(struct journal *j, enum journal_cf cf, const char *seek, size_t seek_len,
-                    bool prefix, const char *what, journal_visit_fn visit, void *arg);
+FERRY_MUST_CHECK int journal_iterate(struct journal *j, enum journal_cf cf, const char *seek,
+                                     size_t seek_len, bool prefix, const char *what,
+                                     journal_visit_fn visit, void *arg);
 
 /** Take `lock`; a lock that cannot be taken is a broken process, which aborts. */
 void journal_lock(pthread_mutex_t *lock);
@@ -138,7 +141,8 @@ void journal_unlock(pthread_mutex_t *lock);
 /* ---- Names and keys (journal_entry.c, journal_state.c) ---- */
 
 /** A string field: `required` ones must be non-empty; every one is capped at `max`. */
-int journal_check_string(const char *s, const char *name, bool required, size_t max, char **err);
+FERRY_MUST_CHECK int journal_check_string(const char *s, const char *name, bool required,
+                                          size_t max, char **err);
 
 /** True for a string that is there and not empty. */
 bool journal_present(const char *s);
@@ -159,8 +163,8 @@ char *journal_dedup_key(const char *source, const char *event_id);
  * Keys made of three names are "first\0second\0third": 0 and a fresh *key,
  * or FERRY_EINVAL when a name is empty or longer than JOURNAL_STRING_MAX.
  */
-int journal_tuple_key(const char *first, const char *second, const char *third, char **key,
-                      size_t *key_len);
+FERRY_MUST_CHECK int journal_tuple_key(const char *first, const char *second, const char *third,
+                                       char **key, size_t *key_len);
 
 /* ---- Entries (journal_entry.c) ---- */
 
@@ -169,8 +173,9 @@ int journal_tuple_key(const char *first, const char *second, const char *third, 
  * that nothing downstream ever sees a record append would have refused. On
  * failure (FERRY_EPARSE) *why names the problem and `out` is untouched.
  */
-int journal_entry_decode(const char *key, size_t key_len, const char *value, size_t value_len,
-                         struct journal_entry *out, const char **why);
+FERRY_MUST_CHECK int journal_entry_decode(const char *key, size_t key_len, const char *value,
+                                          size_t value_len, struct journal_entry *out,
+                                          const char **why);
 
 /* A tag state one append batch has set, for the events after it in the batch. */
 struct journal_tag_pending;

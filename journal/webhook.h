@@ -19,6 +19,8 @@
 #ifndef FERRY_WEBHOOK_H
 #define FERRY_WEBHOOK_H
 
+#include "common/errors.h"
+
 #include <stddef.h>
 
 #include "journal/journal.h"
@@ -46,8 +48,8 @@ struct webhook_result {
  * Repository names must pass reference_repository_valid(), digests
  * digest_valid(), tags reference_tag_valid().
  */
-int webhook_parse(const char *source, const char *content_type, const char *body, size_t len,
-                  struct webhook_result *out, char **err);
+FERRY_MUST_CHECK int webhook_parse(const char *source, const char *content_type, const char *body,
+                                   size_t len, struct webhook_result *out, char **err);
 
 /** Free what webhook_parse() returned. */
 void webhook_result_release(struct webhook_result *r);

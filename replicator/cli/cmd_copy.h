@@ -6,6 +6,8 @@
 #ifndef FERRY_CMD_COPY_H
 #define FERRY_CMD_COPY_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 
 #include "registry/http.h"
@@ -33,6 +35,7 @@ struct copy_options {
  * *error set to one line (caller frees) naming what failed. The tag is never
  * pushed when any part failed. *summary is filled in either case.
  */
-int copy_run(const struct copy_options *opts, struct copy_summary *summary, char **error);
+FERRY_MUST_CHECK int copy_run(const struct copy_options *opts, struct copy_summary *summary,
+                              char **error);
 
 #endif

@@ -8,6 +8,8 @@
 #ifndef FERRY_CLI_CREDS_H
 #define FERRY_CLI_CREDS_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 
 /* Which of the three flags gave the credentials. */
@@ -42,7 +44,7 @@ void creds_take(struct creds *c, enum creds_how how, char *arg);
  * past the line is read). Returns 0 (c->text stays NULL when no flag was
  * given), or -1 after printing "ferry CMD: why" on stderr.
  */
-int creds_load(const char *cmd, struct creds *c);
+FERRY_MUST_CHECK int creds_load(const char *cmd, struct creds *c);
 
 /**
  * Settle c->username and c->password for `registry` ("host[:port]"): from
@@ -53,8 +55,8 @@ int creds_load(const char *cmd, struct creds *c);
  * why on stderr (text that is not USER:PASSWORD, a Docker config that cannot
  * be read).
  */
-int creds_resolve(struct creds *c, const char *env_prefix, const char *registry,
-                  const char *authfile);
+FERRY_MUST_CHECK int creds_resolve(struct creds *c, const char *env_prefix, const char *registry,
+                                   const char *authfile);
 
 /** Wipe and free whatever `c` holds; it may be loaded and resolved again. */
 void creds_release(struct creds *c);

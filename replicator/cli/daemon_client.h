@@ -7,6 +7,8 @@
 #ifndef FERRY_CLI_DAEMON_CLIENT_H
 #define FERRY_CLI_DAEMON_CLIENT_H
 
+#include "common/errors.h"
+
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
@@ -58,8 +60,9 @@ const char *daemon_client_api_token(const struct config *cfg);
  * came in time or the request could not be made (curl's words),
  * FERRY_ETOOBIG when its body passed c->body_max.
  */
-int daemon_client_request(const struct daemon_client *c, const char *path, const char *post,
-                          struct daemon_answer *answer, char **error);
+FERRY_MUST_CHECK int daemon_client_request(const struct daemon_client *c, const char *path,
+                                           const char *post, struct daemon_answer *answer,
+                                           char **error);
 
 /**
  * daemon_client_request() wanting a 200 with a JSON body: returns 0 with
@@ -69,8 +72,8 @@ int daemon_client_request(const struct daemon_client *c, const char *path, const
  * status ("http://HOST:PORT/PATH: HTTP 503: the daemon's error"),
  * FERRY_EPARSE for a 200 that is not JSON.
  */
-int daemon_client_call(const struct daemon_client *c, const char *path, const char *post,
-                       cJSON **json, char **error);
+FERRY_MUST_CHECK int daemon_client_call(const struct daemon_client *c, const char *path,
+                                        const char *post, cJSON **json, char **error);
 
 /** Free what `a` holds. */
 void daemon_answer_release(struct daemon_answer *a);

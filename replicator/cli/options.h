@@ -11,6 +11,8 @@
 #ifndef FERRY_CLI_OPTIONS_H
 #define FERRY_CLI_OPTIONS_H
 
+#include "common/errors.h"
+
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -98,7 +100,8 @@ struct options_common {
  * one of them, returns OPTIONS_EXIT_USAGE after saying why on stderr. Meant
  * for the default: of a parser's switch.
  */
-int options_common_flag(const char *cmd, int c, const char *arg, struct options_common *f);
+FERRY_MUST_CHECK int options_common_flag(const char *cmd, int c, const char *arg,
+                                         struct options_common *f);
 
 /** Set the log level from -v (once: info; twice: debug; none: as it was). */
 void options_verbosity(int verbose);
@@ -111,7 +114,7 @@ void options_unknown_flag(const char *cmd);
  * optional "i" and "B": 64M, 64MiB, 64MB). Returns 0 and sets *out, or
  * FERRY_EINVAL when `text` is not one.
  */
-int options_parse_size(const char *text, uint64_t *out);
+FERRY_MUST_CHECK int options_parse_size(const char *text, uint64_t *out);
 
 /* Flags of the commands that work from a config file: serve, sync, verify. */
 struct options_config_cmd {
@@ -125,14 +128,15 @@ struct options_config_cmd {
  * `--check-config` for command `cmd`; `usage` prints its help. Returns
  * OPTIONS_RUN with *f set, or the exit status (see the top).
  */
-int options_config_cmd_parse(const char *cmd, int argc, char **argv, void (*usage)(FILE *),
-                             bool allow_json, bool allow_check, struct options_config_cmd *f);
+FERRY_MUST_CHECK int options_config_cmd_parse(const char *cmd, int argc, char **argv,
+                                              void (*usage)(FILE *), bool allow_json,
+                                              bool allow_check, struct options_config_cmd *f);
 
 /**
  * config_load() for command `cmd`: returns 0 with *cfg set (the caller frees
  * it with config_free()), or config_load()'s negative code after printing
  * "ferry CMD: why" on stderr.
  */
-int options_config_load(const char *cmd, const char *path, struct config **cfg);
+FERRY_MUST_CHECK int options_config_load(const char *cmd, const char *path, struct config **cfg);
 
 #endif

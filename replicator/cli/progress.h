@@ -5,6 +5,8 @@
 #ifndef FERRY_PROGRESS_H
 #define FERRY_PROGRESS_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,7 +21,7 @@ struct progress_item;
  * with progress_close()), or libuv's negative code when the timer cannot
  * start, with *progress NULL.
  */
-int progress_new(uv_loop_t *loop, FILE *out, struct progress **progress);
+FERRY_MUST_CHECK int progress_new(uv_loop_t *loop, FILE *out, struct progress **progress);
 
 /** A new bar named `label` (copied) for `total` bytes. */
 struct progress_item *progress_item_add(struct progress *p, const char *label, uint64_t total);

@@ -85,6 +85,8 @@
 #ifndef FERRY_CONFIG_H
 #define FERRY_CONFIG_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -248,7 +250,7 @@ struct config {
  *  - FERRY_ETOOBIG when the file is larger than CONFIG_MAX_BYTES;
  *  - a negative errno when the file cannot be read ("FILE: problem").
  */
-int config_load(const char *path, struct config **out, char **err);
+FERRY_MUST_CHECK int config_load(const char *path, struct config **out, char **err);
 
 /**
  * Read the secret on the first line of the file at `path`, trimmed of
@@ -260,7 +262,7 @@ int config_load(const char *path, struct config **out, char **err);
  * negative errno when it cannot be read, FERRY_ETOOBIG for a longer line,
  * FERRY_EINVAL for an empty line or a NUL byte.
  */
-int config_secret_read_file(const char *path, char **secret, char **err);
+FERRY_MUST_CHECK int config_secret_read_file(const char *path, char **secret, char **err);
 
 /**
  * The value of environment variable `name` in a fresh string the caller
@@ -280,7 +282,7 @@ char *config_secret_take_env(const char *name);
  * Returns 0 when it is a directory afterwards (a mode that cannot be
  * changed is only warned about), or fs_mkdir_p()'s error.
  */
-int config_data_dir_prepare(const struct config *c);
+FERRY_MUST_CHECK int config_data_dir_prepare(const struct config *c);
 
 /** Free `c` and everything it holds, wiping the secrets first; NULL is fine. */
 void config_free(struct config *c);
@@ -317,7 +319,7 @@ bool config_sends(const struct config *c, const char *source, const char *reposi
  * anything else, FERRY_ETOOBIG when the result passes UINT64_MAX
  * milliseconds, FERRY_EINVAL for a NULL argument. *ms is untouched on failure.
  */
-int config_parse_duration(const char *text, uint64_t *ms);
+FERRY_MUST_CHECK int config_parse_duration(const char *text, uint64_t *ms);
 
 /**
  * Parse a size: a whole number of bytes, optionally followed by "B", "K" or
@@ -326,7 +328,7 @@ int config_parse_duration(const char *text, uint64_t *ms);
  * anything else, FERRY_ETOOBIG when the result passes SIZE_MAX,
  * FERRY_EINVAL for a NULL argument. *bytes is untouched on failure.
  */
-int config_parse_size(const char *text, size_t *bytes);
+FERRY_MUST_CHECK int config_parse_size(const char *text, size_t *bytes);
 
 /**
  * Split a listen address, "host:port" or "[v6]:port", into a fresh *host
@@ -335,7 +337,7 @@ int config_parse_size(const char *text, size_t *bytes);
  * Returns 0, or FERRY_EPARSE (both outputs untouched); FERRY_EINVAL for a
  * NULL `text`. `host` may be NULL when only checking.
  */
-int config_split_listen(const char *text, char **host, int *port);
+FERRY_MUST_CHECK int config_split_listen(const char *text, char **host, int *port);
 
 /**
  * The repository that destination `d` gives to source repository

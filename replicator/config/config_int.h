@@ -23,6 +23,8 @@
 #ifndef FERRY_CONFIG_INT_H
 #define FERRY_CONFIG_INT_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -105,8 +107,8 @@ struct config_yaml {
  * errno (-EISDIR for a directory), or FERRY_ETOOBIG past the limit. What was
  * read stays in `contents` for the caller to wipe and release.
  */
-int config_file_read(const char *path, bool first_line, struct buf *contents, struct stat *st,
-                     bool *opened);
+FERRY_MUST_CHECK int config_file_read(const char *path, bool first_line, struct buf *contents,
+                                      struct stat *st, bool *opened);
 
 /**
  * Read the config file at `path` (at most CONFIG_MAX_BYTES) and parse its
@@ -115,7 +117,7 @@ int config_file_read(const char *path, bool first_line, struct buf *contents, st
  * line the caller frees: config_file_read()'s error, FERRY_EPARSE for a
  * syntax error, FERRY_EINVAL for a second document.
  */
-int config_yaml_load(struct config_yaml *y, const char *path, char **err);
+FERRY_MUST_CHECK int config_yaml_load(struct config_yaml *y, const char *path, char **err);
 
 /** Wipe (the document holds every secret of the file) and free what `y` holds. */
 void config_yaml_release(struct config_yaml *y);
@@ -132,33 +134,35 @@ void config_parser_init(struct config_parser *p, struct config_yaml *y, const ch
  * (or a null root) fills nothing: every default stays. Sets *root to the
  * root node, or NULL for an empty document.
  */
-int config_walk_root(struct config_parser *p, const struct config_field *fields, size_t n_fields,
-                     void *object, const yaml_node_t **root);
+FERRY_MUST_CHECK int config_walk_root(struct config_parser *p, const struct config_field *fields,
+                                      size_t n_fields, void *object, const yaml_node_t **root);
 
 /**
  * Record "FILE:LINE: KEY: problem" for `node` unless an error is already
  * recorded, and return FERRY_EINVAL. Callers never pass a secret value in
  * the format arguments; values they do repeat are cut at CONFIG_QUOTE_MAX.
  */
-int config_fail(struct config_parser *p, const yaml_node_t *node, const char *key, const char *fmt,
-                ...) __attribute__((format(printf, 4, 5)));
+FERRY_MUST_CHECK int config_fail(struct config_parser *p, const yaml_node_t *node, const char *key,
+                                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /** The path of key `name` under `parent`, cut to CONFIG_QUOTE_MAX; the caller frees it. */
 char *config_key_join(const char *parent, const char *name);
 
 /** As config_fail(), for key `name` under `key`, placed at its value in `mapping` if there. */
-int config_fail_at(struct config_parser *p, const yaml_node_t *mapping, const char *key,
-                   const char *name, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+FERRY_MUST_CHECK int config_fail_at(struct config_parser *p, const yaml_node_t *mapping,
+                                    const char *key, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /**
  * The node `id` refers to, counting the visit: a node reached twice was
  * reached through an alias, which is refused ("billion laughs").
  */
-int config_node(struct config_parser *p, int id, const char *key, const yaml_node_t **out);
+FERRY_MUST_CHECK int config_node(struct config_parser *p, int id, const char *key,
+                                 const yaml_node_t **out);
 
 /** A scalar's text, borrowed from the document; never empty, never with a NUL inside. */
-int config_string(struct config_parser *p, const yaml_node_t *node, const char *key,
-                  const char **out);
+FERRY_MUST_CHECK int config_string(struct config_parser *p, const yaml_node_t *node,
+                                   const char *key, const char **out);
 
 /** Resolve a relative path against the config file's directory; the caller frees it. */
 char *config_path_join(const char *dir, const char *path);
@@ -170,8 +174,9 @@ char *config_path_join(const char *dir, const char *path);
  * order, not file order, so a field can rely on those listed before it
  * (rules on registries, a rule's destinations on its source).
  */
-int config_mapping(struct config_parser *p, const yaml_node_t *node, const char *key,
-                   const struct config_field *fields, size_t n_fields, void *object);
+FERRY_MUST_CHECK int config_mapping(struct config_parser *p, const yaml_node_t *node,
+                                    const char *key, const struct config_field *fields,
+                                    size_t n_fields, void *object);
 
 /** Free a list of `n` strings; NULL is fine. */
 void config_strings_free(char **strings, size_t n);
@@ -180,8 +185,9 @@ void config_strings_free(char **strings, size_t n);
  * The items of the sequence `node` (a list at `key`): 0 with *items and *n,
  * or an error when it is not a list, or is empty unless `empty_ok`.
  */
-int config_sequence(struct config_parser *p, const yaml_node_t *node, const char *key,
-                    bool empty_ok, yaml_node_item_t **items, size_t *n);
+FERRY_MUST_CHECK int config_sequence(struct config_parser *p, const yaml_node_t *node,
+                                     const char *key, bool empty_ok, yaml_node_item_t **items,
+                                     size_t *n);
 
 /**
  * The value of key `name` in the mapping `node`, or NULL; for placing an
@@ -210,24 +216,26 @@ bool config_host_valid(const char *host);
  * With `inline_ok` false the key has no inline form. An inline secret marks
  * the file as holding one. Places errors at the keys in `mapping`.
  */
-int config_secret_resolve(struct config_parser *p, const yaml_node_t *mapping, const char *key,
-                          bool inline_ok, const char *env, const char *file, char **secret);
+FERRY_MUST_CHECK int config_secret_resolve(struct config_parser *p, const yaml_node_t *mapping,
+                                           const char *key, bool inline_ok, const char *env,
+                                           const char *file, char **secret);
 
 /** Read the secret on the first line of `path` into *secret; errors placed at `node`, `key`. */
-int config_secret_from_file(struct config_parser *p, const yaml_node_t *node, const char *key,
-                            const char *path, char **secret);
+FERRY_MUST_CHECK int config_secret_from_file(struct config_parser *p, const yaml_node_t *node,
+                                             const char *key, const char *path, char **secret);
 
 /** Take the secret in environment variable `name` into *secret; errors placed at `node`, `key`. */
-int config_secret_from_env(struct config_parser *p, const yaml_node_t *node, const char *key,
-                           const char *name, char **secret);
+FERRY_MUST_CHECK int config_secret_from_env(struct config_parser *p, const yaml_node_t *node,
+                                            const char *key, const char *name, char **secret);
 
 /** Refuse a secret still holding deploy/k8s's placeholder; `what` says where it came from. */
-int config_secret_check_placeholder(struct config_parser *p, const yaml_node_t *node,
-                                    const char *key, const char *what, const char *secret);
+FERRY_MUST_CHECK int config_secret_check_placeholder(struct config_parser *p,
+                                                     const yaml_node_t *node, const char *key,
+                                                     const char *what, const char *secret);
 
 /** tls: (CONFIG_CUSTOM of the top level): both files read and checked to match. */
-int config_parse_tls(struct config_parser *p, const yaml_node_t *node, const char *key,
-                     void *object);
+FERRY_MUST_CHECK int config_parse_tls(struct config_parser *p, const yaml_node_t *node,
+                                      const char *key, void *object);
 
 /* ---- The schema (config.c, config_schema.c) ---- */
 
@@ -249,15 +257,15 @@ void config_registry_release(struct config_registry *r);
 void config_rule_release(struct config_rule *rule);
 
 /** Check an environment variable's name ([A-Za-z_][A-Za-z0-9_]*); a config_check_fn. */
-int config_check_env_name(struct config_parser *p, const yaml_node_t *node, const char *key,
-                          const char *value);
+FERRY_MUST_CHECK int config_check_env_name(struct config_parser *p, const yaml_node_t *node,
+                                           const char *key, const char *value);
 
 /** registries: (CONFIG_CUSTOM of the top level, into a struct config_top). */
-int config_parse_registries(struct config_parser *p, const yaml_node_t *node, const char *key,
-                            void *object);
+FERRY_MUST_CHECK int config_parse_registries(struct config_parser *p, const yaml_node_t *node,
+                                             const char *key, void *object);
 
 /** rules: (CONFIG_CUSTOM of the top level, into a struct config_top; after registries). */
-int config_parse_rules(struct config_parser *p, const yaml_node_t *node, const char *key,
-                       void *object);
+FERRY_MUST_CHECK int config_parse_rules(struct config_parser *p, const yaml_node_t *node,
+                                        const char *key, void *object);
 
 #endif

@@ -27,6 +27,8 @@
 #ifndef FERRY_API_H
 #define FERRY_API_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <uv.h>
 
@@ -63,8 +65,8 @@ struct api;
  * negative libuv code (its throughput sampler could not start) with *out
  * NULL: what it had opened closes and is freed through the loop by itself.
  */
-int api_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
-            struct ingest *ingest, const bool *stopping, struct api **out);
+FERRY_MUST_CHECK int api_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
+                             struct ingest *ingest, const bool *stopping, struct api **out);
 
 /**
  * Switch to a reloaded config (the old one may be freed after this). A

@@ -9,6 +9,8 @@
 #ifndef FERRY_SERVE_H
 #define FERRY_SERVE_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 
 /**
@@ -19,6 +21,6 @@
  * no journal). Returns 0, or a negative code after printing one line on
  * stderr (config_load()'s codes for a config that is wrong).
  */
-int serve_run(const char *config_path, bool check_only);
+FERRY_MUST_CHECK int serve_run(const char *config_path, bool check_only);
 
 #endif

@@ -16,6 +16,8 @@
 #ifndef FERRY_SERVER_H
 #define FERRY_SERVER_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
@@ -70,11 +72,12 @@ struct server_options {
  * loop could not watch it): then *out is NULL, and a handle it had made
  * already closes and frees through the loop by itself.
  */
-int server_new(uv_loop_t *loop, const struct server_options *opts, server_admit_cb admit,
-               server_handler_cb handler, void *arg, struct server **out, char **err);
+FERRY_MUST_CHECK int server_new(uv_loop_t *loop, const struct server_options *opts,
+                                server_admit_cb admit, server_handler_cb handler, void *arg,
+                                struct server **out, char **err);
 
 /** The port actually bound. */
-int server_port(const struct server *s);
+FERRY_MUST_CHECK int server_port(const struct server *s);
 
 /**
  * Stop accepting, close the daemon (requests still waiting for an answer are

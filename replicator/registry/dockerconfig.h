@@ -7,6 +7,8 @@
 #ifndef FERRY_DOCKERCONFIG_H
 #define FERRY_DOCKERCONFIG_H
 
+#include "common/errors.h"
+
 /* Largest config file dockerconfig_lookup() reads. */
 #define DOCKERCONFIG_MAX_BYTES (1024 * 1024)
 
@@ -50,7 +52,7 @@ char *dockerconfig_default_path(void);
  *  - a negative errno when it cannot be read (-EACCES, -EISDIR);
  *  - FERRY_EINVAL when an argument is NULL.
  */
-int dockerconfig_lookup(const char *path, const char *registry, char **username, char **password,
-                        char **err);
+FERRY_MUST_CHECK int dockerconfig_lookup(const char *path, const char *registry, char **username,
+                                         char **password, char **err);
 
 #endif

@@ -11,6 +11,8 @@
 #ifndef FERRY_HTTP_H
 #define FERRY_HTTP_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -153,7 +155,7 @@ void http_request_follow_redirects(struct http_request *req, bool follow);
  * Start the request. Returns 0, after which `cb` fires exactly once, or a
  * negative code, in which case it never fires.
  */
-int http_request_start(struct http_request *req, http_done_cb cb, void *arg);
+FERRY_MUST_CHECK int http_request_start(struct http_request *req, http_done_cb cb, void *arg);
 
 /**
  * Wake a transfer whose source returned HTTP_SOURCE_WAIT or whose sink

@@ -7,6 +7,8 @@
 #ifndef FERRY_HTTPPARSE_H
 #define FERRY_HTTPPARSE_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,7 +62,7 @@ char *httpparse_link_next(const char *link_header, const char *base_url);
  * FERRY_EINVAL when an argument is NULL. *next_offset is written only on
  * success.
  */
-int httpparse_range_end(const char *range, uint64_t *next_offset);
+FERRY_MUST_CHECK int httpparse_range_end(const char *range, uint64_t *next_offset);
 
 /**
  * Parse a Retry-After value: delta-seconds ("120") or an HTTP date, preferably
@@ -74,7 +76,7 @@ int httpparse_range_end(const char *range, uint64_t *next_offset);
  * caller's job). FERRY_EPARSE for anything else (values of 256 bytes or more
  * included), FERRY_EINVAL when an argument is NULL. *delay_ms is written only on success.
  */
-int httpparse_retry_after(const char *value, int64_t now_unix, uint64_t *delay_ms);
+FERRY_MUST_CHECK int httpparse_retry_after(const char *value, int64_t now_unix, uint64_t *delay_ms);
 
 /**
  * Match a raw header line as libcurl's header callback delivers it ("Name:

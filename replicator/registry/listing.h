@@ -6,6 +6,8 @@
 #ifndef FERRY_LISTING_H
 #define FERRY_LISTING_H
 
+#include "common/errors.h"
+
 #include <stddef.h>
 
 #include "registry/http.h"
@@ -23,6 +25,7 @@ struct listing_options {
  * the array freed by the caller), or a negative code with *error set to one
  * line (caller frees).
  */
-int listing_run(const struct listing_options *opts, char ***items, size_t *n, char **error);
+FERRY_MUST_CHECK int listing_run(const struct listing_options *opts, char ***items, size_t *n,
+                                 char **error);
 
 #endif

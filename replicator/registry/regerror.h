@@ -7,6 +7,8 @@
 #ifndef FERRY_REGERROR_H
 #define FERRY_REGERROR_H
 
+#include "common/errors.h"
+
 #include <stddef.h>
 
 /* Largest body regerror_parse() looks at. */
@@ -29,7 +31,7 @@
  * code), and FERRY_ETOOBIG when it is over REGERROR_MAX_BODY bytes. On
  * failure *code and *message are set to NULL.
  */
-int regerror_parse(const char *body, size_t len, char **code, char **message);
+FERRY_MUST_CHECK int regerror_parse(const char *body, size_t len, char **code, char **message);
 
 /**
  * Summarize a registry error body in one line: "CODE: message", or "CODE"

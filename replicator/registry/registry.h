@@ -16,6 +16,8 @@
 #ifndef FERRY_REGISTRY_H
 #define FERRY_REGISTRY_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -89,13 +91,13 @@ void registry_get_stats(const struct registry *reg, struct registry_stats *out);
 typedef void (*registry_done_cb)(int rc, const char *error, void *arg);
 
 /** GET /v2/: reachability and auth discovery. */
-int registry_ping(struct registry *reg, registry_done_cb cb, void *arg);
+FERRY_MUST_CHECK int registry_ping(struct registry *reg, registry_done_cb cb, void *arg);
 
 typedef void (*registry_exists_cb)(int rc, const char *error, bool exists, int64_t size, void *arg);
 
 /** HEAD a blob. `exists` is false on 404; other failures are errors. */
-int registry_blob_exists(struct registry *reg, const char *repo, const char *digest,
-                         registry_exists_cb cb, void *arg);
+FERRY_MUST_CHECK int registry_blob_exists(struct registry *reg, const char *repo,
+                                          const char *digest, registry_exists_cb cb, void *arg);
 
 /**
  * Receives blob bytes in order; `offset` is where `data` starts in the blob.
@@ -111,9 +113,10 @@ typedef int (*registry_sink_cb)(const char *data, size_t len, uint64_t offset, v
  * Range request. The callback gets FERRY_EDIGEST when the bytes do not match
  * the digest, so a corrupt blob never completes.
  */
-int registry_blob_get(struct registry *reg, const char *repo, const char *digest, int64_t size,
-                      registry_sink_cb sink, void *sink_arg, registry_done_cb cb, void *arg,
-                      struct registry_download **out);
+FERRY_MUST_CHECK int registry_blob_get(struct registry *reg, const char *repo, const char *digest,
+                                       int64_t size, registry_sink_cb sink, void *sink_arg,
+                                       registry_done_cb cb, void *arg,
+                                       struct registry_download **out);
 
 /** Wake a download whose sink paused it. *out of registry_blob_get() until its callback. */
 void registry_download_resume(struct registry_download *d);
@@ -159,10 +162,12 @@ typedef void (*registry_upload_cb)(int rc, const char *error, enum registry_uplo
  * HTTP_SOURCE_WAIT, call registry_upload_resume()
  * once more bytes are there. *out (may be NULL) is valid until `cb` fires.
  */
-int registry_blob_upload(struct registry *reg, const char *repo, const char *digest, uint64_t size,
-                         http_source_cb source, void *source_arg,
-                         const struct registry_upload_options *opts, registry_upload_cb cb,
-                         void *arg, struct registry_upload **out);
+FERRY_MUST_CHECK int registry_blob_upload(struct registry *reg, const char *repo,
+                                          const char *digest, uint64_t size, http_source_cb source,
+                                          void *source_arg,
+                                          const struct registry_upload_options *opts,
+                                          registry_upload_cb cb, void *arg,
+                                          struct registry_upload **out);
 
 /** Wake an upload whose source had no bytes yet. */
 void registry_upload_resume(struct registry_upload *up);
@@ -176,15 +181,17 @@ typedef void (*registry_manifest_cb)(int rc, const char *error, const char *byte
  * and must equal the digest asked for, or the registry's Docker-Content-Digest
  * when asked by tag (FERRY_EDIGEST otherwise). 404 gives FERRY_ENOTFOUND.
  */
-int registry_manifest_get(struct registry *reg, const char *repo, const char *reference,
-                          registry_manifest_cb cb, void *arg);
+FERRY_MUST_CHECK int registry_manifest_get(struct registry *reg, const char *repo,
+                                           const char *reference, registry_manifest_cb cb,
+                                           void *arg);
 
 /**
  * HEAD a manifest. `exists` false on 404; `digest` from Docker-Content-Digest
  * (may be NULL when the registry sends none). `len` is the size.
  */
-int registry_manifest_head(struct registry *reg, const char *repo, const char *reference,
-                           registry_manifest_cb cb, void *arg);
+FERRY_MUST_CHECK int registry_manifest_head(struct registry *reg, const char *repo,
+                                            const char *reference, registry_manifest_cb cb,
+                                            void *arg);
 
 /**
  * What `reference` (a tag or a digest) names at the registry now: one HEAD,
@@ -197,9 +204,10 @@ int registry_manifest_head(struct registry *reg, const char *repo, const char *r
  * The key says from when an answer is fresh enough: Ferry's engine passes
  * the journal seq of the entry a job serves, so only jobs of one entry share.
  */
-int registry_manifest_resolve(struct registry *reg, const char *repo, const char *reference,
-                              const char *share, uint64_t share_ms, registry_manifest_cb cb,
-                              void *arg);
+FERRY_MUST_CHECK int registry_manifest_resolve(struct registry *reg, const char *repo,
+                                               const char *reference, const char *share,
+                                               uint64_t share_ms, registry_manifest_cb cb,
+                                               void *arg);
 
 /**
  * Ends a manifest PUT; `subject_processed` is true when the registry answered
@@ -211,17 +219,17 @@ typedef void (*registry_put_cb)(int rc, const char *error, bool subject_processe
  * PUT manifest bytes under `reference` (a tag or their digest) with
  * Content-Type `media_type`. `bytes` must outlive the operation.
  */
-int registry_manifest_put(struct registry *reg, const char *repo, const char *reference,
-                          const char *bytes, size_t len, const char *media_type, registry_put_cb cb,
-                          void *arg);
+FERRY_MUST_CHECK int registry_manifest_put(struct registry *reg, const char *repo,
+                                           const char *reference, const char *bytes, size_t len,
+                                           const char *media_type, registry_put_cb cb, void *arg);
 
 /**
  * DELETE a manifest by digest (with every tag that names it; the only delete
  * Distribution offers). A manifest already gone (404) is success; a registry
  * that refuses deletes answers 405 (FERRY_EUNSUPPORTED).
  */
-int registry_manifest_delete(struct registry *reg, const char *repo, const char *digest,
-                             registry_done_cb cb, void *arg);
+FERRY_MUST_CHECK int registry_manifest_delete(struct registry *reg, const char *repo,
+                                              const char *digest, registry_done_cb cb, void *arg);
 
 /**
  * DELETE a tag alone, leaving its manifest (OCI 1.1; not every registry
@@ -229,8 +237,8 @@ int registry_manifest_delete(struct registry *reg, const char *repo, const char 
  * tags (400 or 405, as Distribution 2.8) gives FERRY_EUNSUPPORTED.
  * FERRY_EINVAL, and no callback, for an invalid tag.
  */
-int registry_tag_delete(struct registry *reg, const char *repo, const char *tag,
-                        registry_done_cb cb, void *arg);
+FERRY_MUST_CHECK int registry_tag_delete(struct registry *reg, const char *repo, const char *tag,
+                                         registry_done_cb cb, void *arg);
 
 typedef void (*registry_list_cb)(int rc, const char *error, char **items, size_t n, void *arg);
 
@@ -238,8 +246,8 @@ typedef void (*registry_list_cb)(int rc, const char *error, char **items, size_t
  * Does `repo` exist? GET /v2/<repo>/tags/list?n=1: `exists` is false on 404
  * (NAME_UNKNOWN); other failures are errors. The size passed is -1.
  */
-int registry_repository_exists(struct registry *reg, const char *repo, registry_exists_cb cb,
-                               void *arg);
+FERRY_MUST_CHECK int registry_repository_exists(struct registry *reg, const char *repo,
+                                                registry_exists_cb cb, void *arg);
 
 /** Called with each invalid name of a listing page (NULL: not a string). */
 typedef void (*registry_skip_cb)(const char *value, void *arg);
@@ -252,22 +260,24 @@ typedef void (*registry_skip_cb)(const char *value, void *arg);
  * 0, FERRY_EPROTO when the body is not such a listing, or FERRY_ETOOBIG
  * once *n would pass `cap` (what was appended stays).
  */
-int registry_list_page_parse(const char *body, size_t len, bool repositories, size_t cap,
-                             char ***items, size_t *n, registry_skip_cb skip, void *arg);
+FERRY_MUST_CHECK int registry_list_page_parse(const char *body, size_t len, bool repositories,
+                                              size_t cap, char ***items, size_t *n,
+                                              registry_skip_cb skip, void *arg);
 
 /** GET /v2/_catalog, every page (Link pagination). `items` are freed after the callback. */
-int registry_catalog(struct registry *reg, registry_list_cb cb, void *arg);
+FERRY_MUST_CHECK int registry_catalog(struct registry *reg, registry_list_cb cb, void *arg);
 
 /** GET /v2/<repo>/tags/list, every page. */
-int registry_tags(struct registry *reg, const char *repo, registry_list_cb cb, void *arg);
+FERRY_MUST_CHECK int registry_tags(struct registry *reg, const char *repo, registry_list_cb cb,
+                                   void *arg);
 
 /**
  * The referrers of `digest` as image index bytes: from the referrers API, or,
  * where the registry has none (404), from the `sha256-<hex>` tag fallback.
  * No referrers gives rc 0 with len 0; the callback's `digest` is NULL.
  */
-int registry_referrers(struct registry *reg, const char *repo, const char *digest,
-                       registry_manifest_cb cb, void *arg);
+FERRY_MUST_CHECK int registry_referrers(struct registry *reg, const char *repo, const char *digest,
+                                        registry_manifest_cb cb, void *arg);
 
 /** True once this registry answered 404 to the referrers API. */
 bool registry_referrers_api_missing(const struct registry *reg);

@@ -8,6 +8,8 @@
 #ifndef FERRY_REGISTRY_INT_H
 #define FERRY_REGISTRY_INT_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -114,10 +116,10 @@ struct registry_op {
 char *registry_url_path(const char *url);
 
 /** Ferry's code for a final HTTP status the caller did not expect. */
-int registry_status_error(long status);
+FERRY_MUST_CHECK int registry_status_error(long status);
 
 /** `rc` when the op failed without an answer, else the code of its status. */
-int registry_status_rc(struct http_request *req, int rc);
+FERRY_MUST_CHECK int registry_status_rc(struct http_request *req, int rc);
 
 /** The token scope for reading `repo` (and writing, for a destination). Caller frees. */
 char *registry_repo_scope(const struct registry *reg, const char *repo);

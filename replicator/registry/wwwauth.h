@@ -6,6 +6,8 @@
 #ifndef FERRY_WWWAUTH_H
 #define FERRY_WWWAUTH_H
 
+#include "common/errors.h"
+
 /* Longest header value wwwauth_parse() accepts. */
 #define WWWAUTH_MAX_HEADER 8192
 
@@ -37,7 +39,7 @@ struct wwwauth {
  * NULL, *err receives a one-line message (which never quotes the header) that
  * the caller frees.
  */
-int wwwauth_parse(struct wwwauth *out, const char *header, char **err);
+FERRY_MUST_CHECK int wwwauth_parse(struct wwwauth *out, const char *header, char **err);
 
 /** Free the fields of `w` and zero it; safe on a zeroed or released value. */
 void wwwauth_release(struct wwwauth *w);

@@ -7,6 +7,8 @@
 #ifndef FERRY_CLIENTS_H
 #define FERRY_CLIENTS_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
@@ -32,7 +34,7 @@ struct clients {
 };
 
 /** Requests (or jobs) at once for `cfg`: its max_concurrency, or Ferry's default. */
-int clients_concurrency(const struct config_registry *cfg);
+FERRY_MUST_CHECK int clients_concurrency(const struct config_registry *cfg);
 
 /** Open the clients of `cfg` on `loop` into *out; close them with clients_close(). */
 void clients_open(uv_loop_t *loop, const struct config_registry *cfg,

@@ -12,6 +12,8 @@
 #ifndef FERRY_COPY_H
 #define FERRY_COPY_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -124,8 +126,9 @@ struct copy_spec {
  * the copy), or a negative uv code when the copy's timer cannot start
  * (`done` never fires).
  */
-int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summary *summary,
-               copy_done_cb done, void *arg, struct copy **out);
+FERRY_MUST_CHECK int copy_start(uv_loop_t *loop, const struct copy_spec *spec,
+                                struct copy_summary *summary, copy_done_cb done, void *arg,
+                                struct copy **out);
 
 /* The owner's answer at the tag gate. */
 enum copy_tag_verdict {

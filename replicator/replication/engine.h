@@ -15,6 +15,8 @@
 #ifndef FERRY_ENGINE_H
 #define FERRY_ENGINE_H
 
+#include "common/errors.h"
+
 #include <stdint.h>
 #include <uv.h>
 
@@ -54,8 +56,9 @@ typedef void (*engine_job_cb)(struct engine *e, const struct journal_job *job, v
  * last run stopped (its cursors), or the loop cannot give it a timer, a
  * negative code, and *out is left alone.
  */
-int engine_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
-               struct journal_committer *committer, struct engine **out);
+FERRY_MUST_CHECK int engine_new(uv_loop_t *loop, const struct config *config,
+                                struct journal *journal, struct journal_committer *committer,
+                                struct engine **out);
 
 /**
  * The engine's client of registry `name` (from the config), with its

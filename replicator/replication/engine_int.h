@@ -16,6 +16,8 @@
 #ifndef FERRY_ENGINE_INT_H
 #define FERRY_ENGINE_INT_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -457,8 +459,8 @@ enum engine_fence_claim engine_fence_claim(uint64_t fence, uint64_t seq);
  * claim it (the fence raised to `seq` durably, or at `seq` already); 0 when a
  * newer entry owns the tag; or the journal's negative code.
  */
-int engine_fence_take(struct journal *j, const char *dest, const char *repo, const char *tag,
-                      uint64_t seq);
+FERRY_MUST_CHECK int engine_fence_take(struct journal *j, const char *dest, const char *repo,
+                                       const char *tag, uint64_t seq);
 
 /** What a push's tag step weighs, once the source's tag names the job's digest. */
 struct engine_tag_facts {

@@ -16,6 +16,8 @@
 #ifndef FERRY_POLLER_H
 #define FERRY_POLLER_H
 
+#include "common/errors.h"
+
 #include <stdint.h>
 #include <uv.h>
 
@@ -37,8 +39,9 @@ struct poller_stats {
 typedef void (*poller_round_cb)(struct poller *p, void *arg);
 
 /** A poller over every source registry of `config` with `poll` on. */
-int poller_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
-               struct journal_committer *committer, struct poller **out);
+FERRY_MUST_CHECK int poller_new(uv_loop_t *loop, const struct config *config,
+                                struct journal *journal, struct journal_committer *committer,
+                                struct poller **out);
 
 /** Run a round now, then every poll_interval (0: only this one). */
 void poller_start(struct poller *p, poller_round_cb cb, void *arg);

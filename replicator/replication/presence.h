@@ -15,6 +15,8 @@
 #ifndef FERRY_PRESENCE_H
 #define FERRY_PRESENCE_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 
 /* Repositories remembered per (registry, digest); the oldest fall off. */
@@ -36,7 +38,7 @@ struct presence;
  * (its text is also logged at debug level). Callers then go on without a
  * cache. `err` may be NULL when the message is not wanted.
  */
-int presence_open(const char *dir, struct presence **out, char **err);
+FERRY_MUST_CHECK int presence_open(const char *dir, struct presence **out, char **err);
 
 /** Close the cache and free the handle; NULL is ignored. Unsynced writes are kept. */
 void presence_close(struct presence *p);
@@ -49,7 +51,8 @@ void presence_close(struct presence *p);
  * PRESENCE_MAX_NAME bytes or contains a newline; -EIO when RocksDB fails (its
  * text is logged at debug level). A corrupt stored entry is replaced.
  */
-int presence_add(struct presence *p, const char *registry, const char *digest, const char *repo);
+FERRY_MUST_CHECK int presence_add(struct presence *p, const char *registry, const char *digest,
+                                  const char *repo);
 
 /**
  * A repository other than `not_repo` (which may be NULL) known to hold `digest`
@@ -74,7 +77,8 @@ char *presence_lookup(struct presence *p, const char *registry, const char *dige
  * FERRY_EINVAL for invalid inputs as presence_add(), or -EIO when RocksDB
  * fails.
  */
-int presence_forget(struct presence *p, const char *registry, const char *digest, const char *repo);
+FERRY_MUST_CHECK int presence_forget(struct presence *p, const char *registry, const char *digest,
+                                     const char *repo);
 
 /**
  * The default cache directory: "$XDG_CACHE_HOME/ferry/presence" when

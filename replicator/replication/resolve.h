@@ -14,6 +14,8 @@
 #ifndef FERRY_RESOLVE_H
 #define FERRY_RESOLVE_H
 
+#include "common/errors.h"
+
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -119,8 +121,8 @@ struct resolve_node *resolve_find(const struct resolve *r, const char *digest);
  * whose descriptors has a valid "digest"; or FERRY_EPARSE, with *err (the
  * caller frees) saying what is wrong, in a line naming `subject`.
  */
-int resolve_referrers_parse(const char *bytes, size_t len, const char *subject, cJSON **index,
-                            const cJSON **list, char **err);
+FERRY_MUST_CHECK int resolve_referrers_parse(const char *bytes, size_t len, const char *subject,
+                                             cJSON **index, const cJSON **list, char **err);
 
 /** Free a resolve whose `done` has fired, with every node. */
 void resolve_free(struct resolve *r);

@@ -15,6 +15,8 @@
 #ifndef FERRY_SCHEDULER_H
 #define FERRY_SCHEDULER_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -97,7 +99,8 @@ void sched_remove(struct sched *s, struct sched_item *it);
 struct sched_item *sched_next(struct sched *s, uint64_t now);
 
 /** A RUNNING item's attempt ended (it becomes IDLE). Returns SCHED_OPENED/CLOSED flags. */
-int sched_done(struct sched *s, struct sched_item *it, enum sched_outcome outcome, uint64_t now);
+FERRY_MUST_CHECK int sched_done(struct sched *s, struct sched_item *it, enum sched_outcome outcome,
+                                uint64_t now);
 
 /**
  * A RUNNING item's attempt says nothing about its destination (as

@@ -12,6 +12,8 @@
 #ifndef FERRY_SPOOL_H
 #define FERRY_SPOOL_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,7 +34,7 @@ struct spool_blob;
  * blobs no one uses (0: SPOOL_DEFAULT_CAP_BYTES, 10 GiB). Returns 0 or a
  * negative code with *err.
  */
-int spool_new(const char *dir, uint64_t cap_bytes, struct spool **out, char **err);
+FERRY_MUST_CHECK int spool_new(const char *dir, uint64_t cap_bytes, struct spool **out, char **err);
 
 /** Free the spool; every blob must have been released. */
 void spool_free(struct spool *s);
@@ -48,11 +50,12 @@ void spool_free(struct spool *s);
  * caller streams it without the spool), another code when the file cannot be
  * created.
  */
-int spool_acquire(struct spool *s, const char *digest, int64_t size, bool *created,
-                  struct spool_blob **out, char **err);
+FERRY_MUST_CHECK int spool_acquire(struct spool *s, const char *digest, int64_t size, bool *created,
+                                   struct spool_blob **out, char **err);
 
 /** Write downloaded bytes at `offset`; 0 or -errno (e.g. -ENOSPC). */
-int spool_blob_write(struct spool_blob *b, const char *data, size_t len, uint64_t offset);
+FERRY_MUST_CHECK int spool_blob_write(struct spool_blob *b, const char *data, size_t len,
+                                      uint64_t offset);
 
 /** The download ended: rc 0 when the digest verified, else its error. Wakes every waiter. */
 void spool_blob_finish(struct spool_blob *b, int rc, const char *error);
@@ -63,7 +66,8 @@ void spool_blob_finish(struct spool_blob *b, int rc, const char *error);
  * verified); or the download's error. Register with spool_blob_wait() to be
  * woken.
  */
-ssize_t spool_blob_read(struct spool_blob *b, char *buf, size_t len, uint64_t offset);
+FERRY_MUST_CHECK ssize_t spool_blob_read(struct spool_blob *b, char *buf, size_t len,
+                                         uint64_t offset);
 
 /** The download's error message once it failed, else NULL. */
 const char *spool_blob_error(const struct spool_blob *b);

@@ -24,6 +24,8 @@
 #ifndef FERRY_VERIFY_H
 #define FERRY_VERIFY_H
 
+#include "common/errors.h"
+
 #include <stdbool.h>
 
 /* Source tags being verified at once (bounds the manifests held in memory). */
@@ -57,6 +59,6 @@
  *    listing), that failure's code, never FERRY_EINVAL; the line names the
  *    registry as the config does. Drift found before the failure is printed.
  */
-int verify_run(const char *config_path, bool json);
+FERRY_MUST_CHECK int verify_run(const char *config_path, bool json);
 
 #endif

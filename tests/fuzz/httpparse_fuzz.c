@@ -64,8 +64,10 @@ static void parse_value(const char *value)
     /* The offset after "0-END" is END + 1: never 0, which would mean an overflow. */
     if (httpparse_range_end(value, &offset) == 0 && offset == 0)
         abort();
+    /* Past 255 bytes a value is refused whatever it says. */
     for (size_t i = 0; i < sizeof(clocks) / sizeof(clocks[0]); i++)
-        httpparse_retry_after(value, clocks[i], &delay);
+        if (httpparse_retry_after(value, clocks[i], &delay) == 0 && strlen(value) >= 256)
+            abort();
     for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
         check_url(httpparse_url_resolve(bases[i], value));
         check_url(httpparse_link_next(value, bases[i]));
