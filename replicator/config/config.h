@@ -255,7 +255,7 @@ FERRY_MUST_CHECK int config_load(const char *path, struct config **out, char **e
 /**
  * Read the secret on the first line of the file at `path`, trimmed of
  * surrounding white space, into a fresh *secret the caller wipes
- * (explicit_bzero) and frees; at most CONFIG_MAX_SECRET_BYTES are read, and
+ * with secret_free(); at most CONFIG_MAX_SECRET_BYTES are read, and
  * every other copy of the bytes is wiped. Logs one warning naming the file
  * when group or others may read it. Returns 0; otherwise *secret is NULL and
  * *err a line the caller frees, naming the file but never its contents: a
