@@ -357,13 +357,7 @@ static void check_start(struct image_check *c)
     if (!fresh)
         goto out;
     /* A HEAD, and a GET where the HEAD names no valid digest. */
-    rc = registry_manifest_resolve(p->reg, p->repository, p->reference, NULL, 0, probe_done, p);
-    if (rc < 0) {
-        /* Its callback never fires: `c` is its only waiter. */
-        probe_free(p);
-        c->running = false;
-        l->running--;
-    }
+    registry_manifest_resolve(p->reg, p->repository, p->reference, NULL, 0, probe_done, p);
 out:
     if (rc < 0) {
         c->rc = rc;

@@ -56,10 +56,12 @@ int listing_run(const struct listing_options *opts, char ***items, size_t *n, ch
     }
     http = http_client_new(&loop, &opts->http);
     reg = registry_new(&loop, http, opts->registry, &opts->reg);
-    if (opts->repository != NULL)
+    if (opts->repository != NULL) {
         rc = registry_tags(reg, opts->repository, listing_done, &l);
-    else
-        rc = registry_catalog(reg, listing_done, &l);
+    } else {
+        registry_catalog(reg, listing_done, &l);
+        rc = 0;
+    }
     if (rc == 0) {
         uv_run(&loop, UV_RUN_DEFAULT);
         rc = l.rc;

@@ -172,7 +172,7 @@ static void ping_done(struct registry_op *op, struct http_request *req, int rc, 
     registry_op_free(op);
 }
 
-int registry_ping(struct registry *reg, registry_done_cb cb, void *arg)
+void registry_ping(struct registry *reg, registry_done_cb cb, void *arg)
 {
     char *url = xasprintf("%s/v2/", reg->base);
     struct registry_op *op = registry_op_new(reg, "GET", url, "");
@@ -181,7 +181,6 @@ int registry_ping(struct registry *reg, registry_done_cb cb, void *arg)
     ctx->cb = cb;
     ctx->arg = arg;
     registry_op_run(op, ping_done, ctx);
-    return 0;
 }
 
 /* ---- does it exist: a HEAD (or a one-name listing) answered yes, no or an error ---- */

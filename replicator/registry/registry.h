@@ -90,14 +90,20 @@ void registry_get_stats(const struct registry *reg, struct registry_stats *out);
 
 typedef void (*registry_done_cb)(int rc, const char *error, void *arg);
 
+/*
+ * The requests below cannot fail to start (a name that is not valid fails
+ * the request, through its callback, before anything is sent): they return
+ * nothing, and their callback always fires once, from the loop.
+ */
+
 /** GET /v2/: reachability and auth discovery. */
-FERRY_MUST_CHECK int registry_ping(struct registry *reg, registry_done_cb cb, void *arg);
+void registry_ping(struct registry *reg, registry_done_cb cb, void *arg);
 
 typedef void (*registry_exists_cb)(int rc, const char *error, bool exists, int64_t size, void *arg);
 
 /** HEAD a blob. `exists` is false on 404; other failures are errors. */
-FERRY_MUST_CHECK int registry_blob_exists(struct registry *reg, const char *repo,
-                                          const char *digest, registry_exists_cb cb, void *arg);
+void registry_blob_exists(struct registry *reg, const char *repo, const char *digest,
+                          registry_exists_cb cb, void *arg);
 
 /**
  * Receives blob bytes in order; `offset` is where `data` starts in the blob.
@@ -181,17 +187,15 @@ typedef void (*registry_manifest_cb)(int rc, const char *error, const char *byte
  * and must equal the digest asked for, or the registry's Docker-Content-Digest
  * when asked by tag (FERRY_EDIGEST otherwise). 404 gives FERRY_ENOTFOUND.
  */
-FERRY_MUST_CHECK int registry_manifest_get(struct registry *reg, const char *repo,
-                                           const char *reference, registry_manifest_cb cb,
-                                           void *arg);
+void registry_manifest_get(struct registry *reg, const char *repo, const char *reference,
+                           registry_manifest_cb cb, void *arg);
 
 /**
  * HEAD a manifest. `exists` false on 404; `digest` from Docker-Content-Digest
  * (may be NULL when the registry sends none). `len` is the size.
  */
-FERRY_MUST_CHECK int registry_manifest_head(struct registry *reg, const char *repo,
-                                            const char *reference, registry_manifest_cb cb,
-                                            void *arg);
+void registry_manifest_head(struct registry *reg, const char *repo, const char *reference,
+                            registry_manifest_cb cb, void *arg);
 
 /**
  * What `reference` (a tag or a digest) names at the registry now: one HEAD,
@@ -204,10 +208,9 @@ FERRY_MUST_CHECK int registry_manifest_head(struct registry *reg, const char *re
  * The key says from when an answer is fresh enough: Ferry's engine passes
  * the journal seq of the entry a job serves, so only jobs of one entry share.
  */
-FERRY_MUST_CHECK int registry_manifest_resolve(struct registry *reg, const char *repo,
-                                               const char *reference, const char *share,
-                                               uint64_t share_ms, registry_manifest_cb cb,
-                                               void *arg);
+void registry_manifest_resolve(struct registry *reg, const char *repo, const char *reference,
+                               const char *share, uint64_t share_ms, registry_manifest_cb cb,
+                               void *arg);
 
 /**
  * Ends a manifest PUT; `subject_processed` is true when the registry answered
@@ -246,8 +249,8 @@ typedef void (*registry_list_cb)(int rc, const char *error, char **items, size_t
  * Does `repo` exist? GET /v2/<repo>/tags/list?n=1: `exists` is false on 404
  * (NAME_UNKNOWN); other failures are errors. The size passed is -1.
  */
-FERRY_MUST_CHECK int registry_repository_exists(struct registry *reg, const char *repo,
-                                                registry_exists_cb cb, void *arg);
+void registry_repository_exists(struct registry *reg, const char *repo, registry_exists_cb cb,
+                                void *arg);
 
 /** Called with each invalid name of a listing page (NULL: not a string). */
 typedef void (*registry_skip_cb)(const char *value, void *arg);
@@ -265,7 +268,7 @@ FERRY_MUST_CHECK int registry_list_page_parse(const char *body, size_t len, bool
                                               registry_skip_cb skip, void *arg);
 
 /** GET /v2/_catalog, every page (Link pagination). `items` are freed after the callback. */
-FERRY_MUST_CHECK int registry_catalog(struct registry *reg, registry_list_cb cb, void *arg);
+void registry_catalog(struct registry *reg, registry_list_cb cb, void *arg);
 
 /** GET /v2/<repo>/tags/list, every page. */
 FERRY_MUST_CHECK int registry_tags(struct registry *reg, const char *repo, registry_list_cb cb,

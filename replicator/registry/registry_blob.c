@@ -17,13 +17,12 @@
 
 /* ---- blobs: HEAD ---- */
 
-int registry_blob_exists(struct registry *reg, const char *repo, const char *digest,
-                         registry_exists_cb cb, void *arg)
+void registry_blob_exists(struct registry *reg, const char *repo, const char *digest,
+                          registry_exists_cb cb, void *arg)
 {
     struct registry_op *op = registry_op_repo(reg, "HEAD", repo, "blobs", digest, NULL);
     op->follow = true;
     registry_exists_run(op, cb, arg);
-    return 0;
 }
 
 /* ---- blobs: GET, verified while it streams, resumed with Range ---- */

@@ -19,13 +19,12 @@
 
 /* ---- whether a repository exists ---- */
 
-int registry_repository_exists(struct registry *reg, const char *repo, registry_exists_cb cb,
-                               void *arg)
+void registry_repository_exists(struct registry *reg, const char *repo, registry_exists_cb cb,
+                                void *arg)
 {
     struct registry_op *op = registry_op_repo(reg, "GET", repo, "tags/list?n=1", NULL, NULL);
     op->body_limit = REGISTRY_LIST_PAGE_MAX;
     registry_exists_run(op, cb, arg);
-    return 0;
 }
 
 /* ---- listing with Link pagination ---- */
@@ -188,13 +187,12 @@ static void list_start(struct registry *reg, const char *path, const char *key, 
     free(url);
 }
 
-int registry_catalog(struct registry *reg, registry_list_cb cb, void *arg)
+void registry_catalog(struct registry *reg, registry_list_cb cb, void *arg)
 {
     char *path = xasprintf("/v2/_catalog?n=%d", reg->opts.list_page_size);
     list_start(reg, path, "repositories", "the catalog", REGISTRY_CATALOG_MAX, "registry:catalog:*",
                cb, arg);
     free(path);
-    return 0;
 }
 
 int registry_tags(struct registry *reg, const char *repo, registry_list_cb cb, void *arg)

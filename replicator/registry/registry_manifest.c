@@ -119,8 +119,8 @@ void registry_manifest_fetch(struct registry *reg, const char *repo, const char 
     registry_op_run(op, manifest_get_done, ctx);
 }
 
-int registry_manifest_get(struct registry *reg, const char *repo, const char *reference,
-                          registry_manifest_cb cb, void *arg)
+void registry_manifest_get(struct registry *reg, const char *repo, const char *reference,
+                           registry_manifest_cb cb, void *arg)
 {
     /* By digest the answer never changes: one fetch serves every caller. */
     if (reg->cache != NULL && digest_valid(reference)) {
@@ -129,19 +129,17 @@ int registry_manifest_get(struct registry *reg, const char *repo, const char *re
         bool joined = registry_cache_join(reg, key, 0, cb, arg, &f);
         free(key);
         if (joined)
-            return 0;
+            return;
         cb = registry_cache_fetched;
         arg = f;
     }
     registry_manifest_fetch(reg, repo, reference, false, cb, arg);
-    return 0;
 }
 
-int registry_manifest_head(struct registry *reg, const char *repo, const char *reference,
-                           registry_manifest_cb cb, void *arg)
+void registry_manifest_head(struct registry *reg, const char *repo, const char *reference,
+                            registry_manifest_cb cb, void *arg)
 {
     registry_manifest_fetch(reg, repo, reference, true, cb, arg);
-    return 0;
 }
 
 /* ---- where a reference stands now ---- */
@@ -210,9 +208,9 @@ static void resolve_fetched(int rc, const char *error, const char *bytes, size_t
     free(f);
 }
 
-int registry_manifest_resolve(struct registry *reg, const char *repo, const char *reference,
-                              const char *share, uint64_t share_ms, registry_manifest_cb cb,
-                              void *arg)
+void registry_manifest_resolve(struct registry *reg, const char *repo, const char *reference,
+                               const char *share, uint64_t share_ms, registry_manifest_cb cb,
+                               void *arg)
 {
     struct resolve_wait *w = xcalloc(1, sizeof(*w));
     w->cb = cb;
@@ -229,7 +227,7 @@ int registry_manifest_resolve(struct registry *reg, const char *repo, const char
         free(key);
         if (joined) {
             free(f);
-            return 0;
+            return;
         }
         f->cb = registry_cache_fetched;
         f->arg = flight;
@@ -237,7 +235,6 @@ int registry_manifest_resolve(struct registry *reg, const char *repo, const char
     f->repo = xstrdup(repo);
     f->reference = xstrdup(reference);
     registry_manifest_fetch(reg, repo, reference, true, resolve_fetched, f);
-    return 0;
 }
 
 /* ---- PUT ---- */

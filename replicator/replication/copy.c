@@ -102,15 +102,10 @@ static void dst_pinged(int rc, const char *error, void *arg)
     copy_op_finished(c);
 }
 
-static void copy_ping(struct copy *c, struct registry *reg, registry_done_cb cb,
-                      enum copy_fault fault)
+static void copy_ping(struct copy *c, struct registry *reg, registry_done_cb cb)
 {
     copy_op_started(c);
-    int rc = registry_ping(reg, cb, c);
-    if (rc < 0) {
-        copy_fail(c, fault, rc, "cannot ping the registry");
-        copy_op_finished(c);
-    }
+    registry_ping(reg, cb, c);
 }
 
 /* ---- phase 2: resolve the closure from the source ---- */
@@ -343,8 +338,8 @@ int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summar
     /* Held while the pings start (none with skip_ping: the phases move on at once). */
     copy_op_started(c);
     if (!spec->skip_ping) {
-        copy_ping(c, c->src, src_pinged, COPY_FAULT_SOURCE);
-        copy_ping(c, c->dst, dst_pinged, COPY_FAULT_DESTINATION);
+        copy_ping(c, c->src, src_pinged);
+        copy_ping(c, c->dst, dst_pinged);
     }
     copy_op_finished(c);
     return 0;

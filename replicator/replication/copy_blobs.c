@@ -31,16 +31,12 @@ static void node_checked(int rc, const char *error, const char *bytes, size_t le
 
 static void copy_check_repository(struct copy *c);
 
-/* HEAD a manifest at the destination; a request that cannot start is Ferry's failure. */
+/* HEAD a manifest at the destination. */
 static void copy_head_manifest(struct copy *c, const char *reference, registry_manifest_cb cb,
                                void *arg)
 {
     copy_op_started(c);
-    int rc = registry_manifest_head(c->dst, c->dst_repo, reference, cb, arg);
-    if (rc < 0) {
-        copy_fail(c, COPY_FAULT_LOCAL, rc, "cannot ask the destination for a manifest");
-        copy_op_finished(c);
-    }
+    registry_manifest_head(c->dst, c->dst_repo, reference, cb, arg);
 }
 
 /* HEAD every manifest not known to be there. */
@@ -98,11 +94,7 @@ static void repo_checked(int rc, const char *error, bool exists, int64_t size, v
 static void copy_check_repository(struct copy *c)
 {
     copy_op_started(c);
-    int rc = registry_repository_exists(c->dst, c->dst_repo, repo_checked, c);
-    if (rc < 0) {
-        copy_fail(c, COPY_FAULT_LOCAL, rc, "cannot ask the destination for the repository");
-        copy_op_finished(c);
-    }
+    registry_repository_exists(c->dst, c->dst_repo, repo_checked, c);
 }
 
 /*
@@ -252,11 +244,7 @@ static void blob_head(struct copy_blob *b)
 {
     struct copy *c = b->copy;
     copy_op_started(c);
-    int rc = registry_blob_exists(c->dst, c->dst_repo, b->digest, blob_checked, b);
-    if (rc < 0) {
-        copy_blob_finish(b, COPY_FAULT_LOCAL, rc, "cannot ask the destination for a blob");
-        copy_op_finished(c);
-    }
+    registry_blob_exists(c->dst, c->dst_repo, b->digest, blob_checked, b);
 }
 
 static void blob_start(struct copy_blob *b)

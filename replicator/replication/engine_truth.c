@@ -201,18 +201,15 @@ static void engine_observe_source(struct eng_job *job, const char *digest, const
 /*
  * Ask the source where `reference` of the job's repository stands now. With
  * `share`, the jobs of one entry at every destination (same seq, same
- * attempt) share one request, and its answer for a few seconds. A request
- * that cannot start answers `cb` at once with its error.
+ * attempt) share one request, and its answer for a few seconds.
  */
 static void job_source_check(struct eng_job *job, const char *reference, bool share,
                              registry_manifest_cb cb)
 {
     char key[48];
     snprintf(key, sizeof(key), "%" PRIu64 ".%d", job->seq, job->attempts);
-    int rc = registry_manifest_resolve(job->src->cl.pull, job->src_repo, reference,
-                                       share ? key : NULL, ENGINE_CHECK_SHARE_MS, cb, job);
-    if (rc < 0)
-        cb(rc, ferry_strerror(rc), NULL, 0, NULL, NULL, job);
+    registry_manifest_resolve(job->src->cl.pull, job->src_repo, reference, share ? key : NULL,
+                              ENGINE_CHECK_SHARE_MS, cb, job);
 }
 
 /* The source could not be asked about `reference`: the job's step fails, the source's fault. */
@@ -614,10 +611,7 @@ static void delete_tag_checked(int rc, const char *error, const char *bytes, siz
         engine_job_settle(job, 0, NULL, true);
         return;
     }
-    int hrc = registry_manifest_head(job->dst->cl.push, job->dst_repo, job->tag,
-                                     delete_tag_resolved, job);
-    if (hrc < 0)
-        delete_tag_resolved(hrc, ferry_strerror(hrc), NULL, 0, NULL, NULL, job);
+    registry_manifest_head(job->dst->cl.push, job->dst_repo, job->tag, delete_tag_resolved, job);
 }
 
 /* Behind the repository's gate: the source must agree, and a newer entry that moved the tag wins.

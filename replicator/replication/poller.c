@@ -225,10 +225,7 @@ static void repo_look_gone(struct poll_repo *r, const struct poller_tag *known)
     g->known = known;
     r->gone_pending++;
     p->outstanding++;
-    int rc =
-        registry_manifest_resolve(r->src->cl.pull, r->name, known->tag, NULL, 0, gone_checked, g);
-    if (rc < 0)
-        gone_checked(rc, ferry_strerror(rc), NULL, 0, NULL, NULL, g);
+    registry_manifest_resolve(r->src->cl.pull, r->name, known->tag, NULL, 0, gone_checked, g);
 }
 
 static void repo_add_known(struct poll_repo *r, const char *tag, const char *digest)
@@ -349,10 +346,7 @@ static void repo_resolve_tags(struct poll_repo *r)
         h->r = r;
         h->t = &r->listed[i];
         p->outstanding++;
-        int rc =
-            registry_manifest_resolve(src->cl.pull, r->name, h->t->tag, NULL, 0, tag_resolved, h);
-        if (rc < 0)
-            tag_resolved(rc, ferry_strerror(rc), NULL, 0, NULL, NULL, h);
+        registry_manifest_resolve(src->cl.pull, r->name, h->t->tag, NULL, 0, tag_resolved, h);
     }
     repo_head_step(r);
 }
@@ -452,9 +446,7 @@ static void poller_round(struct poller *p)
             source_pump(src);
         } else {
             p->outstanding++;
-            int rc = registry_catalog(src->cl.pull, catalog_listed, src);
-            if (rc < 0)
-                catalog_listed(rc, ferry_strerror(rc), NULL, 0, src);
+            registry_catalog(src->cl.pull, catalog_listed, src);
         }
     }
 }

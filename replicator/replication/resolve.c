@@ -426,9 +426,11 @@ static void resolve_fetch_manifest(struct resolve *r, struct resolve_node *n, co
     ctx->r = r;
     ctx->n = n;
     resolve_op_started(r);
-    int rc = r->fetch.manifest_get != NULL
-                 ? r->fetch.manifest_get(r->fetch.arg, r->repo, reference, manifest_fetched, ctx)
-                 : registry_manifest_get(r->src, r->repo, reference, manifest_fetched, ctx);
+    if (r->fetch.manifest_get == NULL) {
+        registry_manifest_get(r->src, r->repo, reference, manifest_fetched, ctx);
+        return;
+    }
+    int rc = r->fetch.manifest_get(r->fetch.arg, r->repo, reference, manifest_fetched, ctx);
     if (rc < 0) {
         free(ctx);
         resolve_fail(r, true, FERRY_EINVAL, "cannot fetch manifest");

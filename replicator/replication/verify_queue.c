@@ -99,17 +99,22 @@ static int request_start(struct verify_request *req)
     struct registry *reg = req->r->cl.pull;
     switch (req->kind) {
     case REQ_PING:
-        return registry_ping(reg, request_done, req);
+        registry_ping(reg, request_done, req);
+        return 0;
     case REQ_CATALOG:
-        return registry_catalog(reg, request_listed, req);
+        registry_catalog(reg, request_listed, req);
+        return 0;
     case REQ_TAGS:
         return registry_tags(reg, req->repository, request_listed, req);
     case REQ_MANIFEST_HEAD:
-        return registry_manifest_head(reg, req->repository, req->reference, request_manifest, req);
+        registry_manifest_head(reg, req->repository, req->reference, request_manifest, req);
+        return 0;
     case REQ_MANIFEST_GET:
-        return registry_manifest_get(reg, req->repository, req->reference, request_manifest, req);
+        registry_manifest_get(reg, req->repository, req->reference, request_manifest, req);
+        return 0;
     case REQ_BLOB_HEAD:
-        return registry_blob_exists(reg, req->repository, req->reference, request_exists, req);
+        registry_blob_exists(reg, req->repository, req->reference, request_exists, req);
+        return 0;
     case REQ_REFERRERS:
         return registry_referrers(reg, req->repository, req->reference, request_manifest, req);
     }

@@ -77,7 +77,7 @@ static struct registry_options with_credentials(void)
 static void blob_head(struct fixture *f)
 {
     struct answer a = {0};
-    assert_int_equal(registry_blob_exists(f->reg, REPO, DIGEST, exists_done, &a), 0);
+    registry_blob_exists(f->reg, REPO, DIGEST, exists_done, &a);
     fixture_run(f, &a.done);
     assert_int_equal(a.rc, 0);
     assert_true(a.exists);
@@ -105,7 +105,7 @@ static void test_basic(void **state)
     responder_expect(&f.r, "POST", "/v2/" REPO "/blobs/uploads/", 202, location, NULL);
     responder_expect(&f.other, "PUT", "/store/u1?digest=*", 201, NULL, NULL);
 
-    assert_int_equal(registry_ping(f.reg, ping_done, &a), 0);
+    registry_ping(f.reg, ping_done, &a);
     fixture_run(&f, &a.done);
     assert_int_equal(a.rc, 0);
 
