@@ -25,6 +25,7 @@ static void config_release(struct config *c)
     free(c->path);
     free(c->dir);
     free(c->data_dir);
+    free(c->docker_config);
     free(c->listen);
     secret_free(c->webhook_token);
     secret_free(c->api_token);
@@ -205,6 +206,9 @@ static const struct config_field config_top_fields[] = {
      .offset = offsetof(struct config_top, config.engine_window),
      .min = 1,
      .max = CONFIG_MAX_ENGINE_WINDOW},
+    {.name = "docker_config",
+     .kind = CONFIG_PATH,
+     .offset = offsetof(struct config_top, config.docker_config)},
     {.name = "retry", .kind = CONFIG_CUSTOM, .parse = config_parse_retry},
     {.name = "circuit", .kind = CONFIG_CUSTOM, .parse = config_parse_circuit},
     /* Before rules, which name registries. */

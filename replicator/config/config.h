@@ -35,6 +35,11 @@
  *     attempts: 5                   # tries in all, the first included; 1..100
  *     base: 1s                      # first backoff; a duration above 0
  *     max: 30s                      # longest backoff; at least base
+ *   docker_config: PATH             # the Docker config.json whose auths,
+ *                                   # credHelpers and credsStore give the
+ *                                   # credentials of a registry that names
+ *                                   # none; default $DOCKER_CONFIG/config.json
+ *                                   # or ~/.docker/config.json
  *   circuit:                        # when a failing registry is left alone
  *     failures: 5                   # failures in a row that open it; 1..1000
  *     open_for: 30s                 # how long it stays open; above 0
@@ -44,7 +49,16 @@
  *       username: USER              # with exactly one of password_env,
  *       password_env: NAME          # password_file (first line, trimmed) or
  *       password_file: PATH         # password (inline, warned about when the
- *       password: SECRET            # file is readable by group or others)
+ *       password: SECRET            # file is readable by group or others);
+ *                                   # a password_file is read again when it
+ *                                   # changes and on a 401
+ *       credential_helper: NAME     # or: docker-credential-NAME gives them
+ *                                   # (ecr-login, gcloud, ...), asked again
+ *                                   # before they expire and on a 401
+ *       create_repository: [ARGV]   # run (no shell) when a push finds no
+ *                                   # repository; {repo} and {registry} are
+ *                                   # replaced; then the push is tried again
+ *       command_timeout: 30s        # the helper's and the hook's time limit
  *       insecure: false             # skip TLS certificate verification
  *       ca_file: PATH               # extra CA certificates (PEM)
  *       cert_file: PATH             # client certificate, with key_file
@@ -69,6 +83,7 @@
  *       overwrite: true             # move tags that already exist
  *       platforms: []               # "os/arch" or "os/arch/variant" of
  *                                   # [a-z0-9._-]; empty or absent: all
+ *       foreign_layers: skip        # skip or copy non-distributable layers
  *       destinations:               # required, at least one
  *         - registry: REGISTRY      # required, a name from registries
  *           repository: "{repo}"    # template: {repo} full name, {name} its
@@ -111,6 +126,10 @@
 #define CONFIG_DEFAULT_STALL_TIMEOUT_MS     ((uint64_t)20 * 1000)
 #define CONFIG_MIN_STALL_TIMEOUT_MS         ((uint64_t)1000)
 #define CONFIG_MAX_STALL_TIMEOUT_MS         ((uint64_t)3600 * 1000)
+#define CONFIG_DEFAULT_COMMAND_TIMEOUT_MS   ((uint64_t)30 * 1000)
+#define CONFIG_MIN_COMMAND_TIMEOUT_MS       ((uint64_t)100)
+#define CONFIG_MAX_COMMAND_TIMEOUT_MS       ((uint64_t)600 * 1000)
+#define CONFIG_MAX_HOOK_ARGS                64
 #define CONFIG_DEFAULT_SPOOL_MAX            ((uint64_t)10 * 1024 * 1024 * 1024)
 #define CONFIG_MIN_SPOOL_MAX                ((uint64_t)64 * 1024 * 1024)
 #define CONFIG_MAX_SPOOL_MAX                ((uint64_t)16 * 1024 * 1024 * 1024 * 1024)
@@ -137,6 +156,7 @@
 #define CONFIG_DEFAULT_RULE_DELETES      false
 #define CONFIG_DEFAULT_RULE_REFERRERS    true
 #define CONFIG_DEFAULT_RULE_OVERWRITE    true
+#define CONFIG_DEFAULT_RULE_FOREIGN      false /* foreign_layers: skip */
 /* A destination's repository: template. */
 #define CONFIG_DEFAULT_DESTINATION_REPOSITORY "{repo}"
 
@@ -168,6 +188,11 @@ struct config_registry {
     uint64_t upload_chunk_max; /* bytes; 0 (default): Ferry's default; else >= a set chunk_min */
     uint64_t rate_limit;       /* bytes per second; 0 (default): unlimited */
     uint64_t stall_timeout_ms; /* default CONFIG_DEFAULT_STALL_TIMEOUT_MS */
+    char *password_file;       /* the password's file, read again when it changes; or NULL */
+    char *credential_helper;   /* docker-credential-<this> gives the credentials; or NULL */
+    char **create_repository;  /* argv run when a push finds no repository; NULL and 0: none */
+    size_t n_create_repository;
+    uint64_t command_timeout_ms; /* the helper's and the hook's time; default 30 s */
 };
 
 struct config_destination {
@@ -189,6 +214,7 @@ struct config_rule {
     size_t n_destinations;
     char **platforms; /* "os/arch" or "os/arch/variant"; NULL and 0 (default): all */
     size_t n_platforms;
+    bool foreign_layers; /* copy non-distributable layers too; default false (skip them) */
 };
 
 struct config {
@@ -218,6 +244,7 @@ struct config {
     uint64_t retry_max_ms;    /* default 30000, >= retry_base_ms */
     int circuit_failures;     /* default 5, 1..1000 */
     uint64_t circuit_open_ms; /* default 30000, above 0 */
+    char *docker_config;      /* config.json for registries without credentials; NULL: Docker's */
     struct config_registry *registries;
     size_t n_registries;
     struct config_rule *rules; /* in file order */

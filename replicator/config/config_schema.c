@@ -37,6 +37,9 @@ void config_registry_release(struct config_registry *r)
     free(r->cert_file);
     free(r->key_file);
     config_strings_free(r->repositories, r->n_repositories);
+    free(r->password_file);
+    free(r->credential_helper);
+    config_strings_free(r->create_repository, r->n_create_repository);
     memset(r, 0, sizeof(*r));
 }
 
@@ -56,6 +59,31 @@ void config_rule_release(struct config_rule *rule)
 }
 
 /* ---- Checks of single values ---- */
+
+/* A credential helper's name: the end of a program name, docker-credential-NAME. */
+static int config_check_helper(struct config_parser *p, const yaml_node_t *node, const char *key,
+                               const char *value)
+{
+    bool ok = value[0] != '\0' && strlen(value) <= CONFIG_MAX_NAME;
+    for (const char *c = value; ok && *c != '\0'; c++)
+        ok = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+             *c == '-' || *c == '_' || *c == '.';
+    if (!ok)
+        return config_fail(p, node, key,
+                           "not a helper name (1 to %d of A-Z a-z 0-9 . _ -; Ferry runs "
+                           "docker-credential-NAME from PATH)",
+                           CONFIG_MAX_NAME);
+    return 0;
+}
+
+/* One argument of a hook: any text but an empty one. */
+static int config_check_argument(struct config_parser *p, const yaml_node_t *node, const char *key,
+                                 const char *value)
+{
+    if (value[0] == '\0')
+        return config_fail(p, node, key, "an empty argument");
+    return 0;
+}
 
 int config_check_env_name(struct config_parser *p, const yaml_node_t *node, const char *key,
                           const char *value)
@@ -325,6 +353,20 @@ static const struct config_field config_registry_fields[] = {
      .offset = offsetof(struct config_registry_spec, registry.stall_timeout_ms),
      .min = CONFIG_MIN_STALL_TIMEOUT_MS,
      .max = CONFIG_MAX_STALL_TIMEOUT_MS},
+    {.name = "credential_helper",
+     .kind = CONFIG_STRING,
+     .offset = offsetof(struct config_registry_spec, registry.credential_helper),
+     .check = config_check_helper},
+    {.name = "create_repository",
+     .kind = CONFIG_STRINGS,
+     .offset = offsetof(struct config_registry_spec, registry.create_repository),
+     .count_offset = offsetof(struct config_registry_spec, registry.n_create_repository),
+     .check = config_check_argument},
+    {.name = "command_timeout",
+     .kind = CONFIG_DURATION,
+     .offset = offsetof(struct config_registry_spec, registry.command_timeout_ms),
+     .min = CONFIG_MIN_COMMAND_TIMEOUT_MS,
+     .max = CONFIG_MAX_COMMAND_TIMEOUT_MS},
 };
 
 /* The registry's password, from the one of password, password_env and password_file given. */
@@ -344,12 +386,17 @@ static int config_registry_password(struct config_parser *p, const yaml_node_t *
         rc = config_fail(p, place, key, "password, password_env and password_file are exclusive");
     else if (source != NULL && r->username == NULL)
         rc = config_fail(p, place, child, "needs a username");
+    else if (r->credential_helper != NULL && (source != NULL || r->username != NULL))
+        rc = config_fail(p, config_place(p, node, "credential_helper"), key,
+                         "credential_helper and username/password are exclusive");
     else if (source == NULL && r->username != NULL)
         rc = config_fail(p, place, key, "username needs password_env, password_file or password");
     else if (spec->password_env != NULL)
         rc = config_secret_from_env(p, place, child, spec->password_env, &r->password);
     else if (spec->password_file != NULL)
         rc = config_secret_from_file(p, place, child, spec->password_file, &r->password);
+    if (rc == 0 && spec->password_file != NULL)
+        r->password_file = xstrdup(spec->password_file);
     else if (r->password != NULL)
         rc = config_secret_check_placeholder(p, place, child, "the password", r->password);
     free(child);
@@ -373,6 +420,9 @@ static int config_registry_finish(struct config_parser *p, const yaml_node_t *no
     int rc = config_registry_password(p, node, key, spec);
     if (rc < 0)
         return rc;
+    if (r->n_create_repository > CONFIG_MAX_HOOK_ARGS)
+        return config_fail(p, config_place(p, node, "create_repository"), key,
+                           "create_repository: at most %d arguments", CONFIG_MAX_HOOK_ARGS);
     if ((r->cert_file == NULL) != (r->key_file == NULL))
         return config_fail(p, config_place(p, node, r->cert_file ? "cert_file" : "key_file"), key,
                            "cert_file and key_file go together");
@@ -430,7 +480,8 @@ int config_parse_registries(struct config_parser *p, const yaml_node_t *node, co
         struct config_registry_spec spec = {
             .registry = {.poll = CONFIG_DEFAULT_REGISTRY_POLL,
                          .upload_mode = CONFIG_DEFAULT_UPLOAD_MODE,
-                         .stall_timeout_ms = CONFIG_DEFAULT_STALL_TIMEOUT_MS}};
+                         .stall_timeout_ms = CONFIG_DEFAULT_STALL_TIMEOUT_MS,
+                         .command_timeout_ms = CONFIG_DEFAULT_COMMAND_TIMEOUT_MS}};
         rc = config_parse_registry(p, &node->data.mapping.pairs.start[i], key, &spec);
         free(spec.password_env);
         free(spec.password_file);
@@ -514,6 +565,22 @@ static int config_parse_destinations(struct config_parser *p, const yaml_node_t 
     return rc;
 }
 
+/* foreign_layers: skip (the default, as skopeo and crane) or copy. */
+static int config_parse_foreign_layers(struct config_parser *p, const yaml_node_t *node,
+                                       const char *key, void *object)
+{
+    struct config_rule *rule = object;
+    const char *how = NULL;
+    int rc = config_string(p, node, key, &how);
+    if (rc < 0)
+        return rc;
+    if (strcmp(how, "skip") == 0 || strcmp(how, "copy") == 0) {
+        rule->foreign_layers = strcmp(how, "copy") == 0;
+        return 0;
+    }
+    return config_fail(p, node, key, "'%.*s' is not skip or copy", CONFIG_QUOTE_MAX, how);
+}
+
 static const struct config_field config_rule_fields[] = {
     {.name = "name",
      .kind = CONFIG_STRING,
@@ -538,6 +605,7 @@ static const struct config_field config_rule_fields[] = {
     {.name = "deletes", .kind = CONFIG_BOOL, .offset = offsetof(struct config_rule, deletes)},
     {.name = "referrers", .kind = CONFIG_BOOL, .offset = offsetof(struct config_rule, referrers)},
     {.name = "overwrite", .kind = CONFIG_BOOL, .offset = offsetof(struct config_rule, overwrite)},
+    {.name = "foreign_layers", .kind = CONFIG_CUSTOM, .parse = config_parse_foreign_layers},
     {.name = "platforms",
      .kind = CONFIG_STRINGS,
      .offset = offsetof(struct config_rule, platforms),

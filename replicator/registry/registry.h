@@ -62,6 +62,16 @@ struct registry_stats {
     uint64_t token_fetches;
     uint64_t cache_hits;    /* answers served from the cache or a fetch in flight */
     uint64_t invalid_names; /* repository names and tags from listings, invalid and skipped */
+    uint64_t not_modified;  /* conditional tag listings answered 304 */
+    /*
+     * The registry's request budget, from the RateLimit-Limit and
+     * RateLimit-Remaining headers of its latest answer that carried them
+     * (Docker Hub: "100;w=21600"); ratelimit_seen_ms is 0 until one did.
+     */
+    int64_t ratelimit_limit;     /* -1: never seen */
+    int64_t ratelimit_remaining; /* -1: never seen */
+    uint64_t ratelimit_window_s; /* the limit's window ("w="), 0 when not given */
+    uint64_t ratelimit_seen_ms;  /* uv_now() of that answer */
 };
 
 /* A listing with more names than this fails with FERRY_ETOOBIG, naming the cap. */
@@ -273,6 +283,22 @@ void registry_catalog(struct registry *reg, registry_list_cb cb, void *arg);
 /** GET /v2/<repo>/tags/list, every page. */
 FERRY_MUST_CHECK int registry_tags(struct registry *reg, const char *repo, registry_list_cb cb,
                                    void *arg);
+
+/*
+ * A conditional tag listing's answer: `not_modified` true (and no items)
+ * when the registry answered 304 to If-None-Match; `etag` is the listing's
+ * ETag (NULL when the registry sends none), valid during the callback.
+ */
+typedef void (*registry_tags_cond_cb)(int rc, const char *error, char **items, size_t n,
+                                      bool not_modified, const char *etag, void *arg);
+
+/**
+ * GET /v2/<repo>/tags/list with If-None-Match: `etag` (NULL: unconditional),
+ * every page. Only a listing of one page is conditional: a 304 stands for
+ * the whole listing the ETag was taken from.
+ */
+void registry_tags_conditional(struct registry *reg, const char *repo, const char *etag,
+                               registry_tags_cond_cb cb, void *arg);
 
 /**
  * The referrers of `digest` as image index bytes: from the referrers API, or,
