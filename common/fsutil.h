@@ -27,4 +27,17 @@ FERRY_MUST_CHECK int fs_mkdir_p(const char *dir, mode_t mode);
  */
 FERRY_MUST_CHECK int fs_read_fd(int fd, bool first_line, struct buf *contents);
 
+/**
+ * The first line of the file at `path` (a password or token file), trimmed
+ * of white space, into a fresh *secret (wipe it with secret_free()); every
+ * other copy of its bytes is wiped. At most `max` bytes are read. *mode
+ * (may be NULL) gets the file's mode when it could be opened, else 0.
+ * Returns 0, or a code with a one-line *err (caller frees) that names the
+ * file and never holds its contents: FERRY_ETOOBIG for a line longer than
+ * `max`, FERRY_EINVAL for an empty line or a NUL byte, -errno when it cannot
+ * be read.
+ */
+FERRY_MUST_CHECK int fs_read_secret_line(const char *path, size_t max, char **secret,
+                                         mode_t *mode, char **err);
+
 #endif

@@ -317,10 +317,8 @@ static int copy_credentials(struct copy_cmd *cc)
     if (copy_resolve(&cc->src_creds, "FERRY_SRC", cc->o.src, cc->authfile) < 0 ||
         copy_resolve(&cc->dest_creds, "FERRY_DEST", cc->o.dst, cc->authfile) < 0)
         return -1;
-    cc->o.src_registry.username = cc->src_creds.username;
-    cc->o.src_registry.password = cc->src_creds.password;
-    cc->o.dst_registry.username = cc->dest_creds.username;
-    cc->o.dst_registry.password = cc->dest_creds.password;
+    cc->o.src_registry.credentials = cc->src_creds.credentials;
+    cc->o.dst_registry.credentials = cc->dest_creds.credentials;
     return 0;
 }
 

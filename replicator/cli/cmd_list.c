@@ -208,8 +208,7 @@ int cmd_list(int argc, char **argv)
     }
     l.o.registry = ref.registry;
     l.o.repository = l.tags ? ref.repository : NULL;
-    l.o.reg.username = l.creds.username;
-    l.o.reg.password = l.creds.password;
+    l.o.reg.credentials = l.creds.credentials;
     rc = list_run(&l);
 out:
     creds_release(&l.creds);

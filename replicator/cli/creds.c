@@ -16,6 +16,7 @@
 #include "common/secret.h"
 #include "common/xalloc.h"
 #include "config/config.h"
+#include "registry/credentials.h"
 #include "registry/dockerconfig.h"
 
 void creds_init(struct creds *c, const char *flag)
@@ -204,17 +205,27 @@ static int creds_from_env(struct creds *c, const char *env_prefix)
     return 1;
 }
 
+/*
+ * The Docker config at `authfile` (NULL: Docker's own), read now so that a
+ * broken file is said at once; its helpers run when the registry is asked.
+ */
 static int creds_from_dockerconfig(struct creds *c, const char *registry, const char *authfile)
 {
     char *path = authfile != NULL ? xstrdup(authfile) : dockerconfig_default_path();
-    if (path == NULL)
-        return 0;
+    struct dockerconfig_creds found;
     char *err = NULL;
-    int rc = dockerconfig_lookup(path, registry, &c->username, &c->password, &err);
+    int rc = path != NULL ? dockerconfig_find(path, registry, &found, &err) : FERRY_ENOTFOUND;
     if (rc == FERRY_ENOTFOUND)
         rc = 0;
     else if (rc < 0)
         fprintf(stderr, "ferry: %s\n", err ? err : ferry_strerror(rc));
+    else
+        dockerconfig_creds_release(&found);
+    if (rc == 0) {
+        struct credentials_spec spec = {
+            .kind = CREDENTIALS_DOCKER_CONFIG, .host = registry, .path = path};
+        c->credentials = credentials_new(&spec);
+    }
     free(err);
     free(path);
     return rc;
@@ -224,12 +235,28 @@ int creds_resolve(struct creds *c, const char *env_prefix, const char *registry,
                   const char *authfile)
 {
     int rc;
-    if (c->text != NULL)
+    char *label = NULL;
+    if (c->text != NULL) {
         rc = creds_split(c);
-    else if (creds_from_env(c, env_prefix))
+        label = xasprintf("%s%s", c->flag,
+                          c->file != NULL ? "-file"
+                          : c->from_stdin ? "-stdin"
+                                          : "");
+    } else if (creds_from_env(c, env_prefix)) {
         rc = 0;
-    else
+        label = xasprintf("environment %s_USERNAME/%s_PASSWORD", env_prefix, env_prefix);
+    } else {
         rc = creds_from_dockerconfig(c, registry, authfile);
+    }
+    if (rc == 0 && label != NULL) {
+        struct credentials_spec spec = {.kind = CREDENTIALS_STATIC,
+                                        .host = registry,
+                                        .username = c->username,
+                                        .password = c->password,
+                                        .label = label};
+        c->credentials = credentials_new(&spec);
+    }
+    free(label);
     secret_free(c->text);
     c->text = NULL;
     return rc;
@@ -243,4 +270,6 @@ void creds_release(struct creds *c)
     c->username = NULL;
     secret_free(c->password);
     c->password = NULL;
+    credentials_unref(c->credentials);
+    c->credentials = NULL;
 }

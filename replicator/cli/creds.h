@@ -3,7 +3,8 @@
  * the flags, at most one of --X-creds USER:PASSWORD, --X-creds-file FILE and
  * --X-creds-stdin; then the environment (PREFIX_USERNAME and
  * PREFIX_PASSWORD, the password taken out of it once read); then the Docker
- * config's "auths". Every copy of a password is wiped when let go.
+ * config: its "credHelpers" and "credsStore" (run when asked), else its
+ * "auths". Every copy of a password is wiped when let go.
  */
 #ifndef FERRY_CLI_CREDS_H
 #define FERRY_CLI_CREDS_H
@@ -28,6 +29,12 @@ struct creds {
     char *text;       /* USER:PASSWORD once loaded (a copy); NULL: none given */
     char *username;   /* once resolved; NULL: none found */
     char *password;
+    /*
+     * Once resolved: where they come from, for registry_options.credentials
+     * (a static source for flags and the environment, else the Docker config
+     * with its credential helpers). NULL before creds_resolve().
+     */
+    struct credentials *credentials;
 };
 
 /** Start `c` for the flags named after `flag` ("--src-creds"). */

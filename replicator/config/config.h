@@ -193,6 +193,8 @@ struct config_registry {
     char **create_repository;  /* argv run when a push finds no repository; NULL and 0: none */
     size_t n_create_repository;
     uint64_t command_timeout_ms; /* the helper's and the hook's time; default 30 s */
+    char *docker_config;         /* the config's docker_config (NULL: Docker's own path), for a
+                                    registry that names no credentials */
 };
 
 struct config_destination {

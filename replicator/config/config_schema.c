@@ -39,6 +39,7 @@ void config_registry_release(struct config_registry *r)
     config_strings_free(r->repositories, r->n_repositories);
     free(r->password_file);
     free(r->credential_helper);
+    free(r->docker_config);
     config_strings_free(r->create_repository, r->n_create_repository);
     memset(r, 0, sizeof(*r));
 }
@@ -73,15 +74,6 @@ static int config_check_helper(struct config_parser *p, const yaml_node_t *node,
                            "not a helper name (1 to %d of A-Z a-z 0-9 . _ -; Ferry runs "
                            "docker-credential-NAME from PATH)",
                            CONFIG_MAX_NAME);
-    return 0;
-}
-
-/* One argument of a hook: any text but an empty one. */
-static int config_check_argument(struct config_parser *p, const yaml_node_t *node, const char *key,
-                                 const char *value)
-{
-    if (value[0] == '\0')
-        return config_fail(p, node, key, "an empty argument");
     return 0;
 }
 
@@ -360,8 +352,7 @@ static const struct config_field config_registry_fields[] = {
     {.name = "create_repository",
      .kind = CONFIG_STRINGS,
      .offset = offsetof(struct config_registry_spec, registry.create_repository),
-     .count_offset = offsetof(struct config_registry_spec, registry.n_create_repository),
-     .check = config_check_argument},
+     .count_offset = offsetof(struct config_registry_spec, registry.n_create_repository)},
     {.name = "command_timeout",
      .kind = CONFIG_DURATION,
      .offset = offsetof(struct config_registry_spec, registry.command_timeout_ms),
@@ -395,10 +386,10 @@ static int config_registry_password(struct config_parser *p, const yaml_node_t *
         rc = config_secret_from_env(p, place, child, spec->password_env, &r->password);
     else if (spec->password_file != NULL)
         rc = config_secret_from_file(p, place, child, spec->password_file, &r->password);
-    if (rc == 0 && spec->password_file != NULL)
-        r->password_file = xstrdup(spec->password_file);
     else if (r->password != NULL)
         rc = config_secret_check_placeholder(p, place, child, "the password", r->password);
+    if (rc == 0 && spec->password_file != NULL)
+        r->password_file = xstrdup(spec->password_file);
     free(child);
     return rc;
 }
@@ -485,6 +476,8 @@ int config_parse_registries(struct config_parser *p, const yaml_node_t *node, co
         rc = config_parse_registry(p, &node->data.mapping.pairs.start[i], key, &spec);
         free(spec.password_env);
         free(spec.password_file);
+        if (rc == 0 && c->docker_config != NULL)
+            spec.registry.docker_config = xstrdup(c->docker_config);
         if (rc == 0)
             c->registries[c->n_registries++] = spec.registry;
         else

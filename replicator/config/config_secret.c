@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 
 #include "common/errors.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/xalloc.h"
@@ -25,61 +26,19 @@
  */
 #define CONFIG_PLACEHOLDER "change-me"
 
-static bool config_is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
 /* The same rule as for a config file holding an inline secret. */
-static void config_warn_readable(const char *path, const struct stat *st)
+static void config_warn_readable(const char *path, mode_t mode)
 {
-    if ((st->st_mode & (S_IRGRP | S_IROTH)) != 0)
+    if ((mode & (S_IRGRP | S_IROTH)) != 0)
         log_warn("secret file is readable by group or others; chmod 600 it path=%s", path);
-}
-
-/* The line read, trimmed of white space, as a fresh secret; or *err. */
-static int config_secret_trim(const struct buf *line, const char *path, char **secret, char **err)
-{
-    const char *start = line->data != NULL ? line->data : "";
-    const char *end = start + line->len;
-    while (start < end && config_is_space(*start))
-        start++;
-    while (end > start && config_is_space(end[-1]))
-        end--;
-    if (end == start) {
-        *err = xasprintf("the first line of %s is empty", path);
-        return FERRY_EINVAL;
-    }
-    if (memchr(start, '\0', (size_t)(end - start)) != NULL) {
-        *err = xasprintf("%s holds a NUL byte", path);
-        return FERRY_EINVAL;
-    }
-    *secret = xstrndup(start, (size_t)(end - start));
-    return 0;
 }
 
 int config_secret_read_file(const char *path, char **secret, char **err)
 {
-    struct buf contents;
-    struct stat st = {0};
-    bool opened = false;
-
-    *secret = NULL;
-    *err = NULL;
-    buf_init(&contents, CONFIG_MAX_SECRET_BYTES);
-    int rc = config_file_read(path, true, &contents, &st, &opened);
-    if (opened)
-        config_warn_readable(path, &st);
-    if (rc == FERRY_ETOOBIG)
-        *err = xasprintf("the first line of %s is longer than %d bytes", path,
-                         CONFIG_MAX_SECRET_BYTES);
-    else if (rc < 0)
-        *err = xasprintf("cannot read %s: %s", path, strerror(-rc));
-    else
-        rc = config_secret_trim(&contents, path, secret, err);
-    if (contents.data != NULL)
-        secret_wipe(contents.data, contents.alloc);
-    buf_release(&contents);
+    mode_t mode = 0;
+    int rc = fs_read_secret_line(path, CONFIG_MAX_SECRET_BYTES, secret, &mode, err);
+    if (mode != 0)
+        config_warn_readable(path, mode);
     return rc;
 }
 
@@ -217,7 +176,7 @@ static int config_read_pem(struct config_parser *p, const yaml_node_t *node, con
     buf_init(&contents, CONFIG_MAX_PEM_BYTES);
     int rc = config_file_read(path, false, &contents, &st, &opened);
     if (secret && opened)
-        config_warn_readable(path, &st);
+        config_warn_readable(path, st.st_mode);
     if (rc == FERRY_ETOOBIG)
         rc = config_fail(p, node, key, "%s is larger than %d bytes", path, CONFIG_MAX_PEM_BYTES);
     else if (rc < 0)

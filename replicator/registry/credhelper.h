@@ -43,7 +43,7 @@ typedef void (*credhelper_cb)(int rc, const char *error, const char *username, c
  * so that config.json cannot name "../x") for the credentials of
  * `server_url`. The callback fires once, from the loop.
  */
-void credhelper_get(uv_loop_t *loop, const char *name, const char *server_url,
-                    uint64_t timeout_ms, credhelper_cb cb, void *arg);
+void credhelper_get(uv_loop_t *loop, const char *name, const char *server_url, uint64_t timeout_ms,
+                    credhelper_cb cb, void *arg);
 
 #endif

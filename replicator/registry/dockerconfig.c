@@ -226,48 +226,62 @@ static int dockerconfig_entry(const cJSON *entry, char **username, char **passwo
     return 1;
 }
 
-int dockerconfig_lookup(const char *path, const char *registry, char **username, char **password,
-                        char **err)
+/* A helper name Docker would turn into a program name, and nothing more. */
+static bool dockerconfig_helper_valid(const char *name)
 {
-    struct buf contents;
-    cJSON *root = NULL;
-    int rc;
-
-    if (username != NULL)
-        *username = NULL;
-    if (password != NULL)
-        *password = NULL;
-    if (path == NULL || registry == NULL || username == NULL || password == NULL) {
-        if (err != NULL)
-            *err = xasprintf("docker config lookup needs a path, a registry and two results");
-        return FERRY_EINVAL;
+    size_t len = strlen(name);
+    if (len == 0 || len > 64)
+        return false;
+    for (const char *c = name; *c != '\0'; c++) {
+        bool ok = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+                  (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.';
+        if (!ok)
+            return false;
     }
+    return true;
+}
 
-    buf_init(&contents, DOCKERCONFIG_MAX_BYTES);
-    rc = dockerconfig_read(path, &contents, err);
-    if (rc < 0)
-        goto out;
+/* credHelpers' entry for `registry` (exact key first), else credsStore; 0, 1 (none) or EPARSE. */
+static int dockerconfig_helper(const cJSON *root, const char *registry, char **helper)
+{
+    const cJSON *helpers = cJSON_GetObjectItemCaseSensitive(root, "credHelpers");
+    const cJSON *store = cJSON_GetObjectItemCaseSensitive(root, "credsStore");
+    const cJSON *found = NULL;
 
-    rc = FERRY_EPARSE;
-    if (contents.len == 0 || memchr(contents.data, '\0', contents.len) != NULL) {
-        if (err != NULL)
-            *err = xasprintf("cannot parse docker config %s: not valid json", path);
-        goto out;
+    if ((helpers != NULL && !cJSON_IsObject(helpers) && !cJSON_IsNull(helpers)) ||
+        (store != NULL && !cJSON_IsString(store) && !cJSON_IsNull(store)))
+        return FERRY_EPARSE;
+    for (int pass = 0; pass < 2 && found == NULL && cJSON_IsObject(helpers); pass++) {
+        const cJSON *entry;
+        cJSON_ArrayForEach(entry, helpers)
+        {
+            bool exact = strcmp(entry->string, registry) == 0;
+            if (pass == 0 ? exact : !exact && dockerconfig_key_matches(entry->string, registry)) {
+                found = entry;
+                break;
+            }
+        }
     }
-    const char *end = NULL;
-    root = cJSON_ParseWithOpts(contents.data, &end, false);
-    if (root == NULL || end[strspn(end, " \t\r\n")] != '\0' || !cJSON_IsObject(root)) {
-        if (err != NULL)
-            *err = xasprintf("cannot parse docker config %s: not a valid json object", path);
-        goto out;
-    }
+    if (found == NULL && cJSON_IsString(store) && store->valuestring[0] != '\0')
+        found = store;
+    if (found == NULL)
+        return 1;
+    if (!cJSON_IsString(found) || !dockerconfig_helper_valid(found->valuestring))
+        return FERRY_EPARSE;
+    *helper = xstrdup(found->valuestring);
+    return 0;
+}
+
+/* The "auths" entry of `registry`: 0, FERRY_ENOTFOUND or FERRY_EPARSE (with *err). */
+static int dockerconfig_auths(const cJSON *root, const char *path, const char *registry,
+                              char **username, char **password, char **err)
+{
     const cJSON *auths = cJSON_GetObjectItemCaseSensitive(root, "auths");
     if (auths != NULL && !cJSON_IsObject(auths) && !cJSON_IsNull(auths)) {
         if (err != NULL)
             *err = xasprintf("cannot parse docker config %s: \"auths\" is not an object", path);
-        goto out;
+        return FERRY_EPARSE;
     }
-
     /* First pass: the exact key; second pass: every key that names the same host. */
     const cJSON *entries = cJSON_IsObject(auths) ? auths : NULL;
     for (int pass = 0; pass < 2; pass++) {
@@ -279,29 +293,112 @@ int dockerconfig_lookup(const char *path, const char *registry, char **username,
                 pass == 0 ? exact : !exact && dockerconfig_key_matches(entry->string, registry);
             if (!wanted)
                 continue;
-            rc = dockerconfig_entry(entry, username, password);
+            int rc = dockerconfig_entry(entry, username, password);
             if (rc == 0)
-                goto out;
+                return 0;
             if (rc < 0) {
                 if (err != NULL)
                     *err = xasprintf("cannot parse docker config %s: the entry for %s is "
                                      "malformed (auth must be base64 of user:password)",
                                      path, registry);
-                goto out;
+                return rc;
             }
         }
     }
-    rc = FERRY_ENOTFOUND;
-    if (err != NULL)
-        *err = xasprintf("no credentials for %s in docker config %s", registry, path);
+    return FERRY_ENOTFOUND;
+}
 
-out:
-    if (root != NULL) {
-        dockerconfig_wipe_json(root);
-        cJSON_Delete(root);
+/* Read and parse the file into *root; 0 or an error with *err. */
+static int dockerconfig_parse(const char *path, cJSON **root, char **err)
+{
+    struct buf contents;
+    buf_init(&contents, DOCKERCONFIG_MAX_BYTES);
+    int rc = dockerconfig_read(path, &contents, err);
+    if (rc == 0) {
+        const char *end = NULL;
+        rc = FERRY_EPARSE;
+        if (contents.len > 0 && memchr(contents.data, '\0', contents.len) == NULL)
+            *root = cJSON_ParseWithOpts(contents.data, &end, false);
+        if (*root != NULL && end[strspn(end, " \t\r\n")] == '\0' && cJSON_IsObject(*root))
+            rc = 0;
+        else if (err != NULL)
+            *err = xasprintf("cannot parse docker config %s: not a valid json object", path);
     }
     if (contents.data != NULL)
         secret_wipe(contents.data, contents.alloc);
     buf_release(&contents);
+    return rc;
+}
+
+static void dockerconfig_free_json(cJSON *root)
+{
+    if (root != NULL) {
+        dockerconfig_wipe_json(root);
+        cJSON_Delete(root);
+    }
+}
+
+void dockerconfig_creds_release(struct dockerconfig_creds *c)
+{
+    free(c->helper);
+    secret_free(c->username);
+    secret_free(c->password);
+    memset(c, 0, sizeof(*c));
+}
+
+int dockerconfig_find(const char *path, const char *registry, struct dockerconfig_creds *out,
+                      char **err)
+{
+    cJSON *root = NULL;
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (path == NULL || registry == NULL || out == NULL) {
+        if (err != NULL)
+            *err = xasprintf("docker config lookup needs a path, a registry and a result");
+        return FERRY_EINVAL;
+    }
+    int rc = dockerconfig_parse(path, &root, err);
+    if (rc == 0) {
+        rc = dockerconfig_helper(root, registry, &out->helper);
+        if (rc < 0 && err != NULL)
+            *err = xasprintf("cannot parse docker config %s: \"credHelpers\" or \"credsStore\" "
+                             "does not name a helper (1 to 64 of A-Z a-z 0-9 . _ -)",
+                             path);
+    }
+    if (rc >= 0) {
+        bool helper = rc == 0;
+        rc = dockerconfig_auths(root, path, registry, &out->username, &out->password, err);
+        if (rc == FERRY_ENOTFOUND && helper)
+            rc = 0;
+        else if (rc == FERRY_ENOTFOUND && err != NULL)
+            *err = xasprintf("no credentials for %s in docker config %s", registry, path);
+    }
+    if (rc < 0)
+        dockerconfig_creds_release(out);
+    dockerconfig_free_json(root);
+    return rc;
+}
+
+int dockerconfig_lookup(const char *path, const char *registry, char **username, char **password,
+                        char **err)
+{
+    cJSON *root = NULL;
+
+    if (username != NULL)
+        *username = NULL;
+    if (password != NULL)
+        *password = NULL;
+    if (path == NULL || registry == NULL || username == NULL || password == NULL) {
+        if (err != NULL)
+            *err = xasprintf("docker config lookup needs a path, a registry and two results");
+        return FERRY_EINVAL;
+    }
+    int rc = dockerconfig_parse(path, &root, err);
+    if (rc == 0) {
+        rc = dockerconfig_auths(root, path, registry, username, password, err);
+        if (rc == FERRY_ENOTFOUND && err != NULL)
+            *err = xasprintf("no credentials for %s in docker config %s", registry, path);
+    }
+    dockerconfig_free_json(root);
     return rc;
 }

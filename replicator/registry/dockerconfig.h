@@ -1,8 +1,9 @@
 /*
  * dockerconfig: registry credentials from a Docker config.json, the file
  * `docker login` writes, so that Ferry can reuse a login made with docker,
- * podman or skopeo. Only the "auths" section is read; credential stores and
- * helpers ("credsStore", "credHelpers") are not consulted.
+ * podman or skopeo: the "auths" section, and the credential helpers named by
+ * "credHelpers" (per registry) and "credsStore" (for all), which
+ * credentials.c runs.
  */
 #ifndef FERRY_DOCKERCONFIG_H
 #define FERRY_DOCKERCONFIG_H
@@ -52,6 +53,28 @@ char *dockerconfig_default_path(void);
  *  - a negative errno when it cannot be read (-EACCES, -EISDIR);
  *  - FERRY_EINVAL when an argument is NULL.
  */
+/* What the config says about one registry. */
+struct dockerconfig_creds {
+    char *helper;   /* credHelpers' entry for the registry, else credsStore; or NULL */
+    char *username; /* from "auths" as dockerconfig_lookup() gives them; or NULL */
+    char *password;
+};
+
+/**
+ * As dockerconfig_lookup(), and the helper that Docker would ask first:
+ * "credHelpers" matched as "auths" keys are (exact first), else
+ * "credsStore". Returns 0 when a helper or credentials were found (the
+ * caller releases *out with dockerconfig_creds_release()), FERRY_ENOTFOUND
+ * when neither was, or the errors of dockerconfig_lookup() ("credHelpers"
+ * or "credsStore" of the wrong type, or a helper name that is not 1 to 64 of
+ * [A-Za-z0-9._-], give FERRY_EPARSE).
+ */
+FERRY_MUST_CHECK int dockerconfig_find(const char *path, const char *registry,
+                                       struct dockerconfig_creds *out, char **err);
+
+/** Free (and wipe) what dockerconfig_find() gave. */
+void dockerconfig_creds_release(struct dockerconfig_creds *c);
+
 FERRY_MUST_CHECK int dockerconfig_lookup(const char *path, const char *registry, char **username,
                                          char **password, char **err);
 

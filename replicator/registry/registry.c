@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/reference.h"
 #include "common/xalloc.h"
+#include "registry/credentials.h"
 #include "registry/registry_int.h"
 
 /* ---- small helpers ---- */
@@ -69,6 +70,7 @@ static struct registry_options registry_options_resolve(const struct registry_op
         o = *opts;
     o.username = NULL;
     o.password = NULL;
+    o.credentials = NULL;
     if (o.max_attempts <= 0)
         o.max_attempts = REGISTRY_DEFAULT_MAX_ATTEMPTS;
     if (o.retry_base_ms == 0)
@@ -99,8 +101,16 @@ struct registry *registry_new(uv_loop_t *loop, struct http_client *http, const c
     };
     bool plain = reg->opts.plain_http || (reference_host_is_loopback(host) && !reg->opts.force_tls);
     reg->base = xasprintf("%s://%s", plain ? "http" : "https", host);
-    if (opts != NULL && opts->username != NULL && opts->password != NULL)
-        reg->basic_header = registry_auth_basic_header(opts->username, opts->password);
+    if (opts != NULL && opts->credentials != NULL) {
+        reg->creds = credentials_ref(opts->credentials);
+    } else if (opts != NULL && opts->username != NULL && opts->password != NULL) {
+        struct credentials_spec spec = {.kind = CREDENTIALS_STATIC,
+                                        .host = host,
+                                        .username = opts->username,
+                                        .password = opts->password,
+                                        .label = "given"};
+        reg->creds = credentials_new(&spec);
+    }
     /* uv_timer_init() cannot fail on a loop: it only fills in the handle. */
     int rc = uv_timer_init(loop, &reg->timer);
     if (rc < 0)
@@ -132,6 +142,11 @@ void registry_close(struct registry *reg, void (*cb)(void *arg), void *arg)
     reg->closed_arg = arg;
     /* uv_close() stops the timer too. */
     uv_close((uv_handle_t *)&reg->timer, registry_timer_close_cb);
+}
+
+struct credentials *registry_credentials(const struct registry *reg)
+{
+    return reg->creds;
 }
 
 const char *registry_host(const struct registry *reg)

@@ -43,6 +43,11 @@ struct registry_options {
     bool push;            /* a destination: ask tokens for pull,push so that one serves all */
     const char *username; /* Basic credentials (also sent to token realms); copied */
     const char *password;
+    /*
+     * Or where the credentials come from, renewed as they expire
+     * (credentials.h): the registry takes a reference. Wins over username.
+     */
+    struct credentials *credentials;
     int max_attempts;            /* per request, retries included (0: 6) */
     uint64_t retry_base_ms;      /* first backoff ceiling (0: 200) */
     uint64_t retry_max_ms;       /* backoff ceiling (0: 8000) */
@@ -91,6 +96,9 @@ struct registry *registry_new(uv_loop_t *loop, struct http_client *http, const c
  * running. `cb` (may be NULL) fires once, from the loop, when it is freed.
  */
 void registry_close(struct registry *reg, void (*cb)(void *arg), void *arg);
+
+/** Where this client's credentials come from (NULL: anonymous). */
+struct credentials *registry_credentials(const struct registry *reg);
 
 /** The host this client talks to. */
 const char *registry_host(const struct registry *reg);

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/xalloc.h"
+#include "registry/credentials.h"
 #include "registry/regerror.h"
 #include "registry/registry_int.h"
 #include "registry/wwwauth.h"
@@ -31,8 +32,9 @@
 #define TOKEN_LIFE_MAX_S     86400
 /* Tokens are renewed a tenth of their life early, at most this early. */
 #define TOKEN_RENEW_MARGIN_MAX_MS 5000
-/* A request is sent again after at most this many challenges. */
-#define AUTH_TRIES_MAX 2
+/* A request is sent again after at most this many challenges (discovery, a refused token or
+ * credentials renewed once). */
+#define AUTH_TRIES_MAX 3
 
 /* A cached token for one set of scopes; single-flight while it is fetched. */
 struct registry_token {
@@ -41,6 +43,10 @@ struct registry_token {
     char *token;
     uint64_t expires_ms; /* uv_now() time after which it is not used */
     bool fetching;
+    uint64_t creds_gen; /* the credentials the fetch under way sent */
+    bool creds_renewed; /* refused once and fetched again during this fetch */
+    char *form;         /* a refresh_token grant's body (a secret), while it is sent */
+    size_t form_len;
     struct registry_op **waiters;
     size_t n_waiters;
     struct registry_token *next;
@@ -156,8 +162,14 @@ static char *token_take(struct registry_token *t, struct http_request *req, int 
         return xasprintf("token request failed: %s", ferry_strerror(rc));
     if (status != 200) {
         char *summary = body->len ? regerror_summary(body->data, body->len) : NULL;
-        char *error = xasprintf("token request denied: HTTP %ld%s%s%s", status, summary ? " (" : "",
-                                summary ? summary : "", summary ? ")" : "");
+        struct credentials_info info = {0};
+        if (t->reg->creds != NULL)
+            credentials_get_info(t->reg->creds, &info);
+        bool refused = (status == 401 || status == 403) && info.source != NULL;
+        char *error = xasprintf("token request denied: HTTP %ld%s%s%s%s%s%s", status,
+                                summary ? " (" : "", summary ? summary : "", summary ? ")" : "",
+                                refused ? ": the credentials from " : "",
+                                refused ? info.source : "", refused ? " were refused" : "");
         free(summary);
         return error;
     }
@@ -187,9 +199,32 @@ static void token_answer_waiters(struct registry_token *t, const char *error, bo
     free(waiters);
 }
 
+static void token_fetch(struct registry *reg, struct registry_token *t);
+
+static void token_form_free(struct registry_token *t)
+{
+    if (t->form != NULL)
+        secret_wipe(t->form, t->form_len);
+    free(t->form);
+    t->form = NULL;
+    t->form_len = 0;
+}
+
 static void token_fetch_done(struct http_request *req, int rc, void *arg)
 {
     struct registry_token *t = arg;
+    struct registry *reg = t->reg;
+    long status = rc < 0 ? 0 : http_request_status(req);
+    token_form_free(t);
+    /* The realm refused the credentials: renewed once (they may have expired), then asked again. */
+    if (status == 401 && reg->creds != NULL && !t->creds_renewed &&
+        credentials_refused(reg->creds, t->creds_gen)) {
+        log_info("token realm refused the credentials; renewing them registry=%s", reg->host);
+        http_request_free(req);
+        t->creds_renewed = true;
+        token_fetch(reg, t);
+        return;
+    }
     bool retryable = false;
     char *error = token_take(t, req, rc, &retryable);
     /* The body held the token. */
@@ -197,6 +232,7 @@ static void token_fetch_done(struct http_request *req, int rc, void *arg)
     if (body->data != NULL)
         secret_wipe(body->data, body->len);
     http_request_free(req);
+    t->creds_renewed = false;
     token_answer_waiters(t, error, retryable);
     free(error);
 }
@@ -235,24 +271,92 @@ static char *token_url(const struct registry *reg, const char *scope)
     return buf_detach(&url, NULL);
 }
 
-static void token_fetch(struct registry *reg, struct registry_token *t)
+/*
+ * The form of an OAuth2 refresh_token grant (what `docker login` does with
+ * an identity token): the service, the scopes space-separated, the token
+ * and a client id. NULL when it would pass the cap. Caller wipes and frees.
+ */
+static char *token_form(const struct registry *reg, const char *scope, const char *refresh_token)
 {
-    char *url = token_url(reg, t->scope);
-    if (url == NULL) {
+    struct buf form;
+    buf_init(&form, TOKEN_URL_MAX);
+    int rc = buf_append_str(&form, "grant_type=refresh_token&client_id=ferry");
+    if (rc == 0 && reg->service != NULL) {
+        rc = buf_append_str(&form, "&service=");
+        if (rc == 0)
+            rc = buf_append_escaped(&form, reg->service);
+    }
+    if (rc == 0 && scope[0] != '\0') {
+        rc = buf_append_str(&form, "&scope=");
+        if (rc == 0)
+            rc = buf_append_escaped(&form, scope);
+    }
+    if (rc == 0)
+        rc = buf_append_str(&form, "&refresh_token=");
+    if (rc == 0)
+        rc = buf_append_escaped(&form, refresh_token);
+    if (rc < 0) {
+        if (form.data != NULL)
+            secret_wipe(form.data, form.len);
+        buf_release(&form);
+        return NULL;
+    }
+    return buf_detach(&form, NULL);
+}
+
+/* Ask the realm for `t`'s token with `cred` (username NULL: anonymously). */
+static void token_request(struct registry *reg, struct registry_token *t,
+                          const struct credential *cred)
+{
+    bool refresh = cred->username != NULL && cred->identity_token;
+    char *url = refresh ? xstrdup(reg->realm) : token_url(reg, t->scope);
+    t->form = refresh ? token_form(reg, t->scope, cred->secret) : NULL;
+    if (url == NULL || (refresh && t->form == NULL)) {
+        free(url);
+        token_form_free(t);
         token_answer_waiters(t, "token request refused: the realm's URL is too long", false);
         return;
     }
-    struct http_request *req = http_request_new(reg->http, "GET", url);
+    struct http_request *req = http_request_new(reg->http, refresh ? "POST" : "GET", url);
     free(url);
-    if (reg->basic_header != NULL)
-        http_request_add_header(req, reg->basic_header);
+    t->creds_gen = cred->generation;
+    if (refresh) {
+        t->form_len = strlen(t->form);
+        http_request_add_header(req, "Content-Type: application/x-www-form-urlencoded");
+        http_request_set_body(req, t->form, t->form_len);
+    } else if (cred->username != NULL) {
+        char *basic = registry_auth_basic_header(cred->username, cred->secret);
+        http_request_add_header(req, basic);
+        secret_free(basic);
+    }
     http_request_set_body_limit(req, TOKEN_BODY_MAX);
-    http_request_follow_redirects(req, true);
-    t->fetching = true;
+    /* A refresh token is not sent on to wherever a redirect points. */
+    http_request_follow_redirects(req, !refresh);
     reg->stats.token_fetches++;
     int rc = http_request_start(req, token_fetch_done, t);
     if (rc < 0)
         token_fetch_done(req, rc, t);
+}
+
+static void token_creds_ready(int rc, const char *error, const struct credential *cred, void *arg)
+{
+    struct registry_token *t = arg;
+    if (rc < 0) {
+        token_answer_waiters(t, error, false);
+        return;
+    }
+    token_request(t->reg, t, cred);
+}
+
+static void token_fetch(struct registry *reg, struct registry_token *t)
+{
+    struct credential cred = {0};
+    t->fetching = true;
+    if (reg->creds != NULL && !credentials_current(reg->creds, &cred)) {
+        credentials_fetch(reg->creds, reg->loop, token_creds_ready, t);
+        return;
+    }
+    token_request(reg, t, &cred);
 }
 
 /* `op` waits for the token of `t`, fetched now unless it already is. */
@@ -278,6 +382,20 @@ static bool registry_own_origin(const struct registry *reg, const char *url)
            (url[n] == '\0' || url[n] == '/' || url[n] == '?');
 }
 
+/* Fresh credentials for a Basic registry are there: send `op` again, or fail it. */
+static void basic_creds_ready(int rc, const char *error, const struct credential *cred, void *arg)
+{
+    struct registry_op *op = arg;
+    (void)cred;
+    if (rc < 0) {
+        free(op->auth_error);
+        op->auth_error = xstrdup(error);
+        registry_op_finish(op, NULL, FERRY_EAUTH);
+        return;
+    }
+    registry_op_attempt(op);
+}
+
 bool registry_auth_prepare(struct registry_op *op, char **header)
 {
     struct registry *reg = op->reg;
@@ -291,9 +409,18 @@ bool registry_auth_prepare(struct registry_op *op, char **header)
         }
         *header = xasprintf("Authorization: Bearer %s", t->token);
         op->sent_bearer = true;
-    } else if (reg->auth == AUTH_BASIC && reg->basic_header != NULL) {
-        *header = xstrdup(reg->basic_header);
-        op->sent_basic = true;
+    } else if (reg->auth == AUTH_BASIC && reg->creds != NULL) {
+        struct credential cred;
+        if (!credentials_current(reg->creds, &cred)) {
+            credentials_fetch(reg->creds, reg->loop, basic_creds_ready, op);
+            return false;
+        }
+        /* An identity token goes only to a token realm, never as a password. */
+        if (cred.username != NULL && !cred.identity_token) {
+            *header = registry_auth_basic_header(cred.username, cred.secret);
+            op->sent_basic = true;
+            op->creds_gen = cred.generation;
+        }
     }
     if (*header != NULL && !registry_own_origin(reg, op->url)) {
         log_warn("credentials withheld: the URL is not at the registry's origin registry=%s",
@@ -353,6 +480,32 @@ static bool registry_auth_bearer(struct registry_op *op, const struct wwwauth *c
     return true;
 }
 
+/*
+ * A Basic challenge: the first one switches the registry to Basic; one to
+ * credentials sent renews them once (they may have expired, or the password
+ * file changed), then the request fails naming where they came from.
+ */
+static bool registry_auth_basic_refused(struct registry_op *op)
+{
+    struct registry *reg = op->reg;
+    if (!op->sent_basic) {
+        reg->auth = AUTH_BASIC;
+        return true;
+    }
+    if (!op->creds_renewed && credentials_refused(reg->creds, op->creds_gen)) {
+        log_info("registry refused the credentials; renewing them registry=%s", reg->host);
+        op->creds_renewed = true;
+        op->sent_basic = false;
+        return true;
+    }
+    struct credentials_info info;
+    credentials_get_info(reg->creds, &info);
+    free(op->auth_error);
+    op->auth_error = xasprintf("HTTP 401: the credentials from %s were refused%s", info.source,
+                               op->creds_renewed ? " (renewed once, and refused again)" : "");
+    return false;
+}
+
 bool registry_auth_challenge(struct registry_op *op, struct http_request *req)
 {
     struct registry *reg = op->reg;
@@ -369,10 +522,8 @@ bool registry_auth_challenge(struct registry_op *op, struct http_request *req)
         return false;
     if (strcmp(challenge.scheme, "bearer") == 0 && challenge.realm != NULL) {
         again = registry_auth_bearer(op, &challenge);
-    } else if (strcmp(challenge.scheme, "basic") == 0 && reg->basic_header != NULL &&
-               !op->sent_basic) {
-        reg->auth = AUTH_BASIC;
-        again = true;
+    } else if (strcmp(challenge.scheme, "basic") == 0 && reg->creds != NULL) {
+        again = registry_auth_basic_refused(op);
     }
     wwwauth_release(&challenge);
     if (again)
@@ -386,12 +537,13 @@ void registry_auth_release(struct registry *reg)
         next = t->next;
         free(t->scope);
         secret_free(t->token);
+        token_form_free(t);
         free(t->waiters);
         free(t);
     }
     reg->tokens = NULL;
-    secret_free(reg->basic_header);
-    reg->basic_header = NULL;
+    credentials_unref(reg->creds);
+    reg->creds = NULL;
     free(reg->realm);
     free(reg->service);
     reg->realm = reg->service = NULL;

@@ -49,7 +49,7 @@ struct registry {
     bool referrers_missing;
 
     /* Auth (registry_auth.c). */
-    char *basic_header; /* "Authorization: Basic ...", or NULL without credentials */
+    struct credentials *creds; /* NULL: anonymous */
     enum registry_auth auth;
     char *realm;
     char *service;
@@ -102,6 +102,8 @@ struct registry_op {
     int auth_tries;
     bool sent_bearer;
     bool sent_basic;
+    uint64_t creds_gen;       /* the generation of the credentials sent */
+    bool creds_renewed;       /* they were refused once and fetched again: not twice */
     char *auth_error;         /* why auth failed, when it did before any request */
     char *invalid;            /* why its names cannot go into a URL: it fails before any request */
     struct http_request *req; /* the attempt in flight, or NULL */

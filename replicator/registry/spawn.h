@@ -18,20 +18,20 @@
 #include <uv.h>
 
 /* The most argv entries spawn_run() takes, and the default output cap. */
-#define SPAWN_ARGS_MAX    64
-#define SPAWN_OUTPUT_MAX  (64 * 1024)
+#define SPAWN_ARGS_MAX   64
+#define SPAWN_OUTPUT_MAX (64 * 1024)
 /* What of stderr spawn_error_text() keeps for a message. */
 #define SPAWN_MESSAGE_MAX 300
 
 /* How the program ended, and what it printed. */
 struct spawn_result {
-    bool timed_out;       /* killed at the time limit */
-    int64_t exit_status;  /* when it exited; -1 when killed by a signal */
-    int term_signal;      /* the signal that ended it, or 0 */
-    const char *out;      /* stdout, NUL-terminated (len out_len); wiped after the callback */
+    bool timed_out;      /* killed at the time limit */
+    int64_t exit_status; /* when it exited; -1 when killed by a signal or not started */
+    int term_signal;     /* the signal that ended it, or 0 */
+    const char *out;     /* stdout, NUL-terminated (len out_len); wiped after the callback */
     size_t out_len;
-    bool out_truncated;   /* it printed more than the cap: the rest was dropped */
-    const char *err;      /* stderr, NUL-terminated, capped the same way */
+    bool out_truncated; /* it printed more than the cap: the rest was dropped */
+    const char *err;    /* stderr, NUL-terminated, capped the same way */
     size_t err_len;
 };
 
@@ -43,19 +43,27 @@ struct spawn_result {
 typedef void (*spawn_cb)(int rc, const struct spawn_result *res, void *arg);
 
 struct spawn_options {
-    const char *const *argv;  /* NULL-terminated; argv[0] searched in PATH unless it holds '/' */
-    const char *input;        /* written to stdin, then stdin is closed; NULL: closed at once */
+    const char *const *argv; /* NULL-terminated; argv[0] searched in PATH unless it holds '/' */
+    const char *input;       /* written to stdin, then stdin is closed; NULL: closed at once */
     size_t input_len;
-    uint64_t timeout_ms;      /* 0: no limit (only for tests) */
-    size_t output_max;        /* per stream; 0: SPAWN_OUTPUT_MAX */
+    uint64_t timeout_ms; /* 0: no limit (only for tests) */
+    size_t output_max;   /* per stream; 0: SPAWN_OUTPUT_MAX */
 };
 
 /**
  * Start the program. The callback fires exactly once, from the loop (never
  * from inside this call), after the process has exited and both pipes are
  * closed. Returns nothing: a program that cannot be started fails through
- * the callback. The environment is Ferry's own, as Docker passes its own to
- * a helper.
+ * the callback (an empty argv, or more than SPAWN_ARGS_MAX entries:
+ * FERRY_EINVAL). The environment is Ferry's own, as Docker passes its own to
+ * a helper. `opts` (argv and input included) is not used after this call
+ * returns: the input is copied, and the copy wiped when done. A child that
+ * exits without reading all its input is fine (no SIGPIPE: the input is
+ * written with send(MSG_NOSIGNAL) on a socket pair); what it did not read is
+ * dropped. At the time limit the process group is killed and the pipes are
+ * closed without waiting for their end of file (something that left the
+ * group may hold them); a child that exited but left a process holding its
+ * pipes open is timed out the same way.
  */
 void spawn_run(uv_loop_t *loop, const struct spawn_options *opts, spawn_cb cb, void *arg);
 

@@ -1,6 +1,47 @@
 #include "replication/clients.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "common/xalloc.h"
+#include "registry/credentials.h"
+#include "registry/dockerconfig.h"
+
+/*
+ * Where the registry's credentials come from: its credential_helper, its
+ * password_file (read again as it changes), its username and password, or
+ * else the Docker config.json (auths, credHelpers, credsStore) as Docker
+ * itself would read it.
+ */
+static struct credentials *clients_credentials(const struct config_registry *cfg)
+{
+    struct credentials_spec spec = {.host = cfg->host, .timeout_ms = cfg->command_timeout_ms};
+    char *label = NULL;
+    char *path = NULL;
+    if (cfg->credential_helper != NULL) {
+        spec.kind = CREDENTIALS_HELPER;
+        spec.helper = cfg->credential_helper;
+    } else if (cfg->password_file != NULL) {
+        spec.kind = CREDENTIALS_FILE;
+        spec.username = cfg->username;
+        spec.password = cfg->password;
+        spec.path = cfg->password_file;
+    } else if (cfg->username != NULL) {
+        spec.kind = CREDENTIALS_STATIC;
+        spec.username = cfg->username;
+        spec.password = cfg->password;
+        spec.label = label = xasprintf("config (registries.%s)", cfg->name);
+    } else {
+        spec.kind = CREDENTIALS_DOCKER_CONFIG;
+        path =
+            cfg->docker_config != NULL ? xstrdup(cfg->docker_config) : dockerconfig_default_path();
+        spec.path = path;
+    }
+    struct credentials *creds = credentials_new(&spec);
+    free(label);
+    free(path);
+    return creds;
+}
 
 int clients_concurrency(const struct config_registry *cfg)
 {
@@ -27,8 +68,7 @@ void clients_open(uv_loop_t *loop, const struct config_registry *cfg,
     struct registry_options ropts = {
         .plain_http = cfg->plain_http,
         .force_tls = !cfg->plain_http,
-        .username = cfg->username,
-        .password = cfg->password,
+        .credentials = clients_credentials(cfg),
         .cache_bytes = opts->pull_cache_bytes,
     };
     out->pull = registry_new(loop, out->http, cfg->host, &ropts);
@@ -37,6 +77,7 @@ void clients_open(uv_loop_t *loop, const struct config_registry *cfg,
         ropts.push = true;
         out->push = registry_new(loop, out->http, cfg->host, &ropts);
     }
+    credentials_unref(ropts.credentials); /* each client holds its own reference */
 }
 
 static void clients_one_closed(void *arg)

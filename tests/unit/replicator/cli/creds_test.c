@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli/creds.h"
+#include "registry/credentials.h"
 #include "common/errors.h"
 #include "common/xalloc.h"
 
@@ -200,25 +201,47 @@ static void test_dockerconfig(void **state)
 {
     struct fixture *f = *state;
     struct creds c;
+    struct credential cred;
     creds_init(&c, "--creds");
 
+    /* No file: anonymous. */
     assert_int_equal(creds_resolve(&c, "FERRY_T", "reg.test", f->path), 0);
-    assert_null(c.username);
+    assert_true(credentials_current(c.credentials, &cred));
+    assert_null(cred.username);
+    creds_release(&c);
 
     /* base64("dave:pa:ss") */
     write_file(f->path, "{\"auths\":{\"reg.test\":{\"auth\":\"ZGF2ZTpwYTpzcw==\"}}}");
     assert_int_equal(creds_resolve(&c, "FERRY_T", "reg.test", f->path), 0);
-    assert_string_equal(c.username, "dave");
-    assert_string_equal(c.password, "pa:ss");
+    assert_true(credentials_current(c.credentials, &cred));
+    assert_string_equal(cred.username, "dave");
+    assert_string_equal(cred.secret, "pa:ss");
     creds_release(&c);
 
     assert_int_equal(creds_resolve(&c, "FERRY_T", "other.test", f->path), 0);
-    assert_null(c.username);
+    assert_true(credentials_current(c.credentials, &cred));
+    assert_null(cred.username);
+    creds_release(&c);
+
+    /* A credential helper named for the registry: asked when the registry is. */
+    write_file(f->path, "{\"credHelpers\":{\"reg.test\":\"ecr-login\"}}");
+    assert_int_equal(creds_resolve(&c, "FERRY_T", "reg.test", f->path), 0);
+    assert_false(credentials_current(c.credentials, &cred));
+    struct credentials_info info;
+    credentials_get_info(c.credentials, &info);
+    assert_non_null(strstr(info.source, "docker-credential-ecr-login"));
+    creds_release(&c);
 
     write_file(f->path, "{not json");
     assert_int_equal(creds_resolve(&c, "FERRY_T", "reg.test", f->path), FERRY_EPARSE);
-    assert_null(c.username);
-    assert_null(c.password);
+    assert_null(c.credentials);
+    creds_release(&c);
+
+    /* Flags and the environment give a static source named after them. */
+    c.text = xstrdup("erin:pw");
+    assert_int_equal(creds_resolve(&c, "FERRY_T", "reg.test", f->path), 0);
+    credentials_get_info(c.credentials, &info);
+    assert_string_equal(info.source, "--creds");
     creds_release(&c);
 }
 

@@ -1420,9 +1420,84 @@ static void test_selection(void **state)
     config_free(c);
 }
 
+/* The keys of issue 16: helpers, hooks, rotated password files, foreign layers. */
+static void test_vendor_keys(void **state)
+{
+    struct fixture *f = *state;
+    write_file(f, "pw", "hunter2\n", 0600);
+    struct config *c = load_ok(f, "docker_config: auth/config.json\n"
+                                  "registries:\n"
+                                  "  ecr:\n"
+                                  "    url: https://1.dkr.ecr.us-east-1.amazonaws.com\n"
+                                  "    credential_helper: ecr-login\n"
+                                  "    create_repository: [aws, ecr, create-repository, "
+                                  "--repository-name, \"{repo}\"]\n"
+                                  "    command_timeout: 5s\n"
+                                  "  ghcr: { url: \"https://ghcr.io\", username: u, "
+                                  "password_file: pw }\n"
+                                  "  anon: { url: \"http://127.0.0.1:5000\" }\n"
+                                  "rules:\n"
+                                  "  - name: r\n"
+                                  "    source: anon\n"
+                                  "    foreign_layers: copy\n"
+                                  "    destinations: [{ registry: ecr }]\n"
+                                  "  - name: s\n"
+                                  "    source: anon\n"
+                                  "    foreign_layers: skip\n"
+                                  "    destinations: [{ registry: ghcr }]\n");
+    const struct config_registry *ecr = &c->registries[0];
+    assert_string_equal(ecr->credential_helper, "ecr-login");
+    assert_int_equal(ecr->n_create_repository, 5);
+    assert_string_equal(ecr->create_repository[4], "{repo}");
+    assert_int_equal(ecr->command_timeout_ms, 5000);
+    assert_null(ecr->username);
+    const struct config_registry *ghcr = &c->registries[1];
+    assert_string_equal(ghcr->password, "hunter2");
+    assert_non_null(ghcr->password_file);
+    assert_non_null(strstr(ghcr->password_file, "pw"));
+    assert_int_equal(ghcr->command_timeout_ms, CONFIG_DEFAULT_COMMAND_TIMEOUT_MS);
+    assert_null(ghcr->create_repository);
+    /* docker_config is relative to the config's directory, and every registry knows it. */
+    assert_non_null(strstr(c->docker_config, "auth/config.json"));
+    assert_string_equal(c->registries[2].docker_config, c->docker_config);
+    assert_true(c->rules[0].foreign_layers);
+    assert_false(c->rules[1].foreign_layers);
+    config_free(c);
+
+    c = load_ok(f, REGISTRIES "rules:\n  - { name: r, source: us-east, destinations: [{ "
+                              "registry: eu-west }] }\n");
+    assert_false(c->rules[0].foreign_layers);
+    assert_null(c->docker_config);
+    assert_null(c->registries[0].docker_config);
+    config_free(c);
+
+    static const struct {
+        const char *yaml;
+        const char *want;
+    } cases[] = {
+        {"registries:\n  a: { url: \"http://a\", credential_helper: \"../x\" }\n",
+         "ferry.yaml:2: registries.a.credential_helper: not a helper name"},
+        {"registries:\n  a: { url: \"http://a\", credential_helper: x, username: u, password: "
+         "p }\n",
+         "ferry.yaml:2: registries.a: credential_helper and username/password are exclusive"},
+        {"registries:\n  a: { url: \"http://a\", create_repository: [] }\n",
+         "ferry.yaml:2: registries.a.create_repository"},
+        {"registries:\n  a: { url: \"http://a\", create_repository: [aws, \"\"] }\n",
+         "ferry.yaml:2: registries.a.create_repository[1]: must not be empty"},
+        {"registries:\n  a: { url: \"http://a\", command_timeout: 1h }\n",
+         "ferry.yaml:2: registries.a.command_timeout"},
+        {REGISTRIES "rules:\n  - { name: r, source: us-east, foreign_layers: maybe, "
+                    "destinations: [{ registry: eu-west }] }\n",
+         "ferry.yaml:"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_error(f, cases[i].yaml, FERRY_EINVAL, cases[i].want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_vendor_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_and_circuit, setup, teardown),

@@ -17,10 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/digest.h"
 #include "common/errors.h"
 #include "fixture.h"
+#include "registry/credentials.h"
 #include "registry/registry.h"
 
 #define REPO "lib/app"
@@ -237,6 +240,179 @@ static void test_mount_two_scopes(void **state)
     fixture_finish(&f);
 }
 
+/* base64("ferry:new-pw") */
+#define BASIC_NEW "Basic ZmVycnk6bmV3LXB3"
+
+struct pwfile {
+    char dir[64];
+    char path[128];
+};
+
+static void pwfile_write(struct pwfile *p, const char *password)
+{
+    char tmp[160];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", p->path);
+    FILE *fp = fopen(tmp, "w");
+    assert_non_null(fp);
+    fprintf(fp, "%s\n", password);
+    assert_int_equal(fclose(fp), 0);
+    assert_int_equal(chmod(tmp, 0600), 0);
+    assert_int_equal(rename(tmp, p->path), 0);
+}
+
+/* Credentials from a password file holding "s3cret" now. */
+static struct credentials *pwfile_credentials(struct pwfile *p)
+{
+    strcpy(p->dir, "/tmp/ferry-auth-XXXXXX");
+    assert_int_equal(unit_tmpdir_make(p->dir), 0);
+    snprintf(p->path, sizeof(p->path), "%s/password", p->dir);
+    pwfile_write(p, "s3cret");
+    struct credentials_spec spec = {
+        .kind = CREDENTIALS_FILE, .host = "reg.test", .username = "ferry", .path = p->path};
+    return credentials_new(&spec);
+}
+
+/*
+ * A password file rotated on disk (a sidecar refreshing an ECR token): the
+ * registry's 401 to the old password reads it again, and the request goes
+ * once more with the new one, without a reload.
+ */
+static void test_basic_password_file_rotated(void **state)
+{
+    struct fixture f;
+    struct pwfile pw;
+    struct answer a = {0};
+    (void)state;
+    struct registry_options o = fixture_options();
+    o.credentials = pwfile_credentials(&pw);
+    fixture_start(&f, &o);
+    credentials_unref(o.credentials);
+    const char *basic = "WWW-Authenticate: Basic realm=\"registry\"\r\n";
+    responder_expect(&f.r, "GET", "/v2/", 401, basic, NULL);
+    responder_expect(&f.r, "GET", "/v2/", 401, basic, NULL);
+    responder_expect(&f.r, "GET", "/v2/", 200, NULL, "{}");
+    pwfile_write(&pw, "new-pw");
+
+    registry_ping(f.reg, ping_done, &a);
+    fixture_run(&f, &a.done);
+    assert_int_equal(a.rc, 0);
+    assert_responder_done(&f.r);
+    assert_header(&f.r.got[0], "Authorization", NULL);
+    assert_header(&f.r.got[1], "Authorization", BASIC);
+    assert_header(&f.r.got[2], "Authorization", BASIC_NEW);
+    fixture_finish(&f);
+    assert_int_equal(unit_tmpdir_remove(pw.dir), 0);
+}
+
+struct failed {
+    bool done;
+    int rc;
+    char *error;
+};
+
+static void ping_failed(int rc, const char *error, void *arg)
+{
+    struct failed *a = arg;
+    a->done = true;
+    a->rc = rc;
+    a->error = error != NULL ? xstrdup(error) : NULL;
+}
+
+/* Refused again after the renewal: one clear error naming the registry and the source. */
+static void test_basic_refused_twice(void **state)
+{
+    struct fixture f;
+    struct pwfile pw;
+    struct failed a = {0};
+    (void)state;
+    struct registry_options o = fixture_options();
+    o.credentials = pwfile_credentials(&pw);
+    fixture_start(&f, &o);
+    credentials_unref(o.credentials);
+    const char *basic = "WWW-Authenticate: Basic realm=\"registry\"\r\n";
+    responder_expect(&f.r, "GET", "/v2/", 401, basic, NULL);
+    responder_expect(&f.r, "GET", "/v2/", 401, basic, NULL);
+    responder_expect(&f.r, "GET", "/v2/", 401, basic, NULL);
+    pwfile_write(&pw, "new-pw");
+
+    registry_ping(f.reg, ping_failed, &a);
+    fixture_run(&f, &a.done);
+    assert_int_equal(a.rc, FERRY_EAUTH);
+    assert_non_null(a.error);
+    assert_null(strchr(a.error, '\n'));
+    assert_non_null(strstr(a.error, f.r.origin));
+    assert_non_null(strstr(a.error, pw.path));
+    assert_non_null(strstr(a.error, "refused"));
+    assert_null(strstr(a.error, "new-pw"));
+    assert_responder_done(&f.r);
+    free(a.error);
+    fixture_finish(&f);
+    assert_int_equal(unit_tmpdir_remove(pw.dir), 0);
+}
+
+/* The token realm refuses an expired password: renewed once, and the token comes. */
+static void test_token_realm_renews(void **state)
+{
+    struct fixture f;
+    struct pwfile pw;
+    (void)state;
+    struct registry_options o = fixture_options();
+    o.credentials = pwfile_credentials(&pw);
+    fixture_start(&f, &o);
+    credentials_unref(o.credentials);
+    char *challenge = bearer_challenge(&f);
+    responder_expect(&f.r, "HEAD", "/v2/" REPO "/blobs/" DIGEST, 401, challenge, NULL);
+    responder_expect(&f.r, "GET", "/token?service=reg.test&scope=*", 401, NULL,
+                     "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"expired\"}]}");
+    responder_expect(&f.r, "GET", "/token?service=reg.test&scope=*", 200, NULL,
+                     "{\"token\":\"tok-1\"}");
+    responder_expect(&f.r, "HEAD", "/v2/" REPO "/blobs/" DIGEST, 200, "Content-Length: 5\r\n",
+                     NULL);
+    free(challenge);
+    pwfile_write(&pw, "new-pw");
+
+    blob_head(&f);
+    assert_responder_done(&f.r);
+    assert_header(&f.r.got[1], "Authorization", BASIC);
+    assert_header(&f.r.got[2], "Authorization", BASIC_NEW);
+    assert_header(&f.r.got[3], "Authorization", "Bearer tok-1");
+    fixture_finish(&f);
+    assert_int_equal(unit_tmpdir_remove(pw.dir), 0);
+}
+
+/*
+ * An identity token (a helper's "<token>" username, config.json's
+ * identitytoken) is exchanged at the realm with the OAuth2 refresh_token
+ * grant: a POST of a form, never a Basic header, never a redirect followed.
+ */
+static void test_identity_token(void **state)
+{
+    struct fixture f;
+    (void)state;
+    struct registry_options o = fixture_options();
+    o.username = "<token>";
+    o.password = "refresh-me";
+    fixture_start(&f, &o);
+    char *challenge = bearer_challenge(&f);
+    responder_expect(&f.r, "HEAD", "/v2/" REPO "/blobs/" DIGEST, 401, challenge, NULL);
+    responder_expect(&f.r, "POST", "/token", 200, NULL,
+                     "{\"access_token\":\"tok-r\",\"expires_in\":300}");
+    responder_expect(&f.r, "HEAD", "/v2/" REPO "/blobs/" DIGEST, 200, "Content-Length: 5\r\n",
+                     NULL);
+    free(challenge);
+
+    blob_head(&f);
+    assert_responder_done(&f.r);
+    assert_header(&f.r.got[1], "Authorization", NULL);
+    assert_header(&f.r.got[1], "Content-Type", "application/x-www-form-urlencoded");
+    const char *want = "grant_type=refresh_token&client_id=ferry&service=reg.test"
+                       "&scope=repository%3Alib%2Fapp%3Apull&refresh_token=refresh-me";
+    assert_int_equal(f.r.got[1].body_len, strlen(want));
+    assert_memory_equal(f.r.got[1].body, want, strlen(want));
+    assert_header(&f.r.got[2], "Authorization", "Bearer tok-r");
+    fixture_finish(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +420,10 @@ int main(void)
         cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_token_expiry),
         cmocka_unit_test(test_mount_two_scopes),
+        cmocka_unit_test(test_basic_password_file_rotated),
+        cmocka_unit_test(test_basic_refused_twice),
+        cmocka_unit_test(test_token_realm_renews),
+        cmocka_unit_test(test_identity_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
