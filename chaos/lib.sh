@@ -1,28 +1,18 @@
 # shellcheck shell=bash
-# Helpers for the fault proxy, on top of tests/integration/lib.sh (which this
-# sources: TEST_TMP, registries, cleanup at exit). Used by chaos/scenarios/*.sh
-# and tests/integration/chaos_*_test.sh.
-#
-#   proxy_start NAME UPSTREAM_ADDR [--seed N] [RULE...]
-#       starts build/ferry-chaos-proxy in front of UPSTREAM_ADDR on free ports;
-#       sets NAME_ADDR (127.0.0.1:PORT, what clients use), NAME_PORT,
-#       NAME_CONTROL (http://127.0.0.1:PORT of the control endpoint), NAME_PID
-#   proxy_rules NAME put|post RULE...   replace the rules / add rules
-#   proxy_rules NAME delete             clear the rules
-#   proxy_stats NAME [JQ_FILTER]        GET /stats (through jq)
-#   proxy_fault_count NAME KIND         faults injected of KIND (status, flip, ...)
+# Helpers for the chaos scenarios, on top of tests/integration/proxy_lib.sh
+# (which this sources: proxy_start, proxy_rules, proxy_stats,
+# proxy_fault_count, chaos_proxy_bin; and lib.sh: TEST_TMP, registries,
+# cleanup at exit). Used by chaos/scenarios/*.sh and
+# tests/integration/chaos_*_test.sh.
 
 if [[ -n "${_CHAOS_LIB_LOADED:-}" ]]; then
   return 0
 fi
 _CHAOS_LIB_LOADED=1
-# shellcheck source=../tests/integration/lib.sh
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/integration/lib.sh"
-
-# chaos_proxy_bin : the proxy next to the ferry binary, or $FERRY_CHAOS_PROXY
-chaos_proxy_bin() {
-  echo "${FERRY_CHAOS_PROXY:-$(dirname "$(ferry_bin)")/ferry-chaos-proxy}"
-}
+# The proxy's helpers live in tests/integration/proxy_lib.sh (which sources
+# lib.sh), so that any integration test can start the proxy too.
+# shellcheck source=../tests/integration/proxy_lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/integration/proxy_lib.sh"
 
 # chaos_seed : sets `seed` to $CHAOS_SEED, or a fresh random one, and seeds
 # bash's RANDOM with it, so that a scenario's draws repeat with CHAOS_SEED
@@ -39,68 +29,6 @@ chaos_short() {
 # figure NAME VALUE... : print one figure line of a scenario
 figure() {
   echo "figure: $*"
-}
-
-proxy_start() {
-  local name=$1 upstream=$2
-  shift 2
-  _itest_valid_name "$name"
-  local bin args=()
-  bin=$(chaos_proxy_bin)
-  [[ -x "$bin" ]] || fail "fault proxy not found at $bin (build it: ./build.sh)"
-  if [[ "${1:-}" == --seed ]]; then
-    args+=(--seed "$2")
-    shift 2
-  fi
-  local r
-  for r in "$@"; do
-    args+=(--rule "$r")
-  done
-  local ready="$TEST_TMP/$name.ready"
-  rm -f "$ready"
-  start_bg "$name" "$bin" --listen 127.0.0.1:0 --control 127.0.0.1:0 --upstream "$upstream" \
-    --ready-file "$ready" "${args[@]}"
-  local pid_var="${name}_PID"
-  # shellcheck disable=SC2317 # called through wait_until
-  _proxy_ready() { [[ -s "$ready" ]] || ! _itest_alive "${!pid_var}"; }
-  wait_until 10 _proxy_ready || fail "proxy $name did not start in 10 s"
-  [[ -s "$ready" ]] || fail "proxy $name exited: $(tail -n 3 "$TEST_TMP/$name.log")"
-  local port control
-  read -r port control <"$ready"
-  declare -g "${name}_PORT=$port"
-  declare -g "${name}_ADDR=127.0.0.1:$port"
-  declare -g "${name}_CONTROL=http://127.0.0.1:$control"
-}
-
-proxy_rules() {
-  local name=$1 verb=$2
-  shift 2
-  local control_var="${name}_CONTROL" body="" r
-  for r in "$@"; do
-    body+="$r"$'\n'
-  done
-  local method
-  case $verb in
-    put) method=PUT ;;
-    post) method=POST ;;
-    delete) method=DELETE ;;
-    *) fail "proxy_rules: want put, post or delete, got '$verb'" ;;
-  esac
-  local out code
-  out=$(curl -s -w '\n%{http_code}' -X "$method" --data-binary "$body" --max-time 5 "${!control_var}/rules") ||
-    fail "proxy_rules $name: control endpoint did not answer"
-  code=${out##*$'\n'}
-  [[ "$code" == 200 ]] || fail "proxy_rules $name $verb: $code ${out%$'\n'*}"
-}
-
-proxy_stats() {
-  local name=$1 filter=${2:-.}
-  local control_var="${name}_CONTROL"
-  curl -sf --max-time 5 "${!control_var}/stats" | jq -r "$filter"
-}
-
-proxy_fault_count() {
-  proxy_stats "$1" ".faults.$2"
 }
 
 # ------------------------------------------------------------ ferry helpers

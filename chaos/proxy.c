@@ -7,6 +7,7 @@
  *   ferry-chaos-proxy --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT
  *                     [--control 127.0.0.1:PORT] [--rule RULE]... [--rules-file PATH]
  *                     [--seed N] [--max-connections N] [--ready-file PATH] [-v|-q]
+ *                     [--repo-gate 404|403 [--repo-gate-allow REPOSITORY]...]
  *
  * Data path: each accepted client connection gets its own upstream
  * connection (opened at its first forwarded request, opened again if the
@@ -268,10 +269,15 @@ static void usage(FILE *f)
                "\n"
                "RULE: METHOD PATH ACTION...   METHOD: GET, PUT, ... or *   PATH: *, ~REGEX or a "
                "substring\n"
-               "ACTION: status=N [retry_after=S] | reset=before|mid | truncate | flip | blackhole\n"
-               "        | delay_ms=N | bandwidth=N[K|M|G], with rate=F (0..1) and count=N\n"
+               "ACTION: status=N [retry_after=S] [code=CODE] | reset=before|mid | truncate | flip\n"
+               "        | blackhole | delay_ms=N | bandwidth=N[K|M|G], with rate=F (0..1) and "
+               "count=N;\n"
+               "        ratelimit=LIMIT[/WINDOW_S] | etag (on every request they select)\n"
                "e.g. --rule 'GET /blobs/ flip rate=1' --rule '* * status=503 rate=0.2'\n"
-               "Control: GET|DELETE /stats, GET|PUT|POST|DELETE /rules, GET /healthz\n");
+               "--repo-gate 404|403: pushes to repositories not created are refused (ECR: 404\n"
+               "NAME_UNKNOWN, Harbor: 403 DENIED); --repo-gate-allow R creates R at start\n"
+               "Control: GET|DELETE /stats, GET|PUT|POST|DELETE /rules, GET /healthz,\n"
+               "         GET /repositories, POST /repositories?name=R\n");
 }
 
 /* The whole file (at most PROXY_CONTROL_BODY_MAX bytes), owned by the caller; NULL if not. */
@@ -333,6 +339,24 @@ static int proxy_args_rules(struct proxy *p, const char *arg, bool is_file)
     return 0;
 }
 
+/* --repo-gate 404|403 and --repo-gate-allow R; 0, or an error already told on stderr. */
+static int proxy_args_gate(struct proxy *p, int opt, const char *arg)
+{
+    if (opt == 'g') {
+        if (strcmp(arg, "404") != 0 && strcmp(arg, "403") != 0) {
+            fprintf(stderr, "ferry-chaos-proxy: bad --repo-gate '%s' (want 404 or 403)\n", arg);
+            return FERRY_EINVAL;
+        }
+        p->gate_status = atoi(arg);
+        return 0;
+    }
+    int rc = vendor_repos_add(&p->repos, arg, false);
+    if (rc < 0)
+        fprintf(stderr, "ferry-chaos-proxy: bad --repo-gate-allow '%s' (%s)\n", arg,
+                rc == FERRY_ETOOBIG ? "too many repositories" : "not a repository name");
+    return rc < 0 ? rc : 0;
+}
+
 /* --seed N and --max-connections N; 0, or an error already told on stderr. */
 static int proxy_args_number(struct proxy *p, int opt, const char *arg)
 {
@@ -372,6 +396,8 @@ static bool proxy_args_parse(struct proxy *p, struct proxy_args *args, int argc,
         {"seed", required_argument, NULL, 's'},
         {"max-connections", required_argument, NULL, 'm'},
         {"ready-file", required_argument, NULL, 'R'},
+        {"repo-gate", required_argument, NULL, 'g'},
+        {"repo-gate-allow", required_argument, NULL, 'a'},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -404,6 +430,10 @@ static bool proxy_args_parse(struct proxy *p, struct proxy_args *args, int argc,
             break;
         case 'R':
             args->ready_file = optarg;
+            break;
+        case 'g':
+        case 'a':
+            rc = proxy_args_gate(p, c, optarg);
             break;
         case 'v':
             log_threshold = FERRY_LOG_DEBUG;
@@ -464,8 +494,9 @@ static int proxy_announce(struct proxy *p, const struct proxy_args *args)
         fprintf(stderr, "ferry-chaos-proxy: cannot read the bound port: %s\n", uv_strerror(rc));
         return rc;
     }
-    log_info("listening listen_port=%d upstream=%s control_port=%d seed=%" PRIu64 " rules=%zu",
-             lport, p->upstream_text, cport, p->seed, p->n_rules);
+    log_info("listening listen_port=%d upstream=%s control_port=%d seed=%" PRIu64
+             " rules=%zu repo_gate=%d repositories=%zu",
+             lport, p->upstream_text, cport, p->seed, p->n_rules, p->gate_status, p->repos.n);
     for (size_t i = 0; i < p->n_rules; i++)
         log_info("rule number=%zu rule='%s'", i + 1, p->rules[i]->text);
     if (args->ready_file)
@@ -531,5 +562,6 @@ int main(int argc, char **argv)
     if (proxy_args_parse(p, &args, argc, argv, &status))
         status = proxy_run(p, &args);
     proxy_clear_rules(p);
+    vendor_repos_release(&p->repos);
     return status;
 }

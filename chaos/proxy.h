@@ -18,9 +18,17 @@
  *   POST   /rules    add rules            ["RULE", ...] or {"rules": [...]})
  *   DELETE /rules    clear the rules
  *   GET    /healthz  200
+ *   GET    /repositories            the repositories the gate lets pushes to
+ *   POST   /repositories?name=R     create R (201; 200 when it was there)
  *
  * A blackhole rule installed at run time also swallows the requests in
  * flight that it matches, so a partition starts at once.
+ *
+ * The proxy also plays what vendors' registries do that Distribution does
+ * not (vendor.h): --repo-gate 404|403 refuses pushes to repositories not
+ * created (ECR's NAME_UNKNOWN, Harbor's DENIED for a missing project), the
+ * ratelimit= action is Docker Hub's pull limit, etag gives answers an ETag
+ * and honours If-None-Match.
  */
 #ifndef FERRY_CHAOS_PROXY_H
 #define FERRY_CHAOS_PROXY_H

@@ -2,7 +2,8 @@
  * proxy_control.c: the control endpoint of ferry-chaos-proxy (--control).
  * One request per connection, answered in JSON and closed:
  *
- *   GET|DELETE /stats, GET|PUT|POST|DELETE /rules, GET /healthz
+ *   GET|DELETE /stats, GET|PUT|POST|DELETE /rules, GET /healthz,
+ *   GET /repositories, POST /repositories?name=R
  *
  * (see proxy.h). The counters it reports are kept by the data path; the
  * rules it installs are parsed by proxy_rules.c.
@@ -19,6 +20,8 @@
 
 /* The longest path the control endpoint looks at (the query is cut off). */
 #define CONTROL_PATH_MAX 256
+/* A query value, decoded, is at most this long. */
+#define CONTROL_VALUE_MAX 512
 
 static const char *const proxy_method_slots[N_METHOD_SLOTS] = {"GET",   "HEAD",   "PUT",  "POST",
                                                                "PATCH", "DELETE", "other"};
@@ -110,6 +113,56 @@ static cJSON *control_error(const char *message)
 
 /* ------------------------------------------------------------------ stats */
 
+/* The first ratelimit rule, or NULL. */
+static struct rule *proxy_first_ratelimit(struct proxy *p)
+{
+    for (size_t i = 0; i < p->n_rules; i++) {
+        if (p->rules[i]->has_ratelimit)
+            return p->rules[i];
+    }
+    return NULL;
+}
+
+static cJSON *proxy_ratelimit_json(const struct vendor_ratelimit *rl, uint64_t now_ms)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "limit", (double)rl->limit);
+    cJSON_AddNumberToObject(o, "window_s", (double)rl->window_s);
+    cJSON_AddNumberToObject(o, "remaining", (double)rl->remaining);
+    cJSON_AddNumberToObject(o, "refused", (double)rl->refused);
+    cJSON_AddNumberToObject(o, "reset_in_s", (double)vendor_ratelimit_reset_in_s(rl, now_ms));
+    return o;
+}
+
+/*
+ * What the proxy plays of the vendors: "gate" (null without --repo-gate),
+ * "ratelimit" (the first ratelimit rule's, null without one), "etag".
+ */
+static void proxy_stats_vendor_json(struct proxy *p, cJSON *o)
+{
+    struct proxy_stats *s = &p->stats;
+    if (p->gate_status) {
+        cJSON *g = cJSON_AddObjectToObject(o, "gate");
+        cJSON_AddNumberToObject(g, "status", p->gate_status);
+        cJSON_AddNumberToObject(g, "refused", (double)s->gate_refused);
+        cJSON_AddNumberToObject(g, "repositories", (double)p->repos.n);
+        cJSON_AddNumberToObject(g, "creations", (double)p->repos.creations);
+    } else {
+        cJSON_AddNullToObject(o, "gate");
+    }
+    struct rule *r = proxy_first_ratelimit(p);
+    if (r) {
+        cJSON *rl = proxy_ratelimit_json(&r->ratelimit, uv_now(p->loop));
+        cJSON_AddNumberToObject(rl, "refused_total", (double)s->ratelimit_refused);
+        cJSON_AddItemToObject(o, "ratelimit", rl);
+    } else {
+        cJSON_AddNullToObject(o, "ratelimit");
+    }
+    cJSON *e = cJSON_AddObjectToObject(o, "etag");
+    cJSON_AddNumberToObject(e, "tagged", (double)s->etag_tagged);
+    cJSON_AddNumberToObject(e, "not_modified", (double)s->etag_not_modified);
+}
+
 static cJSON *proxy_stats_json(struct proxy *p)
 {
     struct proxy_stats *s = &p->stats;
@@ -145,6 +198,7 @@ static cJSON *proxy_stats_json(struct proxy *p)
     }
     cJSON_AddNumberToObject(o, "rules", (double)p->n_rules);
     cJSON_AddNumberToObject(o, "seed", (double)p->seed);
+    proxy_stats_vendor_json(p, o);
     return o;
 }
 
@@ -160,6 +214,9 @@ static cJSON *proxy_rules_json(struct proxy *p)
         cJSON_AddNumberToObject(item, "fired", (double)r->fired);
         if (r->count_left >= 0)
             cJSON_AddNumberToObject(item, "count_left", (double)r->count_left);
+        if (r->has_ratelimit)
+            cJSON_AddItemToObject(item, "ratelimit",
+                                  proxy_ratelimit_json(&r->ratelimit, uv_now(p->loop)));
         cJSON_AddItemToArray(list, item);
     }
     return o;
@@ -220,6 +277,104 @@ static void control_rules(struct control_conn *cc, const char *method)
     }
 }
 
+/* The value of a hex digit, or -1. */
+static int control_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * The value of query parameter `key` of `target`, percent-decoded ('+' is a
+ * space), into `out`: true when it is there, decodes and fits.
+ */
+static bool control_query_value(const char *target, const char *key, char *out, size_t out_len)
+{
+    const char *q = strchr(target, '?');
+    size_t klen = strlen(key);
+    while (q != NULL) {
+        q++;
+        size_t n = strcspn(q, "&");
+        if (n > klen && strncmp(q, key, klen) == 0 && q[klen] == '=') {
+            size_t o = 0;
+            for (const char *v = q + klen + 1; v < q + n; v++) {
+                char c = *v;
+                if (c == '%') {
+                    int hi = v + 2 < q + n ? control_hex(v[1]) : -1;
+                    int lo = hi >= 0 ? control_hex(v[2]) : -1;
+                    if (lo < 0)
+                        return false;
+                    c = (char)(hi * 16 + lo);
+                    v += 2;
+                } else if (c == '+') {
+                    c = ' ';
+                }
+                if (c == '\0' || o + 1 >= out_len)
+                    return false;
+                out[o++] = c;
+            }
+            out[o] = '\0';
+            return true;
+        }
+        q = strchr(q, '&');
+    }
+    return false;
+}
+
+static cJSON *proxy_repositories_json(struct proxy *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(o, "repositories");
+    for (size_t i = 0; i < p->repos.n; i++)
+        cJSON_AddItemToArray(list, cJSON_CreateString(p->repos.names[i]));
+    cJSON_AddNumberToObject(o, "creations", (double)p->repos.creations);
+    if (p->gate_status)
+        cJSON_AddNumberToObject(o, "gate", p->gate_status);
+    else
+        cJSON_AddNullToObject(o, "gate");
+    return o;
+}
+
+/* GET /repositories, and POST /repositories?name=R: creates R (201), or finds it there (200). */
+static void control_repositories(struct control_conn *cc, const char *method)
+{
+    struct proxy *p = cc->proxy;
+    char name[CONTROL_VALUE_MAX];
+    if (strcmp(method, "GET") == 0) {
+        control_answer(cc, 200, proxy_repositories_json(p));
+        return;
+    }
+    if (strcmp(method, "POST") != 0) {
+        control_answer(cc, 405, control_error("want GET or POST"));
+        return;
+    }
+    if (!control_query_value(cc->target.data, "name", name, sizeof(name))) {
+        control_answer(cc, 400, control_error("want POST /repositories?name=REPOSITORY"));
+        return;
+    }
+    int rc = vendor_repos_add(&p->repos, name, true);
+    if (rc < 0) {
+        control_answer(cc, 400,
+                       control_error(rc == FERRY_ETOOBIG
+                                         ? "too many repositories"
+                                         : "not a repository name (want [a-z0-9._-] components "
+                                           "separated by /, up to 255 bytes)"));
+        return;
+    }
+    if (rc == 1)
+        log_info("repository created name=%s", name);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "repository", name);
+    cJSON_AddBoolToObject(o, "created", rc == 1);
+    cJSON_AddNumberToObject(o, "creations", (double)p->repos.creations);
+    control_answer(cc, rc == 1 ? 201 : 200, o);
+}
+
 static void control_handle(struct control_conn *cc)
 {
     const char *method = http_method_str((enum http_method)cc->parser.method);
@@ -235,8 +390,12 @@ static void control_handle(struct control_conn *cc)
         control_stats(cc, method);
     else if (strcmp(path, "/rules") == 0)
         control_rules(cc, method);
+    else if (strcmp(path, "/repositories") == 0)
+        control_repositories(cc, method);
     else
-        control_answer(cc, 404, control_error("unknown path (want /rules, /stats, /healthz)"));
+        control_answer(cc, 404,
+                       control_error("unknown path (want /rules, /stats, /repositories, "
+                                     "/healthz)"));
 }
 
 /* ---------------------------------------------------------------- parsing */

@@ -6,6 +6,7 @@
  * link (connect, read, close, failures), the answers the proxy makes up, and
  * the faults that end a connection (reset, blackhole).
  */
+#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <linux/sockios.h>
 #include <stdio.h>
@@ -29,42 +30,32 @@ const char *proxy_reason(int status)
     return (s && strcmp(s, "<unknown>") != 0) ? s : "Injected";
 }
 
-static const char *proxy_error_code(int status)
+void proxy_conn_answer(struct conn *conn, int status, const char *code, const char *message,
+                       const char *headers, bool keep_alive)
 {
-    switch (status) {
-    case 429:
-        return "TOOMANYREQUESTS";
-    case 503:
-        return "UNAVAILABLE";
-    case 401:
-        return "UNAUTHORIZED";
-    case 404:
-        return "NOT_FOUND";
-    default:
-        return "UNKNOWN";
-    }
-}
-
-void proxy_conn_answer(struct conn *conn, int status, int retry_after_s, bool keep_alive,
-                       const char *message)
-{
-    char body[512];
-    int blen = snprintf(body, sizeof(body),
-                        "{\"errors\":[{\"code\":\"%s\",\"message\":\"%s\",\"detail\":null}]}\n",
-                        proxy_error_code(status), message);
-    char head[768];
-    char retry[48] = "";
-    if (retry_after_s >= 0)
-        snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", retry_after_s);
-    snprintf(head, sizeof(head),
-             "HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
-             "Content-Length: %d\r\nDocker-Distribution-Api-Version: registry/2.0\r\n"
-             "X-Chaos-Proxy: %s\r\n%sConnection: %s\r\n\r\n",
-             status, proxy_reason(status), blen, message, retry,
-             keep_alive ? "keep-alive" : "close");
+    /* The message may name a repository of the request: cJSON escapes it. */
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *error = cJSON_CreateObject();
+    cJSON_AddStringToObject(error, "code", code);
+    cJSON_AddStringToObject(error, "message", message);
+    cJSON_AddNullToObject(error, "detail");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(doc, "errors"), error);
+    char *json = xjson_print(doc, false);
+    cJSON_Delete(doc);
+    char *body = xasprintf("%s\n", json);
+    free(json);
+    size_t blen = strlen(body);
+    char *head =
+        xasprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+                  "Content-Length: %zu\r\nDocker-Distribution-Api-Version: registry/2.0\r\n"
+                  "X-Chaos-Proxy: %s\r\n%sConnection: %s\r\n\r\n",
+                  status, proxy_reason(status), blen, message, headers ? headers : "",
+                  keep_alive ? "keep-alive" : "close");
     proxy_outq_push_str(&conn->down, head);
     if (!conn->ex.is_head)
-        proxy_outq_push(&conn->down, body, (size_t)blen);
+        proxy_outq_push(&conn->down, body, blen);
+    free(head);
+    free(body);
     conn->proxy->stats.responses++;
     proxy_outq_flush(&conn->down);
 }
@@ -76,7 +67,9 @@ static void conn_fail_with(struct conn *conn, int status, const char *message)
     proxy_link_close(conn);
     if (!conn->ex.resp_head_sent) {
         conn->ex.resp_head_sent = true;
-        proxy_conn_answer(conn, status, -1, false, message);
+        const char *code, *unused;
+        vendor_error_for(status, "", NULL, &code, &unused);
+        proxy_conn_answer(conn, status, code, message, NULL, false);
     }
     conn->mode = CONN_DRAINING;
 }

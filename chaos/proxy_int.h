@@ -11,7 +11,12 @@
  *   proxy_flow.c     the data flow: reading both sides, the upstream link,
  *                    answers of the proxy's own, resets and blackholes
  *   proxy_parse.c    request and response parsing, and the body faults
- *   proxy_control.c  the control endpoint (/stats, /rules, /healthz)
+ *   proxy_control.c  the control endpoint (/stats, /rules, /repositories,
+ *                    /healthz)
+ *
+ * What the proxy plays of the vendors' registries (the repository gate, the
+ * pull limit, ETags, error documents) is decided by vendor.c, which holds
+ * no state of the proxy's.
  */
 #ifndef FERRY_CHAOS_PROXY_INT_H
 #define FERRY_CHAOS_PROXY_INT_H
@@ -26,6 +31,7 @@
 
 #include "chaos/proxy.h"
 #include "chaos/rule.h"
+#include "chaos/vendor.h"
 #include "common/buf.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -38,6 +44,11 @@
 #define PROXY_CONTROL_HEAD_MAX (16 * 1024)
 /* Room for one error line: a rule line (RULE_LINE_MAX) and why it is refused. */
 #define PROXY_ERR_MAX 1400
+/* The longest If-None-Match kept, and the longest WWW-Authenticate challenge remembered. */
+#define PROXY_IF_NONE_MATCH_MAX 1024
+#define PROXY_CHALLENGE_MAX     1024
+/* Room for the headers an answer of the proxy's own adds. */
+#define PROXY_ANSWER_HEADERS_MAX (PROXY_CHALLENGE_MAX + VENDOR_RATELIMIT_HEADERS_MAX + 64)
 /* The chunk that ends a chunked body (no trailers). */
 #define PROXY_LAST_CHUNK "0\r\n\r\n"
 
@@ -67,6 +78,10 @@ struct proxy_stats {
     uint64_t status_by_code[600];
     uint64_t delayed;
     uint64_t bandwidth_limited;
+    uint64_t gate_refused;      /* pushes to repositories not created, answered by the gate */
+    uint64_t ratelimit_refused; /* manifest GETs answered 429 by a ratelimit rule */
+    uint64_t etag_tagged;       /* answers given an ETag */
+    uint64_t etag_not_modified; /* of those, answered 304 */
 };
 
 struct conn;
@@ -84,6 +99,9 @@ struct proxy {
     uint64_t rng;
     uint64_t seed;
     size_t max_connections;
+    int gate_status;           /* --repo-gate: 404 or 403; 0 for no gate */
+    struct vendor_repos repos; /* the repositories created (the gate lets pushes to them by) */
+    char challenge[PROXY_CHALLENGE_MAX]; /* the upstream's last WWW-Authenticate, "" for none */
     struct conn *conns; /* every open client connection, for rule changes and shutdown */
     size_t n_conns;
     bool stopping;
@@ -99,6 +117,11 @@ struct plan {
     uint64_t delay_ms;
     uint64_t bandwidth;
     size_t rule_number; /* 1-based, of the rule that gave the fault */
+    bool vendor;        /* the status is a vendor's answer (gate, pull limit), not a fault */
+    char code[32];      /* RULE_FAULT_STATUS: the error code, "" for the status's own */
+    char message[320];  /* ...and its message, "" for the code's own */
+    bool etag;          /* an etag rule selected the request */
+    char headers[VENDOR_RATELIMIT_HEADERS_MAX]; /* added to the answer ("" for none) */
 };
 
 /* A piece of the byte stream for one side; it is its own write request once sent. */
@@ -153,7 +176,8 @@ struct exchange {
     struct plan plan;
     char method[24];
     struct buf target;
-    struct buf head; /* request headers, "Name: value\r\n"... */
+    struct buf head;          /* request headers, "Name: value\r\n"... */
+    struct buf if_none_match; /* its If-None-Match values, comma-separated */
     enum hdr_state hdr_state;
     char field[32]; /* lowercased start of the current header name */
     size_t field_len;
@@ -187,6 +211,9 @@ struct exchange {
     bool flip_resp, mid_resp, truncating;
     uint64_t flip_at, mid_at, trunc_at; /* UINT64_MAX: decided at the first body piece */
     bool flipped, mid_done;
+    /* etag: the 200 answer is held whole (head in resp_head, body here) until it ends. */
+    bool etag_holding;
+    struct buf held;
 };
 
 struct conn {
@@ -233,6 +260,13 @@ double proxy_random(struct proxy *p);
 
 /** Decides the plan for one request from the rules in order (see proxy_rules.c). */
 void proxy_decide(struct proxy *p, const char *method, const char *target, struct plan *plan);
+
+/**
+ * The repository gate (--repo-gate): true when the request is a push to a
+ * repository not created, with the plan set to the vendor's refusal (the
+ * rules are not asked then); false, the plan untouched, otherwise.
+ */
+bool proxy_gate(struct proxy *p, const char *method, const char *target, struct plan *plan);
 
 /** Counts an injected fault and logs it; `detail` (or NULL) ends the log line. */
 void proxy_count_fault(struct conn *conn, enum rule_fault fault, const char *detail);
@@ -308,9 +342,13 @@ void proxy_upstream_failed(struct conn *conn, bool connecting, const char *why);
 /** The reason phrase of a status the proxy answers with. */
 const char *proxy_reason(int status);
 
-/** Queues a complete answer of the proxy's own, in a registry's error format, and flushes it. */
-void proxy_conn_answer(struct conn *conn, int status, int retry_after_s, bool keep_alive,
-                       const char *message);
+/**
+ * Queues a complete answer of the proxy's own, a registry's error document
+ * {"errors":[{"code","message","detail"}]}, and flushes it. `headers` (or
+ * NULL) are more header lines, each ending in CRLF.
+ */
+void proxy_conn_answer(struct conn *conn, int status, const char *code, const char *message,
+                       const char *headers, bool keep_alive);
 
 /** Swallows the connection: everything read is dropped, nothing is answered. */
 void proxy_conn_blackhole(struct conn *conn);

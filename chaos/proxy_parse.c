@@ -3,7 +3,9 @@
  * http_parser callbacks collect each head, meet the request with the rules
  * (proxy_decide), write the head again to the other side, and stream the
  * body through, re-chunked when it came chunked, with the body faults (flip,
- * reset in the middle, truncate) applied on the way.
+ * reset in the middle, truncate) applied on the way. The answers the proxy
+ * plays as a vendor are made here too: its own (a status, the gate, the pull
+ * limit) and the upstream's given an ETag, or a 304 in their place.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,6 +21,8 @@ void proxy_exchange_release(struct exchange *ex)
 {
     buf_release(&ex->target);
     buf_release(&ex->head);
+    buf_release(&ex->if_none_match);
+    buf_release(&ex->held);
     buf_release(&ex->resp_head);
     buf_release(&ex->reason);
     memset(ex, 0, sizeof(*ex));
@@ -30,10 +34,25 @@ static void exchange_begin(struct exchange *ex)
     ex->active = true;
     buf_init(&ex->target, PROXY_TARGET_MAX);
     buf_init(&ex->head, PROXY_HEAD_MAX);
+    buf_init(&ex->if_none_match, PROXY_IF_NONE_MATCH_MAX);
+    buf_init(&ex->held, VENDOR_ETAG_BODY_MAX);
     buf_init(&ex->resp_head, PROXY_HEAD_MAX);
     buf_init(&ex->reason, PROXY_REASON_MAX);
     ex->req_length = UINT64_MAX;
     ex->plan.retry_after_s = -1;
+}
+
+/*
+ * Keeps the If-None-Match values of a request (`first`: the start of a
+ * header's value), comma-separated. One over its cap is forgotten whole:
+ * then nothing matches, and the client gets the whole answer.
+ */
+static void request_if_none_match(struct exchange *ex, bool first, const char *at, size_t len)
+{
+    if (first && ex->if_none_match.len > 0 && buf_append(&ex->if_none_match, ",", 1) < 0)
+        buf_reset(&ex->if_none_match);
+    if (buf_append(&ex->if_none_match, at, len) < 0)
+        buf_reset(&ex->if_none_match);
 }
 
 /*
@@ -63,6 +82,8 @@ static int on_header(http_parser *hp, bool field, const char *at, size_t len)
         if (request && strcmp(ex->field, "expect") == 0 && len >= 3 &&
             strncasecmp(at, "100", 3) == 0)
             ex->expect_continue = true;
+        if (request && strcmp(ex->field, "if-none-match") == 0)
+            request_if_none_match(ex, ex->hdr_state == HDR_FIELD, at, len);
         if (ex->hdr_state == HDR_FIELD && buf_append(head, ": ", 2) < 0)
             return -1;
         ex->hdr_state = HDR_VALUE;
@@ -121,6 +142,66 @@ static int head_set_content_length(struct buf *head, uint64_t length)
     buf_release(head);
     *head = out;
     return 0;
+}
+
+/* True when the head line at `p` (up to `next`) is the field `name` (lowercase). */
+static bool head_line_is(const char *p, const char *next, const char *name)
+{
+    size_t n = strlen(name);
+    return (size_t)(next - p) > n && strncasecmp(p, name, n) == 0 && p[n] == ':';
+}
+
+/*
+ * Drops the fields named in `names` (lowercase, NULL-terminated) from a
+ * collected head. The head only gets shorter, so it stays within its cap.
+ */
+static void head_drop_fields(struct buf *head, const char *const *names)
+{
+    char *out = head->data;
+    const char *p = head->data;
+    const char *end = head->data + head->len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *next = eol ? eol + 1 : end;
+        bool drop = false;
+        for (size_t i = 0; names[i] && !drop; i++)
+            drop = head_line_is(p, next, names[i]);
+        if (!drop) {
+            memmove(out, p, (size_t)(next - p));
+            out += next - p;
+        }
+        p = next;
+    }
+    if (head->data) {
+        head->len = (size_t)(out - head->data);
+        head->data[head->len] = '\0';
+    }
+}
+
+/* Copies the value of the first field `name` (lowercase) of a head to `out`; false if none. */
+static bool head_field(const struct buf *head, const char *name, char *out, size_t out_len)
+{
+    const char *p = head->data;
+    const char *end = head->data + head->len;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *next = eol ? eol + 1 : end;
+        if (head_line_is(p, next, name)) {
+            const char *v = p + strlen(name) + 1;
+            while (v < next && (*v == ' ' || *v == '\t'))
+                v++;
+            size_t n = (size_t)(next - v);
+            while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
+                n--;
+            if (n == 0 || n >= out_len)
+                return false;
+            memcpy(out, v, n);
+            out[n] = '\0';
+            return true;
+        }
+        p = next;
+    }
+    return false;
 }
 
 /* ------------------------------------------------------------- body faults */
@@ -316,7 +397,8 @@ static int req_on_headers_complete(http_parser *hp)
     if (conn->mode != CONN_PROXY)
         return 0;
 
-    proxy_decide(p, ex->method, ex->target.data, &ex->plan);
+    if (!proxy_gate(p, ex->method, ex->target.data, &ex->plan))
+        proxy_decide(p, ex->method, ex->target.data, &ex->plan);
     log_debug("request conn=%" PRIu64 " method=%s target=%s fault=%s", conn->id, ex->method,
               ex->target.data, rule_fault_name(ex->plan.fault));
     req_shape(conn);
@@ -338,17 +420,40 @@ static int req_on_body(http_parser *hp, const char *at, size_t len)
     return 0;
 }
 
-/* Answers a request the plan gave a status to, once the request is complete. */
+/*
+ * Answers a request the plan gave a status to, once the request is
+ * complete, with a registry's error document. A 401 carries a challenge:
+ * the upstream's last one, so that the client meets the auth it knows, or
+ * Basic when the upstream sent none yet.
+ */
 static void req_answer_synthetic(struct conn *conn)
 {
+    struct proxy *p = conn->proxy;
     struct exchange *ex = &conn->ex;
-    char detail[48];
-    snprintf(detail, sizeof(detail), "status=%d", ex->plan.status);
-    proxy_count_fault(conn, RULE_FAULT_STATUS, detail);
-    conn->proxy->stats.status_by_code[ex->plan.status]++;
+    struct plan *plan = &ex->plan;
+    if (plan->vendor) {
+        log_info("vendor answer conn=%" PRIu64 " method=%s target=%s status=%d code=%s", conn->id,
+                 ex->method, ex->target.data, plan->status, plan->code);
+    } else {
+        char detail[48];
+        snprintf(detail, sizeof(detail), "status=%d", plan->status);
+        proxy_count_fault(conn, RULE_FAULT_STATUS, detail);
+        p->stats.status_by_code[plan->status]++;
+    }
+    const char *code, *message;
+    vendor_error_for(plan->status, ex->target.data, plan->code, &code, &message);
+    if (plan->message[0] != '\0')
+        message = plan->message;
+    char headers[PROXY_ANSWER_HEADERS_MAX];
+    int n = snprintf(headers, sizeof(headers), "%s", plan->headers);
+    if (plan->retry_after_s >= 0)
+        n += snprintf(headers + n, sizeof(headers) - (size_t)n, "Retry-After: %d\r\n",
+                      plan->retry_after_s);
+    if (plan->status == 401)
+        snprintf(headers + n, sizeof(headers) - (size_t)n, "WWW-Authenticate: %s\r\n",
+                 p->challenge[0] ? p->challenge : "Basic realm=\"ferry-chaos-proxy\"");
     ex->resp_head_sent = true;
-    proxy_conn_answer(conn, ex->plan.status, ex->plan.retry_after_s, ex->req_keep_alive,
-                      "injected by ferry-chaos-proxy");
+    proxy_conn_answer(conn, plan->status, code, message, headers, ex->req_keep_alive);
     ex->resp_keep_alive = ex->req_keep_alive;
     ex->resp_complete = true;
 }
@@ -463,6 +568,88 @@ static void resp_forward_head(struct conn *conn, const http_parser *hp, bool inf
     proxy_outq_flush(&conn->down);
 }
 
+/* ------------------------------------------------------------------- ETags */
+
+/*
+ * An etag rule holds a GET's 200 answer whole when its body can be at most
+ * VENDOR_ETAG_BODY_MAX bytes (a longer or unknown length is told by the
+ * body itself: see etag_give_up()).
+ */
+static bool etag_wanted(const struct exchange *ex, int status, bool has_length, uint64_t length,
+                        bool no_body)
+{
+    return ex->plan.etag && ex->plan.fault == RULE_FAULT_NONE && strcmp(ex->method, "GET") == 0 &&
+           status == 200 && !no_body && (!has_length || length <= VENDOR_ETAG_BODY_MAX);
+}
+
+/* The held body passed the cap: the answer goes on as it came, without an ETag. */
+static void etag_give_up(struct conn *conn, const http_parser *hp)
+{
+    struct exchange *ex = &conn->ex;
+    ex->etag_holding = false;
+    resp_forward_head(conn, hp, false);
+    forward_body(&conn->down, ex->resp_chunked, ex->held.data, ex->held.len, SIZE_MAX);
+    buf_release(&ex->held);
+    proxy_outq_flush(&conn->down);
+}
+
+/*
+ * The held answer is complete: it leaves with its ETag and its length, or
+ * as a 304 without a body when the request's If-None-Match names the ETag.
+ */
+static void etag_finish(struct conn *conn, const http_parser *hp)
+{
+    static const char *const replaced[] = {"content-length", "transfer-encoding", "etag", NULL};
+    struct proxy *p = conn->proxy;
+    struct exchange *ex = &conn->ex;
+    char etag[VENDOR_ETAG_MAX];
+    vendor_etag(ex->held.data ? ex->held.data : "", ex->held.len, etag);
+    bool not_modified =
+        ex->if_none_match.len > 0 && vendor_etag_matches(ex->if_none_match.data, etag);
+    head_drop_fields(&ex->resp_head, replaced);
+    char line[PROXY_REASON_MAX + 128];
+    if (not_modified)
+        snprintf(line, sizeof(line), "HTTP/%u.%u 304 Not Modified\r\n", hp->http_major,
+                 hp->http_minor);
+    else
+        snprintf(line, sizeof(line), "HTTP/%u.%u %d %s\r\n", hp->http_major, hp->http_minor,
+                 hp->status_code, ex->reason.data ? ex->reason.data : "");
+    proxy_outq_push_str(&conn->down, line);
+    proxy_outq_push(&conn->down, ex->resp_head.data, ex->resp_head.len);
+    if (not_modified)
+        snprintf(line, sizeof(line), "ETag: %s\r\n\r\n", etag);
+    else
+        snprintf(line, sizeof(line), "Content-Length: %zu\r\nETag: %s\r\n\r\n", ex->held.len, etag);
+    proxy_outq_push_str(&conn->down, line);
+    if (!not_modified)
+        proxy_outq_push(&conn->down, ex->held.data, ex->held.len);
+    p->stats.etag_tagged++;
+    if (not_modified)
+        p->stats.etag_not_modified++;
+    log_debug("etag conn=%" PRIu64 " target=%s etag=%s not_modified=%d", conn->id, ex->target.data,
+              etag, not_modified);
+    ex->etag_holding = false;
+    ex->resp_head_sent = true;
+    ex->resp_chunked = false; /* it left with a Content-Length */
+    buf_release(&ex->held);
+    proxy_outq_flush(&conn->down);
+}
+
+/*
+ * What a final answer's head gets before it leaves: the headers of the
+ * plan (the pull limit's), and the upstream's challenge of a 401 is
+ * remembered for the 401s the proxy answers itself. -1 past the head's cap.
+ */
+static int resp_head_vendor(struct conn *conn, int status)
+{
+    struct proxy *p = conn->proxy;
+    struct exchange *ex = &conn->ex;
+    if (status == 401 &&
+        !head_field(&ex->resp_head, "www-authenticate", p->challenge, sizeof(p->challenge)))
+        p->challenge[0] = '\0';
+    return buf_append_str(&ex->resp_head, ex->plan.headers) < 0 ? -1 : 0;
+}
+
 /* A HEAD answer has no body whatever its headers say: 1 tells the parser so. */
 static int resp_on_headers_complete(http_parser *hp)
 {
@@ -488,11 +675,17 @@ static int resp_on_headers_complete(http_parser *hp)
         ex->resp_chunked = chunked;
         ex->resp_eof_body = !no_body && !has_length && !chunked;
         ex->resp_keep_alive = http_should_keep_alive(hp) != 0;
+        if (resp_head_vendor(conn, status) < 0)
+            return -1;
         int forward = resp_apply_fault(conn, has_length, length, no_body);
         if (forward < 0)
             return -1;
         if (forward == 0)
             return skip_body;
+        if (etag_wanted(ex, status, has_length, length, no_body)) {
+            ex->etag_holding = true;
+            return skip_body;
+        }
     }
     resp_forward_head(conn, hp, informational);
     return skip_body;
@@ -531,6 +724,11 @@ static int resp_on_body(http_parser *hp, const char *at, size_t len)
     struct exchange *ex = &conn->ex;
     if (conn->mode != CONN_PROXY || ex->dead || ex->resp_discard)
         return 0;
+    if (ex->etag_holding) {
+        if (buf_append(&ex->held, at, len) == 0)
+            return 0;
+        etag_give_up(conn, hp);
+    }
     uint64_t before = ex->resp_seen;
     ex->resp_seen += len;
     /* A rule has one fault: a truncated body is neither cut by a reset nor flipped. */
@@ -552,6 +750,8 @@ static int resp_on_message_complete(http_parser *hp)
     if (conn->mode != CONN_PROXY || ex->dead)
         return 0;
     conn->proxy->stats.responses++;
+    if (ex->etag_holding)
+        etag_finish(conn, hp);
     if (ex->resp_chunked && !ex->resp_terminated)
         push_last_chunk(&conn->down);
     if (!ex->resp_keep_alive)

@@ -49,21 +49,90 @@ static bool rule_fires(struct proxy *p, struct rule *r)
     return true;
 }
 
+/* Docker Hub's answer to a pull over the limit. */
+#define PROXY_RATELIMIT_MESSAGE                                                                    \
+    "You have reached your pull rate limit. You may increase the limit by authenticating and "     \
+    "upgrading: https://www.docker.com/increase-rate-limit"
+
+/*
+ * A ratelimit or etag rule acts on every request it selects (no draw). The
+ * first ratelimit rule that selects the request counts it and puts its
+ * headers on the answer; when it refuses a manifest GET, that is the
+ * request's answer unless a fault came first.
+ */
+static void proxy_decide_vendor(struct proxy *p, struct rule *r, size_t number, bool pull,
+                                struct plan *plan)
+{
+    r->fired++;
+    plan->delay_ms += r->delay_ms;
+    if (r->bandwidth && (plan->bandwidth == 0 || r->bandwidth < plan->bandwidth))
+        plan->bandwidth = r->bandwidth;
+    if (r->etag)
+        plan->etag = true;
+    if (!r->has_ratelimit || plan->headers[0] != '\0')
+        return;
+    uint64_t retry_after_s = 0;
+    bool refused = vendor_ratelimit_take(&r->ratelimit, uv_now(p->loop), pull, &retry_after_s);
+    vendor_ratelimit_headers(&r->ratelimit, plan->headers);
+    if (!refused || plan->fault != RULE_FAULT_NONE)
+        return;
+    p->stats.ratelimit_refused++;
+    plan->fault = RULE_FAULT_STATUS;
+    plan->status = 429;
+    plan->retry_after_s = (int)retry_after_s;
+    plan->rule_number = number;
+    plan->vendor = true;
+    snprintf(plan->code, sizeof(plan->code), "TOOMANYREQUESTS");
+    snprintf(plan->message, sizeof(plan->message), "%s", PROXY_RATELIMIT_MESSAGE);
+}
+
+bool proxy_gate(struct proxy *p, const char *method, const char *target, struct plan *plan)
+{
+    char repo[VENDOR_REPO_NAME_MAX + 1];
+    if (p->gate_status == 0 || !vendor_push_repo(method, target, repo, sizeof(repo)) ||
+        vendor_repos_has(&p->repos, repo))
+        return false;
+    memset(plan, 0, sizeof(*plan));
+    plan->retry_after_s = -1;
+    plan->fault = RULE_FAULT_STATUS;
+    plan->status = p->gate_status;
+    plan->vendor = true;
+    /* ECR answers NAME_UNKNOWN; Harbor, for a project that does not exist, DENIED. */
+    if (p->gate_status == 404) {
+        snprintf(plan->code, sizeof(plan->code), "NAME_UNKNOWN");
+        snprintf(plan->message, sizeof(plan->message), "repository %s not found", repo);
+    } else {
+        snprintf(plan->code, sizeof(plan->code), "DENIED");
+        snprintf(plan->message, sizeof(plan->message),
+                 "requested access to the resource is denied");
+    }
+    p->stats.gate_refused++;
+    log_info("gate refused method=%s target=%s repository=%s status=%d", method, target, repo,
+             p->gate_status);
+    return true;
+}
+
 /*
  * Rules are tried in order. Shaping (delay, bandwidth) of every rule that
  * fires adds up; the first rule that fires with a fault gives the fault, and
  * later rules with a fault are not drawn: a rule's rate applies to the
- * requests the faults before it left alone.
+ * requests the faults before it left alone. Ratelimit and etag rules are not
+ * drawn (proxy_decide_vendor()).
  */
 void proxy_decide(struct proxy *p, const char *method, const char *target, struct plan *plan)
 {
     memset(plan, 0, sizeof(*plan));
     plan->retry_after_s = -1;
+    bool pull = vendor_is_manifest_get(method, target);
     for (size_t i = 0; i < p->n_rules; i++) {
         struct rule *r = p->rules[i];
         if (!rule_matches(r, method, target))
             continue;
         r->matched++;
+        if (r->has_ratelimit || r->etag) {
+            proxy_decide_vendor(p, r, i + 1, pull, plan);
+            continue;
+        }
         if (r->fault != RULE_FAULT_NONE && plan->fault != RULE_FAULT_NONE)
             continue;
         if (!rule_fires(p, r))
@@ -76,6 +145,7 @@ void proxy_decide(struct proxy *p, const char *method, const char *target, struc
             plan->status = r->status;
             plan->retry_after_s = r->retry_after_s;
             plan->rule_number = i + 1;
+            memcpy(plan->code, r->code, sizeof(plan->code));
         }
     }
 }

@@ -99,6 +99,9 @@ enum rule_action {
     ACTION_DELAY_MS,
     ACTION_BANDWIDTH,
     ACTION_COUNT,
+    ACTION_CODE,
+    ACTION_RATELIMIT,
+    ACTION_ETAG,
     N_ACTIONS
 };
 
@@ -108,12 +111,52 @@ static const char *const rule_action_keys[N_ACTIONS] = {
     [ACTION_TRUNCATE] = "truncate",   [ACTION_FLIP] = "flip",
     [ACTION_BLACKHOLE] = "blackhole", [ACTION_DELAY_MS] = "delay_ms",
     [ACTION_BANDWIDTH] = "bandwidth", [ACTION_COUNT] = "count",
+    [ACTION_CODE] = "code",           [ACTION_RATELIMIT] = "ratelimit",
+    [ACTION_ETAG] = "etag",
 };
 
 /* The bounds of the numeric actions. */
 #define RULE_RETRY_AFTER_MAX_S 86400
 #define RULE_DELAY_MAX_MS      600000
 #define RULE_BANDWIDTH_MAX     (1ULL << 40)
+
+/* code=CODE: an error code as registries write them, upper case. */
+static int rule_parse_code(struct rule *r, const char *val, const char *tok, char *err,
+                           size_t err_len, const char *line)
+{
+    size_t n = strlen(val);
+    bool ok = n > 0 && n < sizeof(r->code);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (val[i] >= 'A' && val[i] <= 'Z') || (val[i] >= '0' && val[i] <= '9') || val[i] == '_';
+    if (!ok)
+        return rule_fail(err, err_len, line, "'%s': code wants A-Z, 0-9 and _ (up to 31)", tok);
+    memcpy(r->code, val, n + 1);
+    return 0;
+}
+
+/* ratelimit=LIMIT[/WINDOW_S]. */
+static int rule_parse_ratelimit(struct rule *r, const char *val, const char *tok, char *err,
+                                size_t err_len, const char *line)
+{
+    char limit[32];
+    uint64_t l, w = VENDOR_RATELIMIT_WINDOW_DEFAULT_S;
+    const char *slash = strchr(val, '/');
+    size_t n = slash ? (size_t)(slash - val) : strlen(val);
+    bool ok = n > 0 && n < sizeof(limit);
+    if (ok) {
+        memcpy(limit, val, n);
+        limit[n] = '\0';
+        ok = rule_parse_u64(limit, false, 0, VENDOR_RATELIMIT_LIMIT_MAX, &l) == 0;
+    }
+    if (ok && slash)
+        ok = rule_parse_u64(slash + 1, false, 1, VENDOR_RATELIMIT_WINDOW_MAX_S, &w) == 0;
+    if (!ok)
+        return rule_fail(err, err_len, line,
+                         "'%s': ratelimit wants LIMIT[/WINDOW_S] (window 1..604800 s)", tok);
+    r->has_ratelimit = true;
+    vendor_ratelimit_init(&r->ratelimit, l, w);
+    return 0;
+}
 
 /* Applies the value `val` of ACTION `k` (token `tok`) to the rule; on error fills `err`. */
 static int rule_apply_action(struct rule *r, enum rule_action k, const char *val, const char *tok,
@@ -163,6 +206,13 @@ static int rule_apply_action(struct rule *r, enum rule_action k, const char *val
                              "'%s': bandwidth wants bytes per second (K, M, G suffixes)", tok);
         r->bandwidth = v;
         return 0;
+    case ACTION_CODE:
+        return rule_parse_code(r, val, tok, err, err_len, line);
+    case ACTION_RATELIMIT:
+        return rule_parse_ratelimit(r, val, tok, err, err_len, line);
+    case ACTION_ETAG:
+        r->etag = true;
+        return 0;
     default:
         if (rule_parse_u64(val, false, 1, INT64_MAX, &v) < 0)
             return rule_fail(err, err_len, line, "'%s': count wants a positive number", tok);
@@ -186,13 +236,15 @@ static int rule_parse_action(struct rule *r, const char *tok, unsigned *seen, ch
     }
     if (k == N_ACTIONS)
         return rule_fail(err, err_len, line,
-                         "unknown action '%s' (want status=, retry_after=, rate=, reset=, "
-                         "truncate, flip, blackhole, delay_ms=, bandwidth=, count=)",
+                         "unknown action '%s' (want status=, retry_after=, code=, rate=, reset=, "
+                         "truncate, flip, blackhole, delay_ms=, bandwidth=, count=, ratelimit=, "
+                         "etag)",
                          tok);
     if (*seen & (1U << k))
         return rule_fail(err, err_len, line, "'%s' given twice", tok);
     *seen |= 1U << k;
-    bool takes_value = k != ACTION_TRUNCATE && k != ACTION_FLIP && k != ACTION_BLACKHOLE;
+    bool takes_value =
+        k != ACTION_TRUNCATE && k != ACTION_FLIP && k != ACTION_BLACKHOLE && k != ACTION_ETAG;
     if (takes_value && (val == NULL || *val == '\0'))
         return rule_fail(err, err_len, line, "'%s' needs a value (key=value)", tok);
     if (!takes_value && val != NULL)
@@ -231,6 +283,26 @@ static int rule_parse_path(struct rule *r, const char *tok, char *err, size_t er
     } else if (strcmp(tok, "*") != 0) {
         r->substring = xstrdup(tok);
     }
+    return 0;
+}
+
+/* The actions a rule holds go together (see rule.h); `seen` has a bit per ACTION given. */
+static int rule_check(const struct rule *r, unsigned seen, char *err, size_t err_len)
+{
+    bool vendor = r->has_ratelimit || r->etag;
+    if (r->fault == RULE_FAULT_NONE && r->delay_ms == 0 && r->bandwidth == 0 && !vendor)
+        return rule_fail(err, err_len, r->text,
+                         "no action (want a fault, delay_ms=, bandwidth=, ratelimit= or etag)%s",
+                         "");
+    if (r->retry_after_s >= 0 && r->fault != RULE_FAULT_STATUS)
+        return rule_fail(err, err_len, r->text, "retry_after needs status=%s", "");
+    if (r->code[0] != '\0' && r->fault != RULE_FAULT_STATUS)
+        return rule_fail(err, err_len, r->text, "code needs status=%s", "");
+    if (vendor &&
+        (r->fault != RULE_FAULT_NONE || (seen & ((1U << ACTION_RATE) | (1U << ACTION_COUNT))) != 0))
+        return rule_fail(err, err_len, r->text,
+                         "ratelimit and etag act on every request: no fault, rate= or count=%s",
+                         "");
     return 0;
 }
 
@@ -287,15 +359,7 @@ int rule_parse(const char *line, struct rule **out, char *err, size_t err_len)
         if (rc < 0)
             goto out;
     }
-    if (r->fault == RULE_FAULT_NONE && r->delay_ms == 0 && r->bandwidth == 0) {
-        rc = rule_fail(err, err_len, r->text, "no action (want a fault, delay_ms= or bandwidth=)%s",
-                       "");
-        goto out;
-    }
-    if (r->retry_after_s >= 0 && r->fault != RULE_FAULT_STATUS) {
-        rc = rule_fail(err, err_len, r->text, "retry_after needs status=%s", "");
-        goto out;
-    }
+    rc = rule_check(r, seen, err, err_len);
 
 out:
     free(copy);

@@ -7,7 +7,10 @@
  * POSIX extended regular expression searched in the request target, path
  * and query), or a substring of the request target. ACTIONs:
  *
- *   status=N [retry_after=S]   answer N without asking the upstream
+ *   status=N [retry_after=S] [code=CODE]
+ *                              answer N without asking the upstream, with a
+ *                              registry's error document (CODE, or the
+ *                              status's own code: see vendor_error_for())
  *   reset=before|mid           reset the connection before the response, or
  *                              in the middle of the request body (when the
  *                              request has one) or of the response body
@@ -20,9 +23,18 @@
  *   bandwidth=N[K|M]           at most N bytes/s each way on the connection
  *   rate=F                     fire for this fraction of matching requests (1)
  *   count=N                    fire at most N times
+ *   ratelimit=LIMIT[/WINDOW_S] Docker Hub's pull limit (window 21600 s): the
+ *                              answers get RateLimit-Limit/-Remaining, each
+ *                              manifest GET spends one, and once none is left
+ *                              manifest GETs are answered 429 until the window
+ *                              (from the first request) ends
+ *   etag                       a GET answered 200 with a body of at most 1 MiB
+ *                              gets an ETag (its sha256); If-None-Match naming
+ *                              it gets 304 Not Modified instead
  *
  * A rule has at most one fault (status, reset, truncate, flip, blackhole) and
- * at least one fault or shaping action (delay_ms, bandwidth).
+ * at least one action. ratelimit and etag act on every request the rule
+ * selects: they take no fault, rate= or count=.
  */
 #ifndef FERRY_CHAOS_RULE_H
 #define FERRY_CHAOS_RULE_H
@@ -33,6 +45,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "chaos/vendor.h"
 
 /* The longest rule line accepted, and the most rules the proxy holds. */
 #define RULE_LINE_MAX 1024
@@ -57,12 +71,16 @@ struct rule {
     enum rule_fault fault;
     int status;        /* RULE_FAULT_STATUS: 100..599 */
     int retry_after_s; /* -1: no Retry-After header */
+    char code[32];     /* RULE_FAULT_STATUS: the error code, "" for the status's own */
     double rate;       /* 0..1 */
     uint64_t delay_ms;
     uint64_t bandwidth; /* bytes per second, 0: none */
     int64_t count_left; /* -1: unlimited */
-    uint64_t matched;   /* requests the method and path matched */
-    uint64_t fired;     /* of those, how many the rule acted on */
+    bool has_ratelimit;
+    struct vendor_ratelimit ratelimit;
+    bool etag;
+    uint64_t matched; /* requests the method and path matched */
+    uint64_t fired;   /* of those, how many the rule acted on */
 };
 
 /**

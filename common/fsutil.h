@@ -37,7 +37,7 @@ FERRY_MUST_CHECK int fs_read_fd(int fd, bool first_line, struct buf *contents);
  * `max`, FERRY_EINVAL for an empty line or a NUL byte, -errno when it cannot
  * be read.
  */
-FERRY_MUST_CHECK int fs_read_secret_line(const char *path, size_t max, char **secret,
-                                         mode_t *mode, char **err);
+FERRY_MUST_CHECK int fs_read_secret_line(const char *path, size_t max, char **secret, mode_t *mode,
+                                         char **err);
 
 #endif

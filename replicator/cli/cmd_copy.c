@@ -23,6 +23,9 @@
 #define COPY_JOBS_MAX     256
 #define COPY_PLATFORM_MAX 100
 
+/* The id of --foreign-layers, a flag of this command alone (options.h's ids end well below). */
+#define OPT_COPY_FOREIGN_LAYERS 2000
+
 static void usage_copy(FILE *out)
 {
     fputs(
@@ -41,6 +44,9 @@ static void usage_copy(FILE *out)
         "  -j, --jobs N            blobs in flight at once (default 8)\n"
         "      --platform OS/ARCH[/VARIANT]  copy only that platform's manifest\n"
         "      --no-referrers      do not copy referrers\n"
+        "      --foreign-layers skip|copy  non-distributable (foreign) layers, which\n"
+        "                          their vendor serves from URLs: left out (skip, the\n"
+        "                          default, as skopeo and crane), or copied like any blob\n"
         "      --json              print a JSON summary on stdout\n"
         "      --progress          draw progress bars (default: when stderr is a terminal)\n"
         "      --no-progress       never draw progress bars\n"
@@ -188,6 +194,13 @@ static int copy_flag_transfer(struct copy_cmd *cc, int c, char *arg)
     case OPT_NO_REFERRERS:
         o->no_referrers = true;
         return OPTIONS_RUN;
+    case OPT_COPY_FOREIGN_LAYERS:
+        if (strcmp(arg, "skip") != 0 && strcmp(arg, "copy") != 0) {
+            fprintf(stderr, "ferry copy: --foreign-layers must be skip or copy\n");
+            return OPTIONS_EXIT_USAGE;
+        }
+        o->foreign_layers = strcmp(arg, "copy") == 0;
+        return OPTIONS_RUN;
     case OPT_UPLOAD_MODE:
         return copy_flag_upload_mode(o, arg);
     case OPT_CHUNK_SIZE:
@@ -241,6 +254,7 @@ static int copy_parse(struct copy_cmd *cc, int argc, char **argv)
         {"jobs", required_argument, NULL, 'j'},
         {"platform", required_argument, NULL, OPT_PLATFORM},
         {"no-referrers", no_argument, NULL, OPT_NO_REFERRERS},
+        {"foreign-layers", required_argument, NULL, OPT_COPY_FOREIGN_LAYERS},
         {"json", no_argument, NULL, OPT_JSON},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
@@ -341,6 +355,7 @@ static void copy_print_json(const struct copy_options *o, const struct copy_summ
     cJSON_AddNumberToObject(j, "manifests_pushed", (double)s->manifests_pushed);
     cJSON_AddNumberToObject(j, "manifests_skipped", (double)s->manifests_skipped);
     cJSON_AddNumberToObject(j, "referrers", (double)s->referrers);
+    cJSON_AddNumberToObject(j, "foreign_layers_skipped", (double)s->foreign_layers_skipped);
     cJSON *req = cJSON_AddObjectToObject(j, "requests");
     cJSON_AddNumberToObject(req, "total", (double)s->requests);
     for (size_t i = 0; i < sizeof(s->requests_by_method) / sizeof(s->requests_by_method[0]); i++)
@@ -362,11 +377,15 @@ static int copy_report(const struct copy_cmd *cc, const struct copy_summary *s, 
     } else if (rc == 0) {
         char bytes[32];
         human_bytes(bytes, sizeof(bytes), (double)s->bytes_copied);
+        char foreign[64] = "";
+        if (s->foreign_layers_skipped > 0)
+            snprintf(foreign, sizeof(foreign), ", %llu foreign layers left out",
+                     (unsigned long long)s->foreign_layers_skipped);
         fprintf(stderr,
-                "copied %llu blobs (%s), mounted %llu, skipped %llu, %llu manifests in %.1f s\n",
+                "copied %llu blobs (%s), mounted %llu, skipped %llu, %llu manifests%s in %.1f s\n",
                 (unsigned long long)s->blobs_copied, bytes, (unsigned long long)s->blobs_mounted,
                 (unsigned long long)s->blobs_skipped, (unsigned long long)s->manifests_pushed,
-                s->seconds);
+                foreign, s->seconds);
     }
     if (rc < 0)
         fprintf(stderr, "ferry copy: %s\n", error ? error : ferry_strerror(rc));

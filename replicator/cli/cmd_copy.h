@@ -20,6 +20,7 @@ struct copy_options {
     int jobs;             /* blobs in flight at once (0: 8) */
     const char *platform; /* os/arch[/variant] to pick from an index, or NULL for all */
     bool no_referrers;
+    bool foreign_layers;    /* copy non-distributable layers too (default: skip them) */
     const char *mount_from; /* a destination repository to try mounting blobs from */
     struct registry_options src_registry;
     struct registry_options dst_registry;

@@ -37,9 +37,10 @@ struct sync {
     bool json;
     uint64_t start_ms;
     cJSON *failures;
-    int failed; /* entries of failures */
+    int failed;               /* entries of failures */
+    uint64_t foreign_skipped; /* foreign layers left out, all destinations (at the finish) */
     uint64_t poll_errors;
-    char poll_error[256];
+    char poll_error[512];
     bool tty;          /* progress lines redrawn in place */
     uv_timer_t ticker; /* redraws them */
     unsigned lines_drawn;
@@ -148,6 +149,9 @@ static void sync_finish(struct sync *s)
     if (s->finishing)
         return;
     s->finishing = true;
+    struct engine_destination_stats d;
+    for (size_t i = 0; s->engine != NULL && engine_destination_stats(s->engine, i, &d); i++)
+        s->foreign_skipped += d.foreign_layers_skipped;
     if (s->tty) {
         sync_draw(s);
         uv_timer_stop(&s->ticker);
@@ -347,6 +351,7 @@ static void sync_report(struct sync *s, double seconds)
         cJSON *j = cJSON_CreateObject();
         cJSON_AddBoolToObject(j, "ok", s->failed == 0);
         cJSON_AddNumberToObject(j, "seconds", seconds);
+        cJSON_AddNumberToObject(j, "foreign_layers_skipped", (double)s->foreign_skipped);
         cJSON_AddItemToObject(j, "failed", s->failures);
         s->failures = NULL;
         char *text = xjson_print(j, false);
@@ -354,8 +359,12 @@ static void sync_report(struct sync *s, double seconds)
         free(text);
         cJSON_Delete(j);
     } else {
-        printf("sync %s in %.1f s: %d failed\n", s->failed ? "finished" : "complete", seconds,
-               s->failed);
+        char foreign[64] = "";
+        if (s->foreign_skipped > 0)
+            snprintf(foreign, sizeof(foreign), ", %llu foreign layers left out",
+                     (unsigned long long)s->foreign_skipped);
+        printf("sync %s in %.1f s: %d failed%s\n", s->failed ? "finished" : "complete", seconds,
+               s->failed, foreign);
     }
 }
 

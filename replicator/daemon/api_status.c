@@ -11,6 +11,8 @@
 #include "common/errors.h"
 #include "common/log.h"
 #include "daemon/api_int.h"
+#include "registry/credentials.h"
+#include "registry/registry.h"
 
 /* Entries of /v1/journal without a limit= */
 #define API_JOURNAL_DEFAULT_LIMIT 100
@@ -54,6 +56,7 @@ static cJSON *status_destination_json(const struct engine_destination_stats *st,
     cJSON_AddNumberToObject(d, "superseded", (double)st->superseded);
     cJSON_AddNumberToObject(d, "retries", (double)st->retries);
     cJSON_AddNumberToObject(d, "bytes", (double)st->bytes);
+    cJSON_AddNumberToObject(d, "foreign_layers_skipped", (double)st->foreign_layers_skipped);
     cJSON_AddNumberToObject(d, "bytes_per_second", api_rate_last_minute(rate));
     cJSON_AddStringToObject(d, "circuit", circuit_name(st->circuit));
     cJSON_AddItemToObject(d, "last_error", api_json_string_or_null(st->last_error));
@@ -71,6 +74,38 @@ static const char *status_poller_state(const struct api *a, const struct config_
     if (poller_source_active(a->poller, reg->name))
         return "polling";
     return ps->last_error[0] != '\0' && ps->errors > 0 ? "error" : "idle";
+}
+
+/*
+ * What the poller knows of one source: a standing error (its catalog
+ * refused), and the request budget its registry announced, as
+ * "ratelimit": {"limit", "remaining", "window_s", "deferred"} or null.
+ */
+static void status_source_poll_json(const struct api *a, const struct config_registry *reg,
+                                    cJSON *o)
+{
+    struct poller_source_status st;
+    bool polled = a->poller != NULL && poller_source_status(a->poller, reg->name, &st);
+    cJSON_AddItemToObject(o, "poller_error",
+                          api_json_string_or_null(polled && st.error[0] != '\0' ? st.error : NULL));
+    if (!polled || (st.ratelimit_limit < 0 && st.ratelimit_remaining < 0)) {
+        cJSON_AddNullToObject(o, "ratelimit");
+        return;
+    }
+    cJSON *rl = cJSON_AddObjectToObject(o, "ratelimit");
+    if (st.ratelimit_limit >= 0)
+        cJSON_AddNumberToObject(rl, "limit", (double)st.ratelimit_limit);
+    else
+        cJSON_AddNullToObject(rl, "limit");
+    if (st.ratelimit_remaining >= 0)
+        cJSON_AddNumberToObject(rl, "remaining", (double)st.ratelimit_remaining);
+    else
+        cJSON_AddNullToObject(rl, "remaining");
+    if (st.ratelimit_window_s > 0)
+        cJSON_AddNumberToObject(rl, "window_s", (double)st.ratelimit_window_s);
+    else
+        cJSON_AddNullToObject(rl, "window_s");
+    cJSON_AddNumberToObject(rl, "deferred", (double)st.deferred);
 }
 
 static cJSON *status_sources_json(const struct api *a)
@@ -91,9 +126,43 @@ static cJSON *status_sources_json(const struct api *a)
         cJSON_AddItemToObject(o, "last_event_time", api_json_time(s->last_event_unix_ms));
         cJSON_AddStringToObject(o, "poller", status_poller_state(a, reg, &ps));
         cJSON_AddNumberToObject(o, "entries", (double)s->entries);
+        status_source_poll_json(a, reg, o);
         cJSON_AddItemToArray(sources, o);
     }
     return sources;
+}
+
+/*
+ * Per registry of the config: where its credentials come from and when they
+ * were last renewed (the engine's clients hold them). Never the secret.
+ */
+static cJSON *status_registries_json(const struct api *a)
+{
+    cJSON *list = cJSON_CreateArray();
+    for (size_t i = 0; i < a->config->n_registries; i++) {
+        const struct config_registry *cfg = &a->config->registries[i];
+        struct registry *reg =
+            a->engine != NULL ? engine_registry_client(a->engine, cfg->name, false) : NULL;
+        struct credentials *creds = reg != NULL ? registry_credentials(reg) : NULL;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", cfg->name);
+        cJSON_AddStringToObject(o, "registry", cfg->host);
+        if (creds == NULL) {
+            cJSON_AddNullToObject(o, "credentials");
+        } else {
+            struct credentials_info info;
+            credentials_get_info(creds, &info);
+            cJSON *c = cJSON_AddObjectToObject(o, "credentials");
+            cJSON_AddStringToObject(c, "source", info.source);
+            cJSON_AddItemToObject(c, "renewed_at", api_json_time((int64_t)info.renewed_unix_ms));
+            cJSON_AddItemToObject(c, "expires_at", api_json_time((int64_t)info.expires_unix_ms));
+            cJSON_AddNumberToObject(c, "renewals", (double)info.renewals);
+            cJSON_AddNumberToObject(c, "failures", (double)info.failures);
+            cJSON_AddItemToObject(c, "last_error", api_json_string_or_null(info.last_error));
+        }
+        cJSON_AddItemToArray(list, o);
+    }
+    return list;
 }
 
 void api_get_status(struct api *a, struct server_request *req)
@@ -115,6 +184,7 @@ void api_get_status(struct api *a, struct server_request *req)
         if (api_is_destination(a->config, st.name))
             cJSON_AddItemToArray(dests, status_destination_json(&st, &a->rates[i], now));
     cJSON_AddItemToObject(root, "sources", status_sources_json(a));
+    cJSON_AddItemToObject(root, "registries", status_registries_json(a));
     api_respond_json(req, 200, root);
 }
 

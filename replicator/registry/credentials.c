@@ -279,7 +279,7 @@ static void credentials_read_password_file(struct credentials *c)
     int rc = fs_read_secret_line(c->spec.path, CREDENTIALS_SECRET_MAX, &secret, NULL, &err);
     if (rc < 0) {
         char *why = xasprintf("password_file: %s", err != NULL ? err : ferry_strerror(rc));
-        log_warn("registry credentials not renewed registry=%s error=\"%s\"", c->spec.host, why);
+        log_info("registry credentials not renewed registry=%s error=\"%s\"", c->spec.host, why);
         credentials_fail(c, why);
         free(why);
     } else {
@@ -482,7 +482,7 @@ static void credentials_helper_done(int rc, const char *error, const char *usern
         why = xasprintf("credentials for %s from %s: %s", c->spec.host, c->source,
                         error != NULL ? error : ferry_strerror(rc));
         credentials_fail(c, why);
-        log_warn("registry credentials not renewed registry=%s error=\"%s\"", c->spec.host, why);
+        log_info("registry credentials not renewed registry=%s error=\"%s\"", c->spec.host, why);
     }
     c->refs++;
     credentials_answer(c, rc, why);

@@ -41,4 +41,36 @@ FERRY_MUST_CHECK int regerror_parse(const char *body, size_t len, char **code, c
  */
 char *regerror_summary(const char *body, size_t len);
 
+/* A refused request, as regerror_explain() reads it besides the body. */
+struct regerror_request {
+    const char *registry; /* the registry as the user named it: host[:port] */
+    const char *method;   /* "PUT", "GET", ... */
+    const char *path;     /* the URL's path without its query: "/v2/app/manifests/v1" */
+    long status;          /* the answer's HTTP status */
+    /* The answer's Retry-After, RateLimit-Limit and RateLimit-Remaining, or NULL. */
+    const char *retry_after;
+    const char *ratelimit_limit;
+    const char *ratelimit_remaining;
+};
+
+/**
+ * Say plainly, in one line, what a registry's refusal means and what to do,
+ * for the refusals users meet at the vendors' registries (Docker Hub, ECR,
+ * GAR, ACR, GHCR, Harbor, Quay): UNAUTHORIZED (401), DENIED (403), a push
+ * to a repository that does not exist (NAME_UNKNOWN), a project that does
+ * not exist (Harbor, GCR: "project ... not found"), a quota (ECR's
+ * LimitExceededException and "maximum allowed number of images", Harbor's
+ * and Quay's quotas), TOOMANYREQUESTS (429, with the wait the answer
+ * names), and a catalog the registry does not offer. The line names what
+ * was asked ("push to HOST/REPO", "pull from", "tag listing of", "delete
+ * at", "the catalog of"), the registry's code and message (as
+ * regerror_parse() sanitizes them), what to do, and ends with the request
+ * and its status: "[PUT /v2/app/manifests/v1: HTTP 403]".
+ *
+ * Returns a fresh string the caller frees, or NULL when the answer is none
+ * of these (then the caller says it its usual way). `body` (of `len` bytes,
+ * possibly NULL or not JSON) is the answer's body.
+ */
+char *regerror_explain(const struct regerror_request *request, const char *body, size_t len);
+
 #endif

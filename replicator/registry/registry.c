@@ -60,6 +60,96 @@ uint64_t registry_backoff_ms(const struct registry *reg, int retry)
     return retry_delay_ms(&reg->retry, retry);
 }
 
+/* ---- the request budget a registry announces (RateLimit-*) ---- */
+
+/* Digits of a count or a window: more than this many is not a budget but garbage. */
+#define RATELIMIT_DIGITS_MAX 15
+
+static const char *ratelimit_skip_ows(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* A decimal number of 1 to RATELIMIT_DIGITS_MAX digits at *p; NULL when there is none. */
+static const char *ratelimit_number(const char *p, uint64_t *out)
+{
+    uint64_t v = 0;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (++digits > RATELIMIT_DIGITS_MAX)
+            return NULL;
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    }
+    if (digits == 0)
+        return NULL;
+    *out = v;
+    return p;
+}
+
+int registry_ratelimit_parse(const char *value, int64_t *count, uint64_t *window_s)
+{
+    uint64_t n = 0;
+    uint64_t w = 0;
+    const char *p = ratelimit_number(ratelimit_skip_ows(value), &n);
+    if (p == NULL)
+        return FERRY_EPARSE;
+    /* Parameters of the first item: `w=` is the window; others (a
+     * comment="..." of the IETF draft) are stepped over. */
+    for (p = ratelimit_skip_ows(p); *p == ';'; p = ratelimit_skip_ows(p)) {
+        p = ratelimit_skip_ows(p + 1);
+        if ((p[0] == 'w' || p[0] == 'W') && p[1] == '=') {
+            p = ratelimit_number(p + 2, &w);
+            if (p == NULL)
+                return FERRY_EPARSE;
+            continue;
+        }
+        bool quoted = false;
+        for (; *p != '\0' && (quoted || (*p != ';' && *p != ',')); p++) {
+            if (*p == '"')
+                quoted = !quoted;
+            else if (quoted && *p == '\\' && p[1] != '\0')
+                p++;
+        }
+        if (quoted)
+            return FERRY_EPARSE;
+    }
+    /* The first item is the policy in force; a list's other items ("100,
+     * 100;w=60, 1000;w=3600") describe the quotas behind it. */
+    if (*p != '\0' && *p != ',')
+        return FERRY_EPARSE;
+    *count = (int64_t)n;
+    *window_s = w;
+    return 0;
+}
+
+void registry_ratelimit_note(struct registry *reg, struct http_request *req)
+{
+    int64_t limit = -1;
+    int64_t remaining = -1;
+    uint64_t limit_window = 0;
+    uint64_t remaining_window = 0;
+    if (req == NULL)
+        return;
+    /* Each value lives until the next header is asked for: parse it first. */
+    const char *v = http_request_response_header(req, "RateLimit-Limit");
+    bool has_limit = v != NULL && registry_ratelimit_parse(v, &limit, &limit_window) == 0;
+    v = http_request_response_header(req, "RateLimit-Remaining");
+    bool has_remaining =
+        v != NULL && registry_ratelimit_parse(v, &remaining, &remaining_window) == 0;
+    if (!has_limit && !has_remaining)
+        return;
+    if (has_limit)
+        reg->stats.ratelimit_limit = limit;
+    if (has_remaining)
+        reg->stats.ratelimit_remaining = remaining;
+    if (limit_window != 0 || remaining_window != 0)
+        reg->stats.ratelimit_window_s = limit_window != 0 ? limit_window : remaining_window;
+    uint64_t now = uv_now(reg->loop);
+    reg->stats.ratelimit_seen_ms = now != 0 ? now : 1;
+}
+
 /* ---- registry lifecycle ---- */
 
 /* The options with every 0 replaced by its default; credentials are not kept. */
@@ -92,6 +182,8 @@ struct registry *registry_new(uv_loop_t *loop, struct http_client *http, const c
     reg->http = http;
     reg->host = xstrdup(host);
     reg->opts = registry_options_resolve(opts);
+    reg->stats.ratelimit_limit = -1; /* no RateLimit-* header seen yet */
+    reg->stats.ratelimit_remaining = -1;
     /* Requests back off with full jitter: a uniform delay below a doubling ceiling. */
     reg->retry = (struct retry_policy){
         .max_attempts = reg->opts.max_attempts,

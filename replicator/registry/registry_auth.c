@@ -32,9 +32,9 @@
 #define TOKEN_LIFE_MAX_S     86400
 /* Tokens are renewed a tenth of their life early, at most this early. */
 #define TOKEN_RENEW_MARGIN_MAX_MS 5000
-/* A request is sent again after at most this many challenges (discovery, a refused token or
- * credentials renewed once). */
-#define AUTH_TRIES_MAX 3
+/* A request is sent again after at most this many challenges (discovery, a refused token);
+ * credentials renewed once on a refusal come on top. */
+#define AUTH_TRIES_MAX 2
 
 /* A cached token for one set of scopes; single-flight while it is fetched. */
 struct registry_token {
@@ -485,19 +485,25 @@ static bool registry_auth_bearer(struct registry_op *op, const struct wwwauth *c
  * credentials sent renews them once (they may have expired, or the password
  * file changed), then the request fails naming where they came from.
  */
-static bool registry_auth_basic_refused(struct registry_op *op)
+static bool registry_auth_basic_refused(struct registry_op *op, bool *renewed)
 {
     struct registry *reg = op->reg;
-    if (!op->sent_basic) {
-        reg->auth = AUTH_BASIC;
+    struct credential cred;
+    bool known = credentials_current(reg->creds, &cred);
+    reg->auth = AUTH_BASIC;
+    /* Send what the challenge asks for, unless the source has nothing to send. */
+    if (!op->sent_basic && (!known || cred.username != NULL))
         return true;
-    }
-    if (!op->creds_renewed && credentials_refused(reg->creds, op->creds_gen)) {
+    uint64_t gen = op->sent_basic ? op->creds_gen : cred.generation;
+    if (!op->creds_renewed && credentials_refused(reg->creds, gen)) {
         log_info("registry refused the credentials; renewing them registry=%s", reg->host);
         op->creds_renewed = true;
         op->sent_basic = false;
+        *renewed = true;
         return true;
     }
+    if (!op->sent_basic)
+        return false; /* anonymous, and the registry wants credentials: its 401 says so */
     struct credentials_info info;
     credentials_get_info(reg->creds, &info);
     free(op->auth_error);
@@ -512,6 +518,7 @@ bool registry_auth_challenge(struct registry_op *op, struct http_request *req)
     const char *header = http_request_response_header(req, "WWW-Authenticate");
     struct wwwauth challenge;
     bool again = false;
+    bool renewed = false; /* a renewal is bounded by op->creds_renewed, not by the tries */
 
     /* A challenge from another origin (a redirect target, a next page
      * elsewhere) names no realm of this registry's. */
@@ -523,10 +530,10 @@ bool registry_auth_challenge(struct registry_op *op, struct http_request *req)
     if (strcmp(challenge.scheme, "bearer") == 0 && challenge.realm != NULL) {
         again = registry_auth_bearer(op, &challenge);
     } else if (strcmp(challenge.scheme, "basic") == 0 && reg->creds != NULL) {
-        again = registry_auth_basic_refused(op);
+        again = registry_auth_basic_refused(op, &renewed);
     }
     wwwauth_release(&challenge);
-    if (again)
+    if (again && !renewed)
         op->auth_tries++;
     return again;
 }

@@ -231,4 +231,25 @@ void registry_manifest_fetch(struct registry *reg, const char *repo, const char 
 /** The media type of a response without its parameters; NULL when absent. Caller frees. */
 char *registry_content_type(struct http_request *req);
 
+/* ---- registry.c: the request budget a registry announces ---- */
+
+/**
+ * One RateLimit-Limit or RateLimit-Remaining value: Docker Hub's
+ * "100;w=21600", a plain "100", or the IETF draft's list ("100, 100;w=60"),
+ * of which the first item counts. The count in *count and its window
+ * (`w=`, in seconds; 0 when not given) in *window_s. Returns 0, or
+ * FERRY_EPARSE (nothing written) for anything else: no number first, a
+ * number of more than 15 digits, an unterminated quoted parameter, junk
+ * after the item.
+ */
+FERRY_MUST_CHECK int registry_ratelimit_parse(const char *value, int64_t *count,
+                                              uint64_t *window_s);
+
+/**
+ * Keep the budget an answer announces (its RateLimit-* headers, when they
+ * parse) in reg->stats, stamped with the loop's time; an answer without
+ * them (or NULL) changes nothing. Every answer of every op passes here.
+ */
+void registry_ratelimit_note(struct registry *reg, struct http_request *req);
+
 #endif

@@ -220,6 +220,7 @@ static void registry_op_http_done(struct http_request *req, int rc, void *arg)
     long status = http_request_status(req);
 
     op->req = NULL;
+    registry_ratelimit_note(reg, req);
     if (rc == 0 && status == 401) {
         if (registry_auth_challenge(op, req)) {
             http_request_free(req);
@@ -263,6 +264,13 @@ static bool registry_rc_has_answer(struct http_request *req, int rc)
            rc == FERRY_ETOOMANY;
 }
 
+/* A response header's value as a fresh string, or NULL (no request, no header). */
+static char *registry_op_header_dup(struct http_request *req, const char *name)
+{
+    const char *value = req != NULL ? http_request_response_header(req, name) : NULL;
+    return value != NULL ? xstrdup(value) : NULL;
+}
+
 char *registry_op_error_text(struct registry_op *op, struct http_request *req, int rc)
 {
     char *path = registry_url_path(op->url);
@@ -279,11 +287,31 @@ char *registry_op_error_text(struct registry_op *op, struct http_request *req, i
     } else {
         long status = req != NULL ? http_request_status(req) : 0;
         const struct buf *body = req != NULL ? http_request_response_body(req) : NULL;
+        /* The vendors' refusals (denied, unauthorized, rate limits, quotas, missing
+         * repositories and projects) are said plainly, with what to do. */
+        /* Each header's value lives only until the next lookup: copied. */
+        char *retry_after = registry_op_header_dup(req, "Retry-After");
+        char *rl_limit = registry_op_header_dup(req, "RateLimit-Limit");
+        char *rl_remaining = registry_op_header_dup(req, "RateLimit-Remaining");
+        struct regerror_request refusal = {
+            .registry = op->reg->host,
+            .method = op->method,
+            .path = path,
+            .status = status,
+            .retry_after = retry_after,
+            .ratelimit_limit = rl_limit,
+            .ratelimit_remaining = rl_remaining,
+        };
+        text = regerror_explain(&refusal, body ? body->data : NULL, body ? body->len : 0);
+        free(retry_after);
+        free(rl_limit);
+        free(rl_remaining);
         char *summary = NULL;
-        if (body != NULL && body->len > 0)
+        if (text == NULL && body != NULL && body->len > 0)
             summary = regerror_summary(body->data, body->len);
-        text = xasprintf("%s %s%s: HTTP %ld%s%s%s", op->method, op->reg->host, path, status,
-                         summary ? " (" : "", summary ? summary : "", summary ? ")" : "");
+        if (text == NULL)
+            text = xasprintf("%s %s%s: HTTP %ld%s%s%s", op->method, op->reg->host, path, status,
+                             summary ? " (" : "", summary ? summary : "", summary ? ")" : "");
         free(summary);
     }
     free(path);

@@ -29,9 +29,22 @@ void copy_fail(struct copy *c, enum copy_fault fault, int rc, const char *error)
     }
 }
 
+void copy_fail_push(struct copy *c, int rc, const char *error)
+{
+    bool first = c->rc == 0;
+    copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
+    if (first && (rc == FERRY_ENOTFOUND || rc == FERRY_EAUTH))
+        c->push_refused = true;
+}
+
 enum copy_fault copy_fault(const struct copy *c)
 {
     return c->rc < 0 ? c->fault : COPY_FAULT_NONE;
+}
+
+bool copy_push_refused(const struct copy *c)
+{
+    return c->rc < 0 && c->push_refused;
 }
 
 void copy_op_started(struct copy *c)
@@ -174,6 +187,35 @@ static void blob_add_user(struct copy_blob *b, struct copy_node *n)
     n->pending++;
 }
 
+/*
+ * One blob of a missing manifest. A foreign layer left out is kept in the
+ * table (so that it is counted and logged once per copy) but never queued;
+ * should another manifest name the same digest as a blob to copy, it is.
+ */
+static void copy_plan_blob(void *arg, const struct descriptor *d, enum resolve_blob_kind kind)
+{
+    struct copy_node *n = arg;
+    struct copy *c = n->copy;
+    struct copy_blob *b = copy_find_blob(c, d->digest);
+    if (kind == RESOLVE_BLOB_FOREIGN_SKIPPED) {
+        if (b != NULL)
+            return;
+        b = copy_add_blob(c, d->digest, d->size);
+        b->foreign = true;
+        c->sum->foreign_layers_skipped++;
+        log_info("foreign layer skipped dest=%s repo=%s digest=%s media_type=%s manifest=%s",
+                 registry_host(c->dst), c->dst_repo, d->digest, d->media_type, n->r->digest);
+        return;
+    }
+    if (b == NULL) {
+        b = copy_add_blob(c, d->digest, d->size);
+    } else if (b->foreign) {
+        b->foreign = false;
+        c->sum->foreign_layers_skipped--;
+    }
+    blob_add_user(b, n);
+}
+
 /* The blobs of missing manifests, past COPY_BLOBS_MAX: false, and the copy failed. */
 static bool copy_plan_blobs(struct copy *c)
 {
@@ -191,12 +233,7 @@ static bool copy_plan_blobs(struct copy *c)
             return false;
         }
         c->nodes_unpushed++;
-        const struct manifest *m = &n->r->m;
-        if (m->kind == MANIFEST_IMAGE) {
-            blob_add_user(copy_add_blob(c, m->config.digest, m->config.size), n);
-            for (size_t j = 0; j < m->n_layers; j++)
-                blob_add_user(copy_add_blob(c, m->layers[j].digest, m->layers[j].size), n);
-        }
+        (void)resolve_manifest_blobs(&n->r->m, c->foreign_layers, copy_plan_blob, n);
         /* Referrers go up after their subject's tree is complete. */
         if (n->subject != NULL && !c->root->present)
             n->pending++;
@@ -226,7 +263,8 @@ static void copy_plan_transfer(struct copy *c)
             copy_node_push(n);
     }
     for (size_t i = 0; i < c->n_blobs; i++)
-        copy_blob_queue(c, c->blobs[i]);
+        if (!c->blobs[i]->foreign)
+            copy_blob_queue(c, c->blobs[i]);
     copy_blob_pump(c);
 }
 
@@ -315,6 +353,7 @@ int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summar
     c->dst_tag = xstrdup(spec->dst_tag);
     c->platform = xstrdup(spec->platform);
     c->no_referrers = spec->no_referrers;
+    c->foreign_layers = spec->foreign_layers;
     c->mount_from = xstrdup(spec->mount_from);
     c->upload = spec->upload;
     c->upload.mount_from = NULL;

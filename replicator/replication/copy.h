@@ -34,6 +34,7 @@ struct copy_summary {
     uint64_t manifests_pushed;
     uint64_t manifests_skipped;
     uint64_t referrers;
+    uint64_t foreign_layers_skipped; /* non-distributable layers left out (resolve.h) */
     uint64_t requests;
     uint64_t requests_by_method[6]; /* GET HEAD PUT POST PATCH DELETE */
     uint64_t retries;
@@ -114,6 +115,9 @@ struct copy_spec {
      * not HEADed but PUT (a PUT of a manifest that is there is harmless).
      */
     bool trust_missing_tag;
+    /* Copy non-distributable (foreign) layers like any blob; false: leave them
+     * out, as skopeo and crane do (the manifest still goes up byte for byte). */
+    bool foreign_layers;
     copy_blob_gate_cb blob_gate; /* NULL: every missing blob goes straight up */
     copy_blob_done_cb blob_done;
     void *blob_arg;
@@ -190,6 +194,16 @@ enum copy_fault {
  * the image as its entry named it (gone, garbage-collected, or broken).
  */
 enum copy_fault copy_fault(const struct copy *c);
+
+/**
+ * After `done` fired with rc < 0: true when the first failure was a push the
+ * destination refused, as registries refuse one into a repository that does
+ * not exist (ECR, a Harbor project): a blob upload or mount, or a manifest
+ * or tag PUT, answered with FERRY_ENOTFOUND (404 NAME_UNKNOWN) or FERRY_EAUTH
+ * (403 DENIED). Never for what the copy only read at the destination (a
+ * HEAD, a tag or referrers listing).
+ */
+bool copy_push_refused(const struct copy *c);
 
 /** The destination repository of the copy. */
 const char *copy_dst_repo(const struct copy *c);

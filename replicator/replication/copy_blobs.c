@@ -154,7 +154,9 @@ void copy_blob_finish(struct copy_blob *b, enum copy_fault fault, int rc, const 
         copy_presence_add(c, b->digest, c->dst_repo);
     if (c->blob_done != NULL && b->in_transfer)
         c->blob_done(c, b->digest, rc == 0, c->blob_arg);
-    if (rc < 0) {
+    if (rc < 0 && b->upload_refused && fault == COPY_FAULT_DESTINATION && rc == b->upload_rc) {
+        copy_fail_push(c, rc, error);
+    } else if (rc < 0) {
         copy_fail(c, fault, rc, error);
     } else {
         for (size_t i = 0; i < b->n_users; i++)

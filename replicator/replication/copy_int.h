@@ -77,8 +77,10 @@ struct copy_blob {
     enum copy_fault upload_fault; /* set when the upload fails */
     enum registry_upload_outcome outcome;
     char *mount_from;
-    bool gated;       /* the owner chose: mount_from (or NULL: upload) */
-    bool in_transfer; /* reached the transfer step (the owner's blob_done is due) */
+    bool gated;          /* the owner chose: mount_from (or NULL: upload) */
+    bool in_transfer;    /* reached the transfer step (the owner's blob_done is due) */
+    bool foreign;        /* a foreign layer left out: never queued (copy_spec.foreign_layers) */
+    bool upload_refused; /* the upload (or mount) was refused: copy_push_refused() */
     struct registry_upload *upload;
     uint64_t sent;     /* bytes the upload has read so far, for progress */
     void *watch;       /* the observer's handle for this blob (NULL: not watched) */
@@ -117,6 +119,7 @@ struct copy {
     char *dst_tag; /* NULL: no tag at the destination */
     char *platform;
     bool no_referrers;
+    bool foreign_layers; /* copy non-distributable layers too */
     char *mount_from;
     struct registry_upload_options upload;
     copy_tag_gate_cb tag_gate;
@@ -134,6 +137,7 @@ struct copy {
     int outstanding; /* callbacks still to fire */
     int rc;
     enum copy_fault fault; /* whose fault rc is */
+    bool push_refused;     /* rc is a push the destination refused (copy_push_refused()) */
     char *error;
     struct resolve *resolve; /* the closure at the source */
     struct copy_node **nodes;
@@ -162,6 +166,13 @@ struct copy {
 
 /* Record the first failure: its code, its text (NULL: the code's), whose fault. */
 void copy_fail(struct copy *c, enum copy_fault fault, int rc, const char *error);
+
+/*
+ * A push (blob upload or mount, manifest or tag PUT) failed at the
+ * destination: copy_fail() blaming it, and when it is the first failure and
+ * a refusal (FERRY_ENOTFOUND, FERRY_EAUTH), copy_push_refused() says so.
+ */
+void copy_fail_push(struct copy *c, int rc, const char *error);
 
 /* A callback is due; copy_op_finished() when it fired, which moves the phases on. */
 void copy_op_started(struct copy *c);

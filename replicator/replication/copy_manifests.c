@@ -49,7 +49,7 @@ static void node_pushed(int rc, const char *error, bool subject_processed, void 
             for (size_t i = 0; i < m->n_layers; i++)
                 copy_presence_forget(c, m->layers[i].digest, c->dst_repo);
         }
-        copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
+        copy_fail_push(c, rc, error);
     } else {
         n->pushed = true;
         c->sum->manifests_pushed++;
@@ -117,7 +117,7 @@ static void fallback_pushed(int rc, const char *error, bool subject_processed, v
     struct copy *c = f->c;
     (void)subject_processed;
     if (rc < 0)
-        copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
+        copy_fail_push(c, rc, error);
     else
         c->sum->manifests_pushed++;
     fallback_free(f);
@@ -222,7 +222,7 @@ static void tag_pushed(int rc, const char *error, bool subject_processed, void *
     struct copy *c = arg;
     (void)subject_processed;
     if (rc < 0)
-        copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
+        copy_fail_push(c, rc, error);
     else
         c->sum->manifests_pushed++;
     copy_op_finished(c);

@@ -392,9 +392,12 @@ static void blob_upload_done(int rc, const char *error, enum registry_upload_out
     b->outcome = how;
     if (rc < 0) {
         b->upload_error = xstrdup(error);
-        /* Unless its source callback failed it, the destination did. */
-        if (b->upload_fault == COPY_FAULT_NONE)
+        /* Unless its source callback failed it, the destination did: maybe
+         * by refusing a push into a repository it does not have. */
+        if (b->upload_fault == COPY_FAULT_NONE) {
             b->upload_fault = COPY_FAULT_DESTINATION;
+            b->upload_refused = rc == FERRY_ENOTFOUND || rc == FERRY_EAUTH;
+        }
         blob_download_drop(b);
     }
     if (rc < 0 && b->mount_from != NULL && b->copy->presence != NULL)

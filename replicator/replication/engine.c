@@ -153,6 +153,7 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         limits[i] = r->cl.concurrency;
     }
     engine_open_caches(e);
+    e->repo_hook = repo_hook_new(loop);
     e->window = (size_t)config->engine_window;
     sched_init(&e->sched, e->n_registries, limits, config->circuit_failures,
                config->circuit_open_ms);
@@ -216,6 +217,7 @@ static void engine_closed(void *arg)
     free(e->registries);
     spool_free(e->spool);
     presence_close(e->presence);
+    repo_hook_free(e->repo_hook);
     while (e->entries_head != NULL) {
         struct eng_entry *next = e->entries_head->next;
         free(e->entries_head);
@@ -343,6 +345,7 @@ static void engine_registry_snapshot(const struct eng_registry *r, struct eng_re
     s->jobs_complete = r->jobs_complete;
     s->jobs_superseded = r->jobs_superseded;
     s->retries = r->retries;
+    s->foreign_layers_skipped = r->foreign_layers_skipped;
     s->last_error_unix_ms = r->last_error_unix_ms;
     memcpy(s->latency_buckets, r->latency_buckets, sizeof(s->latency_buckets));
     s->latency_sum = r->latency_sum;
@@ -371,6 +374,7 @@ bool engine_destination_stats(const struct engine *e, size_t i,
     out->superseded = snap.jobs_superseded;
     out->retries = snap.retries;
     out->bytes = snap.bytes;
+    out->foreign_layers_skipped = snap.foreign_layers_skipped;
     out->circuit = engine_circuit_state(&e->sched, i, uv_now(e->loop));
     out->last_error = r->last_error;
     out->last_error_unix_ms = snap.last_error_unix_ms;
@@ -424,6 +428,7 @@ static void engine_registry_counters_add(struct eng_registry *r, struct eng_regi
     r->jobs_complete += s->jobs_complete;
     r->jobs_superseded += s->jobs_superseded;
     r->retries += s->retries;
+    r->foreign_layers_skipped += s->foreign_layers_skipped;
     if (r->last_error == NULL && s->last_error != NULL) {
         r->last_error = s->last_error;
         r->last_error_unix_ms = s->last_error_unix_ms;

@@ -107,7 +107,8 @@ struct engine_destination_stats {
     uint64_t complete;
     uint64_t superseded;
     uint64_t retries;
-    uint64_t bytes; /* blob bytes uploaded by finished jobs */
+    uint64_t bytes;                  /* blob bytes uploaded by finished jobs */
+    uint64_t foreign_layers_skipped; /* non-distributable layers left out by finished jobs */
     enum engine_circuit circuit;
     uint64_t backlog;       /* unfinished jobs (queued, waiting for a retry or running) */
     uint64_t running;       /* in flight */

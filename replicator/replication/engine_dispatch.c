@@ -66,6 +66,7 @@ static void job_start(struct eng_job *job)
         .dst_repo = job->dst_repo,
         .dst_tag = job->tag,
         .no_referrers = !job->referrers,
+        .foreign_layers = job->foreign_layers,
         .platform = job->platform,
         .jobs = ENGINE_COPY_JOBS,
         .upload = {.mode = (enum registry_upload_mode)job->dst->cfg->upload_mode,
@@ -267,6 +268,7 @@ static void dispatch_push(struct engine *e, struct eng_registry *src, struct eng
         job->referrers = rule->referrers;
         job->overwrite = rule->overwrite;
         job->deletes = rule->deletes;
+        job->foreign_layers = rule->foreign_layers;
         /* One platform is copied out of an index as its own manifest;
          * several would need a new index, and Ferry never rewrites one. */
         if (rule->n_platforms == 1)

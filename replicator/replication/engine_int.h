@@ -28,6 +28,7 @@
 #include "replication/clients.h"
 #include "replication/copy.h"
 #include "replication/engine.h"
+#include "replication/repo_hook.h"
 #include "replication/scheduler.h"
 
 /* ---- defaults ---- */
@@ -140,6 +141,7 @@ struct eng_registry {
     uint64_t jobs_superseded;
     uint64_t failing; /* FAILED records not retried to success since */
     uint64_t retries;
+    uint64_t foreign_layers_skipped; /* by the jobs that succeeded here */
     char *last_error;
     int64_t last_error_unix_ms;
     uint64_t latency_buckets[ENGINE_LATENCY_BUCKETS + 1]; /* the last is +Inf */
@@ -190,6 +192,7 @@ struct eng_job {
     enum copy_fault fault; /* who the failing step blames, when not the copy's own */
     bool gone;             /* the source no longer has what the entry named */
     bool deletes;          /* its rule propagates deletes */
+    bool foreign_layers;   /* its rule copies non-distributable layers (copy_spec's) */
     bool source_dropped;   /* the source's tag was gone or named another image at the tag step */
     bool put_manifests;    /* some attempt of it put a manifest at the destination */
     int source_rc;         /* what the copy's source fault was, while the source is asked */
@@ -197,6 +200,7 @@ struct eng_job {
     bool slot_released;  /* its destination's place went to the next job already */
     bool resumed;        /* a retry or a redo: an earlier attempt may have left blobs */
     bool retries_failed; /* runs again because it FAILED: success ends a failure */
+    bool hook_retried;   /* had its one run after the create_repository hook */
     char *last_error;
     int64_t created_unix_ms;
     int64_t received_unix_ms; /* the oldest entry it serves reached the journal */
@@ -262,7 +266,8 @@ struct engine {
     uint64_t parked_checked_ms;
     struct gate *gates; /* by key */
     struct spool *spool;
-    struct presence *presence; /* which repositories of each destination hold a blob */
+    struct presence *presence;   /* which repositories of each destination hold a blob */
+    struct repo_hook *repo_hook; /* destinations' create_repository runs */
     /* What the scheduler waits for first (a retry due, a circuit letting a
      * probe through); while closing, the poll for running jobs to end. */
     uv_timer_t timer;
@@ -359,7 +364,11 @@ void engine_job_unindex(struct eng_job *job);
 /** Runnable now, behind what its destination has queued (parked behind an open circuit). */
 void engine_job_enqueue(struct eng_job *job);
 
-/** The copy of a job ended: see what the source says, or settle. A copy_done_cb. */
+/**
+ * The copy of a job ended: see what the source says, have a repository the
+ * destination refused a push into created (repo_hook.h) and run the job
+ * again once, or settle. A copy_done_cb.
+ */
 void engine_job_done(struct copy *c, int rc, const char *error, void *arg);
 
 /**

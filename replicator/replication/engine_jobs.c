@@ -4,7 +4,9 @@
  * parked cursor keeps them for the next start); how an attempt settles
  * (retried with backoff, or ended COMPLETE, SUPERSEDED or FAILED); the
  * circuits as the scheduler reports them, and the FAILED entries that come
- * back when a destination's circuit closes or a source answers again.
+ * back when a destination's circuit closes or a source answers again; and a
+ * push refused for a missing repository, which the destination's
+ * create_repository hook creates before the job runs again once.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -483,6 +485,7 @@ static void job_succeeded(struct eng_job *job, bool superseded)
         engine_job_record(job, JOURNAL_JOB_COMPLETE);
     }
     job->dst->bytes += job->summary.bytes_copied;
+    job->dst->foreign_layers_skipped += job->summary.foreign_layers_skipped;
     if (job->src->source_failed.n > 0)
         engine_source_back(e, job->src);
     job_finish_entries(job);
@@ -514,10 +517,83 @@ void engine_job_settle(struct eng_job *job, int rc, const char *error, bool supe
     engine_pump(e);
 }
 
+/* ---- repositories that must exist ---- */
+
+/*
+ * The repository is there now: the job runs again at once, behind what its
+ * destination has queued, and that run is not counted as an attempt. It is
+ * the job's one such run: refused again, it fails the normal way.
+ */
+static void job_run_again(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    log_info("running the job again after create_repository dest=%s repo=%s digest=%s",
+             job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-");
+    job->hook_retried = true;
+    job->fault = COPY_FAULT_NONE;
+    job->slot_released = false;
+    job->attempts--;
+    e->running--;
+    e->stats.running--;
+    e->stats.pending++;
+    e->stats.bytes += job->summary.bytes_copied;
+    engine_job_enqueue(job);
+    engine_pump(e);
+}
+
+/* The create_repository run the job waited for ended. A repo_hook_cb. */
+static void job_repo_hook_done(int rc, const char *error, void *arg)
+{
+    struct eng_job *job = arg;
+    if (job->engine->closing) {
+        engine_job_settle(job, FERRY_ECANCELED, "shut down while create_repository ran", false);
+    } else if (rc < 0) {
+        /* The command's failure is the attempt's: the destination said
+         * nothing new, so its circuit is not charged. */
+        job->fault = COPY_FAULT_LOCAL;
+        engine_job_settle(job, rc, error, false);
+    } else {
+        job_run_again(job);
+    }
+}
+
+/*
+ * The destination refused a push of the job's copy (copy_push_refused()).
+ * With a create_repository hook, and the job's one run after it not had
+ * yet: the job waits for the hook (without its gates or its destination's
+ * place) and runs again; true. A hook that fails ends the attempt with its
+ * error (the next attempt runs it again). Otherwise false, and the caller
+ * settles; when the job had that run already, *why (the caller frees it)
+ * says the hook ran and the push is still refused.
+ */
+static bool engine_repo_refused(struct eng_job *job, const char *error, char **why)
+{
+    struct engine *e = job->engine;
+    const struct config_registry *cfg = job->dst->cfg;
+    if (e->closing || job->fault != COPY_FAULT_DESTINATION || !repo_hook_configured(cfg))
+        return false;
+    if (job->hook_retried) {
+        *why = xasprintf("create_repository ran for %s at %s, but the push is still refused: %s",
+                         job->dst_repo, cfg->name, error != NULL ? error : "refused");
+        return false;
+    }
+    engine_gates_release(job);
+    sched_release(&e->sched, &job->item);
+    job->slot_released = true;
+    if (repo_hook_ensure(e->repo_hook, cfg, job->dst_repo, job_repo_hook_done, job) ==
+        REPO_HOOK_CREATED)
+        job_run_again(job); /* created by an earlier run, after this push started */
+    else
+        engine_pump(e); /* its place goes to the next job meanwhile */
+    return true;
+}
+
 void engine_job_done(struct copy *c, int rc, const char *error, void *arg)
 {
     struct eng_job *job = arg;
     bool superseded = rc == 0 && copy_tag_superseded(c);
+    bool refused = rc < 0 && copy_push_refused(c);
+    char *why = NULL;
     if (rc < 0 && job->fault == COPY_FAULT_NONE)
         job->fault = copy_fault(c);
     job->copy = NULL;
@@ -526,9 +602,14 @@ void engine_job_done(struct copy *c, int rc, const char *error, void *arg)
         job->put_manifests = true;
     if (rc == 0 && superseded && engine_cleanup_after(job))
         return;
-    if (rc < 0 && engine_source_fault(job, rc, error))
+    if (refused && engine_repo_refused(job, error, &why))
         return;
-    engine_job_settle(job, rc, error, superseded);
+    if (rc < 0 && engine_source_fault(job, rc, error)) {
+        free(why);
+        return;
+    }
+    engine_job_settle(job, rc, why != NULL ? why : error, superseded);
+    free(why);
 }
 
 /*

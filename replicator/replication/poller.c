@@ -1,11 +1,51 @@
+/*
+ * poller.c: the rounds (poller.h). Besides the listings, HEADs and entries,
+ * three rules for the registries of the vendors, each with its reason:
+ *
+ * No catalog. ECR, GHCR, Docker Hub and Artifact Registry (for all but
+ * admins) answer GET /v2/_catalog with 401, 403 or 404. After such an
+ * answer the source's catalog is not asked again until the config is
+ * reloaded (which makes a new poller) or POLLER_CATALOG_RETRY_MS (an hour)
+ * has passed; its rounds list nothing meanwhile, the other sources go on,
+ * and the error (logged once, kept in the source's status and in the
+ * round's stats) says to list the repositories under `repositories:`.
+ *
+ * Conditional listings. Each repository's ETag is kept in memory (a reload
+ * or a restart forgets it) and sent back as If-None-Match; a 304 means the
+ * listing did not change, and the round HEADs none of its tags. A tag can
+ * move without its listing changing (same names, another digest), so every
+ * POLLER_SWEEP_ROUNDS-th round of a repository (the 10th) is a full sweep:
+ * listed without If-None-Match, every tag HEADed. A tag moved behind an
+ * unchanged listing is therefore found within 10 rounds (5 minutes at the
+ * default poll_interval of 30 s), a listing that changed at the next round.
+ * The ETag is kept only from a round that looked at everything cleanly (no
+ * failed look, no tag 404, nothing left for the budget, the entries durable):
+ * otherwise the next round lists the repository in full again.
+ *
+ * The request budget (Docker Hub's pull limit, poller_int.h). The poller
+ * reads the source's RateLimit-Remaining from its own answers (HEADs carry
+ * it, and spend nothing). A push it journals is charged what its copy is
+ * expected to GET (poller_change_cost()); it is journaled only while
+ * Remaining, less a reserve of a tenth of the limit and less the charges of
+ * the last POLLER_SETTLE_S seconds (or of the limit's window, when
+ * shorter: copies that may not have spent them yet), covers it. What does
+ * not fit waits for a later round (its repository keeps no ETag, so it is
+ * listed and looked at again), and the poller's own fallback GETs (a tag
+ * whose HEAD names no digest) are skipped while nothing can be spent. So
+ * the poller spends the budget down to the reserve at once (the images
+ * arrive soonest) rather than spreading it over the window, and then takes
+ * only what the registry gives back. Deletes cost nothing and are never held.
+ */
 #include "replication/poller.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 
 #include "common/clock.h"
+#include "common/digest.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -13,7 +53,31 @@
 #include "replication/clients.h"
 #include "replication/poller_int.h"
 
+/* A catalog refused (401, 403, 404) is asked again after this long, or at a reload. */
+#define POLLER_CATALOG_RETRY_MS (60ull * 60 * 1000)
+/* Every this many rounds a repository is listed unconditionally and each tag HEADed. */
+#define POLLER_SWEEP_ROUNDS 10
+/* A push's charge against the budget is held this long (at most the limit's window). */
+#define POLLER_SETTLE_S 30
+/* The one-line errors the poller keeps per source. */
+#define POLLER_SOURCE_ERROR_MAX 512
+
 struct poll_source;
+
+/* What the poller remembers of a repository between rounds. */
+struct poll_memo {
+    char *name;
+    char *etag;           /* the ETag of its last clean full listing, or NULL */
+    unsigned since_sweep; /* rounds since that listing */
+    uint64_t round;       /* the source's last round that listed it */
+    UT_hash_handle hh;
+};
+
+/* One second's charges against the budget. */
+struct poll_charge {
+    uint64_t second; /* of the loop's clock */
+    uint64_t pulls;
+};
 
 /* One repository's share of a round. */
 struct poll_repo {
@@ -29,6 +93,9 @@ struct poll_repo {
     size_t n_owned;
     size_t n_events;
     size_t gone_pending; /* looks at tags the listing no longer names */
+    bool not_modified;   /* the listing answered 304: nothing was looked at */
+    bool dirty;          /* something was not looked at, or not recorded: keep no ETag */
+    char *etag;          /* this round's listing's ETag, or NULL */
 };
 
 struct poll_source {
@@ -41,6 +108,14 @@ struct poll_source {
     size_t n_repos;
     size_t next_repo;
     int active_repos;
+    uint64_t round;            /* rounds started */
+    bool listed_repos;         /* this round knows its repositories (no failed catalog) */
+    char *catalog_error;       /* the catalog was refused: why, and what to do; NULL */
+    uint64_t catalog_retry_ms; /* when (the loop's clock) to ask it again */
+    struct poll_memo *memos;
+    struct poll_charge charges[POLLER_SETTLE_S];
+    uint64_t deferred;      /* pushes the budget held back, this round */
+    uint64_t last_deferred; /* and in the last round that ended */
 };
 
 struct poller {
@@ -89,8 +164,108 @@ static void repo_free(struct poll_repo *r)
     free(r->listed);
     free(r->known);
     free(r->events);
+    free(r->etag);
     free(r->name);
     free(r);
+}
+
+/* ---- what the poller remembers of each repository ---- */
+
+static struct poll_memo *memo_find(struct poll_source *src, const char *name)
+{
+    struct poll_memo *m = NULL;
+    HASH_FIND_STR(src->memos, name, m);
+    return m;
+}
+
+static void memo_free(struct poll_memo *m)
+{
+    free(m->name);
+    free(m->etag);
+    free(m);
+}
+
+/* Forget the repositories a round that knew its repositories did not list. */
+static void memos_prune(struct poll_source *src, bool all)
+{
+    struct poll_memo *m, *tmp;
+    HASH_ITER(hh, src->memos, m, tmp)
+    {
+        if (all || m->round != src->round) {
+            HASH_DEL(src->memos, m);
+            memo_free(m);
+        }
+    }
+}
+
+/* What a repository's round leaves for the next one. */
+static void memo_update(struct poll_repo *r)
+{
+    struct poll_source *src = r->src;
+    struct poll_memo *m = memo_find(src, r->name);
+    if (m == NULL) {
+        m = xcalloc(1, sizeof(*m));
+        m->name = xstrdup(r->name);
+        HASH_ADD_KEYPTR(hh, src->memos, m->name, strlen(m->name), m);
+    }
+    m->round = src->round;
+    if (r->not_modified) {
+        m->since_sweep++;
+        return;
+    }
+    free(m->etag);
+    m->etag = NULL;
+    m->since_sweep = 0;
+    if (!r->dirty && r->etag != NULL)
+        m->etag = xstrdup(r->etag);
+}
+
+/* ---- the request budget ---- */
+
+static uint64_t budget_settle_s(const struct registry_stats *st)
+{
+    if (st->ratelimit_window_s > 0 && st->ratelimit_window_s < POLLER_SETTLE_S)
+        return st->ratelimit_window_s;
+    return POLLER_SETTLE_S;
+}
+
+/* The charges of the last settle seconds. */
+static uint64_t budget_pending(const struct poll_source *src, const struct registry_stats *st)
+{
+    uint64_t now_s = uv_now(src->poller->loop) / 1000;
+    uint64_t settle = budget_settle_s(st);
+    uint64_t pending = 0;
+    for (size_t i = 0; i < POLLER_SETTLE_S; i++) {
+        const struct poll_charge *c = &src->charges[i];
+        if (c->pulls > 0 && c->second + settle > now_s)
+            pending += c->pulls;
+    }
+    return pending;
+}
+
+static void budget_charge(struct poll_source *src, uint64_t pulls)
+{
+    uint64_t now_s = uv_now(src->poller->loop) / 1000;
+    struct poll_charge *c = &src->charges[now_s % POLLER_SETTLE_S];
+    if (c->second != now_s)
+        *c = (struct poll_charge){.second = now_s};
+    c->pulls += pulls;
+}
+
+/* May a change of `cost` pulls be journaled now? If so, it is charged. */
+static bool budget_take(struct poll_source *src, uint64_t cost)
+{
+    struct registry_stats st;
+    if (cost == 0)
+        return true;
+    registry_get_stats(src->cl.pull, &st);
+    if (st.ratelimit_remaining < 0)
+        return true;
+    if (!poller_budget_admits(st.ratelimit_limit, st.ratelimit_remaining, budget_pending(src, &st),
+                              cost))
+        return false;
+    budget_charge(src, cost);
+    return true;
 }
 
 static void source_round_done(struct poll_source *src)
@@ -102,6 +277,18 @@ static void source_round_done(struct poll_source *src)
     src->repos = NULL;
     src->n_repos = 0;
     src->round_active = false;
+    if (src->listed_repos && !p->closing)
+        memos_prune(src, false);
+    if (src->deferred > 0) {
+        /* Said when the budget runs low, not at every round it stays low. */
+        struct registry_stats st;
+        registry_get_stats(src->cl.pull, &st);
+        log_at(src->last_deferred == 0 ? FERRY_LOG_INFO : FERRY_LOG_DEBUG,
+               "poll budget low source=%s remaining=%lld limit=%lld deferred=%llu", src->cfg->name,
+               (long long)st.ratelimit_remaining, (long long)st.ratelimit_limit,
+               (unsigned long long)src->deferred);
+    }
+    src->last_deferred = src->deferred;
     if (--p->sources_active > 0)
         return;
     p->stats.rounds++;
@@ -116,6 +303,8 @@ static void source_round_done(struct poll_source *src)
 static void repo_done(struct poll_repo *r)
 {
     struct poll_source *src = r->src;
+    if (!src->poller->closing)
+        memo_update(r);
     repo_free(r);
     src->active_repos--;
     source_pump(src);
@@ -127,6 +316,7 @@ static void repo_committed(int rc, const char *error, const uint64_t *seqs, size
     struct poller *p = r->src->poller;
     p->outstanding--;
     if (rc < 0) {
+        r->dirty = true;
         poller_error(p, "journal append failed: %s%s", error, NULL);
     } else {
         /* The journal moved each tag's state in the same batch. */
@@ -141,6 +331,12 @@ static void repo_committed(int rc, const char *error, const uint64_t *seqs, size
 static void repo_add_event(struct poll_repo *r, const struct poller_verdict *v)
 {
     struct poll_source *src = r->src;
+    /* What the budget cannot pay now waits for a later round (file comment). */
+    if (!budget_take(src, poller_change_cost(v))) {
+        src->deferred++;
+        r->dirty = true;
+        return;
+    }
     enum journal_action action = v->change == POLLER_DELETED ? JOURNAL_DELETE : JOURNAL_PUSH;
     r->events = xrealloc(r->events, (r->n_events + 1) * sizeof(*r->events));
     struct journal_event *e = &r->events[r->n_events++];
@@ -173,6 +369,7 @@ static void repo_submit(struct poll_repo *r)
     p->outstanding++;
     int rc = journal_committer_submit(p->committer, r->events, r->n_events, repo_committed, r);
     if (rc < 0) {
+        r->dirty = true;
         p->outstanding--;
         if (rc != FERRY_ECANCELED) /* closing: nothing lost, the next start polls again */
             poller_error(p, "journal append failed: %s%s", ferry_strerror(rc), NULL);
@@ -208,10 +405,12 @@ static void gone_checked(int rc, const char *error, const char *bytes, size_t le
     (void)bytes;
     (void)len;
     p->outstanding--;
-    if (poller_diff_unlisted(g->known, rc, digest, media_type, &v))
+    if (poller_diff_unlisted(g->known, rc, digest, media_type, &v)) {
         repo_add_event(r, &v);
-    else if (rc < 0 && rc != FERRY_ENOTFOUND)
+    } else if (rc < 0 && rc != FERRY_ENOTFOUND) {
+        r->dirty = true;
         poller_error(p, "%s: %s", r->name, error);
+    }
     free(g);
     repo_gone_step(r);
     poller_maybe_finish_close(p);
@@ -268,6 +467,7 @@ static void repo_read_known(struct poll_repo *r)
         } else if (rc != FERRY_ENOTFOUND) {
             poller_error(p, "%s: the journal's tag state: %s", r->name, ferry_strerror(rc));
             t->digest = NULL;
+            r->dirty = true;
         }
         free(seen);
     }
@@ -275,8 +475,10 @@ static void repo_read_known(struct poll_repo *r)
         return;
     /* A scan cut short finds fewer gone tags, never wrong ones: each is asked of the source. */
     int rc = journal_tagstate_scan(p->journal, src->cfg->name, r->name, repo_scan_known, r);
-    if (rc < 0)
+    if (rc < 0) {
+        r->dirty = true;
         poller_error(p, "%s: the journal's tag state: %s", r->name, ferry_strerror(rc));
+    }
 }
 
 /* Every tag of the repository is resolved: compare with the journal, then record what changed. */
@@ -313,28 +515,66 @@ struct head_ctx {
     struct poller_tag *t;
 };
 
-static void tag_resolved(int rc, const char *error, const char *bytes, size_t len,
-                         const char *media_type, const char *digest, void *arg)
+/* The GET of a tag whose HEAD named no digest: the digest of its bytes. */
+static void tag_got(int rc, const char *error, const char *bytes, size_t len,
+                    const char *media_type, const char *digest, void *arg)
 {
     struct head_ctx *h = arg;
     struct poll_repo *r = h->r;
     struct poller *p = r->src->poller;
     (void)bytes;
-    (void)len;
 
     p->outstanding--;
     if (rc == 0 && !p->closing) {
         h->t->digest = own(r, xstrdup(digest));
         h->t->media_type = media_type ? own(r, xstrdup(media_type)) : NULL;
-    } else if (rc < 0 && rc != FERRY_ENOTFOUND) {
-        poller_error(p, "%s: %s", r->name, error);
+        h->t->size = len;
+    } else if (rc < 0) {
+        r->dirty = true;
+        if (rc != FERRY_ENOTFOUND)
+            poller_error(p, "%s: %s", r->name, error);
     }
     free(h);
     repo_head_step(r);
     poller_maybe_finish_close(p);
 }
 
-/* A HEAD for each listed tag, and a GET where it names no valid digest. */
+static void tag_headed(int rc, const char *error, const char *bytes, size_t len,
+                       const char *media_type, const char *digest, void *arg)
+{
+    struct head_ctx *h = arg;
+    struct poll_repo *r = h->r;
+    struct poll_source *src = r->src;
+    struct poller *p = src->poller;
+    (void)bytes;
+
+    if (rc == 0 && !p->closing && (digest == NULL || !digest_valid(digest))) {
+        /* A registry may omit Docker-Content-Digest: a GET computes it, and
+         * spends a pull, which the budget may not have. */
+        if (budget_take(src, 1)) {
+            registry_manifest_get(src->cl.pull, r->name, h->t->tag, tag_got, h);
+            return;
+        }
+        src->deferred++;
+        r->dirty = true;
+    } else if (rc == 0 && !p->closing) {
+        h->t->digest = own(r, xstrdup(digest));
+        h->t->media_type = media_type ? own(r, xstrdup(media_type)) : NULL;
+        h->t->size = len;
+    } else if (rc < 0) {
+        /* A listed tag the source has no manifest for (a listing that runs
+         * ahead) is left alone, and looked at again next round. */
+        r->dirty = true;
+        if (rc != FERRY_ENOTFOUND)
+            poller_error(p, "%s: %s", r->name, error);
+    }
+    p->outstanding--;
+    free(h);
+    repo_head_step(r);
+    poller_maybe_finish_close(p);
+}
+
+/* A HEAD for each listed tag (and a GET where it names no valid digest). */
 static void repo_resolve_tags(struct poll_repo *r)
 {
     struct poll_source *src = r->src;
@@ -346,18 +586,27 @@ static void repo_resolve_tags(struct poll_repo *r)
         h->r = r;
         h->t = &r->listed[i];
         p->outstanding++;
-        registry_manifest_resolve(src->cl.pull, r->name, h->t->tag, NULL, 0, tag_resolved, h);
+        registry_manifest_head(src->cl.pull, r->name, h->t->tag, tag_headed, h);
     }
     repo_head_step(r);
 }
 
-static void repo_listed(int rc, const char *error, char **items, size_t n, void *arg)
+static void repo_listed(int rc, const char *error, char **items, size_t n, bool not_modified,
+                        const char *etag, void *arg)
 {
     struct poll_repo *r = arg;
     struct poll_source *src = r->src;
     struct poller *p = src->poller;
 
     p->outstanding--;
+    if (rc == 0 && not_modified) {
+        /* The listing is the one last looked at in full: nothing to look at. */
+        r->not_modified = true;
+        repo_done(r);
+        poller_maybe_finish_close(p);
+        return;
+    }
+    r->etag = etag != NULL ? xstrdup(etag) : NULL;
     /* A repository with blobs and no manifest (a push that died before its
      * manifest) answers NAME_UNKNOWN: it holds nothing to replicate. */
     if (rc == FERRY_ENOTFOUND) {
@@ -365,6 +614,7 @@ static void repo_listed(int rc, const char *error, char **items, size_t n, void 
         n = 0;
     }
     if (rc < 0 || p->closing) {
+        r->dirty = true;
         if (rc < 0)
             poller_error(p, "%s: %s", r->name, error);
         /* A repository that cannot be listed is not compared: a failed
@@ -392,9 +642,10 @@ static void source_pump(struct poll_source *src)
         r->name = xstrdup(src->repos[src->next_repo++]);
         src->active_repos++;
         p->outstanding++;
-        int rc = registry_tags(src->cl.pull, r->name, repo_listed, r);
-        if (rc < 0)
-            repo_listed(rc, "not a valid repository name", NULL, 0, r);
+        /* Conditional, but for each POLLER_SWEEP_ROUNDS-th round: a full sweep (file comment). */
+        const struct poll_memo *m = memo_find(src, r->name);
+        bool sweep = m == NULL || m->etag == NULL || m->since_sweep + 1 >= POLLER_SWEEP_ROUNDS;
+        registry_tags_conditional(src->cl.pull, r->name, sweep ? NULL : m->etag, repo_listed, r);
     }
     if (src->active_repos == 0 && (src->next_repo >= src->n_repos || p->closing))
         source_round_done(src);
@@ -411,17 +662,68 @@ static void source_set_repos(struct poll_source *src, char *const *items, size_t
     }
 }
 
+/*
+ * The catalog answered 401, 403 or 404: the registry lists no repositories
+ * to this client (ECR, GHCR, Docker Hub, GAR). Say once what to do, and do
+ * not ask again before a reload or POLLER_CATALOG_RETRY_MS.
+ */
+static void source_catalog_refused(struct poll_source *src, const char *error)
+{
+    struct poller *p = src->poller;
+    free(src->catalog_error);
+    /* What to do comes first: a caller that keeps only the start of it keeps
+     * that. The registry client may have said it already (its refusals are
+     * explained): then it is not said twice. */
+    char *text = strstr(error, "repositories:") != NULL
+                     ? xasprintf("source %s (registry %s of the config): %s", src->cfg->name,
+                                 src->cfg->name, error)
+                     : xasprintf("source %s: %s lists no repositories to Ferry; name them under "
+                                 "`repositories:` of registry %s in the config (%s)",
+                                 src->cfg->name, src->cfg->host, src->cfg->name, error);
+    if (strlen(text) >= POLLER_SOURCE_ERROR_MAX)
+        text[POLLER_SOURCE_ERROR_MAX - 1] = '\0';
+    src->catalog_error = text;
+    src->catalog_retry_ms = uv_now(p->loop) + POLLER_CATALOG_RETRY_MS;
+    p->stats.errors++;
+    snprintf(p->stats.last_error, sizeof(p->stats.last_error), "%s", text);
+    log_warn("poller: %s; the catalog is asked again after a reload or in %llu min", text,
+             (unsigned long long)(POLLER_CATALOG_RETRY_MS / 60000));
+}
+
 static void catalog_listed(int rc, const char *error, char **items, size_t n, void *arg)
 {
     struct poll_source *src = arg;
     struct poller *p = src->poller;
     p->outstanding--;
-    if (rc < 0)
+    if (rc == FERRY_EAUTH || rc == FERRY_ENOTFOUND) {
+        source_catalog_refused(src, error != NULL ? error : ferry_strerror(rc));
+    } else if (rc < 0) {
         poller_error(p, "%s: %s", src->cfg->name, error);
-    else if (!p->closing)
+    } else if (!p->closing) {
+        free(src->catalog_error);
+        src->catalog_error = NULL;
+        src->listed_repos = true;
         source_set_repos(src, items, n);
+    }
     source_pump(src);
     poller_maybe_finish_close(p);
+}
+
+/* The source's repositories for a round: the config's, its catalog, or none while that is refused.
+ */
+static void source_round_start(struct poll_source *src)
+{
+    struct poller *p = src->poller;
+    if (src->cfg->n_repositories > 0) {
+        src->listed_repos = true;
+        source_set_repos(src, src->cfg->repositories, src->cfg->n_repositories);
+        source_pump(src);
+    } else if (src->catalog_error != NULL && uv_now(p->loop) < src->catalog_retry_ms) {
+        source_pump(src);
+    } else {
+        p->outstanding++;
+        registry_catalog(src->cl.pull, catalog_listed, src);
+    }
 }
 
 static void poller_round(struct poller *p)
@@ -432,6 +734,9 @@ static void poller_round(struct poller *p)
         struct poll_source *src = &p->sources[i];
         src->round_active = true;
         src->next_repo = 0;
+        src->round++;
+        src->listed_repos = false;
+        src->deferred = 0;
         p->sources_active++;
     }
     if (p->n_sources == 0 && p->round_cb != NULL) {
@@ -439,16 +744,8 @@ static void poller_round(struct poller *p)
         p->round_cb(p, p->round_arg);
         return;
     }
-    for (size_t i = 0; i < p->n_sources; i++) {
-        struct poll_source *src = &p->sources[i];
-        if (src->cfg->n_repositories > 0) {
-            source_set_repos(src, src->cfg->repositories, src->cfg->n_repositories);
-            source_pump(src);
-        } else {
-            p->outstanding++;
-            registry_catalog(src->cl.pull, catalog_listed, src);
-        }
-    }
+    for (size_t i = 0; i < p->n_sources; i++)
+        source_round_start(&p->sources[i]);
 }
 
 static void poller_tick(uv_timer_t *timer)
@@ -532,6 +829,32 @@ void poller_get_stats(const struct poller *p, struct poller_stats *out)
     *out = p->stats;
 }
 
+bool poller_source_status(const struct poller *p, const char *source,
+                          struct poller_source_status *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->ratelimit_limit = -1;
+    out->ratelimit_remaining = -1;
+    for (size_t i = 0; i < p->n_sources; i++) {
+        const struct poll_source *src = &p->sources[i];
+        if (strcmp(src->cfg->name, source) != 0)
+            continue;
+        if (src->catalog_error != NULL)
+            snprintf(out->error, sizeof(out->error), "%s", src->catalog_error);
+        if (src->cl.pull != NULL) {
+            struct registry_stats st;
+            registry_get_stats(src->cl.pull, &st);
+            out->ratelimit_limit = st.ratelimit_limit;
+            out->ratelimit_remaining = st.ratelimit_remaining;
+            out->ratelimit_window_s = st.ratelimit_window_s;
+            out->not_modified = st.not_modified;
+        }
+        out->deferred = src->round_active ? src->deferred : src->last_deferred;
+        return true;
+    }
+    return false;
+}
+
 bool poller_source_active(const struct poller *p, const char *source)
 {
     for (size_t i = 0; i < p->n_sources; i++)
@@ -570,6 +893,8 @@ static void poller_maybe_finish_close(struct poller *p)
         for (size_t j = 0; j < src->n_repos; j++)
             free(src->repos[j]);
         free(src->repos);
+        memos_prune(src, true);
+        free(src->catalog_error);
         clients_close(&src->cl, poller_one_closed, p);
     }
     uv_close((uv_handle_t *)&p->timer, poller_timer_closed);

@@ -12,6 +12,14 @@
  * DELETE. One observation, one entry: the events are `if_changed`, so the
  * journal compares again as it appends them, and the tag state moves in the
  * same batch as the entry, so a crash repeats a detection, never loses one.
+ *
+ * For the registries of the vendors (poller.c says each rule and why): a
+ * source whose catalog is refused (401, 403, 404) is told to list its
+ * repositories and its catalog is not asked again before a reload or an
+ * hour; tag listings are conditional (ETag), an unchanged one is not
+ * looked into, and every 10th round of a repository is a full sweep; and
+ * a source announcing a request budget (RateLimit-*) gets only the pushes
+ * its budget, less a reserve, can pay for, the rest in later rounds.
  */
 #ifndef FERRY_POLLER_H
 #define FERRY_POLLER_H
@@ -53,6 +61,21 @@ void poller_get_stats(const struct poller *p, struct poller_stats *out);
 
 /** Names from `source`'s listings that the poller found invalid and skipped. */
 uint64_t poller_invalid_names(const struct poller *p, const char *source);
+
+/* What the poller knows of one source, for the status. */
+struct poller_source_status {
+    char error[512]; /* a standing error (its catalog refused: what to do), or "" */
+    /* The source's request budget as its latest answer announced it (-1: never). */
+    int64_t ratelimit_limit;
+    int64_t ratelimit_remaining;
+    uint64_t ratelimit_window_s; /* 0: not given */
+    uint64_t deferred;           /* pushes the budget held back in the latest round */
+    uint64_t not_modified;       /* tag listings answered 304 so far */
+};
+
+/** Fill *out for `source` (a registry name); false when the poller does not poll it. */
+bool poller_source_status(const struct poller *p, const char *source,
+                          struct poller_source_status *out);
 
 /** True while a round is listing `source` (a registry name). */
 bool poller_source_active(const struct poller *p, const char *source);

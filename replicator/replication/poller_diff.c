@@ -1,13 +1,15 @@
 /*
  * poller_diff.c: what the poller journals, decided without a registry or a
  * journal in sight (poller_int.h): a listing against the journal's tag
- * state, and the source's answer for a tag the listing left out.
+ * state, the source's answer for a tag the listing left out, and what the
+ * registry's request budget lets through.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
 
 #include "common/errors.h"
+#include "common/manifest.h"
 #include "common/xalloc.h"
 #include "replication/poller_int.h"
 
@@ -48,6 +50,7 @@ static void diff_add(struct poller_diff *d, enum poller_change change, const str
         .tag = t->tag,
         .digest = t->digest,
         .media_type = t->media_type,
+        .size = t->size,
     };
 }
 
@@ -109,4 +112,47 @@ bool poller_diff_unlisted(const struct poller_tag *known, int rc, const char *di
         return true;
     }
     return false;
+}
+
+/* ---- the request budget ---- */
+
+uint64_t poller_change_cost(const struct poller_verdict *v)
+{
+    if (v->change == POLLER_DELETED)
+        return 0;
+    bool index = v->media_type != NULL && (strcmp(v->media_type, MEDIA_OCI_INDEX) == 0 ||
+                                           strcmp(v->media_type, MEDIA_DOCKER_LIST) == 0);
+    if (!index)
+        return POLLER_PULLS_PER_MANIFEST;
+    uint64_t children = (v->size + POLLER_INDEX_BYTES_PER_CHILD - 1) / POLLER_INDEX_BYTES_PER_CHILD;
+    if (children == 0)
+        children = 1;
+    if (children > MANIFEST_MAX_BYTES / POLLER_INDEX_BYTES_PER_CHILD)
+        children = MANIFEST_MAX_BYTES / POLLER_INDEX_BYTES_PER_CHILD;
+    return POLLER_PULLS_PER_MANIFEST * (1 + children);
+}
+
+uint64_t poller_budget_reserve(int64_t limit, int64_t remaining)
+{
+    int64_t base = limit >= 0 ? limit : remaining;
+    uint64_t reserve = base > 0 ? (uint64_t)base / 10 : 0;
+    return reserve > 0 ? reserve : 1;
+}
+
+int64_t poller_budget_spendable(int64_t limit, int64_t remaining, uint64_t pending)
+{
+    if (remaining < 0)
+        return -1;
+    uint64_t held = poller_budget_reserve(limit, remaining) + pending;
+    return (uint64_t)remaining > held ? (int64_t)((uint64_t)remaining - held) : 0;
+}
+
+bool poller_budget_admits(int64_t limit, int64_t remaining, uint64_t pending, uint64_t cost)
+{
+    int64_t spendable = poller_budget_spendable(limit, remaining, pending);
+    if (spendable < 0 || cost <= (uint64_t)spendable)
+        return true;
+    /* The most there can ever be to spend: all of the limit above the reserve. */
+    int64_t most = poller_budget_spendable(limit, limit >= 0 ? limit : remaining, 0);
+    return pending == 0 && spendable > 0 && spendable >= most && cost > (uint64_t)most;
 }

@@ -3,21 +3,25 @@
  *
  *   poller.c       the rounds: listings, HEADs, the journal's tag state,
  *                  and the entries appended;
- *   poller_diff.c  the decision, a pure function: what a listing and the
+ *   poller_diff.c  the decisions, pure functions: what a listing and the
  *                  source's answers, compared with what the journal saw
- *                  before, make the poller journal.
+ *                  before, make the poller journal; and what a change
+ *                  costs against a registry's request budget, and how
+ *                  much of that budget the poller may spend.
  */
 #ifndef FERRY_POLLER_INT_H
 #define FERRY_POLLER_INT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* One tag as the source answers for it now, or as the journal last saw it. */
 struct poller_tag {
     const char *tag;
     const char *digest;     /* NULL: the source named no digest (it failed, or 404) */
     const char *media_type; /* the source's; may be NULL */
+    uint64_t size;          /* the manifest's size as the source answered; 0: unknown */
 };
 
 enum poller_change {
@@ -32,6 +36,7 @@ struct poller_verdict {
     const char *tag;
     const char *digest;     /* a push: the source's digest; a delete: the journal's */
     const char *media_type; /* a push: the source's (may be NULL); a delete: NULL */
+    uint64_t size;          /* a push: the manifest's size (0: unknown); a delete: 0 */
 };
 
 /* What one repository's listing means. */
@@ -67,5 +72,58 @@ void poller_diff_release(struct poller_diff *d);
  */
 bool poller_diff_unlisted(const struct poller_tag *known, int rc, const char *digest,
                           const char *media_type, struct poller_verdict *out);
+
+/*
+ * The request budget (Docker Hub's pull limit: RateLimit-Limit and
+ * RateLimit-Remaining, where a manifest GET spends one and a HEAD nothing).
+ * The poller's own looks are HEADs; what spends the budget is the copy of
+ * what it journals: the engine GETs each manifest of the image and looks
+ * for its referrers (a GET of the `sha256-<hex>` tag where the registry has
+ * no referrers API). So each push the poller journals is charged what its
+ * copy is expected to GET, and it journals a push only while the budget
+ * left after its recent charges stays above a reserve.
+ */
+
+/* The GETs charged for the copy of one image manifest: the manifest and its referrers look. */
+#define POLLER_PULLS_PER_MANIFEST 2
+/*
+ * An index's children are guessed from its size (the poller only HEADs
+ * it): one per this many bytes, at least one. A descriptor with a platform
+ * takes about 200 bytes, with annotations more: the guess errs high.
+ */
+#define POLLER_INDEX_BYTES_PER_CHILD 256
+
+/**
+ * The pulls journaling `v` is expected to cost its copy: nothing for a
+ * delete, POLLER_PULLS_PER_MANIFEST for an image (or a media type not
+ * known), and that for the index and each of its guessed children for an
+ * OCI index or a Docker manifest list (one child when its size is unknown).
+ */
+uint64_t poller_change_cost(const struct poller_verdict *v);
+
+/**
+ * The part of a budget kept for others (the copies already under way,
+ * people pulling): a tenth of `limit`, at least 1; of `remaining` when the
+ * registry announced no limit.
+ */
+uint64_t poller_budget_reserve(int64_t limit, int64_t remaining);
+
+/**
+ * How many pulls the poller may still charge now: the `remaining` the
+ * registry announced last, less the reserve and the `pending` charges of
+ * what it journaled within the last while (their copies may not have
+ * spent them yet: they are counted until then, even if twice), at least 0.
+ * -1 when the registry announced no budget (`remaining` negative): no limit.
+ */
+int64_t poller_budget_spendable(int64_t limit, int64_t remaining, uint64_t pending);
+
+/**
+ * Whether a change of `cost` pulls may be journaled with `spendable` left
+ * (poller_budget_spendable()). A cost larger than the whole budget above
+ * the reserve could never be paid: it is admitted once nothing is pending
+ * and everything above the reserve is left (`pending` 0 and `spendable` at
+ * that most), so that a large index waits for a full budget, not forever.
+ */
+bool poller_budget_admits(int64_t limit, int64_t remaining, uint64_t pending, uint64_t cost);
 
 #endif

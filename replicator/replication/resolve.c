@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uthash.h>
 
 #include "common/digest.h"
@@ -486,6 +487,32 @@ size_t resolve_count(const struct resolve *r)
 struct resolve_node *resolve_node_at(const struct resolve *r, size_t i)
 {
     return &r->entries[i]->node;
+}
+
+/* ---- the blobs of an image ---- */
+
+bool resolve_layer_foreign(const char *media_type)
+{
+    if (media_type == NULL)
+        return false;
+    return strcasecmp(media_type, MEDIA_DOCKER_FOREIGN_LAYER) == 0 ||
+           strncasecmp(media_type, MEDIA_OCI_NONDISTRIBUTABLE,
+                       sizeof(MEDIA_OCI_NONDISTRIBUTABLE) - 1) == 0;
+}
+
+size_t resolve_manifest_blobs(const struct manifest *m, bool foreign_layers, resolve_blob_cb cb,
+                              void *arg)
+{
+    size_t skipped = 0;
+    if (m->kind != MANIFEST_IMAGE)
+        return 0;
+    cb(arg, &m->config, RESOLVE_BLOB_CONFIG);
+    for (size_t i = 0; i < m->n_layers; i++) {
+        bool skip = !foreign_layers && resolve_layer_foreign(m->layers[i].media_type);
+        skipped += skip;
+        cb(arg, &m->layers[i], skip ? RESOLVE_BLOB_FOREIGN_SKIPPED : RESOLVE_BLOB_LAYER);
+    }
+    return skipped;
 }
 
 void resolve_free(struct resolve *r)

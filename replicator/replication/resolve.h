@@ -124,6 +124,42 @@ struct resolve_node *resolve_find(const struct resolve *r, const char *digest);
 FERRY_MUST_CHECK int resolve_referrers_parse(const char *bytes, size_t len, const char *subject,
                                              cJSON **index, const cJSON **list, char **err);
 
+/*
+ * Non-distributable ("foreign") layers: Windows base images name layers that
+ * their vendor serves from the URLs in the descriptor, not the registry.
+ * Docker's one media type, and OCI's three (tar, +gzip, +zstd) by prefix.
+ * Like skopeo and crane, a copy leaves them out unless asked (a rule's
+ * `foreign_layers: copy`): the manifest still goes up byte for byte, and a
+ * registry takes it without the blob when the descriptor has `urls` it
+ * admits (Distribution 2.8: only with validation.manifests.urls.allow set,
+ * it admits none by default; and for OCI's +zstd it wants the blob anyway).
+ */
+#define MEDIA_DOCKER_FOREIGN_LAYER "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+#define MEDIA_OCI_NONDISTRIBUTABLE "application/vnd.oci.image.layer.nondistributable."
+
+/** True when a layer of `media_type` is non-distributable (case-insensitive). False for NULL. */
+bool resolve_layer_foreign(const char *media_type);
+
+/* What a blob of an image manifest is to resolve_manifest_blobs()'s callback. */
+enum resolve_blob_kind {
+    RESOLVE_BLOB_CONFIG = 0,
+    RESOLVE_BLOB_LAYER,
+    RESOLVE_BLOB_FOREIGN_SKIPPED, /* a foreign layer left out: not copied, not looked for */
+};
+
+typedef void (*resolve_blob_cb)(void *arg, const struct descriptor *d, enum resolve_blob_kind kind);
+
+/**
+ * The blobs image manifest `m` names, for a copy to move and for verify to
+ * look for at a destination: its config, then its layers in order, each
+ * foreign layer (resolve_layer_foreign()) as RESOLVE_BLOB_FOREIGN_SKIPPED
+ * unless `foreign_layers` (then as any layer). `cb` is called once per
+ * descriptor, in that order; nothing for an index or an unparsed manifest.
+ * Returns how many foreign layers were skipped.
+ */
+size_t resolve_manifest_blobs(const struct manifest *m, bool foreign_layers, resolve_blob_cb cb,
+                              void *arg);
+
 /** Free a resolve whose `done` has fired, with every node. */
 void resolve_free(struct resolve *r);
 

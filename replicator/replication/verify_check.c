@@ -35,18 +35,33 @@ static void items_add(struct verify_tag *t, enum item_kind kind, const char *dig
     it->platform = platform;
 }
 
+struct items_blob_ctx {
+    struct verify_tag *t;
+    const struct resolve_node *n;
+};
+
+/* A blob the destination must hold; a foreign layer the rule leaves out is not looked for. */
+static void items_add_blob(void *arg, const struct descriptor *d, enum resolve_blob_kind kind)
+{
+    struct items_blob_ctx *x = arg;
+    if (kind == RESOLVE_BLOB_CONFIG)
+        items_add(x->t, ITEM_CONFIG, d->digest, x->n->digest, NULL);
+    else if (kind == RESOLVE_BLOB_LAYER)
+        items_add(x->t, ITEM_LAYER, d->digest, x->n->digest, NULL);
+}
+
 /*
- * What a manifest of the closure names: an image its config and layers; an
- * index each of its children, then what each child names in turn (only
- * through the index the closure found it under, so a cycle ends).
+ * What a manifest of the closure names: an image its config and layers
+ * (the foreign ones only where the rule copies them); an index each of its
+ * children, then what each child names in turn (only through the index the
+ * closure found it under, so a cycle ends).
  */
 static void items_add_manifest(struct verify_tag *t, const struct resolve_node *n)
 {
     const struct manifest *m = &n->m;
     if (m->kind == MANIFEST_IMAGE) {
-        items_add(t, ITEM_CONFIG, m->config.digest, n->digest, NULL);
-        for (size_t i = 0; i < m->n_layers; i++)
-            items_add(t, ITEM_LAYER, m->layers[i].digest, n->digest, NULL);
+        struct items_blob_ctx x = {t, n};
+        (void)resolve_manifest_blobs(m, t->rule->foreign_layers, items_add_blob, &x);
         return;
     }
     if (m->kind != MANIFEST_INDEX)

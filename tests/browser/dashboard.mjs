@@ -153,6 +153,10 @@ try {
   step(`${image} is FAILED in ${dest}`);
 
   await until('a journal row', page.getByTestId('journal-row').first());
+  // Where each registry's credentials come from (never the secret).
+  await until('a credentials row', page.getByTestId('registry-row').first());
+  const credRow = (await page.getByTestId('registry-row').first().innerText()).trim();
+  check(/docker config/.test(credRow), `the credentials row names no source: ${credRow}`);
   check(/^updated \d\d:\d\d:\d\d$/.test((await page.getByTestId('updated').innerText()).trim()), 'no "updated HH:MM:SS" stamp');
   await screenshots('');
 

@@ -1,6 +1,6 @@
 /*
- * Fuzz target for regerror_parse() and regerror_summary()
- * (replicator/registry/regerror.h).
+ * Fuzz target for regerror_parse(), regerror_summary() and
+ * regerror_explain() (replicator/registry/regerror.h).
  *
  * Input: an error body as a registry (or whatever answers in its place)
  * sends it. What comes back must be safe to log: bounded, one line, valid
@@ -91,5 +91,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (summary != NULL)
         check_text(summary, 2 * REGERROR_MAX_TEXT + 64);
     free(summary);
+
+    /* The plain explanation of a refusal, for the answers that get one. */
+    static const struct regerror_request asks[] = {
+        {"reg.test", "PUT", "/v2/app/manifests/v1", 401, NULL, NULL, NULL},
+        {"reg.test", "POST", "/v2/app/blobs/uploads/", 403, NULL, NULL, NULL},
+        {"reg.test", "PUT", "/v2/app/manifests/v1", 404, NULL, NULL, NULL},
+        {"reg.test", "GET", "/v2/app/manifests/v1", 429, "30", "100;w=21600", "0;w=21600"},
+        {"reg.test", "GET", "/v2/_catalog", 404, NULL, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof(asks) / sizeof(asks[0]); i++) {
+        char *line = regerror_explain(&asks[i], body, size);
+        if (line != NULL)
+            check_text(line, 4096);
+        free(line);
+    }
     return 0;
 }

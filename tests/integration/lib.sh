@@ -27,6 +27,7 @@ _ITEST_LIB_LOADED=1
 export FERRY_SOURCE_DIR FERRY_BUILD_DIR
 FIXTUREGEN="$FERRY_SOURCE_DIR/tests/fixtures/fixturegen.py"
 TOKEN_ISSUER_PY="$FERRY_SOURCE_DIR/tests/fixtures/token_issuer.py"
+CREDHELPER_PY="$FERRY_SOURCE_DIR/tests/fixtures/docker-credential-ferrytest"
 # The script that was run (also when sourced through chaos/lib.sh).
 TEST_NAME=$(basename "${BASH_SOURCE[-1]:-$0}" .sh)
 export FIXTUREGEN TEST_NAME
@@ -274,11 +275,14 @@ trap 'exit 143' TERM
 # -------------------------------------------------------------- token auth
 
 # token_issuer_start [--user U:P[:ACTIONS]]... [--expires N] [--hard-expiry]
-#                    [--anonymous ACTIONS]
+#                    [--anonymous ACTIONS] [--password-dir DIR]
 # Starts tests/fixtures/token_issuer.py once per test with a fresh RSA key and
 # self-signed cert. Without --user: user $TOKEN_USER:$TOKEN_PASSWORD
-# (default ferry:ferrypass). Sets TOKEN_PORT TOKEN_ADDR TOKEN_REALM TOKEN_LOG
-# TOKEN_CERT TOKEN_KEY TOKEN_ISSUER. registry_start --token calls it if needed.
+# (default ferry:ferrypass). --password-dir DIR (made if missing) also accepts
+# the expiring credentials filed there (password_mint writes them; so does
+# docker-credential-ferrytest). Sets TOKEN_PORT TOKEN_ADDR TOKEN_REALM
+# TOKEN_LOG TOKEN_CERT TOKEN_KEY TOKEN_ISSUER, and TOKEN_PASSWORD_DIR with
+# --password-dir. registry_start --token calls it if needed.
 # shellcheck disable=SC2120 # options are optional
 token_issuer_start() {
   if ((_ITEST_TOKEN_STARTED)); then
@@ -291,6 +295,13 @@ token_issuer_start() {
       --user) args+=(--user "$2"); users=1; shift 2 ;;
       --expires | --anonymous) args+=("$1" "$2"); shift 2 ;;
       --hard-expiry) args+=("$1"); shift ;;
+      --password-dir)
+        mkdir -p "$2"
+        TOKEN_PASSWORD_DIR=$(cd "$2" && pwd)
+        export TOKEN_PASSWORD_DIR
+        args+=(--password-dir "$TOKEN_PASSWORD_DIR")
+        shift 2
+        ;;
       *) fail "token_issuer_start: unknown option $1" ;;
     esac
   done
@@ -332,6 +343,58 @@ token_request_count() {
   jq -s --arg re "${1:-}" \
     '[.[] | select(.status == 200) | select($re == "" or any(.scopes[]; test($re)))] | length' \
     "$TOKEN_LOG"
+}
+
+# password_mint USER TTL_S [refresh] : file a new random secret for USER in
+# $TOKEN_PASSWORD_DIR, valid TTL_S seconds from now (fractional allowed; a
+# negative TTL makes one already expired); with `refresh`, as a refresh
+# (identity) token. Prints the secret. The file is written atomically.
+password_mint() {
+  [[ -n "${TOKEN_PASSWORD_DIR:-}" ]] || fail "password_mint: no token issuer with --password-dir"
+  python3 - "$TOKEN_PASSWORD_DIR" "$1" "$2" "${3:-password}" <<'PY'
+import hashlib, json, os, secrets, sys, time
+pdir, user, ttl, kind = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+if kind not in ("password", "refresh"):
+    sys.exit("password_mint: kind must be refresh or nothing, got %r" % kind)
+secret = ("ftr-" if kind == "refresh" else "ftp-") + secrets.token_urlsafe(24)
+path = os.path.join(pdir, hashlib.sha256(secret.encode()).hexdigest())
+with open(path + ".tmp", "w") as f:
+    json.dump({"user": user, "expires": time.time() + ttl, "actions": "*", "kind": kind}, f)
+os.replace(path + ".tmp", path)
+print(secret)
+PY
+}
+
+# token_manifest_digest NAME REPO REF : the digest REPO:REF names at token
+# registry NAME (registry_start NAME --token), read with a pull token of
+# $TOKEN_USER (not through Ferry's credentials), or "404" when it is absent
+token_manifest_digest() {
+  local name=$1 repo=$2 ref=$3 service token
+  service="${_REG_ADDR[$name]:+$name.registry.test}"
+  [[ -n "$service" ]] || fail "token_manifest_digest: unknown registry '$name'"
+  token=$(curl -sf --max-time 10 -A ferry-itest-watch -u "$TOKEN_USER:$TOKEN_PASSWORD" \
+    "$TOKEN_REALM?service=$service&scope=repository:$repo:pull" | jq -r .token) ||
+    fail "token_manifest_digest: no token from $TOKEN_REALM"
+  curl -s -I --max-time 10 -A ferry-itest-watch -H "Authorization: Bearer $token" \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' \
+    "${_REG_SCHEME[$name]:-http}://${_REG_ADDR[$name]}/v2/$repo/manifests/$ref" | tr -d '\r' |
+    awk 'NR == 1 { s = $2 } tolower($1) == "docker-content-digest:" { d = $2 } END { print (s == 404 ? "404" : d) }'
+}
+
+# credhelper_install DIR : put docker-credential-ferrytest (the test credential
+# helper, tests/fixtures/docker-credential-ferrytest) into DIR (made if
+# missing) as a symlink; prepend DIR to PATH for the process that should find
+# it. The helper is configured by FERRYTEST_* variables (see the fixture).
+credhelper_install() {
+  local dir=$1
+  mkdir -p "$dir"
+  if [[ -x "$CREDHELPER_PY" ]]; then
+    ln -sfn "$CREDHELPER_PY" "$dir/docker-credential-ferrytest"
+  else
+    # The executable bit got lost (a checkout that dropped it): a wrapper.
+    printf '#!/bin/sh\nexec python3 "%s" "$@"\n' "$CREDHELPER_PY" >"$dir/docker-credential-ferrytest"
+    chmod +x "$dir/docker-credential-ferrytest"
+  fi
 }
 
 # ---------------------------------------------------------------- registries

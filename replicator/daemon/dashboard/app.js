@@ -460,9 +460,10 @@
   // ------------------------------------------------------------ sources and summary
 
   function renderSources(sources) {
-    const labels = ['Source', 'Registry', 'Poller', 'Last event', 'Entries', 'Last seq'];
+    const labels = ['Source', 'Registry', 'Poller', 'Last event', 'Entries', 'Last seq',
+      'Pull budget'];
     syncRows(byId('sources-rows'), sources, (s) => String(s.name),
-      () => makeRow('source-row', labels, [null, null, null, null, 'num', 'num']),
+      () => makeRow('source-row', labels, [null, null, null, null, 'num', 'num', null]),
       (row, s) => {
         setText(cell(row, 0), s.name);
         setText(cell(row, 1), s.registry);
@@ -472,8 +473,33 @@
         setTitle(cell(row, 3), s.last_event_time);
         setText(cell(row, 4), fmtCount(s.entries));
         setText(cell(row, 5), fmtCount(s.last_seq));
+        // What the registry's RateLimit-* headers said (Docker Hub), and the poller's error.
+        const rl = s.ratelimit;
+        setText(cell(row, 6), rl ? `${rl.remaining ?? '?'} of ${rl.limit ?? '?'}` : '—');
+        setTitle(cell(row, 6), rl && rl.window_s ? `per ${fmtDuration(rl.window_s)}` : '');
+        setTitle(cell(row, 2), s.poller_error || '');
       });
     byId('sources-table').hidden = sources.length === 0;
+  }
+
+  // Where each registry's credentials come from and when they were renewed (never the secret).
+  function renderRegistries(registries) {
+    const labels = ['Registry', 'Host', 'Credentials from', 'Renewed', 'Expires', 'Renewals',
+      'Last error'];
+    syncRows(byId('registries-rows'), registries, (r) => String(r.name),
+      () => makeRow('registry-row', labels, [null, null, null, null, null, 'num', null]),
+      (row, r) => {
+        const c = r.credentials || {};
+        setText(cell(row, 0), r.name);
+        setText(cell(row, 1), r.registry);
+        setText(cell(row, 2), r.credentials ? c.source : 'anonymous');
+        setText(cell(row, 3), c.renewed_at ? fmtAgo(c.renewed_at) : '—');
+        setTitle(cell(row, 3), c.renewed_at || '');
+        setText(cell(row, 4), c.expires_at || '—');
+        setText(cell(row, 5), fmtCount(c.renewals || 0));
+        setText(cell(row, 6), c.last_error || '');
+      });
+    byId('registries-table').hidden = registries.length === 0;
   }
 
   function renderSummary(status) {
@@ -747,6 +773,7 @@
       const counted = countFailures(failed);
       renderDestinations(Array.isArray(status.destinations) ? status.destinations : [], serverNowMs() / 1000, counted);
       renderSources(Array.isArray(status.sources) ? status.sources : []);
+      renderRegistries(Array.isArray(status.registries) ? status.registries : []);
       renderFailures(failed, counted.capped);
       renderJournal(journal);
       renderImage(image);

@@ -381,6 +381,33 @@ static void test_token_realm_renews(void **state)
 }
 
 /*
+ * A source with nothing for the registry (a Docker config without an entry):
+ * a Basic challenge is answered by nobody, so the request is not sent again.
+ */
+static void test_basic_anonymous_once(void **state)
+{
+    struct fixture f;
+    struct failed a = {0};
+    (void)state;
+    struct registry_options o = fixture_options();
+    struct credentials_spec spec = {.kind = CREDENTIALS_DOCKER_CONFIG,
+                                    .host = "reg.test",
+                                    .path = "/nonexistent/ferry/config.json"};
+    o.credentials = credentials_new(&spec);
+    fixture_start(&f, &o);
+    credentials_unref(o.credentials);
+    responder_expect(&f.r, "GET", "/v2/", 401, "WWW-Authenticate: Basic realm=\"registry\"\r\n",
+                     NULL);
+    registry_ping(f.reg, ping_failed, &a);
+    fixture_run(&f, &a.done);
+    assert_int_equal(a.rc, FERRY_EAUTH);
+    assert_responder_done(&f.r);
+    assert_int_equal(f.r.n_got, 1);
+    free(a.error);
+    fixture_finish(&f);
+}
+
+/*
  * An identity token (a helper's "<token>" username, config.json's
  * identitytoken) is exchanged at the realm with the OAuth2 refresh_token
  * grant: a POST of a form, never a Basic header, never a redirect followed.
@@ -424,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_basic_refused_twice),
         cmocka_unit_test(test_token_realm_renews),
         cmocka_unit_test(test_identity_token),
+        cmocka_unit_test(test_basic_anonymous_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,9 @@
  * Unit tests for replicator/replication/poller_diff.c: what the poller
  * journals, decided from a listing (with the source's digest of each tag)
  * against the journal's tag state, and from the source's answer for a tag
- * the listing left out. No registry, no journal, no loop.
+ * the listing left out; and what the source's request budget lets through
+ * (the cost of a change, the reserve, what may be spent). No registry, no
+ * journal, no loop.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,7 +25,9 @@
 #define B "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 #define C "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 
-#define MEDIA "application/vnd.oci.image.manifest.v1+json"
+#define MEDIA       "application/vnd.oci.image.manifest.v1+json"
+#define MEDIA_INDEX "application/vnd.oci.image.index.v1+json"
+#define MEDIA_LIST  "application/vnd.docker.distribution.manifest.list.v2+json"
 
 static void expect_change(const struct poller_diff *d, size_t i, enum poller_change change,
                           const char *tag, const char *digest)
@@ -184,6 +188,115 @@ static void test_unlisted_answers(void **state)
     assert_false(poller_diff_unlisted(&known, FERRY_ETIMEOUT, NULL, NULL, &v));
 }
 
+/* A change carries the size the source answered for its tag (the budget guesses an index by it). */
+static void test_listing_carries_size(void **state)
+{
+    (void)state;
+    const struct poller_tag listed[] = {
+        {.tag = "v1", .digest = A, .media_type = MEDIA_INDEX, .size = 1234}};
+    struct poller_diff d;
+    poller_diff_listing(listed, 1, NULL, 0, &d);
+    assert_int_equal(d.n_changes, 1);
+    assert_int_equal(d.changes[0].size, 1234);
+    poller_diff_release(&d);
+}
+
+/*
+ * What a change costs the copy in pulls: nothing for a delete; an image its
+ * manifest and referrers look; an index that for itself and each child
+ * guessed from its size (at least one).
+ */
+static void test_change_cost(void **state)
+{
+    (void)state;
+    struct poller_verdict v = {.change = POLLER_NEW, .tag = "v1", .digest = A, .media_type = MEDIA};
+    assert_int_equal(poller_change_cost(&v), 2);
+    v.media_type = NULL;
+    assert_int_equal(poller_change_cost(&v), 2);
+    v.change = POLLER_MOVED;
+    v.media_type = "application/vnd.docker.distribution.manifest.v2+json";
+    assert_int_equal(poller_change_cost(&v), 2);
+    v.change = POLLER_DELETED;
+    assert_int_equal(poller_change_cost(&v), 0);
+
+    v.change = POLLER_NEW;
+    v.media_type = MEDIA_INDEX;
+    v.size = 0; /* unknown: one child */
+    assert_int_equal(poller_change_cost(&v), 4);
+    v.size = 256;
+    assert_int_equal(poller_change_cost(&v), 4);
+    v.size = 257;
+    assert_int_equal(poller_change_cost(&v), 6);
+    v.media_type = MEDIA_LIST;
+    v.size = 1024; /* four children */
+    assert_int_equal(poller_change_cost(&v), 10);
+    /* A size past any manifest's is capped, not overflowed. */
+    v.size = UINT64_MAX;
+    assert_true(poller_change_cost(&v) <= 2 * (1 + (4 * 1024 * 1024) / 256));
+}
+
+/* The reserve: a tenth of the limit, at least one; of what remains when no limit was said. */
+static void test_budget_reserve(void **state)
+{
+    (void)state;
+    assert_int_equal(poller_budget_reserve(100, 76), 10);
+    assert_int_equal(poller_budget_reserve(30, 30), 3);
+    assert_int_equal(poller_budget_reserve(5, 5), 1);
+    assert_int_equal(poller_budget_reserve(0, 0), 1);
+    assert_int_equal(poller_budget_reserve(-1, 200), 20);
+    assert_int_equal(poller_budget_reserve(-1, 3), 1);
+}
+
+/* What may be spent: remaining less the reserve and the pending charges; -1 without a budget. */
+static void test_budget_spendable(void **state)
+{
+    (void)state;
+    assert_int_equal(poller_budget_spendable(-1, -1, 0), -1);
+    assert_int_equal(poller_budget_spendable(100, -1, 50), -1);
+    assert_int_equal(poller_budget_spendable(100, 100, 0), 90);
+    assert_int_equal(poller_budget_spendable(100, 100, 40), 50);
+    assert_int_equal(poller_budget_spendable(30, 30, 0), 27);
+    assert_int_equal(poller_budget_spendable(30, 3, 0), 0);
+    assert_int_equal(poller_budget_spendable(30, 2, 0), 0);
+    assert_int_equal(poller_budget_spendable(30, 20, 30), 0);
+    assert_int_equal(poller_budget_spendable(30, 0, 0), 0);
+}
+
+/*
+ * Admission: a change fits when its cost is at most what may be spent;
+ * the whole budget stays above the reserve however many fit one after the
+ * other; a change dearer than the whole budget waits for a full one.
+ */
+static void test_budget_admits(void **state)
+{
+    (void)state;
+    /* No budget announced: everything. */
+    assert_true(poller_budget_admits(-1, -1, 1000, 1000));
+    /* Limit 30: 27 above the reserve; images at 2 each: 13 fit, the 14th does not. */
+    uint64_t pending = 0;
+    int admitted = 0;
+    for (int i = 0; i < 40; i++) {
+        if (poller_budget_admits(30, 30, pending, 2)) {
+            pending += 2;
+            admitted++;
+        }
+    }
+    assert_int_equal(admitted, 13);
+    assert_true(30 - (int64_t)pending >= 3);
+    /* Once the copies spent it, the registry says so, and nothing is pending any more. */
+    assert_false(poller_budget_admits(30, 4, 0, 2));
+    assert_true(poller_budget_admits(30, 5, 0, 2));
+    /* An index dearer than the whole budget (40 > 27): not while anything is pending or
+     * the budget is not full; then alone. */
+    assert_false(poller_budget_admits(30, 30, 2, 40));
+    assert_false(poller_budget_admits(30, 29, 0, 40));
+    assert_true(poller_budget_admits(30, 30, 0, 40));
+    /* A limit of nothing admits nothing. */
+    assert_false(poller_budget_admits(0, 0, 0, 2));
+    /* Deletes cost nothing: always. */
+    assert_true(poller_budget_admits(30, 0, 100, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +307,11 @@ int main(void)
         cmocka_unit_test(test_listing_repeated_known_first_counts),
         cmocka_unit_test(test_listing_many),
         cmocka_unit_test(test_unlisted_answers),
+        cmocka_unit_test(test_listing_carries_size),
+        cmocka_unit_test(test_change_cost),
+        cmocka_unit_test(test_budget_reserve),
+        cmocka_unit_test(test_budget_spendable),
+        cmocka_unit_test(test_budget_admits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

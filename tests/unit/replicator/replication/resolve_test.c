@@ -549,6 +549,92 @@ static void test_referrers_parse(void **state)
     free(sig);
 }
 
+static void test_layer_foreign(void **state)
+{
+    (void)state;
+    assert_true(resolve_layer_foreign(MEDIA_DOCKER_FOREIGN_LAYER));
+    assert_true(resolve_layer_foreign("application/vnd.oci.image.layer.nondistributable.v1.tar"));
+    assert_true(
+        resolve_layer_foreign("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"));
+    assert_true(
+        resolve_layer_foreign("application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"));
+    assert_true(resolve_layer_foreign("Application/VND.Docker.Image.Rootfs.Foreign.Diff.Tar.Gzip"));
+    assert_false(resolve_layer_foreign(MEDIA_LYR));
+    assert_false(resolve_layer_foreign("application/vnd.docker.image.rootfs.diff.tar.gzip"));
+    assert_false(resolve_layer_foreign("application/vnd.oci.image.layer.nondistributable"));
+    assert_false(resolve_layer_foreign(""));
+    assert_false(resolve_layer_foreign(NULL));
+}
+
+/* What resolve_manifest_blobs() handed over: kinds and digests, in order. */
+struct blobs_seen {
+    enum resolve_blob_kind kinds[8];
+    char digests[8][80];
+    size_t n;
+};
+
+static void blob_seen(void *arg, const struct descriptor *d, enum resolve_blob_kind kind)
+{
+    struct blobs_seen *seen = arg;
+    assert_true(seen->n < 8);
+    seen->kinds[seen->n] = kind;
+    snprintf(seen->digests[seen->n], sizeof(seen->digests[0]), "%s", d->digest);
+    seen->n++;
+}
+
+static void test_manifest_blobs_foreign(void **state)
+{
+    (void)state;
+    char *cfg = dg('c'), *plain = dg('1'), *docker = dg('2'), *oci = dg('3');
+    char *json = xasprintf(
+        "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"%s\","
+        "\"digest\":\"%s\",\"size\":2},\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"%s\","
+        "\"size\":3},{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":4,\"urls\":"
+        "[\"https://example.invalid/a\"]},{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":5,"
+        "\"urls\":[\"https://example.invalid/b\"]}]}",
+        MEDIA_OCI_MANIFEST, MEDIA_CFG, cfg, MEDIA_LYR, plain, MEDIA_DOCKER_FOREIGN_LAYER, docker,
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd", oci);
+    struct manifest m;
+    assert_int_equal(manifest_parse(&m, json, strlen(json), NULL, NULL), 0);
+
+    /* Skipped by default: named, but as left out. */
+    struct blobs_seen seen = {0};
+    assert_int_equal(resolve_manifest_blobs(&m, false, blob_seen, &seen), 2);
+    assert_int_equal(seen.n, 4);
+    enum resolve_blob_kind skip_kinds[] = {RESOLVE_BLOB_CONFIG, RESOLVE_BLOB_LAYER,
+                                           RESOLVE_BLOB_FOREIGN_SKIPPED,
+                                           RESOLVE_BLOB_FOREIGN_SKIPPED};
+    const char *order[] = {cfg, plain, docker, oci};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(seen.kinds[i], skip_kinds[i]);
+        assert_string_equal(seen.digests[i], order[i]);
+    }
+
+    /* With foreign_layers, like any layer. */
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(resolve_manifest_blobs(&m, true, blob_seen, &seen), 0);
+    assert_int_equal(seen.n, 4);
+    assert_int_equal(seen.kinds[0], RESOLVE_BLOB_CONFIG);
+    for (size_t i = 1; i < 4; i++)
+        assert_int_equal(seen.kinds[i], RESOLVE_BLOB_LAYER);
+    manifest_release(&m);
+
+    /* An index names no blob. */
+    const char *children[] = {plain};
+    char *index = index_json(children, NULL, 1);
+    assert_int_equal(manifest_parse(&m, index, strlen(index), NULL, NULL), 0);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(resolve_manifest_blobs(&m, false, blob_seen, &seen), 0);
+    assert_int_equal(seen.n, 0);
+    manifest_release(&m);
+    free(index);
+    free(json);
+    free(cfg);
+    free(plain);
+    free(docker);
+    free(oci);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +650,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_referrers_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_refused, setup, teardown),
         cmocka_unit_test(test_referrers_parse),
+        cmocka_unit_test(test_layer_foreign),
+        cmocka_unit_test(test_manifest_blobs_foreign),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
