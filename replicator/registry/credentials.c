@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/base64.h"
 #include "common/clock.h"
 #include "common/fsutil.h"
 #include "common/log.h"
@@ -87,43 +88,6 @@ static uint64_t unix_ms(void)
 
 /* ---- lifetimes ---- */
 
-/* Decode base64 (standard or URL alphabet, padding optional) into a fresh string; NULL if bad. */
-static char *b64_decode_any(const char *in, size_t len)
-{
-    char *out = xmalloc(len / 4 * 3 + 4);
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = in[i];
-        int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
-                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
-                : ch >= '0' && ch <= '9' ? ch - '0' + 52
-                : ch == '+' || ch == '-' ? 62
-                : ch == '/' || ch == '_' ? 63
-                : ch == '='              ? -2
-                                         : -1;
-        if (v == -2)
-            break;
-        if (v < 0) {
-            secret_free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[n] = '\0';
-    if (memchr(out, '\0', n) != NULL) {
-        secret_free(out);
-        return NULL;
-    }
-    return out;
-}
-
 /* A number of seconds since the epoch named `key` in a JSON text; 0 when there is none. */
 static double json_seconds(const char *text, const char *key)
 {
@@ -147,13 +111,13 @@ uint64_t credentials_secret_life_ms(const char *secret, uint64_t now_unix_ms)
     const char *dot2 = dot1 != NULL ? strchr(dot1 + 1, '.') : NULL;
     if (dot1 != NULL && dot2 != NULL && strchr(dot2 + 1, '.') == NULL) {
         /* A JWT: header.claims.signature; the claims carry "exp". */
-        char *claims = b64_decode_any(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+        char *claims = base64_decode_text(dot1 + 1, (size_t)(dot2 - dot1 - 1), true);
         if (claims != NULL)
             exp = json_seconds(claims, "exp");
         secret_free(claims);
     } else if (dot1 == NULL) {
         /* An ECR token: base64 of "AWS:" and a JSON document with "expiration". */
-        char *decoded = b64_decode_any(secret, strlen(secret));
+        char *decoded = base64_decode_text(secret, strlen(secret), true);
         char *colon = decoded != NULL ? strchr(decoded, ':') : NULL;
         if (colon != NULL && colon[1] == '{')
             exp = json_seconds(colon + 1, "expiration");

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/base64.h"
 #include "common/buf.h"
 #include "common/errors.h"
 #include "common/fsutil.h"
@@ -87,63 +88,6 @@ out:
     return rc;
 }
 
-static int dockerconfig_base64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/*
- * Decode standard base64, padded or not, into a fresh C string. Returns NULL
- * for a stray character, an impossible length, or a decoded NUL byte.
- */
-static char *dockerconfig_base64_decode(const char *in)
-{
-    size_t len = strlen(in);
-    size_t pad = 0;
-    while (len > 0 && pad < 2 && in[len - 1] == '=') {
-        len--;
-        pad++;
-    }
-    if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0))
-        return NULL;
-    char *out = xmalloc(len / 4 * 3 + 3);
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = dockerconfig_base64_value(in[i]);
-        if (v < 0)
-            goto bad;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            char c = (char)((acc >> bits) & 0xff);
-            if (c == '\0')
-                goto bad;
-            out[n++] = c;
-        }
-    }
-    out[n] = '\0';
-    secret_wipe(&acc, sizeof(acc));
-    return out;
-
-bad:
-    secret_wipe(out, n);
-    free(out);
-    return NULL;
-}
-
 /* The host part of an "auths" key: no scheme, no path. */
 static void dockerconfig_key_host(const char *key, const char **host, size_t *len)
 {
@@ -195,7 +139,7 @@ static int dockerconfig_entry(const cJSON *entry, char **username, char **passwo
         return FERRY_EPARSE;
 
     if (cJSON_IsString(auth) && auth->valuestring[0] != '\0') {
-        char *decoded = dockerconfig_base64_decode(auth->valuestring);
+        char *decoded = base64_decode_text(auth->valuestring, strlen(auth->valuestring), false);
         if (decoded == NULL)
             return FERRY_EPARSE;
         char *colon = strchr(decoded, ':');

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/base64.h"
 #include "common/buf.h"
 #include "common/errors.h"
 #include "common/log.h"
@@ -54,31 +55,10 @@ struct registry_token {
 
 /* ---- Basic ---- */
 
-static char *base64_encode(const char *s)
-{
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t len = strlen(s);
-    char *out = xmalloc(4 * ((len + 2) / 3) + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)(unsigned char)s[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)(unsigned char)s[i + 1] << 8;
-        if (i + 2 < len)
-            v |= (uint32_t)(unsigned char)s[i + 2];
-        out[o++] = tbl[(v >> 18) & 63];
-        out[o++] = tbl[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? tbl[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
 char *registry_auth_basic_header(const char *username, const char *password)
 {
     char *pair = xasprintf("%s:%s", username, password);
-    char *enc = base64_encode(pair);
+    char *enc = base64_encode(pair, strlen(pair));
     char *header = xasprintf("Authorization: Basic %s", enc);
     /* Only the header remains; the pair and its encoding are wiped. */
     secret_free(pair);

@@ -515,16 +515,16 @@ struct head_ctx {
     struct poller_tag *t;
 };
 
-/* The GET of a tag whose HEAD named no digest: the digest of its bytes. */
-static void tag_got(int rc, const char *error, const char *bytes, size_t len,
-                    const char *media_type, const char *digest, void *arg)
+/*
+ * Keep what the source said of a tag: its digest, or, for a failure, that
+ * the repository is looked at again next round (a listed tag the source has
+ * no manifest for, a listing that runs ahead, is no error).
+ */
+static void tag_take(struct head_ctx *h, int rc, const char *error, size_t len,
+                     const char *media_type, const char *digest)
 {
-    struct head_ctx *h = arg;
     struct poll_repo *r = h->r;
     struct poller *p = r->src->poller;
-    (void)bytes;
-
-    p->outstanding--;
     if (rc == 0 && !p->closing) {
         h->t->digest = own(r, xstrdup(digest));
         h->t->media_type = media_type ? own(r, xstrdup(media_type)) : NULL;
@@ -534,9 +534,27 @@ static void tag_got(int rc, const char *error, const char *bytes, size_t len,
         if (rc != FERRY_ENOTFOUND)
             poller_error(p, "%s: %s", r->name, error);
     }
+}
+
+/* One look at a tag is over. */
+static void tag_looked(struct head_ctx *h)
+{
+    struct poll_repo *r = h->r;
+    struct poller *p = r->src->poller;
+    p->outstanding--;
     free(h);
     repo_head_step(r);
     poller_maybe_finish_close(p);
+}
+
+/* The GET of a tag whose HEAD named no digest: the digest of its bytes. */
+static void tag_got(int rc, const char *error, const char *bytes, size_t len,
+                    const char *media_type, const char *digest, void *arg)
+{
+    struct head_ctx *h = arg;
+    (void)bytes;
+    tag_take(h, rc, error, len, media_type, digest);
+    tag_looked(h);
 }
 
 static void tag_headed(int rc, const char *error, const char *bytes, size_t len,
@@ -557,21 +575,10 @@ static void tag_headed(int rc, const char *error, const char *bytes, size_t len,
         }
         src->deferred++;
         r->dirty = true;
-    } else if (rc == 0 && !p->closing) {
-        h->t->digest = own(r, xstrdup(digest));
-        h->t->media_type = media_type ? own(r, xstrdup(media_type)) : NULL;
-        h->t->size = len;
-    } else if (rc < 0) {
-        /* A listed tag the source has no manifest for (a listing that runs
-         * ahead) is left alone, and looked at again next round. */
-        r->dirty = true;
-        if (rc != FERRY_ENOTFOUND)
-            poller_error(p, "%s: %s", r->name, error);
+    } else {
+        tag_take(h, rc, error, len, media_type, digest);
     }
-    p->outstanding--;
-    free(h);
-    repo_head_step(r);
-    poller_maybe_finish_close(p);
+    tag_looked(h);
 }
 
 /* A HEAD for each listed tag (and a GET where it names no valid digest). */
