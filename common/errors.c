@@ -40,6 +40,8 @@ const char *ferry_strerror(int code)
         return "registry server error";
     case FERRY_ETOOMANY:
         return "rate limited by registry";
+    case FERRY_ENOREPO:
+        return "no such repository at the registry";
     default:
         break;
     }

@@ -31,7 +31,9 @@ enum ferry_error {
     FERRY_ETLS = FERRY_ERRBASE - 13,         /* TLS handshake or certificate failure */
     FERRY_ESERVER = FERRY_ERRBASE - 14,      /* the registry answered 5xx */
     FERRY_ETOOMANY = FERRY_ERRBASE - 15,     /* the registry answered 429 */
-    FERRY_ERRLAST = FERRY_ERRBASE - 16,
+    FERRY_ENOREPO = FERRY_ERRBASE - 16,      /* a push refused: no such repository (NAME_UNKNOWN,
+                                                DENIED), which the registry will not create */
+    FERRY_ERRLAST = FERRY_ERRBASE - 17,
 };
 
 /**

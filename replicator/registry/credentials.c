@@ -261,6 +261,9 @@ static void credentials_read_docker_config(struct credentials *c)
     c->mark = file_mark_of(c->spec.path);
     c->checked_ms = mono_ms();
     int rc = dockerconfig_find(c->spec.path, c->spec.host, &found, &err);
+    /* The same helper named again: what it gave stays (a file rewritten, not re-pointed). */
+    bool same_helper = rc == 0 && found.helper != NULL && c->helper_now != NULL &&
+                       strcmp(found.helper, c->helper_now) == 0 && !c->config_auths;
     free(c->helper_now);
     c->helper_now = NULL;
     c->config_auths = false;
@@ -275,7 +278,8 @@ static void credentials_read_docker_config(struct credentials *c)
         c->held = true;
     } else if (found.helper != NULL) {
         c->helper_now = xstrdup(found.helper);
-        credentials_drop(c); /* fetched from the helper */
+        if (!same_helper)
+            credentials_drop(c); /* fetched from the helper */
     } else {
         c->config_auths = true;
         credentials_hold(c, found.username, found.password, 0);
@@ -480,7 +484,8 @@ void credentials_fetch(struct credentials *c, uv_loop_t *loop, credentials_cb cb
     c->fetching = true;
     c->loop = loop;
     c->refs++; /* held while the helper runs */
-    credhelper_get(loop, helper, c->spec.host, c->spec.timeout_ms, credentials_helper_done, c);
+    credhelper_get(loop, helper, dockerconfig_server_url(c->spec.host), c->spec.timeout_ms,
+                   credentials_helper_done, c);
 }
 
 bool credentials_refused(struct credentials *c, uint64_t generation)

@@ -105,7 +105,9 @@ typedef void (*credentials_cb)(int rc, const char *error, const struct credentia
 
 /**
  * Fetch fresh credentials: one fetch (a helper run) for every caller that
- * asks while it is under way. The callback fires once, from the loop.
+ * asks while it is under way. The callback fires once: from the loop when a
+ * helper runs; from inside this call when no helper is involved (a password
+ * file or Docker config read again), so a caller must be ready for both.
  */
 void credentials_fetch(struct credentials *c, uv_loop_t *loop, credentials_cb cb, void *arg);
 

@@ -100,13 +100,15 @@ static void credhelper_ran(int rc, const struct spawn_result *res, void *arg)
     char *error = NULL;
     int code = FERRY_EAUTH;
 
-    if (rc == 0 && !res->timed_out && res->term_signal == 0 && res->exit_status == 0 &&
-        !res->out_truncated) {
+    if (rc == 0 && !res->timed_out && !res->canceled && res->term_signal == 0 &&
+        res->exit_status == 0 && !res->out_truncated) {
         error = credhelper_answer(call, res);
         if (error == NULL)
             goto out;
     }
-    if (rc == 0 && res->timed_out) {
+    if (rc == 0 && res->canceled) {
+        code = FERRY_ECANCELED;
+    } else if (rc == 0 && res->timed_out) {
         code = FERRY_ETIMEOUT;
     } else if (rc == 0 && (credhelper_says_not_found(res->out, res->out_len) ||
                            credhelper_says_not_found(res->err, res->err_len))) {

@@ -282,6 +282,12 @@ static void dockerconfig_free_json(cJSON *root)
     }
 }
 
+const char *dockerconfig_server_url(const char *registry)
+{
+    return dockerconfig_is_hub(registry, strlen(registry)) ? "https://index.docker.io/v1/"
+                                                           : registry;
+}
+
 void dockerconfig_creds_release(struct dockerconfig_creds *c)
 {
     free(c->helper);

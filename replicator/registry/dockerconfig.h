@@ -72,6 +72,14 @@ struct dockerconfig_creds {
 FERRY_MUST_CHECK int dockerconfig_find(const char *path, const char *registry,
                                        struct dockerconfig_creds *out, char **err);
 
+/**
+ * The server URL a credential helper knows `registry` by: what `docker
+ * login` stored. Docker Hub ("docker.io", "index.docker.io",
+ * "registry-1.docker.io") is "https://index.docker.io/v1/"; any other
+ * registry is its "host[:port]" as given. Never NULL.
+ */
+const char *dockerconfig_server_url(const char *registry);
+
 /** Free (and wipe) what dockerconfig_find() gave. */
 void dockerconfig_creds_release(struct dockerconfig_creds *c);
 

@@ -16,6 +16,7 @@
 #include "common/reference.h"
 #include "common/xalloc.h"
 #include "registry/credentials.h"
+#include "registry/regerror.h"
 #include "registry/registry_int.h"
 
 /* ---- small helpers ---- */
@@ -41,6 +42,23 @@ int registry_status_error(long status)
     if (status >= 500)
         return FERRY_ESERVER;
     return FERRY_EHTTP;
+}
+
+int registry_push_status_rc(struct http_request *req, int rc)
+{
+    rc = registry_status_rc(req, rc);
+    long status = req != NULL ? http_request_status(req) : 0;
+    if (status != 404 && status != 403)
+        return rc;
+    /* ECR answers a push to a missing repository NAME_UNKNOWN, Harbor (a
+     * missing project) and Docker Hub DENIED: the create_repository hook's cue. */
+    const struct buf *body = http_request_response_body(req);
+    char *code = NULL;
+    if (body->len > 0 && regerror_parse(body->data, body->len, &code, NULL) == 0 &&
+        strcmp(code, status == 404 ? "NAME_UNKNOWN" : "DENIED") == 0)
+        rc = FERRY_ENOREPO;
+    free(code);
+    return rc;
 }
 
 int registry_status_rc(struct http_request *req, int rc)

@@ -162,6 +162,7 @@ static void token_answer_waiters(struct registry_token *t, const char *error, bo
     struct registry_op **waiters = t->waiters;
     size_t n = t->n_waiters;
     t->fetching = false;
+    t->creds_renewed = false; /* the next fetch may renew them again */
     t->waiters = NULL;
     t->n_waiters = 0;
     for (size_t i = 0; i < n; i++) {
@@ -260,6 +261,14 @@ static char *token_form(const struct registry *reg, const char *scope, const cha
 {
     struct buf form;
     buf_init(&form, TOKEN_URL_MAX);
+    /* Room for all of it at once: a buffer that grew would leave copies of the token behind. */
+    size_t need = 128 + 3 * (strlen(scope) + strlen(refresh_token) +
+                             (reg->service != NULL ? strlen(reg->service) : 0));
+    if (need <= TOKEN_URL_MAX) {
+        form.data = xmalloc(need + 1);
+        form.data[0] = '\0';
+        form.alloc = need + 1;
+    }
     int rc = buf_append_str(&form, "grant_type=refresh_token&client_id=ferry");
     if (rc == 0 && reg->service != NULL) {
         rc = buf_append_str(&form, "&service=");

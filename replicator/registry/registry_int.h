@@ -120,6 +120,13 @@ char *registry_url_path(const char *url);
 /** Ferry's code for a final HTTP status the caller did not expect. */
 FERRY_MUST_CHECK int registry_status_error(long status);
 
+/**
+ * As registry_status_rc(), for a push (an upload, a manifest PUT): a 404
+ * NAME_UNKNOWN or a 403 DENIED is FERRY_ENOREPO, a repository the registry
+ * does not have and will not create on push.
+ */
+FERRY_MUST_CHECK int registry_push_status_rc(struct http_request *req, int rc);
+
 /** `rc` when the op failed without an answer, else the code of its status. */
 FERRY_MUST_CHECK int registry_status_rc(struct http_request *req, int rc);
 

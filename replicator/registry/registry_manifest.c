@@ -256,7 +256,7 @@ static void manifest_put_done(struct registry_op *op, struct http_request *req, 
             ctx->put_cb(0, NULL, subject, ctx->arg);
         }
     } else {
-        rc = registry_status_rc(req, rc);
+        rc = registry_push_status_rc(req, rc);
         error = registry_op_error_text(op, req, rc);
         ctx->put_cb(rc, error, false, ctx->arg);
     }

@@ -260,8 +260,8 @@ static bool registry_rc_has_answer(struct http_request *req, int rc)
         return true;
     if (req == NULL || http_request_status(req) == 0)
         return false;
-    return rc == FERRY_EHTTP || rc == FERRY_ENOTFOUND || rc == FERRY_EAUTH || rc == FERRY_ESERVER ||
-           rc == FERRY_ETOOMANY;
+    return rc == FERRY_EHTTP || rc == FERRY_ENOTFOUND || rc == FERRY_EAUTH || rc == FERRY_ENOREPO ||
+           rc == FERRY_ESERVER || rc == FERRY_ETOOMANY;
 }
 
 /* A response header's value as a fresh string, or NULL (no request, no header). */

@@ -352,7 +352,7 @@ static const upload_handler upload_handlers[] = {
 static enum upload_next upload_failed(struct registry_upload *up, struct registry_op *op,
                                       struct http_request *req, int rc, long status)
 {
-    int code = rc < 0 ? rc : registry_status_error(status);
+    int code = rc < 0 ? rc : registry_push_status_rc(req, rc);
     char *error = registry_op_error_text(op, req, code);
     if (retry_transient(rc, status, 0) && (up->state == UPLOAD_PUT || up->state == UPLOAD_PATCH))
         return upload_recover(up, error);

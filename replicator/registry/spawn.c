@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "common/secret.h"
@@ -45,7 +47,11 @@ struct spawn {
     struct spawn_result res;
     spawn_cb cb;
     void *arg;
+    struct spawn *next, **pprev; /* on spawn_running while its process may run */
 };
+
+/* Every spawn whose process may still run, for spawn_abort_all(). Loop threads only. */
+static struct spawn *spawn_running;
 
 static void spawn_settle(struct spawn *s);
 
@@ -76,6 +82,12 @@ static void spawn_capture_wipe(struct spawn_capture *c)
  */
 static void spawn_deliver(struct spawn *s)
 {
+    if (s->pprev != NULL) {
+        *s->pprev = s->next;
+        if (s->next != NULL)
+            s->next->pprev = s->pprev;
+        s->pprev = NULL;
+    }
     s->res.out = s->out.data != NULL ? s->out.data : "";
     s->res.out_len = s->out.len;
     s->res.out_truncated = s->out.truncated;
@@ -220,12 +232,11 @@ static void spawn_exited(uv_process_t *process, int64_t exit_status, int term_si
  * stop waiting for the pipes, which a process that left the group could
  * hold open forever. The exit is still awaited: SIGKILL cannot be ignored.
  */
-static void spawn_timed_out(uv_timer_t *timer)
+/* Kill the child's group (at the time limit, or on an abort) and stop listening to it. */
+static void spawn_kill(struct spawn *s)
 {
-    struct spawn *s = timer->data;
     bool pipes_open =
         !uv_is_closing((uv_handle_t *)&s->out.pipe) || !uv_is_closing((uv_handle_t *)&s->err.pipe);
-    s->res.timed_out = true;
     /*
      * After the exit, the group only lives on in what holds the pipes open;
      * when nothing does, its number may already belong to someone else.
@@ -237,6 +248,55 @@ static void spawn_timed_out(uv_timer_t *timer)
     spawn_input_close(s);
     spawn_close((uv_handle_t *)&s->out.pipe);
     spawn_close((uv_handle_t *)&s->err.pipe);
+}
+
+static void spawn_timed_out(uv_timer_t *timer)
+{
+    struct spawn *s = timer->data;
+    s->res.timed_out = true;
+    spawn_kill(s);
+}
+
+void spawn_abort_all(uv_loop_t *loop)
+{
+    for (struct spawn *s = spawn_running; s != NULL; s = s->next) {
+        if (s->process.loop != loop || s->res.timed_out || s->res.canceled)
+            continue;
+        s->res.canceled = true;
+        if (!uv_is_closing((uv_handle_t *)&s->timer))
+            (void)uv_timer_stop(&s->timer);
+        spawn_kill(s);
+    }
+}
+
+/*
+ * Nothing of Ferry's but the three pipes reaches a child: libcurl opens its
+ * sockets (registry connections, its wakeup pair) without close-on-exec, and
+ * a helper or hook must not hold them. Every descriptor above stderr is
+ * marked close-on-exec before the fork (the child's stdio is dup2()ed, which
+ * clears the flag on the copies it gets). close_range() does it in one call
+ * on Linux 5.11 and later; otherwise /proc/self/fd is walked.
+ */
+static void spawn_cloexec_all(void)
+{
+#ifdef CLOSE_RANGE_CLOEXEC
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return;
+#endif
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL)
+        return;
+    int self = dirfd(dir);
+    for (struct dirent *e = readdir(dir); e != NULL; e = readdir(dir)) {
+        char *end = NULL;
+        long fd = strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end != '\0' || fd < 3 || fd == self)
+            continue;
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags >= 0 && (flags & FD_CLOEXEC) == 0)
+            (void)fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    closedir(dir);
 }
 
 /* Could not start: close what was made; the callback fires from the close callbacks. */
@@ -346,6 +406,7 @@ void spawn_run(uv_loop_t *loop, const struct spawn_options *opts, spawn_cb cb, v
     /* Its own process group (setsid), which the time limit kills whole. */
     options.flags = UV_PROCESS_DETACHED;
     s->process.data = s;
+    spawn_cloexec_all();
     rc = uv_spawn(loop, &s->process, &options);
     /* The handle is initialised even when uv_spawn fails: it must be closed. */
     s->open++;
@@ -373,6 +434,11 @@ void spawn_run(uv_loop_t *loop, const struct spawn_options *opts, spawn_cb cb, v
         spawn_input_close(s);
     if (s->timeout_ms > 0)
         (void)uv_timer_start(&s->timer, spawn_timed_out, s->timeout_ms, 0); /* cannot fail */
+    s->next = spawn_running;
+    if (s->next != NULL)
+        s->next->pprev = &s->next;
+    s->pprev = &spawn_running;
+    spawn_running = s;
 }
 
 /* A duration for a message: "30 s", "250 ms", "1.5 s". */
@@ -430,6 +496,8 @@ char *spawn_error_text(int rc, const struct spawn_result *res, uint64_t timeout_
         return xstrdup("cannot run it: not found in PATH");
     if (rc < 0)
         return xasprintf("cannot run it: %s", ferry_strerror(rc));
+    if (res->canceled)
+        return xstrdup("canceled: Ferry is shutting down");
     if (res->timed_out) {
         spawn_duration(duration, sizeof(duration), timeout_ms);
         return xasprintf("timed out after %s", duration);

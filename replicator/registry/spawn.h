@@ -26,6 +26,7 @@
 /* How the program ended, and what it printed. */
 struct spawn_result {
     bool timed_out;      /* killed at the time limit */
+    bool canceled;       /* killed by spawn_abort_all() */
     int64_t exit_status; /* when it exited; -1 when killed by a signal or not started */
     int term_signal;     /* the signal that ended it, or 0 */
     const char *out;     /* stdout, NUL-terminated (len out_len); wiped after the callback */
@@ -66,6 +67,13 @@ struct spawn_options {
  * pipes open is timed out the same way.
  */
 void spawn_run(uv_loop_t *loop, const struct spawn_options *opts, spawn_cb cb, void *arg);
+
+/**
+ * Kill every program started on `loop` that still runs (SIGKILL to its
+ * group), as at the time limit: their callbacks come with `canceled` set.
+ * For a shutdown that cannot wait out helpers and hooks.
+ */
+void spawn_abort_all(uv_loop_t *loop);
 
 /**
  * One line saying how `res` (of program `name`) failed, for an error

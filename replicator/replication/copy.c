@@ -33,7 +33,7 @@ void copy_fail_push(struct copy *c, int rc, const char *error)
 {
     bool first = c->rc == 0;
     copy_fail(c, COPY_FAULT_DESTINATION, rc, error);
-    if (first && (rc == FERRY_ENOTFOUND || rc == FERRY_EAUTH))
+    if (first && rc == FERRY_ENOREPO)
         c->push_refused = true;
 }
 

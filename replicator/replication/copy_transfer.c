@@ -396,7 +396,7 @@ static void blob_upload_done(int rc, const char *error, enum registry_upload_out
          * by refusing a push into a repository it does not have. */
         if (b->upload_fault == COPY_FAULT_NONE) {
             b->upload_fault = COPY_FAULT_DESTINATION;
-            b->upload_refused = rc == FERRY_ENOTFOUND || rc == FERRY_EAUTH;
+            b->upload_refused = rc == FERRY_ENOREPO;
         }
         blob_download_drop(b);
     }

@@ -15,6 +15,7 @@
 #include "journal/journal.h"
 #include "registry/http.h"
 #include "registry/registry.h"
+#include "registry/spawn.h"
 #include "replication/clients.h"
 #include "replication/engine_int.h"
 #include "replication/presence.h"
@@ -259,6 +260,8 @@ static void engine_close_wait(uv_timer_t *timer)
         e->close_cut = true;
         for (size_t i = 0; i < e->n_registries; i++)
             http_client_abort(e->registries[i].cl.http);
+        /* Credential helpers and create_repository hooks too: none waits out its time limit. */
+        spawn_abort_all(e->loop);
     }
     if (e->running > 0)
         return;

@@ -57,6 +57,8 @@
 #define POLLER_CATALOG_RETRY_MS (60ull * 60 * 1000)
 /* Every this many rounds a repository is listed unconditionally and each tag HEADed. */
 #define POLLER_SWEEP_ROUNDS 10
+/* A budget reading with no window is trusted this long after the answer that carried it. */
+#define POLLER_BUDGET_STALE_MS ((uint64_t)10 * 60 * 1000)
 /* A push's charge against the budget is held this long (at most the limit's window). */
 #define POLLER_SETTLE_S 30
 /* The one-line errors the poller keeps per source. */
@@ -260,6 +262,13 @@ static bool budget_take(struct poll_source *src, uint64_t cost)
         return true;
     registry_get_stats(src->cl.pull, &st);
     if (st.ratelimit_remaining < 0)
+        return true;
+    /* A reading older than its window (or POLLER_BUDGET_STALE_MS without
+     * one) says nothing of now: the window has turned, or the registry
+     * stopped counting (an anonymous answer before a login, say). */
+    uint64_t stale_ms =
+        st.ratelimit_window_s > 0 ? st.ratelimit_window_s * 1000 : POLLER_BUDGET_STALE_MS;
+    if (uv_now(src->poller->loop) - st.ratelimit_seen_ms > stale_ms)
         return true;
     if (!poller_budget_admits(st.ratelimit_limit, st.ratelimit_remaining, budget_pending(src, &st),
                               cost))

@@ -30,6 +30,7 @@ struct repo_hook_entry {
     char *repo;
     char **argv;
     bool running;
+    uint64_t created_ms; /* uv_now() when its run created the repository */
     struct repo_hook_waiter *waiters;
     size_t n_waiters;
     UT_hash_handle hh;
@@ -39,13 +40,23 @@ struct repo_hook {
     uv_loop_t *loop;
     struct repo_hook_entry *table; /* by key */
     size_t n_created;
+    size_t created_max; /* REPO_HOOK_CREATED_MAX, or a test's */
+    uint64_t fresh_ms;  /* REPO_HOOK_FRESH_MS, or a test's */
 };
 
 struct repo_hook *repo_hook_new(uv_loop_t *loop)
 {
     struct repo_hook *h = xcalloc(1, sizeof(*h));
     h->loop = loop;
+    h->created_max = REPO_HOOK_CREATED_MAX;
+    h->fresh_ms = REPO_HOOK_FRESH_MS;
     return h;
+}
+
+void repo_hook_set_limits(struct repo_hook *h, size_t created_max, uint64_t fresh_ms)
+{
+    h->created_max = created_max;
+    h->fresh_ms = fresh_ms;
 }
 
 bool repo_hook_configured(const struct config_registry *reg)
@@ -139,10 +150,10 @@ static void hook_ran(int rc, const struct spawn_result *res, void *arg)
     struct repo_hook_entry *x = arg;
     struct repo_hook *h = x->hook;
     const struct config_registry *reg = x->reg;
-    bool ok = rc == 0 && !res->timed_out && res->term_signal == 0 && res->exit_status == 0;
+    bool ok = rc == 0 && !res->timed_out && !res->canceled && res->term_signal == 0 &&
+              res->exit_status == 0;
     char *error = NULL;
 
-    x->running = false;
     if (h == NULL) {
         /* The runner is gone: nobody waits. */
         entry_free(x);
@@ -150,9 +161,11 @@ static void hook_ran(int rc, const struct spawn_result *res, void *arg)
     }
     if (ok) {
         log_info("create_repository created the repository dest=%s repo=%s", reg->name, x->repo);
-        if (h->n_created >= REPO_HOOK_CREATED_MAX)
+        /* Forgotten while `x` still runs, so that `x` itself stays. */
+        if (h->n_created >= h->created_max)
             hook_forget_created(h);
         h->n_created++;
+        x->created_ms = uv_now(h->loop);
     } else {
         char *why = spawn_error_text(rc, res, reg->command_timeout_ms);
         error = xasprintf("create_repository for %s at %s failed: %s", x->repo, reg->name, why);
@@ -162,6 +175,7 @@ static void hook_ran(int rc, const struct spawn_result *res, void *arg)
         /* A failed run is forgotten: the next refusal runs it again. */
         HASH_DEL(h->table, x);
     }
+    x->running = false;
     repo_hook_argv_free(x->argv);
     x->argv = NULL;
     /* The waiters are taken first: a callback may ask for the same repository again. */
@@ -192,6 +206,14 @@ enum repo_hook_state repo_hook_ensure(struct repo_hook *h, const struct config_r
     char *key = xasprintf("%s\n%s", reg->name, repo);
     struct repo_hook_entry *x = NULL;
     HASH_FIND_STR(h->table, key, x);
+    if (x != NULL && !x->running && uv_now(h->loop) - x->created_ms > h->fresh_ms) {
+        /* Created a while ago and refused again: deleted since; created again. */
+        HASH_DEL(h->table, x);
+        entry_free(x);
+        if (h->n_created > 0)
+            h->n_created--;
+        x = NULL;
+    }
     if (x != NULL) {
         free(key);
         if (!x->running)

@@ -27,6 +27,12 @@
 
 /* Repositories remembered as created; past this the memory starts over. */
 #define REPO_HOOK_CREATED_MAX 100000
+/*
+ * A repository created this recently is taken as there when a push that
+ * started before its creation is refused; later, a refusal means it was
+ * deleted since, and the hook runs again.
+ */
+#define REPO_HOOK_FRESH_MS ((uint64_t)60 * 1000)
 
 struct repo_hook;
 
@@ -40,6 +46,9 @@ typedef void (*repo_hook_cb)(int rc, const char *error, void *arg);
 
 /** A hook runner on `loop` (no handle of its own; free it with repo_hook_free()). */
 struct repo_hook *repo_hook_new(uv_loop_t *loop);
+
+/** Other bounds than REPO_HOOK_CREATED_MAX and REPO_HOOK_FRESH_MS, for tests. */
+void repo_hook_set_limits(struct repo_hook *h, size_t created_max, uint64_t fresh_ms);
 
 /** True when `reg` has a create_repository command. */
 bool repo_hook_configured(const struct config_registry *reg);

@@ -15,6 +15,7 @@
 # 3. A hook that succeeds but creates nothing: the push is tried again once,
 #    then fails the normal way, saying the hook ran and the push is still
 #    refused; the hook ran once per repository.
+# 4. A push refused 401 (not a missing repository) never runs the hook.
 set -euo pipefail
 source "$(dirname "$0")/proxy_lib.sh"
 require_ferry
@@ -112,3 +113,18 @@ grep -q "FAILED.*create_repository ran for team/db at ecr, but the push is still
   fail "no 'still refused' error: $(grep -h FAILED "$TEST_TMP/none.out" "$TEST_TMP/none.err" | head -3)"
 assert_eq "$(wc -l <"$HOOK_LOG")" 2 "the hook ran once per repository, not again on retries"
 pass "a hook that creates nothing: the push is refused again and the job FAILED says so"
+
+# 4. A push refused for another reason than a missing repository (a 401:
+#    credentials the registry refuses, here for uploads only, as a token
+#    without push rights would be) never runs the hook.
+registry_start dstauth
+proxy_start gateauth "$dstauth_ADDR" "POST /blobs/uploads/ status=401"
+write_config auth gateauth nothing
+export HOOK_LOG="$TEST_TMP/hook-auth.log"
+rc=0
+timeout 60 "$FERRY" sync -c "$TEST_TMP/auth.yaml" >"$TEST_TMP/auth.out" 2>"$TEST_TMP/auth.err" || rc=$?
+assert_eq "$rc" 1 "sync exit status with uploads refused 401"
+[[ ! -s "$HOOK_LOG" ]] || fail "the hook ran on a 401: $(cat "$HOOK_LOG")"
+grep -q "FAILED.*401" "$TEST_TMP/auth.out" "$TEST_TMP/auth.err" ||
+  fail "the 401 is not in the FAILED line: $(grep -h FAILED "$TEST_TMP/auth.out" "$TEST_TMP/auth.err" | head -3)"
+pass "a push refused 401 is not a missing repository: no hook, the 401 said"

@@ -333,6 +333,18 @@ static void restore_env(const char *name, char *value)
     free(value);
 }
 
+/* A helper knows Docker Hub by the URL docker login stored it under. */
+static void test_server_url(void **state)
+{
+    (void)state;
+    assert_string_equal(dockerconfig_server_url("docker.io"), "https://index.docker.io/v1/");
+    assert_string_equal(dockerconfig_server_url("registry-1.docker.io"),
+                        "https://index.docker.io/v1/");
+    assert_string_equal(dockerconfig_server_url("index.docker.io"), "https://index.docker.io/v1/");
+    assert_string_equal(dockerconfig_server_url("ghcr.io"), "ghcr.io");
+    assert_string_equal(dockerconfig_server_url("127.0.0.1:5000"), "127.0.0.1:5000");
+}
+
 static void test_default_path(void **state)
 {
     (void)state;
@@ -373,6 +385,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
+        cmocka_unit_test(test_server_url),
         cmocka_unit_test(test_default_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,10 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "common/errors.h"
+#include "common/xalloc.h"
 #include "registry/spawn.h"
 
 #define MARKER       "MARKER-SECRET-7f3a9c"
@@ -193,6 +195,30 @@ static void test_output_captured(void **state)
 }
 
 /* The program is searched in PATH, and a status other than 0 comes back as it is. */
+/*
+ * Descriptors Ferry holds without close-on-exec (libcurl's sockets are
+ * opened so) do not reach the child: it sees its three pipes only.
+ */
+static void test_no_descriptor_leaks(void **state)
+{
+    struct fixture *f = *state;
+    int leaky = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(leaky > 2);
+    char *script = xasprintf("if test -e /proc/self/fd/%d; then echo open; else echo closed; fi; "
+                             "ls /proc/self/fd | wc -l",
+                             leaky);
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    struct spawn_options opts = {.argv = argv, .timeout_ms = 10000};
+    struct outcome o;
+    run(f, &opts, &o);
+    assert_int_equal(o.rc, 0);
+    /* closed, and the shell holds 0, 1, 2 and the directory ls reads, perhaps one more. */
+    assert_non_null(strstr(o.out, "closed\n"));
+    close(leaky);
+    outcome_release(&o);
+    free(script);
+}
+
 static void test_path_search_and_status(void **state)
 {
     struct fixture *f = *state;
@@ -311,6 +337,34 @@ static void test_output_default_cap(void **state)
     assert_int_equal(o.rc, 0);
     assert_int_equal(o.res.out_len, SPAWN_OUTPUT_MAX);
     assert_true(o.res.out_truncated);
+    outcome_release(&o);
+}
+
+static void abort_now(uv_timer_t *timer)
+{
+    spawn_abort_all(timer->loop);
+    uv_close((uv_handle_t *)timer, NULL);
+}
+
+/* A shutdown does not wait out a helper's time limit: spawn_abort_all() kills it now. */
+static void test_abort_all(void **state)
+{
+    struct fixture *f = *state;
+    const char *argv[] = {"sleep", "100", NULL};
+    struct spawn_options opts = {.argv = argv, .timeout_ms = 60000};
+    uv_timer_t timer;
+    assert_int_equal(uv_timer_init(&f->loop, &timer), 0);
+    assert_int_equal(uv_timer_start(&timer, abort_now, 200, 0), 0);
+    struct outcome o;
+    run(f, &opts, &o);
+    assert_int_equal(o.rc, 0);
+    assert_true(o.res.canceled);
+    assert_false(o.res.timed_out);
+    assert_int_equal(o.res.term_signal, SIGKILL);
+    assert_true(o.elapsed_ms < 5000);
+    char *text = spawn_error_text(o.rc, &o.res, 60000);
+    assert_string_equal(text, "canceled: Ferry is shutting down");
+    free(text);
     outcome_release(&o);
 }
 
@@ -582,6 +636,8 @@ int main(void)
     signal(SIGPIPE, SIG_DFL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_output_captured, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_descriptor_leaks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_path_search_and_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_input_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_input_large, setup, teardown),

@@ -193,6 +193,46 @@ static void test_single_flight_and_memory(void **state)
     free(script);
 }
 
+/*
+ * The memory of created repositories is bounded: past its cap it is
+ * forgotten, while the run that reached the cap still ends for its waiters.
+ * A repository created longer ago than the fresh time and refused again was
+ * deleted since: the hook runs again.
+ */
+static void test_memory_bounds(void **state)
+{
+    struct fixture *f = *state;
+    char *script = xasprintf("echo \"$1 $2\" >>%s", f->log);
+    char *store[6];
+    struct config_registry reg = registry_with(script, store);
+    struct repo_hook *h = repo_hook_new(&f->loop);
+    repo_hook_set_limits(h, 1, 60000);
+    struct outcome a = {0}, b = {0}, c = {0};
+
+    assert_int_equal(repo_hook_ensure(h, &reg, "one", hook_done, &a), REPO_HOOK_RUNNING);
+    run_until(f, &a.calls, 1);
+    assert_int_equal(a.rc, 0);
+    /* The second creation passes the cap: "one" is forgotten, "two"'s waiter still answered. */
+    assert_int_equal(repo_hook_ensure(h, &reg, "two", hook_done, &b), REPO_HOOK_RUNNING);
+    run_until(f, &b.calls, 1);
+    assert_int_equal(b.rc, 0);
+    assert_int_equal(repo_hook_ensure(h, &reg, "one", hook_done, &c), REPO_HOOK_RUNNING);
+    run_until(f, &c.calls, 1);
+    assert_int_equal(runs_logged(f, NULL, 0), 3);
+
+    /* Fresh for 0 ms: a later refusal runs the hook again. */
+    repo_hook_set_limits(h, 100, 0);
+    struct outcome d = {0};
+    uv_sleep(5);
+    uv_update_time(&f->loop);
+    assert_int_equal(repo_hook_ensure(h, &reg, "two", hook_done, &d), REPO_HOOK_RUNNING);
+    run_until(f, &d.calls, 1);
+    assert_int_equal(d.rc, 0);
+    assert_int_equal(runs_logged(f, NULL, 0), 4);
+    repo_hook_free(h);
+    free(script);
+}
+
 /* A failure names the repository, the registry and the command's stderr; it is forgotten. */
 static void test_failure(void **state)
 {
@@ -285,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_argv),
         cmocka_unit_test_setup_teardown(test_single_flight_and_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_found_and_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_during_run, setup, teardown),
     };
