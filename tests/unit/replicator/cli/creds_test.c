@@ -193,6 +193,7 @@ static void test_env(void **state)
     assert_int_equal(creds_resolve(&c, "FERRY_T", "reg.test", f->path), 0);
     assert_null(c.username);
     assert_null(c.password);
+    creds_release(&c);
     unsetenv("FERRY_T_USERNAME");
 }
 
