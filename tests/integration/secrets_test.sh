@@ -57,7 +57,12 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(('127.0.0.1', $hole)); s.listen(16); time.sleep(120)"
   wait_until 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$hole" 2>/dev/null || fail "no listener"
   start_bg lshang "$FERRY" ls --retries 1 --creds "alice:$SRC_PW" "127.0.0.1:$hole/app"
-  cmdline_clean() { ! tr '\0' ' ' <"/proc/$lshang_PID/cmdline" | grep -qF -- "$SRC_PW"; }
+  # Ferry's own command line (not that of what starts it), without the password.
+  cmdline_clean() {
+    local cmd
+    cmd=$(tr '\0' ' ' <"/proc/$lshang_PID/cmdline") || return 1
+    grep -q -- '--creds alice:' <<<"$cmd" && ! grep -qF -- "$SRC_PW" <<<"$cmd"
+  }
   wait_until 5 cmdline_clean || fail "the password is still in /proc/PID/cmdline: $(tr '\0' ' ' <"/proc/$lshang_PID/cmdline")"
   kill -0 "$lshang_PID" 2>/dev/null || fail "ferry ls ended before the look: $(cat "$TEST_TMP/lshang.log")"
   tr '\0' ' ' <"/proc/$lshang_PID/cmdline" | grep -q -- '--creds alice:' || fail "the user went too"
@@ -65,7 +70,13 @@ s.bind(('127.0.0.1', $hole)); s.listen(16); time.sleep(120)"
   pass "the password is overwritten in /proc/PID/cmdline (ps shows --creds alice:)"
   # FERRY_PASSWORD leaves /proc/PID/environ once read.
   start_bg lsenv env FERRY_USERNAME=alice "FERRY_PASSWORD=$SRC_PW" "$FERRY" ls --retries 1 "127.0.0.1:$hole/app"
-  environ_clean() { ! tr '\0' '\n' <"/proc/$lsenv_PID/environ" | grep -qF -- "$SRC_PW"; }
+  # Ferry itself (not the env or setpriv that start it: their environ lacks both
+  # variables) holds the user name, and no longer the password.
+  environ_clean() {
+    local env
+    env=$(tr '\0' '\n' <"/proc/$lsenv_PID/environ") || return 1
+    grep -qx FERRY_USERNAME=alice <<<"$env" && ! grep -qF -- "$SRC_PW" <<<"$env"
+  }
   wait_until 5 environ_clean || fail "FERRY_PASSWORD is still in /proc/PID/environ"
   kill -0 "$lsenv_PID" 2>/dev/null || fail "ferry ls ended before the look: $(cat "$TEST_TMP/lsenv.log")"
   tr '\0' '\n' <"/proc/$lsenv_PID/environ" | grep -qx FERRY_USERNAME=alice || fail "the user name went too"
