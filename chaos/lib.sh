@@ -76,3 +76,52 @@ chaos_push() {
   fixturegen push --registry "$src_ADDR" --repo "$repo" --tag "$tag" --seed "$seed" --compact "$@" |
     jq -r .digest
 }
+
+# ------------------------------------------------------------ the README row
+
+# chaos_row FAULTS RESULT : the scenario's row of the README's Reliability
+# table (chaos/run.sh all writes it), built from what it measured and
+# asserted: call it once every assertion has passed, just before `pass`.
+# Written to $CHAOS_ROW_DIR/NAME.row when run.sh set it; printed either way.
+chaos_row() {
+  local name=${TEST_NAME:-chaos}
+  echo "row: | $name | $1 | $2 |"
+  if [[ -n "${CHAOS_ROW_DIR:-}" ]]; then
+    printf '| %s | %s | %s |\n' "$name" "$1" "$2" >"$CHAOS_ROW_DIR/$name.row"
+  fi
+}
+
+# chaos_faults FAULTS : what the scenario is about to inflict (the FAULTS
+# column), written before the run so that a failing scenario's row says it too
+chaos_faults() {
+  if [[ -n "${CHAOS_ROW_DIR:-}" ]]; then
+    printf '%s\n' "$1" >"$CHAOS_ROW_DIR/${TEST_NAME:-chaos}.faults"
+  fi
+}
+
+# chaos_num N : N with thousands separators (1606200 -> 1,606,200)
+chaos_num() {
+  LC_ALL=C awk -v n="$1" 'BEGIN { s = sprintf("%d", n); o = ""
+    while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
+    print s o }'
+}
+
+# chaos_millions N : N in millions with one decimal when at least a million ("2.0 million")
+chaos_millions() {
+  if (($1 >= 1000000)); then
+    awk -v n="$1" 'BEGIN { printf "%.1f million\n", n / 1e6 }'
+  else
+    chaos_num "$1"
+  fi
+}
+
+# chaos_failed_jobs CONFIG : how many job records in the journal are FAILED
+# (the persisted job states, which a restart of the daemon keeps, unlike the
+# API's counters since start)
+chaos_failed_jobs() {
+  local out
+  # A journal that cannot be read is a failure, never "0 FAILED".
+  out=$("$(ferry_bin)" journal -c "$1" jobs --state FAILED --json) ||
+    fail "ferry journal jobs failed on $1"
+  grep -c . <<<"$out" || true
+}

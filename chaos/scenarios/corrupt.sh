@@ -7,6 +7,15 @@
 # and no destination (nor the spool) ever holds a blob whose bytes do not
 # match its digest; once it stops, a retry (POST /v1/retry) completes every
 # job and `ferry verify` is clean.
+# What is checked is what Ferry could get wrong, not what Distribution refuses
+# anyway: its spool (no file holding other bytes than its name says, and once
+# the jobs FAILED no file at all for a corrupted blob), its journal's job
+# records (every job FAILED with the digest error naming the blob, none
+# COMPLETE), and the destinations' access logs: while the corruption lasted
+# Ferry PUT no manifest of these images anywhere (their tag or manifest would
+# name a blob that failed). After the retry the same count sees the manifest
+# PUTs. (A streamed upload's final PUT ?digest= does start, and is cut before
+# its last byte when the digest fails: Distribution logs it, refused.)
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_ferry
@@ -15,6 +24,7 @@ layer=8M images=3
 if chaos_short; then
   layer=2M images=2
 fi
+chaos_faults "one layer per image served with a flipped byte, through the spool and through the ring"
 registry_start s1
 registry_start s2
 for d in d1 d2 d3; do
@@ -152,6 +162,29 @@ flips=$(($(proxy_fault_count ps1 flip) + $(proxy_fault_count ps2 flip)))
 note "while corrupt: $(jq -r '.failures[0].last_error' "$TEST_TMP/failures.json")"
 jq -r '.failures[] | "\(.destination) \(.repository): \(.last_error)"' "$TEST_TMP/failures.json" | cat -v >"$TEST_TMP/failures.txt"
 
+# Ferry's own records: the journal's job states (read-only, while the daemons run).
+jobs_of() { # DAEMON STATE
+  "$(ferry_bin)" journal -c "$TEST_TMP/$1.yaml" jobs --state "$2" --json | jq -c 'select(.repository | startswith("corrupt/"))'
+}
+{ jobs_of fan FAILED; jobs_of one FAILED; } >"$TEST_TMP/failed_records.jsonl"
+complete_records=$({ jobs_of fan COMPLETE; jobs_of one COMPLETE; } | grep -c . || true)
+failed_records=$(grep -c . "$TEST_TMP/failed_records.jsonl" || true)
+records_named=0
+for b in "${bad[@]}"; do
+  records_named=$((records_named + $(jq -s --arg b "$b" '[.[] | select((.last_error // "") | (contains($b) and contains("does not match its digest")))] | length' "$TEST_TMP/failed_records.jsonl")))
+done
+# The spool, now that nothing runs: no file for a corrupted blob, whole or partial.
+spool_bad=0
+for b in "${bad[@]}"; do
+  # (the ring daemon "one" may have no spool directory at all: find's status is not the point)
+  spool_bad=$((spool_bad + $({ find "$TEST_TMP/fan-data/spool" "$TEST_TMP/one-data/spool" -type f -name "*${b#sha256:}*" 2>/dev/null || true; } | wc -l)))
+done
+# The destinations' access logs while corrupt: manifest PUTs of these images, any status.
+manifest_puts_while_corrupt=0
+for d in d1 d2 d3; do
+  manifest_puts_while_corrupt=$((manifest_puts_while_corrupt + $(registry_count_requests "$d" PUT '/v2/corrupt/.*/manifests/.*')))
+done
+
 # The corruption stops; a retry completes everything.
 proxy_rules ps1 delete
 proxy_rules ps2 delete
@@ -167,11 +200,24 @@ chaos_wait_converged "$TEST_TMP/fan-verify.yaml" 90 && chaos_wait_converged "$TE
   converged=1
 every_blob_sound >"$TEST_TMP/unsound" || fail "after the retry: $(cat "$TEST_TMP/unsound")"
 failed_now=$(($(api fan /v1/status | jq '[.destinations[].failed] | add') + $(api one /v1/status | jq '[.destinations[].failed] | add')))
+manifest_puts_after=0
+for d in d1 d2 d3; do
+  manifest_puts_after=$((manifest_puts_after + $(registry_count_requests "$d" PUT '/v2/corrupt/.*/manifests/.*' '2..')))
+done
 
 figure "corrupt images=$images layer=$layer corrupted_blobs=${#bad[@]} flips_injected=$flips checks_of_every_blob=$checks"
 figure "corrupt failed_jobs_while_corrupt=$failed_jobs named_the_blob=$named failed_attempts=$attempts attempts_without_the_digest_error=$unclear requeued=$requeued converged_after_retry=$converged failed_after=$failed_now"
+figure "corrupt journal_job_records_failed=$failed_records naming_the_blob=$records_named complete=$complete_records spool_files_of_corrupt_blobs=$spool_bad manifest_puts_while_corrupt=$manifest_puts_while_corrupt manifest_puts_after_retry=$manifest_puts_after"
+assert_eq "$failed_records" "$n_jobs" "the journal holds every job as FAILED while the source is corrupt"
+assert_eq "$records_named" "$n_jobs" "every FAILED job record holds the digest error naming the blob ($(jq -r .last_error "$TEST_TMP/failed_records.jsonl" | head -n 1))"
+assert_eq "$complete_records" 0 "no job record COMPLETE while the source is corrupt"
+assert_eq "$spool_bad" 0 "no spool file left for a corrupted blob once its jobs FAILED"
+assert_eq "$manifest_puts_while_corrupt" 0 "no manifest PUT at any destination while the source was corrupt"
 assert_eq "$named" "$n_jobs" "every FAILED job's error is a digest error naming the blob ($(grep -v 'does not match' "$TEST_TMP/failures.txt" | head -n 2))"
 assert_eq "$unclear" 0 "every failed attempt's error is the digest error ($(cat "$TEST_TMP/fan.log" "$TEST_TMP/one.log" | grep -a 'job failed' | grep -av 'does not match its digest' | head -n 1 | cat -v))"
 ((converged)) || fail "no convergence after the corruption stopped: $(head -n 3 "$TEST_TMP/verify.out")"
 assert_eq "$failed_now" 0 "nothing FAILED after the retry"
+((manifest_puts_after >= n_jobs)) || fail "after the retry only $manifest_puts_after manifest PUTs counted for $n_jobs jobs: the count cannot see them"
+chaos_row "one layer per image served with a flipped byte ($flips flips), through the spool and through the ring" \
+  "**pass**: all $n_jobs jobs FAILED with a digest error naming the blob (in the API and in the journal's job records, none COMPLETE; $((attempts - unclear)) of $attempts attempts said so), no manifest PUT at any destination while the corruption lasted (access logs; $manifest_puts_after after the retry), no spool file left for one, no stored blob or spool file ever held other bytes than its digest; a retry completed all $n_jobs once the corruption stopped"
 pass "corrupt: every job FAILED naming the blob, none landed, all completed after the retry"

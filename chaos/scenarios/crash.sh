@@ -5,7 +5,9 @@
 # destinations. The pushes move one tag per repository to a new digest each
 # time, in a known order; a watcher polls that tag at every destination.
 # After the last restart every destination converges (`ferry verify` clean)
-# and no watcher ever saw a tag move backwards in push order.
+# and no watcher ever saw a tag move backwards in push order, and no job
+# FAILED: neither in the journal's job records (which survive the restarts)
+# nor in the last daemon's /v1/failures.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_ferry
@@ -16,6 +18,7 @@ if chaos_short; then
   kills=8 converge_s=60
 fi
 figure "crash seed=$seed kills=$kills (CHAOS_SEED=$seed repeats the kill timing)"
+chaos_faults "$kills \`kill -9\` of \`ferry serve\` while images were pushed"
 
 FERRY_PORT=$(free_port)
 registry_start src --notify "http://127.0.0.1:$FERRY_PORT/v1/events/src"
@@ -99,12 +102,17 @@ backwards=$(awk '
   }' "$TEST_TMP/pushes.txt" "$TEST_TMP/seen.txt")
 moves=$(wc -l <"$TEST_TMP/seen.txt")
 failures=$(chaos_api /v1/failures | jq '.failures | length')
+failed_records=$(chaos_failed_jobs "$TEST_TMP/ferry.yaml")
 entries=$(chaos_api /v1/status | jq .journal.last_seq)
 
 figure "crash kills=$kills over ${kill_seconds}s images_pushed=$pushed journal_entries=$entries tag_moves_seen=$moves"
-figure "crash converged=$converged backwards=$(grep -c . <<<"$backwards" || true) failed_jobs=$failures"
+figure "crash converged=$converged backwards=$(grep -c . <<<"$backwards" || true) failed_jobs=$failures failed_job_records=$failed_records"
 ((pushed >= kills)) || fail "only $pushed images pushed: the scenario proved little"
 [[ -z "$backwards" ]] || fail "a tag moved backwards: $(head -n 5 <<<"$backwards")"
 ((converged)) || fail "no convergence after the last restart: $(head -n 5 "$TEST_TMP/verify.out")"
 seen_final || fail "converged, but the watcher did not see the final tags"
+assert_eq "$failed_records" 0 "no FAILED job in the journal ($("$(ferry_bin)" journal -c "$TEST_TMP/ferry.yaml" jobs --state FAILED | head -n 2))"
+assert_eq "$failures" 0 "no FAILED job listed by the daemon ($(chaos_api /v1/failures | jq -c '.failures[:2]'))"
+chaos_row "$kills \`kill -9\` of \`ferry serve\` in $kill_seconds s while $pushed images were pushed (one tag per repository moved again and again)" \
+  "**pass**: converged (\`ferry verify\` clean), $moves tag moves watched at 2 destinations, none backwards, no FAILED job (0 in the journal's job records, 0 listed)"
 pass "crash: $kills kill -9 restarts, $pushed images, converged, no tag moved backwards ($moves moves seen)"

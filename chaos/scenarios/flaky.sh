@@ -7,6 +7,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_ferry
+chaos_faults "3 destinations: 20% 503, 5% resets, 429 bursts"
 
 chaos_seed
 images=60 layer=1M timeout=300
@@ -112,4 +113,6 @@ assert_eq "$failures" 0 "no failure listed"
 # Bounded retries: with a quarter of the requests failing, about 1.4 tries per
 # request on average; far more than 3x the fault-free count would mean retry storms.
 awk -v p="$per_blob" 'BEGIN { exit !(p <= 20) }' || fail "requests per blob per destination $per_blob: retries unbounded"
+chaos_row "${#dests[@]} destinations: 20% 503, 5% resets, 429 bursts; $(chaos_num "$faults") faults ($(chaos_num "$status") × 503, $(chaos_num "$n429") × 429, $(chaos_num "$resets") resets) in $(chaos_num "$requests") requests" \
+  "**pass**: $images images ($unique_blobs blobs) converged in $elapsed s, no FAILED job, $retries job retries, $per_blob requests per blob per destination (bound 20)"
 pass "flaky: converged with no FAILED job; $faults faults injected, $per_blob requests per blob per destination"

@@ -18,6 +18,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_ferry
+chaos_faults "a retention sweep at the source while images were pushed to 3 destinations"
 
 initial=40 sweep_s=60 converge_s=120
 if chaos_short; then
@@ -322,4 +323,6 @@ if ((${#violations[@]} > 0)); then
   done
   fail "${violations[0]}$( ((${#violations[@]} > 1)) && echo " (and $((${#violations[@]} - 1)) more, above)")"
 fi
+chaos_row "a retention sweep at the source for $sweep_s s while $images_pushed images were pushed to ${#DESTS[@]} destinations: $manifests_deleted manifests deleted (some before they were replicated), $blobs_deleted layers deleted right after their push (garbage collection racing replication)" \
+  "**pass**: no circuit opened ($circuit_opens opens, $circuit_samples samples not closed); a push made during the sweep was at all ${#DESTS[@]} destinations $probe_ms ms after its journal entry (bound 5,000); every destination converged to what the source holds $converge_seconds s after the sweep ($leftover_digests deleted manifests left by digest); $failed_source jobs whose layer was gone ended FAILED naming the source, $superseded SUPERSEDED, no other FAILED job"
 pass "gc: $images_pushed images, $manifests_deleted manifests and $blobs_deleted layers deleted at the source; no circuit opened, probe in $probe_ms ms, converged $converge_seconds s after the sweep"

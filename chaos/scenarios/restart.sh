@@ -12,6 +12,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_ferry
+chaos_faults "source and chunked-upload destination killed and restarted mid-transfer"
 
 images=3 layer=64M rounds=2
 if chaos_short; then
@@ -101,4 +102,6 @@ assert_eq "$failed_total" 0 "no FAILED job ($(chaos_api /v1/failures | jq -c '.f
 assert_eq "$failures" 0 "no failure listed"
 ((checks >= 1)) || fail "after the restart Ferry never asked an upload session's status"
 ((resumed >= 1)) || fail "no chunked upload resumed its session ($checks status checks, $dropped dropped)"
+chaos_row "source and chunked-upload destination killed (and the destination also restarted gracefully) $restarts times in all, mid-transfer, 2 × $(sed 's/M$/ MiB/' <<<"$layer") layers × $images images" \
+  "**pass**: converged in $seconds s, no FAILED job; $resumed chunked sessions resumed after a status check, $dropped dropped by Distribution and started again; $ranged downloads resumed with \`Range\`"
 pass "restart: $restarts registry restarts mid-transfer; converged, $resumed chunked sessions resumed"

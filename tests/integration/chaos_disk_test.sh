@@ -2,7 +2,8 @@
 # The chaos scenario "disk" in its bounded form (chaos/run.sh disk --short):
 # the spool's filesystem (a tmpfs the scenario mounts) is full; Ferry says so,
 # streams past the spool, loses and corrupts nothing, and uses the spool again
-# once space returns. See chaos/scenarios/disk.sh.
+# once space returns: the source's access log shows 2 reads of the big layer while
+# full, 1 once it has room. See chaos/scenarios/disk.sh.
 # It needs to mount a tmpfs (root with CAP_SYS_ADMIN): elsewhere ctest reports
 # it skipped (exit 77), never passed.
 # labels: heavy

@@ -18,6 +18,12 @@
  * and must cost as little as possible per request; libcurl would also send
  * "Expect: 100-continue" for bodies over 1 KiB and wait for the answer.
  *
+ * With --acked-file, every acknowledged request (a 200) is recorded as one
+ * line "CLIENT REQUEST", in the order the answers came: its events' ids are
+ * RUN-CLIENT-REQUEST-0 .. RUN-CLIENT-REQUEST-(E-1), so a checker can look
+ * for each acknowledged event in the journal by id (chaos/scenarios/journal.sh)
+ * while the file stays small (one short line per request, not per event).
+ *
  * Only loopback URLs are accepted, and a run is capped at 120 s.
  */
 #include <arpa/inet.h>
@@ -81,6 +87,7 @@ struct options {
     const char *url;
     const char *token;
     const char *run_id;
+    const char *acked_file;
     unsigned clients;
     double duration_s;
     double rate;
@@ -157,6 +164,7 @@ struct load {
     size_t body_cap;
     struct histogram hist;
     struct counters n;
+    FILE *acked; /* --acked-file, or NULL */
 };
 
 static uint64_t now_ns(void)
@@ -246,6 +254,9 @@ static void usage(FILE *out)
           "                             connections; 0 (default): closed loop\n"
           "  --events-per-request N     events per envelope (default 10, at most 1000)\n"
           "  --run-id ID                prefix of the event ids (default: time and pid)\n"
+          "  --acked-file PATH          append a line \"CLIENT REQUEST\" for each request\n"
+          "                             answered 200: its events' ids are\n"
+          "                             ID-CLIENT-REQUEST-0 .. ID-CLIENT-REQUEST-(N-1)\n"
           "  --json                     one line of JSON on stdout instead of text\n"
           "\n"
           "Latency runs from the send (closed loop) or from the scheduled send time\n"
@@ -382,6 +393,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"rate", required_argument, NULL, 'r'},
         {"events-per-request", required_argument, NULL, 'e'},
         {"run-id", required_argument, NULL, 'i'},
+        {"acked-file", required_argument, NULL, 'a'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -411,6 +423,9 @@ static void parse_options(int argc, char **argv, struct options *o)
             break;
         case 'i':
             o->run_id = optarg;
+            break;
+        case 'a':
+            o->acked_file = optarg;
             break;
         case 'j':
             o->json = true;
@@ -639,6 +654,10 @@ static void client_answered(struct client *c, unsigned status, const char *body,
     l->n.status[status < 600 ? status : 0]++;
     l->last_answer_ns = now;
     if (status == 200) {
+        /* One request in flight per connection: it is the one numbered requests - 1. */
+        if (l->acked != NULL &&
+            fprintf(l->acked, "%u %" PRIu64 "\n", c->index, c->requests - 1) < 0)
+            die("cannot write to %s: %s", l->opt.acked_file, strerror(errno));
         l->n.ok++;
         l->n.events_ok += l->opt.events_per_request;
         l->n.accepted += json_field(body, len, "accepted");
@@ -1010,8 +1029,16 @@ int main(int argc, char **argv)
     l.body_cap = (size_t)l.opt.events_per_request * 400 + 64;
     l.body = xmalloc(l.body_cap);
 
+    if (l.opt.acked_file != NULL) {
+        l.acked = fopen(l.opt.acked_file, "ae");
+        if (l.acked == NULL)
+            die("cannot open %s: %s", l.opt.acked_file, strerror(errno));
+    }
     load_connect_all(&l);
     load_run(&l);
+
+    if (l.acked != NULL && (fflush(l.acked) != 0 || fclose(l.acked) != 0))
+        die("cannot write to %s: %s", l.opt.acked_file, strerror(errno));
 
     struct report r;
     load_report(&l, &r);
