@@ -15,13 +15,16 @@ static void usage_verify(FILE *out)
           "\n"
           "Compares every source tag the rules select with every destination of the\n"
           "rule: the tag's digest, every child manifest and blob of the image, and its\n"
-          "referrers. Prints one line per drift on stdout:\n"
+          "referrers, as the rule copies them: with one platform, that platform's\n"
+          "manifest; with overwrite: false, a tag found holding another image is kept.\n"
+          "Prints one line per drift, and per kept tag, on stdout:\n"
           "  drift DEST REPO:TAG missing|differs|incomplete|referrers DETAIL\n"
+          "  kept DEST REPO:TAG source DIGEST destination DIGEST (overwrite: false)\n"
           "and a summary on stderr; --json prints one JSON object per line instead.\n"
           "Read-only: only GET and HEAD requests.\n"
-          "Exit status: 0 when every destination holds everything, 1 on drift or when a\n"
-          "registry cannot be read (named in the message), 2 on a usage or configuration\n"
-          "error.\n",
+          "Exit status: 0 when every destination holds everything (kept tags are not\n"
+          "drift), 1 on drift or when a registry cannot be read (named in the message),\n"
+          "2 on a usage or configuration error.\n",
           out);
 }
 

@@ -15,6 +15,7 @@
 #include "common/xalloc.h"
 #include "journal/journal.h"
 #include "replication/engine_int.h"
+#include "replication/rule_platform.h"
 
 /* ---- the window ---- */
 
@@ -271,8 +272,9 @@ static void dispatch_push(struct engine *e, struct eng_registry *src, struct eng
         job->foreign_layers = rule->foreign_layers;
         /* One platform is copied out of an index as its own manifest;
          * several would need a new index, and Ferry never rewrites one. */
-        if (rule->n_platforms == 1)
-            job->platform = xstrdup(rule->platforms[0]);
+        const char *platform = rule_platform_pick(rule);
+        if (platform != NULL)
+            job->platform = xstrdup(platform);
         else if (rule->n_platforms > 1)
             log_warn("rule=%s lists several platforms: copying whole indexes", rule->name);
         job_index(job);

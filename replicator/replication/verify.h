@@ -14,6 +14,14 @@
  *               listed there (referrers API, or the `sha256-<hex>` fallback
  *               tag); only for rules with `referrers: true`.
  *
+ * Each tag is judged by what the engine writes under its rule. With one
+ * platform (rule_platform.h), an index at the source stands for that
+ * platform's manifest, which the destination tag must name (the index is
+ * not looked for); the source's referrers are those of that manifest. With
+ * `overwrite: false`, a destination tag that names another digest was left
+ * alone by the engine: it is reported as kept, not as drift, and what it
+ * names is not checked; a missing tag is still drift.
+ *
  * Every registry named by a rule is pinged first, so one that is down is
  * reported before any listing. Nothing is written anywhere (not even
  * data_dir): only GET and HEAD requests, at most the registry's
@@ -36,22 +44,30 @@
  *
  * Output: one line on stdout per drift, `drift DEST REPO:TAG KIND DETAIL`
  * (DEST the destination registry's name, REPO its repository, KIND one of
- * missing, differs, incomplete, referrers), sorted by DEST, REPO, TAG and
- * KIND; then `verified N tags across M destinations: K drift` on stderr
- * (N source tags checked, M destination registries, K drift lines), left
- * out when a registry failed. DETAIL is "source DIGEST" (missing), "source
- * DIGEST destination DIGEST" (differs), "N missing: layer|config DIGEST of
- * MANIFEST" or "manifest DIGEST (PLATFORM)" with ", and N more" (incomplete),
- * "N of M referrers not listed: DIGEST[, and N more]" (referrers).
+ * missing, differs, incomplete, referrers), and one per kept tag, `kept
+ * DEST REPO:TAG source DIGEST destination DIGEST (overwrite: false)`, sorted
+ * by DEST, REPO, TAG and KIND (kept last); then `verified N tags across M
+ * destinations: K drift[, J kept (overwrite: false)]` on stderr (N source
+ * tags checked, M destination registries, K drift lines, J kept lines, left
+ * out when none), left out when a registry failed. DETAIL is "source DIGEST"
+ * (missing), "source DIGEST destination DIGEST" (differs), "N missing:
+ * layer|config DIGEST of MANIFEST" or "manifest DIGEST (PLATFORM)" with ",
+ * and N more" (incomplete), "N of M referrers not listed: DIGEST[, and N
+ * more]" (referrers); "source DIGEST" reads "source DIGEST (PLATFORM of
+ * INDEX)" when the rule's platform was picked out of the source's index.
  * With `json`, one JSON object per line on stdout instead:
- * {"type":"drift", "destination", "repository", "tag", "kind", "detail",
- * "rule", "source", "source_repository", "digest", and "destination_digest"
- * (differs) or "missing" (incomplete, referrers: the digests)} per drift,
- * then {"type":"summary", "ok", "tags", "destinations", "drift",
+ * {"type":"drift"|"kept", "destination", "repository", "tag", "kind"
+ * ("kept" for a kept tag), "detail", "rule", "source", "source_repository",
+ * "digest" (what the destination tag must name), "platform" and
+ * "source_index" (when a platform was picked out of an index), "reason"
+ * ("overwrite: false", kept), and "destination_digest" (differs, kept) or
+ * "missing" (incomplete, referrers: the digests)} per line, then
+ * {"type":"summary", "ok", "tags", "destinations", "drift", "kept",
  * "seconds"[, "error"]}.
  *
- * Returns 0 when every destination holds everything, 1 when some drift was
- * found, or a negative code after printing one line on stderr
+ * Returns 0 when every destination holds everything (kept tags are not
+ * drift), 1 when some drift was found, or a negative code after printing
+ * one line on stderr
  * ("ferry verify: ..."):
  *  - FERRY_EINVAL when the config cannot be loaded (whatever the reason; the
  *    line says which) — a usage error for the command line;

@@ -293,18 +293,41 @@ static void check_content(struct verify_check *c)
     }
     if (t->n_referrers > 0 && !verify_failed(t->v)) {
         c->pending++;
-        verify_request_submit(c->dst, REQ_REFERRERS, c->repository, t->digest, check_referrers_done,
-                              c, 0);
+        verify_request_submit(c->dst, REQ_REFERRERS, c->repository, t->expected,
+                              check_referrers_done, c, 0);
     }
     check_content_step(c);
 }
 
+/* "source DIGEST", and the index it was picked from when the rule copies one platform. */
+static char *check_source_text(const struct verify_tag *t)
+{
+    if (t->picked)
+        return xasprintf("source %s (%s of %s)", t->expected, t->platform, t->digest);
+    return xasprintf("source %s", t->expected);
+}
+
+static void check_missing(struct verify_check *c)
+{
+    verify_drift_add(c, DRIFT_MISSING, check_source_text(c->t));
+}
+
+/*
+ * The tag names what the rule copies: check what it points at. It names
+ * something else: drift, unless the rule's `overwrite: false` told the
+ * engine to leave a tag that exists alone; then it is reported as kept, and
+ * what it points at is not Ferry's to check.
+ */
 static void check_compare(struct verify_check *c)
 {
     struct verify_tag *t = c->t;
-    if (strcmp(c->digest, t->digest) != 0) {
-        struct verify_drift *d = verify_drift_add(
-            c, DRIFT_DIFFERS, xasprintf("source %s destination %s", t->digest, c->digest));
+    if (strcmp(c->digest, t->expected) != 0) {
+        char *source = check_source_text(t);
+        bool kept = !t->rule->overwrite;
+        char *detail =
+            xasprintf("%s destination %s%s", source, c->digest, kept ? " (overwrite: false)" : "");
+        free(source);
+        struct verify_drift *d = verify_drift_add(c, kept ? DRIFT_KEPT : DRIFT_DIFFERS, detail);
         d->destination_digest = xstrdup(c->digest);
         check_finish(c);
         return;
@@ -317,7 +340,7 @@ static void check_get_done(struct verify_request *req)
     struct verify_check *c = req->arg;
     if (req->rc == FERRY_ENOTFOUND) {
         /* Gone between the HEAD and the GET: as missing as it gets. */
-        verify_drift_add(c, DRIFT_MISSING, xasprintf("source %s", c->t->digest));
+        check_missing(c);
     } else if (req->rc < 0) {
         verify_fail(c->t->v, req->r, req->rc, req->error);
     } else {
@@ -334,7 +357,7 @@ static void check_head_done(struct verify_request *req)
     if (req->rc < 0) {
         verify_fail(c->t->v, req->r, req->rc, req->error);
     } else if (!req->exists) {
-        verify_drift_add(c, DRIFT_MISSING, xasprintf("source %s", c->t->digest));
+        check_missing(c);
     } else if (req->digest == NULL) {
         /* No Docker-Content-Digest: only the bytes tell. */
         verify_request_submit(c->dst, REQ_MANIFEST_GET, c->repository, c->t->tag, check_get_done, c,
@@ -357,8 +380,9 @@ void verify_tag_check(struct verify_tag *t)
         return;
     }
     items_build(t);
-    log_info("verifying rule=%s repo=%s tag=%s digest=%s items=%zu referrers=%zu", t->rule->name,
-             t->repository, t->tag, t->digest, t->n_items, t->n_referrers);
+    log_info("verifying rule=%s repo=%s tag=%s digest=%s expected=%s items=%zu referrers=%zu",
+             t->rule->name, t->repository, t->tag, t->digest, t->expected, t->n_items,
+             t->n_referrers);
     t->checks_pending = 1;
     for (size_t i = 0; i < t->rule->n_destinations && !verify_failed(v); i++) {
         const struct config_destination *dest = &t->rule->destinations[i];

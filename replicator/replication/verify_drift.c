@@ -12,7 +12,7 @@
 #include "common/xalloc.h"
 #include "replication/verify_int.h"
 
-static const char *const drift_names[] = {"missing", "differs", "incomplete", "referrers"};
+static const char *const drift_names[] = {"missing", "differs", "incomplete", "referrers", "kept"};
 
 /* ---- drift ---- */
 
@@ -30,9 +30,15 @@ struct verify_drift *verify_drift_add(struct verify_check *c, enum drift_kind ki
     d->rule = c->t->rule->name;
     d->source = c->t->rule->source;
     d->source_repository = xstrdup(c->t->repository);
-    d->digest = xstrdup(c->t->digest);
-    log_info("drift dest=%s repo=%s tag=%s kind=%s", d->destination, d->repository, d->tag,
-             drift_names[kind]);
+    d->digest = xstrdup(c->t->expected);
+    if (c->t->picked) {
+        d->source_index = xstrdup(c->t->digest);
+        d->platform = c->t->platform;
+    }
+    if (kind == DRIFT_KEPT)
+        v->n_kept++;
+    log_info("%s dest=%s repo=%s tag=%s kind=%s", kind == DRIFT_KEPT ? "kept" : "drift",
+             d->destination, d->repository, d->tag, drift_names[kind]);
     return d;
 }
 
@@ -49,6 +55,7 @@ void verify_drift_release(struct verify_drift *d)
     free(d->detail);
     free(d->source_repository);
     free(d->digest);
+    free(d->source_index);
     free(d->destination_digest);
     for (size_t i = 0; i < d->n_missing; i++)
         free(d->missing[i]);
@@ -71,13 +78,17 @@ static int drift_compare(const void *a, const void *b)
 
 static void drift_print(const struct verify_drift *d, bool json)
 {
+    bool kept = d->kind == DRIFT_KEPT;
     if (!json) {
-        printf("drift %s %s:%s %s %s\n", d->destination, d->repository, d->tag,
-               drift_names[d->kind], d->detail);
+        if (kept)
+            printf("kept %s %s:%s %s\n", d->destination, d->repository, d->tag, d->detail);
+        else
+            printf("drift %s %s:%s %s %s\n", d->destination, d->repository, d->tag,
+                   drift_names[d->kind], d->detail);
         return;
     }
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "type", "drift");
+    cJSON_AddStringToObject(j, "type", kept ? "kept" : "drift");
     cJSON_AddStringToObject(j, "destination", d->destination);
     cJSON_AddStringToObject(j, "repository", d->repository);
     cJSON_AddStringToObject(j, "tag", d->tag);
@@ -87,6 +98,12 @@ static void drift_print(const struct verify_drift *d, bool json)
     cJSON_AddStringToObject(j, "source", d->source);
     cJSON_AddStringToObject(j, "source_repository", d->source_repository);
     cJSON_AddStringToObject(j, "digest", d->digest);
+    if (d->source_index != NULL) {
+        cJSON_AddStringToObject(j, "platform", d->platform);
+        cJSON_AddStringToObject(j, "source_index", d->source_index);
+    }
+    if (kept)
+        cJSON_AddStringToObject(j, "reason", "overwrite: false");
     if (d->destination_digest != NULL)
         cJSON_AddStringToObject(j, "destination_digest", d->destination_digest);
     if (d->kind == DRIFT_INCOMPLETE || d->kind == DRIFT_REFERRERS) {
@@ -102,6 +119,7 @@ static void drift_print(const struct verify_drift *d, bool json)
 
 void verify_report(struct verify *v, bool json, double seconds)
 {
+    size_t drift = v->n_drifts - v->n_kept;
     size_t destinations = 0;
     for (size_t i = 0; i < v->config->n_registries; i++)
         if (v->regs[i].destination)
@@ -128,10 +146,11 @@ void verify_report(struct verify *v, bool json, double seconds)
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "type", "summary");
-        cJSON_AddBoolToObject(j, "ok", !verify_failed(v) && v->n_drifts == 0);
+        cJSON_AddBoolToObject(j, "ok", !verify_failed(v) && drift == 0);
         cJSON_AddNumberToObject(j, "tags", (double)v->tags_verified);
         cJSON_AddNumberToObject(j, "destinations", (double)destinations);
-        cJSON_AddNumberToObject(j, "drift", (double)v->n_drifts);
+        cJSON_AddNumberToObject(j, "drift", (double)drift);
+        cJSON_AddNumberToObject(j, "kept", (double)v->n_kept);
         cJSON_AddNumberToObject(j, "seconds", seconds);
         if (verify_failed(v))
             cJSON_AddStringToObject(j, "error", v->error);
@@ -139,9 +158,14 @@ void verify_report(struct verify *v, bool json, double seconds)
         printf("%s\n", text);
         free(text);
         cJSON_Delete(j);
+    } else if (!verify_failed(v) && v->n_kept > 0) {
+        fprintf(stderr,
+                "verified %zu tags across %zu destinations: %zu drift, %zu kept (overwrite: "
+                "false)\n",
+                v->tags_verified, destinations, drift, v->n_kept);
     } else if (!verify_failed(v)) {
         fprintf(stderr, "verified %zu tags across %zu destinations: %zu drift\n", v->tags_verified,
-                destinations, v->n_drifts);
+                destinations, drift);
     }
     fflush(stdout);
 }

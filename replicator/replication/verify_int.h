@@ -28,6 +28,7 @@ enum drift_kind {
     DRIFT_DIFFERS,
     DRIFT_INCOMPLETE,
     DRIFT_REFERRERS,
+    DRIFT_KEPT, /* not drift: a tag the rule's `overwrite: false` leaves alone */
 };
 
 /* One configured registry that some rule reads from or writes to. */
@@ -108,7 +109,11 @@ struct verify_tag {
     struct verify_registry *src;
     char *repository;
     char *tag;
-    char *digest;
+    char *digest;            /* what the source tag names */
+    const char *platform;    /* the rule's platform (rule_platform.h), or NULL */
+    char *expected;          /* what the destination tag must name: `digest`, or the
+                                platform's manifest the index gave way to */
+    bool picked;             /* `expected` is a platform's manifest out of `digest` */
     struct resolve *closure; /* what the source says the tag names */
     struct verify_item *items;
     size_t n_items;
@@ -141,7 +146,9 @@ struct verify_drift {
     const char *rule;
     const char *source;
     char *source_repository;
-    char *digest;
+    char *digest;       /* what the destination tag must name */
+    char *source_index; /* the source tag's index a platform was picked from, or NULL */
+    const char *platform;
     char *destination_digest;
     char **missing;
     size_t n_missing;
@@ -156,10 +163,11 @@ struct verify {
     struct verify_tag *pending_tail;
     size_t active_tags;
     size_t tags_verified;
-    int rc;      /* the first failure, or 0 */
-    char *error; /* its line */
-    struct verify_drift *drifts;
+    int rc;                      /* the first failure, or 0 */
+    char *error;                 /* its line */
+    struct verify_drift *drifts; /* drift, and the tags kept by `overwrite: false` */
     size_t n_drifts;
+    size_t n_kept; /* of n_drifts */
 };
 
 /* ---- verify.c ---- */
@@ -204,7 +212,7 @@ void verify_tag_check(struct verify_tag *t);
 
 /* ---- verify_drift.c ---- */
 
-/* Record a drift the check found; `detail` is taken. */
+/* Record a drift the check found (or a tag kept, DRIFT_KEPT); `detail` is taken. */
 struct verify_drift *verify_drift_add(struct verify_check *c, enum drift_kind kind, char *detail);
 
 /* Name a digest the destination lacks in `d`. */
