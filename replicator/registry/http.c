@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/xalloc.h"
+#include "registry/tls_alert.h"
 
 /* Response headers of one response are capped; a registry has no reason to send more. */
 #define HTTP_HEADERS_MAX        (64 * 1024)
@@ -80,6 +81,7 @@ struct http_request {
     long status;
     char *effective_url;
     char error_text[CURL_ERROR_SIZE];
+    struct tls_alert *tls_alert; /* the alert a server ended TLS with, if any */
     http_done_cb done;
     void *done_arg;
     bool started;
@@ -657,6 +659,9 @@ static void http_request_configure(struct http_request *req)
         HTTP_NEED(req, CURLOPT_SSLCERT, c->opts.cert_file);
     if (c->opts.key_file != NULL)
         HTTP_NEED(req, CURLOPT_SSLKEY, c->opts.key_file);
+    if (strncmp(req->url, "https:", 6) == 0)
+        http_option_set(req, "CURLOPT_SSL_CTX_FUNCTION",
+                        tls_alert_watch(req->easy, &req->tls_alert), false);
     if (c->opts.insecure) {
         HTTP_NEED(req, CURLOPT_SSL_VERIFYPEER, 0L);
         HTTP_NEED(req, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -822,6 +827,14 @@ static void http_check_multi_info(struct http_client *c)
         }
         code = msg->data.result;
         int rc = http_translate(code);
+        /* A server that refused the session (it said so in a TLS alert, or
+         * asked for a client certificate there was none of): a TLS failure,
+         * whatever libcurl made of the closed socket. */
+        const char *alert = tls_alert_text(req->tls_alert);
+        if (rc == FERRY_ECONNECT && alert != NULL) {
+            rc = FERRY_ETLS;
+            snprintf(req->error_text, sizeof(req->error_text), "%s", alert);
+        }
         if (req->sink_rc < 0)
             rc = req->sink_rc;
         if (rc < 0)
@@ -908,6 +921,7 @@ void http_request_free(struct http_request *req)
         curl_easy_cleanup(req->easy);
         req->client->running--;
     }
+    tls_alert_release(&req->tls_alert);
     /* Header lines may hold credentials (Authorization). */
     for (struct curl_slist *h = req->headers; h != NULL; h = h->next)
         secret_wipe_str(h->data);

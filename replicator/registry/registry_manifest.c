@@ -19,6 +19,7 @@
 
 struct manifest_ctx {
     char *reference;
+    char *where; /* "host/repo:tag" or "host/repo@digest", for errors */
     registry_manifest_cb cb;
     registry_put_cb put_cb;
     void *arg;
@@ -29,6 +30,7 @@ struct manifest_ctx {
 static void manifest_ctx_free(struct manifest_ctx *ctx)
 {
     free(ctx->reference);
+    free(ctx->where);
     free(ctx->put_digest);
     free(ctx);
 }
@@ -42,7 +44,7 @@ char *registry_content_type(struct http_request *req)
 }
 
 /* A GET's 200: the bytes, unless they do not match the digest they should have. */
-static void manifest_got(struct manifest_ctx *ctx, struct registry_op *op, struct http_request *req)
+static void manifest_got(struct manifest_ctx *ctx, struct http_request *req)
 {
     const struct buf *body = http_request_response_body(req);
     const char *bytes = body->data != NULL ? body->data : "";
@@ -53,8 +55,8 @@ static void manifest_got(struct manifest_ctx *ctx, struct registry_op *op, struc
     char *want = xstrdup(by_digest ? ctx->reference
                                    : http_request_response_header(req, "Docker-Content-Digest"));
     if (want != NULL && strncmp(want, "sha256:", 7) == 0 && strcmp(want, digest) != 0) {
-        char *error = xasprintf("manifest %s in %s/%s does not match its digest (content is %s)",
-                                want, op->reg->host, ctx->reference, digest);
+        char *error = xasprintf("manifest %s in %s does not match its digest (content is %s)", want,
+                                ctx->where, digest);
         ctx->cb(FERRY_EDIGEST, error, NULL, 0, NULL, NULL, ctx->arg);
         free(error);
     } else {
@@ -83,7 +85,7 @@ static void manifest_get_done(struct registry_op *op, struct http_request *req, 
     long status = req != NULL ? http_request_status(req) : 0;
 
     if (rc == 0 && status == 200 && !ctx->head) {
-        manifest_got(ctx, op, req);
+        manifest_got(ctx, req);
     } else if (rc == 0 && status == 200) {
         manifest_headed(ctx, req);
     } else if (rc == 0 && status == 404 && ctx->head) {
@@ -91,8 +93,7 @@ static void manifest_get_done(struct registry_op *op, struct http_request *req, 
     } else {
         char *error;
         if (rc == FERRY_ETOOBIG) {
-            error = xasprintf("manifest %s in %s is over %d bytes", ctx->reference, op->reg->host,
-                              MANIFEST_MAX_BYTES);
+            error = xasprintf("manifest %s is over %d bytes", ctx->where, MANIFEST_MAX_BYTES);
         } else {
             rc = registry_status_rc(req, rc);
             error = registry_op_error_text(op, req, rc);
@@ -113,6 +114,8 @@ void registry_manifest_fetch(struct registry *reg, const char *repo, const char 
     op->body_limit = MANIFEST_MAX_BYTES;
     struct manifest_ctx *ctx = xcalloc(1, sizeof(*ctx));
     ctx->reference = xstrdup(reference);
+    ctx->where = xasprintf("%s/%s%c%s", reg->host, repo, strchr(reference, ':') != NULL ? '@' : ':',
+                           reference);
     ctx->cb = cb;
     ctx->arg = arg;
     ctx->head = head;
