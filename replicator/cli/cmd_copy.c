@@ -225,8 +225,9 @@ static int copy_flag_transfer(struct copy_cmd *cc, int c, char *arg)
 }
 
 /* One flag; returns OPTIONS_RUN to go on, or the exit status. */
-static int copy_flag(struct copy_cmd *cc, int c, char *arg)
+static int copy_flag(void *ctx, int c, char *arg)
 {
+    struct copy_cmd *cc = ctx;
     if (copy_flag_registry(cc, c, arg))
         return OPTIONS_RUN;
     switch (c) {
@@ -280,20 +281,18 @@ static int copy_parse(struct copy_cmd *cc, int argc, char **argv)
         COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
-    int rc = OPTIONS_RUN;
-    int c;
+    const struct options_spec spec = {"j:v", longopts, copy_flag, cc};
+    int n_words = 0;
 
-    optind = 1;
-    while (rc == OPTIONS_RUN && (c = getopt_long(argc, argv, "j:v", longopts, NULL)) != -1)
-        rc = copy_flag(cc, c, optarg);
+    int rc = options_parse(&spec, argc, argv, &n_words);
     if (rc != OPTIONS_RUN)
         return rc;
-    if (argc - optind != 2) {
+    if (n_words != 2) {
         fprintf(stderr, "ferry copy: want SRC and DST (see 'ferry copy --help')\n");
         return OPTIONS_EXIT_USAGE;
     }
-    cc->o.src = argv[optind];
-    cc->o.dst = argv[optind + 1];
+    cc->o.src = argv[1];
+    cc->o.dst = argv[2];
     options_verbosity(cc->common.verbose);
     cc->o.http = cc->common.http;
     cc->o.progress = cc->progress < 0 ? isatty(STDERR_FILENO) && !cc->json : cc->progress == 1;

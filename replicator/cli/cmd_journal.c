@@ -26,9 +26,39 @@
 /* How long an append through the daemon may take. */
 #define JOURNAL_CMD_APPEND_TIMEOUT_MS 30000
 
+/* The ids of the subcommands' flags (apart from journal's own: 'c', 'h', OPT_HELP). */
+enum journal_cmd_flag {
+    JOURNAL_OPT_AFTER = 3000,
+    JOURNAL_OPT_LIMIT,
+    JOURNAL_OPT_JSON,
+    JOURNAL_OPT_STATE,
+    JOURNAL_OPT_DEST,
+    JOURNAL_OPT_SOURCE,
+    JOURNAL_OPT_REPO,
+    JOURNAL_OPT_DIGEST,
+    JOURNAL_OPT_TAG,
+    JOURNAL_OPT_MEDIA_TYPE,
+    JOURNAL_OPT_DELETE,
+};
+
+/* The command line of `ferry journal`, every subcommand's flags included. */
+struct journal_cmd {
+    const char *config;
+    const char *sub;            /* ls, show, append, stats or jobs */
+    bool json;                  /* ls, jobs */
+    uint64_t after;             /* ls */
+    uint64_t limit;             /* ls; 0: all */
+    uint64_t seq;               /* show */
+    const char *state;          /* jobs */
+    const char *dest;           /* jobs */
+    struct journal_event event; /* append */
+};
+
 static void usage_journal(FILE *out)
 {
     fputs("usage: ferry journal -c FILE COMMAND [ARGS]\n"
+          "\n"
+          "-c FILE may come before or after COMMAND, as may every flag; '--' ends them.\n"
           "\n"
           "  ls [--after SEQ] [--limit N] [--json]   entries after SEQ (default: all)\n"
           "  show SEQ                                one entry as JSON\n"
@@ -108,45 +138,18 @@ static int journal_cmd_ls_one(const struct journal_entry *e, void *arg)
 }
 
 /* `ls [--after SEQ] [--limit N] [--json]`; returns the exit status. */
-static int journal_cmd_ls(struct journal *j, int argc, char **argv)
+static int journal_cmd_ls(struct journal *j, const struct journal_cmd *jc)
 {
-    static const struct option longopts[] = {
-        {"after", required_argument, NULL, 'a'},
-        {"limit", required_argument, NULL, 'l'},
-        {"json", no_argument, NULL, 'j'},
-        {NULL, 0, NULL, 0},
-    };
-    struct journal_cmd_ls ls = {0};
-    uint64_t after = 0;
-    size_t limit = 0;
-    int rc = 0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c == 'a')
-            after = strtoull(optarg, NULL, 10);
-        else if (c == 'l')
-            limit = strtoull(optarg, NULL, 10);
-        else if (c == 'j')
-            ls.json = true;
-        else
-            rc = OPTIONS_EXIT_USAGE;
-    }
-    if (rc == 0 && journal_scan(j, after, limit, journal_cmd_ls_one, &ls) < 0)
-        rc = 1;
-    return rc;
+    struct journal_cmd_ls ls = {.json = jc->json};
+    return journal_scan(j, jc->after, jc->limit, journal_cmd_ls_one, &ls) < 0 ? 1 : 0;
 }
 
 /* `show SEQ`; returns the exit status. */
-static int journal_cmd_show(struct journal *j, int argc, char **argv)
+static int journal_cmd_show(struct journal *j, const struct journal_cmd *jc)
 {
     struct journal_entry e;
-    if (argc < 2) {
-        fprintf(stderr, "ferry journal show: want SEQ\n");
-        return OPTIONS_EXIT_USAGE;
-    }
-    if (journal_get(j, strtoull(argv[1], NULL, 10), &e) < 0) {
-        fprintf(stderr, "ferry journal show: no entry %s\n", argv[1]);
+    if (journal_get(j, jc->seq, &e) < 0) {
+        fprintf(stderr, "ferry journal show: no entry %llu\n", (unsigned long long)jc->seq);
         return 1;
     }
     journal_cmd_print(journal_cmd_entry_json(&e), true);
@@ -210,27 +213,9 @@ static int journal_cmd_jobs_one(const struct journal_job *job, void *arg)
 }
 
 /* `jobs [--state S] [--dest D] [--json]`: the job status records, for scripts and post-mortems. */
-static int journal_cmd_jobs(struct journal *j, int argc, char **argv)
+static int journal_cmd_jobs(struct journal *j, const struct journal_cmd *jc)
 {
-    static const struct option longopts[] = {
-        {"state", required_argument, NULL, 's'},
-        {"dest", required_argument, NULL, 'd'},
-        {"json", no_argument, NULL, 'j'},
-        {NULL, 0, NULL, 0},
-    };
-    struct journal_cmd_jobs ls = {0};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c == 's')
-            ls.state = optarg;
-        else if (c == 'd')
-            ls.dest = optarg;
-        else if (c == 'j')
-            ls.json = true;
-        else
-            return OPTIONS_EXIT_USAGE;
-    }
+    struct journal_cmd_jobs ls = {.state = jc->state, .dest = jc->dest, .json = jc->json};
     return journal_job_scan(j, journal_cmd_jobs_one, &ls) < 0 ? 1 : 0;
 }
 
@@ -324,39 +309,9 @@ static int journal_cmd_write(const struct config *cfg, const char *dir,
     return rc < 0 ? 1 : 0;
 }
 
-/* The flags of append into *ev; returns OPTIONS_RUN, or the exit status. */
-static int journal_cmd_append_parse(const struct config *cfg, int argc, char **argv,
-                                    struct journal_event *ev)
+/* Whether append's event makes sense with `cfg`; returns OPTIONS_RUN, or the exit status. */
+static int journal_cmd_append_check(const struct config *cfg, const struct journal_event *ev)
 {
-    static const struct option longopts[] = {
-        {"source", required_argument, NULL, 's'},
-        {"repo", required_argument, NULL, 'r'},
-        {"digest", required_argument, NULL, 'd'},
-        {"tag", required_argument, NULL, 't'},
-        {"media-type", required_argument, NULL, 'm'},
-        {"delete", no_argument, NULL, 'D'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-    memset(ev, 0, sizeof(*ev));
-    ev->action = JOURNAL_PUSH;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c == 's')
-            ev->source = optarg;
-        else if (c == 'r')
-            ev->repository = optarg;
-        else if (c == 'd')
-            ev->digest = optarg;
-        else if (c == 't')
-            ev->tag = optarg;
-        else if (c == 'm')
-            ev->media_type = optarg;
-        else if (c == 'D')
-            ev->action = JOURNAL_DELETE;
-        else
-            return OPTIONS_EXIT_USAGE;
-    }
     if (ev->source == NULL || ev->repository == NULL || (ev->digest == NULL && ev->tag == NULL) ||
         (ev->action == JOURNAL_PUSH && ev->digest == NULL)) {
         fprintf(stderr, "ferry journal append: want --source, --repo and --digest (or --delete "
@@ -376,26 +331,174 @@ static int journal_cmd_append_parse(const struct config *cfg, int argc, char **a
 }
 
 /* `append ...`; returns the exit status. */
-static int journal_cmd_append(const struct config *cfg, const char *dir, int argc, char **argv)
+static int journal_cmd_append(const struct config *cfg, const char *dir, struct journal_cmd *jc)
 {
-    struct journal_event ev;
-    int rc = journal_cmd_append_parse(cfg, argc, argv, &ev);
+    struct journal_event *ev = &jc->event;
+    int rc = journal_cmd_append_check(cfg, ev);
     if (rc != OPTIONS_RUN)
         return rc;
     struct timespec now;
     if (clock_gettime(CLOCK_REALTIME, &now) < 0)
         memset(&now, 0, sizeof(now));
     char *id = xasprintf("manual:%lld.%09ld:%d", (long long)now.tv_sec, now.tv_nsec, (int)getpid());
-    ev.event_id = id;
-    rc = journal_cmd_write(cfg, dir, &ev);
+    ev->event_id = id;
+    rc = journal_cmd_write(cfg, dir, ev);
+    ev->event_id = NULL;
     free(id);
     return rc;
+}
+
+/* ---- the command line ---- */
+
+/* journal's own flags, taken before or after the subcommand. */
+static int journal_cmd_flag(void *ctx, int c, char *arg)
+{
+    struct journal_cmd *jc = ctx;
+    if (c == 'c') {
+        jc->config = arg;
+        return OPTIONS_RUN;
+    }
+    if (c == 'h' || c == OPT_HELP) {
+        usage_journal(stdout);
+        return 0;
+    }
+    options_unknown_flag("journal");
+    return OPTIONS_EXIT_USAGE;
+}
+
+/* A count or seq of --after or --limit into *out; returns OPTIONS_RUN, or the exit status. */
+static int journal_cmd_number(const char *flag, const char *arg, uint64_t *out)
+{
+    char *end = NULL;
+    *out = strtoull(arg, &end, 10);
+    if (end == arg || *end != '\0' || arg[0] == '-') {
+        fprintf(stderr, "ferry journal: %s wants a number, got '%s'\n", flag, arg);
+        return OPTIONS_EXIT_USAGE;
+    }
+    return OPTIONS_RUN;
+}
+
+/* The flags of every subcommand (each takes only its own: options_parse_sub() sees to it). */
+static int journal_cmd_sub_flag(void *ctx, int c, char *arg)
+{
+    struct journal_cmd *jc = ctx;
+    switch (c) {
+    case JOURNAL_OPT_AFTER:
+        return journal_cmd_number("--after", arg, &jc->after);
+    case JOURNAL_OPT_LIMIT:
+        return journal_cmd_number("--limit", arg, &jc->limit);
+    case JOURNAL_OPT_JSON:
+        jc->json = true;
+        break;
+    case JOURNAL_OPT_STATE:
+        jc->state = arg;
+        break;
+    case JOURNAL_OPT_DEST:
+        jc->dest = arg;
+        break;
+    case JOURNAL_OPT_SOURCE:
+        jc->event.source = arg;
+        break;
+    case JOURNAL_OPT_REPO:
+        jc->event.repository = arg;
+        break;
+    case JOURNAL_OPT_DIGEST:
+        jc->event.digest = arg;
+        break;
+    case JOURNAL_OPT_TAG:
+        jc->event.tag = arg;
+        break;
+    case JOURNAL_OPT_MEDIA_TYPE:
+        jc->event.media_type = arg;
+        break;
+    case JOURNAL_OPT_DELETE:
+        jc->event.action = JOURNAL_DELETE;
+        break;
+    default:
+        options_unknown_flag("journal");
+        return OPTIONS_EXIT_USAGE;
+    }
+    return OPTIONS_RUN;
+}
+
+/*
+ * The whole command line into *jc: -c FILE and --help anywhere, the
+ * subcommand and its flags and words. Returns OPTIONS_RUN, or the exit
+ * status.
+ */
+static int journal_cmd_parse(struct journal_cmd *jc, int argc, char **argv)
+{
+    static const struct option journal_longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    static const struct option ls_longopts[] = {
+        {"after", required_argument, NULL, JOURNAL_OPT_AFTER},
+        {"limit", required_argument, NULL, JOURNAL_OPT_LIMIT},
+        {"json", no_argument, NULL, JOURNAL_OPT_JSON},
+        {NULL, 0, NULL, 0},
+    };
+    static const struct option jobs_longopts[] = {
+        {"state", required_argument, NULL, JOURNAL_OPT_STATE},
+        {"dest", required_argument, NULL, JOURNAL_OPT_DEST},
+        {"json", no_argument, NULL, JOURNAL_OPT_JSON},
+        {NULL, 0, NULL, 0},
+    };
+    static const struct option append_longopts[] = {
+        {"source", required_argument, NULL, JOURNAL_OPT_SOURCE},
+        {"repo", required_argument, NULL, JOURNAL_OPT_REPO},
+        {"digest", required_argument, NULL, JOURNAL_OPT_DIGEST},
+        {"tag", required_argument, NULL, JOURNAL_OPT_TAG},
+        {"media-type", required_argument, NULL, JOURNAL_OPT_MEDIA_TYPE},
+        {"delete", no_argument, NULL, JOURNAL_OPT_DELETE},
+        {NULL, 0, NULL, 0},
+    };
+    const struct options_spec parent = {"c:h", journal_longopts, journal_cmd_flag, jc};
+    const struct options_subcommand subs[] = {
+        {"ls", {NULL, ls_longopts, journal_cmd_sub_flag, jc}},
+        {"show", {NULL, NULL, journal_cmd_sub_flag, jc}},
+        {"append", {NULL, append_longopts, journal_cmd_sub_flag, jc}},
+        {"stats", {NULL, NULL, journal_cmd_sub_flag, jc}},
+        {"jobs", {NULL, jobs_longopts, journal_cmd_sub_flag, jc}},
+    };
+    const struct options_subcommand *sub = NULL;
+    int n_words = 0;
+
+    memset(jc, 0, sizeof(*jc));
+    jc->event.action = JOURNAL_PUSH;
+    int rc = options_parse_sub(&parent, subs, sizeof(subs) / sizeof(subs[0]), argc, argv, &sub,
+                               &n_words);
+    if (rc != OPTIONS_RUN)
+        return rc;
+    if (sub == NULL && n_words > 0) {
+        fprintf(stderr, "ferry journal: unknown command '%s' (see 'ferry journal --help')\n",
+                argv[1]);
+        return OPTIONS_EXIT_USAGE;
+    }
+    if (jc->config == NULL || sub == NULL) {
+        fprintf(stderr, "ferry journal: want -c FILE and a command (see 'ferry journal --help')\n");
+        return OPTIONS_EXIT_USAGE;
+    }
+    jc->sub = sub->name;
+    bool show = strcmp(sub->name, "show") == 0;
+    if (n_words != (show ? 2 : 1)) {
+        if (show && n_words < 2)
+            fprintf(stderr, "ferry journal show: want SEQ\n");
+        else
+            fprintf(stderr, "ferry journal %s: unexpected '%s' (see 'ferry journal --help')\n",
+                    sub->name, argv[show ? 3 : 2]);
+        return OPTIONS_EXIT_USAGE;
+    }
+    if (show)
+        return journal_cmd_number("show", argv[2], &jc->seq);
+    return OPTIONS_RUN;
 }
 
 /* ---- the command ---- */
 
 /* ls, show, stats or jobs on the journal opened read-only; returns the exit status. */
-static int journal_cmd_read(const char *dir, const char *sub, int argc, char **argv)
+static int journal_cmd_read(const char *dir, const struct journal_cmd *jc)
 {
     struct journal *j = NULL;
     struct journal_options jopts = {.read_only = true};
@@ -406,12 +509,12 @@ static int journal_cmd_read(const char *dir, const char *sub, int argc, char **a
         free(err);
         return 1;
     }
-    if (strcmp(sub, "ls") == 0)
-        rc = journal_cmd_ls(j, argc, argv);
-    else if (strcmp(sub, "jobs") == 0)
-        rc = journal_cmd_jobs(j, argc, argv);
-    else if (strcmp(sub, "show") == 0)
-        rc = journal_cmd_show(j, argc, argv);
+    if (strcmp(jc->sub, "ls") == 0)
+        rc = journal_cmd_ls(j, jc);
+    else if (strcmp(jc->sub, "jobs") == 0)
+        rc = journal_cmd_jobs(j, jc);
+    else if (strcmp(jc->sub, "show") == 0)
+        rc = journal_cmd_show(j, jc);
     else
         rc = journal_cmd_stats(j);
     journal_close(j);
@@ -419,53 +522,20 @@ static int journal_cmd_read(const char *dir, const char *sub, int argc, char **a
     return rc;
 }
 
-/*
- * `-c FILE` and `--help` before the subcommand; returns OPTIONS_RUN with
- * *config set and *sub the index of the subcommand, or the exit status.
- */
-static int journal_cmd_parse(int argc, char **argv, const char **config, int *sub)
-{
-    int i = 1;
-    *config = NULL;
-    for (; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
-            *config = argv[++i];
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage_journal(stdout);
-            return 0;
-        } else {
-            break;
-        }
-    }
-    if (*config == NULL || i >= argc) {
-        fprintf(stderr, "ferry journal: want -c FILE and a command (see 'ferry journal --help')\n");
-        return OPTIONS_EXIT_USAGE;
-    }
-    *sub = i;
-    return OPTIONS_RUN;
-}
-
 int cmd_journal(int argc, char **argv)
 {
-    const char *config = NULL;
+    struct journal_cmd jc;
     struct config *cfg = NULL;
-    int i = 0;
-    int rc = journal_cmd_parse(argc, argv, &config, &i);
+    int rc = journal_cmd_parse(&jc, argc, argv);
     if (rc != OPTIONS_RUN)
         return rc;
-    const char *sub = argv[i];
-    if (options_config_load("journal", config, &cfg) < 0)
+    if (options_config_load("journal", jc.config, &cfg) < 0)
         return OPTIONS_EXIT_USAGE;
     char *dir = xasprintf("%s/journal", cfg->data_dir);
-    if (strcmp(sub, "append") == 0) {
-        rc = journal_cmd_append(cfg, dir, argc - i, argv + i);
-    } else if (strcmp(sub, "ls") == 0 || strcmp(sub, "show") == 0 || strcmp(sub, "stats") == 0 ||
-               strcmp(sub, "jobs") == 0) {
-        rc = journal_cmd_read(dir, sub, argc - i, argv + i);
-    } else {
-        fprintf(stderr, "ferry journal: unknown command '%s'\n", sub);
-        rc = OPTIONS_EXIT_USAGE;
-    }
+    if (strcmp(jc.sub, "append") == 0)
+        rc = journal_cmd_append(cfg, dir, &jc);
+    else
+        rc = journal_cmd_read(dir, &jc);
     free(dir);
     config_free(cfg);
     return rc;

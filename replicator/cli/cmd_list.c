@@ -60,8 +60,9 @@ struct list_cmd {
 };
 
 /* One flag of its own; returns OPTIONS_RUN to go on, or the exit status. */
-static int list_flag(struct list_cmd *l, int c, char *arg)
+static int list_flag(void *ctx, int c, char *arg)
 {
+    struct list_cmd *l = ctx;
     switch (c) {
     case OPT_JSON:
         l->json = true;
@@ -115,24 +116,22 @@ static int list_parse(struct list_cmd *l, int argc, char **argv)
         COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
-    int rc = OPTIONS_RUN;
-    int c;
+    const struct options_spec spec = {"v", longopts, list_flag, l};
+    int n_words = 0;
 
     memset(l, 0, sizeof(*l));
     l->cmd = argv[0];
     l->tags = strcmp(l->cmd, "ls") == 0;
     creds_init(&l->creds, "--creds");
-    optind = 1;
-    while (rc == OPTIONS_RUN && (c = getopt_long(argc, argv, "v", longopts, NULL)) != -1)
-        rc = list_flag(l, c, optarg);
+    int rc = options_parse(&spec, argc, argv, &n_words);
     if (rc != OPTIONS_RUN)
         return rc;
-    if (argc - optind != 1) {
+    if (n_words != 1) {
         fprintf(stderr, "ferry %s: want %s (see 'ferry %s --help')\n", l->cmd,
                 l->tags ? "HOST[:PORT]/REPO" : "HOST[:PORT]", l->cmd);
         return OPTIONS_EXIT_USAGE;
     }
-    l->target = argv[optind];
+    l->target = argv[1];
     options_verbosity(l->common.verbose);
     l->o.http = l->common.http;
     l->o.reg.max_attempts = l->common.retries;

@@ -24,8 +24,9 @@ static void usage_retry(FILE *out)
           "Marks FAILED replication jobs (of destination D, or all of them) PENDING again;\n"
           "the next 'ferry sync', or 'ferry serve' when it starts, runs them with their\n"
           "original journal seq, so a retried job never moves a tag past a newer entry.\n"
-          "When a daemon holds the journal, it is asked through its API (POST /v1/retry)\n"
-          "and requeues them at once. Prints how many jobs were requeued.\n"
+          "When a daemon holds the journal, it is asked through its API (POST /v1/retry\n"
+          "with {\"destination\": D} or {\"all_failed\": true}) and requeues them at once.\n"
+          "Prints how many jobs were requeued.\n"
           "\n"
           "  -c, --config FILE   the configuration\n"
           "      --dest D        the FAILED jobs of destination registry D\n"
@@ -90,9 +91,12 @@ static int retry_through_daemon(const struct config *cfg, const char *dest)
 {
     struct daemon_client cl;
     daemon_client_init(&cl, NULL, cfg, daemon_client_api_token(cfg));
+    /* The API refuses an empty selection: every FAILED job is asked for by name. */
     cJSON *req = cJSON_CreateObject();
     if (dest != NULL)
         cJSON_AddStringToObject(req, "destination", dest);
+    else
+        cJSON_AddTrueToObject(req, "all_failed");
     char *post = xjson_print(req, false);
     cJSON_Delete(req);
     cJSON *body = NULL;
@@ -113,6 +117,32 @@ static int retry_through_daemon(const struct config *cfg, const char *dest)
     return rc;
 }
 
+/* The command line of `ferry retry`. */
+struct retry_cmd {
+    const char *config;
+    const char *dest;
+    bool all;
+};
+
+static int retry_flag(void *ctx, int c, char *arg)
+{
+    struct retry_cmd *r = ctx;
+    if (c == 'c') {
+        r->config = arg;
+    } else if (c == 'd') {
+        r->dest = arg;
+    } else if (c == 'a') {
+        r->all = true;
+    } else if (c == OPT_HELP) {
+        usage_retry(stdout);
+        return 0;
+    } else {
+        options_unknown_flag("retry");
+        return OPTIONS_EXIT_USAGE;
+    }
+    return OPTIONS_RUN;
+}
+
 /* The flags; returns OPTIONS_RUN with *config and *dest set, or the exit status. */
 static int retry_parse(int argc, char **argv, const char **config, const char **dest)
 {
@@ -123,31 +153,19 @@ static int retry_parse(int argc, char **argv, const char **config, const char **
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
-    bool all = false;
-    int c;
+    struct retry_cmd r = {0};
+    const struct options_spec spec = {"c:", longopts, retry_flag, &r};
+    int n_words = 0;
 
-    *config = NULL;
-    *dest = NULL;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
-        if (c == 'c') {
-            *config = optarg;
-        } else if (c == 'd') {
-            *dest = optarg;
-        } else if (c == 'a') {
-            all = true;
-        } else if (c == OPT_HELP) {
-            usage_retry(stdout);
-            return 0;
-        } else {
-            options_unknown_flag("retry");
-            return OPTIONS_EXIT_USAGE;
-        }
-    }
-    if (*config == NULL || optind != argc || (*dest == NULL) == !all) {
+    int rc = options_parse(&spec, argc, argv, &n_words);
+    if (rc != OPTIONS_RUN)
+        return rc;
+    if (r.config == NULL || n_words != 0 || (r.dest == NULL) == !r.all) {
         fprintf(stderr, "ferry retry: want -c FILE and one of --dest D or --all-failed\n");
         return OPTIONS_EXIT_USAGE;
     }
+    *config = r.config;
+    *dest = r.dest;
     return OPTIONS_RUN;
 }
 

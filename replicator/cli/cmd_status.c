@@ -390,6 +390,33 @@ static int status_timeout_flag(struct status_cmd *s, const char *arg)
     return OPTIONS_RUN;
 }
 
+static int status_flag(void *ctx, int c, char *arg)
+{
+    struct status_cmd *s = ctx;
+    if (c == 'c')
+        s->config_path = arg;
+    else if (c == OPT_SERVER)
+        s->server = arg;
+    else if (c == OPT_DEST)
+        s->dests = arg;
+    else if (c == OPT_IMAGE)
+        s->image = arg;
+    else if (c == OPT_WAIT)
+        s->wait = true;
+    else if (c == OPT_TIMEOUT)
+        return status_timeout_flag(s, arg);
+    else if (c == OPT_JSON)
+        s->json = true;
+    else if (c == OPT_HELP) {
+        usage_status(stdout);
+        return 0;
+    } else {
+        options_unknown_flag("status");
+        return EXIT_USAGE;
+    }
+    return OPTIONS_RUN;
+}
+
 /* Returns OPTIONS_RUN with *s set, or the exit status. */
 static int status_parse(struct status_cmd *s, int argc, char **argv)
 {
@@ -404,38 +431,15 @@ static int status_parse(struct status_cmd *s, int argc, char **argv)
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
-    int rc = OPTIONS_RUN;
-    int c;
+    const struct options_spec spec = {"c:", longopts, status_flag, s};
+    int n_words = 0;
 
     memset(s, 0, sizeof(*s));
     s->timeout = STATUS_WAIT_DEFAULT_S;
-    optind = 1;
-    while (rc == OPTIONS_RUN && (c = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
-        if (c == 'c')
-            s->config_path = optarg;
-        else if (c == OPT_SERVER)
-            s->server = optarg;
-        else if (c == OPT_DEST)
-            s->dests = optarg;
-        else if (c == OPT_IMAGE)
-            s->image = optarg;
-        else if (c == OPT_WAIT)
-            s->wait = true;
-        else if (c == OPT_TIMEOUT)
-            rc = status_timeout_flag(s, optarg);
-        else if (c == OPT_JSON)
-            s->json = true;
-        else if (c == OPT_HELP) {
-            usage_status(stdout);
-            rc = 0;
-        } else {
-            options_unknown_flag("status");
-            rc = EXIT_USAGE;
-        }
-    }
+    int rc = options_parse(&spec, argc, argv, &n_words);
     if (rc != OPTIONS_RUN)
         return rc;
-    if (optind != argc || (s->config_path == NULL && s->server == NULL) ||
+    if (n_words != 0 || (s->config_path == NULL && s->server == NULL) ||
         (s->wait && s->image == NULL)) {
         fprintf(stderr, "ferry status: want -c FILE or --server URL%s\n",
                 s->wait && s->image == NULL ? ", and --image with --wait" : "");

@@ -57,7 +57,9 @@ static void usage_main(FILE *out)
           "  ls REPO        list the tags of HOST[:PORT]/REPO\n"
           "  catalog HOST   list the repositories of a registry\n"
           "\n"
-          "Run 'ferry COMMAND --help' for a command's flags.\n",
+          "Run 'ferry COMMAND --help' for a command's flags. Flags may come before or\n"
+          "after a command's words (ferry journal ls -c FILE is ferry journal -c FILE ls);\n"
+          "'--' ends them.\n",
           out);
 }
 

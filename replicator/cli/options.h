@@ -1,8 +1,9 @@
 /*
- * options: what the commands' flag parsers share: the ids of the long flags,
- * the flags of every command that talks to registries (COMMON_LONGOPTS), the
- * `-c FILE` parser of the commands that work from a config file, loading
- * that file, and sizes with a unit.
+ * options: what the commands' flag parsers share: the one way every command
+ * and subcommand reads its command line (options_parse(), flags anywhere),
+ * the ids of the long flags, the flags of every command that talks to
+ * registries (COMMON_LONGOPTS), the `-c FILE` parser of the commands that
+ * work from a config file, loading that file, and sizes with a unit.
  *
  * A parser returns OPTIONS_RUN when the command is to run; any other value
  * is the exit status to return at once: 0 after --help, 2 (the status
@@ -70,6 +71,63 @@ enum options_flag {
     OPT_TIMEOUT,
     OPT_DEST,
 };
+
+/*
+ * The command line of every command and subcommand is read one way
+ * (options_parse(), options_parse_sub()): flags may come before, between or
+ * after the positional words, as git and kubectl take them (`ferry journal ls
+ * -c FILE` is `ferry journal -c FILE ls`), whatever POSIXLY_CORRECT says;
+ * `--` ends the flags, and every word after it is positional even when it
+ * starts with a dash.
+ */
+
+/*
+ * Handle flag `c` (what getopt_long() answers: a short flag's letter, a long
+ * flag's val, '?' for an unknown flag or a missing value, which getopt has
+ * already named on stderr) with its value `arg` (NULL for a flag without
+ * one). Returns OPTIONS_RUN to go on, or the exit status to stop with.
+ */
+typedef int (*options_flag_fn)(void *ctx, int c, char *arg);
+
+/* The flags of one command or subcommand. */
+struct options_spec {
+    const char *shortopts;         /* getopt's, e.g. "c:v"; none of '+', '-', ':' first */
+    const struct option *longopts; /* ended by a zero entry; NULL: none; no val is 1 */
+    options_flag_fn flag;          /* called for each flag, in order */
+    void *ctx;
+};
+
+/* A subcommand: the word that names it and its own flags. */
+struct options_subcommand {
+    const char *name;
+    struct options_spec spec;
+};
+
+/**
+ * Read argv[1..argc) (argv[0] is the command's name) by `spec`: every flag,
+ * wherever it stands, goes to spec->flag in order; the positional words are
+ * moved to argv[1..*n_words], in the order given (argv keeps the same
+ * pointers, rearranged). Returns OPTIONS_RUN, or the status a flag handler
+ * returned to stop (its help printed, or a usage error said).
+ */
+FERRY_MUST_CHECK int options_parse(const struct options_spec *spec, int argc, char **argv,
+                                   int *n_words);
+
+/**
+ * options_parse() for a command with subcommands: the first positional word
+ * names one of `subs`, and the flags of `parent` and of that subcommand are
+ * taken anywhere, before the subcommand's name or after it (`parent`'s
+ * handler gets the ids its own spec names; the subcommand's gets the rest,
+ * '?' included). Ids must differ between `parent` and each subcommand, and a
+ * long flag's name must want a value in all of them or in none. *sub is the
+ * subcommand, or NULL when no word names one (then only `parent`'s flags
+ * are taken, and the caller says what is wrong); argv[1] is its name.
+ * Returns as options_parse().
+ */
+FERRY_MUST_CHECK int options_parse_sub(const struct options_spec *parent,
+                                       const struct options_subcommand *subs, size_t n_subs,
+                                       int argc, char **argv, const struct options_subcommand **sub,
+                                       int *n_words);
 
 /* Flags every command that talks to registries takes. */
 // clang-format off

@@ -109,7 +109,11 @@ void api_get_status(struct api *a, struct server_request *req);
 /** GET /v1/failures: FAILED jobs, at most API_LIST_MAX. */
 void api_get_failures(struct api *a, struct server_request *req);
 
-/** POST /v1/retry: requeue FAILED jobs through the engine. */
+/**
+ * POST /v1/retry: requeue FAILED jobs through the engine, of {"destination":
+ * D}, {"repository": R, "digest": D} (or all three), or {"all_failed": true}
+ * alone; any other body (an empty one, {}) is 400.
+ */
 void api_post_retry(struct api *a, struct server_request *req);
 
 /** GET /v1/journal?after=SEQ&limit=N: entries in seq order. */

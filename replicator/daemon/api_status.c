@@ -263,20 +263,47 @@ static const char *json_field(const cJSON *o, const char *name, bool *bad)
     return v->valuestring;
 }
 
+/*
+ * "all_failed": true, the explicit selection of every FAILED job: *all set.
+ * Absent leaves *all false; anything but true (false included: it selects
+ * nothing) sets *bad.
+ */
+static void json_all_failed(const cJSON *o, bool *all, bool *bad)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "all_failed");
+    *all = false;
+    if (v == NULL)
+        return;
+    if (cJSON_IsTrue(v))
+        *all = true;
+    else
+        *bad = true;
+}
+
+/*
+ * The selection is explicit: a destination, an image, both, or every FAILED
+ * job by {"all_failed": true} alone. An empty body or {} selects nothing and
+ * is refused, so that a client's mistake never requeues everything.
+ */
 void api_post_retry(struct api *a, struct server_request *req)
 {
     size_t len = 0;
     const char *body = server_request_body(req, &len);
     cJSON *o = cJSON_ParseWithLength(body, len);
     bool bad = o == NULL || !cJSON_IsObject(o);
+    bool all = false;
     const char *dest = bad ? NULL : json_field(o, "destination", &bad);
     const char *repo = bad ? NULL : json_field(o, "repository", &bad);
     const char *digest = bad ? NULL : json_field(o, "digest", &bad);
+    if (!bad)
+        json_all_failed(o, &all, &bad);
 
-    if (bad || (dest == NULL && (repo == NULL || digest == NULL)) ||
+    if (bad || (all && (dest != NULL || repo != NULL || digest != NULL)) ||
+        (!all && dest == NULL && (repo == NULL || digest == NULL)) ||
         (digest != NULL && !digest_valid(digest)))
         server_respond_error(req, 400,
-                             "want {\"destination\": D} or {\"repository\": R, \"digest\": D}");
+                             "want {\"destination\": D}, {\"repository\": R, \"digest\": D} "
+                             "or {\"all_failed\": true}");
     else if (dest != NULL && (config_registry_find(a->config, dest) == NULL ||
                               !api_is_destination(a->config, dest)))
         server_respond_error(req, 404, "no such destination");
