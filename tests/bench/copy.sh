@@ -8,16 +8,17 @@
 #
 # Three fixture images are pushed to a source registry (CNCF Distribution 2.8,
 # started by tests/integration/lib.sh):
-#   big    one 1 GiB layer
+#   big    one 1 GiB layer (BENCH_BIG_SIZE)
 #   many   50 layers: 25 x 256 KiB (shared "base" seed) + 25 x 2 MiB
 #   multi  OCI index of 4 platforms, 1 shared 4 MiB base layer + 3 x 2 MiB own layers each
-# Each image is copied BENCH_RUNS times by each tool, alternating
-# ferry/skopeo, each run into a fresh repository (ferry-big-1, skopeo-big-1, ...)
-# of a FRESH destination registry (new storage, new port): skopeo's blob-info
-# cache (/var/lib/containers/cache as root) otherwise remembers the blobs from
-# the previous run's repository and cross-repo mounts them instead of copying.
-# After the last run of each tool the same copy is repeated into the same
-# repository (the no-op re-copy). Each run is timed with GNU time (wall, user,
+# Each image is copied BENCH_RUNS times by each tool, alternating which tool
+# goes first (ferry in odd runs, skopeo in even ones), each run into a fresh
+# repository (ferry-big-1, skopeo-big-1, ...) of a FRESH destination registry
+# (new storage, new port), and skopeo's blob-info cache is deleted before each
+# of its copies (benchlib.sh): otherwise it remembers the blobs from the
+# previous run's repository and cross-repo mounts them instead of copying.
+# After every copy the same copy is repeated into the same repository (the
+# no-op re-copy; medians like the rest). Each run is timed with GNU time (wall, user,
 # sys, peak RSS), and the requests it sent to both registries are counted from
 # their access logs (lib.sh's readiness probes are left out). After every
 # ferry run the destination's manifest digest must equal the source's and every
@@ -26,6 +27,10 @@
 # Environment:
 #   BENCH_RUNS=3            runs per tool per image (medians are reported)
 #   BENCH_SKIP_BIG=1        skip the 1 GiB image
+#   BENCH_BIG_SIZE=1G       the big image's layer (fixturegen size: 16M for a quick check)
+#   BENCH_README=FILE       write the tables between FILE's bench:copy markers
+#                           (./build.sh bench: README.md), when everything verified;
+#                           needs BENCH_RUNS >= 3
 #   BENCH_OUT=FILE          Markdown report (default: $FERRY_BUILD_DIR/bench/copy.md,
 #                           i.e. build/bench/copy.md)
 #   BENCH_SKOPEO_PRESERVE=1 skopeo gets --preserve-digests (default 1). skopeo
@@ -36,7 +41,8 @@
 #   KEEP_TMP=1              keep the registries' storage and logs
 #
 # Exit status: 0 when every copy succeeded and verified (targets missed or not),
-# 1 when a copy failed, timed out or produced a wrong destination.
+# 1 when a copy failed, timed out or produced a wrong destination (then nothing
+# is written to BENCH_README).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -46,14 +52,19 @@ export FERRY_BUILD_DIR="$bench_root"
 export FERRY_SOURCE_DIR="$top"
 # shellcheck source=SCRIPTDIR/../integration/lib.sh
 source "$top/tests/integration/lib.sh"
+# shellcheck source=SCRIPTDIR/benchlib.sh
+source "$top/tests/bench/benchlib.sh"
 
 RUNS=${BENCH_RUNS:-3}
 SKIP_BIG=${BENCH_SKIP_BIG:-0}
+BIG_SIZE=${BENCH_BIG_SIZE:-1G}
 OUT=${BENCH_OUT:-$bench_root/copy.md}
 PRESERVE=${BENCH_SKOPEO_PRESERVE:-1}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_RUNS must be a positive integer, got '$RUNS'"
 [[ "$TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_TIMEOUT must be a positive integer, got '$TIMEOUT'"
+[[ "$BIG_SIZE" =~ ^[1-9][0-9]*[KMG]?$ ]] || fail "BENCH_BIG_SIZE must be a size like 16M or 1G, got '$BIG_SIZE'"
+bench_readme_check copy "$RUNS"
 
 require_ferry
 # A snapshot: a rebuild of build/ferry during the bench must not mix binaries.
@@ -189,7 +200,7 @@ push() { # IMAGE FIXTUREGEN-ARGS...
 }
 for image in "${images[@]}"; do
   case $image in
-    big) push big --seed 101 --layers 1 --layer-size 1G ;;
+    big) push big --seed 101 --layers 1 --layer-size "$BIG_SIZE" ;;
     many) push many --seed 202 --base-seed 203 --base-layers 25 --base-layer-size 256K \
       --layers 25 --layer-size 2M ;;
     multi) push multi --seed 303 --base-seed 304 --base-layers 1 --base-layer-size 4M \
@@ -199,8 +210,7 @@ done
 
 # -------------------------------------------------------------------- runs
 
-declare -A R=()   # R[image,tool,metric] = space-separated samples
-declare -A N=()   # N[image,tool,metric] = no-op re-copy value
+declare -A R=()   # R[image,tool,metric] = space-separated samples (noop_wall, noop_req: the re-copies)
 runs_md=""
 
 record() { # IMAGE TOOL RUN
@@ -226,26 +236,29 @@ copy_cmd() { # TOOL IMAGE REPO -> sets CMD
 
 for image in "${images[@]}"; do
   for ((run = 1; run <= RUNS; run++)); do
-    for tool in ferry skopeo; do
+    order=(ferry skopeo)
+    ((run % 2)) || order=(skopeo ferry) # alternate which tool goes first
+    for tool in "${order[@]}"; do
       repo="$tool-$image-$run"
       fresh_dst
       copy_cmd "$tool" "$image" "$repo"
+      [[ $tool == skopeo ]] && skopeo_cache_clear
       measure "$repo" "${CMD[@]}"
-      record "$image" "$tool" "$run"
-      if [[ $tool == ferry || "$PRESERVE" == 1 ]]; then
+      [[ $tool == skopeo ]] && skopeo_cache_check
+      if [[ $tool == ferry || "$PRESERVE" == 1 ]]; then # before any figure is printed
         verify "$image" "$dst_ADDR" "$repo" v1 "$tool run $run of $image"
       fi
-      if ((run == RUNS)); then
-        measure "$repo-noop" "${CMD[@]}"
-        N[$image,$tool,wall]=$M_WALL
-        N[$image,$tool,req]=$((M_SRC + M_DST))
-        runs_md+="| $image | $tool | no-op | $M_WALL | $M_USER | $M_SYS | $(fmt '%.1f' "$(calc "$M_RSS / 1024")") | $M_SRC | $M_DST |"$'\n'
-        say "$(printf '%-5s %-6s no-op wall %6.2f s  requests %4d (src %d, dst %d)' \
-          "$image" "$tool" "$M_WALL" $((M_SRC + M_DST)) "$M_SRC" "$M_DST")"
-        if [[ $tool == ferry || "$PRESERVE" == 1 ]]; then
-          verify "$image" "$dst_ADDR" "$repo" v1 "$tool no-op re-copy of $image"
-        fi
+      record "$image" "$tool" "$run"
+      # The no-op re-copy: the same copy again, into the repository just written.
+      measure "$repo-noop" "${CMD[@]}"
+      if [[ $tool == ferry || "$PRESERVE" == 1 ]]; then
+        verify "$image" "$dst_ADDR" "$repo" v1 "$tool no-op re-copy of $image"
       fi
+      R[$image,$tool,noop_wall]+="$M_WALL "
+      R[$image,$tool,noop_req]+="$((M_SRC + M_DST)) "
+      runs_md+="| $image | $tool | $run no-op | $M_WALL | $M_USER | $M_SYS | $(fmt '%.1f' "$(calc "$M_RSS / 1024")") | $M_SRC | $M_DST |"$'\n'
+      say "$(printf '%-5s %-6s no-op wall %6.2f s  requests %4d (src %d, dst %d)' \
+        "$image" "$tool" "$M_WALL" $((M_SRC + M_DST)) "$M_SRC" "$M_DST")"
     done
   done
 done
@@ -263,7 +276,7 @@ loc=$(curl -s -D - -o /dev/null -X POST "http://$2/v2/floor/blobs/uploads/" |
 curl -sf "http://$1/v2/big/blobs/$3" |
   curl -sf -o /dev/null -X PUT -H "Content-Type: application/octet-stream" -T - "$loc&digest=$3"'
 if [[ " ${images[*]} " == *" big "* ]]; then
-  layer=$(jq -r '[.blobs[] | select(.size > 1000000000)][0].digest' "$TEST_TMP/big.json")
+  layer=$(jq -r '.blobs | max_by(.size) | .digest' "$TEST_TMP/big.json")
   samples=""
   for ((run = 1; run <= RUNS; run++)); do
     fresh_dst
@@ -284,7 +297,7 @@ report=""
 for image in "${images[@]}"; do
   declare -A med=()
   for tool in ferry skopeo; do
-    for m in wall cpu rss req; do
+    for m in wall cpu rss req noop_wall noop_req; do
       # shellcheck disable=SC2086 # samples are space-separated numbers
       med[$tool,$m]=$(median ${R[$image,$tool,$m]})
     done
@@ -313,11 +326,12 @@ for image in "${images[@]}"; do
     row "CPU s" '%.2f' "${med[ferry,cpu]}" "${med[skopeo,cpu]}"
     row "peak RSS MiB" '%.1f' "${med[ferry,rss]}" "${med[skopeo,rss]}"
     row "requests" '%g' "${med[ferry,req]}" "${med[skopeo,req]}"
-    row "no-op re-copy wall s" '%.2f' "${N[$image,ferry,wall]}" "${N[$image,skopeo,wall]}"
-    row "no-op requests" '%g' "${N[$image,ferry,req]}" "${N[$image,skopeo,req]}"
+    row "no-op re-copy wall s" '%.2f' "${med[ferry,noop_wall]}" "${med[skopeo,noop_wall]}"
+    row "no-op requests" '%g' "${med[ferry,noop_req]}" "${med[skopeo,noop_req]}"
     if [[ -n "${FLOOR[$image]:-}" ]]; then
-      printf '| registry floor wall s (curl GET \\| curl PUT of the layer alone) | %.2f | | ferry %s of it |\n' \
-        "${FLOOR[$image]}" "$(ratio "${med[ferry,wall]}" "${FLOOR[$image]}")"
+      printf '| registry floor wall s (curl GET \\| curl PUT of the layer alone) | %.2f | | |\n' "${FLOOR[$image]}"
+      printf '| wall ÷ the floor | %s | %s | |\n' \
+        "$(ratio "${med[ferry,wall]}" "${FLOOR[$image]}")" "$(ratio "${med[skopeo,wall]}" "${FLOOR[$image]}")"
     fi
     echo
     printf 'targets: wall ≤ %s× %s (%.2f×), CPU ≤ %s× %s (%.2f×), peak RSS ≤ %s MiB %s (%.1f MiB)\n' \
@@ -332,11 +346,15 @@ skopeo_cmd="skopeo copy ${SKOPEO_FLAGS[*]} docker://SRC docker://DST"
 header=$(
   echo "## ferry copy vs skopeo copy"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ferry $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$top" diff --quiet HEAD 2>/dev/null || echo '+dirty') (binary sha256 $FERRY_SHA…), $(skopeo --version), Distribution $(docker-registry --version 2>/dev/null | awk '{print $NF}'), BENCH_RUNS=$RUNS, bench took ${elapsed} s."
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ferry $(bench_commit) (binary sha256 $FERRY_SHA…), $(skopeo --version), Distribution $(docker-registry --version 2>/dev/null | awk '{print $NF}'), BENCH_RUNS=$RUNS, bench took ${elapsed} s."
   echo
   echo "- ferry: \`ferry copy --no-cache --no-progress SRC DST\`"
   echo "- skopeo: \`$skopeo_cmd\`"
-  echo "- every run copies into a fresh repository of a fresh destination registry; requests = both registries' access-log lines during the run; CPU = user + sys; no-op = the same copy again into the repository just written (one sample)."
+  echo "- every run copies into a fresh repository of a fresh destination registry, the tools taking turns at going first; $(skopeo_cache_note)."
+  echo "- medians of $RUNS runs; requests = both registries' access-log lines during the run; CPU = user + sys; no-op re-copy = the same copy again into the repository just written, after every run."
+  if [[ -n "${FLOOR[big]:-}" ]]; then
+    echo "- registry floor: the big layer alone, piped from \`curl\` GET into one \`curl\` PUT, with no client logic (median of $RUNS): no copier can be much faster than the two registries take the bytes."
+  fi
 )
 runs_table=$(
   echo "### every run"
@@ -351,3 +369,6 @@ printf '%s\n\n%s\n%s\n' "$header" "$report" "$runs_table" >"$OUT"
 echo
 printf '%s\n\n%s' "$header" "$report"
 echo "bench: report written to $OUT ($misses target(s) missed)"
+# The README's block: the report without its title, one heading level down.
+printf '%s\n\n%s' "$header" "$report" | sed -e '1,2d' -e 's/^### /#### /' >"$TEST_TMP/readme-block.md"
+bench_readme_write copy "$TEST_TMP/readme-block.md"

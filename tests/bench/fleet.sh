@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2154 # src_*, d1_* ... are set by lib.sh's registry_start
-# Benchmark: fleet replication. `ferry sync` against `skopeo sync`, one source
-# registry to one and to three destination registries, and push-to-replicated
-# latency under `ferry serve`; all on loopback.
+# Benchmark: fleet replication. `ferry sync` against `skopeo sync` (what a
+# skopeo user runs: one destination after another, one image at a time) and
+# against parallel `skopeo copy` processes (what a careful user scripts: one
+# per image and destination, as many at once per destination as ferry runs
+# jobs there), one source registry to one and to three destination
+# registries, and push-to-replicated latency under `ferry serve`; all on
+# loopback.
 #
-#   bash tests/bench/fleet.sh               (uses build/ferry, or $FERRY_BIN; ~4 min on 2 cores)
-#   BENCH_QUICK=1 bash tests/bench/fleet.sh (8 repositories x 3 tags, 15 s of pushes; ~1 min)
+#   bash tests/bench/fleet.sh               (uses build/ferry, or $FERRY_BIN; 3 runs of everything)
+#   BENCH_QUICK=1 BENCH_RUNS=1 bash tests/bench/fleet.sh   (8 repositories x 3 tags, 15 s of pushes)
+#   BENCH_QUICK=1 BENCH_REPOS=3 BENCH_TAGS=3 BENCH_PUSH_SECONDS=3 BENCH_PUSH_RATE=5 \
+#     bash tests/bench/fleet.sh             (a check of the bench itself)
 #
 # The fleet (pushed to a source registry, Distribution 2.8 from lib.sh, by
 # fixturegen's own code: tests/fixtures/fixturegen.py imported as a module,
@@ -23,12 +29,25 @@
 # fixturegen's JSON outputs (manifests not included).
 #
 # Scenarios, each into FRESH destination registries (stopped, storage removed,
-# started again on a new port) and, for ferry, a fresh data_dir:
+# started again on a new port) and, for ferry, a fresh data_dir; skopeo's
+# blob-info cache (benchlib.sh) is deleted before each skopeo run but the
+# same-node no-op:
 #   ferry sync  -> d1              config: one rule, repositories ["**"] -> d1
 #   ferry sync  -> d1, d2, d3      one rule with three destinations, one run
 #   skopeo sync -> d1              --src yaml (every repository, all tags), one run
 #   skopeo sync -> d1, d2, d3      three runs, one per destination (summed)
-#   no-op: the 1-destination run again, same destination (ferry: same data_dir)
+#   skopeo copy x P -> d1 (d2, d3) one `skopeo copy --all --preserve-digests` per
+#                                  image and destination, P at a time per
+#                                  destination (xargs -P; the destinations' pools
+#                                  at once), P = the destination's max_concurrency
+#                                  in the config the bench gives ferry (ferry's
+#                                  jobs in flight per destination)
+#   no-op, same node: the 1-destination run again (ferry: same data_dir;
+#                     skopeo: its cache as the run left it)
+#   no-op, new node:  the same, from nothing (ferry: a fresh data_dir, so it
+#                     re-checks every tag; skopeo: its cache deleted)
+# The tools take turns at going first (ferry, skopeo sync, skopeo copy; then
+# skopeo sync, skopeo copy, ferry; ...).
 # Each run is timed with GNU time (wall, user+sys, peak RSS); from the access
 # logs (combined log format) of every registry: requests, the bytes of the
 # source's blob GET responses (200/206), and the blob uploads completed at each
@@ -53,16 +72,26 @@
 #   BENCH_PUSH_SECONDS=60   seconds of pushes
 #   BENCH_PUSHERS=8         pusher threads
 #   BENCH_SKIP_LATENCY=1    skip the latency part
-#   BENCH_RUNS=1            repeat the sync scenarios N times; wall, CPU and RSS
-#                           are the medians (each run is listed), counts are the
-#                           last run's
+#   BENCH_RUNS=3            repeat the sync scenarios N times; wall, CPU, RSS,
+#                           registries' CPU and source requests/reads are the
+#                           medians (each run is listed), other counts the last run's
+#   BENCH_MAX_CONCURRENCY=N max_concurrency of every registry in ferry's config
+#                           (default: unset, ferry's default); the parallel skopeo
+#                           copy pools follow it
+#   BENCH_VERIFY_HOOK=CMD   (testing the bench) bash run before each destination is
+#                           verified, with REG (d1 ...), WHO (the run) and STORAGE
+#                           (the registry's storage directory) exported
+#   BENCH_README=FILE       write the report between FILE's bench:fleet markers
+#                           (./build.sh bench: README.md), when everything verified;
+#                           needs BENCH_RUNS >= 3
 #   BENCH_TIMEOUT=600       seconds allowed per sync run
 #   BENCH_OUT=FILE          Markdown report (default build/bench/fleet.md)
 #   FERRY_BIN               ferry binary (default build/ferry)
 #   KEEP_TMP=1              keep the registries' storage and logs (build/bench/itest.*)
 #
 # Exit status: 0 when every run succeeded and verified (targets missed or
-# not), 1 when a run failed, timed out or left a destination incomplete.
+# not), 1 when a run failed, timed out or left a destination incomplete: then
+# at once, with the FAIL line and no figure, no report and no README block.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -72,6 +101,8 @@ export FERRY_BUILD_DIR="$bench_root"
 export FERRY_SOURCE_DIR="$top"
 # shellcheck source=SCRIPTDIR/../integration/lib.sh
 source "$top/tests/integration/lib.sh"
+# shellcheck source=SCRIPTDIR/benchlib.sh
+source "$top/tests/bench/benchlib.sh"
 
 QUICK=${BENCH_QUICK:-0}
 if [[ "$QUICK" == 1 ]]; then
@@ -87,7 +118,8 @@ else
 fi
 PUSH_RATE=${BENCH_PUSH_RATE:-20}
 PUSHERS=${BENCH_PUSHERS:-8}
-RUNS=${BENCH_RUNS:-1}
+RUNS=${BENCH_RUNS:-3}
+MAX_CONC=${BENCH_MAX_CONCURRENCY:-}
 SKIP_LATENCY=${BENCH_SKIP_LATENCY:-0}
 TIMEOUT=${BENCH_TIMEOUT:-600}
 OUT=${BENCH_OUT:-$bench_root/fleet.md}
@@ -95,6 +127,11 @@ for v in REPOS TAGS PUSH_SECONDS PUSH_RATE PUSHERS TIMEOUT RUNS; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_$v must be a positive integer, got '${!v}'"
 done
 ((REPOS <= 100)) || fail "BENCH_REPOS must be at most 100"
+[[ -z "$MAX_CONC" || "$MAX_CONC" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_MAX_CONCURRENCY must be a positive integer"
+bench_readme_check fleet "$RUNS"
+# ferry's jobs in flight per destination when its config says nothing
+DEFAULT_CONC=$(sed -n 's/^#define CONFIG_DEFAULT_REGISTRY_CONCURRENCY \([0-9][0-9]*\).*/\1/p' "$top/replicator/config/config.h")
+[[ -n "$DEFAULT_CONC" ]] || fail "no CONFIG_DEFAULT_REGISTRY_CONCURRENCY in replicator/config/config.h"
 
 require_ferry
 # A snapshot: a rebuild of build/ferry during the bench must not mix binaries.
@@ -554,10 +591,12 @@ ferry_config() {
     echo "listen: 127.0.0.1:$(free_port)"
     echo "poll_interval: 0"
     echo "registries:"
-    echo "  src: { url: \"http://$src_ADDR\" }"
+    local conc=""
+    [[ -z "$MAX_CONC" ]] || conc=", max_concurrency: $MAX_CONC"
+    echo "  src: { url: \"http://$src_ADDR\"$conc }"
     for d in "$@"; do
       local addr_var="${d}_ADDR"
-      echo "  $d: { url: \"http://${!addr_var}\" }"
+      echo "  $d: { url: \"http://${!addr_var}\"$conc }"
     done
     echo "rules:"
     echo "  - name: fleet"
@@ -612,20 +651,25 @@ measure() {
 st() { jq -r ".$2" <<<"${M_STATS[$1]}"; } # REG FIELD
 
 # verify_dst WHO REG... : every fleet tag at every REG has the source's digest.
-# A failure is printed at once, goes to the top of the report, and makes the
-# bench exit 1 at the end (the other scenarios still run and are reported).
-VERIFY_FAILS=""
+# A failure ends the bench at once (exit 1): FAIL and what is wrong, and no
+# figure, report or README block, since figures of a copy that did not land
+# mean nothing. BENCH_VERIFY_HOOK runs first (to test exactly that).
 verify_dst() {
-  local who=$1 r out addr_var msg
+  local who=$1 r out addr_var
   shift
   for r in "$@"; do
     addr_var="${r}_ADDR"
+    if [[ -n "${BENCH_VERIFY_HOOK:-}" && "$who" != fixturegen ]]; then
+      (
+        export REG=$r WHO=$who STORAGE="$TEST_TMP/$r"
+        eval "$BENCH_VERIFY_HOOK"
+      ) || true
+    fi
     if out=$(tool verify --addr "${!addr_var}" "${FLEET_FILES[@]}"); then
       say "$who: $r holds all $(jq -r .total <<<"$out") tags of $(jq -r .repos <<<"$out") repositories with the source's digests"
     else
-      msg="$who: $r does not hold the fleet: $(jq -r '"\(.ok) of \(.total) tags right; \(.nbad) wrong: " + (.bad | join("; "))' <<<"$out")"
-      echo "FAIL: $msg" >&2
-      VERIFY_FAILS+="- $msg"$'\n'
+      echo "FAIL: $who: $r does not hold the fleet: $(jq -r '"\(.ok) of \(.total) tags right; \(.nbad) wrong: " + (.bad | join("; "))' <<<"$out" 2>/dev/null || echo "$out")" >&2
+      fail "a destination did not hold the fleet after a run: no figures"
     fi
   done
 }
@@ -663,7 +707,7 @@ SRC_STORED=$(stored_bytes src)
 MiB() { fmt '%.1f' "$(calc "$1 / 1048576")"; }
 say "fleet pushed in $(fmt '%.1f' "$PUSH_S") s: $n_images images ($N_INDEXES indexes), $UNIQUE_BLOBS unique blobs, $(MiB "$UNIQUE") MiB unique blob bytes (+ $N_MANIFESTS manifests, $(MiB "$UNIQUE_MANIFESTS") MiB); $(MiB "$LOGICAL") MiB if every image were stored alone; source storage $(MiB "$SRC_STORED") MiB"
 verify_dst "fixturegen" src
-[[ -z "$VERIFY_FAILS" ]] || fail "the source does not hold what fixturegen pushed"
+jq -r '"\(.repository):\(.tag)"' "$TEST_TMP/fleet.jsonl" >"$TEST_TMP/images.txt"
 
 # -------------------------------------------------------------------- runs
 
@@ -721,86 +765,158 @@ skopeo_cmd() { # DEST -> CMD
   CMD=(skopeo sync --all --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false
     --preserve-digests "$SKOPEO_YAML" "${!addr_var}")
 }
-# skopeo keeps a blob-info cache (/var/lib/containers/cache as root) across
-# runs; fresh registries get new ports, so what it remembers does not apply.
+
+# dest_limit CONFIG DEST : ferry's jobs in flight to DEST under CONFIG (its
+# max_concurrency, or ferry's default)
+dest_limit() {
+  python3 - "$1" "$2" "$DEFAULT_CONC" <<'PY'
+import sys, yaml
+c = yaml.safe_load(open(sys.argv[1])) or {}
+v = ((c.get("registries") or {}).get(sys.argv[2]) or {}).get("max_concurrency")
+print(int(v) if v else int(sys.argv[3]))
+PY
+}
+
+# The parallel skopeo baseline: per destination, one `skopeo copy` per image
+# (repository:tag in LIST), P at a time; the destinations' pools at once.
+PCOPY_SH="$TEST_TMP/pcopy.sh"
+cat >"$PCOPY_SH" <<'SH'
+# pcopy.sh SRC LIST DST_ADDR P [DST_ADDR P ...]
+set -u
+src=$1 list=$2
+shift 2
+pids=()
+while (($# >= 2)); do
+  xargs -P "$2" -I{} skopeo copy --all --src-tls-verify=false --dest-tls-verify=false --preserve-digests \
+    "docker://$src/{}" "docker://$1/{}" <"$list" &
+  pids+=($!)
+  shift 2
+done
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+exit $rc
+SH
 
 sync_noop_count() { # ERRFILE : job lines of a ferry sync
   grep -c '^complete ' "$1" || true
 }
 
-# Each iteration runs every scenario; R holds the last iteration's figures,
-# RUN_LIST the per-run wall, CPU, RSS and registry CPU that become medians.
+tool_name() {
+  case $1 in
+    ferry) echo "ferry sync" ;;
+    skopeo) echo "skopeo sync" ;;
+    pcopy) echo "skopeo copy × P" ;;
+  esac
+}
+scenario_name() {
+  case $1 in
+    one) echo "1 destination" ;;
+    three) echo "3 destinations" ;;
+    noop) echo "no-op, same node" ;;
+    noop_new) echo "no-op, new node" ;;
+  esac
+}
+
+# run_tool SCENARIO TOOL DEST... : one measured run of TOOL into DEST...
+# (one, three: on fresh destinations; noop, noop_new: again into what the
+# `one` run of the same tool left), verified, then recorded: a run whose
+# destinations do not verify prints no figure.
+declare -A PCOPY_P=() # SCENARIO -> the pools' sizes, "4" or "4 / 4 / 4"
+run_tool() {
+  local s=$1 t=$2 d a cfg
+  shift 2
+  case $t in
+    ferry)
+      cfg="$TEST_TMP/ferry-$s.yaml"
+      case $s in
+        noop) cfg="$TEST_TMP/ferry-one.yaml" ;; # the same data_dir: its journal knows
+        *) ferry_config "$cfg" "$TEST_TMP/ferry-$s" "$@" ;;
+      esac
+      measure "ferry-$s" "src $*" "$FERRY" sync -c "$cfg"
+      verify_dst "$(tool_name "$t") ($(scenario_name "$s"))" "$@"
+      record "$s" ferry "$@"
+      say "ferry sync ($(scenario_name "$s")): $(sync_noop_count "$TEST_TMP/ferry-$s.err") jobs complete; summary: $(tail -n 1 "$TEST_TMP/ferry-$s.out")"
+      ;;
+    skopeo)
+      [[ $s == noop ]] || skopeo_cache_clear
+      for d in "$@"; do # one destination after another, as a user would
+        skopeo_cmd "$d"
+        measure "skopeo-$s-$d" "src $d" "${CMD[@]}"
+        verify_dst "$(tool_name "$t") ($(scenario_name "$s"))" "$d"
+        record "$s" skopeo "$d"
+      done
+      skopeo_cache_check
+      ;;
+    pcopy)
+      [[ $s == noop ]] || skopeo_cache_clear
+      # the config the bench gives ferry for these destinations
+      ferry_config "$TEST_TMP/pcopy.yaml" "$TEST_TMP/pcopy-data" "$@"
+      CMD=(bash "$PCOPY_SH" "$src_ADDR" "$TEST_TMP/images.txt")
+      PCOPY_P[$s]=""
+      for d in "$@"; do
+        a="${d}_ADDR"
+        CMD+=("${!a}" "$(dest_limit "$TEST_TMP/pcopy.yaml" "$d")")
+        PCOPY_P[$s]+="${PCOPY_P[$s]:+ / }${CMD[-1]}"
+      done
+      measure "pcopy-$s" "src $*" "${CMD[@]}"
+      verify_dst "$(tool_name "$t") ($(scenario_name "$s"))" "$@"
+      record "$s" pcopy "$@"
+      skopeo_cache_check
+      ;;
+  esac
+  if [[ $s == one || $s == three ]]; then stored "$s" "$t" "$@"; fi
+}
+
+# Each iteration runs every scenario with every tool, the tools taking turns
+# at going first; R holds the last iteration's figures, RUN_LIST the per-run
+# values that become medians.
+TOOLS=(ferry skopeo pcopy)
+SCENARIOS=(one noop noop_new three)
+MEDIANS=(wall cpu rss regcpu src_req src_gets src_bytes)
 declare -A RUN_LIST=()
+ORDERS=""
 for ((ITER = 1; ITER <= RUNS; ITER++)); do
   ((RUNS > 1)) && say "---- run $ITER of $RUNS"
   if ((ITER > 1)); then
     for key in "${!R[@]}"; do unset "R[$key]"; done
   fi
-  # ---- 1 destination
-  fresh_dst d1
-  data="$TEST_TMP/ferry-1"
-  ferry_config "$TEST_TMP/ferry-1.yaml" "$data" d1
-  measure ferry-1 "src d1" "$FERRY" sync -c "$TEST_TMP/ferry-1.yaml"
-  record one ferry d1
-  stored one ferry d1
-  F1_JOBS=$(sync_noop_count "$TEST_TMP/ferry-1.err")
-  say "ferry sync -> d1: $F1_JOBS jobs complete; summary: $(tail -n 1 "$TEST_TMP/ferry-1.out")"
-  verify_dst "ferry sync (1 destination)" d1
-
-  measure ferry-1-noop "src d1" "$FERRY" sync -c "$TEST_TMP/ferry-1.yaml"
-  record noop ferry d1
-  F1N_JOBS=$(sync_noop_count "$TEST_TMP/ferry-1-noop.err")
-  say "ferry no-op: $F1N_JOBS jobs; summary: $(tail -n 1 "$TEST_TMP/ferry-1-noop.out")"
-  verify_dst "ferry sync no-op" d1
-
-  fresh_dst d1
-  skopeo_cmd d1
-  measure skopeo-1 "src d1" "${CMD[@]}"
-  record one skopeo d1
-  stored one skopeo d1
-  verify_dst "skopeo sync (1 destination)" d1
-  measure skopeo-1-noop "src d1" "${CMD[@]}"
-  record noop skopeo d1
-  verify_dst "skopeo sync no-op" d1
-
-  # ---- 3 destinations
-  fresh_dst d1 d2 d3
-  data="$TEST_TMP/ferry-3"
-  ferry_config "$TEST_TMP/ferry-3.yaml" "$data" d1 d2 d3
-  measure ferry-3 "src d1 d2 d3" "$FERRY" sync -c "$TEST_TMP/ferry-3.yaml"
-  record three ferry d1 d2 d3
-  stored three ferry d1 d2 d3
-  F3_JOBS=$(sync_noop_count "$TEST_TMP/ferry-3.err")
-  say "ferry sync -> d1 d2 d3: $F3_JOBS jobs complete; summary: $(tail -n 1 "$TEST_TMP/ferry-3.out")"
-  verify_dst "ferry sync (3 destinations)" d1 d2 d3
-
-  fresh_dst d1 d2 d3
-  for d in d1 d2 d3; do
-    skopeo_cmd "$d"
-    measure "skopeo-3-$d" "src $d" "${CMD[@]}"
-    record three skopeo "$d"
-    stored three skopeo "$d"
+  rot=$(((ITER - 1) % ${#TOOLS[@]}))
+  order=("${TOOLS[@]:rot}" "${TOOLS[@]:0:rot}")
+  ORDERS+="${ORDERS:+; }run $ITER: $(for t in "${order[@]}"; do tool_name "$t"; done | paste -sd, | sed 's/,/, /g')"
+  # ---- 1 destination, then its no-ops
+  for t in "${order[@]}"; do
+    fresh_dst d1
+    run_tool one "$t" d1
+    run_tool noop "$t" d1
+    run_tool noop_new "$t" d1
   done
-  verify_dst "skopeo sync (3 destinations)" d1 d2 d3
-
-  for key in one,ferry one,skopeo noop,ferry noop,skopeo three,ferry three,skopeo; do
-    for m in wall cpu rss regcpu; do RUN_LIST[$key,$m]+="${R[$key,$m]} "; done
+  # ---- 3 destinations
+  for t in "${order[@]}"; do
+    fresh_dst d1 d2 d3
+    run_tool three "$t" d1 d2 d3
+  done
+  for s in "${SCENARIOS[@]}"; do
+    for t in "${TOOLS[@]}"; do
+      for m in "${MEDIANS[@]}"; do RUN_LIST[$s,$t,$m]+="${R[$s,$t,$m]} "; done
+    done
   done
 done
-for key in one,ferry one,skopeo noop,ferry noop,skopeo three,ferry three,skopeo; do
-  for m in wall cpu rss regcpu; do R[$key,$m]=$(median "${RUN_LIST[$key,$m]}"); done
+for s in "${SCENARIOS[@]}"; do
+  for t in "${TOOLS[@]}"; do
+    for m in "${MEDIANS[@]}"; do R[$s,$t,$m]=$(median "${RUN_LIST[$s,$t,$m]}"); done
+  done
 done
 
 # Anything ferry printed besides its "complete" job lines and summary, verbatim.
 FERRY_OTHER=""
-for f in ferry-1 ferry-1-noop ferry-3; do
-  other=$(grep -vE '^complete |^sync complete' "$TEST_TMP/$f.err" || true)
+for s in "${SCENARIOS[@]}"; do
+  other=$(grep -vE '^complete |^sync complete' "$TEST_TMP/ferry-$s.err" || true)
   if [[ -n "$other" ]]; then
-    FERRY_OTHER+="# $f ($(wc -l <<<"$other") lines, first 20)"$'\n'"$(head -n 20 <<<"$other")"$'\n'
+    FERRY_OTHER+="# $(scenario_name "$s") ($(wc -l <<<"$other") lines, first 20)"$'\n'"$(head -n 20 <<<"$other")"$'\n'
   fi
 done
 # The summary line is on stdout.
-FERRY_SUMMARY=$(grep -h '^sync complete' "$TEST_TMP"/ferry-1.out "$TEST_TMP"/ferry-1-noop.out "$TEST_TMP"/ferry-3.out || true)
+FERRY_SUMMARY=$(for s in "${SCENARIOS[@]}"; do grep -h '^sync complete' "$TEST_TMP/ferry-$s.out" | sed "s/^/$(scenario_name "$s"): /"; done || true)
 
 # -------------------------------------------------------------- latency
 LAT=""
@@ -858,56 +974,84 @@ dsum() { awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; print s }' <<<"$1"; }
 dlist() { # "a b c" FORMAT DIVISOR -> "x / y / z"
   awk -v f="$2" -v div="$3" '{ for (i = 1; i <= NF; i++) printf (i > 1 ? " / " : "") f, $i / div; print "" }' <<<"$1"
 }
-row() { # LABEL FERRY SKOPEO FORMAT
-  printf '| %s | %s | %s | %s |\n' "$1" "$(fmt "$4" "$2")" "$(fmt "$4" "$3")" "$(ratio "$2" "$3")"
+row() { # LABEL FERRY SKOPEO PCOPY FORMAT
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(fmt "$5" "$2")" "$(fmt "$5" "$3")" "$(fmt "$5" "$4")" \
+    "$(ratio "$2" "$3")" "$(ratio "$2" "$4")"
 }
-rowl() { # LABEL FERRY-TEXT SKOPEO-TEXT
-  printf '| %s | %s | %s | |\n' "$1" "$2" "$3"
+rowl() { # LABEL FERRY-TEXT SKOPEO-TEXT PCOPY-TEXT
+  printf '| %s | %s | %s | %s | | |\n' "$1" "$2" "$3" "$4"
+}
+rowm() { # LABEL SCENARIO METRIC FORMAT : a median row
+  row "$1" "${R[$2,ferry,$3]}" "${R[$2,skopeo,$3]}" "${R[$2,pcopy,$3]}" "$4"
+}
+rowd() { # LABEL SCENARIO METRIC FORMAT DIVISOR : per-destination lists
+  rowl "$1" "$(dlist "${R[$2,ferry,$3]}" "$4" "$5")" "$(dlist "${R[$2,skopeo,$3]}" "$4" "$5")" \
+    "$(dlist "${R[$2,pcopy,$3]}" "$4" "$5")"
+}
+rowr() { # LABEL SCENARIO METRIC : each run's values
+  rowl "$1" "$(dlist "${RUN_LIST[$2,ferry,$3]}" '%.2f' 1)" "$(dlist "${RUN_LIST[$2,skopeo,$3]}" '%.2f' 1)" \
+    "$(dlist "${RUN_LIST[$2,pcopy,$3]}" '%.2f' 1)"
+}
+table_head() {
+  echo "| metric | ferry sync | skopeo sync (serial) | skopeo copy × P (parallel) | ferry ÷ skopeo sync | ferry ÷ skopeo copy × P |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 }
 scenario_table() { # SCENARIO TITLE
-  local s=$1
+  local s=$1 t
   echo "### $2"
   echo
-  echo "| metric | ferry | skopeo | ferry/skopeo |"
-  echo "| --- | ---: | ---: | ---: |"
-  row "wall s" "${R[$s,ferry,wall]}" "${R[$s,skopeo,wall]}" '%.2f'
-  row "CPU s (user+sys)" "${R[$s,ferry,cpu]}" "${R[$s,skopeo,cpu]}" '%.2f'
-  row "peak RSS MiB" "${R[$s,ferry,rss]}" "${R[$s,skopeo,rss]}" '%.1f'
-  row "registries' CPU s during the run" "${R[$s,ferry,regcpu]}" "${R[$s,skopeo,regcpu]}" '%.2f'
+  echo "P = ${PCOPY_P[$s]} (per destination). Medians of $RUNS runs; per-destination counts are the last run's."
+  echo
+  table_head
+  rowm "wall s" "$s" wall '%.2f'
+  rowm "CPU s (user+sys, all processes)" "$s" cpu '%.2f'
+  rowm "peak RSS MiB (largest process)" "$s" rss '%.1f'
+  rowm "registries' CPU s during the run" "$s" regcpu '%.2f'
   row "CPU s, tool + registries" "$(calc "${R[$s,ferry,cpu]} + ${R[$s,ferry,regcpu]}")" \
-    "$(calc "${R[$s,skopeo,cpu]} + ${R[$s,skopeo,regcpu]}")" '%.2f'
-  if ((RUNS > 1)); then
-    rowl "wall s, each run" "$(dlist "${RUN_LIST[$s,ferry,wall]}" '%.2f' 1)" "$(dlist "${RUN_LIST[$s,skopeo,wall]}" '%.2f' 1)"
-    rowl "CPU s, each run" "$(dlist "${RUN_LIST[$s,ferry,cpu]}" '%.2f' 1)" "$(dlist "${RUN_LIST[$s,skopeo,cpu]}" '%.2f' 1)"
-  fi
+    "$(calc "${R[$s,skopeo,cpu]} + ${R[$s,skopeo,regcpu]}")" "$(calc "${R[$s,pcopy,cpu]} + ${R[$s,pcopy,regcpu]}")" '%.2f'
+  rowr "wall s, each run" "$s" wall
+  rowr "CPU s, each run" "$s" cpu
   row "source blob bytes read ÷ unique" "$(calc "${R[$s,ferry,src_bytes]} / $UNIQUE")" \
-    "$(calc "${R[$s,skopeo,src_bytes]} / $UNIQUE")" '%.3f'
-  row "source blob GETs" "${R[$s,ferry,src_gets]}" "${R[$s,skopeo,src_gets]}" '%d'
-  rowl "uploaded per destination ÷ unique" "$(dlist "${R[$s,ferry,up_bytes]}" '%.3f' "$UNIQUE")" \
-    "$(dlist "${R[$s,skopeo,up_bytes]}" '%.3f' "$UNIQUE")"
-  rowl "blob uploads per destination (unique blobs: $UNIQUE_BLOBS)" "$(dlist "${R[$s,ferry,uploads]}" '%d' 1)" \
-    "$(dlist "${R[$s,skopeo,uploads]}" '%d' 1)"
-  rowl "blobs uploaded again (extra bytes ÷ unique) per destination" \
-    "$(paste -d' ' <(tr ' ' '\n' <<<"${R[$s,ferry,dups]}") <(tr ' ' '\n' <<<"${R[$s,ferry,dup_bytes]}") |
-      awk -v u="$UNIQUE" 'NF == 2 { printf "%s%d (%.3f)", (n++ ? " / " : ""), $1, $2 / u }')" \
-    "$(paste -d' ' <(tr ' ' '\n' <<<"${R[$s,skopeo,dups]}") <(tr ' ' '\n' <<<"${R[$s,skopeo,dup_bytes]}") |
-      awk -v u="$UNIQUE" 'NF == 2 { printf "%s%d (%.3f)", (n++ ? " / " : ""), $1, $2 / u }')"
-  rowl "4xx answers to PUT/POST/PATCH per destination" "$(dlist "${R[$s,ferry,put4xx]}" '%d' 1)" \
-    "$(dlist "${R[$s,skopeo,put4xx]}" '%d' 1)"
-  rowl "cross-repository mounts per destination" "$(dlist "${R[$s,ferry,mounts]}" '%d' 1)" \
-    "$(dlist "${R[$s,skopeo,mounts]}" '%d' 1)"
+    "$(calc "${R[$s,skopeo,src_bytes]} / $UNIQUE")" "$(calc "${R[$s,pcopy,src_bytes]} / $UNIQUE")" '%.3f'
+  rowm "source blob GETs" "$s" src_gets '%d'
+  rowd "uploaded per destination ÷ unique" "$s" up_bytes '%.3f' "$UNIQUE"
+  rowd "blob uploads per destination (unique blobs: $UNIQUE_BLOBS)" "$s" uploads '%d' 1
+  local dups=()
+  for t in "${TOOLS[@]}"; do
+    dups+=("$(paste -d' ' <(tr ' ' '\n' <<<"${R[$s,$t,dups]}") <(tr ' ' '\n' <<<"${R[$s,$t,dup_bytes]}") |
+      awk -v u="$UNIQUE" 'NF == 2 { printf "%s%d (%.3f)", (n++ ? " / " : ""), $1, $2 / u }')")
+  done
+  rowl "blobs uploaded again (extra bytes ÷ unique) per destination" "${dups[@]}"
+  rowd "4xx answers to PUT/POST/PATCH per destination" "$s" put4xx '%d' 1
+  rowd "cross-repository mounts per destination" "$s" mounts '%d' 1
   if [[ -n "${R[$s,ferry,stored]:-}" ]]; then
-    rowl "stored per destination ÷ unique (blobs+manifests)" \
-      "$(dlist "${R[$s,ferry,stored]}" '%.3f' "$((UNIQUE + UNIQUE_MANIFESTS))")" \
-      "$(dlist "${R[$s,skopeo,stored]}" '%.3f' "$((UNIQUE + UNIQUE_MANIFESTS))")"
+    rowd "stored per destination ÷ unique (blobs+manifests)" "$s" stored '%.3f' "$((UNIQUE + UNIQUE_MANIFESTS))"
   fi
-  rowl "manifest PUTs per destination" "$(dlist "${R[$s,ferry,manifest_puts]}" '%d' 1)" \
-    "$(dlist "${R[$s,skopeo,manifest_puts]}" '%d' 1)"
-  row "requests to the source" "${R[$s,ferry,src_req]}" "${R[$s,skopeo,src_req]}" '%d'
-  rowl "requests per destination" "$(dlist "${R[$s,ferry,dst_req]}" '%d' 1)" \
-    "$(dlist "${R[$s,skopeo,dst_req]}" '%d' 1)"
+  rowd "manifest PUTs per destination" "$s" manifest_puts '%d' 1
+  rowm "requests to the source" "$s" src_req '%d'
+  rowd "requests per destination" "$s" dst_req '%d' 1
   row "requests, all registries" "$((R[$s,ferry,src_req] + $(dsum "${R[$s,ferry,dst_req]}")))" \
-    "$((R[$s,skopeo,src_req] + $(dsum "${R[$s,skopeo,dst_req]}")))" '%d'
+    "$((R[$s,skopeo,src_req] + $(dsum "${R[$s,skopeo,dst_req]}")))" \
+    "$((R[$s,pcopy,src_req] + $(dsum "${R[$s,pcopy,dst_req]}")))" '%d'
+}
+noop_table() { # SCENARIO TITLE TEXT
+  local s=$1 t
+  echo "### $2"
+  echo
+  echo "$3 Medians of $RUNS runs."
+  echo
+  table_head
+  rowm "wall s" "$s" wall '%.2f'
+  rowm "CPU s (user+sys, all processes)" "$s" cpu '%.2f'
+  rowm "peak RSS MiB (largest process)" "$s" rss '%.1f'
+  rowr "wall s, each run" "$s" wall
+  rowm "source blob GETs" "$s" src_gets '%d'
+  row "blob uploads" "$(dsum "${R[$s,ferry,uploads]}")" "$(dsum "${R[$s,skopeo,uploads]}")" "$(dsum "${R[$s,pcopy,uploads]}")" '%d'
+  row "manifest PUTs" "$(dsum "${R[$s,ferry,manifest_puts]}")" "$(dsum "${R[$s,skopeo,manifest_puts]}")" \
+    "$(dsum "${R[$s,pcopy,manifest_puts]}")" '%d'
+  rowm "requests to the source" "$s" src_req '%d'
+  row "requests to the destination" "$(dsum "${R[$s,ferry,dst_req]}")" "$(dsum "${R[$s,skopeo,dst_req]}")" \
+    "$(dsum "${R[$s,pcopy,dst_req]}")" '%d'
 }
 
 misses=0
@@ -915,9 +1059,10 @@ target() { # TEXT VERDICT
   [[ $2 == MISS ]] && misses=$((misses + 1))
   echo "- $1: **$2**"
 }
-sp1=$(calc "${R[one,skopeo,wall]} / ${R[one,ferry,wall]}")
-sp3=$(calc "${R[three,skopeo,wall]} / ${R[three,ferry,wall]}")
-spn=$(calc "${R[noop,skopeo,wall]} / ${R[noop,ferry,wall]}")
+sp() { calc "${R[$1,$2,wall]} / ${R[$1,ferry,wall]}"; } # SCENARIO TOOL : how many times faster ferry is
+sp1=$(sp one skopeo)
+sp3=$(sp three skopeo)
+spn=$(sp noop skopeo)
 cpu1=$(calc "${R[one,ferry,cpu]} / ${R[one,skopeo,cpu]}")
 cpu3=$(calc "${R[three,ferry,cpu]} / ${R[three,skopeo,cpu]}")
 rd1=$(calc "${R[one,ferry,src_bytes]} / $UNIQUE")
@@ -925,19 +1070,23 @@ rd3=$(calc "${R[three,ferry,src_bytes]} / $UNIQUE")
 rd_ok=MISS
 if awk -v a="$rd1" -v b="$rd3" 'BEGIN { exit !(a > 0.995 && a < 1.005 && b > 0.995 && b < 1.005) }'; then rd_ok=PASS; fi
 targets=$(
-  target "3 destinations ≥ ${T_SPEED3}× faster than skopeo ($(fmt '%.2f' "$sp3")×)" "$(verdict_ge "$sp3" "$T_SPEED3")"
-  target "1 destination ≥ ${T_SPEED1}× faster than skopeo ($(fmt '%.2f' "$sp1")×)" "$(verdict_ge "$sp1" "$T_SPEED1")"
+  echo "Stated against \`skopeo sync\` (serial), the run a skopeo user makes; the last two lines compare with the parallel \`skopeo copy\` pool and the new-node no-op, without a target."
+  echo
+  target "3 destinations ≥ ${T_SPEED3}× faster than skopeo sync ($(fmt '%.2f' "$sp3")×)" "$(verdict_ge "$sp3" "$T_SPEED3")"
+  target "1 destination ≥ ${T_SPEED1}× faster than skopeo sync ($(fmt '%.2f' "$sp1")×)" "$(verdict_ge "$sp1" "$T_SPEED1")"
   target "source bytes read = ${T_SRC_READ}× unique whatever the number of destinations (1: $(fmt '%.3f' "$rd1")×, 3: $(fmt '%.3f' "$rd3")×)" "$rd_ok"
   cpu_v=PASS
   if ! ge "$T_CPU" "$cpu1" || ! ge "$T_CPU" "$cpu3"; then cpu_v=MISS; fi
-  target "ferry's CPU ≤ ${T_CPU}× skopeo's (1 destination: $(fmt '%.3f' "$cpu1")×, 3 destinations: $(fmt '%.3f' "$cpu3")×)" "$cpu_v"
-  target "no-op ≥ ${T_NOOP}× faster than skopeo's no-op ($(fmt '%.1f' "$spn")×)" "$(verdict_ge "$spn" "$T_NOOP")"
+  target "ferry's CPU ≤ ${T_CPU}× skopeo sync's (1 destination: $(fmt '%.3f' "$cpu1")×, 3 destinations: $(fmt '%.3f' "$cpu3")×)" "$cpu_v"
+  target "no-op (same node) ≥ ${T_NOOP}× faster than skopeo sync's no-op ($(fmt '%.1f' "$spn")×)" "$(verdict_ge "$spn" "$T_NOOP")"
   if [[ -n "$LAT" ]]; then
     p50=$(jq -r '.p50_ms // 1e9' <<<"$LAT")
     p99=$(jq -r '.p99_ms // 1e9' <<<"$LAT")
     target "push-to-replicated p50 ≤ ${T_P50_MS} ms ($(fmt '%.0f' "$p50") ms)" "$(verdict_le "$p50" "$T_P50_MS")"
     target "push-to-replicated p99 ≤ ${T_P99_MS} ms ($(fmt '%.0f' "$p99") ms)" "$(verdict_le "$p99" "$T_P99_MS")"
   fi
+  echo "- against skopeo copy × P (no target; its wall ÷ ferry's, ferry's CPU ÷ its): 1 destination $(fmt '%.2f' "$(sp one pcopy)")×, CPU $(fmt '%.2f' "$(calc "${R[one,ferry,cpu]} / ${R[one,pcopy,cpu]}")")×; 3 destinations $(fmt '%.2f' "$(sp three pcopy)")×, CPU $(fmt '%.2f' "$(calc "${R[three,ferry,cpu]} / ${R[three,pcopy,cpu]}")")×; no-op (same node) $(fmt '%.1f' "$(sp noop pcopy)")×"
+  echo "- no-op of a new node (no target; their wall ÷ ferry's): skopeo sync $(fmt '%.1f' "$(sp noop_new skopeo)")×, skopeo copy × P $(fmt '%.1f' "$(sp noop_new pcopy)")×"
 )
 misses=$(grep -c '\*\*MISS\*\*' <<<"$targets" || true)
 
@@ -968,49 +1117,31 @@ fi
 
 elapsed=$(calc "$EPOCHREALTIME - $bench_start" | xargs printf '%.0f')
 header=$(
-  echo "## fleet replication: ferry sync vs skopeo sync"
+  echo "## fleet replication: ferry sync vs skopeo sync and parallel skopeo copy"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ferry $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$top" diff --quiet HEAD 2>/dev/null || echo '+dirty') (binary sha256 $FERRY_SHA…), $(skopeo --version), Distribution $(docker-registry --version 2>/dev/null | awk '{print $NF}'), bench took ${elapsed} s$([[ "$QUICK" == 1 ]] && echo ' (BENCH_QUICK=1)'); load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine may be shared)."
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ferry $(bench_commit) (binary sha256 $FERRY_SHA…), $(skopeo --version), Distribution $(docker-registry --version 2>/dev/null | awk '{print $NF}'), bench took ${elapsed} s$([[ "$QUICK" == 1 ]] && echo ' (BENCH_QUICK=1)'); load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine may be shared)."
   echo
   echo "Fleet: $REPOS repositories × $TAGS tags = $n_images images ($N_INDEXES of them 2-platform OCI indexes: linux/amd64 and linux/arm64); each image: fleet base layers of 20, 8 and 3 MiB, a 4 MiB layer per repository, 512 KiB per tag and platform (uncompressed tar layers; pushed by fixturegen's own code with a \`Plan\` subclass, since its command line gives every base layer one size and has no per-repository layer). $UNIQUE_BLOBS unique blobs, **$(MiB "$UNIQUE") MiB unique** ($N_MANIFESTS manifests, $(MiB "$UNIQUE_MANIFESTS") MiB, besides); $(MiB "$LOGICAL") MiB if each image were copied alone$( ((INDEX_EVERY != 5)) && echo "; every ${INDEX_EVERY}rd tag an index (BENCH_QUICK)"). Pushed in $(fmt '%.0f' "$PUSH_S") s."
   echo
-  echo "- ferry: \`ferry sync -c CONFIG\`, one rule \`repositories: [\"**\"]\` to d1 (or d1, d2, d3), a fresh \`data_dir\`, defaults otherwise (\`max_concurrency\` 4 per registry)."
-  echo "- skopeo: \`skopeo sync --all --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false --preserve-digests SRC.yaml DST\`, the YAML listing every repository with all tags; for 3 destinations three runs, one per destination (wall and CPU summed, peak RSS the largest)."
-  echo "- Every run into fresh destination registries. Source bytes read = the byte counts of the source's blob GET responses in its access log; uploaded = the sizes of the blobs whose uploads completed (201) at the destination, from its access log; stored = the destination's blob \`data\` files after the run. After every run every tag at every destination had the source's digest (tags/list + HEAD)."
-  echo "- no-op: the 1-destination run repeated with nothing changed (ferry: same \`data_dir\`)."
-  echo "- registries' CPU: user+sys seconds the source and destination registry processes used during the run (/proc/PID/stat); with 2 cores, (tool + registries) ÷ 2 is a floor for the wall time."
-  if ((RUNS > 1)); then
-    echo "- $RUNS runs of every scenario, in turn; wall, CPU, RSS and registries' CPU are **medians**, ratios are of medians; counts are from the last run."
-  else
-    echo "- One run of every scenario (BENCH_RUNS=N for medians of N)."
-  fi
+  echo "- **ferry sync**: \`ferry sync -c CONFIG\`, one rule \`repositories: [\"**\"]\` to d1 (or d1, d2, d3), a fresh \`data_dir\`, $([[ -n "$MAX_CONC" ]] && echo "\`max_concurrency: $MAX_CONC\` for every registry" || echo "defaults otherwise (\`max_concurrency\` $DEFAULT_CONC jobs in flight per destination)")."
+  echo "- **skopeo sync (serial)** — what a skopeo user runs, and what the targets are stated against: \`skopeo sync --all --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false --preserve-digests SRC.yaml DST\`, the YAML listing every repository with all tags. skopeo sync copies one image at a time, and for 3 destinations it is three runs, one destination after another (wall and CPU summed, peak RSS the largest)."
+  echo "- **skopeo copy × P (parallel)** — the baseline a careful user scripts: one \`skopeo copy --all --src-tls-verify=false --dest-tls-verify=false --preserve-digests docker://SRC/REPO:TAG docker://DST/REPO:TAG\` per image and destination, P at a time per destination (\`xargs -P\`), the destinations' pools at once; P = the destination's \`max_concurrency\` in the config the bench gives ferry, i.e. as many copies in flight per destination as ferry has jobs there. CPU is all the processes' (user+sys); peak RSS the largest process's."
+  echo "- Every run into fresh destination registries; $(skopeo_cache_note). The tools take turns at going first ($ORDERS)."
+  echo "- Source bytes read = the byte counts of the source's blob GET responses in its access log; uploaded = the sizes of the blobs whose uploads completed (201) at the destination, from its access log; stored = the destination's blob \`data\` files after the run. After every run every tag at every destination had the source's digest (tags/list + HEAD); a run that leaves one without fails the bench, which then reports nothing."
+  echo "- no-op, same node: the 1-destination run repeated with nothing changed (ferry: the same \`data_dir\`, whose journal says nothing changed; skopeo: its blob-info cache as the run left it). no-op, new node: the same from nothing (ferry: a fresh \`data_dir\`, so it must look at every tag; skopeo: its cache deleted)."
+  echo "- registries' CPU: user+sys seconds the source and destination registry processes used during the run (/proc/PID/stat); with $(nproc) cores, (tool + registries) ÷ $(nproc) is a floor for the wall time."
+  echo "- $RUNS run(s) of every scenario, in turn; wall, CPU, RSS, registries' CPU and the source's requests and reads are **medians**, ratios are of medians; the other counts are from the last run."
 )
 report=$(
-  if [[ -n "$VERIFY_FAILS" ]]; then
-    echo "### VERIFICATION FAILED"
-    echo
-    printf '%s' "$VERIFY_FAILS"
-    echo
-  fi
   scenario_table one "1 destination"
   echo
   scenario_table three "3 destinations"
   echo
-  echo "### no-op rerun (1 destination, nothing changed)"
+  noop_table noop "no-op rerun, same node (1 destination, nothing changed)" \
+    "The 1-destination run again into what it left: ferry trusts its journal; skopeo re-checks every tag."
   echo
-  echo "| metric | ferry | skopeo | ferry/skopeo |"
-  echo "| --- | ---: | ---: | ---: |"
-  row "wall s" "${R[noop,ferry,wall]}" "${R[noop,skopeo,wall]}" '%.2f'
-  row "CPU s (user+sys)" "${R[noop,ferry,cpu]}" "${R[noop,skopeo,cpu]}" '%.2f'
-  row "peak RSS MiB" "${R[noop,ferry,rss]}" "${R[noop,skopeo,rss]}" '%.1f'
-  if ((RUNS > 1)); then
-    rowl "wall s, each run" "$(dlist "${RUN_LIST[noop,ferry,wall]}" '%.2f' 1)" "$(dlist "${RUN_LIST[noop,skopeo,wall]}" '%.2f' 1)"
-  fi
-  row "source blob GETs" "${R[noop,ferry,src_gets]}" "${R[noop,skopeo,src_gets]}" '%d'
-  row "blob uploads" "$(dsum "${R[noop,ferry,uploads]}")" "$(dsum "${R[noop,skopeo,uploads]}")" '%d'
-  row "manifest PUTs" "$(dsum "${R[noop,ferry,manifest_puts]}")" "$(dsum "${R[noop,skopeo,manifest_puts]}")" '%d'
-  row "requests to the source" "${R[noop,ferry,src_req]}" "${R[noop,skopeo,src_req]}" '%d'
-  row "requests to the destination" "$(dsum "${R[noop,ferry,dst_req]}")" "$(dsum "${R[noop,skopeo,dst_req]}")" '%d'
+  noop_table noop_new "no-op of a new node (1 destination, nothing changed, nothing remembered)" \
+    "The same, from a fresh \`data_dir\` for ferry (it must re-check every tag too) and an empty blob-info cache for skopeo."
   echo
   if [[ -n "$lat_md" ]]; then
     echo "$lat_md"
@@ -1019,8 +1150,9 @@ report=$(
   echo "### targets"
   echo
   echo "$targets"
-  echo
-  echo "ferry sync summaries (1 destination, no-op, 3 destinations):"
+)
+details=$(
+  echo "ferry sync summaries (last run):"
   echo
   echo '```'
   echo "$FERRY_SUMMARY"
@@ -1036,8 +1168,11 @@ report=$(
 )
 
 mkdir -p "$(dirname "$OUT")"
-printf '%s\n\n%s\n' "$header" "$report" >"$OUT"
+printf '%s\n\n%s\n\n%s\n' "$header" "$report" "$details" >"$OUT"
 echo
-printf '%s\n\n%s\n' "$header" "$report"
+printf '%s\n\n%s\n\n%s\n' "$header" "$report" "$details"
 echo "bench: report written to $OUT ($misses target(s) missed)"
-[[ -z "$VERIFY_FAILS" ]] || fail "a destination did not hold the fleet after a run (see the report)"
+# The README's block: the report without its title and the verbatim output,
+# one heading level down.
+printf '%s\n\n%s\n' "$header" "$report" | sed -e '1,2d' -e 's/^### /#### /' >"$TEST_TMP/readme-block.md"
+bench_readme_write fleet "$TEST_TMP/readme-block.md"

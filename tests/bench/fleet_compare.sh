@@ -99,7 +99,7 @@ for ((round = 1; round <= RUNS; round++)); do
     say "round $round/$RUNS: $arm started $(date -u +%H:%M:%S) (load $(cut -d' ' -f1-3 /proc/loadavg))"
     t0=$(date +%s)
     rc=0
-    BENCH_RUNS=1 BENCH_OUT="$rep" FERRY_BIN="$work/ferry-$arm" bash "$FLEET_SH" >"$log" 2>&1 || rc=$?
+    BENCH_RUNS=1 BENCH_OUT="$rep" BENCH_README='' FERRY_BIN="$work/ferry-$arm" bash "$FLEET_SH" >"$log" 2>&1 || rc=$?
     dt=$(($(date +%s) - t0))
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$arm" "$rc" "$dt" "$rep" "$log" >>"$RUNLIST"
     if ((rc != 0)); then
@@ -180,8 +180,8 @@ def parse(path):
     r["src_req1"] = cell(one, "requests to the source")
     r["wall_noop"] = cell(noop, "wall s")
     r["src_req_noop"] = cell(noop, "requests to the source")
-    r["cpu1"] = cell(one, "cpu s (user+sys)")
-    r["cpu3"] = cell(three, "cpu s (user+sys)")
+    r["cpu1"] = cell(one, "cpu s (user+sys")
+    r["cpu3"] = cell(three, "cpu s (user+sys")
     r["sk_wall1"] = cell(one, "wall s", 1)
     r["sk_wall3"] = cell(three, "wall s", 1)
     lat = "\n".join(section("push-to-replicated") or [])
