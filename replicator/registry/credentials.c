@@ -452,11 +452,11 @@ static void credentials_helper_done(int rc, const char *error, const char *usern
         credentials_fail(c, why);
         log_info("registry credentials not renewed registry=%s error=\"%s\"", c->spec.host, why);
     }
-    c->refs++;
+    c->refs++; /* c outlives the answers, whatever their callbacks let go */
     credentials_answer(c, rc, why);
     free(why);
-    credentials_unref(c); /* the fetch's own reference, and the one just taken */
-    credentials_unref(c);
+    c->refs--;            /* the reference just taken: the fetch's own still holds c */
+    credentials_unref(c); /* the fetch's own reference */
 }
 
 void credentials_fetch(struct credentials *c, uv_loop_t *loop, credentials_cb cb, void *arg)
