@@ -42,9 +42,11 @@ static void options_merge(const struct options_spec *const *specs, size_t n, cha
     size_t at_long = 0;
     s[at_short++] = '-';
     for (size_t i = 0; i < n; i++) {
-        size_t len = specs[i]->shortopts != NULL ? strlen(specs[i]->shortopts) : 0;
-        memcpy(s + at_short, specs[i]->shortopts, len);
-        at_short += len;
+        if (specs[i]->shortopts != NULL) {
+            size_t len = strlen(specs[i]->shortopts);
+            memcpy(s + at_short, specs[i]->shortopts, len);
+            at_short += len;
+        }
         size_t count = options_longopts_count(specs[i]->longopts);
         if (count > 0)
             memcpy(l + at_long, specs[i]->longopts, count * sizeof(*l));
