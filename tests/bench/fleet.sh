@@ -787,8 +787,14 @@ src=$1 list=$2
 shift 2
 pids=()
 while (($# >= 2)); do
-  xargs -P "$2" -I{} skopeo copy --all --src-tls-verify=false --dest-tls-verify=false --preserve-digests \
-    "docker://$src/{}" "docker://$1/{}" <"$list" &
+  # Each copy is tried up to 3 times, as a careful script would: under
+  # parallel pushes Distribution 2.8 can answer a blob HEAD with a 500 while
+  # it commits that blob, and skopeo gives up on it at once.
+  xargs -P "$2" -I{} sh -c 'for try in 1 2 3; do
+      skopeo copy --all --src-tls-verify=false --dest-tls-verify=false --preserve-digests \
+        "docker://$0/$2" "docker://$1/$2" && exit 0
+      echo "pcopy: $2 to $1: try $try failed" >&2; sleep 1
+    done; exit 1' "$src" "$1" {} <"$list" &
   pids+=($!)
   shift 2
 done
