@@ -114,8 +114,12 @@ void registry_manifest_fetch(struct registry *reg, const char *repo, const char 
     op->body_limit = MANIFEST_MAX_BYTES;
     struct manifest_ctx *ctx = xcalloc(1, sizeof(*ctx));
     ctx->reference = xstrdup(reference);
-    ctx->where = xasprintf("%s/%s%c%s", reg->host, repo, strchr(reference, ':') != NULL ? '@' : ':',
-                           reference);
+    bool by_digest = strchr(reference, ':') != NULL;
+    struct reference where = {.registry = reg->host,
+                              .repository = (char *)repo,
+                              .tag = by_digest ? NULL : (char *)reference,
+                              .digest = by_digest ? (char *)reference : NULL};
+    ctx->where = reference_format(&where);
     ctx->cb = cb;
     ctx->arg = arg;
     ctx->head = head;
