@@ -827,11 +827,16 @@ static void http_check_multi_info(struct http_client *c)
         }
         code = msg->data.result;
         int rc = http_translate(code);
-        /* A server that refused the session (it said so in a TLS alert, or
-         * asked for a client certificate there was none of): a TLS failure,
-         * whatever libcurl made of the closed socket. */
+        /* A server that refused the session before answering (it said so
+         * in a TLS alert, or asked for a client certificate there was none
+         * of): a TLS failure, whatever libcurl made of the closed socket.
+         * Once it has answered, a broken connection stays one (retried): a
+         * server may ask for a certificate it does not require. */
         const char *alert = tls_alert_text(req->tls_alert);
-        if (rc == FERRY_ECONNECT && alert != NULL) {
+        long answered = 0;
+        if (rc == FERRY_ECONNECT && alert != NULL &&
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &answered) == CURLE_OK &&
+            answered == 0) {
             rc = FERRY_ETLS;
             snprintf(req->error_text, sizeof(req->error_text), "%s", alert);
         }
