@@ -22,7 +22,19 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
+/*
+ * Memory and disk, sized on purpose (README, "Scale"). Seven families each
+ * get a memtable of JOURNAL_WRITE_BUFFER, but all of them together hold at
+ * most JOURNAL_MEMTABLES: past that RocksDB flushes the largest, so the
+ * journal's memory does not grow with the catalog. The write-ahead log
+ * holds every write not yet flushed, and a family written rarely (cursors)
+ * would keep old log files alive: past JOURNAL_WAL_MAX RocksDB flushes the
+ * families that pin the oldest file, so the log stays under that size plus
+ * one memtable instead of growing to two thirds of the journal.
+ */
 #define JOURNAL_WRITE_BUFFER (4u << 20)
+#define JOURNAL_MEMTABLES    (16u << 20)
+#define JOURNAL_WAL_MAX      (16u << 20)
 #define JOURNAL_LOG_FILES    2
 #define JOURNAL_LOG_SIZE     (1u << 20)
 
@@ -363,13 +375,15 @@ out:
 /*
  * The on-disk format, a decimal number in the default family. 1 (no record):
  * the dedup keys were bare event ids; 2: "source\nid"; 3: the tag state is
- * the latest journaled value of every tag (before, only what the poller saw).
- * Opening an older journal for writing rewrites the dedup keys (from 1) and
- * replays the entries it still holds into the tag state (from 1 or 2), once
- * (a crash halfway only means doing it again); a format newer than this
+ * the latest journaled value of every tag (before, only what the poller saw);
+ * 4: the counters of entries and dedup keys (journal_int.h), merged by
+ * uint64add, which an older build could not read. Opening an older journal
+ * for writing rewrites the dedup keys (from 1), replays the entries it still
+ * holds into the tag state (from 1 or 2) and counts them (from 1, 2 or 3),
+ * once (a crash halfway only means doing it again); a format newer than this
  * build knows is refused rather than misread.
  */
-#define JOURNAL_FORMAT 3
+#define JOURNAL_FORMAT 4
 static const char journal_format_key[] = "format";
 
 /* The format the journal is in: 0 and *format (1 when it has no record), or *err. */
@@ -439,6 +453,89 @@ static int journal_upgrade_entry(const char *key, size_t key_len, const char *va
     return rerr != NULL ? journal_rocksdb_error(j, "upgrade", rerr) : 0;
 }
 
+/* The keys of one family counted; with `first`, the first and last key as seqs too. */
+struct journal_count {
+    uint64_t *n;
+    uint64_t *first;
+    uint64_t *last;
+};
+
+static int journal_count_key(const char *key, size_t key_len, const char *value, size_t value_len,
+                             void *arg)
+{
+    struct journal_count *count = arg;
+    (void)value;
+    (void)value_len;
+    if (count->first != NULL && key_len == JOURNAL_KEY_LEN) {
+        if (*count->n == 0)
+            *count->first = journal_key_decode(key);
+        *count->last = journal_key_decode(key);
+    }
+    (*count->n)++;
+    return 0;
+}
+
+static const char *const journal_counter_keys[JOURNAL_COUNT_N] = {"count:entries", "count:dedup"};
+
+static void journal_u64_le(uint64_t v, char out[8])
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (char)(v >> (8 * i));
+}
+
+void journal_count_add(struct journal *j, rocksdb_writebatch_t *batch, enum journal_counter c,
+                       int64_t delta)
+{
+    char v[8];
+    /* uint64add adds modulo 2^64: a two's complement operand takes away. */
+    journal_u64_le((uint64_t)delta, v);
+    const char *key = journal_counter_keys[c];
+    rocksdb_writebatch_merge_cf(batch, j->cf[JOURNAL_CF_DEFAULT], key, strlen(key), v, sizeof(v));
+}
+
+/* A counter's value: 0 when it has none yet. */
+static int journal_count_read(struct journal *j, enum journal_counter c, uint64_t *out)
+{
+    char *value = NULL;
+    size_t len = 0;
+    const char *key = journal_counter_keys[c];
+    *out = 0;
+    int rc = journal_cf_get(j, JOURNAL_CF_DEFAULT, key, strlen(key), "counter", &value, &len);
+    if (rc == FERRY_ENOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (len != 8) {
+        rocksdb_free(value);
+        log_warn("journal counter %s is corrupt dir=%s", key, j->dir);
+        return FERRY_EPARSE;
+    }
+    for (int i = 0; i < 8; i++)
+        *out |= (uint64_t)(unsigned char)value[i] << (8 * i);
+    rocksdb_free(value);
+    return 0;
+}
+
+/* Format 4: count what the journal holds once, into `batch` (an absolute value, not a merge). */
+static int journal_upgrade_counts(struct journal *j, rocksdb_writebatch_t *batch)
+{
+    uint64_t n[JOURNAL_COUNT_N] = {0};
+    struct journal_count entries = {&n[JOURNAL_COUNT_ENTRIES], NULL, NULL};
+    struct journal_count dedup = {&n[JOURNAL_COUNT_DEDUP], NULL, NULL};
+    int rc = journal_iterate(j, JOURNAL_CF_ENTRIES, NULL, 0, false, "upgrade", journal_count_key,
+                             &entries);
+    if (rc == 0)
+        rc = journal_iterate(j, JOURNAL_CF_DEDUP, NULL, 0, false, "upgrade", journal_count_key,
+                             &dedup);
+    for (int c = 0; c < JOURNAL_COUNT_N && rc == 0; c++) {
+        char v[8];
+        journal_u64_le(n[c], v);
+        rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_DEFAULT], journal_counter_keys[c],
+                                  strlen(journal_counter_keys[c]), v, sizeof(v));
+    }
+    return rc;
+}
+
 static int journal_upgrade(struct journal *j, char **err)
 {
     struct journal_upgrade_pass pass = {.j = j};
@@ -453,12 +550,16 @@ static int journal_upgrade(struct journal *j, char **err)
                         j->dir, pass.format, JOURNAL_FORMAT);
         return FERRY_EINVAL;
     }
+    j->format = pass.format;
     if (pass.format == JOURNAL_FORMAT || j->read_only)
         return 0;
 
     pass.batch = rocksdb_writebatch_create();
-    rc = journal_iterate(j, JOURNAL_CF_ENTRIES, NULL, 0, false, "upgrade", journal_upgrade_entry,
-                         &pass);
+    if (pass.format < 3)
+        rc = journal_iterate(j, JOURNAL_CF_ENTRIES, NULL, 0, false, "upgrade",
+                             journal_upgrade_entry, &pass);
+    if (rc == 0)
+        rc = journal_upgrade_counts(j, pass.batch);
     if (rc == 0) {
         char text[16];
         int n = snprintf(text, sizeof(text), "%d", JOURNAL_FORMAT);
@@ -474,6 +575,7 @@ static int journal_upgrade(struct journal *j, char **err)
                         ferry_strerror(rc));
         return rc;
     }
+    j->format = JOURNAL_FORMAT;
     if (pass.moved > 0)
         log_warn("journal upgraded to format %d dir=%s from=%ld entries=%llu", JOURNAL_FORMAT,
                  j->dir, pass.format, (unsigned long long)pass.moved);
@@ -547,6 +649,9 @@ static void journal_options_init(struct journal *j)
     rocksdb_options_set_create_if_missing(j->options, !j->read_only);
     rocksdb_options_set_create_missing_column_families(j->options, !j->read_only);
     rocksdb_options_set_write_buffer_size(j->options, JOURNAL_WRITE_BUFFER);
+    rocksdb_options_set_db_write_buffer_size(j->options, JOURNAL_MEMTABLES);
+    rocksdb_options_set_max_total_wal_size(j->options, JOURNAL_WAL_MAX);
+    rocksdb_options_set_uint64add_merge_operator(j->options);
     rocksdb_options_set_keep_log_file_num(j->options, JOURNAL_LOG_FILES);
     rocksdb_options_set_max_log_file_size(j->options, JOURNAL_LOG_SIZE);
     rocksdb_options_set_info_log_level(j->options, 2 /* WARN_LEVEL */);
@@ -631,37 +736,78 @@ uint64_t journal_last_seq(struct journal *j)
     return atomic_load(&j->last_seq);
 }
 
-/* The keys of one family counted; with `first`, the first and last key as seqs too. */
-struct journal_count {
-    uint64_t *n;
-    uint64_t *first;
-    uint64_t *last;
-};
-
-static int journal_count_key(const char *key, size_t key_len, const char *value, size_t value_len,
-                             void *arg)
+/* The first or the last seq the entries family holds: 0 when it is empty. */
+static uint64_t journal_edge_seq(struct journal *j, bool last)
 {
-    struct journal_count *count = arg;
-    (void)value;
-    (void)value_len;
-    if (count->first != NULL && key_len == JOURNAL_KEY_LEN) {
-        if (*count->n == 0)
-            *count->first = journal_key_decode(key);
-        *count->last = journal_key_decode(key);
+    uint64_t seq = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_ENTRIES]);
+    if (last)
+        rocksdb_iter_seek_to_last(it);
+    else
+        rocksdb_iter_seek_to_first(it);
+    if (rocksdb_iter_valid(it)) {
+        size_t len = 0;
+        const char *key = rocksdb_iter_key(it, &len);
+        if (len == JOURNAL_KEY_LEN)
+            seq = journal_key_decode(key);
     }
-    (*count->n)++;
-    return 0;
+    rocksdb_iter_destroy(it);
+    return seq;
+}
+
+/* What the journal's files hold on disk: its tables, and its write-ahead log. */
+static void journal_disk_bytes(struct journal *j, struct journal_stats *out)
+{
+    for (int c = 0; c < JOURNAL_CF_COUNT; c++) {
+        if (j->cf[c] == NULL)
+            continue;
+        char *v = rocksdb_property_value_cf(j->db, j->cf[c], "rocksdb.total-sst-files-size");
+        if (v != NULL)
+            out->table_bytes += strtoull(v, NULL, 10);
+        rocksdb_free(v);
+    }
+    DIR *d = opendir(j->dir);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        struct stat st;
+        if (len < 4 || strcmp(de->d_name + len - 4, ".log") != 0 ||
+            fstatat(dirfd(d), de->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        out->wal_bytes += (uint64_t)st.st_size;
+    }
+    closedir(d);
 }
 
 int journal_get_stats(struct journal *j, struct journal_stats *out)
 {
-    struct journal_count entries = {&out->entries, &out->first_seq, &out->last_seq};
-    struct journal_count dedup = {&out->dedup_keys, NULL, NULL};
-
+    int rc = 0;
     memset(out, 0, sizeof(*out));
-    int rc = journal_iterate(j, JOURNAL_CF_ENTRIES, NULL, 0, false, "stats", journal_count_key,
+    if (j->format >= 4) {
+        /* Maintained counters (journal_int.h): no scan, whatever the size. */
+        rc = journal_count_read(j, JOURNAL_COUNT_ENTRIES, &out->entries);
+        if (rc == 0)
+            rc = journal_count_read(j, JOURNAL_COUNT_DEDUP, &out->dedup_keys);
+        if (rc < 0)
+            return rc;
+        if (out->entries > 0) {
+            out->first_seq = journal_edge_seq(j, false);
+            out->last_seq = journal_edge_seq(j, true);
+        }
+    } else {
+        /* An older journal opened read-only has no counters yet: count. */
+        struct journal_count entries = {&out->entries, &out->first_seq, &out->last_seq};
+        struct journal_count dedup = {&out->dedup_keys, NULL, NULL};
+        rc = journal_iterate(j, JOURNAL_CF_ENTRIES, NULL, 0, false, "stats", journal_count_key,
                              &entries);
-    if (rc < 0)
-        return rc;
-    return journal_iterate(j, JOURNAL_CF_DEDUP, NULL, 0, false, "stats", journal_count_key, &dedup);
+        if (rc == 0)
+            rc = journal_iterate(j, JOURNAL_CF_DEDUP, NULL, 0, false, "stats", journal_count_key,
+                                 &dedup);
+        if (rc < 0)
+            return rc;
+    }
+    journal_disk_bytes(j, out);
+    return 0;
 }

@@ -69,6 +69,8 @@ struct journal_stats {
     uint64_t first_seq; /* 0 when empty */
     uint64_t last_seq;  /* 0 when empty */
     uint64_t dedup_keys;
+    uint64_t table_bytes; /* the tables on disk, every family */
+    uint64_t wal_bytes;   /* the write-ahead log on disk */
 };
 
 struct journal;
@@ -191,7 +193,10 @@ FERRY_MUST_CHECK int journal_tagstate_scan(
 FERRY_MUST_CHECK int journal_retain(struct journal *j, uint64_t max_age_ms, int64_t now_unix_ms,
                                     uint64_t *deleted);
 
-/** Counts for `ferry journal stats`. */
+/**
+ * Counts for `ferry journal stats`: from maintained counters, not a scan
+ * (but in an older journal opened read-only), and the bytes on disk.
+ */
 FERRY_MUST_CHECK int journal_get_stats(struct journal *j, struct journal_stats *out);
 
 /* ---- replication state (DESIGN.md §3, §5): fences and job status ---- */

@@ -452,6 +452,9 @@ static int journal_append_write(struct journal_append_batch *a, uint64_t first, 
     journal_key_encode(a->next - 1, last_key);
     rocksdb_writebatch_put_cf(a->batch, j->cf[JOURNAL_CF_DEFAULT], JOURNAL_LAST_SEQ_KEY,
                               JOURNAL_LAST_SEQ_KEY_LEN, last_key, sizeof(last_key));
+    /* Each entry came with its dedup key (journal_append_record()). */
+    journal_count_add(j, a->batch, JOURNAL_COUNT_ENTRIES, (int64_t)(a->next - first));
+    journal_count_add(j, a->batch, JOURNAL_COUNT_DEDUP, (int64_t)(a->next - first));
     rocksdb_write(j->db, j->write_synced, a->batch, &rerr);
     if (rerr != NULL) {
         int rc = journal_rocksdb_error(j, "append", rerr);

@@ -57,6 +57,7 @@ struct journal {
     rocksdb_column_family_handle_t **other_cf;
     size_t n_other_cf;
     char *dir;
+    long format; /* the on-disk format (journal.c); counters from 4 on */
     bool read_only;
     bool locks_ready; /* both mutexes below were initialised */
     /*
@@ -82,6 +83,23 @@ extern ProtobufCAllocator journal_pb_allocator;
  */
 #define JOURNAL_LAST_SEQ_KEY     "last_seq"
 #define JOURNAL_LAST_SEQ_KEY_LEN (sizeof(JOURNAL_LAST_SEQ_KEY) - 1)
+
+/*
+ * The counters `ferry journal stats` reads instead of a scan, in the default
+ * family (format 4): 8-byte little-endian numbers kept by RocksDB's uint64add
+ * merge operator. Every append batch adds what it appended and every
+ * retention batch takes away what it deleted, in the batch that does it, so
+ * a counter is exactly as durable as the records it counts.
+ */
+enum journal_counter {
+    JOURNAL_COUNT_ENTRIES,
+    JOURNAL_COUNT_DEDUP,
+    JOURNAL_COUNT_N,
+};
+
+/** Add `delta` (negative: take away) to a counter, in `batch`. */
+void journal_count_add(struct journal *j, rocksdb_writebatch_t *batch, enum journal_counter c,
+                       int64_t delta);
 
 /* ---- The store (journal.c) ---- */
 

@@ -64,6 +64,9 @@ static int journal_retain_flush(struct journal_retention *r)
     char *rerr = NULL;
     if (r->pending == 0)
         return 0;
+    /* Each entry went with its dedup key. */
+    journal_count_add(r->j, r->batch, JOURNAL_COUNT_ENTRIES, -(int64_t)r->pending);
+    journal_count_add(r->j, r->batch, JOURNAL_COUNT_DEDUP, -(int64_t)r->pending);
     rocksdb_write(r->j->db, r->j->write_unsynced, r->batch, &rerr);
     if (rerr != NULL) {
         r->flush_failed = true;

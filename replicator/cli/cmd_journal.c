@@ -166,6 +166,13 @@ static int journal_cmd_stats(struct journal *j)
     printf("entries %llu\nfirst_seq %llu\nlast_seq %llu\ndedup_keys %llu\n",
            (unsigned long long)st.entries, (unsigned long long)st.first_seq,
            (unsigned long long)st.last_seq, (unsigned long long)st.dedup_keys);
+    /* On disk: the tables, the write-ahead log, and both per entry (RocksDB
+     * flushes and compacts in the background: the figures move by a
+     * memtable or so between two calls). */
+    uint64_t bytes = st.table_bytes + st.wal_bytes;
+    printf("table_bytes %llu\nwal_bytes %llu\nbytes_per_entry %llu\n",
+           (unsigned long long)st.table_bytes, (unsigned long long)st.wal_bytes,
+           (unsigned long long)(st.entries > 0 ? bytes / st.entries : 0));
     return 0;
 }
 

@@ -68,7 +68,7 @@ f_ok() { jq -c .ok; }
 f_verify() { jq -c 'del(.seconds)'; }
 f_names() { jq -c '[.destinations[].name]'; }
 f_jobs() { jq -c '[.destination, .repository, .digest, .state]'; }
-f_stats() { grep -v '^dedup_keys'; }
+f_stats() { grep -Ev '^(dedup_keys|table_bytes|wal_bytes|bytes_per_entry) '; }
 said_valid() { grep -q "ferry serve: $CFG is valid" "$LAST_ERR"; }
 copied() { [[ "$(skopeo_raw "$dst_ADDR/cp/app:v1" | digest_of)" == "$digest" ]]; }
 set_case() {

@@ -849,6 +849,78 @@ static void test_tagstate_upgrade(void **state)
     free(dir);
 }
 
+/* A counter as the journal stores it: 8 bytes, little-endian. */
+static void raw_counter(const char *dir, const char *key, uint64_t v)
+{
+    char value[8];
+    for (int i = 0; i < 8; i++)
+        value[i] = (char)(v >> (8 * i));
+    raw_put(dir, "default", key, strlen(key), value, sizeof(value));
+}
+
+/*
+ * `ferry journal stats` reads counters kept with every append and every
+ * retention, not a scan: appends, a redelivery (no entry), retention and a
+ * reopen keep them equal to what is there; a counter changed behind the
+ * journal's back is what stats says (so it is read, not counted); and a
+ * journal of format 3 (no counters) is counted once when opened for writing.
+ */
+static void test_stats_counters(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+    struct journal_stats stats;
+    assert_int_equal(journal_get_stats(j, &stats), 0);
+    assert_int_equal(stats.entries, 0);
+    char id[32];
+    for (int i = 1; i <= 8; i++) {
+        snprintf(id, sizeof(id), "c-%d", i);
+        append_one(j, id);
+    }
+    struct journal_event again = push_event("app", "v1", "c-3");
+    uint64_t seq = 99;
+    char *err = NULL;
+    assert_int_equal(journal_append(j, &again, 1, &seq, &err), 0);
+    assert_int_equal(seq, 0); /* a redelivery adds nothing */
+    assert_int_equal(journal_get_stats(j, &stats), 0);
+    assert_int_equal(stats.entries, 8);
+    assert_int_equal(stats.dedup_keys, 8);
+    assert_int_equal(journal_cursor_set(j, "dest", 3), 0);
+    assert_int_equal(journal_retain(j, 1, now_ms() + 60000, NULL), 0);
+    assert_int_equal(journal_get_stats(j, &stats), 0);
+    assert_int_equal(stats.entries, 5);
+    assert_int_equal(stats.dedup_keys, 5);
+    assert_int_equal(stats.first_seq, 4);
+    assert_int_equal(stats.last_seq, 8);
+    assert_true(stats.wal_bytes > 0);
+    journal_close(j);
+
+    j = test_open(dir);
+    assert_int_equal(journal_get_stats(j, &stats), 0);
+    assert_int_equal(stats.entries, 5);
+    assert_int_equal(stats.dedup_keys, 5);
+    journal_close(j);
+
+    raw_counter(dir, "count:entries", 999);
+    j = test_open(dir);
+    assert_int_equal(journal_get_stats(j, &stats), 0);
+    assert_int_equal(stats.entries, 999);
+    journal_close(j);
+
+    raw_put(dir, "default", "format", 6, "3", 1);
+    raw_delete(dir, "default", "count:dedup", 11);
+    j = test_open(dir);
+    assert_int_equal(journal_get_stats(j, &stats), 0);
+    assert_int_equal(stats.entries, 5);
+    assert_int_equal(stats.dedup_keys, 5);
+    assert_int_equal(append_one(j, "c-9"), 9);
+    assert_int_equal(journal_get_stats(j, &stats), 0);
+    assert_int_equal(stats.entries, 6);
+    journal_close(j);
+    free(dir);
+}
+
 /* Garbage in the entries family is FERRY_EPARSE from every reader, never a crash. */
 /*
  * A journal of format 1 (dedup keys were bare event ids, no format record)
@@ -1369,6 +1441,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_crash_safety),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_retain_in_chunks),
+        cmocka_unit_test(test_stats_counters),
         cmocka_unit_test(test_upgrade_in_chunks),
         cmocka_unit_test(test_event_release),
     };

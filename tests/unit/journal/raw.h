@@ -22,6 +22,8 @@ static inline void raw_put(const char *dir, const char *family, const char *key,
                            const void *value, size_t value_len)
 {
     rocksdb_options_t *options = rocksdb_options_create();
+    /* As the journal opens it: its counters are merged (journal_int.h). */
+    rocksdb_options_set_uint64add_merge_operator(options);
     char *err = NULL;
     size_t n = 0;
     char **names = rocksdb_list_column_families(options, dir, &n, &err);
