@@ -26,6 +26,9 @@
  *   webhook_max_body: 1MiB          # a size, 1 byte .. 64 MiB
  *   poll_interval: 30s              # a duration; 0 polls only at start
  *   poll_concurrency: 4             # 1..64
+ *   reconcile_interval: 6h          # every tag of a `webhooks: true` source is
+ *                                   # HEADed once per interval, spread over it;
+ *                                   # 1s .. 30d
  *   retention: 168h                 # a duration above 0
  *   spool_max: 10GiB                # blobs nobody uses are evicted past this;
  *                                   # a size, 64 MiB .. 16 TiB
@@ -65,6 +68,10 @@
  *       key_file: PATH
  *       max_concurrency: 0          # concurrent requests; 0 = Ferry's default
  *       poll: true                  # list it in the poller
+ *       webhooks: false             # it notifies Ferry of its pushes: a poll
+ *                                   # round lists its repositories and HEADs
+ *                                   # only tags the journal does not know;
+ *                                   # reconcile_interval catches missed moves
  *       repositories: [a/b]         # to poll when it has no _catalog
  *       upload:                     # how blobs are pushed to it
  *         mode: auto                # auto, monolithic or chunked
@@ -122,6 +129,9 @@
 /* Largest certificate or key file of tls: config_load() reads. */
 #define CONFIG_MAX_PEM_BYTES                (1024 * 1024)
 #define CONFIG_DEFAULT_POLL_INTERVAL_MS     ((uint64_t)30 * 1000)
+#define CONFIG_DEFAULT_RECONCILE_MS         ((uint64_t)6 * 3600 * 1000)
+#define CONFIG_MIN_RECONCILE_MS             ((uint64_t)1000)
+#define CONFIG_MAX_RECONCILE_MS             ((uint64_t)30 * 24 * 3600 * 1000)
 #define CONFIG_DEFAULT_POLL_CONCURRENCY     4
 #define CONFIG_DEFAULT_STALL_TIMEOUT_MS     ((uint64_t)20 * 1000)
 #define CONFIG_MIN_STALL_TIMEOUT_MS         ((uint64_t)1000)
@@ -181,6 +191,7 @@ struct config_registry {
     char *key_file;      /* NULL or a readable path */
     int max_concurrency; /* 0 = default */
     bool poll;           /* default true */
+    bool webhooks;       /* it sends Ferry its notifications; default false */
     char **repositories; /* for registries without _catalog; valid names */
     size_t n_repositories;
     int upload_mode;           /* an enum config_upload_mode; default CONFIG_UPLOAD_AUTO */
@@ -238,6 +249,7 @@ struct config {
     size_t webhook_max_body;
     uint64_t poll_interval_ms; /* 0: poll only at start */
     int poll_concurrency;
+    uint64_t reconcile_ms; /* default CONFIG_DEFAULT_RECONCILE_MS */
     uint64_t retention_ms;
     uint64_t spool_max_bytes; /* default CONFIG_DEFAULT_SPOOL_MAX */
     int engine_window;        /* entries in memory; default CONFIG_DEFAULT_ENGINE_WINDOW */

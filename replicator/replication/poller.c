@@ -22,6 +22,19 @@
  * failed look, no tag 404, nothing left for the budget, the entries durable):
  * otherwise the next round lists the repository in full again.
  *
+ * Sources that send webhooks (`webhooks: true`). Their pushes reach the
+ * journal as notifications, so a round costs the source O(repositories)
+ * requests, not O(tags): each repository is listed (conditionally, as
+ * above) and only the names the journal does not know are HEADed; a name
+ * the listing dropped is looked at as always (a delete). A move of a known
+ * tag is the webhook's to report; in case one was lost, each repository is
+ * swept (listed in full, every tag HEADed) once per reconcile_interval, at
+ * its own point in it (poller_reconcile_due()), so the sweeps are spread
+ * over the interval. The first round of a poller (a start, a reload, `ferry
+ * sync`) sweeps everything: what was said while Ferry was not listening is
+ * not assumed to have arrived. A sweep that could not look at everything is
+ * owed: the repository is swept again at the next round.
+ *
  * The request budget (Docker Hub's pull limit, poller_int.h). The poller
  * reads the source's RateLimit-Remaining from its own answers (HEADs carry
  * it, and spend nothing). A push it journals is charged what its copy is
@@ -72,6 +85,7 @@ struct poll_memo {
     char *etag;           /* the ETag of its last clean full listing, or NULL */
     unsigned since_sweep; /* rounds since that listing */
     uint64_t round;       /* the source's last round that listed it */
+    bool sweep_owed;      /* its last sweep did not look at everything (webhooks sources) */
     UT_hash_handle hh;
 };
 
@@ -96,6 +110,7 @@ struct poll_repo {
     size_t n_events;
     size_t gone_pending; /* looks at tags the listing no longer names */
     bool not_modified;   /* the listing answered 304: nothing was looked at */
+    bool sweep;          /* every listed tag is HEADed this round */
     bool dirty;          /* something was not looked at, or not recorded: keep no ETag */
     char *etag;          /* this round's listing's ETag, or NULL */
 };
@@ -116,8 +131,11 @@ struct poll_source {
     uint64_t catalog_retry_ms; /* when (the loop's clock) to ask it again */
     struct poll_memo *memos;
     struct poll_charge charges[POLLER_SETTLE_S];
-    uint64_t deferred;      /* pushes the budget held back, this round */
-    uint64_t last_deferred; /* and in the last round that ended */
+    bool webhooks;           /* cfg->webhooks: moves are reported by notifications */
+    uint64_t swept_to_ms;    /* wall clock: reconcile points up to here were swept; 0: none */
+    uint64_t round_start_ms; /* wall clock: when this round started */
+    uint64_t deferred;       /* pushes the budget held back, this round */
+    uint64_t last_deferred;  /* and in the last round that ended */
 };
 
 struct poller {
@@ -211,6 +229,8 @@ static void memo_update(struct poll_repo *r)
         HASH_ADD_KEYPTR(hh, src->memos, m->name, strlen(m->name), m);
     }
     m->round = src->round;
+    if (r->sweep)
+        m->sweep_owed = r->dirty;
     if (r->not_modified) {
         m->since_sweep++;
         return;
@@ -286,8 +306,10 @@ static void source_round_done(struct poll_source *src)
     src->repos = NULL;
     src->n_repos = 0;
     src->round_active = false;
-    if (src->listed_repos && !p->closing)
+    if (src->listed_repos && !p->closing) {
         memos_prune(src, false);
+        src->swept_to_ms = src->round_start_ms;
+    }
     if (src->deferred > 0) {
         /* Said when the budget runs low, not at every round it stays low. */
         struct registry_stats st;
@@ -596,8 +618,12 @@ static void repo_resolve_tags(struct poll_repo *r)
     struct poll_source *src = r->src;
     struct poller *p = src->poller;
     /* One more while they go out, so that the last answer cannot free the repository early. */
-    r->heads_pending = r->n_listed + 1;
+    r->heads_pending = 1;
+    for (size_t i = 0; i < r->n_listed; i++)
+        r->heads_pending += !r->listed[i].trusted;
     for (size_t i = 0; i < r->n_listed; i++) {
+        if (r->listed[i].trusted)
+            continue;
         struct head_ctx *h = xcalloc(1, sizeof(*h));
         h->r = r;
         h->t = &r->listed[i];
@@ -605,6 +631,19 @@ static void repo_resolve_tags(struct poll_repo *r)
         registry_manifest_head(src->cl.pull, r->name, h->t->tag, tag_headed, h);
     }
     repo_head_step(r);
+}
+
+/* Outside a sweep of a webhooks source: does the journal know this tag (its moves are notified)? */
+static bool repo_tag_known(struct poll_repo *r, const char *tag)
+{
+    struct poll_source *src = r->src;
+    char *seen = NULL;
+    if (!src->webhooks)
+        return false;
+    /* A failed read is a look at the source instead. */
+    int rc = journal_tagstate_get(src->poller->journal, src->cfg->name, r->name, tag, &seen);
+    free(seen);
+    return rc == 0;
 }
 
 static void repo_listed(int rc, const char *error, char **items, size_t n, bool not_modified,
@@ -643,9 +682,25 @@ static void repo_listed(int rc, const char *error, char **items, size_t n, bool 
         if (!config_tag_selected(p->config, src->cfg->name, r->name, items[i]))
             continue;
         r->listed = xrealloc(r->listed, (r->n_listed + 1) * sizeof(*r->listed));
-        r->listed[r->n_listed++] = (struct poller_tag){.tag = own(r, xstrdup(items[i]))};
+        r->listed[r->n_listed++] = (struct poller_tag){
+            .tag = own(r, xstrdup(items[i])),
+            .trusted = !r->sweep && repo_tag_known(r, items[i]),
+        };
     }
     repo_resolve_tags(r);
+}
+
+/* Is this round a sweep of the repository: listed unconditionally, every tag HEADed (file comment)?
+ */
+static bool repo_sweep_due(const struct poll_source *src, const char *name,
+                           const struct poll_memo *m)
+{
+    if (!src->webhooks)
+        return m == NULL || m->etag == NULL || m->since_sweep + 1 >= POLLER_SWEEP_ROUNDS;
+    if (src->swept_to_ms == 0 || (m != NULL && m->sweep_owed))
+        return true;
+    return poller_reconcile_due(src->cfg->name, name, src->swept_to_ms, src->round_start_ms,
+                                src->poller->config->reconcile_ms);
 }
 
 static void source_pump(struct poll_source *src)
@@ -658,10 +713,10 @@ static void source_pump(struct poll_source *src)
         r->name = xstrdup(src->repos[src->next_repo++]);
         src->active_repos++;
         p->outstanding++;
-        /* Conditional, but for each POLLER_SWEEP_ROUNDS-th round: a full sweep (file comment). */
         const struct poll_memo *m = memo_find(src, r->name);
-        bool sweep = m == NULL || m->etag == NULL || m->since_sweep + 1 >= POLLER_SWEEP_ROUNDS;
-        registry_tags_conditional(src->cl.pull, r->name, sweep ? NULL : m->etag, repo_listed, r);
+        r->sweep = repo_sweep_due(src, r->name, m);
+        const char *etag = r->sweep || m == NULL ? NULL : m->etag;
+        registry_tags_conditional(src->cl.pull, r->name, etag, repo_listed, r);
     }
     if (src->active_repos == 0 && (src->next_repo >= src->n_repos || p->closing))
         source_round_done(src);
@@ -751,6 +806,7 @@ static void poller_round(struct poller *p)
         src->round_active = true;
         src->next_repo = 0;
         src->round++;
+        src->round_start_ms = (uint64_t)clock_unix_ms();
         src->listed_repos = false;
         src->deferred = 0;
         p->sources_active++;
@@ -801,6 +857,7 @@ int poller_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         src->poller = p;
         src->cfg = cfg;
         src->deletes = deletes;
+        src->webhooks = cfg->webhooks;
         struct clients_options copts = {0};
         clients_open(loop, cfg, &copts, &src->cl);
     }

@@ -156,3 +156,30 @@ bool poller_budget_admits(int64_t limit, int64_t remaining, uint64_t pending, ui
     int64_t most = poller_budget_spendable(limit, limit >= 0 ? limit : remaining, 0);
     return pending == 0 && spendable > 0 && spendable >= most && cost > (uint64_t)most;
 }
+
+/* FNV-1a, 64 bits: a spread, not a defence (names are the registry's). */
+static uint64_t reconcile_hash(uint64_t h, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+bool poller_reconcile_due(const char *source, const char *repository, uint64_t from_ms,
+                          uint64_t to_ms, uint64_t interval_ms)
+{
+    if (interval_ms == 0 || to_ms <= from_ms)
+        return false;
+    if (to_ms - from_ms >= interval_ms)
+        return true;
+    uint64_t h = reconcile_hash(0xcbf29ce484222325ull, source);
+    h = reconcile_hash(h ^ 0xff, repository);
+    uint64_t phase = h % interval_ms;
+    if (to_ms < phase)
+        return false;
+    /* The repository's last point at or before to_ms. */
+    uint64_t point = to_ms - (to_ms - phase) % interval_ms;
+    return point > from_ms;
+}

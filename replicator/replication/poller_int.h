@@ -22,6 +22,7 @@ struct poller_tag {
     const char *digest;     /* NULL: the source named no digest (it failed, or 404) */
     const char *media_type; /* the source's; may be NULL */
     uint64_t size;          /* the manifest's size as the source answered; 0: unknown */
+    bool trusted; /* known to the journal and not looked at: a webhook reports its moves */
 };
 
 enum poller_change {
@@ -100,6 +101,17 @@ bool poller_diff_unlisted(const struct poller_tag *known, int rc, const char *di
  * OCI index or a Docker manifest list (one child when its size is unknown).
  */
 uint64_t poller_change_cost(const struct poller_verdict *v);
+
+/**
+ * The reconcile sweep of a `webhooks: true` source (poller.c): is
+ * `repository` due for one in a round that covers the time (from_ms,
+ * to_ms]? Each repository has its own point in every `interval_ms` (a hash
+ * of the source's and its name), so the sweeps are spread over the interval
+ * instead of coming as a burst, and one falls in every interval however the
+ * rounds are spaced (the clock is the wall's: a restart keeps the schedule).
+ */
+bool poller_reconcile_due(const char *source, const char *repository, uint64_t from_ms,
+                          uint64_t to_ms, uint64_t interval_ms);
 
 /**
  * The part of a budget kept for others (the copies already under way,

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -297,6 +298,62 @@ static void test_budget_admits(void **state)
     assert_true(poller_budget_admits(30, 0, 100, 0));
 }
 
+/*
+ * The reconcile sweep of a webhooks source: over one interval, in rounds of
+ * any spacing, every repository is due exactly once; the sweeps are spread
+ * (no round of 100 takes more than three times its share of 2000
+ * repositories); a round that covers a whole interval or more (a long
+ * stop) sweeps everything; an empty or backwards span sweeps nothing.
+ */
+static void test_reconcile_due(void **state)
+{
+    (void)state;
+    const uint64_t interval = 6ull * 3600 * 1000;
+    const uint64_t start = 1795000000000ull; /* a wall clock in 2026 */
+    const int repos = 2000, rounds = 100;
+    int *hits = xcalloc(repos, sizeof(*hits));
+    int busiest = 0;
+    char name[32];
+    for (int k = 0; k < rounds; k++) {
+        /* Rounds of uneven length that end exactly one interval later. */
+        uint64_t from = start + interval * (uint64_t)k / rounds;
+        uint64_t to = start + interval * (uint64_t)(k + 1) / rounds;
+        int in_round = 0;
+        for (int r = 0; r < repos; r++) {
+            snprintf(name, sizeof(name), "team/app-%d", r);
+            if (poller_reconcile_due("src", name, from, to, interval)) {
+                hits[r]++;
+                in_round++;
+            }
+        }
+        if (in_round > busiest)
+            busiest = in_round;
+    }
+    for (int r = 0; r < repos; r++)
+        assert_int_equal(hits[r], 1);
+    assert_true(busiest <= 3 * repos / rounds);
+    free(hits);
+
+    assert_true(poller_reconcile_due("src", "a", start, start + interval, interval));
+    assert_true(poller_reconcile_due("src", "a", start, start + 3 * interval, interval));
+    assert_false(poller_reconcile_due("src", "a", start, start, interval));
+    assert_false(poller_reconcile_due("src", "a", start + 5, start, interval));
+    assert_false(poller_reconcile_due("src", "a", start, start + interval, 0));
+    /* Another source's repository of the same name has its own point. */
+    int differ = 0;
+    for (int r = 0; r < 50; r++) {
+        snprintf(name, sizeof(name), "app-%d", r);
+        for (int k = 0; k < rounds; k++) {
+            uint64_t from = start + interval * (uint64_t)k / rounds;
+            uint64_t to = start + interval * (uint64_t)(k + 1) / rounds;
+            if (poller_reconcile_due("one", name, from, to, interval) !=
+                poller_reconcile_due("two", name, from, to, interval))
+                differ++;
+        }
+    }
+    assert_true(differ > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_budget_reserve),
         cmocka_unit_test(test_budget_spendable),
         cmocka_unit_test(test_budget_admits),
+        cmocka_unit_test(test_reconcile_due),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
