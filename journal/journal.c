@@ -41,7 +41,7 @@
 /* The tag state's family keeps its first name, "pollstate": once only the
  * poller wrote it; now every appended entry that names a tag does. */
 static const char *const journal_cf_names[JOURNAL_CF_COUNT] = {
-    "default", "entries", "dedup", "pollstate", "cursors", "fences", "jobs",
+    "default", "entries", "dedup", "pollstate", "cursors", "fences", "jobs", "openjobs",
 };
 
 /* ---- Helpers of the store ---- */
@@ -377,9 +377,11 @@ out:
  * the dedup keys were bare event ids; 2: "source\nid"; 3: the tag state is
  * the latest journaled value of every tag (before, only what the poller saw);
  * 4: the counters of entries and dedup keys (journal_int.h), merged by
- * uint64add, which an older build could not read. Opening an older journal
+ * uint64add, which an older build could not read, and the index of the jobs
+ * that have not settled (journal_state.c). Opening an older journal
  * for writing rewrites the dedup keys (from 1), replays the entries it still
- * holds into the tag state (from 1 or 2) and counts them (from 1, 2 or 3),
+ * holds into the tag state (from 1 or 2), counts them and indexes the open
+ * jobs (from 1, 2 or 3),
  * once (a crash halfway only means doing it again); a format newer than this
  * build knows is refused rather than misread.
  */
@@ -560,6 +562,8 @@ static int journal_upgrade(struct journal *j, char **err)
                              journal_upgrade_entry, &pass);
     if (rc == 0)
         rc = journal_upgrade_counts(j, pass.batch);
+    if (rc == 0)
+        rc = journal_open_jobs_build(j, pass.batch);
     if (rc == 0) {
         char text[16];
         int n = snprintf(text, sizeof(text), "%d", JOURNAL_FORMAT);

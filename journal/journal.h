@@ -262,6 +262,15 @@ FERRY_MUST_CHECK int journal_job_get(struct journal *j, const char *destination,
 FERRY_MUST_CHECK int
 journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job, void *arg), void *arg);
 
+/**
+ * As journal_job_scan(), over the jobs that have not settled (PENDING,
+ * IN_PROGRESS or FAILED) only: an index kept with every journal_job_put(),
+ * so the cost follows the open jobs, not every job the journal ever ran.
+ */
+FERRY_MUST_CHECK int journal_job_scan_open(struct journal *j,
+                                           int (*cb)(const struct journal_job *job, void *arg),
+                                           void *arg);
+
 /** Free a job's strings. */
 void journal_job_release(struct journal_job *job);
 

@@ -42,6 +42,7 @@ enum journal_cf {
     JOURNAL_CF_CURSORS,
     JOURNAL_CF_FENCES,
     JOURNAL_CF_JOBS,
+    JOURNAL_CF_OPEN_JOBS, /* the keys of JOBS whose job has not settled (format 4) */
     JOURNAL_CF_COUNT,
 };
 
@@ -96,6 +97,12 @@ enum journal_counter {
     JOURNAL_COUNT_DEDUP,
     JOURNAL_COUNT_N,
 };
+
+/**
+ * Format 4: index the jobs that have not settled (PENDING, IN_PROGRESS,
+ * FAILED) from the job records, into `batch`.
+ */
+FERRY_MUST_CHECK int journal_open_jobs_build(struct journal *j, rocksdb_writebatch_t *batch);
 
 /** Add `delta` (negative: take away) to a counter, in `batch`. */
 void journal_count_add(struct journal *j, rocksdb_writebatch_t *batch, enum journal_counter c,

@@ -434,6 +434,69 @@ const char *journal_job_state_name(enum journal_job_state s)
     return "UNKNOWN";
 }
 
+/* ---- The index of open jobs ---- */
+
+static bool journal_job_open(enum journal_job_state s)
+{
+    return s == JOURNAL_JOB_PENDING || s == JOURNAL_JOB_IN_PROGRESS || s == JOURNAL_JOB_FAILED;
+}
+
+/* Index or unindex the job record `key` as its state says, in `batch`. */
+static void journal_open_jobs_note(struct journal *j, rocksdb_writebatch_t *batch, const char *key,
+                                   size_t key_len, enum journal_job_state s)
+{
+    if (j->cf[JOURNAL_CF_OPEN_JOBS] == NULL)
+        return;
+    if (journal_job_open(s)) {
+        char v = (char)s;
+        rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_OPEN_JOBS], key, key_len, &v, 1);
+    } else {
+        rocksdb_writebatch_delete_cf(batch, j->cf[JOURNAL_CF_OPEN_JOBS], key, key_len);
+    }
+}
+
+/* One pass of journal_open_jobs_build() over the job records. */
+struct journal_open_jobs_pass {
+    struct journal *j;
+    rocksdb_writebatch_t *batch;
+};
+
+static int journal_open_jobs_visit(const char *key, size_t key_len, const char *value,
+                                   size_t value_len, void *arg)
+{
+    struct journal_open_jobs_pass *pass = arg;
+    struct journal_job job;
+    const char *why = NULL;
+    if (journal_job_decode(key, key_len, value, value_len, &job, &why) < 0)
+        return 0; /* a corrupt record is found and named by the full scans */
+    if (journal_job_open(job.state))
+        journal_open_jobs_note(pass->j, pass->batch, key, key_len, job.state);
+    journal_job_release(&job);
+    return 0;
+}
+
+/* Whatever the index held before a rebuild goes (the batch's puts come after). */
+static int journal_open_jobs_clear(const char *key, size_t key_len, const char *value,
+                                   size_t value_len, void *arg)
+{
+    struct journal_open_jobs_pass *pass = arg;
+    (void)value;
+    (void)value_len;
+    rocksdb_writebatch_delete_cf(pass->batch, pass->j->cf[JOURNAL_CF_OPEN_JOBS], key, key_len);
+    return 0;
+}
+
+int journal_open_jobs_build(struct journal *j, rocksdb_writebatch_t *batch)
+{
+    struct journal_open_jobs_pass pass = {.j = j, .batch = batch};
+    int rc = journal_iterate(j, JOURNAL_CF_OPEN_JOBS, NULL, 0, false, "upgrade",
+                             journal_open_jobs_clear, &pass);
+    if (rc < 0)
+        return rc;
+    return journal_iterate(j, JOURNAL_CF_JOBS, NULL, 0, false, "upgrade", journal_open_jobs_visit,
+                           &pass);
+}
+
 int journal_job_put(struct journal *j, const struct journal_job *job)
 {
     Ferry__JobStatus rec = FERRY__JOB_STATUS__INIT;
@@ -467,10 +530,15 @@ int journal_job_put(struct journal *j, const struct journal_job *job)
     ferry__job_status__pack(&rec, packed);
     /*
      * Not synced: status changes often and on the loop thread, and one lost
-     * in a crash is redone when the engine takes the job up again.
+     * in a crash is redone when the engine takes the job up again. The
+     * index of open jobs changes in the same batch.
      */
-    rocksdb_put_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_JOBS], key, key_len,
-                   (const char *)packed, size, &rerr);
+    rocksdb_writebatch_t *batch = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_JOBS], key, key_len, (const char *)packed,
+                              size);
+    journal_open_jobs_note(j, batch, key, key_len, job->state);
+    rocksdb_write(j->db, j->write_unsynced, batch, &rerr);
+    rocksdb_writebatch_destroy(batch);
     if (rerr != NULL)
         rc = journal_rocksdb_error(j, "job_put", rerr);
 out:
@@ -539,6 +607,49 @@ int journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job,
                      void *arg)
 {
     return journal_job_scan_in(j, NULL, NULL, cb, arg);
+}
+
+/* One journal_job_scan_open() under way. */
+struct journal_open_scan {
+    struct journal *j;
+    int (*cb)(const struct journal_job *job, void *arg);
+    void *arg;
+};
+
+static int journal_open_job_visit(const char *key, size_t key_len, const char *value,
+                                  size_t value_len, void *arg)
+{
+    struct journal_open_scan *scan = arg;
+    char *record = NULL;
+    size_t len = 0;
+    (void)value;
+    (void)value_len;
+    int rc = journal_cf_get(scan->j, JOURNAL_CF_JOBS, key, key_len, "job_scan", &record, &len);
+    if (rc == FERRY_ENOTFOUND)
+        return 0; /* cannot be: record and index change in one batch */
+    if (rc < 0)
+        return rc;
+    struct journal_job_scan inner = {.j = scan->j, .cb = scan->cb, .arg = scan->arg};
+    rc = journal_job_visit(key, key_len, record, len, &inner);
+    rocksdb_free(record);
+    return rc;
+}
+
+/* The full scan, for a journal opened read-only before it had the index. */
+static int journal_open_job_filter(const struct journal_job *job, void *arg)
+{
+    struct journal_open_scan *scan = arg;
+    return journal_job_open(job->state) ? scan->cb(job, scan->arg) : 0;
+}
+
+int journal_job_scan_open(struct journal *j, int (*cb)(const struct journal_job *job, void *arg),
+                          void *arg)
+{
+    struct journal_open_scan scan = {.j = j, .cb = cb, .arg = arg};
+    if (j->cf[JOURNAL_CF_OPEN_JOBS] == NULL || j->format < 4)
+        return journal_job_scan(j, journal_open_job_filter, &scan);
+    return journal_iterate(j, JOURNAL_CF_OPEN_JOBS, NULL, 0, false, "job_scan",
+                           journal_open_job_visit, &scan);
 }
 
 int journal_job_scan_in(struct journal *j, const char *destination, const char *repository,

@@ -67,7 +67,7 @@ static int retry_collect(const struct journal_job *job, void *arg)
 static int retry_in_journal(struct journal *j, const char *dest)
 {
     struct retry_scan r = {.dest = dest};
-    int rc = journal_job_scan(j, retry_collect, &r);
+    int rc = journal_job_scan_open(j, retry_collect, &r);
     for (size_t i = 0; rc >= 0 && i < r.n; i++) {
         r.jobs[i].state = JOURNAL_JOB_PENDING;
         r.jobs[i].attempts = 0;

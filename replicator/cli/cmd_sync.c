@@ -335,7 +335,7 @@ static int sync_collect_failed(const struct journal_job *job, void *arg)
 /* Everything that keeps the mirror from being whole, then the summary. */
 static void sync_report(struct sync *s, double seconds)
 {
-    int rc = journal_job_scan(s->journal, sync_collect_failed, s);
+    int rc = journal_job_scan_open(s->journal, sync_collect_failed, s);
     if (rc < 0)
         sync_fail_other(s, "job records", ferry_strerror(rc));
     /* The loop ran dry before the engine said it was done: jobs are stuck

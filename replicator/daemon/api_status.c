@@ -237,7 +237,7 @@ void api_get_failures(struct api *a, struct server_request *req)
 {
     cJSON *root = cJSON_CreateObject();
     struct failure_list f = {.a = a, .list = cJSON_AddArrayToObject(root, "failures")};
-    int rc = journal_job_scan(a->journal, collect_failure, &f);
+    int rc = journal_job_scan_open(a->journal, collect_failure, &f);
     if (rc < 0) {
         cJSON_Delete(root);
         api_respond_journal_error(req, "the job records", rc);

@@ -476,7 +476,7 @@ static int engine_take_redo(const struct journal_entry *en, void *arg)
 
 void engine_dispatch_start(struct engine *e)
 {
-    int rc = journal_job_scan(e->journal, engine_take_retry, e);
+    int rc = journal_job_scan_open(e->journal, engine_take_retry, e);
     if (rc < 0)
         log_warn("cannot read every job status at start error=\"%s\"", ferry_strerror(rc));
     if (e->parked_cursor < e->cursor) {

@@ -684,7 +684,7 @@ size_t engine_retry(struct engine *e, const char *destination, const char *repos
     struct retry_match m = {.destination = destination, .repository = repository, .digest = digest};
     if (e->closing)
         return 0;
-    int rc = journal_job_scan(e->journal, retry_collect, &m);
+    int rc = journal_job_scan_open(e->journal, retry_collect, &m);
     if (rc < 0)
         log_warn("cannot read every job status, retrying those read error=\"%s\"",
                  ferry_strerror(rc));

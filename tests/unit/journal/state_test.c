@@ -543,6 +543,89 @@ static void test_job_scan(void **state)
     free(dir);
 }
 
+static void put_state(struct journal *j, const char *repository, enum journal_job_state state)
+{
+    struct journal_job job = {
+        .destination = "eu",
+        .repository = (char *)repository,
+        .digest = "sha256:1",
+        .state = state,
+    };
+    assert_int_equal(journal_job_put(j, &job), 0);
+}
+
+/* What journal_job_scan_open() gives, as "repo" names, one string. */
+static char *open_jobs(struct journal *j)
+{
+    struct job_log log = {0};
+    assert_int_equal(journal_job_scan_open(j, job_collect, &log), 0);
+    char *all = xstrdup("");
+    for (size_t i = 0; i < log.n; i++) {
+        char *more = xasprintf("%s%s%s", all, i > 0 ? "," : "", log.keys[i] + 3);
+        free(all);
+        all = more;
+    }
+    job_log_release(&log);
+    return all;
+}
+
+static void assert_open_jobs(struct journal *j, const char *want)
+{
+    char *got = open_jobs(j);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/*
+ * The index of open jobs: a scan of them gives exactly the PENDING,
+ * IN_PROGRESS and FAILED records, follows every put (a job that settles
+ * leaves, one that fails again comes back), survives a reopen, is read
+ * read-only too, and is built from the records when a journal of format 3
+ * (no index) is opened for writing.
+ */
+static void test_job_scan_open(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+    assert_open_jobs(j, "");
+    put_state(j, "a", JOURNAL_JOB_PENDING);
+    put_state(j, "b", JOURNAL_JOB_COMPLETE);
+    put_state(j, "c", JOURNAL_JOB_FAILED);
+    put_state(j, "d", JOURNAL_JOB_IN_PROGRESS);
+    put_state(j, "e", JOURNAL_JOB_SUPERSEDED);
+    assert_open_jobs(j, "a sha256:1,c sha256:1,d sha256:1");
+    put_state(j, "a", JOURNAL_JOB_IN_PROGRESS);
+    put_state(j, "a", JOURNAL_JOB_COMPLETE);
+    put_state(j, "c", JOURNAL_JOB_PENDING);
+    put_state(j, "b", JOURNAL_JOB_FAILED);
+    assert_open_jobs(j, "b sha256:1,c sha256:1,d sha256:1");
+    journal_close(j);
+
+    j = test_open_opts(dir, true);
+    assert_open_jobs(j, "b sha256:1,c sha256:1,d sha256:1");
+    journal_close(j);
+
+    /* Format 3: no index (one stale key that must not count), rebuilt at open. */
+    raw_put(dir, "default", "format", 6, "3", 1);
+    for (const char *r = "bcd"; *r != '\0'; r++) {
+        char key[32];
+        int n = snprintf(key, sizeof(key), "eu%c%c%csha256:1", '\0', *r, '\0');
+        raw_delete(dir, "openjobs", key, (size_t)n);
+    }
+    char stale[32];
+    int n = snprintf(stale, sizeof(stale), "eu%ca%csha256:1", '\0', '\0');
+    raw_put(dir, "openjobs", stale, (size_t)n, "\0", 1);
+    j = test_open_opts(dir, true);
+    /* Read-only, an old format is scanned in full. */
+    assert_open_jobs(j, "b sha256:1,c sha256:1,d sha256:1");
+    journal_close(j);
+    j = test_open(dir);
+    assert_open_jobs(j, "b sha256:1,c sha256:1,d sha256:1");
+    journal_close(j);
+    free(dir);
+}
+
 /*
  * A scan of one destination, or of one repository of it, sees exactly its
  * jobs: names that only start alike ("a-b", "ab"; "r-x", "r/x", "rx") stay
@@ -811,7 +894,7 @@ int main(void)
         cmocka_unit_test(test_job_round_trip), cmocka_unit_test(test_job_invalid),
         cmocka_unit_test(test_job_scan),       cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_read_only),      cmocka_unit_test(test_old_database),
-        cmocka_unit_test(test_job_scan_in),
+        cmocka_unit_test(test_job_scan_in),    cmocka_unit_test(test_job_scan_open),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
