@@ -32,7 +32,7 @@
  *   retention: 168h                 # a duration above 0
  *   spool_max: 10GiB                # blobs nobody uses are evicted past this;
  *                                   # a size, 64 MiB .. 16 TiB
- *   engine_window: 20000            # journal entries the engine holds in memory
+ *   engine_window: 4096             # journal entries the engine holds in memory
  *                                   # at once; 1..1000000
  *   retry:                          # when a failed job is tried again
  *     attempts: 5                   # tries in all, the first included; 1..100
@@ -147,7 +147,7 @@
 #define CONFIG_DEFAULT_RETENTION_MS         ((uint64_t)7 * 24 * 3600 * 1000)
 #define CONFIG_DEFAULT_REGISTRY_CONCURRENCY 4 /* jobs or requests at once per registry */
 #define CONFIG_MAX_REGISTRY_CONCURRENCY     1024
-#define CONFIG_DEFAULT_ENGINE_WINDOW        20000
+#define CONFIG_DEFAULT_ENGINE_WINDOW        4096
 #define CONFIG_MAX_ENGINE_WINDOW            1000000
 #define CONFIG_DEFAULT_RETRY_ATTEMPTS       5
 #define CONFIG_MAX_RETRY_ATTEMPTS           100
