@@ -23,7 +23,7 @@
 #include "common/xalloc.h"
 
 /*
- * Memory and disk, sized on purpose (README, "Scale"). Seven families each
+ * Memory and disk, sized on purpose (README, "Scale"). Eight families each
  * get a memtable of JOURNAL_WRITE_BUFFER, but all of them together hold at
  * most JOURNAL_MEMTABLES: past that RocksDB flushes the largest, so the
  * journal's memory does not grow with the catalog. The write-ahead log
@@ -33,7 +33,7 @@
  * one memtable instead of growing to two thirds of the journal.
  */
 #define JOURNAL_WRITE_BUFFER (4u << 20)
-#define JOURNAL_MEMTABLES    (16u << 20)
+#define JOURNAL_MEMTABLES    (8u << 20)
 #define JOURNAL_WAL_MAX      (16u << 20)
 #define JOURNAL_LOG_FILES    2
 #define JOURNAL_LOG_SIZE     (1u << 20)

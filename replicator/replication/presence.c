@@ -104,8 +104,11 @@ int presence_open(const char *dir, struct presence **out, char **err)
     p = xcalloc(1, sizeof(*p));
     p->options = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(p->options, 1);
-    /* The cache is small and secondary: keep RocksDB's footprint so too. */
-    rocksdb_options_set_write_buffer_size(p->options, 4 << 20);
+    /* The cache is small and secondary: keep RocksDB's footprint so too
+     * (its memtables, the one being written and the one being flushed, at
+     * most 4 MiB together, whatever the number of blobs). */
+    rocksdb_options_set_write_buffer_size(p->options, 2 << 20);
+    rocksdb_options_set_db_write_buffer_size(p->options, 4 << 20);
     rocksdb_options_set_max_open_files(p->options, 64);
     rocksdb_options_set_info_log_level(p->options, PRESENCE_ROCKSDB_WARN_LEVEL);
     rocksdb_options_set_keep_log_file_num(p->options, 2);
