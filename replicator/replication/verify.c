@@ -20,6 +20,7 @@
 #include "replication/verify_int.h"
 
 static void verify_pump_tags(struct verify *v);
+static void verify_pump_listings(struct verify *v);
 
 /* ---- failures ---- */
 
@@ -193,6 +194,7 @@ static void verify_pump_tags(struct verify *v)
         if (v->pending_head == NULL)
             v->pending_tail = NULL;
         t->next = NULL;
+        v->n_pending--;
         if (verify_failed(v)) {
             tag_free(t);
             continue;
@@ -201,6 +203,7 @@ static void verify_pump_tags(struct verify *v)
         verify_request_submit(t->src, REQ_MANIFEST_HEAD, t->repository, t->tag, tag_head_done, t,
                               0);
     }
+    verify_pump_listings(v);
 }
 
 /* ---- listings ---- */
@@ -209,13 +212,16 @@ static void verify_tags_done(struct verify_request *req)
 {
     struct verify *v = req->r->v;
     const struct config_rule *rule = req->rule;
+    v->active_listings--;
     if (req->rc == FERRY_ENOTFOUND) {
         /* Blobs and no manifest (an aborted push): nothing to compare. */
         log_info("repository has no tags registry=%s repo=%s", req->r->cfg->name, req->repository);
+        verify_pump_listings(v);
         return;
     }
     if (req->rc < 0) {
         verify_fail(v, req->r, req->rc, req->error);
+        verify_pump_listings(v);
         return;
     }
     for (size_t i = 0; i < req->n_items && !verify_failed(v); i++) {
@@ -234,19 +240,52 @@ static void verify_tags_done(struct verify_request *req)
         else
             v->pending_head = t;
         v->pending_tail = t;
+        v->n_pending++;
     }
     verify_pump_tags(v);
+}
+
+/*
+ * List the next repositories while the tags waiting for a place are few:
+ * a catalog of 10,000 repositories is listed as its tags are checked, not
+ * all at once into memory.
+ */
+static void verify_pump_listings(struct verify *v)
+{
+    while (v->listings_head != NULL &&
+           (verify_failed(v) || (v->n_pending < VERIFY_TAGS_WAITING &&
+                                 v->active_listings < VERIFY_LISTINGS_IN_FLIGHT))) {
+        struct verify_listing *l = v->listings_head;
+        v->listings_head = l->next;
+        if (v->listings_head == NULL)
+            v->listings_tail = NULL;
+        if (!verify_failed(v)) {
+            struct verify_request *req = verify_request_new(l->src, REQ_TAGS, l->repository, NULL,
+                                                            verify_tags_done, NULL, 0);
+            req->rule = l->rule;
+            v->active_listings++;
+            verify_request_queue(req);
+        }
+        free(l->repository);
+        free(l);
+    }
 }
 
 static void verify_list_tags(struct verify_registry *src, const struct config_rule *rule,
                              const char *repository)
 {
+    struct verify *v = src->v;
     if (!config_rule_selects(rule, repository, NULL))
         return;
-    struct verify_request *req =
-        verify_request_new(src, REQ_TAGS, repository, NULL, verify_tags_done, NULL, 0);
-    req->rule = rule;
-    verify_request_queue(req);
+    struct verify_listing *l = xcalloc(1, sizeof(*l));
+    l->src = src;
+    l->rule = rule;
+    l->repository = xstrdup(repository);
+    if (v->listings_tail != NULL)
+        v->listings_tail->next = l;
+    else
+        v->listings_head = l;
+    v->listings_tail = l;
 }
 
 static void verify_catalog_done(struct verify_request *req)
@@ -262,6 +301,7 @@ static void verify_catalog_done(struct verify_request *req)
     }
     for (size_t i = 0; i < req->n_items && !verify_failed(v); i++)
         verify_list_tags(req->r, req->rule, req->items[i]);
+    verify_pump_listings(v);
 }
 
 static void verify_start(struct verify *v)
@@ -272,6 +312,7 @@ static void verify_start(struct verify *v)
         if (src->cfg->n_repositories > 0) {
             for (size_t k = 0; k < src->cfg->n_repositories; k++)
                 verify_list_tags(src, rule, src->cfg->repositories[k]);
+            verify_pump_listings(v);
         } else {
             struct verify_request *req =
                 verify_request_new(src, REQ_CATALOG, NULL, NULL, verify_catalog_done, NULL, 0);
@@ -394,6 +435,12 @@ int verify_run(const char *config_path, bool json)
         struct verify_tag *t = v.pending_head;
         v.pending_head = t->next;
         tag_free(t);
+    }
+    while (v.listings_head != NULL) {
+        struct verify_listing *l = v.listings_head;
+        v.listings_head = l->next;
+        free(l->repository);
+        free(l);
     }
     for (size_t i = 0; i < v.n_drifts; i++)
         verify_drift_release(&v.drifts[i]);

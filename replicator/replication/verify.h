@@ -38,6 +38,11 @@
 
 /* Source tags being verified at once (bounds the manifests held in memory). */
 #define VERIFY_TAGS_IN_FLIGHT 16
+/* Tags listed and waiting for a place at most: past this no repository is
+ * listed, so memory follows this, not the number of tags in the catalog. */
+#define VERIFY_TAGS_WAITING 1024
+/* Tag listings under way at once. */
+#define VERIFY_LISTINGS_IN_FLIGHT 4
 
 /**
  * Verify every rule of the config at `config_path` on a loop of its own.

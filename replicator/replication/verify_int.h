@@ -154,6 +154,14 @@ struct verify_drift {
     size_t n_missing;
 };
 
+/* A repository of a rule's source, to be listed when there is room. */
+struct verify_listing {
+    struct verify_registry *src;
+    const struct config_rule *rule;
+    char *repository;
+    struct verify_listing *next;
+};
+
 struct verify {
     uv_loop_t loop;
     struct config *config;
@@ -161,6 +169,10 @@ struct verify {
     size_t pings_pending;
     struct verify_tag *pending_head; /* tags waiting for a slot */
     struct verify_tag *pending_tail;
+    size_t n_pending;                     /* tags in the pending list */
+    struct verify_listing *listings_head; /* repositories not listed yet */
+    struct verify_listing *listings_tail;
+    size_t active_listings;
     size_t active_tags;
     size_t tags_verified;
     int rc;                      /* the first failure, or 0 */
