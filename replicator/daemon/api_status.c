@@ -88,6 +88,12 @@ static void status_source_poll_json(const struct api *a, const struct config_reg
     bool polled = a->poller != NULL && poller_source_status(a->poller, reg->name, &st);
     cJSON_AddItemToObject(o, "poller_error",
                           api_json_string_or_null(polled && st.error[0] != '\0' ? st.error : NULL));
+    /* A webhooks source's rounds HEAD only new names; the reconcile sweep
+     * has looked at every tag up to swept_to (null: not yet). */
+    cJSON_AddBoolToObject(o, "webhooks", reg->webhooks);
+    cJSON_AddItemToObject(o, "swept_to",
+                          polled && st.swept_to_unix_ms > 0 ? api_json_time(st.swept_to_unix_ms)
+                                                            : cJSON_CreateNull());
     if (!polled || (st.ratelimit_limit < 0 && st.ratelimit_remaining < 0)) {
         cJSON_AddNullToObject(o, "ratelimit");
         return;

@@ -923,6 +923,7 @@ bool poller_source_status(const struct poller *p, const char *source,
             out->not_modified = st.not_modified;
         }
         out->deferred = src->round_active ? src->deferred : src->last_deferred;
+        out->swept_to_unix_ms = src->webhooks ? (int64_t)src->swept_to_ms : 0;
         return true;
     }
     return false;

@@ -71,6 +71,7 @@ struct poller_source_status {
     uint64_t ratelimit_window_s; /* 0: not given */
     uint64_t deferred;           /* pushes the budget held back in the latest round */
     uint64_t not_modified;       /* tag listings answered 304 so far */
+    int64_t swept_to_unix_ms; /* webhooks sources: every tag was looked at up to here; 0: not yet */
 };
 
 /** Fill *out for `source` (a registry name); false when the poller does not poll it. */

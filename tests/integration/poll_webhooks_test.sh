@@ -66,6 +66,9 @@ for t in "${!want[@]}"; do
 done
 first=$(heads "$KNOWN")
 ((first >= 5)) || fail "the first round HEADed $first of the 5 tags: it must sweep everything"
+status=$(curl -sf "http://127.0.0.1:$port/v1/status") || fail "GET /v1/status"
+jq -e '.sources[] | select(.name == "src") | .webhooks == true and (.swept_to | type == "string")' \
+  <<<"$status" >/dev/null || fail "/v1/status: src's webhooks and swept_to: $(jq -c '.sources' <<<"$status")"
 wait_rounds one 3
 sleep 0.3 # the access log line comes as the handler returns
 n0=$(rounds one) h0=$(heads "$KNOWN") l0=$(lists)
