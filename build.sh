@@ -5,7 +5,7 @@
 #   ./build.sh test       build, then run every test (ctest), then the unit and
 #                         integration tests again under ASan+UBSan
 #   ./build.sh test --no-sanitize   skip the sanitizer pass
-#   ./build.sh bench      run the benchmarks in tests/bench/ (ferry vs skopeo)
+#   ./build.sh bench [NAME...]  run the benchmarks in tests/bench/ (copy ingest fleet scale; all by default)
 #   ./build.sh demo       run Ferry for real: registries on loopback, ferry serve,
 #                         sample images replicated, the dashboard; Ctrl-C stops it
 #   ./build.sh fuzz [TARGET...]   run the libFuzzer targets (FUZZ_SECONDS each, clang)
@@ -171,11 +171,22 @@ case "$cmd" in
     # tests/bench/benchlib.sh), stamped with the commit and date, once all its
     # runs verified; a bench that fails writes nothing there, the others still
     # run, and this exits 1. BENCH_README=FILE writes into FILE instead.
+    # `./build.sh bench` runs them all; `./build.sh bench scale fleet` those
+    # named (scale.sh at its default sizes takes hours: 100,000 tags).
     export BENCH_README="${BENCH_README:-$top/README.md}"
     bench_failed=()
-    for b in copy ingest fleet; do
+    if [ $# -eq 0 ]; then
+      set -- copy ingest fleet scale
+    fi
+    for b in "$@"; do
+      if [ ! -f "$top/tests/bench/$b.sh" ] || [ "$b" = benchlib ]; then
+        echo "build.sh: no bench '$b' (copy, ingest, fleet or scale)" >&2
+        exit 2
+      fi
+    done
+    for b in "$@"; do
       FERRY_BIN="$top/build/ferry" INGEST_LOAD="$top/build/ingest_load" \
-        bash "$top/tests/bench/$b.sh" "$@" || bench_failed+=("$b")
+        bash "$top/tests/bench/$b.sh" || bench_failed+=("$b")
     done
     if [ ${#bench_failed[@]} -gt 0 ]; then
       echo "build.sh: bench failed: ${bench_failed[*]} (their README blocks were left as they were)" >&2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sourced by the benches (copy.sh, ingest.sh, fleet.sh), after lib.sh.
+# Sourced by the benches (copy.sh, ingest.sh, fleet.sh, scale.sh), after lib.sh.
 #
 # 1. skopeo's blob-info cache: skopeo_cache_clear.
 # 2. The README's figures: a bench writes its figures into the README between
@@ -91,3 +91,88 @@ os.replace(tmp, path)
 PY
   say "the $name figures are written into $BENCH_README"
 }
+
+# 3. Helpers every bench may use (a bench that defines its own keeps its own).
+
+say() { echo "bench: $*" >&2; }
+calc() { awk "BEGIN { print $* }"; }
+fmt() { awk -v v="$2" "BEGIN { printf \"$1\", v }"; }
+MiB() { fmt '%.1f' "$(calc "$1 / 1048576")"; } # BYTES -> MiB, one decimal
+ratio() { # A B -> A/B formatted, or n/a
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f×", a / b }'
+}
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+verdict_ge() { if ge "$1" "$2"; then echo PASS; else echo MISS; fi; }
+verdict_le() { if ge "$2" "$1"; then echo PASS; else echo MISS; fi; }
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; } # PID -> user+sys ticks
+median() { # "a b c ..." -> the median
+  tr ' ' '\n' <<<"$1" | grep . | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# log_lines NAME : lines in registry NAME's log so far (lib.sh), once the
+# access-log line count is stable (a request's line is written when the
+# server's handler returns)
+log_lines() {
+  local a b i
+  a=$(registry_access_log "$1" | wc -l)
+  for ((i = 0; i < 30; i++)); do
+    sleep 0.1
+    b=$(registry_access_log "$1" | wc -l)
+    [[ "$a" == "$b" ]] && break
+    a=$b
+  done
+  wc -l <"${_REG_LOG[$1]}"
+}
+
+# measure LABEL "REGS" CMD... : run CMD under GNU time, bounded by the bench's
+# $TIMEOUT seconds, its output in $TEST_TMP/LABEL.out and LABEL.err; sets
+# M_WALL M_USER M_SYS M_RSS (KiB), M_REGCPU (CPU seconds the registries in
+# REGS, started by lib.sh, used during the run, from /proc/PID/stat) and
+# M_OFF[REG] (REG's log lines before the run); then, when the bench defines
+# `measure_stats REG OFFSET` (printing figures, say JSON, of the requests REG
+# logged past line OFFSET), M_STATS[REG] = its output, for every REG. A
+# failure (exit status, timeout) prints the command's output and fails the
+# bench.
+declare -A M_STATS=() M_OFF=()
+measure() {
+  local label=$1 regs=$2 r
+  shift 2
+  local tf="$TEST_TMP/$label.time" ef="$TEST_TMP/$label.err" of="$TEST_TMP/$label.out"
+  local rc=0
+  declare -A rc0=()
+  M_OFF=()
+  for r in $regs; do
+    M_OFF[$r]=$(log_lines "$r")
+    local pv="${r}_PID"
+    rc0[$r]=$(cpu_ticks "${!pv}")
+  done
+  timeout "$TIMEOUT" /usr/bin/time -o "$tf" -f '%e %U %S %M' "$@" >"$of" 2>"$ef" || rc=$?
+  if ((rc != 0)); then
+    echo "----- $label: exit status $rc$( ((rc == 124)) && echo " (timed out after $TIMEOUT s)") -----" >&2
+    echo "command: $*" >&2
+    echo "----- stderr (last 40 lines) -----" >&2
+    tail -n 40 "$ef" >&2
+    echo "----- stdout (last 20 lines) -----" >&2
+    tail -n 20 "$of" >&2
+    fail "$label failed (exit $rc)"
+  fi
+  # shellcheck disable=SC2034 # M_*: read by the bench that sourced this
+  read -r M_WALL M_USER M_SYS M_RSS < <(tail -n 1 "$tf")
+  local ticks=0 pv2
+  for r in $regs; do
+    pv2="${r}_PID"
+    ticks=$((ticks + $(cpu_ticks "${!pv2}") - rc0[$r]))
+  done
+  # shellcheck disable=SC2034
+  M_REGCPU=$(calc "$ticks / $(getconf CLK_TCK)")
+  M_STATS=()
+  if declare -F measure_stats >/dev/null; then
+    for r in $regs; do
+      log_lines "$r" >/dev/null
+      M_STATS[$r]=$(measure_stats "$r" "${M_OFF[$r]}")
+    done
+  fi
+}
+st() { jq -r ".$2" <<<"${M_STATS[$1]}"; } # REG FIELD : a field of M_STATS[REG] (JSON)

@@ -155,15 +155,7 @@ T_P99_MS=1000
 
 bench_start=$EPOCHREALTIME
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-say() { echo "bench: $*" >&2; }
-calc() { awk "BEGIN { print $* }"; }
-fmt() { awk -v v="$2" "BEGIN { printf \"$1\", v }"; }
-ratio() { # A B -> A/B formatted, or n/a
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f×", a / b }'
-}
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
-verdict_ge() { if ge "$1" "$2"; then echo PASS; else echo MISS; fi; }
-verdict_le() { if ge "$2" "$1"; then echo PASS; else echo MISS; fi; }
+# say, calc, fmt, ratio, ge, verdict_ge, verdict_le: benchlib.sh
 
 # ------------------------------------------------------------ python helper
 # One file, four subcommands: push-repo (the fleet), logstats (access-log
@@ -532,25 +524,7 @@ tool() { python3 "$TOOL" "$@"; }
 
 # ------------------------------------------------------------------ helpers
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-median() { # "a b c ..." -> the median
-  tr ' ' '\n' <<<"$1" | grep . | sort -g |
-    awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-# log_lines NAME : lines in NAME's log so far, once the access-log line count
-# is stable (a request's line is written when the server's handler returns)
-log_lines() {
-  local a b i
-  a=$(registry_access_log "$1" | wc -l)
-  for ((i = 0; i < 30; i++)); do
-    sleep 0.1
-    b=$(registry_access_log "$1" | wc -l)
-    [[ "$a" == "$b" ]] && break
-    a=$b
-  done
-  wc -l <"${_REG_LOG[$1]}"
-}
+# cpu_ticks, median, log_lines: benchlib.sh
 
 # stored_bytes NAME : sum of the blob data files in NAME's storage
 stored_bytes() {
@@ -609,46 +583,10 @@ ferry_config() {
   } >"$file"
 }
 
-# measure LABEL "REGS" CMD... : run CMD under GNU time (bounded by TIMEOUT);
-# sets M_WALL M_USER M_SYS M_RSS (KiB), M_REGCPU (CPU seconds the registries
-# in REGS used during the run, from /proc/PID/stat), and M_STATS[REG] =
-# logstats JSON of the requests REG logged during the run, for every REG.
-declare -A M_STATS=()
-measure() {
-  local label=$1 regs=$2 r
-  shift 2
-  local tf="$TEST_TMP/$label.time" ef="$TEST_TMP/$label.err" of="$TEST_TMP/$label.out"
-  local rc=0
-  declare -A off=() rc0=()
-  for r in $regs; do
-    off[$r]=$(log_lines "$r")
-    local pv="${r}_PID"
-    rc0[$r]=$(cpu_ticks "${!pv}")
-  done
-  timeout "$TIMEOUT" /usr/bin/time -o "$tf" -f '%e %U %S %M' "$@" >"$of" 2>"$ef" || rc=$?
-  if ((rc != 0)); then
-    echo "----- $label: exit status $rc$( ((rc == 124)) && echo " (timed out after $TIMEOUT s)") -----" >&2
-    echo "command: $*" >&2
-    echo "----- stderr (last 40 lines) -----" >&2
-    tail -n 40 "$ef" >&2
-    echo "----- stdout (last 20 lines) -----" >&2
-    tail -n 20 "$of" >&2
-    fail "$label failed (exit $rc)"
-  fi
-  read -r M_WALL M_USER M_SYS M_RSS < <(tail -n 1 "$tf")
-  local ticks=0 pv2
-  for r in $regs; do
-    pv2="${r}_PID"
-    ticks=$((ticks + $(cpu_ticks "${!pv2}") - rc0[$r]))
-  done
-  M_REGCPU=$(calc "$ticks / $(getconf CLK_TCK)")
-  M_STATS=()
-  for r in $regs; do
-    log_lines "$r" >/dev/null
-    M_STATS[$r]=$(tool logstats --log "${_REG_LOG[$r]}" --offset "${off[$r]}" "${FLEET_FILES[@]}")
-  done
+# measure, st: benchlib.sh; M_STATS[REG] comes from measure_stats.
+measure_stats() { # REG OFFSET : the logstats JSON of REG's requests past line OFFSET
+  tool logstats --log "${_REG_LOG[$1]}" --offset "$2" "${FLEET_FILES[@]}"
 }
-st() { jq -r ".$2" <<<"${M_STATS[$1]}"; } # REG FIELD
 
 # verify_dst WHO REG... : every fleet tag at every REG has the source's digest.
 # A failure ends the bench at once (exit 1): FAIL and what is wrong, and no
@@ -704,7 +642,6 @@ N_MANIFESTS=$(jq -s '[.[].manifests[]] | unique_by(.digest) | length' "$TEST_TMP
 N_INDEXES=$(jq -s '[.[] | select(.children | length > 0)] | length' "$TEST_TMP/fleet.jsonl")
 LOGICAL=$(jq -s '[.[].bytes] | add' "$TEST_TMP/fleet.jsonl")
 SRC_STORED=$(stored_bytes src)
-MiB() { fmt '%.1f' "$(calc "$1 / 1048576")"; }
 say "fleet pushed in $(fmt '%.1f' "$PUSH_S") s: $n_images images ($N_INDEXES indexes), $UNIQUE_BLOBS unique blobs, $(MiB "$UNIQUE") MiB unique blob bytes (+ $N_MANIFESTS manifests, $(MiB "$UNIQUE_MANIFESTS") MiB); $(MiB "$LOGICAL") MiB if every image were stored alone; source storage $(MiB "$SRC_STORED") MiB"
 verify_dst "fixturegen" src
 jq -r '"\(.repository):\(.tag)"' "$TEST_TMP/fleet.jsonl" >"$TEST_TMP/images.txt"
