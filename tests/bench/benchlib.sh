@@ -111,10 +111,10 @@ median() { # "a b c ..." -> the median
     awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
-# log_lines NAME : lines in registry NAME's log so far (lib.sh), once the
-# access-log line count is stable (a request's line is written when the
-# server's handler returns)
-log_lines() {
+# access_settled NAME : requests in registry NAME's access log so far (lib.sh),
+# once the count is stable (a request's line is written when the server's
+# handler returns), waiting up to 3 s
+access_settled() {
   local a b i
   a=$(registry_access_log "$1" | wc -l)
   for ((i = 0; i < 30; i++)); do
@@ -123,6 +123,12 @@ log_lines() {
     [[ "$a" == "$b" ]] && break
     a=$b
   done
+  echo "$a"
+}
+
+# log_lines NAME : lines in registry NAME's log so far, once its access log is settled
+log_lines() {
+  access_settled "$1" >/dev/null
   wc -l <"${_REG_LOG[$1]}"
 }
 

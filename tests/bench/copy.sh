@@ -91,19 +91,8 @@ say() { echo "bench: $*" >&2; }
 
 # ------------------------------------------------------------------ helpers
 
-# reqs NAME : requests in NAME's access log so far, once the count is stable
-# (a request's line is written when the server's handler returns).
-reqs() {
-  local a b i
-  a=$(registry_access_log "$1" | wc -l)
-  for ((i = 0; i < 30; i++)); do
-    sleep 0.1
-    b=$(registry_access_log "$1" | wc -l)
-    [[ "$a" == "$b" ]] && break
-    a=$b
-  done
-  echo "$a"
-}
+# reqs NAME : requests in NAME's access log so far (benchlib.sh)
+reqs() { access_settled "$1"; }
 
 # manifest_digest ADDR REPO REF : digest of the manifest bytes the registry serves
 manifest_digest() {
