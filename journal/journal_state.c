@@ -616,6 +616,13 @@ struct journal_open_scan {
     void *arg;
 };
 
+/* Only the jobs that have not settled (for the full scan of an older journal, and as a check). */
+static int journal_open_job_filter(const struct journal_job *job, void *arg)
+{
+    struct journal_open_scan *scan = arg;
+    return journal_job_open(job->state) ? scan->cb(job, scan->arg) : 0;
+}
+
 static int journal_open_job_visit(const char *key, size_t key_len, const char *value,
                                   size_t value_len, void *arg)
 {
@@ -629,17 +636,11 @@ static int journal_open_job_visit(const char *key, size_t key_len, const char *v
         return 0; /* cannot be: record and index change in one batch */
     if (rc < 0)
         return rc;
-    struct journal_job_scan inner = {.j = scan->j, .cb = scan->cb, .arg = scan->arg};
+    /* The record has the last word (both change in one batch, so they agree). */
+    struct journal_job_scan inner = {.j = scan->j, .cb = journal_open_job_filter, .arg = scan};
     rc = journal_job_visit(key, key_len, record, len, &inner);
     rocksdb_free(record);
     return rc;
-}
-
-/* The full scan, for a journal opened read-only before it had the index. */
-static int journal_open_job_filter(const struct journal_job *job, void *arg)
-{
-    struct journal_open_scan *scan = arg;
-    return journal_job_open(job->state) ? scan->cb(job, scan->arg) : 0;
 }
 
 int journal_job_scan_open(struct journal *j, int (*cb)(const struct journal_job *job, void *arg),

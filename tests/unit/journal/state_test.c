@@ -580,8 +580,9 @@ static void assert_open_jobs(struct journal *j, const char *want)
  * The index of open jobs: a scan of them gives exactly the PENDING,
  * IN_PROGRESS and FAILED records, follows every put (a job that settles
  * leaves, one that fails again comes back), survives a reopen, is read
- * read-only too, and is built from the records when a journal of format 3
- * (no index) is opened for writing.
+ * read-only too, is what the scan reads (a key removed behind the
+ * journal's back hides its job), and is built from the records when a
+ * journal of format 3 (no index) is opened for writing.
  */
 static void test_job_scan_open(void **state)
 {
@@ -603,6 +604,17 @@ static void test_job_scan_open(void **state)
     journal_close(j);
 
     j = test_open_opts(dir, true);
+    assert_open_jobs(j, "b sha256:1,c sha256:1,d sha256:1");
+    journal_close(j);
+
+    /* The scan reads the index, not every record: d taken out of it behind
+     * the journal's back is not seen. */
+    char d_key[32];
+    int d_len = snprintf(d_key, sizeof(d_key), "eu%cd%csha256:1", '\0', '\0');
+    raw_delete(dir, "openjobs", d_key, (size_t)d_len);
+    j = test_open(dir);
+    assert_open_jobs(j, "b sha256:1,c sha256:1");
+    put_state(j, "d", JOURNAL_JOB_FAILED);
     assert_open_jobs(j, "b sha256:1,c sha256:1,d sha256:1");
     journal_close(j);
 
