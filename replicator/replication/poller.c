@@ -131,7 +131,6 @@ struct poll_source {
     uint64_t catalog_retry_ms; /* when (the loop's clock) to ask it again */
     struct poll_memo *memos;
     struct poll_charge charges[POLLER_SETTLE_S];
-    bool webhooks;           /* cfg->webhooks: moves are reported by notifications */
     uint64_t swept_to_ms;    /* wall clock: reconcile points up to here were swept; 0: none */
     uint64_t round_start_ms; /* wall clock: when this round started */
     uint64_t deferred;       /* pushes the budget held back, this round */
@@ -638,7 +637,7 @@ static bool repo_tag_known(struct poll_repo *r, const char *tag)
 {
     struct poll_source *src = r->src;
     char *seen = NULL;
-    if (!src->webhooks)
+    if (!src->cfg->webhooks)
         return false;
     /* A failed read is a look at the source instead. */
     int rc = journal_tagstate_get(src->poller->journal, src->cfg->name, r->name, tag, &seen);
@@ -695,7 +694,7 @@ static void repo_listed(int rc, const char *error, char **items, size_t n, bool 
 static bool repo_sweep_due(const struct poll_source *src, const char *name,
                            const struct poll_memo *m)
 {
-    if (!src->webhooks)
+    if (!src->cfg->webhooks)
         return m == NULL || m->etag == NULL || m->since_sweep + 1 >= POLLER_SWEEP_ROUNDS;
     if (src->swept_to_ms == 0 || (m != NULL && m->sweep_owed))
         return true;
@@ -857,7 +856,6 @@ int poller_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         src->poller = p;
         src->cfg = cfg;
         src->deletes = deletes;
-        src->webhooks = cfg->webhooks;
         struct clients_options copts = {0};
         clients_open(loop, cfg, &copts, &src->cl);
     }
@@ -923,7 +921,7 @@ bool poller_source_status(const struct poller *p, const char *source,
             out->not_modified = st.not_modified;
         }
         out->deferred = src->round_active ? src->deferred : src->last_deferred;
-        out->swept_to_unix_ms = src->webhooks ? (int64_t)src->swept_to_ms : 0;
+        out->swept_to_unix_ms = src->cfg->webhooks ? (int64_t)src->swept_to_ms : 0;
         return true;
     }
     return false;
