@@ -72,6 +72,8 @@ await complete 60
 assert_eq "$(skopeo_raw "$d1_ADDR/mirror/app:v1" | digest_of)" "$want" "the retried image is in d1"
 pass "retry from the page: the image is COMPLETE in d1"
 
+# From here to the reconnection the page may see requests reset or refused.
+touch "$control/daemon-stopping"
 stop_bg ferry
 touch "$control/daemon-down"
 await banner-seen 30
