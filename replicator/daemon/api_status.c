@@ -48,6 +48,7 @@ static cJSON *status_destination_json(const struct engine_destination_stats *st,
     cJSON_AddStringToObject(d, "name", st->name);
     cJSON_AddStringToObject(d, "registry", st->host);
     cJSON_AddNumberToObject(d, "backlog", (double)st->backlog);
+    cJSON_AddNumberToObject(d, "shelved", (double)st->shelved);
     cJSON_AddNumberToObject(d, "lag_seconds", api_lag_seconds(st, now));
     cJSON_AddNumberToObject(d, "in_flight", (double)st->running);
     cJSON_AddNumberToObject(d, "completed", (double)st->complete);

@@ -66,8 +66,11 @@ static int engine_read_cursors(struct engine *e)
     }
     rc = journal_cursor_find(e->journal, ENGINE_PARKED_CURSOR, &e->parked_cursor);
     if (rc == FERRY_ENOTFOUND || (rc == 0 && e->parked_cursor > e->cursor)) {
+        /* Stored now: engine_parked_store() writes only a value that differs
+         * from this one, and a job parked at the first entry would leave none
+         * (a restart then took the engine's cursor, and lost that job). */
         e->parked_cursor = e->cursor;
-        rc = 0;
+        rc = journal_cursor_set(e->journal, ENGINE_PARKED_CURSOR, e->cursor);
     }
     if (rc < 0)
         log_error("cannot read the parked cursor error=\"%s\"", ferry_strerror(rc));
@@ -212,6 +215,7 @@ static void engine_closed(void *arg)
         struct eng_registry *r = &e->registries[i];
         engine_requeue_clear(&r->failed);
         engine_requeue_clear(&r->source_failed);
+        engine_shelf_clear(&r->shelf);
         engine_flights_clear(r);
         free(r->last_error);
     }
@@ -381,6 +385,8 @@ bool engine_destination_stats(const struct engine *e, size_t i,
     out->circuit = engine_circuit_state(&e->sched, i, uv_now(e->loop));
     out->last_error = r->last_error;
     out->last_error_unix_ms = snap.last_error_unix_ms;
+    out->shelved = engine_shelf_count(r, &out->oldest_unix_ms);
+    out->backlog = out->shelved;
     for (size_t k = 0; k < e->n_all; k++) {
         const struct eng_job *job = e->all[k];
         if (job->dst != r)

@@ -111,6 +111,7 @@ struct engine_destination_stats {
     uint64_t foreign_layers_skipped; /* non-distributable layers left out by finished jobs */
     enum engine_circuit circuit;
     uint64_t backlog;       /* unfinished jobs (queued, waiting for a retry or running) */
+    uint64_t shelved;       /* of which waiting for an open circuit out of memory */
     uint64_t running;       /* in flight */
     int64_t oldest_unix_ms; /* when the oldest unfinished job's entry was journaled; 0: none */
     const char *last_error; /* of the last failed attempt, or NULL; valid until the next call */

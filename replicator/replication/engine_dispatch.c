@@ -117,6 +117,7 @@ void engine_pump(struct engine *e)
             engine_read_journal(e, journal_last_seq(e->journal));
         if (e->one_shot)
             engine_fail_open(e);
+        engine_shelf_drain(e);
         struct sched_item *it;
         while (!e->closing && (it = sched_next(&e->sched, uv_now(e->loop))) != NULL)
             job_start(engine_job_of(it));
@@ -182,6 +183,7 @@ static struct eng_job *job_new(struct engine *e, struct eng_registry *src, struc
     job->created_unix_ms = clock_unix_ms();
     job->received_unix_ms = en->received_unix_ms > 0 ? en->received_unix_ms : job->created_unix_ms;
     dst->jobs_created++;
+    dst->live_jobs++;
     e->all = xrealloc(e->all, (e->n_all + 1) * sizeof(*e->all));
     job->all_index = e->n_all;
     e->all[e->n_all++] = job;
@@ -256,6 +258,7 @@ static void dispatch_delete(struct engine *e, struct eng_registry *src, struct e
     job_attach(job, entry, en->seq);
     engine_job_enqueue(job);
     engine_job_record(job, JOURNAL_JOB_PENDING);
+    (void)engine_job_shelve(job);
 }
 
 /* A push's job at one destination, or the queued job it coalesces into. */
@@ -285,6 +288,7 @@ static void dispatch_push(struct engine *e, struct eng_registry *src, struct eng
     /* Coalesced: the job now serves the newest entry that named it. */
     job_attach(job, entry, en->seq);
     engine_job_record(job, JOURNAL_JOB_PENDING);
+    (void)engine_job_shelve(job);
 }
 
 /*
@@ -415,7 +419,7 @@ void engine_maybe_idle(struct engine *e)
 {
     if (e->idle_cb == NULL || !e->started || e->closing)
         return;
-    if (e->n_all > 0 || e->running > 0)
+    if (e->n_all > 0 || e->running > 0 || engine_shelf_lowest(e) != 0)
         return;
     if (e->dispatched_seq < journal_last_seq(e->journal))
         return;

@@ -44,6 +44,16 @@
  * most; past this the window stops taking entries, as it did before. The
  * lists of FAILED entries waiting for a registry to heal are capped alike. */
 #define ENGINE_PARKED_MAX 200000
+/* Jobs of one destination held in memory while its circuit is open (its
+ * probes among them); past this a job that waits for the circuit is shelved:
+ * its status record says PENDING, the parked cursor stays below it, and
+ * only its entry's seq and time stay in memory (24 bytes, not the job's
+ * kilobyte) until the circuit closes and the shelf drains back as room
+ * allows. A destination down through a backfill of a million tags costs
+ * 24 MiB, not a gigabyte. */
+#define ENGINE_SHELF_RESIDENT 256
+/* Shelved jobs per destination at most; past this they stay parked in memory. */
+#define ENGINE_SHELF_MAX 1000000
 /* Places a list of entries to run again starts with; it doubles when full. */
 #define ENGINE_REQUEUE_INITIAL 16
 /* Manifests and referrer lists cached per source registry. It serves the
@@ -119,6 +129,19 @@ struct engine_requeue_list {
     size_t n, cap;
 };
 
+/* A job shelved while its destination's circuit is open: its entry, to run again. */
+struct engine_shelved {
+    uint64_t seq;
+    int64_t received_unix_ms; /* when its entry was journaled, for the oldest-job figure */
+    bool retries_failed;      /* it ran again because it FAILED */
+};
+
+/* Shelved jobs of one destination, items[head..n) in order of seq. */
+struct engine_shelf {
+    struct engine_shelved *items;
+    size_t head, n, cap;
+};
+
 struct eng_registry {
     const struct config_registry *cfg;
     struct blob_flight *flights; /* uploads and mounts in flight, by digest */
@@ -133,6 +156,9 @@ struct eng_registry {
     /* As a source: jobs FAILED because it could not be reached, run again
      * once a job reads from it again. */
     struct engine_requeue_list source_failed;
+    /* As a destination: its jobs in memory (engine.all), and those shelved. */
+    size_t live_jobs;
+    struct engine_shelf shelf;
     uint64_t jobs_created;
     uint64_t jobs_failed;
     uint64_t bytes;
@@ -386,6 +412,28 @@ void engine_unblock_head(struct engine *e);
 /** Move the parked cursor to the oldest parked job (at most once a second, or at once with `now`).
  */
 void engine_parked_update(struct engine *e, bool now);
+
+/**
+ * Jobs shelved while their destinations' circuits were open go back into
+ * memory, oldest first, while the circuit is closed and the destination has
+ * fewer than ENGINE_SHELF_RESIDENT jobs in memory.
+ */
+void engine_shelf_drain(struct engine *e);
+
+/** The lowest seq shelved for any destination, or 0 when none is. */
+uint64_t engine_shelf_lowest(const struct engine *e);
+
+/** Shelved jobs of one destination, and when the oldest one's entry was journaled (0: none). */
+size_t engine_shelf_count(const struct eng_registry *r, int64_t *oldest_unix_ms);
+
+void engine_shelf_clear(struct engine_shelf *shelf);
+
+/**
+ * Shelve `job` if it waits behind its destination's open circuit and that
+ * destination holds more than ENGINE_SHELF_RESIDENT jobs in memory: true,
+ * and `job` is freed (its PENDING record and the shelf stand for it).
+ */
+bool engine_job_shelve(struct eng_job *job);
 
 /** Stop the engine's timer. */
 void engine_timer_stop(struct engine *e);

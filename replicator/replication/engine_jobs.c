@@ -106,7 +106,7 @@ void engine_parked_update(struct engine *e, bool now)
     if (!now && t < e->parked_checked_ms + ENGINE_PARKED_CHECK_MS)
         return;
     e->parked_checked_ms = t;
-    uint64_t low = e->cursor;
+    uint64_t low = engine_parked_floor(e->cursor, engine_shelf_lowest(e));
     for (size_t i = 0; i < e->n_all; i++)
         if (job_behind_cursor(e->all[i]))
             low = engine_parked_floor(low, e->all[i]->seq);
@@ -160,6 +160,123 @@ void engine_unblock_head(struct engine *e)
     }
 }
 
+/* ---- the shelf: jobs behind an open circuit, out of memory ---- */
+
+/* A binary heap on seq: the lowest seq, which the parked cursor must stay below, is items[0]. */
+static void shelf_swap(struct engine_shelved *a, struct engine_shelved *b)
+{
+    struct engine_shelved t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static bool shelf_push(struct engine_shelf *sh, const struct eng_job *job)
+{
+    if (sh->n >= ENGINE_SHELF_MAX)
+        return false;
+    if (sh->n == sh->cap) {
+        sh->cap = sh->cap > 0 ? sh->cap * 2 : ENGINE_REQUEUE_INITIAL;
+        sh->items = xrealloc(sh->items, sh->cap * sizeof(*sh->items));
+    }
+    size_t i = sh->n++;
+    sh->items[i] = (struct engine_shelved){
+        .seq = job->seq,
+        .received_unix_ms = job->received_unix_ms,
+        .retries_failed = job->retries_failed,
+    };
+    while (i > 0 && sh->items[(i - 1) / 2].seq > sh->items[i].seq) {
+        shelf_swap(&sh->items[(i - 1) / 2], &sh->items[i]);
+        i = (i - 1) / 2;
+    }
+    return true;
+}
+
+static struct engine_shelved shelf_pop(struct engine_shelf *sh)
+{
+    struct engine_shelved top = sh->items[0];
+    sh->items[0] = sh->items[--sh->n];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < sh->n && sh->items[l].seq < sh->items[m].seq)
+            m = l;
+        if (r < sh->n && sh->items[r].seq < sh->items[m].seq)
+            m = r;
+        if (m == i)
+            break;
+        shelf_swap(&sh->items[i], &sh->items[m]);
+        i = m;
+    }
+    if (sh->n == 0)
+        engine_shelf_clear(sh);
+    return top;
+}
+
+void engine_shelf_clear(struct engine_shelf *sh)
+{
+    free(sh->items);
+    memset(sh, 0, sizeof(*sh));
+}
+
+uint64_t engine_shelf_lowest(const struct engine *e)
+{
+    uint64_t low = 0;
+    for (size_t i = 0; i < e->n_registries; i++) {
+        const struct engine_shelf *sh = &e->registries[i].shelf;
+        if (sh->n > 0 && (low == 0 || sh->items[0].seq < low))
+            low = sh->items[0].seq;
+    }
+    return low;
+}
+
+size_t engine_shelf_count(const struct eng_registry *r, int64_t *oldest_unix_ms)
+{
+    const struct engine_shelf *sh = &r->shelf;
+    /* Entries are journaled in order of seq: the lowest seq is (about) the oldest. */
+    *oldest_unix_ms = sh->n > 0 ? sh->items[0].received_unix_ms : 0;
+    return sh->n;
+}
+
+/*
+ * A queued job behind its destination's open circuit, past the
+ * ENGINE_SHELF_RESIDENT its destination keeps in memory, goes on the shelf:
+ * its record says PENDING (the dispatch wrote it), the parked cursor is
+ * below it (it was parked), and the shelf keeps its entry's seq. Not in
+ * `ferry sync`, which fails such jobs at once. Returns true: `job` is freed.
+ */
+bool engine_job_shelve(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    struct eng_registry *r = job->dst;
+    if (e->one_shot || e->closing || job->state != JOB_QUEUED || !job->parked ||
+        r->live_jobs <= ENGINE_SHELF_RESIDENT ||
+        engine_circuit_state(&e->sched, r->index, uv_now(e->loop)) != ENGINE_CIRCUIT_OPEN ||
+        !shelf_push(&r->shelf, job))
+        return false;
+    /* Counted again when it comes back. */
+    e->stats.jobs--;
+    e->stats.pending--;
+    r->jobs_created--;
+    engine_job_free(job);
+    return true;
+}
+
+void engine_shelf_drain(struct engine *e)
+{
+    uint64_t now = uv_now(e->loop);
+    for (size_t i = 0; i < e->n_registries && !e->closing; i++) {
+        struct eng_registry *r = &e->registries[i];
+        if (r->shelf.n == 0 || engine_circuit_state(&e->sched, i, now) != ENGINE_CIRCUIT_CLOSED)
+            continue;
+        /* At most a resident's worth per call, even where entries make no job now. */
+        for (size_t k = 0;
+             k < ENGINE_SHELF_RESIDENT && r->shelf.n > 0 && r->live_jobs < ENGINE_SHELF_RESIDENT;
+             k++) {
+            struct engine_shelved it = shelf_pop(&r->shelf);
+            engine_requeue(e, it.seq, r->cfg->name, it.retries_failed);
+        }
+    }
+}
+
 /* ---- jobs ---- */
 
 void engine_job_unindex(struct eng_job *job)
@@ -177,6 +294,7 @@ void engine_job_free(struct eng_job *job)
     sched_remove(&e->sched, &job->item);
     if (job->parked)
         e->parked--;
+    job->dst->live_jobs--;
     e->all[job->all_index] = e->all[--e->n_all];
     e->all[job->all_index]->all_index = job->all_index;
     free(job->key);
@@ -356,10 +474,16 @@ static void engine_circuit_moved(struct engine *e, struct eng_registry *r, int f
         log_warn("circuit open dest=%s failures=%d open_ms=%llu", r->cfg->name, d->failures,
                  (unsigned long long)e->config->circuit_open_ms);
         e->stats.circuits_opened++;
-        /* What waits for it, or runs against it still, lets its entries go. */
-        for (size_t i = 0; i < e->n_all; i++)
-            if (e->all[i]->dst == r)
-                job_park(e->all[i]);
+        /* What waits for it, or runs against it still, lets its entries go;
+         * what waits, past the resident few, goes on the shelf (backwards:
+         * a job freed at i takes the last one's place, looked at already). */
+        for (size_t i = e->n_all; i-- > 0;) {
+            struct eng_job *job = e->all[i];
+            if (job->dst != r)
+                continue;
+            job_park(job);
+            (void)engine_job_shelve(job);
+        }
     }
     size_t n;
     struct engine_requeue *items = engine_circuit_requeues(r, flags, &n);
