@@ -32,6 +32,14 @@
  * families that pin the oldest file, so the log stays under that size plus
  * one memtable instead of growing to two thirds of the journal.
  */
+/*
+ * Reads go through one block cache of JOURNAL_BLOCK_CACHE, which also holds
+ * the tables' index and filter blocks: left to RocksDB, each open table
+ * keeps its index in memory (more tables, more memory, as the journal
+ * grows) beside a default cache of its own.
+ */
+#define JOURNAL_BLOCK_CACHE  (4u << 20)
+#define JOURNAL_OPEN_FILES   256
 #define JOURNAL_WRITE_BUFFER (4u << 20)
 #define JOURNAL_MEMTABLES    (8u << 20)
 #define JOURNAL_WAL_MAX      (16u << 20)
@@ -659,6 +667,12 @@ static void journal_options_init(struct journal *j)
     rocksdb_options_set_keep_log_file_num(j->options, JOURNAL_LOG_FILES);
     rocksdb_options_set_max_log_file_size(j->options, JOURNAL_LOG_SIZE);
     rocksdb_options_set_info_log_level(j->options, 2 /* WARN_LEVEL */);
+    rocksdb_options_set_max_open_files(j->options, JOURNAL_OPEN_FILES);
+    j->cache = rocksdb_cache_create_lru(JOURNAL_BLOCK_CACHE);
+    j->table = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(j->table, j->cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(j->table, 1);
+    rocksdb_options_set_block_based_table_factory(j->options, j->table);
     j->write_synced = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(j->write_synced, 1);
     j->write_unsynced = rocksdb_writeoptions_create();
@@ -728,6 +742,8 @@ void journal_close(struct journal *j)
     rocksdb_writeoptions_destroy(j->write_synced);
     rocksdb_writeoptions_destroy(j->write_unsynced);
     rocksdb_options_destroy(j->options);
+    rocksdb_block_based_options_destroy(j->table);
+    rocksdb_cache_destroy(j->cache);
     journal_locks_destroy(j);
     free(j->dir);
     free(j);

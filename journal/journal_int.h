@@ -49,6 +49,8 @@ enum journal_cf {
 struct journal {
     rocksdb_t *db;
     rocksdb_options_t *options;
+    rocksdb_block_based_table_options_t *table; /* its block cache, below */
+    rocksdb_cache_t *cache;
     rocksdb_writeoptions_t *write_synced;
     rocksdb_writeoptions_t *write_unsynced;
     rocksdb_readoptions_t *read;

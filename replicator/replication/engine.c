@@ -186,6 +186,13 @@ void engine_set_callbacks(struct engine *e, engine_idle_cb idle, engine_job_cb j
 void engine_set_one_shot(struct engine *e, bool one_shot)
 {
     e->one_shot = one_shot;
+    e->own_from = journal_last_seq(e->journal);
+}
+
+bool engine_own_look(const struct engine *e, const struct journal_entry *en)
+{
+    return e->one_shot && en->seq > e->own_from && en->action == JOURNAL_PUSH &&
+           en->event_id != NULL && strncmp(en->event_id, "poll:", 5) == 0;
 }
 
 void engine_start(struct engine *e)
@@ -230,6 +237,13 @@ static void engine_closed(void *arg)
     }
     while (e->n_all > 0)
         engine_job_free(e->all[0]);
+    struct engine_tag_seen *seen, *next;
+    HASH_ITER(hh, e->looked_again, seen, next)
+    {
+        HASH_DEL(e->looked_again, seen);
+        free(seen->key);
+        free(seen);
+    }
     free(e->all);
     sched_free(&e->sched);
     void (*cb)(void *) = e->close_cb;

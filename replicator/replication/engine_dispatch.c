@@ -287,6 +287,8 @@ static void dispatch_push(struct engine *e, struct eng_registry *src, struct eng
     }
     /* Coalesced: the job now serves the newest entry that named it. */
     job_attach(job, entry, en->seq);
+    if (job->seq == en->seq)
+        job->own_look = engine_own_look(e, en);
     engine_job_record(job, JOURNAL_JOB_PENDING);
     (void)engine_job_shelve(job);
 }

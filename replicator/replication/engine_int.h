@@ -87,6 +87,12 @@ struct engine;
 struct eng_job;
 struct gate;
 
+/* A tag of a source repository ("repo\ntag"), in a set. */
+struct engine_tag_seen {
+    char *key;
+    UT_hash_handle hh;
+};
+
 /* ---- per destination registry ---- */
 
 /*
@@ -238,6 +244,7 @@ struct eng_job {
     size_t n_gates;
     uint64_t moves_at_start; /* its destination's `moves` when it started */
     char *gate_digest;       /* the manifest its tag would name */
+    bool own_look;           /* its entry is this sync's own look at the source (engine_own_look) */
     struct copy *copy;
     struct copy_summary summary;
     size_t all_index; /* its place in engine.all */
@@ -315,6 +322,10 @@ struct engine {
     void *close_arg;
     int closing_handles;
     struct engine_stats stats;
+    /* `ferry sync`: entries past `own_from` are this run's own; the tags a
+     * job of this run journaled an observation of ("repo\ntag"). */
+    uint64_t own_from;
+    struct engine_tag_seen *looked_again;
 };
 
 /* ---- engine.c: lookups, the cursor, stats ---- */
@@ -405,6 +416,14 @@ void engine_job_done(struct copy *c, int rc, const char *error, void *arg);
  * SUPERSEDED with `superseded`, FAILED), free it and pump.
  */
 void engine_job_settle(struct eng_job *job, int rc, const char *error, bool superseded);
+
+/**
+ * Is `en` this `ferry sync`'s own look at the source: the poller's HEAD of
+ * the tag during this run? Nothing else writes to the journal while a sync
+ * holds it, so no message can pose as one, and no entry before it can be a
+ * newer look at that tag.
+ */
+bool engine_own_look(const struct engine *e, const struct journal_entry *en);
 
 /** Let waiting jobs go on from their entries, parked, until the cursor's list is short again. */
 void engine_unblock_head(struct engine *e);

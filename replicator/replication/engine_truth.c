@@ -162,6 +162,23 @@ static void engine_observed(int rc, const char *error, const uint64_t *seqs, siz
     free(o);
 }
 
+/* The tags a job of this sync journaled a look at (engine_gate_decide()). */
+static char *looked_key(const char *repo, const char *tag)
+{
+    return xasprintf("%s\n%s", repo, tag);
+}
+
+static bool engine_looked_again(const struct engine *e, const char *repo, const char *tag)
+{
+    if (e->looked_again == NULL)
+        return false;
+    char *key = looked_key(repo, tag);
+    struct engine_tag_seen *seen = NULL;
+    HASH_FIND_STR(e->looked_again, key, seen);
+    free(key);
+    return seen != NULL;
+}
+
 /*
  * A job found the source's tag naming `digest` (NULL: the tag is gone), not
  * what its entry said. Journal that as an observation, so that every
@@ -174,6 +191,11 @@ static void engine_observe_source(struct eng_job *job, const char *digest, const
                                   enum observed_then then, const char *why)
 {
     struct engine *e = job->engine;
+    if (e->one_shot && !engine_looked_again(e, job->src_repo, job->tag)) {
+        struct engine_tag_seen *seen = xcalloc(1, sizeof(*seen));
+        seen->key = looked_key(job->src_repo, job->tag);
+        HASH_ADD_KEYPTR(hh, e->looked_again, seen->key, strlen(seen->key), seen);
+    }
     char *id = xasprintf("source:%s:%s:%s@%" PRIu64, job->src_repo, job->tag,
                          digest != NULL ? digest : "gone", job->seq);
     struct journal_event ev = {
@@ -318,6 +340,7 @@ static void delete_gated(struct eng_job *job);
 
 void engine_gate_decide(struct eng_job *job)
 {
+    struct engine *e = job->engine;
     if (job->is_delete) {
         delete_gated(job);
         return;
@@ -333,7 +356,14 @@ void engine_gate_decide(struct eng_job *job)
         return;
     }
     /* Messages are hints: ask the source, behind the tag's gate, so that no
-     * other job of this node moves the tag between the answer and the PUT. */
+     * other job of this node moves the tag between the answer and the PUT.
+     * The entry of a sync's own poll is no message but the source's answer,
+     * as new as any entry before it (engine_own_look), unless a job of this
+     * run has looked at the tag since: taking it is taking the answer then. */
+    if (job->own_look && job->tag != NULL && !engine_looked_again(e, job->src_repo, job->tag)) {
+        push_tag_step(job);
+        return;
+    }
     job_source_check(job, job->tag, true, push_source_checked);
 }
 

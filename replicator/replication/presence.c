@@ -30,6 +30,8 @@
 struct presence {
     rocksdb_t *db;
     rocksdb_options_t *options;
+    rocksdb_block_based_table_options_t *table;
+    rocksdb_cache_t *cache;
     rocksdb_readoptions_t *readoptions;
     rocksdb_writeoptions_t *writeoptions;
 };
@@ -110,6 +112,12 @@ int presence_open(const char *dir, struct presence **out, char **err)
     rocksdb_options_set_write_buffer_size(p->options, 2 << 20);
     rocksdb_options_set_db_write_buffer_size(p->options, 4 << 20);
     rocksdb_options_set_max_open_files(p->options, 64);
+    /* And its reads, index blocks included, in a cache of 2 MiB. */
+    p->cache = rocksdb_cache_create_lru(2 << 20);
+    p->table = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(p->table, p->cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(p->table, 1);
+    rocksdb_options_set_block_based_table_factory(p->options, p->table);
     rocksdb_options_set_info_log_level(p->options, PRESENCE_ROCKSDB_WARN_LEVEL);
     rocksdb_options_set_keep_log_file_num(p->options, 2);
     rocksdb_options_set_max_log_file_size(p->options, 1 << 20);
@@ -161,6 +169,10 @@ void presence_close(struct presence *p)
         rocksdb_readoptions_destroy(p->readoptions);
     if (p->options != NULL)
         rocksdb_options_destroy(p->options);
+    if (p->table != NULL)
+        rocksdb_block_based_options_destroy(p->table);
+    if (p->cache != NULL)
+        rocksdb_cache_destroy(p->cache);
     free(p);
 }
 

@@ -58,6 +58,11 @@ assert_eq "$(skopeo_raw "$d3_ADDR/mirror/team/multi:$fallback" | jq '.manifests 
 code=$(curl -s -o /dev/null -w '%{http_code}' "$d1_URL/v2/scratch/tags/list")
 assert_eq "$code" 404 "a repository no rule selects is not replicated"
 if grep -q d2-secret-pw "$TEST_TMP/sync1.err"; then fail "password in output"; fi
+# A sync's own poll is the source's answer: each tag is HEADed once at the
+# source (the poll's), not again before its tag is put at the destinations.
+for ref in team/web/manifests/v1 team/api/manifests/v1 team/multi/manifests/v2; do
+  assert_eq "$(registry_count_requests src HEAD "/v2/$ref")" 1 "source HEADs of $ref in the first sync"
+done
 pass "three destinations converge (Basic auth, mirror/{repo} mapping, referrers)"
 
 # The spool: each blob is read from the source once, whatever the number of
@@ -109,9 +114,24 @@ for d in d1 d2 d3; do
 done
 pass "a second sync sends nothing and exits 0"
 
-# A new tag at the source is replicated by the next sync.
+# A new tag at the source is replicated by the next sync. Before it, an
+# entry added by hand says team/api:ghost names api's image: a message, not
+# the sync's own look, so its jobs ask the source (which has no such tag)
+# and leave it alone: no destination sees a PUT of team/api:ghost.
 fixturegen push --registry "$src_ADDR" --repo team/web --tag v2 --seed 5 --layers 1 --layer-size 50K --compact >"$TEST_TMP/web2.json"
+"$FERRY" journal -c "$TEST_TMP/ferry.yaml" append --source src --repo team/api --tag ghost \
+  --digest "$(jq -r .digest "$TEST_TMP/api.json")" --media-type "$(jq -r .media_type "$TEST_TMP/api.json")" >/dev/null ||
+  fail "cannot append the false entry"
+for d in d1 d2 d3; do
+  eval "puts_$d=\$(registry_count_requests $d PUT '/v2/(mirror/)?team/api/manifests/ghost')"
+done
 "$FERRY" sync -c "$TEST_TMP/ferry.yaml" 2>"$TEST_TMP/sync3.err" || fail "third sync failed"
-assert_eq "$(grep -c '^complete ' "$TEST_TMP/sync3.err")" 3 "one new job per destination"
+assert_eq "$(grep -c '^complete .*team/web@.* tag v2 ' "$TEST_TMP/sync3.err")" 3 "one new job per destination"
+assert_eq "$(grep -c '^superseded .*team/api@.* tag ghost ' "$TEST_TMP/sync3.err")" 3 "the false entry's jobs, left alone"
+for d in d1 d2 d3; do
+  eval "b=\$puts_$d"
+  assert_eq "$(registry_count_requests $d PUT '/v2/(mirror/)?team/api/manifests/ghost')" "$b" "$d: PUTs of team/api:ghost after a false entry"
+done
+assert_eq "$(registry_count_requests src HEAD /v2/team/web/manifests/v2)" 1 "source HEADs of team/web:v2 (the poll's)"
 assert_eq "$(skopeo_raw "$d3_ADDR/mirror/team/web:v2" | digest_of)" "$(jq -r .digest "$TEST_TMP/web2.json")" "new tag replicated"
 pass "a new tag is replicated by the next sync"
