@@ -40,8 +40,8 @@
  */
 #define JOURNAL_BLOCK_CACHE  (4u << 20)
 #define JOURNAL_OPEN_FILES   256
-#define JOURNAL_WRITE_BUFFER (4u << 20)
-#define JOURNAL_MEMTABLES    (8u << 20)
+#define JOURNAL_WRITE_BUFFER (2u << 20)
+#define JOURNAL_MEMTABLES    (4u << 20)
 #define JOURNAL_WAL_MAX      (16u << 20)
 #define JOURNAL_LOG_FILES    2
 #define JOURNAL_LOG_SIZE     (1u << 20)

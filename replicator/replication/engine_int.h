@@ -57,10 +57,10 @@
 /* Places a list of entries to run again starts with; it doubles when full. */
 #define ENGINE_REQUEUE_INITIAL 16
 /* Manifests and referrer lists cached per source registry. It serves the
- * jobs of one entry (one per destination), which run close together: 8 MiB
+ * jobs of one entry (one per destination), which run close together: 4 MiB
  * holds the manifests of thousands of entries; at 32 MiB a large catalog
  * filled it, and it was the largest thing in memory. */
-#define ENGINE_CACHE_BYTES (8u * 1024 * 1024)
+#define ENGINE_CACHE_BYTES (4u * 1024 * 1024)
 /* The jobs of one entry (one per destination) share the source's answer
  * about its tag this long: one HEAD per entry, not one per destination. */
 #define ENGINE_CHECK_SHARE_MS 10000

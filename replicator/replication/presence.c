@@ -108,9 +108,9 @@ int presence_open(const char *dir, struct presence **out, char **err)
     rocksdb_options_set_create_if_missing(p->options, 1);
     /* The cache is small and secondary: keep RocksDB's footprint so too
      * (its memtables, the one being written and the one being flushed, at
-     * most 4 MiB together, whatever the number of blobs). */
-    rocksdb_options_set_write_buffer_size(p->options, 2 << 20);
-    rocksdb_options_set_db_write_buffer_size(p->options, 4 << 20);
+     * most 2 MiB together, whatever the number of blobs). */
+    rocksdb_options_set_write_buffer_size(p->options, 1 << 20);
+    rocksdb_options_set_db_write_buffer_size(p->options, 2 << 20);
     rocksdb_options_set_max_open_files(p->options, 64);
     /* And its reads, index blocks included, in a cache of 2 MiB. */
     p->cache = rocksdb_cache_create_lru(2 << 20);
