@@ -219,6 +219,15 @@ FERRY_MUST_CHECK int journal_fence_get(struct journal *j, const char *destinatio
 FERRY_MUST_CHECK int journal_fence_raise(struct journal *j, const char *destination,
                                          const char *repository, const char *tag, uint64_t seq);
 
+/**
+ * journal_fence_raise(), not synced: for a fence no PUT waits for (the tag
+ * is in place already). A crash may lose it; an older entry's job then asks
+ * the source before it moves the tag, as it would have anyway.
+ */
+FERRY_MUST_CHECK int journal_fence_raise_unsynced(struct journal *j, const char *destination,
+                                                  const char *repository, const char *tag,
+                                                  uint64_t seq);
+
 enum journal_job_state {
     JOURNAL_JOB_PENDING = 1,
     JOURNAL_JOB_IN_PROGRESS = 2,

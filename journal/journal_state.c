@@ -281,8 +281,8 @@ int journal_fence_get(struct journal *j, const char *destination, const char *re
     return rc;
 }
 
-int journal_fence_raise(struct journal *j, const char *destination, const char *repository,
-                        const char *tag, uint64_t seq)
+static int fence_raise(struct journal *j, const char *destination, const char *repository,
+                       const char *tag, uint64_t seq, bool synced)
 {
     char value[JOURNAL_KEY_LEN];
     char *key = NULL;
@@ -310,8 +310,8 @@ int journal_fence_raise(struct journal *j, const char *destination, const char *
      * a crash would let an older entry move it back after the restart.
      */
     journal_key_encode(seq, value);
-    rocksdb_put_cf(j->db, j->write_synced, j->cf[JOURNAL_CF_FENCES], key, key_len, value,
-                   sizeof(value), &rerr);
+    rocksdb_put_cf(j->db, synced ? j->write_synced : j->write_unsynced, j->cf[JOURNAL_CF_FENCES],
+                   key, key_len, value, sizeof(value), &rerr);
     if (rerr != NULL) {
         rc = journal_rocksdb_error(j, "fence_raise", rerr);
         goto out;
@@ -323,6 +323,18 @@ out:
     journal_unlock(&j->fence_lock);
     free(key);
     return rc;
+}
+
+int journal_fence_raise(struct journal *j, const char *destination, const char *repository,
+                        const char *tag, uint64_t seq)
+{
+    return fence_raise(j, destination, repository, tag, seq, true);
+}
+
+int journal_fence_raise_unsynced(struct journal *j, const char *destination, const char *repository,
+                                 const char *tag, uint64_t seq)
+{
+    return fence_raise(j, destination, repository, tag, seq, false);
 }
 
 /* ---- Job status: "destination\0repository\0digest" -> Ferry__JobStatus ---- */

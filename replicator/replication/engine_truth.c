@@ -31,7 +31,7 @@ enum engine_fence_claim engine_fence_claim(uint64_t fence, uint64_t seq)
 
 /* engine_fence_take() for a fence read already. */
 static int engine_fence_commit(struct journal *j, const char *dest, const char *repo,
-                               const char *tag, uint64_t fence, uint64_t seq)
+                               const char *tag, uint64_t fence, uint64_t seq, bool synced)
 {
     switch (engine_fence_claim(fence, seq)) {
     case ENGINE_FENCE_OWNED:
@@ -42,7 +42,8 @@ static int engine_fence_commit(struct journal *j, const char *dest, const char *
         break;
     }
     /* The tag's gate makes get-then-raise safe within this node. */
-    return journal_fence_raise(j, dest, repo, tag, seq);
+    return synced ? journal_fence_raise(j, dest, repo, tag, seq)
+                  : journal_fence_raise_unsynced(j, dest, repo, tag, seq);
 }
 
 int engine_fence_take(struct journal *j, const char *dest, const char *repo, const char *tag,
@@ -52,7 +53,7 @@ int engine_fence_take(struct journal *j, const char *dest, const char *repo, con
     int rc = journal_fence_get(j, dest, repo, tag, &fence);
     if (rc < 0)
         return rc;
-    return engine_fence_commit(j, dest, repo, tag, fence, seq);
+    return engine_fence_commit(j, dest, repo, tag, fence, seq, true);
 }
 
 /*
@@ -285,7 +286,9 @@ static void push_tag_step(struct eng_job *job)
     if (rc >= 0)
         verdict = engine_tag_verdict(&facts);
     if (rc >= 0 && (verdict == ENGINE_TAG_MOVE || verdict == ENGINE_TAG_HELD)) {
-        rc = engine_fence_commit(e->journal, dest, job->dst_repo, job->tag, facts.fence, job->seq);
+        /* Synced before a PUT; a tag in place (HELD) waits for no fsync. */
+        rc = engine_fence_commit(e->journal, dest, job->dst_repo, job->tag, facts.fence, job->seq,
+                                 verdict == ENGINE_TAG_MOVE);
         if (rc == 0)
             verdict = ENGINE_TAG_SUPERSEDED;
     }

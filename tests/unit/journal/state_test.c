@@ -143,6 +143,17 @@ static void test_fence_raise(void **state)
     assert_int_equal(journal_fence_raise(j, "eu", "app", "v1", UINT64_MAX), 1);
     assert_true(fence(j, "eu", "app", "v1") == UINT64_MAX);
     assert_int_equal(journal_fence_raise(j, "eu", "app", "v1", 10), 0);
+    /* Unsynced (a tag found in place): the same fence, the same answers. */
+    assert_int_equal(journal_fence_raise_unsynced(j, "eu", "app", "v2", 4), 1);
+    assert_int_equal(fence(j, "eu", "app", "v2"), 4);
+    assert_int_equal(journal_fence_raise_unsynced(j, "eu", "app", "v2", 3), 0);
+    assert_int_equal(journal_fence_raise(j, "eu", "app", "v2", 4), 0);
+    assert_int_equal(journal_fence_raise(j, "eu", "app", "v2", 6), 1);
+    assert_int_equal(journal_fence_raise_unsynced(j, "eu", "app", "v2", 6), 0);
+    journal_close(j);
+    /* What was written is there after a clean close. */
+    j = test_open(dir);
+    assert_int_equal(fence(j, "eu", "app", "v2"), 6);
     journal_close(j);
     free(dir);
 }
