@@ -24,10 +24,13 @@
  * heap and reused, not mapped and unmapped (and their pages zeroed) for each
  * blob, which cost a tenth of a sync's CPU. The heap then holds at most the
  * buffers of the transfers running at once, whatever the number or size of
- * the blobs (copy_large checks the peak).
+ * the blobs (copy_large checks the peak). Free memory at the top of a heap
+ * (the main one and each thread's) goes back past 1 MiB: at 32 MiB every
+ * thread's heap kept its own peak, and a sync of 10,000 tags peaked at
+ * 56 MiB instead of 47 MiB, for the same CPU.
  */
 #define FERRY_MMAP_THRESHOLD (8 * 1024 * 1024)
-#define FERRY_TRIM_THRESHOLD (32 * 1024 * 1024)
+#define FERRY_TRIM_THRESHOLD (1 * 1024 * 1024)
 
 /* The commands, by the name that runs them. */
 static const struct {
