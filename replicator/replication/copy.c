@@ -173,6 +173,7 @@ static void copy_resolve(struct copy *c)
         .reference = c->src_reference,
         .platform = c->platform,
         .referrers = c->no_referrers ? RESOLVE_REFERRERS_NONE : RESOLVE_REFERRERS_ALL,
+        .fetch = c->fetch,
     };
     copy_op_started(c);
     resolve_start(&spec, copy_resolved, c, &c->resolve);
@@ -353,6 +354,7 @@ int copy_start(uv_loop_t *loop, const struct copy_spec *spec, struct copy_summar
     c->dst_tag = xstrdup(spec->dst_tag);
     c->platform = xstrdup(spec->platform);
     c->no_referrers = spec->no_referrers;
+    c->fetch = spec->fetch;
     c->foreign_layers = spec->foreign_layers;
     c->mount_from = xstrdup(spec->mount_from);
     c->upload = spec->upload;

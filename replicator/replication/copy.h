@@ -118,6 +118,8 @@ struct copy_spec {
     /* Copy non-distributable (foreign) layers like any blob; false: leave them
      * out, as skopeo and crane do (the manifest still goes up byte for byte). */
     bool foreign_layers;
+    /* How the closure is read at the source (resolve.h); NULL: directly. Must outlive the copy. */
+    const struct resolve_fetch *fetch;
     copy_blob_gate_cb blob_gate; /* NULL: every missing blob goes straight up */
     copy_blob_done_cb blob_done;
     void *blob_arg;

@@ -119,6 +119,7 @@ struct copy {
     char *dst_tag; /* NULL: no tag at the destination */
     char *platform;
     bool no_referrers;
+    const struct resolve_fetch *fetch;
     bool foreign_layers; /* copy non-distributable layers too */
     char *mount_from;
     struct registry_upload_options upload;

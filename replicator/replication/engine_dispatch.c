@@ -87,6 +87,10 @@ static void job_start(struct eng_job *job)
         .blob_done = engine_blob_done,
         .blob_arg = job,
     };
+    if (job->own_look) {
+        job->fetch = (struct resolve_fetch){.referrers = engine_referrers_fetch, .arg = job};
+        spec.fetch = &job->fetch;
+    }
     int rc = copy_start(e->loop, &spec, &job->summary, engine_job_done, job, &job->copy);
     if (rc < 0) {
         /* No copy, and no callback: the attempt ends here, Ferry's fault. */

@@ -245,6 +245,7 @@ struct eng_job {
     uint64_t moves_at_start; /* its destination's `moves` when it started */
     char *gate_digest;       /* the manifest its tag would name */
     bool own_look;           /* its entry is this sync's own look at the source (engine_own_look) */
+    struct resolve_fetch fetch; /* an own look's copy reads referrers through it */
     struct copy *copy;
     struct copy_summary summary;
     size_t all_index; /* its place in engine.all */
@@ -424,6 +425,16 @@ void engine_job_settle(struct eng_job *job, int rc, const char *error, bool supe
  * newer look at that tag.
  */
 bool engine_own_look(const struct engine *e, const struct journal_entry *en);
+
+/**
+ * A resolve_fetch referrers hook for a job whose entry is this sync's own
+ * look (engine_own_look()): where the source has no referrers API, the
+ * referrers of `digest` are its sha256-<hex> tag, which this run's poll
+ * listed and journaled if the source had it; a tag state that says it is not
+ * there answers "none" without a request. Otherwise registry_referrers().
+ */
+int engine_referrers_fetch(void *arg, const char *repo, const char *digest, registry_manifest_cb cb,
+                           void *cb_arg);
 
 /** Let waiting jobs go on from their entries, parked, until the cursor's list is short again. */
 void engine_unblock_head(struct engine *e);

@@ -14,6 +14,7 @@
 
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/reference.h"
 #include "common/xalloc.h"
 #include "journal/committer.h"
 #include "journal/journal.h"
@@ -340,6 +341,30 @@ static void push_source_checked(int rc, const char *error, const char *bytes, si
 }
 
 static void delete_gated(struct eng_job *job);
+
+int engine_referrers_fetch(void *arg, const char *repo, const char *digest, registry_manifest_cb cb,
+                           void *cb_arg)
+{
+    struct eng_job *job = arg;
+    struct engine *e = job->engine;
+    struct registry *src = job->src->cl.pull;
+    if (!registry_referrers_api_missing(src) || engine_looked_again(e, repo, job->tag))
+        return registry_referrers(src, repo, digest, cb, cb_arg);
+    char *tag = reference_referrers_tag(digest);
+    char *named = NULL;
+    /* The poll journals the tags its rules select: only such a tag's absence says anything. */
+    int rc = config_tag_selected(e->config, job->src->cfg->name, repo, tag)
+                 ? journal_tagstate_get(e->journal, job->src->cfg->name, repo, tag, &named)
+                 : 0;
+    free(named);
+    free(tag);
+    if (rc != FERRY_ENOTFOUND)
+        return registry_referrers(src, repo, digest, cb, cb_arg);
+    log_debug("referrers: no %s tag at the source, as this sync listed it repo=%s digest=%s",
+              "sha256-", repo, digest);
+    cb(0, NULL, "", 0, NULL, NULL, cb_arg);
+    return 0;
+}
 
 void engine_gate_decide(struct eng_job *job)
 {
