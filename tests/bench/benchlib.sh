@@ -58,11 +58,17 @@ bench_readme_check() {
 
 # bench_commit : the commit the bench ran at, "+dirty" when the tracked files
 # differ from it. README.md is left out: the benches before this one may have
-# just written their blocks into it.
-bench_commit() {
+# just written their blocks into it. Read when this file is sourced, as the
+# bench starts and copies its binary: a commit made while a long bench runs
+# is not the one it measured.
+_bench_commit_now() {
   local top=${FERRY_SOURCE_DIR:-.}
   printf '%s%s' "$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')" \
     "$(git -C "$top" diff --quiet HEAD -- . ':(exclude)README.md' 2>/dev/null || echo '+dirty')"
+}
+_BENCH_COMMIT=$(_bench_commit_now)
+bench_commit() {
+  printf '%s' "$_BENCH_COMMIT"
 }
 
 # bench_readme_write NAME BLOCK_FILE : replaces what is between NAME's markers
