@@ -218,6 +218,9 @@ static void engine_closed(void *arg)
     struct engine *e = arg;
     if (--e->closing_handles > 0)
         return;
+    /* Jobs first: a job's free counts it off its destination registry. */
+    while (e->n_all > 0)
+        engine_job_free(e->all[0]);
     for (size_t i = 0; i < e->n_registries; i++) {
         struct eng_registry *r = &e->registries[i];
         engine_requeue_clear(&r->failed);
@@ -235,8 +238,6 @@ static void engine_closed(void *arg)
         free(e->entries_head);
         e->entries_head = next;
     }
-    while (e->n_all > 0)
-        engine_job_free(e->all[0]);
     struct engine_tag_seen *seen, *next;
     HASH_ITER(hh, e->looked_again, seen, next)
     {

@@ -250,6 +250,16 @@ _itest_cleanup() {
   if ((${#pids[@]})); then
     _itest_stop_pids TERM "${pids[@]}"
   fi
+  # A sanitizer's report in any output the test kept fails it, even when the
+  # process that wrote it was stopped (by PID) and its exit status never read.
+  local reports
+  reports=$(grep -lE '==[0-9]+==ERROR: (Address|Leak)Sanitizer|\.[ch]:[0-9]+:[0-9]+: runtime error: ' \
+    "$TEST_TMP"/*.log "$TEST_TMP"/*.err "$TEST_TMP"/*.out 2>/dev/null)
+  if [[ -n "$reports" ]] && ((rc == 0)); then
+    rc=1
+    _ITEST_FAIL_MSG="a sanitizer reported in $(echo "$reports" | xargs -n1 basename | tr '\n' ' '): $(grep -hm2 -E '==[0-9]+==ERROR|runtime error: ' $reports | head -2 | tr '\n' ' ')"
+    echo "FAIL: $_ITEST_FAIL_MSG" >&2
+  fi
   if ((rc != 0)); then
     local lines=${ITEST_LOG_LINES:-25}
     for key in "${_ITEST_ORDER[@]}"; do
