@@ -295,6 +295,12 @@ void engine_job_free(struct eng_job *job)
     if (job->parked)
         e->parked--;
     job->dst->live_jobs--;
+    /* A job freed while it still holds entries (cut short by a shutdown):
+     * the entries of retries and redos (detached) are the jobs' alone to
+     * free; the cursor's list frees its own. */
+    for (size_t i = 0; i < job->n_entries; i++)
+        if (job->entries[i]->detached && --job->entries[i]->jobs_left == 0)
+            free(job->entries[i]);
     e->all[job->all_index] = e->all[--e->n_all];
     e->all[job->all_index]->all_index = job->all_index;
     free(job->key);
