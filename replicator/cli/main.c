@@ -5,7 +5,6 @@
  * plain options struct to the module that does the work.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,23 +13,11 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "common/heap.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
 #define FERRY_VERSION "0.1.0"
-
-/*
- * Transfers allocate 128-256 KiB buffers by the hundred: served from the
- * heap and reused, not mapped and unmapped (and their pages zeroed) for each
- * blob, which cost a tenth of a sync's CPU. The heap then holds at most the
- * buffers of the transfers running at once, whatever the number or size of
- * the blobs (copy_large checks the peak). Free memory at the top of a heap
- * (the main one and each thread's) goes back past 1 MiB: at 32 MiB every
- * thread's heap kept its own peak, and a sync of 10,000 tags peaked at
- * 56 MiB instead of 47 MiB, for the same CPU.
- */
-#define FERRY_MMAP_THRESHOLD (8 * 1024 * 1024)
-#define FERRY_TRIM_THRESHOLD (1 * 1024 * 1024)
 
 /* The commands, by the name that runs them. */
 static const struct {
@@ -70,8 +57,7 @@ static void usage_main(FILE *out)
 static void process_setup(void)
 {
     xalloc_init();
-    if (mallopt(M_MMAP_THRESHOLD, FERRY_MMAP_THRESHOLD) != 1 ||
-        mallopt(M_TRIM_THRESHOLD, FERRY_TRIM_THRESHOLD) != 1)
+    if (!heap_setup())
         log_debug("heap thresholds not set: the allocator refused them");
     /*
      * The process holds registry passwords and tokens: no core dump of it,

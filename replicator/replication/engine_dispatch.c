@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "common/errors.h"
+#include "common/heap.h"
 #include "common/log.h"
 #include "common/reference.h"
 #include "common/xalloc.h"
@@ -411,6 +412,8 @@ void engine_read_journal(struct engine *e, uint64_t upto)
                  e->parked);
         return;
     }
+    /* Half a window of jobs has just been freed: give their pages back. */
+    (void)heap_release(uv_now(e->loop));
     e->reading = true;
     int rc = journal_scan(e->journal, e->dispatched_seq, room, engine_take, e);
     if (rc < 0)

@@ -60,6 +60,7 @@
 #include "common/clock.h"
 #include "common/digest.h"
 #include "common/errors.h"
+#include "common/heap.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "registry/registry.h"
@@ -323,6 +324,8 @@ static void source_round_done(struct poll_source *src)
         return;
     p->stats.rounds++;
     p->stats.last_round_unix_ms = clock_unix_ms();
+    /* The round's listings are freed: give their pages back. */
+    (void)heap_release(uv_now(p->loop));
     log_info("poll round done rounds=%llu appended=%llu errors=%llu",
              (unsigned long long)p->stats.rounds, (unsigned long long)p->stats.appended,
              (unsigned long long)p->stats.errors);
