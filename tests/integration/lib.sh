@@ -740,18 +740,27 @@ event_envelope() {
         + (if $tag != "" then {tag: $tag} else {} end))}]}' >"$out"
 }
 
+# events_post API FILE [TOKEN] : POST the Distribution notification envelope
+# in FILE to API's webhook of source "src" (with a bearer TOKEN when one is
+# given); prints the HTTP status; the answer is left in $TEST_TMP/resp
+events_post() {
+  local auth=()
+  [[ -n "${3:-}" ]] && auth=(-H "Authorization: Bearer $3")
+  curl -s --max-time 30 -o "$TEST_TMP/resp" -w '%{http_code}' -X POST \
+    -H "Content-Type: application/vnd.docker.distribution.events.v1+json" \
+    "${auth[@]}" --data-binary "@$2" "$1/v1/events/src"
+}
+
 # event_post API TOKEN ID ACTION REPO DIGEST TAG : post one Distribution event
-# (event_envelope) to API's webhook of source "src" with a bearer TOKEN;
-# fails the test unless it is answered 200
+# (event_envelope) to API's webhook of source "src" with a bearer TOKEN (none
+# when TOKEN is empty); fails the test unless it is answered 200
 event_post() {
   local api=$1 token=$2 f="$TEST_TMP/ev/$3.json" code
   shift 2
   mkdir -p "$TEST_TMP/ev"
   event_envelope "$f" "$@"
-  code=$(curl -s --max-time 30 -o "$f.resp" -w '%{http_code}' -X POST \
-    -H "Content-Type: application/vnd.docker.distribution.events.v1+json" \
-    -H "Authorization: Bearer $token" --data-binary "@$f" "$api/v1/events/src")
-  [[ "$code" == 200 ]] || fail "post $1: HTTP $code $(cat "$f.resp")"
+  code=$(events_post "$api" "$f" "$token")
+  [[ "$code" == 200 ]] || fail "post $1: HTTP $code $(cat "$TEST_TMP/resp")"
 }
 
 # manifest_ref_digest BASE_URL REPO REF : the digest REPO:REF names there

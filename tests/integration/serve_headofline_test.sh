@@ -35,11 +35,6 @@ rules:
   - { name: app, source: src, repositories: ["app"], destinations: [{ registry: ok }] }
 YAML
 
-CT=application/vnd.docker.distribution.events.v1+json
-post() { # BODY_FILE : status; the answer in $TEST_TMP/resp
-  curl -s --max-time 30 -o "$TEST_TMP/resp" -w '%{http_code}' -X POST -H "Content-Type: $CT" \
-    --data-binary "@$1" "$API/v1/events/src"
-}
 st() { curl -sf --max-time 5 "$API/v1/status"; }
 dest() { st | jq -r --arg n "$1" ".destinations[] | select(.name == \$n) | .$2"; }
 
@@ -52,7 +47,7 @@ ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 t0=$(_itest_now_ms)
 for ((first = 1; first <= BULK; first += BATCH)); do
   distribution_events "$TEST_TMP/bulk_events.json" bulk bulk/x "$bulk_digest" "$bulk_type" t "$first" "$BATCH"
-  assert_eq "$(post "$TEST_TMP/bulk_events.json")" 200 "bulk batch from t$first"
+  assert_eq "$(events_post "$API" "$TEST_TMP/bulk_events.json")" 200 "bulk batch from t$first"
   assert_eq "$(jq .accepted "$TEST_TMP/resp")" "$BATCH" "bulk batch from t$first accepted"
 done
 note "figure: $BULK bulk events posted in $(($(_itest_now_ms) - t0)) ms; last_seq $(jq .last_seq "$TEST_TMP/resp")"
@@ -71,7 +66,7 @@ note "down before the push: $(st | jq -c '.destinations[] | select(.name == "dow
 fixturegen push --registry "$src_ADDR" --repo app --tag v1 --seed hol-app --layers 1 --layer-size 16K --compact >"$TEST_TMP/app.json"
 app_digest=$(jq -r .digest "$TEST_TMP/app.json")
 distribution_events "$TEST_TMP/app_event.json" app app "$app_digest" "$(jq -r .media_type "$TEST_TMP/app.json")" v1 -1 1
-assert_eq "$(post "$TEST_TMP/app_event.json")" 200 "app:v1 event"
+assert_eq "$(events_post "$API" "$TEST_TMP/app_event.json")" 200 "app:v1 event"
 assert_eq "$(jq .accepted "$TEST_TMP/resp")" 1 "app:v1 event accepted"
 if ! took=$(manifest_arrives_within 5000 "$ok_URL" app v1 "$app_digest"); then
   # How late it is, for the record (bounded).

@@ -43,11 +43,7 @@ skopeo copy -q --all --preserve-digests --src-tls-verify=false --dest-tls-verify
 registry_stop d1
 ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 for tag in v1 latest; do
-  event_envelope "$TEST_TMP/event.json" "restart-tags-$tag" push app "$digest" "$tag" "$mtype"
-  code=$(curl -s --max-time 30 -o "$TEST_TMP/resp" -w '%{http_code}' -X POST \
-    -H "Content-Type: application/vnd.docker.distribution.events.v1+json" \
-    --data-binary "@$TEST_TMP/event.json" "$API/v1/events/src")
-  assert_eq "$code" 200 "the event for app:$tag"
+  event_post "$API" "" "restart-tags-$tag" push app "$digest" "$tag" "$mtype"
 done
 wait_until 30 parked_past || fail "the jobs did not park behind the cursor: $(st | jq -c '{journal, destinations}')"
 note "before the restart: $(st | jq -c '{cursor: .journal.cursor, d1: (.destinations[] | select(.name == "d1") | {backlog, circuit})}')"

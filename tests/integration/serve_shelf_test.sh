@@ -32,11 +32,6 @@ rules:
   - { name: bulk, source: src, repositories: ["bulk/*"], destinations: [{ registry: d1 }] }
 YAML
 
-CT=application/vnd.docker.distribution.events.v1+json
-post() { # BODY_FILE : status; the answer in $TEST_TMP/resp
-  curl -s --max-time 30 -o "$TEST_TMP/resp" -w '%{http_code}' -X POST -H "Content-Type: $CT" \
-    --data-binary "@$1" "$API/v1/events/src"
-}
 st() { curl -sf --max-time 5 "$API/v1/status"; }
 d1_is() { # JQ_CONDITION on d1's /v1/status object
   local s
@@ -59,7 +54,7 @@ ferry_serve_start ferry "$TEST_TMP/ferry.yaml" "$port"
 for ((first = 1; first <= N; first += 300)); do
   n=$((N - first + 1 < 300 ? N - first + 1 : 300))
   distribution_events "$TEST_TMP/events.json" bulk bulk/x "$digest" "$mtype" t "$first" "$n"
-  assert_eq "$(post "$TEST_TMP/events.json")" 200 "events from t$first"
+  assert_eq "$(events_post "$API" "$TEST_TMP/events.json")" 200 "events from t$first"
   assert_eq "$(jq .accepted "$TEST_TMP/resp")" "$n" "events from t$first accepted"
 done
 

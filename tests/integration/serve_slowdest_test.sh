@@ -32,15 +32,10 @@ rules:
   - { name: app, source: src, repositories: ["app"], destinations: [{ registry: ok }] }
 YAML
 
-CT=application/vnd.docker.distribution.events.v1+json
-post() { # BODY_FILE : status; the answer in $TEST_TMP/resp
-  curl -s --max-time 30 -o "$TEST_TMP/resp" -w '%{http_code}' -X POST -H "Content-Type: $CT" \
-    --data-binary "@$1" "$API/v1/events/src"
-}
 event() { # PREFIX IMAGE_JSON REPO TAG FIRST COUNT
   distribution_events "$TEST_TMP/ev.json" "$1" "$3" "$(jq -r .digest "$2")" \
     "$(jq -r .media_type "$2")" "$4" "$5" "$6"
-  assert_eq "$(post "$TEST_TMP/ev.json")" 200 "events $1"
+  assert_eq "$(events_post "$API" "$TEST_TMP/ev.json")" 200 "events $1"
 }
 st() { curl -sf --max-time 5 "$API/v1/status"; }
 

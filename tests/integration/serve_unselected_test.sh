@@ -56,17 +56,12 @@ for spec in specs:
                        "source": {"addr": "src:5000"}})
 json.dump({"events": events}, open(out, "w"))
 PY
-CT=application/vnd.docker.distribution.events.v1+json
-post() { # BODY_FILE : status; the answer in $TEST_TMP/resp
-  curl -s --max-time 30 -o "$TEST_TMP/resp" -w '%{http_code}' -X POST -H "Content-Type: $CT" \
-    --data-binary "@$1" "$API/v1/events/src"
-}
 J() { timeout 30 "$FERRY" journal -c "$TEST_TMP/ferry.yaml" "$@"; }
 last_seq() { J stats | awk '$1 == "last_seq" { print $2 }'; }
 
 # 1. 100 unselected and 1 selected event in one envelope.
 python3 "$TEST_TMP/events.py" "$TEST_TMP/mixed.json" mixed other/x:100 app:1
-assert_eq "$(post "$TEST_TMP/mixed.json")" 200 "webhook status"
+assert_eq "$(events_post "$API" "$TEST_TMP/mixed.json")" 200 "webhook status"
 note "answer: $(cat "$TEST_TMP/resp")"
 accepted=$(jq .accepted "$TEST_TMP/resp")
 ignored=$(jq .ignored "$TEST_TMP/resp")
@@ -83,7 +78,7 @@ pass "100 unselected + 1 selected: accepted 1, ignored $ignored, only app journa
 # 2. Unselected alone: nothing moves.
 seq_before=$(last_seq)
 python3 "$TEST_TMP/events.py" "$TEST_TMP/other.json" alone other/x:50 other/y:50
-assert_eq "$(post "$TEST_TMP/other.json")" 200 "webhook status"
+assert_eq "$(events_post "$API" "$TEST_TMP/other.json")" 200 "webhook status"
 assert_eq "$(jq -c '{accepted, duplicates}' "$TEST_TMP/resp")" '{"accepted":0,"duplicates":0}' "unselected alone"
 (($(jq .ignored "$TEST_TMP/resp") >= 100)) || fail "unselected alone not ignored: $(cat "$TEST_TMP/resp")"
 assert_eq "$(jq .last_seq "$TEST_TMP/resp")" "$seq_before" "last_seq in the answer"
@@ -113,7 +108,7 @@ post_batches() { # PREFIX REPO : 5000 events of REPO in 10 envelopes of 500
   local b
   for b in $(seq 0 9); do
     python3 "$TEST_TMP/events.py" "$TEST_TMP/batch.json" "$1$b" "$2:500"
-    assert_eq "$(post "$TEST_TMP/batch.json")" 200 "batch $b of $2"
+    assert_eq "$(events_post "$API" "$TEST_TMP/batch.json")" 200 "batch $b of $2"
   done
 }
 s0=$(steady)
