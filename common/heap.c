@@ -30,7 +30,8 @@ bool heap_setup(void)
  * free chunks under long-lived ones: jobs, journal entries and RocksDB's
  * cached blocks come and go among the engine's tables, and the holes add
  * up. At 100,000 tags a sync's main heap held 35 MiB for 21 MiB in use;
- * malloc_trim(0) gave 12 MiB of it back, in about a millisecond.
+ * malloc_trim(0) gave 12 MiB of it back. A call takes 0.1-2.4 ms (27 calls
+ * in a sync of 10,000 tags), on the loop thread.
  */
 bool heap_release(uint64_t now_ms)
 {
