@@ -25,17 +25,6 @@
 #endif
 #endif
 
-/* The process's resident bytes, from /proc/self/statm. */
-static size_t resident_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    assert_non_null(f);
-    unsigned long size = 0, resident = 0;
-    assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
-    fclose(f);
-    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static void test_throttled(void **state)
 {
     (void)state;
@@ -53,6 +42,19 @@ static void test_throttled(void **state)
  * hole sits under a live chunk, so the heap's top cannot shrink and only
  * heap_release() gives those pages back. At least half of them must go.
  */
+#ifndef HEAP_TEST_SANITIZED
+/* The process's resident bytes, from /proc/self/statm. */
+static size_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    assert_non_null(f);
+    unsigned long size = 0, resident = 0;
+    assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+#endif
+
 #define BIG_N    512
 #define BIG_SIZE (64 * 1024)
 
