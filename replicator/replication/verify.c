@@ -121,11 +121,14 @@ static void tag_resolved(struct resolve *closure, int rc, const char *error, voi
     const struct resolve_node *root = resolve_root(closure);
     if (rc == FERRY_ENOTFOUND && t->platform != NULL && root != NULL &&
         root->m.kind == MANIFEST_INDEX) {
-        /* The engine cannot copy it either (its job fails on the source): nothing to compare. */
-        log_warn("source index has no manifest for the rule's platform, not checked rule=%s "
-                 "repo=%s tag=%s platform=%s",
-                 t->rule->name, t->repository, t->tag, t->platform);
-        verify_tag_finish(t, false);
+        /* What the rule copies is not at the source: the engine's job fails
+         * on the source, and every destination lacks the tag, as `ferry
+         * sync` and `ferry status` say too. */
+        if (t->digest == NULL)
+            t->digest = xstrdup(root->digest);
+        verify_tag_unavailable(
+            t, xasprintf("source %s has no manifest for %s", root->digest, t->platform));
+        verify_tag_finish(t, true);
         return;
     }
     if (rc == FERRY_ENOTFOUND) {

@@ -372,6 +372,27 @@ static void check_head_done(struct verify_request *req)
 }
 
 /* Everything the source says is known: ask every destination. */
+void verify_tag_unavailable(struct verify_tag *t, char *detail)
+{
+    for (size_t i = 0; i < t->rule->n_destinations; i++) {
+        const struct config_destination *dest = &t->rule->destinations[i];
+        struct verify_check c = {
+            .t = t,
+            .dest = dest,
+            .repository = config_destination_repository(dest, t->repository),
+        };
+        if (c.repository == NULL)
+            continue;
+        struct verify_drift *d = verify_drift_add(&c, DRIFT_MISSING, xstrdup(detail));
+        free(d->digest);
+        d->digest = xstrdup(t->digest);
+        d->source_index = xstrdup(t->digest);
+        d->platform = t->platform;
+        free(c.repository);
+    }
+    free(detail);
+}
+
 void verify_tag_check(struct verify_tag *t)
 {
     struct verify *v = t->v;

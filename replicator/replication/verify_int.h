@@ -222,6 +222,13 @@ void verify_request_fetch_init(struct verify_registry *r);
 /* The source has said all it can of the tag: ask every destination of its rule. */
 void verify_tag_check(struct verify_tag *t);
 
+/*
+ * The source cannot give what the tag's rule copies (an index without the
+ * rule's platform): the tag is missing at every destination of the rule,
+ * with `detail` (taken) saying why; no destination is asked.
+ */
+void verify_tag_unavailable(struct verify_tag *t, char *detail);
+
 /* ---- verify_drift.c ---- */
 
 /* Record a drift the check found (or a tag kept, DRIFT_KEPT); `detail` is taken. */

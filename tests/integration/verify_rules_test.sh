@@ -5,7 +5,8 @@
 #    still finds real drift: a layer of that manifest deleted (incomplete),
 #    the whole index under the tag (differs), a tag only at the source
 #    (missing), each naming the platform's manifest and the index it was
-#    picked from.
+#    picked from; a tag whose source index lacks the platform is missing
+#    (exit 1), as sync (FAILED, exit 1) says too.
 # 2. `overwrite: false`: a destination tag that held another image before the
 #    sync is left alone by the engine and reported as kept (text and --json),
 #    exit 0; a tag missing there is still drift (exit 1), and so is a kept-
@@ -94,6 +95,25 @@ grep -qxF "drift dst plat:v1 differs source $amd64 (linux/amd64 of $index) desti
 grep -qxF "drift dst plat:v2 missing source $amd64_2 (linux/amd64 of $index2)" "$TEST_TMP/out" ||
   fail "no missing line: $(cat "$TEST_TMP/out")"
 pass "a one-platform mirror holding the whole index differs, a tag only at the source is missing"
+
+# A source index without the rule's platform: the engine cannot copy it, and
+# verify, sync and status agree that the destination lacks it.
+fixturegen push --registry "$src_ADDR" --repo plat --tag armonly --seed 14 --platforms linux/arm64,linux/arm/v7 \
+  --layers 1 --layer-size 8K --compact >"$TEST_TMP/plat3.json"
+index3=$(jq -r .digest "$TEST_TMP/plat3.json")
+verify "$TEST_TMP/plat.yaml"
+assert_eq "$rc" 1 "verify exit status with a source index that lacks the rule's platform"
+grep -qxF "drift dst plat:armonly missing source $index3 has no manifest for linux/amd64" "$TEST_TMP/out" ||
+  fail "no missing line for plat:armonly: $(cat "$TEST_TMP/out") $(cat "$TEST_TMP/err")"
+verify "$TEST_TMP/plat.yaml" --json
+assert_eq "$(jq -sc '[.[] | select(.tag == "armonly") | [.type, .kind, .digest, .platform, .source_index]]' "$TEST_TMP/out")" \
+  "[[\"drift\",\"missing\",\"$index3\",\"linux/amd64\",\"$index3\"]]" "--json drift for plat:armonly"
+src=0
+timeout 60 "$FERRY" sync -c "$TEST_TMP/plat.yaml" >"$TEST_TMP/sync.out" 2>"$TEST_TMP/sync.err" || src=$?
+assert_eq "$src" 1 "sync exit status with plat:armonly unavailable at the source"
+grep -q "^FAILED .* dst plat@$index3 tag armonly" "$TEST_TMP/sync.out" ||
+  fail "sync does not name plat:armonly FAILED: $(cat "$TEST_TMP/sync.out")"
+pass "a source index without the rule's platform: verify says missing (exit 1), sync says FAILED (exit 1)"
 
 # ---- 2. overwrite: false ----
 fixturegen push --registry "$src_ADDR" --repo keep --tag t --seed 21 --layers 1 --layer-size 8K \
