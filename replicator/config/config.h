@@ -25,7 +25,7 @@
  *                                   # webhook_max_body .. 4 GiB
  *   webhook_max_body: 1MiB          # a size, 1 byte .. 64 MiB
  *   poll_interval: 30s              # a duration; 0 polls only at start
- *   poll_concurrency: 4             # 1..64
+ *   poll_concurrency: 16            # 1..64
  *   reconcile_interval: 6h          # every tag of a `webhooks: true` source is
  *                                   # HEADed once per interval, spread over it;
  *                                   # 1s .. 30d
@@ -127,12 +127,17 @@
 #define CONFIG_DEFAULT_BODY_BUDGET      ((size_t)64 * 1024 * 1024)
 #define CONFIG_MAX_BODY_BUDGET          ((size_t)4 * 1024 * 1024 * 1024)
 /* Largest certificate or key file of tls: config_load() reads. */
-#define CONFIG_MAX_PEM_BYTES                (1024 * 1024)
-#define CONFIG_DEFAULT_POLL_INTERVAL_MS     ((uint64_t)30 * 1000)
-#define CONFIG_DEFAULT_RECONCILE_MS         ((uint64_t)6 * 3600 * 1000)
-#define CONFIG_MIN_RECONCILE_MS             ((uint64_t)1000)
-#define CONFIG_MAX_RECONCILE_MS             ((uint64_t)30 * 24 * 3600 * 1000)
-#define CONFIG_DEFAULT_POLL_CONCURRENCY     4
+#define CONFIG_MAX_PEM_BYTES            (1024 * 1024)
+#define CONFIG_DEFAULT_POLL_INTERVAL_MS ((uint64_t)30 * 1000)
+#define CONFIG_DEFAULT_RECONCILE_MS     ((uint64_t)6 * 3600 * 1000)
+#define CONFIG_MIN_RECONCILE_MS         ((uint64_t)1000)
+#define CONFIG_MAX_RECONCILE_MS         ((uint64_t)30 * 24 * 3600 * 1000)
+/* Repositories a round has in flight per source (each lists its tags, then
+ * HEADs them). A no-op sync of 100,000 tags in 10,000 repositories against
+ * Distribution on 2 cores took 135 s at 4 (the registry at 1.6 cores), 100
+ * to 107 s at 8 or 16, 119 s at 32. The source client's connection cap (20
+ * by default) bounds the load on the registry whatever this is. */
+#define CONFIG_DEFAULT_POLL_CONCURRENCY     16
 #define CONFIG_DEFAULT_STALL_TIMEOUT_MS     ((uint64_t)20 * 1000)
 #define CONFIG_MIN_STALL_TIMEOUT_MS         ((uint64_t)1000)
 #define CONFIG_MAX_STALL_TIMEOUT_MS         ((uint64_t)3600 * 1000)

@@ -312,7 +312,7 @@ static void test_defaults(void **state)
         assert_null(c->webhook_token);
         assert_int_equal(c->webhook_max_body, 1024 * 1024);
         assert_int_equal(c->poll_interval_ms, 30000);
-        assert_int_equal(c->poll_concurrency, 4);
+        assert_int_equal(c->poll_concurrency, 16);
         assert_int_equal(c->retention_ms, (uint64_t)7 * 24 * 3600 * 1000);
         assert_int_equal(c->spool_max_bytes, CONFIG_DEFAULT_SPOOL_MAX);
         assert_int_equal(c->retry_attempts, 5);
