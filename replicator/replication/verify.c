@@ -126,6 +126,7 @@ static void tag_resolved(struct resolve *closure, int rc, const char *error, voi
          * sync` and `ferry status` say too. */
         if (t->digest == NULL)
             t->digest = xstrdup(root->digest);
+        t->expected = xstrdup(t->digest); /* the drift names the index the tag names */
         verify_tag_unavailable(
             t, xasprintf("source %s has no manifest for %s", root->digest, t->platform));
         verify_tag_finish(t, true);

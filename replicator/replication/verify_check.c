@@ -371,7 +371,6 @@ static void check_head_done(struct verify_request *req)
     check_finish(c);
 }
 
-/* Everything the source says is known: ask every destination. */
 void verify_tag_unavailable(struct verify_tag *t, char *detail)
 {
     for (size_t i = 0; i < t->rule->n_destinations; i++) {
@@ -384,8 +383,6 @@ void verify_tag_unavailable(struct verify_tag *t, char *detail)
         if (c.repository == NULL)
             continue;
         struct verify_drift *d = verify_drift_add(&c, DRIFT_MISSING, xstrdup(detail));
-        free(d->digest);
-        d->digest = xstrdup(t->digest);
         d->source_index = xstrdup(t->digest);
         d->platform = t->platform;
         free(c.repository);
@@ -393,6 +390,7 @@ void verify_tag_unavailable(struct verify_tag *t, char *detail)
     free(detail);
 }
 
+/* Everything the source says is known: ask every destination. */
 void verify_tag_check(struct verify_tag *t)
 {
     struct verify *v = t->v;

@@ -19,14 +19,19 @@ FERRY=$(ferry_bin)
 registry_start src
 registry_start dst --delete
 
-# verify FILE [ARGS...]: run ferry verify (bounded), stdout to out, stderr to err, status to rc.
-verify() {
+# run COMMAND FILE [ARGS...]: `ferry COMMAND -c FILE ARGS` (bounded), stdout to
+# out, stderr to err, status to rc.
+run() {
+  local cmd=$1
+  shift
   rc=0
-  timeout 60 "$FERRY" verify -c "$@" >"$TEST_TMP/out" 2>"$TEST_TMP/err" || rc=$?
+  timeout 60 "$FERRY" "$cmd" -c "$@" >"$TEST_TMP/out" 2>"$TEST_TMP/err" || rc=$?
 }
+verify() { run verify "$@"; }
+# sync FILE: a sync that must succeed.
 sync() {
-  timeout 60 "$FERRY" sync -c "$1" >"$TEST_TMP/sync.out" 2>"$TEST_TMP/sync.err" ||
-    fail "sync failed: $(tail -n 3 "$TEST_TMP/sync.err")"
+  run sync "$1"
+  ((rc == 0)) || fail "sync failed: $(tail -n 3 "$TEST_TMP/err")"
 }
 
 # ---- 1. one platform ----
@@ -108,11 +113,10 @@ grep -qxF "drift dst plat:armonly missing source $index3 has no manifest for lin
 verify "$TEST_TMP/plat.yaml" --json
 assert_eq "$(jq -sc '[.[] | select(.tag == "armonly") | [.type, .kind, .digest, .platform, .source_index]]' "$TEST_TMP/out")" \
   "[[\"drift\",\"missing\",\"$index3\",\"linux/amd64\",\"$index3\"]]" "--json drift for plat:armonly"
-src=0
-timeout 60 "$FERRY" sync -c "$TEST_TMP/plat.yaml" >"$TEST_TMP/sync.out" 2>"$TEST_TMP/sync.err" || src=$?
-assert_eq "$src" 1 "sync exit status with plat:armonly unavailable at the source"
-grep -q "^FAILED .* dst plat@$index3 tag armonly" "$TEST_TMP/sync.out" ||
-  fail "sync does not name plat:armonly FAILED: $(cat "$TEST_TMP/sync.out")"
+run sync "$TEST_TMP/plat.yaml"
+assert_eq "$rc" 1 "sync exit status with plat:armonly unavailable at the source"
+grep -q "^FAILED .* dst plat@$index3 tag armonly" "$TEST_TMP/out" ||
+  fail "sync does not name plat:armonly FAILED: $(cat "$TEST_TMP/out")"
 pass "a source index without the rule's platform: verify says missing (exit 1), sync says FAILED (exit 1)"
 
 # ---- 2. overwrite: false ----
