@@ -48,13 +48,17 @@
 #   BENCH_SCALE_SIZES="1000 10000 100000"  tags per size (multiples of 10)
 #   BENCH_SCALE_SKOPEO_MAX=100000  run skopeo only at sizes up to this ("not run" above)
 #   BENCH_RUNS=3                   runs per size; figures are medians, each run listed
+#   BENCH_SCALE_RUNS="3 3 1"       runs of each size, in BENCH_SCALE_SIZES' order (default:
+#                                  BENCH_RUNS each); a size run fewer than 3 times is
+#                                  reported as such (its figures are single measurements)
 #   BENCH_SCALE_ROUNDS=10          serve poll rounds per serve run (at least 2)
 #   BENCH_SCALE_POLL=5             serve poll_interval, seconds
 #                                  (a serve is allowed 120 s + ROUNDS x (POLL + SIZE / 100) s)
 #   BENCH_TIMEOUT                  seconds allowed per ferry run (default 600 + SIZE / 20)
 #   BENCH_SKOPEO_TIMEOUT           seconds allowed per skopeo run (default 600 + SIZE / 5)
 #   BENCH_README=FILE              write the block between FILE's bench:scale markers
-#                                  (./build.sh bench: README.md); needs BENCH_RUNS >= 3
+#                                  (./build.sh bench: README.md); needs 3 runs of the
+#                                  smallest size at least
 #   BENCH_OUT=FILE                 Markdown report (default build/bench/scale.md)
 #   FERRY_BIN                      ferry binary (default build/ferry; a copy is run)
 #   KEEP_TMP=1                     keep the storage, logs and data_dirs (build/bench/itest.*)
@@ -103,7 +107,21 @@ done
 for v in BENCH_TIMEOUT BENCH_SKOPEO_TIMEOUT; do
   [[ -z "${!v:-}" || "${!v}" =~ ^[1-9][0-9]*$ ]] || fail "$v must be a positive integer"
 done
-bench_readme_check scale "$RUNS"
+# Runs of each size: BENCH_SCALE_RUNS, in the sizes' order, or RUNS each.
+declare -A RUNS_OF=()
+read -r -a runs_list <<<"${BENCH_SCALE_RUNS:-}"
+if ((${#runs_list[@]})); then
+  ((${#runs_list[@]} == ${#SIZE_LIST[@]})) ||
+    fail "BENCH_SCALE_RUNS names ${#runs_list[@]} run counts for ${#SIZE_LIST[@]} sizes"
+fi
+for i in "${!SIZE_LIST[@]}"; do
+  r=${runs_list[$i]:-$RUNS}
+  [[ "$r" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_SCALE_RUNS: '$r' is not a positive number"
+  RUNS_OF[${SIZE_LIST[$i]}]=$r
+done
+# The README's figures are medians: its smallest size at least is run 3 times
+# (a larger one run fewer times says so in its heading and its targets).
+bench_readme_check scale "${RUNS_OF[${SIZE_LIST[0]}]}"
 
 require_ferry
 # A snapshot: a rebuild of build/ferry during the bench must not mix binaries.
@@ -233,6 +251,10 @@ declare -A V=()     # V[SIZE,metric] = "run1 run2 ..." (numbers)
 declare -A DETAIL=() # DETAIL[SIZE,what] = text for the report's details
 put() { V[$1,$2]+="$3 "; } # SIZE METRIC VALUE
 med() { median "${V[$1,$2]:-}"; } # SIZE METRIC -> median of the runs
+runs_note() { # SIZE -> " (1 run: ...)" for a size run fewer than 3 times, else ""
+  ((RUNS_OF[$1] >= 3)) && return 0
+  printf ' (%s run(s) only: not the median of 3)' "${RUNS_OF[$1]}"
+}
 runs_of() { # SIZE METRIC FORMAT -> "a / b / c"
   awk -v f="$3" '{ for (i = 1; i <= NF; i++) printf (i > 1 ? " / " : "") f, $i; print "" }' <<<"${V[$1,$2]:-}"
 }
@@ -414,8 +436,8 @@ for n in "${SIZE_LIST[@]}"; do
     for ((r = 0; r < repos; r++)); do printf '    scale/r%0*d: []\n' "$width" "$r"; done
   } >"$yaml"
 
-  for ((run = 1; run <= RUNS; run++)); do
-    ((RUNS > 1)) && say "---- $n tags: run $run of $RUNS"
+  for ((run = 1; run <= RUNS_OF[$n]; run++)); do
+    ((RUNS_OF[$n] > 1)) && say "---- $n tags: run $run of ${RUNS_OF[$n]}"
     dir="$TEST_TMP/s$n/run$run"
     mkdir -p "$dir"
     fresh_dst
@@ -471,7 +493,7 @@ vs_skopeo() { [[ -n "${V[$1,skopeo.wall]:-}" ]] && calc "$(med "$1" skopeo.wall)
 
 size_table() { # SIZE
   local n=$1 repos=$(($1 / TAGS_PER_REPO)) s label
-  echo "### $(num "$n") tags ($(num "$repos") repositories × $TAGS_PER_REPO tags)"
+  echo "### $(num "$n") tags ($(num "$repos") repositories × $TAGS_PER_REPO tags)$(runs_note "$n")"
   echo
   echo "| run | wall s | CPU s | peak RSS MiB | requests to the source | requests to the destination | wall s, each run |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -537,23 +559,25 @@ rss_table() {
 targets=$(
   for n in "${SIZE_LIST[@]}"; do
     repos=$((n / TAGS_PER_REPO))
+    lab="$(num "$n") tags"
+    ((RUNS_OF[$n] >= 3)) || lab+=" (${RUNS_OF[$n]} run(s) only)"
     worst=0
     for s in fresh noop new hooks poll; do
       m=$(med "$n" "$s.rss")
       ge "$worst" "$m" || worst=$m
     done
-    verdict "$(verdict_le "$worst" "$T_RSS_MIB")" "$(num "$n") tags: peak RSS of every \`ferry sync\` and \`ferry serve\` ≤ $T_RSS_MIB MiB (largest $(mib "$worst") MiB)"
+    verdict "$(verdict_le "$worst" "$T_RSS_MIB")" "$lab: peak RSS of every \`ferry sync\` and \`ferry serve\` ≤ $T_RSS_MIB MiB (largest $(mib "$worst") MiB)"
     pages=$(((repos + CATALOG_PAGE - 1) / CATALOG_PAGE))
     bound=$(calc "$pages + $repos + $T_HOOK_TAGS * $n")
     hmax=$(med "$n" hooks.rest.max)
-    verdict "$(verdict_le "$hmax" "$bound")" "$(num "$n") tags: \`webhooks: true\` rounds 2–$ROUNDS send O(repositories): ≤ $pages catalog page(s) + $(num "$repos") repositories + $(fmt '%g' "$(calc "$T_HOOK_TAGS * 100")") % of tags = $(num "$bound") requests per round (most: $(num "$hmax"); median HEADs $(num "$(med "$n" hooks.rest.manifest_head)"))"
+    verdict "$(verdict_le "$hmax" "$bound")" "$lab: \`webhooks: true\` rounds 2–$ROUNDS send O(repositories): ≤ $pages catalog page(s) + $(num "$repos") repositories + $(fmt '%g' "$(calc "$T_HOOK_TAGS * 100")") % of tags = $(num "$bound") requests per round (most: $(num "$hmax"); median HEADs $(num "$(med "$n" hooks.rest.manifest_head)"))"
     if [[ -n "${V[$n,skopeo.wall]:-}" ]]; then
       sp=$(vs_skopeo "$n" noop)
-      verdict "$(verdict_ge "$sp" "$T_NOOP")" "$(num "$n") tags: no-op, same node ≥ ${T_NOOP}× faster than skopeo's no-op ($(fmt '%.1f' "$sp")×)"
+      verdict "$(verdict_ge "$sp" "$T_NOOP")" "$lab: no-op, same node ≥ ${T_NOOP}× faster than skopeo's no-op ($(fmt '%.1f' "$sp")×)"
       sp=$(vs_skopeo "$n" new)
-      verdict "$(verdict_ge "$sp" "$T_NEWNODE")" "$(num "$n") tags: no-op, new node ≥ ${T_NEWNODE}× faster than skopeo's no-op ($(fmt '%.1f' "$sp")×)"
+      verdict "$(verdict_ge "$sp" "$T_NEWNODE")" "$lab: no-op, new node ≥ ${T_NEWNODE}× faster than skopeo's no-op ($(fmt '%.1f' "$sp")×)"
     else
-      echo "- $(num "$n") tags: no-op against skopeo (same node ≥ ${T_NOOP}×, new node ≥ ${T_NEWNODE}×): not run"
+      echo "- $lab: no-op against skopeo (same node ≥ ${T_NOOP}×, new node ≥ ${T_NEWNODE}×): not run"
     fi
   done
 )
@@ -571,7 +595,7 @@ header=$(
   echo "- **\`skopeo sync\` no-op**: \`skopeo sync --all --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false --preserve-digests SRC.yaml DST/scale\` against the full destination, the YAML listing every repository with all tags, its blob-info cache ($SKOPEO_CACHE) deleted first (it copies no blob here, so the cache could only have spared it blob checks)."
   echo "- **\`ferry serve\`** on the fresh sync's \`data_dir\` with \`poll_interval: ${POLL}s\`, \`reconcile_interval: 6h\`, first with \`webhooks: true\` on the source (a round lists every repository and HEADs only tags the journal does not know; each repository is swept once per reconcile_interval; the first round sweeps everything), then with \`webhooks: false\` (every tag HEADed every round). No notification is sent: this is the cost of the polling alone."
   echo "- Wall, CPU (user+sys) and peak RSS from GNU time; a serve's RSS is VmHWM after its last round. Requests = lines the registries' access logs gained. \`ferry verify\` exited 0 after every run (the destination held every tag, child and blob)."
-  echo "- $RUNS run(s) per size; figures are **medians**, ratios are of medians; each run's wall is listed."
+  echo "- Runs per size: $(for n in "${SIZE_LIST[@]}"; do echo "${RUNS_OF[$n]} at $(num "$n")"; done | paste -sd, | sed 's/,/, /g'); figures are **medians** of a size's runs (ratios are of medians), each run's wall is listed."
 )
 report=$(
   for n in "${SIZE_LIST[@]}"; do
