@@ -50,6 +50,7 @@
  * poller wrote it; now every appended entry that names a tag does. */
 static const char *const journal_cf_names[JOURNAL_CF_COUNT] = {
     "default", "entries", "dedup", "pollstate", "cursors", "fences", "jobs", "openjobs",
+    "pollmemo",
 };
 
 /* ---- Helpers of the store ---- */

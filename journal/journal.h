@@ -292,4 +292,41 @@ FERRY_MUST_CHECK int journal_job_scan_in(struct journal *j, const char *destinat
                                          int (*cb)(const struct journal_job *job, void *arg),
                                          void *arg);
 
+/* ---- What the poller remembers of a repository between rounds (journal_memo.c) ---- */
+
+struct journal_poll_memo {
+    char *etag;            /* the ETag of its last clean full listing; NULL when none */
+    uint64_t listed_round; /* the poller's round that made that listing */
+    bool sweep_owed;       /* its last sweep did not look at everything */
+};
+
+/**
+ * The memo of (source, repository): 0 and *out (release it), FERRY_ENOTFOUND
+ * when there is none, FERRY_EINVAL for a bad name, FERRY_EPARSE for a record
+ * that does not decode, or the RocksDB error. Kept in the journal rather
+ * than in memory, so that what the poller carries from one round to the
+ * next does not grow with the catalog.
+ */
+FERRY_MUST_CHECK int journal_poll_memo_get(struct journal *j, const char *source,
+                                           const char *repository, struct journal_poll_memo *out);
+
+/**
+ * Write the memo of (source, repository), or delete it when `memo` is NULL.
+ * Not synced: a memo lost in a crash costs one full listing.
+ */
+FERRY_MUST_CHECK int journal_poll_memo_put(struct journal *j, const char *source,
+                                           const char *repository,
+                                           const struct journal_poll_memo *memo);
+
+/**
+ * Delete the memos of `source` whose repository is not among the `n_keep`
+ * names of `keep` (any order; n_keep 0: every memo of the source). *deleted
+ * (may be NULL) gets the count. Costs one walk over the source's memos.
+ */
+FERRY_MUST_CHECK int journal_poll_memo_prune(struct journal *j, const char *source,
+                                             char *const *keep, size_t n_keep, uint64_t *deleted);
+
+/** Free a memo's strings; NULL is ignored. */
+void journal_poll_memo_release(struct journal_poll_memo *memo);
+
 #endif

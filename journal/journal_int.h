@@ -7,6 +7,7 @@
  *   journal_entry.c      events and entries: checks, records, append with
  *                        dedup and tag state, get, scan
  *   journal_state.c      cursors, tag states, fences and job status
+ *   journal_memo.c       what the poller remembers of each repository
  *   journal_retention.c  retention
  *
  * Records are protobuf-c messages of proto/ferry.proto.
@@ -43,6 +44,7 @@ enum journal_cf {
     JOURNAL_CF_FENCES,
     JOURNAL_CF_JOBS,
     JOURNAL_CF_OPEN_JOBS, /* the keys of JOBS whose job has not settled (format 4) */
+    JOURNAL_CF_POLL_MEMOS,
     JOURNAL_CF_COUNT,
 };
 
@@ -192,6 +194,13 @@ char *journal_dedup_key(const char *source, const char *event_id);
  */
 FERRY_MUST_CHECK int journal_tuple_key(const char *first, const char *second, const char *third,
                                        char **key, size_t *key_len);
+
+/**
+ * The prefix of the keys of `first` ("first\0"), or of `first` and `second`
+ * ("first\0second\0") when `second` is not NULL: the NULs are part of it.
+ * The caller frees it.
+ */
+char *journal_tuple_prefix(const char *first, const char *second, size_t *len);
 
 /* ---- Entries (journal_entry.c) ---- */
 

@@ -40,11 +40,7 @@ int journal_tuple_key(const char *first, const char *second, const char *third, 
     return 0;
 }
 
-/*
- * The prefix of the keys of `first` ("first\0"), or of `first` and `second`
- * ("first\0second\0") when `second` is not NULL: the NULs are part of it.
- */
-static char *journal_tuple_prefix(const char *first, const char *second, size_t *len)
+char *journal_tuple_prefix(const char *first, const char *second, size_t *len)
 {
     size_t f = strlen(first) + 1;
     size_t s = second != NULL ? strlen(second) + 1 : 0;

@@ -10,8 +10,10 @@
  * and the error (logged once, kept in the source's status and in the
  * round's stats) says to list the repositories under `repositories:`.
  *
- * Conditional listings. Each repository's ETag is kept in memory (a reload
- * or a restart forgets it) and sent back as If-None-Match; a 304 means the
+ * Conditional listings. Each repository's ETag is kept in the journal's
+ * poll memos (journal_poll_memo_get(): on disk, so that the poller's memory
+ * does not grow with the catalog; a new poller, at a start or a reload,
+ * forgets them all) and sent back as If-None-Match; a 304 means the
  * listing did not change, and the round HEADs none of its tags. A tag can
  * move without its listing changing (same names, another digest), so every
  * POLLER_SWEEP_ROUNDS-th round of a repository (the 10th) is a full sweep:
@@ -55,7 +57,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
 #include "common/clock.h"
 #include "common/digest.h"
@@ -79,16 +80,6 @@
 #define POLLER_SOURCE_ERROR_MAX 512
 
 struct poll_source;
-
-/* What the poller remembers of a repository between rounds. */
-struct poll_memo {
-    char *name;
-    char *etag;           /* the ETag of its last clean full listing, or NULL */
-    unsigned since_sweep; /* rounds since that listing */
-    uint64_t round;       /* the source's last round that listed it */
-    bool sweep_owed;      /* its last sweep did not look at everything (webhooks sources) */
-    UT_hash_handle hh;
-};
 
 /* One second's charges against the budget. */
 struct poll_charge {
@@ -130,7 +121,6 @@ struct poll_source {
     bool listed_repos;         /* this round knows its repositories (no failed catalog) */
     char *catalog_error;       /* the catalog was refused: why, and what to do; NULL */
     uint64_t catalog_retry_ms; /* when (the loop's clock) to ask it again */
-    struct poll_memo *memos;
     struct poll_charge charges[POLLER_SETTLE_S];
     uint64_t swept_to_ms;    /* wall clock: reconcile points up to here were swept; 0: none */
     uint64_t round_start_ms; /* wall clock: when this round started */
@@ -189,57 +179,64 @@ static void repo_free(struct poll_repo *r)
     free(r);
 }
 
-/* ---- what the poller remembers of each repository ---- */
+/* ---- what the poller remembers of each repository (the journal's poll memos) ---- */
 
-static struct poll_memo *memo_find(struct poll_source *src, const char *name)
+/* The memo of a repository: true and *m (release it), or false when it has none. */
+static bool memo_load(struct poll_source *src, const char *name, struct journal_poll_memo *m)
 {
-    struct poll_memo *m = NULL;
-    HASH_FIND_STR(src->memos, name, m);
-    return m;
+    int rc = journal_poll_memo_get(src->poller->journal, src->cfg->name, name, m);
+    if (rc == 0)
+        return true;
+    /* Unreadable is as good as absent: the repository is listed in full. */
+    if (rc != FERRY_ENOTFOUND)
+        log_debug("poll memo unreadable source=%s repo=%s error=\"%s\"", src->cfg->name, name,
+                  ferry_strerror(rc));
+    return false;
 }
 
-static void memo_free(struct poll_memo *m)
+/* Forget every memo of the source but its repositories that `keep` names (none: all). */
+static void memos_prune(struct poll_source *src, char *const *keep, size_t n_keep)
 {
-    free(m->name);
-    free(m->etag);
-    free(m);
+    int rc = journal_poll_memo_prune(src->poller->journal, src->cfg->name, keep, n_keep, NULL);
+    if (rc < 0)
+        log_warn("poll memos not pruned source=%s error=\"%s\"", src->cfg->name,
+                 ferry_strerror(rc));
 }
 
-/* Forget the repositories a round that knew its repositories did not list. */
-static void memos_prune(struct poll_source *src, bool all)
-{
-    struct poll_memo *m, *tmp;
-    HASH_ITER(hh, src->memos, m, tmp)
-    {
-        if (all || m->round != src->round) {
-            HASH_DEL(src->memos, m);
-            memo_free(m);
-        }
-    }
-}
-
-/* What a repository's round leaves for the next one. */
+/*
+ * What a repository's round leaves for the next one, written only when it
+ * changed; a repository with nothing to remember (no ETag, no sweep owed)
+ * has no memo at all.
+ */
 static void memo_update(struct poll_repo *r)
 {
     struct poll_source *src = r->src;
-    struct poll_memo *m = memo_find(src, r->name);
-    if (m == NULL) {
-        m = xcalloc(1, sizeof(*m));
-        m->name = xstrdup(r->name);
-        HASH_ADD_KEYPTR(hh, src->memos, m->name, strlen(m->name), m);
-    }
-    m->round = src->round;
+    struct journal_poll_memo old, m;
+    bool had = memo_load(src, r->name, &old);
+    if (!had)
+        memset(&old, 0, sizeof(old));
+    m = old;
     if (r->sweep)
-        m->sweep_owed = r->dirty;
-    if (r->not_modified) {
-        m->since_sweep++;
-        return;
+        m.sweep_owed = r->dirty;
+    if (!r->not_modified) {
+        m.etag = !r->dirty ? r->etag : NULL;
+        m.listed_round = src->round;
     }
-    free(m->etag);
-    m->etag = NULL;
-    m->since_sweep = 0;
-    if (!r->dirty && r->etag != NULL)
-        m->etag = xstrdup(r->etag);
+    bool empty = m.etag == NULL && !m.sweep_owed;
+    bool same = had ? m.sweep_owed == old.sweep_owed && m.listed_round == old.listed_round &&
+                          (m.etag == old.etag ||
+                           (m.etag != NULL && old.etag != NULL && strcmp(m.etag, old.etag) == 0))
+                    : empty;
+    int rc = 0;
+    if (!same)
+        rc =
+            journal_poll_memo_put(src->poller->journal, src->cfg->name, r->name, empty ? NULL : &m);
+    if (rc < 0) {
+        /* The next round lists the repository in full: nothing is missed. */
+        log_debug("poll memo not written source=%s repo=%s error=\"%s\"", src->cfg->name, r->name,
+                  ferry_strerror(rc));
+    }
+    journal_poll_memo_release(&old);
 }
 
 /* ---- the request budget ---- */
@@ -300,16 +297,18 @@ static bool budget_take(struct poll_source *src, uint64_t cost)
 static void source_round_done(struct poll_source *src)
 {
     struct poller *p = src->poller;
+    if (src->listed_repos && !p->closing) {
+        /* Forget the repositories a round that knew its repositories did not list. */
+        if (src->n_repos > 0)
+            memos_prune(src, src->repos, src->n_repos);
+        src->swept_to_ms = src->round_start_ms;
+    }
     for (size_t i = 0; i < src->n_repos; i++)
         free(src->repos[i]);
     free(src->repos);
     src->repos = NULL;
     src->n_repos = 0;
     src->round_active = false;
-    if (src->listed_repos && !p->closing) {
-        memos_prune(src, false);
-        src->swept_to_ms = src->round_start_ms;
-    }
     if (src->deferred > 0) {
         /* Said when the budget runs low, not at every round it stays low. */
         struct registry_stats st;
@@ -695,10 +694,10 @@ static void repo_listed(int rc, const char *error, char **items, size_t n, bool 
 /* Is this round a sweep of the repository: listed unconditionally, every tag HEADed (file comment)?
  */
 static bool repo_sweep_due(const struct poll_source *src, const char *name,
-                           const struct poll_memo *m)
+                           const struct journal_poll_memo *m)
 {
     if (!src->cfg->webhooks)
-        return m == NULL || m->etag == NULL || m->since_sweep + 1 >= POLLER_SWEEP_ROUNDS;
+        return m == NULL || m->etag == NULL || src->round - m->listed_round >= POLLER_SWEEP_ROUNDS;
     if (src->swept_to_ms == 0 || (m != NULL && m->sweep_owed))
         return true;
     return poller_reconcile_due(src->cfg->name, name, src->swept_to_ms, src->round_start_ms,
@@ -715,10 +714,13 @@ static void source_pump(struct poll_source *src)
         r->name = xstrdup(src->repos[src->next_repo++]);
         src->active_repos++;
         p->outstanding++;
-        const struct poll_memo *m = memo_find(src, r->name);
-        r->sweep = repo_sweep_due(src, r->name, m);
-        const char *etag = r->sweep || m == NULL ? NULL : m->etag;
+        struct journal_poll_memo m;
+        bool had = memo_load(src, r->name, &m);
+        r->sweep = repo_sweep_due(src, r->name, had ? &m : NULL);
+        const char *etag = r->sweep || !had ? NULL : m.etag;
         registry_tags_conditional(src->cl.pull, r->name, etag, repo_listed, r);
+        if (had)
+            journal_poll_memo_release(&m);
     }
     if (src->active_repos == 0 && (src->next_repo >= src->n_repos || p->closing))
         source_round_done(src);
@@ -861,6 +863,8 @@ int poller_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         src->deletes = deletes;
         struct clients_options copts = {0};
         clients_open(loop, cfg, &copts, &src->cl);
+        /* A new poller assumes nothing of the listings: it forgets the last one's memos. */
+        memos_prune(src, NULL, 0);
     }
     *out = p;
     return 0;
@@ -968,7 +972,6 @@ static void poller_maybe_finish_close(struct poller *p)
         for (size_t j = 0; j < src->n_repos; j++)
             free(src->repos[j]);
         free(src->repos);
-        memos_prune(src, true);
         free(src->catalog_error);
         clients_close(&src->cl, poller_one_closed, p);
     }

@@ -843,6 +843,116 @@ static void test_read_only(void **state)
     free(dir);
 }
 
+/* The memo of (source, repo): its ETag ("" for none), or "absent". */
+static const char *memo_etag(struct journal *j, const char *source, const char *repo)
+{
+    static char buf[64];
+    struct journal_poll_memo m;
+    int rc = journal_poll_memo_get(j, source, repo, &m);
+    if (rc == FERRY_ENOTFOUND)
+        return "absent";
+    assert_int_equal(rc, 0);
+    snprintf(buf, sizeof(buf), "%s", m.etag != NULL ? m.etag : "");
+    journal_poll_memo_release(&m);
+    return buf;
+}
+
+/*
+ * Poll memos: written, read back after a reopen, deleted; a prune keeps the
+ * repositories it is given (in any order) and only the source's own; bad
+ * names and read-only journals are refused; a corrupt record is FERRY_EPARSE.
+ */
+static void test_poll_memo(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+    struct journal_poll_memo m = {.etag = "\"e1\"", .listed_round = 7, .sweep_owed = true};
+    struct journal_poll_memo got;
+
+    assert_int_equal(journal_poll_memo_get(j, "hub", "app", &got), FERRY_ENOTFOUND);
+    assert_null(got.etag);
+    assert_int_equal(journal_poll_memo_put(j, "hub", "app", &m), 0);
+    assert_int_equal(journal_poll_memo_get(j, "hub", "app", &got), 0);
+    assert_string_equal(got.etag, "\"e1\"");
+    assert_int_equal(got.listed_round, 7);
+    assert_true(got.sweep_owed);
+    journal_poll_memo_release(&got);
+    assert_null(got.etag);
+
+    /* No ETag: kept as none, not as "". */
+    struct journal_poll_memo owed = {.sweep_owed = true};
+    assert_int_equal(journal_poll_memo_put(j, "hub", "lib/a", &owed), 0);
+    assert_int_equal(journal_poll_memo_get(j, "hub", "lib/a", &got), 0);
+    assert_null(got.etag);
+    assert_true(got.sweep_owed);
+    journal_poll_memo_release(&got);
+
+    /* Survives a reopen; NULL deletes. */
+    journal_close(j);
+    j = test_open(dir);
+    assert_string_equal(memo_etag(j, "hub", "app"), "\"e1\"");
+    assert_int_equal(journal_poll_memo_put(j, "hub", "lib/a", NULL), 0);
+    assert_string_equal(memo_etag(j, "hub", "lib/a"), "absent");
+    assert_int_equal(journal_poll_memo_put(j, "hub", "lib/a", NULL), 0); /* absent: still fine */
+
+    /* Prune: keeps what it is given, whatever the order; other sources untouched. A
+     * repository whose name is a prefix of another's is its own key. */
+    const char *names[] = {"a", "a/b", "ab", "b", "z"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        assert_int_equal(journal_poll_memo_put(j, "hub", names[i], &m), 0);
+        assert_int_equal(journal_poll_memo_put(j, "hubx", names[i], &m), 0);
+    }
+    assert_int_equal(journal_poll_memo_put(j, "hu", "a", &m), 0);
+    char *keep[] = {"z", "ab", "new", "a"};
+    uint64_t deleted = 99;
+    assert_int_equal(journal_poll_memo_prune(j, "hub", keep, 4, &deleted), 0);
+    assert_int_equal(deleted, 3); /* app, a/b, b */
+    assert_string_equal(memo_etag(j, "hub", "a"), "\"e1\"");
+    assert_string_equal(memo_etag(j, "hub", "ab"), "\"e1\"");
+    assert_string_equal(memo_etag(j, "hub", "z"), "\"e1\"");
+    assert_string_equal(memo_etag(j, "hub", "a/b"), "absent");
+    assert_string_equal(memo_etag(j, "hub", "b"), "absent");
+    assert_string_equal(memo_etag(j, "hub", "app"), "absent");
+    assert_string_equal(memo_etag(j, "hub", "new"), "absent");
+    assert_string_equal(memo_etag(j, "hubx", "b"), "\"e1\"");
+    assert_string_equal(memo_etag(j, "hu", "a"), "\"e1\"");
+    /* Nothing to keep: all of the source's go. */
+    assert_int_equal(journal_poll_memo_prune(j, "hubx", NULL, 0, &deleted), 0);
+    assert_int_equal(deleted, 5);
+    assert_string_equal(memo_etag(j, "hubx", "a"), "absent");
+    assert_string_equal(memo_etag(j, "hub", "a"), "\"e1\"");
+
+    /* Bad names and ETags change nothing. */
+    assert_int_equal(journal_poll_memo_put(j, "", "app", &m), FERRY_EINVAL);
+    assert_int_equal(journal_poll_memo_put(j, "hub", "", &m), FERRY_EINVAL);
+    assert_int_equal(journal_poll_memo_get(j, "hub", "", &got), FERRY_EINVAL);
+    assert_int_equal(journal_poll_memo_prune(j, "", NULL, 0, NULL), FERRY_EINVAL);
+    char *long_etag = xmalloc(5000);
+    memset(long_etag, 'e', 4999);
+    long_etag[4999] = '\0';
+    struct journal_poll_memo bad = {.etag = long_etag};
+    assert_int_equal(journal_poll_memo_put(j, "hub", "a", &bad), FERRY_EINVAL);
+    free(long_etag);
+    assert_string_equal(memo_etag(j, "hub", "a"), "\"e1\"");
+    journal_close(j);
+
+    /* A record that does not decode. */
+    raw_put(dir, "pollmemo", "hub\0bad\0", 8, "\xff\xff\xff", 3);
+    j = test_open(dir);
+    assert_int_equal(journal_poll_memo_get(j, "hub", "bad", &got), FERRY_EPARSE);
+    assert_null(got.etag);
+    journal_close(j);
+
+    /* Read-only: reads, refuses writes. */
+    struct journal *r = test_open_opts(dir, true);
+    assert_string_equal(memo_etag(r, "hub", "z"), "\"e1\"");
+    assert_int_equal(journal_poll_memo_put(r, "hub", "z", NULL), -EROFS);
+    assert_int_equal(journal_poll_memo_prune(r, "hub", NULL, 0, NULL), -EROFS);
+    journal_close(r);
+    free(dir);
+}
+
 /* A journal from before fences and job status opens, read-only and read-write. */
 static void test_old_database(void **state)
 {
@@ -854,6 +964,8 @@ static void test_old_database(void **state)
 
     /* Read-only cannot add the families; it reads them as empty. */
     struct journal *r = test_open_opts(dir, true);
+    struct journal_poll_memo memo;
+    assert_int_equal(journal_poll_memo_get(r, "hub", "app", &memo), FERRY_ENOTFOUND);
     uint64_t seq = 0;
     assert_int_equal(journal_cursor_get(r, "dest", &seq), 0);
     assert_int_equal(seq, 3);
@@ -918,6 +1030,7 @@ int main(void)
         cmocka_unit_test(test_job_scan),       cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_read_only),      cmocka_unit_test(test_old_database),
         cmocka_unit_test(test_job_scan_in),    cmocka_unit_test(test_job_scan_open),
+        cmocka_unit_test(test_poll_memo),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
