@@ -326,6 +326,12 @@ FERRY_MUST_CHECK int journal_poll_memo_put(struct journal *j, const char *source
 FERRY_MUST_CHECK int journal_poll_memo_prune(struct journal *j, const char *source,
                                              char *const *keep, size_t n_keep, uint64_t *deleted);
 
+/**
+ * Delete every memo, of every source (those no longer in the config too):
+ * one range delete, whatever the number of memos.
+ */
+FERRY_MUST_CHECK int journal_poll_memo_clear(struct journal *j);
+
 /** Free a memo's strings; NULL is ignored. */
 void journal_poll_memo_release(struct journal_poll_memo *memo);
 

@@ -67,8 +67,9 @@ struct journal {
     bool locks_ready; /* both mutexes below were initialised */
     /*
      * Serialises appends, so that two threads can never hand out one seq
-     * twice. Everything else only reads RocksDB, which is thread-safe, and
-     * last_seq, which is atomic.
+     * twice. The other writes (cursors, tag states, job status, poll memos)
+     * touch records no append writes, and RocksDB serialises writes itself;
+     * last_seq is atomic.
      */
     pthread_mutex_t append_lock;
     _Atomic uint64_t last_seq;

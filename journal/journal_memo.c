@@ -110,6 +110,17 @@ void journal_poll_memo_release(struct journal_poll_memo *memo)
     memo->etag = NULL;
 }
 
+int journal_poll_memo_clear(struct journal *j)
+{
+    char *rerr = NULL;
+    if (j->read_only || j->cf[JOURNAL_CF_POLL_MEMOS] == NULL)
+        return -EROFS;
+    /* Keys start with a source name: a registry name of the config, ASCII, never a 0xff byte. */
+    rocksdb_delete_range_cf(j->db, j->write_unsynced, j->cf[JOURNAL_CF_POLL_MEMOS], "", 0, "\xff",
+                            1, &rerr);
+    return rerr != NULL ? journal_rocksdb_error(j, "poll_memo_clear", rerr) : 0;
+}
+
 /* ---- Pruning ---- */
 
 /* One journal_poll_memo_prune() under way: the names to keep, sorted as the keys are. */

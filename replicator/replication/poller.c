@@ -100,11 +100,13 @@ struct poll_repo {
     char **owned; /* strings the tags and events point at */
     size_t n_owned;
     size_t n_events;
-    size_t gone_pending; /* looks at tags the listing no longer names */
-    bool not_modified;   /* the listing answered 304: nothing was looked at */
-    bool sweep;          /* every listed tag is HEADed this round */
-    bool dirty;          /* something was not looked at, or not recorded: keep no ETag */
-    char *etag;          /* this round's listing's ETag, or NULL */
+    size_t gone_pending;           /* looks at tags the listing no longer names */
+    bool not_modified;             /* the listing answered 304: nothing was looked at */
+    bool sweep;                    /* every listed tag is HEADed this round */
+    bool dirty;                    /* something was not looked at, or not recorded: keep no ETag */
+    char *etag;                    /* this round's listing's ETag, or NULL */
+    struct journal_poll_memo memo; /* what the last rounds left (zero: nothing) */
+    int memo_rc;                   /* reading it: 0, FERRY_ENOTFOUND, or an error */
 };
 
 struct poll_source {
@@ -126,6 +128,10 @@ struct poll_source {
     uint64_t round_start_ms; /* wall clock: when this round started */
     uint64_t deferred;       /* pushes the budget held back, this round */
     uint64_t last_deferred;  /* and in the last round that ended */
+    /* A memo could not be read or written (this round; the last one): the
+     * memos may be stale, so the next round sweeps every repository. */
+    bool memo_failed;
+    bool memo_failed_last;
 };
 
 struct poller {
@@ -175,23 +181,30 @@ static void repo_free(struct poll_repo *r)
     free(r->known);
     free(r->events);
     free(r->etag);
+    journal_poll_memo_release(&r->memo);
     free(r->name);
     free(r);
 }
 
 /* ---- what the poller remembers of each repository (the journal's poll memos) ---- */
 
-/* The memo of a repository: true and *m (release it), or false when it has none. */
-static bool memo_load(struct poll_source *src, const char *name, struct journal_poll_memo *m)
+/* A memo that could not be read or written: said once a round, and the next round sweeps. */
+static void memo_failed(struct poll_source *src, const char *what, const char *name, int rc)
 {
-    int rc = journal_poll_memo_get(src->poller->journal, src->cfg->name, name, m);
-    if (rc == 0)
-        return true;
-    /* Unreadable is as good as absent: the repository is listed in full. */
-    if (rc != FERRY_ENOTFOUND)
-        log_debug("poll memo unreadable source=%s repo=%s error=\"%s\"", src->cfg->name, name,
-                  ferry_strerror(rc));
-    return false;
+    if (!src->memo_failed)
+        log_warn("poll memo %s failed source=%s repo=%s error=\"%s\" (the next round lists every "
+                 "repository in full)",
+                 what, src->cfg->name, name, ferry_strerror(rc));
+    src->memo_failed = true;
+}
+
+/* Read the memo a repository's round starts from into r->memo. */
+static void memo_load(struct poll_repo *r)
+{
+    struct poll_source *src = r->src;
+    r->memo_rc = journal_poll_memo_get(src->poller->journal, src->cfg->name, r->name, &r->memo);
+    if (r->memo_rc < 0 && r->memo_rc != FERRY_ENOTFOUND)
+        memo_failed(src, "read", r->name, r->memo_rc);
 }
 
 /* Forget every memo of the source but its repositories that `keep` names (none: all). */
@@ -199,44 +212,46 @@ static void memos_prune(struct poll_source *src, char *const *keep, size_t n_kee
 {
     int rc = journal_poll_memo_prune(src->poller->journal, src->cfg->name, keep, n_keep, NULL);
     if (rc < 0)
-        log_warn("poll memos not pruned source=%s error=\"%s\"", src->cfg->name,
-                 ferry_strerror(rc));
+        memo_failed(src, "prune", "*", rc);
+}
+
+static bool memo_etag_equal(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
 /*
  * What a repository's round leaves for the next one, written only when it
- * changed; a repository with nothing to remember (no ETag, no sweep owed)
- * has no memo at all.
+ * changed (a record that could not be read is replaced). A repository with
+ * nothing to remember has no memo at all. Each kind of source keeps what it
+ * reads: `webhooks: false` the listing's round (its sweeps come every
+ * POLLER_SWEEP_ROUNDS rounds), `webhooks: true` whether a sweep is owed.
  */
 static void memo_update(struct poll_repo *r)
 {
     struct poll_source *src = r->src;
-    struct journal_poll_memo old, m;
-    bool had = memo_load(src, r->name, &old);
-    if (!had)
-        memset(&old, 0, sizeof(old));
-    m = old;
-    if (r->sweep)
+    const struct journal_poll_memo *old = &r->memo;
+    struct journal_poll_memo m = *old;
+    if (r->sweep && src->cfg->webhooks)
         m.sweep_owed = r->dirty;
     if (!r->not_modified) {
         m.etag = !r->dirty ? r->etag : NULL;
-        m.listed_round = src->round;
+        if (!src->cfg->webhooks)
+            m.listed_round = src->round;
     }
     bool empty = m.etag == NULL && !m.sweep_owed;
-    bool same = had ? m.sweep_owed == old.sweep_owed && m.listed_round == old.listed_round &&
-                          (m.etag == old.etag ||
-                           (m.etag != NULL && old.etag != NULL && strcmp(m.etag, old.etag) == 0))
-                    : empty;
-    int rc = 0;
-    if (!same)
-        rc =
-            journal_poll_memo_put(src->poller->journal, src->cfg->name, r->name, empty ? NULL : &m);
-    if (rc < 0) {
-        /* The next round lists the repository in full: nothing is missed. */
-        log_debug("poll memo not written source=%s repo=%s error=\"%s\"", src->cfg->name, r->name,
-                  ferry_strerror(rc));
-    }
-    journal_poll_memo_release(&old);
+    if (empty)
+        m.listed_round = 0;
+    bool same = r->memo_rc == 0
+                    ? m.sweep_owed == old->sweep_owed && m.listed_round == old->listed_round &&
+                          memo_etag_equal(m.etag, old->etag)
+                    : r->memo_rc == FERRY_ENOTFOUND && empty;
+    if (same)
+        return;
+    int rc =
+        journal_poll_memo_put(src->poller->journal, src->cfg->name, r->name, empty ? NULL : &m);
+    if (rc < 0)
+        memo_failed(src, "write", r->name, rc);
 }
 
 /* ---- the request budget ---- */
@@ -299,8 +314,7 @@ static void source_round_done(struct poll_source *src)
     struct poller *p = src->poller;
     if (src->listed_repos && !p->closing) {
         /* Forget the repositories a round that knew its repositories did not list. */
-        if (src->n_repos > 0)
-            memos_prune(src, src->repos, src->n_repos);
+        memos_prune(src, src->repos, src->n_repos);
         src->swept_to_ms = src->round_start_ms;
     }
     for (size_t i = 0; i < src->n_repos; i++)
@@ -696,6 +710,8 @@ static void repo_listed(int rc, const char *error, char **items, size_t n, bool 
 static bool repo_sweep_due(const struct poll_source *src, const char *name,
                            const struct journal_poll_memo *m)
 {
+    if (src->memo_failed_last)
+        return true;
     if (!src->cfg->webhooks)
         return m == NULL || m->etag == NULL || src->round - m->listed_round >= POLLER_SWEEP_ROUNDS;
     if (src->swept_to_ms == 0 || (m != NULL && m->sweep_owed))
@@ -714,13 +730,11 @@ static void source_pump(struct poll_source *src)
         r->name = xstrdup(src->repos[src->next_repo++]);
         src->active_repos++;
         p->outstanding++;
-        struct journal_poll_memo m;
-        bool had = memo_load(src, r->name, &m);
-        r->sweep = repo_sweep_due(src, r->name, had ? &m : NULL);
-        const char *etag = r->sweep || !had ? NULL : m.etag;
+        memo_load(r);
+        const struct journal_poll_memo *m = r->memo_rc == 0 ? &r->memo : NULL;
+        r->sweep = repo_sweep_due(src, r->name, m);
+        const char *etag = r->sweep || m == NULL ? NULL : m->etag;
         registry_tags_conditional(src->cl.pull, r->name, etag, repo_listed, r);
-        if (had)
-            journal_poll_memo_release(&m);
     }
     if (src->active_repos == 0 && (src->next_repo >= src->n_repos || p->closing))
         source_round_done(src);
@@ -810,6 +824,8 @@ static void poller_round(struct poller *p)
         src->round_active = true;
         src->next_repo = 0;
         src->round++;
+        src->memo_failed_last = src->memo_failed;
+        src->memo_failed = false;
         src->round_start_ms = (uint64_t)clock_unix_ms();
         src->listed_repos = false;
         src->deferred = 0;
@@ -863,9 +879,12 @@ int poller_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         src->deletes = deletes;
         struct clients_options copts = {0};
         clients_open(loop, cfg, &copts, &src->cl);
-        /* A new poller assumes nothing of the listings: it forgets the last one's memos. */
-        memos_prune(src, NULL, 0);
     }
+    /* A new poller assumes nothing of the listings: it forgets the last one's memos (of every
+     * source: one the config no longer names too). */
+    int mrc = journal_poll_memo_clear(journal);
+    for (size_t i = 0; i < p->n_sources && mrc < 0; i++)
+        memo_failed(&p->sources[i], "clear", "*", mrc);
     *out = p;
     return 0;
 }

@@ -923,6 +923,17 @@ static void test_poll_memo(void **state)
     assert_string_equal(memo_etag(j, "hubx", "a"), "absent");
     assert_string_equal(memo_etag(j, "hub", "a"), "\"e1\"");
 
+    /* Clear: every source's memos go, at once. */
+    assert_int_equal(journal_poll_memo_put(j, "zz", "x", &m), 0);
+    assert_int_equal(journal_poll_memo_clear(j), 0);
+    assert_string_equal(memo_etag(j, "hub", "a"), "absent");
+    assert_string_equal(memo_etag(j, "hu", "a"), "absent");
+    assert_string_equal(memo_etag(j, "zz", "x"), "absent");
+    assert_int_equal(journal_poll_memo_prune(j, "hub", NULL, 0, &deleted), 0);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(journal_poll_memo_put(j, "hub", "a", &m), 0);
+    assert_int_equal(journal_poll_memo_put(j, "hub", "z", &m), 0);
+
     /* Bad names and ETags change nothing. */
     assert_int_equal(journal_poll_memo_put(j, "", "app", &m), FERRY_EINVAL);
     assert_int_equal(journal_poll_memo_put(j, "hub", "", &m), FERRY_EINVAL);
@@ -949,6 +960,7 @@ static void test_poll_memo(void **state)
     assert_string_equal(memo_etag(r, "hub", "z"), "\"e1\"");
     assert_int_equal(journal_poll_memo_put(r, "hub", "z", NULL), -EROFS);
     assert_int_equal(journal_poll_memo_prune(r, "hub", NULL, 0, NULL), -EROFS);
+    assert_int_equal(journal_poll_memo_clear(r), -EROFS);
     journal_close(r);
     free(dir);
 }
