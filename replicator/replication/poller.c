@@ -743,10 +743,11 @@ static void source_pump(struct poll_source *src)
 static void source_set_repos(struct poll_source *src, char *const *items, size_t n)
 {
     struct poller *p = src->poller;
+    if (n > 0) /* room for all of them at once, not one realloc a name */
+        src->repos = xrealloc(src->repos, (src->n_repos + n) * sizeof(*src->repos));
     for (size_t i = 0; i < n; i++) {
         if (!config_repository_selected(p->config, src->cfg->name, items[i]))
             continue;
-        src->repos = xrealloc(src->repos, (src->n_repos + 1) * sizeof(*src->repos));
         src->repos[src->n_repos++] = xstrdup(items[i]);
     }
 }
