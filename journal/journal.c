@@ -49,8 +49,7 @@
 /* The tag state's family keeps its first name, "pollstate": once only the
  * poller wrote it; now every appended entry that names a tag does. */
 static const char *const journal_cf_names[JOURNAL_CF_COUNT] = {
-    "default", "entries", "dedup", "pollstate", "cursors", "fences", "jobs", "openjobs",
-    "pollmemo",
+    "default", "entries", "dedup", "pollstate", "cursors", "fences", "jobs", "openjobs", "pollmemo",
 };
 
 /* ---- Helpers of the store ---- */
