@@ -17,6 +17,7 @@ PACKAGES=(
   build-essential cmake pkg-config git clang-format
   libuv1-dev libcurl4-openssl-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
   librocksdb-dev libcjson-dev libyaml-dev libmicrohttpd-dev libcmocka-dev uthash-dev libsystemd-dev libhttp-parser-dev
+  libnats-dev nats-server
   docker-registry skopeo apache2-utils jq python3 python3-yaml openssl curl procps time
   chromium
 )
@@ -38,9 +39,13 @@ install_deps() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"
   # The package starts a registry on :5000 where an init system runs; Ferry's
   # tests start their own registries and need none.
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
-    $sudo systemctl disable --now docker-registry || true
-  fi
+  # nats-server likewise: the cluster tests start their own, on free ports.
+  local unit
+  for unit in docker-registry nats-server; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
+      $sudo systemctl disable --now "$unit" || true
+    fi
+  done
 }
 
 # Installs replicator/daemon/dashboard/node_modules from its package-lock.json when

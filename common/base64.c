@@ -8,8 +8,10 @@
 
 static const char base64_table[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char base64url_table[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-char *base64_encode(const void *data, size_t len)
+static char *base64_encode_with(const void *data, size_t len, const char *table, bool pad)
 {
     const unsigned char *s = data;
     char *out = xmalloc(4 * ((len + 2) / 3) + 1);
@@ -20,14 +22,26 @@ char *base64_encode(const void *data, size_t len)
             v |= (uint32_t)s[i + 1] << 8;
         if (i + 2 < len)
             v |= (uint32_t)s[i + 2];
-        out[o++] = base64_table[(v >> 18) & 63];
-        out[o++] = base64_table[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? base64_table[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? base64_table[v & 63] : '=';
+        out[o++] = table[(v >> 18) & 63];
+        out[o++] = table[(v >> 12) & 63];
+        if (i + 1 < len || pad)
+            out[o++] = i + 1 < len ? table[(v >> 6) & 63] : '=';
+        if (i + 2 < len || pad)
+            out[o++] = i + 2 < len ? table[v & 63] : '=';
         secret_wipe(&v, sizeof(v));
     }
     out[o] = '\0';
     return out;
+}
+
+char *base64_encode(const void *data, size_t len)
+{
+    return base64_encode_with(data, len, base64_table, true);
+}
+
+char *base64url_encode(const void *data, size_t len)
+{
+    return base64_encode_with(data, len, base64url_table, false);
 }
 
 static int base64_value(char c, bool url)

@@ -13,6 +13,12 @@
 char *base64_encode(const void *data, size_t len);
 
 /**
+ * Base64 with the URL alphabet ('-', '_'; RFC 4648 section 5), unpadded:
+ * a name made safe for a NATS subject token. Caller frees. Never NULL.
+ */
+char *base64url_encode(const void *data, size_t len);
+
+/**
  * Decode `len` characters of base64, padded or not, into a fresh C string;
  * with `url`, the URL alphabet ('-', '_', RFC 4648 section 5) is taken too.
  * NULL for a character outside the alphabet, an impossible length or

@@ -84,7 +84,7 @@ uint64_t journal_key_decode(const char *key)
     return seq;
 }
 
-int journal_rocksdb_error(const struct journal *j, const char *op, char *errptr)
+int journal_rocksdb_error(const struct journal_rdb *j, const char *op, char *errptr)
 {
     int rc = -EIO;
     /* RocksDB names its lock file in both the other-process and same-process messages. */
@@ -115,7 +115,7 @@ void journal_set_err(char **err, const char *fmt, ...)
     va_end(ap);
 }
 
-int journal_cf_get(struct journal *j, enum journal_cf cf, const char *key, size_t key_len,
+int journal_cf_get(struct journal_rdb *j, enum journal_cf cf, const char *key, size_t key_len,
                    const char *what, char **value, size_t *len)
 {
     char *rerr = NULL;
@@ -129,7 +129,7 @@ int journal_cf_get(struct journal *j, enum journal_cf cf, const char *key, size_
     return *value == NULL ? FERRY_ENOTFOUND : 0;
 }
 
-int journal_read_seq(struct journal *j, enum journal_cf cf, const char *key, size_t key_len,
+int journal_read_seq(struct journal_rdb *j, enum journal_cf cf, const char *key, size_t key_len,
                      const char *what, uint64_t *seq)
 {
     char *value = NULL;
@@ -150,7 +150,7 @@ int journal_read_seq(struct journal *j, enum journal_cf cf, const char *key, siz
     return rc;
 }
 
-int journal_iterate(struct journal *j, enum journal_cf cf, const char *seek, size_t seek_len,
+int journal_iterate(struct journal_rdb *j, enum journal_cf cf, const char *seek, size_t seek_len,
                     bool prefix, const char *what, journal_visit_fn visit, void *arg)
 {
     char *rerr = NULL;
@@ -206,7 +206,7 @@ void journal_unlock(pthread_mutex_t *lock)
 /* ---- Opening ---- */
 
 /* The last entry, checked, and the last_seq record: the seq numbering resumes at the higher. */
-static int journal_recover_last_seq(struct journal *j, char **err)
+static int journal_recover_last_seq(struct journal_rdb *j, char **err)
 {
     rocksdb_iterator_t *it = NULL;
     char *rerr = NULL;
@@ -283,7 +283,7 @@ static bool journal_cf_is_ours(const char *name)
  * database that does not exist yet (read-write only: read-only, that is an
  * error with *err).
  */
-static int journal_list_families(struct journal *j, char ***existing, size_t *n_existing,
+static int journal_list_families(struct journal_rdb *j, char ***existing, size_t *n_existing,
                                  char **err)
 {
     char *rerr = NULL;
@@ -312,7 +312,7 @@ static int journal_list_families(struct journal *j, char ***existing, size_t *n_
  * leaves one out) plus, read-write, ours that are missing; read-only, ours
  * that exist.
  */
-static int journal_open_db(struct journal *j, char **err)
+static int journal_open_db(struct journal_rdb *j, char **err)
 {
     char *rerr = NULL;
     size_t n_existing = 0;
@@ -397,7 +397,7 @@ out:
 static const char journal_format_key[] = "format";
 
 /* The format the journal is in: 0 and *format (1 when it has no record), or *err. */
-static int journal_format_read(struct journal *j, long *format, char **err)
+static int journal_format_read(struct journal_rdb *j, long *format, char **err)
 {
     char *value = NULL;
     size_t len = 0;
@@ -424,7 +424,7 @@ static int journal_format_read(struct journal *j, long *format, char **err)
 
 /* One pass of the upgrade over the entries, written every JOURNAL_WRITE_CHUNK entries. */
 struct journal_upgrade_pass {
-    struct journal *j;
+    struct journal_rdb *j;
     rocksdb_writebatch_t *batch;
     long format; /* the format being upgraded from */
     uint64_t moved;
@@ -434,7 +434,7 @@ static int journal_upgrade_entry(const char *key, size_t key_len, const char *va
                                  size_t value_len, void *arg)
 {
     struct journal_upgrade_pass *pass = arg;
-    struct journal *j = pass->j;
+    struct journal_rdb *j = pass->j;
     struct journal_entry e;
     const char *why = NULL;
     char *rerr = NULL;
@@ -493,7 +493,7 @@ static void journal_u64_le(uint64_t v, char out[8])
         out[i] = (char)(v >> (8 * i));
 }
 
-void journal_count_add(struct journal *j, rocksdb_writebatch_t *batch, enum journal_counter c,
+void journal_count_add(struct journal_rdb *j, rocksdb_writebatch_t *batch, enum journal_counter c,
                        int64_t delta)
 {
     char v[8];
@@ -504,7 +504,7 @@ void journal_count_add(struct journal *j, rocksdb_writebatch_t *batch, enum jour
 }
 
 /* A counter's value: 0 when it has none yet. */
-static int journal_count_read(struct journal *j, enum journal_counter c, uint64_t *out)
+static int journal_count_read(struct journal_rdb *j, enum journal_counter c, uint64_t *out)
 {
     char *value = NULL;
     size_t len = 0;
@@ -527,7 +527,7 @@ static int journal_count_read(struct journal *j, enum journal_counter c, uint64_
 }
 
 /* Format 4: count what the journal holds once, into `batch` (an absolute value, not a merge). */
-static int journal_upgrade_counts(struct journal *j, rocksdb_writebatch_t *batch)
+static int journal_upgrade_counts(struct journal_rdb *j, rocksdb_writebatch_t *batch)
 {
     uint64_t n[JOURNAL_COUNT_N] = {0};
     struct journal_count entries = {&n[JOURNAL_COUNT_ENTRIES], NULL, NULL};
@@ -546,7 +546,7 @@ static int journal_upgrade_counts(struct journal *j, rocksdb_writebatch_t *batch
     return rc;
 }
 
-static int journal_upgrade(struct journal *j, char **err)
+static int journal_upgrade(struct journal_rdb *j, char **err)
 {
     struct journal_upgrade_pass pass = {.j = j};
     char *rerr = NULL;
@@ -631,7 +631,7 @@ static void journal_make_private(const char *dir)
 }
 
 /* The journal's locks, both or neither: 0, or the error of the one that failed. */
-static int journal_locks_init(struct journal *j)
+static int journal_locks_init(struct journal_rdb *j)
 {
     int rc = pthread_mutex_init(&j->append_lock, NULL);
     if (rc != 0)
@@ -646,7 +646,7 @@ static int journal_locks_init(struct journal *j)
     return 0;
 }
 
-static void journal_locks_destroy(struct journal *j)
+static void journal_locks_destroy(struct journal_rdb *j)
 {
     if (!j->locks_ready)
         return;
@@ -655,7 +655,7 @@ static void journal_locks_destroy(struct journal *j)
     j->locks_ready = false;
 }
 
-static void journal_options_init(struct journal *j)
+static void journal_options_init(struct journal_rdb *j)
 {
     j->options = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(j->options, !j->read_only);
@@ -682,7 +682,7 @@ static void journal_options_init(struct journal *j)
 int journal_open(const char *dir, const struct journal_options *opts, struct journal **out,
                  char **err)
 {
-    struct journal *j = NULL;
+    struct journal_rdb *j = NULL;
     int rc;
 
     *out = NULL;
@@ -693,6 +693,7 @@ int journal_open(const char *dir, const struct journal_options *opts, struct jou
         return FERRY_EINVAL;
     }
     j = xcalloc(1, sizeof(*j));
+    j->base.ops = &journal_rdb_ops;
     j->dir = xstrdup(dir);
     j->read_only = opts != NULL && opts->read_only;
     atomic_init(&j->last_seq, 0);
@@ -718,15 +719,16 @@ int journal_open(const char *dir, const struct journal_options *opts, struct jou
               (unsigned long long)atomic_load(&j->last_seq));
 out:
     if (rc < 0) {
-        journal_close(j);
+        journal_rdb_close(&j->base);
         return rc;
     }
-    *out = j;
+    *out = &j->base;
     return 0;
 }
 
-void journal_close(struct journal *j)
+void journal_rdb_close(struct journal *jn)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     if (j == NULL)
         return;
     for (int c = 0; c < JOURNAL_CF_COUNT; c++) {
@@ -751,13 +753,14 @@ void journal_close(struct journal *j)
 
 /* ---- Counters ---- */
 
-uint64_t journal_last_seq(struct journal *j)
+uint64_t journal_rdb_last_seq(struct journal *jn)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     return atomic_load(&j->last_seq);
 }
 
 /* The first or the last seq the entries family holds: 0 when it is empty. */
-static uint64_t journal_edge_seq(struct journal *j, bool last)
+static uint64_t journal_edge_seq(struct journal_rdb *j, bool last)
 {
     uint64_t seq = 0;
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(j->db, j->read, j->cf[JOURNAL_CF_ENTRIES]);
@@ -776,7 +779,7 @@ static uint64_t journal_edge_seq(struct journal *j, bool last)
 }
 
 /* What the journal's files hold on disk: its tables, and its write-ahead log. */
-static void journal_disk_bytes(struct journal *j, struct journal_stats *out)
+static void journal_disk_bytes(struct journal_rdb *j, struct journal_stats *out)
 {
     for (int c = 0; c < JOURNAL_CF_COUNT; c++) {
         if (j->cf[c] == NULL)
@@ -801,8 +804,9 @@ static void journal_disk_bytes(struct journal *j, struct journal_stats *out)
     closedir(d);
 }
 
-int journal_get_stats(struct journal *j, struct journal_stats *out)
+int journal_rdb_get_stats(struct journal *jn, struct journal_stats *out)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     int rc = 0;
     memset(out, 0, sizeof(*out));
     if (j->format >= 4) {
@@ -831,3 +835,35 @@ int journal_get_stats(struct journal *j, struct journal_stats *out)
     journal_disk_bytes(j, out);
     return 0;
 }
+
+/* ---- The backend (journal_backend.h) ---- */
+
+const struct journal_ops journal_rdb_ops = {
+    .name = "rocksdb",
+    .close = journal_rdb_close,
+    .append = journal_rdb_append,
+    .last_seq = journal_rdb_last_seq,
+    .get = journal_rdb_get,
+    .scan = journal_rdb_scan,
+    .entry_set_ignored = journal_rdb_entry_set_ignored,
+    .retain = journal_rdb_retain,
+    .get_stats = journal_rdb_get_stats,
+    .cursor_get = journal_rdb_cursor_get,
+    .cursor_find = journal_rdb_cursor_find,
+    .cursor_set = journal_rdb_cursor_set,
+    .tagstate_get = journal_rdb_tagstate_get,
+    .tagstate_put = journal_rdb_tagstate_put,
+    .tagstate_scan = journal_rdb_tagstate_scan,
+    .fence_get = journal_rdb_fence_get,
+    .fence_raise = journal_rdb_fence_raise,
+    .fence_raise_unsynced = journal_rdb_fence_raise_unsynced,
+    .job_put = journal_rdb_job_put,
+    .job_get = journal_rdb_job_get,
+    .job_scan = journal_rdb_job_scan,
+    .job_scan_open = journal_rdb_job_scan_open,
+    .job_scan_in = journal_rdb_job_scan_in,
+    .poll_memo_get = journal_rdb_poll_memo_get,
+    .poll_memo_put = journal_rdb_poll_memo_put,
+    .poll_memo_prune = journal_rdb_poll_memo_prune,
+    .poll_memo_clear = journal_rdb_poll_memo_clear,
+};

@@ -7,6 +7,10 @@
  * latest journaled value of every tag ((source, repo, tag) -> digest) and named cursors. Entries
  * are protobuf-c Ferry__JournalEntry records (proto/ferry.proto).
  *
+ * Every call below goes through the journal's backend (journal_backend.h):
+ * journal_open() gives the one-node RocksDB journal described here, and no
+ * caller needs to know which backend answers.
+ *
  * The journal knows nothing of registries, HTTP or the engine. Functions are
  * synchronous and may run on a worker thread (the committer runs appends
  * off the loop), but no two calls on one journal may run at the same time
@@ -87,8 +91,117 @@ struct journal;
 FERRY_MUST_CHECK int journal_open(const char *dir, const struct journal_options *opts,
                                   struct journal **out, char **err);
 
+/*
+ * A journal shared by the nodes of a cluster (DESIGN.md, "Running as a
+ * cluster"): the entries are a NATS JetStream stream (a tag's state is the
+ * last entry on its subject), fences and job status its key-value buckets;
+ * cursors and poll memos stay in the node's own RocksDB journal. Strings
+ * are borrowed for the call.
+ *
+ * What differs from one node, for callers that look closely:
+ * - journal_append(): an event id is a duplicate only inside the duplicate
+ *   window (beyond it, the entry's job asks the source, as for any entry);
+ *   a failed batch may have published the events before the failure (a
+ *   retry is de-duplicated); seqs are increasing, not consecutive (other
+ *   nodes append between them).
+ * - journal_tagstate_put(): -ENOTSUP (a state is always an entry's).
+ * - journal_job_scan*(): in no particular order.
+ * - journal_retain(): nothing to do; the stream keeps a bounded history of
+ *   each tag and drops older entries of it.
+ */
+struct journal_cluster_options {
+    const char *const *servers; /* nats://host:port URLs; at least one */
+    size_t n_servers;
+    const char *user, *password;      /* NULL: none (secrets: never logged) */
+    const char *token;                /* NULL: none (a secret) */
+    const char *creds_file;           /* a NATS .creds file; NULL: none */
+    const char *ca_file;              /* PEM roots for TLS; NULL: the system's */
+    const char *cert_file, *key_file; /* a client certificate; NULL: none */
+    bool tls;                         /* require TLS (implied by ca_file or cert_file) */
+    const char *name;                 /* this node's name, as the servers see it */
+    const char *stream;               /* the journal's stream, "FERRY_JOURNAL" */
+    const char *bucket_prefix;        /* the buckets' names start with it, "ferry" */
+    int replicas;                     /* of the stream and every bucket, 1..5 */
+    uint64_t duplicate_window_ms;     /* the stream's de-duplication window, 1 s to 7 days */
+    uint64_t timeout_ms;              /* of each request to the servers */
+};
+
+/**
+ * Open the cluster's journal: connect, then find (or, the first node to come,
+ * create) the stream and the buckets. `local` (a journal_open() one) keeps
+ * this node's cursors and poll memos; the cluster journal owns it from now
+ * on, also when this fails. Returns 0 and *out, or a negative code with *err
+ * (one line, no secret): FERRY_EINVAL for bad options, -ECONNREFUSED when no
+ * server answers, -EIO for a refusal by the servers.
+ */
+FERRY_MUST_CHECK int journal_open_cluster(const struct journal_cluster_options *opts,
+                                          struct journal *local, struct journal **out, char **err);
+
+/* ---- Shared work: the consumer a cluster's nodes take their entries from ---- */
+
+/*
+ * In a cluster, entries do not come to a node's engine in seq order from a
+ * cursor of its own: every node takes them from one consumer, each entry goes
+ * to one node at a time, and comes again (to any node) when the node that
+ * took it does not settle it within the ack wait, since it died. A node keeps
+ * what it holds alive while it works on it. One node's journal has no shared
+ * work (journal_work_open() gives NULL): its engine reads after its cursor.
+ */
+struct journal_work;
+
+/* The shortest ack wait: a keep-alive goes every third of it, between fetches. */
+#define JOURNAL_WORK_MIN_ACK_WAIT_MS 3000
+
+struct journal_work_options {
+    size_t capacity; /* entries held at once, taken or not yet (the engine's window) */
+    uint64_t
+        ack_wait_ms; /* an entry not settled nor kept alive for this long goes to another node */
+    void (*wake)(void *arg); /* entries are ready to take; called from another thread */
+    void *arg;
+};
+
+/**
+ * Open the journal's shared work: 0 and *out, or *out NULL (and 0) when the
+ * journal has none (one node), or a negative code.
+ */
+FERRY_MUST_CHECK int journal_work_open(struct journal *j, const struct journal_work_options *o,
+                                       struct journal_work **out);
+
+/**
+ * Give `cb` up to `max` of the entries that came (on the caller's thread,
+ * the loop's); each stays held until journal_work_settle(), whatever `cb`
+ * returns. An entry this node holds already that comes again is not given
+ * twice; one that does not decode, or is not on its tag's subject, is
+ * dropped for good and logged. Returns how many were given. NULL: none.
+ */
+size_t journal_work_take(struct journal_work *w, size_t max,
+                         int (*cb)(const struct journal_entry *e, void *arg), void *arg);
+
+/** Entry `seq` is done with (every job of it settled): no node will get it again. */
+void journal_work_settle(struct journal_work *w, uint64_t seq);
+
+/** Entries held (taken, not settled) and ready (came, not taken). */
+void journal_work_counts(struct journal_work *w, size_t *held, size_t *ready);
+
+/**
+ * Stop taking; what this node held goes to the others after the ack wait.
+ * Before journal_close() of its journal. NULL is fine.
+ */
+void journal_work_close(struct journal_work *w);
+
 /** Close; NULL is ignored. */
 void journal_close(struct journal *j);
+
+/**
+ * Release what the backends hold for the whole process (libnats' threads
+ * and buffers, which outlive a closed connection until then): once, at
+ * exit, after every journal is closed. Harmless when no cluster journal was
+ * ever opened.
+ */
+void journal_process_exit(void);
+
+/** Which backend answers (journal_backend.h): "rocksdb" or "jetstream"; for logs and status. */
+const char *journal_backend_name(const struct journal *j);
 
 /**
  * Append `n` events in one WriteBatch written with a synced WAL: an event

@@ -16,9 +16,6 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
-/* Longest reason journal_entry_set_ignored() keeps. */
-#define JOURNAL_IGNORED_MAX 1024
-
 /* ---- Events ---- */
 
 int journal_check_string(const char *s, const char *name, bool required, size_t max, char **err)
@@ -108,23 +105,19 @@ char *journal_dedup_key(const char *source, const char *event_id)
 
 /* ---- Entry records ---- */
 
-int journal_entry_decode(const char *key, size_t key_len, const char *value, size_t value_len,
-                         struct journal_entry *out, const char **why)
+int journal_entry_from_record(const char *value, size_t value_len, uint64_t seq, bool has_seq,
+                              struct journal_entry *out, const char **why)
 {
     Ferry__JournalEntry *rec = NULL;
     struct journal_event check;
     int rc = FERRY_EPARSE;
 
-    if (key_len != JOURNAL_KEY_LEN) {
-        *why = "key is not an 8-byte seq";
-        goto out;
-    }
     rec = ferry__journal_entry__unpack(&journal_pb_allocator, value_len, (const uint8_t *)value);
     if (rec == NULL) {
         *why = "value does not decode";
         goto out;
     }
-    if (rec->seq != journal_key_decode(key)) {
+    if (rec->seq != (has_seq ? seq : 0)) {
         *why = "seq does not match its key";
         goto out;
     }
@@ -142,7 +135,7 @@ int journal_entry_decode(const char *key, size_t key_len, const char *value, siz
         goto out;
     }
     *out = (struct journal_entry){
-        .seq = rec->seq,
+        .seq = seq,
         .action = (enum journal_action)rec->action,
         .source = xstrdup(rec->source),
         .repository = xstrdup(rec->repository),
@@ -152,13 +145,47 @@ int journal_entry_decode(const char *key, size_t key_len, const char *value, siz
         .event_id = xstrdup(rec->event_id),
         .received_unix_ms = rec->received_unix_ms,
         .event_unix_ms = rec->event_unix_ms,
-        .ignored = journal_optional(rec->ignored),
+        /* A stream's record never says it: the mark is kept beside it. */
+        .ignored = has_seq ? journal_optional(rec->ignored) : NULL,
     };
     rc = 0;
 out:
     if (rec != NULL)
         ferry__journal_entry__free_unpacked(rec, &journal_pb_allocator);
     return rc;
+}
+
+int journal_entry_decode(const char *key, size_t key_len, const char *value, size_t value_len,
+                         struct journal_entry *out, const char **why)
+{
+    if (key_len != JOURNAL_KEY_LEN) {
+        *why = "key is not an 8-byte seq";
+        return FERRY_EPARSE;
+    }
+    return journal_entry_from_record(value, value_len, journal_key_decode(key), true, out, why);
+}
+
+size_t journal_entry_pack(const struct journal_event *e, uint64_t seq, int64_t received_unix_ms,
+                          uint8_t **buf, size_t *cap)
+{
+    Ferry__JournalEntry rec = FERRY__JOURNAL_ENTRY__INIT;
+    rec.seq = seq;
+    rec.action = (Ferry__JournalEntry__Action)e->action;
+    rec.source = (char *)e->source;
+    rec.repository = (char *)e->repository;
+    rec.digest = (char *)journal_or_empty(e->digest);
+    rec.tag = (char *)journal_or_empty(e->tag);
+    rec.media_type = (char *)journal_or_empty(e->media_type);
+    rec.event_id = (char *)e->event_id;
+    rec.received_unix_ms = received_unix_ms;
+    rec.event_unix_ms = e->event_unix_ms;
+    size_t size = ferry__journal_entry__get_packed_size(&rec);
+    if (size > *cap) {
+        *cap = size;
+        *buf = xrealloc(*buf, *cap);
+    }
+    ferry__journal_entry__pack(&rec, *buf);
+    return size;
 }
 
 void journal_entry_release(struct journal_entry *e)
@@ -205,7 +232,7 @@ static void journal_tag_pending_free(struct journal_tag_pending **pending)
  * first: 0 and *digest (NULL when the tag has none; caller frees), or a
  * negative code.
  */
-static int journal_tag_current(struct journal *j, struct journal_tag_pending *pending,
+static int journal_tag_current(struct journal_rdb *j, struct journal_tag_pending *pending,
                                const char *key, size_t key_len, char **digest)
 {
     struct journal_tag_pending *p = NULL;
@@ -237,7 +264,7 @@ static bool journal_observation_changes(const struct journal_event *e, const cha
     return current == NULL || strcmp(current, e->digest) != 0;
 }
 
-void journal_tag_apply(struct journal *j, rocksdb_writebatch_t *batch,
+void journal_tag_apply(struct journal_rdb *j, rocksdb_writebatch_t *batch,
                        struct journal_tag_pending **pending, char *key, size_t key_len,
                        enum journal_action action, const char *digest)
 {
@@ -304,7 +331,7 @@ static bool journal_id_set_add(struct journal_id_set *s, const char *id)
 
 /* One journal_append() under way, holding the append lock. */
 struct journal_append_batch {
-    struct journal *j;
+    struct journal_rdb *j;
     rocksdb_writebatch_t *batch;
     char **dedup_keys;                   /* one per event; `seen` borrows them */
     struct journal_id_set seen;          /* the dedup keys of this batch so far */
@@ -328,7 +355,7 @@ static void journal_append_batch_release(struct journal_append_batch *a, size_t 
 }
 
 /* The arguments of journal_append() checked, and every event validated. */
-static int journal_append_check(struct journal *j, const struct journal_event *events, size_t n,
+static int journal_append_check(struct journal_rdb *j, const struct journal_event *events, size_t n,
                                 uint64_t *seqs, char **err)
 {
     if (events == NULL || seqs == NULL) {
@@ -371,23 +398,7 @@ static int journal_append_changes(struct journal_append_batch *a, const struct j
 static void journal_append_record(struct journal_append_batch *a, const struct journal_event *e,
                                   uint64_t seq, const char *dedup_key, size_t dedup_len)
 {
-    Ferry__JournalEntry rec = FERRY__JOURNAL_ENTRY__INIT;
-    rec.seq = seq;
-    rec.action = (Ferry__JournalEntry__Action)e->action;
-    rec.source = (char *)e->source;
-    rec.repository = (char *)e->repository;
-    rec.digest = (char *)journal_or_empty(e->digest);
-    rec.tag = (char *)journal_or_empty(e->tag);
-    rec.media_type = (char *)journal_or_empty(e->media_type);
-    rec.event_id = (char *)e->event_id;
-    rec.received_unix_ms = a->now;
-    rec.event_unix_ms = e->event_unix_ms;
-    size_t size = ferry__journal_entry__get_packed_size(&rec);
-    if (size > a->packed_cap) {
-        a->packed_cap = size;
-        a->packed = xrealloc(a->packed, a->packed_cap);
-    }
-    ferry__journal_entry__pack(&rec, a->packed);
+    size_t size = journal_entry_pack(e, seq, a->now, &a->packed, &a->packed_cap);
 
     char key[JOURNAL_KEY_LEN];
     journal_key_encode(seq, key);
@@ -445,7 +456,7 @@ static int journal_append_one(struct journal_append_batch *a, size_t i,
 static int journal_append_write(struct journal_append_batch *a, uint64_t first, size_t n,
                                 char **err)
 {
-    struct journal *j = a->j;
+    struct journal_rdb *j = a->j;
     char last_key[JOURNAL_KEY_LEN];
     char *rerr = NULL;
 
@@ -467,9 +478,10 @@ static int journal_append_write(struct journal_append_batch *a, uint64_t first, 
     return 0;
 }
 
-int journal_append(struct journal *j, const struct journal_event *events, size_t n, uint64_t *seqs,
-                   char **err)
+int journal_rdb_append(struct journal *jn, const struct journal_event *events, size_t n,
+                       uint64_t *seqs, char **err)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     struct journal_append_batch a = {.j = j};
     int rc;
 
@@ -502,8 +514,9 @@ int journal_append(struct journal *j, const struct journal_event *events, size_t
 
 /* ---- Reads ---- */
 
-int journal_get(struct journal *j, uint64_t seq, struct journal_entry *out)
+int journal_rdb_get(struct journal *jn, uint64_t seq, struct journal_entry *out)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     char key[JOURNAL_KEY_LEN];
     char *value = NULL;
     size_t len = 0;
@@ -522,8 +535,19 @@ int journal_get(struct journal *j, uint64_t seq, struct journal_entry *out)
     return rc;
 }
 
-int journal_entry_set_ignored(struct journal *j, uint64_t seq, const char *reason)
+char *journal_ignored_line(const char *reason)
 {
+    /* A newline would break `ferry journal ls`'s one line per entry. */
+    char *kept = xstrndup(reason, JOURNAL_IGNORED_MAX);
+    for (char *c = kept; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    return kept;
+}
+
+int journal_rdb_entry_set_ignored(struct journal *jn, uint64_t seq, const char *reason)
+{
+    struct journal_rdb *j = journal_rdb_of(jn);
     char key[JOURNAL_KEY_LEN];
     char *rerr = NULL;
     char *value = NULL;
@@ -546,11 +570,7 @@ int journal_entry_set_ignored(struct journal *j, uint64_t seq, const char *reaso
         rc = FERRY_EPARSE;
         goto out;
     }
-    /* A newline would break `ferry journal ls`'s one line per entry. */
-    kept = xstrndup(reason, JOURNAL_IGNORED_MAX);
-    for (char *c = kept; *c; c++)
-        if (*c == '\n' || *c == '\r')
-            *c = ' ';
+    kept = journal_ignored_line(reason);
     char *was = rec->ignored;
     rec->ignored = kept;
     size_t size = ferry__journal_entry__get_packed_size(rec);
@@ -571,7 +591,7 @@ out:
 
 /* One journal_scan() under way. */
 struct journal_scan {
-    struct journal *j;
+    struct journal_rdb *j;
     size_t limit; /* 0: all */
     size_t done;
     int (*cb)(const struct journal_entry *e, void *arg);
@@ -600,9 +620,10 @@ static int journal_scan_entry(const char *key, size_t key_len, const char *value
     return stop ? 1 : 0;
 }
 
-int journal_scan(struct journal *j, uint64_t after, size_t limit,
-                 int (*cb)(const struct journal_entry *e, void *arg), void *arg)
+int journal_rdb_scan(struct journal *jn, uint64_t after, size_t limit,
+                     int (*cb)(const struct journal_entry *e, void *arg), void *arg)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     struct journal_scan scan = {.j = j, .limit = limit, .cb = cb, .arg = arg};
     char key[JOURNAL_KEY_LEN];
 

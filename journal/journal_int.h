@@ -26,9 +26,12 @@
 
 #include "ferry.pb-c.h"
 #include "journal/journal.h"
+#include "journal/journal_backend.h"
 
 #define JOURNAL_EVENT_ID_MAX 512
 #define JOURNAL_STRING_MAX   4096
+/* Longest reason journal_entry_set_ignored() keeps. */
+#define JOURNAL_IGNORED_MAX 1024
 /* A seq as a key or value: 8 bytes, big-endian, so that keys sort as seqs do. */
 #define JOURNAL_KEY_LEN 8
 /* Retention and the format upgrade write in batches of this many entries, so memory stays bounded.
@@ -48,7 +51,9 @@ enum journal_cf {
     JOURNAL_CF_COUNT,
 };
 
-struct journal {
+/* The RocksDB backend's journal. */
+struct journal_rdb {
+    struct journal base; /* first: journal_rdb_of() */
     rocksdb_t *db;
     rocksdb_options_t *options;
     rocksdb_block_based_table_options_t *table; /* its block cache, below */
@@ -80,6 +85,60 @@ struct journal {
     pthread_mutex_t fence_lock;
 };
 
+/* The RocksDB journal a `struct journal` of journal_rdb_ops is; NULL for NULL. */
+static inline struct journal_rdb *journal_rdb_of(struct journal *j)
+{
+    return (struct journal_rdb *)j;
+}
+
+/* The RocksDB backend's answers to journal.h (journal_backend.h): one per call, same contract. */
+extern const struct journal_ops journal_rdb_ops;
+
+void journal_rdb_close(struct journal *jn);
+int journal_rdb_append(struct journal *jn, const struct journal_event *events, size_t n,
+                       uint64_t *seqs, char **err);
+uint64_t journal_rdb_last_seq(struct journal *jn);
+int journal_rdb_get(struct journal *jn, uint64_t seq, struct journal_entry *out);
+int journal_rdb_scan(struct journal *jn, uint64_t after, size_t limit,
+                     int (*cb)(const struct journal_entry *e, void *arg), void *arg);
+int journal_rdb_entry_set_ignored(struct journal *jn, uint64_t seq, const char *reason);
+int journal_rdb_retain(struct journal *jn, uint64_t max_age_ms, int64_t now_unix_ms,
+                       uint64_t *deleted);
+int journal_rdb_get_stats(struct journal *jn, struct journal_stats *out);
+int journal_rdb_cursor_get(struct journal *jn, const char *name, uint64_t *seq);
+int journal_rdb_cursor_find(struct journal *jn, const char *name, uint64_t *seq);
+int journal_rdb_cursor_set(struct journal *jn, const char *name, uint64_t seq);
+int journal_rdb_tagstate_get(struct journal *jn, const char *source, const char *repository,
+                             const char *tag, char **digest);
+int journal_rdb_tagstate_put(struct journal *jn, const char *source, const char *repository,
+                             const char *tag, const char *digest);
+int journal_rdb_tagstate_scan(struct journal *jn, const char *source, const char *repository,
+                              int (*cb)(const char *repository, const char *tag, const char *digest,
+                                        void *arg),
+                              void *arg);
+int journal_rdb_fence_get(struct journal *jn, const char *destination, const char *repository,
+                          const char *tag, uint64_t *seq);
+int journal_rdb_fence_raise(struct journal *jn, const char *destination, const char *repository,
+                            const char *tag, uint64_t seq);
+int journal_rdb_fence_raise_unsynced(struct journal *jn, const char *destination,
+                                     const char *repository, const char *tag, uint64_t seq);
+int journal_rdb_job_put(struct journal *jn, const struct journal_job *job);
+int journal_rdb_job_get(struct journal *jn, const char *destination, const char *repository,
+                        const char *digest, struct journal_job *out);
+int journal_rdb_job_scan(struct journal *jn, int (*cb)(const struct journal_job *job, void *arg),
+                         void *arg);
+int journal_rdb_job_scan_open(struct journal *jn,
+                              int (*cb)(const struct journal_job *job, void *arg), void *arg);
+int journal_rdb_job_scan_in(struct journal *jn, const char *destination, const char *repository,
+                            int (*cb)(const struct journal_job *job, void *arg), void *arg);
+int journal_rdb_poll_memo_get(struct journal *jn, const char *source, const char *repository,
+                              struct journal_poll_memo *out);
+int journal_rdb_poll_memo_put(struct journal *jn, const char *source, const char *repository,
+                              const struct journal_poll_memo *memo);
+int journal_rdb_poll_memo_prune(struct journal *jn, const char *source, char *const *keep,
+                                size_t n_keep, uint64_t *deleted);
+int journal_rdb_poll_memo_clear(struct journal *jn);
+
 /* protobuf-c allocates through Ferry's family, so NULL from unpack means malformed. */
 extern ProtobufCAllocator journal_pb_allocator;
 
@@ -107,10 +166,10 @@ enum journal_counter {
  * Format 4: index the jobs that have not settled (PENDING, IN_PROGRESS,
  * FAILED) from the job records, into `batch`.
  */
-FERRY_MUST_CHECK int journal_open_jobs_build(struct journal *j, rocksdb_writebatch_t *batch);
+FERRY_MUST_CHECK int journal_open_jobs_build(struct journal_rdb *j, rocksdb_writebatch_t *batch);
 
 /** Add `delta` (negative: take away) to a counter, in `batch`. */
-void journal_count_add(struct journal *j, rocksdb_writebatch_t *batch, enum journal_counter c,
+void journal_count_add(struct journal_rdb *j, rocksdb_writebatch_t *batch, enum journal_counter c,
                        int64_t delta);
 
 /* ---- The store (journal.c) ---- */
@@ -126,7 +185,8 @@ uint64_t journal_key_decode(const char *key);
  * (at debug, with `op`), the caller gets -EBUSY, -ENOENT, -ENOSPC, -EACCES,
  * -ENOTDIR or -EIO. Takes ownership of `errptr`.
  */
-FERRY_MUST_CHECK int journal_rocksdb_error(const struct journal *j, const char *op, char *errptr);
+FERRY_MUST_CHECK int journal_rocksdb_error(const struct journal_rdb *j, const char *op,
+                                           char *errptr);
 
 /** Replace *err (when `err` is not NULL) with a fresh message. */
 void journal_set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -136,11 +196,11 @@ void journal_set_err(char **err, const char *fmt, ...) __attribute__((format(pri
  * found, FERRY_ENOTFOUND when absent (or the family does not exist in an
  * older, read-only journal), or the translated RocksDB error.
  */
-FERRY_MUST_CHECK int journal_cf_get(struct journal *j, enum journal_cf cf, const char *key,
+FERRY_MUST_CHECK int journal_cf_get(struct journal_rdb *j, enum journal_cf cf, const char *key,
                                     size_t key_len, const char *what, char **value, size_t *len);
 
 /** A seq stored as an 8-byte value under `key` (cursors, fences): 0 when absent. */
-FERRY_MUST_CHECK int journal_read_seq(struct journal *j, enum journal_cf cf, const char *key,
+FERRY_MUST_CHECK int journal_read_seq(struct journal_rdb *j, enum journal_cf cf, const char *key,
                                       size_t key_len, const char *what, uint64_t *seq);
 
 /**
@@ -158,7 +218,7 @@ typedef int (*journal_visit_fn)(const char *key, size_t key_len, const char *val
  * RocksDB error (`what` names the operation in the log). A family the
  * journal lacks has no records.
  */
-FERRY_MUST_CHECK int journal_iterate(struct journal *j, enum journal_cf cf, const char *seek,
+FERRY_MUST_CHECK int journal_iterate(struct journal_rdb *j, enum journal_cf cf, const char *seek,
                                      size_t seek_len, bool prefix, const char *what,
                                      journal_visit_fn visit, void *arg);
 
@@ -214,6 +274,23 @@ FERRY_MUST_CHECK int journal_entry_decode(const char *key, size_t key_len, const
                                           size_t value_len, struct journal_entry *out,
                                           const char **why);
 
+/**
+ * Decode a packed Ferry__JournalEntry as entry `seq`, checked as
+ * journal_entry_decode() checks: the part both backends share. The record's
+ * own seq must be `seq` when `has_seq` (RocksDB writes it), else 0 (a
+ * stream assigns the seq after the record is packed).
+ */
+FERRY_MUST_CHECK int journal_entry_from_record(const char *value, size_t value_len, uint64_t seq,
+                                               bool has_seq, struct journal_entry *out,
+                                               const char **why);
+
+/**
+ * Pack event `e` as entry `seq` (0: the seq is not known yet, a stream
+ * assigns it) into *buf, grown as needed (*cap its size); returns the length.
+ */
+size_t journal_entry_pack(const struct journal_event *e, uint64_t seq, int64_t received_unix_ms,
+                          uint8_t **buf, size_t *cap);
+
 /* A tag state one append batch has set, for the events after it in the batch. */
 struct journal_tag_pending;
 
@@ -221,9 +298,33 @@ struct journal_tag_pending;
  * Record in `batch` (and in `pending`, unless NULL) what an appended entry
  * says of its tag, whose key `key` (of journal_tuple_key()) this takes over.
  */
-void journal_tag_apply(struct journal *j, rocksdb_writebatch_t *batch,
+void journal_tag_apply(struct journal_rdb *j, rocksdb_writebatch_t *batch,
                        struct journal_tag_pending **pending, char *key, size_t key_len,
                        enum journal_action action, const char *digest);
+
+/** Why an entry changed nothing, as both backends keep it: one line, capped. Caller frees. */
+char *journal_ignored_line(const char *reason);
+
+/* ---- Job status (journal_state.c), for both backends ---- */
+
+/** PENDING, IN_PROGRESS and FAILED: a job that has not settled. */
+bool journal_job_is_open(enum journal_job_state s);
+
+/** A job as a packed Ferry__JobStatus (*size bytes; caller frees), or NULL for a bad job. */
+uint8_t *journal_job_pack(const struct journal_job *job, size_t *size);
+
+/**
+ * Decode one stored job status and check it as strictly as put checks a
+ * job, and against its key (of journal_tuple_key()). On failure
+ * (FERRY_EPARSE) *why names the problem and `out` is untouched.
+ */
+FERRY_MUST_CHECK int journal_job_decode(const char *key, size_t key_len, const char *value,
+                                        size_t value_len, struct journal_job *out,
+                                        const char **why);
+
+/* ---- The cluster's backend (journal_js.c) ---- */
+
+extern const struct journal_ops journal_js_ops;
 
 /* ---- Tag states (journal_state.c) ---- */
 

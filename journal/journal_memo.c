@@ -42,9 +42,10 @@ static int memo_decode(const char *value, size_t len, struct journal_poll_memo *
     return rc < 0 ? FERRY_EPARSE : 0;
 }
 
-int journal_poll_memo_get(struct journal *j, const char *source, const char *repository,
-                          struct journal_poll_memo *out)
+int journal_rdb_poll_memo_get(struct journal *jn, const char *source, const char *repository,
+                              struct journal_poll_memo *out)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     char *key = NULL, *value = NULL;
     size_t key_len = 0, len = 0;
 
@@ -64,9 +65,10 @@ int journal_poll_memo_get(struct journal *j, const char *source, const char *rep
     return rc;
 }
 
-int journal_poll_memo_put(struct journal *j, const char *source, const char *repository,
-                          const struct journal_poll_memo *memo)
+int journal_rdb_poll_memo_put(struct journal *jn, const char *source, const char *repository,
+                              const struct journal_poll_memo *memo)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     char *key = NULL, *rerr = NULL;
     size_t key_len = 0;
     uint8_t *packed = NULL;
@@ -110,8 +112,9 @@ void journal_poll_memo_release(struct journal_poll_memo *memo)
     memo->etag = NULL;
 }
 
-int journal_poll_memo_clear(struct journal *j)
+int journal_rdb_poll_memo_clear(struct journal *jn)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     char *rerr = NULL;
     if (j->read_only || j->cf[JOURNAL_CF_POLL_MEMOS] == NULL)
         return -EROFS;
@@ -125,7 +128,7 @@ int journal_poll_memo_clear(struct journal *j)
 
 /* One journal_poll_memo_prune() under way: the names to keep, sorted as the keys are. */
 struct memo_prune {
-    struct journal *j;
+    struct journal_rdb *j;
     size_t prefix_len; /* "source\0" */
     const char **keep;
     size_t n_keep;
@@ -181,9 +184,10 @@ static int memo_prune_visit(const char *key, size_t key_len, const char *value, 
     return memo_prune_flush(pr);
 }
 
-int journal_poll_memo_prune(struct journal *j, const char *source, char *const *keep, size_t n_keep,
-                            uint64_t *deleted)
+int journal_rdb_poll_memo_prune(struct journal *jn, const char *source, char *const *keep,
+                                size_t n_keep, uint64_t *deleted)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     size_t prefix_len = 0;
 
     if (deleted != NULL)

@@ -14,7 +14,7 @@
 
 /* The lowest cursor seen so far; `any` false while there is none. */
 struct journal_min_cursor {
-    struct journal *j;
+    struct journal_rdb *j;
     uint64_t min;
     bool any;
 };
@@ -46,7 +46,7 @@ static bool journal_older_than(int64_t received, int64_t now, uint64_t max_age_m
 
 /* One journal_retain() under way. */
 struct journal_retention {
-    struct journal *j;
+    struct journal_rdb *j;
     rocksdb_writebatch_t *batch;
     uint64_t min_cursor;
     uint64_t max_age_ms;
@@ -88,7 +88,7 @@ static int journal_retain_entry(const char *key, size_t key_len, const char *val
                                 size_t value_len, void *arg)
 {
     struct journal_retention *r = arg;
-    struct journal *j = r->j;
+    struct journal_rdb *j = r->j;
     struct journal_entry e;
     const char *why = NULL;
 
@@ -116,8 +116,10 @@ static int journal_retain_entry(const char *key, size_t key_len, const char *val
     return r->pending == JOURNAL_WRITE_CHUNK ? journal_retain_flush(r) : 0;
 }
 
-int journal_retain(struct journal *j, uint64_t max_age_ms, int64_t now_unix_ms, uint64_t *deleted)
+int journal_rdb_retain(struct journal *jn, uint64_t max_age_ms, int64_t now_unix_ms,
+                       uint64_t *deleted)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     struct journal_min_cursor cursor = {.j = j, .min = UINT64_MAX};
     struct journal_retention r = {.j = j, .max_age_ms = max_age_ms, .now_unix_ms = now_unix_ms};
 

@@ -57,7 +57,7 @@ char *journal_tuple_prefix(const char *first, const char *second, size_t *len)
  * frees it, NULL for a bad name) and, as journal_cf_get() gives them, the
  * code and *value. FERRY_EINVAL for a bad name.
  */
-static int journal_tuple_get(struct journal *j, enum journal_cf cf, const char *first,
+static int journal_tuple_get(struct journal_rdb *j, enum journal_cf cf, const char *first,
                              const char *second, const char *third, const char *what, char **key,
                              size_t *key_len, char **value, size_t *len)
 {
@@ -70,7 +70,7 @@ static int journal_tuple_get(struct journal *j, enum journal_cf cf, const char *
 }
 
 /* The key of a record about to be written: as journal_tuple_key(), or -EROFS read-only. */
-static int journal_tuple_key_writable(struct journal *j, const char *first, const char *second,
+static int journal_tuple_key_writable(struct journal_rdb *j, const char *first, const char *second,
                                       const char *third, char **key, size_t *key_len)
 {
     *key = NULL;
@@ -87,16 +87,18 @@ static int journal_check_name(const char *s)
     return journal_check_string(s, "name", true, JOURNAL_STRING_MAX, NULL);
 }
 
-int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq)
+int journal_rdb_cursor_get(struct journal *jn, const char *name, uint64_t *seq)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     *seq = 0;
     if (journal_check_name(name) < 0)
         return FERRY_EINVAL;
     return journal_read_seq(j, JOURNAL_CF_CURSORS, name, strlen(name), "cursor_get", seq);
 }
 
-int journal_cursor_find(struct journal *j, const char *name, uint64_t *seq)
+int journal_rdb_cursor_find(struct journal *jn, const char *name, uint64_t *seq)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     char *value = NULL;
     size_t len = 0;
     *seq = 0;
@@ -113,8 +115,9 @@ int journal_cursor_find(struct journal *j, const char *name, uint64_t *seq)
     return rc;
 }
 
-int journal_cursor_set(struct journal *j, const char *name, uint64_t seq)
+int journal_rdb_cursor_set(struct journal *jn, const char *name, uint64_t seq)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     char value[JOURNAL_KEY_LEN];
     char *rerr = NULL;
 
@@ -139,9 +142,10 @@ char *journal_tagstate_digest(const char *value, size_t len)
     return xstrndup(value, len);
 }
 
-int journal_tagstate_get(struct journal *j, const char *source, const char *repository,
-                         const char *tag, char **digest)
+int journal_rdb_tagstate_get(struct journal *jn, const char *source, const char *repository,
+                             const char *tag, char **digest)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     char *key = NULL;
     size_t key_len = 0, len = 0;
     char *value = NULL;
@@ -164,9 +168,10 @@ out:
     return rc;
 }
 
-int journal_tagstate_put(struct journal *j, const char *source, const char *repository,
-                         const char *tag, const char *digest)
+int journal_rdb_tagstate_put(struct journal *jn, const char *source, const char *repository,
+                             const char *tag, const char *digest)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     char *key = NULL;
     size_t key_len = 0;
     char *rerr = NULL;
@@ -197,7 +202,7 @@ out:
 
 /* One journal_tagstate_scan() under way. */
 struct journal_tagstate_scan {
-    struct journal *j;
+    struct journal_rdb *j;
     const char *source;
     size_t source_len; /* with its NUL: where the repository starts in a key */
     int (*cb)(const char *repository, const char *tag, const char *digest, void *arg);
@@ -229,11 +234,12 @@ static int journal_tagstate_visit(const char *key, size_t key_len, const char *v
     return stop ? 1 : 0;
 }
 
-int journal_tagstate_scan(struct journal *j, const char *source, const char *repository,
-                          int (*cb)(const char *repository, const char *tag, const char *digest,
-                                    void *arg),
-                          void *arg)
+int journal_rdb_tagstate_scan(struct journal *jn, const char *source, const char *repository,
+                              int (*cb)(const char *repository, const char *tag, const char *digest,
+                                        void *arg),
+                              void *arg)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     struct journal_tagstate_scan scan = {.j = j, .source = source, .cb = cb, .arg = arg};
     size_t prefix_len = 0;
 
@@ -252,7 +258,7 @@ int journal_tagstate_scan(struct journal *j, const char *source, const char *rep
 /* ---- Fences: "destination\0repository\0tag" -> seq ---- */
 
 /* The fence stored under `key`: 0 and *seq (0 when there is none), FERRY_EPARSE or -EIO. */
-static int journal_fence_read(struct journal *j, const char *key, size_t key_len,
+static int journal_fence_read(struct journal_rdb *j, const char *key, size_t key_len,
                               const char *destination, const char *repository, const char *tag,
                               uint64_t *seq)
 {
@@ -263,9 +269,10 @@ static int journal_fence_read(struct journal *j, const char *key, size_t key_len
     return rc;
 }
 
-int journal_fence_get(struct journal *j, const char *destination, const char *repository,
-                      const char *tag, uint64_t *seq)
+int journal_rdb_fence_get(struct journal *jn, const char *destination, const char *repository,
+                          const char *tag, uint64_t *seq)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     char *key = NULL;
     size_t key_len = 0;
 
@@ -277,7 +284,7 @@ int journal_fence_get(struct journal *j, const char *destination, const char *re
     return rc;
 }
 
-static int fence_raise(struct journal *j, const char *destination, const char *repository,
+static int fence_raise(struct journal_rdb *j, const char *destination, const char *repository,
                        const char *tag, uint64_t seq, bool synced)
 {
     char value[JOURNAL_KEY_LEN];
@@ -321,15 +328,17 @@ out:
     return rc;
 }
 
-int journal_fence_raise(struct journal *j, const char *destination, const char *repository,
-                        const char *tag, uint64_t seq)
+int journal_rdb_fence_raise(struct journal *jn, const char *destination, const char *repository,
+                            const char *tag, uint64_t seq)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     return fence_raise(j, destination, repository, tag, seq, true);
 }
 
-int journal_fence_raise_unsynced(struct journal *j, const char *destination, const char *repository,
-                                 const char *tag, uint64_t seq)
+int journal_rdb_fence_raise_unsynced(struct journal *jn, const char *destination,
+                                     const char *repository, const char *tag, uint64_t seq)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     return fence_raise(j, destination, repository, tag, seq, false);
 }
 
@@ -360,8 +369,8 @@ static int journal_job_check(int state, const char *last_error, char *const *tag
  * and against its key. On failure *why names the problem and `out` is
  * untouched.
  */
-static int journal_job_decode(const char *key, size_t key_len, const char *value, size_t value_len,
-                              struct journal_job *out, const char **why)
+int journal_job_decode(const char *key, size_t key_len, const char *value, size_t value_len,
+                       struct journal_job *out, const char **why)
 {
     Ferry__JobStatus *rec = NULL;
     char *expected = NULL;
@@ -444,18 +453,18 @@ const char *journal_job_state_name(enum journal_job_state s)
 
 /* ---- The index of open jobs ---- */
 
-static bool journal_job_open(enum journal_job_state s)
+bool journal_job_is_open(enum journal_job_state s)
 {
     return s == JOURNAL_JOB_PENDING || s == JOURNAL_JOB_IN_PROGRESS || s == JOURNAL_JOB_FAILED;
 }
 
 /* Index or unindex the job record `key` as its state says, in `batch`. */
-static void journal_open_jobs_note(struct journal *j, rocksdb_writebatch_t *batch, const char *key,
-                                   size_t key_len, enum journal_job_state s)
+static void journal_open_jobs_note(struct journal_rdb *j, rocksdb_writebatch_t *batch,
+                                   const char *key, size_t key_len, enum journal_job_state s)
 {
     if (j->cf[JOURNAL_CF_OPEN_JOBS] == NULL)
         return;
-    if (journal_job_open(s)) {
+    if (journal_job_is_open(s)) {
         char v = (char)s;
         rocksdb_writebatch_put_cf(batch, j->cf[JOURNAL_CF_OPEN_JOBS], key, key_len, &v, 1);
     } else {
@@ -465,7 +474,7 @@ static void journal_open_jobs_note(struct journal *j, rocksdb_writebatch_t *batc
 
 /* One pass of journal_open_jobs_build() over the job records. */
 struct journal_open_jobs_pass {
-    struct journal *j;
+    struct journal_rdb *j;
     rocksdb_writebatch_t *batch;
 };
 
@@ -477,7 +486,7 @@ static int journal_open_jobs_visit(const char *key, size_t key_len, const char *
     const char *why = NULL;
     if (journal_job_decode(key, key_len, value, value_len, &job, &why) < 0)
         return 0; /* a corrupt record is found and named by the full scans */
-    if (journal_job_open(job.state))
+    if (journal_job_is_open(job.state))
         journal_open_jobs_note(pass->j, pass->batch, key, key_len, job.state);
     journal_job_release(&job);
     return 0;
@@ -494,7 +503,7 @@ static int journal_open_jobs_clear(const char *key, size_t key_len, const char *
     return 0;
 }
 
-int journal_open_jobs_build(struct journal *j, rocksdb_writebatch_t *batch)
+int journal_open_jobs_build(struct journal_rdb *j, rocksdb_writebatch_t *batch)
 {
     struct journal_open_jobs_pass pass = {.j = j, .batch = batch};
     int rc = journal_iterate(j, JOURNAL_CF_OPEN_JOBS, NULL, 0, false, "upgrade",
@@ -505,21 +514,12 @@ int journal_open_jobs_build(struct journal *j, rocksdb_writebatch_t *batch)
                            &pass);
 }
 
-int journal_job_put(struct journal *j, const struct journal_job *job)
+uint8_t *journal_job_pack(const struct journal_job *job, size_t *size)
 {
     Ferry__JobStatus rec = FERRY__JOB_STATUS__INIT;
-    char *key = NULL;
-    size_t key_len = 0;
-    uint8_t *packed = NULL;
-    char *rerr = NULL;
-
     if (job == NULL ||
         journal_job_check((int)job->state, job->last_error, job->tags, job->n_tags) < 0)
-        return FERRY_EINVAL;
-    int rc = journal_tuple_key_writable(j, job->destination, job->repository, job->digest, &key,
-                                        &key_len);
-    if (rc < 0)
-        goto out;
+        return NULL;
     rec.destination = job->destination;
     rec.repository = job->repository;
     rec.digest = job->digest;
@@ -533,9 +533,27 @@ int journal_job_put(struct journal *j, const struct journal_job *job)
     rec.completed_unix_ms = job->completed_unix_ms;
     rec.n_tags = job->n_tags;
     rec.tags = job->tags;
-    size_t size = ferry__job_status__get_packed_size(&rec);
-    packed = xmalloc(size);
+    *size = ferry__job_status__get_packed_size(&rec);
+    uint8_t *packed = xmalloc(*size);
     ferry__job_status__pack(&rec, packed);
+    return packed;
+}
+
+int journal_rdb_job_put(struct journal *jn, const struct journal_job *job)
+{
+    struct journal_rdb *j = journal_rdb_of(jn);
+    char *key = NULL;
+    size_t key_len = 0, size = 0;
+    uint8_t *packed = NULL;
+    char *rerr = NULL;
+
+    packed = journal_job_pack(job, &size);
+    if (packed == NULL)
+        return FERRY_EINVAL;
+    int rc = journal_tuple_key_writable(j, job->destination, job->repository, job->digest, &key,
+                                        &key_len);
+    if (rc < 0)
+        goto out;
     /*
      * Not synced: status changes often and on the loop thread, and one lost
      * in a crash is redone when the engine takes the job up again. The
@@ -555,9 +573,10 @@ out:
     return rc;
 }
 
-int journal_job_get(struct journal *j, const char *destination, const char *repository,
-                    const char *digest, struct journal_job *out)
+int journal_rdb_job_get(struct journal *jn, const char *destination, const char *repository,
+                        const char *digest, struct journal_job *out)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     char *key = NULL;
     size_t key_len = 0, len = 0;
     char *value = NULL;
@@ -581,7 +600,7 @@ out:
 
 /* One journal_job_scan_in() under way. */
 struct journal_job_scan {
-    struct journal *j;
+    struct journal_rdb *j;
     int (*cb)(const struct journal_job *job, void *arg);
     void *arg;
 };
@@ -611,15 +630,15 @@ static int journal_job_visit(const char *key, size_t key_len, const char *value,
     return stop ? 1 : 0;
 }
 
-int journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job, void *arg),
-                     void *arg)
+int journal_rdb_job_scan(struct journal *jn, int (*cb)(const struct journal_job *job, void *arg),
+                         void *arg)
 {
-    return journal_job_scan_in(j, NULL, NULL, cb, arg);
+    return journal_rdb_job_scan_in(jn, NULL, NULL, cb, arg);
 }
 
 /* One journal_job_scan_open() under way. */
 struct journal_open_scan {
-    struct journal *j;
+    struct journal_rdb *j;
     int (*cb)(const struct journal_job *job, void *arg);
     void *arg;
 };
@@ -628,7 +647,7 @@ struct journal_open_scan {
 static int journal_open_job_filter(const struct journal_job *job, void *arg)
 {
     struct journal_open_scan *scan = arg;
-    return journal_job_open(job->state) ? scan->cb(job, scan->arg) : 0;
+    return journal_job_is_open(job->state) ? scan->cb(job, scan->arg) : 0;
 }
 
 static int journal_open_job_visit(const char *key, size_t key_len, const char *value,
@@ -651,19 +670,21 @@ static int journal_open_job_visit(const char *key, size_t key_len, const char *v
     return rc;
 }
 
-int journal_job_scan_open(struct journal *j, int (*cb)(const struct journal_job *job, void *arg),
-                          void *arg)
+int journal_rdb_job_scan_open(struct journal *jn,
+                              int (*cb)(const struct journal_job *job, void *arg), void *arg)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     struct journal_open_scan scan = {.j = j, .cb = cb, .arg = arg};
     if (j->cf[JOURNAL_CF_OPEN_JOBS] == NULL || j->format < 4)
-        return journal_job_scan(j, journal_open_job_filter, &scan);
+        return journal_rdb_job_scan(jn, journal_open_job_filter, &scan);
     return journal_iterate(j, JOURNAL_CF_OPEN_JOBS, NULL, 0, false, "job_scan",
                            journal_open_job_visit, &scan);
 }
 
-int journal_job_scan_in(struct journal *j, const char *destination, const char *repository,
-                        int (*cb)(const struct journal_job *job, void *arg), void *arg)
+int journal_rdb_job_scan_in(struct journal *jn, const char *destination, const char *repository,
+                            int (*cb)(const struct journal_job *job, void *arg), void *arg)
 {
+    struct journal_rdb *j = journal_rdb_of(jn);
     struct journal_job_scan scan = {.j = j, .cb = cb, .arg = arg};
     char *prefix = NULL;
     size_t prefix_len = 0;

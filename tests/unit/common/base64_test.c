@@ -59,12 +59,42 @@ static void test_decode(void **state)
     assert_null(base64_decode_text("Zm9v====", 8, false)); /* too much padding */
 }
 
+static void test_url(void **state)
+{
+    (void)state;
+    const struct {
+        const char *text, *encoded;
+    } cases[] = {
+        {"", ""},
+        {"f", "Zg"},
+        {"fo", "Zm8"},
+        {"foo", "Zm9v"},
+        {"?"
+         "?>",
+         "Pz8-"},
+        {"library/nginx.1", "bGlicmFyeS9uZ2lueC4x"},
+        {"\xff\xfe", "__4"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *enc = base64url_encode(cases[i].text, strlen(cases[i].text));
+        assert_string_equal(enc, cases[i].encoded);
+        /* No '.', '+', '/' or '=': safe as one token of a NATS subject. */
+        assert_null(strpbrk(enc, ".+/="));
+        char *dec = base64_decode_text(enc, strlen(enc), true);
+        assert_non_null(dec);
+        assert_string_equal(dec, cases[i].text);
+        free(enc);
+        free(dec);
+    }
+}
+
 int main(void)
 {
     xalloc_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_decode),
+        cmocka_unit_test(test_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,167 @@
+/*
+ * journal_api.c: journal.h's calls, each answered by the journal's backend
+ * (journal_backend.h). The callers never know which one it is.
+ */
+#include "journal/journal_backend.h"
+
+#include <stddef.h>
+
+void journal_close(struct journal *j)
+{
+    if (j != NULL)
+        j->ops->close(j);
+}
+
+const char *journal_backend_name(const struct journal *j)
+{
+    return j->ops->name;
+}
+
+int journal_append(struct journal *j, const struct journal_event *events, size_t n, uint64_t *seqs,
+                   char **err)
+{
+    return j->ops->append(j, events, n, seqs, err);
+}
+
+uint64_t journal_last_seq(struct journal *j)
+{
+    return j->ops->last_seq(j);
+}
+
+int journal_get(struct journal *j, uint64_t seq, struct journal_entry *out)
+{
+    return j->ops->get(j, seq, out);
+}
+
+int journal_scan(struct journal *j, uint64_t after, size_t limit,
+                 int (*cb)(const struct journal_entry *e, void *arg), void *arg)
+{
+    return j->ops->scan(j, after, limit, cb, arg);
+}
+
+int journal_entry_set_ignored(struct journal *j, uint64_t seq, const char *reason)
+{
+    return j->ops->entry_set_ignored(j, seq, reason);
+}
+
+int journal_retain(struct journal *j, uint64_t max_age_ms, int64_t now_unix_ms, uint64_t *deleted)
+{
+    return j->ops->retain(j, max_age_ms, now_unix_ms, deleted);
+}
+
+int journal_get_stats(struct journal *j, struct journal_stats *out)
+{
+    return j->ops->get_stats(j, out);
+}
+
+int journal_cursor_get(struct journal *j, const char *name, uint64_t *seq)
+{
+    return j->ops->cursor_get(j, name, seq);
+}
+
+int journal_cursor_find(struct journal *j, const char *name, uint64_t *seq)
+{
+    return j->ops->cursor_find(j, name, seq);
+}
+
+int journal_cursor_set(struct journal *j, const char *name, uint64_t seq)
+{
+    return j->ops->cursor_set(j, name, seq);
+}
+
+int journal_tagstate_get(struct journal *j, const char *source, const char *repository,
+                         const char *tag, char **digest)
+{
+    return j->ops->tagstate_get(j, source, repository, tag, digest);
+}
+
+int journal_tagstate_put(struct journal *j, const char *source, const char *repository,
+                         const char *tag, const char *digest)
+{
+    return j->ops->tagstate_put(j, source, repository, tag, digest);
+}
+
+int journal_tagstate_scan(struct journal *j, const char *source, const char *repository,
+                          int (*cb)(const char *repository, const char *tag, const char *digest,
+                                    void *arg),
+                          void *arg)
+{
+    return j->ops->tagstate_scan(j, source, repository, cb, arg);
+}
+
+int journal_fence_get(struct journal *j, const char *destination, const char *repository,
+                      const char *tag, uint64_t *seq)
+{
+    return j->ops->fence_get(j, destination, repository, tag, seq);
+}
+
+int journal_fence_raise(struct journal *j, const char *destination, const char *repository,
+                        const char *tag, uint64_t seq)
+{
+    return j->ops->fence_raise(j, destination, repository, tag, seq);
+}
+
+int journal_fence_raise_unsynced(struct journal *j, const char *destination, const char *repository,
+                                 const char *tag, uint64_t seq)
+{
+    return j->ops->fence_raise_unsynced(j, destination, repository, tag, seq);
+}
+
+int journal_job_put(struct journal *j, const struct journal_job *job)
+{
+    return j->ops->job_put(j, job);
+}
+
+int journal_job_get(struct journal *j, const char *destination, const char *repository,
+                    const char *digest, struct journal_job *out)
+{
+    return j->ops->job_get(j, destination, repository, digest, out);
+}
+
+int journal_job_scan(struct journal *j, int (*cb)(const struct journal_job *job, void *arg),
+                     void *arg)
+{
+    return j->ops->job_scan(j, cb, arg);
+}
+
+int journal_job_scan_open(struct journal *j, int (*cb)(const struct journal_job *job, void *arg),
+                          void *arg)
+{
+    return j->ops->job_scan_open(j, cb, arg);
+}
+
+int journal_job_scan_in(struct journal *j, const char *destination, const char *repository,
+                        int (*cb)(const struct journal_job *job, void *arg), void *arg)
+{
+    return j->ops->job_scan_in(j, destination, repository, cb, arg);
+}
+
+int journal_poll_memo_get(struct journal *j, const char *source, const char *repository,
+                          struct journal_poll_memo *out)
+{
+    return j->ops->poll_memo_get(j, source, repository, out);
+}
+
+int journal_poll_memo_put(struct journal *j, const char *source, const char *repository,
+                          const struct journal_poll_memo *memo)
+{
+    return j->ops->poll_memo_put(j, source, repository, memo);
+}
+
+int journal_poll_memo_prune(struct journal *j, const char *source, char *const *keep, size_t n_keep,
+                            uint64_t *deleted)
+{
+    return j->ops->poll_memo_prune(j, source, keep, n_keep, deleted);
+}
+
+int journal_poll_memo_clear(struct journal *j)
+{
+    return j->ops->poll_memo_clear(j);
+}
+
+int journal_work_open(struct journal *j, const struct journal_work_options *o,
+                      struct journal_work **out)
+{
+    *out = NULL;
+    return j->ops->work_open != NULL ? j->ops->work_open(j, o, out) : 0;
+}

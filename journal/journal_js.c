@@ -1,0 +1,1697 @@
+/*
+ * journal_js.c: the cluster's journal, on NATS JetStream (journal.h,
+ * journal_open_cluster(); DESIGN.md, "Running as a cluster").
+ *
+ *   entries     the stream: a packed Ferry__JournalEntry whose seq is the
+ *               stream's sequence, on the subject of its tag,
+ *               "<stream>.entry.<source>.<repository>.<tag>" (for no tag,
+ *               "...<repository>._.<digest>"), published with Nats-Msg-Id =
+ *               the sha256 of (source, event id), so the servers drop a
+ *               repeat inside the duplicate window. The stream keeps the
+ *               last JS_KEEP_PER_SUBJECT entries of each subject and drops
+ *               older ones: its size follows the tags, not the pushes, and
+ *               the last entry of a tag (its state) is never dropped
+ *   tag states  the last entry on a tag's subject: kept by the stream in
+ *               its own order, whichever node appended; an observation is
+ *               appended only if that last entry is still the one it was
+ *               compared with (ExpectLastSubjectSeq). Before nats-server
+ *               2.10 two nodes observing one change at the same instant
+ *               may both append it (see fences): one entry too many, which
+ *               changes nothing (same digest, and the job asks the source)
+ *   fences      streams <prefix>_fences_0..JS_FENCE_SHARDS-1, one subject
+ *               per fence ("<prefix>.fence.<shard>.d.r.t" -> 8-byte seq, the
+ *               last one kept), raised with a compare-and-set on the whole
+ *               shard's last sequence (Nats-Expected-Last-Sequence). The
+ *               per-subject form (what a key-value bucket's update uses) is
+ *               not serialised between concurrent publishes on a replicated
+ *               stream before nats-server 2.10 (nats-server issue 4320; the
+ *               fence race check here caught it on Debian's 2.9.10); the
+ *               stream-wide one is checked against the proposals in flight
+ *   job status  bucket <prefix>_jobs:    d.r.g -> Ferry__JobStatus, and
+ *               bucket <prefix>_open:    d.r.g of the jobs not settled
+ *   ignored     bucket <prefix>_ignored: "<seq>" -> why (entries are
+ *               immutable in a stream), kept JS_IGNORED_TTL_DAYS
+ *   cursors, poll memos: the node's own RocksDB journal (`local`)
+ *
+ * Names in keys and subjects are each base64url (no '.'), so "s.r.>" is
+ * exactly the keys of one repository, and a name can hold any character a
+ * registry allows. What comes from the servers is checked as a RocksDB
+ * record is: an entry must decode, and name the tag whose subject it is on.
+ * Reads of the buckets go to each stream's leader (never a lagging replica),
+ * and compare-and-set is a publish with an expected last sequence.
+ * libnats has its own threads; every call here blocks for at most the
+ * configured timeout per request.
+ */
+#include "journal/journal_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uthash.h>
+
+#include "common/base64.h"
+#include "common/clock.h"
+#include "common/digest.h"
+#include "common/errors.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+/* Longest key: the servers' subjects have room for far more, a registry's names need less. */
+#define JS_KEY_MAX 2048
+/* Compare-and-set attempts before a raise gives up (each lost one means another node moved). */
+#define JS_CAS_ATTEMPTS 32
+/* How stale journal_last_seq() may be, in ms, before it asks the stream again. */
+#define JS_LAST_SEQ_TTL_MS 500
+/* Entries the stream keeps per subject (per tag, or per untagged digest). */
+#define JS_KEEP_PER_SUBJECT 64
+/* How long the bucket of ignored marks keeps one. */
+#define JS_IGNORED_TTL_DAYS 30
+/* What the shared consumer lets the nodes hold between them. */
+#define JS_MAX_ACK_PENDING 1000000
+#define JS_NS_PER_MS       ((int64_t)1000000)
+
+enum js_bucket {
+    JS_JOBS,
+    JS_OPEN,
+    JS_IGNORED,
+    JS_BUCKET_COUNT,
+};
+
+static const char *const js_bucket_suffix[JS_BUCKET_COUNT] = {"jobs", "open", "ignored"};
+
+/* Fence raises conflict within a shard only: more shards, fewer retries, more Raft groups. */
+#define JS_FENCE_SHARDS 8
+
+struct journal_js {
+    struct journal base; /* first */
+    struct journal *local;
+    natsConnection *nc;
+    jsCtx *js;
+    kvStore *kv[JS_BUCKET_COUNT];
+    char *bucket[JS_BUCKET_COUNT]; /* their names */
+    char *fence_stream[JS_FENCE_SHARDS];
+    char *fence_subject; /* "<prefix>.fence": shard N's subjects are under "<prefix>.fence.N" */
+    char *stream;
+    char *subject; /* "<stream>.entry": an entry's subject is under it */
+    int64_t timeout_ms;
+    _Atomic uint64_t last_seq;
+    _Atomic int64_t last_seq_at; /* clock_mono_ms() of the last look at the stream */
+};
+
+static struct journal_js *js_of(struct journal *j)
+{
+    return (struct journal_js *)j;
+}
+
+/* Set once a cluster journal was opened: libnats then has threads to stop at exit. */
+static atomic_bool js_used;
+
+/* ---- Errors ---- */
+
+/* A libnats status as Ferry's code; the text goes to the debug log, with `op`. */
+static int js_error(const char *op, natsStatus s, jsErrCode jerr)
+{
+    log_debug("journal cluster %s: %s (%d)", op, natsStatus_GetText(s), (int)jerr);
+    /* The servers' own code says more than the client's status: a stream
+     * that is gone is not a message that is not there. */
+    if (jerr == JSNoMessageFoundErr)
+        return FERRY_ENOTFOUND;
+    if (jerr == JSStreamNotFoundErr || jerr == JSConsumerNotFoundErr)
+        return -ENOENT;
+    if (jerr != 0)
+        return -EIO;
+    switch (s) {
+    case NATS_OK:
+        return 0;
+    case NATS_NOT_FOUND:
+        return FERRY_ENOTFOUND;
+    case NATS_TIMEOUT:
+        return -ETIMEDOUT;
+    case NATS_NO_SERVER:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NOT_YET_CONNECTED:
+        return -ECONNREFUSED;
+    case NATS_INVALID_ARG:
+        return FERRY_EINVAL;
+    default:
+        break;
+    }
+    return -EIO;
+}
+
+/* ---- Keys ---- */
+
+/*
+ * "b64(a).b64(b).b64(c)", or its prefix "b64(a).b64(b).>" (c NULL) or
+ * "b64(a).>" (b NULL too): 0 and a fresh *key, or FERRY_EINVAL for a missing,
+ * overlong or too long a name.
+ */
+static int js_key(const char *a, const char *b, const char *c, char **key)
+{
+    const char *names[3] = {a, b, c};
+    char *parts[3] = {NULL, NULL, NULL};
+    int rc = 0;
+    size_t n = 0;
+
+    *key = NULL;
+    for (size_t i = 0; i < 3 && names[i] != NULL; i++) {
+        if (journal_check_string(names[i], "name", true, JOURNAL_STRING_MAX, NULL) < 0) {
+            rc = FERRY_EINVAL;
+            goto out;
+        }
+        parts[i] = base64url_encode(names[i], strlen(names[i]));
+        n = i + 1;
+    }
+    if (n == 0) {
+        rc = FERRY_EINVAL;
+        goto out;
+    }
+    if (n == 1)
+        *key = xasprintf("%s.>", parts[0]);
+    else if (n == 2)
+        *key = xasprintf("%s.%s.>", parts[0], parts[1]);
+    else
+        *key = xasprintf("%s.%s.%s", parts[0], parts[1], parts[2]);
+    if (strlen(*key) > JS_KEY_MAX) {
+        free(*key);
+        *key = NULL;
+        rc = FERRY_EINVAL;
+    }
+out:
+    for (size_t i = 0; i < 3; i++)
+        free(parts[i]);
+    return rc;
+}
+
+/* The three names of a key of js_key(): 0, or FERRY_EPARSE for a key not of that form. */
+static int js_key_names(const char *key, char *names[3])
+{
+    const char *p = key;
+    for (size_t i = 0; i < 3; i++) {
+        const char *end = i < 2 ? strchr(p, '.') : p + strlen(p);
+        names[i] = end != NULL && end > p ? base64_decode_text(p, (size_t)(end - p), true) : NULL;
+        if (names[i] == NULL) {
+            for (size_t k = 0; k < i; k++) {
+                free(names[k]);
+                names[k] = NULL;
+            }
+            return FERRY_EPARSE;
+        }
+        /* One name, one spelling: what does not encode back the same is not ours. */
+        char *again = base64url_encode(names[i], strlen(names[i]));
+        bool same = strlen(again) == (size_t)(end - p) && memcmp(again, p, strlen(again)) == 0;
+        free(again);
+        if (!same) {
+            for (size_t k = 0; k <= i; k++) {
+                free(names[k]);
+                names[k] = NULL;
+            }
+            return FERRY_EPARSE;
+        }
+        p = end + (i < 2 ? 1 : 0);
+    }
+    return 0;
+}
+
+/* ---- Buckets ---- */
+
+/*
+ * Read `key` from its stream's leader (a direct get, which kvStore_Get does,
+ * may be answered by a replica that lags): 0 with *msg (natsMsg_Destroy it;
+ * its data is the value), FERRY_ENOTFOUND (deleted, or never written), or an
+ * error. *revision (may be NULL) gets the last write's seq, deletes
+ * included, 0 for none.
+ */
+static int js_kv_read(struct journal_js *j, enum js_bucket b, const char *key, natsMsg **msg,
+                      uint64_t *revision)
+{
+    char *subject = xasprintf("$KV.%s.%s", j->bucket[b], key);
+    char *stream = xasprintf("KV_%s", j->bucket[b]);
+    jsErrCode jerr = 0;
+    *msg = NULL;
+    if (revision != NULL)
+        *revision = 0;
+    natsStatus s = js_GetLastMsg(msg, j->js, stream, subject, NULL, &jerr);
+    free(subject);
+    free(stream);
+    if (s != NATS_OK) {
+        *msg = NULL;
+        return js_error("kv read", s, jerr);
+    }
+    if (revision != NULL)
+        *revision = natsMsg_GetSequence(*msg);
+    const char *op = NULL;
+    if (natsMsgHeader_Get(*msg, "KV-Operation", &op) == NATS_OK && op != NULL) {
+        natsMsg_Destroy(*msg); /* DEL or PURGE */
+        *msg = NULL;
+        return FERRY_ENOTFOUND;
+    }
+    return 0;
+}
+
+/*
+ * Visit every current value of bucket `b` whose key matches `filter` (a
+ * js_key() prefix, or ">" for all): `visit` returns 0 to go on, 1 to stop,
+ * or a negative code, which is returned.
+ */
+static int js_kv_each(struct journal_js *j, enum js_bucket b, const char *filter,
+                      int (*visit)(kvEntry *e, void *arg), void *arg)
+{
+    kvWatcher *w = NULL;
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    o.IgnoreDeletes = true;
+    natsStatus s = kvStore_Watch(&w, j->kv[b], filter, &o);
+    if (s != NATS_OK)
+        return js_error("kv watch", s, 0);
+    int rc = 0;
+    for (;;) {
+        kvEntry *e = NULL;
+        s = kvWatcher_Next(&e, w, j->timeout_ms);
+        if (s != NATS_OK) {
+            rc = js_error("kv watch next", s, 0);
+            break;
+        }
+        if (e == NULL)
+            break; /* every value there was when the watch began */
+        if (kvEntry_Operation(e) == kvOp_Put)
+            rc = visit(e, arg);
+        kvEntry_Destroy(e);
+        if (rc != 0)
+            break;
+    }
+    kvWatcher_Destroy(w);
+    return rc < 0 ? rc : 0;
+}
+
+/* Bind to bucket `name`, or create it the first time. */
+static int js_bucket_open(struct journal_js *j, const char *name, int replicas, int64_t ttl_ns,
+                          kvStore **kv, char **err)
+{
+    natsStatus s = js_KeyValue(kv, j->js, name);
+    if (s == NATS_NOT_FOUND) {
+        kvConfig c;
+        kvConfig_Init(&c);
+        c.Bucket = name;
+        c.History = 1;
+        c.Replicas = replicas;
+        c.StorageType = js_FileStorage;
+        c.TTL = ttl_ns; /* nanoseconds, as the servers take it */
+        s = js_CreateKeyValue(kv, j->js, &c);
+    }
+    if (s != NATS_OK) {
+        int rc = js_error("bucket", s, 0);
+        journal_set_err(err, "cannot open the cluster's bucket %s: %s", name,
+                        natsStatus_GetText(s));
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- Opening ---- */
+
+static int js_check_options(const struct journal_cluster_options *o, char **err)
+{
+    if (o == NULL || o->n_servers == 0 || o->servers == NULL) {
+        journal_set_err(err, "cluster: no NATS server given");
+        return FERRY_EINVAL;
+    }
+    for (size_t i = 0; i < o->n_servers; i++) {
+        /* A URL is said in errors: credentials go in user/password, a token or creds. */
+        if (o->servers[i] == NULL || o->servers[i][0] == '\0' ||
+            strchr(o->servers[i], '@') != NULL) {
+            journal_set_err(err, "cluster: server %zu is empty or holds credentials", i + 1);
+            return FERRY_EINVAL;
+        }
+    }
+    if (o->stream == NULL || o->stream[0] == '\0' || strpbrk(o->stream, ".*> \t") != NULL) {
+        journal_set_err(err, "cluster: the stream's name is empty or holds '.', '*', '>' or a "
+                             "space");
+        return FERRY_EINVAL;
+    }
+    if (o->bucket_prefix == NULL || o->bucket_prefix[0] == '\0' ||
+        strspn(o->bucket_prefix,
+               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+            strlen(o->bucket_prefix)) {
+        journal_set_err(err, "cluster: the buckets' prefix must be letters, digits, '_' or '-'");
+        return FERRY_EINVAL;
+    }
+    if (o->replicas < 1 || o->replicas > 5) {
+        journal_set_err(err, "cluster: replicas must be 1 to 5");
+        return FERRY_EINVAL;
+    }
+    if (o->timeout_ms == 0 || o->timeout_ms > 600000) {
+        journal_set_err(err, "cluster: the timeout must be 1 ms to 10 min");
+        return FERRY_EINVAL;
+    }
+    if (o->duplicate_window_ms < 1000 || o->duplicate_window_ms > (uint64_t)7 * 24 * 3600 * 1000) {
+        journal_set_err(err, "cluster: the duplicate window must be 1 s to 7 days");
+        return FERRY_EINVAL;
+    }
+    return 0;
+}
+
+static int js_connect(struct journal_js *j, const struct journal_cluster_options *o, char **err)
+{
+    natsOptions *opts = NULL;
+    natsStatus s = natsOptions_Create(&opts);
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(opts, (const char **)o->servers, (int)o->n_servers);
+    if (s == NATS_OK && o->name != NULL)
+        s = natsOptions_SetName(opts, o->name);
+    if (s == NATS_OK && o->user != NULL)
+        s = natsOptions_SetUserInfo(opts, o->user, o->password);
+    if (s == NATS_OK && o->token != NULL)
+        s = natsOptions_SetToken(opts, o->token);
+    if (s == NATS_OK && o->creds_file != NULL)
+        s = natsOptions_SetUserCredentialsFromFiles(opts, o->creds_file, NULL);
+    if (s == NATS_OK && (o->tls || o->ca_file != NULL || o->cert_file != NULL))
+        s = natsOptions_SetSecure(opts, true);
+    if (s == NATS_OK && o->ca_file != NULL)
+        s = natsOptions_LoadCATrustedCertificates(opts, o->ca_file);
+    if (s == NATS_OK && o->cert_file != NULL)
+        s = natsOptions_LoadCertificatesChain(opts, o->cert_file, o->key_file);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(opts, (int64_t)o->timeout_ms);
+    /* A node outlives any one server: it reconnects, to the others, for ever. */
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(opts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(opts, 250);
+    if (s != NATS_OK) {
+        natsOptions_Destroy(opts);
+        /* The option's own text may quote a file's content: say which step failed, only. */
+        journal_set_err(err, "cluster: bad NATS options (%s)", natsStatus_GetText(s));
+        return FERRY_EINVAL;
+    }
+    s = natsConnection_Connect(&j->nc, opts);
+    natsOptions_Destroy(opts);
+    if (s != NATS_OK) {
+        journal_set_err(err, "cluster: cannot connect to NATS (%s): %s", o->servers[0],
+                        natsStatus_GetText(s));
+        return s == NATS_NO_SERVER || s == NATS_TIMEOUT ? -ECONNREFUSED : -EIO;
+    }
+    if (!o->tls && o->ca_file == NULL && o->cert_file == NULL &&
+        (o->password != NULL || o->token != NULL))
+        log_warn("cluster: the NATS password or token goes over plain nats:// (set tls: true)");
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = (int64_t)o->timeout_ms;
+    s = natsConnection_JetStream(&j->js, j->nc, &jo);
+    if (s != NATS_OK) {
+        journal_set_err(err, "cluster: no JetStream context: %s", natsStatus_GetText(s));
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Find the stream, or create it the first time. */
+static int js_stream_open(struct journal_js *j, const struct journal_cluster_options *o, char **err)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, j->js, j->stream, NULL, &jerr);
+    if (s == NATS_NOT_FOUND) {
+        jsStreamConfig c;
+        char *all = xasprintf("%s.>", j->subject);
+        const char *subjects[1] = {all};
+        jsStreamConfig_Init(&c);
+        c.Name = j->stream;
+        c.Subjects = subjects;
+        c.SubjectsLen = 1;
+        c.Storage = js_FileStorage;
+        c.Replicas = o->replicas;
+        /* Durations are nanoseconds, as the servers take them. */
+        c.Duplicates = (int64_t)o->duplicate_window_ms * JS_NS_PER_MS;
+        /* No age limit: that would drop entries no node has taken yet, and
+         * the tags' states; the stream keeps a bounded history of each tag. */
+        c.MaxMsgsPerSubject = JS_KEEP_PER_SUBJECT;
+        c.DenyDelete = true;
+        c.DenyPurge = true;
+        c.AllowDirect = true;
+        s = js_AddStream(&si, j->js, &c, NULL, &jerr);
+        free(all);
+    }
+    if (s != NATS_OK) {
+        int rc = js_error("stream", s, jerr);
+        journal_set_err(err, "cluster: cannot open the stream %s: %s", j->stream,
+                        natsStatus_GetText(s));
+        return rc;
+    }
+    /* Made by another node or an operator: it must be one Ferry can work with. */
+    const jsStreamConfig *c = si->Config;
+    if (c != NULL &&
+        (c->MaxAge != 0 || c->Retention != js_LimitsPolicy || c->Replicas != o->replicas))
+        log_warn("cluster: the stream %s has max age %" PRId64 " s, retention %d, %" PRId64
+                 " replicas; Ferry makes it without a max age, with limits retention and %d",
+                 j->stream, c->MaxAge / (1000 * JS_NS_PER_MS), (int)c->Retention, c->Replicas,
+                 o->replicas);
+    atomic_store(&j->last_seq, si->State.LastSeq);
+    atomic_store(&j->last_seq_at, clock_mono_ms());
+    jsStreamInfo_Destroy(si);
+    return 0;
+}
+
+static int js_fence_shard_open(struct journal_js *j, int n, const struct journal_cluster_options *o,
+                               char **err);
+
+int journal_open_cluster(const struct journal_cluster_options *o, struct journal *local,
+                         struct journal **out, char **err)
+{
+    *out = NULL;
+    if (err != NULL)
+        *err = NULL;
+    int rc = js_check_options(o, err);
+    if (rc < 0) {
+        journal_close(local);
+        return rc;
+    }
+    atomic_store(&js_used, true);
+    struct journal_js *j = xcalloc(1, sizeof(*j));
+    j->base.ops = &journal_js_ops;
+    j->local = local;
+    j->stream = xstrdup(o->stream);
+    j->subject = xasprintf("%s.entry", o->stream);
+    j->timeout_ms = (int64_t)o->timeout_ms;
+    atomic_init(&j->last_seq, 0);
+    atomic_init(&j->last_seq_at, 0);
+
+    rc = js_connect(j, o, err);
+    if (rc == 0)
+        rc = js_stream_open(j, o, err);
+    for (int b = 0; rc == 0 && b < JS_BUCKET_COUNT; b++) {
+        j->bucket[b] = xasprintf("%s_%s", o->bucket_prefix, js_bucket_suffix[b]);
+        int64_t ttl =
+            b == JS_IGNORED ? (int64_t)JS_IGNORED_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS : 0;
+        rc = js_bucket_open(j, j->bucket[b], o->replicas, ttl, &j->kv[b], err);
+    }
+    j->fence_subject = xasprintf("%s.fence", o->bucket_prefix);
+    for (int n = 0; rc == 0 && n < JS_FENCE_SHARDS; n++) {
+        j->fence_stream[n] = xasprintf("%s_fences_%d", o->bucket_prefix, n);
+        rc = js_fence_shard_open(j, n, o, err);
+    }
+    if (rc == 0) {
+        /* Settled jobs leave delete markers in the index of open jobs: those older
+         * than half an hour (libnats' default) are cleared at each start. */
+        kvPurgeOptions po;
+        kvPurgeOptions_Init(&po);
+        (void)kvStore_PurgeDeletes(j->kv[JS_OPEN], &po);
+    }
+    if (rc < 0) {
+        journal_close(&j->base);
+        return rc;
+    }
+    log_info("journal on NATS JetStream stream=%s last_seq=%" PRIu64 " replicas=%d", j->stream,
+             atomic_load(&j->last_seq), o->replicas);
+    *out = &j->base;
+    return 0;
+}
+
+static void js_close(struct journal *jn)
+{
+    struct journal_js *j = js_of(jn);
+    for (int b = 0; b < JS_BUCKET_COUNT; b++) {
+        kvStore_Destroy(j->kv[b]);
+        free(j->bucket[b]);
+    }
+    for (int n = 0; n < JS_FENCE_SHARDS; n++)
+        free(j->fence_stream[n]);
+    free(j->fence_subject);
+    jsCtx_Destroy(j->js);
+    if (j->nc != NULL) {
+        natsConnection_Close(j->nc);
+        natsConnection_Destroy(j->nc);
+    }
+    journal_close(j->local);
+    free(j->stream);
+    free(j->subject);
+    free(j);
+}
+
+/* ---- Tag states: the last entry on a tag's subject ---- */
+
+/*
+ * The subject of an entry: "<stream>.entry.s.r.t" for tag t, or
+ * "<stream>.entry.s.r._.d" for digest d without a tag (each digest a subject
+ * of its own, so JS_KEEP_PER_SUBJECT never drops one for another).
+ */
+static int js_subject(struct journal_js *j, const char *source, const char *repository,
+                      const char *tag, const char *digest, char **subject)
+{
+    char *key = NULL;
+    *subject = NULL;
+    int rc = journal_present(tag) ? js_key(source, repository, tag, &key)
+                                  : js_key(source, repository, digest, &key);
+    if (rc < 0)
+        return rc;
+    if (journal_present(tag)) {
+        *subject = xasprintf("%s.%s", j->subject, key);
+    } else {
+        char *dot = strrchr(key, '.'); /* "s.r.d" -> "s.r._.d" */
+        *subject = xasprintf("%s.%.*s._%s", j->subject, (int)(dot - key), key, dot);
+    }
+    free(key);
+    return strlen(*subject) > JS_KEY_MAX ? FERRY_EINVAL : 0;
+}
+
+/*
+ * A message of the stream as entry `seq`: it must decode as strictly as a
+ * RocksDB record, and be on the subject its own names give (a message put
+ * on another tag's subject would set that tag's state). 0, or FERRY_EPARSE
+ * with the reason logged.
+ */
+static int js_msg_entry(struct journal_js *j, natsMsg *msg, uint64_t seq, struct journal_entry *out)
+{
+    const char *why = NULL;
+    int rc = journal_entry_from_record(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
+                                       seq, false, out, &why);
+    if (rc == 0) {
+        char *subject = NULL;
+        const char *on = natsMsg_GetSubject(msg);
+        if (js_subject(j, out->source, out->repository, out->tag, out->digest, &subject) < 0 ||
+            on == NULL || strcmp(subject, on) != 0) {
+            why = "it is not on the subject of its tag";
+            journal_entry_release(out);
+            rc = FERRY_EPARSE;
+        }
+        free(subject);
+    }
+    if (rc < 0)
+        log_warn("journal cluster entry is corrupt seq=%" PRIu64 ": %s", seq, why);
+    return rc;
+}
+
+/*
+ * The last entry on `subject`: 0 with *seq and *digest (NULL when that entry
+ * deleted the tag; caller frees), *seq 0 when the subject has none, or an
+ * error.
+ */
+static int js_subject_last(struct journal_js *j, const char *subject, uint64_t *seq, char **digest)
+{
+    natsMsg *msg = NULL;
+    jsErrCode jerr = 0;
+    *seq = 0;
+    *digest = NULL;
+    natsStatus s = js_GetLastMsg(&msg, j->js, j->stream, subject, NULL, &jerr);
+    if (s != NATS_OK) {
+        int rc = js_error("last on subject", s, jerr);
+        return rc == FERRY_ENOTFOUND ? 0 : rc;
+    }
+    struct journal_entry e;
+    uint64_t at = natsMsg_GetSequence(msg);
+    int rc = js_msg_entry(j, msg, at, &e);
+    natsMsg_Destroy(msg);
+    *seq = at;
+    /* As the RocksDB backend: a corrupt state reads as none, and is written over. */
+    if (rc < 0)
+        return 0;
+    if (e.action == JOURNAL_PUSH) {
+        *digest = e.digest;
+        e.digest = NULL;
+    }
+    journal_entry_release(&e);
+    return 0;
+}
+
+static int js_tagstate_get(struct journal *jn, const char *source, const char *repository,
+                           const char *tag, char **digest)
+{
+    struct journal_js *j = js_of(jn);
+    char *subject = NULL;
+    uint64_t seq = 0;
+    *digest = NULL;
+    if (!journal_present(tag))
+        return FERRY_EINVAL;
+    int rc = js_subject(j, source, repository, tag, NULL, &subject);
+    if (rc == 0)
+        rc = js_subject_last(j, subject, &seq, digest);
+    free(subject);
+    if (rc == 0 && *digest == NULL)
+        rc = FERRY_ENOTFOUND;
+    return rc;
+}
+
+/* A tag state is the last entry on its subject: none can be written without an entry. */
+static int js_tagstate_put(struct journal *jn, const char *source, const char *repository,
+                           const char *tag, const char *digest)
+{
+    (void)jn;
+    (void)source;
+    (void)repository;
+    (void)tag;
+    (void)digest;
+    return -ENOTSUP;
+}
+
+/*
+ * The tags of one repository (`repository` NULL: of the whole source): the
+ * stream lists the subjects under the prefix, and the last entry of each says
+ * the tag's state.
+ */
+static int js_tagstate_scan(struct journal *jn, const char *source, const char *repository,
+                            int (*cb)(const char *repository, const char *tag, const char *digest,
+                                      void *arg),
+                            void *arg)
+{
+    struct journal_js *j = js_of(jn);
+    char *key = NULL;
+    int rc = js_key(source, repository, NULL, &key);
+    if (rc < 0)
+        return rc;
+    char *filter = xasprintf("%s.%s", j->subject, key);
+    free(key);
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Info.SubjectsFilter = filter;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, j->js, j->stream, &o, &jerr);
+    if (s != NATS_OK) {
+        free(filter);
+        return js_error("tag scan", s, jerr);
+    }
+    size_t skip = strlen(j->subject) + 1;
+    jsStreamStateSubjects *list = si->State.Subjects;
+    for (int i = 0; rc == 0 && list != NULL && i < list->Count; i++) {
+        const char *subject = list->List[i].Subject;
+        char *names[3];
+        uint64_t seq = 0;
+        char *digest = NULL;
+        if (strlen(subject) <= skip || js_key_names(subject + skip, names) < 0)
+            continue; /* an entry without a tag ("_"), or not a subject of ours */
+        rc = js_subject_last(j, subject, &seq, &digest);
+        if (rc == 0 && digest != NULL && cb(names[1], names[2], digest, arg) != 0)
+            rc = 1;
+        free(digest);
+        for (int k = 0; k < 3; k++)
+            free(names[k]);
+    }
+    jsStreamInfo_Destroy(si);
+    free(filter);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- Entries ---- */
+
+/* Nats-Msg-Id of an event: the sha256 of its dedup key, fixed length, any characters. */
+static void js_msg_id(const struct journal_event *e, char out[DIGEST_MAX])
+{
+    char *key = journal_dedup_key(e->source, e->event_id);
+    digest_of(key, strlen(key), out);
+    free(key);
+}
+
+static void js_seen(struct journal_js *j, uint64_t seq)
+{
+    uint64_t cur = atomic_load(&j->last_seq);
+    while (seq > cur && !atomic_compare_exchange_weak(&j->last_seq, &cur, seq))
+        ;
+}
+
+/*
+ * Publish one event on its tag's subject; *seq gets its stream seq, or 0 for
+ * a repeat the servers dropped or an observation that changes nothing. An
+ * observation is compared with the last entry on its subject and published
+ * only if that is still the last (ExpectLastSubjectSeq): when another node
+ * appended meanwhile, it compares again.
+ */
+static int js_append_one(struct journal_js *j, const struct journal_event *e, int64_t now,
+                         uint8_t **packed, size_t *cap, uint64_t *seq, char **err)
+{
+    char *subject = NULL;
+    int rc = js_subject(j, e->source, e->repository, e->tag, e->digest, &subject);
+    *seq = 0;
+    if (rc < 0) {
+        free(subject);
+        journal_set_err(err, "a name is too long for the cluster's subjects");
+        return FERRY_EINVAL;
+    }
+    size_t len = journal_entry_pack(e, 0, now, packed, cap);
+    char id[DIGEST_MAX];
+    js_msg_id(e, id);
+    bool observe = e->if_changed && journal_present(e->tag);
+    rc = -EAGAIN;
+    for (int attempt = 0; attempt < JS_CAS_ATTEMPTS && rc == -EAGAIN; attempt++) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = id;
+        po.ExpectStream = j->stream;
+        if (observe) {
+            uint64_t last = 0;
+            char *current = NULL;
+            rc = js_subject_last(j, subject, &last, &current);
+            if (rc < 0) {
+                journal_set_err(err, "cannot read the cluster's tag state: %s", ferry_strerror(rc));
+                break;
+            }
+            bool changes = e->action == JOURNAL_DELETE
+                               ? current != NULL
+                               : current == NULL || strcmp(current, e->digest) != 0;
+            free(current);
+            if (!changes) {
+                rc = 0;
+                break;
+            }
+            if (last != 0)
+                po.ExpectLastSubjectSeq = last;
+            else
+                po.ExpectNoMessage = true;
+        }
+        jsPubAck *ack = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_Publish(&ack, j->js, subject, *packed, (int)len, &po, &jerr);
+        if (s == NATS_OK) {
+            if (!ack->Duplicate) {
+                *seq = ack->Sequence;
+                js_seen(j, ack->Sequence);
+            }
+            jsPubAck_Destroy(ack);
+            rc = 0;
+        } else if (observe && jerr == JSStreamWrongLastSequenceErr) {
+            rc = -EAGAIN; /* another node appended to this tag: compare again */
+        } else {
+            rc = js_error("publish", s, jerr);
+            journal_set_err(err, "cannot publish to the cluster's journal: %s",
+                            natsStatus_GetText(s));
+        }
+    }
+    if (rc == -EAGAIN) {
+        journal_set_err(err, "the tag kept changing under %d attempts", JS_CAS_ATTEMPTS);
+        rc = -EBUSY;
+    }
+    free(subject);
+    return rc;
+}
+
+/*
+ * Unlike the RocksDB backend, a batch is not one write: a failure can leave
+ * the events before it published. Whoever retries it (a webhook's sender,
+ * the poller's next round) publishes them again, and the servers drop the
+ * repeats inside the duplicate window; beyond it, a repeat becomes a new
+ * entry, which the engine checks against the source before it moves a tag.
+ */
+static int js_append(struct journal *jn, const struct journal_event *events, size_t n,
+                     uint64_t *seqs, char **err)
+{
+    struct journal_js *j = js_of(jn);
+    if (err != NULL)
+        *err = NULL;
+    if (n == 0)
+        return 0;
+    if (events == NULL || seqs == NULL) {
+        journal_set_err(err, "no events given");
+        return FERRY_EINVAL;
+    }
+    memset(seqs, 0, n * sizeof(*seqs));
+    for (size_t i = 0; i < n; i++) {
+        char *why = NULL;
+        int rc = journal_event_validate(&events[i], &why);
+        if (rc < 0) {
+            journal_set_err(err, "event %zu: %s", i, why);
+            free(why);
+            return rc;
+        }
+    }
+    /* Nothing is published unless every event can be. */
+    for (size_t i = 0; i < n; i++) {
+        char *subject = NULL;
+        int rc = js_subject(j, events[i].source, events[i].repository, events[i].tag,
+                            events[i].digest, &subject);
+        free(subject);
+        if (rc < 0) {
+            journal_set_err(err, "event %zu: a name is too long for the cluster's subjects", i);
+            return FERRY_EINVAL;
+        }
+    }
+    uint8_t *packed = NULL;
+    size_t cap = 0;
+    int64_t now = clock_unix_ms();
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = js_append_one(j, &events[i], now, &packed, &cap, &seqs[i], err);
+    free(packed);
+    if (rc < 0)
+        memset(seqs, 0, n * sizeof(*seqs));
+    return rc;
+}
+
+static uint64_t js_last_seq(struct journal *jn)
+{
+    struct journal_js *j = js_of(jn);
+    int64_t now = clock_mono_ms();
+    if (now - atomic_load(&j->last_seq_at) < JS_LAST_SEQ_TTL_MS)
+        return atomic_load(&j->last_seq);
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, j->js, j->stream, NULL, &jerr);
+    /* Stamped also when the servers do not answer: callers on the loop must
+     * not wait a timeout each, and the last value known is still true. */
+    atomic_store(&j->last_seq_at, now);
+    if (s == NATS_OK) {
+        js_seen(j, si->State.LastSeq);
+        jsStreamInfo_Destroy(si);
+    }
+    return atomic_load(&j->last_seq);
+}
+
+/* The reason entry `seq` changed nothing, when one was recorded: NULL when none. */
+static char *js_ignored_get(struct journal_js *j, uint64_t seq)
+{
+    char key[24];
+    natsMsg *m = NULL;
+    snprintf(key, sizeof(key), "%" PRIu64, seq);
+    if (js_kv_read(j, JS_IGNORED, key, &m, NULL) < 0)
+        return NULL;
+    /* As it was written: one line, capped (journal_ignored_line()). */
+    char *why = xstrndup(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+    natsMsg_Destroy(m);
+    char *line = journal_ignored_line(why);
+    free(why);
+    return line;
+}
+
+static int js_get(struct journal *jn, uint64_t seq, struct journal_entry *out)
+{
+    struct journal_js *j = js_of(jn);
+    natsMsg *msg = NULL;
+    jsErrCode jerr = 0;
+    memset(out, 0, sizeof(*out));
+    if (seq == 0)
+        return FERRY_ENOTFOUND;
+    natsStatus s = js_GetMsg(&msg, j->js, j->stream, seq, NULL, &jerr);
+    if (s != NATS_OK)
+        return js_error("get", s, jerr);
+    int rc = js_msg_entry(j, msg, seq, out);
+    natsMsg_Destroy(msg);
+    if (rc < 0)
+        return rc;
+    out->ignored = js_ignored_get(j, seq);
+    return 0;
+}
+
+/*
+ * Entry by entry, up to the stream's last seq when the scan began: a `ferry
+ * journal ls`, not the engine's reading (the engine takes its work from the
+ * cluster's consumer).
+ */
+static int js_scan(struct journal *jn, uint64_t after, size_t limit,
+                   int (*cb)(const struct journal_entry *e, void *arg), void *arg)
+{
+    struct journal_js *j = js_of(jn);
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, j->js, j->stream, NULL, &jerr);
+    if (s != NATS_OK)
+        return js_error("scan", s, jerr);
+    uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    js_seen(j, last);
+    size_t seen = 0;
+    for (uint64_t seq = after + 1 > first ? after + 1 : first;
+         seq <= last && (limit == 0 || seen < limit); seq++) {
+        struct journal_entry e;
+        int rc = js_get(jn, seq, &e);
+        if (rc == FERRY_ENOTFOUND || rc == FERRY_EPARSE)
+            continue; /* an older entry of a tag the stream keeps newer ones of; a corrupt one */
+        if (rc < 0)
+            return rc;
+        seen++;
+        int stop = cb(&e, arg);
+        journal_entry_release(&e);
+        if (stop)
+            break;
+    }
+    return 0;
+}
+
+static int js_entry_set_ignored(struct journal *jn, uint64_t seq, const char *reason)
+{
+    struct journal_js *j = js_of(jn);
+    char key[24];
+    uint64_t rev = 0;
+    if (reason == NULL || reason[0] == '\0')
+        return FERRY_EINVAL;
+    natsMsg *msg = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetMsg(&msg, j->js, j->stream, seq, NULL, &jerr);
+    if (s != NATS_OK)
+        return js_error("set ignored", s, jerr);
+    natsMsg_Destroy(msg);
+    char *kept = journal_ignored_line(reason);
+    snprintf(key, sizeof(key), "%" PRIu64, seq);
+    s = kvStore_Put(&rev, j->kv[JS_IGNORED], key, kept, (int)strlen(kept));
+    free(kept);
+    return s == NATS_OK ? 0 : js_error("set ignored", s, 0);
+}
+
+/* The stream drops entries older than its max age itself: nothing to do here. */
+static int js_retain(struct journal *jn, uint64_t max_age_ms, int64_t now_unix_ms,
+                     uint64_t *deleted)
+{
+    (void)jn;
+    (void)max_age_ms;
+    (void)now_unix_ms;
+    if (deleted != NULL)
+        *deleted = 0;
+    return 0;
+}
+
+static int js_get_stats(struct journal *jn, struct journal_stats *out)
+{
+    struct journal_js *j = js_of(jn);
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    memset(out, 0, sizeof(*out));
+    natsStatus s = js_GetStreamInfo(&si, j->js, j->stream, NULL, &jerr);
+    if (s != NATS_OK)
+        return js_error("stats", s, jerr);
+    out->entries = si->State.Msgs;
+    if (out->entries > 0) {
+        out->first_seq = si->State.FirstSeq;
+        out->last_seq = si->State.LastSeq;
+    }
+    out->table_bytes = si->State.Bytes; /* the stream's bytes, on each replica */
+    js_seen(j, si->State.LastSeq);
+    jsStreamInfo_Destroy(si);
+    return 0;
+}
+
+/* ---- Fences ---- */
+
+/* The shard and subject of a fence key (of js_key()): FNV-1a of the key picks the shard. */
+static char *js_fence_subject(struct journal_js *j, const char *key, int *shard)
+{
+    uint32_t h = 2166136261u;
+    for (const char *c = key; *c != '\0'; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    *shard = (int)(h % JS_FENCE_SHARDS);
+    return xasprintf("%s.%d.%s", j->fence_subject, *shard, key);
+}
+
+/* The fence on `subject` of `shard`: 0 and *seq (0: none), or an error. */
+static int js_fence_read(struct journal_js *j, int shard, const char *subject, uint64_t *seq)
+{
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    *seq = 0;
+    natsStatus s = js_GetLastMsg(&m, j->js, j->fence_stream[shard], subject, NULL, &jerr);
+    if (s != NATS_OK) {
+        int rc = js_error("fence read", s, jerr);
+        return rc == FERRY_ENOTFOUND ? 0 : rc;
+    }
+    int rc = 0;
+    if (natsMsg_GetDataLength(m) != JOURNAL_KEY_LEN)
+        rc = FERRY_EPARSE;
+    else
+        *seq = journal_key_decode(natsMsg_GetData(m));
+    natsMsg_Destroy(m);
+    if (rc < 0)
+        log_warn("journal cluster fence is corrupt subject=%.128s", subject);
+    return rc;
+}
+
+static int js_fence_get(struct journal *jn, const char *destination, const char *repository,
+                        const char *tag, uint64_t *seq)
+{
+    struct journal_js *j = js_of(jn);
+    char *key = NULL;
+    int shard = 0;
+    *seq = 0;
+    int rc = js_key(destination, repository, tag, &key);
+    if (rc < 0)
+        return rc;
+    char *subject = js_fence_subject(j, key, &shard);
+    rc = js_fence_read(j, shard, subject, seq);
+    free(subject);
+    free(key);
+    return rc;
+}
+
+/*
+ * Compare-and-set on the shard: take its last sequence L, read the fence
+ * (a state at least as new as L), and write the higher seq only if the shard
+ * is still at L, which proves that the fence read was the fence at the
+ * write. Any write to the shard meanwhile makes it read again. Every write
+ * is replicated to a majority before its ack: there is no unsynced raise. A
+ * write whose answer was lost (a timeout) may have landed: the caller fails
+ * the step, and its retry finds the fence at its own seq, which the engine
+ * takes as its own (engine_fence_claim()).
+ */
+static int js_fence_raise(struct journal *jn, const char *destination, const char *repository,
+                          const char *tag, uint64_t seq)
+{
+    struct journal_js *j = js_of(jn);
+    char *key = NULL;
+    char value[JOURNAL_KEY_LEN];
+    int shard = 0;
+    int rc = js_key(destination, repository, tag, &key);
+    if (rc < 0)
+        return rc;
+    char *subject = js_fence_subject(j, key, &shard);
+    journal_key_encode(seq, value);
+    rc = -EAGAIN;
+    for (int attempt = 0; attempt < JS_CAS_ATTEMPTS && rc == -EAGAIN; attempt++) {
+        jsStreamInfo *si = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_GetStreamInfo(&si, j->js, j->fence_stream[shard], NULL, &jerr);
+        if (s != NATS_OK) {
+            rc = js_error("fence shard", s, jerr);
+            break;
+        }
+        uint64_t at = si->State.LastSeq;
+        jsStreamInfo_Destroy(si);
+        uint64_t fence = 0;
+        rc = js_fence_read(j, shard, subject, &fence);
+        if (rc < 0)
+            break;
+        if (seq <= fence) {
+            rc = 0;
+            break;
+        }
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.ExpectLastSeq = at; /* never 0: each shard starts with a marker */
+        s = js_Publish(NULL, j->js, subject, value, sizeof(value), &po, &jerr);
+        if (s == NATS_OK) {
+            log_debug("journal fence raised dest=%s repo=%s tag=%s seq=%" PRIu64
+                      " previous=%" PRIu64,
+                      destination, repository, tag, seq, fence);
+            rc = 1;
+        } else if (jerr == JSStreamWrongLastSequenceErr) {
+            rc = -EAGAIN; /* the shard moved meanwhile: read again */
+        } else {
+            rc = js_error("fence raise", s, jerr);
+        }
+    }
+    free(subject);
+    free(key);
+    return rc == -EAGAIN ? -EBUSY : rc;
+}
+
+/* Find fence shard `n`'s stream, or create it with its marker (so its last seq is never 0). */
+static int js_fence_shard_open(struct journal_js *j, int n, const struct journal_cluster_options *o,
+                               char **err)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, j->js, j->fence_stream[n], NULL, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        char *all = xasprintf("%s.%d.>", j->fence_subject, n);
+        const char *subjects[1] = {all};
+        jsStreamConfig c;
+        jsStreamConfig_Init(&c);
+        c.Name = j->fence_stream[n];
+        c.Subjects = subjects;
+        c.SubjectsLen = 1;
+        c.Storage = js_FileStorage;
+        c.Replicas = o->replicas;
+        c.MaxMsgsPerSubject = 1; /* a fence is its last value */
+        c.Duplicates = 60 * 1000 * JS_NS_PER_MS;
+        jerr = 0;
+        s = js_AddStream(&si, j->js, &c, NULL, &jerr);
+        free(all);
+    }
+    uint64_t last = s == NATS_OK ? si->State.LastSeq : 0;
+    jsStreamInfo_Destroy(si);
+    if (s == NATS_OK && last == 0) {
+        /* Nodes starting together publish one marker: the servers drop the repeats. */
+        char *marker = xasprintf("%s.%d._", j->fence_subject, n);
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = "ferry-fence-shard-start";
+        s = js_Publish(NULL, j->js, marker, "", 0, &po, &jerr);
+        free(marker);
+    }
+    if (s != NATS_OK) {
+        int rc = js_error("fence shard", s, jerr);
+        journal_set_err(err, "cluster: cannot open the fences' stream %s: %s", j->fence_stream[n],
+                        natsStatus_GetText(s));
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- Job status ---- */
+
+static int js_job_key(const struct journal_job *job, char **key)
+{
+    return js_key(job->destination, job->repository, job->digest, key);
+}
+
+/*
+ * The record, and the index of open jobs, in an order that keeps the index
+ * a superset of the open jobs when a write fails between the two: indexed
+ * before the record says open, unindexed after it says settled. The record
+ * has the last word when the index is read.
+ */
+static int js_job_put(struct journal *jn, const struct journal_job *job)
+{
+    struct journal_js *j = js_of(jn);
+    char *key = NULL;
+    size_t size = 0;
+    uint64_t rev = 0;
+    if (job == NULL)
+        return FERRY_EINVAL;
+    uint8_t *packed = journal_job_pack(job, &size);
+    if (packed == NULL)
+        return FERRY_EINVAL;
+    int rc = js_job_key(job, &key);
+    if (rc < 0)
+        goto out;
+    bool open = journal_job_is_open(job->state);
+    char state = (char)job->state;
+    natsStatus s = NATS_OK;
+    if (open)
+        s = kvStore_Put(&rev, j->kv[JS_OPEN], key, &state, 1);
+    if (s == NATS_OK)
+        s = kvStore_Put(&rev, j->kv[JS_JOBS], key, packed, (int)size);
+    if (s == NATS_OK && !open) {
+        s = kvStore_Delete(j->kv[JS_OPEN], key);
+    }
+    if (s != NATS_OK)
+        rc = js_error("job put", s, 0);
+out:
+    free(packed);
+    free(key);
+    return rc;
+}
+
+/* Decode the job record under `key` (of js_key()), checked against its key. */
+static int js_job_decode(const char *key, const void *value, int len, struct journal_job *out)
+{
+    char *names[3];
+    char *tuple = NULL;
+    size_t tuple_len = 0;
+    const char *why = NULL;
+    if (js_key_names(key, names) < 0)
+        return FERRY_EPARSE;
+    int rc = journal_tuple_key(names[0], names[1], names[2], &tuple, &tuple_len);
+    if (rc == 0)
+        rc = journal_job_decode(tuple, tuple_len, value, (size_t)len, out, &why);
+    if (rc < 0)
+        log_warn("journal cluster job status is corrupt key=%.64s: %s", key,
+                 why != NULL ? why : "bad key");
+    free(tuple);
+    for (int i = 0; i < 3; i++)
+        free(names[i]);
+    return rc < 0 ? FERRY_EPARSE : 0;
+}
+
+static int js_job_get(struct journal *jn, const char *destination, const char *repository,
+                      const char *digest, struct journal_job *out)
+{
+    struct journal_js *j = js_of(jn);
+    char *key = NULL;
+    natsMsg *m = NULL;
+    memset(out, 0, sizeof(*out));
+    int rc = js_key(destination, repository, digest, &key);
+    if (rc == 0)
+        rc = js_kv_read(j, JS_JOBS, key, &m, NULL);
+    if (rc == 0) {
+        rc = js_job_decode(key, natsMsg_GetData(m), natsMsg_GetDataLength(m), out);
+        natsMsg_Destroy(m);
+    }
+    free(key);
+    return rc;
+}
+
+struct js_job_scan {
+    struct journal_js *j;
+    int (*cb)(const struct journal_job *job, void *arg);
+    void *arg;
+};
+
+static int js_job_visit(kvEntry *e, void *arg)
+{
+    struct js_job_scan *scan = arg;
+    struct journal_job job;
+    int rc = js_job_decode(kvEntry_Key(e), kvEntry_Value(e), kvEntry_ValueLen(e), &job);
+    if (rc < 0)
+        return rc;
+    int stop = scan->cb(&job, scan->arg);
+    journal_job_release(&job);
+    return stop ? 1 : 0;
+}
+
+static int js_job_scan_in(struct journal *jn, const char *destination, const char *repository,
+                          int (*cb)(const struct journal_job *job, void *arg), void *arg)
+{
+    struct journal_js *j = js_of(jn);
+    struct js_job_scan scan = {j, cb, arg};
+    char *filter = NULL;
+    int rc = 0;
+    if (destination != NULL)
+        rc = js_key(destination, repository, NULL, &filter);
+    if (rc < 0)
+        return rc;
+    rc = js_kv_each(j, JS_JOBS, filter != NULL ? filter : ">", js_job_visit, &scan);
+    free(filter);
+    return rc;
+}
+
+static int js_job_scan(struct journal *jn, int (*cb)(const struct journal_job *job, void *arg),
+                       void *arg)
+{
+    return js_job_scan_in(jn, NULL, NULL, cb, arg);
+}
+
+/* An index key: the record has the last word (journal_job_put() writes the index first). */
+static int js_open_visit(kvEntry *e, void *arg)
+{
+    struct js_job_scan *scan = arg;
+    natsMsg *m = NULL;
+    int rc = js_kv_read(scan->j, JS_JOBS, kvEntry_Key(e), &m, NULL);
+    if (rc == FERRY_ENOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    struct journal_job job;
+    rc = js_job_decode(kvEntry_Key(e), natsMsg_GetData(m), natsMsg_GetDataLength(m), &job);
+    natsMsg_Destroy(m);
+    if (rc < 0)
+        return rc;
+    int stop = journal_job_is_open(job.state) ? scan->cb(&job, scan->arg) : 0;
+    journal_job_release(&job);
+    return stop ? 1 : 0;
+}
+
+static int js_job_scan_open(struct journal *jn, int (*cb)(const struct journal_job *job, void *arg),
+                            void *arg)
+{
+    struct journal_js *j = js_of(jn);
+    struct js_job_scan scan = {j, cb, arg};
+    return js_kv_each(j, JS_OPEN, ">", js_open_visit, &scan);
+}
+
+/* ---- Shared work: one durable pull consumer for every node ---- */
+
+/* Most entries one fetch asks for; how long a fetch waits when none come. */
+#define JS_FETCH_BATCH   256
+#define JS_FETCH_WAIT_MS 1000
+
+/* An entry this node holds: its message, to settle or keep alive. */
+struct js_held {
+    uint64_t seq;
+    natsMsg *msg;
+    UT_hash_handle hh;
+};
+
+struct journal_work {
+    struct journal_js *j;
+    natsSubscription *sub;
+    void (*wake)(void *arg);
+    void *arg;
+    size_t capacity;
+    int64_t keepalive_ms; /* a third of the ack wait */
+    pthread_t fetcher;
+    bool fetcher_started;
+    /* Everything below is under `lock`. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* room freed, or closing */
+    bool closing;
+    natsMsg **ready; /* fetched, not yet taken: a FIFO */
+    size_t ready_head, n_ready, ready_cap;
+    struct js_held *held;
+    size_t n_held;
+    int64_t kept_alive_at;
+    bool fetch_failing; /* logged once until a fetch succeeds */
+};
+
+static void js_ready_push(struct journal_work *w, natsMsg *m)
+{
+    if (w->ready_head + w->n_ready == w->ready_cap) {
+        if (w->ready_head > 0) {
+            memmove(w->ready, w->ready + w->ready_head, w->n_ready * sizeof(*w->ready));
+            w->ready_head = 0;
+        } else {
+            w->ready_cap = w->ready_cap > 0 ? 2 * w->ready_cap : 64;
+            w->ready = xrealloc(w->ready, w->ready_cap * sizeof(*w->ready));
+        }
+    }
+    w->ready[w->ready_head + w->n_ready++] = m;
+}
+
+static natsMsg *js_ready_pop(struct journal_work *w)
+{
+    if (w->n_ready == 0)
+        return NULL;
+    natsMsg *m = w->ready[w->ready_head++];
+    if (--w->n_ready == 0)
+        w->ready_head = 0;
+    return m;
+}
+
+/* Tell the servers this node still works on what it holds (and has fetched). */
+static void js_keep_alive(struct journal_work *w, int64_t now)
+{
+    if (now - w->kept_alive_at < w->keepalive_ms)
+        return;
+    w->kept_alive_at = now;
+    struct js_held *h, *tmp;
+    HASH_ITER(hh, w->held, h, tmp)
+    {
+        (void)natsMsg_InProgress(h->msg, NULL);
+    }
+    for (size_t i = 0; i < w->n_ready; i++)
+        (void)natsMsg_InProgress(w->ready[w->ready_head + i], NULL);
+}
+
+static void js_wait_ms(struct journal_work *w, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    (void)pthread_cond_timedwait(&w->cond, &w->lock, &until);
+}
+
+/*
+ * The fetcher: asks the consumer for as many entries as there is room for,
+ * and keeps alive what the node holds. A fetch blocks for at most
+ * JS_FETCH_WAIT_MS, so closing never waits longer.
+ */
+static void *js_fetcher(void *arg)
+{
+    struct journal_work *w = arg;
+    pthread_mutex_lock(&w->lock);
+    while (!w->closing) {
+        js_keep_alive(w, clock_mono_ms());
+        size_t busy = w->n_ready + w->n_held;
+        size_t room = busy < w->capacity ? w->capacity - busy : 0;
+        if (room == 0) {
+            js_wait_ms(w, w->keepalive_ms);
+            continue;
+        }
+        pthread_mutex_unlock(&w->lock);
+        natsMsgList list = {0};
+        jsErrCode jerr = 0;
+        int batch = room < JS_FETCH_BATCH ? (int)room : JS_FETCH_BATCH;
+        /* Short enough that the keep-alives between two fetches stay on time. */
+        int64_t wait =
+            w->keepalive_ms / 2 < JS_FETCH_WAIT_MS ? w->keepalive_ms / 2 : JS_FETCH_WAIT_MS;
+        natsStatus s = natsSubscription_Fetch(&list, w->sub, batch, wait, &jerr);
+        pthread_mutex_lock(&w->lock);
+        if (s == NATS_OK) {
+            for (int i = 0; i < list.Count; i++) {
+                js_ready_push(w, list.Msgs[i]);
+                list.Msgs[i] = NULL;
+            }
+            natsMsgList_Destroy(&list);
+            if (w->fetch_failing)
+                log_info("journal cluster: taking entries again");
+            w->fetch_failing = false;
+            if (w->n_ready > 0 && w->wake != NULL) {
+                pthread_mutex_unlock(&w->lock);
+                w->wake(w->arg);
+                pthread_mutex_lock(&w->lock);
+            }
+        } else if (s != NATS_TIMEOUT) {
+            if (!w->fetch_failing)
+                log_warn("journal cluster: cannot take entries: %s", natsStatus_GetText(s));
+            w->fetch_failing = true;
+            js_wait_ms(w, 500);
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static int js_work_open(struct journal *jn, const struct journal_work_options *o,
+                        struct journal_work **out)
+{
+    struct journal_js *j = js_of(jn);
+    *out = NULL;
+    if (o == NULL || o->capacity == 0 || o->ack_wait_ms < JOURNAL_WORK_MIN_ACK_WAIT_MS)
+        return FERRY_EINVAL;
+    struct journal_work *w = xcalloc(1, sizeof(*w));
+    w->j = j;
+    w->wake = o->wake;
+    w->arg = o->arg;
+    w->capacity = o->capacity;
+    w->keepalive_ms = (int64_t)o->ack_wait_ms / 3;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+
+    /*
+     * One durable consumer for every node: explicit acks, redelivered after
+     * the ack wait for ever (a node's death must never drop an entry), and
+     * room for what all the nodes hold between them (each caps its own at
+     * `capacity`). Made, or brought to this config (a node started with
+     * another ack wait updates it), then bound: a subscribe that made it
+     * would refuse to bind to one whose config differs.
+     */
+    char *filter = xasprintf("%s.>", j->subject);
+    char *durable = xasprintf("%s_engine", j->stream);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = (int64_t)o->ack_wait_ms * JS_NS_PER_MS;
+    cc.MaxDeliver = -1;
+    cc.MaxAckPending = JS_MAX_ACK_PENDING;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.FilterSubject = filter;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddConsumer(&ci, j->js, j->stream, &cc, NULL, &jerr);
+    if (s != NATS_OK) {
+        jerr = 0;
+        s = js_UpdateConsumer(&ci, j->js, j->stream, &cc, NULL, &jerr);
+    }
+    jsConsumerInfo_Destroy(ci);
+    if (s == NATS_OK) {
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Stream = j->stream;
+        so.Consumer = durable;
+        s = js_PullSubscribe(&w->sub, j->js, filter, durable, NULL, &so, &jerr);
+    }
+    free(filter);
+    free(durable);
+    if (s != NATS_OK) {
+        int rc = js_error("consumer", s, jerr);
+        log_error("journal cluster: cannot open the shared consumer: %s (%d)",
+                  natsStatus_GetText(s), (int)jerr);
+        journal_work_close(w);
+        return rc;
+    }
+    if (pthread_create(&w->fetcher, NULL, js_fetcher, w) != 0) {
+        journal_work_close(w);
+        return -EAGAIN;
+    }
+    w->fetcher_started = true;
+    *out = w;
+    return 0;
+}
+
+size_t journal_work_take(struct journal_work *w, size_t max,
+                         int (*cb)(const struct journal_entry *e, void *arg), void *arg)
+{
+    size_t given = 0;
+    if (w == NULL)
+        return 0;
+    while (given < max) {
+        pthread_mutex_lock(&w->lock);
+        natsMsg *m = js_ready_pop(w);
+        pthread_mutex_unlock(&w->lock);
+        if (m == NULL)
+            break;
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+            log_warn("journal cluster: an entry without metadata, left to come again");
+            natsMsg_Destroy(m);
+            continue;
+        }
+        uint64_t seq = meta->Sequence.Stream;
+        uint64_t delivered = meta->NumDelivered;
+        jsMsgMetaData_Destroy(meta);
+        struct journal_entry e;
+        if (js_msg_entry(w->j, m, seq, &e) < 0) {
+            /* It can never decode: taken out for good (js_msg_entry() said why). */
+            (void)natsMsg_Term(m, NULL);
+            natsMsg_Destroy(m);
+            continue;
+        }
+        pthread_mutex_lock(&w->lock);
+        struct js_held *h = NULL;
+        HASH_FIND(hh, w->held, &seq, sizeof(seq), h);
+        bool again = h != NULL;
+        if (again) {
+            /* Came again while this node works on it (a keep-alive was late): keep the newer. */
+            natsMsg_Destroy(h->msg);
+            h->msg = m;
+        } else {
+            h = xcalloc(1, sizeof(*h));
+            h->seq = seq;
+            h->msg = m;
+            HASH_ADD(hh, w->held, seq, sizeof(h->seq), h);
+            w->n_held++;
+        }
+        pthread_mutex_unlock(&w->lock);
+        if (!again) {
+            if (delivered > 1)
+                log_info("journal cluster: entry came again seq=%" PRIu64 " deliveries=%" PRIu64,
+                         seq, delivered);
+            given++;
+            (void)cb(&e, arg); /* the engine holds whatever it is given */
+        }
+        journal_entry_release(&e);
+    }
+    return given;
+}
+
+void journal_work_settle(struct journal_work *w, uint64_t seq)
+{
+    struct js_held *h = NULL;
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->lock);
+    HASH_FIND(hh, w->held, &seq, sizeof(seq), h);
+    if (h != NULL) {
+        HASH_DEL(w->held, h);
+        w->n_held--;
+        pthread_cond_signal(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (h == NULL)
+        return;
+    /* Not waited for: an ack lost on the way brings the entry back, and running it is a no-op. */
+    natsStatus s = natsMsg_Ack(h->msg, NULL);
+    if (s != NATS_OK)
+        log_warn("journal cluster: cannot settle seq=%" PRIu64 ": %s", seq, natsStatus_GetText(s));
+    natsMsg_Destroy(h->msg);
+    free(h);
+}
+
+void journal_work_counts(struct journal_work *w, size_t *held, size_t *ready)
+{
+    *held = *ready = 0;
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->lock);
+    *held = w->n_held;
+    *ready = w->n_ready;
+    pthread_mutex_unlock(&w->lock);
+}
+
+void journal_work_close(struct journal_work *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->closing = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    if (w->fetcher_started)
+        pthread_join(w->fetcher, NULL);
+    /* Not acked: the servers give them to the other nodes after the ack wait. */
+    natsMsg *m;
+    while ((m = js_ready_pop(w)) != NULL)
+        natsMsg_Destroy(m);
+    struct js_held *h, *tmp;
+    HASH_ITER(hh, w->held, h, tmp)
+    {
+        HASH_DEL(w->held, h);
+        natsMsg_Destroy(h->msg);
+        free(h);
+    }
+    if (w->sub != NULL) {
+        /* Bound to a consumer this library did not make (js_AddConsumer() did),
+         * so unsubscribing leaves the consumer, which the other nodes share;
+         * without it the subscription would keep its connection alive. */
+        (void)natsSubscription_Unsubscribe(w->sub);
+        natsSubscription_Destroy(w->sub);
+    }
+    free(w->ready);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+/* ---- A node's own: cursors and poll memos, in its local journal ---- */
+
+static int js_cursor_get(struct journal *jn, const char *name, uint64_t *seq)
+{
+    return journal_cursor_get(js_of(jn)->local, name, seq);
+}
+
+static int js_cursor_find(struct journal *jn, const char *name, uint64_t *seq)
+{
+    return journal_cursor_find(js_of(jn)->local, name, seq);
+}
+
+static int js_cursor_set(struct journal *jn, const char *name, uint64_t seq)
+{
+    return journal_cursor_set(js_of(jn)->local, name, seq);
+}
+
+static int js_poll_memo_get(struct journal *jn, const char *source, const char *repository,
+                            struct journal_poll_memo *out)
+{
+    return journal_poll_memo_get(js_of(jn)->local, source, repository, out);
+}
+
+static int js_poll_memo_put(struct journal *jn, const char *source, const char *repository,
+                            const struct journal_poll_memo *memo)
+{
+    return journal_poll_memo_put(js_of(jn)->local, source, repository, memo);
+}
+
+static int js_poll_memo_prune(struct journal *jn, const char *source, char *const *keep,
+                              size_t n_keep, uint64_t *deleted)
+{
+    return journal_poll_memo_prune(js_of(jn)->local, source, keep, n_keep, deleted);
+}
+
+static int js_poll_memo_clear(struct journal *jn)
+{
+    return journal_poll_memo_clear(js_of(jn)->local);
+}
+
+void journal_process_exit(void)
+{
+    if (atomic_load(&js_used))
+        (void)nats_CloseAndWait(5000);
+}
+
+const struct journal_ops journal_js_ops = {
+    .name = "jetstream",
+    .close = js_close,
+    .append = js_append,
+    .last_seq = js_last_seq,
+    .get = js_get,
+    .scan = js_scan,
+    .entry_set_ignored = js_entry_set_ignored,
+    .retain = js_retain,
+    .get_stats = js_get_stats,
+    .cursor_get = js_cursor_get,
+    .cursor_find = js_cursor_find,
+    .cursor_set = js_cursor_set,
+    .tagstate_get = js_tagstate_get,
+    .tagstate_put = js_tagstate_put,
+    .tagstate_scan = js_tagstate_scan,
+    .fence_get = js_fence_get,
+    .fence_raise = js_fence_raise,
+    .fence_raise_unsynced = js_fence_raise,
+    .job_put = js_job_put,
+    .job_get = js_job_get,
+    .job_scan = js_job_scan,
+    .job_scan_open = js_job_scan_open,
+    .job_scan_in = js_job_scan_in,
+    .poll_memo_get = js_poll_memo_get,
+    .poll_memo_put = js_poll_memo_put,
+    .poll_memo_prune = js_poll_memo_prune,
+    .poll_memo_clear = js_poll_memo_clear,
+    .work_open = js_work_open,
+};
