@@ -497,13 +497,6 @@ int journal_open_cluster(const struct journal_cluster_options *o, struct journal
         j->fence_stream[n] = xasprintf("%s_fences_%d", o->bucket_prefix, n);
         rc = js_fence_shard_open(j, n, o, err);
     }
-    if (rc == 0) {
-        /* Settled jobs leave delete markers in the index of open jobs: those older
-         * than half an hour (libnats' default) are cleared at each start. */
-        kvPurgeOptions po;
-        kvPurgeOptions_Init(&po);
-        (void)kvStore_PurgeDeletes(j->kv[JS_OPEN], &po);
-    }
     if (rc < 0) {
         journal_close(&j->base);
         return rc;
