@@ -102,6 +102,31 @@ struct journal_js {
     int64_t timeout_ms;
     _Atomic uint64_t last_seq;
     _Atomic int64_t last_seq_at; /* clock_mono_ms() of the last look at the stream */
+    /*
+     * Appends publish a batch without waiting for each ack: a second
+     * JetStream context whose ack handler fills the batch under way. One
+     * append at a time (append_lock).
+     */
+    jsCtx *js_async;
+    pthread_mutex_t append_lock;
+    pthread_mutex_t batch_lock; /* the handler's thread against the appender's */
+    struct js_batch *batch;
+    bool locks_ready;
+};
+
+/* One published event of a batch: its message (until acked) and what the ack said. */
+struct js_slot {
+    natsMsg *msg; /* the key of `by_msg`; the library owns it once published */
+    size_t index; /* in the batch's events */
+    uint64_t seq;
+    bool acked, duplicate;
+    int rc;
+    UT_hash_handle hh;
+};
+
+struct js_batch {
+    struct js_slot *slots;
+    struct js_slot *by_msg;
 };
 
 static struct journal_js *js_of(struct journal *j)
@@ -358,6 +383,33 @@ static int js_check_options(const struct journal_cluster_options *o, char **err)
     return 0;
 }
 
+/* Appends published and not yet acked, at most (a batch waits for room beyond). */
+#define JS_ASYNC_MAX_PENDING 4096
+
+/* An ack (or its failure) of a batch's publish, on libnats' thread: noted in its slot. */
+static void js_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    struct journal_js *j = closure;
+    struct js_slot *slot = NULL;
+    (void)js;
+    pthread_mutex_lock(&j->batch_lock);
+    if (j->batch != NULL)
+        HASH_FIND_PTR(j->batch->by_msg, &msg, slot);
+    if (slot != NULL) {
+        slot->acked = true;
+        if (pa != NULL) {
+            slot->seq = pa->Sequence;
+            slot->duplicate = pa->Duplicate;
+        } else {
+            slot->rc = js_error("publish", pae != NULL ? pae->Err : NATS_ERR,
+                                pae != NULL ? pae->ErrCode : 0);
+        }
+        HASH_DEL(j->batch->by_msg, slot);
+    }
+    pthread_mutex_unlock(&j->batch_lock);
+    natsMsg_Destroy(msg); /* the handler owns it (libnats' contract) */
+}
+
 static int js_connect(struct journal_js *j, const struct journal_cluster_options *o, char **err)
 {
     natsOptions *opts = NULL;
@@ -405,6 +457,12 @@ static int js_connect(struct journal_js *j, const struct journal_cluster_options
     jsOptions_Init(&jo);
     jo.Wait = (int64_t)o->timeout_ms;
     s = natsConnection_JetStream(&j->js, j->nc, &jo);
+    if (s == NATS_OK) {
+        jo.PublishAsync.AckHandler = js_ack_handler;
+        jo.PublishAsync.AckHandlerClosure = j;
+        jo.PublishAsync.MaxPending = JS_ASYNC_MAX_PENDING;
+        s = natsConnection_JetStream(&j->js_async, j->nc, &jo);
+    }
     if (s != NATS_OK) {
         journal_set_err(err, "cluster: no JetStream context: %s", natsStatus_GetText(s));
         return -EIO;
@@ -476,6 +534,9 @@ int journal_open_cluster(const struct journal_cluster_options *o, struct journal
     atomic_store(&js_used, true);
     struct journal_js *j = xcalloc(1, sizeof(*j));
     j->base.ops = &journal_js_ops;
+    pthread_mutex_init(&j->append_lock, NULL);
+    pthread_mutex_init(&j->batch_lock, NULL);
+    j->locks_ready = true;
     j->local = local;
     j->stream = xstrdup(o->stream);
     j->subject = xasprintf("%s.entry", o->stream);
@@ -518,11 +579,16 @@ static void js_close(struct journal *jn)
         free(j->fence_stream[n]);
     free(j->fence_subject);
     jsCtx_Destroy(j->js);
+    jsCtx_Destroy(j->js_async);
     if (j->nc != NULL) {
         natsConnection_Close(j->nc);
         natsConnection_Destroy(j->nc);
     }
     journal_close(j->local);
+    if (j->locks_ready) {
+        pthread_mutex_destroy(&j->append_lock);
+        pthread_mutex_destroy(&j->batch_lock);
+    }
     free(j->stream);
     free(j->subject);
     free(j);
@@ -784,6 +850,97 @@ static int js_append_one(struct journal_js *j, const struct journal_event *e, in
 }
 
 /*
+ * Publish events [from, to) without waiting for each ack, then wait for all
+ * of them (at most the timeout): seqs[i] as js_append_one() gives them. On a
+ * failure, the events whose publish failed are not in the stream; the others
+ * may be (a retry is de-duplicated).
+ */
+static int js_publish_batch(struct journal_js *j, const struct journal_event *events, size_t from,
+                            size_t to, int64_t now, uint8_t **packed, size_t *cap, uint64_t *seqs,
+                            char **err)
+{
+    struct js_batch batch = {.slots = xcalloc(to - from, sizeof(*batch.slots))};
+    int rc = 0;
+    pthread_mutex_lock(&j->batch_lock);
+    j->batch = &batch;
+    pthread_mutex_unlock(&j->batch_lock);
+    size_t sent = 0;
+    for (size_t i = from; i < to && rc == 0; i++) {
+        struct js_slot *slot = &batch.slots[i - from];
+        char *subject = NULL;
+        slot->index = i;
+        rc = js_subject(j, events[i].source, events[i].repository, events[i].tag, events[i].digest,
+                        &subject);
+        if (rc < 0) {
+            free(subject);
+            break; /* checked before: cannot happen */
+        }
+        size_t len = journal_entry_pack(&events[i], 0, now, packed, cap);
+        natsMsg *m = NULL;
+        natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *)*packed, (int)len);
+        free(subject);
+        char id[DIGEST_MAX];
+        js_msg_id(&events[i], id);
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = id;
+        po.ExpectStream = j->stream;
+        if (s == NATS_OK) {
+            /* Indexed before the publish: its ack may come at once. */
+            slot->msg = m;
+            pthread_mutex_lock(&j->batch_lock);
+            HASH_ADD_PTR(batch.by_msg, msg, slot);
+            pthread_mutex_unlock(&j->batch_lock);
+            s = js_PublishMsgAsync(j->js_async, &m, &po);
+            if (s != NATS_OK) {
+                pthread_mutex_lock(&j->batch_lock);
+                HASH_DEL(batch.by_msg, slot);
+                pthread_mutex_unlock(&j->batch_lock);
+            }
+        }
+        natsMsg_Destroy(m); /* NULL once the library took it */
+        if (s != NATS_OK) {
+            rc = js_error("publish", s, 0);
+            journal_set_err(err, "cannot publish to the cluster's journal: %s",
+                            natsStatus_GetText(s));
+            break;
+        }
+        sent++;
+    }
+    jsPubOptions wait;
+    jsPubOptions_Init(&wait);
+    wait.MaxWait = j->timeout_ms;
+    natsStatus s = sent > 0 ? js_PublishAsyncComplete(j->js_async, &wait) : NATS_OK;
+    if (s != NATS_OK) {
+        /* Never acked: they may still land, and a retry is de-duplicated. */
+        natsMsgList pending = {0};
+        if (js_PublishAsyncGetPendingList(&pending, j->js_async) == NATS_OK)
+            natsMsgList_Destroy(&pending);
+        if (rc == 0) {
+            rc = js_error("publish", s, 0);
+            journal_set_err(err, "the cluster did not acknowledge the journal's appends: %s",
+                            natsStatus_GetText(s));
+        }
+    }
+    pthread_mutex_lock(&j->batch_lock);
+    j->batch = NULL;
+    HASH_CLEAR(hh, batch.by_msg);
+    pthread_mutex_unlock(&j->batch_lock);
+    for (size_t k = 0; k < sent; k++) {
+        struct js_slot *slot = &batch.slots[k];
+        if (slot->acked && slot->rc == 0 && !slot->duplicate) {
+            seqs[slot->index] = slot->seq;
+            js_seen(j, slot->seq);
+        } else if (slot->acked && slot->rc < 0 && rc == 0) {
+            rc = slot->rc;
+            journal_set_err(err, "the cluster refused a journal append: %s", ferry_strerror(rc));
+        }
+    }
+    free(batch.slots);
+    return rc;
+}
+
+/*
  * Unlike the RocksDB backend, a batch is not one write: a failure can leave
  * the events before it published. Whoever retries it (a webhook's sender,
  * the poller's next round) publishes them again, and the servers drop the
@@ -827,8 +984,22 @@ static int js_append(struct journal *jn, const struct journal_event *events, siz
     size_t cap = 0;
     int64_t now = clock_unix_ms();
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        rc = js_append_one(j, &events[i], now, &packed, &cap, &seqs[i], err);
+    pthread_mutex_lock(&j->append_lock);
+    /* Observations one by one (each compares with its tag's last entry, which
+     * the events before it may be); the events between them as one batch. */
+    for (size_t i = 0; i < n && rc == 0;) {
+        if (events[i].if_changed && journal_present(events[i].tag)) {
+            rc = js_append_one(j, &events[i], now, &packed, &cap, &seqs[i], err);
+            i++;
+            continue;
+        }
+        size_t end = i;
+        while (end < n && !(events[end].if_changed && journal_present(events[end].tag)))
+            end++;
+        rc = js_publish_batch(j, events, i, end, now, &packed, &cap, seqs, err);
+        i = end;
+    }
+    pthread_mutex_unlock(&j->append_lock);
     free(packed);
     if (rc < 0)
         memset(seqs, 0, n * sizeof(*seqs));
