@@ -354,19 +354,14 @@ static void journal_append_batch_release(struct journal_append_batch *a, size_t 
     free(a->dedup_keys);
 }
 
-/* The arguments of journal_append() checked, and every event validated. */
-static int journal_append_check(struct journal_rdb *j, const struct journal_event *events, size_t n,
-                                uint64_t *seqs, char **err)
+int journal_append_args_check(const struct journal_event *events, size_t n, uint64_t *seqs,
+                              char **err)
 {
     if (events == NULL || seqs == NULL) {
         journal_set_err(err, "no events given");
         return FERRY_EINVAL;
     }
     memset(seqs, 0, n * sizeof(*seqs));
-    if (j->read_only) {
-        journal_set_err(err, "journal %s is open read-only", j->dir);
-        return -EROFS;
-    }
     for (size_t i = 0; i < n; i++) {
         char *why = NULL;
         int rc = journal_event_validate(&events[i], &why);
@@ -377,6 +372,18 @@ static int journal_append_check(struct journal_rdb *j, const struct journal_even
         }
     }
     return 0;
+}
+
+/* The arguments of journal_append() checked, every event validated, and the journal writable. */
+static int journal_append_check(struct journal_rdb *j, const struct journal_event *events, size_t n,
+                                uint64_t *seqs, char **err)
+{
+    int rc = journal_append_args_check(events, n, seqs, err);
+    if (rc == 0 && j->read_only) {
+        journal_set_err(err, "journal %s is open read-only", j->dir);
+        rc = -EROFS;
+    }
+    return rc;
 }
 
 /* 1 when an observation changes its tag's state (so it is appended), 0 when not, or an error. */

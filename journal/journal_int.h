@@ -285,6 +285,13 @@ FERRY_MUST_CHECK int journal_entry_from_record(const char *value, size_t value_l
                                                const char **why);
 
 /**
+ * journal_append()'s arguments, as both backends check them: events and
+ * seqs given (seqs zeroed), every event valid. 0, or FERRY_EINVAL with *err.
+ */
+FERRY_MUST_CHECK int journal_append_args_check(const struct journal_event *events, size_t n,
+                                               uint64_t *seqs, char **err);
+
+/**
  * Pack event `e` as entry `seq` (0: the seq is not known yet, a stream
  * assigns it) into *buf, grown as needed (*cap its size); returns the length.
  */

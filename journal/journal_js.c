@@ -955,20 +955,9 @@ static int js_append(struct journal *jn, const struct journal_event *events, siz
         *err = NULL;
     if (n == 0)
         return 0;
-    if (events == NULL || seqs == NULL) {
-        journal_set_err(err, "no events given");
-        return FERRY_EINVAL;
-    }
-    memset(seqs, 0, n * sizeof(*seqs));
-    for (size_t i = 0; i < n; i++) {
-        char *why = NULL;
-        int rc = journal_event_validate(&events[i], &why);
-        if (rc < 0) {
-            journal_set_err(err, "event %zu: %s", i, why);
-            free(why);
-            return rc;
-        }
-    }
+    int check = journal_append_args_check(events, n, seqs, err);
+    if (check < 0)
+        return check;
     /* Nothing is published unless every event can be. */
     for (size_t i = 0; i < n; i++) {
         char *subject = NULL;
