@@ -1325,11 +1325,21 @@ static int js_job_put(struct journal *jn, const struct journal_job *job)
         s = kvStore_Put(&rev, j->kv[JS_OPEN], key, &state, 1);
     if (s == NATS_OK)
         s = kvStore_Put(&rev, j->kv[JS_JOBS], key, packed, (int)size);
+    jsErrCode jerr = 0;
     if (s == NATS_OK && !open) {
-        s = kvStore_Delete(j->kv[JS_OPEN], key);
+        /* Purged, not deleted: a delete leaves a marker per settled job, which
+         * every scan of the open jobs would read again for ever. */
+        char *subject = xasprintf("$KV.%s.%s", j->bucket[JS_OPEN], key);
+        char *stream = xasprintf("KV_%s", j->bucket[JS_OPEN]);
+        jsOptions po;
+        jsOptions_Init(&po);
+        po.Stream.Purge.Subject = subject;
+        s = js_PurgeStream(j->js, stream, &po, &jerr);
+        free(subject);
+        free(stream);
     }
     if (s != NATS_OK)
-        rc = js_error("job put", s, 0);
+        rc = js_error("job put", s, jerr);
 out:
     free(packed);
     free(key);

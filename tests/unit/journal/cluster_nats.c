@@ -632,6 +632,24 @@ static void test_jobs(void **state)
     assert_int_equal(all.n, 2);
     assert_int_equal(all.open, 1);
 
+    /* The settled job left nothing in the index: one message, the open job's. */
+    natsConnection *nc = NULL;
+    natsOptions *no = NULL;
+    assert_int_equal(natsOptions_Create(&no), NATS_OK);
+    assert_int_equal(natsOptions_SetServers(no, (const char **)servers, (int)n_servers), NATS_OK);
+    assert_int_equal(natsConnection_Connect(&nc, no), NATS_OK);
+    natsOptions_Destroy(no);
+    jsCtx *js = NULL;
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    char index[128];
+    snprintf(index, sizeof(index), "KV_%s_open", prefix);
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, js, index, NULL, NULL), NATS_OK);
+    assert_int_equal(si->State.Msgs, 1);
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+
     job.state = 42;
     assert_int_equal(journal_job_put(a, &job), FERRY_EINVAL);
     journal_close(a);
