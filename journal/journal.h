@@ -189,6 +189,22 @@ void journal_work_counts(struct journal_work *w, size_t *held, size_t *ready);
  */
 void journal_work_close(struct journal_work *w);
 
+/* ---- Leases: one holder at a time among the nodes (the poller of a source) ---- */
+
+/**
+ * Take or renew the lease `name` for `holder` (this node's name) until
+ * `ttl_ms` from now: 1 when `holder` has it, 0 when another holder has it and
+ * it has not lapsed (*other, may be NULL, gets that holder; caller frees), or
+ * a negative code. One node holds every lease (1). Expiry is each writer's
+ * clock: nodes' clocks must agree to well under the TTL.
+ */
+FERRY_MUST_CHECK int journal_lease_take(struct journal *j, const char *name, const char *holder,
+                                        uint64_t ttl_ms, char **other);
+
+/** Give the lease back if `holder` has it, so another can take it at once: 0, or a negative code.
+ */
+FERRY_MUST_CHECK int journal_lease_give(struct journal *j, const char *name, const char *holder);
+
 /** Close; NULL is ignored. */
 void journal_close(struct journal *j);
 

@@ -165,3 +165,16 @@ int journal_work_open(struct journal *j, const struct journal_work_options *o,
     *out = NULL;
     return j->ops->work_open != NULL ? j->ops->work_open(j, o, out) : 0;
 }
+
+int journal_lease_take(struct journal *j, const char *name, const char *holder, uint64_t ttl_ms,
+                       char **other)
+{
+    if (other != NULL)
+        *other = NULL;
+    return j->ops->lease_take != NULL ? j->ops->lease_take(j, name, holder, ttl_ms, other) : 1;
+}
+
+int journal_lease_give(struct journal *j, const char *name, const char *holder)
+{
+    return j->ops->lease_give != NULL ? j->ops->lease_give(j, name, holder) : 0;
+}

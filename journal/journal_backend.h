@@ -80,6 +80,11 @@ struct journal_ops {
                            uint64_t *deleted);
     int (*poll_memo_clear)(struct journal *j);
 
+    /* NULL: one node, which holds every lease. */
+    int (*lease_take)(struct journal *j, const char *name, const char *holder, uint64_t ttl_ms,
+                      char **other);
+    int (*lease_give)(struct journal *j, const char *name, const char *holder);
+
     /* NULL: no shared work (journal_work_open() gives NULL). */
     int (*work_open)(struct journal *j, const struct journal_work_options *o,
                      struct journal_work **out);

@@ -1197,55 +1197,187 @@ static int js_fence_get(struct journal *jn, const char *destination, const char 
  * the step, and its retry finds the fence at its own seq, which the engine
  * takes as its own (engine_fence_claim()).
  */
-static int js_fence_raise(struct journal *jn, const char *destination, const char *repository,
-                          const char *tag, uint64_t seq)
+/*
+ * What a read-compare-write on a shard writes: given the subject's last
+ * value (NULL and 0 when none), 1 with *value and *len set to write it, 0 to
+ * write nothing, or a negative code.
+ */
+typedef int (*js_decide_fn)(const void *current, int len, void *arg, const void **value,
+                            int *value_len);
+
+/*
+ * A read-compare-write of one subject of shard `shard`: take the shard's
+ * last sequence L, read the subject (a state at least as new as L), and
+ * write what `decide` says only if the shard is still at L, which proves the
+ * read was the state at the write. Any write to the shard meanwhile makes it
+ * read again. Returns 1 once written, `decide`'s 0 or error, -EBUSY after
+ * JS_CAS_ATTEMPTS lost races, or the servers' error.
+ */
+static int js_shard_update(struct journal_js *j, int shard, const char *subject,
+                           js_decide_fn decide, void *arg)
 {
-    struct journal_js *j = js_of(jn);
-    char *key = NULL;
-    char value[JOURNAL_KEY_LEN];
-    int shard = 0;
-    int rc = js_key(destination, repository, tag, &key);
-    if (rc < 0)
-        return rc;
-    char *subject = js_fence_subject(j, key, &shard);
-    journal_key_encode(seq, value);
-    rc = -EAGAIN;
+    int rc = -EAGAIN;
     for (int attempt = 0; attempt < JS_CAS_ATTEMPTS && rc == -EAGAIN; attempt++) {
         jsStreamInfo *si = NULL;
         jsErrCode jerr = 0;
         natsStatus s = js_GetStreamInfo(&si, j->js, j->fence_stream[shard], NULL, &jerr);
         if (s != NATS_OK) {
-            rc = js_error("fence shard", s, jerr);
+            rc = js_error("shard", s, jerr);
             break;
         }
         uint64_t at = si->State.LastSeq;
         jsStreamInfo_Destroy(si);
-        uint64_t fence = 0;
-        rc = js_fence_read(j, shard, subject, &fence);
-        if (rc < 0)
-            break;
-        if (seq <= fence) {
-            rc = 0;
+        natsMsg *m = NULL;
+        s = js_GetLastMsg(&m, j->js, j->fence_stream[shard], subject, NULL, &jerr);
+        if (s != NATS_OK && js_error("shard read", s, jerr) != FERRY_ENOTFOUND) {
+            rc = js_error("shard read", s, jerr);
             break;
         }
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.ExpectLastSeq = at; /* never 0: each shard starts with a marker */
-        s = js_Publish(NULL, j->js, subject, value, sizeof(value), &po, &jerr);
-        if (s == NATS_OK) {
-            log_debug("journal fence raised dest=%s repo=%s tag=%s seq=%" PRIu64
-                      " previous=%" PRIu64,
-                      destination, repository, tag, seq, fence);
-            rc = 1;
-        } else if (jerr == JSStreamWrongLastSequenceErr) {
-            rc = -EAGAIN; /* the shard moved meanwhile: read again */
-        } else {
-            rc = js_error("fence raise", s, jerr);
+        const void *value = NULL;
+        int len = 0;
+        rc = decide(m != NULL ? natsMsg_GetData(m) : NULL, m != NULL ? natsMsg_GetDataLength(m) : 0,
+                    arg, &value, &len);
+        if (rc == 1) {
+            jsPubOptions po;
+            jsPubOptions_Init(&po);
+            po.ExpectLastSeq = at; /* never 0: each shard starts with a marker */
+            jerr = 0;
+            s = js_Publish(NULL, j->js, subject, value, len, &po, &jerr);
+            if (s == NATS_OK)
+                rc = 1;
+            else if (jerr == JSStreamWrongLastSequenceErr)
+                rc = -EAGAIN; /* the shard moved meanwhile: read again */
+            else
+                rc = js_error("shard write", s, jerr);
         }
+        natsMsg_Destroy(m);
     }
+    return rc == -EAGAIN ? -EBUSY : rc;
+}
+
+/* A fence raise's decision: write `seq` when it is above the fence. */
+struct js_raise {
+    char value[JOURNAL_KEY_LEN];
+    uint64_t seq, previous;
+};
+
+static int js_raise_decide(const void *current, int len, void *arg, const void **value,
+                           int *value_len)
+{
+    struct js_raise *r = arg;
+    r->previous = 0;
+    if (current != NULL && len != JOURNAL_KEY_LEN)
+        return FERRY_EPARSE; /* cannot be compared: moving the tag could move it back */
+    if (current != NULL)
+        r->previous = journal_key_decode(current);
+    if (r->seq <= r->previous)
+        return 0;
+    *value = r->value;
+    *value_len = JOURNAL_KEY_LEN;
+    return 1;
+}
+
+static int js_fence_raise(struct journal *jn, const char *destination, const char *repository,
+                          const char *tag, uint64_t seq)
+{
+    struct journal_js *j = js_of(jn);
+    char *key = NULL;
+    int shard = 0;
+    int rc = js_key(destination, repository, tag, &key);
+    if (rc < 0)
+        return rc;
+    char *subject = js_fence_subject(j, key, &shard);
+    struct js_raise r = {.seq = seq};
+    journal_key_encode(seq, r.value);
+    rc = js_shard_update(j, shard, subject, js_raise_decide, &r);
+    if (rc == 1)
+        log_debug("journal fence raised dest=%s repo=%s tag=%s seq=%" PRIu64 " previous=%" PRIu64,
+                  destination, repository, tag, seq, r.previous);
+    else if (rc == FERRY_EPARSE)
+        log_warn("journal cluster fence is corrupt subject=%.128s", subject);
     free(subject);
     free(key);
-    return rc == -EAGAIN ? -EBUSY : rc;
+    return rc;
+}
+
+/* ---- Leases: one holder at a time, across the nodes ---- */
+
+/* A lease's value: "<expiry unix ms> <holder>". */
+struct js_lease {
+    const char *holder;
+    int64_t now, expires; /* the new expiry; 0: release */
+    bool release;
+    char *value;
+    char *was; /* the holder found, when another holds it (caller frees) */
+};
+
+static int js_lease_decide(const void *current, int len, void *arg, const void **value,
+                           int *value_len)
+{
+    struct js_lease *l = arg;
+    free(l->was);
+    l->was = NULL;
+    if (current != NULL && len > 0) {
+        char *text = xstrndup(current, (size_t)len);
+        char *sp = strchr(text, ' ');
+        long long until = strtoll(text, NULL, 10);
+        bool mine = sp != NULL && strcmp(sp + 1, l->holder) == 0;
+        if (!mine && until > l->now) {
+            l->was = xstrdup(sp != NULL ? sp + 1 : "?");
+            free(text);
+            return 0; /* held by another, not lapsed */
+        }
+        free(text);
+        if (l->release && !mine)
+            return 0; /* not ours to give back */
+    } else if (l->release) {
+        return 0;
+    }
+    free(l->value);
+    l->value = xasprintf("%" PRId64 " %s", l->release ? (int64_t)0 : l->expires, l->holder);
+    *value = l->value;
+    *value_len = (int)strlen(l->value);
+    return 1;
+}
+
+static int js_lease(struct journal *jn, const char *name, const char *holder, uint64_t ttl_ms,
+                    bool release, char **other)
+{
+    struct journal_js *j = js_of(jn);
+    if (other != NULL)
+        *other = NULL;
+    if (journal_check_string(name, "name", true, JOURNAL_STRING_MAX, NULL) < 0 ||
+        journal_check_string(holder, "holder", true, 256, NULL) < 0 || (!release && ttl_ms == 0))
+        return FERRY_EINVAL;
+    char *token = base64url_encode(name, strlen(name));
+    char *key = xasprintf("lease.%s", token);
+    free(token);
+    int shard = 0;
+    char *subject = js_fence_subject(j, key, &shard);
+    struct js_lease l = {.holder = holder, .now = clock_unix_ms(), .release = release};
+    l.expires = l.now + (int64_t)ttl_ms;
+    int rc = js_shard_update(j, shard, subject, js_lease_decide, &l);
+    if (other != NULL && rc == 0 && l.was != NULL) {
+        *other = l.was;
+        l.was = NULL;
+    }
+    free(l.was);
+    free(l.value);
+    free(subject);
+    free(key);
+    return rc;
+}
+
+static int js_lease_take(struct journal *jn, const char *name, const char *holder, uint64_t ttl_ms,
+                         char **other)
+{
+    return js_lease(jn, name, holder, ttl_ms, false, other);
+}
+
+static int js_lease_give(struct journal *jn, const char *name, const char *holder)
+{
+    int rc = js_lease(jn, name, holder, 0, true, NULL);
+    return rc < 0 ? rc : 0;
 }
 
 /* Find fence shard `n`'s stream, or create it with its marker (so its last seq is never 0). */
@@ -1857,4 +1989,6 @@ const struct journal_ops journal_js_ops = {
     .poll_memo_prune = js_poll_memo_prune,
     .poll_memo_clear = js_poll_memo_clear,
     .work_open = js_work_open,
+    .lease_take = js_lease_take,
+    .lease_give = js_lease_give,
 };

@@ -902,6 +902,88 @@ static void test_work_shared(void **state)
     journal_close(b);
 }
 
+/* ---- Leases ---- */
+
+#define LEASERS 4
+
+struct leaser {
+    struct journal *j;
+    char name[16];
+    int rc;
+    char *other;
+};
+
+static pthread_barrier_t lease_barrier;
+
+static void *take_lease(void *arg)
+{
+    struct leaser *l = arg;
+    pthread_barrier_wait(&lease_barrier);
+    l->rc = journal_lease_take(l->j, "poller:hub", l->name, 5000, &l->other);
+    return NULL;
+}
+
+/*
+ * Four nodes take one lease at once: exactly one has it, the others are
+ * told who. The holder renews it, gives it back, and another takes it; a
+ * lease that lapses goes to whoever asks.
+ */
+static void test_leases(void **state)
+{
+    (void)state;
+    struct leaser ls[LEASERS];
+    pthread_t threads[LEASERS];
+    assert_int_equal(pthread_barrier_init(&lease_barrier, NULL, LEASERS), 0);
+    for (int i = 0; i < LEASERS; i++) {
+        ls[i] = (struct leaser){.j = node_open()};
+        snprintf(ls[i].name, sizeof(ls[i].name), "node-%d", i);
+    }
+    for (int i = 0; i < LEASERS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, take_lease, &ls[i]), 0);
+    for (int i = 0; i < LEASERS; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    pthread_barrier_destroy(&lease_barrier);
+    int holder = -1;
+    for (int i = 0; i < LEASERS; i++) {
+        assert_true(ls[i].rc == 0 || ls[i].rc == 1);
+        if (ls[i].rc == 1) {
+            if (holder >= 0)
+                fail_msg("two nodes hold one lease: %s and %s", ls[holder].name, ls[i].name);
+            holder = i;
+        }
+    }
+    assert_true(holder >= 0);
+    for (int i = 0; i < LEASERS; i++) {
+        if (i != holder) {
+            assert_non_null(ls[i].other);
+            assert_string_equal(ls[i].other, ls[holder].name);
+        }
+        free(ls[i].other);
+    }
+    int next = (holder + 1) % LEASERS;
+    assert_int_equal(journal_lease_take(ls[holder].j, "poller:hub", ls[holder].name, 5000, NULL),
+                     1);
+    assert_int_equal(journal_lease_take(ls[next].j, "poller:hub", ls[next].name, 5000, NULL), 0);
+    /* Given back by someone else: nothing happens. */
+    assert_int_equal(journal_lease_give(ls[next].j, "poller:hub", ls[next].name), 0);
+    assert_int_equal(journal_lease_take(ls[next].j, "poller:hub", ls[next].name, 5000, NULL), 0);
+    assert_int_equal(journal_lease_give(ls[holder].j, "poller:hub", ls[holder].name), 0);
+    assert_int_equal(journal_lease_take(ls[next].j, "poller:hub", ls[next].name, 1500, NULL), 1);
+    /* Lapsed: the next node to ask has it. */
+    sleep_ms(2000);
+    int third = (next + 1) % LEASERS;
+    assert_int_equal(journal_lease_take(ls[third].j, "poller:hub", ls[third].name, 5000, NULL), 1);
+    assert_int_equal(journal_lease_take(ls[next].j, "poller:hub", ls[next].name, 5000, NULL), 0);
+    for (int i = 0; i < LEASERS; i++)
+        journal_close(ls[i].j);
+
+    /* One node holds every lease. */
+    struct journal *one = local_journal();
+    assert_int_equal(journal_lease_take(one, "poller:hub", "me", 5000, NULL), 1);
+    assert_int_equal(journal_lease_give(one, "poller:hub", "me"), 0);
+    journal_close(one);
+}
+
 /* ---- What stays on the node ---- */
 
 static void test_node_local(void **state)
@@ -995,7 +1077,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_observation_race), cmocka_unit_test(test_fences),
         cmocka_unit_test(test_fence_race),       cmocka_unit_test(test_jobs),
         cmocka_unit_test(test_hostile_messages), cmocka_unit_test(test_node_local),
-        cmocka_unit_test(test_work_shared),
+        cmocka_unit_test(test_work_shared),      cmocka_unit_test(test_leases),
     };
     const struct CMUnitTest after[] = {
         cmocka_unit_test(test_survivor),
