@@ -94,9 +94,9 @@ FERRY_MUST_CHECK int journal_open(const char *dir, const struct journal_options 
 /*
  * A journal shared by the nodes of a cluster (DESIGN.md, "Running as a
  * cluster"): the entries are a NATS JetStream stream (a tag's state is the
- * last entry on its subject), fences and job status its key-value buckets;
- * cursors and poll memos stay in the node's own RocksDB journal. Strings
- * are borrowed for the call.
+ * last entry on its subject), fences and leases live on sharded streams,
+ * job status in key-value buckets; cursors and poll memos stay in the
+ * node's own RocksDB journal. Strings are borrowed for the call.
  *
  * What differs from one node, for callers that look closely:
  * - journal_append(): an event id is a duplicate only inside the duplicate
@@ -154,8 +154,8 @@ struct journal_work;
 
 struct journal_work_options {
     size_t capacity; /* entries held at once, taken or not yet (the engine's window) */
-    uint64_t
-        ack_wait_ms; /* an entry not settled nor kept alive for this long goes to another node */
+    /* An entry neither settled nor kept alive for this long goes to another node. */
+    uint64_t ack_wait_ms;
     void (*wake)(void *arg); /* entries are ready to take; called from another thread */
     void *arg;
 };
@@ -201,8 +201,7 @@ void journal_work_close(struct journal_work *w);
 FERRY_MUST_CHECK int journal_lease_take(struct journal *j, const char *name, const char *holder,
                                         uint64_t ttl_ms, char **other);
 
-/** Give the lease back if `holder` has it, so another can take it at once: 0, or a negative code.
- */
+/** Give the lease back if `holder` has it (another takes it at once): 0, or a negative code. */
 FERRY_MUST_CHECK int journal_lease_give(struct journal *j, const char *name, const char *holder);
 
 /** Close; NULL is ignored. */
