@@ -595,7 +595,7 @@ header=$(
   echo "- **\`skopeo sync\` no-op**: \`skopeo sync --all --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false --preserve-digests SRC.yaml DST/scale\` against the full destination, the YAML listing every repository with all tags, its blob-info cache ($SKOPEO_CACHE) deleted first (it copies no blob here, so the cache could only have spared it blob checks)."
   echo "- **\`ferry serve\`** on the fresh sync's \`data_dir\` with \`poll_interval: ${POLL}s\`, \`reconcile_interval: 6h\`, first with \`webhooks: true\` on the source (a round lists every repository and HEADs only tags the journal does not know; each repository is swept once per reconcile_interval; the first round sweeps everything), then with \`webhooks: false\` (every tag HEADed every round). No notification is sent: this is the cost of the polling alone."
   echo "- Wall, CPU (user+sys) and peak RSS from GNU time; a serve's RSS is VmHWM after its last round. Requests = lines the registries' access logs gained. \`ferry verify\` exited 0 after every run (the destination held every tag, child and blob)."
-  echo "- Runs per size: $(for n in "${SIZE_LIST[@]}"; do echo "${RUNS_OF[$n]} at $(num "$n")"; done | paste -sd, | sed 's/,/, /g'); figures are **medians** of a size's runs (ratios are of medians), each run's wall is listed."
+  echo "- Runs per size: $(for n in "${SIZE_LIST[@]}"; do echo "${RUNS_OF[$n]} at $(num "$n")"; done | paste -sd";" | sed "s/;/; /g"); figures are **medians** of a size's runs (ratios are of medians), each run's wall is listed."
 )
 report=$(
   for n in "${SIZE_LIST[@]}"; do
