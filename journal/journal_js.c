@@ -1148,6 +1148,19 @@ static char *js_fence_subject(struct journal_js *j, const char *key, int *shard)
     return xasprintf("%s.%d.%s", j->fence_subject, *shard, key);
 }
 
+/* The shard and subject of the fence of (destination, repository, tag): 0, or FERRY_EINVAL. */
+static int js_fence_locate(struct journal_js *j, const char *destination, const char *repository,
+                           const char *tag, char **subject, int *shard)
+{
+    char *key = NULL;
+    *subject = NULL;
+    int rc = js_key(destination, repository, tag, &key);
+    if (rc == 0)
+        *subject = js_fence_subject(j, key, shard);
+    free(key);
+    return rc;
+}
+
 /* The fence on `subject` of `shard`: 0 and *seq (0: none), or an error. */
 static int js_fence_read(struct journal_js *j, int shard, const char *subject, uint64_t *seq)
 {
@@ -1174,16 +1187,13 @@ static int js_fence_get(struct journal *jn, const char *destination, const char 
                         const char *tag, uint64_t *seq)
 {
     struct journal_js *j = js_of(jn);
-    char *key = NULL;
+    char *subject = NULL;
     int shard = 0;
     *seq = 0;
-    int rc = js_key(destination, repository, tag, &key);
-    if (rc < 0)
-        return rc;
-    char *subject = js_fence_subject(j, key, &shard);
-    rc = js_fence_read(j, shard, subject, seq);
+    int rc = js_fence_locate(j, destination, repository, tag, &subject, &shard);
+    if (rc == 0)
+        rc = js_fence_read(j, shard, subject, seq);
     free(subject);
-    free(key);
     return rc;
 }
 
@@ -1281,12 +1291,11 @@ static int js_fence_raise(struct journal *jn, const char *destination, const cha
                           const char *tag, uint64_t seq)
 {
     struct journal_js *j = js_of(jn);
-    char *key = NULL;
+    char *subject = NULL;
     int shard = 0;
-    int rc = js_key(destination, repository, tag, &key);
+    int rc = js_fence_locate(j, destination, repository, tag, &subject, &shard);
     if (rc < 0)
         return rc;
-    char *subject = js_fence_subject(j, key, &shard);
     struct js_raise r = {.seq = seq};
     journal_key_encode(seq, r.value);
     rc = js_shard_update(j, shard, subject, js_raise_decide, &r);
@@ -1296,7 +1305,6 @@ static int js_fence_raise(struct journal *jn, const char *destination, const cha
     else if (rc == FERRY_EPARSE)
         log_warn("journal cluster fence is corrupt subject=%.128s", subject);
     free(subject);
-    free(key);
     return rc;
 }
 

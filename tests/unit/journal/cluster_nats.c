@@ -36,7 +36,8 @@
 #define DIGEST  "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define DIGEST2 "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 
-static char test_root[] = "/tmp/ferry-cluster-journal-XXXXXX";
+/* Under the script's TEST_TMP, which lib.sh removes even when a check aborts. */
+static char test_root[4096];
 static int test_dir_seq;
 static char *servers[8];
 static size_t n_servers;
@@ -99,6 +100,19 @@ static struct journal_event push(const char *repository, const char *tag, const 
         .event_id = event_id,
         .event_unix_ms = 1700000000000,
     };
+}
+
+/* A plain NATS client of the test's own, as another program on the servers would be. */
+static jsCtx *raw_jetstream(natsConnection **nc)
+{
+    natsOptions *no = NULL;
+    jsCtx *js = NULL;
+    assert_int_equal(natsOptions_Create(&no), NATS_OK);
+    assert_int_equal(natsOptions_SetServers(no, (const char **)servers, (int)n_servers), NATS_OK);
+    assert_int_equal(natsConnection_Connect(nc, no), NATS_OK);
+    natsOptions_Destroy(no);
+    assert_int_equal(natsConnection_JetStream(&js, *nc, NULL), NATS_OK);
+    return js;
 }
 
 /* ---- Opening ---- */
@@ -634,13 +648,7 @@ static void test_jobs(void **state)
 
     /* The settled job left nothing in the index: one message, the open job's. */
     natsConnection *nc = NULL;
-    natsOptions *no = NULL;
-    assert_int_equal(natsOptions_Create(&no), NATS_OK);
-    assert_int_equal(natsOptions_SetServers(no, (const char **)servers, (int)n_servers), NATS_OK);
-    assert_int_equal(natsConnection_Connect(&nc, no), NATS_OK);
-    natsOptions_Destroy(no);
-    jsCtx *js = NULL;
-    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    jsCtx *js = raw_jetstream(&nc);
     char index[128];
     snprintf(index, sizeof(index), "KV_%s_open", prefix);
     jsStreamInfo *si = NULL;
@@ -674,13 +682,7 @@ static void test_hostile_messages(void **state)
     assert_int_equal(journal_append(a, &ev, 1, &seq, &err), 0);
 
     natsConnection *nc = NULL;
-    natsOptions *no = NULL;
-    assert_int_equal(natsOptions_Create(&no), NATS_OK);
-    assert_int_equal(natsOptions_SetServers(no, (const char **)servers, (int)n_servers), NATS_OK);
-    assert_int_equal(natsConnection_Connect(&nc, no), NATS_OK);
-    natsOptions_Destroy(no);
-    jsCtx *js = NULL;
-    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    jsCtx *js = raw_jetstream(&nc);
 
     /* The subject of tag "good" of hostile/repo, as journal_js.c names it. */
     char *src = base64url_encode("hub", 3), *repo = base64url_encode("hostile/repo", 12),
@@ -1067,6 +1069,9 @@ int main(int argc, char **argv)
     for (char *save = NULL, *u = strtok_r(list, ",", &save); u != NULL && n_servers < 8;
          u = strtok_r(NULL, ",", &save))
         servers[n_servers++] = u;
+    const char *tmp = getenv("TEST_TMP");
+    snprintf(test_root, sizeof(test_root), "%s/cluster-journal-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
     if (unit_tmpdir_make(test_root) < 0)
         return 1;
     log_threshold = FERRY_LOG_WARN;
