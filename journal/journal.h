@@ -365,6 +365,9 @@ enum journal_job_state {
 };
 
 /* Where one (destination, repository, digest) stands; a Ferry__JobStatus record. */
+/* A cluster node's name, at most this long (letters, digits, '_', '-', '.'). */
+#define JOURNAL_NODE_MAX 64
+
 struct journal_job {
     char *destination;
     char *repository; /* the destination repository */
@@ -379,6 +382,7 @@ struct journal_job {
     int64_t completed_unix_ms;
     char **tags; /* tags the job moves once the manifest is in */
     size_t n_tags;
+    char *node; /* the cluster node working on it (NULL: one node, or not said) */
 };
 
 /** "PENDING", "IN_PROGRESS", "COMPLETE", "FAILED", "SUPERSEDED" (else "UNKNOWN"). */

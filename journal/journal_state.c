@@ -349,11 +349,13 @@ int journal_rdb_fence_raise_unsynced(struct journal *jn, const char *destination
  * last_error, and tags that are each present and capped. put refuses what
  * this refuses, so that decoding can refuse it too.
  */
-static int journal_job_check(int state, const char *last_error, char *const *tags, size_t n_tags)
+static int journal_job_check(int state, const char *last_error, char *const *tags, size_t n_tags,
+                             const char *node)
 {
     if (state < JOURNAL_JOB_PENDING || state > JOURNAL_JOB_SUPERSEDED)
         return FERRY_EINVAL;
-    if (journal_check_string(last_error, "last_error", false, JOURNAL_STRING_MAX, NULL) < 0)
+    if (journal_check_string(last_error, "last_error", false, JOURNAL_STRING_MAX, NULL) < 0 ||
+        journal_check_string(node, "node", false, JOURNAL_NODE_MAX, NULL) < 0)
         return FERRY_EINVAL;
     if (n_tags > 0 && tags == NULL)
         return FERRY_EINVAL;
@@ -391,7 +393,8 @@ int journal_job_decode(const char *key, size_t key_len, const char *value, size_
         *why = "destination, repository or digest does not match its key";
         goto out;
     }
-    if (journal_job_check((int)rec->state, rec->last_error, rec->tags, rec->n_tags) < 0) {
+    if (journal_job_check((int)rec->state, rec->last_error, rec->tags, rec->n_tags, rec->node) <
+        0) {
         *why = "state is unknown, or last_error or a tag is missing or too long";
         goto out;
     }
@@ -409,6 +412,7 @@ int journal_job_decode(const char *key, size_t key_len, const char *value, size_
         .completed_unix_ms = rec->completed_unix_ms,
         .tags = rec->n_tags > 0 ? xcalloc(rec->n_tags, sizeof(char *)) : NULL,
         .n_tags = rec->n_tags,
+        .node = journal_optional(rec->node),
     };
     for (size_t i = 0; i < rec->n_tags; i++)
         out->tags[i] = xstrdup(rec->tags[i]);
@@ -428,6 +432,7 @@ void journal_job_release(struct journal_job *job)
     free(job->repository);
     free(job->digest);
     free(job->last_error);
+    free(job->node);
     for (size_t i = 0; i < job->n_tags; i++)
         free(job->tags[i]);
     free(job->tags);
@@ -518,7 +523,7 @@ uint8_t *journal_job_pack(const struct journal_job *job, size_t *size)
 {
     Ferry__JobStatus rec = FERRY__JOB_STATUS__INIT;
     if (job == NULL ||
-        journal_job_check((int)job->state, job->last_error, job->tags, job->n_tags) < 0)
+        journal_job_check((int)job->state, job->last_error, job->tags, job->n_tags, job->node) < 0)
         return NULL;
     rec.destination = job->destination;
     rec.repository = job->repository;
@@ -533,6 +538,7 @@ uint8_t *journal_job_pack(const struct journal_job *job, size_t *size)
     rec.completed_unix_ms = job->completed_unix_ms;
     rec.n_tags = job->n_tags;
     rec.tags = job->tags;
+    rec.node = (char *)journal_or_empty(job->node);
     *size = ferry__job_status__get_packed_size(&rec);
     uint8_t *packed = xmalloc(*size);
     ferry__job_status__pack(&rec, packed);

@@ -607,6 +607,7 @@ static void test_jobs(void **state)
         .tags = tags,
         .n_tags = 2,
         .created_unix_ms = 1700000000000,
+        .node = "node-a",
     };
     assert_int_equal(journal_job_put(a, &job), 0);
     job.digest = DIGEST2;
@@ -622,6 +623,7 @@ static void test_jobs(void **state)
     assert_int_equal(got.attempts, 3);
     assert_int_equal(got.n_tags, 2);
     assert_string_equal(got.tags[1], "latest");
+    assert_string_equal(got.node, "node-a");
     journal_job_release(&got);
     assert_int_equal(journal_job_get(b, "dr.east", "library/nginx", "sha256:00", &got),
                      FERRY_ENOTFOUND);

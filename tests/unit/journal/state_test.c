@@ -349,6 +349,7 @@ static void assert_job_equal(const struct journal_job *got, const struct journal
     assert_true(got->created_unix_ms == want->created_unix_ms);
     assert_true(got->updated_unix_ms == want->updated_unix_ms);
     assert_true(got->completed_unix_ms == want->completed_unix_ms);
+    assert_optional_string_equal(got->node, want->node);
     assert_int_equal(got->n_tags, want->n_tags);
     if (want->n_tags == 0)
         assert_null(got->tags);
@@ -377,6 +378,7 @@ static void test_job_round_trip(void **state)
         .completed_unix_ms = -1,
         .tags = tags,
         .n_tags = 3,
+        .node = "ferry-1.eu",
     };
     struct journal_job got;
 
@@ -463,6 +465,10 @@ static void test_job_invalid(void **state)
     assert_int_equal(journal_job_put(j, &bad), FERRY_EINVAL);
     bad = ok, bad.tags = NULL, bad.n_tags = 1;
     assert_int_equal(journal_job_put(j, &bad), FERRY_EINVAL);
+    longest[JOURNAL_NODE_MAX + 1] = '\0';
+    bad = ok, bad.node = longest;
+    assert_int_equal(journal_job_put(j, &bad), FERRY_EINVAL);
+    longest[JOURNAL_NODE_MAX + 1] = 'e';
     assert_int_equal(journal_job_get(j, "eu", "app", DIGEST, &got), FERRY_ENOTFOUND);
 
     /* At the cap is fine. */
