@@ -41,6 +41,7 @@ static void config_release(struct config *c)
     for (size_t i = 0; i < c->n_rules; i++)
         config_rule_release(&c->rules[i]);
     free(c->rules);
+    config_cluster_free(c->cluster);
     memset(c, 0, sizeof(*c));
 }
 
@@ -219,6 +220,7 @@ static const struct config_field config_top_fields[] = {
     /* Before rules, which name registries. */
     {.name = "registries", .kind = CONFIG_CUSTOM, .parse = config_parse_registries},
     {.name = "rules", .kind = CONFIG_CUSTOM, .parse = config_parse_rules},
+    {.name = "cluster", .kind = CONFIG_CUSTOM, .parse = config_parse_cluster},
 };
 
 /* The tokens, the defaults that depend on other keys, and the warning about inline secrets. */

@@ -137,30 +137,42 @@
  * Distribution on 2 cores took 135 s at 4 (the registry at 1.6 cores), 100
  * to 107 s at 8 or 16, 119 s at 32. The source client's connection cap (20
  * by default) bounds the load on the registry whatever this is. */
-#define CONFIG_DEFAULT_POLL_CONCURRENCY     16
-#define CONFIG_DEFAULT_STALL_TIMEOUT_MS     ((uint64_t)20 * 1000)
-#define CONFIG_MIN_STALL_TIMEOUT_MS         ((uint64_t)1000)
-#define CONFIG_MAX_STALL_TIMEOUT_MS         ((uint64_t)3600 * 1000)
-#define CONFIG_DEFAULT_COMMAND_TIMEOUT_MS   ((uint64_t)30 * 1000)
-#define CONFIG_MIN_COMMAND_TIMEOUT_MS       ((uint64_t)100)
-#define CONFIG_MAX_COMMAND_TIMEOUT_MS       ((uint64_t)600 * 1000)
-#define CONFIG_MAX_HOOK_ARGS                64
-#define CONFIG_DEFAULT_SPOOL_MAX            ((uint64_t)10 * 1024 * 1024 * 1024)
-#define CONFIG_MIN_SPOOL_MAX                ((uint64_t)64 * 1024 * 1024)
-#define CONFIG_MAX_SPOOL_MAX                ((uint64_t)16 * 1024 * 1024 * 1024 * 1024)
-#define CONFIG_MAX_POLL_CONCURRENCY         64
-#define CONFIG_DEFAULT_RETENTION_MS         ((uint64_t)7 * 24 * 3600 * 1000)
-#define CONFIG_DEFAULT_REGISTRY_CONCURRENCY 4 /* jobs or requests at once per registry */
-#define CONFIG_MAX_REGISTRY_CONCURRENCY     1024
-#define CONFIG_DEFAULT_ENGINE_WINDOW        4096
-#define CONFIG_MAX_ENGINE_WINDOW            1000000
-#define CONFIG_DEFAULT_RETRY_ATTEMPTS       5
-#define CONFIG_MAX_RETRY_ATTEMPTS           100
-#define CONFIG_DEFAULT_RETRY_BASE_MS        ((uint64_t)1000)
-#define CONFIG_DEFAULT_RETRY_MAX_MS         ((uint64_t)30 * 1000)
-#define CONFIG_DEFAULT_CIRCUIT_FAILURES     5
-#define CONFIG_MAX_CIRCUIT_FAILURES         1000
-#define CONFIG_DEFAULT_CIRCUIT_OPEN_MS      ((uint64_t)30 * 1000)
+#define CONFIG_DEFAULT_POLL_CONCURRENCY      16
+#define CONFIG_DEFAULT_STALL_TIMEOUT_MS      ((uint64_t)20 * 1000)
+#define CONFIG_MIN_STALL_TIMEOUT_MS          ((uint64_t)1000)
+#define CONFIG_MAX_STALL_TIMEOUT_MS          ((uint64_t)3600 * 1000)
+#define CONFIG_DEFAULT_COMMAND_TIMEOUT_MS    ((uint64_t)30 * 1000)
+#define CONFIG_MIN_COMMAND_TIMEOUT_MS        ((uint64_t)100)
+#define CONFIG_MAX_COMMAND_TIMEOUT_MS        ((uint64_t)600 * 1000)
+#define CONFIG_MAX_HOOK_ARGS                 64
+#define CONFIG_DEFAULT_SPOOL_MAX             ((uint64_t)10 * 1024 * 1024 * 1024)
+#define CONFIG_MIN_SPOOL_MAX                 ((uint64_t)64 * 1024 * 1024)
+#define CONFIG_MAX_SPOOL_MAX                 ((uint64_t)16 * 1024 * 1024 * 1024 * 1024)
+#define CONFIG_MAX_POLL_CONCURRENCY          64
+#define CONFIG_DEFAULT_RETENTION_MS          ((uint64_t)7 * 24 * 3600 * 1000)
+#define CONFIG_DEFAULT_REGISTRY_CONCURRENCY  4 /* jobs or requests at once per registry */
+#define CONFIG_MAX_REGISTRY_CONCURRENCY      1024
+#define CONFIG_DEFAULT_ENGINE_WINDOW         4096
+#define CONFIG_MAX_ENGINE_WINDOW             1000000
+#define CONFIG_DEFAULT_RETRY_ATTEMPTS        5
+#define CONFIG_MAX_RETRY_ATTEMPTS            100
+#define CONFIG_DEFAULT_RETRY_BASE_MS         ((uint64_t)1000)
+#define CONFIG_DEFAULT_RETRY_MAX_MS          ((uint64_t)30 * 1000)
+#define CONFIG_DEFAULT_CIRCUIT_FAILURES      5
+#define CONFIG_MAX_CIRCUIT_FAILURES          1000
+#define CONFIG_DEFAULT_CIRCUIT_OPEN_MS       ((uint64_t)30 * 1000)
+#define CONFIG_DEFAULT_CLUSTER_STREAM        "FERRY_JOURNAL"
+#define CONFIG_DEFAULT_CLUSTER_PREFIX        "ferry"
+#define CONFIG_DEFAULT_CLUSTER_REPLICAS      3
+#define CONFIG_MAX_CLUSTER_REPLICAS          5
+#define CONFIG_MAX_CLUSTER_SERVERS           32
+#define CONFIG_DEFAULT_CLUSTER_DUPLICATES_MS ((uint64_t)2 * 60 * 1000)
+#define CONFIG_MAX_CLUSTER_DUPLICATES_MS     ((uint64_t)24 * 3600 * 1000)
+#define CONFIG_DEFAULT_CLUSTER_ACK_WAIT_MS   ((uint64_t)30 * 1000)
+#define CONFIG_MIN_CLUSTER_ACK_WAIT_MS       ((uint64_t)3000)
+#define CONFIG_MAX_CLUSTER_ACK_WAIT_MS       ((uint64_t)3600 * 1000)
+#define CONFIG_DEFAULT_CLUSTER_TIMEOUT_MS    ((uint64_t)5 * 1000)
+#define CONFIG_MAX_CLUSTER_TIMEOUT_MS        ((uint64_t)60 * 1000)
 /* Largest upload chunk_min or chunk_max (the cap registry.c puts on OCI-Chunk-Min-Length). */
 #define CONFIG_MAX_UPLOAD_CHUNK ((uint64_t)1024 * 1024 * 1024)
 /* A registry's poll: */
@@ -235,6 +247,29 @@ struct config_rule {
     bool foreign_layers; /* copy non-distributable layers too; default false (skip them) */
 };
 
+/*
+ * cluster: N equal nodes sharing a NATS JetStream (DESIGN.md, "Running as a
+ * cluster"); absent, Ferry is one node on its own RocksDB journal.
+ */
+struct config_cluster {
+    char **servers; /* nats:// or tls:// URLs, at least one */
+    size_t n_servers;
+    char *name;                   /* this node's name; default: the host's name */
+    char *user;                   /* NULL, or with password */
+    char *password;               /* resolved secret or NULL */
+    char *token;                  /* resolved secret or NULL; exclusive with user */
+    char *creds_file;             /* a NATS .creds file; exclusive with user and token */
+    char *ca_file;                /* PEM roots of the servers' certificates; implies TLS */
+    char *cert_file, *key_file;   /* a client certificate, both or neither; implies TLS */
+    bool tls;                     /* require TLS */
+    char *stream;                 /* the journal's stream; default CONFIG_DEFAULT_CLUSTER_STREAM */
+    char *bucket_prefix;          /* default CONFIG_DEFAULT_CLUSTER_PREFIX */
+    int replicas;                 /* of the stream and the buckets, 1..5; default 3 */
+    uint64_t duplicate_window_ms; /* default CONFIG_DEFAULT_CLUSTER_DUPLICATES_MS */
+    uint64_t ack_wait_ms;         /* default CONFIG_DEFAULT_CLUSTER_ACK_WAIT_MS */
+    uint64_t timeout_ms;          /* of each request; default CONFIG_DEFAULT_CLUSTER_TIMEOUT_MS */
+};
+
 struct config {
     char *path;          /* the file as given to config_load() */
     char *dir;           /* its directory ("." for a bare file name) */
@@ -268,6 +303,7 @@ struct config {
     size_t n_registries;
     struct config_rule *rules; /* in file order */
     size_t n_rules;
+    struct config_cluster *cluster; /* NULL: one node */
 };
 
 /**

@@ -268,4 +268,11 @@ FERRY_MUST_CHECK int config_parse_registries(struct config_parser *p, const yaml
 FERRY_MUST_CHECK int config_parse_rules(struct config_parser *p, const yaml_node_t *node,
                                         const char *key, void *object);
 
+/** cluster: (CONFIG_CUSTOM of the top level, into a struct config_top). */
+FERRY_MUST_CHECK int config_parse_cluster(struct config_parser *p, const yaml_node_t *node,
+                                          const char *key, void *object);
+
+/** Free a cluster section, wiping its secrets; NULL is fine. */
+void config_cluster_free(struct config_cluster *c);
+
 #endif

@@ -1494,10 +1494,93 @@ static void test_vendor_keys(void **state)
         expect_error(f, cases[i].yaml, FERRY_EINVAL, cases[i].want);
 }
 
+/* cluster: every key, the defaults, and what is refused (never saying a secret). */
+static void test_cluster(void **state)
+{
+    struct fixture *f = *state;
+
+    struct config *c = load_ok(f, "registries: { a: { url: \"http://a\" } }\n");
+    assert_null(c->cluster);
+    config_free(c);
+
+    write_file(f, "nats-pass", SECRET "-nats\n", 0600);
+    c = load_ok(f, "cluster:\n"
+                   "  servers: [\"nats://10.0.0.1:4222\", \"tls://nats-2.example:4222\"]\n"
+                   "  name: ferry-a.eu\n"
+                   "  user: ferry\n"
+                   "  password_file: nats-pass\n"
+                   "  ca_file: ca.pem\n"
+                   "  stream: DR_JOURNAL\n"
+                   "  bucket_prefix: dr-ferry\n"
+                   "  replicas: 5\n"
+                   "  duplicate_window: 10m\n"
+                   "  ack_wait: 1m\n"
+                   "  timeout: 2s\n");
+    assert_non_null(c->cluster);
+    assert_int_equal(c->cluster->n_servers, 2);
+    assert_string_equal(c->cluster->servers[1], "tls://nats-2.example:4222");
+    assert_string_equal(c->cluster->name, "ferry-a.eu");
+    assert_string_equal(c->cluster->user, "ferry");
+    assert_string_equal(c->cluster->password, SECRET "-nats");
+    assert_null(c->cluster->token);
+    assert_true(c->cluster->tls); /* a CA file means TLS */
+    assert_non_null(strstr(c->cluster->ca_file, "ca.pem"));
+    assert_string_equal(c->cluster->stream, "DR_JOURNAL");
+    assert_string_equal(c->cluster->bucket_prefix, "dr-ferry");
+    assert_int_equal(c->cluster->replicas, 5);
+    assert_int_equal(c->cluster->duplicate_window_ms, 600000);
+    assert_int_equal(c->cluster->ack_wait_ms, 60000);
+    assert_int_equal(c->cluster->timeout_ms, 2000);
+    config_free(c);
+
+    c = load_ok(f,
+                "cluster: { servers: [\"nats://127.0.0.1:4222\"], token_env: FERRY_TEST_PASS }\n");
+    assert_string_equal(c->cluster->token, SECRET "-env");
+    assert_false(c->cluster->tls);
+    assert_string_equal(c->cluster->stream, CONFIG_DEFAULT_CLUSTER_STREAM);
+    assert_string_equal(c->cluster->bucket_prefix, CONFIG_DEFAULT_CLUSTER_PREFIX);
+    assert_int_equal(c->cluster->replicas, CONFIG_DEFAULT_CLUSTER_REPLICAS);
+    assert_int_equal(c->cluster->duplicate_window_ms, CONFIG_DEFAULT_CLUSTER_DUPLICATES_MS);
+    assert_int_equal(c->cluster->ack_wait_ms, CONFIG_DEFAULT_CLUSTER_ACK_WAIT_MS);
+    assert_int_equal(c->cluster->timeout_ms, CONFIG_DEFAULT_CLUSTER_TIMEOUT_MS);
+    assert_true(c->cluster->name[0] != '\0'); /* the host's name */
+    config_free(c);
+
+    expect_error(f, "cluster: {}\n", E, "ferry.yaml:1: cluster: missing 'servers'");
+    expect_error(f, "cluster: { servers: [] }\n", E, "ferry.yaml:1: cluster.servers:");
+    expect_error(f, "cluster: { servers: [\"http://a:4222\"] }\n", E,
+                 "ferry.yaml:1: cluster.servers[0]: 'http://a:4222' is not a nats://");
+    expect_error(f, "cluster: { servers: [\"nats://u:" SECRET "@a:4222\"] }\n", E,
+                 "ferry.yaml:1: cluster.servers[0]: a server URL must not hold credentials");
+    expect_error(f, "cluster: { servers: [\"nats://a:1\"], user: u }\n", E,
+                 "ferry.yaml:1: cluster.user: user and a password go together");
+    expect_error(f,
+                 "cluster: { servers: [\"nats://a:1\"], user: u, password: " SECRET
+                 ", token: t" SECRET " }\n",
+                 E,
+                 "ferry.yaml:1: cluster.token: user and password, a token and creds_file are "
+                 "exclusive");
+    expect_error(f,
+                 "cluster: { servers: [\"nats://a:1\"], token: " SECRET
+                 ", token_env: FERRY_TEST_PASS }\n",
+                 E, "ferry.yaml:1: token: token, token_env and token_file are exclusive");
+    expect_error(f, "cluster: { servers: [\"nats://a:1\"], replicas: 7 }\n", E,
+                 "ferry.yaml:1: cluster.replicas:");
+    expect_error(f, "cluster: { servers: [\"nats://a:1\"], stream: \"a.b\" }\n", E,
+                 "ferry.yaml:1: cluster.stream: 'a.b': letters, digits");
+    expect_error(f, "cluster: { servers: [\"nats://a:1\"], cert_file: c.pem }\n", E,
+                 "ferry.yaml:1: cluster.cert_file: cert_file and key_file go together");
+    expect_error(f, "cluster: { servers: [\"nats://a:1\"], ack_wait: 10ms }\n", E,
+                 "ferry.yaml:1: cluster.ack_wait:");
+    expect_error(f, "cluster: { servers: [\"nats://a:1\"], colour: blue }\n", E,
+                 "ferry.yaml:1: cluster.colour: unknown key");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_vendor_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_and_circuit, setup, teardown),
