@@ -2,7 +2,8 @@
 # Fault scenarios against real registries and a real `ferry serve`.
 #
 #   chaos/run.sh NAME [--short]     run one scenario (crash, flaky, corrupt,
-#                                   partition, restart, disk, journal, gc)
+#                                   partition, restart, disk, journal, gc,
+#                                   cluster)
 #   chaos/run.sh all [--short]      run every scenario in turn
 #
 # Each scenario is chaos/scenarios/NAME.sh; it prints its figures (lines
@@ -20,7 +21,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
-ALL=(crash flaky corrupt partition restart disk journal gc)
+ALL=(crash flaky corrupt partition restart disk journal gc cluster)
 
 usage() {
   echo "usage: chaos/run.sh NAME|all [--short]   (NAME: ${ALL[*]})" >&2

@@ -21,6 +21,7 @@
 #include "common/reference.h"
 #include "common/xalloc.h"
 #include "config/config.h"
+#include "daemon/cluster.h"
 #include "journal/journal.h"
 
 /* How long an append through the daemon may take. */
@@ -197,6 +198,7 @@ static void journal_cmd_job_json(const struct journal_job *job, const char *stat
     cJSON_AddNumberToObject(o, "attempts", job->attempts);
     journal_cmd_add_string(o, "last_error", job->last_error);
     cJSON_AddNumberToObject(o, "seq", (double)job->seq);
+    journal_cmd_add_string(o, "node", job->node);
     cJSON_AddNumberToObject(o, "bytes", (double)job->bytes);
     cJSON_AddNumberToObject(o, "updated_unix_ms", (double)job->updated_unix_ms);
     journal_cmd_print(o, false);
@@ -288,13 +290,11 @@ static int journal_cmd_via_daemon(const struct config *cfg, const struct journal
 }
 
 /* Append to the journal itself, or through the daemon that holds it; returns the exit status. */
-static int journal_cmd_write(const struct config *cfg, const char *dir,
-                             const struct journal_event *ev)
+static int journal_cmd_write(const struct config *cfg, const struct journal_event *ev)
 {
     struct journal *j = NULL;
     char *err = NULL;
-    struct journal_options jopts = {0};
-    int rc = journal_open(dir, &jopts, &j, &err);
+    int rc = cluster_journal_open(cfg, false, &j, &err);
     if (rc == -EBUSY) {
         rc = journal_cmd_via_daemon(cfg, ev);
         if (rc == 0)
@@ -338,7 +338,7 @@ static int journal_cmd_append_check(const struct config *cfg, const struct journ
 }
 
 /* `append ...`; returns the exit status. */
-static int journal_cmd_append(const struct config *cfg, const char *dir, struct journal_cmd *jc)
+static int journal_cmd_append(const struct config *cfg, struct journal_cmd *jc)
 {
     struct journal_event *ev = &jc->event;
     int rc = journal_cmd_append_check(cfg, ev);
@@ -349,7 +349,7 @@ static int journal_cmd_append(const struct config *cfg, const char *dir, struct 
         memset(&now, 0, sizeof(now));
     char *id = xasprintf("manual:%lld.%09ld:%d", (long long)now.tv_sec, now.tv_nsec, (int)getpid());
     ev->event_id = id;
-    rc = journal_cmd_write(cfg, dir, ev);
+    rc = journal_cmd_write(cfg, ev);
     ev->event_id = NULL;
     free(id);
     return rc;
@@ -505,13 +505,12 @@ static int journal_cmd_parse(struct journal_cmd *jc, int argc, char **argv)
 /* ---- the command ---- */
 
 /* ls, show, stats or jobs on the journal opened read-only; returns the exit status. */
-static int journal_cmd_read(const char *dir, const struct journal_cmd *jc)
+static int journal_cmd_read(const struct config *cfg, const struct journal_cmd *jc)
 {
     struct journal *j = NULL;
-    struct journal_options jopts = {.read_only = true};
     char *err = NULL;
     int rc;
-    if (journal_open(dir, &jopts, &j, &err) < 0) {
+    if (cluster_journal_open(cfg, true, &j, &err) < 0) {
         fprintf(stderr, "ferry journal: %s\n", err);
         free(err);
         return 1;
@@ -538,12 +537,10 @@ int cmd_journal(int argc, char **argv)
         return rc;
     if (options_config_load("journal", jc.config, &cfg) < 0)
         return OPTIONS_EXIT_USAGE;
-    char *dir = xasprintf("%s/journal", cfg->data_dir);
     if (strcmp(jc.sub, "append") == 0)
-        rc = journal_cmd_append(cfg, dir, &jc);
+        rc = journal_cmd_append(cfg, &jc);
     else
-        rc = journal_cmd_read(dir, &jc);
-    free(dir);
+        rc = journal_cmd_read(cfg, &jc);
     config_free(cfg);
     return rc;
 }

@@ -189,7 +189,8 @@ int cmd_retry(int argc, char **argv)
     }
     dir = xasprintf("%s/journal", cfg->data_dir);
     struct journal_options jopts = {0};
-    rc = journal_open(dir, &jopts, &j, &err);
+    /* A cluster's jobs are run again by a running node: the daemon's API. */
+    rc = cfg->cluster != NULL ? -EBUSY : journal_open(dir, &jopts, &j, &err);
     if (rc == -EBUSY) {
         rc = retry_through_daemon(cfg, dest);
     } else if (rc < 0) {

@@ -135,6 +135,31 @@ static int print_destinations(const cJSON *status, const char *dests)
     return failed;
 }
 
+/* In a cluster, a table of its nodes under the destinations' (as the asked node sees them). */
+static void print_nodes(const cJSON *status)
+{
+    const cJSON *cluster = cJSON_GetObjectItemCaseSensitive(status, "cluster");
+    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(cluster, "nodes");
+    if (!cJSON_IsArray(nodes))
+        return;
+    printf("\n%-24s %-6s %-24s %8s %9s %10s %7s\n", "NODE", "STATE", "LAST HEARTBEAT", "PENDING",
+           "IN-FLIGHT", "COMPLETED", "FAILED");
+    const cJSON *n;
+    cJSON_ArrayForEach(n, nodes)
+    {
+        const cJSON *fig = cJSON_GetObjectItemCaseSensitive(n, "figures");
+        const char *name = jstr(n, "name");
+        const char *beat = jstr(n, "last_heartbeat");
+        bool alive = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "alive"));
+        bool self = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "self"));
+        char label[80];
+        snprintf(label, sizeof(label), "%.60s%s", name != NULL ? name : "?", self ? " (this)" : "");
+        printf("%-24s %-6s %-24s %8.0f %9.0f %10.0f %7.0f\n", label, alive ? "alive" : "gone",
+               beat != NULL ? beat : "-", jnum(fig, "pending"), jnum(fig, "running"),
+               jnum(fig, "complete"), jnum(fig, "failed"));
+    }
+}
+
 /* "R:T" or "R@sha256:..." into an /v1/images query. */
 static char *image_query(const char *image, char **error)
 {
@@ -273,6 +298,7 @@ static int status_show(const struct daemon_client *cl, const char *path, bool js
         print_json(body);
     } else if (!image) {
         rc = print_destinations(body, dests);
+        print_nodes(body);
     } else {
         print_image(body, dests);
         char *why = NULL;

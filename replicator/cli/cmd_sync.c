@@ -216,6 +216,14 @@ static int sync_open(struct sync *s, const char *config_path)
     int rc = options_config_load("sync", config_path, &s->config);
     if (rc < 0)
         return rc;
+    if (s->config->cluster != NULL) {
+        /* A one-shot run would take the cluster's shared work from its nodes. */
+        fprintf(stderr,
+                "ferry sync: %s has a cluster: section; a cluster replicates with "
+                "'ferry serve' on its nodes (see 'Running as a cluster' in the README)\n",
+                config_path);
+        return FERRY_EINVAL;
+    }
     rc = config_data_dir_prepare(s->config);
     char *dir = xasprintf("%s/journal", s->config->data_dir);
     struct journal_options jopts = {0};

@@ -16,6 +16,7 @@
 #include "common/heap.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "journal/journal.h"
 
 #define FERRY_VERSION "0.1.0"
 
@@ -95,8 +96,12 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(cmd, commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+        if (strcmp(cmd, commands[i].name) == 0) {
+            int rc = commands[i].run(argc - 1, argv + 1);
+            /* A cluster's journal leaves libnats' threads behind: they stop here. */
+            journal_process_exit();
+            return rc;
+        }
     }
     fprintf(stderr, "ferry: unknown command '%s' (see 'ferry --help')\n", cmd);
     return OPTIONS_EXIT_USAGE;

@@ -99,8 +99,13 @@ static int config_check_stream(struct config_parser *p, const yaml_node_t *node,
 static int config_check_node_name(struct config_parser *p, const yaml_node_t *node, const char *key,
                                   const char *value)
 {
-    if (!config_name_chars(value, "_-.", 64))
-        return config_fail(p, node, key, "'%.*s': letters, digits, '_', '-' and '.', at most 64",
+    /* A key in the cluster's buckets: no '.' first, last or twice in a row (journal.h). */
+    size_t n = strlen(value);
+    if (!config_name_chars(value, "_-.", 64) || value[0] == '.' || value[n - 1] == '.' ||
+        strstr(value, "..") != NULL)
+        return config_fail(p, node, key,
+                           "'%.*s': letters, digits, '_', '-' and '.' (not first, last or twice "
+                           "in a row), at most 64",
                            CONFIG_QUOTE_MAX, value);
     return 0;
 }
@@ -245,8 +250,12 @@ int config_parse_cluster(struct config_parser *p, const yaml_node_t *node, const
     if (c->ca_file != NULL || c->cert_file != NULL)
         c->tls = true;
     if (c->name == NULL) {
+        /* The host's short name (a pod's name under Kubernetes): the same at every restart, so
+         * that a node takes up its own parked jobs. */
         char host[256] = "";
-        if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+        if (gethostname(host, sizeof(host) - 1) == 0)
+            host[strcspn(host, ".")] = '\0';
+        if (!config_name_chars(host, "_-", 64))
             snprintf(host, sizeof(host), "ferry-%ld", (long)getpid());
         c->name = xstrdup(host);
     }

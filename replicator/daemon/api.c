@@ -165,6 +165,11 @@ void api_note_entry(struct api *a, const struct journal_entry *e)
     }
 }
 
+void api_set_cluster(struct api *a, struct cluster *cluster)
+{
+    a->cluster = cluster;
+}
+
 void api_set_engine(struct api *a, struct engine *engine, struct poller *poller)
 {
     a->engine = engine;

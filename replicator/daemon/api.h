@@ -33,6 +33,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "daemon/cluster.h"
 #include "daemon/ingest.h"
 #include "daemon/server.h"
 #include "journal/journal.h"
@@ -56,6 +57,9 @@
     "frame-ancestors 'none'"
 
 struct api;
+
+/** The cluster this node is in, for the status (NULL: one node); it outlives the api. */
+void api_set_cluster(struct api *a, struct cluster *cluster);
 
 /**
  * An api on `loop` that answers from `journal` under `config`, counts the

@@ -48,9 +48,10 @@ struct api {
     uv_loop_t *loop;
     const struct config *config;
     struct journal *journal;
-    struct engine *engine; /* NULL once it closed */
-    struct poller *poller; /* NULL once it closed */
-    struct ingest *ingest; /* NULL: no webhook figures */
+    struct engine *engine;   /* NULL once it closed */
+    struct poller *poller;   /* NULL once it closed */
+    struct ingest *ingest;   /* NULL: no webhook figures */
+    struct cluster *cluster; /* NULL: one node */
     const bool *stopping;
     /* Image lookups ask registries through the engine's clients; a drain
      * keeps new ones off them until api_set_engine(). */

@@ -172,6 +172,56 @@ static cJSON *status_registries_json(const struct api *a)
     return list;
 }
 
+/* The figures a node's heartbeat carries that add up to the cluster's totals. */
+static const char *const status_node_figures[] = {"dispatched", "pending",    "running", "complete",
+                                                  "failed",     "superseded", "bytes",   "polling"};
+
+/*
+ * The cluster as this node's last heartbeat read it: every node, alive or
+ * not, with what it said of itself, and the totals of the live ones. JSON
+ * null on one node.
+ */
+static cJSON *status_cluster_json(const struct api *a)
+{
+    if (a->cluster == NULL)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "node", cluster_node_name(a->cluster));
+    cJSON_AddStringToObject(o, "journal", journal_backend_name(a->journal));
+    const struct cluster_node *nodes;
+    size_t n = cluster_nodes(a->cluster, &nodes);
+    cJSON *list = cJSON_AddArrayToObject(o, "nodes");
+    size_t n_figures = sizeof(status_node_figures) / sizeof(status_node_figures[0]);
+    double totals[sizeof(status_node_figures) / sizeof(status_node_figures[0])] = {0};
+    size_t alive = 0;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *node = cJSON_CreateObject();
+        cJSON_AddStringToObject(node, "name", nodes[i].name);
+        cJSON_AddBoolToObject(node, "alive", nodes[i].alive);
+        cJSON_AddBoolToObject(node, "self", nodes[i].self);
+        cJSON_AddItemToObject(node, "last_heartbeat", api_json_time(nodes[i].beat_unix_ms));
+        /* What another node said of itself: only its numbers are kept. */
+        cJSON *info = cJSON_Parse(nodes[i].info);
+        cJSON *figures = cJSON_AddObjectToObject(node, "figures");
+        for (size_t k = 0; k < n_figures; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(info, status_node_figures[k]);
+            if (!cJSON_IsNumber(v))
+                continue;
+            cJSON_AddNumberToObject(figures, status_node_figures[k], v->valuedouble);
+            if (nodes[i].alive)
+                totals[k] += v->valuedouble;
+        }
+        cJSON_Delete(info);
+        alive += nodes[i].alive;
+        cJSON_AddItemToArray(list, node);
+    }
+    cJSON_AddNumberToObject(o, "alive", (double)alive);
+    cJSON *sum = cJSON_AddObjectToObject(o, "totals");
+    for (size_t k = 0; k < n_figures; k++)
+        cJSON_AddNumberToObject(sum, status_node_figures[k], totals[k]);
+    return o;
+}
+
 void api_get_status(struct api *a, struct server_request *req)
 {
     int64_t now = clock_unix_ms();
@@ -192,6 +242,7 @@ void api_get_status(struct api *a, struct server_request *req)
             cJSON_AddItemToArray(dests, status_destination_json(&st, &a->rates[i], now));
     cJSON_AddItemToObject(root, "sources", status_sources_json(a));
     cJSON_AddItemToObject(root, "registries", status_registries_json(a));
+    cJSON_AddItemToObject(root, "cluster", status_cluster_json(a));
     api_respond_json(req, 200, root);
 }
 

@@ -5,6 +5,7 @@
  */
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,6 +292,38 @@ static void metrics_webhook(struct metrics_text *t, const struct metrics_view *v
                 in.events_accepted, in.events_duplicate, in.events_ignored);
 }
 
+/*
+ * In a cluster every sample says which node it came from: `node="NAME"`
+ * first among its labels (node names need no escaping: config.c checks
+ * them), so that one scrape config takes every node.
+ */
+static void metrics_label_node(struct metrics_text *t, const char *node)
+{
+    struct metrics_text out = {.rc = 0};
+    buf_init(&out.b, API_METRICS_MAX);
+    const char *p = t->b.data != NULL ? t->b.data : "";
+    const char *end = p + t->b.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl != NULL ? nl + 1 : end;
+        size_t name = strcspn(p, "{ \n");
+        if (*p == '#' || p + name >= eol || (p[name] != '{' && p[name] != ' ')) {
+            text_append(&out, p, (size_t)(eol - p));
+        } else if (p[name] == '{') {
+            text_append(&out, p, name + 1);
+            text_printf(&out, "node=\"%s\",", node);
+            text_append(&out, p + name + 1, (size_t)(eol - p - (ptrdiff_t)name - 1));
+        } else {
+            text_append(&out, p, name);
+            text_printf(&out, "{node=\"%s\"}", node);
+            text_append(&out, p + name, (size_t)(eol - p - (ptrdiff_t)name));
+        }
+        p = eol;
+    }
+    buf_release(&t->b);
+    *t = out;
+}
+
 void api_get_metrics(struct api *a, struct server_request *req)
 {
     const struct config *c = a->config;
@@ -322,6 +355,8 @@ void api_get_metrics(struct api *a, struct server_request *req)
                            value_circuit_open);
     metrics_latency(&t, &v);
     metrics_webhook(&t, &v);
+    if (a->cluster != NULL && t.rc == 0)
+        metrics_label_node(&t, cluster_node_name(a->cluster));
 
     if (t.rc < 0) {
         log_error("metrics over their cap bytes=%d error=\"%s\"", API_METRICS_MAX,

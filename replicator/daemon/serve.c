@@ -17,6 +17,7 @@
 #include "common/xalloc.h"
 #include "config/config.h"
 #include "daemon/api.h"
+#include "daemon/cluster.h"
 #include "daemon/ingest.h"
 #include "daemon/server.h"
 #include "journal/committer.h"
@@ -56,6 +57,7 @@ struct daemon {
     struct engine *engine;
     struct ingest *ingest;
     struct api *api;
+    struct cluster *cluster; /* NULL: one node */
     uv_signal_t signals[SERVE_SIGNALS];
     uv_timer_t grace;
     uv_timer_t retention;
@@ -172,10 +174,14 @@ static int daemon_pipeline_start(struct daemon *d, struct engine_counters *count
     /* Status and metrics count on from where they were. */
     engine_counters_restore(d->engine, counters);
     engine_start(d->engine);
+    cluster_set_engine(d->cluster, d->engine);
     rc = poller_new(&d->loop, d->config, d->journal, d->committer, &d->poller);
     api_set_engine(d->api, d->engine, rc < 0 ? NULL : d->poller);
     if (rc < 0)
         return rc;
+    /* In a cluster one node polls a source: the one holding its lease. */
+    if (d->cluster != NULL)
+        poller_set_gate(d->poller, cluster_may_poll, d->cluster);
     poller_start(d->poller, daemon_round, d);
     return 0;
 }
@@ -184,6 +190,7 @@ static void daemon_engine_closed(void *arg)
 {
     struct daemon *d = arg;
     d->engine = NULL;
+    cluster_set_engine(d->cluster, NULL);
     if (d->api != NULL)
         api_set_engine(d->api, NULL, NULL);
     d->pipeline_stopped(d);
@@ -262,17 +269,27 @@ static void daemon_grace_over(uv_timer_t *timer)
         daemon_server_closed(d);
 }
 
+static void daemon_cluster_closed(void *arg)
+{
+    struct daemon *d = arg;
+    d->cluster = NULL;
+    if (d->api != NULL)
+        api_set_cluster(d->api, NULL);
+    int rc = uv_timer_start(&d->grace, daemon_grace_over, SERVE_GRACE_MS, 0);
+    if (rc < 0) {
+        log_warn("no grace for the last answers error=\"%s\"", ferry_strerror(rc));
+        daemon_grace_over(&d->grace);
+    }
+}
+
+/* Every accepted event is written: the node leaves the cluster (its leases go to others). */
 static void daemon_committer_closed(void *arg)
 {
     struct daemon *d = arg;
     d->committer = NULL;
     if (d->ingest != NULL)
         ingest_set_committer(d->ingest, NULL);
-    int rc = uv_timer_start(&d->grace, daemon_grace_over, SERVE_GRACE_MS, 0);
-    if (rc < 0) {
-        log_warn("no grace for the last answers error=\"%s\"", ferry_strerror(rc));
-        daemon_grace_over(&d->grace);
-    }
+    cluster_close(d->cluster, daemon_cluster_closed, d);
 }
 
 /* After the pipeline: every accepted event is written and answered, then the server closes. */
@@ -340,6 +357,7 @@ static void daemon_reload_pipeline_stopped(struct daemon *d)
     d->next_config = NULL;
     ingest_reconfigure(d->ingest, d->config);
     api_reconfigure(d->api, d->config);
+    cluster_reconfigure(d->cluster, d->config);
     config_free(old);
     d->reloading = false;
     if (d->stop_after_reload) {
@@ -375,7 +393,7 @@ static bool serve_same_listener(const struct config *a, const struct config *b)
            serve_same_string(a->tls_cert_file, b->tls_cert_file) &&
            serve_same_string(a->tls_key_file, b->tls_key_file) &&
            a->request_body_budget == b->request_body_budget &&
-           a->max_connections_per_ip == b->max_connections_per_ip;
+           a->max_connections_per_ip == b->max_connections_per_ip && cluster_config_same(a, b);
 }
 
 static void daemon_hangup(uv_signal_t *sig, int signum)
@@ -392,9 +410,10 @@ static void daemon_hangup(uv_signal_t *sig, int signum)
         return;
     }
     if (!serve_same_listener(next, d->config)) {
-        log_error("reload refused, keeping the running config: data_dir, listen, tls, "
-                  "webhook_max_body, request_body_budget and max_connections_per_ip change only "
-                  "with a restart");
+        log_error(
+            "reload refused, keeping the running config: data_dir, listen, tls, "
+            "webhook_max_body, request_body_budget, max_connections_per_ip and cluster change "
+            "only with a restart");
         config_free(next);
         return;
     }
@@ -409,20 +428,16 @@ static void daemon_hangup(uv_signal_t *sig, int signum)
 
 static int daemon_open_journal(struct daemon *d)
 {
-    char *dir = xasprintf("%s/journal", d->config->data_dir);
     char *err = NULL;
     int rc = config_data_dir_prepare(d->config);
     if (rc < 0) {
         fprintf(stderr, "ferry serve: data_dir %s: %s\n", d->config->data_dir, ferry_strerror(rc));
-        goto out;
+        return rc;
     }
-    struct journal_options jopts = {0};
-    rc = journal_open(dir, &jopts, &d->journal, &err);
+    rc = cluster_journal_open(d->config, false, &d->journal, &err);
     if (rc < 0)
-        fprintf(stderr, "ferry serve: journal %s: %s\n", dir, err ? err : ferry_strerror(rc));
-out:
+        fprintf(stderr, "ferry serve: %s\n", err != NULL ? err : ferry_strerror(rc));
     free(err);
-    free(dir);
     return rc;
 }
 
@@ -567,6 +582,11 @@ static int daemon_start(struct daemon *d)
     if (rc == 0) {
         what = "the signal handlers or retention";
         rc = daemon_handles_start(d);
+    }
+    if (rc == 0) {
+        what = "the cluster's heartbeat";
+        rc = cluster_new(&d->loop, d->config, d->journal, &d->cluster);
+        api_set_cluster(d->api, d->cluster);
     }
     if (rc == 0) {
         what = "the engine or the poller";

@@ -128,6 +128,55 @@ static void engine_open_caches(struct engine *e)
     free(pdir);
 }
 
+/* ---- a cluster's shared work ---- */
+
+/* From the fetcher's thread: entries are ready. */
+static void engine_work_wake(void *arg)
+{
+    struct engine *e = arg;
+    (void)uv_async_send(&e->work_async);
+}
+
+static void engine_work_ready(uv_async_t *async)
+{
+    struct engine *e = async->data;
+    if (!e->started || e->closing)
+        return;
+    engine_read_journal(e, 0);
+    engine_maybe_idle(e);
+}
+
+/*
+ * In a cluster, the engine takes its entries from the work the nodes share
+ * (as many as its window has room for); one node's journal has none, and
+ * the engine reads after its cursor.
+ */
+static int engine_work_open(struct engine *e)
+{
+    const struct config_cluster *cl = e->config->cluster;
+    if (cl == NULL)
+        return 0;
+    int rc = uv_async_init(e->loop, &e->work_async, engine_work_ready);
+    if (rc < 0)
+        return rc;
+    e->work_async.data = e;
+    e->work_async_open = true;
+    struct journal_work_options o = {
+        .capacity = e->window,
+        .ack_wait_ms = cl->ack_wait_ms,
+        .wake = engine_work_wake,
+        .arg = e,
+    };
+    rc = journal_work_open(e->journal, &o, &e->work);
+    if (rc < 0) {
+        log_error("cannot take work from the cluster error=\"%s\"", ferry_strerror(rc));
+        return rc;
+    }
+    if (e->work != NULL)
+        e->node = cl->name;
+    return 0;
+}
+
 int engine_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
                struct journal_committer *committer, struct engine **out)
 {
@@ -164,6 +213,11 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
     free(limits);
     e->dispatched_seq = e->cursor;
     e->stats.cursor = e->cursor;
+    rc = engine_work_open(e);
+    if (rc < 0) {
+        engine_close(e, NULL, NULL); /* frees it once its handles have closed */
+        return rc;
+    }
     *out = e;
     return 0;
 }
@@ -254,7 +308,7 @@ static void engine_closed(void *arg)
         cb(cb_arg);
 }
 
-static void engine_timer_closed(uv_handle_t *handle)
+static void engine_handle_closed(uv_handle_t *handle)
 {
     engine_closed(handle->data);
 }
@@ -263,10 +317,15 @@ static void engine_finish_close(struct engine *e)
 {
     if (e->counters_out != NULL)
         *e->counters_out = engine_counters_save(e);
-    e->closing_handles = (int)e->n_registries + 1;
+    /* What this node still holds goes to the others (its fetcher stops first). */
+    journal_work_close(e->work);
+    e->work = NULL;
+    e->closing_handles = (int)e->n_registries + 1 + (e->work_async_open ? 1 : 0);
     for (size_t i = 0; i < e->n_registries; i++)
         clients_close(&e->registries[i].cl, engine_closed, e);
-    uv_close((uv_handle_t *)&e->timer, engine_timer_closed);
+    uv_close((uv_handle_t *)&e->timer, engine_handle_closed);
+    if (e->work_async_open)
+        uv_close((uv_handle_t *)&e->work_async, engine_handle_closed);
 }
 
 static void engine_close_wait(uv_timer_t *timer)

@@ -156,4 +156,12 @@ void engine_close(struct engine *e, void (*cb)(void *arg), void *arg);
 size_t engine_retry(struct engine *e, const char *destination, const char *repository,
                     const char *digest);
 
+/**
+ * A cluster: take up the PENDING jobs whose node is gone (`alive` says no,
+ * or none is named), as this node's, and run them again from their entries.
+ * Their entries were settled when they parked, so no other node gets them.
+ * Returns how many were taken up; 0 on one node.
+ */
+size_t engine_adopt(struct engine *e, bool (*alive)(const char *node, void *arg), void *arg);
+
 #endif

@@ -119,7 +119,7 @@ void engine_pump(struct engine *e)
         e->pump_again = false;
         /* The window drained below half: read the next entries first. */
         if (!e->reading && e->started && engine_window_wants(e->busy_entries, e->window))
-            engine_read_journal(e, journal_last_seq(e->journal));
+            engine_read_journal(e, e->work != NULL ? 0 : journal_last_seq(e->journal));
         if (e->one_shot)
             engine_fail_open(e);
         engine_shelf_drain(e);
@@ -350,6 +350,13 @@ static void engine_dispatch_to(struct engine *e, const struct journal_entry *en,
     if (only_dest != NULL || e->redoing) {
         entry->detached = true;
         entry->retries_failed = was_failed;
+    } else if (e->work != NULL) {
+        /* Held for the dispatch itself: a job parked at once must not settle
+         * it while the other destinations' jobs are still being made. */
+        entry->shared = true;
+        entry->jobs_left = 1;
+        e->busy_entries++;
+        e->stats.dispatched++;
     } else {
         if (e->entries_tail != NULL)
             e->entries_tail->next = entry;
@@ -365,6 +372,8 @@ static void engine_dispatch_to(struct engine *e, const struct journal_entry *en,
         dispatch_jobs(e, en, entry, only_dest);
     if (entry->detached && entry->jobs_left == 0)
         free(entry);
+    else if (entry->shared)
+        engine_entry_release(e, entry);
 }
 
 void engine_requeue(struct engine *e, uint64_t seq, const char *dest, bool was_failed)
@@ -397,7 +406,7 @@ static int engine_take(const struct journal_entry *en, void *arg)
  */
 void engine_read_journal(struct engine *e, uint64_t upto)
 {
-    if (e->closing || e->reading || upto <= e->dispatched_seq)
+    if (e->closing || e->reading || (e->work == NULL && upto <= e->dispatched_seq))
         return;
     /* Finished entries wait in the list behind the oldest held one: a job
      * that runs long (a huge blob to a slow registry) lets go of its entry,
@@ -415,6 +424,15 @@ void engine_read_journal(struct engine *e, uint64_t upto)
     /* Half a window of jobs has just been freed: give their pages back. */
     (void)heap_release(uv_now(e->loop));
     e->reading = true;
+    if (e->work != NULL) {
+        /* A cluster: what the shared work gives this node, in no set order
+         * (nothing given: nothing to pump for, and the pump calls here). */
+        size_t given = journal_work_take(e->work, room, engine_take, e);
+        e->reading = false;
+        if (given > 0)
+            engine_pump(e);
+        return;
+    }
     int rc = journal_scan(e->journal, e->dispatched_seq, room, engine_take, e);
     if (rc < 0)
         log_warn("cannot read the journal after=%llu error=\"%s\"",
@@ -430,8 +448,14 @@ void engine_maybe_idle(struct engine *e)
         return;
     if (e->n_all > 0 || e->running > 0 || engine_shelf_lowest(e) != 0)
         return;
-    if (e->dispatched_seq < journal_last_seq(e->journal))
+    if (e->work != NULL) {
+        size_t held, ready;
+        journal_work_counts(e->work, &held, &ready);
+        if (held > 0 || ready > 0)
+            return;
+    } else if (e->dispatched_seq < journal_last_seq(e->journal)) {
         return;
+    }
     e->idle_cb(e, e->cb_arg);
 }
 
@@ -472,7 +496,11 @@ static int engine_take_retry(const struct journal_job *job, void *arg)
         if (r != NULL)
             r->failing++;
     }
-    if (job->state == JOURNAL_JOB_PENDING && job->seq != 0 && job->seq <= e->parked_cursor)
+    /* Run again: one node's jobs that waited behind the parked cursor; a
+     * cluster node's own jobs from before its restart (the other nodes take
+     * up those of a node that does not come back: engine_adopt()). */
+    bool again = e->work != NULL ? engine_job_mine(e, job) : job->seq <= e->parked_cursor;
+    if (job->state == JOURNAL_JOB_PENDING && job->seq != 0 && again)
         engine_requeue(e, job->seq, job->destination, false);
     return 0;
 }
@@ -492,7 +520,7 @@ void engine_dispatch_start(struct engine *e)
     int rc = journal_job_scan_open(e->journal, engine_take_retry, e);
     if (rc < 0)
         log_warn("cannot read every job status at start error=\"%s\"", ferry_strerror(rc));
-    if (e->parked_cursor < e->cursor) {
+    if (e->work == NULL && e->parked_cursor < e->cursor) {
         log_info("running again what waited at the last stop from=%llu to=%llu",
                  (unsigned long long)e->parked_cursor + 1, (unsigned long long)e->cursor);
         e->redoing = true;

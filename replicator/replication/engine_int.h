@@ -193,6 +193,7 @@ struct eng_entry {
     uint64_t seq;
     int jobs_left;
     bool detached;       /* a retry of an entry behind the cursor: freed when done */
+    bool shared;         /* taken from the cluster's shared work: settled when done */
     bool retries_failed; /* requeued because its job FAILED: success ends a failure */
     struct eng_entry *next;
 };
@@ -281,6 +282,12 @@ struct engine {
     uv_loop_t *loop;
     const struct config *config;
     struct journal *journal;
+    /* In a cluster: entries come from the nodes' shared work, not after the
+     * cursor; the fetcher's thread wakes the loop through work_async. */
+    struct journal_work *work;
+    uv_async_t work_async;
+    bool work_async_open;
+    const char *node; /* this node's name in the cluster (its records say it); NULL: one node */
     struct journal_committer *committer; /* observations made at a source go in through it */
     struct eng_registry *registries;
     size_t n_registries;
@@ -333,6 +340,12 @@ struct engine {
 
 /** The registry of the config called `name`, or NULL. */
 struct eng_registry *engine_registry_find(struct engine *e, const char *name);
+
+/**
+ * One job no longer holds `entry`: when none does, a retry's entry is freed,
+ * a shared one settled (no node gets it again) and freed.
+ */
+void engine_entry_release(struct engine *e, struct eng_entry *entry);
 
 /** Move the cursor past the finished entries at the head of the list, durably. */
 void engine_advance_cursor(struct engine *e);
@@ -395,6 +408,9 @@ bool engine_record_ended(const struct journal_job *rec, const struct journal_ent
 
 /** Write the job's status record; a terminal one goes to the job callback too. */
 void engine_job_record(struct eng_job *job, enum journal_job_state state);
+
+/** Does the status record name this cluster node as the one working on it? */
+bool engine_job_mine(const struct engine *e, const struct journal_job *job);
 
 /** Free a job (taken out of the scheduler, the queue index and engine.all). */
 void engine_job_free(struct eng_job *job);

@@ -38,6 +38,7 @@ void engine_job_record(struct eng_job *job, enum journal_job_state state)
     rec.state = state;
     rec.attempts = (uint32_t)job->attempts;
     rec.last_error = job->last_error;
+    rec.node = (char *)e->node;
     rec.bytes = job->summary.bytes_copied;
     rec.seq = job->seq;
     rec.created_unix_ms = job->created_unix_ms;
@@ -59,15 +60,19 @@ void engine_job_record(struct eng_job *job, enum journal_job_state state)
 
 /* ---- parked jobs ---- */
 
-/* One job no longer holds `entry`. */
-static void entry_release(struct engine *e, struct eng_entry *entry)
+void engine_entry_release(struct engine *e, struct eng_entry *entry)
 {
     if (--entry->jobs_left > 0)
         return;
-    if (entry->detached)
+    if (entry->detached) {
         free(entry);
-    else
-        e->busy_entries--;
+        return;
+    }
+    e->busy_entries--;
+    if (entry->shared) {
+        journal_work_settle(e->work, entry->seq);
+        free(entry);
+    }
 }
 
 /* Serves no entry the cursor waits for: parked, or a retry behind the cursor. */
@@ -88,7 +93,7 @@ uint64_t engine_parked_floor(uint64_t low, uint64_t seq)
 
 static void engine_parked_store(struct engine *e, uint64_t value)
 {
-    if (value == e->parked_cursor)
+    if (value == e->parked_cursor || e->work != NULL)
         return;
     e->parked_cursor = value;
     if (journal_cursor_set(e->journal, ENGINE_PARKED_CURSOR, value) < 0)
@@ -102,6 +107,10 @@ static void engine_parked_store(struct engine *e, uint64_t value)
  */
 void engine_parked_update(struct engine *e, bool now)
 {
+    /* A cluster has no cursor: a parked job's record names its node, and the
+     * others take it up if that node dies (engine_adopt()). */
+    if (e->work != NULL)
+        return;
     uint64_t t = uv_now(e->loop);
     if (!now && t < e->parked_checked_ms + ENGINE_PARKED_CHECK_MS)
         return;
@@ -129,7 +138,7 @@ static void job_park(struct eng_job *job)
     job->parked = true;
     e->parked++;
     for (size_t i = 0; i < job->n_entries; i++)
-        entry_release(e, job->entries[i]);
+        engine_entry_release(e, job->entries[i]);
     free(job->entries);
     job->entries = NULL;
     job->n_entries = 0;
@@ -298,9 +307,16 @@ void engine_job_free(struct eng_job *job)
     /* A job freed while it still holds entries (cut short by a shutdown):
      * the entries of retries and redos (detached) are the jobs' alone to
      * free; the cursor's list frees its own. */
-    for (size_t i = 0; i < job->n_entries; i++)
-        if (job->entries[i]->detached && --job->entries[i]->jobs_left == 0)
-            free(job->entries[i]);
+    for (size_t i = 0; i < job->n_entries; i++) {
+        struct eng_entry *entry = job->entries[i];
+        if (entry->detached && --entry->jobs_left == 0) {
+            free(entry);
+        } else if (entry->shared && --entry->jobs_left == 0) {
+            /* Not settled: the entry goes to another node (or comes back). */
+            e->busy_entries--;
+            free(entry);
+        }
+    }
     e->all[job->all_index] = e->all[--e->n_all];
     e->all[job->all_index]->all_index = job->all_index;
     free(job->key);
@@ -367,7 +383,7 @@ static void job_delay(struct eng_job *job, uint64_t delay_ms)
 static void job_finish_entries(struct eng_job *job)
 {
     for (size_t i = 0; i < job->n_entries; i++)
-        entry_release(job->engine, job->entries[i]);
+        engine_entry_release(job->engine, job->entries[i]);
     /* A detached entry may be gone now: the job points at none any more. */
     free(job->entries);
     job->entries = NULL;
@@ -779,33 +795,64 @@ void engine_fail_open(struct engine *e)
     free(doomed);
 }
 
-/* ---- `ferry retry` ---- */
+/* ---- `ferry retry`, and a dead node's jobs ---- */
 
+bool engine_job_mine(const struct engine *e, const struct journal_job *job)
+{
+    return e->node != NULL && job->node != NULL && strcmp(job->node, e->node) == 0;
+}
+
+/* Which open job records to run again, and what they were. */
 struct retry_match {
-    const char *destination;
-    const char *repository;
-    const char *digest;
+    /* `ferry retry`: FAILED ones, narrowed by these when not NULL. */
+    const char *destination, *repository, *digest;
+    /* engine_adopt(): PENDING ones of nodes that `alive` says are gone. */
+    const struct engine *adopter;
+    bool (*alive)(const char *node, void *arg);
+    void *alive_arg;
     struct journal_job *jobs;
     size_t n;
 };
 
+static bool retry_wanted(const struct retry_match *m, const struct journal_job *job)
+{
+    if (job->seq == 0)
+        return false;
+    if (m->adopter != NULL)
+        return job->state == JOURNAL_JOB_PENDING && !engine_job_mine(m->adopter, job) &&
+               (job->node == NULL || !m->alive(job->node, m->alive_arg));
+    return job->state == JOURNAL_JOB_FAILED &&
+           (m->destination == NULL || strcmp(job->destination, m->destination) == 0) &&
+           (m->repository == NULL || strcmp(job->repository, m->repository) == 0) &&
+           (m->digest == NULL || (job->digest != NULL && strcmp(job->digest, m->digest) == 0));
+}
+
 static int retry_collect(const struct journal_job *job, void *arg)
 {
     struct retry_match *m = arg;
-    if (job->state != JOURNAL_JOB_FAILED || job->seq == 0)
-        return 0;
-    if ((m->destination != NULL && strcmp(job->destination, m->destination) != 0) ||
-        (m->repository != NULL && strcmp(job->repository, m->repository) != 0) ||
-        (m->digest != NULL && (job->digest == NULL || strcmp(job->digest, m->digest) != 0)))
+    if (!retry_wanted(m, job) || m->n >= ENGINE_PARKED_MAX)
         return 0;
     m->jobs = xrealloc(m->jobs, (m->n + 1) * sizeof(*m->jobs));
     struct journal_job *copy = &m->jobs[m->n++];
-    memset(copy, 0, sizeof(*copy));
+    *copy = *job;
     copy->destination = xstrdup(job->destination);
     copy->repository = xstrdup(job->repository);
     copy->digest = xstrdup(job->digest);
-    copy->seq = job->seq;
+    copy->last_error = job->last_error != NULL ? xstrdup(job->last_error) : NULL;
+    copy->tags = job->n_tags > 0 ? xcalloc(job->n_tags, sizeof(*copy->tags)) : NULL;
+    for (size_t i = 0; i < job->n_tags; i++)
+        copy->tags[i] = xstrdup(job->tags[i]);
+    copy->node = job->node != NULL ? xstrdup(job->node) : NULL;
     return 0;
+}
+
+/* Collect what `m` selects among the open jobs; *m's list is the caller's to free. */
+static void retry_scan(struct engine *e, struct retry_match *m, const char *what)
+{
+    int rc = journal_job_scan_open(e->journal, retry_collect, m);
+    if (rc < 0)
+        log_warn("cannot read every job status, %s those read error=\"%s\"", what,
+                 ferry_strerror(rc));
 }
 
 size_t engine_retry(struct engine *e, const char *destination, const char *repository,
@@ -814,18 +861,39 @@ size_t engine_retry(struct engine *e, const char *destination, const char *repos
     struct retry_match m = {.destination = destination, .repository = repository, .digest = digest};
     if (e->closing)
         return 0;
-    int rc = journal_job_scan_open(e->journal, retry_collect, &m);
-    if (rc < 0)
-        log_warn("cannot read every job status, retrying those read error=\"%s\"",
-                 ferry_strerror(rc));
+    retry_scan(e, &m, "retrying");
     for (size_t i = 0; i < m.n; i++) {
         log_info("retry requested dest=%s repo=%s digest=%s seq=%llu", m.jobs[i].destination,
                  m.jobs[i].repository, m.jobs[i].digest ? m.jobs[i].digest : "-",
                  (unsigned long long)m.jobs[i].seq);
         engine_requeue(e, m.jobs[i].seq, m.jobs[i].destination, true);
-        free(m.jobs[i].destination);
-        free(m.jobs[i].repository);
-        free(m.jobs[i].digest);
+        journal_job_release(&m.jobs[i]);
+    }
+    free(m.jobs);
+    engine_pump(e);
+    return m.n;
+}
+
+size_t engine_adopt(struct engine *e, bool (*alive)(const char *node, void *arg), void *arg)
+{
+    struct retry_match m = {.adopter = e, .alive = alive, .alive_arg = arg};
+    if (e->closing || e->node == NULL)
+        return 0;
+    retry_scan(e, &m, "taking up");
+    for (size_t i = 0; i < m.n; i++) {
+        struct journal_job *job = &m.jobs[i];
+        log_info("taking up a job of a node that is gone node=%s dest=%s repo=%s digest=%s "
+                 "seq=%llu",
+                 job->node != NULL ? job->node : "-", job->destination, job->repository,
+                 job->digest != NULL ? job->digest : "-", (unsigned long long)job->seq);
+        /* Ours from now on, even when it makes no job here (its entry is gone
+         * from the stream, or no rule selects it): not taken up again. */
+        free(job->node);
+        job->node = xstrdup(e->node);
+        if (journal_job_put(e->journal, job) < 0)
+            log_warn("cannot record job status dest=%s repo=%s", job->destination, job->repository);
+        engine_requeue(e, job->seq, job->destination, false);
+        journal_job_release(job);
     }
     free(m.jobs);
     engine_pump(e);

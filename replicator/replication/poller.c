@@ -149,6 +149,8 @@ struct poller {
     int closing_handles; /* handles still closing: the sources' clients and the timer */
     poller_round_cb round_cb;
     void *round_arg;
+    poller_gate_cb gate; /* may this node poll a source this round? NULL: yes */
+    void *gate_arg;
     void (*close_cb)(void *);
     void *close_arg;
     struct poller_stats stats;
@@ -822,6 +824,12 @@ static void poller_round(struct poller *p)
         return;
     for (size_t i = 0; i < p->n_sources; i++) {
         struct poll_source *src = &p->sources[i];
+        if (p->gate != NULL && !p->gate(src->cfg->name, p->gate_arg)) {
+            /* Another node polls it. When this one polls it again, its memos
+             * are stale: that round sweeps every repository. */
+            src->memo_failed = true;
+            continue;
+        }
         src->round_active = true;
         src->next_repo = 0;
         src->round++;
@@ -832,13 +840,23 @@ static void poller_round(struct poller *p)
         src->deferred = 0;
         p->sources_active++;
     }
-    if (p->n_sources == 0 && p->round_cb != NULL) {
-        p->stats.rounds++;
-        p->round_cb(p, p->round_arg);
+    if (p->sources_active == 0) {
+        /* No source, or other nodes poll them all: a round only without sources. */
+        if (p->n_sources == 0 && p->round_cb != NULL) {
+            p->stats.rounds++;
+            p->round_cb(p, p->round_arg);
+        }
         return;
     }
     for (size_t i = 0; i < p->n_sources; i++)
-        source_round_start(&p->sources[i]);
+        if (p->sources[i].round_active)
+            source_round_start(&p->sources[i]);
+}
+
+void poller_set_gate(struct poller *p, poller_gate_cb gate, void *arg)
+{
+    p->gate = gate;
+    p->gate_arg = arg;
 }
 
 static void poller_tick(uv_timer_t *timer)

@@ -51,6 +51,16 @@ FERRY_MUST_CHECK int poller_new(uv_loop_t *loop, const struct config *config,
                                 struct journal *journal, struct journal_committer *committer,
                                 struct poller **out);
 
+/** May this node poll `source` in the round that starts? */
+typedef bool (*poller_gate_cb)(const char *source, void *arg);
+
+/**
+ * In a cluster, one node polls a source: `gate` is asked at the start of
+ * every round, for every source. A source skipped and then polled again is
+ * swept whole in that round (this node's memos of it are stale).
+ */
+void poller_set_gate(struct poller *p, poller_gate_cb gate, void *arg);
+
 /** Run a round now, then every poll_interval (0: only this one). */
 void poller_start(struct poller *p, poller_round_cb cb, void *arg);
 

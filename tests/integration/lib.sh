@@ -479,24 +479,31 @@ notifications:
   events:
     includereferences: true
   endpoints:
-    - name: $name-notify
-      url: "$notify"
+EOF
+      local url k=0 suffix=""
+      for url in $notify; do
+        k=$((k + 1))
+        ((k > 1)) && suffix="-$k"
+        cat <<EOF
+    - name: $name-notify$suffix
+      url: "$url"
       timeout: 1s
       threshold: 5
       backoff: 1s
 EOF
-      if [[ -n "${_REG_NOTIFY_TOKEN[$name]:-}" ]]; then
-        cat <<EOF
+        if [[ -n "${_REG_NOTIFY_TOKEN[$name]:-}" ]]; then
+          cat <<EOF
       headers:
         Authorization: ["Bearer ${_REG_NOTIFY_TOKEN[$name]}"]
 EOF
-      fi
+        fi
+      done
     fi
   } >"${_REG_CONFIG[$name]}"
   _REG_ADDR[$name]=$addr
 }
 
-# registry_start NAME [--htpasswd USER:PASS]... [--token] [--notify URL]
+# registry_start NAME [--htpasswd USER:PASS]... [--token] [--notify URL]...
 #                [--delete] [--readonly] [--ipv6] [--port PORT]
 #                [--tls CERT KEY [--client-ca CA CLIENT_CERT CLIENT_KEY]]
 #                [--notify-token TOKEN]   (notifications carry "Authorization: Bearer TOKEN")
@@ -521,7 +528,7 @@ registry_start() {
     case $1 in
       --htpasswd) users+=("$2"); shift 2 ;;
       --token) token=1; shift ;;
-      --notify) notify=$2; shift 2 ;;
+      --notify) notify+="${notify:+ }$2"; shift 2 ;;
       --notify-token) _REG_NOTIFY_TOKEN[$name]=$2; shift 2 ;;
       --delete) delete=true; shift ;;
       --readonly) ro=true; shift ;;
@@ -535,9 +542,12 @@ registry_start() {
   if ((${#users[@]})) && ((token)); then
     fail "registry_start: --htpasswd and --token exclude each other"
   fi
-  if [[ -n "$notify" && ! "$notify" =~ ^https?://(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?(/|$) ]]; then
-    fail "registry_start: --notify URL must be on loopback, got '$notify'"
-  fi
+  local url
+  for url in $notify; do
+    if [[ ! "$url" =~ ^https?://(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?(/|$) ]]; then
+      fail "registry_start: --notify URL must be on loopback, got '$url'"
+    fi
+  done
   local auth="" service="$name.registry.test"
   if ((${#users[@]})); then
     local u htfile="$TEST_TMP/$name.htpasswd"

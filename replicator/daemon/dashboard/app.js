@@ -482,6 +482,28 @@
     byId('sources-table').hidden = sources.length === 0;
   }
 
+  // A cluster's nodes as the asked node's last heartbeat read them (none on one node).
+  function renderCluster(cluster) {
+    const nodes = cluster && Array.isArray(cluster.nodes) ? cluster.nodes : [];
+    const labels = ['Node', 'State', 'Last heartbeat', 'Pending', 'In flight', 'Completed',
+      'Failed'];
+    syncRows(byId('cluster-rows'), nodes, (n) => String(n.name),
+      () => makeRow('node-row', labels, [null, null, null, 'num', 'num', 'num', 'num']),
+      (row, n) => {
+        const f = n.figures || {};
+        setText(cell(row, 0), n.self ? `${n.name} (this node)` : n.name);
+        setText(cell(row, 1), n.alive ? 'alive' : 'gone');
+        cell(row, 1).className = n.alive ? 'node-alive' : 'node-gone';
+        setText(cell(row, 2), fmtAgo(n.last_heartbeat));
+        setTitle(cell(row, 2), n.last_heartbeat || '');
+        setText(cell(row, 3), fmtCount(f.pending || 0));
+        setText(cell(row, 4), fmtCount(f.running || 0));
+        setText(cell(row, 5), fmtCount(f.complete || 0));
+        setText(cell(row, 6), fmtCount(f.failed || 0));
+      });
+    byId('cluster-section').hidden = nodes.length === 0;
+  }
+
   // Where each registry's credentials come from and when they were renewed (never the secret).
   function renderRegistries(registries) {
     const labels = ['Registry', 'Host', 'Credentials from', 'Renewed', 'Expires', 'Renewals',
@@ -774,6 +796,7 @@
       renderDestinations(Array.isArray(status.destinations) ? status.destinations : [], serverNowMs() / 1000, counted);
       renderSources(Array.isArray(status.sources) ? status.sources : []);
       renderRegistries(Array.isArray(status.registries) ? status.registries : []);
+      renderCluster(status.cluster);
       renderFailures(failed, counted.capped);
       renderJournal(journal);
       renderImage(image);

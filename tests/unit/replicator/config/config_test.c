@@ -1572,6 +1572,14 @@ static void test_cluster(void **state)
                  "ferry.yaml:1: cluster.cert_file: cert_file and key_file go together");
     expect_error(f, "cluster: { servers: [\"nats://a:1\"], ack_wait: 10ms }\n", E,
                  "ferry.yaml:1: cluster.ack_wait:");
+    expect_error(f, "cluster: { servers: [\"nats://a:1\"], name: \".a\" }\n", E,
+                 "ferry.yaml:1: cluster.name: '.a': letters, digits");
+    expect_error(f, "cluster: { servers: [\"nats://a:1\"], name: \"a..b\" }\n", E,
+                 "ferry.yaml:1: cluster.name: 'a..b': letters, digits");
+    expect_error(f, "cluster: { servers: [\"nats://a:1\"], name: \"a.\" }\n", E,
+                 "ferry.yaml:1: cluster.name: 'a.': letters, digits");
+    expect_error(f, "cluster: { servers: [\"nats://a:1\"], name: \"a b\" }\n", E,
+                 "ferry.yaml:1: cluster.name: 'a b': letters, digits");
     expect_error(f, "cluster: { servers: [\"nats://a:1\"], colour: blue }\n", E,
                  "ferry.yaml:1: cluster.colour: unknown key");
 }

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Two `ferry serve` nodes of one cluster on a 3-server NATS JetStream:
+# - `ferry sync` refuses a config with a cluster: section;
+# - an event posted to either node is journaled once and replicated by one
+#   of them; `ferry journal ls` reads the cluster's journal;
+# - /v1/status on each node shows both nodes alive, and /metrics carries a
+#   node label;
+# - one node polls the source (its lease), and after a `kill -9` of that
+#   node the other one takes the lease;
+# - a job parked behind a destination that is down (its entry settled, its
+#   record naming its node) is taken up by the other node once its node is
+#   killed, and arrives when the destination comes up.
+# labels: heavy
+set -euo pipefail
+source "$(dirname "$0")/nats_lib.sh"
+require_ferry
+FERRY=$(ferry_bin)
+
+nats_cluster_start 3
+registry_start src
+registry_start d1
+late_port=$(free_port)
+port1=$(free_port)
+port2=$(free_port)
+servers=$(tr ',' '\n' <<<"$NATS_URLS" | sed 's/.*/"&"/' | paste -sd, -)
+for k in 1 2; do
+  port_var=port$k
+  cat >"$TEST_TMP/ferry$k.yaml" <<YAML
+data_dir: $TEST_TMP/data$k
+listen: 127.0.0.1:${!port_var}
+poll_interval: 2s
+retry: { attempts: 10, base: 60s, max: 60s }
+cluster:
+  servers: [$servers]
+  name: node$k
+  replicas: 3
+  ack_wait: 3s
+  timeout: 2s
+registries:
+  src: { url: "http://$src_ADDR", poll: true, repositories: ["app", "late"] }
+  d1: { url: "http://$d1_ADDR" }
+  late: { url: "http://127.0.0.1:$late_port" }
+rules:
+  - { name: app, source: src, repositories: ["app"], destinations: [{ registry: d1 }] }
+  - { name: late, source: src, repositories: ["late"], destinations: [{ registry: late }] }
+YAML
+done
+api() { echo "http://127.0.0.1:$(eval echo "\$port$1")"; }
+st() { curl -sf --max-time 5 "$(api "$1")/v1/status"; }
+notify() { # NODE IMAGE_JSON REPO TAG : post the push to NODE's webhook; prints its answer
+  local body
+  body=$(jq -c --arg r "$3" --arg t "$4" '{events: [{id: ("ev-" + $r + $t), action: "push",
+    target: {repository: $r, digest: .digest, mediaType: .media_type, size: 500, tag: $t}}]}' "$2")
+  curl -sf --max-time 10 -X POST -H 'Content-Type: application/vnd.docker.distribution.events.v1+json' \
+    --data-binary "$body" "$(api "$1")/v1/events/src"
+}
+at() { [[ "$(skopeo_raw "$1/$2" 2>/dev/null | digest_of)" == "$(jq -r .digest "$3")" ]]; }
+jobs() { timeout 20 "$FERRY" journal -c "$TEST_TMP/ferry$1.yaml" jobs --json; }
+
+# A one-shot sync would take the cluster's work from its nodes: refused.
+rc=0
+"$FERRY" sync -c "$TEST_TMP/ferry1.yaml" >"$TEST_TMP/sync.out" 2>&1 || rc=$?
+assert_ne "$rc" 0 "ferry sync on a cluster's config exits nonzero"
+grep -q "cluster" "$TEST_TMP/sync.out" || fail "ferry sync did not say why: $(cat "$TEST_TMP/sync.out")"
+pass "ferry sync refuses a cluster's config: $(head -c 120 "$TEST_TMP/sync.out")"
+
+ferry_serve_start ferry1 "$TEST_TMP/ferry1.yaml" "$port1"
+ferry_serve_start ferry2 "$TEST_TMP/ferry2.yaml" "$port2"
+
+# Both nodes see both alive; the metrics say which node.
+both_alive() {
+  local k
+  for k in 1 2; do
+    [[ "$(st "$k" | jq -c '[.cluster.nodes[] | select(.alive) | .name] | sort')" == '["node1","node2"]' ]] || return 1
+  done
+}
+wait_until 15 both_alive || fail "the nodes do not see each other: $(st 1 | jq -c .cluster)"
+assert_eq "$(st 2 | jq -r '.cluster.node + " " + .cluster.journal')" "node2 jetstream" "node 2's status names it and its journal"
+curl -sf --max-time 5 "$(api 1)/metrics" | grep -q '^ferry_journal_last_seq{node="node1"} ' ||
+  fail "node 1's /metrics has no node label: $(curl -sf --max-time 5 "$(api 1)/metrics" | grep last_seq)"
+pass "each node's status shows both nodes alive, and /metrics says node=\"node1\""
+
+# An event posted to both nodes: journaled once, replicated.
+fixturegen push --registry "$src_ADDR" --repo app --tag v1 --seed cl-app1 --layers 1 --layer-size 16K --compact >"$TEST_TMP/app1.json"
+notify 1 "$TEST_TMP/app1.json" app v1 >/dev/null
+notify 2 "$TEST_TMP/app1.json" app v1 >/dev/null
+wait_until 30 at "$d1_ADDR" app:v1 "$TEST_TMP/app1.json" || fail "app:v1 did not reach d1: $(jobs 1 | head -n 3)"
+n=$(timeout 20 "$FERRY" journal -c "$TEST_TMP/ferry2.yaml" ls --json | jq -s '[.[] | select(.event_id == "ev-appv1")] | length')
+assert_eq "$n" 1 "the event posted to both nodes is in the cluster's journal once"
+pass "an event posted to both nodes was journaled once and replicated"
+
+# One node polls the source; kill it, and the other takes its lease.
+polling() { st "$1" | jq '[.cluster.nodes[] | select(.self) | .figures.polling] | add // 0'; }
+one_poller() { (($(polling 1) + $(polling 2) == 1)); }
+wait_until 15 one_poller || fail "not exactly one node polls src: node1 $(polling 1), node2 $(polling 2)"
+poller=1 other=2
+(($(polling 2) == 1)) && poller=2 other=1
+pid_var=ferry${poller}_PID
+kill -KILL "${!pid_var}"
+wait "${!pid_var}" 2>/dev/null || true
+t0=$(date +%s)
+took() { (($(polling "$other") == 1)); }
+wait_until 30 took || fail "node$other did not take the poller's lease after node$poller died"
+took_s=$(($(date +%s) - t0))
+fixturegen push --registry "$src_ADDR" --repo app --tag v2 --seed cl-app2 --layers 1 --layer-size 16K --compact >"$TEST_TMP/app2.json"
+wait_until 30 at "$d1_ADDR" app:v2 "$TEST_TMP/app2.json" || fail "app:v2 (no webhook) was not polled and replicated by node$other"
+pass "node$other took the poller's lease ${took_s}s after node$poller's kill -9, and polled app:v2 over"
+port_var=port$poller
+ferry_serve_start "ferry$poller" "$TEST_TMP/ferry$poller.yaml" "${!port_var}"
+wait_until 15 both_alive || fail "node$poller did not come back: $(st "$other" | jq -c .cluster)"
+
+# A job parked behind `late` (nothing listens yet): its record names its node.
+fixturegen push --registry "$src_ADDR" --repo late --tag v1 --seed cl-late --layers 1 --layer-size 16K --compact >"$TEST_TMP/late.json"
+notify 1 "$TEST_TMP/late.json" late v1 >/dev/null
+owner=""
+parked() {
+  owner=$(jobs 1 | jq -r 'select(.repository == "late" and .state == "PENDING" and .attempts >= 1) | .node')
+  [[ "$owner" == node1 || "$owner" == node2 ]]
+}
+wait_until 30 parked || fail "late:v1's job did not park with its node: $(jobs 1 | jq -c 'select(.repository == "late")')"
+survivor=node1
+[[ "$owner" == node1 ]] && survivor=node2
+k=${owner#node}
+pid_var=ferry${k}_PID
+kill -KILL "${!pid_var}"
+wait "${!pid_var}" 2>/dev/null || true
+registry_start late --port "$late_port"
+t0=$(date +%s)
+wait_until 60 at "$late_ADDR" late:v1 "$TEST_TMP/late.json" ||
+  fail "late:v1 did not arrive after $owner died: $(jobs "${survivor#node}" | jq -c 'select(.repository == "late")')"
+taken_s=$(($(date +%s) - t0))
+grep -q "node gone node=$owner" "$TEST_TMP/ferry${survivor#node}.log" &&
+  grep -q "took up the jobs of gone nodes jobs=" "$TEST_TMP/ferry${survivor#node}.log" ||
+  fail "$survivor's log does not say it took up $owner's jobs"
+assert_eq "$(jobs "${survivor#node}" | jq -r 'select(.repository == "late") | .state + " " + .node')" \
+  "COMPLETE $survivor" "late:v1's job record: COMPLETE, by $survivor"
+pass "$survivor took up the job $owner parked, and late:v1 arrived ${taken_s}s after $owner's kill -9"
