@@ -95,8 +95,9 @@ FERRY_MUST_CHECK int journal_open(const char *dir, const struct journal_options 
  * A journal shared by the nodes of a cluster (DESIGN.md, "Running as a
  * cluster"): the entries are a NATS JetStream stream (a tag's state is the
  * last entry on its subject), fences and leases live on sharded streams,
- * job status in key-value buckets; cursors and poll memos stay in the
- * node's own RocksDB journal. Strings are borrowed for the call.
+ * job status and the nodes' heartbeats in key-value buckets; cursors and
+ * poll memos stay in the node's own RocksDB journal. Strings are borrowed
+ * for the call.
  *
  * What differs from one node, for callers that look closely:
  * - journal_append(): an event id is a duplicate only inside the duplicate
@@ -203,6 +204,49 @@ FERRY_MUST_CHECK int journal_lease_take(struct journal *j, const char *name, con
 
 /** Give the lease back if `holder` has it (another takes it at once): 0, or a negative code. */
 FERRY_MUST_CHECK int journal_lease_give(struct journal *j, const char *name, const char *holder);
+
+/* ---- Nodes: who is in the cluster, for liveness and status ---- */
+
+/*
+ * A cluster node's name, at most this long: letters, digits, '_', '-' and
+ * '.', but neither first nor last nor twice in a row ('.' separates the
+ * tokens of a NATS subject, and the name is one).
+ */
+#define JOURNAL_NODE_MAX 64
+/* What a node says of itself with its heartbeat, at most this long. */
+#define JOURNAL_NODE_INFO_MAX 16384
+/* Nodes a scan gives at most (more is a misconfiguration: the rest are logged as skipped). */
+#define JOURNAL_NODES_MAX 1024
+
+/**
+ * Node `node` is alive now; `info` (NUL-terminated, opaque to the journal: a
+ * JSON object of its figures; may be "") is what it says of itself, and
+ * replaces what its last beat said. Returns 0, or a negative code:
+ * FERRY_EINVAL for a bad name, a NULL info or one longer than
+ * JOURNAL_NODE_INFO_MAX (nothing written), or the servers' error. One node's
+ * journal keeps nothing (0 for good arguments).
+ */
+FERRY_MUST_CHECK int journal_node_beat(struct journal *j, const char *node, const char *info);
+
+/**
+ * Node `node` left cleanly: forget it, leaving nothing behind (0 also when it
+ * was not there), or a negative code (FERRY_EINVAL for a bad name). One
+ * node: 0.
+ */
+FERRY_MUST_CHECK int journal_node_forget(struct journal *j, const char *node);
+
+/**
+ * Call `cb` for every node that beat within the cluster's memory of beats
+ * (24 hours), at most JOURNAL_NODES_MAX of them, in no particular order,
+ * with the time of its last beat (the writer's clock, unix ms) and its
+ * info; the strings are lent for the call. `cb` returns nonzero to stop. A
+ * beat that does not decode is skipped (one warning per scan says how many).
+ * Returns 0 or a negative code. One node's journal never calls `cb` (0).
+ */
+FERRY_MUST_CHECK int journal_node_scan(struct journal *j,
+                                       int (*cb)(const char *node, int64_t beat_unix_ms,
+                                                 const char *info, void *arg),
+                                       void *arg);
 
 /** Close; NULL is ignored. */
 void journal_close(struct journal *j);
@@ -365,9 +409,6 @@ enum journal_job_state {
 };
 
 /* Where one (destination, repository, digest) stands; a Ferry__JobStatus record. */
-/* A cluster node's name, at most this long (letters, digits, '_', '-', '.'). */
-#define JOURNAL_NODE_MAX 64
-
 struct journal_job {
     char *destination;
     char *repository; /* the destination repository */

@@ -5,6 +5,9 @@
 #include "journal/journal_backend.h"
 
 #include <stddef.h>
+#include <string.h>
+
+#include "journal/journal_int.h"
 
 void journal_close(struct journal *j)
 {
@@ -177,4 +180,32 @@ int journal_lease_take(struct journal *j, const char *name, const char *holder, 
 int journal_lease_give(struct journal *j, const char *name, const char *holder)
 {
     return j->ops->lease_give != NULL ? j->ops->lease_give(j, name, holder) : 0;
+}
+
+/*
+ * Checked here, for both backends: a name or info that a cluster would
+ * refuse is refused by one node too, so a misconfigured node shows before
+ * it joins a cluster.
+ */
+int journal_node_beat(struct journal *j, const char *node, const char *info)
+{
+    if (journal_node_check(node) < 0 || info == NULL ||
+        strnlen(info, JOURNAL_NODE_INFO_MAX + 1) > JOURNAL_NODE_INFO_MAX)
+        return FERRY_EINVAL;
+    return j->ops->node_beat != NULL ? j->ops->node_beat(j, node, info) : 0;
+}
+
+int journal_node_forget(struct journal *j, const char *node)
+{
+    if (journal_node_check(node) < 0)
+        return FERRY_EINVAL;
+    return j->ops->node_forget != NULL ? j->ops->node_forget(j, node) : 0;
+}
+
+int journal_node_scan(struct journal *j,
+                      int (*cb)(const char *node, int64_t beat_unix_ms, const char *info,
+                                void *arg),
+                      void *arg)
+{
+    return j->ops->node_scan != NULL ? j->ops->node_scan(j, cb, arg) : 0;
 }

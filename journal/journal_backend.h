@@ -85,6 +85,13 @@ struct journal_ops {
                       char **other);
     int (*lease_give)(struct journal *j, const char *name, const char *holder);
 
+    /* NULL: one node, which keeps no heartbeats. journal_api.c checks the arguments first. */
+    int (*node_beat)(struct journal *j, const char *node, const char *info);
+    int (*node_forget)(struct journal *j, const char *node);
+    int (*node_scan)(struct journal *j,
+                     int (*cb)(const char *node, int64_t beat_unix_ms, const char *info, void *arg),
+                     void *arg);
+
     /* NULL: no shared work (journal_work_open() gives NULL). */
     int (*work_open)(struct journal *j, const struct journal_work_options *o,
                      struct journal_work **out);

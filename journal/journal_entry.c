@@ -33,6 +33,19 @@ int journal_check_string(const char *s, const char *name, bool required, size_t 
     return 0;
 }
 
+int journal_node_check(const char *node)
+{
+    static const char allowed[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.";
+    if (journal_check_string(node, "node", true, JOURNAL_NODE_MAX, NULL) < 0)
+        return FERRY_EINVAL;
+    size_t n = strlen(node);
+    if (strspn(node, allowed) != n || node[0] == '.' || node[n - 1] == '.' ||
+        strstr(node, "..") != NULL)
+        return FERRY_EINVAL;
+    return 0;
+}
+
 bool journal_present(const char *s)
 {
     return s != NULL && s[0] != '\0';

@@ -234,6 +234,13 @@ void journal_unlock(pthread_mutex_t *lock);
 FERRY_MUST_CHECK int journal_check_string(const char *s, const char *name, bool required,
                                           size_t max, char **err);
 
+/**
+ * A node's name (journal.h, JOURNAL_NODE_MAX): 0, or FERRY_EINVAL. It is a
+ * key of the cluster's nodes bucket as it is, so it must be one token of a
+ * NATS subject or tokens joined by single dots.
+ */
+FERRY_MUST_CHECK int journal_node_check(const char *node);
+
 /** True for a string that is there and not empty. */
 bool journal_present(const char *s);
 

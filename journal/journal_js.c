@@ -31,11 +31,16 @@
  *               bucket <prefix>_open:    d.r.g of the jobs not settled
  *   ignored     bucket <prefix>_ignored: "<seq>" -> why (entries are
  *               immutable in a stream), kept JS_IGNORED_TTL_DAYS
+ *   nodes       bucket <prefix>_nodes: node name -> its last heartbeat, the
+ *               writer's clock (8 bytes, big-endian unix ms) then what it
+ *               said of itself; kept JS_NODES_TTL_HOURS, so that a node that
+ *               died long ago falls out; one that left cleanly is purged
  *   cursors, poll memos: the node's own RocksDB journal (`local`)
  *
  * Names in keys and subjects are each base64url (no '.'), so "s.r.>" is
  * exactly the keys of one repository, and a name can hold any character a
- * registry allows. What comes from the servers is checked as a RocksDB
+ * registry allows; a node's name, whose characters are a key's already, is
+ * its key as it is. What comes from the servers is checked as a RocksDB
  * record is: an entry must decode, and name the tag whose subject it is on.
  * Reads of the buckets go to each stream's leader (never a lagging replica),
  * and compare-and-set is a publish with an expected last sequence.
@@ -72,6 +77,8 @@
 #define JS_KEEP_PER_SUBJECT 64
 /* How long the bucket of ignored marks keeps one. */
 #define JS_IGNORED_TTL_DAYS 30
+/* How long the bucket of nodes keeps a node's last beat. */
+#define JS_NODES_TTL_HOURS 24
 /* What the shared consumer lets the nodes hold between them. */
 #define JS_MAX_ACK_PENDING 1000000
 #define JS_NS_PER_MS       ((int64_t)1000000)
@@ -80,10 +87,11 @@ enum js_bucket {
     JS_JOBS,
     JS_OPEN,
     JS_IGNORED,
+    JS_NODES,
     JS_BUCKET_COUNT,
 };
 
-static const char *const js_bucket_suffix[JS_BUCKET_COUNT] = {"jobs", "open", "ignored"};
+static const char *const js_bucket_suffix[JS_BUCKET_COUNT] = {"jobs", "open", "ignored", "nodes"};
 
 /* Fence raises conflict within a shard only: more shards, fewer retries, more Raft groups. */
 #define JS_FENCE_SHARDS 8
@@ -247,6 +255,14 @@ static int js_key_names(const char *key, char *names[3])
 
 /* ---- Buckets ---- */
 
+/* The stream of bucket `b` and the subject of its `key`, both fresh. */
+static void js_kv_where(struct journal_js *j, enum js_bucket b, const char *key, char **stream,
+                        char **subject)
+{
+    *stream = xasprintf("KV_%s", j->bucket[b]);
+    *subject = xasprintf("$KV.%s.%s", j->bucket[b], key);
+}
+
 /*
  * Read `key` from its stream's leader (a direct get, which kvStore_Get does,
  * may be answered by a replica that lags): 0 with *msg (natsMsg_Destroy it;
@@ -257,8 +273,8 @@ static int js_key_names(const char *key, char *names[3])
 static int js_kv_read(struct journal_js *j, enum js_bucket b, const char *key, natsMsg **msg,
                       uint64_t *revision)
 {
-    char *subject = xasprintf("$KV.%s.%s", j->bucket[b], key);
-    char *stream = xasprintf("KV_%s", j->bucket[b]);
+    char *stream = NULL, *subject = NULL;
+    js_kv_where(j, b, key, &stream, &subject);
     jsErrCode jerr = 0;
     *msg = NULL;
     if (revision != NULL)
@@ -314,6 +330,26 @@ static int js_kv_each(struct journal_js *j, enum js_bucket b, const char *filter
     }
     kvWatcher_Destroy(w);
     return rc < 0 ? rc : 0;
+}
+
+/*
+ * Remove `key` from bucket `b` without a trace: a purge of its subject. A
+ * delete would leave a marker per key, which every watch of the bucket reads
+ * again for ever (kvStore_PurgeDeletes, which clears markers, leaks in
+ * libnats 3.4.1). 0, also when the key was not there, or an error.
+ */
+static int js_kv_purge(struct journal_js *j, enum js_bucket b, const char *key, const char *op)
+{
+    char *stream = NULL, *subject = NULL;
+    js_kv_where(j, b, key, &stream, &subject);
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Purge.Subject = subject;
+    jsErrCode jerr = 0;
+    natsStatus s = js_PurgeStream(j->js, stream, &o, &jerr);
+    free(subject);
+    free(stream);
+    return s == NATS_OK ? 0 : js_error(op, s, jerr);
 }
 
 /* Bind to bucket `name`, or create it the first time. */
@@ -549,8 +585,11 @@ int journal_open_cluster(const struct journal_cluster_options *o, struct journal
         rc = js_stream_open(j, o, err);
     for (int b = 0; rc == 0 && b < JS_BUCKET_COUNT; b++) {
         j->bucket[b] = xasprintf("%s_%s", o->bucket_prefix, js_bucket_suffix[b]);
-        int64_t ttl =
-            b == JS_IGNORED ? (int64_t)JS_IGNORED_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS : 0;
+        int64_t ttl = 0;
+        if (b == JS_IGNORED)
+            ttl = (int64_t)JS_IGNORED_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
+        else if (b == JS_NODES)
+            ttl = (int64_t)JS_NODES_TTL_HOURS * 3600 * 1000 * JS_NS_PER_MS;
         rc = js_bucket_open(j, j->bucket[b], o->replicas, ttl, &j->kv[b], err);
     }
     j->fence_subject = xasprintf("%s.fence", o->bucket_prefix);
@@ -1465,21 +1504,10 @@ static int js_job_put(struct journal *jn, const struct journal_job *job)
         s = kvStore_Put(&rev, j->kv[JS_OPEN], key, &state, 1);
     if (s == NATS_OK)
         s = kvStore_Put(&rev, j->kv[JS_JOBS], key, packed, (int)size);
-    jsErrCode jerr = 0;
-    if (s == NATS_OK && !open) {
-        /* Purged, not deleted: a delete leaves a marker per settled job, which
-         * every scan of the open jobs would read again for ever. */
-        char *subject = xasprintf("$KV.%s.%s", j->bucket[JS_OPEN], key);
-        char *stream = xasprintf("KV_%s", j->bucket[JS_OPEN]);
-        jsOptions po;
-        jsOptions_Init(&po);
-        po.Stream.Purge.Subject = subject;
-        s = js_PurgeStream(j->js, stream, &po, &jerr);
-        free(subject);
-        free(stream);
-    }
     if (s != NATS_OK)
-        rc = js_error("job put", s, jerr);
+        rc = js_error("job put", s, 0);
+    else if (!open)
+        rc = js_kv_purge(j, JS_OPEN, key, "job put"); /* a settled job leaves no marker */
 out:
     free(packed);
     free(key);
@@ -1591,6 +1619,95 @@ static int js_job_scan_open(struct journal *jn, int (*cb)(const struct journal_j
     struct journal_js *j = js_of(jn);
     struct js_job_scan scan = {j, cb, arg};
     return js_kv_each(j, JS_OPEN, ">", js_open_visit, &scan);
+}
+
+/* ---- Nodes: their heartbeats ---- */
+
+/* journal_api.c checked the name and the info. */
+static int js_node_beat(struct journal *jn, const char *node, const char *info)
+{
+    struct journal_js *j = js_of(jn);
+    size_t len = strlen(info);
+    char *value = xmalloc(JOURNAL_KEY_LEN + len);
+    journal_key_encode((uint64_t)clock_unix_ms(), value);
+    memcpy(value + JOURNAL_KEY_LEN, info, len);
+    uint64_t rev = 0;
+    natsStatus s = kvStore_Put(&rev, j->kv[JS_NODES], node, value, (int)(JOURNAL_KEY_LEN + len));
+    free(value);
+    return s == NATS_OK ? 0 : js_error("node beat", s, 0);
+}
+
+static int js_node_forget(struct journal *jn, const char *node)
+{
+    return js_kv_purge(js_of(jn), JS_NODES, node, "node forget");
+}
+
+/*
+ * A beat as js_node_beat() wrote it, under a key that is a node's name: 0
+ * with *beat_unix_ms and `info` (JOURNAL_NODE_INFO_MAX + 1 bytes, gets the
+ * NUL-terminated info), or FERRY_EPARSE.
+ */
+static int js_node_decode(const char *key, const void *value, int len, int64_t *beat_unix_ms,
+                          char *info)
+{
+    if (journal_node_check(key) < 0 || value == NULL || len < JOURNAL_KEY_LEN ||
+        len - JOURNAL_KEY_LEN > JOURNAL_NODE_INFO_MAX)
+        return FERRY_EPARSE;
+    const char *bytes = value;
+    size_t n = (size_t)len - JOURNAL_KEY_LEN;
+    if (memchr(bytes + JOURNAL_KEY_LEN, '\0', n) != NULL)
+        return FERRY_EPARSE;
+    *beat_unix_ms = (int64_t)journal_key_decode(bytes);
+    memcpy(info, bytes + JOURNAL_KEY_LEN, n);
+    info[n] = '\0';
+    return 0;
+}
+
+struct js_node_scan {
+    int (*cb)(const char *node, int64_t beat_unix_ms, const char *info, void *arg);
+    void *arg;
+    char *info; /* the current node's, reused */
+    size_t given, skipped;
+    char *skipped_key; /* the first one's */
+    bool too_many;
+};
+
+static int js_node_visit(kvEntry *e, void *arg)
+{
+    struct js_node_scan *scan = arg;
+    int64_t beat = 0;
+    const char *key = kvEntry_Key(e);
+    if (js_node_decode(key, kvEntry_Value(e), kvEntry_ValueLen(e), &beat, scan->info) < 0) {
+        if (scan->skipped++ == 0)
+            scan->skipped_key = xstrndup(key, 64);
+        return 0;
+    }
+    if (scan->given == JOURNAL_NODES_MAX) {
+        scan->too_many = true;
+        return 1;
+    }
+    scan->given++;
+    return scan->cb(key, beat, scan->info, scan->arg) != 0 ? 1 : 0;
+}
+
+static int js_node_scan(struct journal *jn,
+                        int (*cb)(const char *node, int64_t beat_unix_ms, const char *info,
+                                  void *arg),
+                        void *arg)
+{
+    struct journal_js *j = js_of(jn);
+    struct js_node_scan scan = {.cb = cb, .arg = arg, .info = xmalloc(JOURNAL_NODE_INFO_MAX + 1)};
+    int rc = js_kv_each(j, JS_NODES, ">", js_node_visit, &scan);
+    /* Once per scan, not per beat: the nodes scan every few seconds. */
+    if (scan.skipped > 0)
+        log_warn("journal cluster: node beats that do not decode were skipped count=%zu key=%s",
+                 scan.skipped, scan.skipped_key);
+    if (scan.too_many)
+        log_warn("journal cluster: more than %d nodes beat, the rest were skipped",
+                 JOURNAL_NODES_MAX);
+    free(scan.skipped_key);
+    free(scan.info);
+    return rc;
 }
 
 /* ---- Shared work: one durable pull consumer for every node ---- */
@@ -1999,4 +2116,7 @@ const struct journal_ops journal_js_ops = {
     .work_open = js_work_open,
     .lease_take = js_lease_take,
     .lease_give = js_lease_give,
+    .node_beat = js_node_beat,
+    .node_forget = js_node_forget,
+    .node_scan = js_node_scan,
 };

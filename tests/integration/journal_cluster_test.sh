@@ -2,9 +2,10 @@
 # The cluster's journal (journal/journal_js.c) on a real NATS JetStream
 # cluster of 3 servers: the C checks of tests/unit/journal/cluster_nats.c
 # (entries de-duplicated across two nodes, tag states, fences raised by
-# compare-and-set from racing nodes, job status, what stays on a node), then
-# one server killed with -9 and the survivors checked: what was written is
-# all there (3 replicas), and appends and raises still succeed.
+# compare-and-set from racing nodes, job status, node heartbeats, what stays
+# on a node), then one server killed with -9 and the survivors checked: what
+# was written is all there (3 replicas), and appends, raises and beats still
+# succeed.
 set -euo pipefail
 source "$(dirname "$0")/nats_lib.sh"
 
@@ -21,4 +22,4 @@ grep -q "PASSED" "$TEST_TMP/checks.out" || fail "no cmocka summary: $(tail -n 3 
 nats_server_kill 2
 "$bin" --survivor >"$TEST_TMP/survivor.out" 2>&1 || { cat "$TEST_TMP/survivor.out" >&2; fail "the journal did not survive a server killed with -9"; }
 
-pass "cluster journal: dedup, tag states, fences, jobs on 3 NATS servers; one killed, nothing lost"
+pass "cluster journal: dedup, tag states, fences, jobs, node beats on 3 NATS servers; one killed, nothing lost"

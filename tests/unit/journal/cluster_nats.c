@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "common/base64.h"
+#include "common/clock.h"
 #include "journal/journal.h"
 #include "journal/journal_int.h"
 
@@ -988,6 +989,208 @@ static void test_leases(void **state)
     journal_close(one);
 }
 
+/* ---- Nodes: their heartbeats ---- */
+
+#define SEEN_NODES 8
+
+/* What a node scan gave: the first SEEN_NODES nodes, and how many in all. */
+struct seen_nodes {
+    struct {
+        char name[JOURNAL_NODE_MAX + 1];
+        int64_t beat_unix_ms;
+        char info[64];
+        size_t info_len;
+    } nodes[SEEN_NODES];
+    size_t n, total, stop_after;
+};
+
+static int see_node(const char *node, int64_t beat_unix_ms, const char *info, void *arg)
+{
+    struct seen_nodes *s = arg;
+    if (s->n < SEEN_NODES) {
+        snprintf(s->nodes[s->n].name, sizeof(s->nodes[s->n].name), "%s", node);
+        s->nodes[s->n].beat_unix_ms = beat_unix_ms;
+        snprintf(s->nodes[s->n].info, sizeof(s->nodes[s->n].info), "%s", info);
+        s->nodes[s->n].info_len = strlen(info);
+        s->n++;
+    }
+    s->total++;
+    return s->stop_after > 0 && s->total == s->stop_after;
+}
+
+static struct seen_nodes scan_nodes(struct journal *j)
+{
+    struct seen_nodes s = {0};
+    assert_int_equal(journal_node_scan(j, see_node, &s), 0);
+    return s;
+}
+
+/* Where `name` is in `s`; fails the test when it is not there. */
+static size_t seen_node(const struct seen_nodes *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->nodes[i].name, name) == 0)
+            return i;
+    fail_msg("node %s is not in the scan (%zu nodes)", name, s->total);
+    return 0;
+}
+
+static bool has_node(const struct seen_nodes *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->nodes[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* A beat this node wrote: its time within a few seconds of now, and its info. */
+static void assert_beat(const struct seen_nodes *s, const char *name, const char *info)
+{
+    size_t i = seen_node(s, name);
+    int64_t now = clock_unix_ms();
+    if (s->nodes[i].beat_unix_ms < now - 5000 || s->nodes[i].beat_unix_ms > now + 5000)
+        fail_msg("node %s beat at %" PRId64 ", now is %" PRId64, name, s->nodes[i].beat_unix_ms,
+                 now);
+    assert_string_equal(s->nodes[i].info, info);
+}
+
+/* The messages in the nodes' bucket (its stream), as the servers count them. */
+static uint64_t nodes_bucket_msgs(jsCtx *js)
+{
+    char stream[128];
+    snprintf(stream, sizeof(stream), "KV_%s_nodes", prefix);
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, js, stream, NULL, NULL), NATS_OK);
+    uint64_t n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+/* Put `value` under node `key` of the nodes' bucket straight, as another NATS client could. */
+static void put_raw_beat(jsCtx *js, const char *key, const void *value, int len)
+{
+    char subject[256];
+    snprintf(subject, sizeof(subject), "$KV.%s_nodes.%s", prefix, key);
+    assert_int_equal(js_Publish(NULL, js, subject, value, len, NULL, NULL), NATS_OK);
+}
+
+/*
+ * Two nodes beat and each sees both; a beat replaces the last; a node that
+ * forgets itself is gone without a trace; bad names and infos write
+ * nothing; what another client puts in the bucket that does not decode is
+ * skipped; a scan gives JOURNAL_NODES_MAX nodes at most. Leaves node-b
+ * beating, for --survivor.
+ */
+static void test_nodes(void **state)
+{
+    (void)state;
+    struct journal *a = node_open();
+    struct journal *b = node_open();
+    natsConnection *nc = NULL;
+    jsCtx *js = raw_jetstream(&nc);
+
+    assert_int_equal(journal_node_beat(a, "node-a", "{\"jobs\":1}"), 0);
+    assert_int_equal(journal_node_beat(b, "node-b.example.com", "{\"jobs\":2}"), 0);
+    struct journal *both[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        struct seen_nodes s = scan_nodes(both[k]);
+        assert_int_equal(s.total, 2);
+        assert_beat(&s, "node-a", "{\"jobs\":1}");
+        assert_beat(&s, "node-b.example.com", "{\"jobs\":2}");
+    }
+
+    /* A second beat replaces the first, its info and its time. */
+    struct seen_nodes s = scan_nodes(b);
+    int64_t first = s.nodes[seen_node(&s, "node-a")].beat_unix_ms;
+    sleep_ms(50);
+    assert_int_equal(journal_node_beat(a, "node-a", ""), 0);
+    s = scan_nodes(b);
+    assert_int_equal(s.total, 2);
+    assert_beat(&s, "node-a", "");
+    assert_true(s.nodes[seen_node(&s, "node-a")].beat_unix_ms > first);
+
+    /* A scan stops when asked. */
+    s = (struct seen_nodes){.stop_after = 1};
+    assert_int_equal(journal_node_scan(a, see_node, &s), 0);
+    assert_int_equal(s.total, 1);
+
+    /* Forgotten (by either node): gone, and nothing of it left in the bucket. */
+    assert_int_equal(journal_node_forget(b, "node-a"), 0);
+    assert_int_equal(journal_node_forget(b, "node-a"), 0);
+    s = scan_nodes(a);
+    assert_int_equal(s.total, 1);
+    assert_false(has_node(&s, "node-a"));
+    assert_int_equal(nodes_bucket_msgs(js), 1);
+
+    /* Refused, and nothing written. */
+    char longest[JOURNAL_NODE_MAX + 2];
+    memset(longest, 'n', sizeof(longest) - 1);
+    longest[JOURNAL_NODE_MAX + 1] = '\0';
+    const char *bad[] = {"", "a/b", "a b", "a*", "a>", "a..b", ".a", longest, NULL};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(journal_node_beat(a, bad[i], "{}"), FERRY_EINVAL);
+        assert_int_equal(journal_node_forget(a, bad[i]), FERRY_EINVAL);
+    }
+    char *info = xmalloc(JOURNAL_NODE_INFO_MAX + 2);
+    memset(info, 'i', JOURNAL_NODE_INFO_MAX + 1);
+    info[JOURNAL_NODE_INFO_MAX + 1] = '\0';
+    assert_int_equal(journal_node_beat(a, "node-a", info), FERRY_EINVAL);
+    assert_int_equal(journal_node_beat(a, "node-a", NULL), FERRY_EINVAL);
+    assert_int_equal(nodes_bucket_msgs(js), 1);
+    /* At the cap: kept whole. */
+    info[JOURNAL_NODE_INFO_MAX] = '\0';
+    assert_int_equal(journal_node_beat(a, "node-a", info), 0);
+    free(info);
+    s = scan_nodes(b);
+    assert_int_equal(s.total, 2);
+    assert_int_equal(s.nodes[seen_node(&s, "node-a")].info_len, JOURNAL_NODE_INFO_MAX);
+
+    /*
+     * Beats that do not decode, put by another client: too short, an info
+     * with a NUL, one too long, a key that is no node's name. Skipped; the
+     * good nodes still come.
+     */
+    put_raw_beat(js, "short", "abc", 3);
+    put_raw_beat(js, "nul", "\0\0\0\0\0\0\0\1x\0y", 11);
+    char *huge = xcalloc(1, JOURNAL_KEY_LEN + JOURNAL_NODE_INFO_MAX + 1);
+    memset(huge + JOURNAL_KEY_LEN, 'h', JOURNAL_NODE_INFO_MAX + 1);
+    put_raw_beat(js, "huge", huge, JOURNAL_KEY_LEN + JOURNAL_NODE_INFO_MAX + 1);
+    free(huge);
+    put_raw_beat(js, "not=a-name", "\0\0\0\0\0\0\0\1{}", 10);
+    for (int k = 0; k < 2; k++) {
+        s = scan_nodes(both[k]);
+        assert_int_equal(s.total, 2);
+        assert_true(has_node(&s, "node-a"));
+        assert_beat(&s, "node-b.example.com", "{\"jobs\":2}");
+    }
+
+    /* More nodes than a scan gives: JOURNAL_NODES_MAX of them, no more. */
+    char value[JOURNAL_KEY_LEN];
+    journal_key_encode((uint64_t)clock_unix_ms(), value);
+    for (int i = 0; i < JOURNAL_NODES_MAX; i++) {
+        char subject[256];
+        snprintf(subject, sizeof(subject), "$KV.%s_nodes.many.%d", prefix, i);
+        assert_int_equal(js_PublishAsync(js, subject, value, sizeof(value), NULL), NATS_OK);
+    }
+    assert_int_equal(js_PublishAsyncComplete(js, NULL), NATS_OK);
+    s = scan_nodes(a);
+    assert_int_equal(s.total, JOURNAL_NODES_MAX);
+    char many[128], stream[128];
+    snprintf(many, sizeof(many), "$KV.%s_nodes.many.>", prefix);
+    snprintf(stream, sizeof(stream), "KV_%s_nodes", prefix);
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Purge.Subject = many;
+    assert_int_equal(js_PurgeStream(js, stream, &o, NULL), NATS_OK);
+    assert_int_equal(scan_nodes(a).total, 2);
+
+    assert_int_equal(journal_node_forget(a, "node-a"), 0);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    journal_close(a);
+    journal_close(b);
+}
+
 /* ---- What stays on the node ---- */
 
 static void test_node_local(void **state)
@@ -1040,9 +1243,13 @@ static void test_survivor(void **state)
     char *err = NULL;
     /* And for the buckets' streams: reads may time out until then. */
     int64_t until = mono_ms() + 30000;
+    struct seen_nodes nodes = {0};
     while (mono_ms() < until && (journal_fence_get(a, "race", "repo", "tag", &seq) != 0 ||
-                                 journal_job_scan_open(a, skip_job, NULL) != 0))
+                                 journal_job_scan_open(a, skip_job, NULL) != 0 ||
+                                 journal_node_scan(a, see_node, &nodes) != 0)) {
+        nodes = (struct seen_nodes){0};
         sleep_ms(500);
+    }
     assert_int_equal(journal_tagstate_get(a, "hub", "odd/na.me", "v1.2_rc-3", &digest), 0);
     assert_string_equal(digest, DIGEST2);
     free(digest);
@@ -1054,6 +1261,28 @@ static void test_survivor(void **state)
     assert_int_equal(journal_append(a, &ev, 1, &seq, &err), 0);
     assert_true(seq > last);
     assert_int_equal(journal_fence_raise(a, "race", "repo", "tag", RACERS * RAISES + 1), 1);
+    /* The nodes' beats too: test_nodes left node-b's, and a node still beats. */
+    assert_int_equal(nodes.total, 1);
+    assert_string_equal(nodes.nodes[0].name, "node-b.example.com");
+    assert_string_equal(nodes.nodes[0].info, "{\"jobs\":2}");
+    assert_int_equal(journal_node_beat(a, "survivor", "{}"), 0);
+    /*
+     * Each scan is a watch, a new ephemeral consumer. Soon after the kill
+     * one was seen to time out with its leader on no live server (placed on
+     * the dead one, not yet counted out); the next scan worked.
+     */
+    int scans = 0;
+    until = mono_ms() + 30000;
+    do {
+        if (scans++ > 0)
+            sleep_ms(500);
+        nodes = (struct seen_nodes){0};
+        rc = journal_node_scan(a, see_node, &nodes);
+    } while (rc != 0 && mono_ms() < until);
+    assert_int_equal(rc, 0);
+    printf("survivor: the nodes' scan after the beat answered at attempt %d\n", scans);
+    assert_int_equal(nodes.total, 2);
+    assert_beat(&nodes, "survivor", "{}");
     journal_close(a);
 }
 
@@ -1079,12 +1308,19 @@ int main(int argc, char **argv)
     log_threshold = FERRY_LOG_WARN;
 
     const struct CMUnitTest all[] = {
-        cmocka_unit_test(test_open_errors),      cmocka_unit_test(test_append_dedup_two_nodes),
-        cmocka_unit_test(test_append_batch),     cmocka_unit_test(test_tagstate_observations),
-        cmocka_unit_test(test_observation_race), cmocka_unit_test(test_fences),
-        cmocka_unit_test(test_fence_race),       cmocka_unit_test(test_jobs),
-        cmocka_unit_test(test_hostile_messages), cmocka_unit_test(test_node_local),
-        cmocka_unit_test(test_work_shared),      cmocka_unit_test(test_leases),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_append_dedup_two_nodes),
+        cmocka_unit_test(test_append_batch),
+        cmocka_unit_test(test_tagstate_observations),
+        cmocka_unit_test(test_observation_race),
+        cmocka_unit_test(test_fences),
+        cmocka_unit_test(test_fence_race),
+        cmocka_unit_test(test_jobs),
+        cmocka_unit_test(test_hostile_messages),
+        cmocka_unit_test(test_node_local),
+        cmocka_unit_test(test_work_shared),
+        cmocka_unit_test(test_leases),
+        cmocka_unit_test(test_nodes),
     };
     const struct CMUnitTest after[] = {
         cmocka_unit_test(test_survivor),

@@ -1,6 +1,7 @@
 /*
  * Unit tests for the replication state of journal/journal (DESIGN.md §3, §5):
- * tag fences and job status. Every test works in its own directory under one
+ * tag fences and job status, and the nodes' heartbeats, which one node does
+ * not keep. Every test works in its own directory under one
  * mkdtemp() root that the group teardown removes.
  */
 #include <errno.h>
@@ -1024,6 +1025,56 @@ static void test_old_database(void **state)
     free(dir);
 }
 
+static int count_node(const char *node, int64_t beat_unix_ms, const char *info, void *arg)
+{
+    (void)node;
+    (void)beat_unix_ms;
+    (void)info;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/*
+ * One node keeps no heartbeats: a beat is 0 and a scan calls nothing. Names
+ * and infos are checked as a cluster checks them, so a node named wrong
+ * finds out on its own already.
+ */
+static void test_nodes_one_node(void **state)
+{
+    (void)state;
+    char *dir = test_dir();
+    struct journal *j = test_open(dir);
+    int called = 0;
+    assert_int_equal(journal_node_beat(j, "ferry-a.example.com", "{\"jobs\":1}"), 0);
+    assert_int_equal(journal_node_beat(j, "node_2", ""), 0);
+    assert_int_equal(journal_node_scan(j, count_node, &called), 0);
+    assert_int_equal(called, 0);
+    assert_int_equal(journal_node_forget(j, "ferry-a.example.com"), 0);
+    assert_int_equal(journal_node_forget(j, "never-was"), 0);
+
+    char longest[JOURNAL_NODE_MAX + 2];
+    memset(longest, 'n', sizeof(longest) - 1);
+    longest[JOURNAL_NODE_MAX + 1] = '\0';
+    const char *bad[] = {"", "a/b", "a b", "a*", "a>", ".a", "a.", "a..b", "a\nb", longest, NULL};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(journal_node_beat(j, bad[i], ""), FERRY_EINVAL);
+        assert_int_equal(journal_node_forget(j, bad[i]), FERRY_EINVAL);
+    }
+    longest[JOURNAL_NODE_MAX] = '\0';
+    assert_int_equal(journal_node_beat(j, longest, ""), 0);
+
+    char *info = xmalloc(JOURNAL_NODE_INFO_MAX + 2);
+    memset(info, 'i', JOURNAL_NODE_INFO_MAX + 1);
+    info[JOURNAL_NODE_INFO_MAX + 1] = '\0';
+    assert_int_equal(journal_node_beat(j, "node", info), FERRY_EINVAL);
+    info[JOURNAL_NODE_INFO_MAX] = '\0';
+    assert_int_equal(journal_node_beat(j, "node", info), 0);
+    assert_int_equal(journal_node_beat(j, "node", NULL), FERRY_EINVAL);
+    free(info);
+    journal_close(j);
+    free(dir);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -1048,7 +1099,7 @@ int main(void)
         cmocka_unit_test(test_job_scan),       cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_read_only),      cmocka_unit_test(test_old_database),
         cmocka_unit_test(test_job_scan_in),    cmocka_unit_test(test_job_scan_open),
-        cmocka_unit_test(test_poll_memo),
+        cmocka_unit_test(test_poll_memo),      cmocka_unit_test(test_nodes_one_node),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
