@@ -185,10 +185,11 @@ void journal_work_settle(struct journal_work *w, uint64_t seq);
 void journal_work_counts(struct journal_work *w, size_t *held, size_t *ready);
 
 /**
- * Stop taking; what this node held goes to the others after the ack wait.
- * Before journal_close() of its journal. NULL is fine.
+ * Stop taking. With `give_back`, what this node held or had fetched goes to
+ * the others at once (a clean stop, a reload); without, after the ack wait,
+ * as when a node dies. Before journal_close() of its journal. NULL is fine.
  */
-void journal_work_close(struct journal_work *w);
+void journal_work_close(struct journal_work *w, bool give_back);
 
 /* ---- Leases: one holder at a time among the nodes (the poller of a source) ---- */
 

@@ -1903,11 +1903,11 @@ static int js_work_open(struct journal *jn, const struct journal_work_options *o
         int rc = js_error("consumer", s, jerr);
         log_error("journal cluster: cannot open the shared consumer: %s (%d)",
                   natsStatus_GetText(s), (int)jerr);
-        journal_work_close(w);
+        journal_work_close(w, false);
         return rc;
     }
     if (pthread_create(&w->fetcher, NULL, js_fetcher, w) != 0) {
-        journal_work_close(w);
+        journal_work_close(w, false);
         return -EAGAIN;
     }
     w->fetcher_started = true;
@@ -2005,7 +2005,7 @@ void journal_work_counts(struct journal_work *w, size_t *held, size_t *ready)
     pthread_mutex_unlock(&w->lock);
 }
 
-void journal_work_close(struct journal_work *w)
+void journal_work_close(struct journal_work *w, bool give_back)
 {
     if (w == NULL)
         return;
@@ -2015,14 +2015,20 @@ void journal_work_close(struct journal_work *w)
     pthread_mutex_unlock(&w->lock);
     if (w->fetcher_started)
         pthread_join(w->fetcher, NULL);
-    /* Not acked: the servers give them to the other nodes after the ack wait. */
+    /* Given back (a nak), the servers give them to the other nodes now, not
+     * after the ack wait; a nak lost on the way costs only that wait. */
     natsMsg *m;
-    while ((m = js_ready_pop(w)) != NULL)
+    while ((m = js_ready_pop(w)) != NULL) {
+        if (give_back)
+            (void)natsMsg_Nak(m, NULL);
         natsMsg_Destroy(m);
+    }
     struct js_held *h, *tmp;
     HASH_ITER(hh, w->held, h, tmp)
     {
         HASH_DEL(w->held, h);
+        if (give_back)
+            (void)natsMsg_Nak(h->msg, NULL);
         natsMsg_Destroy(h->msg);
         free(h);
     }

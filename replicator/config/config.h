@@ -46,6 +46,31 @@
  *   circuit:                        # when a failing registry is left alone
  *     failures: 5                   # failures in a row that open it; 1..1000
  *     open_for: 30s                 # how long it stays open; above 0
+ *   cluster:                        # absent: one node on its own journal
+ *     servers: [nats://h:4222]      # required; nats:// or tls://, no
+ *                                   # credentials in the URL; at most 32
+ *     name: NODE                    # this node; default the host's short name;
+ *                                   # [A-Za-z0-9_.-], no '.' first, last or twice
+ *     user: USER                    # with password, password_env or
+ *     password_env: NAME            # password_file; or token, token_env,
+ *     password_file: PATH           # token_file; or creds_file (a NATS
+ *     password: SECRET              # .creds file); at most one login
+ *     token_env: NAME
+ *     token_file: PATH
+ *     token: SECRET
+ *     creds_file: PATH
+ *     tls: false                    # require TLS (ca_file or cert_file imply it)
+ *     ca_file: PATH                 # PEM roots of the servers' certificates
+ *     cert_file: PATH               # client certificate, with key_file
+ *     key_file: PATH
+ *     stream: FERRY_JOURNAL         # the journal's stream; [A-Za-z0-9_-], 64
+ *     bucket_prefix: ferry          # the buckets' and fences' names start so
+ *     replicas: 3                   # of the stream and the buckets; 1..5
+ *     duplicate_window: 2m          # the stream drops a repeated event id
+ *                                   # this long; 1s..24h
+ *     ack_wait: 30s                 # a node's entries go to another this long
+ *                                   # after it stops answering; 3s..1h
+ *     timeout: 5s                   # of each request to the servers; 100ms..60s
  *   registries:                     # name -> registry
  *     NAME:
  *       url: https://host[:port]    # required; http:// means plain HTTP

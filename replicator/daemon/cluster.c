@@ -260,11 +260,14 @@ static void cluster_beat_apply(struct cluster *c, struct cluster_beat *b)
     c->adopter = adopter;
     if (c->adopter && c->engine != NULL && !c->closing &&
         (c->adopt_due || c->adopted_at == 0 || now - c->adopted_at >= CLUSTER_ADOPT_EVERY_MS)) {
-        size_t n = engine_adopt(c->engine, cluster_alive, c);
+        int n = engine_adopt(c->engine, cluster_alive, c);
         if (n > 0)
-            log_warn("cluster: took up the jobs of gone nodes jobs=%zu", n);
-        c->adopt_due = false;
-        c->adopted_at = now;
+            log_warn("cluster: took up the jobs of gone nodes jobs=%d", n);
+        /* A scan that failed (the servers just lost one) is tried again at the next beat. */
+        if (n >= 0) {
+            c->adopt_due = false;
+            c->adopted_at = now;
+        }
     }
 }
 

@@ -6,10 +6,12 @@
  */
 #include "daemon/serve.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/clock.h"
 #include "common/errors.h"
@@ -38,6 +40,8 @@ static int sd_notify(int unset_environment, const char *state)
 
 /* Answers resumed by the last commits get this long on the loop to leave. */
 #define SERVE_GRACE_MS 200
+/* How long a cluster node waits for the servers to open its journal at start. */
+#define SERVE_CLUSTER_OPEN_WAIT_MS (60 * 1000)
 /* Journal retention runs a minute after start, then hourly. */
 #define SERVE_RETENTION_FIRST_MS (60 * 1000)
 #define SERVE_RETENTION_EVERY_MS (3600 * 1000)
@@ -434,7 +438,18 @@ static int daemon_open_journal(struct daemon *d)
         fprintf(stderr, "ferry serve: data_dir %s: %s\n", d->config->data_dir, ferry_strerror(rc));
         return rc;
     }
-    rc = cluster_journal_open(d->config, false, &d->journal, &err);
+    /* A cluster's servers may be electing leaders (one of them restarted, or
+     * all are starting): the node waits for them rather than exit. */
+    int64_t until = clock_mono_ms() + SERVE_CLUSTER_OPEN_WAIT_MS;
+    while ((rc = cluster_journal_open(d->config, false, &d->journal, &err)) < 0 &&
+           d->config->cluster != NULL && rc != FERRY_EINVAL && rc != -EBUSY &&
+           clock_mono_ms() < until) {
+        log_warn("the cluster's journal did not open, trying again in 1 s error=\"%s\"",
+                 err != NULL ? err : ferry_strerror(rc));
+        free(err);
+        err = NULL;
+        (void)nanosleep(&(struct timespec){.tv_sec = 1}, NULL);
+    }
     if (rc < 0)
         fprintf(stderr, "ferry serve: %s\n", err != NULL ? err : ferry_strerror(rc));
     free(err);

@@ -318,7 +318,7 @@ static void engine_finish_close(struct engine *e)
     if (e->counters_out != NULL)
         *e->counters_out = engine_counters_save(e);
     /* What this node still holds goes to the others (its fetcher stops first). */
-    journal_work_close(e->work);
+    journal_work_close(e->work, true);
     e->work = NULL;
     e->closing_handles = (int)e->n_registries + 1 + (e->work_async_open ? 1 : 0);
     for (size_t i = 0; i < e->n_registries; i++)

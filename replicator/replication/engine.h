@@ -160,8 +160,9 @@ size_t engine_retry(struct engine *e, const char *destination, const char *repos
  * A cluster: take up the PENDING jobs whose node is gone (`alive` says no,
  * or none is named), as this node's, and run them again from their entries.
  * Their entries were settled when they parked, so no other node gets them.
- * Returns how many were taken up; 0 on one node.
+ * Returns how many were taken up (0 on one node), or a negative code when
+ * the job records could not all be read (those read are taken up).
  */
-size_t engine_adopt(struct engine *e, bool (*alive)(const char *node, void *arg), void *arg);
+int engine_adopt(struct engine *e, bool (*alive)(const char *node, void *arg), void *arg);
 
 #endif

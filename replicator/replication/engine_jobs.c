@@ -847,12 +847,13 @@ static int retry_collect(const struct journal_job *job, void *arg)
 }
 
 /* Collect what `m` selects among the open jobs; *m's list is the caller's to free. */
-static void retry_scan(struct engine *e, struct retry_match *m, const char *what)
+static int retry_scan(struct engine *e, struct retry_match *m, const char *what)
 {
     int rc = journal_job_scan_open(e->journal, retry_collect, m);
     if (rc < 0)
         log_warn("cannot read every job status, %s those read error=\"%s\"", what,
                  ferry_strerror(rc));
+    return rc;
 }
 
 size_t engine_retry(struct engine *e, const char *destination, const char *repository,
@@ -861,7 +862,7 @@ size_t engine_retry(struct engine *e, const char *destination, const char *repos
     struct retry_match m = {.destination = destination, .repository = repository, .digest = digest};
     if (e->closing)
         return 0;
-    retry_scan(e, &m, "retrying");
+    (void)retry_scan(e, &m, "retrying");
     for (size_t i = 0; i < m.n; i++) {
         log_info("retry requested dest=%s repo=%s digest=%s seq=%llu", m.jobs[i].destination,
                  m.jobs[i].repository, m.jobs[i].digest ? m.jobs[i].digest : "-",
@@ -874,12 +875,12 @@ size_t engine_retry(struct engine *e, const char *destination, const char *repos
     return m.n;
 }
 
-size_t engine_adopt(struct engine *e, bool (*alive)(const char *node, void *arg), void *arg)
+int engine_adopt(struct engine *e, bool (*alive)(const char *node, void *arg), void *arg)
 {
     struct retry_match m = {.adopter = e, .alive = alive, .alive_arg = arg};
     if (e->closing || e->node == NULL)
         return 0;
-    retry_scan(e, &m, "taking up");
+    int rc = retry_scan(e, &m, "taking up");
     for (size_t i = 0; i < m.n; i++) {
         struct journal_job *job = &m.jobs[i];
         log_info("taking up a job of a node that is gone node=%s dest=%s repo=%s digest=%s "
@@ -897,5 +898,5 @@ size_t engine_adopt(struct engine *e, bool (*alive)(const char *node, void *arg)
     }
     free(m.jobs);
     engine_pump(e);
-    return m.n;
+    return rc < 0 ? rc : (int)m.n;
 }

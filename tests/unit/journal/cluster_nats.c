@@ -833,7 +833,7 @@ static void test_work_shared(void **state)
     for (int i = 0; i < 20; i++)
         if (ta.seen[i] + tb.seen[i] != 1)
             fail_msg("entry w1:%d went to %d nodes' engines", i, ta.seen[i] + tb.seen[i]);
-    journal_work_close(tb.w);
+    journal_work_close(tb.w, true);
 
     /* A node that takes entries and dies: the other gets them within twice the ack wait. */
     struct taker dying = {.w = ta.w, .tag = "w2", .settle = false};
@@ -845,7 +845,7 @@ static void test_work_shared(void **state)
     }
     assert_int_equal(count_seen(&dying, 5), 5);
     int64_t died = mono_ms();
-    journal_work_close(dying.w); /* no ack: as a kill -9 */
+    journal_work_close(dying.w, false); /* not given back: as a kill -9 */
     struct taker heir = {.w = work_open(b, 8), .tag = "w2", .settle = true};
     until = died + 2 * ACK_WAIT_MS + 1000;
     while (count_seen(&heir, 5) < 5 && mono_ms() < until) {
@@ -861,11 +861,35 @@ static void test_work_shared(void **state)
     printf("failover: the dead node's 5 entries came to the other in %lld ms (ack wait %d ms)\n",
            (long long)took, ACK_WAIT_MS);
 
+    /* A node that stops cleanly gives back what it held: the other gets it well within the ack
+     * wait. */
+    struct taker leaving = {.w = heir.w, .tag = "w4", .settle = false};
+    append_batch(a, "w4", 3);
+    until = mono_ms() + 10000;
+    while (count_seen(&leaving, 3) < 3 && mono_ms() < until) {
+        journal_work_take(leaving.w, 64, take_one, &leaving);
+        sleep_ms(20);
+    }
+    assert_int_equal(count_seen(&leaving, 3), 3);
+    int64_t left = mono_ms();
+    journal_work_close(leaving.w, true);
+    struct taker next = {.w = work_open(a, 8), .tag = "w4", .settle = true};
+    until = left + ACK_WAIT_MS / 2;
+    while (count_seen(&next, 3) < 3 && mono_ms() < until) {
+        journal_work_take(next.w, 64, take_one, &next);
+        sleep_ms(20);
+    }
+    if (count_seen(&next, 3) != 3)
+        fail_msg("a clean stop's entries: %d of 3 came to the other within %d ms",
+                 count_seen(&next, 3), ACK_WAIT_MS / 2);
+    printf("a clean stop gave its 3 entries to the other in %lld ms\n",
+           (long long)(mono_ms() - left));
+
     /*
      * Kept alive: a node alone takes 3 entries and works on them for three
      * ack waits; another node, open all that time, never gets one.
      */
-    journal_work_close(heir.w);
+    journal_work_close(next.w, true);
     struct taker slow = {.w = work_open(a, 8), .tag = "w3", .settle = false};
     append_batch(a, "w3", 3);
     until = mono_ms() + 10000;
@@ -894,7 +918,7 @@ static void test_work_shared(void **state)
     journal_work_counts(slow.w, &held, &ready);
     assert_int_equal(held, 0);
     /* Settled: it never comes again, to anyone. */
-    journal_work_close(slow.w);
+    journal_work_close(slow.w, true);
     until = mono_ms() + 2 * ACK_WAIT_MS;
     while (mono_ms() < until) {
         journal_work_take(other.w, 64, take_one, &other);
@@ -902,7 +926,7 @@ static void test_work_shared(void **state)
     }
     for (int i = 0; i < 3; i++)
         assert_int_equal(other.seen[i], 0);
-    journal_work_close(other.w);
+    journal_work_close(other.w, true);
     journal_close(a);
     journal_close(b);
 }
@@ -1043,14 +1067,15 @@ static bool has_node(const struct seen_nodes *s, const char *name)
     return false;
 }
 
-/* A beat this node wrote: its time within a few seconds of now, and its info. */
-static void assert_beat(const struct seen_nodes *s, const char *name, const char *info)
+/* A beat this process wrote since `since` (its clock): that time, and its info. */
+static void assert_beat(const struct seen_nodes *s, const char *name, int64_t since,
+                        const char *info)
 {
     size_t i = seen_node(s, name);
     int64_t now = clock_unix_ms();
-    if (s->nodes[i].beat_unix_ms < now - 5000 || s->nodes[i].beat_unix_ms > now + 5000)
-        fail_msg("node %s beat at %" PRId64 ", now is %" PRId64, name, s->nodes[i].beat_unix_ms,
-                 now);
+    if (s->nodes[i].beat_unix_ms < since || s->nodes[i].beat_unix_ms > now)
+        fail_msg("node %s beat at %" PRId64 ", not between %" PRId64 " and now, %" PRId64, name,
+                 s->nodes[i].beat_unix_ms, since, now);
     assert_string_equal(s->nodes[i].info, info);
 }
 
@@ -1089,14 +1114,15 @@ static void test_nodes(void **state)
     natsConnection *nc = NULL;
     jsCtx *js = raw_jetstream(&nc);
 
+    int64_t t0 = clock_unix_ms();
     assert_int_equal(journal_node_beat(a, "node-a", "{\"jobs\":1}"), 0);
     assert_int_equal(journal_node_beat(b, "node-b.example.com", "{\"jobs\":2}"), 0);
     struct journal *both[2] = {a, b};
     for (int k = 0; k < 2; k++) {
         struct seen_nodes s = scan_nodes(both[k]);
         assert_int_equal(s.total, 2);
-        assert_beat(&s, "node-a", "{\"jobs\":1}");
-        assert_beat(&s, "node-b.example.com", "{\"jobs\":2}");
+        assert_beat(&s, "node-a", t0, "{\"jobs\":1}");
+        assert_beat(&s, "node-b.example.com", t0, "{\"jobs\":2}");
     }
 
     /* A second beat replaces the first, its info and its time. */
@@ -1106,7 +1132,7 @@ static void test_nodes(void **state)
     assert_int_equal(journal_node_beat(a, "node-a", ""), 0);
     s = scan_nodes(b);
     assert_int_equal(s.total, 2);
-    assert_beat(&s, "node-a", "");
+    assert_beat(&s, "node-a", first, "");
     assert_true(s.nodes[seen_node(&s, "node-a")].beat_unix_ms > first);
 
     /* A scan stops when asked. */
@@ -1161,7 +1187,7 @@ static void test_nodes(void **state)
         s = scan_nodes(both[k]);
         assert_int_equal(s.total, 2);
         assert_true(has_node(&s, "node-a"));
-        assert_beat(&s, "node-b.example.com", "{\"jobs\":2}");
+        assert_beat(&s, "node-b.example.com", t0, "{\"jobs\":2}");
     }
 
     /* More nodes than a scan gives: JOURNAL_NODES_MAX of them, no more. */
@@ -1265,6 +1291,7 @@ static void test_survivor(void **state)
     assert_int_equal(nodes.total, 1);
     assert_string_equal(nodes.nodes[0].name, "node-b.example.com");
     assert_string_equal(nodes.nodes[0].info, "{\"jobs\":2}");
+    int64_t beat_at = clock_unix_ms();
     assert_int_equal(journal_node_beat(a, "survivor", "{}"), 0);
     /*
      * Each scan is a watch, a new ephemeral consumer. Soon after the kill
@@ -1282,7 +1309,7 @@ static void test_survivor(void **state)
     assert_int_equal(rc, 0);
     printf("survivor: the nodes' scan after the beat answered at attempt %d\n", scans);
     assert_int_equal(nodes.total, 2);
-    assert_beat(&nodes, "survivor", "{}");
+    assert_beat(&nodes, "survivor", beat_at, "{}");
     journal_close(a);
 }
 
