@@ -9,7 +9,11 @@
 #   node the other one takes the lease;
 # - a job parked behind a destination that is down (its entry settled, its
 #   record naming its node) is taken up by the other node once its node is
-#   killed, and arrives when the destination comes up.
+#   killed, and arrives when the destination comes up;
+# - a node stopped with SIGTERM leaves the node list at once and gives its
+#   poller's lease back;
+# - with two NATS servers of three down, a webhook is answered 503 (nothing
+#   acknowledged is lost); with one back, the event is taken and replicated.
 # labels: heavy
 set -euo pipefail
 source "$(dirname "$0")/nats_lib.sh"
@@ -129,9 +133,46 @@ t0=$(date +%s)
 wait_until 60 at "$late_ADDR" late:v1 "$TEST_TMP/late.json" ||
   fail "late:v1 did not arrive after $owner died: $(jobs "${survivor#node}" | jq -c 'select(.repository == "late")')"
 taken_s=$(($(date +%s) - t0))
+((taken_s <= 25)) || fail "late:v1 took ${taken_s}s after $owner's kill -9 (the take-up comes 10 to 15 s after its last beat)"
 grep -q "node gone node=$owner" "$TEST_TMP/ferry${survivor#node}.log" &&
   grep -q "took up the jobs of gone nodes jobs=" "$TEST_TMP/ferry${survivor#node}.log" ||
   fail "$survivor's log does not say it took up $owner's jobs"
 assert_eq "$(jobs "${survivor#node}" | jq -r 'select(.repository == "late") | .state + " " + .node')" \
   "COMPLETE $survivor" "late:v1's job record: COMPLETE, by $survivor"
 pass "$survivor took up the job $owner parked, and late:v1 arrived ${taken_s}s after $owner's kill -9"
+
+# A clean stop: the node leaves at once (not 10 s later) and its lease goes to the other.
+k=${owner#node}
+port_var=port$k
+ferry_serve_start "ferry$k" "$TEST_TMP/ferry$k.yaml" "${!port_var}"
+wait_until 15 both_alive || fail "$owner did not come back: $(st "${survivor#node}" | jq -c .cluster)"
+one_poller_now() { (($(polling 1) + $(polling 2) == 1)); }
+wait_until 15 one_poller_now || fail "not exactly one poller after $owner came back"
+poller=1 other=2
+(($(polling 2) == 1)) && poller=2 other=1
+pid_var=ferry${poller}_PID
+t0=$(date +%s%N)
+kill -TERM "${!pid_var}"
+left() { [[ "$(st "$other" | jq -c '[.cluster.nodes[].name]')" == "[\"node$other\"]" ]]; }
+wait_until 8 left || fail "node$poller, stopped, is still listed: $(st "$other" | jq -c .cluster.nodes)"
+wait_until 8 took || fail "node$other did not take the poller's lease node$poller gave back"
+left_ms=$((($(date +%s%N) - t0) / 1000000))
+wait "${!pid_var}" 2>/dev/null || true
+pass "node$poller stopped with SIGTERM: gone from node$other's list and its lease taken within ${left_ms} ms"
+
+# Quorum lost: two of three NATS servers down; a webhook is refused, not lost.
+nats_server_kill 2
+nats_server_kill 3
+fixturegen push --registry "$src_ADDR" --repo app --tag v3 --seed cl-app3 --layers 1 --layer-size 16K --compact >"$TEST_TMP/app3.json"
+body=$(jq -c '{events: [{id: "ev-appv3", action: "push", target: {repository: "app", digest: .digest, mediaType: .media_type, size: 500, tag: "v3"}}]}' "$TEST_TMP/app3.json")
+code=$(curl -s -o "$TEST_TMP/resp" -w '%{http_code}' --max-time 60 -X POST \
+  -H 'Content-Type: application/vnd.docker.distribution.events.v1+json' --data-binary "$body" "$(api "$other")/v1/events/src")
+assert_eq "$code" 503 "a webhook while the servers have no quorum ($(cat "$TEST_TMP/resp"))"
+nats_server_restart 2
+posted() {
+  [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 -X POST \
+    -H 'Content-Type: application/vnd.docker.distribution.events.v1+json' --data-binary "$body" "$(api "$other")/v1/events/src")" == 200 ]]
+}
+wait_until 60 posted || fail "the webhook was not taken once a second NATS server was back"
+wait_until 60 at "$d1_ADDR" app:v3 "$TEST_TMP/app3.json" || fail "app:v3 did not reach d1 after the quorum came back"
+pass "with 2 of 3 NATS servers down a webhook was answered 503; with one back it was taken and app:v3 replicated"
