@@ -1143,7 +1143,8 @@ static int js_entry_set_ignored(struct journal *jn, uint64_t seq, const char *re
     return s == NATS_OK ? 0 : js_error("set ignored", s, 0);
 }
 
-/* The stream drops entries older than its max age itself: nothing to do here. */
+/* The stream keeps the last entries of each tag (MaxMsgsPerSubject) and has
+ * no max age, which would drop entries no node has taken: nothing to do here. */
 static int js_retain(struct journal *jn, uint64_t max_age_ms, int64_t now_unix_ms,
                      uint64_t *deleted)
 {
