@@ -249,6 +249,51 @@ FERRY_MUST_CHECK int journal_node_scan(struct journal *j,
                                                  const char *info, void *arg),
                                        void *arg);
 
+/* ---- Claims: a cluster node's waiting jobs, which another runs if it dies ---- */
+
+/*
+ * A job that waits (for its retry, or an open circuit) settles its shared
+ * entry, so that the window goes on; its claim says which node will run it
+ * and from which entry. When the node dies, another takes its claims up; a
+ * node restarted under its name runs its own again. A claim is dropped when
+ * its job ends. One node's journal keeps none (its parked cursor stands for
+ * them).
+ */
+struct journal_claim {
+    const char *destination; /* the registry's name in the config */
+    uint64_t seq;            /* the entry the job runs from */
+    const char *node;        /* the node that runs it */
+};
+
+/* What a claim's key may hold: the job's names and its seq. */
+#define JOURNAL_CLAIM_KEY_MAX 8192
+/* Claims a scan gives at most. */
+#define JOURNAL_CLAIMS_MAX 1000000
+
+/**
+ * Claim the job `key` (its destination, repository, digest, tag and seq, as
+ * the caller spells them; at most JOURNAL_CLAIM_KEY_MAX bytes) for `c`,
+ * replacing any claim of that key. 0 or a negative code (FERRY_EINVAL for a
+ * bad key, destination, node or seq 0). One node: 0, nothing kept.
+ */
+FERRY_MUST_CHECK int journal_claim_put(struct journal *j, const char *key,
+                                       const struct journal_claim *c);
+
+/** Drop the claim of `key` (0 also when there is none), or a negative code. One node: 0. */
+FERRY_MUST_CHECK int journal_claim_drop(struct journal *j, const char *key);
+
+/**
+ * Call `cb` for every claim (at most JOURNAL_CLAIMS_MAX, in no order) with
+ * its stored key (an opaque digest of the caller's key, to pass to
+ * journal_claim_put() and journal_claim_drop()); strings are lent for the
+ * call, `cb` returns nonzero to stop. A claim that does not decode is
+ * skipped (one warning per scan). 0 or a negative code. One node: never
+ * calls `cb` (0).
+ */
+FERRY_MUST_CHECK int
+journal_claim_scan(struct journal *j,
+                   int (*cb)(const char *key, const struct journal_claim *c, void *arg), void *arg);
+
 /** Close; NULL is ignored. */
 void journal_close(struct journal *j);
 

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "common/digest.h"
 #include "journal/journal_int.h"
 
 void journal_close(struct journal *j)
@@ -208,4 +209,51 @@ int journal_node_scan(struct journal *j,
                       void *arg)
 {
     return j->ops->node_scan != NULL ? j->ops->node_scan(j, cb, arg) : 0;
+}
+
+/* A stored claim key: 64 hex digits. */
+#define JOURNAL_CLAIM_HEX 64
+
+/*
+ * A claim's stored key: the sha256 of the caller's key in hex, which any
+ * bucket takes as a key whatever names it holds; a key already in that form
+ * (from a scan) is kept as it is.
+ */
+static int journal_claim_key(const char *key, char out[JOURNAL_CLAIM_HEX + 1])
+{
+    size_t len = key != NULL ? strnlen(key, JOURNAL_CLAIM_KEY_MAX + 1) : 0;
+    if (len == 0 || len > JOURNAL_CLAIM_KEY_MAX)
+        return FERRY_EINVAL;
+    if (len == JOURNAL_CLAIM_HEX && strspn(key, "0123456789abcdef") == len) {
+        memcpy(out, key, len + 1);
+        return 0;
+    }
+    char digest[DIGEST_MAX];
+    digest_of(key, len, digest);
+    memcpy(out, digest + strlen("sha256:"), JOURNAL_CLAIM_HEX + 1);
+    return 0;
+}
+
+int journal_claim_put(struct journal *j, const char *key, const struct journal_claim *c)
+{
+    char stored[JOURNAL_CLAIM_HEX + 1];
+    if (journal_claim_key(key, stored) < 0 || c == NULL || c->seq == 0 ||
+        journal_node_check(c->node) < 0 || journal_name_check(c->destination) < 0)
+        return FERRY_EINVAL;
+    return j->ops->claim_put != NULL ? j->ops->claim_put(j, stored, c) : 0;
+}
+
+int journal_claim_drop(struct journal *j, const char *key)
+{
+    char stored[JOURNAL_CLAIM_HEX + 1];
+    if (journal_claim_key(key, stored) < 0)
+        return FERRY_EINVAL;
+    return j->ops->claim_drop != NULL ? j->ops->claim_drop(j, stored) : 0;
+}
+
+int journal_claim_scan(struct journal *j,
+                       int (*cb)(const char *key, const struct journal_claim *c, void *arg),
+                       void *arg)
+{
+    return j->ops->claim_scan != NULL ? j->ops->claim_scan(j, cb, arg) : 0;
 }

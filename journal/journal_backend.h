@@ -92,6 +92,13 @@ struct journal_ops {
                      int (*cb)(const char *node, int64_t beat_unix_ms, const char *info, void *arg),
                      void *arg);
 
+    /* NULL: one node, which keeps no claims. The key is the stored one (journal_api.c digests). */
+    int (*claim_put)(struct journal *j, const char *key, const struct journal_claim *c);
+    int (*claim_drop)(struct journal *j, const char *key);
+    int (*claim_scan)(struct journal *j,
+                      int (*cb)(const char *key, const struct journal_claim *c, void *arg),
+                      void *arg);
+
     /* NULL: no shared work (journal_work_open() gives NULL). */
     int (*work_open)(struct journal *j, const struct journal_work_options *o,
                      struct journal_work **out);

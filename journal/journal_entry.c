@@ -33,15 +33,23 @@ int journal_check_string(const char *s, const char *name, bool required, size_t 
     return 0;
 }
 
-int journal_node_check(const char *node)
+/* Letters, digits, '_', '-' and '.': 1 to JOURNAL_NODE_MAX of them. */
+int journal_name_check(const char *name)
 {
     static const char allowed[] =
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.";
-    if (journal_check_string(node, "node", true, JOURNAL_NODE_MAX, NULL) < 0)
+    if (journal_check_string(name, "name", true, JOURNAL_NODE_MAX, NULL) < 0 ||
+        strspn(name, allowed) != strlen(name))
+        return FERRY_EINVAL;
+    return 0;
+}
+
+int journal_node_check(const char *node)
+{
+    if (journal_name_check(node) < 0)
         return FERRY_EINVAL;
     size_t n = strlen(node);
-    if (strspn(node, allowed) != n || node[0] == '.' || node[n - 1] == '.' ||
-        strstr(node, "..") != NULL)
+    if (node[0] == '.' || node[n - 1] == '.' || strstr(node, "..") != NULL)
         return FERRY_EINVAL;
     return 0;
 }

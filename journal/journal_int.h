@@ -234,6 +234,9 @@ void journal_unlock(pthread_mutex_t *lock);
 FERRY_MUST_CHECK int journal_check_string(const char *s, const char *name, bool required,
                                           size_t max, char **err);
 
+/** A registry's or node's name: 1 to JOURNAL_NODE_MAX of [A-Za-z0-9_.-]; 0 or FERRY_EINVAL. */
+FERRY_MUST_CHECK int journal_name_check(const char *name);
+
 /**
  * A node's name (journal.h, JOURNAL_NODE_MAX): 0, or FERRY_EINVAL. It is a
  * key of the cluster's nodes bucket as it is, so it must be one token of a

@@ -79,6 +79,8 @@
 #define JS_IGNORED_TTL_DAYS 30
 /* How long the bucket of nodes keeps a node's last beat. */
 #define JS_NODES_TTL_HOURS 24
+/* A claim not dropped within this long (its job long over, its drop lost) goes. */
+#define JS_CLAIMS_TTL_DAYS 30
 /* What the shared consumer lets the nodes hold between them. */
 #define JS_MAX_ACK_PENDING 1000000
 #define JS_NS_PER_MS       ((int64_t)1000000)
@@ -88,10 +90,12 @@ enum js_bucket {
     JS_OPEN,
     JS_IGNORED,
     JS_NODES,
+    JS_CLAIMS,
     JS_BUCKET_COUNT,
 };
 
-static const char *const js_bucket_suffix[JS_BUCKET_COUNT] = {"jobs", "open", "ignored", "nodes"};
+static const char *const js_bucket_suffix[JS_BUCKET_COUNT] = {"jobs", "open", "ignored", "nodes",
+                                                              "claims"};
 
 /* Fence raises conflict within a shard only: more shards, fewer retries, more Raft groups. */
 #define JS_FENCE_SHARDS 8
@@ -590,6 +594,8 @@ int journal_open_cluster(const struct journal_cluster_options *o, struct journal
             ttl = (int64_t)JS_IGNORED_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
         else if (b == JS_NODES)
             ttl = (int64_t)JS_NODES_TTL_HOURS * 3600 * 1000 * JS_NS_PER_MS;
+        else if (b == JS_CLAIMS)
+            ttl = (int64_t)JS_CLAIMS_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
         rc = js_bucket_open(j, j->bucket[b], o->replicas, ttl, &j->kv[b], err);
     }
     j->fence_subject = xasprintf("%s.fence", o->bucket_prefix);
@@ -1711,6 +1717,93 @@ static int js_node_scan(struct journal *jn,
     return rc;
 }
 
+/* ---- Claims: waiting jobs and their nodes ---- */
+
+/* The longest claim value: a seq, two names and two spaces. */
+#define JS_CLAIM_VALUE_MAX (20 + 2 * JOURNAL_NODE_MAX + 2)
+
+/* journal_api.c checked the claim and made the key. Value: "SEQ NODE DESTINATION". */
+static int js_claim_put(struct journal *jn, const char *key, const struct journal_claim *c)
+{
+    struct journal_js *j = js_of(jn);
+    char value[JS_CLAIM_VALUE_MAX + 1];
+    int len = snprintf(value, sizeof(value), "%" PRIu64 " %s %s", c->seq, c->node, c->destination);
+    uint64_t rev = 0;
+    natsStatus s = kvStore_Put(&rev, j->kv[JS_CLAIMS], key, value, len);
+    return s == NATS_OK ? 0 : js_error("claim put", s, 0);
+}
+
+static int js_claim_drop(struct journal *jn, const char *key)
+{
+    return js_kv_purge(js_of(jn), JS_CLAIMS, key, "claim drop");
+}
+
+/* A claim as js_claim_put() wrote it into `buf` (JS_CLAIM_VALUE_MAX + 1): 0 and *out, or
+ * FERRY_EPARSE. */
+static int js_claim_decode(const void *value, int len, char *buf, struct journal_claim *out)
+{
+    if (value == NULL || len <= 0 || len > JS_CLAIM_VALUE_MAX || memchr(value, '\0', (size_t)len))
+        return FERRY_EPARSE;
+    memcpy(buf, value, (size_t)len);
+    buf[len] = '\0';
+    char *node = strchr(buf, ' ');
+    char *dest = node != NULL ? strchr(node + 1, ' ') : NULL;
+    if (dest == NULL || node == buf || buf[0] < '1' || buf[0] > '9')
+        return FERRY_EPARSE;
+    *node++ = '\0';
+    *dest++ = '\0';
+    char *end = NULL;
+    errno = 0;
+    unsigned long long seq = strtoull(buf, &end, 10);
+    if (errno != 0 || *end != '\0' || seq == 0 || journal_node_check(node) < 0 ||
+        journal_name_check(dest) < 0)
+        return FERRY_EPARSE;
+    *out = (struct journal_claim){.destination = dest, .seq = seq, .node = node};
+    return 0;
+}
+
+struct js_claim_scan {
+    int (*cb)(const char *key, const struct journal_claim *c, void *arg);
+    void *arg;
+    char buf[JS_CLAIM_VALUE_MAX + 1];
+    size_t given, skipped;
+    bool too_many;
+};
+
+static int js_claim_visit(kvEntry *e, void *arg)
+{
+    struct js_claim_scan *scan = arg;
+    struct journal_claim c;
+    if (js_claim_decode(kvEntry_Value(e), kvEntry_ValueLen(e), scan->buf, &c) < 0) {
+        scan->skipped++;
+        return 0;
+    }
+    if (scan->given == JOURNAL_CLAIMS_MAX) {
+        scan->too_many = true;
+        return 1;
+    }
+    scan->given++;
+    return scan->cb(kvEntry_Key(e), &c, scan->arg) != 0 ? 1 : 0;
+}
+
+static int js_claim_scan(struct journal *jn,
+                         int (*cb)(const char *key, const struct journal_claim *c, void *arg),
+                         void *arg)
+{
+    struct journal_js *j = js_of(jn);
+    struct js_claim_scan *scan = xcalloc(1, sizeof(*scan));
+    scan->cb = cb;
+    scan->arg = arg;
+    int rc = js_kv_each(j, JS_CLAIMS, ">", js_claim_visit, scan);
+    if (scan->skipped > 0)
+        log_warn("journal cluster: claims that do not decode were skipped count=%zu",
+                 scan->skipped);
+    if (scan->too_many)
+        log_warn("journal cluster: more than %d claims, the rest were skipped", JOURNAL_CLAIMS_MAX);
+    free(scan);
+    return rc;
+}
+
 /* ---- Shared work: one durable pull consumer for every node ---- */
 
 /* Most entries one fetch asks for; how long a fetch waits when none come. */
@@ -2126,4 +2219,7 @@ const struct journal_ops journal_js_ops = {
     .node_beat = js_node_beat,
     .node_forget = js_node_forget,
     .node_scan = js_node_scan,
+    .claim_put = js_claim_put,
+    .claim_drop = js_claim_drop,
+    .claim_scan = js_claim_scan,
 };

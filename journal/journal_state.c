@@ -354,8 +354,10 @@ static int journal_job_check(int state, const char *last_error, char *const *tag
 {
     if (state < JOURNAL_JOB_PENDING || state > JOURNAL_JOB_SUPERSEDED)
         return FERRY_EINVAL;
-    if (journal_check_string(last_error, "last_error", false, JOURNAL_STRING_MAX, NULL) < 0 ||
-        journal_check_string(node, "node", false, JOURNAL_NODE_MAX, NULL) < 0)
+    if (journal_check_string(last_error, "last_error", false, JOURNAL_STRING_MAX, NULL) < 0)
+        return FERRY_EINVAL;
+    /* A node's name is logged and compared: a name, or none at all. */
+    if (node != NULL && node[0] != '\0' && journal_node_check(node) < 0)
         return FERRY_EINVAL;
     if (n_tags > 0 && tags == NULL)
         return FERRY_EINVAL;

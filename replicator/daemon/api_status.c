@@ -172,6 +172,9 @@ static cJSON *status_registries_json(const struct api *a)
     return list;
 }
 
+/* The largest figure taken from a node's heartbeat: 2^53, exact in a double. */
+#define STATUS_FIGURE_MAX 9007199254740992.0
+
 /* The figures a node's heartbeat carries that add up to the cluster's totals. */
 static const char *const status_node_figures[] = {"dispatched", "pending",    "running", "complete",
                                                   "failed",     "superseded", "bytes",   "polling"};
@@ -205,7 +208,8 @@ static cJSON *status_cluster_json(const struct api *a)
         cJSON *figures = cJSON_AddObjectToObject(node, "figures");
         for (size_t k = 0; k < n_figures; k++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(info, status_node_figures[k]);
-            if (!cJSON_IsNumber(v))
+            /* Another node's word: a count, or nothing (not NaN, not -1e300). */
+            if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= STATUS_FIGURE_MAX))
                 continue;
             cJSON_AddNumberToObject(figures, status_node_figures[k], v->valuedouble);
             if (nodes[i].alive)

@@ -71,9 +71,10 @@ int cluster_journal_open(const struct config *config, bool read_only, struct jou
 
 /* One heartbeat's request and answer: the work's alone while it runs. */
 struct cluster_beat {
-    char *info;    /* what the node says of itself */
-    char **leases; /* to take or renew */
-    int *held;     /* journal_lease_take()'s answer for each */
+    int64_t sent_mono_ms; /* when its leases were asked for: they hold CLUSTER_LEASE_MS from then */
+    char *info;           /* what the node says of itself */
+    char **leases;        /* to take or renew */
+    int *held;            /* journal_lease_take()'s answer for each */
     size_t n_leases;
     struct cluster_node *nodes;
     size_t n_nodes;
@@ -96,6 +97,9 @@ struct cluster {
     size_t n_nodes;
     char **polled; /* sources whose poller lease this node holds */
     size_t n_polled;
+    /* The leases were taken before this (monotonic ms), less a margin: past
+     * it, with no newer beat applied, this node no longer counts on them. */
+    int64_t leases_until;
     bool adopter;       /* holds CLUSTER_ADOPT_LEASE */
     bool adopt_due;     /* a node went away since the last take-up */
     int64_t adopted_at; /* unix ms of the last take-up; 0: never */
@@ -190,6 +194,7 @@ static int cluster_node_seen(const char *node, int64_t beat_unix_ms, const char 
 /* The heartbeat's calls to the servers: off the loop (or once, at start, on it). */
 static void cluster_beat_run(struct journal *j, const char *node, struct cluster_beat *b)
 {
+    b->sent_mono_ms = clock_mono_ms();
     b->beat_rc = journal_node_beat(j, node, b->info);
     b->scan_rc = journal_node_scan(j, cluster_node_seen, b);
     for (size_t i = 0; i < b->n_leases; i++)
@@ -221,7 +226,10 @@ static void cluster_beat_apply(struct cluster *c, struct cluster_beat *b)
         for (size_t i = 0; i < b->n_nodes; i++) {
             struct cluster_node *n = &b->nodes[i];
             n->self = strcmp(n->name, c->node) == 0;
-            n->alive = n->self || n->beat_unix_ms + CLUSTER_LAPSE_MS >= now;
+            /* A beat from the future (a clock far ahead, or a forged one) is
+             * not taken for life: alive only within the lapse either way. */
+            n->alive = n->self || (n->beat_unix_ms >= now - CLUSTER_LAPSE_MS &&
+                                   n->beat_unix_ms <= now + CLUSTER_LAPSE_MS);
         }
         /* A node alive at the last beat and not now is gone: its jobs are taken up. */
         for (size_t i = 0; i < c->n_nodes; i++) {
@@ -230,8 +238,7 @@ static void cluster_beat_apply(struct cluster *c, struct cluster_beat *b)
             for (size_t k = 0; k < b->n_nodes && !still; k++)
                 still = strcmp(b->nodes[k].name, old->name) == 0 && b->nodes[k].alive;
             if (old->alive && !still) {
-                log_warn("cluster: node gone node=%s last_beat_ms_ago=%lld", old->name,
-                         (long long)(now - old->beat_unix_ms));
+                log_warn("cluster: node gone node=%s", old->name);
                 c->adopt_due = true;
             }
         }
@@ -258,6 +265,7 @@ static void cluster_beat_apply(struct cluster *c, struct cluster_beat *b)
     if (adopter && !c->adopter)
         log_info("cluster: this node takes up the jobs of gone nodes node=%s", c->node);
     c->adopter = adopter;
+    c->leases_until = b->sent_mono_ms + CLUSTER_LEASE_MS - CLUSTER_BEAT_MS;
     if (c->adopter && c->engine != NULL && !c->closing &&
         (c->adopt_due || c->adopted_at == 0 || now - c->adopted_at >= CLUSTER_ADOPT_EVERY_MS)) {
         int n = engine_adopt(c->engine, cluster_alive, c);
@@ -386,6 +394,8 @@ bool cluster_config_same(const struct config *a, const struct config *b)
 bool cluster_may_poll(const char *source, void *arg)
 {
     const struct cluster *c = arg;
+    if (clock_mono_ms() >= c->leases_until)
+        return false; /* not renewed in time: another node may hold it now */
     for (size_t i = 0; i < c->n_polled; i++)
         if (strcmp(c->polled[i], source) == 0)
             return true;

@@ -209,6 +209,9 @@ static void job_attach(struct eng_job *job, struct eng_entry *entry, uint64_t se
     else
         job->n_seqs--;
     job->seqs[job->n_seqs++] = seq;
+    /* Run again from a claim (or a retry): its end drops the claim. */
+    if (entry->detached && job->engine->work != NULL && job->claim_seq == 0)
+        job->claim_seq = seq;
     /* A parked job holds no entry: the parked cursor stands for it. */
     if (job->parked)
         return;
@@ -470,7 +473,9 @@ static int engine_take_retry(const struct journal_job *job, void *arg)
 {
     struct engine *e = arg;
     bool unfinished = job->state == JOURNAL_JOB_PENDING || job->state == JOURNAL_JOB_IN_PROGRESS;
-    if (unfinished && job->seq != 0) {
+    /* In a cluster, only this node's own records: another node may run
+     * another config (a rolling change), and its jobs are its own. */
+    if (unfinished && job->seq != 0 && (e->work == NULL || engine_job_mine(e, job))) {
         struct journal_entry en;
         if (journal_get(e->journal, job->seq, &en) == 0) {
             bool selected =
@@ -496,11 +501,10 @@ static int engine_take_retry(const struct journal_job *job, void *arg)
         if (r != NULL)
             r->failing++;
     }
-    /* Run again: one node's jobs that waited behind the parked cursor; a
-     * cluster node's own jobs from before its restart (the other nodes take
-     * up those of a node that does not come back: engine_adopt()). */
-    bool again = e->work != NULL ? engine_job_mine(e, job) : job->seq <= e->parked_cursor;
-    if (job->state == JOURNAL_JOB_PENDING && job->seq != 0 && again)
+    /* Run again: the jobs that waited behind the parked cursor (a cluster's
+     * waiting jobs have claims instead: engine_dispatch_start()). */
+    if (e->work == NULL && job->state == JOURNAL_JOB_PENDING && job->seq != 0 &&
+        job->seq <= e->parked_cursor)
         engine_requeue(e, job->seq, job->destination, false);
     return 0;
 }
@@ -520,6 +524,10 @@ void engine_dispatch_start(struct engine *e)
     int rc = journal_job_scan_open(e->journal, engine_take_retry, e);
     if (rc < 0)
         log_warn("cannot read every job status at start error=\"%s\"", ferry_strerror(rc));
+    /* A cluster node's own waiting jobs from before its restart (the other
+     * nodes take up those of a node that does not come back: engine_adopt()). */
+    if (e->work != NULL && engine_claims_run(e, NULL, NULL) < 0)
+        log_warn("cannot read every claim of this node at start: they run once it is gone");
     if (e->work == NULL && e->parked_cursor < e->cursor) {
         log_info("running again what waited at the last stop from=%llu to=%llu",
                  (unsigned long long)e->parked_cursor + 1, (unsigned long long)e->cursor);

@@ -222,6 +222,9 @@ struct eng_job {
     uint64_t *seqs; /* every entry it serves */
     size_t n_seqs;
     bool parked; /* waits for a retry or an open circuit, its entries let go */
+    /* A cluster: the seq its claim (journal.h) was made with, dropped when it
+     * ends; 0: none (it holds its entry, or one node). */
+    uint64_t claim_seq;
     enum eng_job_state state;
     int attempts;
     int source_attempts;   /* attempts the source could not serve */
@@ -411,6 +414,16 @@ void engine_job_record(struct eng_job *job, enum journal_job_state state);
 
 /** Does the status record name this cluster node as the one working on it? */
 bool engine_job_mine(const struct engine *e, const struct journal_job *job);
+
+/** Drop the job's claim, if it made one (it ended, or claims anew). */
+void engine_job_unclaim(struct eng_job *job);
+
+/**
+ * A cluster: run again the claims (journal.h) of this node (`gone` NULL: at
+ * start) or of nodes `gone` says are gone (taken up as this node's).
+ * Returns how many, or a negative code when the claims could not all be read.
+ */
+int engine_claims_run(struct engine *e, bool (*gone)(const char *node, void *arg), void *arg);
 
 /** Free a job (taken out of the scheduler, the queue index and engine.all). */
 void engine_job_free(struct eng_job *job);

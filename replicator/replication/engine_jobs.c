@@ -53,9 +53,117 @@ void engine_job_record(struct eng_job *job, enum journal_job_state state)
     if (journal_job_put(e->journal, &rec) < 0)
         log_warn("cannot record job status dest=%s repo=%s digest=%s", rec.destination,
                  rec.repository, rec.digest);
+    bool ended = state != JOURNAL_JOB_PENDING && state != JOURNAL_JOB_IN_PROGRESS;
+    if (ended)
+        engine_job_unclaim(job);
     if (e->job_cb != NULL && state != JOURNAL_JOB_PENDING && state != JOURNAL_JOB_IN_PROGRESS)
         e->job_cb(e, &rec, e->cb_arg);
     free(by_tag);
+}
+
+/* ---- claims: a cluster's waiting jobs ---- */
+
+/* The claim of `job` made at `seq`: its destination, repository, digest, tag and that seq. */
+static char *job_claim_key(const struct eng_job *job, uint64_t seq)
+{
+    return xasprintf("%s\n%s\n%s\n%s\n%" PRIu64, job->dst->cfg->name, job->dst_repo,
+                     job->digest != NULL ? job->digest : "-", job->tag != NULL ? job->tag : "",
+                     seq);
+}
+
+/*
+ * A cluster node's job that settles its entry to wait says so first: the
+ * claim names this node and the entry, so that another node runs the job if
+ * this one dies, and this node runs it again if it restarts.
+ */
+static void job_claim(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    if (e->work == NULL)
+        return;
+    /* Put at every wait (a claim taken over or dropped meanwhile is made
+     * again); one made at an older entry is replaced. */
+    if (job->claim_seq != job->seq)
+        engine_job_unclaim(job);
+    char *key = job_claim_key(job, job->seq);
+    struct journal_claim c = {.destination = job->dst->cfg->name, .seq = job->seq, .node = e->node};
+    if (journal_claim_put(e->journal, key, &c) < 0)
+        log_warn("cannot claim a waiting job: if this node dies before it runs, a retry runs it "
+                 "dest=%s repo=%s seq=%" PRIu64,
+                 job->dst->cfg->name, job->dst_repo, job->seq);
+    else
+        job->claim_seq = job->seq;
+    free(key);
+}
+
+void engine_job_unclaim(struct eng_job *job)
+{
+    if (job->claim_seq == 0)
+        return;
+    char *key = job_claim_key(job, job->claim_seq);
+    if (journal_claim_drop(job->engine->journal, key) < 0)
+        log_warn("cannot drop a job's claim (it runs once more after a restart) dest=%s repo=%s "
+                 "seq=%" PRIu64,
+                 job->dst->cfg->name, job->dst_repo, job->claim_seq);
+    free(key);
+    job->claim_seq = 0;
+}
+
+/* What engine_claims_run() takes up: its claims, copied. */
+struct claims_taken {
+    const struct engine *e;
+    bool (*gone)(const char *node, void *arg);
+    void *arg;
+    struct claim_copy {
+        char *key, *destination;
+        uint64_t seq;
+        char *node;
+    } * items;
+    size_t n;
+};
+
+static int claims_collect(const char *key, const struct journal_claim *c, void *arg)
+{
+    struct claims_taken *t = arg;
+    bool mine = strcmp(c->node, t->e->node) == 0;
+    if (t->gone == NULL ? !mine : (mine || !t->gone(c->node, t->arg)))
+        return 0;
+    t->items = xrealloc(t->items, (t->n + 1) * sizeof(*t->items));
+    t->items[t->n++] = (struct claim_copy){.key = xstrdup(key),
+                                           .destination = xstrdup(c->destination),
+                                           .seq = c->seq,
+                                           .node = xstrdup(c->node)};
+    return t->n >= ENGINE_PARKED_MAX;
+}
+
+int engine_claims_run(struct engine *e, bool (*gone)(const char *node, void *arg), void *arg)
+{
+    struct claims_taken t = {.e = e, .gone = gone, .arg = arg};
+    if (e->closing || e->work == NULL)
+        return 0;
+    int rc = journal_claim_scan(e->journal, claims_collect, &t);
+    if (rc < 0)
+        log_warn("cannot read every claim, running those read error=\"%s\"", ferry_strerror(rc));
+    for (size_t i = 0; i < t.n; i++) {
+        struct claim_copy *c = &t.items[i];
+        if (gone != NULL) {
+            /* Ours from now on: if this node dies too, a third takes it. */
+            log_info("taking up a job of a node that is gone node=%s dest=%s seq=%" PRIu64, c->node,
+                     c->destination, c->seq);
+            struct journal_claim mine = {
+                .destination = c->destination, .seq = c->seq, .node = e->node};
+            if (journal_claim_put(e->journal, c->key, &mine) < 0)
+                log_warn("cannot take a claim over dest=%s seq=%" PRIu64, c->destination, c->seq);
+        }
+        /* Its job drops the claim when it ends (a detached entry: job_attach). */
+        engine_requeue(e, c->seq, c->destination, false);
+        free(c->key);
+        free(c->destination);
+        free(c->node);
+    }
+    free(t.items);
+    engine_pump(e);
+    return rc < 0 ? rc : (int)t.n;
 }
 
 /* ---- parked jobs ---- */
@@ -135,6 +243,7 @@ static void job_park(struct eng_job *job)
     if (job->parked)
         return;
     engine_parked_store(e, engine_parked_floor(e->parked_cursor, job->seq));
+    job_claim(job);
     job->parked = true;
     e->parked++;
     for (size_t i = 0; i < job->n_entries; i++)
@@ -804,12 +913,8 @@ bool engine_job_mine(const struct engine *e, const struct journal_job *job)
 
 /* Which open job records to run again, and what they were. */
 struct retry_match {
-    /* `ferry retry`: FAILED ones, narrowed by these when not NULL. */
+    /* FAILED ones, narrowed by these when not NULL. */
     const char *destination, *repository, *digest;
-    /* engine_adopt(): PENDING ones of nodes that `alive` says are gone. */
-    const struct engine *adopter;
-    bool (*alive)(const char *node, void *arg);
-    void *alive_arg;
     struct journal_job *jobs;
     size_t n;
 };
@@ -818,9 +923,6 @@ static bool retry_wanted(const struct retry_match *m, const struct journal_job *
 {
     if (job->seq == 0)
         return false;
-    if (m->adopter != NULL)
-        return job->state == JOURNAL_JOB_PENDING && !engine_job_mine(m->adopter, job) &&
-               (job->node == NULL || !m->alive(job->node, m->alive_arg));
     return job->state == JOURNAL_JOB_FAILED &&
            (m->destination == NULL || strcmp(job->destination, m->destination) == 0) &&
            (m->repository == NULL || strcmp(job->repository, m->repository) == 0) &&
@@ -875,28 +977,20 @@ size_t engine_retry(struct engine *e, const char *destination, const char *repos
     return m.n;
 }
 
+/* engine_adopt()'s question, the other way round. */
+struct adopt_gone {
+    bool (*alive)(const char *node, void *arg);
+    void *arg;
+};
+
+static bool adopt_is_gone(const char *node, void *arg)
+{
+    const struct adopt_gone *g = arg;
+    return !g->alive(node, g->arg);
+}
+
 int engine_adopt(struct engine *e, bool (*alive)(const char *node, void *arg), void *arg)
 {
-    struct retry_match m = {.adopter = e, .alive = alive, .alive_arg = arg};
-    if (e->closing || e->node == NULL)
-        return 0;
-    int rc = retry_scan(e, &m, "taking up");
-    for (size_t i = 0; i < m.n; i++) {
-        struct journal_job *job = &m.jobs[i];
-        log_info("taking up a job of a node that is gone node=%s dest=%s repo=%s digest=%s "
-                 "seq=%llu",
-                 job->node != NULL ? job->node : "-", job->destination, job->repository,
-                 job->digest != NULL ? job->digest : "-", (unsigned long long)job->seq);
-        /* Ours from now on, even when it makes no job here (its entry is gone
-         * from the stream, or no rule selects it): not taken up again. */
-        free(job->node);
-        job->node = xstrdup(e->node);
-        if (journal_job_put(e->journal, job) < 0)
-            log_warn("cannot record job status dest=%s repo=%s", job->destination, job->repository);
-        engine_requeue(e, job->seq, job->destination, false);
-        journal_job_release(job);
-    }
-    free(m.jobs);
-    engine_pump(e);
-    return rc < 0 ? rc : (int)m.n;
+    struct adopt_gone g = {.alive = alive, .arg = arg};
+    return engine_claims_run(e, adopt_is_gone, &g);
 }

@@ -10,6 +10,8 @@
 # - a job parked behind a destination that is down (its entry settled, its
 #   record naming its node) is taken up by the other node once its node is
 #   killed, and arrives when the destination comes up;
+# - a waiting job survives a reload though another tag's job of the same
+#   image wrote COMPLETE into their shared record (its claim runs it);
 # - a node stopped with SIGTERM leaves the node list at once and gives its
 #   poller's lease back;
 # - with two NATS servers of three down, a webhook is answered 503 (nothing
@@ -24,6 +26,7 @@ nats_cluster_start 3
 registry_start src
 registry_start d1
 late_port=$(free_port)
+later_port=$(free_port)
 port1=$(free_port)
 port2=$(free_port)
 servers=$(tr ',' '\n' <<<"$NATS_URLS" | sed 's/.*/"&"/' | paste -sd, -)
@@ -44,9 +47,11 @@ registries:
   src: { url: "http://$src_ADDR", poll: true, repositories: ["app", "late"] }
   d1: { url: "http://$d1_ADDR" }
   late: { url: "http://127.0.0.1:$late_port" }
+  later: { url: "http://127.0.0.1:$later_port" }
 rules:
   - { name: app, source: src, repositories: ["app"], destinations: [{ registry: d1 }] }
   - { name: late, source: src, repositories: ["late"], destinations: [{ registry: late }] }
+  - { name: later, source: src, repositories: ["later"], destinations: [{ registry: later }] }
 YAML
 done
 api() { echo "http://127.0.0.1:$(eval echo "\$port$1")"; }
@@ -141,6 +146,26 @@ assert_eq "$(jobs "${survivor#node}" | jq -r 'select(.repository == "late") | .s
   "COMPLETE $survivor" "late:v1's job record: COMPLETE, by $survivor"
 pass "$survivor took up the job $owner parked, and late:v1 arrived ${taken_s}s after $owner's kill -9"
 
+# Two tags of one image share a job record: later:a's job waits (its entry
+# settled), later:b's completes and its record says COMPLETE; a reload drops
+# the waiting job from memory, and its claim runs it again (the retry is 60 s away).
+fixturegen push --registry "$src_ADDR" --repo later --tag a --seed cl-later --layers 1 --layer-size 16K --compact >"$TEST_TMP/later.json"
+skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false "docker://$src_ADDR/later:a" "docker://$src_ADDR/later:b"
+s=${survivor#node}
+notify "$s" "$TEST_TMP/later.json" later a >/dev/null
+waits() { jobs "$s" | jq -e 'select(.repository == "later" and .state == "PENDING" and .attempts >= 1)' >/dev/null; }
+wait_until 30 waits || fail "later:a's job did not wait: $(jobs "$s" | jq -c 'select(.repository == "later")')"
+registry_start later --port "$later_port"
+notify "$s" "$TEST_TMP/later.json" later b >/dev/null
+wait_until 30 at "$later_ADDR" later:b "$TEST_TMP/later.json" || fail "later:b did not arrive"
+assert_eq "$(jobs "$s" | jq -r 'select(.repository == "later") | .state + " " + (.tags | join(","))')" \
+  "COMPLETE b" "the shared record says later:b's job ended"
+pid_var=ferry${s}_PID
+kill -HUP "${!pid_var}"
+wait_until 30 at "$later_ADDR" later:a "$TEST_TMP/later.json" ||
+  fail "later:a, waiting when $survivor reloaded, did not arrive (its record said COMPLETE for later:b)"
+pass "a waiting job whose record another tag's job completed ran again after a reload, from its claim"
+
 # A clean stop: the node leaves at once (not 10 s later) and its lease goes to the other.
 k=${owner#node}
 port_var=port$k
@@ -174,5 +199,7 @@ posted() {
     -H 'Content-Type: application/vnd.docker.distribution.events.v1+json' --data-binary "$body" "$(api "$other")/v1/events/src")" == 200 ]]
 }
 wait_until 60 posted || fail "the webhook was not taken once a second NATS server was back"
-wait_until 60 at "$d1_ADDR" app:v3 "$TEST_TMP/app3.json" || fail "app:v3 did not reach d1 after the quorum came back"
-pass "with 2 of 3 NATS servers down a webhook was answered 503; with one back it was taken and app:v3 replicated"
+nats_server_restart 3
+# A job that ran while the streams elected their leaders waits for its retry (60 s here).
+wait_until 120 at "$d1_ADDR" app:v3 "$TEST_TMP/app3.json" || fail "app:v3 did not reach d1 after the quorum came back"
+pass "with 2 of 3 NATS servers down a webhook was answered 503; with one back it was taken, and app:v3 replicated"

@@ -931,6 +931,111 @@ static void test_work_shared(void **state)
     journal_close(b);
 }
 
+/* ---- Claims ---- */
+
+struct seen_claims {
+    char keys[8][65];
+    struct {
+        char destination[65], node[65];
+        uint64_t seq;
+    } claims[8];
+    size_t n;
+};
+
+static int see_claim(const char *key, const struct journal_claim *c, void *arg)
+{
+    struct seen_claims *s = arg;
+    assert_true(s->n < 8);
+    snprintf(s->keys[s->n], sizeof(s->keys[0]), "%s", key);
+    snprintf(s->claims[s->n].destination, 65, "%s", c->destination);
+    snprintf(s->claims[s->n].node, 65, "%s", c->node);
+    s->claims[s->n].seq = c->seq;
+    s->n++;
+    return 0;
+}
+
+/*
+ * A claim put by one node is seen by another, with its destination, seq and
+ * node; a put of the same key replaces it (a take-over: through the key the
+ * scan gave too); a drop leaves nothing; bad claims write nothing; what
+ * another client puts in the bucket that does not decode is skipped.
+ */
+static void test_claims(void **state)
+{
+    (void)state;
+    struct journal *a = node_open();
+    struct journal *b = node_open();
+    const char *key = "dr.east\nlibrary/nginx\n" DIGEST "\n1.25\n7";
+    struct journal_claim c = {.destination = "dr.east", .seq = 7, .node = "node-a"};
+    assert_int_equal(journal_claim_put(a, key, &c), 0);
+    struct journal_claim c2 = {.destination = "dr.west", .seq = 9, .node = "node-a"};
+    assert_int_equal(journal_claim_put(a, "another job\n9", &c2), 0);
+
+    struct seen_claims s = {0};
+    assert_int_equal(journal_claim_scan(b, see_claim, &s), 0);
+    assert_int_equal(s.n, 2);
+    size_t east = strcmp(s.claims[0].destination, "dr.east") == 0 ? 0 : 1;
+    assert_string_equal(s.claims[east].destination, "dr.east");
+    assert_true(s.claims[east].seq == 7);
+    assert_string_equal(s.claims[east].node, "node-a");
+    assert_true(s.claims[1 - east].seq == 9);
+
+    /* node-b takes node-a's claim over through the scan's key. */
+    struct journal_claim taken = {.destination = "dr.east", .seq = 7, .node = "node-b"};
+    assert_int_equal(journal_claim_put(b, s.keys[east], &taken), 0);
+    struct seen_claims s2 = {0};
+    assert_int_equal(journal_claim_scan(a, see_claim, &s2), 0);
+    assert_int_equal(s2.n, 2);
+    for (size_t i = 0; i < s2.n; i++)
+        if (s2.claims[i].seq == 7)
+            assert_string_equal(s2.claims[i].node, "node-b");
+
+    /* Bad claims write nothing. */
+    struct journal_claim bad = c;
+    bad.seq = 0;
+    assert_int_equal(journal_claim_put(a, "k", &bad), FERRY_EINVAL);
+    bad = c, bad.node = "a b";
+    assert_int_equal(journal_claim_put(a, "k", &bad), FERRY_EINVAL);
+    bad = c, bad.destination = "";
+    assert_int_equal(journal_claim_put(a, "k", &bad), FERRY_EINVAL);
+    assert_int_equal(journal_claim_put(a, "", &c), FERRY_EINVAL);
+    assert_int_equal(journal_claim_put(a, NULL, &c), FERRY_EINVAL);
+    assert_int_equal(journal_claim_put(a, "k", NULL), FERRY_EINVAL);
+
+    /* Hostile values in the bucket are skipped. */
+    natsConnection *nc = NULL;
+    jsCtx *js = raw_jetstream(&nc);
+    const char *junk[] = {"",
+                          "x",
+                          "0 node-a d",
+                          "7 node-a",
+                          "7  d",
+                          "7 a..b d",
+                          "18446744073709551616 n d",
+                          "7 node-a d extra/"};
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+        char subject[256];
+        snprintf(subject, sizeof(subject), "$KV.%s_claims.junk%zu", prefix, i);
+        assert_int_equal(js_Publish(NULL, js, subject, junk[i], (int)strlen(junk[i]), NULL, NULL),
+                         NATS_OK);
+    }
+    struct seen_claims s3 = {0};
+    assert_int_equal(journal_claim_scan(b, see_claim, &s3), 0);
+    assert_int_equal(s3.n, 2);
+
+    /* Dropped: by the caller's key, and by the stored one. */
+    assert_int_equal(journal_claim_drop(a, key), 0);
+    assert_int_equal(journal_claim_drop(b, "another job\n9"), 0);
+    assert_int_equal(journal_claim_drop(b, "never claimed"), 0);
+    struct seen_claims s4 = {0};
+    assert_int_equal(journal_claim_scan(a, see_claim, &s4), 0);
+    assert_int_equal(s4.n, 0);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    journal_close(a);
+    journal_close(b);
+}
+
 /* ---- Leases ---- */
 
 #define LEASERS 4
@@ -1348,6 +1453,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_work_shared),
         cmocka_unit_test(test_leases),
         cmocka_unit_test(test_nodes),
+        cmocka_unit_test(test_claims),
     };
     const struct CMUnitTest after[] = {
         cmocka_unit_test(test_survivor),

@@ -469,6 +469,8 @@ static void test_job_invalid(void **state)
     longest[JOURNAL_NODE_MAX + 1] = '\0';
     bad = ok, bad.node = longest;
     assert_int_equal(journal_job_put(j, &bad), FERRY_EINVAL);
+    bad = ok, bad.node = "node\nwarn forged line";
+    assert_int_equal(journal_job_put(j, &bad), FERRY_EINVAL);
     longest[JOURNAL_NODE_MAX + 1] = 'e';
     assert_int_equal(journal_job_get(j, "eu", "app", DIGEST, &got), FERRY_ENOTFOUND);
 
@@ -1039,6 +1041,14 @@ static int count_node(const char *node, int64_t beat_unix_ms, const char *info, 
  * and infos are checked as a cluster checks them, so a node named wrong
  * finds out on its own already.
  */
+static int count_claim(const char *key, const struct journal_claim *c, void *arg)
+{
+    (void)key;
+    (void)c;
+    (*(int *)arg)++;
+    return 0;
+}
+
 static void test_nodes_one_node(void **state)
 {
     (void)state;
@@ -1051,6 +1061,14 @@ static void test_nodes_one_node(void **state)
     assert_int_equal(called, 0);
     assert_int_equal(journal_node_forget(j, "ferry-a.example.com"), 0);
     assert_int_equal(journal_node_forget(j, "never-was"), 0);
+    /* No claims either: the parked cursor stands for them. */
+    struct journal_claim claim = {.destination = "eu", .seq = 3, .node = "ferry-a"};
+    assert_int_equal(journal_claim_put(j, "eu\napp\n3", &claim), 0);
+    assert_int_equal(journal_claim_scan(j, count_claim, &called), 0);
+    assert_int_equal(called, 0);
+    assert_int_equal(journal_claim_drop(j, "eu\napp\n3"), 0);
+    claim.seq = 0;
+    assert_int_equal(journal_claim_put(j, "eu\napp\n3", &claim), FERRY_EINVAL);
 
     char longest[JOURNAL_NODE_MAX + 2];
     memset(longest, 'n', sizeof(longest) - 1);
