@@ -432,7 +432,10 @@ FERRY_MUST_CHECK int journal_fence_get(struct journal *j, const char *destinatio
  * (synced) and atomically with respect to other raises of the same journal.
  * Returns 1 when raised (the caller may move the tag), 0 when the fence is
  * already at or above `seq` (the caller must not: a newer entry moved it),
- * or a negative code. Thread-safe.
+ * or a negative code. Thread-safe. In a cluster, a fence found at exactly
+ * `seq` answers 1: that is this entry's own raise, whose answer was lost and
+ * whose write the servers retried (the engine raises only above the fence
+ * it read).
  */
 FERRY_MUST_CHECK int journal_fence_raise(struct journal *j, const char *destination,
                                          const char *repository, const char *tag, uint64_t seq);

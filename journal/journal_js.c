@@ -1326,7 +1326,14 @@ static int js_raise_decide(const void *current, int len, void *arg, const void *
         return FERRY_EPARSE; /* cannot be compared: moving the tag could move it back */
     if (current != NULL)
         r->previous = journal_key_decode(current);
-    if (r->seq <= r->previous)
+    /* At exactly seq: this raise's own write, whose answer was lost on the
+     * way while the servers elected a leader, and which the shard's
+     * compare-and-set then tried again. Raised (by this entry, in any case). */
+    if (r->seq == r->previous) {
+        r->previous = r->seq;
+        return 2;
+    }
+    if (r->seq < r->previous)
         return 0;
     *value = r->value;
     *value_len = JOURNAL_KEY_LEN;
@@ -1345,6 +1352,8 @@ static int js_fence_raise(struct journal *jn, const char *destination, const cha
     struct js_raise r = {.seq = seq};
     journal_key_encode(seq, r.value);
     rc = js_shard_update(j, shard, subject, js_raise_decide, &r);
+    if (rc == 2)
+        rc = 1; /* found at its own seq: see js_raise_decide() */
     if (rc == 1)
         log_debug("journal fence raised dest=%s repo=%s tag=%s seq=%" PRIu64 " previous=%" PRIu64,
                   destination, repository, tag, seq, r.previous);

@@ -122,6 +122,7 @@ static void gate_release(struct engine *e, struct gate *g, bool exclusive)
 
 void engine_gates_release(struct eng_job *job)
 {
+    engine_tag_lease_give(job);
     bool tag[2], exclusive[2];
     job_gates_needed(job, tag, exclusive);
     size_t held = job->n_gates;

@@ -78,6 +78,10 @@
 #define ENGINE_SOURCE_ATTEMPTS 2
 /* Repositories remembered per destination registry; past this the set starts over. */
 #define ENGINE_REPOS_MAX 100000
+/* A cluster: how long a node holds a destination tag's lease at most (it
+ * gives it back when its job ends); past this another node may move the
+ * tag. Longer than a tag's check at the source and its PUT take. */
+#define ENGINE_TAG_LEASE_MS (30 * 1000)
 /* Blobs one job's copy moves at once. */
 #define ENGINE_COPY_JOBS 4
 /* The newest entries a coalesced job remembers, to mark them when it is ignored. */
@@ -225,6 +229,7 @@ struct eng_job {
     /* A cluster: the seq its claim (journal.h) was made with, dropped when it
      * ends; 0: none (it holds its entry, or one node). */
     uint64_t claim_seq;
+    bool tag_leased; /* a cluster: holds its tag's lease (engine_tag_lease_take()) */
     enum eng_job_state state;
     int attempts;
     int source_attempts;   /* attempts the source could not serve */
@@ -599,6 +604,17 @@ enum engine_tag_verdict {
 };
 
 enum engine_tag_verdict engine_tag_verdict(const struct engine_tag_facts *f);
+
+/**
+ * A cluster: take the lease of the job's destination tag, held until its
+ * gates are released, so that one node at a time weighs and moves a tag.
+ * False when another node holds it, or it cannot be taken: the attempt has
+ * failed then (retried like any).
+ */
+bool engine_tag_lease_take(struct eng_job *job);
+
+/** Give the tag's lease back if the job holds it. */
+void engine_tag_lease_give(struct eng_job *job);
 
 /** Decide a job's tag (or run its delete) behind its gates. */
 void engine_gate_decide(struct eng_job *job);

@@ -366,6 +366,49 @@ int engine_referrers_fetch(void *arg, const char *repo, const char *digest, regi
     return 0;
 }
 
+/* The lease of a destination tag: "tag:" and its destination, repository and tag. */
+static char *tag_lease_name(const struct eng_job *job)
+{
+    return xasprintf("tag:%s\n%s\n%s", job->dst->cfg->name, job->dst_repo, job->tag);
+}
+
+bool engine_tag_lease_take(struct eng_job *job)
+{
+    struct engine *e = job->engine;
+    if (e->work == NULL || job->tag_leased)
+        return true;
+    char *name = tag_lease_name(job);
+    char *other = NULL;
+    int rc = journal_lease_take(e->journal, name, e->node, ENGINE_TAG_LEASE_MS, &other);
+    free(name);
+    if (rc == 1) {
+        job->tag_leased = true;
+        return true;
+    }
+    char *why = rc == 0 ? xasprintf("node %s is moving this tag now", other != NULL ? other : "?")
+                        : xasprintf("cannot take the tag's lease: %s", ferry_strerror(rc));
+    free(other);
+    /* Waiting for another node is no failure: the attempt is not counted
+     * (the wait is bounded by the lease's time), and tried again soon. */
+    if (rc == 0 && job->attempts > 1)
+        job->attempts--;
+    job_step_failed(job, COPY_FAULT_LOCAL, rc < 0 ? rc : -EBUSY, why);
+    free(why);
+    return false;
+}
+
+void engine_tag_lease_give(struct eng_job *job)
+{
+    if (!job->tag_leased)
+        return;
+    job->tag_leased = false;
+    char *name = tag_lease_name(job);
+    if (journal_lease_give(job->engine->journal, name, job->engine->node) < 0)
+        log_warn("cannot give a tag's lease back (it lapses) dest=%s repo=%s tag=%s",
+                 job->dst->cfg->name, job->dst_repo, job->tag);
+    free(name);
+}
+
 void engine_gate_decide(struct eng_job *job)
 {
     struct engine *e = job->engine;
@@ -383,6 +426,11 @@ void engine_gate_decide(struct eng_job *job)
         copy_tag_decide(job->copy, 0, NULL, held ? COPY_TAG_HELD : COPY_TAG_LEAVE);
         return;
     }
+    /* In a cluster the gate holds on this node only: the tag's lease keeps
+     * the other nodes' jobs for it out until this job ends (a fence raised
+     * here and a PUT landing after another node's would move it back). */
+    if (job->tag != NULL && !engine_tag_lease_take(job))
+        return;
     /* Messages are hints: ask the source, behind the tag's gate, so that no
      * other job of this node moves the tag between the answer and the PUT.
      * The entry of a sync's own poll is no message but the source's answer,
