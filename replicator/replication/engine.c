@@ -172,9 +172,13 @@ static int engine_work_open(struct engine *e)
         log_error("cannot take work from the cluster error=\"%s\"", ferry_strerror(rc));
         return rc;
     }
-    if (e->work != NULL)
-        e->node = cl->name;
-    return 0;
+    if (e->work == NULL)
+        return 0;
+    e->node = cl->name;
+    rc = records_new(e->journal, &e->records);
+    if (rc < 0)
+        log_error("cannot start the job records' writer error=\"%s\"", ferry_strerror(rc));
+    return rc;
 }
 
 int engine_new(uv_loop_t *loop, const struct config *config, struct journal *journal,
@@ -320,6 +324,9 @@ static void engine_finish_close(struct engine *e)
     /* What this node still holds goes to the others (its fetcher stops first). */
     journal_work_close(e->work, true);
     e->work = NULL;
+    /* The records of the jobs that ended are written before the engine goes. */
+    records_close(e->records);
+    e->records = NULL;
     e->closing_handles = (int)e->n_registries + 1 + (e->work_async_open ? 1 : 0);
     for (size_t i = 0; i < e->n_registries; i++)
         clients_close(&e->registries[i].cl, engine_closed, e);

@@ -26,6 +26,7 @@
 
 #include "journal/journal.h"
 #include "replication/clients.h"
+#include "replication/records.h"
 #include "replication/copy.h"
 #include "replication/engine.h"
 #include "replication/repo_hook.h"
@@ -82,6 +83,8 @@
  * gives it back when its job ends); past this another node may move the
  * tag. Longer than a tag's check at the source and its PUT take. */
 #define ENGINE_TAG_LEASE_MS (30 * 1000)
+/* A job whose tag's lease another node holds tries again this soon. */
+#define ENGINE_TAG_LEASE_WAIT_MS 1000
 /* Blobs one job's copy moves at once. */
 #define ENGINE_COPY_JOBS 4
 /* The newest entries a coalesced job remembers, to mark them when it is ignored. */
@@ -229,7 +232,8 @@ struct eng_job {
     /* A cluster: the seq its claim (journal.h) was made with, dropped when it
      * ends; 0: none (it holds its entry, or one node). */
     uint64_t claim_seq;
-    bool tag_leased; /* a cluster: holds its tag's lease (engine_tag_lease_take()) */
+    bool tag_leased;  /* a cluster: holds its tag's lease (engine_tag_lease_take()) */
+    bool lease_waits; /* its attempt ended because another node holds that lease */
     enum eng_job_state state;
     int attempts;
     int source_attempts;   /* attempts the source could not serve */
@@ -295,6 +299,7 @@ struct engine {
     struct journal_work *work;
     uv_async_t work_async;
     bool work_async_open;
+    struct records *records; /* a cluster: status records go through it (records.h) */
     const char *node; /* this node's name in the cluster (its records say it); NULL: one node */
     struct journal_committer *committer; /* observations made at a source go in through it */
     struct eng_registry *registries;

@@ -50,7 +50,9 @@ void engine_job_record(struct eng_job *job, enum journal_job_state state)
         rec.tags = tags;
         rec.n_tags = 1;
     }
-    if (journal_job_put(e->journal, &rec) < 0)
+    if (e->records != NULL)
+        records_put(e->records, &rec);
+    else if (journal_job_put(e->journal, &rec) < 0)
         log_warn("cannot record job status dest=%s repo=%s digest=%s", rec.destination,
                  rec.repository, rec.digest);
     bool ended = state != JOURNAL_JOB_PENDING && state != JOURNAL_JOB_IN_PROGRESS;
@@ -709,7 +711,10 @@ static void job_attempt_failed(struct eng_job *job, int rc, const char *error,
         job_end_failed(job, NULL, fault, rc);
         return;
     }
-    uint64_t delay = retry_delay_ms(&policy, job->attempts - 1);
+    /* Another node moving the tag is done within a second or two: no backoff. */
+    uint64_t delay =
+        job->lease_waits ? ENGINE_TAG_LEASE_WAIT_MS : retry_delay_ms(&policy, job->attempts - 1);
+    job->lease_waits = false;
     log_warn("job failed, retrying dest=%s repo=%s digest=%s attempt=%d delay_ms=%llu "
              "fault=%s error=\"%s\"",
              job->dst->cfg->name, job->dst_repo, job->digest ? job->digest : "-", job->attempts,

@@ -392,6 +392,7 @@ bool engine_tag_lease_take(struct eng_job *job)
      * (the wait is bounded by the lease's time), and tried again soon. */
     if (rc == 0 && job->attempts > 1)
         job->attempts--;
+    job->lease_waits = rc == 0;
     job_step_failed(job, COPY_FAULT_LOCAL, rc < 0 ? rc : -EBUSY, why);
     free(why);
     return false;

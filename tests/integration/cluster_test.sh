@@ -5,6 +5,7 @@
 #   of them; `ferry journal ls` reads the cluster's journal;
 # - /v1/status on each node shows both nodes alive, and /metrics carries a
 #   node label;
+# - no node moves a destination tag while another holds the tag's lease;
 # - one node polls the source (its lease), and after a `kill -9` of that
 #   node the other one takes the lease;
 # - a job parked behind a destination that is down (its entry settled, its
@@ -98,6 +99,22 @@ n=$(timeout 20 "$FERRY" journal -c "$TEST_TMP/ferry2.yaml" ls --json | jq -s '[.
 assert_eq "$n" 1 "the event posted to both nodes is in the cluster's journal once"
 pass "an event posted to both nodes was journaled once and replicated"
 
+# A destination tag's lease held by another node (played by cluster_lease):
+# no node moves that tag until it lapses; then the tag arrives.
+lease_tool="$FERRY_BUILD_DIR/cluster_lease"
+"$lease_tool" "$TEST_TMP/ferry1.yaml" 'tag:d1\napp\nv9' intruder 12000 >/dev/null ||
+  fail "the test could not take the tag's lease"
+fixturegen push --registry "$src_ADDR" --repo app --tag v9 --seed cl-app9 --layers 1 --layer-size 16K --compact >"$TEST_TMP/app9.json"
+t0=$(date +%s)
+notify 1 "$TEST_TMP/app9.json" app v9 >/dev/null
+waited() { grep -q "node intruder is moving this tag now" "$TEST_TMP/ferry1.log" "$TEST_TMP/ferry2.log"; }
+wait_until 20 waited || fail "no node waited for the tag's lease: $(jobs 1 | jq -c 'select(.repository == "app")')"
+assert_eq "$(manifest_ref_digest "$d1_URL" app v9)" 404 "app:v9 is not at d1 while another node holds its tag's lease"
+wait_until 40 at "$d1_ADDR" app:v9 "$TEST_TMP/app9.json" || fail "app:v9 did not arrive once the tag's lease lapsed"
+took=$(($(date +%s) - t0))
+((took >= 10)) || fail "app:v9 arrived ${took}s after its push, while the tag's lease was held for 12 s"
+pass "a destination tag whose lease another node held was left alone until the lease lapsed (arrived after ${took}s)"
+
 # One node polls the source; kill it, and the other takes its lease.
 polling() { st "$1" | jq '[.cluster.nodes[] | select(.self) | .figures.polling] | add // 0'; }
 one_poller() { (($(polling 1) + $(polling 2) == 1)); }
@@ -142,8 +159,8 @@ taken_s=$(($(date +%s) - t0))
 grep -q "node gone node=$owner" "$TEST_TMP/ferry${survivor#node}.log" &&
   grep -q "took up the jobs of gone nodes jobs=" "$TEST_TMP/ferry${survivor#node}.log" ||
   fail "$survivor's log does not say it took up $owner's jobs"
-assert_eq "$(jobs "${survivor#node}" | jq -r 'select(.repository == "late") | .state + " " + .node')" \
-  "COMPLETE $survivor" "late:v1's job record: COMPLETE, by $survivor"
+late_done() { [[ "$(jobs "${survivor#node}" | jq -r 'select(.repository == "late") | .state + " " + .node')" == "COMPLETE $survivor" ]]; }
+wait_until 10 late_done || fail "late:v1's job record does not say COMPLETE by $survivor: $(jobs "${survivor#node}" | jq -c 'select(.repository == "late")')"
 pass "$survivor took up the job $owner parked, and late:v1 arrived ${taken_s}s after $owner's kill -9"
 
 # Two tags of one image share a job record: later:a's job waits (its entry
@@ -158,8 +175,8 @@ wait_until 30 waits || fail "later:a's job did not wait: $(jobs "$s" | jq -c 'se
 registry_start later --port "$later_port"
 notify "$s" "$TEST_TMP/later.json" later b >/dev/null
 wait_until 30 at "$later_ADDR" later:b "$TEST_TMP/later.json" || fail "later:b did not arrive"
-assert_eq "$(jobs "$s" | jq -r 'select(.repository == "later") | .state + " " + (.tags | join(","))')" \
-  "COMPLETE b" "the shared record says later:b's job ended"
+says_b() { [[ "$(jobs "$s" | jq -r 'select(.repository == "later") | .state + " " + (.tags | join(","))')" == "COMPLETE b" ]]; }
+wait_until 10 says_b || fail "the shared record does not say later:b's job ended: $(jobs "$s" | jq -c 'select(.repository == "later")')"
 pid_var=ferry${s}_PID
 kill -HUP "${!pid_var}"
 wait_until 30 at "$later_ADDR" later:a "$TEST_TMP/later.json" ||
