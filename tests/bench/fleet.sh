@@ -130,7 +130,7 @@ done
 [[ -z "$MAX_CONC" || "$MAX_CONC" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_MAX_CONCURRENCY must be a positive integer"
 bench_readme_check fleet "$RUNS"
 # ferry's jobs in flight per destination when its config says nothing
-DEFAULT_CONC=$(sed -n 's/^#define CONFIG_DEFAULT_REGISTRY_CONCURRENCY \([0-9][0-9]*\).*/\1/p' "$top/replicator/config/config.h")
+DEFAULT_CONC=$(sed -n 's/^#define CONFIG_DEFAULT_REGISTRY_CONCURRENCY  *\([0-9][0-9]*\).*/\1/p' "$top/replicator/config/config.h")
 [[ -n "$DEFAULT_CONC" ]] || fail "no CONFIG_DEFAULT_REGISTRY_CONCURRENCY in replicator/config/config.h"
 
 require_ferry
