@@ -17,6 +17,8 @@
 #     NATS_URLS (nats://127.0.0.1:P,... for a client), NATS_URL1..N,
 #     NATS_MONITOR1..N (http://127.0.0.1:P), natsK_PID; logs in
 #     $TEST_TMP/natsK.log.
+# nats_cluster_stop              stop every server by PID and remove their
+#                                stores: nats_cluster_start may run again
 # nats_server_kill K [--term]    stop server K by PID (KILL, or TERM)
 # nats_server_restart K          start server K again, as it was configured
 # nats_wait_ready [K...]         wait until the servers (all: none named) have
@@ -83,6 +85,17 @@ nats_cluster_start() {
   done
   for ((k = 1; k <= n; k++)); do _nats_launch "$k"; done
   nats_wait_ready
+}
+
+nats_cluster_stop() {
+  local k
+  for ((k = 1; k <= _NATS_N; k++)); do
+    if [[ -n "${_ITEST_PIDS[bg:nats$k]:-}" ]]; then
+      stop_bg "nats$k"
+    fi
+  done
+  rm -rf "${TEST_TMP:?}/nats"
+  _NATS_N=0
 }
 
 nats_server_kill() {
