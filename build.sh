@@ -5,7 +5,7 @@
 #   ./build.sh test       build, then run every test (ctest), then the unit and
 #                         integration tests again under ASan+UBSan
 #   ./build.sh test --no-sanitize   skip the sanitizer pass
-#   ./build.sh bench [NAME...]  run the benchmarks in tests/bench/ (copy ingest fleet scale; all by default)
+#   ./build.sh bench [NAME...]  run the benchmarks in tests/bench/ (copy ingest fleet scale cluster; all by default)
 #   ./build.sh demo       run Ferry for real: registries on loopback, ferry serve,
 #                         sample images replicated, the dashboard; Ctrl-C stops it
 #   ./build.sh fuzz [TARGET...]   run the libFuzzer targets (FUZZ_SECONDS each, clang)
@@ -177,15 +177,16 @@ case "$cmd" in
     # runs verified; a bench that fails writes nothing there, the others still
     # run, and this exits 1. BENCH_README=FILE writes into FILE instead.
     # `./build.sh bench` runs them all; `./build.sh bench scale fleet` those
-    # named (scale.sh at its default sizes takes hours: 100,000 tags).
+    # named (scale.sh at its default sizes takes hours: 100,000 tags; cluster.sh
+    # starts its own NATS servers).
     export BENCH_README="${BENCH_README:-$top/README.md}"
     bench_failed=()
     if [ $# -eq 0 ]; then
-      set -- copy ingest fleet scale
+      set -- copy ingest fleet scale cluster
     fi
     for b in "$@"; do
-      if [ ! -f "$top/tests/bench/$b.sh" ] || [ "$b" = benchlib ]; then
-        echo "build.sh: no bench '$b' (copy, ingest, fleet or scale)" >&2
+      if [ ! -f "$top/tests/bench/$b.sh" ] || [ "$b" = benchlib ] || [ "$b" = fleetlib ]; then
+        echo "build.sh: no bench '$b' (copy, ingest, fleet, scale or cluster)" >&2
         exit 2
       fi
     done

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Sourced by the benches (copy.sh, ingest.sh, fleet.sh, scale.sh), after lib.sh.
+# Sourced by the benches (copy.sh, ingest.sh, fleet.sh, scale.sh, cluster.sh),
+# after lib.sh, or before it by a bench that builds its tools first
+# (bench_build_tools), with FERRY_SOURCE_DIR set.
 #
+# 0. Building the load tool: bench_build_tools.
 # 1. skopeo's blob-info cache: skopeo_cache_clear.
 # 2. The README's figures: a bench writes its figures into the README between
 #    its markers, so that the README's tables always come from a run of the
@@ -18,6 +21,24 @@
 # skopeo has no option to move it. A bench clears it before each skopeo run
 # that must start cold, and checks after a run that skopeo did write it there
 # (SKOPEO_CACHE_SEEN=1), so that clearing is known to have had an effect.
+
+# bench_build_tools LOG : unless FERRY_BIN and INGEST_LOAD both name binaries,
+# build ingest_load and ferry in $FERRY_SOURCE_DIR/build (configured first if
+# it never was), the output in LOG; a failure prints it and exits 1. Called
+# before lib.sh is sourced, so that a failed build leaves no temp dir behind.
+bench_build_tools() {
+  local log=$1 build_dir="$FERRY_SOURCE_DIR/build"
+  [[ -z "${FERRY_BIN:-}" || -z "${INGEST_LOAD:-}" ]] || return 0
+  if [[ ! -f "$build_dir/CMakeCache.txt" ]]; then
+    cmake -S "$FERRY_SOURCE_DIR" -B "$build_dir" >/dev/null
+  fi
+  say "building ingest_load and ferry"
+  if ! cmake --build "$build_dir" --target ingest_load ferry >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+  fi
+}
+
 if (($(id -u) == 0)); then
   SKOPEO_CACHE=/var/lib/containers/cache/blob-info-cache-v1.boltdb
 else

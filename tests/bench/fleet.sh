@@ -103,17 +103,13 @@ export FERRY_SOURCE_DIR="$top"
 source "$top/tests/integration/lib.sh"
 # shellcheck source=SCRIPTDIR/benchlib.sh
 source "$top/tests/bench/benchlib.sh"
+# shellcheck source=SCRIPTDIR/fleetlib.sh
+source "$top/tests/bench/fleetlib.sh"
 
-QUICK=${BENCH_QUICK:-0}
+fleet_size_options
 if [[ "$QUICK" == 1 ]]; then
-  REPOS=${BENCH_REPOS:-8}
-  TAGS=${BENCH_TAGS:-3}
-  INDEX_EVERY=3 # so that the quick fleet has indexes too
   PUSH_SECONDS=${BENCH_PUSH_SECONDS:-15}
 else
-  REPOS=${BENCH_REPOS:-40}
-  TAGS=${BENCH_TAGS:-5}
-  INDEX_EVERY=5
   PUSH_SECONDS=${BENCH_PUSH_SECONDS:-60}
 fi
 PUSH_RATE=${BENCH_PUSH_RATE:-20}
@@ -123,14 +119,13 @@ MAX_CONC=${BENCH_MAX_CONCURRENCY:-}
 SKIP_LATENCY=${BENCH_SKIP_LATENCY:-0}
 TIMEOUT=${BENCH_TIMEOUT:-600}
 OUT=${BENCH_OUT:-$bench_root/fleet.md}
-for v in REPOS TAGS PUSH_SECONDS PUSH_RATE PUSHERS TIMEOUT RUNS; do
+for v in PUSH_SECONDS PUSH_RATE PUSHERS TIMEOUT RUNS; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_$v must be a positive integer, got '${!v}'"
 done
-((REPOS <= 100)) || fail "BENCH_REPOS must be at most 100"
 [[ -z "$MAX_CONC" || "$MAX_CONC" =~ ^[1-9][0-9]*$ ]] || fail "BENCH_MAX_CONCURRENCY must be a positive integer"
 bench_readme_check fleet "$RUNS"
 # ferry's jobs in flight per destination when its config says nothing
-DEFAULT_CONC=$(sed -n 's/^#define CONFIG_DEFAULT_REGISTRY_CONCURRENCY \([0-9][0-9]*\).*/\1/p' "$top/replicator/config/config.h")
+DEFAULT_CONC=$(sed -n 's/^#define CONFIG_DEFAULT_REGISTRY_CONCURRENCY  *\([0-9][0-9]*\).*/\1/p' "$top/replicator/config/config.h")
 [[ -n "$DEFAULT_CONC" ]] || fail "no CONFIG_DEFAULT_REGISTRY_CONCURRENCY in replicator/config/config.h"
 
 require_ferry
@@ -157,403 +152,11 @@ bench_start=$EPOCHREALTIME
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # say, calc, fmt, ratio, ge, verdict_ge, verdict_le: benchlib.sh
 
-# ------------------------------------------------------------ python helper
-# One file, four subcommands: push-repo (the fleet), logstats (access-log
-# figures), verify (destination digests), latency (pusher + watcher).
-TOOL="$TEST_TMP/fleettool.py"
-cat >"$TOOL" <<'PY'
-import argparse, http.client, json, math, os, queue, re, sys, threading, time
-
-sys.path.insert(0, os.environ["FERRY_FIXTURES_DIR"])
-import fixturegen as fg  # noqa: E402
-
-ACCEPT = ", ".join([fg.MT_OCI_MANIFEST, fg.MT_OCI_INDEX, fg.MT_DOCKER_MANIFEST, fg.MT_DOCKER_LIST])
-MiB = 1 << 20
-FLEET_BASE = [20 * MiB, 8 * MiB, 3 * MiB]
-REPO_LAYER = 4 * MiB
-TAG_LAYER = 512 * 1024
-
-# -- push-repo -------------------------------------------------------------
-_LAYERS = {}
-
-
-class FleetPlan(fg.Plan):
-    """fixturegen's Plan with the fleet layout: 3 fleet base layers of
-    different sizes and a per-repository layer (platform-independent, before
-    the tag's own layers), then --layers own layers seeded by --seed."""
-
-    def _layer(self, seed_text, file_name, size):
-        key = (seed_text, file_name, size)
-        blob = _LAYERS.get(key)
-        if blob is None:  # hashed once per process, not once per tag
-            blob = fg.Blob(fg.MT_OCI_LAYER, fg.tar_layer_producer(seed_text, file_name, size),
-                           note=seed_text)
-            _LAYERS[key] = blob
-        return self._add_blob(blob)
-
-    def _image(self, plat):
-        if not getattr(self, "_fleet", False):
-            self._fleet = True
-            self.base = [self._layer("ferry-bench-fleet/v1/base/%d" % i, "fleet/base-%d.bin" % i, s)
-                         for i, s in enumerate(FLEET_BASE)]
-            self.base.append(self._layer("ferry-bench-fleet/v1/repo/%s" % self.args.repo,
-                                         "fleet/repo.bin", REPO_LAYER))
-        return super()._image(plat)
-
-
-def cmd_push_repo(a):
-    fg.Plan = FleetPlan
-    for t in range(1, a.tags + 1):
-        tag = "v%d" % t
-        plats = "linux/amd64,linux/arm64" if t % a.index_every == 0 else "linux/amd64"
-        rc = fg.main(["push", "--registry", a.registry, "--repo", a.repo, "--tag", tag,
-                      "--seed", "%s/%s" % (a.repo, tag), "--layers", "1",
-                      "--layer-size", str(TAG_LAYER), "--platforms", plats, "--compact"])
-        sys.stdout.flush()
-        if rc:
-            return rc
-    return 0
-
-
-# -- logstats ---------------------------------------------------------------
-LINE = re.compile(r'^\S+ - \S+ \[[^\]]+\] "([A-Z]+) (\S+) HTTP/[0-9.]+" (\d{3}) (\d+|-) "[^"]*" "([^"]*)"$')
-BLOB = re.compile(r"^/v2/(.+)/blobs/(sha256:[0-9a-f]{64})$")
-DIGEST_Q = re.compile(r"[?&]digest=(sha256(?::|%3[aA])[0-9a-f]{64})")
-
-
-def cmd_logstats(a):
-    sizes = {}
-    for path in a.fleet:
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    for b in json.loads(line)["blobs"]:
-                        sizes[b["digest"]] = b["size"]
-    out = {"requests": 0, "blob_gets": 0, "blob_get_bytes": 0, "uploads": 0, "upload_bytes": 0,
-           "unknown_uploads": 0, "mounts": 0, "manifest_puts": 0, "heads": 0, "errors_5xx": 0,
-           "errors_4xx_put": 0, "dup_uploads": 0, "dup_upload_bytes": 0}
-    seen = set()
-    with open(a.log, errors="replace") as f:
-        for n, line in enumerate(f):
-            if n < a.offset:
-                continue
-            m = LINE.match(line.rstrip("\n"))
-            if not m or m.group(5) == "ferry-itest-probe":
-                continue
-            method, uri, status, nbytes = m.group(1), m.group(2), int(m.group(3)), m.group(4)
-            path = uri.split("?", 1)[0]
-            out["requests"] += 1
-            if status >= 500:
-                out["errors_5xx"] += 1
-            if method == "HEAD":
-                out["heads"] += 1
-            if method in ("PUT", "POST", "PATCH") and 400 <= status < 500:
-                out["errors_4xx_put"] += 1
-            if method == "GET" and status in (200, 206) and BLOB.match(path):
-                out["blob_gets"] += 1
-                out["blob_get_bytes"] += 0 if nbytes == "-" else int(nbytes)
-            elif method in ("PUT", "POST") and status == 201 and "/blobs/uploads/" in path:
-                if "mount=" in uri and "digest=" not in uri:
-                    out["mounts"] += 1
-                    continue
-                d = DIGEST_Q.search(uri)
-                if d:
-                    digest = d.group(1).replace("%3A", ":").replace("%3a", ":")
-                    out["uploads"] += 1
-                    if digest in seen:
-                        out["dup_uploads"] += 1
-                        out["dup_upload_bytes"] += sizes.get(digest, 0)
-                    seen.add(digest)
-                    if digest in sizes:
-                        out["upload_bytes"] += sizes[digest]
-                    else:
-                        out["unknown_uploads"] += 1
-                else:
-                    out["mounts"] += 1
-            elif method == "PUT" and status == 201 and "/manifests/" in path:
-                out["manifest_puts"] += 1
-    json.dump(out, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
-
-
-# -- verify -----------------------------------------------------------------
-def cmd_verify(a):
-    want = {}
-    for path in a.fleet:
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    doc = json.loads(line)
-                    want.setdefault(doc["repository"], {})[doc["tag"]] = doc["digest"]
-    host = a.addr
-    conn = http.client.HTTPConnection(host, timeout=30)
-    bad = []
-    ok = 0
-
-    def req(method, path, headers=None):
-        nonlocal conn
-        for attempt in range(3):
-            try:
-                conn.request(method, path, headers=dict(headers or {}, **{"User-Agent": "ferry-bench-verify"}))
-                r = conn.getresponse()
-                return r.status, r.headers, r.read()
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection(host, timeout=30)
-                if attempt == 2:
-                    raise
-
-    for repo in sorted(want):
-        st, _, body = req("GET", "/v2/%s/tags/list" % repo)
-        listed = set(json.loads(body).get("tags") or []) if st == 200 else set()
-        for tag, digest in sorted(want[repo].items()):
-            if tag not in listed:
-                bad.append("%s:%s not listed (tags/list %d)" % (repo, tag, st))
-                continue
-            st2, h, _ = req("HEAD", "/v2/%s/manifests/%s" % (repo, tag), {"Accept": ACCEPT})
-            got = h.get("Docker-Content-Digest") if st2 == 200 else "HTTP-%d" % st2
-            if got != digest:
-                bad.append("%s:%s has %s, source has %s" % (repo, tag, got, digest))
-            else:
-                ok += 1
-    total = sum(len(t) for t in want.values())
-    print(json.dumps({"ok": ok, "total": total, "repos": len(want), "bad": bad[:20], "nbad": len(bad)}))
-    return 0 if not bad else 1
-
-
-# -- latency ----------------------------------------------------------------
-def cmd_latency(a):
-    layer_size = 16 * 1024
-    n = int(a.rate * a.seconds)
-    t0 = time.time() + 1.0
-    jobs = queue.Queue()
-    done = {}      # tag -> (scheduled, started, completed)
-    errors = []
-    lock = threading.Lock()
-
-    def push_one(reg, i):
-        tag = "p%05d" % i
-        layer = fg.Blob(fg.MT_OCI_LAYER,
-                        fg.tar_layer_producer("ferry-bench-latency/%s/%s" % (a.repo, tag), "f.bin", layer_size))
-        cfg = {"architecture": "amd64", "os": "linux", "created": fg.EPOCH,
-               "rootfs": {"type": "layers", "diff_ids": [layer.digest]}}
-        config = fg.Blob.from_bytes(fg.MT_OCI_CONFIG, json.dumps(cfg, sort_keys=True).encode())
-        manifest = fg.canonical_json({"schemaVersion": 2, "mediaType": fg.MT_OCI_MANIFEST,
-                                      "config": config.descriptor(), "layers": [layer.descriptor()]})
-        reg.push_blob(layer, fg.DEFAULT_CHUNK)
-        reg.push_blob(config, fg.DEFAULT_CHUNK)
-        reg.put_manifest(tag, fg.MT_OCI_MANIFEST, manifest)
-        return tag
-
-    def worker():
-        reg = fg.Registry(a.src, a.repo, timeout=30)
-        while True:
-            item = jobs.get()
-            if item is None:
-                return
-            i, sched = item
-            start = time.time()
-            try:
-                tag = push_one(reg, i)
-                end = time.time()
-                with lock:
-                    done[tag] = (sched, start, end)
-            except Exception as e:  # noqa: BLE001 - reported, not fatal
-                with lock:
-                    errors.append("push %d: %s" % (i, e))
-                reg = fg.Registry(a.src, a.repo, timeout=30)
-
-    visible = {}
-    stop_watch = threading.Event()
-    polls = [0]
-
-    def watcher():
-        conn = http.client.HTTPConnection(a.dst, timeout=10)
-        while not stop_watch.is_set():
-            ts = time.time()
-            try:
-                conn.request("GET", "/v2/%s/tags/list" % a.repo, headers={"User-Agent": "ferry-bench-watch"})
-                r = conn.getresponse()
-                body = r.read()
-                tr = time.time()
-                polls[0] += 1
-                if r.status == 200:
-                    for t in json.loads(body).get("tags") or []:
-                        if t not in visible:
-                            visible[t] = tr
-            except (OSError, http.client.HTTPException, ValueError):
-                conn.close()
-                conn = http.client.HTTPConnection(a.dst, timeout=10)
-            left = ts + a.poll - time.time()
-            if left > 0:
-                time.sleep(left)
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(a.pushers)]
-    for t in threads:
-        t.start()
-    w = threading.Thread(target=watcher, daemon=True)
-    w.start()
-    for i in range(n):
-        sched = t0 + i / a.rate
-        d = sched - time.time()
-        if d > 0:
-            time.sleep(d)
-        jobs.put((i, sched))
-    for _ in threads:
-        jobs.put(None)
-    for t in threads:
-        t.join()
-    push_end = time.time()
-    deadline = push_end + a.drain
-    while time.time() < deadline:
-        with lock:
-            pending = [t for t in done if t not in visible]
-        if not pending:
-            break
-        time.sleep(0.1)
-    stop_watch.set()
-    w.join()
-
-    lat = sorted((visible[t] - done[t][2]) * 1000 for t in done if t in visible)
-    lags = sorted((done[t][1] - done[t][0]) * 1000 for t in done)
-    push_ms = sorted((done[t][2] - done[t][1]) * 1000 for t in done)
-
-    first = min((v[0] for v in done.values()), default=t0)
-    last = max((v[2] for v in done.values()), default=t0)
-    out = {"target_rate": a.rate, "seconds": a.seconds, "scheduled": n, "pushed": len(done),
-           "push_errors": len(errors), "errors": errors[:5],
-           "achieved_rate": len(done) / (last - first) if last > first else 0.0,
-           "start_lag_p50_ms": pct(lags, 50), "start_lag_p99_ms": pct(lags, 99),
-           "start_lag_max_ms": lags[-1] if lags else None,
-           "push_p50_ms": pct(push_ms, 50), "push_p99_ms": pct(push_ms, 99),
-           "visible": len(lat), "missing": len(done) - len(lat),
-           "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99),
-           "max_ms": lat[-1] if lat else None, "min_ms": lat[0] if lat else None,
-           "polls": polls[0],
-           # p50 per 10 s of pushes: flat = jitter, growing = a backlog
-           "p50_by_10s_ms": [pct([(visible[t] - v[2]) * 1000 for t, v in done.items()
-                                  if t in visible and w <= v[0] - t0 < w + 10], 50)
-                             for w in range(0, int(math.ceil(a.seconds)), 10)]}
-    if a.per_tag:
-        with open(a.per_tag, "w") as f:
-            json.dump({t: list(v) + [visible.get(t)] for t, v in done.items()}, f)
-    json.dump(out, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
-
-
-def pct(xs, p):
-    if not xs:
-        return None
-    xs = sorted(xs)
-    k = min(len(xs) - 1, max(0, math.ceil(p / 100.0 * len(xs)) - 1))  # nearest rank
-    return xs[k]
-
-
-def cmd_latsplit(a):
-    """Split push-to-replicated into push -> journaled (the registry's
-    notification reaching ferry, received_at) and journaled -> visible."""
-    import calendar
-    with open(a.per_tag) as f:
-        per = json.load(f)
-    recv = {}
-    with open(a.journal) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            e = json.loads(line)
-            if e.get("tag") is None or e["tag"] in recv:
-                continue
-            ts = e["received_at"]  # 2026-11-26T17:22:43.094Z
-            secs = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
-            recv[e["tag"]] = secs + int(ts[20:23]) / 1000.0
-    notify, repl = [], []
-    for tag, (sched, start, end, vis) in per.items():
-        if tag in recv:
-            notify.append((recv[tag] - end) * 1000)
-            if vis is not None:
-                repl.append((vis - recv[tag]) * 1000)
-    out = {"journaled": len(recv), "notify_p50_ms": pct(notify, 50), "notify_p99_ms": pct(notify, 99),
-           "notify_max_ms": max(notify) if notify else None,
-           "replicate_p50_ms": pct(repl, 50), "replicate_p99_ms": pct(repl, 99),
-           "replicate_max_ms": max(repl) if repl else None}
-    json.dump(out, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
-
-
-def main():
-    p = argparse.ArgumentParser(prog="fleettool.py")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("push-repo")
-    s.add_argument("--registry", required=True)
-    s.add_argument("--repo", required=True)
-    s.add_argument("--tags", type=int, required=True)
-    s.add_argument("--index-every", type=int, default=5)
-    s = sub.add_parser("logstats")
-    s.add_argument("--log", required=True)
-    s.add_argument("--offset", type=int, default=0)
-    s.add_argument("fleet", nargs="*")
-    s = sub.add_parser("verify")
-    s.add_argument("--addr", required=True)
-    s.add_argument("fleet", nargs="+")
-    s = sub.add_parser("latency")
-    s.add_argument("--src", required=True)
-    s.add_argument("--dst", required=True)
-    s.add_argument("--repo", default="lat")
-    s.add_argument("--rate", type=float, default=20)
-    s.add_argument("--seconds", type=float, default=60)
-    s.add_argument("--pushers", type=int, default=8)
-    s.add_argument("--poll", type=float, default=0.02)
-    s.add_argument("--drain", type=float, default=30)
-    s.add_argument("--per-tag", help="write {tag: [scheduled, started, completed, visible]} here")
-    s = sub.add_parser("latsplit")
-    s.add_argument("per_tag")
-    s.add_argument("journal")
-    a = p.parse_args()
-    return {"push-repo": cmd_push_repo, "logstats": cmd_logstats, "verify": cmd_verify,
-            "latency": cmd_latency, "latsplit": cmd_latsplit}[a.cmd](a)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-PY
-export FERRY_FIXTURES_DIR="$top/tests/fixtures"
-tool() { python3 "$TOOL" "$@"; }
-
 # ------------------------------------------------------------------ helpers
 
 # cpu_ticks, median, log_lines: benchlib.sh
 
-# stored_bytes NAME : sum of the blob data files in NAME's storage
-stored_bytes() {
-  local dir="$TEST_TMP/$1/docker/registry/v2/blobs"
-  if [[ -d "$dir" ]]; then
-    find "$dir" -type f -name data -printf '%s\n' | awk '{ s += $1 } END { printf "%d\n", s }'
-  else
-    echo 0
-  fi
-}
-
-# fresh_dst NAME... : (re)start each destination registry on empty storage;
-# the previous log is kept as NAME.log.N (registry_start truncates NAME.log)
-declare -A DST_GEN=()
-fresh_dst() {
-  local name pidvar
-  for name in "$@"; do
-    pidvar="${name}_PID"
-    if [[ -n "${_ITEST_PIDS[registry:$name]:-}" ]]; then
-      registry_stop "$name"
-    fi
-    if [[ -n "${!pidvar:-}" ]]; then
-      DST_GEN[$name]=$((${DST_GEN[$name]:-0} + 1))
-      mv "$TEST_TMP/$name.log" "$TEST_TMP/$name.log.${DST_GEN[$name]}"
-      rm -rf "${TEST_TMP:?}/$name"
-    fi
-    registry_start "$name"
-  done
-}
+# stored_bytes, fresh_dst, verify_dst, tool: fleetlib.sh
 
 # ferry_config FILE DATA_DIR DEST... : one rule, repositories ["**"], src -> DEST...
 ferry_config() {
@@ -588,63 +191,9 @@ measure_stats() { # REG OFFSET : the logstats JSON of REG's requests past line O
   tool logstats --log "${_REG_LOG[$1]}" --offset "$2" "${FLEET_FILES[@]}"
 }
 
-# verify_dst WHO REG... : every fleet tag at every REG has the source's digest.
-# A failure ends the bench at once (exit 1): FAIL and what is wrong, and no
-# figure, report or README block, since figures of a copy that did not land
-# mean nothing. BENCH_VERIFY_HOOK runs first (to test exactly that).
-verify_dst() {
-  local who=$1 r out addr_var
-  shift
-  for r in "$@"; do
-    addr_var="${r}_ADDR"
-    if [[ -n "${BENCH_VERIFY_HOOK:-}" && "$who" != fixturegen ]]; then
-      (
-        export REG=$r WHO=$who STORAGE="$TEST_TMP/$r"
-        eval "$BENCH_VERIFY_HOOK"
-      ) || true
-    fi
-    if out=$(tool verify --addr "${!addr_var}" "${FLEET_FILES[@]}"); then
-      say "$who: $r holds all $(jq -r .total <<<"$out") tags of $(jq -r .repos <<<"$out") repositories with the source's digests"
-    else
-      echo "FAIL: $who: $r does not hold the fleet: $(jq -r '"\(.ok) of \(.total) tags right; \(.nbad) wrong: " + (.bad | join("; "))' <<<"$out" 2>/dev/null || echo "$out")" >&2
-      fail "a destination did not hold the fleet after a run: no figures"
-    fi
-  done
-}
-
 # ------------------------------------------------------------------ the fleet
 
-registry_start src
-mkdir -p "$TEST_TMP/fleet"
-repos=()
-for ((i = 0; i < REPOS; i++)); do repos+=("$(printf 'fleet-%02d' "$i")"); done
-say "pushing the fleet: $REPOS repositories x $TAGS tags to $src_ADDR"
-t0=$EPOCHREALTIME
-# shellcheck disable=SC2016 # expanded by the inner sh
-push_one='python3 "$0" push-repo --registry "$1" --repo "$2" --tags "$3" --index-every "$5" >"$4/$2.jsonl"'
-# The first repository alone (it uploads the fleet base layers), then 4 at a time.
-sh -c "$push_one" "$TOOL" "$src_ADDR" "${repos[0]}" "$TAGS" "$TEST_TMP/fleet" "$INDEX_EVERY" ||
-  fail "could not push ${repos[0]}"
-if ((REPOS > 1)); then
-  printf '%s\n' "${repos[@]:1}" |
-    xargs -P 4 -I{} sh -c "$push_one" "$TOOL" "$src_ADDR" {} "$TAGS" "$TEST_TMP/fleet" "$INDEX_EVERY" ||
-    fail "pushing the fleet failed"
-fi
-PUSH_S=$(calc "$EPOCHREALTIME - $t0")
-FLEET_FILES=("$TEST_TMP"/fleet/*.jsonl)
-cat "${FLEET_FILES[@]}" >"$TEST_TMP/fleet.jsonl"
-n_images=$(wc -l <"$TEST_TMP/fleet.jsonl")
-((n_images == REPOS * TAGS)) || fail "fixturegen pushed $n_images images, expected $((REPOS * TAGS))"
-UNIQUE=$(jq -s '[.[].blobs[]] | unique_by(.digest) | map(.size) | add' "$TEST_TMP/fleet.jsonl")
-UNIQUE_BLOBS=$(jq -s '[.[].blobs[]] | unique_by(.digest) | length' "$TEST_TMP/fleet.jsonl")
-UNIQUE_MANIFESTS=$(jq -s '[.[].manifests[]] | unique_by(.digest) | map(.size) | add' "$TEST_TMP/fleet.jsonl")
-N_MANIFESTS=$(jq -s '[.[].manifests[]] | unique_by(.digest) | length' "$TEST_TMP/fleet.jsonl")
-N_INDEXES=$(jq -s '[.[] | select(.children | length > 0)] | length' "$TEST_TMP/fleet.jsonl")
-LOGICAL=$(jq -s '[.[].bytes] | add' "$TEST_TMP/fleet.jsonl")
-SRC_STORED=$(stored_bytes src)
-say "fleet pushed in $(fmt '%.1f' "$PUSH_S") s: $n_images images ($N_INDEXES indexes), $UNIQUE_BLOBS unique blobs, $(MiB "$UNIQUE") MiB unique blob bytes (+ $N_MANIFESTS manifests, $(MiB "$UNIQUE_MANIFESTS") MiB); $(MiB "$LOGICAL") MiB if every image were stored alone; source storage $(MiB "$SRC_STORED") MiB"
-verify_dst "fixturegen" src
-jq -r '"\(.repository):\(.tag)"' "$TEST_TMP/fleet.jsonl" >"$TEST_TMP/images.txt"
+fleet_push
 
 # -------------------------------------------------------------------- runs
 
@@ -1064,7 +613,7 @@ header=$(
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ferry $(bench_commit) (binary sha256 $FERRY_SHA…), $(skopeo --version), Distribution $(docker-registry --version 2>/dev/null | awk '{print $NF}'), bench took ${elapsed} s$([[ "$QUICK" == 1 ]] && echo ' (BENCH_QUICK=1)'); load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine may be shared)."
   echo
-  echo "Fleet: $REPOS repositories × $TAGS tags = $n_images images ($N_INDEXES of them 2-platform OCI indexes: linux/amd64 and linux/arm64); each image: fleet base layers of 20, 8 and 3 MiB, a 4 MiB layer per repository, 512 KiB per tag and platform (uncompressed tar layers; pushed by fixturegen's own code with a \`Plan\` subclass, since its command line gives every base layer one size and has no per-repository layer). $UNIQUE_BLOBS unique blobs, **$(MiB "$UNIQUE") MiB unique** ($N_MANIFESTS manifests, $(MiB "$UNIQUE_MANIFESTS") MiB, besides); $(MiB "$LOGICAL") MiB if each image were copied alone$( ((INDEX_EVERY != 5)) && echo "; every ${INDEX_EVERY}rd tag an index (BENCH_QUICK)"). Pushed in $(fmt '%.0f' "$PUSH_S") s."
+  fleet_describe
   echo
   echo "- **ferry sync**: \`ferry sync -c CONFIG\`, one rule \`repositories: [\"**\"]\` to d1 (or d1, d2, d3), a fresh \`data_dir\`, $([[ -n "$MAX_CONC" ]] && echo "\`max_concurrency: $MAX_CONC\` for every registry" || echo "defaults otherwise (\`max_concurrency\` $DEFAULT_CONC jobs in flight per destination)")."
   echo "- **skopeo sync (serial)** — what a skopeo user runs, and what the targets are stated against: \`skopeo sync --all --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false --preserve-digests SRC.yaml DST\`, the YAML listing every repository with all tags. skopeo sync copies one image at a time, and for 3 destinations it is three runs, one destination after another (wall and CPU summed, peak RSS the largest)."

@@ -45,26 +45,15 @@ build_dir="$top/build"
 bench_root="${FERRY_BUILD_DIR:-$build_dir}/bench"
 mkdir -p "$bench_root"
 
-say() { echo "bench: $*" >&2; }
-
-# Build first, before lib.sh makes its temp dir: a failed build leaves nothing behind.
-if [[ -z "${FERRY_BIN:-}" || -z "${INGEST_LOAD:-}" ]]; then
-  if [[ ! -f "$build_dir/CMakeCache.txt" ]]; then
-    cmake -S "$top" -B "$build_dir" >/dev/null
-  fi
-  say "building ingest_load and ferry"
-  if ! cmake --build "$build_dir" --target ingest_load ferry >"$bench_root/ingest-build.log" 2>&1; then
-    cat "$bench_root/ingest-build.log" >&2
-    exit 1
-  fi
-fi
-
-export FERRY_BUILD_DIR="$bench_root"
 export FERRY_SOURCE_DIR="$top"
-# shellcheck source=SCRIPTDIR/../integration/lib.sh
-source "$top/tests/integration/lib.sh"
 # shellcheck source=SCRIPTDIR/benchlib.sh
 source "$top/tests/bench/benchlib.sh"
+# Build first, before lib.sh makes its temp dir: a failed build leaves nothing behind.
+bench_build_tools "$bench_root/ingest-build.log"
+
+export FERRY_BUILD_DIR="$bench_root"
+# shellcheck source=SCRIPTDIR/../integration/lib.sh
+source "$top/tests/integration/lib.sh"
 
 DURATION=${BENCH_DURATION:-10}
 BUDGET=${BENCH_BUDGET:-300}

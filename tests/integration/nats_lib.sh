@@ -16,7 +16,11 @@
 #     says JetStream is ready and the cluster has a meta leader. Sets
 #     NATS_URLS (nats://127.0.0.1:P,... for a client), NATS_URL1..N,
 #     NATS_MONITOR1..N (http://127.0.0.1:P), natsK_PID; logs in
-#     $TEST_TMP/natsK.log.
+#     $TEST_TMP/natsK.log. A server that finds one of its ports taken (by
+#     another process since free_port) starts them all again on new ports,
+#     up to 3 times.
+# nats_cluster_stop              stop every server by PID and remove their
+#                                stores: nats_cluster_start may run again
 # nats_server_kill K [--term]    stop server K by PID (KILL, or TERM)
 # nats_server_restart K          start server K again, as it was configured
 # nats_wait_ready [K...]         wait until the servers (all: none named) have
@@ -66,23 +70,64 @@ nats_wait_ready() {
   done
 }
 
+# _nats_bind_lost : a server exited because one of its ports was taken since
+# free_port found it free (another process got it first)
+_nats_bind_lost() {
+  local k
+  for ((k = 1; k <= _NATS_N; k++)); do
+    if ! _itest_alive "${_ITEST_PIDS[bg:nats$k]}" && grep -q 'address already in use' "$TEST_TMP/nats$k.log"; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# _nats_all_ready : every server is ready, or one lost a port (then 0 too:
+# the caller asks _nats_bind_lost)
+_nats_all_ready() {
+  local k
+  _nats_bind_lost && return 0
+  for ((k = 1; k <= _NATS_N; k++)); do _nats_ready "$k" || return 1; done
+}
+
 nats_cluster_start() {
-  local n=$1 k
+  local n=$1 k attempt
   [[ "$n" =~ ^[1-5]$ ]] || fail "nats_cluster_start: 1 to 5 servers, not '$n'"
   command -v nats-server >/dev/null || fail "nats-server is not installed (./build.sh installs it)"
   ((_NATS_N == 0)) || fail "nats_cluster_start: a cluster is already running"
-  _NATS_N=$n
-  NATS_URLS=""
-  for ((k = 1; k <= n; k++)); do
-    _NATS_CLIENT[$k]=$(free_port)
-    _NATS_ROUTE[$k]=$(free_port)
-    _NATS_MON[$k]=$(free_port)
-    declare -g "NATS_URL$k=nats://127.0.0.1:${_NATS_CLIENT[$k]}"
-    declare -g "NATS_MONITOR$k=http://127.0.0.1:${_NATS_MON[$k]}"
-    NATS_URLS+="${NATS_URLS:+,}nats://127.0.0.1:${_NATS_CLIENT[$k]}"
+  # Up to 3 tries: a port free_port found may be taken before a server binds it.
+  for attempt in 1 2 3; do
+    _NATS_N=$n
+    NATS_URLS=""
+    for ((k = 1; k <= n; k++)); do
+      _NATS_CLIENT[$k]=$(free_port)
+      _NATS_ROUTE[$k]=$(free_port)
+      _NATS_MON[$k]=$(free_port)
+      declare -g "NATS_URL$k=nats://127.0.0.1:${_NATS_CLIENT[$k]}"
+      declare -g "NATS_MONITOR$k=http://127.0.0.1:${_NATS_MON[$k]}"
+      NATS_URLS+="${NATS_URLS:+,}nats://127.0.0.1:${_NATS_CLIENT[$k]}"
+    done
+    for ((k = 1; k <= n; k++)); do _nats_launch "$k"; done
+    wait_until 30 _nats_all_ready || true
+    if ! _nats_bind_lost; then
+      nats_wait_ready
+      return 0
+    fi
+    note "NATS: a server's port was taken before it could listen; starting the cluster again ($attempt)"
+    nats_cluster_stop
   done
-  for ((k = 1; k <= n; k++)); do _nats_launch "$k"; done
-  nats_wait_ready
+  fail "NATS: no free ports after 3 tries"
+}
+
+nats_cluster_stop() {
+  local k
+  for ((k = 1; k <= _NATS_N; k++)); do
+    if [[ -n "${_ITEST_PIDS[bg:nats$k]:-}" ]]; then
+      stop_bg "nats$k"
+    fi
+  done
+  rm -rf "${TEST_TMP:?}/nats"
+  _NATS_N=0
 }
 
 nats_server_kill() {
