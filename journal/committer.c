@@ -1,4 +1,5 @@
 #include "journal/committer.h"
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -152,6 +153,29 @@ int journal_committer_submit(struct journal_committer *c, const struct journal_e
     return 0;
 }
 
+static char *committer_dup(const char *s)
+{
+    return s != NULL ? xstrdup(s) : NULL;
+}
+
+/* The entry that appending `ev` made at `seq` (received about `now`). */
+static void committer_entry_of(const struct journal_event *ev, uint64_t seq, int64_t now,
+                               struct journal_entry *out)
+{
+    *out = (struct journal_entry){
+        .seq = seq,
+        .action = ev->action,
+        .source = committer_dup(ev->source),
+        .repository = committer_dup(ev->repository),
+        .digest = committer_dup(ev->digest),
+        .tag = committer_dup(ev->tag),
+        .media_type = committer_dup(ev->media_type),
+        .event_id = committer_dup(ev->event_id),
+        .received_unix_ms = now,
+        .event_unix_ms = ev->event_unix_ms,
+    };
+}
+
 /* Worker thread: one synced write for the whole batch, then the tail's entries. */
 static void committer_work(uv_work_t *req)
 {
@@ -165,10 +189,18 @@ static void committer_work(uv_work_t *req)
         fresh += b->seqs[i] != 0;
     b->entries = xcalloc(fresh, sizeof(*b->entries));
     b->read_rc = xcalloc(fresh, sizeof(*b->read_rc));
+    /* A cluster's journal would answer each read with a round trip to the
+     * servers, one after the other: the entries are what was just written. */
+    bool local = strcmp(journal_backend_name(b->journal), "rocksdb") == 0;
+    int64_t now = clock_unix_ms();
     for (size_t i = 0; i < b->n; i++) {
         if (b->seqs[i] == 0)
             continue;
-        b->read_rc[b->n_entries] = journal_get(b->journal, b->seqs[i], &b->entries[b->n_entries]);
+        if (local)
+            b->read_rc[b->n_entries] =
+                journal_get(b->journal, b->seqs[i], &b->entries[b->n_entries]);
+        else
+            committer_entry_of(&b->events[i], b->seqs[i], now, &b->entries[b->n_entries]);
         b->n_entries++;
     }
 }
