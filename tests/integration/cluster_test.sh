@@ -5,6 +5,7 @@
 #   of them; `ferry journal ls` reads the cluster's journal;
 # - /v1/status on each node shows both nodes alive, and /metrics carries a
 #   node label;
+# - `ferry status --wait` works against either node, `ferry status` lists the nodes;
 # - no node moves a destination tag while another holds the tag's lease;
 # - one node polls the source (its lease), and after a `kill -9` of that
 #   node the other one takes the lease;
@@ -98,6 +99,15 @@ wait_until 30 at "$d1_ADDR" app:v1 "$TEST_TMP/app1.json" || fail "app:v1 did not
 n=$(timeout 20 "$FERRY" journal -c "$TEST_TMP/ferry2.yaml" ls --json | jq -s '[.[] | select(.event_id == "ev-appv1")] | length')
 assert_eq "$n" 1 "the event posted to both nodes is in the cluster's journal once"
 pass "an event posted to both nodes was journaled once and replicated"
+# The deploy gate works against either node.
+for k in 1 2; do
+  timeout 60 "$FERRY" status -c "$TEST_TMP/ferry$k.yaml" --wait --image app:v1 --timeout 30 >"$TEST_TMP/wait$k.out" 2>&1 ||
+    fail "ferry status --wait against node $k: $(cat "$TEST_TMP/wait$k.out")"
+done
+"$FERRY" status -c "$TEST_TMP/ferry2.yaml" >"$TEST_TMP/status.out" 2>&1 || true
+grep -q "^node1 " "$TEST_TMP/status.out" && grep -q "^node2 (this) " "$TEST_TMP/status.out" ||
+  fail "ferry status on node 2 does not list both nodes: $(cat "$TEST_TMP/status.out")"
+pass "ferry status --wait answers COMPLETE on either node, and ferry status lists the nodes"
 
 # A destination tag's lease held by another node (played by cluster_lease):
 # no node moves that tag until it lapses; then the tag arrives.
