@@ -627,6 +627,38 @@ if [[ -n "${PART[failover]:-}" ]]; then
   )
 fi
 
+capacity_md=""
+if [[ -n "${PART[fleet]:-}" && -n "${PART[ingest]:-}" ]]; then
+  # The capacity model's inputs, per job (one image to one destination) of the fleet part.
+  JOBS=$((REPOS * TAGS * 3))
+  nats_ms=$(calc "1000 * $(med "${F[js3,nats_cpu]}") / $JOBS")
+  node_ms=$(calc "1000 * $(med "${F[js3,ferry_cpu]}") / $JOBS")
+  rdb_ms=$(calc "1000 * $(med "${F[rdb1,ferry_cpu]}") / $JOBS")
+  amp=$(med "${F[js3,src_read]}")
+  capacity_md=$(
+    echo "### capacity model (computed from the tables above)"
+    echo
+    echo "Per job (one image to one destination; $JOBS jobs in the fleet part, images of $(fmt '%.0f' "$(calc "$LOGICAL / ($REPOS * $TAGS) / 1024")") KiB on average): the NATS servers spent **$(fmt '%.1f' "$nats_ms") ms** of CPU, the three replicas together (3 nodes); the Ferry nodes **$(fmt '%.1f' "$node_ms") ms** (one node on RocksDB: $(fmt '%.1f' "$rdb_ms") ms). With 3 nodes the source served **$(fmt '%.2f' "$amp")×** the fleet's unique bytes (each node reads a shared layer into its own spool once). Webhook ingest took **$(fmt '%.0f' "$(med "${I[eps]}")") events/s**."
+    echo
+    echo "For P pushes per second, D destinations, S GiB per push and N Ferry nodes:"
+    echo
+    echo "| resource | needed | with this run's figures |"
+    echo "| --- | --- | --- |"
+    printf '| NATS servers'"'"' CPU (cores, all servers) | P × D × %.1f ms | P = 10, D = 3: %.2f cores |
+' "$nats_ms" "$(calc "10 * 3 * $nats_ms / 1000")"
+    printf '| Ferry nodes'"'"' CPU (cores, all nodes; the control path, small images) | P × D × %.1f ms | P = 10, D = 3: %.2f cores |
+' "$node_ms" "$(calc "10 * 3 * $node_ms / 1000")"
+    printf '| each node'"'"'s network (GiB/s) | P × S × (%.2f + D) ÷ N | P = 10, S = 0.5, D = 3, N = 3: %.1f GiB/s |
+' "$amp" "$(calc "10 * 0.5 * ($amp + 3) / 3")"
+    printf '| the source'"'"'s egress (GiB/s) | P × S × %.2f | P = 10, S = 0.5: %.1f GiB/s |
+' "$amp" "$(calc "10 * 0.5 * $amp")"
+    printf '| webhook ingest | P ≤ %.0f events/s | |
+' "$(med "${I[eps]}")"
+    echo
+    echo "Nodes: enough that each node's share of the bytes, P × S × (a + D) ÷ N, fits its network (a node moves what it copies through memory and its spool: its CPU per byte is the copy path's, see the fleet and copy benches). NATS: three servers (a quorum of two) for \`replicas: 3\`, with the cores above; more servers spread the streams' leaders but each write still goes to three. The next limit is the control path's per-job cost on the NATS servers, P × D × $(fmt '%.1f' "$nats_ms") ms: each job's status writes, its tag's lease and fence (compare-and-set writes on replicated streams) and its entry's acknowledgement."
+  )
+fi
+
 elapsed=$(calc "$EPOCHREALTIME - $bench_start" | xargs printf '%.0f')
 header=$(
   echo "## Ferry as a cluster: one node on RocksDB against nodes on NATS JetStream"
@@ -637,7 +669,7 @@ header=$(
   echo "- $RUNS run(s) of every part, the parts in turn within a run; figures are **medians**, ratios of medians, and each run's values are listed beside them. The verdicts are computed and asserted by \`tests/bench/cluster.sh\` (PASS/MISS); a MISS does not change its exit status, as in the other benches, while a run that fails, does not verify or loses an acknowledged event fails the bench (exit 1, no block)."
 )
 report=$(
-  for md in "$fleet_md" "$ingest_md" "$failover_md"; do
+  for md in "$fleet_md" "$ingest_md" "$failover_md" "$capacity_md"; do
     [[ -z "$md" ]] || printf '%s\n\n' "$md"
   done
 )
