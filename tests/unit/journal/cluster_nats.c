@@ -1380,15 +1380,15 @@ static void test_survivor(void **state)
      * took over 30 s once. */
     int64_t until = mono_ms() + 90000;
     struct seen_nodes nodes = {0};
-    int scans = 0;
+    int rounds = 0;
     while (mono_ms() < until && (journal_fence_get(a, "race", "repo", "tag", &seq) != 0 ||
                                  journal_job_scan_open(a, skip_job, NULL) != 0 ||
                                  journal_node_scan(a, see_node, &nodes) != 0)) {
         nodes = (struct seen_nodes){0};
-        scans++;
+        rounds++;
         sleep_ms(500);
     }
-    printf("survivor: the buckets answered after %d failed rounds\n", scans);
+    printf("survivor: the buckets answered after %d failed rounds\n", rounds);
     assert_int_equal(journal_tagstate_get(a, "hub", "odd/na.me", "v1.2_rc-3", &digest), 0);
     assert_string_equal(digest, DIGEST2);
     free(digest);
