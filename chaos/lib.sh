@@ -125,3 +125,18 @@ chaos_failed_jobs() {
     fail "ferry journal jobs failed on $1"
   grep -c . <<<"$out" || true
 }
+
+# chaos_backwards PUSHES SEEN : the watcher's tag moves (SEEN: "DEST:rN DIGEST"
+# lines, watch_tags.py) that went back in push order (PUSHES: "PREFIX/rN
+# DIGEST" lines, oldest first), one line each; a digest never pushed is
+# printed as unknown
+chaos_backwards() {
+  awk '
+  NR == FNR { split($1, p, "/"); idx[p[2] " " $2] = ++count[p[2]]; next }
+  {
+    split($1, w, ":"); key = w[2] " " $2
+    if (!(key in idx)) { print "unknown " $0; next }
+    if (idx[key] <= last[$1]) print "backwards " $1 " to push " idx[key] " after push " last[$1]
+    last[$1] = idx[key]
+  }' "$1" "$2"
+}

@@ -129,14 +129,7 @@ wait_until 10 seen_final || note "the watcher did not see every final tag"
 touch "$TEST_TMP/watch.stop"
 wait "$watcher_PID" 2>/dev/null || true
 
-backwards=$(awk '
-  NR == FNR { split($1, p, "/"); idx[p[2] " " $2] = ++count[p[2]]; next }
-  {
-    split($1, w, ":"); key = w[2] " " $2
-    if (!(key in idx)) { print "unknown " $0; next }
-    if (idx[key] <= last[$1]) print "backwards " $1 " to push " idx[key] " after push " last[$1]
-    last[$1] = idx[key]
-  }' "$TEST_TMP/pushes.txt" "$TEST_TMP/seen.txt")
+backwards=$(chaos_backwards "$TEST_TMP/pushes.txt" "$TEST_TMP/seen.txt")
 moves=$(wc -l <"$TEST_TMP/seen.txt")
 
 # The journal, read through node 2's config: every pushed image's webhook

@@ -92,14 +92,7 @@ touch "$TEST_TMP/watch.stop"
 wait "$watcher_PID" 2>/dev/null || true
 
 # Backwards: for each watched tag, the push index of each digest seen must increase.
-backwards=$(awk '
-  NR == FNR { split($1, p, "/"); idx[p[2] " " $2] = ++count[p[2]]; next }
-  {
-    split($1, w, ":"); key = w[2] " " $2
-    if (!(key in idx)) { print "unknown " $0; next }
-    if (idx[key] <= last[$1]) print "backwards " $1 " to push " idx[key] " after push " last[$1]
-    last[$1] = idx[key]
-  }' "$TEST_TMP/pushes.txt" "$TEST_TMP/seen.txt")
+backwards=$(chaos_backwards "$TEST_TMP/pushes.txt" "$TEST_TMP/seen.txt")
 moves=$(wc -l <"$TEST_TMP/seen.txt")
 failures=$(chaos_api /v1/failures | jq '.failures | length')
 failed_records=$(chaos_failed_jobs "$TEST_TMP/ferry.yaml")
