@@ -206,6 +206,34 @@ FERRY_MUST_CHECK int journal_lease_take(struct journal *j, const char *name, con
 /** Give the lease back if `holder` has it (another takes it at once): 0, or a negative code. */
 FERRY_MUST_CHECK int journal_lease_give(struct journal *j, const char *name, const char *holder);
 
+/* ---- A destination tag's hold: its fence and its lease in one record ---- */
+
+/**
+ * Hold the tag (destination, repository, tag) for `holder` (this node's
+ * name) until `ttl_ms` from now, for the job of entry `seq`: 1 with *fence
+ * set to the tag's fence, 0 when another holder has it and it has not lapsed
+ * (*other, may be NULL, gets that holder; caller frees), or a negative code.
+ * The hold names `seq` as pending: if its holder dies before
+ * journal_tag_release(), the next holder counts `seq` as the fence (the
+ * tag may have moved to it). In a cluster, one compare-and-set: the tag's
+ * fence, lease and pending seq are one record, so that taking the lease
+ * reads the fence, and giving it back raises it. With one node (RocksDB),
+ * it reads the fence and holds nothing (the engine's tag gate is the hold).
+ */
+FERRY_MUST_CHECK int journal_tag_hold(struct journal *j, const char *destination,
+                                      const char *repository, const char *tag, const char *holder,
+                                      uint64_t ttl_ms, uint64_t seq, uint64_t *fence, char **other);
+
+/**
+ * End `holder`'s hold of the tag, raising its fence to `raised` when that is
+ * higher (0: the tag did not move). Nothing when the hold is not `holder`'s
+ * any more (it lapsed, and its pending seq counted for the next holder).
+ * Returns 0 or a negative code. With one node, a synced journal_fence_raise().
+ */
+FERRY_MUST_CHECK int journal_tag_release(struct journal *j, const char *destination,
+                                         const char *repository, const char *tag,
+                                         const char *holder, uint64_t raised);
+
 /* ---- Nodes: who is in the cluster, for liveness and status ---- */
 
 /*

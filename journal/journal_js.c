@@ -20,8 +20,10 @@
  *               changes nothing (same digest, and the job asks the source)
  *   fences      streams <prefix>_fences_0..JS_FENCE_SHARDS-1, one subject
  *               per fence ("<prefix>.fence.<shard>.d.r.t" -> 8-byte seq, the
- *               last one kept), raised with a compare-and-set on the whole
- *               shard's last sequence (Nats-Expected-Last-Sequence). The
+ *               last one kept; while a node holds the tag, its pending seq,
+ *               the hold's expiry and the holder follow: js_tag_hold()),
+ *               written with a compare-and-set on the whole shard's last
+ *               sequence (Nats-Expected-Last-Sequence). The
  *               per-subject form (what a key-value bucket's update uses) is
  *               not serialised between concurrent publishes on a replicated
  *               stream before nats-server 2.10 (nats-server issue 4320; the
@@ -109,6 +111,8 @@ struct journal_js {
     char *bucket[JS_BUCKET_COUNT]; /* their names */
     char *fence_stream[JS_FENCE_SHARDS];
     char *fence_subject; /* "<prefix>.fence": shard N's subjects are under "<prefix>.fence.N" */
+    /* Each shard's last sequence as this node last saw it (0: ask): its next compare-and-set. */
+    _Atomic uint64_t fence_last[JS_FENCE_SHARDS];
     char *stream;
     char *subject; /* "<stream>.entry": an entry's subject is under it */
     int64_t timeout_ms;
@@ -1207,6 +1211,50 @@ static int js_fence_locate(struct journal_js *j, const char *destination, const 
     return rc;
 }
 
+/*
+ * A fence's record: the fence (8 bytes, a journal key), then, while a node
+ * holds the tag (js_tag_hold()), the pending seq of its job and the hold's
+ * expiry (8 bytes each, unix ms) and the holder's name.
+ */
+#define JS_HOLD_HEAD (3 * JOURNAL_KEY_LEN)
+
+struct js_fence_rec {
+    uint64_t fence, pending;
+    int64_t expires;
+    const char *holder; /* in the message; NULL: not held */
+    int holder_len;
+};
+
+static int js_fence_parse(const void *data, int len, struct js_fence_rec *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (data == NULL)
+        return 0;
+    if (len != JOURNAL_KEY_LEN && (len <= JS_HOLD_HEAD || len > JS_HOLD_HEAD + 256))
+        return FERRY_EPARSE; /* cannot be compared: moving the tag could move it back */
+    const char *p = data;
+    r->fence = journal_key_decode(p);
+    if (len == JOURNAL_KEY_LEN)
+        return 0;
+    r->pending = journal_key_decode(p + JOURNAL_KEY_LEN);
+    r->expires = (int64_t)journal_key_decode(p + 2 * JOURNAL_KEY_LEN);
+    r->holder = p + JS_HOLD_HEAD;
+    r->holder_len = len - JS_HOLD_HEAD;
+    return 0;
+}
+
+/* The fence as a reader counts it: the pending seq of a hold may have moved the tag already. */
+static uint64_t js_fence_of(const struct js_fence_rec *r)
+{
+    return r->pending > r->fence ? r->pending : r->fence;
+}
+
+static bool js_held_by(const struct js_fence_rec *r, const char *holder)
+{
+    return r->holder != NULL && (size_t)r->holder_len == strlen(holder) &&
+           memcmp(r->holder, holder, (size_t)r->holder_len) == 0;
+}
+
 /* The fence on `subject` of `shard`: 0 and *seq (0: none), or an error. */
 static int js_fence_read(struct journal_js *j, int shard, const char *subject, uint64_t *seq)
 {
@@ -1218,11 +1266,10 @@ static int js_fence_read(struct journal_js *j, int shard, const char *subject, u
         int rc = js_error("fence read", s, jerr);
         return rc == FERRY_ENOTFOUND ? 0 : rc;
     }
-    int rc = 0;
-    if (natsMsg_GetDataLength(m) != JOURNAL_KEY_LEN)
-        rc = FERRY_EPARSE;
-    else
-        *seq = journal_key_decode(natsMsg_GetData(m));
+    struct js_fence_rec r;
+    int rc = js_fence_parse(natsMsg_GetData(m), natsMsg_GetDataLength(m), &r);
+    if (rc == 0)
+        *seq = js_fence_of(&r);
     natsMsg_Destroy(m);
     if (rc < 0)
         log_warn("journal cluster fence is corrupt subject=%.128s", subject);
@@ -1244,16 +1291,6 @@ static int js_fence_get(struct journal *jn, const char *destination, const char 
 }
 
 /*
- * Compare-and-set on the shard: take its last sequence L, read the fence
- * (a state at least as new as L), and write the higher seq only if the shard
- * is still at L, which proves that the fence read was the fence at the
- * write. Any write to the shard meanwhile makes it read again. Every write
- * is replicated to a majority before its ack: there is no unsynced raise. A
- * write whose answer was lost (a timeout) may have landed: the caller fails
- * the step, and its retry finds the fence at its own seq, which the engine
- * takes as its own (engine_fence_claim()).
- */
-/*
  * What a read-compare-write on a shard writes: given the subject's last
  * value (NULL and 0 when none), 1 with *value and *len set to write it, 0 to
  * write nothing, or a negative code.
@@ -1262,11 +1299,29 @@ typedef int (*js_decide_fn)(const void *current, int len, void *arg, const void 
                             int *value_len);
 
 /*
+ * The shard's last sequence in the servers' answer to a lost compare-and-set
+ * ("wrong last sequence: N"): 0 when it does not say.
+ */
+static uint64_t js_wrong_last_seq(void)
+{
+    const char *text = nats_GetLastError(NULL);
+    const char *at = text != NULL ? strstr(text, "wrong last sequence: ") : NULL;
+    if (at == NULL)
+        return 0;
+    return strtoull(at + strlen("wrong last sequence: "), NULL, 10);
+}
+
+/*
  * A read-compare-write of one subject of shard `shard`: take the shard's
- * last sequence L, read the subject (a state at least as new as L), and
- * write what `decide` says only if the shard is still at L, which proves the
- * read was the state at the write. Any write to the shard meanwhile makes it
- * read again. Returns 1 once written, `decide`'s 0 or error, -EBUSY after
+ * last sequence L (the one this node last saw: a write since is caught
+ * below), read the subject (a state at least as new as L), and write what
+ * `decide` says only if the shard is still at L, which proves the read was
+ * the state at the write. Any write to the shard meanwhile makes it read
+ * again, from the shard's sequence the servers' refusal names. Every write
+ * is replicated to a majority before its ack. A write whose answer was lost
+ * (a timeout) may have landed: the caller fails the step, and its retry
+ * finds its own write (a fence at its own seq, a hold already its own).
+ * Returns 1 once written, `decide`'s 0 or error, -EBUSY after
  * JS_CAS_ATTEMPTS lost races, or the servers' error.
  */
 static int js_shard_update(struct journal_js *j, int shard, const char *subject,
@@ -1274,15 +1329,22 @@ static int js_shard_update(struct journal_js *j, int shard, const char *subject,
 {
     int rc = -EAGAIN;
     for (int attempt = 0; attempt < JS_CAS_ATTEMPTS && rc == -EAGAIN; attempt++) {
-        jsStreamInfo *si = NULL;
         jsErrCode jerr = 0;
-        natsStatus s = js_GetStreamInfo(&si, j->js, j->fence_stream[shard], NULL, &jerr);
-        if (s != NATS_OK) {
-            rc = js_error("shard", s, jerr);
-            break;
+        natsStatus s = NATS_OK;
+        /* The last sequence this node saw is as good as a fresh one: a
+         * write since makes the compare-and-set fail, and its answer says
+         * where the shard is now. */
+        uint64_t at = atomic_load(&j->fence_last[shard]);
+        if (at == 0) {
+            jsStreamInfo *si = NULL;
+            s = js_GetStreamInfo(&si, j->js, j->fence_stream[shard], NULL, &jerr);
+            if (s != NATS_OK) {
+                rc = js_error("shard", s, jerr);
+                break;
+            }
+            at = si->State.LastSeq;
+            jsStreamInfo_Destroy(si);
         }
-        uint64_t at = si->State.LastSeq;
-        jsStreamInfo_Destroy(si);
         natsMsg *m = NULL;
         s = js_GetLastMsg(&m, j->js, j->fence_stream[shard], subject, NULL, &jerr);
         if (s != NATS_OK && js_error("shard read", s, jerr) != FERRY_ENOTFOUND) {
@@ -1298,22 +1360,49 @@ static int js_shard_update(struct journal_js *j, int shard, const char *subject,
             jsPubOptions_Init(&po);
             po.ExpectLastSeq = at; /* never 0: each shard starts with a marker */
             jerr = 0;
-            s = js_Publish(NULL, j->js, subject, value, len, &po, &jerr);
-            if (s == NATS_OK)
+            jsPubAck *pa = NULL;
+            s = js_Publish(&pa, j->js, subject, value, len, &po, &jerr);
+            if (s == NATS_OK) {
                 rc = 1;
-            else if (jerr == JSStreamWrongLastSequenceErr)
+                atomic_store(&j->fence_last[shard], pa->Sequence);
+            } else if (jerr == JSStreamWrongLastSequenceErr) {
                 rc = -EAGAIN; /* the shard moved meanwhile: read again */
-            else
+                atomic_store(&j->fence_last[shard], js_wrong_last_seq());
+            } else {
                 rc = js_error("shard write", s, jerr);
+                atomic_store(&j->fence_last[shard], 0);
+            }
+            jsPubAck_Destroy(pa);
         }
         natsMsg_Destroy(m);
     }
     return rc == -EAGAIN ? -EBUSY : rc;
 }
 
-/* A fence raise's decision: write `seq` when it is above the fence. */
+/* What a fence record update writes: the record built here. */
+struct js_fence_write {
+    char *value;
+    int len;
+};
+
+/* The record {fence, and the hold of `holder` (NULL: none) with its pending seq and expiry}. */
+static void js_fence_build(struct js_fence_write *w, uint64_t fence, const char *holder,
+                           int holder_len, uint64_t pending, int64_t expires)
+{
+    free(w->value);
+    w->len = JOURNAL_KEY_LEN + (holder != NULL ? 2 * JOURNAL_KEY_LEN + holder_len : 0);
+    w->value = xmalloc((size_t)w->len);
+    journal_key_encode(fence, w->value);
+    if (holder != NULL) {
+        journal_key_encode(pending, w->value + JOURNAL_KEY_LEN);
+        journal_key_encode((uint64_t)expires, w->value + 2 * JOURNAL_KEY_LEN);
+        memcpy(w->value + JS_HOLD_HEAD, holder, (size_t)holder_len);
+    }
+}
+
+/* A fence raise's decision: write `seq` when it is above the fence; a hold stays as it is. */
 struct js_raise {
-    char value[JOURNAL_KEY_LEN];
+    struct js_fence_write w;
     uint64_t seq, previous;
 };
 
@@ -1321,22 +1410,22 @@ static int js_raise_decide(const void *current, int len, void *arg, const void *
                            int *value_len)
 {
     struct js_raise *r = arg;
+    struct js_fence_rec f;
     r->previous = 0;
-    if (current != NULL && len != JOURNAL_KEY_LEN)
-        return FERRY_EPARSE; /* cannot be compared: moving the tag could move it back */
-    if (current != NULL)
-        r->previous = journal_key_decode(current);
+    int rc = js_fence_parse(current, len, &f);
+    if (rc < 0)
+        return rc;
+    r->previous = js_fence_of(&f);
     /* At exactly seq: this raise's own write, whose answer was lost on the
      * way while the servers elected a leader, and which the shard's
      * compare-and-set then tried again. Raised (by this entry, in any case). */
-    if (r->seq == r->previous) {
-        r->previous = r->seq;
+    if (r->seq == r->previous)
         return 2;
-    }
     if (r->seq < r->previous)
         return 0;
-    *value = r->value;
-    *value_len = JOURNAL_KEY_LEN;
+    js_fence_build(&r->w, r->seq, f.holder, f.holder_len, f.pending, f.expires);
+    *value = r->w.value;
+    *value_len = r->w.len;
     return 1;
 }
 
@@ -1350,7 +1439,6 @@ static int js_fence_raise(struct journal *jn, const char *destination, const cha
     if (rc < 0)
         return rc;
     struct js_raise r = {.seq = seq};
-    journal_key_encode(seq, r.value);
     rc = js_shard_update(j, shard, subject, js_raise_decide, &r);
     if (rc == 2)
         rc = 1; /* found at its own seq: see js_raise_decide() */
@@ -1359,8 +1447,101 @@ static int js_fence_raise(struct journal *jn, const char *destination, const cha
                   destination, repository, tag, seq, r.previous);
     else if (rc == FERRY_EPARSE)
         log_warn("journal cluster fence is corrupt subject=%.128s", subject);
+    free(r.w.value);
     free(subject);
     return rc;
+}
+
+/*
+ * A tag's hold: the decision of js_tag_hold() (release false) and of
+ * js_tag_release() (release true).
+ */
+struct js_hold {
+    const char *holder;
+    int64_t now, expires;
+    uint64_t seq;    /* hold: the job's entry, pending while held */
+    uint64_t raised; /* release: the fence to raise to, 0: none */
+    bool release;
+    uint64_t fence; /* hold: the fence found, as the holder counts it */
+    char *was;      /* hold: the live holder found (caller frees) */
+    struct js_fence_write w;
+};
+
+static int js_hold_decide(const void *current, int len, void *arg, const void **value,
+                          int *value_len)
+{
+    struct js_hold *h = arg;
+    struct js_fence_rec f;
+    free(h->was);
+    h->was = NULL;
+    int rc = js_fence_parse(current, len, &f);
+    if (rc < 0)
+        return rc;
+    bool mine = js_held_by(&f, h->holder);
+    if (h->release) {
+        if (!mine)
+            return 0; /* lapsed and taken, or never held: its pending counted for the next */
+        uint64_t fence = h->raised > f.fence ? h->raised : f.fence;
+        js_fence_build(&h->w, fence, NULL, 0, 0, 0);
+    } else {
+        if (f.holder != NULL && !mine && f.expires > h->now) {
+            h->was = xstrndup(f.holder, (size_t)f.holder_len);
+            return 0;
+        }
+        /* A lapsed hold's pending seq (a node that died, or this one
+         * before a restart) may have moved the tag: it counts as the fence. */
+        h->fence = js_fence_of(&f);
+        js_fence_build(&h->w, h->fence, h->holder, (int)strlen(h->holder), h->seq, h->expires);
+    }
+    *value = h->w.value;
+    *value_len = h->w.len;
+    return 1;
+}
+
+static int js_tag_update(struct journal *jn, const char *destination, const char *repository,
+                         const char *tag, struct js_hold *h)
+{
+    struct journal_js *j = js_of(jn);
+    if (journal_check_string(h->holder, "holder", true, 256, NULL) < 0)
+        return FERRY_EINVAL;
+    char *subject = NULL;
+    int shard = 0;
+    int rc = js_fence_locate(j, destination, repository, tag, &subject, &shard);
+    if (rc == 0)
+        rc = js_shard_update(j, shard, subject, js_hold_decide, h);
+    if (rc == FERRY_EPARSE)
+        log_warn("journal cluster fence is corrupt subject=%.128s", subject);
+    free(h->w.value);
+    free(subject);
+    return rc;
+}
+
+static int js_tag_hold(struct journal *jn, const char *destination, const char *repository,
+                       const char *tag, const char *holder, uint64_t ttl_ms, uint64_t seq,
+                       uint64_t *fence, char **other)
+{
+    if (ttl_ms == 0)
+        return FERRY_EINVAL;
+    struct js_hold h = {.holder = holder, .now = clock_unix_ms(), .seq = seq};
+    h.expires = h.now + (int64_t)ttl_ms;
+    int rc = js_tag_update(jn, destination, repository, tag, &h);
+    if (rc == 1)
+        *fence = h.fence;
+    if (rc == 0 && other != NULL) {
+        *other = h.was;
+        h.was = NULL;
+    }
+    free(h.was);
+    return rc;
+}
+
+static int js_tag_release(struct journal *jn, const char *destination, const char *repository,
+                          const char *tag, const char *holder, uint64_t raised)
+{
+    struct js_hold h = {.holder = holder, .raised = raised, .release = true};
+    int rc = js_tag_update(jn, destination, repository, tag, &h);
+    free(h.was);
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- Leases: one holder at a time, across the nodes ---- */
@@ -1494,6 +1675,22 @@ static int js_job_key(const struct journal_job *job, char **key)
 }
 
 /*
+ * Take a settled job's key out of the index of open jobs, leaving no marker.
+ * Most jobs were never indexed (the engine writes a job's record only once
+ * it has been running or waiting for a second, records.h): a read of the
+ * leader is far cheaper for the servers than a purge, which is replicated.
+ */
+static int js_open_unindex(struct journal_js *j, const char *key)
+{
+    natsMsg *m = NULL;
+    int rc = js_kv_read(j, JS_OPEN, key, &m, NULL);
+    natsMsg_Destroy(m);
+    if (rc == FERRY_ENOTFOUND)
+        return 0;
+    return js_kv_purge(j, JS_OPEN, key, "job put");
+}
+
+/*
  * The record, and the index of open jobs, in an order that keeps the index
  * a superset of the open jobs when a write fails between the two: indexed
  * before the record says open, unindexed after it says settled. The record
@@ -1523,7 +1720,7 @@ static int js_job_put(struct journal *jn, const struct journal_job *job)
     if (s != NATS_OK)
         rc = js_error("job put", s, 0);
     else if (!open)
-        rc = js_kv_purge(j, JS_OPEN, key, "job put"); /* a settled job leaves no marker */
+        rc = js_open_unindex(j, key);
 out:
     free(packed);
     free(key);
@@ -2225,6 +2422,8 @@ const struct journal_ops journal_js_ops = {
     .work_open = js_work_open,
     .lease_take = js_lease_take,
     .lease_give = js_lease_give,
+    .tag_hold = js_tag_hold,
+    .tag_release = js_tag_release,
     .node_beat = js_node_beat,
     .node_forget = js_node_forget,
     .node_scan = js_node_scan,

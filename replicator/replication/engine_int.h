@@ -232,8 +232,10 @@ struct eng_job {
     /* A cluster: the seq its claim (journal.h) was made with, dropped when it
      * ends; 0: none (it holds its entry, or one node). */
     uint64_t claim_seq;
-    bool tag_leased;  /* a cluster: holds its tag's lease (engine_tag_lease_take()) */
-    bool lease_waits; /* its attempt ended because another node holds that lease */
+    bool tag_leased; /* a cluster: holds its tag (engine_tag_lease_take(), journal_tag_hold()) */
+    uint64_t held_fence; /* the tag's fence, as the hold found it */
+    uint64_t tag_raised; /* the fence its release raises to (its seq once it may move the tag) */
+    bool lease_waits;    /* its attempt ended because another node holds that lease */
     enum eng_job_state state;
     int attempts;
     int source_attempts;   /* attempts the source could not serve */

@@ -281,12 +281,18 @@ static void push_tag_step(struct eng_job *job)
     };
     enum engine_tag_verdict verdict = ENGINE_TAG_MOVE;
     int rc = engine_digest_fence(job, job->digest, &facts.deleted);
-    /* The tag's fence matters only when the manifest was not deleted since. */
-    if (rc >= 0 && facts.deleted <= facts.seq)
+    /* The tag's fence matters only when the manifest was not deleted since.
+     * A cluster's hold read it, and keeps it: the hold's pending seq stands
+     * for the raise until the release writes it. */
+    if (rc >= 0 && facts.deleted <= facts.seq && job->tag_leased)
+        facts.fence = job->held_fence;
+    else if (rc >= 0 && facts.deleted <= facts.seq)
         rc = journal_fence_get(e->journal, dest, job->dst_repo, job->tag, &facts.fence);
     if (rc >= 0)
         verdict = engine_tag_verdict(&facts);
-    if (rc >= 0 && (verdict == ENGINE_TAG_MOVE || verdict == ENGINE_TAG_HELD)) {
+    if (rc >= 0 && job->tag_leased && (verdict == ENGINE_TAG_MOVE || verdict == ENGINE_TAG_HELD)) {
+        job->tag_raised = job->seq;
+    } else if (rc >= 0 && (verdict == ENGINE_TAG_MOVE || verdict == ENGINE_TAG_HELD)) {
         /* Synced before a PUT; a tag in place (HELD) waits for no fsync. */
         rc = engine_fence_commit(e->journal, dest, job->dst_repo, job->tag, facts.fence, job->seq,
                                  verdict == ENGINE_TAG_MOVE);
@@ -366,23 +372,17 @@ int engine_referrers_fetch(void *arg, const char *repo, const char *digest, regi
     return 0;
 }
 
-/* The lease of a destination tag: "tag:" and its destination, repository and tag. */
-static char *tag_lease_name(const struct eng_job *job)
-{
-    return xasprintf("tag:%s\n%s\n%s", job->dst->cfg->name, job->dst_repo, job->tag);
-}
-
 bool engine_tag_lease_take(struct eng_job *job)
 {
     struct engine *e = job->engine;
     if (e->work == NULL || job->tag_leased)
         return true;
-    char *name = tag_lease_name(job);
     char *other = NULL;
-    int rc = journal_lease_take(e->journal, name, e->node, ENGINE_TAG_LEASE_MS, &other);
-    free(name);
+    int rc = journal_tag_hold(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, e->node,
+                              ENGINE_TAG_LEASE_MS, job->seq, &job->held_fence, &other);
     if (rc == 1) {
         job->tag_leased = true;
+        job->tag_raised = 0;
         return true;
     }
     char *why = rc == 0 ? xasprintf("node %s is moving this tag now", other != NULL ? other : "?")
@@ -403,11 +403,13 @@ void engine_tag_lease_give(struct eng_job *job)
     if (!job->tag_leased)
         return;
     job->tag_leased = false;
-    char *name = tag_lease_name(job);
-    if (journal_lease_give(job->engine->journal, name, job->engine->node) < 0)
+    /* If this fails, the hold lapses, and its pending seq counts as the
+     * fence for the next holder: the tag never moves back meanwhile. */
+    if (journal_tag_release(job->engine->journal, job->dst->cfg->name, job->dst_repo, job->tag,
+                            job->engine->node, job->tag_raised) < 0)
         log_warn("cannot give a tag's lease back (it lapses) dest=%s repo=%s tag=%s",
                  job->dst->cfg->name, job->dst_repo, job->tag);
-    free(name);
+    job->tag_raised = 0;
 }
 
 void engine_gate_decide(struct eng_job *job)
@@ -709,7 +711,13 @@ static void delete_tag_checked(int rc, const char *error, const char *bytes, siz
         free(why);
         return;
     }
-    int frc = engine_fence_take(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, job->seq);
+    int frc = 0;
+    if (!job->tag_leased) {
+        frc = engine_fence_take(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, job->seq);
+    } else if (engine_fence_claim(job->held_fence, job->seq) != ENGINE_FENCE_SUPERSEDED) {
+        job->tag_raised = job->seq; /* the hold's release raises it */
+        frc = 1;
+    }
     if (frc < 0) {
         job_step_failed(job, COPY_FAULT_LOCAL, frc, "cannot record the tag's fence");
         return;
@@ -749,5 +757,8 @@ static void delete_gated(struct eng_job *job)
         delete_manifest(job, job->digest);
         return;
     }
+    /* In a cluster, another node's push of this tag must not land after the delete. */
+    if (!engine_tag_lease_take(job))
+        return;
     job_source_check(job, job->tag, false, delete_tag_checked);
 }

@@ -1,18 +1,22 @@
 /*
  * records.c: job status records written by a thread (records.h). Put takes
  * the lock, replaces or adds the record in a table kept in the order of
- * first put, and wakes the writer; the writer takes the whole table, writes
- * it without the lock, and goes round again.
+ * first put, and wakes the writer; the writer takes the records that are
+ * due, writes them without the lock, and goes round again, or waits until
+ * the next one is due.
  */
 #include "replication/records.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uthash.h>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -21,6 +25,7 @@ struct record {
     char *key; /* destination, repository and digest, NUL-separated */
     size_t key_len;
     struct journal_job job; /* owned */
+    int64_t due_ms;         /* clock_mono_ms() from which it is written */
     UT_hash_handle hh;
 };
 
@@ -28,10 +33,13 @@ struct records {
     struct journal *journal;
     pthread_t writer;
     pthread_mutex_t lock;
-    pthread_cond_t wake; /* work to do, or closing */
-    pthread_cond_t room; /* the table is below its cap again */
-    struct record *table;
-    size_t n;
+    pthread_cond_t wake;  /* work to do, or closing */
+    pthread_cond_t room;  /* the tables are below their cap again */
+    struct record *table; /* due: written at the writer's next round */
+    /* Not due yet (PENDING, IN_PROGRESS), in the order of their due times:
+     * the order of first put, as every one waits RECORDS_OPEN_DELAY_MS. */
+    struct record *later;
+    size_t n;       /* in both */
     size_t writing; /* taken by the writer, not written yet */
     bool closing;
 };
@@ -56,19 +64,59 @@ static void record_free(struct record *rec)
     free(rec);
 }
 
+/* When a record in `state` put now is due: PENDING and IN_PROGRESS wait a little. */
+static int64_t record_due(enum journal_job_state state, int64_t now)
+{
+    bool open = state == JOURNAL_JOB_PENDING || state == JOURNAL_JOB_IN_PROGRESS;
+    return open ? now + RECORDS_OPEN_DELAY_MS : now;
+}
+
+/*
+ * Under the lock: move the records due (all of them when closing) to
+ * *batch, and set *next to the due time of the first one left (INT64_MAX:
+ * none).
+ */
+static void records_take_due(struct records *r, struct record **batch, int64_t *next)
+{
+    int64_t now = clock_mono_ms();
+    *batch = r->table;
+    r->table = NULL;
+    *next = INT64_MAX;
+    struct record *rec, *tmp;
+    HASH_ITER(hh, r->later, rec, tmp)
+    {
+        if (!r->closing && rec->due_ms > now) {
+            *next = rec->due_ms;
+            break;
+        }
+        HASH_DEL(r->later, rec);
+        HASH_ADD_KEYPTR(hh, *batch, rec->key, rec->key_len, rec);
+    }
+    size_t taken = HASH_COUNT(*batch);
+    r->n -= taken;
+    r->writing += taken;
+}
+
 static void *records_writer(void *arg)
 {
     struct records *r = arg;
     pthread_mutex_lock(&r->lock);
     for (;;) {
-        while (r->table == NULL && !r->closing)
-            pthread_cond_wait(&r->wake, &r->lock);
-        if (r->table == NULL && r->closing)
+        struct record *batch = NULL;
+        int64_t next = INT64_MAX;
+        records_take_due(r, &batch, &next);
+        if (batch == NULL && r->closing)
             break;
-        struct record *batch = r->table;
-        r->table = NULL;
-        r->writing = r->n;
-        r->n = 0;
+        if (batch == NULL) {
+            if (next == INT64_MAX) {
+                pthread_cond_wait(&r->wake, &r->lock);
+            } else {
+                struct timespec until = {.tv_sec = (time_t)(next / 1000),
+                                         .tv_nsec = (long)(next % 1000) * 1000000L};
+                pthread_cond_timedwait(&r->wake, &r->lock, &until);
+            }
+            continue;
+        }
         pthread_cond_broadcast(&r->room);
         pthread_mutex_unlock(&r->lock);
         struct record *rec, *tmp;
@@ -94,7 +142,12 @@ int records_new(struct journal *journal, struct records **out)
     struct records *r = xcalloc(1, sizeof(*r));
     r->journal = journal;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->wake, NULL);
+    /* The writer waits for a record's due time on the monotonic clock. */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->wake, &attr);
+    pthread_condattr_destroy(&attr);
     pthread_cond_init(&r->room, NULL);
     if (pthread_create(&r->writer, NULL, records_writer, r) != 0) {
         pthread_cond_destroy(&r->room);
@@ -117,14 +170,27 @@ void records_put(struct records *r, const struct journal_job *job)
     memcpy(key + d + p, job->digest, g);
     size_t key_len = d + p + g;
 
+    int64_t now = clock_mono_ms();
+    int64_t due = record_due(job->state, now);
     pthread_mutex_lock(&r->lock);
     struct record *rec = NULL;
     HASH_FIND(hh, r->table, key, key_len, rec);
+    if (rec == NULL) {
+        HASH_FIND(hh, r->later, key, key_len, rec);
+        /* Due now (it ended): to the due ones. A state that waits keeps its
+         * place and its older due time (a long job's progress does not hold
+         * its record back). */
+        if (rec != NULL && due <= now) {
+            HASH_DEL(r->later, rec);
+            rec->due_ms = due;
+            HASH_ADD_KEYPTR(hh, r->table, rec->key, rec->key_len, rec);
+        }
+    }
     if (rec != NULL) {
         /* Not written yet: only the newest state is. */
+        free(key);
         journal_job_release(&rec->job);
         record_copy(&rec->job, job);
-        free(key);
     } else {
         while (r->n >= RECORDS_PENDING_MAX && !r->closing)
             pthread_cond_wait(&r->room, &r->lock);
@@ -132,7 +198,11 @@ void records_put(struct records *r, const struct journal_job *job)
         rec->key = key;
         rec->key_len = key_len;
         record_copy(&rec->job, job);
-        HASH_ADD_KEYPTR(hh, r->table, rec->key, rec->key_len, rec);
+        rec->due_ms = due;
+        if (due <= now)
+            HASH_ADD_KEYPTR(hh, r->table, rec->key, rec->key_len, rec);
+        else
+            HASH_ADD_KEYPTR(hh, r->later, rec->key, rec->key_len, rec);
         r->n++;
     }
     pthread_cond_signal(&r->wake);

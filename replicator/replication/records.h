@@ -7,7 +7,7 @@
  * stalled it (for the request's timeout, when a server was away) and
  * carried most of what the servers took in. Here they go to a thread, and
  * only the newest state of a record not yet written is written: a job that
- * ends before its PENDING was sent costs one write.
+ * ends within RECORDS_OPEN_DELAY_MS costs one write.
  *
  * A record becomes visible to the other nodes (and to /v1/images, failures,
  * `ferry retry`) once written: a few milliseconds late, or while the
@@ -22,6 +22,14 @@
 #include <stddef.h>
 
 #include "journal/journal.h"
+
+/*
+ * A PENDING or IN_PROGRESS record waits this long before it is written: a
+ * job that ends sooner writes only how it ended (one write, instead of
+ * three with its index of open jobs). Other nodes see a running job this
+ * much later; a job that waits for its retry has its claim meanwhile.
+ */
+#define RECORDS_OPEN_DELAY_MS 1000
 
 /* Records waiting to be written at most; past this a put waits for room. */
 #define RECORDS_PENDING_MAX 100000

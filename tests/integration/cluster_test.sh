@@ -6,7 +6,8 @@
 # - /v1/status on each node shows both nodes alive, and /metrics carries a
 #   node label;
 # - `ferry status --wait` works against either node, `ferry status` lists the nodes;
-# - no node moves a destination tag while another holds the tag's lease;
+# - no node moves a destination tag while another holds the tag (its
+#   lease), nor deletes it;
 # - one node polls the source (its lease), and after a `kill -9` of that
 #   node the other one takes the lease;
 # - a job parked behind a destination that is down (its entry settled, its
@@ -25,8 +26,8 @@ require_ferry
 FERRY=$(ferry_bin)
 
 nats_cluster_start 3
-registry_start src
-registry_start d1
+registry_start src --delete
+registry_start d1 --delete
 late_port=$(free_port)
 later_port=$(free_port)
 port1=$(free_port)
@@ -46,12 +47,13 @@ cluster:
   ack_wait: 3s
   timeout: 2s
 registries:
-  src: { url: "http://$src_ADDR", poll: true, repositories: ["app", "late"] }
+  src: { url: "http://$src_ADDR", poll: true, repositories: ["app", "late", "gone"] }
   d1: { url: "http://$d1_ADDR" }
   late: { url: "http://127.0.0.1:$late_port" }
   later: { url: "http://127.0.0.1:$later_port" }
 rules:
   - { name: app, source: src, repositories: ["app"], destinations: [{ registry: d1 }] }
+  - { name: gone, source: src, repositories: ["gone"], deletes: true, destinations: [{ registry: d1 }] }
   - { name: late, source: src, repositories: ["late"], destinations: [{ registry: late }] }
   - { name: later, source: src, repositories: ["later"], destinations: [{ registry: later }] }
 YAML
@@ -124,6 +126,28 @@ wait_until 40 at "$d1_ADDR" app:v9 "$TEST_TMP/app9.json" || fail "app:v9 did not
 took=$(($(date +%s) - t0))
 ((took >= 10)) || fail "app:v9 arrived ${took}s after its push, while the tag's lease was held for 12 s"
 pass "a destination tag whose lease another node held was left alone until the lease lapsed (arrived after ${took}s)"
+
+# A tag's delete waits for another node's hold of the tag as a push does:
+# its PUT could otherwise land after the delete and bring the tag back.
+fixturegen push --registry "$src_ADDR" --repo gone --tag v1 --seed cl-gone1 --layers 1 --layer-size 16K --compact >"$TEST_TMP/gone1.json"
+notify 2 "$TEST_TMP/gone1.json" gone v1 >/dev/null
+wait_until 30 at "$d1_ADDR" gone:v1 "$TEST_TMP/gone1.json" || fail "gone:v1 did not arrive at d1"
+"$lease_tool" "$TEST_TMP/ferry1.yaml" 'tag:d1\ngone\nv1' intruder 10000 >/dev/null ||
+  fail "the test could not take gone:v1's hold"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$src_URL/v2/gone/manifests/$(jq -r .digest "$TEST_TMP/gone1.json")")
+assert_eq "$code" 202 "deleted gone:v1's manifest at the source"
+waits_before=$(grep -c "node intruder is moving this tag now" "$TEST_TMP/ferry1.log" "$TEST_TMP/ferry2.log" | awk -F: '{s += $2} END {print s}')
+t0=$(date +%s)
+event_envelope "$TEST_TMP/gone-del.json" ev-gone-del delete gone "" v1 ""
+assert_eq "$(events_post "$(api 1)" "$TEST_TMP/gone-del.json")" 200 "the delete of gone:v1 posted to node 1"
+delete_waited() { [[ $(grep -c "node intruder is moving this tag now" "$TEST_TMP/ferry1.log" "$TEST_TMP/ferry2.log" | awk -F: '{s += $2} END {print s}') -gt $waits_before ]]; }
+wait_until 20 delete_waited || fail "no node waited for gone:v1's hold: $(jobs 1 | jq -c 'select(.repository == "gone")')"
+at "$d1_ADDR" gone:v1 "$TEST_TMP/gone1.json" || fail "gone:v1 was deleted at d1 while another node held the tag"
+gone_at_d1() { [[ "$(manifest_ref_digest "$d1_URL" gone v1)" == 404 ]]; }
+wait_until 40 gone_at_d1 || fail "gone:v1 was not deleted at d1 once the hold lapsed"
+took=$(($(date +%s) - t0))
+((took >= 8)) || fail "gone:v1 was deleted ${took}s after the delete, while the tag was held for 10 s"
+pass "a tag's delete waited for another node's hold of the tag, and ran once it lapsed (${took}s)"
 
 # One node polls the source; kill it, and the other takes its lease.
 polling() { st "$1" | jq '[.cluster.nodes[] | select(.self) | .figures.polling] | add // 0'; }

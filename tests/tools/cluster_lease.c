@@ -1,9 +1,12 @@
 /*
  * cluster_lease: take a lease of a cluster's journal as some holder, for the
  * cluster tests (a node that holds a destination tag's lease, played by the
- * test): `cluster_lease CONFIG NAME HOLDER TTL_MS`. NAME may hold "\n" for
- * newlines. Prints "held" or "held by OTHER"; exits 0 when HOLDER holds it.
+ * test): `cluster_lease CONFIG NAME HOLDER TTL_MS [SEQ]`. NAME may hold "\n"
+ * for newlines; "tag:DEST\nREPO\nTAG" is that destination tag's hold
+ * (journal_tag_hold()), for the job of entry SEQ (default 0). Prints "held"
+ * or "held by OTHER"; exits 0 when HOLDER holds it.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +36,8 @@ static char *lease_name(const char *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: cluster_lease CONFIG NAME HOLDER TTL_MS\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: cluster_lease CONFIG NAME HOLDER TTL_MS [SEQ]\n");
         return 2;
     }
     struct config *config = NULL;
@@ -55,7 +58,19 @@ int main(int argc, char **argv)
     }
     char *name = lease_name(argv[2]);
     char *other = NULL;
-    rc = journal_lease_take(j, name, argv[3], strtoull(argv[4], NULL, 10), &other);
+    uint64_t ttl = strtoull(argv[4], NULL, 10);
+    char *dest = strncmp(name, "tag:", 4) == 0 ? name + 4 : NULL;
+    char *repo = dest != NULL ? strchr(dest, '\n') : NULL;
+    char *tag = repo != NULL ? strchr(repo + 1, '\n') : NULL;
+    if (tag != NULL) {
+        uint64_t fence = 0;
+        *repo++ = '\0';
+        *tag++ = '\0';
+        rc = journal_tag_hold(j, dest, repo, tag, argv[3], ttl,
+                              argc == 6 ? strtoull(argv[5], NULL, 10) : 0, &fence, &other);
+    } else {
+        rc = journal_lease_take(j, name, argv[3], ttl, &other);
+    }
     if (rc == 1)
         printf("held\n");
     else if (rc == 0)

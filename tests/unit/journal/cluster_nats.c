@@ -1120,6 +1120,72 @@ static void test_leases(void **state)
     journal_close(one);
 }
 
+/* ---- A destination tag's hold: its fence and its lease in one record ---- */
+
+static void test_tag_holds(void **state)
+{
+    (void)state;
+    struct journal *a = node_open(), *b = node_open();
+    uint64_t fence = 99, seq = 0;
+    char *other = NULL;
+    /* Held by one node at a time; the fence comes with the hold. */
+    assert_int_equal(journal_tag_hold(a, "eu", "app", "v1", "a", 5000, 5, &fence, NULL), 1);
+    assert_int_equal(fence, 0);
+    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 7, &fence, &other), 0);
+    assert_non_null(other);
+    assert_string_equal(other, "a");
+    free(other);
+    /* A reader counts the holder's pending seq: its PUT may have landed. */
+    assert_int_equal(journal_fence_get(b, "eu", "app", "v1", &seq), 0);
+    assert_int_equal(seq, 5);
+    /* Not b's to release: nothing changes. */
+    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 7), 0);
+    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 7, &fence, NULL), 0);
+    /* Released without a move: the fence stays; with one: it is raised. */
+    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 0), 0);
+    assert_int_equal(journal_fence_get(b, "eu", "app", "v1", &seq), 0);
+    assert_int_equal(seq, 0);
+    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 7, &fence, NULL), 1);
+    assert_int_equal(fence, 0);
+    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 7), 0);
+    assert_int_equal(journal_tag_hold(a, "eu", "app", "v1", "a", 5000, 6, &fence, NULL), 1);
+    assert_int_equal(fence, 7);
+    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 0), 0);
+    /* A holder that dies: once its hold lapses, its pending seq is the fence. */
+    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 500, 9, &fence, NULL), 1);
+    sleep_ms(800);
+    assert_int_equal(journal_tag_hold(a, "eu", "app", "v1", "a", 5000, 8, &fence, NULL), 1);
+    assert_int_equal(fence, 9);
+    /* b comes back late: the hold is a's now, b's release writes nothing. */
+    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 9), 0);
+    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 10, &fence, &other), 0);
+    free(other);
+    /* A raise outside the hold (a digest's delete, say) keeps the hold. */
+    assert_int_equal(journal_fence_raise(b, "eu", "app", "v1", 12), 1);
+    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 13, &fence, NULL), 0);
+    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 8), 0);
+    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 13, &fence, NULL), 1);
+    assert_int_equal(fence, 12);
+    /* The same holder again (a retry whose answer was lost): still its own. */
+    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 13, &fence, NULL), 1);
+    assert_int_equal(fence, 13);
+    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 13), 0);
+    assert_int_equal(journal_fence_get(a, "eu", "app", "v1", &seq), 0);
+    assert_int_equal(seq, 13);
+    assert_int_equal(journal_tag_hold(a, "eu", "", "v1", "a", 5000, 1, &fence, NULL), FERRY_EINVAL);
+    journal_close(a);
+    journal_close(b);
+
+    /* One node: the hold reads the fence, the release raises it. */
+    struct journal *one = local_journal();
+    assert_int_equal(journal_tag_hold(one, "eu", "app", "v1", "me", 5000, 4, &fence, NULL), 1);
+    assert_int_equal(fence, 0);
+    assert_int_equal(journal_tag_release(one, "eu", "app", "v1", "me", 4), 0);
+    assert_int_equal(journal_tag_hold(one, "eu", "app", "v1", "me", 5000, 5, &fence, NULL), 1);
+    assert_int_equal(fence, 4);
+    journal_close(one);
+}
+
 /* ---- Nodes: their heartbeats ---- */
 
 #define SEEN_NODES 8
@@ -1448,19 +1514,13 @@ int main(int argc, char **argv)
     log_threshold = FERRY_LOG_WARN;
 
     const struct CMUnitTest all[] = {
-        cmocka_unit_test(test_open_errors),
-        cmocka_unit_test(test_append_dedup_two_nodes),
-        cmocka_unit_test(test_append_batch),
-        cmocka_unit_test(test_tagstate_observations),
-        cmocka_unit_test(test_observation_race),
-        cmocka_unit_test(test_fences),
-        cmocka_unit_test(test_fence_race),
-        cmocka_unit_test(test_jobs),
-        cmocka_unit_test(test_hostile_messages),
-        cmocka_unit_test(test_node_local),
-        cmocka_unit_test(test_work_shared),
-        cmocka_unit_test(test_leases),
-        cmocka_unit_test(test_nodes),
+        cmocka_unit_test(test_open_errors),      cmocka_unit_test(test_append_dedup_two_nodes),
+        cmocka_unit_test(test_append_batch),     cmocka_unit_test(test_tagstate_observations),
+        cmocka_unit_test(test_observation_race), cmocka_unit_test(test_fences),
+        cmocka_unit_test(test_fence_race),       cmocka_unit_test(test_jobs),
+        cmocka_unit_test(test_hostile_messages), cmocka_unit_test(test_node_local),
+        cmocka_unit_test(test_work_shared),      cmocka_unit_test(test_leases),
+        cmocka_unit_test(test_tag_holds),        cmocka_unit_test(test_nodes),
         cmocka_unit_test(test_claims),
     };
     const struct CMUnitTest after[] = {

@@ -2,7 +2,10 @@
  * records: a cluster node's job records, written by a thread. Whatever is
  * put reaches the journal by the close, each record in the newest state put
  * (a newer put of a record not yet written replaces it), and a put never
- * waits for the write.
+ * waits for the write. A running or waiting job's record waits
+ * RECORDS_OPEN_DELAY_MS first, so that a job that ends sooner writes once;
+ * how a job ended is written at once, and a long job's progress does not
+ * hold its record back.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
+#include "common/clock.h"
 #include "common/xalloc.h"
 #include "journal/journal.h"
 #include "replication/records.h"
@@ -79,10 +84,110 @@ static void test_newest_state_written(void **state)
     assert_int_equal(unit_tmpdir_remove(root), 0);
 }
 
+static struct journal_job one_job(char *repo, enum journal_job_state st)
+{
+    static char *tags[] = {"v1"};
+    return (struct journal_job){
+        .destination = "eu",
+        .repository = repo,
+        .digest = "sha256:0000000000000000000000000000000000000000000000000000000000000001",
+        .state = st,
+        .attempts = 1,
+        .seq = 1,
+        .tags = tags,
+        .n_tags = 1,
+        .node = "node-a",
+    };
+}
+
+/* The state of repo's record now: 0 when there is none. */
+static int state_of(struct journal *j, const char *repo)
+{
+    struct journal_job got;
+    if (journal_job_get(j, "eu", repo,
+                        "sha256:0000000000000000000000000000000000000000000000000000000000000001",
+                        &got) < 0)
+        return 0;
+    int st = (int)got.state;
+    journal_job_release(&got);
+    return st;
+}
+
+/* ms from `t0` until repo's record is in `st` (polled every 20 ms, at most 5 s), -1 if never. */
+static int64_t until_state(struct journal *j, const char *repo, int st, int64_t t0)
+{
+    while (clock_mono_ms() - t0 < 5000) {
+        if (state_of(j, repo) == st)
+            return clock_mono_ms() - t0;
+        nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000L}, NULL);
+    }
+    return -1;
+}
+
+static void test_open_states_wait(void **state)
+{
+    (void)state;
+    char quick[] = "quick", long_[] = "long", busy[] = "busy", closing[] = "closing";
+    char root[] = "/tmp/ferry-records-test-XXXXXX";
+    assert_int_equal(unit_tmpdir_make(root), 0);
+    char *dir = xasprintf("%s/journal", root);
+    struct journal *j = NULL;
+    char *err = NULL;
+    struct journal_options opts = {0};
+    assert_int_equal(journal_open(dir, &opts, &j, &err), 0);
+    struct records *r = NULL;
+    assert_int_equal(records_new(j, &r), 0);
+
+    /* A job that ends within the delay: its IN_PROGRESS is never written. */
+    int64_t t0 = clock_mono_ms();
+    struct journal_job job = one_job(quick, JOURNAL_JOB_IN_PROGRESS);
+    records_put(r, &job);
+    nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
+    int seen = state_of(j, "quick");
+    if (clock_mono_ms() - t0 < RECORDS_OPEN_DELAY_MS)
+        assert_int_equal(seen, 0);
+    job = one_job(quick, JOURNAL_JOB_COMPLETE);
+    int64_t t1 = clock_mono_ms();
+    records_put(r, &job);
+    int64_t took = until_state(j, "quick", JOURNAL_JOB_COMPLETE, t1);
+    assert_true(took >= 0);
+    assert_true(took < RECORDS_OPEN_DELAY_MS / 2 || clock_mono_ms() - t0 >= 4000);
+
+    /* A job that runs on is written once the delay is over... */
+    t0 = clock_mono_ms();
+    job = one_job(long_, JOURNAL_JOB_IN_PROGRESS);
+    records_put(r, &job);
+    took = until_state(j, "long", JOURNAL_JOB_IN_PROGRESS, t0);
+    assert_true(took >= RECORDS_OPEN_DELAY_MS);
+    /* ... and a record put again and again (its progress) is not held back. */
+    t0 = clock_mono_ms();
+    job = one_job(busy, JOURNAL_JOB_PENDING);
+    records_put(r, &job);
+    for (int i = 0; i < 40 && state_of(j, "busy") == 0; i++) {
+        job = one_job(busy, JOURNAL_JOB_PENDING);
+        job.attempts = (uint32_t)(i + 2);
+        records_put(r, &job);
+        nanosleep(&(struct timespec){.tv_nsec = 100 * 1000000L}, NULL);
+    }
+    took = clock_mono_ms() - t0;
+    assert_int_equal(state_of(j, "busy"), JOURNAL_JOB_PENDING);
+    assert_true(took < 3 * RECORDS_OPEN_DELAY_MS);
+
+    /* What waits is written by the close. */
+    job = one_job(closing, JOURNAL_JOB_IN_PROGRESS);
+    records_put(r, &job);
+    records_close(r);
+    assert_int_equal(state_of(j, "closing"), JOURNAL_JOB_IN_PROGRESS);
+    journal_close(j);
+    free(dir);
+    assert_int_equal(unit_tmpdir_remove(root), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_newest_state_written),
+        cmocka_unit_test(test_open_states_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
