@@ -197,10 +197,10 @@ int journal_tag_hold(struct journal *j, const char *destination, const char *rep
 }
 
 int journal_tag_release(struct journal *j, const char *destination, const char *repository,
-                        const char *tag, const char *holder, uint64_t raised)
+                        const char *tag, const char *holder, uint64_t seq, uint64_t raised)
 {
     if (j->ops->tag_release != NULL)
-        return j->ops->tag_release(j, destination, repository, tag, holder, raised);
+        return j->ops->tag_release(j, destination, repository, tag, holder, seq, raised);
     if (raised == 0)
         return 0;
     int rc = j->ops->fence_raise(j, destination, repository, tag, raised);

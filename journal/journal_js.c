@@ -1459,7 +1459,7 @@ static int js_fence_raise(struct journal *jn, const char *destination, const cha
 struct js_hold {
     const char *holder;
     int64_t now, expires;
-    uint64_t seq;    /* hold: the job's entry, pending while held */
+    uint64_t seq;    /* the job's entry, pending while held */
     uint64_t raised; /* release: the fence to raise to, 0: none */
     bool release;
     uint64_t fence; /* hold: the fence found, as the holder counts it */
@@ -1477,7 +1477,8 @@ static int js_hold_decide(const void *current, int len, void *arg, const void **
     int rc = js_fence_parse(current, len, &f);
     if (rc < 0)
         return rc;
-    bool mine = js_held_by(&f, h->holder);
+    /* One job's: the same holder for another seq is another hold (see journal_tag_hold()). */
+    bool mine = js_held_by(&f, h->holder) && f.pending == h->seq;
     if (h->release) {
         if (!mine)
             return 0; /* lapsed and taken, or never held: its pending counted for the next */
@@ -1536,9 +1537,9 @@ static int js_tag_hold(struct journal *jn, const char *destination, const char *
 }
 
 static int js_tag_release(struct journal *jn, const char *destination, const char *repository,
-                          const char *tag, const char *holder, uint64_t raised)
+                          const char *tag, const char *holder, uint64_t seq, uint64_t raised)
 {
-    struct js_hold h = {.holder = holder, .raised = raised, .release = true};
+    struct js_hold h = {.holder = holder, .seq = seq, .raised = raised, .release = true};
     int rc = js_tag_update(jn, destination, repository, tag, &h);
     free(h.was);
     return rc < 0 ? rc : 0;

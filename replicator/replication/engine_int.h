@@ -234,6 +234,11 @@ struct eng_job {
     uint64_t claim_seq;
     bool tag_leased; /* a cluster: holds its tag (engine_tag_lease_take(), journal_tag_hold()) */
     uint64_t held_fence; /* the tag's fence, as the hold found it */
+    /* The hold's work, while it is on the thread pool (the job waits for it). */
+    struct tag_hold_work *hold_work;
+    /* A push's digest fence (engine_digest_fence()), read with the hold: its rc, and the seq. */
+    int held_deleted_rc;
+    uint64_t held_deleted;
     uint64_t tag_raised; /* the fence its release raises to (its seq once it may move the tag) */
     bool lease_waits;    /* its attempt ended because another node holds that lease */
     enum eng_job_state state;
@@ -336,6 +341,7 @@ struct engine {
     uint64_t dispatched_seq;
     uint64_t cursor;
     int running;
+    int hold_works; /* a cluster: tag holds and releases on the thread pool (close waits) */
     bool started;
     bool closing;
     engine_idle_cb idle_cb;
@@ -613,14 +619,16 @@ enum engine_tag_verdict {
 enum engine_tag_verdict engine_tag_verdict(const struct engine_tag_facts *f);
 
 /**
- * A cluster: take the lease of the job's destination tag, held until its
- * gates are released, so that one node at a time weighs and moves a tag.
- * False when another node holds it, or it cannot be taken: the attempt has
- * failed then (retried like any).
+ * A cluster: hold the job's destination tag (journal_tag_hold()) until its
+ * gates are released, so that one node at a time weighs and moves a tag,
+ * then go on with `then(job)`: at once on one node, or once the hold is
+ * taken, on the thread pool (a compare-and-set on the servers would stall
+ * the loop; the job waits, running). When another node holds it, or it
+ * cannot be taken, the attempt fails instead (retried like any).
  */
-bool engine_tag_lease_take(struct eng_job *job);
+void engine_tag_lease_take(struct eng_job *job, void (*then)(struct eng_job *job));
 
-/** Give the tag's lease back if the job holds it. */
+/** Give the tag's lease back if the job holds it (on the thread pool). */
 void engine_tag_lease_give(struct eng_job *job);
 
 /** Decide a job's tag (or run its delete) behind its gates. */

@@ -410,6 +410,7 @@ void engine_job_unindex(struct eng_job *job)
 void engine_job_free(struct eng_job *job)
 {
     struct engine *e = job->engine;
+    engine_tag_lease_give(job); /* none by now; if so, it goes back */
     engine_job_unindex(job);
     sched_remove(&e->sched, &job->item);
     if (job->parked)

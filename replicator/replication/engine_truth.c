@@ -7,6 +7,7 @@
  * the source is journaled as a new observation. Also the delete jobs, and
  * the clean-up of manifests a job put for an image the source dropped.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,7 +281,11 @@ static void push_tag_step(struct eng_job *job)
         .moved_since = job->dst->moves != job->moves_at_start,
     };
     enum engine_tag_verdict verdict = ENGINE_TAG_MOVE;
-    int rc = engine_digest_fence(job, job->digest, &facts.deleted);
+    int rc = job->held_deleted_rc;
+    if (job->tag_leased)
+        facts.deleted = job->held_deleted; /* read with the hold */
+    else
+        rc = engine_digest_fence(job, job->digest, &facts.deleted);
     /* The tag's fence matters only when the manifest was not deleted since.
      * A cluster's hold read it, and keeps it: the hold's pending seq stands
      * for the raise until the release writes it. */
@@ -372,22 +377,123 @@ int engine_referrers_fetch(void *arg, const char *repo, const char *digest, regi
     return 0;
 }
 
-bool engine_tag_lease_take(struct eng_job *job)
+/*
+ * A tag's hold taken or released on the loop's thread pool: each is a
+ * compare-and-set on the NATS servers, a few ms (seconds while they elect a
+ * leader), during which the loop would move no byte of any transfer.
+ */
+struct tag_hold_work {
+    uv_work_t req;
+    struct engine *e;
+    struct eng_job
+        *job; /* a hold: the job that waits for it (NULL: it was freed); a release: NULL */
+    void (*then)(struct eng_job *job);
+    char *dest, *repo, *tag;
+    char *digest_key; /* a push's hold: its digest's fence ("@sha256:…") is read with it */
+    uint64_t seq, raised, fence, deleted;
+    int rc, deleted_rc;
+    char *other;
+};
+
+static struct tag_hold_work *tag_hold_work_new(struct eng_job *job)
 {
-    struct engine *e = job->engine;
-    if (e->work == NULL || job->tag_leased)
-        return true;
-    char *other = NULL;
-    int rc = journal_tag_hold(e->journal, job->dst->cfg->name, job->dst_repo, job->tag, e->node,
-                              ENGINE_TAG_LEASE_MS, job->seq, &job->held_fence, &other);
-    if (rc == 1) {
-        job->tag_leased = true;
-        job->tag_raised = 0;
-        return true;
+    struct tag_hold_work *w = xcalloc(1, sizeof(*w));
+    w->req.data = w;
+    w->e = job->engine;
+    w->dest = xstrdup(job->dst->cfg->name);
+    w->repo = xstrdup(job->dst_repo);
+    w->tag = xstrdup(job->tag);
+    w->seq = job->seq;
+    return w;
+}
+
+static void tag_hold_work_free(struct tag_hold_work *w)
+{
+    free(w->dest);
+    free(w->repo);
+    free(w->tag);
+    free(w->digest_key);
+    free(w->other);
+    free(w);
+}
+
+/* On the pool: take the hold (and read the digest's fence), or release it. */
+static void tag_hold_run(uv_work_t *req)
+{
+    struct tag_hold_work *w = req->data;
+    struct journal *j = w->e->journal;
+    if (w->then == NULL) {
+        w->rc = journal_tag_release(j, w->dest, w->repo, w->tag, w->e->node, w->seq, w->raised);
+        return;
     }
-    char *why = rc == 0 ? xasprintf("node %s is moving this tag now", other != NULL ? other : "?")
-                        : xasprintf("cannot take the tag's lease: %s", ferry_strerror(rc));
-    free(other);
+    w->rc = journal_tag_hold(j, w->dest, w->repo, w->tag, w->e->node, ENGINE_TAG_LEASE_MS, w->seq,
+                             &w->fence, &w->other);
+    if (w->rc == 1 && w->digest_key != NULL)
+        w->deleted_rc = journal_fence_get(j, w->dest, w->repo, w->digest_key, &w->deleted);
+}
+
+static void tag_release_done(uv_work_t *req, int status)
+{
+    struct tag_hold_work *w = req->data;
+    w->e->hold_works--;
+    /* If this fails, the hold lapses, and its pending seq counts as the
+     * fence for the next holder: the tag never moves back meanwhile. */
+    if (status < 0 || w->rc < 0)
+        log_warn("cannot give a tag's lease back (it lapses) dest=%s repo=%s tag=%s", w->dest,
+                 w->repo, w->tag);
+    tag_hold_work_free(w);
+}
+
+static void tag_release_queue(struct tag_hold_work *w)
+{
+    w->then = NULL;
+    w->e->hold_works++;
+    int rc = uv_queue_work(w->e->loop, &w->req, tag_hold_run, tag_release_done);
+    if (rc < 0) {
+        tag_hold_run(&w->req);
+        tag_release_done(&w->req, 0);
+    }
+}
+
+/* The hold's answer, on the loop. */
+static void tag_hold_done(uv_work_t *req, int status)
+{
+    struct tag_hold_work *w = req->data;
+    struct eng_job *job = w->job;
+    w->e->hold_works--;
+    if (status < 0 && w->rc == 1)
+        w->rc = -ECANCELED;
+    if (job == NULL) {
+        /* The job went meanwhile (it cannot, but a hold must not stay). */
+        if (w->rc == 1) {
+            w->raised = 0;
+            tag_release_queue(w);
+            return;
+        }
+        tag_hold_work_free(w);
+        return;
+    }
+    job->hold_work = NULL;
+    if (w->rc == 1) {
+        job->tag_leased = true;
+        job->held_fence = w->fence;
+        job->tag_raised = 0;
+        job->held_deleted = w->deleted;
+        job->held_deleted_rc = w->deleted_rc;
+    }
+    int rc = w->rc;
+    if (rc == 1 && job->engine->close_cut)
+        rc = -ECANCELED; /* shutting down: the job ends PENDING, its hold goes back */
+    if (rc == 1) {
+        void (*then)(struct eng_job *) = w->then;
+        tag_hold_work_free(w);
+        then(job);
+        return;
+    }
+    char *why = rc == 0
+                    ? xasprintf("node %s is moving this tag now", w->other != NULL ? w->other : "?")
+                    : xasprintf("cannot take the tag's lease: %s", ferry_strerror(rc));
+    tag_hold_work_free(w);
     /* Waiting for another node is no failure: the attempt is not counted
      * (the wait is bounded by the lease's time), and tried again soon. */
     if (rc == 0 && job->attempts > 1)
@@ -395,26 +501,63 @@ bool engine_tag_lease_take(struct eng_job *job)
     job->lease_waits = rc == 0;
     job_step_failed(job, COPY_FAULT_LOCAL, rc < 0 ? rc : -EBUSY, why);
     free(why);
-    return false;
+}
+
+void engine_tag_lease_take(struct eng_job *job, void (*then)(struct eng_job *job))
+{
+    struct engine *e = job->engine;
+    if (e->work == NULL || job->tag_leased) {
+        then(job);
+        return;
+    }
+    struct tag_hold_work *w = tag_hold_work_new(job);
+    w->job = job;
+    w->then = then;
+    if (!job->is_delete && job->digest != NULL)
+        w->digest_key = xasprintf("@%s", job->digest);
+    int rc = uv_queue_work(e->loop, &w->req, tag_hold_run, tag_hold_done);
+    if (rc < 0) {
+        tag_hold_work_free(w);
+        job_step_failed(job, COPY_FAULT_LOCAL, -EAGAIN, "cannot take the tag's lease");
+        return;
+    }
+    e->hold_works++;
+    job->hold_work = w;
 }
 
 void engine_tag_lease_give(struct eng_job *job)
 {
+    if (job->hold_work != NULL) {
+        job->hold_work->job = NULL; /* its answer finds no job, and gives back what it took */
+        job->hold_work = NULL;
+    }
     if (!job->tag_leased)
         return;
     job->tag_leased = false;
-    /* If this fails, the hold lapses, and its pending seq counts as the
-     * fence for the next holder: the tag never moves back meanwhile. */
-    if (journal_tag_release(job->engine->journal, job->dst->cfg->name, job->dst_repo, job->tag,
-                            job->engine->node, job->tag_raised) < 0)
-        log_warn("cannot give a tag's lease back (it lapses) dest=%s repo=%s tag=%s",
-                 job->dst->cfg->name, job->dst_repo, job->tag);
+    struct tag_hold_work *w = tag_hold_work_new(job);
+    w->raised = job->tag_raised;
     job->tag_raised = 0;
+    tag_release_queue(w);
+}
+
+/* A push behind its gates, and in a cluster its tag's hold: ask the source. */
+static void push_gated(struct eng_job *job)
+{
+    /* Messages are hints: ask the source, behind the tag's gate, so that no
+     * other job of this node moves the tag between the answer and the PUT.
+     * The entry of a sync's own poll is no message but the source's answer,
+     * as new as any entry before it (engine_own_look), unless a job of this
+     * run has looked at the tag since: taking it is taking the answer then. */
+    if (job->own_look && job->tag != NULL &&
+        !engine_looked_again(job->engine, job->src_repo, job->tag)) {
+        push_tag_step(job);
+        return;
+    }
+    job_source_check(job, job->tag, true, push_source_checked);
 }
 
 void engine_gate_decide(struct eng_job *job)
 {
-    struct engine *e = job->engine;
     if (job->is_delete) {
         delete_gated(job);
         return;
@@ -429,21 +572,13 @@ void engine_gate_decide(struct eng_job *job)
         copy_tag_decide(job->copy, 0, NULL, held ? COPY_TAG_HELD : COPY_TAG_LEAVE);
         return;
     }
-    /* In a cluster the gate holds on this node only: the tag's lease keeps
+    /* In a cluster the gate holds on this node only: the tag's hold keeps
      * the other nodes' jobs for it out until this job ends (a fence raised
      * here and a PUT landing after another node's would move it back). */
-    if (job->tag != NULL && !engine_tag_lease_take(job))
-        return;
-    /* Messages are hints: ask the source, behind the tag's gate, so that no
-     * other job of this node moves the tag between the answer and the PUT.
-     * The entry of a sync's own poll is no message but the source's answer,
-     * as new as any entry before it (engine_own_look), unless a job of this
-     * run has looked at the tag since: taking it is taking the answer then. */
-    if (job->own_look && job->tag != NULL && !engine_looked_again(e, job->src_repo, job->tag)) {
-        push_tag_step(job);
-        return;
-    }
-    job_source_check(job, job->tag, true, push_source_checked);
+    if (job->tag != NULL)
+        engine_tag_lease_take(job, push_gated);
+    else
+        push_gated(job);
 }
 
 /* ---- what the source cannot give ---- */
@@ -729,6 +864,12 @@ static void delete_tag_checked(int rc, const char *error, const char *bytes, siz
     registry_manifest_head(job->dst->cl.push, job->dst_repo, job->tag, delete_tag_resolved, job);
 }
 
+/* A tag's delete behind its gates (and its hold): ask the source. */
+static void delete_tag_gated(struct eng_job *job)
+{
+    job_source_check(job, job->tag, false, delete_tag_checked);
+}
+
 /* Behind the repository's gate: the source must agree, and a newer entry that moved the tag wins.
  */
 static void delete_gated(struct eng_job *job)
@@ -758,7 +899,5 @@ static void delete_gated(struct eng_job *job)
         return;
     }
     /* In a cluster, another node's push of this tag must not land after the delete. */
-    if (!engine_tag_lease_take(job))
-        return;
-    job_source_check(job, job->tag, false, delete_tag_checked);
+    engine_tag_lease_take(job, delete_tag_gated);
 }

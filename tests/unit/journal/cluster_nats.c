@@ -1139,37 +1139,41 @@ static void test_tag_holds(void **state)
     assert_int_equal(journal_fence_get(b, "eu", "app", "v1", &seq), 0);
     assert_int_equal(seq, 5);
     /* Not b's to release: nothing changes. */
-    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 7), 0);
+    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 7, 7), 0);
     assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 7, &fence, NULL), 0);
+    /* Nor a's for another job: a's hold is its job's, until that ends. */
+    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 4, 4), 0);
+    assert_int_equal(journal_tag_hold(a, "eu", "app", "v1", "a", 5000, 6, &fence, &other), 0);
+    free(other);
     /* Released without a move: the fence stays; with one: it is raised. */
-    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 0), 0);
+    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 5, 0), 0);
     assert_int_equal(journal_fence_get(b, "eu", "app", "v1", &seq), 0);
     assert_int_equal(seq, 0);
     assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 7, &fence, NULL), 1);
     assert_int_equal(fence, 0);
-    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 7), 0);
+    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 7, 7), 0);
     assert_int_equal(journal_tag_hold(a, "eu", "app", "v1", "a", 5000, 6, &fence, NULL), 1);
     assert_int_equal(fence, 7);
-    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 0), 0);
+    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 6, 0), 0);
     /* A holder that dies: once its hold lapses, its pending seq is the fence. */
     assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 500, 9, &fence, NULL), 1);
     sleep_ms(800);
     assert_int_equal(journal_tag_hold(a, "eu", "app", "v1", "a", 5000, 8, &fence, NULL), 1);
     assert_int_equal(fence, 9);
     /* b comes back late: the hold is a's now, b's release writes nothing. */
-    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 9), 0);
+    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 9, 9), 0);
     assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 10, &fence, &other), 0);
     free(other);
     /* A raise outside the hold (a digest's delete, say) keeps the hold. */
     assert_int_equal(journal_fence_raise(b, "eu", "app", "v1", 12), 1);
     assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 13, &fence, NULL), 0);
-    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 8), 0);
+    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 8, 8), 0);
     assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 13, &fence, NULL), 1);
     assert_int_equal(fence, 12);
     /* The same holder again (a retry whose answer was lost): still its own. */
     assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 13, &fence, NULL), 1);
     assert_int_equal(fence, 13);
-    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 13), 0);
+    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 13, 13), 0);
     assert_int_equal(journal_fence_get(a, "eu", "app", "v1", &seq), 0);
     assert_int_equal(seq, 13);
     assert_int_equal(journal_tag_hold(a, "eu", "", "v1", "a", 5000, 1, &fence, NULL), FERRY_EINVAL);
@@ -1180,7 +1184,7 @@ static void test_tag_holds(void **state)
     struct journal *one = local_journal();
     assert_int_equal(journal_tag_hold(one, "eu", "app", "v1", "me", 5000, 4, &fence, NULL), 1);
     assert_int_equal(fence, 0);
-    assert_int_equal(journal_tag_release(one, "eu", "app", "v1", "me", 4), 0);
+    assert_int_equal(journal_tag_release(one, "eu", "app", "v1", "me", 4, 4), 0);
     assert_int_equal(journal_tag_hold(one, "eu", "app", "v1", "me", 5000, 5, &fence, NULL), 1);
     assert_int_equal(fence, 4);
     journal_close(one);
