@@ -211,33 +211,34 @@ FERRY_MUST_CHECK int journal_lease_give(struct journal *j, const char *name, con
 /**
  * Hold the tag (destination, repository, tag) for `holder` (this node's
  * name) until `ttl_ms` from now, for the job of entry `seq`: 1 with *fence
- * set to the tag's fence, 0 when another holder has it and it has not lapsed
- * (*other, may be NULL, gets that holder; caller frees), or a negative code.
- * A hold is the holder's for one job: `holder` holding it for another seq
- * (its release still on the way, or a node restarted under the name) is
- * another holder until that hold ends or lapses; for the same seq (a
- * retry whose answer was lost) it is this one.
- * The hold names `seq` as pending: if its holder dies before
- * journal_tag_release(), the next holder counts `seq` as the fence (the
- * tag may have moved to it). In a cluster, one compare-and-set: the tag's
- * fence, lease and pending seq are one record, so that taking the lease
- * reads the fence, and giving it back raises it. With one node (RocksDB),
- * it reads the fence and holds nothing (the engine's tag gate is the hold).
+ * set to the tag's fence, 0 when another hold has it and it has not lapsed
+ * (*other, may be NULL, gets its holder; caller frees), or a negative code.
+ * `token` (not 0) names this hold: the same holder with another token (a
+ * release still on the way, a node restarted under the name) is another
+ * hold until it ends or lapses; the same token is this hold (a write whose
+ * answer was lost, found again). The hold names `seq` as pending: if its
+ * holder dies before journal_tag_release(), the next holder counts `seq`
+ * as the fence (the tag may have moved to it). In a cluster, one
+ * compare-and-set: the tag's fence and its hold are one record, so that
+ * taking the hold reads the fence, and releasing it raises it. With one
+ * node (RocksDB), it reads the fence and holds nothing (the engine's tag
+ * gate is the hold).
  */
 FERRY_MUST_CHECK int journal_tag_hold(struct journal *j, const char *destination,
                                       const char *repository, const char *tag, const char *holder,
-                                      uint64_t ttl_ms, uint64_t seq, uint64_t *fence, char **other);
+                                      uint64_t token, uint64_t ttl_ms, uint64_t seq,
+                                      uint64_t *fence, char **other);
 
 /**
- * End `holder`'s hold of the tag for the job of entry `seq`, raising its
- * fence to `raised` when that is higher (0: the tag did not move). Nothing
- * when the hold is not that any more (it lapsed, and its pending seq
- * counted for the next holder). Returns 0 or a negative code. With one
- * node, a synced journal_fence_raise().
+ * End the hold `token` of `holder`, raising the tag's fence to `raised` when
+ * that is higher (0: the tag did not move). Nothing when the hold is not
+ * that one any more (it lapsed, and its pending seq counted for the next
+ * holder), or never was (a hold whose answer was lost). Returns 0 or a
+ * negative code. With one node, a synced journal_fence_raise().
  */
 FERRY_MUST_CHECK int journal_tag_release(struct journal *j, const char *destination,
                                          const char *repository, const char *tag,
-                                         const char *holder, uint64_t seq, uint64_t raised);
+                                         const char *holder, uint64_t token, uint64_t raised);
 
 /* ---- Nodes: who is in the cluster, for liveness and status ---- */
 

@@ -184,23 +184,28 @@ int journal_lease_give(struct journal *j, const char *name, const char *holder)
 }
 
 int journal_tag_hold(struct journal *j, const char *destination, const char *repository,
-                     const char *tag, const char *holder, uint64_t ttl_ms, uint64_t seq,
-                     uint64_t *fence, char **other)
+                     const char *tag, const char *holder, uint64_t token, uint64_t ttl_ms,
+                     uint64_t seq, uint64_t *fence, char **other)
 {
     if (other != NULL)
         *other = NULL;
     *fence = 0;
+    if (token == 0)
+        return FERRY_EINVAL;
     if (j->ops->tag_hold != NULL)
-        return j->ops->tag_hold(j, destination, repository, tag, holder, ttl_ms, seq, fence, other);
+        return j->ops->tag_hold(j, destination, repository, tag, holder, token, ttl_ms, seq, fence,
+                                other);
     int rc = j->ops->fence_get(j, destination, repository, tag, fence);
     return rc < 0 ? rc : 1;
 }
 
 int journal_tag_release(struct journal *j, const char *destination, const char *repository,
-                        const char *tag, const char *holder, uint64_t seq, uint64_t raised)
+                        const char *tag, const char *holder, uint64_t token, uint64_t raised)
 {
+    if (token == 0)
+        return FERRY_EINVAL;
     if (j->ops->tag_release != NULL)
-        return j->ops->tag_release(j, destination, repository, tag, holder, seq, raised);
+        return j->ops->tag_release(j, destination, repository, tag, holder, token, raised);
     if (raised == 0)
         return 0;
     int rc = j->ops->fence_raise(j, destination, repository, tag, raised);

@@ -87,10 +87,10 @@ struct journal_ops {
 
     /* NULL: one node (journal_api.c reads and raises the fence instead). */
     int (*tag_hold)(struct journal *j, const char *destination, const char *repository,
-                    const char *tag, const char *holder, uint64_t ttl_ms, uint64_t seq,
-                    uint64_t *fence, char **other);
+                    const char *tag, const char *holder, uint64_t token, uint64_t ttl_ms,
+                    uint64_t seq, uint64_t *fence, char **other);
     int (*tag_release)(struct journal *j, const char *destination, const char *repository,
-                       const char *tag, const char *holder, uint64_t seq, uint64_t raised);
+                       const char *tag, const char *holder, uint64_t token, uint64_t raised);
 
     /* NULL: one node, which keeps no heartbeats. journal_api.c checks the arguments first. */
     int (*node_beat)(struct journal *j, const char *node, const char *info);

@@ -1213,13 +1213,13 @@ static int js_fence_locate(struct journal_js *j, const char *destination, const 
 
 /*
  * A fence's record: the fence (8 bytes, a journal key), then, while a node
- * holds the tag (js_tag_hold()), the pending seq of its job and the hold's
- * expiry (8 bytes each, unix ms) and the holder's name.
+ * holds the tag (js_tag_hold()), the pending seq of its job, the hold's
+ * expiry (unix ms) and token (8 bytes each), and the holder's name.
  */
-#define JS_HOLD_HEAD (3 * JOURNAL_KEY_LEN)
+#define JS_HOLD_HEAD (4 * JOURNAL_KEY_LEN)
 
 struct js_fence_rec {
-    uint64_t fence, pending;
+    uint64_t fence, pending, token;
     int64_t expires;
     const char *holder; /* in the message; NULL: not held */
     int holder_len;
@@ -1238,6 +1238,7 @@ static int js_fence_parse(const void *data, int len, struct js_fence_rec *r)
         return 0;
     r->pending = journal_key_decode(p + JOURNAL_KEY_LEN);
     r->expires = (int64_t)journal_key_decode(p + 2 * JOURNAL_KEY_LEN);
+    r->token = journal_key_decode(p + 3 * JOURNAL_KEY_LEN);
     r->holder = p + JS_HOLD_HEAD;
     r->holder_len = len - JS_HOLD_HEAD;
     return 0;
@@ -1249,9 +1250,10 @@ static uint64_t js_fence_of(const struct js_fence_rec *r)
     return r->pending > r->fence ? r->pending : r->fence;
 }
 
-static bool js_held_by(const struct js_fence_rec *r, const char *holder)
+/* Is the record's hold `holder`'s hold `token`? */
+static bool js_held_by(const struct js_fence_rec *r, const char *holder, uint64_t token)
 {
-    return r->holder != NULL && (size_t)r->holder_len == strlen(holder) &&
+    return r->holder != NULL && r->token == token && (size_t)r->holder_len == strlen(holder) &&
            memcmp(r->holder, holder, (size_t)r->holder_len) == 0;
 }
 
@@ -1385,18 +1387,18 @@ struct js_fence_write {
     int len;
 };
 
-/* The record {fence, and the hold of `holder` (NULL: none) with its pending seq and expiry}. */
-static void js_fence_build(struct js_fence_write *w, uint64_t fence, const char *holder,
-                           int holder_len, uint64_t pending, int64_t expires)
+/* The record: `fence`, and the hold `h` (NULL: none; its holder's name is holder_len long). */
+static void js_fence_build(struct js_fence_write *w, uint64_t fence, const struct js_fence_rec *h)
 {
     free(w->value);
-    w->len = JOURNAL_KEY_LEN + (holder != NULL ? 2 * JOURNAL_KEY_LEN + holder_len : 0);
+    w->len = h != NULL ? JS_HOLD_HEAD + h->holder_len : JOURNAL_KEY_LEN;
     w->value = xmalloc((size_t)w->len);
     journal_key_encode(fence, w->value);
-    if (holder != NULL) {
-        journal_key_encode(pending, w->value + JOURNAL_KEY_LEN);
-        journal_key_encode((uint64_t)expires, w->value + 2 * JOURNAL_KEY_LEN);
-        memcpy(w->value + JS_HOLD_HEAD, holder, (size_t)holder_len);
+    if (h != NULL) {
+        journal_key_encode(h->pending, w->value + JOURNAL_KEY_LEN);
+        journal_key_encode((uint64_t)h->expires, w->value + 2 * JOURNAL_KEY_LEN);
+        journal_key_encode(h->token, w->value + 3 * JOURNAL_KEY_LEN);
+        memcpy(w->value + JS_HOLD_HEAD, h->holder, (size_t)h->holder_len);
     }
 }
 
@@ -1423,7 +1425,7 @@ static int js_raise_decide(const void *current, int len, void *arg, const void *
         return 2;
     if (r->seq < r->previous)
         return 0;
-    js_fence_build(&r->w, r->seq, f.holder, f.holder_len, f.pending, f.expires);
+    js_fence_build(&r->w, r->seq, f.holder != NULL ? &f : NULL);
     *value = r->w.value;
     *value_len = r->w.len;
     return 1;
@@ -1458,8 +1460,9 @@ static int js_fence_raise(struct journal *jn, const char *destination, const cha
  */
 struct js_hold {
     const char *holder;
+    uint64_t token;
     int64_t now, expires;
-    uint64_t seq;    /* the job's entry, pending while held */
+    uint64_t seq;    /* hold: the job's entry, pending while held */
     uint64_t raised; /* release: the fence to raise to, 0: none */
     bool release;
     uint64_t fence; /* hold: the fence found, as the holder counts it */
@@ -1477,22 +1480,28 @@ static int js_hold_decide(const void *current, int len, void *arg, const void **
     int rc = js_fence_parse(current, len, &f);
     if (rc < 0)
         return rc;
-    /* One job's: the same holder for another seq is another hold (see journal_tag_hold()). */
-    bool mine = js_held_by(&f, h->holder) && f.pending == h->seq;
+    bool mine = js_held_by(&f, h->holder, h->token);
     if (h->release) {
         if (!mine)
             return 0; /* lapsed and taken, or never held: its pending counted for the next */
         uint64_t fence = h->raised > f.fence ? h->raised : f.fence;
-        js_fence_build(&h->w, fence, NULL, 0, 0, 0);
+        js_fence_build(&h->w, fence, NULL);
     } else {
         if (f.holder != NULL && !mine && f.expires > h->now) {
             h->was = xstrndup(f.holder, (size_t)f.holder_len);
             return 0;
         }
-        /* A lapsed hold's pending seq (a node that died, or this one
-         * before a restart) may have moved the tag: it counts as the fence. */
-        h->fence = js_fence_of(&f);
-        js_fence_build(&h->w, h->fence, h->holder, (int)strlen(h->holder), h->seq, h->expires);
+        /* This hold's own write, found again (its answer was lost): the
+         * fence it wrote. Otherwise a lapsed hold's pending seq (a node that
+         * died, or this one before a restart) may have moved the tag: it
+         * counts as the fence. */
+        h->fence = mine ? f.fence : js_fence_of(&f);
+        struct js_fence_rec held = {.pending = h->seq,
+                                    .token = h->token,
+                                    .expires = h->expires,
+                                    .holder = h->holder,
+                                    .holder_len = (int)strlen(h->holder)};
+        js_fence_build(&h->w, h->fence, &held);
     }
     *value = h->w.value;
     *value_len = h->w.len;
@@ -1518,12 +1527,12 @@ static int js_tag_update(struct journal *jn, const char *destination, const char
 }
 
 static int js_tag_hold(struct journal *jn, const char *destination, const char *repository,
-                       const char *tag, const char *holder, uint64_t ttl_ms, uint64_t seq,
-                       uint64_t *fence, char **other)
+                       const char *tag, const char *holder, uint64_t token, uint64_t ttl_ms,
+                       uint64_t seq, uint64_t *fence, char **other)
 {
     if (ttl_ms == 0)
         return FERRY_EINVAL;
-    struct js_hold h = {.holder = holder, .now = clock_unix_ms(), .seq = seq};
+    struct js_hold h = {.holder = holder, .token = token, .now = clock_unix_ms(), .seq = seq};
     h.expires = h.now + (int64_t)ttl_ms;
     int rc = js_tag_update(jn, destination, repository, tag, &h);
     if (rc == 1)
@@ -1537,9 +1546,9 @@ static int js_tag_hold(struct journal *jn, const char *destination, const char *
 }
 
 static int js_tag_release(struct journal *jn, const char *destination, const char *repository,
-                          const char *tag, const char *holder, uint64_t seq, uint64_t raised)
+                          const char *tag, const char *holder, uint64_t token, uint64_t raised)
 {
-    struct js_hold h = {.holder = holder, .seq = seq, .raised = raised, .release = true};
+    struct js_hold h = {.holder = holder, .token = token, .raised = raised, .release = true};
     int rc = js_tag_update(jn, destination, repository, tag, &h);
     free(h.was);
     return rc < 0 ? rc : 0;

@@ -234,6 +234,7 @@ struct eng_job {
     uint64_t claim_seq;
     bool tag_leased; /* a cluster: holds its tag (engine_tag_lease_take(), journal_tag_hold()) */
     uint64_t held_fence; /* the tag's fence, as the hold found it */
+    uint64_t hold_token; /* the hold's (journal_tag_hold()) */
     /* The hold's work, while it is on the thread pool (the job waits for it). */
     struct tag_hold_work *hold_work;
     /* A push's digest fence (engine_digest_fence()), read with the hold: its rc, and the seq. */

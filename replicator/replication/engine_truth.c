@@ -9,10 +9,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/reference.h"
@@ -390,10 +394,21 @@ struct tag_hold_work {
     void (*then)(struct eng_job *job);
     char *dest, *repo, *tag;
     char *digest_key; /* a push's hold: its digest's fence ("@sha256:…") is read with it */
-    uint64_t seq, raised, fence, deleted;
+    uint64_t token, seq, raised, fence, deleted;
     int rc, deleted_rc;
     char *other;
 };
+
+/* A new hold's token: random, never 0 (journal_tag_hold()). */
+static uint64_t tag_hold_token(void)
+{
+    static _Atomic uint64_t counter;
+    uint64_t token = 0;
+    if (getrandom(&token, sizeof(token), 0) != (ssize_t)sizeof(token))
+        token = ((uint64_t)clock_unix_ms() << 20) ^ ((uint64_t)getpid() << 40);
+    token ^= atomic_fetch_add(&counter, 1);
+    return token != 0 ? token : 1;
+}
 
 static struct tag_hold_work *tag_hold_work_new(struct eng_job *job)
 {
@@ -423,11 +438,11 @@ static void tag_hold_run(uv_work_t *req)
     struct tag_hold_work *w = req->data;
     struct journal *j = w->e->journal;
     if (w->then == NULL) {
-        w->rc = journal_tag_release(j, w->dest, w->repo, w->tag, w->e->node, w->seq, w->raised);
+        w->rc = journal_tag_release(j, w->dest, w->repo, w->tag, w->e->node, w->token, w->raised);
         return;
     }
-    w->rc = journal_tag_hold(j, w->dest, w->repo, w->tag, w->e->node, ENGINE_TAG_LEASE_MS, w->seq,
-                             &w->fence, &w->other);
+    w->rc = journal_tag_hold(j, w->dest, w->repo, w->tag, w->e->node, w->token, ENGINE_TAG_LEASE_MS,
+                             w->seq, &w->fence, &w->other);
     if (w->rc == 1 && w->digest_key != NULL)
         w->deleted_rc = journal_fence_get(j, w->dest, w->repo, w->digest_key, &w->deleted);
 }
@@ -463,19 +478,32 @@ static void tag_hold_done(uv_work_t *req, int status)
     w->e->hold_works--;
     if (status < 0 && w->rc == 1)
         w->rc = -ECANCELED;
-    if (job == NULL) {
-        /* The job went meanwhile (it cannot, but a hold must not stay). */
-        if (w->rc == 1) {
-            w->raised = 0;
-            tag_release_queue(w);
-            return;
-        }
+    if (job == NULL && w->rc == 0) {
         tag_hold_work_free(w);
+        return;
+    }
+    if (job == NULL || w->rc < 0) {
+        /* The job went meanwhile (it cannot, but a hold must not stay), or
+         * the hold's answer was an error: its write may have landed all the
+         * same, and would keep the tag from every other hold until it
+         * lapses. Released, if it is there. */
+        int rc = w->rc;
+        w->raised = 0;
+        w->job = NULL;
+        char *why =
+            rc < 0 ? xasprintf("cannot take the tag's lease: %s", ferry_strerror(rc)) : NULL;
+        tag_release_queue(w);
+        if (job != NULL) {
+            job->hold_work = NULL;
+            job_step_failed(job, COPY_FAULT_LOCAL, rc, why);
+        }
+        free(why);
         return;
     }
     job->hold_work = NULL;
     if (w->rc == 1) {
         job->tag_leased = true;
+        job->hold_token = w->token;
         job->held_fence = w->fence;
         job->tag_raised = 0;
         job->held_deleted = w->deleted;
@@ -490,16 +518,20 @@ static void tag_hold_done(uv_work_t *req, int status)
         then(job);
         return;
     }
-    char *why = rc == 0
-                    ? xasprintf("node %s is moving this tag now", w->other != NULL ? w->other : "?")
-                    : xasprintf("cannot take the tag's lease: %s", ferry_strerror(rc));
+    if (rc < 0) {
+        /* Held, but shutting down: the job ends PENDING, its hold goes back. */
+        job_step_failed(job, COPY_FAULT_LOCAL, rc, "shutting down");
+        tag_hold_work_free(w);
+        return;
+    }
+    char *why = xasprintf("node %s is moving this tag now", w->other != NULL ? w->other : "?");
     tag_hold_work_free(w);
     /* Waiting for another node is no failure: the attempt is not counted
      * (the wait is bounded by the lease's time), and tried again soon. */
-    if (rc == 0 && job->attempts > 1)
+    if (job->attempts > 1)
         job->attempts--;
-    job->lease_waits = rc == 0;
-    job_step_failed(job, COPY_FAULT_LOCAL, rc < 0 ? rc : -EBUSY, why);
+    job->lease_waits = true;
+    job_step_failed(job, COPY_FAULT_LOCAL, -EBUSY, why);
     free(why);
 }
 
@@ -513,6 +545,7 @@ void engine_tag_lease_take(struct eng_job *job, void (*then)(struct eng_job *job
     struct tag_hold_work *w = tag_hold_work_new(job);
     w->job = job;
     w->then = then;
+    w->token = tag_hold_token();
     if (!job->is_delete && job->digest != NULL)
         w->digest_key = xasprintf("@%s", job->digest);
     int rc = uv_queue_work(e->loop, &w->req, tag_hold_run, tag_hold_done);
@@ -536,6 +569,7 @@ void engine_tag_lease_give(struct eng_job *job)
     job->tag_leased = false;
     struct tag_hold_work *w = tag_hold_work_new(job);
     w->raised = job->tag_raised;
+    w->token = job->hold_token;
     job->tag_raised = 0;
     tag_release_queue(w);
 }

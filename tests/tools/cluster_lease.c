@@ -66,7 +66,7 @@ int main(int argc, char **argv)
         uint64_t fence = 0;
         *repo++ = '\0';
         *tag++ = '\0';
-        rc = journal_tag_hold(j, dest, repo, tag, argv[3], ttl,
+        rc = journal_tag_hold(j, dest, repo, tag, argv[3], 1, ttl,
                               argc == 6 ? strtoull(argv[5], NULL, 10) : 0, &fence, &other);
     } else {
         rc = journal_lease_take(j, name, argv[3], ttl, &other);

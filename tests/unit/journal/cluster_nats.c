@@ -1122,70 +1122,85 @@ static void test_leases(void **state)
 
 /* ---- A destination tag's hold: its fence and its lease in one record ---- */
 
+/* journal_tag_hold() of eu/app:v1 by `holder` with hold `token` for `seq`: its answer. */
+static int hold(struct journal *j, const char *holder, uint64_t token, uint64_t ttl, uint64_t seq,
+                uint64_t *fence)
+{
+    char *other = NULL;
+    int rc = journal_tag_hold(j, "eu", "app", "v1", holder, token, ttl, seq, fence, &other);
+    free(other);
+    return rc;
+}
+
+static int release(struct journal *j, const char *holder, uint64_t token, uint64_t raised)
+{
+    return journal_tag_release(j, "eu", "app", "v1", holder, token, raised);
+}
+
 static void test_tag_holds(void **state)
 {
     (void)state;
     struct journal *a = node_open(), *b = node_open();
     uint64_t fence = 99, seq = 0;
     char *other = NULL;
-    /* Held by one node at a time; the fence comes with the hold. */
-    assert_int_equal(journal_tag_hold(a, "eu", "app", "v1", "a", 5000, 5, &fence, NULL), 1);
+    /* Held by one hold at a time; the fence comes with the hold. */
+    assert_int_equal(hold(a, "a", 1, 5000, 5, &fence), 1);
     assert_int_equal(fence, 0);
-    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 7, &fence, &other), 0);
+    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 2, 5000, 7, &fence, &other), 0);
     assert_non_null(other);
     assert_string_equal(other, "a");
     free(other);
     /* A reader counts the holder's pending seq: its PUT may have landed. */
     assert_int_equal(journal_fence_get(b, "eu", "app", "v1", &seq), 0);
     assert_int_equal(seq, 5);
-    /* Not b's to release: nothing changes. */
-    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 7, 7), 0);
-    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 7, &fence, NULL), 0);
-    /* Nor a's for another job: a's hold is its job's, until that ends. */
-    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 4, 4), 0);
-    assert_int_equal(journal_tag_hold(a, "eu", "app", "v1", "a", 5000, 6, &fence, &other), 0);
-    free(other);
+    /* Not b's to release, nor a's other hold's: nothing changes. */
+    assert_int_equal(release(b, "b", 2, 7), 0);
+    assert_int_equal(release(a, "a", 3, 7), 0);
+    assert_int_equal(hold(b, "b", 2, 5000, 7, &fence), 0);
+    /* The same node for another job (its release on the way): another hold. */
+    assert_int_equal(hold(a, "a", 4, 5000, 6, &fence), 0);
     /* Released without a move: the fence stays; with one: it is raised. */
-    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 5, 0), 0);
+    assert_int_equal(release(a, "a", 1, 0), 0);
     assert_int_equal(journal_fence_get(b, "eu", "app", "v1", &seq), 0);
     assert_int_equal(seq, 0);
-    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 7, &fence, NULL), 1);
+    assert_int_equal(hold(b, "b", 2, 5000, 7, &fence), 1);
     assert_int_equal(fence, 0);
-    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 7, 7), 0);
-    assert_int_equal(journal_tag_hold(a, "eu", "app", "v1", "a", 5000, 6, &fence, NULL), 1);
+    assert_int_equal(release(b, "b", 2, 7), 0);
+    assert_int_equal(hold(a, "a", 5, 5000, 6, &fence), 1);
     assert_int_equal(fence, 7);
-    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 6, 0), 0);
+    assert_int_equal(release(a, "a", 5, 0), 0);
     /* A holder that dies: once its hold lapses, its pending seq is the fence. */
-    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 500, 9, &fence, NULL), 1);
+    assert_int_equal(hold(b, "b", 6, 500, 9, &fence), 1);
     sleep_ms(800);
-    assert_int_equal(journal_tag_hold(a, "eu", "app", "v1", "a", 5000, 8, &fence, NULL), 1);
+    assert_int_equal(hold(a, "a", 7, 5000, 8, &fence), 1);
     assert_int_equal(fence, 9);
     /* b comes back late: the hold is a's now, b's release writes nothing. */
-    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 9, 9), 0);
-    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 10, &fence, &other), 0);
-    free(other);
+    assert_int_equal(release(b, "b", 6, 9), 0);
+    assert_int_equal(hold(b, "b", 8, 5000, 10, &fence), 0);
     /* A raise outside the hold (a digest's delete, say) keeps the hold. */
     assert_int_equal(journal_fence_raise(b, "eu", "app", "v1", 12), 1);
-    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 13, &fence, NULL), 0);
-    assert_int_equal(journal_tag_release(a, "eu", "app", "v1", "a", 8, 8), 0);
-    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 13, &fence, NULL), 1);
+    assert_int_equal(hold(b, "b", 8, 5000, 13, &fence), 0);
+    assert_int_equal(release(a, "a", 7, 8), 0);
+    assert_int_equal(hold(b, "b", 8, 5000, 13, &fence), 1);
     assert_int_equal(fence, 12);
-    /* The same holder again (a retry whose answer was lost): still its own. */
-    assert_int_equal(journal_tag_hold(b, "eu", "app", "v1", "b", 5000, 13, &fence, NULL), 1);
-    assert_int_equal(fence, 13);
-    assert_int_equal(journal_tag_release(b, "eu", "app", "v1", "b", 13, 13), 0);
+    /* The same hold again (its write landed, its answer was lost): the fence it wrote. */
+    assert_int_equal(hold(b, "b", 8, 5000, 13, &fence), 1);
+    assert_int_equal(fence, 12);
+    assert_int_equal(release(b, "b", 8, 13), 0);
     assert_int_equal(journal_fence_get(a, "eu", "app", "v1", &seq), 0);
     assert_int_equal(seq, 13);
-    assert_int_equal(journal_tag_hold(a, "eu", "", "v1", "a", 5000, 1, &fence, NULL), FERRY_EINVAL);
+    assert_int_equal(journal_tag_hold(a, "eu", "", "v1", "a", 9, 5000, 1, &fence, NULL),
+                     FERRY_EINVAL);
+    assert_int_equal(hold(a, "a", 0, 5000, 14, &fence), FERRY_EINVAL);
     journal_close(a);
     journal_close(b);
 
     /* One node: the hold reads the fence, the release raises it. */
     struct journal *one = local_journal();
-    assert_int_equal(journal_tag_hold(one, "eu", "app", "v1", "me", 5000, 4, &fence, NULL), 1);
+    assert_int_equal(hold(one, "me", 1, 5000, 4, &fence), 1);
     assert_int_equal(fence, 0);
-    assert_int_equal(journal_tag_release(one, "eu", "app", "v1", "me", 4, 4), 0);
-    assert_int_equal(journal_tag_hold(one, "eu", "app", "v1", "me", 5000, 5, &fence, NULL), 1);
+    assert_int_equal(release(one, "me", 1, 4), 0);
+    assert_int_equal(hold(one, "me", 2, 5000, 5, &fence), 1);
     assert_int_equal(fence, 4);
     journal_close(one);
 }
