@@ -27,16 +27,24 @@
 #define KEYS   200
 #define ROUNDS 5
 
-static void test_newest_state_written(void **state)
+/* A RocksDB journal in a new directory made from the template `root`. */
+static struct journal *journal_in(char *root)
 {
-    (void)state;
-    char root[] = "/tmp/ferry-records-test-XXXXXX";
     assert_int_equal(unit_tmpdir_make(root), 0);
     char *dir = xasprintf("%s/journal", root);
     struct journal *j = NULL;
     char *err = NULL;
     struct journal_options opts = {0};
     assert_int_equal(journal_open(dir, &opts, &j, &err), 0);
+    free(dir);
+    return j;
+}
+
+static void test_newest_state_written(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/ferry-records-test-XXXXXX";
+    struct journal *j = journal_in(root);
 
     struct records *r = NULL;
     assert_int_equal(records_new(j, &r), 0);
@@ -80,7 +88,6 @@ static void test_newest_state_written(void **state)
     }
     records_close(NULL);
     journal_close(j);
-    free(dir);
     assert_int_equal(unit_tmpdir_remove(root), 0);
 }
 
@@ -129,12 +136,7 @@ static void test_open_states_wait(void **state)
     (void)state;
     char quick[] = "quick", long_[] = "long", busy[] = "busy", closing[] = "closing";
     char root[] = "/tmp/ferry-records-test-XXXXXX";
-    assert_int_equal(unit_tmpdir_make(root), 0);
-    char *dir = xasprintf("%s/journal", root);
-    struct journal *j = NULL;
-    char *err = NULL;
-    struct journal_options opts = {0};
-    assert_int_equal(journal_open(dir, &opts, &j, &err), 0);
+    struct journal *j = journal_in(root);
     struct records *r = NULL;
     assert_int_equal(records_new(j, &r), 0);
 
@@ -179,7 +181,6 @@ static void test_open_states_wait(void **state)
     records_close(r);
     assert_int_equal(state_of(j, "closing"), JOURNAL_JOB_IN_PROGRESS);
     journal_close(j);
-    free(dir);
     assert_int_equal(unit_tmpdir_remove(root), 0);
 }
 
