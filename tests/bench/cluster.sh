@@ -655,7 +655,7 @@ if [[ -n "${PART[fleet]:-}" && -n "${PART[ingest]:-}" ]]; then
     printf '| webhook ingest | P ≤ %.0f events/s | |
 ' "$(med "${I[eps]}")"
     echo
-    echo "Nodes: enough that each node's share of the bytes, P × S × (a + D) ÷ N, fits its network (a node moves what it copies through memory and its spool: its CPU per byte is the copy path's, see the fleet and copy benches). NATS: three servers (a quorum of two) for \`replicas: 3\`, with the cores above; more servers spread the streams' leaders but each write still goes to three. The next limit is the control path's per-job cost on the NATS servers, P × D × $(fmt '%.1f' "$nats_ms") ms: each job's status writes, its tag's lease and fence (compare-and-set writes on replicated streams) and its entry's acknowledgement."
+    echo "Nodes: enough that each node's share of the bytes, P × S × (a + D) ÷ N, fits its network (a node moves what it copies through memory and its spool: its CPU per byte is the copy path's, see the fleet and copy benches). NATS: three servers (a quorum of two) for \`replicas: 3\`, with the cores above; more servers spread the streams' leaders but each write still goes to three. The next limit is the control path's per-job cost on the NATS servers, P × D × $(fmt '%.1f' "$nats_ms") ms: each job's status record, its tag's hold and release (two compare-and-set writes on a replicated stream, which carry the tag's fence) and its entry's acknowledgement."
   )
 fi
 
