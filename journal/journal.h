@@ -322,7 +322,9 @@ FERRY_MUST_CHECK int journal_claim_drop(struct journal *j, const char *key);
  * journal_claim_put() and journal_claim_drop()); strings are lent for the
  * call, `cb` returns nonzero to stop. A claim that does not decode is
  * skipped (one warning per scan). 0 or a negative code. One node: never
- * calls `cb` (0).
+ * calls `cb` (0). In a cluster the scan is a watch, which the servers may
+ * serve from a replica a moment behind: a claim put just before may show
+ * its older value (a take-up then runs a job twice at most).
  */
 FERRY_MUST_CHECK int
 journal_claim_scan(struct journal *j,
