@@ -21,7 +21,8 @@
  *   fences      streams <prefix>_fences_0..JS_FENCE_SHARDS-1, one subject
  *               per fence ("<prefix>.fence.<shard>.d.r.t" -> 8-byte seq, the
  *               last one kept; while a node holds the tag, its pending seq,
- *               the hold's expiry and the holder follow: js_tag_hold()),
+ *               the hold's expiry and token and the holder follow:
+ *               js_tag_hold()),
  *               written with a compare-and-set on the whole shard's last
  *               sequence (Nats-Expected-Last-Sequence). The
  *               per-subject form (what a key-value bucket's update uses) is

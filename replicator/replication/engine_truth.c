@@ -285,11 +285,13 @@ static void push_tag_step(struct eng_job *job)
         .moved_since = job->dst->moves != job->moves_at_start,
     };
     enum engine_tag_verdict verdict = ENGINE_TAG_MOVE;
-    int rc = job->held_deleted_rc;
-    if (job->tag_leased)
-        facts.deleted = job->held_deleted; /* read with the hold */
-    else
+    int rc = 0;
+    if (job->tag_leased) {
+        rc = job->held_deleted_rc; /* read with the hold */
+        facts.deleted = job->held_deleted;
+    } else {
         rc = engine_digest_fence(job, job->digest, &facts.deleted);
+    }
     /* The tag's fence matters only when the manifest was not deleted since.
      * A cluster's hold read it, and keeps it: the hold's pending seq stands
      * for the raise until the release writes it. */
@@ -389,9 +391,10 @@ int engine_referrers_fetch(void *arg, const char *repo, const char *digest, regi
 struct tag_hold_work {
     uv_work_t req;
     struct engine *e;
-    struct eng_job
-        *job; /* a hold: the job that waits for it (NULL: it was freed); a release: NULL */
-    void (*then)(struct eng_job *job);
+    /* A hold: the job that waits for it (NULL: it was freed); a release: NULL. */
+    struct eng_job *job;
+    void (*then)(
+        struct eng_job *job); /* a hold: what the job does once it holds; a release: NULL */
     char *dest, *repo, *tag;
     char *digest_key; /* a push's hold: its digest's fence ("@sha256:…") is read with it */
     uint64_t token, seq, raised, fence, deleted;
