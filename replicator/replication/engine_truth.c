@@ -393,8 +393,8 @@ struct tag_hold_work {
     struct engine *e;
     /* A hold: the job that waits for it (NULL: it was freed); a release: NULL. */
     struct eng_job *job;
-    void (*then)(
-        struct eng_job *job); /* a hold: what the job does once it holds; a release: NULL */
+    /* A hold: what the job does once it holds the tag; a release: NULL. */
+    void (*then)(struct eng_job *job);
     char *dest, *repo, *tag;
     char *digest_key; /* a push's hold: its digest's fence ("@sha256:…") is read with it */
     uint64_t token, seq, raised, fence, deleted;
