@@ -330,6 +330,66 @@ FERRY_MUST_CHECK int
 journal_claim_scan(struct journal *j,
                    int (*cb)(const char *key, const struct journal_claim *c, void *arg), void *arg);
 
+/* ---- Blob hints: which node reads a blob for the cluster, and where it landed ---- */
+
+/*
+ * Each node knows what it put into each destination registry (its presence
+ * cache) and what it is putting there now (its flights): on one node a blob
+ * many images share is read from the source once and uploaded once per
+ * registry, then mounted. In a cluster the nodes share a hint of the same:
+ * which node claimed the blob's upload (it reads it from the source once,
+ * for every registry that needs it of its jobs), and per registry, the
+ * repository where it landed, for every other node to mount from. A hint is
+ * an economy, never a truth: a mount from a repository that no longer holds
+ * the blob turns into an upload, and whatever the hint says, the job checks
+ * the source and the destination as it does without one. One node's
+ * journal keeps none.
+ */
+enum journal_blob_state {
+    JOURNAL_BLOB_MINE = 1, /* this node holds the claim: it uploads, then tells where */
+    JOURNAL_BLOB_BUSY,     /* another node holds it until `until_unix_ms`: wait, or upload */
+    JOURNAL_BLOB_AT,       /* it landed in `repo` of the registry: mount it from there */
+};
+
+struct journal_blob_hint {
+    enum journal_blob_state state;
+    char *node;            /* BUSY: the node holding the claim */
+    char *repo;            /* AT: the repository holding it (BUSY: the claimer's first) */
+    int64_t until_unix_ms; /* BUSY: when the claim lapses (the writer's clock) */
+};
+
+/* Longest repository name a hint holds (a registry's own limit is 255). */
+#define JOURNAL_BLOB_REPO_MAX 1024
+
+/**
+ * Where is `digest` at `registry` (its host, as every node's config spells
+ * it), or who uploads it: AT when it landed there; else BUSY when another
+ * node holds the blob's claim and it has not lapsed; else MINE, the claim
+ * now this node's (`node`, uploading into `repo`) for `ttl_ms` (renewed when
+ * it was this node's already, as from before a restart). A hint that does
+ * not decode counts as none. 0 with *out set (journal_blob_hint_free() it),
+ * or a negative code: -ENOTSUP for one node, FERRY_EINVAL for bad
+ * arguments, or the servers' error.
+ */
+FERRY_MUST_CHECK int journal_blob_claim(struct journal *j, const char *registry, const char *digest,
+                                        const char *node, const char *repo, uint64_t ttl_ms,
+                                        struct journal_blob_hint *out);
+
+/** `digest` is in `repo` of `registry` now: every node finds it AT there. 0 or a negative code. */
+FERRY_MUST_CHECK int journal_blob_landed(struct journal *j, const char *registry,
+                                         const char *digest, const char *repo);
+
+/**
+ * `node` is done uploading `digest` (none of its uploads is under way): its
+ * claim goes, 0 also when the claim is not its own any more, so that the
+ * next node that needs the blob at a registry where it has not landed
+ * claims it without waiting for the lapse.
+ */
+FERRY_MUST_CHECK int journal_blob_unclaim(struct journal *j, const char *digest, const char *node);
+
+/** Free what a hint holds (not the struct); NULL is ignored. */
+void journal_blob_hint_free(struct journal_blob_hint *h);
+
 /** Close; NULL is ignored. */
 void journal_close(struct journal *j);
 

@@ -4,10 +4,13 @@
  */
 #include "journal/journal_backend.h"
 
+#include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/digest.h"
+#include "common/xalloc.h"
 #include "journal/journal_int.h"
 
 void journal_close(struct journal *j)
@@ -285,4 +288,73 @@ int journal_claim_scan(struct journal *j,
                        void *arg)
 {
     return j->ops->claim_scan != NULL ? j->ops->claim_scan(j, cb, arg) : 0;
+}
+
+/*
+ * A blob hint's stored keys, in the claims' form: where the blob landed at
+ * `registry` is that of "registry\ndigest", the claim of its upload that of
+ * the digest alone (no newline: never the other). `registry` NULL: the claim's.
+ */
+static int journal_blob_key(const char *registry, const char *digest,
+                            char out[JOURNAL_CLAIM_HEX + 1])
+{
+    if (digest == NULL || !digest_valid(digest))
+        return FERRY_EINVAL;
+    if (registry == NULL)
+        return journal_claim_key(digest, out);
+    if (journal_check_string(registry, "registry", true, JOURNAL_STRING_MAX, NULL) < 0)
+        return FERRY_EINVAL;
+    char *key = xasprintf("%s\n%s", registry, digest);
+    int rc = journal_claim_key(key, out);
+    free(key);
+    return rc;
+}
+
+static bool journal_blob_repo_ok(const char *repo)
+{
+    return repo != NULL && repo[0] != '\0' &&
+           strnlen(repo, JOURNAL_BLOB_REPO_MAX + 1) <= JOURNAL_BLOB_REPO_MAX &&
+           strpbrk(repo, " \n") == NULL;
+}
+
+int journal_blob_claim(struct journal *j, const char *registry, const char *digest,
+                       const char *node, const char *repo, uint64_t ttl_ms,
+                       struct journal_blob_hint *out)
+{
+    char landed[JOURNAL_CLAIM_HEX + 1], claim[JOURNAL_CLAIM_HEX + 1];
+    memset(out, 0, sizeof(*out));
+    if (journal_blob_key(registry, digest, landed) < 0 ||
+        journal_blob_key(NULL, digest, claim) < 0 || journal_node_check(node) < 0 ||
+        !journal_blob_repo_ok(repo) || ttl_ms == 0)
+        return FERRY_EINVAL;
+    return j->ops->blob_claim != NULL
+               ? j->ops->blob_claim(j, landed, claim, node, repo, ttl_ms, out)
+               : -ENOTSUP;
+}
+
+int journal_blob_landed(struct journal *j, const char *registry, const char *digest,
+                        const char *repo)
+{
+    char key[JOURNAL_CLAIM_HEX + 1];
+    if (journal_blob_key(registry, digest, key) < 0 || !journal_blob_repo_ok(repo))
+        return FERRY_EINVAL;
+    return j->ops->blob_landed != NULL ? j->ops->blob_landed(j, key, repo) : -ENOTSUP;
+}
+
+int journal_blob_unclaim(struct journal *j, const char *digest, const char *node)
+{
+    char key[JOURNAL_CLAIM_HEX + 1];
+    if (journal_blob_key(NULL, digest, key) < 0 || journal_node_check(node) < 0)
+        return FERRY_EINVAL;
+    return j->ops->blob_unclaim != NULL ? j->ops->blob_unclaim(j, key, node) : -ENOTSUP;
+}
+
+void journal_blob_hint_free(struct journal_blob_hint *h)
+{
+    if (h == NULL)
+        return;
+    free(h->node);
+    free(h->repo);
+    h->node = NULL;
+    h->repo = NULL;
 }

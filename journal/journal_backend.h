@@ -106,6 +106,13 @@ struct journal_ops {
                       int (*cb)(const char *key, const struct journal_claim *c, void *arg),
                       void *arg);
 
+    /* NULL: one node, which keeps no blob hints. Keys are stored ones (journal_api.c):
+     * `landed` the (registry, digest)'s, `claim` (and unclaim's) the digest's. */
+    int (*blob_claim)(struct journal *j, const char *landed, const char *claim, const char *node,
+                      const char *repo, uint64_t ttl_ms, struct journal_blob_hint *out);
+    int (*blob_landed)(struct journal *j, const char *key, const char *repo);
+    int (*blob_unclaim)(struct journal *j, const char *key, const char *node);
+
     /* NULL: no shared work (journal_work_open() gives NULL). */
     int (*work_open)(struct journal *j, const struct journal_work_options *o,
                      struct journal_work **out);

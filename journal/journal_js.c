@@ -38,6 +38,10 @@
  *               writer's clock (8 bytes, big-endian unix ms) then what it
  *               said of itself; kept JS_NODES_TTL_HOURS, so that a node that
  *               died long ago falls out; one that left cleanly is purged
+ *   blob hints  bucket <prefix>_blobs, one replica: sha256(digest) -> the
+ *               node that claimed its upload and until when;
+ *               sha256(registry, digest) -> the repository it landed in
+ *               there (js_blob_claim()); an economy, never a truth
  *   cursors, poll memos: the node's own RocksDB journal (`local`)
  *
  * Names in keys and subjects are each base64url (no '.'), so "s.r.>" is
@@ -84,6 +88,11 @@
 #define JS_NODES_TTL_HOURS 24
 /* A claim not dropped within this long (its job long over, its drop lost) goes. */
 #define JS_CLAIMS_TTL_DAYS 30
+/* A blob hint not written again within this long goes (each node's presence cache stays). */
+#define JS_BLOBS_TTL_DAYS 7
+/* The bucket of blob hints holds at most this much (about a million hints); past it, none is new.
+ */
+#define JS_BLOBS_MAX_BYTES ((int64_t)256 * 1024 * 1024)
 /* What the shared consumer lets the nodes hold between them. */
 #define JS_MAX_ACK_PENDING 1000000
 #define JS_NS_PER_MS       ((int64_t)1000000)
@@ -94,11 +103,12 @@ enum js_bucket {
     JS_IGNORED,
     JS_NODES,
     JS_CLAIMS,
+    JS_BLOBS,
     JS_BUCKET_COUNT,
 };
 
-static const char *const js_bucket_suffix[JS_BUCKET_COUNT] = {"jobs", "open", "ignored", "nodes",
-                                                              "claims"};
+static const char *const js_bucket_suffix[JS_BUCKET_COUNT] = {"jobs",  "open",   "ignored",
+                                                              "nodes", "claims", "blobs"};
 
 /* Fence raises conflict within a shard only: more shards, fewer retries, more Raft groups. */
 #define JS_FENCE_SHARDS 8
@@ -363,7 +373,7 @@ static int js_kv_purge(struct journal_js *j, enum js_bucket b, const char *key, 
 
 /* Bind to bucket `name`, or create it the first time. */
 static int js_bucket_open(struct journal_js *j, const char *name, int replicas, int64_t ttl_ns,
-                          kvStore **kv, char **err)
+                          int64_t max_bytes, kvStore **kv, char **err)
 {
     natsStatus s = js_KeyValue(kv, j->js, name);
     if (s == NATS_NOT_FOUND) {
@@ -374,6 +384,8 @@ static int js_bucket_open(struct journal_js *j, const char *name, int replicas, 
         c.Replicas = replicas;
         c.StorageType = js_FileStorage;
         c.TTL = ttl_ns; /* nanoseconds, as the servers take it */
+        if (max_bytes > 0)
+            c.MaxBytes = max_bytes;
         s = js_CreateKeyValue(kv, j->js, &c);
     }
     if (s != NATS_OK) {
@@ -601,7 +613,12 @@ int journal_open_cluster(const struct journal_cluster_options *o, struct journal
             ttl = (int64_t)JS_NODES_TTL_HOURS * 3600 * 1000 * JS_NS_PER_MS;
         else if (b == JS_CLAIMS)
             ttl = (int64_t)JS_CLAIMS_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
-        rc = js_bucket_open(j, j->bucket[b], o->replicas, ttl, &j->kv[b], err);
+        else if (b == JS_BLOBS)
+            ttl = (int64_t)JS_BLOBS_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
+        /* Blob hints are an economy: one replica, the cheapest write, and
+         * losing them (a server's disk) costs uploads, nothing else. */
+        rc = js_bucket_open(j, j->bucket[b], b == JS_BLOBS ? 1 : o->replicas, ttl,
+                            b == JS_BLOBS ? JS_BLOBS_MAX_BYTES : 0, &j->kv[b], err);
     }
     j->fence_subject = xasprintf("%s.fence", o->bucket_prefix);
     for (int n = 0; rc == 0 && n < JS_FENCE_SHARDS; n++) {
@@ -2021,6 +2038,159 @@ static int js_claim_scan(struct journal *jn,
     return rc;
 }
 
+/* ---- Blob hints: bucket <prefix>_blobs (journal_blob_claim()) ---- */
+
+/*
+ * A hint's value: "B <until unix ms> <node> <repo>" while a node uploads the
+ * blob, "A 0 - <repo>" once it landed. Repository names hold no space
+ * (journal_api.c checks them), so the repository is the rest.
+ */
+#define JS_BLOB_VALUE_MAX (24 + JOURNAL_NODE_MAX + JOURNAL_BLOB_REPO_MAX)
+/* Claims refused before giving up: each refusal is another node's write, and they are few. */
+#define JS_BLOB_ATTEMPTS 4
+
+/* A hint as js_blob_write() wrote it: 0 and *out, or FERRY_EPARSE. */
+static int js_blob_decode(const void *value, int len, struct journal_blob_hint *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (value == NULL || len < 7 || len > JS_BLOB_VALUE_MAX)
+        return FERRY_EPARSE;
+    char buf[JS_BLOB_VALUE_MAX + 1];
+    memcpy(buf, value, (size_t)len);
+    buf[len] = '\0';
+    if (strlen(buf) != (size_t)len || (buf[0] != 'A' && buf[0] != 'B') || buf[1] != ' ')
+        return FERRY_EPARSE;
+    char *end = NULL;
+    errno = 0;
+    long long until = strtoll(buf + 2, &end, 10);
+    if (errno != 0 || end == buf + 2 || *end != ' ' || until < 0)
+        return FERRY_EPARSE;
+    char *node = end + 1;
+    char *sp = strchr(node, ' ');
+    if (sp == NULL)
+        return FERRY_EPARSE;
+    *sp = '\0';
+    const char *repo = sp + 1;
+    if (repo[0] == '\0' || strpbrk(repo, " \n") != NULL)
+        return FERRY_EPARSE;
+    if (buf[0] == 'B' && journal_node_check(node) < 0)
+        return FERRY_EPARSE;
+    out->state = buf[0] == 'A' ? JOURNAL_BLOB_AT : JOURNAL_BLOB_BUSY;
+    out->until_unix_ms = until;
+    out->node = buf[0] == 'B' ? xstrdup(node) : NULL;
+    out->repo = xstrdup(repo);
+    return 0;
+}
+
+/* Write a hint: claimed by `node` until `until` (node NULL: landed), over revision `rev`
+ * (0: only if there is none; -1: whatever is there). */
+static natsStatus js_blob_write(struct journal_js *j, const char *key, const char *node,
+                                int64_t until, const char *repo, int64_t rev)
+{
+    char *value = node != NULL ? xasprintf("B %" PRId64 " %s %s", until, node, repo)
+                               : xasprintf("A 0 - %s", repo);
+    uint64_t wrote = 0;
+    natsStatus s;
+    if (rev < 0)
+        s = kvStore_Put(&wrote, j->kv[JS_BLOBS], key, value, (int)strlen(value));
+    else if (rev == 0)
+        s = kvStore_Create(&wrote, j->kv[JS_BLOBS], key, value, (int)strlen(value));
+    else
+        s = kvStore_Update(&wrote, j->kv[JS_BLOBS], key, value, (int)strlen(value), (uint64_t)rev);
+    free(value);
+    return s;
+}
+
+/* The hint of `key`: 0 with *out and *rev, FERRY_ENOTFOUND (*rev 0), FERRY_EPARSE (*rev set). */
+static int js_blob_read(struct journal_js *j, const char *key, struct journal_blob_hint *out,
+                        int64_t *rev)
+{
+    kvEntry *e = NULL;
+    *rev = 0;
+    memset(out, 0, sizeof(*out));
+    natsStatus s = kvStore_Get(&e, j->kv[JS_BLOBS], key);
+    if (s == NATS_NOT_FOUND)
+        return FERRY_ENOTFOUND;
+    if (s != NATS_OK)
+        return js_error("blob hint read", s, 0);
+    *rev = (int64_t)kvEntry_Revision(e);
+    int rc = js_blob_decode(kvEntry_Value(e), kvEntry_ValueLen(e), out);
+    kvEntry_Destroy(e);
+    return rc;
+}
+
+/*
+ * Landed at the registry (`landed`): AT. Else the digest's claim (`claim`):
+ * another node's, not lapsed: BUSY; none, lapsed, or this node's: written
+ * (a renewal only when half of it is gone), MINE.
+ */
+static int js_blob_claim(struct journal *jn, const char *landed, const char *claim,
+                         const char *node, const char *repo, uint64_t ttl_ms,
+                         struct journal_blob_hint *out)
+{
+    struct journal_js *j = js_of(jn);
+    int64_t rev = 0;
+    int rc = js_blob_read(j, landed, out, &rev);
+    if (rc == 0 && out->state == JOURNAL_BLOB_AT)
+        return 0;
+    journal_blob_hint_free(out);
+    if (rc < 0 && rc != FERRY_ENOTFOUND && rc != FERRY_EPARSE)
+        return rc;
+    for (int attempt = 0; attempt < JS_BLOB_ATTEMPTS; attempt++) {
+        struct journal_blob_hint h;
+        rc = js_blob_read(j, claim, &h, &rev);
+        if (rc == FERRY_EPARSE)
+            log_warn("journal cluster blob claim is corrupt, claimed over key=%s", claim);
+        else if (rc < 0 && rc != FERRY_ENOTFOUND)
+            return rc;
+        int64_t now = clock_unix_ms();
+        bool live = rc == 0 && h.state == JOURNAL_BLOB_BUSY && h.until_unix_ms > now;
+        bool mine = live && strcmp(h.node, node) == 0;
+        if (live && !mine) {
+            *out = h; /* another node's, not lapsed */
+            return 0;
+        }
+        bool fresh = mine && h.until_unix_ms - now > (int64_t)ttl_ms / 2;
+        journal_blob_hint_free(&h);
+        if (fresh) {
+            out->state = JOURNAL_BLOB_MINE;
+            return 0;
+        }
+        /* Nobody's, lapsed, or this node's own: claimed, unless another
+         * node writes first. */
+        natsStatus s = js_blob_write(j, claim, node, now + (int64_t)ttl_ms, repo, rev);
+        if (s == NATS_OK) {
+            out->state = JOURNAL_BLOB_MINE;
+            return 0;
+        }
+        if (s != NATS_ERR)
+            return js_error("blob hint claim", s, 0);
+        /* Refused: another node wrote it meanwhile. Read again. */
+    }
+    return -EBUSY;
+}
+
+static int js_blob_landed(struct journal *jn, const char *key, const char *repo)
+{
+    natsStatus s = js_blob_write(js_of(jn), key, NULL, 0, repo, -1);
+    return s == NATS_OK ? 0 : js_error("blob hint landed", s, 0);
+}
+
+static int js_blob_unclaim(struct journal *jn, const char *key, const char *node)
+{
+    struct journal_js *j = js_of(jn);
+    int64_t rev = 0;
+    struct journal_blob_hint h;
+    int rc = js_blob_read(j, key, &h, &rev);
+    if (rc == FERRY_ENOTFOUND || rc == FERRY_EPARSE)
+        return 0;
+    if (rc < 0)
+        return rc;
+    bool mine = h.state == JOURNAL_BLOB_BUSY && strcmp(h.node, node) == 0;
+    journal_blob_hint_free(&h);
+    return mine ? js_kv_purge(j, JS_BLOBS, key, "blob hint unclaim") : 0;
+}
+
 /* ---- Shared work: one durable pull consumer for every node ---- */
 
 /* Most entries one fetch asks for; how long a fetch waits when none come. */
@@ -2441,4 +2611,7 @@ const struct journal_ops journal_js_ops = {
     .claim_put = js_claim_put,
     .claim_drop = js_claim_drop,
     .claim_scan = js_claim_scan,
+    .blob_claim = js_blob_claim,
+    .blob_landed = js_blob_landed,
+    .blob_unclaim = js_blob_unclaim,
 };

@@ -176,8 +176,9 @@ static cJSON *status_registries_json(const struct api *a)
 #define STATUS_FIGURE_MAX 9007199254740992.0
 
 /* The figures a node's heartbeat carries that add up to the cluster's totals. */
-static const char *const status_node_figures[] = {"dispatched", "pending",    "running", "complete",
-                                                  "failed",     "superseded", "bytes",   "polling"};
+static const char *const status_node_figures[] = {
+    "dispatched", "pending", "running", "complete",    "failed",
+    "superseded", "bytes",   "polling", "hint_mounts", "hint_waits"};
 
 /*
  * The cluster as this node's last heartbeat read it: every node, alive or

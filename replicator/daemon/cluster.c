@@ -154,6 +154,8 @@ static char *cluster_info(const struct cluster *c)
         cJSON_AddNumberToObject(o, "failed", (double)st.failed);
         cJSON_AddNumberToObject(o, "superseded", (double)st.superseded);
         cJSON_AddNumberToObject(o, "bytes", (double)st.bytes);
+        cJSON_AddNumberToObject(o, "hint_mounts", (double)st.hint_mounts);
+        cJSON_AddNumberToObject(o, "hint_waits", (double)st.hint_waits);
     }
     cJSON_AddNumberToObject(o, "polling", (double)c->n_polled);
     char *text = cJSON_PrintUnformatted(o);
@@ -212,6 +214,15 @@ static bool cluster_alive(const char *node, void *arg)
     return false;
 }
 
+/* The other nodes alive at the last heartbeat. */
+static int cluster_peers(const struct cluster *c)
+{
+    int peers = 0;
+    for (size_t i = 0; i < c->n_nodes; i++)
+        peers += c->nodes[i].alive && !c->nodes[i].self;
+    return peers;
+}
+
 /* What a heartbeat found, on the loop: who is alive, which leases are held, what to take up. */
 static void cluster_beat_apply(struct cluster *c, struct cluster_beat *b)
 {
@@ -247,6 +258,9 @@ static void cluster_beat_apply(struct cluster *c, struct cluster_beat *b)
         c->n_nodes = b->n_nodes;
         b->nodes = NULL;
         b->n_nodes = 0;
+        /* Another node alive: blobs are uploaded once across the nodes (blob hints). */
+        if (c->engine != NULL)
+            engine_set_peers(c->engine, cluster_peers(c));
     }
     /* A lease not renewed (an error too) is not held: another node may hold it by now. */
     for (size_t i = 0; i < c->n_polled; i++)
@@ -355,6 +369,8 @@ void cluster_set_engine(struct cluster *c, struct engine *e)
     c->engine = e;
     /* A new engine (a start, a reload) looks for jobs to take up at the next beat. */
     c->adopted_at = 0;
+    if (e != NULL)
+        engine_set_peers(e, cluster_peers(c));
 }
 
 void cluster_reconfigure(struct cluster *c, const struct config *config)

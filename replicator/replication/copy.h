@@ -167,6 +167,18 @@ void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from
 /** Answer the blob gate for a COPY_BLOB_UNCHECKED blob: HEAD it, then ask again. */
 void copy_blob_check(struct copy *c, const char *digest);
 
+/**
+ * Answer the blob gate for a blob the owner counts as its own transfer (its
+ * blob_done is due) and has word it is in the copy's repository already:
+ * HEAD it, settled when there, uploaded when not (or when the HEAD fails). (A mount from the
+ * repository itself would rewrite its link, which Distribution does not atomically: a concurrent
+ * mount there may then miss it.)
+ */
+void copy_blob_confirm(struct copy *c, const char *digest);
+
+/** A blob's size as the copy's manifests give it, or -1 when it is not one of the copy's. */
+int64_t copy_blob_size(struct copy *c, const char *digest);
+
 /*
  * Caps on what one image's source may make a copy hold and ask for: past one,
  * the copy fails (COPY_FAULT_SOURCE, FERRY_ETOOBIG) with an error naming the

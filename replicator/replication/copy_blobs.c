@@ -206,6 +206,48 @@ void copy_blob_decide(struct copy *c, const char *digest, const char *mount_from
     copy_op_finished(c);
 }
 
+static void blob_confirmed(int rc, const char *error, bool exists, int64_t size, void *arg)
+{
+    struct copy_blob *b = arg;
+    struct copy *c = b->copy;
+    (void)size;
+    (void)error;
+    if (c->rc < 0) {
+        copy_blob_finish(b, c->fault, c->rc, NULL);
+    } else if (rc == 0 && exists) {
+        c->sum->blobs_skipped++;
+        copy_blob_finish(b, COPY_FAULT_NONE, 0, NULL);
+    } else {
+        /* Missing, or the HEAD failed (Distribution may answer one with a
+         * 500 while it commits the blob): the HEAD was an economy, the
+         * upload is the answer. Gated: no mount. */
+        copy_blob_transfer(b);
+    }
+    copy_op_finished(c);
+}
+
+void copy_blob_confirm(struct copy *c, const char *digest)
+{
+    struct copy_blob *b = copy_find_blob(c, digest);
+    if (b != NULL && b->state == BLOB_ACTIVE && !b->gated) {
+        b->gated = true;
+        b->in_transfer = true; /* the owner's blob_done is due, whatever the HEAD says */
+        if (c->rc < 0) {
+            copy_blob_finish(b, c->fault, c->rc, NULL);
+        } else {
+            copy_op_started(c);
+            registry_blob_exists(c->dst, c->dst_repo, b->digest, blob_confirmed, b);
+        }
+    }
+    copy_op_finished(c);
+}
+
+int64_t copy_blob_size(struct copy *c, const char *digest)
+{
+    struct copy_blob *b = copy_find_blob(c, digest);
+    return b != NULL ? b->size : -1;
+}
+
 void copy_blob_check(struct copy *c, const char *digest)
 {
     struct copy_blob *b = copy_find_blob(c, digest);

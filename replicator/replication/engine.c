@@ -348,8 +348,8 @@ static void engine_close_wait(uv_timer_t *timer)
         /* Credential helpers and create_repository hooks too: none waits out its time limit. */
         spawn_abort_all(e->loop);
     }
-    /* A tag's hold or release on the thread pool needs the journal. */
-    if (e->running > 0 || e->hold_works > 0)
+    /* A tag's hold or release, or a blob hint, on the thread pool needs the journal. */
+    if (e->running > 0 || e->hold_works > 0 || e->hint_works > 0)
         return;
     engine_timer_stop(e);
     engine_finish_close(e);
@@ -370,7 +370,7 @@ void engine_close(struct engine *e, void (*cb)(void *arg), void *arg)
      * again from the parked cursor by the next start. */
     engine_parked_update(e, true);
     e->close_started_ms = uv_now(e->loop);
-    if (e->running == 0 && e->hold_works == 0) {
+    if (e->running == 0 && e->hold_works == 0 && e->hint_works == 0) {
         engine_finish_close(e);
         return;
     }

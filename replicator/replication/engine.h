@@ -39,7 +39,9 @@ struct engine_stats {
     uint64_t retries;
     uint64_t bytes; /* blob bytes uploaded */
     uint64_t circuits_opened;
-    uint64_t cursor; /* every entry at or below it is finished */
+    uint64_t cursor;      /* every entry at or below it is finished */
+    uint64_t hint_mounts; /* a cluster: blobs mounted from where another node put them */
+    uint64_t hint_waits;  /* a cluster: blobs this node waited for another node to upload */
 };
 
 /** Called on the loop whenever the engine has nothing left to do. */
@@ -164,5 +166,12 @@ size_t engine_retry(struct engine *e, const char *destination, const char *repos
  * the job records could not all be read (those read are taken up).
  */
 int engine_adopt(struct engine *e, bool (*alive)(const char *node, void *arg), void *arg);
+
+/**
+ * A cluster: `peers` other nodes are alive now (the heartbeat). With none,
+ * the engine asks no blob hints (engine_hints.c): its own flights are the
+ * whole picture.
+ */
+void engine_set_peers(struct engine *e, int peers);
 
 #endif

@@ -49,7 +49,7 @@ void engine_repo_note(struct eng_registry *r, const char *repo)
 
 /* ---- single-flight blobs per destination registry ---- */
 
-static struct blob_flight *flight_find(struct eng_registry *r, const char *digest)
+struct blob_flight *engine_flight_find(struct eng_registry *r, const char *digest)
 {
     struct blob_flight *f = NULL;
     HASH_FIND_STR(r->flights, digest, f);
@@ -125,9 +125,11 @@ static void link_end(struct eng_registry *r, const char *repo, const char *diges
  * Send `digest` into the copy's repository: mount from `from`, or upload when
  * NULL. An upload is a flight: every other copy that needs the blob at this
  * registry meanwhile waits, then mounts from here. Mounts go in parallel.
+ * In a cluster, the other nodes are asked first (engine_hints.c): the
+ * flight's copy may mount from where another node put the blob instead.
  */
-static void job_blob_send(struct eng_registry *r, struct copy *c, const char *digest,
-                          const char *from)
+static void job_blob_send(struct engine *e, struct eng_registry *r, struct copy *c,
+                          const char *digest, const char *from)
 {
     if (from == NULL) {
         struct blob_flight *f = xcalloc(1, sizeof(*f));
@@ -136,6 +138,10 @@ static void job_blob_send(struct eng_registry *r, struct copy *c, const char *di
         HASH_ADD_KEYPTR(hh, r->flights, f->digest, strlen(f->digest), f);
     }
     link_start(r, copy_dst_repo(c), digest);
+    if (from == NULL && engine_hints_on(e)) {
+        engine_hint_claim(e, r, c, digest);
+        return;
+    }
     copy_blob_decide(c, digest, from);
 }
 
@@ -156,7 +162,7 @@ void engine_blob_gate(struct copy *c, const char *digest, enum copy_blob_seen se
         copy_blob_decide(c, digest, repo);
         return;
     }
-    struct blob_flight *f = flight_find(r, digest);
+    struct blob_flight *f = engine_flight_find(r, digest);
     if (f != NULL) {
         waiters_add(&f->waiters, &f->n_waiters, c);
         return;
@@ -175,11 +181,11 @@ void engine_blob_gate(struct copy *c, const char *digest, enum copy_blob_seen se
     if (holds) {
         copy_blob_decide(c, digest, repo);
     } else if (other != NULL) {
-        job_blob_send(r, c, digest, other);
+        job_blob_send(e, r, c, digest, other);
     } else if (seen == COPY_BLOB_UNCHECKED) {
         copy_blob_check(c, digest);
     } else {
-        job_blob_send(r, c, digest, NULL);
+        job_blob_send(e, r, c, digest, NULL);
     }
     free(other);
 }
@@ -187,12 +193,14 @@ void engine_blob_gate(struct copy *c, const char *digest, enum copy_blob_seen se
 void engine_blob_done(struct copy *c, const char *digest, bool ok, void *arg)
 {
     struct eng_job *job = arg;
+    struct engine *e = job->engine;
     struct eng_registry *r = job->dst;
     const char *repo = copy_dst_repo(c);
-    struct blob_flight *f = flight_find(r, digest);
+    struct blob_flight *f = engine_flight_find(r, digest);
     struct copy **waiters = NULL;
     size_t n = 0;
     char *from = NULL;
+    bool claimed = false;
 
     /* Take this copy's flight down first: what follows may end other
      * copies at once (a copy that failed meanwhile answers from inside
@@ -202,6 +210,7 @@ void engine_blob_done(struct copy *c, const char *digest, bool ok, void *arg)
         waiters = f->waiters;
         n = f->n_waiters;
         from = ok ? xstrdup(f->repo) : NULL;
+        claimed = f->claimed;
         f->waiters = NULL;
         f->n_waiters = 0;
         flight_free(r, f);
@@ -216,21 +225,25 @@ void engine_blob_done(struct copy *c, const char *digest, bool ok, void *arg)
             else if (l != NULL) /* another waiter is mounting it there: after it */
                 waiters_add(&l->waiters, &l->n_waiters, waiters[i]);
             else
-                job_blob_send(r, waiters[i], digest, from);
+                job_blob_send(e, r, waiters[i], digest, from);
         }
     } else {
         /* The upload failed: the first waiter that still can tries its own,
          * the others wait for it. */
         size_t i = 0;
         while (i < n) {
-            job_blob_send(r, waiters[i++], digest, NULL);
-            struct blob_flight *nf = flight_find(r, digest);
+            job_blob_send(e, r, waiters[i++], digest, NULL);
+            struct blob_flight *nf = engine_flight_find(r, digest);
             if (nf == NULL)
                 continue; /* that copy had failed already: the next one tries */
             for (; i < n; i++)
                 waiters_add(&nf->waiters, &nf->n_waiters, waiters[i]);
         }
     }
+    /* Told after the waiters moved on: a retry of a failed upload here
+     * renews the claim before it would go. */
+    if (claimed)
+        engine_hint_flight_end(e, r, digest, repo, ok);
     free(waiters);
     free(from);
 }

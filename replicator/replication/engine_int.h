@@ -7,6 +7,7 @@
  *   engine_truth.c     the source is the truth: fences, the tag step, delete jobs
  *   engine_gates.c     the gates a job's last steps run behind
  *   engine_flights.c   single-flight blobs and links per destination registry
+ *   engine_hints.c     a cluster's blob hints: one node uploads, the others mount
  *
  * The decisions the engine makes on plain data (fences, the tag step, the
  * circuit as reported, where a failed job waits, the parked cursor, the
@@ -109,7 +110,8 @@ struct engine_tag_seen {
  */
 struct blob_flight {
     char *digest;
-    char *repo; /* the repository being given it */
+    char *repo;   /* the repository being given it */
+    bool claimed; /* a cluster: this node claimed the upload (engine_hints.c) */
     struct copy **waiters;
     size_t n_waiters;
     UT_hash_handle hh;
@@ -343,6 +345,10 @@ struct engine {
     uint64_t cursor;
     int running;
     int hold_works; /* a cluster: tag holds and releases on the thread pool (close waits) */
+    int hint_works; /* a cluster: blob hints asked or told, and waits (close waits) */
+    int hint_peers; /* a cluster: other nodes alive (engine_set_peers()); 0: no hints */
+    uint64_t hints_off_until; /* uv_now() until which hints are off (the servers failed one) */
+    struct hint_claim *hint_claims; /* blobs whose claim this node holds, by digest */
     bool started;
     bool closing;
     engine_idle_cb idle_cb;
@@ -677,5 +683,28 @@ void engine_repo_note(struct eng_registry *r, const char *repo);
 
 /** Free the flights, links and repositories `r` knows of. */
 void engine_flights_clear(struct eng_registry *r);
+
+/** The upload of `digest` in flight at `r`, or NULL. */
+struct blob_flight *engine_flight_find(struct eng_registry *r, const char *digest);
+
+/* ---- engine_hints.c ---- */
+
+/** Are the cluster's blob hints asked (a cluster, another node alive, the servers well)? */
+bool engine_hints_on(const struct engine *e);
+
+/**
+ * The copy `c` (its flight made, this node's upload) is about to upload
+ * `digest` into `r`: ask the other nodes first, then answer its blob gate
+ * (an upload, or a mount from where another node put it).
+ */
+void engine_hint_claim(struct engine *e, struct eng_registry *r, struct copy *c,
+                       const char *digest);
+
+/**
+ * A flight of this node's claim ended: it landed in `repo` at `r` (ok), and
+ * the other nodes hear it; the claim goes with the last such flight.
+ */
+void engine_hint_flight_end(struct engine *e, struct eng_registry *r, const char *digest,
+                            const char *repo, bool ok);
 
 #endif

@@ -6,6 +6,8 @@
 # - /v1/status on each node shows both nodes alive, and /metrics carries a
 #   node label;
 # - `ferry status --wait` works against either node, `ferry status` lists the nodes;
+# - a layer that images on both nodes share is read from the source once:
+#   one node claims it, the other mounts it from where it landed (blob hints);
 # - no node moves a destination tag while another holds the tag (its
 #   lease), nor deletes it;
 # - one node polls the source (its lease), and after a `kill -9` of that
@@ -56,6 +58,7 @@ rules:
   - { name: gone, source: src, repositories: ["gone"], deletes: true, destinations: [{ registry: d1 }] }
   - { name: late, source: src, repositories: ["late"], destinations: [{ registry: late }] }
   - { name: later, source: src, repositories: ["later"], destinations: [{ registry: later }] }
+  - { name: share, source: src, repositories: ["share*"], destinations: [{ registry: d1 }] }
 YAML
 done
 api() { echo "http://127.0.0.1:$(eval echo "\$port$1")"; }
@@ -110,6 +113,37 @@ done
 grep -q "^node1 " "$TEST_TMP/status.out" && grep -q "^node2 (this) " "$TEST_TMP/status.out" ||
   fail "ferry status on node 2 does not list both nodes: $(cat "$TEST_TMP/status.out")"
 pass "ferry status --wait answers COMPLETE on either node, and ferry status lists the nodes"
+
+# Six images share a base layer; both nodes get three each at once. One
+# node claims the layer and reads it from the source; the other waits for
+# it, or finds where it landed, and mounts it: the source serves it once.
+for i in 0 1 2 3 4 5; do
+  fixturegen push --registry "$src_ADDR" --repo "share$i" --tag v1 --seed "cl-share$i" --layers 1 --layer-size 16K \
+    --base-seed cl-base --base-layers 1 --base-layer-size 2M --compact >"$TEST_TMP/share$i.json"
+done
+base=$(jq -r '.blobs | max_by(.size) | .digest' "$TEST_TMP/share0.json")
+posts=()
+for i in 0 1 2 3 4 5; do
+  notify $((i % 2 + 1)) "$TEST_TMP/share$i.json" "share$i" v1 >/dev/null &
+  posts+=($!)
+done
+for p in "${posts[@]}"; do wait "$p" || fail "a notification of the shared images was refused"; done
+shared_all() {
+  local i
+  for i in 0 1 2 3 4 5; do at "$d1_ADDR" "share$i:v1" "$TEST_TMP/share$i.json" || return 1; done
+}
+wait_until 60 shared_all || fail "the shared images did not all reach d1: $(jobs 1 | tail -n 3)"
+reads=$(grep -c "\"GET /v2/share[0-9]/blobs/$base " "$TEST_TMP/src.log" || true)
+ran=$(for k in 1 2; do jobs "$k"; done | jq -s '[.[] | select(.repository | startswith("share")) | .node] | unique | length')
+hinted() { # the nodes' hint mounts and waits, as their last beats said
+  st 1 | jq '[.cluster.nodes[].figures | .hint_mounts + .hint_waits] | add'
+}
+some_hinted() { (($(hinted) > 0)); }
+[[ "$ran" == 2 ]] || fail "the shared images' jobs did not run on both nodes (nodes: $ran)"
+assert_eq "$reads" 1 "the shared base layer's GETs at the source (both nodes replicated images that hold it)"
+wait_until 10 some_hinted || fail "no node mounted or waited on a blob hint: $(st 1 | jq -c '[.cluster.nodes[].figures]')"
+hinted=$(hinted)
+pass "a layer shared by images on both nodes was read from the source once (hint mounts and waits: $hinted)"
 
 # A destination tag's lease held by another node (played by cluster_lease):
 # no node moves that tag until it lapses; then the tag arrives.

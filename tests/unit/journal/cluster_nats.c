@@ -31,6 +31,7 @@
 #include "common/xalloc.h"
 #include "common/base64.h"
 #include "common/clock.h"
+#include "common/digest.h"
 #include "journal/journal.h"
 #include "journal/journal_int.h"
 
@@ -1231,6 +1232,106 @@ static void test_tag_holds(void **state)
     journal_close(one);
 }
 
+/* ---- Blob hints: which node reads a blob, and where it landed ---- */
+
+#define DIGEST3 "sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+/* journal_blob_claim()'s answer, its hint's node and repository copied out. */
+static int claim(struct journal *j, const char *registry, const char *digest, const char *node,
+                 const char *repo, uint64_t ttl, char *who, char *where)
+{
+    struct journal_blob_hint h;
+    int rc = journal_blob_claim(j, registry, digest, node, repo, ttl, &h);
+    if (rc < 0)
+        return rc;
+    snprintf(who, 64, "%s", h.node != NULL ? h.node : "");
+    snprintf(where, 64, "%s", h.repo != NULL ? h.repo : "");
+    if (h.state == JOURNAL_BLOB_BUSY)
+        assert_true(h.until_unix_ms > clock_unix_ms());
+    journal_blob_hint_free(&h);
+    return (int)h.state;
+}
+
+/* Publish `value` on the blob hint of `text` (journal_api.c's key: its sha256), as a stranger. */
+static void blob_hint_forge(jsCtx *js, const char *text, const char *value)
+{
+    char digest[DIGEST_MAX];
+    digest_of(text, strlen(text), digest);
+    char *subject = xasprintf("$KV.%s_blobs.%s", prefix, digest + strlen("sha256:"));
+    jsPubAck *ack = NULL;
+    assert_int_equal(js_Publish(&ack, js, subject, value, (int)strlen(value), NULL, NULL), NATS_OK);
+    jsPubAck_Destroy(ack);
+    free(subject);
+}
+
+static void test_blob_hints(void **state)
+{
+    (void)state;
+    struct journal *a = node_open(), *b = node_open();
+    char who[64], where[64];
+    /* The first node to ask claims the blob; the others hear who has it. */
+    assert_int_equal(claim(a, "eu.example:5000", DIGEST, "a", "app", 5000, who, where),
+                     JOURNAL_BLOB_MINE);
+    assert_int_equal(claim(b, "eu.example:5000", DIGEST, "b", "web", 5000, who, where),
+                     JOURNAL_BLOB_BUSY);
+    assert_string_equal(who, "a");
+    /* Its own again (another of its registries): still its. */
+    assert_int_equal(claim(a, "us.example", DIGEST, "a", "app", 5000, who, where),
+                     JOURNAL_BLOB_MINE);
+    /* Landed at one registry: AT there; at another, the claim still holds. */
+    assert_int_equal(journal_blob_landed(a, "eu.example:5000", DIGEST, "team/app"), 0);
+    assert_int_equal(claim(b, "eu.example:5000", DIGEST, "b", "web", 5000, who, where),
+                     JOURNAL_BLOB_AT);
+    assert_string_equal(where, "team/app");
+    assert_int_equal(claim(b, "us.example", DIGEST, "b", "web", 5000, who, where),
+                     JOURNAL_BLOB_BUSY);
+    /* Not b's to give back; a's goes, and b claims it. */
+    assert_int_equal(journal_blob_unclaim(b, DIGEST, "b"), 0);
+    assert_int_equal(claim(b, "us.example", DIGEST, "b", "web", 5000, who, where),
+                     JOURNAL_BLOB_BUSY);
+    assert_int_equal(journal_blob_unclaim(a, DIGEST, "a"), 0);
+    assert_int_equal(claim(b, "us.example", DIGEST, "b", "web", 5000, who, where),
+                     JOURNAL_BLOB_MINE);
+    assert_int_equal(claim(a, "us.example", DIGEST, "a", "app", 5000, who, where),
+                     JOURNAL_BLOB_BUSY);
+    assert_string_equal(who, "b");
+    /* A claim that lapses (its node died): the next node to ask has it. */
+    assert_int_equal(claim(a, "eu.example:5000", DIGEST2, "a", "app", 300, who, where),
+                     JOURNAL_BLOB_MINE);
+    assert_int_equal(claim(b, "eu.example:5000", DIGEST2, "b", "web", 5000, who, where),
+                     JOURNAL_BLOB_BUSY);
+    sleep_ms(600);
+    assert_int_equal(claim(b, "eu.example:5000", DIGEST2, "b", "web", 5000, who, where),
+                     JOURNAL_BLOB_MINE);
+    /* What a stranger wrote that does not decode counts as nothing. */
+    natsConnection *nc = NULL;
+    jsCtx *js = raw_jetstream(&nc);
+    blob_hint_forge(js, "eu.example:5000\n" DIGEST3, "A 0 - has space");
+    blob_hint_forge(js, DIGEST3, "B 99999999999999 bad..node repo");
+    assert_int_equal(claim(a, "eu.example:5000", DIGEST3, "a", "app", 5000, who, where),
+                     JOURNAL_BLOB_MINE);
+    blob_hint_forge(js, "eu.example:5000\n" DIGEST3, "junk");
+    assert_int_equal(claim(b, "eu.example:5000", DIGEST3, "b", "web", 5000, who, where),
+                     JOURNAL_BLOB_BUSY);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    /* Bad arguments change nothing. */
+    struct journal_blob_hint h;
+    assert_int_equal(journal_blob_claim(a, "eu", "sha256:zz", "a", "app", 5000, &h), FERRY_EINVAL);
+    assert_int_equal(journal_blob_claim(a, "eu", DIGEST, "a", "two words", 5000, &h), FERRY_EINVAL);
+    assert_int_equal(journal_blob_claim(a, "eu", DIGEST, "a..b", "app", 5000, &h), FERRY_EINVAL);
+    assert_int_equal(journal_blob_claim(a, "", DIGEST, "a", "app", 5000, &h), FERRY_EINVAL);
+    assert_int_equal(journal_blob_landed(a, "eu", DIGEST, ""), FERRY_EINVAL);
+    journal_close(a);
+    journal_close(b);
+
+    /* One node keeps none: its flights are the whole picture. */
+    struct journal *one = local_journal();
+    assert_int_equal(journal_blob_claim(one, "eu", DIGEST, "me", "app", 5000, &h), -ENOTSUP);
+    assert_int_equal(journal_blob_landed(one, "eu", DIGEST, "app"), -ENOTSUP);
+    journal_close(one);
+}
+
 /* ---- Nodes: their heartbeats ---- */
 
 #define SEEN_NODES 8
@@ -1566,7 +1667,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_hostile_messages), cmocka_unit_test(test_node_local),
         cmocka_unit_test(test_work_shared),      cmocka_unit_test(test_leases),
         cmocka_unit_test(test_tag_holds),        cmocka_unit_test(test_nodes),
-        cmocka_unit_test(test_claims),
+        cmocka_unit_test(test_claims),           cmocka_unit_test(test_blob_hints),
     };
     const struct CMUnitTest after[] = {
         cmocka_unit_test(test_survivor),
