@@ -21,7 +21,8 @@
 #    100 ms). Then `ferry verify` and fleettool's tags/list + HEAD check must
 #    find every tag at every destination, or the bench fails. Also measured:
 #    the CPU of the nodes, the NATS servers and the registries, the source's
-#    blob bytes read (each node reads into its own spool), start-up.
+#    blob bytes read (each node reads into its own spool what the blob
+#    hints leave it to read), start-up.
 #    Notifications, not a poll round: fleet.sh's fresh figure is `ferry sync`,
 #    which a cluster's config refuses; a poll round in a cluster is one node's
 #    (the source's poller lease) and starts with the node, so its clock would
@@ -351,8 +352,8 @@ fleet_run() {
   F[$c,wall]+="$wall "
   F[$c,start]+="$START_S "
   F[$c,notify]+="$notify_s "
-  # What the source served meanwhile: each node reads what its jobs need
-  # into its own spool.
+  # What the source served meanwhile: each node reads into its own spool
+  # what its jobs need and the blob hints leave it to read.
   local src_stats
   src_stats=$(log_lines src >/dev/null && tool logstats --log "${_REG_LOG[src]}" --offset "$src_off" "${FLEET_FILES[@]}")
   F[$c,src_read]+="$(calc "$(jq -r .blob_get_bytes <<<"$src_stats") / $UNIQUE") "
@@ -556,7 +557,7 @@ if [[ -n "${PART[fleet]:-}" ]]; then
     printf '| wall ÷ RocksDB'"'"'s | 1.00× | %s | %s |\n' "$(fmt '%.2f×' "$r1")" "$(fmt '%.2f×' "$r3")"
     printf '| wall s, each run | %s | %s | %s |\n' "$(runs2 "${F[rdb1,wall]}")" "$(runs2 "${F[js1,wall]}")" "$(runs2 "${F[js3,wall]}")"
     printf '| wall ÷ RocksDB'"'"'s in the same run, each run | | %s | %s |\n' "$(runs2 "${F[js1,ratio]}")" "$(runs2 "${F[js3,ratio]}")"
-    frow "source blob bytes read ÷ unique (the source's access log; each node reads into its own spool)" src_read '%.3f'
+    frow "source blob bytes read ÷ unique (the source's access log; each node reads into its own spool what no other node claimed)" src_read '%.3f'
     frow "requests to the source" src_req '%.0f'
     frow "Ferry's CPU s (all nodes, user+sys)" ferry_cpu
     printf '| NATS servers'"'"' CPU s | — | %s | %s |\n' "$(m2 "${F[js1,nats_cpu]}")" "$(m2 "${F[js3,nats_cpu]}")"
@@ -638,7 +639,7 @@ if [[ -n "${PART[fleet]:-}" && -n "${PART[ingest]:-}" ]]; then
   capacity_md=$(
     echo "### capacity model (computed from the tables above)"
     echo
-    echo "Per job (one image to one destination; $JOBS jobs in the fleet part, images of $(fmt '%.0f' "$(calc "$LOGICAL / ($REPOS * $TAGS) / 1024")") KiB on average): the NATS servers spent **$(fmt '%.1f' "$nats_ms") ms** of CPU, the three replicas together (3 nodes); the Ferry nodes **$(fmt '%.1f' "$node_ms") ms** (one node on RocksDB: $(fmt '%.1f' "$rdb_ms") ms). With 3 nodes the source served **$(fmt '%.2f' "$amp")×** the fleet's unique bytes (each node reads a shared layer into its own spool once). Webhook ingest took **$(fmt '%.0f' "$(med "${I[eps]}")") events/s**."
+    echo "Per job (one image to one destination; $JOBS jobs in the fleet part, images of $(fmt '%.0f' "$(calc "$LOGICAL / ($REPOS * $TAGS) / 1024")") KiB on average): the NATS servers spent **$(fmt '%.1f' "$nats_ms") ms** of CPU, the three replicas together (3 nodes); the Ferry nodes **$(fmt '%.1f' "$node_ms") ms** (one node on RocksDB: $(fmt '%.1f' "$rdb_ms") ms). With 3 nodes the source served **$(fmt '%.2f' "$amp")×** the fleet's unique bytes (a node reads a layer into its own spool unless another node claimed it: the blob hints). Webhook ingest took **$(fmt '%.0f' "$(med "${I[eps]}")") events/s**."
     echo
     echo "For P pushes per second, D destinations, S GiB per push and N Ferry nodes:"
     echo
@@ -655,7 +656,7 @@ if [[ -n "${PART[fleet]:-}" && -n "${PART[ingest]:-}" ]]; then
     printf '| webhook ingest | P ≤ %.0f events/s | |
 ' "$(med "${I[eps]}")"
     echo
-    echo "Nodes: enough that each node's share of the bytes, P × S × (a + D) ÷ N, fits its network (a node moves what it copies through memory and its spool: its CPU per byte is the copy path's, see the fleet and copy benches). NATS: three servers (a quorum of two) for \`replicas: 3\`, with the cores above; more servers spread the streams' leaders but each write still goes to three. The next limit is the control path's per-job cost on the NATS servers, P × D × $(fmt '%.1f' "$nats_ms") ms: each job's status record, its tag's hold and release (two compare-and-set writes on a replicated stream, which carry the tag's fence) and its entry's acknowledgement."
+    echo "Nodes: enough that each node's share of the bytes, P × S × (a + D) ÷ N, fits its network (a node moves what it copies through memory and its spool: its CPU per byte is the copy path's, see the fleet and copy benches). NATS: three servers (a quorum of two) for \`replicas: 3\`, with the cores above; more servers spread the streams' leaders but each write still goes to three. The next limit is the control path's per-job cost on the NATS servers, P × D × $(fmt '%.1f' "$nats_ms") ms: each job's status record, its tag's hold and release (two compare-and-set writes on a replicated stream, which carry the tag's fence), its entry's acknowledgement, and per blob a node uploads, its claim and where it landed (writes on the one-replica bucket of blob hints)."
   )
 fi
 
