@@ -94,6 +94,8 @@ struct registry_op {
     size_t body_limit;
     bool follow;
     bool no_retry; /* the caller retries at a higher level (uploads) */
+    /* An answer the caller knows to be transient besides retry_transient()'s (NULL: none). */
+    bool (*transient)(const struct registry_op *op, struct http_request *req);
     bool canceled;
     registry_op_prepare_cb prepare; /* called on every attempt's request, or NULL */
     registry_op_done_cb done;

@@ -13,6 +13,7 @@
 #include "common/manifest.h"
 #include "common/reference.h"
 #include "common/xalloc.h"
+#include "registry/regerror.h"
 #include "registry/registry_int.h"
 
 /* ---- manifests ---- */
@@ -272,6 +273,29 @@ static void manifest_put_done(struct registry_op *op, struct http_request *req, 
     registry_op_free(op);
 }
 
+/*
+ * Distribution 2.8 writes a repository's link to a blob in place, whenever a
+ * blob is uploaded or mounted into the repository, even one it links
+ * already: a manifest PUT that reads the link meanwhile is refused 400
+ * DIGEST_INVALID and MANIFEST_BLOB_UNKNOWN for a blob that is there. One
+ * node orders its own links (engine_flights.c); in a cluster another node
+ * may be linking a blob of the same image into the same repository right
+ * then. So such an answer is tried once more, after the backoff: a blob
+ * really missing is refused again, and the copy fails as before.
+ */
+static bool manifest_put_transient(const struct registry_op *op, struct http_request *req)
+{
+    if (op->attempt > 0 || http_request_status(req) != 400)
+        return false;
+    const struct buf *body = http_request_response_body(req);
+    char *code = NULL;
+    bool again =
+        body->len > 0 && regerror_parse(body->data, body->len, &code, NULL) == 0 &&
+        (strcmp(code, "DIGEST_INVALID") == 0 || strcmp(code, "MANIFEST_BLOB_UNKNOWN") == 0);
+    free(code);
+    return again;
+}
+
 int registry_manifest_put(struct registry *reg, const char *repo, const char *reference,
                           const char *bytes, size_t len, const char *media_type, registry_put_cb cb,
                           void *arg)
@@ -285,6 +309,7 @@ int registry_manifest_put(struct registry *reg, const char *repo, const char *re
     op->body = bytes;
     op->body_len = len;
     op->content_type = xasprintf("Content-Type: %s", media_type);
+    op->transient = manifest_put_transient;
     struct manifest_ctx *ctx = xcalloc(1, sizeof(*ctx));
     ctx->reference = xstrdup(reference);
     ctx->put_cb = cb;

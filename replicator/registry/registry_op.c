@@ -236,7 +236,9 @@ static void registry_op_http_done(struct http_request *req, int rc, void *arg)
     /* A stalled request already waited the stall timeout: one more try, not
      * five, so that a partitioned registry fails its jobs (and opens the
      * engine's circuit) in about twice the stall timeout. */
-    if (!retry_transient(rc, status, op->attempt) || !registry_op_may_retry(op)) {
+    bool again = retry_transient(rc, status, op->attempt) ||
+                 (rc == 0 && op->transient != NULL && op->transient(op, req));
+    if (!again || !registry_op_may_retry(op)) {
         registry_op_finish(op, req, rc);
         return;
     }

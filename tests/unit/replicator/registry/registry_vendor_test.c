@@ -216,6 +216,64 @@ static void test_budget_from_every_answer(void **state)
     fixture_finish(&f);
 }
 
+/* ---- Distribution's link race on a manifest PUT ---- */
+
+#define MANIFEST_BODY "{\"schemaVersion\":2}"
+#define LINK_RACE                                                                                  \
+    "{\"errors\":[{\"code\":\"DIGEST_INVALID\",\"message\":\"provided digest did not match "       \
+    "uploaded content\"},{\"code\":\"MANIFEST_BLOB_UNKNOWN\",\"message\":\"blob unknown\"}]}"
+
+static void put_done(int rc, const char *error, bool subject, void *arg)
+{
+    struct answer *a = arg;
+    (void)error;
+    (void)subject;
+    a->done = true;
+    a->rc = rc;
+}
+
+static int put_manifest(struct fixture *f)
+{
+    struct answer a = {0};
+    assert_int_equal(registry_manifest_put(f->reg, REPO, "v1", MANIFEST_BODY, strlen(MANIFEST_BODY),
+                                           "application/vnd.oci.image.manifest.v1+json", put_done,
+                                           &a),
+                     0);
+    fixture_run(f, &a.done);
+    return a.rc;
+}
+
+/*
+ * Distribution refuses a manifest PUT DIGEST_INVALID + MANIFEST_BLOB_UNKNOWN
+ * while another client rewrites the link of one of its blobs: tried once
+ * more, and only once; other refusals are not tried again.
+ */
+static void test_manifest_put_link_race(void **state)
+{
+    struct fixture f;
+    (void)state;
+    fixture_start(&f, NULL);
+    responder_expect(&f.r, "PUT", "/v2/" REPO "/manifests/v1", 400, NULL, LINK_RACE);
+    responder_expect(&f.r, "PUT", "/v2/" REPO "/manifests/v1", 201, NULL, "");
+    assert_int_equal(put_manifest(&f), 0);
+    assert_int_equal(f.r.n_got, 2);
+    assert_string_equal(f.r.got[1].body, MANIFEST_BODY);
+
+    /* Refused again: the blob is missing after all. */
+    responder_expect(&f.r, "PUT", "/v2/" REPO "/manifests/v1", 400, NULL, LINK_RACE);
+    responder_expect(&f.r, "PUT", "/v2/" REPO "/manifests/v1", 400, NULL, LINK_RACE);
+    assert_true(put_manifest(&f) < 0);
+    assert_int_equal(f.r.n_got, 4);
+
+    /* Any other refusal: one request. */
+    responder_expect(&f.r, "PUT", "/v2/" REPO "/manifests/v1", 400, NULL,
+                     "{\"errors\":[{\"code\":\"MANIFEST_INVALID\",\"message\":\"bad\"}]}");
+    assert_true(put_manifest(&f) < 0);
+    assert_int_equal(f.r.n_got, 5);
+    assert_responder_done(&f.r);
+    fixture_finish(&f);
+}
+
 /* ---- conditional tag listings ---- */
 
 /* The first listing sends no If-None-Match and hands back the ETag; the next sends it, 304. */
@@ -382,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_tags_paged_no_etag),
         cmocka_unit_test(test_tags_etag_checked),
         cmocka_unit_test(test_tags_conditional_not_found),
+        cmocka_unit_test(test_manifest_put_link_race),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
