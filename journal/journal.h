@@ -358,7 +358,7 @@ struct journal_blob_hint {
     int64_t until_unix_ms; /* BUSY: when the claim lapses (the writer's clock) */
 };
 
-/* Longest repository name a hint holds (a registry's own limit is 255). */
+/* Longest repository name a hint holds (a repository name, reference_repository_valid()). */
 #define JOURNAL_BLOB_REPO_MAX 1024
 
 /**

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/digest.h"
+#include "common/reference.h"
 #include "common/xalloc.h"
 #include "journal/journal_int.h"
 
@@ -312,9 +313,8 @@ static int journal_blob_key(const char *registry, const char *digest,
 
 static bool journal_blob_repo_ok(const char *repo)
 {
-    return repo != NULL && repo[0] != '\0' &&
-           strnlen(repo, JOURNAL_BLOB_REPO_MAX + 1) <= JOURNAL_BLOB_REPO_MAX &&
-           strpbrk(repo, " \n") == NULL;
+    return repo != NULL && strnlen(repo, JOURNAL_BLOB_REPO_MAX + 1) <= JOURNAL_BLOB_REPO_MAX &&
+           reference_repository_valid(repo);
 }
 
 int journal_blob_claim(struct journal *j, const char *registry, const char *digest,

@@ -72,6 +72,7 @@
 #include "common/digest.h"
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/reference.h"
 #include "common/xalloc.h"
 
 /* Longest key: the servers' subjects have room for far more, a registry's names need less. */
@@ -88,6 +89,8 @@
 #define JS_NODES_TTL_HOURS 24
 /* A claim not dropped within this long (its job long over, its drop lost) goes. */
 #define JS_CLAIMS_TTL_DAYS 30
+/* The bucket of blob hints, not bound at the start (its server down), is tried again this often. */
+#define JS_BLOBS_RETRY_MS 10000
 /* A blob hint not written again within this long goes (each node's presence cache stays). */
 #define JS_BLOBS_TTL_DAYS 7
 /* The bucket of blob hints holds at most this much (about a million hints); past it, none is new.
@@ -138,6 +141,11 @@ struct journal_js {
     pthread_mutex_t append_lock;
     pthread_mutex_t batch_lock; /* the handler's thread against the appender's */
     struct js_batch *batch;
+    /* The bucket of blob hints has one replica: while its server is down it
+     * cannot be bound, and the node runs without hints; bound again at most
+     * every JS_BLOBS_RETRY_MS (js_blobs_kv()). */
+    pthread_mutex_t blobs_lock;
+    int64_t blobs_retry_at; /* clock_mono_ms() */
     bool locks_ready;
 };
 
@@ -593,6 +601,7 @@ int journal_open_cluster(const struct journal_cluster_options *o, struct journal
     j->base.ops = &journal_js_ops;
     pthread_mutex_init(&j->append_lock, NULL);
     pthread_mutex_init(&j->batch_lock, NULL);
+    pthread_mutex_init(&j->blobs_lock, NULL);
     j->locks_ready = true;
     j->local = local;
     j->stream = xstrdup(o->stream);
@@ -615,10 +624,20 @@ int journal_open_cluster(const struct journal_cluster_options *o, struct journal
             ttl = (int64_t)JS_CLAIMS_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
         else if (b == JS_BLOBS)
             ttl = (int64_t)JS_BLOBS_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
-        /* Blob hints are an economy: one replica, the cheapest write, and
-         * losing them (a server's disk) costs uploads, nothing else. */
-        rc = js_bucket_open(j, j->bucket[b], b == JS_BLOBS ? 1 : o->replicas, ttl,
-                            b == JS_BLOBS ? JS_BLOBS_MAX_BYTES : 0, &j->kv[b], err);
+        if (b == JS_BLOBS) {
+            /* Blob hints are an economy: one replica, the cheapest write,
+             * and losing them (a server's disk, or the server for a while)
+             * costs uploads, nothing else: a node starts without them. */
+            char *why = NULL;
+            if (js_bucket_open(j, j->bucket[b], 1, ttl, JS_BLOBS_MAX_BYTES, &j->kv[b], &why) < 0) {
+                log_warn("cluster: no blob hints for now, blobs are uploaded without them: %s",
+                         why != NULL ? why : "?");
+                j->blobs_retry_at = clock_mono_ms() + JS_BLOBS_RETRY_MS;
+            }
+            free(why);
+            continue;
+        }
+        rc = js_bucket_open(j, j->bucket[b], o->replicas, ttl, 0, &j->kv[b], err);
     }
     j->fence_subject = xasprintf("%s.fence", o->bucket_prefix);
     for (int n = 0; rc == 0 && n < JS_FENCE_SHARDS; n++) {
@@ -655,6 +674,7 @@ static void js_close(struct journal *jn)
     if (j->locks_ready) {
         pthread_mutex_destroy(&j->append_lock);
         pthread_mutex_destroy(&j->batch_lock);
+        pthread_mutex_destroy(&j->blobs_lock);
     }
     free(j->stream);
     free(j->subject);
@@ -2049,6 +2069,23 @@ static int js_claim_scan(struct journal *jn,
 /* Claims refused before giving up: each refusal is another node's write, and they are few. */
 #define JS_BLOB_ATTEMPTS 4
 
+/* The bucket of blob hints, bound now if it was not (at most every JS_BLOBS_RETRY_MS), or NULL. */
+static kvStore *js_blobs_kv(struct journal_js *j)
+{
+    pthread_mutex_lock(&j->blobs_lock);
+    if (j->kv[JS_BLOBS] == NULL && clock_mono_ms() >= j->blobs_retry_at) {
+        int64_t ttl = (int64_t)JS_BLOBS_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
+        if (js_bucket_open(j, j->bucket[JS_BLOBS], 1, ttl, JS_BLOBS_MAX_BYTES, &j->kv[JS_BLOBS],
+                           NULL) < 0)
+            j->blobs_retry_at = clock_mono_ms() + JS_BLOBS_RETRY_MS;
+        else
+            log_info("cluster: blob hints are there again");
+    }
+    kvStore *kv = j->kv[JS_BLOBS];
+    pthread_mutex_unlock(&j->blobs_lock);
+    return kv;
+}
+
 /* A hint as js_blob_write() wrote it: 0 and *out, or FERRY_EPARSE. */
 static int js_blob_decode(const void *value, int len, struct journal_blob_hint *out)
 {
@@ -2070,8 +2107,9 @@ static int js_blob_decode(const void *value, int len, struct journal_blob_hint *
     if (sp == NULL)
         return FERRY_EPARSE;
     *sp = '\0';
+    /* It goes into a mount's URL and token scope: a repository name, or nothing. */
     const char *repo = sp + 1;
-    if (repo[0] == '\0' || strpbrk(repo, " \n") != NULL)
+    if (!reference_repository_valid(repo))
         return FERRY_EPARSE;
     if (buf[0] == 'B' && journal_node_check(node) < 0)
         return FERRY_EPARSE;
@@ -2087,16 +2125,19 @@ static int js_blob_decode(const void *value, int len, struct journal_blob_hint *
 static natsStatus js_blob_write(struct journal_js *j, const char *key, const char *node,
                                 int64_t until, const char *repo, int64_t rev)
 {
+    kvStore *kv = js_blobs_kv(j);
+    if (kv == NULL)
+        return NATS_NOT_FOUND;
     char *value = node != NULL ? xasprintf("B %" PRId64 " %s %s", until, node, repo)
                                : xasprintf("A 0 - %s", repo);
     uint64_t wrote = 0;
     natsStatus s;
     if (rev < 0)
-        s = kvStore_Put(&wrote, j->kv[JS_BLOBS], key, value, (int)strlen(value));
+        s = kvStore_Put(&wrote, kv, key, value, (int)strlen(value));
     else if (rev == 0)
-        s = kvStore_Create(&wrote, j->kv[JS_BLOBS], key, value, (int)strlen(value));
+        s = kvStore_Create(&wrote, kv, key, value, (int)strlen(value));
     else
-        s = kvStore_Update(&wrote, j->kv[JS_BLOBS], key, value, (int)strlen(value), (uint64_t)rev);
+        s = kvStore_Update(&wrote, kv, key, value, (int)strlen(value), (uint64_t)rev);
     free(value);
     return s;
 }
@@ -2108,7 +2149,10 @@ static int js_blob_read(struct journal_js *j, const char *key, struct journal_bl
     kvEntry *e = NULL;
     *rev = 0;
     memset(out, 0, sizeof(*out));
-    natsStatus s = kvStore_Get(&e, j->kv[JS_BLOBS], key);
+    kvStore *kv = js_blobs_kv(j);
+    if (kv == NULL)
+        return -EAGAIN; /* not bound: its server is down */
+    natsStatus s = kvStore_Get(&e, kv, key);
     if (s == NATS_NOT_FOUND)
         return FERRY_ENOTFOUND;
     if (s != NATS_OK)

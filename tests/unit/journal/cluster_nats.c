@@ -1306,7 +1306,7 @@ static void test_blob_hints(void **state)
     /* What a stranger wrote that does not decode counts as nothing. */
     natsConnection *nc = NULL;
     jsCtx *js = raw_jetstream(&nc);
-    blob_hint_forge(js, "eu.example:5000\n" DIGEST3, "A 0 - has space");
+    blob_hint_forge(js, "eu.example:5000\n" DIGEST3, "A 0 - app&from=x");
     blob_hint_forge(js, DIGEST3, "B 99999999999999 bad..node repo");
     assert_int_equal(claim(a, "eu.example:5000", DIGEST3, "a", "app", 5000, who, where),
                      JOURNAL_BLOB_MINE);
@@ -1319,6 +1319,7 @@ static void test_blob_hints(void **state)
     struct journal_blob_hint h;
     assert_int_equal(journal_blob_claim(a, "eu", "sha256:zz", "a", "app", 5000, &h), FERRY_EINVAL);
     assert_int_equal(journal_blob_claim(a, "eu", DIGEST, "a", "two words", 5000, &h), FERRY_EINVAL);
+    assert_int_equal(journal_blob_claim(a, "eu", DIGEST, "a", "app?x=1", 5000, &h), FERRY_EINVAL);
     assert_int_equal(journal_blob_claim(a, "eu", DIGEST, "a..b", "app", 5000, &h), FERRY_EINVAL);
     assert_int_equal(journal_blob_claim(a, "", DIGEST, "a", "app", 5000, &h), FERRY_EINVAL);
     assert_int_equal(journal_blob_landed(a, "eu", DIGEST, ""), FERRY_EINVAL);
@@ -1330,6 +1331,49 @@ static void test_blob_hints(void **state)
     assert_int_equal(journal_blob_claim(one, "eu", DIGEST, "me", "app", 5000, &h), -ENOTSUP);
     assert_int_equal(journal_blob_landed(one, "eu", DIGEST, "app"), -ENOTSUP);
     journal_close(one);
+}
+
+/*
+ * The bucket of blob hints has one replica: while its server is down no
+ * node can bind it. Played by a stream of its name that is no bucket: the
+ * node opens all the same, and its hints fail (it uploads without them).
+ */
+static void test_blob_hints_unbound(void **state)
+{
+    (void)state;
+    natsConnection *nc = NULL;
+    jsCtx *js = raw_jetstream(&nc);
+    char name[256], subject[256], stream[256], buckets[128];
+    snprintf(buckets, sizeof(buckets), "%sU", prefix);
+    snprintf(name, sizeof(name), "KV_%s_blobs", buckets);
+    snprintf(subject, sizeof(subject), "%s.notkv.>", buckets);
+    snprintf(stream, sizeof(stream), "%s_JOURNAL", buckets);
+    const char *subjects[] = {subject};
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_MemoryStorage;
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_AddStream(&si, js, &cfg, NULL, NULL), NATS_OK);
+    jsStreamInfo_Destroy(si);
+
+    struct journal_cluster_options o = test_options();
+    o.stream = stream;
+    o.bucket_prefix = buckets;
+    struct journal *a = NULL;
+    char *err = NULL;
+    int rc = journal_open_cluster(&o, local_journal(), &a, &err);
+    if (rc != 0)
+        fail_msg("a node without its blob hints did not open: %d %s", rc, err != NULL ? err : "");
+    struct journal_blob_hint h;
+    assert_true(journal_blob_claim(a, "eu", DIGEST, "a", "app", 5000, &h) < 0);
+    assert_true(journal_blob_landed(a, "eu", DIGEST, "app") < 0);
+    journal_close(a);
+    assert_int_equal(js_DeleteStream(js, name, NULL, NULL), NATS_OK);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
 }
 
 /* ---- Nodes: their heartbeats ---- */
@@ -1660,14 +1704,23 @@ int main(int argc, char **argv)
     log_threshold = FERRY_LOG_WARN;
 
     const struct CMUnitTest all[] = {
-        cmocka_unit_test(test_open_errors),      cmocka_unit_test(test_append_dedup_two_nodes),
-        cmocka_unit_test(test_append_batch),     cmocka_unit_test(test_tagstate_observations),
-        cmocka_unit_test(test_observation_race), cmocka_unit_test(test_fences),
-        cmocka_unit_test(test_fence_race),       cmocka_unit_test(test_jobs),
-        cmocka_unit_test(test_hostile_messages), cmocka_unit_test(test_node_local),
-        cmocka_unit_test(test_work_shared),      cmocka_unit_test(test_leases),
-        cmocka_unit_test(test_tag_holds),        cmocka_unit_test(test_nodes),
-        cmocka_unit_test(test_claims),           cmocka_unit_test(test_blob_hints),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_append_dedup_two_nodes),
+        cmocka_unit_test(test_append_batch),
+        cmocka_unit_test(test_tagstate_observations),
+        cmocka_unit_test(test_observation_race),
+        cmocka_unit_test(test_fences),
+        cmocka_unit_test(test_fence_race),
+        cmocka_unit_test(test_jobs),
+        cmocka_unit_test(test_hostile_messages),
+        cmocka_unit_test(test_node_local),
+        cmocka_unit_test(test_work_shared),
+        cmocka_unit_test(test_leases),
+        cmocka_unit_test(test_tag_holds),
+        cmocka_unit_test(test_nodes),
+        cmocka_unit_test(test_claims),
+        cmocka_unit_test(test_blob_hints),
+        cmocka_unit_test(test_blob_hints_unbound),
     };
     const struct CMUnitTest after[] = {
         cmocka_unit_test(test_survivor),
