@@ -166,7 +166,14 @@ struct registry_upload_options {
         chunk_min; /* chunked: at least this per PATCH but the last (also OCI-Chunk-Min-Length) */
     uint64_t chunk_max;     /* chunked: at most this per PATCH (0: REGISTRY_DEFAULT_CHUNK_MAX) */
     const char *mount_from; /* try a cross-repository mount from this repository first */
+    /* The caller knows the blob is in `mount_from` (it put it there, or another node did):
+     * a mount refused (202) is tried once more after the backoff before the upload,
+     * unless the registry's retried mounts keep being refused (REGISTRY_MOUNT_RETRY_MISSES). */
+    bool mount_retry;
 };
+
+/* Retried mounts refused again in a row, past which a registry's mounts are not retried. */
+#define REGISTRY_MOUNT_RETRY_MISSES 4
 
 enum registry_upload_outcome {
     REGISTRY_UPLOADED = 1,

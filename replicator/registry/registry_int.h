@@ -46,6 +46,7 @@ struct registry {
     struct registry_options opts;
     struct retry_policy retry; /* built once from opts: every retry decision asks it */
     struct registry_stats stats;
+    int mount_retry_misses; /* retried mounts refused again, in a row (registry_upload.c) */
     bool referrers_missing;
 
     /* Auth (registry_auth.c). */

@@ -49,6 +49,8 @@ struct registry_upload {
     uint64_t chunk_min;
     uint64_t chunk_max;
     char *mount_from;
+    bool mount_retry;   /* a refused mount is tried once more (registry_upload_options) */
+    bool mount_retried; /* ... and was */
     registry_upload_cb cb;
     void *arg;
     enum upload_state state;
@@ -247,10 +249,32 @@ static enum upload_next upload_started(struct registry_upload *up, struct regist
                                        struct http_request *req, long status)
 {
     (void)op;
-    if (status == 201 && up->mount_from != NULL)
+    struct registry *reg = up->reg;
+    if (status == 201 && up->mount_from != NULL) {
+        if (up->mount_retried)
+            reg->mount_retry_misses = 0;
         return upload_end(up, 0, NULL, REGISTRY_MOUNTED);
+    }
     if (status != 202)
         return UPLOAD_NEXT_UNEXPECTED;
+    /*
+     * Refused, though the caller knows the blob is in mount_from: Distribution
+     * 2.8 rewrites a repository's link in place on every upload or mount into
+     * it, and a mount from there meanwhile misses it. Mounting again a moment
+     * later spares reading the whole blob from the source. The session just
+     * opened is left to the registry's purge of stale uploads.
+     */
+    if (up->mount_from != NULL && up->mount_retry) {
+        if (!up->mount_retried && reg->mount_retry_misses < REGISTRY_MOUNT_RETRY_MISSES) {
+            up->mount_retried = true;
+            up->delay_ms = registry_backoff_ms(reg, 0);
+            log_debug("mount refused, trying again registry=%s repo=%s from=%s digest=%s",
+                      reg->host, up->repo, up->mount_from, up->digest);
+            return upload_go(up, UPLOAD_START);
+        }
+        if (up->mount_retried)
+            reg->mount_retry_misses++;
+    }
     if (upload_take_location(up, req) < 0)
         return upload_end(up, FERRY_EPROTO,
                           xasprintf("POST %s/v2/%s/blobs/uploads/: 202 without a usable Location",
@@ -411,6 +435,7 @@ int registry_blob_upload(struct registry *reg, const char *repo, const char *dig
         up->chunk_min = opts->chunk_min;
         up->chunk_max = opts->chunk_max;
         up->mount_from = xstrdup(opts->mount_from);
+        up->mount_retry = opts->mount_retry;
     }
     /* A chunk size alone means chunks of that size. */
     if (up->chunk_max == 0)

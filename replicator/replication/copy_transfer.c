@@ -414,6 +414,8 @@ static void blob_upload_begin(struct copy_blob *b)
 
     b->upload_deferred = false;
     up.mount_from = b->mount_from;
+    /* The owner chose it: it knows the blob is there (its flight, a hint). */
+    up.mount_retry = b->gated && b->mount_from != NULL;
     int rc = registry_blob_upload(c->dst, c->dst_repo, b->digest, (uint64_t)b->size,
                                   c->spool != NULL ? blob_spool_source : blob_pipe_source, b, &up,
                                   blob_upload_done, b, &b->upload);

@@ -136,6 +136,54 @@ static void test_monolithic(void **state)
     fixture_finish(&f);
 }
 
+/*
+ * A mount the caller knows should work (mount_retry), refused 202 (a
+ * repository link being rewritten): mounted at the second POST; without
+ * mount_retry, the 202's session is uploaded into at once. Retried mounts
+ * refused again REGISTRY_MOUNT_RETRY_MISSES times in a row: no more retries.
+ */
+static void test_mount_retried(void **state)
+{
+    struct fixture f;
+    struct upload_result u;
+    (void)state;
+    char digest[DIGEST_MAX];
+    digest_of(BLOB, sizeof(BLOB) - 1, digest);
+    char *mount = xasprintf(UPLOADS "?mount=%s&from=lib/base", digest);
+    const char *loc = "Location: " UPLOADS "m1\r\n";
+    struct registry_upload_options opts = {.mount_from = "lib/base", .mount_retry = true};
+    fixture_start(&f, NULL);
+    responder_expect(&f.r, "POST", mount, 202, loc, NULL);
+    responder_expect(&f.r, "POST", mount, 201, NULL, NULL);
+    upload_run(&f, &opts, &u);
+    assert_int_equal(u.rc, 0);
+    assert_int_equal(u.how, REGISTRY_MOUNTED);
+    free(u.error);
+
+    /* Not asked: the 202 is the session to upload into. */
+    opts.mount_retry = false;
+    responder_expect(&f.r, "POST", mount, 202, loc, NULL);
+    expect_put(&f.r, UPLOADS "m1");
+    upload_run(&f, &opts, &u);
+    assert_uploaded(&u);
+    free(u.error);
+
+    /* Refused twice: uploaded; after REGISTRY_MOUNT_RETRY_MISSES such, one POST only. */
+    opts.mount_retry = true;
+    for (int i = 0; i <= REGISTRY_MOUNT_RETRY_MISSES; i++) {
+        responder_expect(&f.r, "POST", mount, 202, loc, NULL);
+        if (i < REGISTRY_MOUNT_RETRY_MISSES)
+            responder_expect(&f.r, "POST", mount, 202, loc, NULL);
+        expect_put(&f.r, UPLOADS "m1");
+        upload_run(&f, &opts, &u);
+        assert_uploaded(&u);
+        free(u.error);
+    }
+    assert_responder_done(&f.r);
+    free(mount);
+    fixture_finish(&f);
+}
+
 /* Chunks of four bytes, each PATCH at the Location the last answer named. */
 static void test_chunked(void **state)
 {
@@ -315,10 +363,15 @@ static void test_post_keeps_failing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_monolithic),           cmocka_unit_test(test_chunked),
-        cmocka_unit_test(test_patch_breaks_resumes), cmocka_unit_test(test_416_then_status),
-        cmocka_unit_test(test_session_forgotten),    cmocka_unit_test(test_status_finds_no_session),
-        cmocka_unit_test(test_put_breaks_restarts),  cmocka_unit_test(test_post_keeps_failing),
+        cmocka_unit_test(test_monolithic),
+        cmocka_unit_test(test_mount_retried),
+        cmocka_unit_test(test_chunked),
+        cmocka_unit_test(test_patch_breaks_resumes),
+        cmocka_unit_test(test_416_then_status),
+        cmocka_unit_test(test_session_forgotten),
+        cmocka_unit_test(test_status_finds_no_session),
+        cmocka_unit_test(test_put_breaks_restarts),
+        cmocka_unit_test(test_post_keeps_failing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
