@@ -496,6 +496,60 @@ static void test_fences(void **state)
     journal_close(b);
 }
 
+/* How many messages each fence shard's stream holds now. */
+static void fence_shard_msgs(jsCtx *js, uint64_t msgs[8])
+{
+    for (int n = 0; n < 8; n++) {
+        char stream[128];
+        snprintf(stream, sizeof(stream), "%s_fences_%d", prefix, n);
+        jsStreamInfo *si = NULL;
+        assert_int_equal(js_GetStreamInfo(&si, js, stream, NULL, NULL), NATS_OK);
+        msgs[n] = si->State.Msgs;
+        jsStreamInfo_Destroy(si);
+    }
+}
+
+/*
+ * The fences of a fleet's tags (3 destinations, 8 repositories, tags v1 to
+ * v3) spread over every shard: a shard's compare-and-set loses to every
+ * write on that shard, so fences crowded onto a few shards make their raises
+ * read and write again. With FNV-1a's low bits alone, 63 of these 72 fell on
+ * two shards and four shards held none.
+ */
+static void test_fence_shards(void **state)
+{
+    (void)state;
+    natsConnection *nc = NULL;
+    jsCtx *js = raw_jetstream(&nc);
+    struct journal *a = node_open();
+    uint64_t before[8], after[8];
+    fence_shard_msgs(js, before);
+    const char *dests[] = {"d1", "d2", "d3"};
+    for (int d = 0; d < 3; d++) {
+        for (int r = 0; r < 8; r++) {
+            for (int t = 1; t <= 3; t++) {
+                char repo[32], tag[8];
+                snprintf(repo, sizeof(repo), "fleet-%02d", r);
+                snprintf(tag, sizeof(tag), "v%d", t);
+                assert_int_equal(journal_fence_raise(a, dests[d], repo, tag, 7), 1);
+            }
+        }
+    }
+    fence_shard_msgs(js, after);
+    /* Each raise wrote one new subject: 72 in all, 9 a shard on average. */
+    uint64_t total = 0;
+    for (int n = 0; n < 8; n++) {
+        uint64_t here = after[n] - before[n];
+        total += here;
+        if (here < 3 || here > 27)
+            fail_msg("fence shard %d holds %" PRIu64 " of the 72 fences", n, here);
+    }
+    assert_int_equal(total, 72);
+    journal_close(a);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
 /*
  * Four nodes (a journal each) raise one fence with interleaved seqs at once.
  * Every raise is timed; for two raises that won (returned 1), the one that
@@ -1710,6 +1764,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tagstate_observations),
         cmocka_unit_test(test_observation_race),
         cmocka_unit_test(test_fences),
+        cmocka_unit_test(test_fence_shards),
         cmocka_unit_test(test_fence_race),
         cmocka_unit_test(test_jobs),
         cmocka_unit_test(test_hostile_messages),
