@@ -125,8 +125,9 @@ static void link_end(struct eng_registry *r, const char *repo, const char *diges
  * Send `digest` into the copy's repository: mount from `from`, or upload when
  * NULL. An upload is a flight: every other copy that needs the blob at this
  * registry meanwhile waits, then mounts from here. Mounts go in parallel.
- * In a cluster, the other nodes are asked first (engine_hints.c): the
- * flight's copy may mount from where another node put the blob instead.
+ * In a cluster, the other nodes are asked first about a blob of a MiB or
+ * more (engine_hints.c): the flight's copy may mount from where another
+ * node put the blob instead.
  */
 static void job_blob_send(struct engine *e, struct eng_registry *r, struct copy *c,
                           const char *digest, const char *from)
@@ -138,7 +139,7 @@ static void job_blob_send(struct engine *e, struct eng_registry *r, struct copy 
         HASH_ADD_KEYPTR(hh, r->flights, f->digest, strlen(f->digest), f);
     }
     link_start(r, copy_dst_repo(c), digest);
-    if (from == NULL && engine_hints_on(e)) {
+    if (from == NULL && engine_hints_on(e, c, digest)) {
         engine_hint_claim(e, r, c, digest);
         return;
     }

@@ -689,8 +689,11 @@ struct blob_flight *engine_flight_find(struct eng_registry *r, const char *diges
 
 /* ---- engine_hints.c ---- */
 
-/** Are the cluster's blob hints asked (a cluster, another node alive, the servers well)? */
-bool engine_hints_on(const struct engine *e);
+/**
+ * Are the cluster's blob hints asked for the upload of `digest` by copy `c`
+ * (a cluster, another node alive, the servers well, and a blob big enough)?
+ */
+bool engine_hints_on(const struct engine *e, struct copy *c, const char *digest);
 
 /**
  * The copy `c` (its flight made, this node's upload) is about to upload

@@ -8,6 +8,7 @@
 # - `ferry status --wait` works against either node, `ferry status` lists the nodes;
 # - a layer that images on both nodes share is read from the source once:
 #   one node claims it, the other mounts it from where it landed (blob hints);
+#   their small blobs take no hint;
 # - no node moves a destination tag while another holds the tag (its
 #   lease), nor deletes it;
 # - one node polls the source (its lease), and after a `kill -9` of that
@@ -144,6 +145,23 @@ assert_eq "$reads" 1 "the shared base layer's GETs at the source (both nodes rep
 wait_until 10 some_hinted || fail "no node mounted or waited on a blob hint: $(st 1 | jq -c '[.cluster.nodes[].figures]')"
 hinted=$(hinted)
 pass "a layer shared by images on both nodes was read from the source once (hint mounts and waits: $hinted)"
+# Only the base layer (2 MiB) was worth a hint: the images' own 16K layers
+# and configs, and app:v1's, went up without one. The bucket keeps one key,
+# where the base landed at d1, once its claim is given back (1.5 s after
+# its upload).
+hint_keys() { # the blob hints' keys: the bucket has one replica, on one of the servers
+  local k s=0 n mon
+  for k in 1 2 3; do
+    mon="NATS_MONITOR$k"
+    n=$(curl -fsS --max-time 5 "${!mon}/jsz?accounts=true&streams=true" |
+      jq '[.account_details[]?.stream_detail[]? | select(.name == "KV_ferry_blobs") | .state.messages] | add // 0')
+    s=$((s + n))
+  done
+  echo "$s"
+}
+one_hint_key() { [[ "$(hint_keys)" == 1 ]]; }
+wait_until 10 one_hint_key || fail "the blob hints hold $(hint_keys) keys, not one (the shared base layer at d1)"
+pass "only the shared layer took a blob hint: the images' small blobs went up without one"
 
 # A destination tag's lease held by another node (played by cluster_lease):
 # no node moves that tag until it lapses; then the tag arrives.
