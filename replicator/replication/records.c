@@ -37,8 +37,11 @@ struct records {
     pthread_cond_t room;  /* the tables are below their cap again */
     struct record *table; /* due: written at the writer's next round */
     /* Not due yet (PENDING, IN_PROGRESS), in the order of their due times:
-     * the order of first put, as every one waits RECORDS_OPEN_DELAY_MS. */
+     * the order they came in, as every one waits RECORDS_OPEN_DELAY_MS. */
     struct record *later;
+    /* Jobs queued that have not run yet: due RECORDS_OPEN_DELAY_MS after
+     * they start (to `later`), or when they end without running. */
+    struct record *queued;
     size_t n;       /* in both */
     size_t writing; /* taken by the writer, not written yet */
     bool closing;
@@ -64,11 +67,19 @@ static void record_free(struct record *rec)
     free(rec);
 }
 
-/* When a record in `state` put now is due: PENDING and IN_PROGRESS wait a little. */
-static int64_t record_due(enum journal_job_state state, int64_t now)
+/* Which table a record of `job` put now waits in. */
+enum record_wait {
+    RECORD_NOW,    /* it ended: written at once */
+    RECORD_LATER,  /* running, or waiting for its retry: written after the delay */
+    RECORD_QUEUED, /* queued, never run: written after the delay once it starts */
+};
+
+static enum record_wait record_wait(const struct journal_job *job)
 {
-    bool open = state == JOURNAL_JOB_PENDING || state == JOURNAL_JOB_IN_PROGRESS;
-    return open ? now + RECORDS_OPEN_DELAY_MS : now;
+    if (job->state == JOURNAL_JOB_PENDING && job->attempts == 0 && job->last_error == NULL)
+        return RECORD_QUEUED;
+    bool open = job->state == JOURNAL_JOB_PENDING || job->state == JOURNAL_JOB_IN_PROGRESS;
+    return open ? RECORD_LATER : RECORD_NOW;
 }
 
 /*
@@ -83,6 +94,14 @@ static void records_take_due(struct records *r, struct record **batch, int64_t *
     r->table = NULL;
     *next = INT64_MAX;
     struct record *rec, *tmp;
+    /* Closing, or full: a put waits for room, which only writing them makes. */
+    if (r->closing || r->n >= RECORDS_PENDING_MAX) {
+        HASH_ITER(hh, r->queued, rec, tmp)
+        {
+            HASH_DEL(r->queued, rec);
+            HASH_ADD_KEYPTR(hh, *batch, rec->key, rec->key_len, rec);
+        }
+    }
     HASH_ITER(hh, r->later, rec, tmp)
     {
         if (!r->closing && rec->due_ms > now) {
@@ -171,7 +190,8 @@ void records_put(struct records *r, const struct journal_job *job)
     size_t key_len = d + p + g;
 
     int64_t now = clock_mono_ms();
-    int64_t due = record_due(job->state, now);
+    enum record_wait wait = record_wait(job);
+    int64_t due = wait == RECORD_NOW ? now : now + RECORDS_OPEN_DELAY_MS;
     pthread_mutex_lock(&r->lock);
     struct record *rec = NULL;
     HASH_FIND(hh, r->table, key, key_len, rec);
@@ -180,10 +200,23 @@ void records_put(struct records *r, const struct journal_job *job)
         /* Due now (it ended): to the due ones. A state that waits keeps its
          * place and its older due time (a long job's progress does not hold
          * its record back). */
-        if (rec != NULL && due <= now) {
+        if (rec != NULL && wait == RECORD_NOW) {
             HASH_DEL(r->later, rec);
             rec->due_ms = due;
             HASH_ADD_KEYPTR(hh, r->table, rec->key, rec->key_len, rec);
+        }
+    }
+    if (rec == NULL) {
+        HASH_FIND(hh, r->queued, key, key_len, rec);
+        /* It started (its delay runs from now, the latest due time, so
+         * `later` stays in order), or ended: out of the queued ones. */
+        if (rec != NULL && wait != RECORD_QUEUED) {
+            HASH_DEL(r->queued, rec);
+            rec->due_ms = due;
+            if (wait == RECORD_NOW)
+                HASH_ADD_KEYPTR(hh, r->table, rec->key, rec->key_len, rec);
+            else
+                HASH_ADD_KEYPTR(hh, r->later, rec->key, rec->key_len, rec);
         }
     }
     if (rec != NULL) {
@@ -192,17 +225,21 @@ void records_put(struct records *r, const struct journal_job *job)
         journal_job_release(&rec->job);
         record_copy(&rec->job, job);
     } else {
-        while (r->n >= RECORDS_PENDING_MAX && !r->closing)
+        while (r->n >= RECORDS_PENDING_MAX && !r->closing) {
+            pthread_cond_signal(&r->wake);
             pthread_cond_wait(&r->room, &r->lock);
+        }
         rec = xcalloc(1, sizeof(*rec));
         rec->key = key;
         rec->key_len = key_len;
         record_copy(&rec->job, job);
         rec->due_ms = due;
-        if (due <= now)
+        if (wait == RECORD_NOW)
             HASH_ADD_KEYPTR(hh, r->table, rec->key, rec->key_len, rec);
-        else
+        else if (wait == RECORD_LATER)
             HASH_ADD_KEYPTR(hh, r->later, rec->key, rec->key_len, rec);
+        else
+            HASH_ADD_KEYPTR(hh, r->queued, rec->key, rec->key_len, rec);
         r->n++;
     }
     pthread_cond_signal(&r->wake);

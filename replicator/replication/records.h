@@ -7,7 +7,8 @@
  * stalled it (for the request's timeout, when a server was away) and
  * carried most of what the servers took in. Here they go to a thread, and
  * only the newest state of a record not yet written is written: a job that
- * ends within RECORDS_OPEN_DELAY_MS costs one write.
+ * ends within RECORDS_OPEN_DELAY_MS of its start costs one write, however
+ * long it waited in the queue before.
  *
  * A record becomes visible to the other nodes (and to /v1/images, failures,
  * `ferry retry`) once written: a few milliseconds late, or while the
@@ -26,10 +27,18 @@
 /*
  * A PENDING or IN_PROGRESS record waits this long before it is written: a
  * job that ends sooner writes only how it ended (one write, instead of
- * three with its index of open jobs). Other nodes see a running job this
- * much later; a job that waits for its retry has its claim meanwhile.
+ * four replicated ones with its index of open jobs). Other nodes see a
+ * running job this much later (its node's beat counts it within 2 s); a
+ * job that waits for its retry has its claim meanwhile. Three seconds, not
+ * one: a node's jobs share its cores, so under load each takes longer, and
+ * with 1 s half of a 3-node bench fleet's jobs wrote their open states
+ * (303 of 600; tests/bench/cluster.sh, nats-server -V). A
+ * queued job that has not run yet (PENDING, no attempt) waits for its start
+ * and then this long: a backlog costs the servers nothing until it runs
+ * (`/v1/images` says PENDING for a job with no record). The close, or a
+ * table full at RECORDS_PENDING_MAX, writes queued records as they are.
  */
-#define RECORDS_OPEN_DELAY_MS 1000
+#define RECORDS_OPEN_DELAY_MS 3000
 
 /* Records waiting to be written at most; past this a put waits for room. */
 #define RECORDS_PENDING_MAX 100000

@@ -5,7 +5,8 @@
  * waits for the write. A running or waiting job's record waits
  * RECORDS_OPEN_DELAY_MS first, so that a job that ends sooner writes once;
  * how a job ended is written at once, and a long job's progress does not
- * hold its record back.
+ * hold its record back. A queued job that has not run is not written until
+ * it has run for the delay (or the close, or a full table, writes it).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -120,10 +121,11 @@ static int state_of(struct journal *j, const char *repo)
     return st;
 }
 
-/* ms from `t0` until repo's record is in `st` (polled every 20 ms, at most 5 s), -1 if never. */
+/* ms from `t0` until repo's record is in `st` (polled every 20 ms, at most 5 s past the delay), -1
+ * if never. */
 static int64_t until_state(struct journal *j, const char *repo, int st, int64_t t0)
 {
-    while (clock_mono_ms() - t0 < 5000) {
+    while (clock_mono_ms() - t0 < RECORDS_OPEN_DELAY_MS + 5000) {
         if (state_of(j, repo) == st)
             return clock_mono_ms() - t0;
         nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000L}, NULL);
@@ -165,7 +167,7 @@ static void test_open_states_wait(void **state)
     t0 = clock_mono_ms();
     job = one_job(busy, JOURNAL_JOB_PENDING);
     records_put(r, &job);
-    for (int i = 0; i < 40 && state_of(j, "busy") == 0; i++) {
+    for (int i = 0; i < RECORDS_OPEN_DELAY_MS / 50 && state_of(j, "busy") == 0; i++) {
         job = one_job(busy, JOURNAL_JOB_PENDING);
         job.attempts = (uint32_t)(i + 2);
         records_put(r, &job);
@@ -184,11 +186,89 @@ static void test_open_states_wait(void **state)
     assert_int_equal(unit_tmpdir_remove(root), 0);
 }
 
+/*
+ * A queued job (PENDING, no attempt yet) is not written while it waits in
+ * the queue, however long: its delay starts when it starts. One that ends
+ * without running is written at once; the close writes what still waits.
+ */
+static void test_queued_until_started(void **state)
+{
+    (void)state;
+    char queued[] = "queued", dropped[] = "dropped", left[] = "left";
+    char root[] = "/tmp/ferry-records-test-XXXXXX";
+    struct journal *j = journal_in(root);
+    struct records *r = NULL;
+    assert_int_equal(records_new(j, &r), 0);
+
+    struct journal_job job = one_job(queued, JOURNAL_JOB_PENDING);
+    job.attempts = 0;
+    records_put(r, &job);
+    job = one_job(dropped, JOURNAL_JOB_PENDING);
+    job.attempts = 0;
+    records_put(r, &job);
+    nanosleep(&(struct timespec){.tv_sec = RECORDS_OPEN_DELAY_MS * 3 / 2000,
+                                 .tv_nsec = (RECORDS_OPEN_DELAY_MS * 3 / 2 % 1000) * 1000000L},
+              NULL);
+    assert_int_equal(state_of(j, "queued"), 0);
+
+    /* It starts: written once it has run for the delay. */
+    int64_t t0 = clock_mono_ms();
+    job = one_job(queued, JOURNAL_JOB_IN_PROGRESS);
+    records_put(r, &job);
+    int64_t took = until_state(j, "queued", JOURNAL_JOB_IN_PROGRESS, t0);
+    assert_true(took >= RECORDS_OPEN_DELAY_MS);
+
+    /* Ended without running (superseded in the queue): at once. */
+    t0 = clock_mono_ms();
+    job = one_job(dropped, JOURNAL_JOB_SUPERSEDED);
+    job.attempts = 0;
+    records_put(r, &job);
+    took = until_state(j, "dropped", JOURNAL_JOB_SUPERSEDED, t0);
+    assert_true(took >= 0);
+    assert_true(took < RECORDS_OPEN_DELAY_MS / 2 || clock_mono_ms() - t0 >= 4000);
+
+    job = one_job(left, JOURNAL_JOB_PENDING);
+    job.attempts = 0;
+    records_put(r, &job);
+    records_close(r);
+    assert_int_equal(state_of(j, "left"), JOURNAL_JOB_PENDING);
+    journal_close(j);
+    assert_int_equal(unit_tmpdir_remove(root), 0);
+}
+
+/*
+ * More queued jobs than the table holds: a put past RECORDS_PENDING_MAX
+ * waits for room, and the writer makes it by writing queued records (a
+ * queued record is never due by itself, so nothing else would).
+ */
+static void test_queued_past_the_cap(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/ferry-records-test-XXXXXX";
+    struct journal *j = journal_in(root);
+    struct records *r = NULL;
+    assert_int_equal(records_new(j, &r), 0);
+    for (int k = 0; k < RECORDS_PENDING_MAX + 10; k++) {
+        char repo[32];
+        snprintf(repo, sizeof(repo), "q%d", k);
+        struct journal_job job = one_job(repo, JOURNAL_JOB_PENDING);
+        job.attempts = 0;
+        records_put(r, &job);
+    }
+    assert_true(records_pending(r) <= RECORDS_PENDING_MAX + 10);
+    records_close(r);
+    assert_int_equal(state_of(j, "q0"), JOURNAL_JOB_PENDING);
+    journal_close(j);
+    assert_int_equal(unit_tmpdir_remove(root), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_newest_state_written),
         cmocka_unit_test(test_open_states_wait),
+        cmocka_unit_test(test_queued_until_started),
+        cmocka_unit_test(test_queued_past_the_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
