@@ -639,7 +639,7 @@ if [[ -n "${PART[fleet]:-}" && -n "${PART[ingest]:-}" ]]; then
   capacity_md=$(
     echo "### capacity model (computed from the tables above)"
     echo
-    echo "Per job (one image to one destination; $JOBS jobs in the fleet part, images of $(fmt '%.0f' "$(calc "$LOGICAL / ($REPOS * $TAGS) / 1024")") KiB on average): the NATS servers spent **$(fmt '%.1f' "$nats_ms") ms** of CPU, the three replicas together (3 nodes); the Ferry nodes **$(fmt '%.1f' "$node_ms") ms** (one node on RocksDB: $(fmt '%.1f' "$rdb_ms") ms). With 3 nodes the source served **$(fmt '%.2f' "$amp")×** the fleet's unique bytes (a node reads a layer into its own spool unless another node claimed it: the blob hints). Webhook ingest took **$(fmt '%.0f' "$(med "${I[eps]}")") events/s**."
+    echo "Per job (one image to one destination; $JOBS jobs in the fleet part, images of $(fmt '%.0f' "$(calc "$LOGICAL / ($REPOS * $TAGS) / 1024")") KiB on average): the NATS servers spent **$(fmt '%.1f' "$nats_ms") ms** of CPU, the three replicas together (3 nodes); the Ferry nodes **$(fmt '%.1f' "$node_ms") ms** (one node on RocksDB: $(fmt '%.1f' "$rdb_ms") ms). With 3 nodes the source served **$(fmt '%.2f' "$amp")×** the fleet's unique bytes (a node reads a layer of 1 MiB or more into its own spool unless another node claimed it: the blob hints). Webhook ingest took **$(fmt '%.0f' "$(med "${I[eps]}")") events/s**."
     echo
     echo "For P pushes per second, D destinations, S GiB per push and N Ferry nodes:"
     echo
@@ -656,7 +656,7 @@ if [[ -n "${PART[fleet]:-}" && -n "${PART[ingest]:-}" ]]; then
     printf '| webhook ingest | P ≤ %.0f events/s | |
 ' "$(med "${I[eps]}")"
     echo
-    echo "Nodes: enough that each node's share of the bytes, P × S × (a + D) ÷ N, fits its network (a node moves what it copies through memory and its spool: its CPU per byte is the copy path's, see the fleet and copy benches). NATS: three servers (a quorum of two) for \`replicas: 3\`, with the cores above; more servers spread the streams' leaders but each write still goes to three. The next limit is the control path's per-job cost on the NATS servers, P × D × $(fmt '%.1f' "$nats_ms") ms: each job's status record, its tag's hold and release (two compare-and-set writes on a replicated stream, which carry the tag's fence), its entry's acknowledgement, and per blob a node uploads, its claim and where it landed (writes on the one-replica bucket of blob hints)."
+    echo "Nodes: enough that each node's share of the bytes, P × S × (a + D) ÷ N, fits its network (a node moves what it copies through memory and its spool: its CPU per byte is the copy path's, see the fleet and copy benches). NATS: three servers (a quorum of two) for \`replicas: 3\`, with the cores above; more servers spread the streams' leaders but each write still goes to three. The next limit is the control path's per-job cost on the NATS servers, P × D × $(fmt '%.1f' "$nats_ms") ms: each job's status record (one write; four with the index of open jobs when the job ran for more than 3 s), its tag's hold and release (two compare-and-set writes on a replicated stream, which carry the tag's fence), its entry's acknowledgement, and per blob of 1 MiB or more a node uploads, its claim and where it landed (writes on the one-replica bucket of blob hints)."
   )
 fi
 
