@@ -8,7 +8,7 @@
 # - `ferry status --wait` works against either node, `ferry status` lists the nodes;
 # - a layer that images on both nodes share is read from the source once:
 #   one node claims it, the other mounts it from where it landed (blob hints);
-#   their small blobs take no hint;
+#   their small blobs take no hint, nor does a node alone;
 # - no node moves a destination tag while another holds the tag (its
 #   lease), nor deletes it;
 # - one node polls the source (its lease), and after a `kill -9` of that
@@ -287,6 +287,15 @@ wait_until 8 took || fail "node$other did not take the poller's lease node$polle
 left_ms=$((($(date +%s%N) - t0) / 1000000))
 wait "${!pid_var}" 2>/dev/null || true
 pass "node$poller stopped with SIGTERM: gone from node$other's list and its lease taken within ${left_ms} ms"
+
+# Alone, a node asks no hints: its own flights are the whole picture. An
+# image with a 2 MiB layer leaves the bucket as it was (the base at d1).
+fixturegen push --registry "$src_ADDR" --repo app --tag alone --seed cl-alone --layers 1 --layer-size 2M --compact >"$TEST_TMP/alone.json"
+notify "$other" "$TEST_TMP/alone.json" app alone >/dev/null
+wait_until 30 at "$d1_ADDR" app:alone "$TEST_TMP/alone.json" || fail "app:alone did not reach d1: $(jobs "$other" | tail -n 3)"
+sleep 2 # a claim is given back 1.5 s after its upload: what it left is in the bucket by now
+assert_eq "$(hint_keys)" 1 "the blob hints' keys after a node alone copied a 2 MiB layer"
+pass "a node alone copied a 2 MiB layer without asking the other nodes"
 
 # Quorum lost: two of three NATS servers down; a webhook is refused, not lost.
 nats_server_kill 2
