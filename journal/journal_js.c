@@ -584,6 +584,7 @@ static int js_stream_open(struct journal_js *j, const struct journal_cluster_opt
 
 static int js_fence_shard_open(struct journal_js *j, int n, const struct journal_cluster_options *o,
                                char **err);
+static int js_blobs_bind(struct journal_js *j, char **why);
 
 int journal_open_cluster(const struct journal_cluster_options *o, struct journal *local,
                          struct journal **out, char **err)
@@ -622,18 +623,12 @@ int journal_open_cluster(const struct journal_cluster_options *o, struct journal
             ttl = (int64_t)JS_NODES_TTL_HOURS * 3600 * 1000 * JS_NS_PER_MS;
         else if (b == JS_CLAIMS)
             ttl = (int64_t)JS_CLAIMS_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
-        else if (b == JS_BLOBS)
-            ttl = (int64_t)JS_BLOBS_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
         if (b == JS_BLOBS) {
-            /* Blob hints are an economy: one replica, the cheapest write,
-             * and losing them (a server's disk, or the server for a while)
-             * costs uploads, nothing else: a node starts without them. */
+            /* A node starts without them: js_blobs_bind(). */
             char *why = NULL;
-            if (js_bucket_open(j, j->bucket[b], 1, ttl, JS_BLOBS_MAX_BYTES, &j->kv[b], &why) < 0) {
+            if (js_blobs_bind(j, &why) < 0)
                 log_warn("cluster: no blob hints for now, blobs are uploaded without them: %s",
                          why != NULL ? why : "?");
-                j->blobs_retry_at = clock_mono_ms() + JS_BLOBS_RETRY_MS;
-            }
             free(why);
             continue;
         }
@@ -2080,18 +2075,29 @@ static int js_claim_scan(struct journal *jn,
 /* Claims refused before giving up: each refusal is another node's write, and they are few. */
 #define JS_BLOB_ATTEMPTS 4
 
+/*
+ * Bind (or create) the bucket of blob hints. They are an economy: one
+ * replica, the cheapest write, and losing them (a server's disk, or the
+ * server for a while) costs uploads, nothing else. 0, or an error (*why
+ * says it, when asked) and the next try is JS_BLOBS_RETRY_MS away.
+ */
+static int js_blobs_bind(struct journal_js *j, char **why)
+{
+    int64_t ttl = (int64_t)JS_BLOBS_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
+    int rc =
+        js_bucket_open(j, j->bucket[JS_BLOBS], 1, ttl, JS_BLOBS_MAX_BYTES, &j->kv[JS_BLOBS], why);
+    if (rc < 0)
+        j->blobs_retry_at = clock_mono_ms() + JS_BLOBS_RETRY_MS;
+    return rc;
+}
+
 /* The bucket of blob hints, bound now if it was not (at most every JS_BLOBS_RETRY_MS), or NULL. */
 static kvStore *js_blobs_kv(struct journal_js *j)
 {
     pthread_mutex_lock(&j->blobs_lock);
-    if (j->kv[JS_BLOBS] == NULL && clock_mono_ms() >= j->blobs_retry_at) {
-        int64_t ttl = (int64_t)JS_BLOBS_TTL_DAYS * 24 * 3600 * 1000 * JS_NS_PER_MS;
-        if (js_bucket_open(j, j->bucket[JS_BLOBS], 1, ttl, JS_BLOBS_MAX_BYTES, &j->kv[JS_BLOBS],
-                           NULL) < 0)
-            j->blobs_retry_at = clock_mono_ms() + JS_BLOBS_RETRY_MS;
-        else
-            log_info("cluster: blob hints are there again");
-    }
+    if (j->kv[JS_BLOBS] == NULL && clock_mono_ms() >= j->blobs_retry_at &&
+        js_blobs_bind(j, NULL) == 0)
+        log_info("cluster: blob hints are there again");
     kvStore *kv = j->kv[JS_BLOBS];
     pthread_mutex_unlock(&j->blobs_lock);
     return kv;
