@@ -343,6 +343,13 @@ FERRY_MUST_CHECK int journal_job_decode(const char *key, size_t key_len, const c
 
 extern const struct journal_ops journal_js_ops;
 
+/**
+ * The messages a cluster journal's connection has sent (its requests and
+ * publishes, the servers' flow-control answers too): how the tests count
+ * what an operation costs the servers. FERRY_EINVAL for a RocksDB journal.
+ */
+FERRY_MUST_CHECK int journal_js_requests(struct journal *j, uint64_t *n);
+
 /* ---- Tag states (journal_state.c) ---- */
 
 /** A stored digest: non-empty, capped, no NUL. Returns a fresh string, or NULL for a corrupt one.

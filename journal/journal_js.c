@@ -1132,25 +1132,103 @@ static int js_get(struct journal *jn, uint64_t seq, struct journal_entry *out)
 }
 
 /*
- * Entry by entry, up to the stream's last seq when the scan began: a `ferry
- * journal ls`, not the engine's reading (the engine takes its work from the
- * cluster's consumer).
+ * A scan asks entry by entry (two requests each: the entry, its ignored
+ * mark) up to this many; past it, the entries come through one ordered
+ * consumer, and the ignored marks in one read of their bucket.
  */
-static int js_scan(struct journal *jn, uint64_t after, size_t limit,
-                   int (*cb)(const struct journal_entry *e, void *arg), void *arg)
+#define JS_SCAN_BY_GET 64
+/* The ignored marks a scan holds at most, in bytes; past it, it asks entry by entry. */
+#define JS_SCAN_IGNORED_BYTES ((size_t)8 * 1024 * 1024)
+
+/* The ignored marks of the entries a scan covers, read once. */
+struct js_scan_mark {
+    uint64_t seq;
+    char *why;
+    UT_hash_handle hh;
+};
+
+struct js_scan_marks {
+    struct js_scan_mark *by_seq;
+    uint64_t from, to; /* the seqs kept */
+    size_t bytes;
+    bool full; /* over JS_SCAN_IGNORED_BYTES: the scan asks entry by entry */
+};
+
+static int js_scan_mark_keep(kvEntry *e, void *arg)
 {
-    struct journal_js *j = js_of(jn);
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetStreamInfo(&si, j->js, j->stream, NULL, &jerr);
+    struct js_scan_marks *m = arg;
+    const char *key = kvEntry_Key(e);
+    char *end = NULL;
+    errno = 0;
+    unsigned long long seq = strtoull(key, &end, 10);
+    if (errno != 0 || end == key || *end != '\0' || seq < m->from || seq > m->to)
+        return 0; /* not an entry of this scan's, or not a mark Ferry wrote */
+    size_t len = (size_t)kvEntry_ValueLen(e);
+    if (m->bytes + len > JS_SCAN_IGNORED_BYTES) {
+        m->full = true;
+        return 1;
+    }
+    struct js_scan_mark *had = NULL;
+    uint64_t at = seq;
+    HASH_FIND(hh, m->by_seq, &at, sizeof(at), had);
+    if (had != NULL)
+        return 0; /* a key is a bucket's once */
+    char *why = xstrndup(kvEntry_Value(e), len);
+    struct js_scan_mark *k = xcalloc(1, sizeof(*k));
+    k->seq = at;
+    k->why = journal_ignored_line(why);
+    free(why);
+    m->bytes += len;
+    HASH_ADD(hh, m->by_seq, seq, sizeof(k->seq), k);
+    return 0;
+}
+
+static void js_scan_marks_free(struct js_scan_marks *m)
+{
+    struct js_scan_mark *k, *tmp;
+    HASH_ITER(hh, m->by_seq, k, tmp)
+    {
+        HASH_DEL(m->by_seq, k);
+        free(k->why);
+        free(k);
+    }
+}
+
+/*
+ * Read the ignored marks of seqs from..to, when that costs less than asking
+ * for each: 0 with `m` filled, or with m->full set when they would be too
+ * many to hold (the caller asks entry by entry).
+ */
+static int js_scan_marks_read(struct journal_js *j, uint64_t from, uint64_t to,
+                              struct js_scan_marks *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->from = from;
+    m->to = to;
+    kvStatus *st = NULL;
+    natsStatus s = kvStore_Status(&st, j->kv[JS_IGNORED]);
     if (s != NATS_OK)
-        return js_error("scan", s, jerr);
-    uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
-    jsStreamInfo_Destroy(si);
-    js_seen(j, last);
+        return js_error("scan ignored", s, 0);
+    uint64_t marks = kvStatus_Values(st);
+    kvStatus_Destroy(st);
+    if (marks == 0)
+        return 0;
+    if (marks > to - from + 1) {
+        m->full = true; /* more marks than entries: asking for each is less */
+        return 0;
+    }
+    int rc = js_kv_each(j, JS_IGNORED, ">", js_scan_mark_keep, m);
+    if (rc < 0)
+        js_scan_marks_free(m);
+    return rc;
+}
+
+/* Entry by entry, each with its mark: two requests each. */
+static int js_scan_by_get(struct journal *jn, uint64_t from, uint64_t last, size_t limit,
+                          int (*cb)(const struct journal_entry *e, void *arg), void *arg)
+{
     size_t seen = 0;
-    for (uint64_t seq = after + 1 > first ? after + 1 : first;
-         seq <= last && (limit == 0 || seen < limit); seq++) {
+    for (uint64_t seq = from; seq <= last && (limit == 0 || seen < limit); seq++) {
         struct journal_entry e;
         int rc = js_get(jn, seq, &e);
         if (rc == FERRY_ENOTFOUND || rc == FERRY_EPARSE)
@@ -1164,6 +1242,106 @@ static int js_scan(struct journal *jn, uint64_t after, size_t limit,
             break;
     }
     return 0;
+}
+
+/*
+ * Entries from..last through an ordered consumer (the servers push them in
+ * order, with flow control; no acks, and the consumer goes with the
+ * subscription). The ignored marks come from `marks`, or entry by entry.
+ */
+static int js_scan_ordered(struct journal_js *j, uint64_t from, uint64_t last, size_t limit,
+                           struct js_scan_marks *marks,
+                           int (*cb)(const struct journal_entry *e, void *arg), void *arg)
+{
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = j->stream;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = from;
+    char *all = xasprintf("%s.>", j->subject);
+    natsSubscription *sub = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_SubscribeSync(&sub, j->js, all, NULL, &so, &jerr);
+    free(all);
+    if (s != NATS_OK)
+        return js_error("scan", s, jerr);
+    int rc = 0;
+    size_t seen = 0;
+    while (limit == 0 || seen < limit) {
+        natsMsg *msg = NULL;
+        s = natsSubscription_NextMsg(&msg, sub, j->timeout_ms);
+        if (s != NATS_OK) {
+            rc = js_error("scan next", s, 0);
+            break;
+        }
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+            natsMsg_Destroy(msg); /* not from the consumer: nothing of the stream's */
+            continue;
+        }
+        uint64_t seq = meta->Sequence.Stream, pending = meta->NumPending;
+        jsMsgMetaData_Destroy(meta);
+        if (seq > last) {
+            natsMsg_Destroy(msg); /* appended since the scan began */
+            break;
+        }
+        struct journal_entry e;
+        int got = js_msg_entry(j, msg, seq, &e);
+        natsMsg_Destroy(msg);
+        if (got == 0) {
+            if (marks->full) {
+                e.ignored = js_ignored_get(j, seq);
+            } else {
+                struct js_scan_mark *k = NULL;
+                HASH_FIND(hh, marks->by_seq, &seq, sizeof(seq), k);
+                if (k != NULL)
+                    e.ignored = xstrdup(k->why);
+            }
+            seen++;
+            int stop = cb(&e, arg);
+            journal_entry_release(&e);
+            if (stop)
+                break;
+        }
+        if (seq == last || pending == 0)
+            break; /* the stream holds nothing more for it */
+    }
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    return rc;
+}
+
+/*
+ * Entry by entry, up to the stream's last seq when the scan began: a `ferry
+ * journal ls`, not the engine's reading (the engine takes its work from the
+ * cluster's consumer). A short scan asks for each entry; a long one takes
+ * them through an ordered consumer, a few requests in all.
+ */
+static int js_scan(struct journal *jn, uint64_t after, size_t limit,
+                   int (*cb)(const struct journal_entry *e, void *arg), void *arg)
+{
+    struct journal_js *j = js_of(jn);
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, j->js, j->stream, NULL, &jerr);
+    if (s != NATS_OK)
+        return js_error("scan", s, jerr);
+    uint64_t first = si->State.FirstSeq, last = si->State.LastSeq, msgs = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    js_seen(j, last);
+    uint64_t from = after + 1 > first ? after + 1 : first;
+    if (msgs == 0 || from > last)
+        return 0;
+    if (last - from < JS_SCAN_BY_GET || (limit != 0 && limit <= JS_SCAN_BY_GET))
+        return js_scan_by_get(jn, from, last, limit, cb, arg);
+    struct js_scan_marks marks;
+    int rc = js_scan_marks_read(j, from, last, &marks);
+    if (rc < 0)
+        return rc;
+    rc = js_scan_ordered(j, from, last, limit, &marks, cb, arg);
+    js_scan_marks_free(&marks);
+    return rc;
 }
 
 static int js_entry_set_ignored(struct journal *jn, uint64_t seq, const char *reason)
@@ -2625,6 +2803,21 @@ static int js_poll_memo_prune(struct journal *jn, const char *source, char *cons
 static int js_poll_memo_clear(struct journal *jn)
 {
     return journal_poll_memo_clear(js_of(jn)->local);
+}
+
+int journal_js_requests(struct journal *jn, uint64_t *n)
+{
+    *n = 0;
+    if (jn == NULL || jn->ops != &journal_js_ops)
+        return FERRY_EINVAL;
+    natsStatistics *st = NULL;
+    if (natsStatistics_Create(&st) != NATS_OK)
+        return -ENOMEM;
+    natsStatus s = natsConnection_GetStats(js_of(jn)->nc, st);
+    if (s == NATS_OK)
+        s = natsStatistics_GetCounts(st, NULL, NULL, n, NULL, NULL);
+    natsStatistics_Destroy(st);
+    return s == NATS_OK ? 0 : js_error("stats", s, 0);
 }
 
 void journal_process_exit(void)

@@ -793,6 +793,106 @@ static void test_hostile_messages(void **state)
     journal_close(a);
 }
 
+/* What a long scan saw: every seq in order, and the ignored marks. */
+struct scanned {
+    uint64_t last; /* the last seq seen */
+    size_t n, in_order, marked;
+    size_t stop_at; /* the callback stops the scan at this many (0: never) */
+    bool wrong_mark;
+};
+
+static int scan_check(const struct journal_entry *e, void *arg)
+{
+    struct scanned *s = arg;
+    if (e->seq > s->last)
+        s->in_order++;
+    s->last = e->seq;
+    s->n++;
+    if (e->ignored != NULL) {
+        s->marked++;
+        char want[32];
+        snprintf(want, sizeof(want), "nothing new at %" PRIu64, e->seq);
+        if (strcmp(e->ignored, want) != 0)
+            s->wrong_mark = true;
+    }
+    return s->stop_at != 0 && s->n >= s->stop_at;
+}
+
+/*
+ * A long scan (`ferry journal ls` of a big cluster journal) costs the
+ * servers a few requests, not two per entry; it gives every entry once, in
+ * order, each with its ignored mark; a limit and a stop by the callback
+ * still hold; entries appended after it began are not waited for.
+ */
+static void test_scan_long(void **state)
+{
+    (void)state;
+    struct journal *a = node_open();
+    enum { N = 1200 };
+    static struct journal_event ev[N];
+    static char ids[N][32], tags[N][16];
+    static uint64_t seqs[N];
+    char *err = NULL;
+    uint64_t before = journal_last_seq(a);
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "scan:%d", i);
+        snprintf(tags[i], sizeof(tags[i]), "s%d", i % 97);
+        ev[i] = push("scan/repo", tags[i], i % 2 ? DIGEST : DIGEST2, ids[i]);
+    }
+    assert_int_equal(journal_append(a, ev, N, seqs, &err), 0);
+    assert_int_equal(seqs[0], before + 1);
+    assert_int_equal(seqs[N - 1], before + N);
+    /* Marks on three of them, and on one before them (not the scan's). */
+    const int marked[] = {0, 517, N - 1};
+    for (size_t i = 0; i < sizeof(marked) / sizeof(marked[0]); i++) {
+        char why[32];
+        snprintf(why, sizeof(why), "nothing new at %" PRIu64, seqs[marked[i]]);
+        assert_int_equal(journal_entry_set_ignored(a, seqs[marked[i]], why), 0);
+    }
+    if (before > 0)
+        assert_int_equal(journal_entry_set_ignored(a, before, "not this scan's"), 0);
+
+    struct journal *b = node_open();
+    uint64_t sent0 = 0, sent1 = 0;
+    assert_int_equal(journal_js_requests(b, &sent0), 0);
+    struct scanned s = {0};
+    assert_int_equal(journal_scan(b, before, 0, scan_check, &s), 0);
+    assert_int_equal(journal_js_requests(b, &sent1), 0);
+    assert_int_equal(s.n, N);
+    assert_int_equal(s.in_order, N);
+    assert_int_equal(s.last, seqs[N - 1]);
+    assert_int_equal(s.marked, 3);
+    assert_false(s.wrong_mark);
+    printf("scan: %d entries, %" PRIu64 " messages sent to the servers\n", N, sent1 - sent0);
+    /* Two per entry was 2,400; a consumer, its flow control and a watch are tens. */
+    if (sent1 - sent0 > 100)
+        fail_msg("a scan of %d entries sent %" PRIu64 " messages to the servers", N, sent1 - sent0);
+
+    /* A limit; a scan from the middle. */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(journal_scan(b, seqs[99], 500, scan_check, &s), 0);
+    assert_int_equal(s.n, 500);
+    assert_int_equal(s.in_order, 500);
+    assert_int_equal(s.last, seqs[599]);
+    assert_int_equal(s.marked, 1); /* 517 */
+    assert_false(s.wrong_mark);
+    /* A short one asks entry by entry, with the same answers. */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(journal_scan(b, seqs[510], 10, scan_check, &s), 0);
+    assert_int_equal(s.n, 10);
+    assert_int_equal(s.last, seqs[520]);
+    assert_int_equal(s.marked, 1);
+    assert_false(s.wrong_mark);
+    /* The callback stops it. */
+    memset(&s, 0, sizeof(s));
+    s.stop_at = 300;
+    assert_int_equal(journal_scan(b, before, 0, scan_check, &s), 0);
+    assert_int_equal(s.n, 300);
+    assert_int_equal(s.last, seqs[299]);
+    journal_close(b);
+    journal_close(a);
+}
+
 /* ---- Shared work ---- */
 
 #define ACK_WAIT_MS JOURNAL_WORK_MIN_ACK_WAIT_MS
@@ -1768,6 +1868,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fence_race),
         cmocka_unit_test(test_jobs),
         cmocka_unit_test(test_hostile_messages),
+        cmocka_unit_test(test_scan_long),
         cmocka_unit_test(test_node_local),
         cmocka_unit_test(test_work_shared),
         cmocka_unit_test(test_leases),
