@@ -155,6 +155,9 @@ struct journal_work;
 
 struct journal_work_options {
     size_t capacity; /* entries held at once, taken or not yet (the engine's window) */
+    /* Entries to take until journal_work_want() says otherwise (at most
+     * `capacity` are held all the same). */
+    size_t want;
     /* An entry neither settled nor kept alive for this long goes to another node. */
     uint64_t ack_wait_ms;
     void (*wake)(void *arg); /* entries are ready to take; called from another thread */
@@ -178,11 +181,24 @@ FERRY_MUST_CHECK int journal_work_open(struct journal *j, const struct journal_w
 size_t journal_work_take(struct journal_work *w, size_t max,
                          int (*cb)(const struct journal_entry *e, void *arg), void *arg);
 
+/**
+ * The caller would start the jobs of `n` more entries soon: the node takes
+ * from the shared work only so many (besides those it holds), and leaves the
+ * rest to the nodes that have room. Each entry taken is kept alive at the
+ * servers until it is settled, and is the others' to wait for when this
+ * node dies. Entries given by journal_work_take() count against it. From
+ * the loop's thread; NULL is fine.
+ */
+void journal_work_want(struct journal_work *w, size_t n);
+
 /** Entry `seq` is done with (every job of it settled): no node will get it again. */
 void journal_work_settle(struct journal_work *w, uint64_t seq);
 
-/** Entries held (taken, not settled) and ready (came, not taken). */
-void journal_work_counts(struct journal_work *w, size_t *held, size_t *ready);
+/**
+ * Entries held (taken, not settled) and ready (came, not taken), and the
+ * most this node had of both at once since it opened (`most` may be NULL).
+ */
+void journal_work_counts(struct journal_work *w, size_t *held, size_t *ready, size_t *most);
 
 /**
  * Stop taking. With `give_back`, what this node held or had fetched goes to

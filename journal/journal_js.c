@@ -2456,6 +2456,8 @@ struct journal_work {
     pthread_mutex_t lock;
     pthread_cond_t cond; /* room freed, or closing */
     bool closing;
+    size_t want;     /* entries to fetch besides those held: journal_work_want() */
+    size_t most;     /* the most entries held and ready at once */
     natsMsg **ready; /* fetched, not yet taken: a FIFO */
     size_t ready_head, n_ready, ready_cap;
     struct js_held *held;
@@ -2517,9 +2519,36 @@ static void js_wait_ms(struct journal_work *w, int64_t ms)
 }
 
 /*
- * The fetcher: asks the consumer for as many entries as there is room for,
- * and keeps alive what the node holds. A fetch blocks for at most
- * JS_FETCH_WAIT_MS, so closing never waits longer.
+ * One fetch of up to `batch` entries: those the consumer has now (a no-wait
+ * pull), or else the first to come within `wait_ms` (a pull of one, which
+ * the servers answer as soon as one comes: a pull of the whole batch would
+ * keep what came waiting for the rest until it expired). NATS_OK with the
+ * list (possibly empty: nothing came), or the servers' error.
+ */
+static natsStatus js_fetch(struct journal_work *w, int batch, int64_t wait_ms, natsMsgList *list)
+{
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.Batch = batch;
+    req.NoWait = true;
+    req.Expires = wait_ms * JS_NS_PER_MS; /* how long the client waits for the answer */
+    natsStatus s = natsSubscription_FetchRequest(list, w->sub, &req);
+    if (s == NATS_OK && list->Count > 0)
+        return NATS_OK;
+    natsMsgList_Destroy(list);
+    if (s != NATS_OK && s != NATS_NOT_FOUND && s != NATS_TIMEOUT)
+        return s;
+    jsFetchRequest_Init(&req);
+    req.Batch = 1;
+    req.Expires = wait_ms * JS_NS_PER_MS;
+    s = natsSubscription_FetchRequest(list, w->sub, &req);
+    return s == NATS_NOT_FOUND || s == NATS_TIMEOUT ? NATS_OK : s;
+}
+
+/*
+ * The fetcher: asks the consumer for as many entries as the caller wants
+ * and there is room for, and keeps alive what the node holds. A fetch
+ * blocks for at most JS_FETCH_WAIT_MS, so closing never waits longer.
  */
 static void *js_fetcher(void *arg)
 {
@@ -2529,18 +2558,20 @@ static void *js_fetcher(void *arg)
         js_keep_alive(w, clock_mono_ms());
         size_t busy = w->n_ready + w->n_held;
         size_t room = busy < w->capacity ? w->capacity - busy : 0;
+        size_t wanted = w->want > w->n_ready ? w->want - w->n_ready : 0;
+        if (wanted < room)
+            room = wanted;
         if (room == 0) {
             js_wait_ms(w, w->keepalive_ms);
             continue;
         }
         pthread_mutex_unlock(&w->lock);
         natsMsgList list = {0};
-        jsErrCode jerr = 0;
         int batch = room < JS_FETCH_BATCH ? (int)room : JS_FETCH_BATCH;
         /* Short enough that the keep-alives between two fetches stay on time. */
         int64_t wait =
             w->keepalive_ms / 2 < JS_FETCH_WAIT_MS ? w->keepalive_ms / 2 : JS_FETCH_WAIT_MS;
-        natsStatus s = natsSubscription_Fetch(&list, w->sub, batch, wait, &jerr);
+        natsStatus s = js_fetch(w, batch, wait, &list);
         pthread_mutex_lock(&w->lock);
         if (s == NATS_OK) {
             for (int i = 0; i < list.Count; i++) {
@@ -2548,6 +2579,8 @@ static void *js_fetcher(void *arg)
                 list.Msgs[i] = NULL;
             }
             natsMsgList_Destroy(&list);
+            if (w->n_ready + w->n_held > w->most)
+                w->most = w->n_ready + w->n_held;
             if (w->fetch_failing)
                 log_info("journal cluster: taking entries again");
             w->fetch_failing = false;
@@ -2556,7 +2589,7 @@ static void *js_fetcher(void *arg)
                 w->wake(w->arg);
                 pthread_mutex_lock(&w->lock);
             }
-        } else if (s != NATS_TIMEOUT) {
+        } else {
             if (!w->fetch_failing)
                 log_warn("journal cluster: cannot take entries: %s", natsStatus_GetText(s));
             w->fetch_failing = true;
@@ -2579,6 +2612,7 @@ static int js_work_open(struct journal *jn, const struct journal_work_options *o
     w->wake = o->wake;
     w->arg = o->arg;
     w->capacity = o->capacity;
+    w->want = o->want;
     w->keepalive_ms = (int64_t)o->ack_wait_ms / 3;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
@@ -2644,6 +2678,8 @@ size_t journal_work_take(struct journal_work *w, size_t max,
     while (given < max) {
         pthread_mutex_lock(&w->lock);
         natsMsg *m = js_ready_pop(w);
+        if (m != NULL && w->want > 0)
+            w->want--; /* what was wanted came */
         pthread_mutex_unlock(&w->lock);
         if (m == NULL)
             break;
@@ -2691,6 +2727,17 @@ size_t journal_work_take(struct journal_work *w, size_t max,
     return given;
 }
 
+void journal_work_want(struct journal_work *w, size_t n)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->lock);
+    if (n > w->want)
+        pthread_cond_signal(&w->cond);
+    w->want = n;
+    pthread_mutex_unlock(&w->lock);
+}
+
 void journal_work_settle(struct journal_work *w, uint64_t seq)
 {
     struct js_held *h = NULL;
@@ -2714,14 +2761,18 @@ void journal_work_settle(struct journal_work *w, uint64_t seq)
     free(h);
 }
 
-void journal_work_counts(struct journal_work *w, size_t *held, size_t *ready)
+void journal_work_counts(struct journal_work *w, size_t *held, size_t *ready, size_t *most)
 {
     *held = *ready = 0;
+    if (most != NULL)
+        *most = 0;
     if (w == NULL)
         return;
     pthread_mutex_lock(&w->lock);
     *held = w->n_held;
     *ready = w->n_ready;
+    if (most != NULL)
+        *most = w->most;
     pthread_mutex_unlock(&w->lock);
 }
 

@@ -175,10 +175,12 @@ static cJSON *status_registries_json(const struct api *a)
 /* The largest figure taken from a node's heartbeat: 2^53, exact in a double. */
 #define STATUS_FIGURE_MAX 9007199254740992.0
 
-/* The figures a node's heartbeat carries that add up to the cluster's totals. */
+/* The figures a node's heartbeat carries. The totals add them up, but for
+ * STATUS_FIGURE_MOST, a high-water mark: its total is the largest. */
 static const char *const status_node_figures[] = {
-    "dispatched", "pending", "running", "complete",    "failed",
-    "superseded", "bytes",   "polling", "hint_mounts", "hint_waits"};
+    "dispatched", "pending", "running",     "complete",   "failed", "superseded",
+    "bytes",      "polling", "hint_mounts", "hint_waits", "held",   "held_most"};
+#define STATUS_FIGURE_MOST "held_most"
 
 /*
  * The cluster as this node's last heartbeat read it: every node, alive or
@@ -213,8 +215,12 @@ static cJSON *status_cluster_json(const struct api *a)
             if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= STATUS_FIGURE_MAX))
                 continue;
             cJSON_AddNumberToObject(figures, status_node_figures[k], v->valuedouble);
-            if (nodes[i].alive)
+            if (!nodes[i].alive)
+                continue;
+            if (strcmp(status_node_figures[k], STATUS_FIGURE_MOST) != 0)
                 totals[k] += v->valuedouble;
+            else if (v->valuedouble > totals[k])
+                totals[k] = v->valuedouble;
         }
         cJSON_Delete(info);
         alive += nodes[i].alive;

@@ -156,6 +156,8 @@ static char *cluster_info(const struct cluster *c)
         cJSON_AddNumberToObject(o, "bytes", (double)st.bytes);
         cJSON_AddNumberToObject(o, "hint_mounts", (double)st.hint_mounts);
         cJSON_AddNumberToObject(o, "hint_waits", (double)st.hint_waits);
+        cJSON_AddNumberToObject(o, "held", (double)st.held);
+        cJSON_AddNumberToObject(o, "held_most", (double)st.held_most);
     }
     cJSON_AddNumberToObject(o, "polling", (double)c->n_polled);
     char *text = cJSON_PrintUnformatted(o);

@@ -163,6 +163,7 @@ static int engine_work_open(struct engine *e)
     e->work_async_open = true;
     struct journal_work_options o = {
         .capacity = e->window,
+        .want = engine_work_demand(e),
         .ack_wait_ms = cl->ack_wait_ms,
         .wake = engine_work_wake,
         .arg = e,
@@ -208,6 +209,10 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         struct clients_options copts = {.push = true, .pull_cache_bytes = ENGINE_CACHE_BYTES};
         clients_open(loop, r->cfg, &copts, &r->cl);
         limits[i] = r->cl.concurrency;
+        for (size_t k = 0; k < config->n_rules && !r->destination; k++)
+            for (size_t d = 0; d < config->rules[k].n_destinations; d++)
+                if (strcmp(config->rules[k].destinations[d].registry, r->cfg->name) == 0)
+                    r->destination = true;
     }
     engine_open_caches(e);
     e->repo_hook = repo_hook_new(loop);
@@ -389,6 +394,12 @@ void engine_close(struct engine *e, void (*cb)(void *arg), void *arg)
 void engine_get_stats(const struct engine *e, struct engine_stats *out)
 {
     *out = e->stats;
+    if (e->work != NULL) {
+        size_t held, ready, most;
+        journal_work_counts(e->work, &held, &ready, &most);
+        out->held = held + ready;
+        out->held_most = most;
+    }
 }
 
 void engine_latency_observe(struct eng_registry *r, int64_t ms)

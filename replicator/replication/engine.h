@@ -42,6 +42,8 @@ struct engine_stats {
     uint64_t cursor;      /* every entry at or below it is finished */
     uint64_t hint_mounts; /* a cluster: blobs mounted from where another node put them */
     uint64_t hint_waits;  /* a cluster: blobs this node waited for another node to upload */
+    uint64_t held;        /* a cluster: entries taken from the shared work, not settled */
+    uint64_t held_most;   /* a cluster: the most held at once since the engine started */
 };
 
 /** Called on the loop whenever the engine has nothing left to do. */

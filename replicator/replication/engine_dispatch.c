@@ -128,8 +128,52 @@ void engine_pump(struct engine *e)
             job_start(engine_job_of(it));
     } while (e->pump_again && !e->closing);
     e->pumping = false;
+    if (e->work != NULL)
+        journal_work_want(e->work, engine_work_demand(e));
     engine_arm_timer(e);
     engine_maybe_idle(e);
+}
+
+/*
+ * In a cluster, a node takes from the shared work what it can start soon,
+ * and leaves the rest to the nodes with room: each entry it holds is kept
+ * alive at the servers until its jobs end (a request every third of the
+ * ack wait), and waits for the ack wait when the node dies. It wants so
+ * many that the destination with least to do gets ENGINE_WORK_ROUNDS rounds
+ * of its concurrency running, queued or waiting for a retry (an entry
+ * brings each destination one job at most), among the destinations that
+ * take jobs now: circuit closed, and a job queued within
+ * ENGINE_WORK_ACTIVE_MS. So a fast destination runs ahead of a slow one on
+ * entries for both, as far as the window. When none had a job lately, a
+ * first helping: the largest destination's rounds. With no rule's
+ * destination among the registries, the window.
+ */
+size_t engine_work_demand(struct engine *e)
+{
+    uint64_t now = uv_now(e->loop);
+    size_t want = 0, first = 0;
+    bool any = false, active = false;
+    for (size_t i = 0; i < e->n_registries && i < e->sched.n_dests; i++) {
+        const struct eng_registry *r = &e->registries[i];
+        if (!r->destination)
+            continue;
+        any = true;
+        if (sched_circuit_open(&e->sched, i, now))
+            continue;
+        const struct sched_dest *d = &e->sched.dests[i];
+        size_t target = ENGINE_WORK_ROUNDS * (size_t)(d->limit > 0 ? d->limit : 1);
+        size_t has = (size_t)d->running + d->runnable + d->waiting;
+        if (target > first)
+            first = target;
+        if (has == 0 && (r->queued_at == 0 || now - r->queued_at >= ENGINE_WORK_ACTIVE_MS))
+            continue;
+        active = true;
+        if (has < target && target - has > want)
+            want = target - has;
+    }
+    if (!any)
+        return e->window;
+    return active ? want : first;
 }
 
 /* ---- dispatch ---- */
@@ -453,7 +497,7 @@ void engine_maybe_idle(struct engine *e)
         return;
     if (e->work != NULL) {
         size_t held, ready;
-        journal_work_counts(e->work, &held, &ready);
+        journal_work_counts(e->work, &held, &ready, NULL);
         if (held > 0 || ready > 0)
             return;
     } else if (e->dispatched_seq < journal_last_seq(e->journal)) {

@@ -90,6 +90,11 @@
 #define ENGINE_COPY_JOBS 4
 /* The newest entries a coalesced job remembers, to mark them when it is ignored. */
 #define ENGINE_JOB_SEQS_MAX 64
+/* In a cluster a node takes entries until each destination taking jobs has
+ * this many rounds of its concurrency running or queued (engine_work_demand()). */
+#define ENGINE_WORK_ROUNDS 2
+/* ... counting only the destinations that had a job queued within this long. */
+#define ENGINE_WORK_ACTIVE_MS 10000
 
 struct engine;
 struct eng_job;
@@ -163,8 +168,10 @@ struct eng_registry {
     struct link_flight *links;   /* by "repo@digest" */
     struct repo_seen *repos;     /* repositories known to exist */
     size_t n_repos;
-    struct clients cl; /* cl.pull reads (with the answer cache), cl.push writes */
-    size_t index;      /* in engine.registries and the scheduler */
+    struct clients cl;  /* cl.pull reads (with the answer cache), cl.push writes */
+    size_t index;       /* in engine.registries and the scheduler */
+    bool destination;   /* a rule's destination */
+    uint64_t queued_at; /* uv_now() when a job of its was last queued (0: never) */
     /* As a destination: entries with a FAILED job here, requeued when its
      * circuit closes. */
     struct engine_requeue_list failed;
@@ -395,6 +402,9 @@ void engine_pump(struct engine *e);
 
 /** Take entries after what was dispatched, up to `upto`, as far as the window allows. */
 void engine_read_journal(struct engine *e, uint64_t upto);
+
+/** In a cluster: how many entries the engine would start soon (journal_work_want()). */
+size_t engine_work_demand(struct engine *e);
 
 /** Call the idle callback when nothing is left to do. */
 void engine_maybe_idle(struct engine *e);

@@ -476,6 +476,7 @@ void engine_job_enqueue(struct eng_job *job)
 {
     struct engine *e = job->engine;
     job->state = JOB_QUEUED;
+    job->dst->queued_at = uv_now(e->loop);
     sched_push(&e->sched, &job->item, job->dst->index);
     /* Behind an open circuit it waits without holding its entries. */
     if (sched_circuit_open(&e->sched, job->dst->index, uv_now(e->loop)))

@@ -9,6 +9,8 @@
 # - a layer that images on both nodes share is read from the source once:
 #   one node claims it, the other mounts it from where it landed (blob hints);
 #   their small blobs take no hint, nor does a node alone;
+# - a backlog posted to one node is shared: each node takes from the shared
+#   work only what it can start soon;
 # - no node moves a destination tag while another holds the tag (its
 #   lease), nor deletes it;
 # - one node polls the source (its lease), and after a `kill -9` of that
@@ -162,6 +164,46 @@ hint_keys() { # the blob hints' keys: the bucket has one replica, on one of the 
 one_hint_key() { [[ "$(hint_keys)" == 1 ]]; }
 wait_until 10 one_hint_key || fail "the blob hints hold $(hint_keys) keys, not one (the shared base layer at d1)"
 pass "only the shared layer took a blob hint: the images' small blobs went up without one"
+
+# A backlog is shared, not hoarded: 24 tags posted to node 1 at once. Each
+# node takes from the shared work only what it can start soon: d1 runs 4
+# jobs at once, and a node holds 2 rounds of that (late and later, which
+# had no job, ask for none). So both nodes run some, neither ever held more
+# than 8 entries, and each says so in its figures.
+fixturegen push --registry "$src_ADDR" --repo sharebk --tag t0 --seed cl-bk --layers 1 --layer-size 16K --compact >"$TEST_TMP/bk.json"
+bk_type=$(jq -r .media_type "$TEST_TMP/bk.json")
+curl -sf --max-time 10 -H "Accept: $bk_type" "$src_URL/v2/sharebk/manifests/t0" -o "$TEST_TMP/bk.manifest" ||
+  fail "cannot read sharebk:t0's manifest"
+for i in $(seq 1 23); do
+  curl -sf --max-time 10 -X PUT -H "Content-Type: $bk_type" --data-binary @"$TEST_TMP/bk.manifest" \
+    "$src_URL/v2/sharebk/manifests/t$i" >/dev/null || fail "cannot tag sharebk:t$i at the source"
+done
+jq -c '{events: [range(0; 24) as $i | {id: ("ev-bk-" + ($i | tostring)), action: "push",
+  target: {repository: "sharebk", digest: .digest, mediaType: .media_type, size: 500, tag: ("t" + ($i | tostring))}}]}' \
+  "$TEST_TMP/bk.json" >"$TEST_TMP/bk-events.json"
+bk_start=$(st 1 | jq -c '[.cluster.nodes[] | select(.alive) | {(.name): .figures.complete}] | add')
+bk_before=$(jq '[.[]] | add' <<<"$bk_start")
+assert_eq "$(events_post "$(api 1)" "$TEST_TMP/bk-events.json")" 200 "24 tags of sharebk posted to node 1"
+bk_tags() { curl -sf --max-time 5 "$d1_URL/v2/sharebk/tags/list" | jq '.tags | length'; }
+bk_all() { [[ "$(bk_tags 2>/dev/null)" == 24 ]]; }
+wait_until 60 bk_all || fail "sharebk's 24 tags did not all reach d1 ($(bk_tags) did): $(jobs 1 | tail -n 3)"
+held_settled() { # each node's last beat: it holds nothing now, and has finished the 24
+  local f
+  f=$(st 1 | jq -c '[.cluster.nodes[] | select(.alive) | .figures]')
+  [[ "$(jq -c '[.[].held]' <<<"$f")" == "[0,0]" ]] &&
+    (($(jq '[.[].complete] | add' <<<"$f") >= bk_before + 24))
+}
+wait_until 10 held_settled || fail "the nodes still hold entries: $(st 1 | jq -c '[.cluster.nodes[].figures]')"
+bk_done=$(st 1 | jq -c '[.cluster.nodes[] | select(.alive) | {(.name): .figures.complete}] | add')
+for k in 1 2; do
+  n=$(($(jq ".node$k" <<<"$bk_done") - $(jq ".node$k" <<<"$bk_start")))
+  ((n > 0)) || fail "node $k ran none of sharebk's 24 jobs (completed before and after: $bk_start $bk_done)"
+done
+most=$(st 1 | jq '[.cluster.nodes[].figures.held_most] | max')
+total_most=$(st 1 | jq '.cluster.totals.held_most')
+((most >= 1 && most <= 8)) || fail "a node held $most entries at once (d1 runs 4 jobs at once: at most 8)"
+assert_eq "$total_most" "$most" "the totals' held_most: the largest node's"
+pass "a backlog of 24 was shared by both nodes, neither holding more than 8 entries at once (most: $most)"
 
 # A destination tag's lease held by another node (played by cluster_lease):
 # no node moves that tag until it lapses; then the tag arrives.

@@ -897,9 +897,10 @@ static void test_scan_long(void **state)
 
 #define ACK_WAIT_MS JOURNAL_WORK_MIN_ACK_WAIT_MS
 
-static struct journal_work *work_open(struct journal *j, size_t capacity)
+/* Room for 8 entries; `want` of them wanted until journal_work_want(). */
+static struct journal_work *work_open(struct journal *j, size_t want)
 {
-    struct journal_work_options o = {.capacity = capacity, .ack_wait_ms = ACK_WAIT_MS};
+    struct journal_work_options o = {.capacity = 8, .want = want, .ack_wait_ms = ACK_WAIT_MS};
     struct journal_work *w = NULL;
     assert_int_equal(journal_work_open(j, &o, &w), 0);
     assert_non_null(w);
@@ -926,6 +927,7 @@ struct taker {
     int seen[32];
     uint64_t seqs[32];
     bool settle;
+    size_t want; /* entries it would hold at once */
 };
 
 static int take_one(const struct journal_entry *e, void *arg)
@@ -943,6 +945,15 @@ static int take_one(const struct journal_entry *e, void *arg)
     if (t->settle || i < 0)
         journal_work_settle(t->w, e->seq);
     return 0;
+}
+
+/* What the engine does: take what came, and ask for what it would hold more. */
+static void take(struct taker *t)
+{
+    size_t held = 0, ready = 0;
+    journal_work_take(t->w, 64, take_one, t);
+    journal_work_counts(t->w, &held, &ready, NULL);
+    journal_work_want(t->w, t->want > held ? t->want - held : 0);
 }
 
 static void append_batch(struct journal *j, const char *tag, int n)
@@ -973,13 +984,13 @@ static void test_work_shared(void **state)
     struct journal *b = node_open();
 
     /* Two nodes share 20 entries: each goes to exactly one of them. */
-    struct taker ta = {.w = work_open(a, 8), .tag = "w1", .settle = true};
-    struct taker tb = {.w = work_open(b, 8), .tag = "w1", .settle = true};
+    struct taker ta = {.w = work_open(a, 8), .want = 8, .tag = "w1", .settle = true};
+    struct taker tb = {.w = work_open(b, 8), .want = 8, .tag = "w1", .settle = true};
     append_batch(a, "w1", 20);
     int64_t until = mono_ms() + 20000;
     while (mono_ms() < until) {
-        journal_work_take(ta.w, 64, take_one, &ta);
-        journal_work_take(tb.w, 64, take_one, &tb);
+        take(&ta);
+        take(&tb);
         int total = 0;
         for (int i = 0; i < 20; i++)
             total += ta.seen[i] + tb.seen[i];
@@ -997,16 +1008,16 @@ static void test_work_shared(void **state)
     append_batch(a, "w2", 5);
     until = mono_ms() + 10000;
     while (count_seen(&dying, 5) < 5 && mono_ms() < until) {
-        journal_work_take(dying.w, 64, take_one, &dying);
+        take(&dying);
         sleep_ms(20);
     }
     assert_int_equal(count_seen(&dying, 5), 5);
     int64_t died = mono_ms();
     journal_work_close(dying.w, false); /* not given back: as a kill -9 */
-    struct taker heir = {.w = work_open(b, 8), .tag = "w2", .settle = true};
+    struct taker heir = {.w = work_open(b, 8), .want = 8, .tag = "w2", .settle = true};
     until = died + 2 * ACK_WAIT_MS + 1000;
     while (count_seen(&heir, 5) < 5 && mono_ms() < until) {
-        journal_work_take(heir.w, 64, take_one, &heir);
+        take(&heir);
         sleep_ms(20);
     }
     int64_t took = mono_ms() - died;
@@ -1024,16 +1035,16 @@ static void test_work_shared(void **state)
     append_batch(a, "w4", 3);
     until = mono_ms() + 10000;
     while (count_seen(&leaving, 3) < 3 && mono_ms() < until) {
-        journal_work_take(leaving.w, 64, take_one, &leaving);
+        take(&leaving);
         sleep_ms(20);
     }
     assert_int_equal(count_seen(&leaving, 3), 3);
     int64_t left = mono_ms();
     journal_work_close(leaving.w, true);
-    struct taker next = {.w = work_open(a, 8), .tag = "w4", .settle = true};
+    struct taker next = {.w = work_open(a, 8), .want = 8, .tag = "w4", .settle = true};
     until = left + ACK_WAIT_MS / 2;
     while (count_seen(&next, 3) < 3 && mono_ms() < until) {
-        journal_work_take(next.w, 64, take_one, &next);
+        take(&next);
         sleep_ms(20);
     }
     if (count_seen(&next, 3) != 3)
@@ -1047,19 +1058,19 @@ static void test_work_shared(void **state)
      * ack waits; another node, open all that time, never gets one.
      */
     journal_work_close(next.w, true);
-    struct taker slow = {.w = work_open(a, 8), .tag = "w3", .settle = false};
+    struct taker slow = {.w = work_open(a, 8), .want = 8, .tag = "w3", .settle = false};
     append_batch(a, "w3", 3);
     until = mono_ms() + 10000;
     while (count_seen(&slow, 3) < 3 && mono_ms() < until) {
-        journal_work_take(slow.w, 64, take_one, &slow);
+        take(&slow);
         sleep_ms(20);
     }
     assert_int_equal(count_seen(&slow, 3), 3);
-    struct taker other = {.w = work_open(b, 8), .tag = "w3", .settle = true};
+    struct taker other = {.w = work_open(b, 8), .want = 8, .tag = "w3", .settle = true};
     until = mono_ms() + 3 * ACK_WAIT_MS;
     while (mono_ms() < until) {
-        journal_work_take(slow.w, 64, take_one, &slow);
-        journal_work_take(other.w, 64, take_one, &other);
+        take(&slow);
+        take(&other);
         sleep_ms(50);
     }
     for (int i = 0; i < 3; i++) {
@@ -1068,22 +1079,61 @@ static void test_work_shared(void **state)
         assert_int_equal(slow.seen[i], 1);
     }
     size_t held = 0, ready = 0;
-    journal_work_counts(slow.w, &held, &ready);
+    journal_work_counts(slow.w, &held, &ready, NULL);
     assert_int_equal(held, 3);
     for (int i = 0; i < 3; i++)
         journal_work_settle(slow.w, slow.seqs[i]);
-    journal_work_counts(slow.w, &held, &ready);
+    journal_work_counts(slow.w, &held, &ready, NULL);
     assert_int_equal(held, 0);
     /* Settled: it never comes again, to anyone. */
     journal_work_close(slow.w, true);
     until = mono_ms() + 2 * ACK_WAIT_MS;
     while (mono_ms() < until) {
-        journal_work_take(other.w, 64, take_one, &other);
+        take(&other);
         sleep_ms(50);
     }
     for (int i = 0; i < 3; i++)
         assert_int_equal(other.seen[i], 0);
     journal_work_close(other.w, true);
+
+    /*
+     * A node takes only what it wants: with room for 8 but 2 wanted, it
+     * holds 2 of 6 entries, and a node that wants none (from its opening)
+     * takes none; once that one wants them, the other 4 are its.
+     */
+    struct taker few = {.w = work_open(a, 2), .want = 2, .tag = "w5", .settle = false};
+    struct taker none = {.w = work_open(b, 0), .want = 0, .tag = "w5", .settle = true};
+    journal_work_want(none.w, 0);
+    append_batch(a, "w5", 6);
+    until = mono_ms() + 2000;
+    while (mono_ms() < until) {
+        take(&few);
+        take(&none);
+        sleep_ms(20);
+    }
+    size_t most = 0;
+    journal_work_counts(few.w, &held, &ready, &most);
+    if (count_seen(&few, 6) != 2 || count_seen(&none, 6) != 0 || held != 2 || ready != 0 ||
+        most != 2)
+        fail_msg("wanting 2 and 0 of 6 entries, the nodes took %d (held %zu, ready %zu, most "
+                 "%zu) and %d",
+                 count_seen(&few, 6), held, ready, most, count_seen(&none, 6));
+    none.want = 8;
+    journal_work_want(none.w, 8);
+    until = mono_ms() + 10000;
+    while (count_seen(&none, 6) < 4 && mono_ms() < until) {
+        take(&few);
+        take(&none);
+        sleep_ms(20);
+    }
+    assert_int_equal(count_seen(&none, 6), 4);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(few.seen[i] + none.seen[i], 1);
+    for (int i = 0; i < 6; i++)
+        if (few.seen[i] > 0)
+            journal_work_settle(few.w, few.seqs[i]);
+    journal_work_close(few.w, true);
+    journal_work_close(none.w, true);
     journal_close(a);
     journal_close(b);
 }
