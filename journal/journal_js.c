@@ -127,6 +127,9 @@ struct journal_js {
     char *fence_subject; /* "<prefix>.fence": shard N's subjects are under "<prefix>.fence.N" */
     /* Each shard's last sequence as this node last saw it (0: ask): its next compare-and-set. */
     _Atomic uint64_t fence_last[JS_FENCE_SHARDS];
+    /* First attempts on the shard that ask its last sequence before they
+     * write (js_shard_update()): set when the one last seen was stale. */
+    _Atomic unsigned fence_ask[JS_FENCE_SHARDS];
     char *stream;
     char *subject; /* "<stream>.entry": an entry's subject is under it */
     int64_t timeout_ms;
@@ -1537,17 +1540,54 @@ static uint64_t js_wrong_last_seq(void)
 
 /*
  * A read-compare-write of one subject of shard `shard`: take the shard's
- * last sequence L (the one this node last saw: a write since is caught
- * below), read the subject (a state at least as new as L), and write what
- * `decide` says only if the shard is still at L, which proves the read was
- * the state at the write. Any write to the shard meanwhile makes it read
- * again, from the shard's sequence the servers' refusal names. Every write
- * is replicated to a majority before its ack. A write whose answer was lost
- * (a timeout) may have landed: the caller fails the step, and its retry
+ * last sequence L (the one this node last saw, or asked first when that
+ * was stale lately: a write since is caught below), read the subject (a state at least as new as
+ * L), and write what `decide` says only if the shard is still at L, which proves the read was the
+ * state at the write. Any write to the shard meanwhile makes it read again, from the shard's
+ * sequence the servers' refusal names. Every write is replicated to a majority before its ack. A
+ * write whose answer was lost (a timeout) may have landed: the caller fails the step, and its retry
  * finds its own write (a fence at its own seq, a hold already its own).
  * Returns 1 once written, `decide`'s 0 or error, -EBUSY after
  * JS_CAS_ATTEMPTS lost races, or the servers' error.
  */
+/*
+ * Shard `shard`'s last sequence: that of its newest message, in one read of
+ * its leader (the stream's info says it too, at a greater cost). The shard
+ * is never empty: it starts with a marker, and keeps each subject's last.
+ */
+static int js_shard_last(struct journal_js *j, int shard, uint64_t *at)
+{
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    char *all = xasprintf("%s.%d.>", j->fence_subject, shard);
+    natsStatus s = js_GetLastMsg(&m, j->js, j->fence_stream[shard], all, NULL, &jerr);
+    free(all);
+    if (s != NATS_OK)
+        return js_error("shard", s, jerr);
+    *at = natsMsg_GetSequence(m);
+    natsMsg_Destroy(m);
+    return 0;
+}
+
+/*
+ * Does this first attempt ask the shard's last sequence before it writes?
+ * While other nodes write the shard, the one this node last saw is stale,
+ * and a write with it is refused and read again: four requests where asking
+ * first takes three. So after a refused first attempt, the next
+ * JS_SHARD_ASK_RUN ask first; then one tries the last seen again (a node
+ * alone, or the only one writing lately, is seldom refused).
+ */
+#define JS_SHARD_ASK_RUN 16
+
+static bool js_shard_ask_first(struct journal_js *j, int shard)
+{
+    unsigned left = atomic_load_explicit(&j->fence_ask[shard], memory_order_relaxed);
+    if (left == 0)
+        return false;
+    atomic_store_explicit(&j->fence_ask[shard], left - 1, memory_order_relaxed);
+    return true;
+}
+
 static int js_shard_update(struct journal_js *j, int shard, const char *subject,
                            js_decide_fn decide, void *arg)
 {
@@ -1559,15 +1599,11 @@ static int js_shard_update(struct journal_js *j, int shard, const char *subject,
          * write since makes the compare-and-set fail, and its answer says
          * where the shard is now. */
         uint64_t at = atomic_load(&j->fence_last[shard]);
-        if (at == 0) {
-            jsStreamInfo *si = NULL;
-            s = js_GetStreamInfo(&si, j->js, j->fence_stream[shard], NULL, &jerr);
-            if (s != NATS_OK) {
-                rc = js_error("shard", s, jerr);
+        bool asked = at == 0 || (attempt == 0 && js_shard_ask_first(j, shard));
+        if (asked) {
+            rc = js_shard_last(j, shard, &at);
+            if (rc < 0)
                 break;
-            }
-            at = si->State.LastSeq;
-            jsStreamInfo_Destroy(si);
         }
         natsMsg *m = NULL;
         s = js_GetLastMsg(&m, j->js, j->fence_stream[shard], subject, NULL, &jerr);
@@ -1592,6 +1628,9 @@ static int js_shard_update(struct journal_js *j, int shard, const char *subject,
             } else if (jerr == JSStreamWrongLastSequenceErr) {
                 rc = -EAGAIN; /* the shard moved meanwhile: read again */
                 atomic_store(&j->fence_last[shard], js_wrong_last_seq());
+                if (attempt == 0 && !asked)
+                    atomic_store_explicit(&j->fence_ask[shard], JS_SHARD_ASK_RUN,
+                                          memory_order_relaxed);
             } else {
                 rc = js_error("shard write", s, jerr);
                 atomic_store(&j->fence_last[shard], 0);

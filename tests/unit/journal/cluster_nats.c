@@ -496,6 +496,42 @@ static void test_fences(void **state)
     journal_close(b);
 }
 
+/*
+ * Two nodes writing one shard in turn: each finds the sequence it last saw
+ * stale every time. After its first refusal a node asks the shard's last
+ * sequence before it writes: three requests a raise (last, read, write),
+ * where writing with the stale one took four (read, refused write, read,
+ * write).
+ */
+static void test_fence_stale(void **state)
+{
+    (void)state;
+    struct journal *a = node_open();
+    struct journal *b = node_open();
+    enum { N = 40 };
+    uint64_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+    /* Each node's first raise of the tag learns the shard, and a first refusal. */
+    assert_int_equal(journal_fence_raise(a, "eu", "stale/repo", "t", 1), 1);
+    assert_int_equal(journal_fence_raise(b, "eu", "stale/repo", "t", 2), 1);
+    assert_int_equal(journal_fence_raise(a, "eu", "stale/repo", "t", 3), 1);
+    assert_int_equal(journal_js_requests(a, &a0), 0);
+    assert_int_equal(journal_js_requests(b, &b0), 0);
+    for (uint64_t i = 0; i < N; i++)
+        assert_int_equal(journal_fence_raise(i % 2 ? a : b, "eu", "stale/repo", "t", 4 + i), 1);
+    assert_int_equal(journal_js_requests(a, &a1), 0);
+    assert_int_equal(journal_js_requests(b, &b1), 0);
+    uint64_t sent = (a1 - a0) + (b1 - b0);
+    printf("fences: %d raises taking turns on one shard, %" PRIu64 " requests\n", N, sent);
+    /* Three a raise, and a stale try every JS_SHARD_ASK_RUN + 1 on each node. */
+    if (sent > 3 * N + 8)
+        fail_msg("%d raises taking turns sent %" PRIu64 " requests (3 each is %d)", N, sent, 3 * N);
+    uint64_t seq = 0;
+    assert_int_equal(journal_fence_get(b, "eu", "stale/repo", "t", &seq), 0);
+    assert_int_equal(seq, 3 + N);
+    journal_close(a);
+    journal_close(b);
+}
+
 /* How many messages each fence shard's stream holds now. */
 static void fence_shard_msgs(jsCtx *js, uint64_t msgs[8])
 {
@@ -1915,6 +1951,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_observation_race),
         cmocka_unit_test(test_fences),
         cmocka_unit_test(test_fence_shards),
+        cmocka_unit_test(test_fence_stale),
         cmocka_unit_test(test_fence_race),
         cmocka_unit_test(test_jobs),
         cmocka_unit_test(test_hostile_messages),
