@@ -209,10 +209,12 @@ int engine_new(uv_loop_t *loop, const struct config *config, struct journal *jou
         struct clients_options copts = {.push = true, .pull_cache_bytes = ENGINE_CACHE_BYTES};
         clients_open(loop, r->cfg, &copts, &r->cl);
         limits[i] = r->cl.concurrency;
-        for (size_t k = 0; k < config->n_rules && !r->destination; k++)
+        for (size_t k = 0; k < config->n_rules; k++)
             for (size_t d = 0; d < config->rules[k].n_destinations; d++)
-                if (strcmp(config->rules[k].destinations[d].registry, r->cfg->name) == 0)
+                if (strcmp(config->rules[k].destinations[d].registry, r->cfg->name) == 0) {
                     r->destination = true;
+                    r->deletes_into = r->deletes_into || config->rules[k].deletes;
+                }
     }
     engine_open_caches(e);
     e->repo_hook = repo_hook_new(loop);

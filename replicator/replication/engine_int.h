@@ -171,6 +171,7 @@ struct eng_registry {
     struct clients cl;  /* cl.pull reads (with the answer cache), cl.push writes */
     size_t index;       /* in engine.registries and the scheduler */
     bool destination;   /* a rule's destination */
+    bool deletes_into;  /* ... of a rule that propagates deletes: digests are fenced here */
     uint64_t queued_at; /* uv_now() when a job of its was last queued (0: never) */
     /* As a destination: entries with a FAILED job here, requeued when its
      * circuit closes. */

@@ -549,7 +549,10 @@ void engine_tag_lease_take(struct eng_job *job, void (*then)(struct eng_job *job
     w->job = job;
     w->then = then;
     w->token = tag_hold_token();
-    if (!job->is_delete && job->digest != NULL)
+    /* Only a delete job fences a digest, and only a rule that propagates
+     * deletes makes one: elsewhere the read would cost the servers a request
+     * a push for nothing (the fence is 0). */
+    if (!job->is_delete && job->digest != NULL && job->dst->deletes_into)
         w->digest_key = xasprintf("@%s", job->digest);
     int rc = uv_queue_work(e->loop, &w->req, tag_hold_run, tag_hold_done);
     if (rc < 0) {
