@@ -2471,6 +2471,8 @@ static int js_blob_unclaim(struct journal *jn, const char *key, const char *node
 
 /* ---- Shared work: one durable pull consumer for every node ---- */
 
+/* How long opening the shared work waits for the servers (their leaders elected). */
+#define JS_WORK_OPEN_WAIT_MS 60000
 /* Most entries one fetch asks for; how long a fetch waits when none come. */
 #define JS_FETCH_BATCH   256
 #define JS_FETCH_WAIT_MS 1000
@@ -2675,20 +2677,34 @@ static int js_work_open(struct journal *jn, const struct journal_work_options *o
     cc.MaxAckPending = JS_MAX_ACK_PENDING;
     cc.DeliverPolicy = js_DeliverAll;
     cc.FilterSubject = filter;
-    jsConsumerInfo *ci = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_AddConsumer(&ci, j->js, j->stream, &cc, NULL, &jerr);
-    if (s != NATS_OK) {
+    /* The servers may be electing a leader (one restarted with this node):
+     * "temporarily unavailable", or no answer. The node waits for them, as
+     * it waited for its journal to open, rather than exit. */
+    int64_t until = clock_mono_ms() + JS_WORK_OPEN_WAIT_MS;
+    natsStatus s;
+    jsErrCode jerr;
+    for (;;) {
+        jsConsumerInfo *ci = NULL;
         jerr = 0;
-        s = js_UpdateConsumer(&ci, j->js, j->stream, &cc, NULL, &jerr);
-    }
-    jsConsumerInfo_Destroy(ci);
-    if (s == NATS_OK) {
-        jsSubOptions so;
-        jsSubOptions_Init(&so);
-        so.Stream = j->stream;
-        so.Consumer = durable;
-        s = js_PullSubscribe(&w->sub, j->js, filter, durable, NULL, &so, &jerr);
+        s = js_AddConsumer(&ci, j->js, j->stream, &cc, NULL, &jerr);
+        if (s != NATS_OK) {
+            jerr = 0;
+            s = js_UpdateConsumer(&ci, j->js, j->stream, &cc, NULL, &jerr);
+        }
+        jsConsumerInfo_Destroy(ci);
+        if (s == NATS_OK) {
+            jsSubOptions so;
+            jsSubOptions_Init(&so);
+            so.Stream = j->stream;
+            so.Consumer = durable;
+            s = js_PullSubscribe(&w->sub, j->js, filter, durable, NULL, &so, &jerr);
+        }
+        if (s == NATS_OK || s == NATS_INVALID_ARG || clock_mono_ms() >= until)
+            break;
+        log_warn("journal cluster: the shared consumer is not open yet, trying again in 1 s: "
+                 "%s (%d)",
+                 natsStatus_GetText(s), (int)jerr);
+        (void)nanosleep(&(struct timespec){.tv_sec = 1}, NULL);
     }
     free(filter);
     free(durable);

@@ -9,6 +9,8 @@
  *   cluster_journal_nats --survivor  after the script killed one server:
  *                                    what the full run wrote is all there,
  *                                    and appends and raises still work
+ *   cluster_journal_nats --work-wait DIR  the shared work opened while the
+ *                                    servers have no quorum waits for it
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <nats/nats.h>
@@ -1922,9 +1925,53 @@ static void test_survivor(void **state)
     journal_close(a);
 }
 
+/*
+ * --work-wait DIR: a node opens its journal, says so (DIR/ready), and once
+ * the script has taken the servers' quorum away (DIR/go) opens the shared
+ * work, which must wait for the quorum to come back (the script restarts a
+ * server a few seconds later) rather than fail: as a node started during a
+ * leader election does.
+ */
+static bool file_wait(const char *path, int64_t ms)
+{
+    int64_t until = mono_ms() + ms;
+    while (access(path, F_OK) != 0) {
+        if (mono_ms() >= until)
+            return false;
+        sleep_ms(50);
+    }
+    return true;
+}
+
+static int work_wait(const char *dir)
+{
+    struct journal *a = node_open();
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/ready", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return 1;
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/go", dir);
+    if (!file_wait(path, 60000)) {
+        fprintf(stderr, "work-wait: the script never said go\n");
+        return 1;
+    }
+    int64_t t0 = mono_ms();
+    struct journal_work_options o = {.capacity = 8, .want = 8, .ack_wait_ms = ACK_WAIT_MS};
+    struct journal_work *w = NULL;
+    int rc = journal_work_open(a, &o, &w);
+    int64_t took = mono_ms() - t0;
+    printf("work-wait: the shared work opened rc=%d after %lld ms\n", rc, (long long)took);
+    journal_work_close(w, true);
+    journal_close(a);
+    return rc == 0 && w != NULL ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     bool survivor = argc == 2 && strcmp(argv[1], "--survivor") == 0;
+    const char *wait_dir = argc == 3 && strcmp(argv[1], "--work-wait") == 0 ? argv[2] : NULL;
     const char *urls = getenv("NATS_URLS");
     prefix = getenv("FERRY_TEST_PREFIX");
     if (urls == NULL || prefix == NULL) {
@@ -1968,8 +2015,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest after[] = {
         cmocka_unit_test(test_survivor),
     };
-    int rc = survivor ? cmocka_run_group_tests(after, NULL, NULL)
-                      : cmocka_run_group_tests(all, NULL, NULL);
+    int rc = wait_dir != NULL ? work_wait(wait_dir)
+             : survivor       ? cmocka_run_group_tests(after, NULL, NULL)
+                              : cmocka_run_group_tests(all, NULL, NULL);
     unit_tmpdir_remove(test_root);
     free(list);
     journal_process_exit();
