@@ -1166,8 +1166,10 @@ static int js_scan_mark_keep(kvEntry *e, void *arg)
     unsigned long long seq = strtoull(key, &end, 10);
     if (errno != 0 || end == key || *end != '\0' || seq < m->from || seq > m->to)
         return 0; /* not an entry of this scan's, or not a mark Ferry wrote */
+    /* A mark's bytes and what holding it costs: many short ones are no cheaper. */
     size_t len = (size_t)kvEntry_ValueLen(e);
-    if (m->bytes + len > JS_SCAN_IGNORED_BYTES) {
+    size_t cost = len + sizeof(struct js_scan_mark);
+    if (m->bytes + cost > JS_SCAN_IGNORED_BYTES) {
         m->full = true;
         return 1;
     }
@@ -1181,7 +1183,7 @@ static int js_scan_mark_keep(kvEntry *e, void *arg)
     k->seq = at;
     k->why = journal_ignored_line(why);
     free(why);
-    m->bytes += len;
+    m->bytes += cost;
     HASH_ADD(hh, m->by_seq, seq, sizeof(k->seq), k);
     return 0;
 }
@@ -2733,8 +2735,6 @@ size_t journal_work_take(struct journal_work *w, size_t max,
     while (given < max) {
         pthread_mutex_lock(&w->lock);
         natsMsg *m = js_ready_pop(w);
-        if (m != NULL && w->want > 0)
-            w->want--; /* what was wanted came */
         pthread_mutex_unlock(&w->lock);
         if (m == NULL)
             break;
@@ -2769,6 +2769,10 @@ size_t journal_work_take(struct journal_work *w, size_t max,
             HASH_ADD(hh, w->held, seq, sizeof(h->seq), h);
             w->n_held++;
         }
+        /* What was wanted came: the caller asks again once it has it. An
+         * entry dropped, or come again, leaves the want as it was. */
+        if (!again && w->want > 0)
+            w->want--;
         pthread_mutex_unlock(&w->lock);
         if (!again) {
             if (delivered > 1)

@@ -1173,6 +1173,36 @@ static void test_work_shared(void **state)
             journal_work_settle(few.w, few.seqs[i]);
     journal_work_close(few.w, true);
     journal_work_close(none.w, true);
+
+    /*
+     * Entries that are dropped (they do not decode) do not count as what
+     * was wanted: a node that wants 1 and meets two of them first still
+     * gets the good one after them, though it asks nothing again (as an
+     * engine given nothing does not).
+     */
+    natsConnection *nc = NULL;
+    jsCtx *js = raw_jetstream(&nc);
+    char *src = base64url_encode("hub", 3), *repo = base64url_encode("work/repo", 9),
+         *tag = base64url_encode("junk", 4);
+    char subject[256];
+    snprintf(subject, sizeof(subject), "%s_JOURNAL.entry.%s.%s.%s", prefix, src, repo, tag);
+    free(src);
+    free(repo);
+    free(tag);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(js_Publish(NULL, js, subject, "not an entry", 12, NULL, NULL), NATS_OK);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    append_batch(a, "w6", 1);
+    struct taker one = {.w = work_open(a, 1), .want = 1, .tag = "w6", .settle = true};
+    until = mono_ms() + 10000;
+    while (count_seen(&one, 1) < 1 && mono_ms() < until) {
+        journal_work_take(one.w, 64, take_one, &one); /* no want again: nothing was given */
+        sleep_ms(20);
+    }
+    if (count_seen(&one, 1) != 1)
+        fail_msg("a node wanting 1 entry, behind 2 that do not decode, never got it");
+    journal_work_close(one.w, true);
     journal_close(a);
     journal_close(b);
 }
