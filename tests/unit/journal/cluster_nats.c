@@ -268,6 +268,20 @@ static void test_append_dedup_two_nodes(void **state)
 }
 
 /*
+ * n pushes of repository `repo`, event ids "<name>:<i>", tags "<t><i % tags>",
+ * DIGEST and DIGEST2 in turn; `ids` and `tags` hold their strings.
+ */
+static void events_fill(struct journal_event *ev, char (*ids)[32], char (*tags)[16], int n,
+                        const char *repo, const char *name, char t, int n_tags)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "%s:%d", name, i);
+        snprintf(tags[i], sizeof(tags[i]), "%c%d", t, i % n_tags);
+        ev[i] = push(repo, tags[i], i % 2 ? DIGEST : DIGEST2, ids[i]);
+    }
+}
+
+/*
  * A large batch goes out without waiting for each ack: every event gets its
  * seq, in order; the same batch again is all repeats; an observation in the
  * middle of a batch compares with the events before it.
@@ -281,11 +295,7 @@ static void test_append_batch(void **state)
     static char ids[N][32], tags[N][16];
     static uint64_t seqs[N];
     char *err = NULL;
-    for (int i = 0; i < N; i++) {
-        snprintf(ids[i], sizeof(ids[i]), "batch:%d", i);
-        snprintf(tags[i], sizeof(tags[i]), "b%d", i % 50);
-        ev[i] = push("batch/repo", tags[i], i % 2 ? DIGEST : DIGEST2, ids[i]);
-    }
+    events_fill(ev, ids, tags, N, "batch/repo", "batch", 'b', 50);
     /* Event 150 observes tag b0 as DIGEST2: event 100 (b0, DIGEST2) was before it. */
     ev[150].if_changed = true;
     ev[150].digest = DIGEST2;
@@ -861,7 +871,7 @@ static int scan_check(const struct journal_entry *e, void *arg)
  * A long scan (`ferry journal ls` of a big cluster journal) costs the
  * servers a few requests, not two per entry; it gives every entry once, in
  * order, each with its ignored mark; a limit and a stop by the callback
- * still hold; entries appended after it began are not waited for.
+ * still hold.
  */
 static void test_scan_long(void **state)
 {
@@ -873,11 +883,7 @@ static void test_scan_long(void **state)
     static uint64_t seqs[N];
     char *err = NULL;
     uint64_t before = journal_last_seq(a);
-    for (int i = 0; i < N; i++) {
-        snprintf(ids[i], sizeof(ids[i]), "scan:%d", i);
-        snprintf(tags[i], sizeof(tags[i]), "s%d", i % 97);
-        ev[i] = push("scan/repo", tags[i], i % 2 ? DIGEST : DIGEST2, ids[i]);
-    }
+    events_fill(ev, ids, tags, N, "scan/repo", "scan", 's', 97);
     assert_int_equal(journal_append(a, ev, N, seqs, &err), 0);
     assert_int_equal(seqs[0], before + 1);
     assert_int_equal(seqs[N - 1], before + N);
